@@ -1,0 +1,72 @@
+import {Command, Flags, type Interfaces} from '@oclif/core'
+import chalk from 'chalk'
+import {loadConfig} from './config/load.js'
+import {EXIT, HotctlError} from './errors.js'
+import type {OpContext} from './pipeline/context.js'
+import {redact, redactValue} from './secrets.js'
+import {LocalTarget} from './target/local.js'
+import {createUi, type Ui} from './ui/render.js'
+
+export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof HotctlCommand)['baseFlags'] & T['flags']>
+
+/**
+ * What every command shares: --json and --config, config loading, the interrupt signal, and the
+ * one place results and errors are printed and mapped to exit codes.
+ */
+export abstract class HotctlCommand extends Command {
+  static baseFlags = {
+    json: Flags.boolean({description: 'Print exactly one JSON object on stdout (errors too); progress goes to stderr.', default: false}),
+    config: Flags.string({char: 'c', description: 'Config file (default: search from the working directory up to the repository root; env HOTCTL_CONFIG).', helpGroup: 'GLOBAL'}),
+  }
+
+  protected ui: Ui = createUi(false)
+  private readonly abort = new AbortController()
+
+  protected get jsonMode(): boolean {
+    return this.argv.includes('--json')
+  }
+
+  async init(): Promise<void> {
+    await super.init()
+    this.ui = createUi(this.jsonMode)
+  }
+
+  /** Loads the config and opens the target; interrupts (SIGINT/SIGTERM) abort `signal`. */
+  protected async openContext(configPath?: string): Promise<OpContext> {
+    const config = await loadConfig({configPath})
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (!this.abort.signal.aborted) this.ui.say(`hotctl: ${sig} received: stopping; the target will be restored if it was changed`)
+      else this.ui.say(`hotctl: ${sig} received again: still restoring, please wait`)
+      this.abort.abort()
+    }
+    process.on('SIGINT', onSignal)
+    process.on('SIGTERM', onSignal)
+    const env = {HOTCTL_TARGET: config.target, HOTCTL_SOURCE: config.source, HOTCTL_STATE_DIR: config.stateDir}
+    return {config, target: new LocalTarget(config), ui: this.ui, signal: this.abort.signal, env}
+  }
+
+  /** Prints a result (JSON on stdout, or the human text on stderr/stdout) and sets the exit code. */
+  protected finish(result: {exitCode: number} & Record<string, unknown>, human: () => string): void {
+    if (this.jsonMode) process.stdout.write(`${JSON.stringify(redactValue({ok: result.exitCode === 0, command: this.id, ...result}))}\n`)
+    else {
+      const text = human()
+      if (text) process.stdout.write(`${redact(text)}\n`)
+    }
+    process.exitCode = result.exitCode
+  }
+
+  async catch(err: Error & {oclif?: {exit?: number}; code?: string}): Promise<void> {
+    const isOurs = err instanceof HotctlError
+    // oclif's own parse errors (unknown flag, missing arg) are usage errors.
+    const exitCode = isOurs ? err.exitCode : err.oclif?.exit !== undefined && err.oclif.exit !== 0 ? EXIT.usage : EXIT.checksFailed
+    if (err.code === 'EEXIT' || (err.oclif?.exit === 0 && !isOurs)) throw err // help/version
+    const hint = isOurs ? err.hint : exitCode === EXIT.usage ? `See \`hotctl ${this.id ?? ''} --help\`.` : undefined
+    if (this.jsonMode) {
+      const details = isOurs ? err.details : undefined
+      process.stdout.write(`${JSON.stringify(redactValue({ok: false, command: this.id, exitCode, error: {message: err.message, hint, ...details}}))}\n`)
+    } else {
+      process.stderr.write(redact(`${chalk.red('Error:')} ${err.message}\n${hint ? `${chalk.dim('→')} ${hint}\n` : ''}`))
+    }
+    process.exitCode = exitCode
+  }
+}

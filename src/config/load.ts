@@ -1,0 +1,72 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import {cosmiconfig} from 'cosmiconfig'
+import {usageError} from '../errors.js'
+import {configSchema} from './schema.js'
+import {interpolateEnv} from './interpolate.js'
+import {resolveConfig, type ResolvedConfig} from './resolve.js'
+
+export const SEARCH_PLACES = [
+  'package.json',
+  '.hotctlrc',
+  '.hotctlrc.json',
+  '.hotctlrc.yaml',
+  '.hotctlrc.yml',
+  'hotctl.config.ts',
+  'hotctl.config.mjs',
+  'hotctl.config.js',
+  'hotctl.config.cjs',
+  'hotctl.config.json',
+  'hotctl.config.yaml',
+  'hotctl.config.yml',
+]
+
+/** --config, then HOTCTL_CONFIG, then a search from cwd up to the repository root. */
+export async function loadConfig(opts: {configPath?: string; cwd?: string; env?: NodeJS.ProcessEnv} = {}): Promise<ResolvedConfig> {
+  const env = opts.env ?? process.env
+  const cwd = opts.cwd ?? process.cwd()
+  const explorer = cosmiconfig('hotctl', {searchPlaces: SEARCH_PLACES, searchStrategy: 'none', cache: false})
+  const explicit = opts.configPath ?? env.HOTCTL_CONFIG
+  let found: {config: unknown; filepath: string} | null = null
+  if (explicit) {
+    const file = path.resolve(cwd, explicit)
+    if (!fs.existsSync(file)) {
+      throw usageError(`config file ${file} does not exist (from ${opts.configPath ? '--config' : 'HOTCTL_CONFIG'})`, 'Check the path, or run `hotctl init` to write one.')
+    }
+    found = await explorer.load(file).catch((err: Error) => {
+      throw usageError(`${file}: cannot be read: ${err.message}`, 'Fix the syntax of the config file.')
+    })
+  } else {
+    const stop = repositoryRoot(cwd)
+    for (let dir = cwd; ; dir = path.dirname(dir)) {
+      found = await explorer.search(dir).catch((err: Error) => {
+        throw usageError(`config in ${dir} cannot be read: ${err.message}`, 'Fix the syntax of the config file.')
+      })
+      if (found || dir === stop || dir === path.dirname(dir)) break
+    }
+  }
+  if (!found) {
+    throw usageError(`no hotctl config found from ${cwd} up to ${repositoryRoot(cwd)}`, 'Run `hotctl init`, or pass --config PATH (or set HOTCTL_CONFIG).')
+  }
+  return parseConfig(found.config, found.filepath, env)
+}
+
+/** Validates raw config data; every error names the file and the field path. */
+export function parseConfig(raw: unknown, file: string, env: NodeJS.ProcessEnv = process.env): ResolvedConfig {
+  const data = raw && typeof raw === 'object' && 'default' in raw && Object.keys(raw).length === 1 ? (raw as {default: unknown}).default : raw
+  const result = configSchema.safeParse(interpolateEnv(data ?? {}, env, file))
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `${file}: ${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
+    throw usageError(lines.join('\n'), 'Fix the field(s) named above; the config reference is in the README (and templates/hotctl.schema.json for editors).', {
+      issues: result.error.issues.map((i) => ({path: i.path.join('.'), message: i.message})),
+    })
+  }
+  return resolveConfig(result.data, file)
+}
+
+function repositoryRoot(from: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, '.git'))) return dir
+    if (dir === path.dirname(dir)) return dir
+  }
+}

@@ -1,0 +1,97 @@
+import {z} from 'zod'
+
+/** A command the user wrote: a shell string (npm-scripts style) or an argv array (no shell). */
+const shellCommand = z.string().min(1).describe('Shell command, run like an npm script')
+const argvCommand = z.array(z.string()).min(1).describe('argv array, run without a shell')
+/** One command: a shell string, or `{argv: [...]}`. */
+export const commandSchema = z.union([shellCommand, z.object({argv: argvCommand}).strict()])
+/** A check: one command or a list of commands run in order. */
+export const checkSchema = z.union([commandSchema, z.array(commandSchema).min(1)])
+
+const duration = z.union([z.string(), z.number().nonnegative()]).describe('e.g. 500ms, 30s, 2m, or seconds')
+
+const httpRequest = z
+  .object({
+    url: z.url(),
+    method: z.string().default('GET'),
+    headers: z.record(z.string(), z.string()).default({}),
+    timeout: duration.default('10s'),
+    retries: z.number().int().nonnegative().default(2),
+  })
+  .strict()
+
+const trigger = z.union([
+  httpRequest.extend({method: z.string().default('POST')}).strict(),
+  z.object({command: commandSchema}).strict(),
+])
+
+const status = httpRequest
+  .extend({version: z.string().default('version').describe('Dot path of the release id in the JSON reply')})
+  .strict()
+
+const service = z
+  .object({
+    name: z.string().default('service'),
+    trigger: trigger.optional(),
+    status: status.optional(),
+  })
+  .strict()
+
+const reload = z
+  .object({
+    trigger: trigger.optional(),
+    status: status.optional(),
+    services: z.array(service.extend({name: z.string()})).optional(),
+    timeout: duration.default('60s'),
+    restart: z.object({command: commandSchema}).strict().optional(),
+    requireRestart: z.array(z.string()).default([]),
+  })
+  .strict()
+
+const smokeHttp = z
+  .object({
+    name: z.string(),
+    url: z.url(),
+    method: z.string().default('GET'),
+    headers: z.record(z.string(), z.string()).default({}),
+    json: z.unknown().optional(),
+    body: z.string().optional(),
+    expect: z
+      .object({status: z.number().int().default(200), json: z.unknown().optional(), body: z.string().optional()})
+      .strict()
+      .default({status: 200}),
+    timeout: duration.default('10s'),
+    retries: z.number().int().nonnegative().default(2),
+  })
+  .strict()
+
+const smokeCommand = z
+  .object({name: z.string(), command: commandSchema, timeout: duration.default('5m'), retries: z.number().int().nonnegative().default(0)})
+  .strict()
+
+export const configSchema = z
+  .object({
+    $schema: z.string().optional(),
+    source: z.string().optional().describe("Tree to deploy; default: the config file's directory"),
+    target: z.string().min(1).describe('Live directory of the running service'),
+    stateDir: z.string().optional().describe('Default: .<target name>.hotctl beside the target'),
+    exclude: z.array(z.string()).default(['.git', '__pycache__', '*.pyc', '.venv', 'node_modules']),
+    protect: z.array(z.string()).default([]),
+    keep: z.number().int().min(1).default(10),
+    checks: z.record(z.string(), checkSchema).default({}),
+    // A single service (trigger/status) or a list of services sharing one tree (seed 001).
+    reload: z.union([reload, z.array(service.extend({name: z.string()}))]).optional(),
+    smoke: z.array(z.union([smokeHttp, smokeCommand])).default([]),
+  })
+  .strict()
+
+/** What users write (defaults optional). */
+export type HotctlConfig = z.input<typeof configSchema>
+export type ParsedConfig = z.output<typeof configSchema>
+export type Command = z.output<typeof commandSchema>
+export type CheckSpec = z.output<typeof checkSchema>
+export type HttpRequestSpec = z.output<typeof httpRequest>
+export type TriggerSpec = z.output<typeof trigger>
+export type StatusSpec = z.output<typeof status>
+export type SmokeSpec = z.output<typeof smokeHttp> | z.output<typeof smokeCommand>
+export type SmokeHttpSpec = z.output<typeof smokeHttp>

@@ -1,0 +1,47 @@
+import {usageError} from './errors.js'
+
+/** Release/backup ids: 14-digit UTC timestamps (Capistrano's form), YYYYMMDDHHMMSS. */
+export const ID_PATTERN = /^\d{14}$/
+
+export function formatId(date: Date): string {
+  return date.toISOString().replace(/[-:T]/g, '').slice(0, 14)
+}
+
+/** A fresh id, strictly after every id already used on this target (ids stay unique per target). */
+export function newId(existing: Iterable<string>, now = new Date()): string {
+  let candidate = formatId(now)
+  let latest = ''
+  for (const id of existing) if (id > latest) latest = id
+  if (latest && candidate <= latest) candidate = formatId(new Date(idToDate(latest).getTime() + 1000))
+  return candidate
+}
+
+export function idToDate(id: string): Date {
+  const m = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})$/.exec(id)
+  if (!m) throw usageError(`"${id}" is not a release id`)
+  return new Date(Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]))
+}
+
+/** Validates a user-given id; bad ids name the valid ones. */
+export function parseId(input: string, valid: string[], flag = '--to'): string {
+  const list = valid.length > 0 ? `valid ids: ${valid.join(', ')}` : 'there are no backups yet'
+  if (!ID_PATTERN.test(input)) {
+    throw usageError(`${flag} "${input}" is not a backup id (expected 14 digits, YYYYMMDDHHMMSS UTC)`, `Run \`hotctl backups\` to list them; ${list}.`)
+  }
+  const date = idToDate(input)
+  if (Number.isNaN(date.getTime()) || formatId(date) !== input) {
+    throw usageError(`${flag} "${input}" is not a valid date-time`, `Run \`hotctl backups\`; ${list}.`)
+  }
+  if (!valid.includes(input)) {
+    throw usageError(`${flag} ${input}: no complete backup with that id`, `Run \`hotctl backups\`; ${list}.`)
+  }
+  return input
+}
+
+export function relativeTime(id: string, now = Date.now()): string {
+  const s = Math.round((now - idToDate(id).getTime()) / 1000)
+  if (s < 60) return `${s}s ago`
+  if (s < 3600) return `${Math.round(s / 60)}m ago`
+  if (s < 86400) return `${Math.round(s / 3600)}h ago`
+  return `${Math.round(s / 86400)}d ago`
+}

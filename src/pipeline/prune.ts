@@ -1,0 +1,19 @@
+import {operations} from '../state/journal.js'
+import type {Target} from '../target/target.js'
+
+/**
+ * Backups prune must keep whatever `keep` says: the backup of the operation in progress, and the
+ * newest backup holding a release that passed smoke (the last known-good rollback point).
+ */
+export function pinnedBackups(target: Target, current?: string): string[] {
+  const good = new Set(
+    operations(target.journal.read())
+      .filter((o) => o.op === 'deploy' && o.end?.result === 'ok' && o.start.release)
+      .map((o) => o.start.release!),
+  )
+  const newestGood = target
+    .backups()
+    .filter((b) => b.release && good.has(b.release))
+    .at(-1)
+  return [...(current ? [current] : []), ...(newestGood ? [newestGood.id] : [])]
+}

@@ -1,0 +1,59 @@
+import {errorMessage} from '../errors.js'
+import type {Phase} from '../state/journal.js'
+import {runTasks} from '../ui/render.js'
+import type {OpContext} from './context.js'
+import {emptyProof, type LiveProof, proveLiveTasks} from './prove-live.js'
+
+export interface RestoreOutcome {
+  backup: string
+  /** Release id the backup holds (null: a tree without marker). */
+  release: string | null
+  ok: boolean
+  written: number
+  removed: number
+  /** Paths still differing from the backup after the restore (empty = verified). */
+  differences: string[]
+  proof: LiveProof
+  error?: string
+}
+
+/**
+ * Puts backup `id` back and proves it: content equals the backup (by hash), the service reloads
+ * and reports the backup's release, smoke passes. Runs to the end even after an interrupt — it is
+ * what an interrupt asks for — so it gets a signal of its own.
+ */
+export async function restoreAndProve(ctx: OpContext, id: string, phase: (p: Phase) => void, label = 'previous release'): Promise<RestoreOutcome> {
+  const own: OpContext = {...ctx, signal: new AbortController().signal}
+  const meta = ctx.target.backups().find((b) => b.id === id)
+  const outcome: RestoreOutcome = {backup: id, release: meta?.release ?? null, ok: false, written: 0, removed: 0, differences: [], proof: emptyProof()}
+  try {
+    await runTasks(
+      ctx.ui,
+      [
+        {
+          title: `Restore backup ${id}`,
+          task: (_c, task) => {
+            phase('restore')
+            const r = ctx.target.restore(id)
+            outcome.written = r.written.length
+            outcome.removed = r.removed.length
+            task.title = `Restore backup ${id}: ${r.written.length} written, ${r.removed.length} removed`
+          },
+        },
+        {
+          title: 'Verify target content equals the backup',
+          task: () => {
+            outcome.differences = ctx.target.verify(id)
+            if (outcome.differences.length > 0) throw new Error(`target differs from backup ${id} at: ${outcome.differences.slice(0, 10).join(', ')}`)
+          },
+        },
+        ...proveLiveTasks(own, outcome.release, outcome.proof, {allowRestart: true, phase, label, phases: {reload: 'restore-reload', smoke: 'restore-smoke'}}),
+      ],
+      {},
+    )
+    outcome.ok = true
+  } catch (err) {
+    outcome.error = errorMessage(err)
+  }
+  return outcome
+}

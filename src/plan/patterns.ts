@@ -1,0 +1,64 @@
+/**
+ * rsync-style path patterns (the subset hotctl documents), used both to build rsync's
+ * --exclude arguments and to filter hotctl's own tree walks, so both agree:
+ * - `name` (no slash) matches that name at any depth; `dir/` matches directories only;
+ * - a pattern with an inner slash (`data/cache`, `/build`) is anchored at the tree root;
+ * - `*` and `?` stay within one path segment, `**` crosses segments.
+ */
+export interface PathMatcher {
+  (relPath: string, isDir: boolean): boolean
+}
+
+export function compilePatterns(patterns: string[]): PathMatcher {
+  const compiled = patterns.map(compileOne)
+  return (relPath, isDir) => compiled.some((m) => m(relPath, isDir))
+}
+
+function compileOne(pattern: string): PathMatcher {
+  let p = pattern.trim()
+  const dirOnly = p.endsWith('/')
+  if (dirOnly) p = p.replace(/\/+$/, '')
+  const anchored = p.includes('/')
+  p = p.replace(/^\/+/, '')
+  const re = new RegExp(`^${globToRegex(p)}$`)
+  return (relPath, isDir) => {
+    if (dirOnly && !isDir) return false
+    const subject = anchored ? relPath : relPath.slice(relPath.lastIndexOf('/') + 1)
+    return re.test(subject)
+  }
+}
+
+function globToRegex(glob: string): string {
+  let out = ''
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i]!
+    if (c === '*') {
+      if (glob[i + 1] === '*') {
+        // `**/` also matches no directory at all: `**/*.so` matches `x.so` and `a/b/x.so`
+        if (glob[i + 2] === '/') {
+          out += '(?:.*/)?'
+          i += 2
+        } else {
+          out += '.*'
+          i++
+        }
+      } else out += '[^/]*'
+    } else if (c === '?') out += '[^/]'
+    else if (c === '[') {
+      const end = glob.indexOf(']', i + 1)
+      if (end === -1) out += '\\['
+      else {
+        out += `[${glob.slice(i + 1, end).replace(/^!/, '^').replace(/\\/g, '\\\\')}]`
+        i = end
+      }
+    } else out += c.replace(/[.+^${}()|\\]/g, '\\$&')
+  }
+  return out
+}
+
+/** Is `relPath` (a file) matched by a pattern, including through any of its parent directories? */
+export function matchesPathOrParent(match: PathMatcher, relPath: string): boolean {
+  const parts = relPath.split('/')
+  for (let i = 1; i < parts.length; i++) if (match(parts.slice(0, i).join('/'), true)) return true
+  return match(relPath, false)
+}

@@ -1,0 +1,60 @@
+/**
+ * rsync argv builders: pure, unit-tested, never a shell string. hotctl hands rsync the exact
+ * list of paths to write (--files-from), worked out by content beforehand, so an unchanged file
+ * is never rewritten (a fresh CI clone has new mtimes everywhere).
+ */
+export interface SyncArgs {
+  source: string
+  target: string
+  /** rsync patterns that must never be written (protected paths, excludes): a second guard. */
+  excludes: string[]
+  dryRun?: boolean
+}
+
+export function syncArgv(a: SyncArgs): string[] {
+  return [
+    '--from0',
+    '--files-from=-', // the planned paths, NUL-separated on stdin
+    '--links', // symlinks as symlinks
+    '--perms',
+    '--dirs', // listed directories are created, not recursed
+    // No --times: written files get a fresh mtime, never one older than the file they replace
+    // (stale .pyc and mtime-comparing watchers). Never --inplace: a file is replaced by rename.
+    '--delay-updates', // changed files land together at the end, narrowing the mixed-tree window
+    '--itemize-changes',
+    ...(a.dryRun ? ['--dry-run'] : []),
+    ...a.excludes.map((p) => `--exclude=${p}`),
+    '--',
+    withSlash(a.source),
+    withSlash(a.target),
+  ]
+}
+
+/** NUL-separated stdin for --files-from. */
+export function filesFromInput(paths: string[]): string {
+  return paths.map((p) => `${p}\0`).join('')
+}
+
+function withSlash(dir: string): string {
+  return dir.endsWith('/') ? dir : `${dir}/`
+}
+
+/** rsync's exit codes, as distinct failures. */
+export function describeRsyncExit(code: number): string {
+  const known: Record<number, string> = {
+    1: 'syntax or usage error',
+    2: 'protocol incompatibility',
+    3: 'errors selecting input/output files or directories',
+    5: 'error starting client-server protocol',
+    10: 'error in socket I/O',
+    11: 'error in file I/O (disk full? permissions?)',
+    12: 'error in rsync protocol data stream',
+    20: 'received SIGUSR1 or SIGINT',
+    23: 'partial transfer due to error (some files were not written)',
+    24: 'partial transfer: source files vanished during the sync',
+    25: 'the --max-delete limit stopped deletions',
+    30: 'timeout in data send/receive',
+    35: 'timeout waiting for daemon connection',
+  }
+  return known[code] ?? `exit code ${code}`
+}

@@ -1,0 +1,83 @@
+import fs from 'node:fs'
+import {redactValue} from '../secrets.js'
+
+/**
+ * The append-only journal (`journal.jsonl` in the state dir). Every phase is appended (and
+ * fsync'd) *before* it starts, so a hotctl killed at any moment leaves enough to finish the job.
+ */
+export type JournalEvent =
+  | {event: 'start'; op: 'deploy' | 'rollback' | 'recover'; opId: string; t: string; backup?: string; release?: string; from?: string | null; user: string; host: string; pid: number; argv: string[]}
+  | {event: 'phase'; opId: string; t: string; phase: Phase}
+  | {event: 'end'; opId: string; t: string; result: OpResult; exitCode: number; durationMs: number; error?: string; changes?: number; recovered?: string}
+
+/** Phases from `sync` on may have changed the target. */
+export type Phase = 'plan' | 'backup' | 'sync' | 'marker' | 'reload' | 'confirm' | 'smoke' | 'restore' | 'restore-reload' | 'restore-smoke' | 'prune'
+export const TARGET_CHANGING: ReadonlySet<Phase> = new Set(['sync', 'marker', 'reload', 'confirm', 'smoke', 'restore', 'restore-reload', 'restore-smoke'])
+
+export type OpResult = 'ok' | 'nothing' | 'failed' | 'restored' | 'attention' | 'interrupted' | 'recovered'
+
+export class Journal {
+  constructor(readonly file: string) {}
+
+  append(e: JournalEvent): void {
+    const fd = fs.openSync(this.file, 'a')
+    try {
+      fs.writeSync(fd, `${JSON.stringify(redactValue(e))}\n`)
+      fs.fsyncSync(fd)
+    } finally {
+      fs.closeSync(fd)
+    }
+  }
+
+  read(): JournalEvent[] {
+    let text: string
+    try {
+      text = fs.readFileSync(this.file, 'utf8')
+    } catch {
+      return []
+    }
+    const out: JournalEvent[] = []
+    for (const line of text.split('\n')) {
+      if (!line.trim()) continue
+      try {
+        out.push(JSON.parse(line) as JournalEvent)
+      } catch {
+        // a line torn by a crash mid-write: the events before it still stand
+      }
+    }
+    return out
+  }
+}
+
+export interface Operation {
+  opId: string
+  op: 'deploy' | 'rollback' | 'recover'
+  start: Extract<JournalEvent, {event: 'start'}>
+  phases: Phase[]
+  end?: Extract<JournalEvent, {event: 'end'}>
+}
+
+/** Folds the journal into operations, oldest first. */
+export function operations(events: JournalEvent[]): Operation[] {
+  const byId = new Map<string, Operation>()
+  const order: Operation[] = []
+  for (const e of events) {
+    if (e.event === 'start') {
+      const op: Operation = {opId: e.opId, op: e.op, start: e, phases: []}
+      byId.set(`${e.op}:${e.opId}`, op)
+      byId.set(e.opId, op)
+      order.push(op)
+    } else {
+      const op = byId.get(e.opId)
+      if (!op) continue
+      if (e.event === 'phase') op.phases.push(e.phase)
+      else op.end = e
+    }
+  }
+  return order
+}
+
+/** The operation that started and never ended (hotctl was killed), if any. */
+export function interruptedOperation(events: JournalEvent[]): Operation | undefined {
+  return operations(events).filter((o) => !o.end && o.op !== 'recover').at(-1)
+}

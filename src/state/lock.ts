@@ -1,0 +1,64 @@
+import fs from 'node:fs'
+import os from 'node:os'
+import {EXIT, HotctlError} from '../errors.js'
+
+export interface LockOwner {
+  pid: number
+  host: string
+  user: string
+  command: string
+  started: string
+}
+
+export function currentOwner(command: string): LockOwner {
+  return {pid: process.pid, host: os.hostname(), user: os.userInfo().username, command, started: new Date().toISOString()}
+}
+
+export function readLock(file: string): LockOwner | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as LockOwner
+  } catch {
+    return undefined
+  }
+}
+
+/** Is the owner's process gone? Only decidable for a lock taken on this host. */
+export function isStale(owner: LockOwner): boolean {
+  if (owner.host !== os.hostname()) return false
+  try {
+    process.kill(owner.pid, 0)
+    return false
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH'
+  }
+}
+
+export const describeOwner = (o: LockOwner) => `pid ${o.pid} on ${o.host} (user ${o.user}, "${o.command}", since ${o.started})`
+
+/**
+ * Takes the lock by exclusive create (atomic on every local filesystem). A lock whose owner
+ * process is gone is cleared, and `onStale` says so. Returns the release function.
+ */
+export function acquireLock(file: string, owner: LockOwner, onStale: (old: LockOwner) => void): () => void {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = fs.openSync(file, 'wx')
+      fs.writeSync(fd, JSON.stringify(owner))
+      fs.fsyncSync(fd)
+      fs.closeSync(fd)
+      return () => {
+        const now = readLock(file)
+        if (now && now.pid === owner.pid && now.started === owner.started) fs.rmSync(file, {force: true})
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      const held = readLock(file)
+      if (held && !isStale(held)) {
+        throw new HotctlError(`target is locked by ${describeOwner(held)}`, EXIT.locked, 'Wait for that operation to finish; if its process is really gone on another host, remove the lock file: ' + file, {lock: held})
+      }
+      onStale(held ?? {pid: 0, host: '?', user: '?', command: '(unreadable lock)', started: '?'})
+      fs.rmSync(file, {force: true})
+    }
+  }
+  throw new HotctlError(`could not take the lock ${file}`, EXIT.locked, 'Retry; another hotctl raced for it.')
+}

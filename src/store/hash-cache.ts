@@ -1,0 +1,65 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import {hashFile} from './hash.js'
+import type {Tree, TreeEntry} from './walk.js'
+
+type Row = [size: number, mtimeMs: number, ctimeMs: number, ino: number, hash: string]
+
+/**
+ * Content hashes of a tree's files, remembered by stat (size, mtime, ctime, inode): a file whose
+ * stat is unchanged is not read again. ctime catches in-place edits that reset mtime. Persisted as
+ * one JSON file in the state dir; losing it only costs re-reading.
+ */
+export class HashCache {
+  private rows: Record<string, Row>
+  private dirty = false
+  hashed = 0
+
+  private constructor(
+    private readonly file: string | undefined,
+    rows: Record<string, Row>,
+  ) {
+    this.rows = rows
+  }
+
+  static open(file?: string): HashCache {
+    let rows: Record<string, Row> = {}
+    if (file) {
+      try {
+        rows = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, Row>
+      } catch {
+        rows = {}
+      }
+    }
+    return new HashCache(file, rows)
+  }
+
+  /** Hash of `rel` in `tree`, read from disk only when its stat changed. */
+  hash(tree: Tree, rel: string, entry: TreeEntry): string {
+    const row = this.rows[rel]
+    if (row && row[0] === entry.size && row[1] === entry.mtimeMs && row[2] === entry.ctimeMs && row[3] === entry.ino) return row[4]
+    const hash = hashFile(path.join(tree.root, rel))
+    this.hashed++
+    this.rows[rel] = [entry.size, entry.mtimeMs, entry.ctimeMs, entry.ino, hash]
+    this.dirty = true
+    return hash
+  }
+
+  /** Drops rows for paths no longer in the tree, then writes the file (atomically). */
+  save(tree?: Tree): void {
+    if (tree) {
+      for (const rel of Object.keys(this.rows)) {
+        if (!tree.entries.has(rel)) {
+          delete this.rows[rel]
+          this.dirty = true
+        }
+      }
+    }
+    if (!this.file || !this.dirty) return
+    fs.mkdirSync(path.dirname(this.file), {recursive: true})
+    const tmp = `${this.file}.${process.pid}.tmp`
+    fs.writeFileSync(tmp, JSON.stringify(this.rows))
+    fs.renameSync(tmp, this.file)
+    this.dirty = false
+  }
+}

@@ -1,0 +1,106 @@
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+
+/**
+ * Content-addressed object store (git-like): `objects/ab/abcdef…` keyed by sha256. Objects are
+ * copies, never hard links to live files (a service or editor may write a live file in place).
+ * An object appears only by rename after it is fully written, so a crash leaves at most a temp file.
+ */
+export class ObjectStore {
+  private known?: Set<string>
+
+  constructor(readonly dir: string) {}
+
+  pathOf(hash: string): string {
+    return path.join(this.dir, hash.slice(0, 2), hash)
+  }
+
+  /** All stored hashes, listed once per process (one readdir per fan-out dir, no stat per object). */
+  has(hash: string): boolean {
+    if (!this.known) {
+      this.known = new Set()
+      if (fs.existsSync(this.dir)) {
+        for (const fan of fs.readdirSync(this.dir)) {
+          if (fan.length !== 2) continue
+          for (const name of fs.readdirSync(path.join(this.dir, fan))) this.known.add(name)
+        }
+      }
+    }
+    return this.known.has(hash)
+  }
+
+  /** Copies a file in, hashing what is actually copied. Returns its hash and the bytes added. */
+  putFile(file: string): {hash: string; added: number} {
+    const tmp = this.tempPath()
+    const h = crypto.createHash('sha256')
+    const src = fs.openSync(file, 'r')
+    const dst = fs.openSync(tmp, 'w', 0o444)
+    let size = 0
+    try {
+      const buf = Buffer.allocUnsafe(1 << 20)
+      let n: number
+      while ((n = fs.readSync(src, buf, 0, buf.length, null)) > 0) {
+        h.update(buf.subarray(0, n))
+        fs.writeSync(dst, buf, 0, n)
+        size += n
+      }
+    } finally {
+      fs.closeSync(src)
+      fs.closeSync(dst)
+    }
+    return this.commit(tmp, h.digest('hex'), size)
+  }
+
+  putBytes(data: Buffer | string): {hash: string; added: number} {
+    const buf = Buffer.isBuffer(data) ? data : Buffer.from(data)
+    const hash = crypto.createHash('sha256').update(buf).digest('hex')
+    if (this.has(hash)) return {hash, added: 0}
+    const tmp = this.tempPath()
+    fs.writeFileSync(tmp, buf, {mode: 0o444})
+    return this.commit(tmp, hash, buf.length)
+  }
+
+  read(hash: string): Buffer {
+    return fs.readFileSync(this.pathOf(hash))
+  }
+
+  /** Deletes objects not in `keep`, and leftover temp files. Returns bytes freed. */
+  collectGarbage(keep: Set<string>): number {
+    let freed = 0
+    if (!fs.existsSync(this.dir)) return 0
+    for (const fan of fs.readdirSync(this.dir)) {
+      const fanDir = path.join(this.dir, fan)
+      if (fan === 'tmp') {
+        fs.rmSync(fanDir, {recursive: true, force: true})
+        continue
+      }
+      for (const name of fs.readdirSync(fanDir)) {
+        if (keep.has(name)) continue
+        const p = path.join(fanDir, name)
+        freed += fs.statSync(p).size
+        fs.rmSync(p, {force: true})
+        this.known?.delete(name)
+      }
+    }
+    return freed
+  }
+
+  private tempPath(): string {
+    const dir = path.join(this.dir, 'tmp')
+    fs.mkdirSync(dir, {recursive: true})
+    return path.join(dir, `${process.pid}-${crypto.randomBytes(6).toString('hex')}`)
+  }
+
+  private commit(tmp: string, hash: string, size: number): {hash: string; added: number} {
+    if (this.has(hash)) {
+      fs.rmSync(tmp, {force: true})
+      return {hash, added: 0}
+    }
+    const dest = this.pathOf(hash)
+    fs.mkdirSync(path.dirname(dest), {recursive: true})
+    fs.renameSync(tmp, dest)
+    this.known!.add(hash)
+    return {hash, added: size}
+  }
+}

@@ -1,0 +1,130 @@
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import type {HashCache} from './hash-cache.js'
+import {type Manifest, type ManifestEntry, type ManifestRoot, writeManifest} from './manifest.js'
+import type {ObjectStore} from './objects.js'
+import {type Tree, type TreeEntry, walkTree} from './walk.js'
+import type {PathMatcher} from '../plan/patterns.js'
+
+export interface SnapshotResult {
+  manifest: Manifest
+  root: ManifestRoot
+  files: number
+  bytes: number
+  /** Bytes this snapshot added to the store: the content no earlier snapshot holds. */
+  added: number
+}
+
+/** Records a walked tree: stores only content the store lacks; unchanged files cost nothing. */
+export function snapshotTree(tree: Tree, cache: HashCache, store: ObjectStore): SnapshotResult {
+  const manifest: Manifest = new Map()
+  let files = 0
+  let bytes = 0
+  let added = 0
+  for (const [rel, e] of tree.entries) {
+    if (e.type === 'file') {
+      let hash = cache.hash(tree, rel, e)
+      if (!store.has(hash)) {
+        const put = store.putFile(path.join(tree.root, rel))
+        hash = put.hash // what was really copied, should the file have changed meanwhile
+        added += put.added
+      }
+      manifest.set(rel, {type: 'file', mode: e.mode, size: e.size, hash})
+      files++
+      bytes += e.size
+    } else manifest.set(rel, {type: e.type, mode: e.mode, link: e.link})
+  }
+  const written = writeManifest(manifest, store)
+  return {manifest, root: written.root, files, bytes, added: added + written.added}
+}
+
+/** Paths where the tree differs from the manifest (content by hash, type, mode, link). */
+export function diffAgainst(manifest: Manifest, tree: Tree, cache: HashCache): string[] {
+  const diffs: string[] = []
+  for (const [rel, want] of manifest) {
+    const have = tree.entries.get(rel)
+    if (!have || !sameEntry(want, have, () => cache.hash(tree, rel, have))) diffs.push(rel)
+  }
+  for (const rel of tree.entries.keys()) if (!manifest.has(rel)) diffs.push(rel)
+  return diffs
+}
+
+function sameEntry(want: ManifestEntry, have: TreeEntry, hashOf: () => string): boolean {
+  if (want.type !== have.type) return false
+  if (want.type === 'symlink') return want.link === have.link
+  if (want.mode !== have.mode) return false
+  if (want.type === 'dir') return true
+  return want.size === have.size && want.hash === hashOf()
+}
+
+export interface RestoreResult {
+  written: string[]
+  removed: string[]
+}
+
+/**
+ * Makes the target equal to the manifest, leaving skipped (protected/excluded) paths alone. Each
+ * file lands by rename of a fully written temp file beside it, so no file is ever half-written.
+ */
+export function restoreTree(manifest: Manifest, targetRoot: string, skip: PathMatcher, store: ObjectStore, cache: HashCache): RestoreResult {
+  const tree = walkTree(targetRoot, skip)
+  const written: string[] = []
+  fs.mkdirSync(targetRoot, {recursive: true})
+  const wanted = [...manifest].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) // parents first
+  for (const [rel, want] of wanted) {
+    const have = tree.entries.get(rel)
+    const abs = path.join(targetRoot, rel)
+    if (have && sameEntry(want, have, () => cache.hash(tree, rel, have))) continue
+    if (have && have.type === 'dir' && want.type !== 'dir') removeDir(tree, rel, abs)
+    if (want.type === 'dir') {
+      if (have && have.type !== 'dir') fs.rmSync(abs, {force: true})
+      fs.mkdirSync(abs, {recursive: true})
+      fs.chmodSync(abs, want.mode)
+    } else {
+      const tmp = path.join(path.dirname(abs), `.hotctl-restore-${crypto.randomBytes(4).toString('hex')}`)
+      if (want.type === 'symlink') fs.symlinkSync(want.link!, tmp)
+      else {
+        fs.copyFileSync(store.pathOf(want.hash!), tmp)
+        fs.chmodSync(tmp, want.mode)
+      }
+      fs.renameSync(tmp, abs)
+    }
+    written.push(rel)
+  }
+  // Remove what the snapshot did not have.
+  const removed = removeExtras(targetRoot, [...tree.entries.keys()].filter((rel) => !manifest.has(rel)), tree)
+  return {written, removed}
+}
+
+/**
+ * Removes paths of a walked tree, deepest first. A directory that still holds protected or
+ * excluded content is kept. Returns what was removed.
+ */
+export function removeExtras(root: string, rels: string[], tree: Tree): string[] {
+  const removed: string[] = []
+  for (const rel of [...rels].sort().reverse()) {
+    const abs = path.join(root, rel)
+    const e = tree.entries.get(rel)
+    if (!e) continue
+    if (e.type === 'dir') {
+      try {
+        fs.rmdirSync(abs)
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code
+        if (code === 'ENOENT') continue
+        if (code !== 'ENOTEMPTY' || !holdsSkipped(tree, rel)) throw err
+        continue // holds protected or excluded content: kept
+      }
+    } else fs.rmSync(abs, {force: true})
+    removed.push(rel)
+  }
+  return removed
+}
+
+const holdsSkipped = (tree: Tree, rel: string) => [...tree.dirsWithSkipped].some((d) => d === rel || d.startsWith(`${rel}/`))
+
+function removeDir(tree: Tree, rel: string, abs: string): void {
+  if (holdsSkipped(tree, rel)) throw new Error(`cannot replace directory ${rel}: it holds protected or excluded paths`)
+  fs.rmSync(abs, {recursive: true, force: true})
+}

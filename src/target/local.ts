@@ -1,0 +1,221 @@
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import {execa} from 'execa'
+import type {ResolvedConfig} from '../config/resolve.js'
+import {MARKER_NAME} from '../config/resolve.js'
+import {EXIT, HotctlError} from '../errors.js'
+import {type ChangeSet, computeChangeSet} from '../plan/changeset.js'
+import {compilePatterns, type PathMatcher} from '../plan/patterns.js'
+import {describeRsyncExit, filesFromInput, syncArgv} from '../rsync/argv.js'
+import {type ItemizedChange, parseItemize} from '../rsync/itemize.js'
+import {type BackupMeta, BackupIndex} from '../state/backups.js'
+import {Journal} from '../state/journal.js'
+import {acquireLock, currentOwner, type LockOwner, readLock} from '../state/lock.js'
+import {HashCache} from '../store/hash-cache.js'
+import {manifestObjects, readManifest} from '../store/manifest.js'
+import {ObjectStore} from '../store/objects.js'
+import {diffAgainst, removeExtras, restoreTree, snapshotTree} from '../store/snapshot.js'
+import {type Tree, walkTree} from '../store/walk.js'
+import type {PreflightItem, ReleaseMarker, Target} from './target.js'
+
+/** A target directory on this machine, with its state dir beside it. */
+export class LocalTarget implements Target {
+  readonly description: string
+  readonly journal: Journal
+  private readonly skip: PathMatcher
+  private readonly store: ObjectStore
+  private readonly index: BackupIndex
+  private readonly lockFile: string
+  private readonly syncExcludes: string[]
+
+  constructor(private readonly config: ResolvedConfig) {
+    this.description = config.target
+    fs.mkdirSync(config.stateDir, {recursive: true})
+    this.journal = new Journal(path.join(config.stateDir, 'journal.jsonl'))
+    this.skip = compilePatterns([...config.exclude, ...config.protect])
+    this.store = new ObjectStore(path.join(config.stateDir, 'objects'))
+    this.index = new BackupIndex(path.join(config.stateDir, 'backups'))
+    this.lockFile = path.join(config.stateDir, 'lock')
+    this.syncExcludes = [...config.protect, ...config.exclude, MARKER_NAME]
+  }
+
+  async preflight(): Promise<PreflightItem[]> {
+    const {source, target, stateDir} = this.config
+    const items: PreflightItem[] = []
+    const rsync = await execa('rsync', ['--version'], {reject: false})
+    items.push({name: 'rsync', ok: rsync.exitCode === 0, detail: rsync.exitCode === 0 ? String(rsync.stdout).split('\n')[0]! : 'rsync not found: install it (apt-get install rsync)'})
+    items.push(dirCheck('source', source, fs.constants.R_OK))
+    items.push(dirCheck('target', target, fs.constants.W_OK))
+    items.push(dirCheck('state dir', stateDir, fs.constants.W_OK))
+    if (fs.existsSync(target) && fs.existsSync(stateDir)) {
+      const same = fs.statSync(target).dev === fs.statSync(stateDir).dev
+      items.push({name: 'same filesystem', ok: same, detail: same ? `${stateDir} is on the target's filesystem` : `${stateDir} is on another filesystem than ${target}: set stateDir beside the target`})
+    }
+    return items
+  }
+
+  lock(command: string, onStale: (old: LockOwner) => void): () => void {
+    return acquireLock(this.lockFile, currentOwner(command), onStale)
+  }
+
+  readLock(): LockOwner | undefined {
+    return readLock(this.lockFile)
+  }
+
+  readMarker(): ReleaseMarker | null {
+    return readMarkerFile(path.join(this.config.target, MARKER_NAME))
+  }
+
+  writeMarker(marker: ReleaseMarker): void {
+    const file = path.join(this.config.target, MARKER_NAME)
+    const tmp = `${file}.${process.pid}.tmp`
+    fs.writeFileSync(tmp, `${JSON.stringify(marker, null, 2)}\n`)
+    fs.renameSync(tmp, file)
+  }
+
+  planChanges(source: string): ChangeSet {
+    const src = walkTree(source, this.skip)
+    const dst = this.walkTarget()
+    const srcCache = this.sourceCache(source)
+    const dstCache = this.targetCache()
+    const changes = computeChangeSet(src, dst, srcCache, dstCache, (rel) => rel === MARKER_NAME)
+    srcCache.save(src)
+    dstCache.save(dst)
+    return changes
+  }
+
+  previewSync(source: string, changes: ChangeSet): Promise<ItemizedChange[]> {
+    return this.rsync(source, changes, true)
+  }
+
+  async sync(source: string, changes: ChangeSet, signal?: AbortSignal): Promise<ItemizedChange[]> {
+    const items = await this.rsync(source, changes, false, signal)
+    // Deletions are hotctl's own: exactly the planned paths, deepest first, never protected ones.
+    removeExtras(this.config.target, changes.deleted, this.walkTarget())
+    return [...items, ...changes.deleted.map((p) => ({path: p, kind: 'deleted' as const, fileType: 'file' as const, code: '*deleting'}))]
+  }
+
+  verifySynced(source: string, changes: ChangeSet): string[] {
+    const bad: string[] = []
+    const srcCache = this.sourceCache(source)
+    const dstCache = this.targetCache()
+    const src = {root: source, entries: new Map(), dirsWithSkipped: new Set<string>()} as Tree
+    const dst = {root: this.config.target, entries: new Map(), dirsWithSkipped: new Set<string>()} as Tree
+    for (const rel of [...changes.added, ...changes.changed]) {
+      const s = statEntry(source, rel)
+      const d = statEntry(this.config.target, rel)
+      if (!s || !d || s.type !== d.type) bad.push(rel)
+      else if (s.type === 'file') {
+        src.entries.set(rel, s)
+        dst.entries.set(rel, d)
+        if (s.size !== d.size || srcCache.hash(src, rel, s) !== dstCache.hash(dst, rel, d)) bad.push(rel)
+      }
+    }
+    for (const rel of changes.deleted) if (statEntry(this.config.target, rel)) bad.push(rel)
+    return bad
+  }
+
+  backups(): BackupMeta[] {
+    return this.index.list()
+  }
+
+  snapshot(id: string, reason: BackupMeta['reason']): BackupMeta {
+    const tree = this.walkTarget()
+    const cache = this.targetCache()
+    const snap = snapshotTree(tree, cache, this.store)
+    cache.save(tree)
+    const marker = this.readMarker()
+    const meta: BackupMeta = {id, time: new Date().toISOString(), reason, release: marker?.id ?? null, gitSha: marker?.gitSha ?? null, files: snap.files, bytes: snap.bytes, added: snap.added, root: snap.root}
+    this.index.write(meta)
+    return meta
+  }
+
+  restore(id: string): {written: string[]; removed: string[]} {
+    const meta = this.requireBackup(id)
+    return restoreTree(readManifest(meta.root, this.store), this.config.target, this.skip, this.store, this.targetCache())
+  }
+
+  verify(id: string): string[] {
+    const meta = this.requireBackup(id)
+    const tree = this.walkTarget()
+    const cache = this.targetCache()
+    const diffs = diffAgainst(readManifest(meta.root, this.store), tree, cache)
+    cache.save(tree)
+    return diffs
+  }
+
+  prune(keep: number, pinned: string[]): {removed: string[]; freedBytes: number} {
+    const all = this.index.list()
+    const kept = new Set(all.slice(-keep).map((b) => b.id))
+    for (const id of pinned) kept.add(id)
+    const removed = all.filter((b) => !kept.has(b.id)).map((b) => b.id)
+    for (const id of removed) this.index.remove(id)
+    const live = new Set<string>()
+    for (const b of all) if (kept.has(b.id)) for (const h of manifestObjects(b.root, this.store)) live.add(h)
+    return {removed, freedBytes: this.store.collectGarbage(live)}
+  }
+
+  private requireBackup(id: string): BackupMeta {
+    const meta = this.index.get(id)
+    if (!meta) throw new HotctlError(`backup ${id} is missing or incomplete in ${this.config.stateDir}`, EXIT.needsAttention, 'Run `hotctl backups` to see the complete ones.')
+    return meta
+  }
+
+  private walkTarget(): Tree {
+    return walkTree(this.config.target, this.skip)
+  }
+
+  private targetCache(): HashCache {
+    return HashCache.open(path.join(this.config.stateDir, 'cache', 'target-hashes.json'))
+  }
+
+  /** One cache per source path: CI checkouts in different places do not mix. */
+  private sourceCache(source: string): HashCache {
+    const key = crypto.createHash('sha256').update(source).digest('hex').slice(0, 12)
+    return HashCache.open(path.join(this.config.stateDir, 'cache', `source-${key}.json`))
+  }
+
+  private async rsync(source: string, changes: ChangeSet, dryRun: boolean, signal?: AbortSignal): Promise<ItemizedChange[]> {
+    const writes = [...changes.added, ...changes.changed]
+    if (writes.length === 0) return []
+    const argv = syncArgv({source, target: this.config.target, excludes: this.syncExcludes, dryRun})
+    const r = await execa('rsync', argv, {input: filesFromInput(writes), reject: false, cancelSignal: signal, forceKillAfterDelay: 2000})
+    if (r.isCanceled) throw new HotctlError('sync interrupted', EXIT.interrupted)
+    if (r.exitCode !== 0) {
+      throw new HotctlError(`rsync failed (exit ${r.exitCode}: ${describeRsyncExit(r.exitCode ?? -1)}): ${String(r.stderr).trim().split('\n').slice(-3).join(' | ')}`, EXIT.restored)
+    }
+    return parseItemize(String(r.stdout))
+  }
+}
+
+function dirCheck(name: string, dir: string, mode: number): PreflightItem {
+  try {
+    fs.accessSync(dir, mode)
+    return {name, ok: true, detail: `${dir} ${mode === fs.constants.W_OK ? 'writable' : 'readable'}`}
+  } catch (err) {
+    return {name, ok: false, detail: `${dir}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : 'not accessible'}`}
+  }
+}
+
+function statEntry(root: string, rel: string) {
+  try {
+    const st = fs.lstatSync(path.join(root, rel))
+    const type = st.isSymbolicLink() ? 'symlink' : st.isDirectory() ? 'dir' : 'file'
+    return {type, mode: st.mode & 0o7777, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino} as const
+  } catch {
+    return undefined
+  }
+}
+
+export function readMarkerFile(file: string): ReleaseMarker | null {
+  try {
+    const m = JSON.parse(fs.readFileSync(file, 'utf8')) as ReleaseMarker
+    return typeof m.id === 'string' ? m : null
+  } catch {
+    return null
+  }
+}
+
+export const currentUser = () => os.userInfo().username

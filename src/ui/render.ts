@@ -1,0 +1,33 @@
+import {Listr, ListrLogger, ProcessOutput, type ListrTask} from 'listr2'
+import {redact} from '../secrets.js'
+
+export interface Ui {
+  json: boolean
+  /** A line for humans, on stderr (kept out of --json's stdout). */
+  say(message: string): void
+}
+
+export function createUi(json: boolean): Ui {
+  return {json, say: (m) => process.stderr.write(`${redact(m)}\n`)}
+}
+
+/**
+ * listr2, decided once: silent under --json, the default renderer on an interactive terminal,
+ * the simple renderer (no spinners) in CI or without a TTY. Everything goes to stderr. listr2's
+ * own signal listeners are off: hotctl's handler must restore the backup first.
+ */
+export function runTasks<T>(ui: Ui, tasks: ListrTask<T>[], ctx: T, concurrent = false): Promise<T> {
+  const interactive = Boolean(process.stderr.isTTY) && !process.env.CI
+  const processOutput = new ProcessOutput(process.stderr, process.stderr)
+  const list = new Listr<T, 'default' | 'simple' | 'silent', 'simple'>(tasks, {
+    concurrent,
+    exitOnError: true,
+    registerSignalListeners: false,
+    renderer: ui.json ? 'silent' : interactive ? 'default' : 'simple',
+    fallbackRenderer: 'simple',
+    rendererOptions: {logger: new ListrLogger({processOutput}), collapseSubtasks: false, showErrorMessage: true},
+    fallbackRendererOptions: {logger: new ListrLogger({processOutput}), timer: undefined},
+    ctx,
+  } as never)
+  return list.run()
+}

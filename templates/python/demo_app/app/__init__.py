@@ -1,0 +1,1 @@
+"""Sample application served by demo_service.py and hot-reloaded by the agent."""

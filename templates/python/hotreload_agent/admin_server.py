@@ -1,0 +1,65 @@
+"""Standalone admin server: the agent endpoints on their own port, in a daemon thread."""
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from .agent import Agent
+from .endpoints import dispatch, encode, handles
+
+
+class AdminServer:
+    def __init__(self, agent: Agent, host: str = "127.0.0.1", port: int = 0) -> None:
+        handler = type("HotReloadAdminHandler", (_Handler,), {"agent": agent})
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self.host, self.port = self.httpd.server_address[:2]
+        self._thread = threading.Thread(target=self.httpd.serve_forever,
+                                        name="hotreload-admin", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return "http://%s:%d" % (self.host, self.port)
+
+    def start(self) -> "AdminServer":
+        self._thread.start()
+        return self
+
+    def shutdown(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=5)
+
+
+def start_admin_server(agent: Agent, host: str = "127.0.0.1", port: int = 0) -> AdminServer:
+    """Listen on host:port (0 = ephemeral; see .port) and serve in a daemon thread."""
+    return AdminServer(agent, host, port).start()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    agent: Any = None
+    protocol_version = "HTTP/1.1"
+
+    def _serve(self) -> None:
+        path = self.path.split("?", 1)[0]
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        if not handles(path):
+            status, payload, headers = 404, {"error": "not found"}, {}
+        else:
+            status, payload, headers = dispatch(self.agent, self.command, path,
+                                                self.headers.get("Authorization"), body)
+        data = encode(payload)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the host service owns logging

@@ -1,0 +1,482 @@
+"""The agent: detect changes, prepare a new generation, commit or reject it.
+
+Prepare/commit in the spirit of Erlang code loading: the new code is compiled,
+executed into fresh module objects, wired into new handler instances and
+verified while the old generation keeps serving; only then is one pointer
+(`self._current`) swapped. Any failure restores sys.modules exactly.
+"""
+
+import fnmatch
+import hashlib
+import hmac
+import importlib
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from . import depgraph
+from .generation import Generation
+from .loader import LoadTransaction, Unit
+from .marker import deploy_in_progress, read_release_id, resolve_lock_path
+from .proxy import HandlerProxy
+from .snapshot import Snapshot, TreeScanner, diff_snapshots, sha256_file
+
+log = logging.getLogger("hotreload_agent")
+
+TOKEN_ENV = "HOTRELOAD_TOKEN"
+POLL_ENV = "HOTRELOAD_POLL_INTERVAL"
+
+STATES = ("idle", "loading", "live", "rejected", "rolled_back", "restart_required")
+
+# Files whose change cannot be applied to a running interpreter.
+_RESTART_PATTERNS = ("requirements*.txt", "pyproject.toml", "setup.py", "setup.cfg",
+                     "Pipfile", "Pipfile.lock", "*.so", "*.pyd")
+_AGENT_DIR = os.path.dirname(os.path.realpath(__file__))
+
+
+class ReloadFailed(Exception):
+    def __init__(self, error: Dict[str, Any]) -> None:
+        super().__init__(error["message"])
+        self.error = error
+
+
+class TreeNotConsistent(Exception):
+    def __init__(self, mismatched: List[str]) -> None:
+        super().__init__("tree not yet consistent")
+        self.mismatched = mismatched
+
+
+class NoPreviousGeneration(Exception):
+    pass
+
+
+def _error(exc: BaseException, where: str = "") -> Dict[str, Any]:
+    message = str(exc)
+    return {
+        "type": type(exc).__name__,
+        "message": (where + ": " + message) if where else message,
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    }
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class Agent:
+    def __init__(self, root: str, *, entry_file: Optional[str] = None,
+                 restart_patterns: Sequence[str] = (), keep_generations: int = 3,
+                 token: Optional[str] = None, token_env: str = TOKEN_ENV,
+                 lock_path: Optional[str] = None, poll_interval: Optional[float] = None,
+                 history_size: int = 10) -> None:
+        """root: the deployed tree (hotctl's target). entry_file: the service's
+        entry script (a change to it needs a restart). keep_generations: how
+        many generations stay loaded for rollback (current included, >= 2)."""
+        self.root = os.path.realpath(root)
+        self.entry_file = os.path.realpath(entry_file) if entry_file else None
+        self.restart_patterns = tuple(_RESTART_PATTERNS) + tuple(restart_patterns)
+        self.keep_generations = max(2, keep_generations)
+        self.lock_path = resolve_lock_path(self.root, lock_path)
+        self._token = token
+        self._token_env = token_env
+        self._scanner = TreeScanner(self.root)
+        self._reload_lock = threading.RLock()  # one check/rollback at a time
+        self._state_lock = threading.Lock()  # consistent status reads
+        self._handler_specs: Dict[str, Tuple[str, Optional[str]]] = {}
+        self._verifiers: List[Callable[[Generation], Any]] = []
+        self._current = Generation(0, read_release_id(self.root), self._scanner.scan(), {})
+        self._generations: List[Generation] = [self._current]
+        self._next_number = 1
+        self._state = "idle"
+        self._changed: List[str] = []
+        self._order: List[str] = []
+        self._last_error: Optional[Dict[str, Any]] = None
+        self._history: "deque[Dict[str, Any]]" = deque(maxlen=history_size)
+        self._held: Optional[Snapshot] = None  # disk contents at API rollback time
+        self._failed_snapshot: Optional[Snapshot] = None
+        self._poll_stop: Optional[threading.Event] = None
+        if poll_interval is None:
+            try:
+                poll_interval = float(os.environ.get(POLL_ENV, "0") or 0)
+            except ValueError:
+                poll_interval = 0.0
+        if poll_interval and poll_interval > 0:
+            self.start_polling(poll_interval)
+
+    # ----- public API ---------------------------------------------------------
+
+    def register(self, name: str, target: str) -> HandlerProxy:
+        """target: "pkg.mod" (the module is the handler) or "pkg.mod:attr" (a
+        class is instantiated with no arguments per generation; anything else
+        is used as is). Returns a proxy that always uses the live generation."""
+        module, _, attr = target.partition(":")
+        with self._reload_lock:
+            self._handler_specs[name] = (module, attr or None)
+            gen = self._current
+            gen.handlers[name] = self._build_handler(name, old=None)
+        return HandlerProxy(self, name)
+
+    def add_verify(self, fn: Callable[[Generation], Any]) -> None:
+        """fn(new_generation) runs before commit; raising rejects the reload.
+        `generation.handlers[name]` holds the new handler instances."""
+        self._verifiers.append(fn)
+
+    def current_generation(self) -> Generation:
+        return self._current
+
+    def generations(self) -> List[Generation]:
+        return list(self._generations)
+
+    def handler_for(self, gen: Generation, name: str) -> Any:
+        handler = gen.handlers.get(name)
+        if handler is None:
+            if name not in self._handler_specs:
+                raise KeyError("no handler registered as %r" % name)
+            handler = gen.handlers.setdefault(name, self._build_handler(name, old=None))
+        return handler
+
+    def expected_token(self) -> str:
+        if self._token is not None:
+            return self._token
+        return os.environ.get(self._token_env, "")
+
+    def authorized(self, authorization_header: Optional[str]) -> bool:
+        """Bearer token check; with no token configured mutating calls are open."""
+        expected = self.expected_token()
+        if not expected:
+            return True
+        scheme, _, value = (authorization_header or "").partition(" ")
+        if scheme.lower() != "bearer":
+            value = ""
+        return hmac.compare_digest(value.strip().encode("utf-8"), expected.encode("utf-8"))
+
+    def status(self) -> Dict[str, Any]:
+        with self._state_lock:
+            gen = self._current
+            return {
+                "state": self._state,
+                "version": gen.version,
+                "generation": gen.number,
+                "changed_files": list(self._changed),
+                "reload_order": list(self._order),
+                "last_error": self._last_error,
+                "history": list(self._history),
+            }
+
+    def versions(self) -> Dict[str, Any]:
+        with self._state_lock:
+            current = self._current
+            return {
+                "current": current.number,
+                "version": current.version,
+                "generations": [g.describe(g is current) for g in self._generations],
+            }
+
+    def health(self) -> Dict[str, Any]:
+        return {"status": "ok", "pid": os.getpid(), "state": self._state,
+                "generation": self._current.number, "version": self._current.version}
+
+    def check(self, expect: Optional[Dict[str, str]] = None, automatic: bool = False) -> Dict[str, Any]:
+        """Bring the running code in line with the tree. Returns status().
+        Raises TreeNotConsistent when `expect` ({relpath: sha256}) does not match."""
+        with self._reload_lock:
+            started = time.monotonic()
+            scan = self._scanner.scan()
+            if expect:
+                mismatched = self._mismatched(scan, expect)
+                if mismatched:
+                    raise TreeNotConsistent(mismatched)
+            if self._held is not None:
+                if scan == self._held:
+                    return self.status()  # API rollback sticks until the tree changes
+                self._held = None
+            gen = self._current
+            changed = diff_snapshots(gen.snapshot, scan)
+            if not changed:
+                with self._state_lock:
+                    gen.version = read_release_id(self.root)
+                    if self._state in ("rejected", "restart_required"):
+                        # The tree was put back to what is running.
+                        self._state = "live" if gen.number else "idle"
+                        self._last_error = None
+                return self.status()
+            if automatic and scan == self._failed_snapshot:
+                return self.status()  # same broken tree: do not retry every poll
+            self._apply(gen, scan, changed, started)
+            return self.status()
+
+    def rollback(self) -> Dict[str, Any]:
+        """Return to the previous retained generation (modules and handlers)."""
+        with self._reload_lock:
+            started = time.monotonic()
+            idx = self._generations.index(self._current)
+            if idx == 0:
+                raise NoPreviousGeneration("no previous generation to roll back to")
+            bad, target = self._current, self._generations[idx - 1]
+            owned_now = self._owned_modules()
+            for name in owned_now:
+                if name not in target.modules:
+                    sys.modules.pop(name, None)
+                    self._set_parent_attr(name, None)
+            for name in sorted(target.modules):
+                sys.modules[name] = target.modules[name]
+                self._set_parent_attr(name, target.modules[name])
+            for name in self._handler_specs:
+                self.handler_for(target, name)
+            with self._state_lock:
+                self._current = target
+                self._generations.remove(bad)
+                self._state = "rolled_back"
+                self._last_error = None
+                self._order = []
+                self._record(target, "rolled_back", [], started)
+            bad.retire()
+            self._held = self._scanner.scan()
+            self._failed_snapshot = None
+            return self.status()
+
+    def start_polling(self, interval: float = 5.0) -> None:
+        """Periodic check in a daemon thread; skipped while hotctl's lock exists."""
+        if self._poll_stop is not None:
+            return
+        stop = self._poll_stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(interval):
+                if deploy_in_progress(self.lock_path):
+                    continue  # a sync is half done; the tree is not consistent yet
+                try:
+                    self.check(automatic=True)
+                except Exception:
+                    log.exception("hot-reload poll failed")
+
+        threading.Thread(target=loop, name="hotreload-poll", daemon=True).start()
+
+    def stop_polling(self) -> None:
+        if self._poll_stop is not None:
+            self._poll_stop.set()
+            self._poll_stop = None
+
+    # ----- reload -------------------------------------------------------------
+
+    def _apply(self, gen: Generation, scan: Snapshot, changed: List[str], started: float) -> None:
+        version = read_release_id(self.root)
+        restart = [p for p in changed if self._needs_restart(p)]
+        if restart:
+            err = {"type": "RestartRequired",
+                   "message": "changes need a process restart: " + ", ".join(restart),
+                   "traceback": None}
+            self._finish_failed(gen, "restart_required", err, scan, changed, [], started)
+            return
+        owned = self._owned_modules()
+        by_path: Dict[str, List[str]] = {}
+        for name, module in owned.items():
+            by_path.setdefault(self._rel(module.__file__), []).append(name)
+        try:
+            units = self._compile_changed(scan, changed, by_path)
+            graph, sources = self._graph(owned)
+            changed_modules = [n for p in changed if p in scan for n in by_path.get(p, [])]
+            members = depgraph.dependents_closure(graph, changed_modules)
+            steps = depgraph.reload_steps(graph, members)
+            for name in members:
+                if name not in units:
+                    path = os.path.realpath(owned[name].__file__)
+                    units[name] = Unit(path, compile(sources[name], path, "exec", dont_inherit=True),
+                                       os.path.basename(path) == "__init__.py")
+        except ReloadFailed as exc:
+            self._finish_failed(gen, "rejected", exc.error, scan, changed, [], started)
+            return
+        if not members:
+            # Data files, the marker, or .py files nothing has imported yet.
+            with self._state_lock:
+                gen.snapshot = scan
+                gen.version = version
+                self._state = "live"
+                self._changed, self._order, self._last_error = changed, [], None
+                self._failed_snapshot = None
+                self._record(gen, "live", changed, started)
+            return
+        planned = [n for step in steps for n in step]
+        with self._state_lock:
+            self._state = "loading"
+        gen.modules = owned  # what the outgoing generation consists of
+        txn = LoadTransaction(units, steps, self._is_owned)
+        try:
+            order = txn.run()
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            self._finish_failed(gen, "rejected", _error(exc), scan, changed, planned, started)
+            return
+        try:
+            new = Generation(self._next_number, version, scan, {})
+            for name in self._handler_specs:
+                module_name = self._handler_specs[name][0]
+                old = gen.handlers.get(name)
+                if module_name in members or old is None:
+                    new.handlers[name] = self._build_handler(name, old=old)
+                else:
+                    new.handlers[name] = old  # its code did not change: keep its state
+            for verify in self._verifiers:
+                verify(new)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            txn.undo()
+            self._finish_failed(gen, "rejected", _error(exc), scan, changed, planned, started)
+            return
+        with self._state_lock:
+            self._current = new  # the commit: one reference swap
+            self._next_number += 1
+            self._generations.append(new)
+            self._state = "live"
+            self._changed, self._order, self._last_error = changed, order, None
+            self._failed_snapshot = None
+            self._record(new, "live", changed, started)
+            retired = self._generations[:-self.keep_generations]
+            del self._generations[:-self.keep_generations]
+        for old_gen in retired:
+            old_gen.retire()
+        log.info("hot reload generation %d live: %s", new.number, ", ".join(order))
+
+    def _finish_failed(self, gen: Generation, state: str, err: Dict[str, Any], scan: Snapshot,
+                       changed: List[str], order: List[str], started: float) -> None:
+        with self._state_lock:
+            self._state = state
+            self._changed, self._order, self._last_error = changed, order, err
+            self._failed_snapshot = scan
+            self._record(gen, state, changed, started, err)
+        log.warning("hot reload %s: %s", state, err["message"])
+
+    def _record(self, gen: Generation, state: str, changed: List[str], started: float,
+                err: Optional[Dict[str, Any]] = None) -> None:
+        entry = {"generation": gen.number, "version": gen.version, "state": state,
+                 "time": _now_iso(), "changed_files": list(changed),
+                 "duration_ms": round((time.monotonic() - started) * 1000, 3)}
+        if err is not None:
+            entry["error"] = {"type": err["type"], "message": err["message"]}
+        self._history.append(entry)
+
+    def _compile_changed(self, scan: Snapshot, changed: List[str],
+                         by_path: Dict[str, List[str]]) -> Dict[str, Unit]:
+        """compile() every changed .py file (ast.parse alone accepts e.g. a
+        module-level `return`). Returns finder units keyed by module name."""
+        units: Dict[str, Unit] = {}
+        for rel in changed:
+            if rel not in scan or not rel.endswith(".py"):
+                continue
+            path = os.path.join(self.root, rel)
+            source = self._read_exact(path, rel, scan[rel])
+            try:
+                code = compile(source, path, "exec", dont_inherit=True)
+            except (SyntaxError, ValueError) as exc:
+                raise ReloadFailed(_error(exc, rel))
+            is_pkg = os.path.basename(rel) == "__init__.py"
+            for name in by_path.get(rel) or [self._module_name_for(rel)]:
+                if name:
+                    units[name] = Unit(path, code, is_pkg)
+        return units
+
+    def _read_exact(self, path: str, rel: str, digest: str) -> bytes:
+        with open(path, "rb") as fh:
+            source = fh.read()
+        if hashlib.sha256(source).hexdigest() != digest:
+            raise ReloadFailed({"type": "TreeChanged", "traceback": None,
+                                "message": rel + ": changed while checking; check again"})
+        return source
+
+    def _graph(self, owned: Dict[str, Any]):
+        known = set(owned)
+        graph: Dict[str, set] = {}
+        sources: Dict[str, bytes] = {}
+        for name, module in owned.items():
+            path = os.path.realpath(module.__file__)
+            try:
+                with open(path, "rb") as fh:
+                    sources[name] = fh.read()
+                graph[name] = depgraph.imports_of(sources[name], name,
+                                                  os.path.basename(path) == "__init__.py", known)
+            except OSError:
+                graph[name] = set()  # file deleted: nothing to reload it from
+            except (SyntaxError, ValueError) as exc:
+                raise ReloadFailed(_error(exc, self._rel(path)))
+        return graph, sources
+
+    def _module_name_for(self, rel: str) -> Optional[str]:
+        """Name a not-yet-imported file would get (root is the import root)."""
+        parts = rel[:-3].split("/")
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if not parts or not all(p.isidentifier() for p in parts):
+            return None
+        return ".".join(parts)
+
+    def _needs_restart(self, rel: str) -> bool:
+        name = os.path.basename(rel)
+        if any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) for p in self.restart_patterns):
+            return True
+        path = os.path.realpath(os.path.join(self.root, rel))
+        if path.startswith(_AGENT_DIR + os.sep) or path == self.entry_file:
+            return True
+        main = sys.modules.get("__main__")
+        main_file = getattr(main, "__file__", None)
+        return bool(main_file) and os.path.realpath(main_file) == path
+
+    def _mismatched(self, scan: Snapshot, expect: Dict[str, str]) -> List[str]:
+        bad = []
+        for rel, digest in sorted(expect.items()):
+            current = scan.get(rel)
+            if current is None:
+                path = os.path.realpath(os.path.join(self.root, rel))
+                if path.startswith(self.root + os.sep) and os.path.isfile(path):
+                    current = sha256_file(path)  # e.g. a file the scan ignores
+            if current is None or not isinstance(digest, str) or current != digest.lower():
+                bad.append(rel)
+        return bad
+
+    # ----- module bookkeeping -------------------------------------------------
+
+    def _rel(self, path: str) -> str:
+        return os.path.relpath(os.path.realpath(path), self.root).replace(os.sep, "/")
+
+    def _is_owned(self, module: Any) -> bool:
+        try:
+            path = getattr(module, "__file__", None)
+        except Exception:
+            return False
+        if not path or not isinstance(path, str) or not path.endswith(".py"):
+            return False
+        path = os.path.realpath(path)
+        return path.startswith(self.root + os.sep) and not path.startswith(_AGENT_DIR + os.sep)
+
+    def _owned_modules(self) -> Dict[str, Any]:
+        """Loaded modules whose source lives in the watched tree (never __main__
+        or the agent itself)."""
+        return {name: module for name, module in list(sys.modules.items())
+                if name != "__main__" and module is not None and self._is_owned(module)}
+
+    def _set_parent_attr(self, name: str, module: Any) -> None:
+        parent_name, _, child = name.rpartition(".")
+        parent = sys.modules.get(parent_name) if parent_name else None
+        if parent is None:
+            return
+        if module is None:
+            parent.__dict__.pop(child, None)
+        else:
+            setattr(parent, child, module)
+
+    def _build_handler(self, name: str, old: Any) -> Any:
+        module_name, attr = self._handler_specs[name]
+        module = sys.modules.get(module_name) or importlib.import_module(module_name)
+        handler = module if attr is None else getattr(module, attr)
+        if isinstance(handler, type):
+            handler = handler()
+            hook = getattr(handler, "__hot_reload__", None)
+            if old is not None and callable(hook):
+                hook(old)  # instance-level state carry-over
+        return handler

@@ -1,0 +1,42 @@
+"""WSGI middleware: serves the agent endpoints, passes everything else on."""
+
+from typing import Any, Callable, Iterable
+
+from .agent import Agent
+from .endpoints import dispatch, encode, handles
+
+
+class HotReloadWSGI:
+    def __init__(self, app: Callable, agent: Agent, include_health: bool = True) -> None:
+        """include_health=False leaves GET /health to the wrapped app."""
+        self.app = app
+        self.agent = agent
+        self.include_health = include_health
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "") or "/"
+        if not handles(path, self.include_health):
+            return self.app(environ, start_response)
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        body = environ["wsgi.input"].read(length) if length > 0 else b""
+        status, payload, headers = dispatch(
+            self.agent, environ.get("REQUEST_METHOD", "GET"), path,
+            environ.get("HTTP_AUTHORIZATION"), body)
+        data = encode(payload)
+        start_response(_status_line(status), [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(data))),
+        ] + list(headers.items()))
+        return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else data]
+
+
+def _status_line(code: int) -> str:
+    from http import HTTPStatus
+    return "%d %s" % (code, HTTPStatus(code).phrase)
+
+
+def wrap_wsgi(app: Any, agent: Agent, include_health: bool = True) -> HotReloadWSGI:
+    return HotReloadWSGI(app, agent, include_health)
