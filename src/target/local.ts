@@ -44,7 +44,7 @@ export class LocalTarget implements Target {
   async preflight(): Promise<PreflightItem[]> {
     const {source, target, stateDir} = this.config
     const items: PreflightItem[] = []
-    const rsync = await execa('rsync', ['--version'], {reject: false})
+    const rsync = await execa(rsyncBinary(), ['--version'], {reject: false})
     items.push({name: 'rsync', ok: rsync.exitCode === 0, detail: rsync.exitCode === 0 ? String(rsync.stdout).split('\n')[0]! : 'rsync not found: install it (apt-get install rsync)'})
     items.push(dirCheck('source', source, fs.constants.R_OK))
     items.push(dirCheck('target', target, fs.constants.W_OK))
@@ -181,7 +181,7 @@ export class LocalTarget implements Target {
     const writes = [...changes.added, ...changes.changed]
     if (writes.length === 0) return []
     const argv = syncArgv({source, target: this.config.target, excludes: this.syncExcludes, dryRun})
-    const r = await execa('rsync', argv, {input: filesFromInput(writes), reject: false, cancelSignal: signal, forceKillAfterDelay: 2000})
+    const r = await execa(rsyncBinary(), argv, {input: filesFromInput(writes), reject: false, cancelSignal: signal, forceKillAfterDelay: 2000})
     if (r.isCanceled) throw new HotctlError('sync interrupted', EXIT.interrupted)
     if (r.exitCode !== 0) {
       throw new HotctlError(`rsync failed (exit ${r.exitCode}: ${describeRsyncExit(r.exitCode ?? -1)}): ${String(r.stderr).trim().split('\n').slice(-3).join(' | ')}`, EXIT.restored)
@@ -217,5 +217,8 @@ export function readMarkerFile(file: string): ReleaseMarker | null {
     return null
   }
 }
+
+/** HOTCTL_RSYNC names another rsync binary (a newer build, or a wrapper adding e.g. --bwlimit). */
+export const rsyncBinary = () => process.env.HOTCTL_RSYNC || 'rsync'
 
 export const currentUser = () => os.userInfo().username
