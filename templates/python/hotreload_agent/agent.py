@@ -233,7 +233,7 @@ class Agent:
                 self._generations.remove(bad)
                 self._state = "rolled_back"
                 self._last_error = None
-                self._order = []
+                self._changed, self._order = [], []
                 self._record(target, "rolled_back", [], started)
             bad.retire()
             self._held = self._scanner.scan()
