@@ -1,11 +1,9 @@
 import {Command, Flags, type Interfaces} from '@oclif/core'
 import chalk from 'chalk'
-import {loadConfig} from './config/load.js'
 import {EXIT, HotctlError} from './errors.js'
 import type {OpContext} from './pipeline/context.js'
 import {redact, redactValue} from './secrets.js'
-import {LocalTarget} from './target/local.js'
-import {createUi, type Ui} from './ui/render.js'
+import {createUi, type Ui} from './ui/ui.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof HotctlCommand)['baseFlags'] & T['flags']>
 
@@ -33,6 +31,9 @@ export abstract class HotctlCommand extends Command {
 
   /** Loads the config and opens the target; interrupts (SIGINT/SIGTERM) abort `signal`. */
   protected async openContext(configPath?: string): Promise<OpContext> {
+    // Loaded here, not at the top: `hotctl --version` and --help must not pay for zod/cosmiconfig/execa.
+    const {loadConfig} = await import('./config/load.js')
+    const {LocalTarget} = await import('./target/local.js')
     const config = await loadConfig({configPath})
     const onSignal = (sig: NodeJS.Signals) => {
       if (!this.abort.signal.aborted) this.ui.say(`hotctl: ${sig} received: stopping; the target will be restored if it was changed`)

@@ -1,6 +1,6 @@
 import type {ResolvedConfig} from '../config/resolve.js'
 import type {Target} from '../target/target.js'
-import type {Ui} from '../ui/render.js'
+import type {Ui} from '../ui/ui.js'
 
 /** What every pipeline step gets: the config, the one Target, the UI and the interrupt signal. */
 export interface OpContext {

@@ -1,15 +1,5 @@
 import {Listr, ListrLogger, ProcessOutput, type ListrTask} from 'listr2'
-import {redact} from '../secrets.js'
-
-export interface Ui {
-  json: boolean
-  /** A line for humans, on stderr (kept out of --json's stdout). */
-  say(message: string): void
-}
-
-export function createUi(json: boolean): Ui {
-  return {json, say: (m) => process.stderr.write(`${redact(m)}\n`)}
-}
+import type {Ui} from './ui.js'
 
 /**
  * listr2, decided once: silent under --json, the default renderer on an interactive terminal,
