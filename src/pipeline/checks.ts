@@ -1,5 +1,6 @@
 import type {ListrTask} from 'listr2'
 import {EXIT, HotctlError} from '../errors.js'
+import {redact} from '../secrets.js'
 import {describeCommand, runCommand} from '../service/run-command.js'
 import type {OpContext} from './context.js'
 
@@ -12,7 +13,7 @@ export interface CheckOutcome {
 /** The configured checks, concurrently; each runs its commands in order in the source tree. */
 export function checkTasks(ctx: OpContext, outcomes: CheckOutcome[]): ListrTask[] {
   return ctx.config.checks.map((check) => ({
-    title: `${check.name}: ${check.commands.map(describeCommand).join(' && ')}`,
+    title: redact(`${check.name}: ${check.commands.map(describeCommand).join(' && ')}`),
     task: async (_c, task) => {
       for (const cmd of check.commands) {
         const r = await runCommand(cmd, {cwd: ctx.config.source, env: ctx.env, signal: ctx.signal, tailLines: 20})

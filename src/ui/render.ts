@@ -1,4 +1,5 @@
 import {Listr, ListrLogger, ProcessOutput, type ListrTask} from 'listr2'
+import {redact} from '../secrets.js'
 import type {Ui} from './ui.js'
 
 /**
@@ -9,7 +10,7 @@ import type {Ui} from './ui.js'
 export function runTasks<T>(ui: Ui, tasks: ListrTask<T>[], ctx: T, concurrent = false): Promise<T> {
   const interactive = Boolean(process.stderr.isTTY) && !process.env.CI
   const processOutput = new ProcessOutput(process.stderr, process.stderr)
-  const list = new Listr<T, 'default' | 'simple' | 'silent', 'simple'>(tasks, {
+  const list = new Listr<T, 'default' | 'simple' | 'silent', 'simple'>(tasks.map(redacted), {
     concurrent,
     exitOnError: true,
     registerSignalListeners: false,
@@ -20,4 +21,20 @@ export function runTasks<T>(ui: Ui, tasks: ListrTask<T>[], ctx: T, concurrent = 
     ctx,
   } as never)
   return list.run()
+}
+
+/** Titles and error messages are rendered by listr2 itself: mask secrets before it sees them. */
+function redacted<T>(t: ListrTask<T>): ListrTask<T> {
+  return {
+    ...t,
+    title: typeof t.title === 'string' ? redact(t.title) : t.title,
+    task: async (ctx, task) => {
+      try {
+        return await t.task(ctx, task)
+      } catch (err) {
+        if (err instanceof Error) err.message = redact(err.message)
+        throw err
+      }
+    },
+  }
 }
