@@ -4,6 +4,7 @@ import {type ChangeSet, changeCount} from '../plan/changeset.js'
 import {type DeployPlan, planDeploy} from '../plan/deploy-plan.js'
 import type {ItemizedChange} from '../rsync/itemize.js'
 import type {BackupMeta} from '../state/backups.js'
+import {interruptedOperation} from '../state/journal.js'
 import {currentUser} from '../target/local.js'
 import {runTasks} from '../ui/render.js'
 import {type CheckOutcome, checkTasks} from './checks.js'
@@ -72,18 +73,19 @@ export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<Deploy
     result.preview = await target.previewSync(config.source, plan.changes)
     return done({...result, outcome: 'dry-run', release: plan.id})
   }
-  if (plan.nothingToDeploy) return done({...result, outcome: 'nothing-to-deploy'})
+  // An interrupted operation must be finished even when this deploy has nothing to do.
+  const pending = interruptedOperation(target.journal.read())
+  if (plan.nothingToDeploy && !pending) return done({...result, outcome: 'nothing-to-deploy'})
 
   // 3. lock, and finish any interrupted operation first (it may change the target: plan again).
   const unlock = lockTarget(ctx, `deploy ${process.argv.slice(2).join(' ')}`)
   try {
     result.recovery = await recoverInterrupted(ctx)
-    if (result.recovery?.restored) {
-      plan = makePlan(ctx, flags)
-      result.plan = summarize(plan)
-      result.changes = plan.changes
-      if (plan.nothingToDeploy) return done({...result, outcome: 'nothing-to-deploy'})
-    }
+    // Under the lock: plan again if recovery changed the target, and take an id no one else took.
+    plan = result.recovery?.restored ? makePlan(ctx, flags) : planDeploy(config, plan.changes, nextId(ctx), flags)
+    result.plan = summarize(plan)
+    result.changes = plan.changes
+    if (plan.nothingToDeploy) return done({...result, outcome: 'nothing-to-deploy'})
     throwIfInterrupted(ctx)
     return done(await apply(ctx, flags, plan, result))
   } finally {

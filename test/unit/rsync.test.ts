@@ -129,3 +129,17 @@ describe('parseItemize', () => {
     expect(parseItemize('>f+++++++++ a\n>f+++++++++ b\n')).toHaveLength(2)
   })
 })
+
+describe('parseItemize: names with a leading space', () => {
+  // rsync prints `%i %n`: one separator space, so a name " lead" appears after two spaces.
+  it('keeps a leading space of the name', () => {
+    expect(parseItemize('>f+++++++++  lead')[0]!.path).toBe(' lead')
+  })
+})
+
+describe('parseItemize: deleted names with a leading space', () => {
+  // rsync 3.x prints `*deleting` padded to 11 columns, a space, then the name: `*deleting    old` for " old".
+  it('keeps a leading space of a deleted name', () => {
+    expect(parseItemize('*deleting    old')[0]!.path).toBe(' old')
+  })
+})
