@@ -5,6 +5,9 @@ import type {Command, ParsedConfig, SmokeSpec, StatusSpec, TriggerSpec} from './
 
 export const MARKER_NAME = '.hotctl-release.json'
 
+/** What rsync must never write or delete: protected paths, excludes, and hotctl's own marker. */
+export const syncExcludes = (c: Pick<ResolvedConfig, 'protect' | 'exclude'>) => [...c.protect, ...c.exclude, MARKER_NAME]
+
 export interface ServiceSpec {
   name: string
   trigger?: TriggerSpec

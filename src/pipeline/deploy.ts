@@ -4,7 +4,6 @@ import {type ChangeSet, changeCount} from '../plan/changeset.js'
 import {type DeployPlan, planDeploy} from '../plan/deploy-plan.js'
 import type {ItemizedChange} from '../rsync/itemize.js'
 import type {BackupMeta} from '../state/backups.js'
-import {interruptedOperation} from '../state/journal.js'
 import {currentUser} from '../target/local.js'
 import {runTasks} from '../ui/render.js'
 import {type CheckOutcome, checkTasks} from './checks.js'
@@ -62,29 +61,22 @@ export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<Deploy
   }
   throwIfInterrupted(ctx)
 
-  // 2. plan: read-only.
-  let plan = makePlan(ctx, flags)
-  result.plan = summarize(plan)
-  result.changes = plan.changes
-  if (plan.needsRestart.length > 0 && flags.noRestart) {
-    throw new HotctlError(`these changes need a restart, refused by --no-restart: ${plan.needsRestart.join(', ')}`, EXIT.needsRestart, 'Deploy them without --no-restart (reload.restart then runs), or leave them out of this deploy.', {needsRestart: plan.needsRestart})
-  }
+  // 2. plan (read-only). A dry run stops here, without taking the lock.
   if (flags.dryRun) {
+    const plan = await makePlan(ctx, flags)
     result.preview = await target.previewSync(config.source, plan.changes)
-    return done({...result, outcome: 'dry-run', release: plan.id})
+    return done({...result, ...planned(plan), outcome: 'dry-run', release: plan.id})
   }
-  // An interrupted operation must be finished even when this deploy has nothing to do.
-  const pending = interruptedOperation(target.journal.read())
-  if (plan.nothingToDeploy && !pending) return done({...result, outcome: 'nothing-to-deploy'})
 
-  // 3. lock, and finish any interrupted operation first (it may change the target: plan again).
+  // 3. lock; finish any interrupted operation first; plan under the lock.
   const unlock = lockTarget(ctx, `deploy ${process.argv.slice(2).join(' ')}`)
   try {
     result.recovery = await recoverInterrupted(ctx)
-    // Under the lock: plan again if recovery changed the target, and take an id no one else took.
-    plan = result.recovery?.restored ? makePlan(ctx, flags) : planDeploy(config, plan.changes, nextId(ctx), flags)
-    result.plan = summarize(plan)
-    result.changes = plan.changes
+    const plan = await makePlan(ctx, flags)
+    Object.assign(result, planned(plan))
+    if (plan.needsRestart.length > 0 && flags.noRestart) {
+      throw new HotctlError(`these changes need a restart, refused by --no-restart: ${plan.needsRestart.join(', ')}`, EXIT.needsRestart, 'Deploy them without --no-restart (reload.restart then runs), or leave them out of this deploy.', {needsRestart: plan.needsRestart})
+    }
     if (plan.nothingToDeploy) return done({...result, outcome: 'nothing-to-deploy'})
     throwIfInterrupted(ctx)
     return done(await apply(ctx, flags, plan, result))
@@ -155,12 +147,13 @@ async function apply(ctx: OpContext, flags: DeployFlags, plan: DeployPlan, resul
   return result
 }
 
-function makePlan(ctx: OpContext, flags: DeployFlags): DeployPlan {
-  return planDeploy(ctx.config, ctx.target.planChanges(ctx.config.source), nextId(ctx), flags)
+async function makePlan(ctx: OpContext, flags: DeployFlags): Promise<DeployPlan> {
+  return planDeploy(ctx.config, await ctx.target.planChanges(ctx.config.source), nextId(ctx), flags)
 }
 
-function summarize(plan: DeployPlan): DeployResult['plan'] {
-  return {...plan, changes: {added: plan.changes.added.length, changed: plan.changes.changed.length, deleted: plan.changes.deleted.length}}
+/** The plan's part of the result: counts in `plan`, the paths in `changes`. */
+function planned(plan: DeployPlan): Pick<DeployResult, 'plan' | 'changes'> {
+  return {plan: {...plan, changes: {added: plan.changes.added.length, changed: plan.changes.changed.length, deleted: plan.changes.deleted.length}}, changes: plan.changes}
 }
 
 export function describeChanges(c: ChangeSet): string {

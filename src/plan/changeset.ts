@@ -1,5 +1,4 @@
-import type {HashCache} from '../store/hash-cache.js'
-import type {Tree} from '../store/walk.js'
+import type {ItemizedChange} from '../rsync/itemize.js'
 
 /** What a deploy will do to the target, by path. */
 export interface ChangeSet {
@@ -11,27 +10,23 @@ export interface ChangeSet {
 export const changeCount = (c: ChangeSet) => c.added.length + c.changed.length + c.deleted.length
 
 /**
- * Source vs target. Like rsync's quick check, equal size and mtime count as equal; where they
- * differ, content decides (hashes, cached by stat on both sides), so a fresh clone of the live
- * tree — new mtimes everywhere — changes nothing. `ignore` names hotctl's own files in the target.
+ * rsync's dry-run itemization (size/mtime/perms quick check) → the change set. Where only the
+ * mtime differs, `sameContent` decides (hashes, cached by stat), so a fresh clone of the live tree —
+ * new mtimes everywhere — changes nothing. Directory mtimes are not deployed, so they never count.
  */
-export function computeChangeSet(src: Tree, dst: Tree, srcCache: HashCache, dstCache: HashCache, ignore: (rel: string) => boolean): ChangeSet {
+export function changeSetFromItemize(items: ItemizedChange[], sameContent: (rel: string) => boolean, ignore: (rel: string) => boolean): ChangeSet {
   const added: string[] = []
   const changed: string[] = []
   const deleted: string[] = []
-  for (const [rel, s] of src.entries) {
-    if (ignore(rel)) continue
-    const d = dst.entries.get(rel)
-    if (!d) added.push(rel)
-    else if (d.type !== s.type) changed.push(rel)
-    else if (s.type === 'symlink') {
-      if (s.link !== d.link) changed.push(rel)
-    } else if (s.mode !== d.mode) changed.push(rel)
-    else if (s.type === 'file') {
-      if (s.size !== d.size) changed.push(rel)
-      else if (s.mtimeMs !== d.mtimeMs && srcCache.hash(src, rel, s) !== dstCache.hash(dst, rel, d)) changed.push(rel)
-    }
+  for (const it of items) {
+    if (!it.path || it.path === '.' || ignore(it.path)) continue
+    if (it.kind === 'deleted') deleted.push(it.path)
+    else if (it.kind === 'added') added.push(it.path)
+    else if (it.fileType === 'dir') {
+      if (it.code[5] === 'p') changed.push(it.path) // only permissions matter for a directory
+    } else if (it.fileType === 'file' && it.code[3] !== 's' && it.code[5] !== 'p' && it.code[2] !== 'c') {
+      if (!sameContent(it.path)) changed.push(it.path) // same size, other mtime: content decides
+    } else changed.push(it.path)
   }
-  for (const rel of dst.entries.keys()) if (!src.entries.has(rel) && !ignore(rel)) deleted.push(rel)
   return {added: added.sort(), changed: changed.sort(), deleted: deleted.sort()}
 }

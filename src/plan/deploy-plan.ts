@@ -1,5 +1,5 @@
 import type {ResolvedConfig} from '../config/resolve.js'
-import {MARKER_NAME} from '../config/resolve.js'
+import {MARKER_NAME, syncExcludes} from '../config/resolve.js'
 import {syncArgv} from '../rsync/argv.js'
 import {type ChangeSet, changeCount} from './changeset.js'
 import {compilePatterns, matchesPathOrParent} from './patterns.js'
@@ -41,7 +41,7 @@ export function planDeploy(config: ResolvedConfig, changes: ChangeSet, id: strin
     changes,
     needsRestart,
     nothingToDeploy,
-    rsyncArgv: ['rsync', ...syncArgv({source: config.source, target: config.target, excludes: [...config.protect, ...config.exclude, MARKER_NAME]})],
+    rsyncArgv: ['rsync', ...syncArgv({source: config.source, target: config.target, excludes: syncExcludes(config)})],
     steps,
   }
 }

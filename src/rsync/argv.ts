@@ -17,12 +17,39 @@ export function syncArgv(a: SyncArgs): string[] {
     '--files-from=-', // the planned paths, NUL-separated on stdin
     '--links', // symlinks as symlinks
     '--perms',
+    // Every listed path differs by content: never let rsync's size+mtime quick check skip one
+    // (a same-size edit within the target file's mtime second would otherwise be left out).
+    '--ignore-times',
     '--dirs', // listed directories are created, not recursed
     // No --times: written files get a fresh mtime, never one older than the file they replace
     // (stale .pyc and mtime-comparing watchers). Never --inplace: a file is replaced by rename.
     '--delay-updates', // changed files land together at the end, narrowing the mixed-tree window
     '--itemize-changes',
+    '--8-bit-output', // names as they are (only control characters come escaped)
     ...(a.dryRun ? ['--dry-run'] : []),
+    ...a.excludes.map((p) => `--exclude=${p}`),
+    '--',
+    withSlash(a.source),
+    withSlash(a.target),
+  ]
+}
+
+/**
+ * The planning scan: rsync's own dry run over both trees with --delete, comparing size and mtime
+ * to the nanosecond (--modify-window=-1; the default compares whole seconds). Its itemized output
+ * is the candidate change set; hotctl then compares content where only the mtime differs.
+ */
+export function planArgv(a: Omit<SyncArgs, 'dryRun'>): string[] {
+  return [
+    '--dry-run',
+    '--recursive',
+    '--links',
+    '--perms',
+    '--times',
+    '--delete',
+    '--modify-window=-1',
+    '--out-format=%i %n%L',
+    '--8-bit-output',
     ...a.excludes.map((p) => `--exclude=${p}`),
     '--',
     withSlash(a.source),

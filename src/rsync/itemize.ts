@@ -6,12 +6,15 @@ export interface ItemizedChange {
   code: string
 }
 
+/** rsync prints unprintable bytes of names as \\#ooo (octal). */
+const unescape = (name: string) => name.replace(/\\#([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)))
+
 export function parseItemize(output: string): ItemizedChange[] {
   const out: ItemizedChange[] = []
   for (const line of output.split('\n')) {
     if (!line.trim()) continue
     if (line.startsWith('*deleting')) {
-      const p = line.slice('*deleting'.length).trimStart()
+      const p = unescape(line.slice('*deleting'.length).trimStart())
       out.push({path: p.replace(/\/$/, ''), kind: 'deleted', fileType: p.endsWith('/') ? 'dir' : 'file', code: '*deleting'})
       continue
     }
@@ -20,7 +23,7 @@ export function parseItemize(output: string): ItemizedChange[] {
     const [, update, type, attrs, name] = m as unknown as [string, string, string, string, string]
     const fileType = type === 'f' ? 'file' : type === 'd' ? 'dir' : type === 'L' ? 'symlink' : 'other'
     const kind = attrs.startsWith('+') ? 'added' : update === '.' ? 'attrs' : 'changed'
-    const path = type === 'L' ? name.replace(/ -> .*$/, '') : name.replace(/\/$/, '')
+    const path = unescape(type === 'L' ? name.replace(/ -> .*$/, '') : name.replace(/\/$/, ''))
     out.push({path, kind, fileType, code: `${update}${type}${attrs}`})
   }
   return out

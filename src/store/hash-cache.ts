@@ -3,6 +3,9 @@ import path from 'node:path'
 import {hashFile} from './hash.js'
 import type {Tree, TreeEntry} from './walk.js'
 
+/** The stat fields a cached hash is validated by. */
+export type Stat = Pick<TreeEntry, 'size' | 'mtimeMs' | 'ctimeMs' | 'ino'>
+
 type Row = [size: number, mtimeMs: number, ctimeMs: number, ino: number, hash: string]
 
 /**
@@ -34,11 +37,11 @@ export class HashCache {
     return new HashCache(file, rows)
   }
 
-  /** Hash of `rel` in `tree`, read from disk only when its stat changed. */
-  hash(tree: Tree, rel: string, entry: TreeEntry): string {
+  /** Hash of the file `rel` under `root`, read from disk only when its stat changed. */
+  hash(root: string, rel: string, entry: Stat): string {
     const row = this.rows[rel]
     if (row && row[0] === entry.size && row[1] === entry.mtimeMs && row[2] === entry.ctimeMs && row[3] === entry.ino) return row[4]
-    const hash = hashFile(path.join(tree.root, rel))
+    const hash = hashFile(path.join(root, rel))
     this.hashed++
     this.rows[rel] = [entry.size, entry.mtimeMs, entry.ctimeMs, entry.ino, hash]
     this.dirty = true

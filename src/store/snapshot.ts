@@ -24,7 +24,7 @@ export function snapshotTree(tree: Tree, cache: HashCache, store: ObjectStore): 
   let added = 0
   for (const [rel, e] of tree.entries) {
     if (e.type === 'file') {
-      let hash = cache.hash(tree, rel, e)
+      let hash = cache.hash(tree.root, rel, e)
       if (!store.has(hash)) {
         const put = store.putFile(path.join(tree.root, rel))
         hash = put.hash // what was really copied, should the file have changed meanwhile
@@ -44,7 +44,7 @@ export function diffAgainst(manifest: Manifest, tree: Tree, cache: HashCache): s
   const diffs: string[] = []
   for (const [rel, want] of manifest) {
     const have = tree.entries.get(rel)
-    if (!have || !sameEntry(want, have, () => cache.hash(tree, rel, have))) diffs.push(rel)
+    if (!have || !sameEntry(want, have, () => cache.hash(tree.root, rel, have))) diffs.push(rel)
   }
   for (const rel of tree.entries.keys()) if (!manifest.has(rel)) diffs.push(rel)
   return diffs
@@ -75,7 +75,7 @@ export function restoreTree(manifest: Manifest, targetRoot: string, skip: PathMa
   for (const [rel, want] of wanted) {
     const have = tree.entries.get(rel)
     const abs = path.join(targetRoot, rel)
-    if (have && sameEntry(want, have, () => cache.hash(tree, rel, have))) continue
+    if (have && sameEntry(want, have, () => cache.hash(tree.root, rel, have))) continue
     if (have && have.type === 'dir' && want.type !== 'dir') removeDir(tree, rel, abs)
     if (want.type === 'dir') {
       if (have && have.type !== 'dir') fs.rmSync(abs, {force: true})

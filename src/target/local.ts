@@ -4,11 +4,11 @@ import os from 'node:os'
 import path from 'node:path'
 import {execa} from 'execa'
 import type {ResolvedConfig} from '../config/resolve.js'
-import {MARKER_NAME} from '../config/resolve.js'
+import {MARKER_NAME, syncExcludes} from '../config/resolve.js'
 import {EXIT, HotctlError} from '../errors.js'
-import {type ChangeSet, computeChangeSet} from '../plan/changeset.js'
+import {type ChangeSet, changeSetFromItemize} from '../plan/changeset.js'
 import {compilePatterns, type PathMatcher} from '../plan/patterns.js'
-import {describeRsyncExit, filesFromInput, syncArgv} from '../rsync/argv.js'
+import {describeRsyncExit, filesFromInput, planArgv, syncArgv} from '../rsync/argv.js'
 import {type ItemizedChange, parseItemize} from '../rsync/itemize.js'
 import {type BackupMeta, BackupIndex} from '../state/backups.js'
 import {Journal} from '../state/journal.js'
@@ -29,6 +29,8 @@ export class LocalTarget implements Target {
   private readonly index: BackupIndex
   private readonly lockFile: string
   private readonly syncExcludes: string[]
+  /** The target walk of the last plan, reused by the backup that follows it. */
+  private planned?: Tree
 
   constructor(private readonly config: ResolvedConfig) {
     this.description = config.target
@@ -38,7 +40,7 @@ export class LocalTarget implements Target {
     this.store = new ObjectStore(path.join(config.stateDir, 'objects'))
     this.index = new BackupIndex(path.join(config.stateDir, 'backups'))
     this.lockFile = path.join(config.stateDir, 'lock')
-    this.syncExcludes = [...config.protect, ...config.exclude, MARKER_NAME]
+    this.syncExcludes = syncExcludes(config)
   }
 
   async preflight(): Promise<PreflightItem[]> {
@@ -75,14 +77,25 @@ export class LocalTarget implements Target {
     fs.renameSync(tmp, file)
   }
 
-  planChanges(source: string): ChangeSet {
-    const src = walkTree(source, this.skip)
+  async planChanges(source: string): Promise<ChangeSet> {
+    // rsync scans both trees in its own processes while this one walks the target for the backup.
+    const scan = execa(rsyncBinary(), planArgv({source, target: this.config.target, excludes: this.syncExcludes}), {reject: false})
     const dst = this.walkTarget()
+    const r = await scan
+    if (r.exitCode !== 0) {
+      throw new HotctlError(`planning scan (rsync --dry-run) failed (exit ${r.exitCode}: ${describeRsyncExit(r.exitCode ?? -1)}): ${lastLines(r.stderr)}`, EXIT.checksFailed, 'Check that source and target are readable; the target was not touched.')
+    }
     const srcCache = this.sourceCache(source)
     const dstCache = this.targetCache()
-    const changes = computeChangeSet(src, dst, srcCache, dstCache, (rel) => rel === MARKER_NAME)
-    srcCache.save(src)
-    dstCache.save(dst)
+    const sameContent = (rel: string) => {
+      const s = statEntry(source, rel)
+      const d = dst.entries.get(rel)
+      return !!s && !!d && s.type === 'file' && d.type === 'file' && s.size === d.size && srcCache.hash(source, rel, s) === dstCache.hash(dst.root, rel, d)
+    }
+    const changes = changeSetFromItemize(parseItemize(String(r.stdout)), sameContent, (rel) => rel === MARKER_NAME)
+    srcCache.save()
+    dstCache.save()
+    this.planned = dst
     return changes
   }
 
@@ -91,29 +104,27 @@ export class LocalTarget implements Target {
   }
 
   async sync(source: string, changes: ChangeSet, signal?: AbortSignal): Promise<ItemizedChange[]> {
+    // Planned deletions first (exactly those paths, deepest first; a path whose type changes is
+    // removed, then written), then rsync writes the new and changed paths.
+    if (changes.deleted.length > 0) removeExtras(this.config.target, changes.deleted, this.planned ?? this.walkTarget())
     const items = await this.rsync(source, changes, false, signal)
-    // Deletions are hotctl's own: exactly the planned paths, deepest first, never protected ones.
-    removeExtras(this.config.target, changes.deleted, this.walkTarget())
-    return [...items, ...changes.deleted.map((p) => ({path: p, kind: 'deleted' as const, fileType: 'file' as const, code: '*deleting'}))]
+    return [...changes.deleted.map((p) => ({path: p, kind: 'deleted' as const, fileType: 'file' as const, code: '*deleting'})), ...items]
   }
 
   verifySynced(source: string, changes: ChangeSet): string[] {
     const bad: string[] = []
     const srcCache = this.sourceCache(source)
     const dstCache = this.targetCache()
-    const src = {root: source, entries: new Map(), dirsWithSkipped: new Set<string>()} as Tree
-    const dst = {root: this.config.target, entries: new Map(), dirsWithSkipped: new Set<string>()} as Tree
     for (const rel of [...changes.added, ...changes.changed]) {
       const s = statEntry(source, rel)
       const d = statEntry(this.config.target, rel)
-      if (!s || !d || s.type !== d.type) bad.push(rel)
-      else if (s.type === 'file') {
-        src.entries.set(rel, s)
-        dst.entries.set(rel, d)
-        if (s.size !== d.size || srcCache.hash(src, rel, s) !== dstCache.hash(dst, rel, d)) bad.push(rel)
-      }
+      if (!s || !d || s.type !== d.type || (s.type !== 'symlink' && s.mode !== d.mode)) bad.push(rel)
+      else if (s.type === 'file' && (s.size !== d.size || srcCache.hash(source, rel, s) !== dstCache.hash(this.config.target, rel, d))) bad.push(rel)
     }
-    for (const rel of changes.deleted) if (statEntry(this.config.target, rel)) bad.push(rel)
+    const written = new Set([...changes.added, ...changes.changed])
+    for (const rel of changes.deleted) if (!written.has(rel) && statEntry(this.config.target, rel)) bad.push(rel)
+    srcCache.save()
+    dstCache.save()
     return bad
   }
 
@@ -122,7 +133,9 @@ export class LocalTarget implements Target {
   }
 
   snapshot(id: string, reason: BackupMeta['reason']): BackupMeta {
-    const tree = this.walkTarget()
+    // The walk taken by planChanges (under the same lock) is reused: one stat pass per deploy.
+    const tree = this.planned ?? this.walkTarget()
+    this.planned = undefined
     const cache = this.targetCache()
     const snap = snapshotTree(tree, cache, this.store)
     cache.save(tree)
@@ -152,6 +165,7 @@ export class LocalTarget implements Target {
     for (const id of pinned) kept.add(id)
     const removed = all.filter((b) => !kept.has(b.id)).map((b) => b.id)
     for (const id of removed) this.index.remove(id)
+    if (removed.length === 0) return {removed, freedBytes: 0}
     const live = new Set<string>()
     for (const b of all) if (kept.has(b.id)) for (const h of manifestObjects(b.root, this.store)) live.add(h)
     return {removed, freedBytes: this.store.collectGarbage(live)}
@@ -184,11 +198,13 @@ export class LocalTarget implements Target {
     const r = await execa(rsyncBinary(), argv, {input: filesFromInput(writes), reject: false, cancelSignal: signal, forceKillAfterDelay: 2000})
     if (r.isCanceled) throw new HotctlError('sync interrupted', EXIT.interrupted)
     if (r.exitCode !== 0) {
-      throw new HotctlError(`rsync failed (exit ${r.exitCode}: ${describeRsyncExit(r.exitCode ?? -1)}): ${String(r.stderr).trim().split('\n').slice(-3).join(' | ')}`, EXIT.restored)
+      throw new HotctlError(`rsync failed (exit ${r.exitCode}: ${describeRsyncExit(r.exitCode ?? -1)}): ${lastLines(r.stderr)}`, EXIT.restored)
     }
     return parseItemize(String(r.stdout))
   }
 }
+
+const lastLines = (text: unknown) => String(text).trim().split('\n').slice(-3).join(' | ')
 
 function dirCheck(name: string, dir: string, mode: number): PreflightItem {
   try {

@@ -32,7 +32,7 @@ export interface Target {
   readMarker(): ReleaseMarker | null
   writeMarker(marker: ReleaseMarker): void
   /** Added/changed/deleted paths, worked out by content where size or mtime differ. Read-only. */
-  planChanges(source: string): ChangeSet
+  planChanges(source: string): Promise<ChangeSet>
   /** rsync -n of the planned writes: what rsync itself would do. Read-only. */
   previewSync(source: string, changes: ChangeSet): Promise<ItemizedChange[]>
   sync(source: string, changes: ChangeSet, signal?: AbortSignal): Promise<ItemizedChange[]>
