@@ -29,6 +29,7 @@ export class LocalTarget implements Target {
   private readonly index: BackupIndex
   private readonly lockFile: string
   private readonly syncExcludes: string[]
+  private readonly caches = new Map<string, HashCache>()
   /** The target walk of the last plan, reused by the backup that follows it. */
   private planned?: Tree
 
@@ -182,13 +183,20 @@ export class LocalTarget implements Target {
   }
 
   private targetCache(): HashCache {
-    return HashCache.open(path.join(this.config.stateDir, 'cache', 'target-hashes.json'))
+    return this.cache(path.join(this.config.stateDir, 'cache', 'target-hashes.json'))
   }
 
   /** One cache per source path: CI checkouts in different places do not mix. */
   private sourceCache(source: string): HashCache {
     const key = crypto.createHash('sha256').update(source).digest('hex').slice(0, 12)
-    return HashCache.open(path.join(this.config.stateDir, 'cache', `source-${key}.json`))
+    return this.cache(path.join(this.config.stateDir, 'cache', `source-${key}.json`))
+  }
+
+  /** Each cache file is read once per process and written only when something was hashed. */
+  private cache(file: string): HashCache {
+    let c = this.caches.get(file)
+    if (!c) this.caches.set(file, (c = HashCache.open(file)))
+    return c
   }
 
   private async rsync(source: string, changes: ChangeSet, dryRun: boolean, signal?: AbortSignal): Promise<ItemizedChange[]> {
