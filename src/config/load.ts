@@ -56,12 +56,25 @@ export function parseConfig(raw: unknown, file: string, env: NodeJS.ProcessEnv =
   const data = raw && typeof raw === 'object' && 'default' in raw && Object.keys(raw).length === 1 ? (raw as {default: unknown}).default : raw
   const result = configSchema.safeParse(interpolateEnv(data ?? {}, env, file))
   if (!result.success) {
-    const lines = result.error.issues.map((i) => `${file}: ${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
+    const issues = result.error.issues.flatMap((i) => specific(i))
+    const lines = issues.map((i) => `${file}: ${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
     throw usageError(lines.join('\n'), 'Fix the field(s) named above; the config reference is in the README (and templates/hotctl.schema.json for editors).', {
-      issues: result.error.issues.map((i) => ({path: i.path.join('.'), message: i.message})),
+      issues: issues.map((i) => ({path: i.path.join('.'), message: i.message})),
     })
   }
   return resolveConfig(result.data, file)
+}
+
+type Issue = {path: PropertyKey[]; message: string; code?: string; errors?: Issue[][]}
+
+/**
+ * A union (smoke entry: HTTP or command; check: string, list or argv) fails as a whole with
+ * "Invalid input" at the entry. Report the branch that came closest instead, with its own paths.
+ */
+function specific(issue: Issue): Issue[] {
+  if (issue.code !== 'invalid_union' || !issue.errors?.length) return [issue]
+  const best = [...issue.errors].sort((a, b) => a.length - b.length)[0]!
+  return best.flatMap((i) => specific({...i, path: [...issue.path, ...i.path]}))
 }
 
 function repositoryRoot(from: string): string {

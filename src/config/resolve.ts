@@ -58,7 +58,7 @@ export function resolveConfig(parsed: ParsedConfig, file: string): ResolvedConfi
     services = reload
   } else if (reload) {
     services = reload.services ?? (reload.trigger || reload.status ? [{name: 'service', trigger: reload.trigger, status: reload.status}] : [])
-    reloadTimeoutMs = parseDuration(reload.timeout, 'reload.timeout')
+    reloadTimeoutMs = parseDuration(reload.timeout, `${file}: reload.timeout`)
     restart = reload.restart?.command
     requireRestart = reload.requireRestart
   }

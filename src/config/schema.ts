@@ -8,7 +8,10 @@ export const commandSchema = z.union([shellCommand, z.object({argv: argvCommand}
 /** A check: one command or a list of commands run in order. */
 export const checkSchema = z.union([commandSchema, z.array(commandSchema).min(1)])
 
-const duration = z.union([z.string(), z.number().nonnegative()]).describe('e.g. 500ms, 30s, 2m, or seconds')
+// Validated here so a bad duration is a config error (exit 2), never a failure after the sync.
+const duration = z
+  .union([z.string().regex(/^\s*\d+(?:\.\d+)?\s*(?:ms|s|m|h)?\s*$/, 'not a duration: use e.g. 500ms, 30s, 2m or a number of seconds'), z.number().nonnegative()])
+  .describe('e.g. 500ms, 30s, 2m, or seconds')
 
 const httpRequest = z
   .object({

@@ -19,12 +19,15 @@ export function changeSetFromItemize(items: ItemizedChange[], sameContent: (rel:
   const changed: string[] = []
   const deleted: string[] = []
   for (const it of items) {
-    if (!it.path || it.path === '.' || ignore(it.path)) continue
+    if (!it.path || it.path === '.' || ignore(it.path) || it.fileType === 'other') continue
+    const [, , content, size, , perms] = it.code // YXcstpoguax
     if (it.kind === 'deleted') deleted.push(it.path)
     else if (it.kind === 'added') added.push(it.path)
     else if (it.fileType === 'dir') {
-      if (it.code[5] === 'p') changed.push(it.path) // only permissions matter for a directory
-    } else if (it.fileType === 'file' && it.code[3] !== 's' && it.code[5] !== 'p' && it.code[2] !== 'c') {
+      if (perms === 'p') changed.push(it.path) // only permissions matter for a directory
+    } else if (it.fileType === 'symlink') {
+      if (it.code[0] !== '.') changed.push(it.path) // rsync would re-create it: its target changed (a link's mtime is not deployed)
+    } else if (size !== 's' && perms !== 'p' && content !== 'c') {
       if (!sameContent(it.path)) changed.push(it.path) // same size, other mtime: content decides
     } else changed.push(it.path)
   }

@@ -12,19 +12,20 @@ const unescape = (name: string) => name.replace(/\\#([0-7]{3})/g, (_m, o: string
 export function parseItemize(output: string): ItemizedChange[] {
   const out: ItemizedChange[] = []
   for (const line of output.split('\n')) {
-    if (!line.trim()) continue
-    if (line.startsWith('*deleting')) {
-      const p = unescape(line.slice('*deleting'.length).trimStart())
-      out.push({path: p.replace(/\/$/, ''), kind: 'deleted', fileType: p.endsWith('/') ? 'dir' : 'file', code: '*deleting'})
+    // Fixed width: an 11-character code, one space, the name (which may itself start with spaces).
+    if (line.length < 13 || line[11] !== ' ') continue
+    const code = line.slice(0, 11)
+    const name = line.slice(12)
+    if (code.startsWith('*deleting')) {
+      out.push({path: unescape(name.replace(/\/$/, '')), kind: 'deleted', fileType: name.endsWith('/') ? 'dir' : 'file', code: '*deleting'})
       continue
     }
-    const m = /^([<>ch.*])([fdLDS])([.+?a-zA-Z ]{9,10}) (.+)$/.exec(line)
-    if (!m) continue // rsync's own messages
-    const [, update, type, attrs, name] = m as unknown as [string, string, string, string, string]
+    if (!/^[<>ch.][fdLDS][.+?a-zA-Z ]{9}$/.test(code)) continue // rsync's own messages
+    const type = code[1]
     const fileType = type === 'f' ? 'file' : type === 'd' ? 'dir' : type === 'L' ? 'symlink' : 'other'
-    const kind = attrs.startsWith('+') ? 'added' : update === '.' ? 'attrs' : 'changed'
+    const kind = code.slice(2).startsWith('+') ? 'added' : code[0] === '.' ? 'attrs' : 'changed'
     const path = unescape(type === 'L' ? name.replace(/ -> .*$/, '') : name.replace(/\/$/, ''))
-    out.push({path, kind, fileType, code: `${update}${type}${attrs}`})
+    out.push({path, kind, fileType, code})
   }
   return out
 }

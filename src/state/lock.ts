@@ -33,6 +33,14 @@ export function isStale(owner: LockOwner): boolean {
   }
 }
 
+function lockAgeMs(file: string): number {
+  try {
+    return Date.now() - fs.statSync(file).mtimeMs
+  } catch {
+    return Infinity
+  }
+}
+
 export const describeOwner = (o: LockOwner) => `pid ${o.pid} on ${o.host} (user ${o.user}, "${o.command}", since ${o.started})`
 
 /**
@@ -53,6 +61,9 @@ export function acquireLock(file: string, owner: LockOwner, onStale: (old: LockO
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
       const held = readLock(file)
+      if (!held && lockAgeMs(file) < 10_000) {
+        throw new HotctlError(`target is being locked by another hotctl right now (${file})`, EXIT.locked, 'Retry in a moment.')
+      }
       if (held && !isStale(held)) {
         throw new HotctlError(`target is locked by ${describeOwner(held)}`, EXIT.locked, 'Wait for that operation to finish; if its process is really gone on another host, remove the lock file: ' + file, {lock: held})
       }

@@ -71,6 +71,9 @@ export function restoreTree(manifest: Manifest, targetRoot: string, skip: PathMa
   const tree = walkTree(targetRoot, skip)
   const written: string[] = []
   fs.mkdirSync(targetRoot, {recursive: true})
+  // Leftovers go first: removing them after the writes could follow a restored symlink, or find
+  // a restored file where a leftover directory was.
+  const removed = removeExtras(targetRoot, [...tree.entries.keys()].filter((rel) => !manifest.has(rel)), tree)
   const wanted = [...manifest].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) // parents first
   for (const [rel, want] of wanted) {
     const have = tree.entries.get(rel)
@@ -92,8 +95,6 @@ export function restoreTree(manifest: Manifest, targetRoot: string, skip: PathMa
     }
     written.push(rel)
   }
-  // Remove what the snapshot did not have.
-  const removed = removeExtras(targetRoot, [...tree.entries.keys()].filter((rel) => !manifest.has(rel)), tree)
   return {written, removed}
 }
 

@@ -1,5 +1,5 @@
 import {describe, expect, it} from 'vitest'
-import {describeRsyncExit, filesFromInput, syncArgv} from '../../src/rsync/argv.js'
+import {describeRsyncExit, filesFromInput, planArgv, syncArgv} from '../../src/rsync/argv.js'
 import {parseItemize} from '../../src/rsync/itemize.js'
 
 describe('syncArgv', () => {
@@ -34,6 +34,13 @@ describe('syncArgv', () => {
     expect(argv.filter((a) => a.startsWith('--exclude')).length).toBe(2)
   })
 
+  it('never skips a listed path by the quick check, prints names unescaped', () => {
+    expect(argv).toContain('--ignore-times')
+    expect(argv).toContain('--8-bit-output')
+    expect(argv).not.toContain('--delete')
+    expect(argv).not.toContain('--recursive')
+  })
+
   it('--dry-run only when asked', () => {
     expect(argv).not.toContain('--dry-run')
     const dry = syncArgv({source: 's', target: 't', excludes: [], dryRun: true})
@@ -44,6 +51,23 @@ describe('syncArgv', () => {
   it('a pattern with spaces or shell metacharacters stays one argument', () => {
     const a = syncArgv({source: 's', target: 't', excludes: ['my dir/$(rm -rf)']})
     expect(a).toContain('--exclude=my dir/$(rm -rf)')
+  })
+})
+
+describe('planArgv', () => {
+  const argv = planArgv({source: '/src/app', target: '/live/app', excludes: ['/data', '.hotctl-release.json']})
+  it('is a recursive dry run with --delete comparing times to the nanosecond', () => {
+    for (const a of ['--dry-run', '--recursive', '--links', '--perms', '--times', '--delete', '--modify-window=-1', '--8-bit-output']) expect(argv).toContain(a)
+    expect(argv).not.toContain('--ignore-times')
+    expect(argv.some((a) => a.includes('inplace'))).toBe(false)
+  })
+  it('itemizes with the %i %n%L format', () => {
+    expect(argv).toContain('--out-format=%i %n%L')
+  })
+  it('excludes before --, then source/ target/', () => {
+    expect(argv.slice(-3)).toEqual(['--', '/src/app/', '/live/app/'])
+    expect(argv.indexOf('--exclude=/data')).toBeLessThan(argv.indexOf('--'))
+    expect(argv).toContain('--exclude=.hotctl-release.json')
   })
 })
 
@@ -106,6 +130,17 @@ describe('parseItemize', () => {
   it('keeps spaces inside names', () => {
     expect(parseItemize('>f+++++++++ my file.txt')[0]!.path).toBe('my file.txt')
     expect(parseItemize('*deleting   old file.txt')[0]!.path).toBe('old file.txt')
+  })
+
+  it("unescapes rsync's \\#ooo octal escapes (control characters, escaped backslashes)", () => {
+    expect(parseItemize('>f+++++++++ nl\\#012x')[0]!.path).toBe('nl\nx')
+    expect(parseItemize('>f+++++++++ a\\#134#101')[0]!.path).toBe('a\\#101')
+    expect(parseItemize('*deleting   tab\\#011name')[0]!.path).toBe('tab\tname')
+    expect(parseItemize('cL+++++++++ l\\#012k -> t')[0]!.path).toBe('l\nk')
+  })
+
+  it('keeps non-ASCII names as printed with --8-bit-output', () => {
+    expect(parseItemize('>f+++++++++ ünï/çødé.py')[0]!.path).toBe('ünï/çødé.py')
   })
 
   it('ignores blank lines and rsync messages, keeps order', () => {

@@ -1,0 +1,259 @@
+import {spawnSync} from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import {describe, expect, it} from 'vitest'
+import {changeCount, changeSetFromItemize} from '../../src/plan/changeset.js'
+import {MARKER_NAME} from '../../src/config/resolve.js'
+import {planArgv} from '../../src/rsync/argv.js'
+import {type ItemizedChange, parseItemize} from '../../src/rsync/itemize.js'
+import {HashCache} from '../../src/store/hash-cache.js'
+import {walkTree} from '../../src/store/walk.js'
+import {compilePatterns} from '../../src/plan/patterns.js'
+import {tmpDir, writeTree} from './helpers.js'
+
+const item = (code: string, p: string): ItemizedChange => parseItemize(`${code} ${p}`)[0]!
+const never = () => false
+const always = () => true
+
+describe('changeSetFromItemize (synthetic items)', () => {
+  it('added, deleted, sorted; root dir and ignored paths skipped', () => {
+    const items = [item('>f+++++++++', 'z.txt'), item('cd+++++++++', 'adir/'), item('*deleting  ', 'old'), item('.d..t......', './'), item('>f+++++++++', MARKER_NAME)]
+    const cs = changeSetFromItemize(items, always, (rel) => rel === MARKER_NAME)
+    expect(cs).toEqual({added: ['adir', 'z.txt'], changed: [], deleted: ['old']})
+  })
+
+  it('a size change is a change without consulting content', () => {
+    let asked = 0
+    const cs = changeSetFromItemize([item('>f.st......', 'a')], () => (asked++, true), never)
+    expect(cs.changed).toEqual(['a'])
+    expect(asked).toBe(0)
+  })
+
+  it('only the mtime differs: content decides', () => {
+    expect(changeSetFromItemize([item('>f..t......', 'a')], always, never).changed).toEqual([])
+    expect(changeSetFromItemize([item('>f..t......', 'a')], never, never).changed).toEqual(['a'])
+    expect(changeSetFromItemize([item('.f..t......', 'a')], always, never).changed).toEqual([])
+  })
+
+  it('a permission change on a file is a change even with equal content', () => {
+    expect(changeSetFromItemize([item('.f...p.....', 'run.sh')], always, never).changed).toEqual(['run.sh'])
+    expect(changeSetFromItemize([item('>f..tp.....', 'run.sh')], always, never).changed).toEqual(['run.sh'])
+  })
+
+  it('directories: a time-only difference never counts, a permission change does', () => {
+    expect(changeSetFromItemize([item('.d..t......', 'dir/')], never, never).changed).toEqual([])
+    expect(changeSetFromItemize([item('.d...p.....', 'dir/')], never, never).changed).toEqual(['dir'])
+  })
+
+  it('a changed symlink target is a change', () => {
+    expect(changeSetFromItemize([item('cL.s.......', 'cur -> v2')], always, never).changed).toEqual(['cur'])
+  })
+
+  it('counts', () => {
+    expect(changeCount({added: ['a'], changed: ['b', 'c'], deleted: ['d']})).toBe(4)
+    expect(changeCount({added: [], changed: [], deleted: []})).toBe(0)
+  })
+})
+
+// The real planning scan: rsync's dry run with planArgv, then content comparison by hash cache,
+// exactly as the local target does it.
+const hasRsync = spawnSync('rsync', ['--version']).status === 0
+
+function setup(src: Record<string, string>, dst: Record<string, string>) {
+  const root = tmpDir()
+  const s = path.join(root, 'src')
+  const d = path.join(root, 'dst')
+  fs.mkdirSync(s)
+  fs.mkdirSync(d)
+  writeTree(s, src)
+  writeTree(d, dst)
+  return {s, d}
+}
+
+function plan(s: string, d: string, excludes: string[] = []) {
+  const r = spawnSync('rsync', planArgv({source: s, target: d, excludes: [...excludes, MARKER_NAME]}), {encoding: 'utf8'})
+  expect(r.status, r.stderr).toBe(0)
+  const skip = compilePatterns(excludes)
+  const src = walkTree(s, skip)
+  const dst = walkTree(d, skip)
+  const srcCache = HashCache.open()
+  const dstCache = HashCache.open()
+  const sameContent = (rel: string) => {
+    const a = src.entries.get(rel)
+    const b = dst.entries.get(rel)
+    return !!a && !!b && a.type === 'file' && b.type === 'file' && a.size === b.size && srcCache.hash(s, rel, a) === dstCache.hash(d, rel, b)
+  }
+  const cs = changeSetFromItemize(parseItemize(r.stdout), sameContent, (rel) => rel === MARKER_NAME)
+  return {cs, srcCache, dstCache, stdout: r.stdout}
+}
+
+const setMtime = (file: string, seconds: number) => fs.utimesSync(file, seconds, seconds)
+const empty = {added: [], changed: [], deleted: []}
+
+describe.runIf(hasRsync)('planning scan on real trees (rsync dry run + content)', () => {
+  it('identical trees with identical mtimes: no change, nothing hashed', () => {
+    const {s, d} = setup({'a.txt': 'A', 'dir/b.txt': 'B'}, {'a.txt': 'A', 'dir/b.txt': 'B'})
+    for (const rel of ['a.txt', 'dir/b.txt', 'dir']) {
+      setMtime(path.join(s, rel), 1_500_000_000)
+      setMtime(path.join(d, rel), 1_500_000_000)
+    }
+    const {cs, srcCache, dstCache} = plan(s, d)
+    expect(cs).toEqual(empty)
+    expect(srcCache.hashed + dstCache.hashed).toBe(0)
+  })
+
+  it('same content with different mtimes (a fresh clone): no change, decided by hash', () => {
+    const {s, d} = setup({'a.txt': 'same content', 'dir/b': 'bb'}, {'a.txt': 'same content', 'dir/b': 'bb'})
+    setMtime(path.join(s, 'a.txt'), 2_000_000_000)
+    setMtime(path.join(d, 'a.txt'), 1_000_000_000)
+    setMtime(path.join(s, 'dir'), 2_000_000_000)
+    const {cs, srcCache} = plan(s, d)
+    expect(cs).toEqual(empty)
+    expect(srcCache.hashed).toBeGreaterThanOrEqual(1)
+  })
+
+  it('different content, same size, different mtime: changed', () => {
+    const {s, d} = setup({'a.txt': 'AAAA', 'b.txt': 'same'}, {'a.txt': 'BBBB', 'b.txt': 'same'})
+    for (const f of ['a.txt', 'b.txt']) {
+      setMtime(path.join(s, f), 2_000_000_000)
+      setMtime(path.join(d, f), 1_000_000_000)
+    }
+    expect(plan(s, d).cs).toEqual({added: [], changed: ['a.txt'], deleted: []})
+  })
+
+  it('different content, same size, mtimes differing by less than a second: changed', () => {
+    const {s, d} = setup({'a.txt': 'AAAA'}, {'a.txt': 'BBBB'})
+    fs.utimesSync(path.join(s, 'a.txt'), 1_000_000_000.5, 1_000_000_000.5)
+    fs.utimesSync(path.join(d, 'a.txt'), 1_000_000_000.25, 1_000_000_000.25)
+    expect(plan(s, d).cs.changed).toEqual(['a.txt'])
+  })
+
+  it('different size: changed', () => {
+    const {s, d} = setup({'a.txt': 'longer content'}, {'a.txt': 'short'})
+    expect(plan(s, d).cs.changed).toEqual(['a.txt'])
+  })
+
+  it('added and deleted files and directories', () => {
+    const {s, d} = setup({'keep.txt': 'k', 'new/z.txt': 'z', 'b-new.txt': 'b'}, {'keep.txt': 'k', 'gone/y.txt': 'y', 'a-gone.txt': 'a'})
+    setMtime(path.join(s, 'keep.txt'), 1_500_000_000)
+    setMtime(path.join(d, 'keep.txt'), 1_500_000_000)
+    const {cs} = plan(s, d)
+    expect(cs.added).toEqual(['b-new.txt', 'new', 'new/z.txt'])
+    expect(cs.deleted).toEqual(['a-gone.txt', 'gone', 'gone/y.txt'])
+    expect(cs.changed).toEqual([])
+  })
+
+  it('a mode change is a change (content equal)', () => {
+    const {s, d} = setup({'run.sh': 'echo'}, {'run.sh': 'echo'})
+    fs.chmodSync(path.join(s, 'run.sh'), 0o755)
+    fs.chmodSync(path.join(d, 'run.sh'), 0o644)
+    expect(plan(s, d).cs.changed).toEqual(['run.sh'])
+  })
+
+  it('a directory mode change is a change', () => {
+    const {s, d} = setup({'dir/x': 'x'}, {'dir/x': 'x'})
+    fs.chmodSync(path.join(s, 'dir'), 0o700)
+    fs.chmodSync(path.join(d, 'dir'), 0o755)
+    expect(plan(s, d).cs.changed).toContain('dir')
+  })
+
+  it('a changed symlink target is a change', () => {
+    const {s, d} = setup({'t1': '1', 't2': '2'}, {'t1': '1', 't2': '2'})
+    fs.symlinkSync('t2', path.join(s, 'cur'))
+    fs.symlinkSync('t1', path.join(d, 'cur'))
+    expect(plan(s, d).cs.changed).toContain('cur')
+  })
+
+  it('an identical symlink with a different mtime (a fresh clone) is not a change', () => {
+    const {s, d} = setup({'t1': '1'}, {'t1': '1'})
+    setMtime(path.join(s, 't1'), 1_500_000_000)
+    setMtime(path.join(d, 't1'), 1_500_000_000)
+    fs.symlinkSync('t1', path.join(d, 'cur'))
+    fs.symlinkSync('t1', path.join(s, 'cur')) // created later: newer lstat mtime
+    const t = new Date(2_000_000_000 * 1000)
+    fs.lutimesSync(path.join(s, 'cur'), t, t)
+    expect(plan(s, d).cs).toEqual(empty)
+  })
+
+  it('the release marker in the target is neither deleted nor changed', () => {
+    const {s, d} = setup({'a': 'a'}, {'a': 'a', [MARKER_NAME]: '{}'})
+    setMtime(path.join(s, 'a'), 1_500_000_000)
+    setMtime(path.join(d, 'a'), 1_500_000_000)
+    expect(plan(s, d).cs).toEqual(empty)
+  })
+
+  it('excluded/protected paths are invisible to the change set', () => {
+    const {s, d} = setup({'a': 'a', 'node_modules/x': 'new'}, {'a': 'a', 'data/db': 'live data'})
+    setMtime(path.join(s, 'a'), 1_500_000_000)
+    setMtime(path.join(d, 'a'), 1_500_000_000)
+    expect(plan(s, d, ['node_modules', '/data']).cs).toEqual(empty)
+  })
+
+  it('a name with a leading space is planned under its own name, not its trimmed twin', () => {
+    const {s, d} = setup({'config': 'c', ' lead': 'new'}, {'config': 'c', ' config': 'stale'})
+    setMtime(path.join(s, 'config'), 1_500_000_000)
+    setMtime(path.join(d, 'config'), 1_500_000_000)
+    const {cs} = plan(s, d)
+    expect(cs.deleted).toEqual([' config']) // not 'config', which must stay
+    expect(cs.added).toEqual([' lead'])
+  })
+
+  it('names with spaces and non-ASCII survive the scan', () => {
+    const {s, d} = setup({'my file.txt': 'x', 'ünï/çødé.py': 'y'}, {})
+    expect(plan(s, d).cs.added).toEqual(['my file.txt', 'ünï', 'ünï/çødé.py'])
+  })
+})
+
+describe('HashCache', () => {
+  it('a persisted cache avoids rereading unchanged files', () => {
+    const dir = tmpDir()
+    writeTree(dir, {'a': 'content-1'})
+    const tree = walkTree(dir, compilePatterns([]))
+    const cacheFile = path.join(tmpDir(), 'state', 'hashes.json')
+    const c1 = HashCache.open(cacheFile)
+    const h = c1.hash(dir, 'a', tree.entries.get('a')!)
+    expect(h).toMatch(/^[0-9a-f]{64}$/)
+    expect(c1.hashed).toBe(1)
+    expect(c1.hash(dir, 'a', tree.entries.get('a')!)).toBe(h)
+    expect(c1.hashed).toBe(1)
+    c1.save(tree)
+    const c2 = HashCache.open(cacheFile)
+    expect(c2.hash(dir, 'a', tree.entries.get('a')!)).toBe(h)
+    expect(c2.hashed).toBe(0)
+  })
+
+  it('notices an in-place edit that restored the mtime (ctime moves)', () => {
+    const dir = tmpDir()
+    writeTree(dir, {'a': 'AAAA'})
+    setMtime(path.join(dir, 'a'), 1_000_000_000)
+    const cache = HashCache.open()
+    const h1 = cache.hash(dir, 'a', walkTree(dir, compilePatterns([])).entries.get('a')!)
+    fs.writeFileSync(path.join(dir, 'a'), 'BBBB')
+    setMtime(path.join(dir, 'a'), 1_000_000_000)
+    const h2 = cache.hash(dir, 'a', walkTree(dir, compilePatterns([])).entries.get('a')!)
+    expect(h2).not.toBe(h1)
+  })
+
+  it('save drops rows of paths no longer in the tree', () => {
+    const dir = tmpDir()
+    writeTree(dir, {'a': 'a', 'b': 'b'})
+    const file = path.join(tmpDir(), 'h.json')
+    const c = HashCache.open(file)
+    const tree = walkTree(dir, compilePatterns([]))
+    c.hash(dir, 'a', tree.entries.get('a')!)
+    c.hash(dir, 'b', tree.entries.get('b')!)
+    fs.rmSync(path.join(dir, 'b'))
+    c.save(walkTree(dir, compilePatterns([])))
+    expect(Object.keys(JSON.parse(fs.readFileSync(file, 'utf8')))).toEqual(['a'])
+  })
+
+  it('an unreadable cache file starts empty', () => {
+    const f = path.join(tmpDir(), 'hashes.json')
+    fs.writeFileSync(f, '{torn')
+    const dir = tmpDir()
+    writeTree(dir, {'a': 'x'})
+    const c = HashCache.open(f)
+    c.hash(dir, 'a', walkTree(dir, compilePatterns([])).entries.get('a')!)
+    expect(c.hashed).toBe(1)
+  })
+})

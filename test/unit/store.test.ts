@@ -1,0 +1,339 @@
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import {describe, expect, it} from 'vitest'
+import {compilePatterns} from '../../src/plan/patterns.js'
+import {HashCache} from '../../src/store/hash-cache.js'
+import {hashFile} from '../../src/store/hash.js'
+import {type Manifest, manifestObjects, readManifest, writeManifest} from '../../src/store/manifest.js'
+import {ObjectStore} from '../../src/store/objects.js'
+import {diffAgainst, restoreTree, snapshotTree} from '../../src/store/snapshot.js'
+import {walkTree} from '../../src/store/walk.js'
+import {tmpDir, writeTree} from './helpers.js'
+
+const sha = (s: string | Buffer) => crypto.createHash('sha256').update(s).digest('hex')
+
+/** Every entry of a tree as comparable data: type, mode, content or link. */
+function describeTree(root: string, skip = compilePatterns([])): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [rel, e] of walkTree(root, skip).entries) {
+    const abs = path.join(root, rel)
+    out[rel] = e.type === 'file' ? `file ${e.mode.toString(8)} ${fs.readFileSync(abs, 'utf8')}` : e.type === 'dir' ? `dir ${e.mode.toString(8)}` : `link ${e.link}`
+  }
+  return out
+}
+
+function fixture() {
+  const base = tmpDir()
+  const target = path.join(base, 'live')
+  const store = new ObjectStore(path.join(base, 'state', 'objects'))
+  writeTree(target, {
+    'app/main.py': 'print("v1")\n',
+    'app/util.py': 'def f(): pass\n',
+    'app/empty/.keep': '',
+    'README.md': '# app\n',
+    'static/css/site.css': 'body{}\n',
+    'uploads/user.jpg': 'JPEGDATA',
+    'local.env': 'SECRET=1\n',
+  })
+  fs.mkdirSync(path.join(target, 'emptydir'))
+  fs.symlinkSync('app/main.py', path.join(target, 'entry'))
+  fs.chmodSync(path.join(target, 'app/util.py'), 0o755)
+  return {base, target, store}
+}
+
+describe('ObjectStore', () => {
+  it('putBytes stores by sha256, dedups, reports bytes added', () => {
+    const store = new ObjectStore(path.join(tmpDir(), 'objects'))
+    const a = store.putBytes('hello')
+    expect(a).toEqual({hash: sha('hello'), added: 5})
+    expect(store.read(a.hash).toString()).toBe('hello')
+    expect(store.pathOf(a.hash)).toBe(path.join(store.dir, a.hash.slice(0, 2), a.hash))
+    expect(store.putBytes(Buffer.from('hello'))).toEqual({hash: a.hash, added: 0})
+    expect(store.has(a.hash)).toBe(true)
+    expect(store.has(sha('other'))).toBe(false)
+  })
+
+  it('putFile copies (not links) and hashes the content; a second store instance sees it', () => {
+    const dir = tmpDir()
+    const f = path.join(dir, 'f.txt')
+    fs.writeFileSync(f, 'file content')
+    const store = new ObjectStore(path.join(dir, 'objects'))
+    const put = store.putFile(f)
+    expect(put).toEqual({hash: sha('file content'), added: 12})
+    expect(put.hash).toBe(hashFile(f))
+    expect(fs.statSync(store.pathOf(put.hash)).ino).not.toBe(fs.statSync(f).ino)
+    fs.writeFileSync(f, 'changed in place')
+    expect(store.read(put.hash).toString()).toBe('file content')
+    const again = new ObjectStore(store.dir)
+    expect(again.has(put.hash)).toBe(true)
+    expect(again.putBytes('file content')).toEqual({hash: put.hash, added: 0})
+    expect(fs.readdirSync(path.join(store.dir, 'tmp'))).toEqual([]) // no temp file left
+  })
+
+  it('collectGarbage removes unkept objects and temp files, returns bytes freed', () => {
+    const store = new ObjectStore(path.join(tmpDir(), 'objects'))
+    const keep = store.putBytes('keep me')
+    const drop = store.putBytes('drop me!!')
+    fs.writeFileSync(path.join(store.dir, 'tmp', 'leftover'), 'x')
+    expect(store.collectGarbage(new Set([keep.hash]))).toBe(9)
+    expect(store.has(keep.hash)).toBe(true)
+    expect(store.has(drop.hash)).toBe(false)
+    expect(fs.existsSync(store.pathOf(drop.hash))).toBe(false)
+    expect(fs.existsSync(path.join(store.dir, 'tmp'))).toBe(false)
+    expect(store.putBytes('drop me!!').added).toBe(9) // can be stored again
+  })
+
+  it('collectGarbage on a missing dir frees nothing', () => {
+    expect(new ObjectStore(path.join(tmpDir(), 'nope')).collectGarbage(new Set())).toBe(0)
+  })
+})
+
+describe('manifest chunks', () => {
+  const manifest: Manifest = new Map([
+    ['a', {type: 'dir', mode: 0o755}],
+    ['a/x.txt', {type: 'file', mode: 0o644, size: 3, hash: sha('xxx')}],
+    ['a/b', {type: 'dir', mode: 0o700}],
+    ['a/b/l', {type: 'symlink', mode: 0o777, link: '../x.txt'}],
+    ['top', {type: 'file', mode: 0o600, size: 0, hash: sha('')}],
+  ])
+
+  it('round-trips through the store, one chunk per directory holding entries', () => {
+    const store = new ObjectStore(path.join(tmpDir(), 'objects'))
+    const {root, added} = writeManifest(manifest, store)
+    expect(Object.keys(root).sort()).toEqual(['', 'a', 'a/b'])
+    expect(added).toBeGreaterThan(0)
+    const back = readManifest(root, store)
+    expect(new Map([...back].sort())).toEqual(new Map([...manifest].sort()))
+  })
+
+  it('is deterministic regardless of insertion order; rewriting adds nothing', () => {
+    const store = new ObjectStore(path.join(tmpDir(), 'objects'))
+    const first = writeManifest(manifest, store)
+    const reversed: Manifest = new Map([...manifest].reverse())
+    const second = writeManifest(reversed, store)
+    expect(second.root).toEqual(first.root)
+    expect(second.added).toBe(0)
+  })
+
+  it('changing one file rewrites only its directory chunk', () => {
+    const store = new ObjectStore(path.join(tmpDir(), 'objects'))
+    const first = writeManifest(manifest, store)
+    const m2: Manifest = new Map(manifest)
+    m2.set('a/b/l', {type: 'symlink', mode: 0o777, link: 'elsewhere'})
+    const second = writeManifest(m2, store)
+    expect(second.root['']).toBe(first.root[''])
+    expect(second.root['a']).toBe(first.root['a'])
+    expect(second.root['a/b']).not.toBe(first.root['a/b'])
+    expect(second.added).toBe(store.read(second.root['a/b']!).length)
+  })
+
+  it('manifestObjects lists chunks and file contents', () => {
+    const store = new ObjectStore(path.join(tmpDir(), 'objects'))
+    const {root} = writeManifest(manifest, store)
+    expect(manifestObjects(root, store).sort()).toEqual([...Object.values(root), sha('xxx'), sha('')].sort())
+  })
+})
+
+describe('walkTree', () => {
+  it('records files, dirs, symlinks (not followed) and skips matches, noting their parents', () => {
+    const {target} = fixture()
+    const tree = walkTree(target, compilePatterns(['/uploads', 'local.env', '.keep']))
+    expect([...tree.entries.keys()].sort()).toEqual(['README.md', 'app', 'app/empty', 'app/main.py', 'app/util.py', 'emptydir', 'entry', 'static', 'static/css', 'static/css/site.css'])
+    expect(tree.entries.get('entry')).toMatchObject({type: 'symlink', link: 'app/main.py'})
+    expect(tree.entries.get('app/util.py')).toMatchObject({type: 'file', mode: 0o755, size: 14})
+    expect([...tree.dirsWithSkipped].sort()).toEqual(['', 'app/empty'])
+  })
+  it('a missing root is an empty tree', () => {
+    expect(walkTree(path.join(tmpDir(), 'nope'), compilePatterns([])).entries.size).toBe(0)
+  })
+})
+
+describe('snapshot and restore', () => {
+  const skip = compilePatterns(['/uploads', 'local.env'])
+
+  it('round trip: modify, add, delete files, dirs and symlinks, then restore → identical', () => {
+    const {target, store} = fixture()
+    const before = describeTree(target, skip)
+    const cache = HashCache.open()
+    const snap = snapshotTree(walkTree(target, skip), cache, store)
+    expect(snap.files).toBe(5)
+    expect(snap.bytes).toBe(['print("v1")\n', 'def f(): pass\n', '', '# app\n', 'body{}\n'].reduce((n, s) => n + s.length, 0))
+    expect(snap.manifest.has('uploads/user.jpg')).toBe(false)
+
+    // the deploy that went wrong
+    fs.writeFileSync(path.join(target, 'app/main.py'), 'print("v2 broken")\n')
+    fs.chmodSync(path.join(target, 'app/util.py'), 0o644)
+    fs.rmSync(path.join(target, 'README.md'))
+    fs.rmSync(path.join(target, 'static'), {recursive: true})
+    writeTree(target, {'app/new.py': 'new', 'newdir/deep/f': 'f'})
+    fs.rmSync(path.join(target, 'entry'))
+    fs.symlinkSync('app/new.py', path.join(target, 'entry'))
+    fs.symlinkSync('nowhere', path.join(target, 'dangling'))
+    fs.rmdirSync(path.join(target, 'emptydir'))
+    // protected content changes too, during the deploy (the service writes it)
+    fs.writeFileSync(path.join(target, 'uploads/user.jpg'), 'NEWJPEG')
+    fs.writeFileSync(path.join(target, 'uploads/second.jpg'), 'SECOND')
+
+    expect(diffAgainst(snap.manifest, walkTree(target, skip), cache).sort()).toEqual(
+      ['README.md', 'app/main.py', 'app/new.py', 'app/util.py', 'dangling', 'emptydir', 'entry', 'newdir', 'newdir/deep', 'newdir/deep/f', 'static', 'static/css', 'static/css/site.css'].sort(),
+    )
+
+    const res = restoreTree(snap.manifest, target, skip, store, cache)
+    expect(res.written.sort()).toEqual(['README.md', 'app/main.py', 'app/util.py', 'emptydir', 'entry', 'static', 'static/css', 'static/css/site.css'].sort())
+    expect(res.removed.sort()).toEqual(['app/new.py', 'dangling', 'newdir', 'newdir/deep', 'newdir/deep/f'].sort())
+    expect(diffAgainst(snap.manifest, walkTree(target, skip), HashCache.open())).toEqual([])
+    expect(describeTree(target, skip)).toEqual(before)
+    // protected paths untouched
+    expect(fs.readFileSync(path.join(target, 'uploads/user.jpg'), 'utf8')).toBe('NEWJPEG')
+    expect(fs.readFileSync(path.join(target, 'uploads/second.jpg'), 'utf8')).toBe('SECOND')
+    expect(fs.readFileSync(path.join(target, 'local.env'), 'utf8')).toBe('SECRET=1\n')
+    // no temp files left behind
+    expect(fs.readdirSync(target).some((n) => n.startsWith('.hotctl-restore'))).toBe(false)
+  })
+
+  it('restoring an unchanged tree writes and removes nothing', () => {
+    const {target, store} = fixture()
+    const cache = HashCache.open()
+    const snap = snapshotTree(walkTree(target, skip), cache, store)
+    expect(restoreTree(snap.manifest, target, skip, store, cache)).toEqual({written: [], removed: []})
+  })
+
+  it('restore keeps a removed-from-snapshot directory that holds protected content', () => {
+    const {target, store} = fixture()
+    const skip2 = compilePatterns(['/uploads', 'local.env', '*.db'])
+    const cache = HashCache.open()
+    const snap = snapshotTree(walkTree(target, skip2), cache, store)
+    writeTree(target, {'cache/a.txt': 'a', 'cache/state.db': 'DB'})
+    const res = restoreTree(snap.manifest, target, skip2, store, cache)
+    expect(res.removed).toEqual(['cache/a.txt'])
+    expect(fs.readFileSync(path.join(target, 'cache/state.db'), 'utf8')).toBe('DB')
+    expect(fs.existsSync(path.join(target, 'cache/a.txt'))).toBe(false)
+  })
+
+  it('restore into an empty (deleted) target recreates everything', () => {
+    const {target, store, base} = fixture()
+    const cache = HashCache.open()
+    const snap = snapshotTree(walkTree(target, skip), cache, store)
+    const before = describeTree(target, skip)
+    const other = path.join(base, 'elsewhere')
+    restoreTree(snap.manifest, other, skip, store, HashCache.open())
+    expect(describeTree(other)).toEqual(before)
+  })
+
+  it('a directory that replaced a snapshotted file is turned back into the file', () => {
+    const {target, store} = fixture()
+    const cache = HashCache.open()
+    const snap = snapshotTree(walkTree(target, skip), cache, store)
+    const before = describeTree(target, skip)
+    fs.rmSync(path.join(target, 'README.md'))
+    writeTree(target, {'README.md/index.md': 'now a dir'})
+    restoreTree(snap.manifest, target, skip, store, cache)
+    expect(describeTree(target, skip)).toEqual(before)
+  })
+
+  it('a directory that replaced a snapshotted symlink-to-dir: restore must not delete through the restored link', () => {
+    const base = tmpDir()
+    const target = path.join(base, 'live')
+    const store = new ObjectStore(path.join(base, 'objects'))
+    writeTree(target, {'releases/v1/app.py': 'v1 app', 'releases/v1/lib.py': 'v1 lib'})
+    fs.symlinkSync('releases/v1', path.join(target, 'current'))
+    const cache = HashCache.open()
+    const snap = snapshotTree(walkTree(target, skip), cache, store)
+    const before = describeTree(target)
+    // a deploy replaced the link by a real directory with the same file names
+    fs.rmSync(path.join(target, 'current'))
+    writeTree(target, {'current/app.py': 'v2 app'})
+    try {
+      restoreTree(snap.manifest, target, skip, store, cache)
+    } catch {
+      // reported by the assertions below
+    }
+    expect(fs.readFileSync(path.join(target, 'releases/v1/app.py'), 'utf8')).toBe('v1 app')
+    expect(describeTree(target)).toEqual(before)
+  })
+
+  it('a file that replaced a snapshotted directory is turned back into the directory', () => {
+    const {target, store} = fixture()
+    const cache = HashCache.open()
+    const snap = snapshotTree(walkTree(target, skip), cache, store)
+    const before = describeTree(target, skip)
+    fs.rmSync(path.join(target, 'static'), {recursive: true})
+    fs.writeFileSync(path.join(target, 'static'), 'now a file')
+    restoreTree(snap.manifest, target, skip, store, cache)
+    expect(describeTree(target, skip)).toEqual(before)
+  })
+
+  it('a symlink replacing a directory is replaced back without following it', () => {
+    const {target, store, base} = fixture()
+    const outside = path.join(base, 'outside')
+    writeTree(outside, {'precious.txt': 'do not touch'})
+    const cache = HashCache.open()
+    const snap = snapshotTree(walkTree(target, skip), cache, store)
+    const before = describeTree(target, skip)
+    fs.rmSync(path.join(target, 'static'), {recursive: true})
+    fs.symlinkSync(outside, path.join(target, 'static'))
+    restoreTree(snap.manifest, target, skip, store, cache)
+    expect(describeTree(target, skip)).toEqual(before)
+    expect(fs.readFileSync(path.join(outside, 'precious.txt'), 'utf8')).toBe('do not touch')
+  })
+})
+
+describe('snapshot storage cost', () => {
+  function bigTree() {
+    const base = tmpDir()
+    const target = path.join(base, 'live')
+    const files: Record<string, string> = {}
+    for (let i = 0; i < 200; i++) files[`src/file${String(i).padStart(3, '0')}.py`] = `# file ${i}\n${'x'.repeat(500 + i)}\n`
+    writeTree(target, files)
+    return {target, store: new ObjectStore(path.join(base, 'state', 'objects')), files}
+  }
+  const skip = compilePatterns([])
+
+  it('the first snapshot stores every file once (identical files once) plus the chunks', () => {
+    const {target, store, files} = bigTree()
+    writeTree(target, {'dup1.txt': 'same', 'dup2.txt': 'same'})
+    const snap = snapshotTree(walkTree(target, skip), HashCache.open(), store)
+    const content = Object.values(files).reduce((n, s) => n + Buffer.byteLength(s), 0) + 4
+    const chunks = Object.values(snap.root).reduce((n, h) => n + store.read(h).length, 0)
+    expect(snap.files).toBe(202)
+    expect(snap.bytes).toBe(content + 4)
+    expect(snap.added).toBe(content + chunks)
+  })
+
+  it('a second snapshot of an unchanged tree adds 0 bytes (same cache or fresh one, same or new store handle)', () => {
+    const {target, store} = bigTree()
+    const cache = HashCache.open()
+    const first = snapshotTree(walkTree(target, skip), cache, store)
+    const second = snapshotTree(walkTree(target, skip), cache, store)
+    expect(second.added).toBe(0)
+    expect(second.root).toEqual(first.root)
+    const third = snapshotTree(walkTree(target, skip), HashCache.open(), new ObjectStore(store.dir))
+    expect(third.added).toBe(0)
+    expect(third.root).toEqual(first.root)
+  })
+
+  it('unchanged files are not reread when the cache is warm', () => {
+    const {target, store} = bigTree()
+    const cache = HashCache.open()
+    snapshotTree(walkTree(target, skip), cache, store)
+    const hashedAfterFirst = cache.hashed
+    expect(hashedAfterFirst).toBe(200)
+    snapshotTree(walkTree(target, skip), cache, store)
+    expect(cache.hashed).toBe(hashedAfterFirst)
+  })
+
+  it('after changing one file, a snapshot adds that file plus its directory chunk only', () => {
+    const {target, store} = bigTree()
+    const cache = HashCache.open()
+    const first = snapshotTree(walkTree(target, skip), cache, store)
+    const newContent = 'changed!\n'.repeat(100)
+    fs.writeFileSync(path.join(target, 'src/file042.py'), newContent)
+    const second = snapshotTree(walkTree(target, skip), cache, store)
+    const srcChunk = store.read(second.root['src']!).length
+    expect(second.root['']).toBe(first.root[''])
+    expect(second.root['src']).not.toBe(first.root['src'])
+    expect(second.added).toBe(Buffer.byteLength(newContent) + srcChunk)
+    expect(second.manifest.get('src/file042.py')!.hash).toBe(sha(newContent))
+  })
+})
