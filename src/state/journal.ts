@@ -1,4 +1,5 @@
 import fs from 'node:fs'
+import path from 'node:path'
 import {redactValue} from '../secrets.js'
 
 /**
@@ -20,6 +21,7 @@ export class Journal {
   constructor(readonly file: string) {}
 
   append(e: JournalEvent): void {
+    fs.mkdirSync(path.dirname(this.file), {recursive: true})
     const fd = fs.openSync(this.file, 'a')
     try {
       fs.writeSync(fd, `${JSON.stringify(redactValue(e))}\n`)

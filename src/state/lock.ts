@@ -1,5 +1,6 @@
 import fs from 'node:fs'
 import os from 'node:os'
+import path from 'node:path'
 import {EXIT, HotctlError} from '../errors.js'
 
 export interface LockOwner {
@@ -48,6 +49,7 @@ export const describeOwner = (o: LockOwner) => `pid ${o.pid} on ${o.host} (user 
  * process is gone is cleared, and `onStale` says so. Returns the release function.
  */
 export function acquireLock(file: string, owner: LockOwner, onStale: (old: LockOwner) => void): () => void {
+  fs.mkdirSync(path.dirname(file), {recursive: true})
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = fs.openSync(file, 'wx')

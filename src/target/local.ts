@@ -35,7 +35,7 @@ export class LocalTarget implements Target {
 
   constructor(private readonly config: ResolvedConfig) {
     this.description = config.target
-    fs.mkdirSync(config.stateDir, {recursive: true})
+    // The state dir is created by the first write (lock, journal, backup), never by a read-only command.
     this.journal = new Journal(path.join(config.stateDir, 'journal.jsonl'))
     this.skip = compilePatterns([...config.exclude, ...config.protect])
     this.store = new ObjectStore(path.join(config.stateDir, 'objects'))
@@ -51,9 +51,10 @@ export class LocalTarget implements Target {
     items.push({name: 'rsync', ok: rsync.exitCode === 0, detail: rsync.exitCode === 0 ? String(rsync.stdout).split('\n')[0]! : 'rsync not found: install it (apt-get install rsync)'})
     items.push(dirCheck('source', source, fs.constants.R_OK))
     items.push(dirCheck('target', target, fs.constants.W_OK))
-    items.push(dirCheck('state dir', stateDir, fs.constants.W_OK))
-    if (fs.existsSync(target) && fs.existsSync(stateDir)) {
-      const same = fs.statSync(target).dev === fs.statSync(stateDir).dev
+    items.push(fs.existsSync(stateDir) ? dirCheck('state dir', stateDir, fs.constants.W_OK) : {...dirCheck('state dir', path.dirname(stateDir), fs.constants.W_OK), name: 'state dir (to be created)'})
+    const stateParent = fs.existsSync(stateDir) ? stateDir : path.dirname(stateDir)
+    if (fs.existsSync(target) && fs.existsSync(stateParent)) {
+      const same = fs.statSync(target).dev === fs.statSync(stateParent).dev
       items.push({name: 'same filesystem', ok: same, detail: same ? `${stateDir} is on the target's filesystem` : `${stateDir} is on another filesystem than ${target}: set stateDir beside the target`})
     }
     return items
