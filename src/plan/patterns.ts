@@ -10,8 +10,10 @@ export interface PathMatcher {
 }
 
 export function compilePatterns(patterns: string[]): PathMatcher {
-  const compiled = patterns.map(compileOne)
-  return (relPath, isDir) => compiled.some((m) => m(relPath, isDir))
+  // Plain names (.git, node_modules) are a Set lookup on the basename: walks call this per entry.
+  const literal = new Set(patterns.filter((p) => /^[^/*?[\]]+$/.test(p.trim())).map((p) => p.trim()))
+  const compiled = patterns.filter((p) => !literal.has(p.trim())).map(compileOne)
+  return (relPath, isDir) => literal.has(relPath.slice(relPath.lastIndexOf('/') + 1)) || compiled.some((m) => m(relPath, isDir))
 }
 
 function compileOne(pattern: string): PathMatcher {

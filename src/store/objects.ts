@@ -9,25 +9,54 @@ import path from 'node:path'
  */
 export class ObjectStore {
   private known?: Set<string>
+  private indexDirty = false
 
   constructor(readonly dir: string) {}
+
+  /**
+   * `index` lists stored hashes so a backup need not list 20k objects. It only ever names objects
+   * that exist: written after new objects land, and before garbage collection deletes any. An
+   * object missing from it is merely copied again.
+   */
+  private get indexFile(): string {
+    return path.join(this.dir, 'index')
+  }
 
   pathOf(hash: string): string {
     return path.join(this.dir, hash.slice(0, 2), hash)
   }
 
-  /** All stored hashes, listed once per process (one readdir per fan-out dir, no stat per object). */
   has(hash: string): boolean {
     if (!this.known) {
-      this.known = new Set()
-      if (fs.existsSync(this.dir)) {
-        for (const fan of fs.readdirSync(this.dir)) {
-          if (fan.length !== 2) continue
-          for (const name of fs.readdirSync(path.join(this.dir, fan))) this.known.add(name)
-        }
+      try {
+        this.known = new Set(fs.readFileSync(this.indexFile, 'utf8').split('\n').filter(Boolean))
+      } catch {
+        this.known = this.listObjects()
+        this.indexDirty = true
       }
     }
     return this.known.has(hash)
+  }
+
+  /** Writes the index if objects were added (atomically). */
+  flush(): void {
+    if (!this.indexDirty || !this.known) return
+    fs.mkdirSync(this.dir, {recursive: true})
+    const tmp = `${this.indexFile}.${process.pid}.tmp`
+    fs.writeFileSync(tmp, [...this.known].join('\n'))
+    fs.renameSync(tmp, this.indexFile)
+    this.indexDirty = false
+  }
+
+  /** What is really on disk: one readdir per fan-out directory. */
+  private listObjects(): Set<string> {
+    const found = new Set<string>()
+    if (!fs.existsSync(this.dir)) return found
+    for (const fan of fs.readdirSync(this.dir)) {
+      if (fan.length !== 2) continue
+      for (const name of fs.readdirSync(path.join(this.dir, fan))) found.add(name)
+    }
+    return found
   }
 
   /** Copies a file in, hashing what is actually copied. Returns its hash and the bytes added. */
@@ -67,21 +96,19 @@ export class ObjectStore {
 
   /** Deletes objects not in `keep`, and leftover temp files. Returns bytes freed. */
   collectGarbage(keep: Set<string>): number {
-    let freed = 0
     if (!fs.existsSync(this.dir)) return 0
-    for (const fan of fs.readdirSync(this.dir)) {
-      const fanDir = path.join(this.dir, fan)
-      if (fan === 'tmp') {
-        fs.rmSync(fanDir, {recursive: true, force: true})
-        continue
-      }
-      for (const name of fs.readdirSync(fanDir)) {
-        if (keep.has(name)) continue
-        const p = path.join(fanDir, name)
-        freed += fs.statSync(p).size
-        fs.rmSync(p, {force: true})
-        this.known?.delete(name)
-      }
+    fs.rmSync(path.join(this.dir, 'tmp'), {recursive: true, force: true})
+    const stored = [...this.listObjects()]
+    const garbage = stored.filter((h) => !keep.has(h))
+    // The index forgets them first: it must never name a deleted object.
+    this.known = new Set(stored.filter((h) => keep.has(h)))
+    this.indexDirty = true
+    this.flush()
+    let freed = 0
+    for (const hash of garbage) {
+      const p = this.pathOf(hash)
+      freed += fs.statSync(p).size
+      fs.rmSync(p, {force: true})
     }
     return freed
   }
@@ -101,6 +128,7 @@ export class ObjectStore {
     fs.mkdirSync(path.dirname(dest), {recursive: true})
     fs.renameSync(tmp, dest)
     this.known!.add(hash)
+    this.indexDirty = true
     return {hash, added: size}
   }
 }

@@ -29,8 +29,9 @@ export function walkTree(root: string, skip: PathMatcher): Tree {
   const entries = new Map<string, TreeEntry>()
   const dirsWithSkipped = new Set<string>()
   if (!fs.existsSync(root)) return {root, entries, dirsWithSkipped}
+  root = path.resolve(root)
   const visit = (relDir: string) => {
-    const abs = relDir ? path.join(root, relDir) : root
+    const abs = relDir ? `${root}/${relDir}` : root
     for (const d of fs.readdirSync(abs, {withFileTypes: true})) {
       const rel = relDir ? `${relDir}/${d.name}` : d.name
       const isDir = d.isDirectory()
@@ -38,11 +39,11 @@ export function walkTree(root: string, skip: PathMatcher): Tree {
         dirsWithSkipped.add(relDir)
         continue
       }
-      const st = fs.lstatSync(path.join(abs, d.name))
+      const st = fs.lstatSync(`${abs}/${d.name}`)
       const type = st.isSymbolicLink() ? 'symlink' : st.isDirectory() ? 'dir' : st.isFile() ? 'file' : undefined
       if (!type) continue // sockets, fifos, devices: not deployable content
       const entry: TreeEntry = {type, mode: st.mode & 0o7777, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino}
-      if (type === 'symlink') entry.link = fs.readlinkSync(path.join(abs, d.name))
+      if (type === 'symlink') entry.link = fs.readlinkSync(`${abs}/${d.name}`)
       entries.set(rel, entry)
       if (type === 'dir') visit(rel)
     }

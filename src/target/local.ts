@@ -140,6 +140,7 @@ export class LocalTarget implements Target {
     this.planned = undefined
     const cache = this.targetCache()
     const snap = snapshotTree(tree, cache, this.store)
+    this.store.flush()
     cache.save(tree)
     const marker = this.readMarker()
     const meta: BackupMeta = {id, time: new Date().toISOString(), reason, release: marker?.id ?? null, gitSha: marker?.gitSha ?? null, files: snap.files, bytes: snap.bytes, added: snap.added, root: snap.root}

@@ -84,6 +84,31 @@ describe('ObjectStore', () => {
     expect(store.putBytes('drop me!!').added).toBe(9) // can be stored again
   })
 
+  it('the persisted index names only objects that exist, across processes and garbage collection', () => {
+    const dir = path.join(tmpDir(), 'objects')
+    const first = new ObjectStore(dir)
+    const a = first.putBytes('object a')
+    const b = first.putBytes('object b')
+    first.flush()
+    expect(fs.readFileSync(path.join(dir, 'index'), 'utf8').split('\n').sort()).toEqual([a.hash, b.hash].sort())
+    // A later process trusts the index, so it never lists the objects...
+    const later = new ObjectStore(dir)
+    expect(later.has(a.hash)).toBe(true)
+    // ...and GC rewrites it before deleting, so no process is told a deleted object exists.
+    later.collectGarbage(new Set([a.hash]))
+    const after = new ObjectStore(dir)
+    expect(after.has(b.hash)).toBe(false)
+    expect(after.has(a.hash)).toBe(true)
+    expect(after.putBytes('object b').added).toBe(8)
+  })
+
+  it('without an index the store lists what is on disk', () => {
+    const dir = path.join(tmpDir(), 'objects')
+    const h = new ObjectStore(dir).putBytes('unindexed').hash // never flushed
+    expect(fs.existsSync(path.join(dir, 'index'))).toBe(false)
+    expect(new ObjectStore(dir).has(h)).toBe(true)
+  })
+
   it('collectGarbage on a missing dir frees nothing', () => {
     expect(new ObjectStore(path.join(tmpDir(), 'nope')).collectGarbage(new Set())).toBe(0)
   })
