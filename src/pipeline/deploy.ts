@@ -121,7 +121,7 @@ async function apply(ctx: OpContext, flags: DeployFlags, plan: DeployPlan, resul
             target.writeMarker({id, gitSha: await gitSha(config.source), user: currentUser(), time: new Date().toISOString()})
           },
         },
-        ...proveLiveTasks(live, id, proof, {allowRestart: !flags.noRestart, phase: op.phase, label: 'release', phases: {reload: 'reload', smoke: 'smoke'}}),
+        ...proveLiveTasks(live, id, proof, {allowRestart: !flags.noRestart, phase: op.phase, label: 'release', phases: {reload: 'reload', confirm: 'confirm', smoke: 'smoke'}}),
       ],
       {},
     )
@@ -141,9 +141,13 @@ async function apply(ctx: OpContext, flags: DeployFlags, plan: DeployPlan, resul
     op.end(restore.ok ? (ctx.signal.aborted ? 'interrupted' : 'restored') : 'attention', exitCode, {error: restore.ok ? error : `${error}; restore: ${restore.error}`, changes: changeCount(plan.changes)})
     return {...result, exitCode, outcome: restore.ok ? (ctx.signal.aborted ? 'interrupted' : 'restored') : 'needs-attention'}
   }
-  op.phase('prune')
-  result.pruned = target.prune(config.keep, pinnedBackups(target, id)).removed
   op.end('ok', EXIT.ok, {changes: changeCount(plan.changes)})
+  // The release is live and proven; a failing prune must not turn that into a failed deploy.
+  try {
+    result.pruned = target.prune(config.keep, pinnedBackups(target, id)).removed
+  } catch (err) {
+    ctx.ui.say(`hotctl: warning: pruning old backups failed: ${errorMessage(err)} (run \`hotctl backups prune\` later)`)
+  }
   return result
 }
 

@@ -21,7 +21,7 @@ export const emptyProof = (): LiveProof => ({reloaded: [], confirmed: null, rest
  * `expected` null means the tree has no release marker (installed by hand): then only content and
  * smoke can prove it.
  */
-export function proveLiveTasks(ctx: OpContext, expected: string | null, proof: LiveProof, opts: {allowRestart: boolean; phase: (p: Phase) => void; label: string; phases: {reload: Phase; smoke: Phase}}): ListrTask[] {
+export function proveLiveTasks(ctx: OpContext, expected: string | null, proof: LiveProof, opts: {allowRestart: boolean; phase: (p: Phase) => void; label: string; phases: {reload: Phase; confirm: Phase; smoke: Phase}}): ListrTask[] {
   const {services, reloadTimeoutMs, restart, smoke} = ctx.config
   return [
     {
@@ -38,6 +38,7 @@ export function proveLiveTasks(ctx: OpContext, expected: string | null, proof: L
       title: expected ? `Confirm ${opts.label} ${expected} is live` : `Confirm ${opts.label} is live`,
       enabled: () => services.some((s) => s.status),
       task: async (_c, task) => {
+        opts.phase(opts.phases.confirm)
         if (!expected) {
           task.skip(`${opts.label} has no release marker: proven by content and smoke only`)
           return

@@ -47,7 +47,7 @@ export async function restoreAndProve(ctx: OpContext, id: string, phase: (p: Pha
             if (outcome.differences.length > 0) throw new Error(`target differs from backup ${id} at: ${outcome.differences.slice(0, 10).join(', ')}`)
           },
         },
-        ...proveLiveTasks(own, outcome.release, outcome.proof, {allowRestart: true, phase, label, phases: {reload: 'restore-reload', smoke: 'restore-smoke'}}),
+        ...proveLiveTasks(own, outcome.release, outcome.proof, {allowRestart: true, phase, label, phases: {reload: 'restore-reload', confirm: 'restore-confirm', smoke: 'restore-smoke'}}),
       ],
       {},
     )

@@ -74,7 +74,7 @@ export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<Rol
               if (diffs.length > 0) throw new Error(`target differs from backup ${to} at: ${diffs.slice(0, 10).join(', ')}`)
             },
           },
-          ...proveLiveTasks(ctx, meta.release, result.proof, {allowRestart: true, phase: op.phase, label: 'release', phases: {reload: 'reload', smoke: 'smoke'}}),
+          ...proveLiveTasks(ctx, meta.release, result.proof, {allowRestart: true, phase: op.phase, label: 'release', phases: {reload: 'reload', confirm: 'confirm', smoke: 'smoke'}}),
         ],
         {},
       )
@@ -92,9 +92,12 @@ export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<Rol
       op.end(result.restore.ok ? 'restored' : 'attention', result.exitCode, {error: result.error})
       return {...result, durationMs: Date.now() - started}
     }
-    op.phase('prune')
-    target.prune(ctx.config.keep, [...pinnedBackups(target, undo), to])
     op.end('ok', EXIT.ok)
+    try {
+      target.prune(ctx.config.keep, [...pinnedBackups(target, undo), to])
+    } catch (err) {
+      ctx.ui.say(`hotctl: warning: pruning old backups failed: ${errorMessage(err)} (run \`hotctl backups prune\` later)`)
+    }
     return {...result, durationMs: Date.now() - started}
   } finally {
     unlock()

@@ -18,14 +18,46 @@ export const describeCommand = (c: Command) => (typeof c === 'string' ? c : c.ar
  * `{argv}` without one. Never used for anything built from CLI input.
  */
 export async function runCommand(cmd: Command, opts: {cwd: string; env?: Record<string, string>; signal?: AbortSignal; timeoutMs?: number; tailLines?: number}): Promise<CommandResult> {
-  const common = {cwd: opts.cwd, env: opts.env, reject: false, all: true, cancelSignal: opts.signal, timeout: opts.timeoutMs, forceKillAfterDelay: 3000, stdin: 'ignore'} as const
-  const r = typeof cmd === 'string' ? await execa(cmd, {...common, shell: true}) : await execa(cmd.argv[0]!, cmd.argv.slice(1), common)
+  // Its own process group (detached), so an interrupt or timeout stops the whole command — a
+  // shell's children included — instead of waiting for them to let go of the output pipe.
+  const common = {cwd: opts.cwd, env: opts.env, reject: false, all: true, detached: true, stdin: 'ignore'} as const
+  const sub = typeof cmd === 'string' ? execa(cmd, {...common, shell: true}) : execa(cmd.argv[0]!, cmd.argv.slice(1), common)
+  let canceled = false
+  let timedOut = false
+  const stop = () => {
+    killGroup(sub.pid, 'SIGTERM')
+    setTimeout(() => killGroup(sub.pid, 'SIGKILL'), 3000).unref()
+  }
+  const onAbort = () => {
+    canceled = true
+    stop()
+  }
+  if (opts.signal?.aborted) onAbort()
+  opts.signal?.addEventListener('abort', onAbort, {once: true})
+  const timer = opts.timeoutMs
+    ? setTimeout(() => {
+        timedOut = true
+        stop()
+      }, opts.timeoutMs)
+    : undefined
+  const r = await sub
+  clearTimeout(timer)
+  opts.signal?.removeEventListener('abort', onAbort)
   const lines = String(r.all ?? '').trimEnd().split('\n')
   return {
-    ok: r.exitCode === 0 && !r.isCanceled && !r.timedOut,
+    ok: r.exitCode === 0 && !canceled && !timedOut,
     exitCode: r.exitCode,
     tail: redact(lines.slice(-(opts.tailLines ?? 15)).join('\n')),
-    canceled: r.isCanceled,
-    timedOut: r.timedOut,
+    canceled,
+    timedOut,
+  }
+}
+
+function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (!pid) return
+  try {
+    process.kill(-pid, signal)
+  } catch {
+    // already gone
   }
 }

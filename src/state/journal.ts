@@ -12,8 +12,8 @@ export type JournalEvent =
   | {event: 'end'; opId: string; t: string; result: OpResult; exitCode: number; durationMs: number; error?: string; changes?: number; recovered?: string}
 
 /** Phases from `sync` on may have changed the target. */
-export type Phase = 'plan' | 'backup' | 'sync' | 'marker' | 'reload' | 'confirm' | 'smoke' | 'restore' | 'restore-reload' | 'restore-smoke' | 'prune'
-export const TARGET_CHANGING: ReadonlySet<Phase> = new Set(['sync', 'marker', 'reload', 'confirm', 'smoke', 'restore', 'restore-reload', 'restore-smoke'])
+export type Phase = 'backup' | 'sync' | 'marker' | 'reload' | 'confirm' | 'smoke' | 'restore' | 'restore-reload' | 'restore-confirm' | 'restore-smoke'
+export const TARGET_CHANGING: ReadonlySet<Phase> = new Set(['sync', 'marker', 'reload', 'confirm', 'smoke', 'restore', 'restore-reload', 'restore-confirm', 'restore-smoke'])
 
 export type OpResult = 'ok' | 'nothing' | 'failed' | 'restored' | 'attention' | 'interrupted' | 'recovered'
 

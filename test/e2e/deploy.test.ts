@@ -135,9 +135,19 @@ describe('deploy', {timeout: 60_000}, () => {
     const v2 = ok.json.release as string
     const before = treeHash(ws.live)
 
+    // v3: broken calc, plus every other kind of change the restore must undo.
     ws.setVersion('v3', {calcBroken: true})
+    fs.rmSync(path.join(ws.src, 'README.md'))
+    fs.rmSync(path.join(ws.src, 'static'), {recursive: true})
+    fs.mkdirSync(path.join(ws.src, 'app', 'sub'))
+    fs.writeFileSync(path.join(ws.src, 'app', 'sub', 'new.py'), 'NEW = 1\n')
+    fs.symlinkSync('handlers.py', path.join(ws.src, 'app', 'alias.py'))
+    fs.chmodSync(path.join(ws.src, 'bin', 'serve.sh'), 0o700)
     const r = await runCli(['deploy', '--json'], {cwd: ws.src})
     expect(r.exitCode, why(r)).toBe(3)
+    expect(r.json.changes.deleted).toEqual(expect.arrayContaining(['README.md', 'static', 'static/style.css']))
+    expect(r.json.changes.added).toEqual(expect.arrayContaining(['app/alias.py', 'app/sub', 'app/sub/new.py']))
+    expect(r.json.changes.changed).toEqual(expect.arrayContaining(['app/handlers.py', 'bin/serve.sh']))
     expect(r.json.ok).toBe(false)
     expect(r.json.outcome).toBe('restored')
     expect(r.json.release).not.toBe(v2)
@@ -176,6 +186,26 @@ describe('deploy', {timeout: 60_000}, () => {
     expect(await svc.hello()).toBe('hello v1') // restore reloaded the old code
   })
 
+  it('a same-size change made within the same second as the live file is still synced', async () => {
+    const ws = makeWorkspace()
+    const svc = await startService(ws.live)
+    ws.writeConfig(serviceConfig(svc))
+    // v1 -> v2: same size; give the source file the live file's mtime second (different ns).
+    ws.setVersion('v2')
+    const liveFile = path.join(ws.live, 'app/handlers.py')
+    const srcFile = path.join(ws.src, 'app/handlers.py')
+    expect(fs.statSync(srcFile).size).toBe(fs.statSync(liveFile).size)
+    const t = Math.floor(fs.statSync(liveFile).mtimeMs / 1000) * 1000
+    fs.utimesSync(liveFile, new Date(t + 100), new Date(t + 100))
+    fs.utimesSync(srcFile, new Date(t + 700), new Date(t + 700))
+
+    const r = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(r.exitCode, why(r)).toBe(0)
+    expect(r.json.changes.changed).toEqual(['app/handlers.py'])
+    expect(fs.readFileSync(liveFile, 'utf8')).toBe(fs.readFileSync(srcFile, 'utf8'))
+    expect(await svc.hello()).toBe('hello v2')
+  })
+
   it('--no-restart refuses a change that needs a restart (exit 6), naming the file; target untouched', async () => {
     const ws = makeWorkspace()
     const svc = await startService(ws.live)
@@ -186,8 +216,10 @@ describe('deploy', {timeout: 60_000}, () => {
 
     const r = await runCli(['deploy', '--no-restart'], {cwd: ws.src})
     expect(r.exitCode, why(r)).toBe(6)
-    expect(r.stderr).toContain('requirements.txt')
-    expect(r.stderr).not.toContain('app/handlers.py')
+    const refusal = r.stderr.split('\n').find((l) => l.includes('need a restart'))
+    expect(refusal, r.stderr).toBeDefined()
+    expect(refusal).toContain('requirements.txt')
+    expect(refusal).not.toContain('app/handlers.py') // only what needs the restart is named
     expect(treeHash(ws.live)).toBe(before)
     expect(ws.backupFiles()).toEqual([])
 

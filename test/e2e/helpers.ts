@@ -190,7 +190,7 @@ const services = new Set<Service>()
 
 export async function startService(root: string, opts: {neverReport?: boolean; token?: string} = {}): Promise<Service> {
   const args = ['-B', SERVICE_PY, '--root', root, '--port', '0', ...(opts.neverReport ? ['--never-report'] : [])]
-  const env = {...process.env, PYTHONDONTWRITEBYTECODE: '1'}
+  const env: NodeJS.ProcessEnv = {...process.env, PYTHONDONTWRITEBYTECODE: '1'}
   delete env.HOTRELOAD_TOKEN
   if (opts.token) env.HOTRELOAD_TOKEN = opts.token
   const proc = spawn('python3', args, {env, stdio: ['ignore', 'pipe', 'pipe']})
@@ -279,7 +279,7 @@ export interface CliResult {
   stdout: string
   stderr: string
   /** stdout parsed as JSON when it is exactly one JSON object, else undefined. */
-  json: any // eslint-disable-line @typescript-eslint/no-explicit-any
+  json: any
 }
 
 function cliEnv(extra: Record<string, string | undefined> = {}): Record<string, string> {
@@ -295,7 +295,7 @@ function cliEnv(extra: Record<string, string | undefined> = {}): Record<string, 
 }
 
 /** Exactly one JSON object on stdout, or undefined. */
-export function parseOneJson(stdout: string): any { // eslint-disable-line @typescript-eslint/no-explicit-any
+export function parseOneJson(stdout: string): any {
   const text = stdout.trim()
   if (!text.startsWith('{') || text.split('\n').length !== 1) return undefined
   try {
