@@ -2,7 +2,7 @@
 // Deploy benchmark: hotctl against bare rsync and the seed's `cp -r` backup + rsync, all measured in
 // one run on the same generated tree, reported as ratios (informational: nothing here fails the run
 // because a target is missed). Usage: node bench/deploy.mjs [--keep] [--dir DIR] [--files N] [--reps N]
-import {spawnSync} from 'node:child_process'
+import {spawn} from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -46,16 +46,34 @@ function fail(msg) {
 }
 
 // ---------------------------------------------------------------- helpers
-/** Runs a command synchronously; throws with its stderr on failure. Returns {ms, stdout, stderr}. */
-function run(cmd, args, {cwd = ROOT, allowFail = false, env} = {}) {
-  const t0 = process.hrtime.bigint()
-  const r = spawnSync(cmd, args, {cwd, encoding: 'utf8', maxBuffer: 256 * MB, env: env ?? childEnv})
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6
-  if (r.error) throw new Error(`${cmd}: ${r.error.message}`)
-  if (!allowFail && r.status !== 0) {
-    throw new Error(`\`${[cmd, ...args].join(' ')}\` exited ${r.status ?? r.signal}\n${(r.stderr || '').trim().split('\n').slice(-15).join('\n')}\n${(r.stdout || '').trim().slice(-2000)}`)
-  }
-  return {ms, stdout: r.stdout, stderr: r.stderr, status: r.status}
+/** Live child processes: killed on SIGINT/SIGTERM before the data is removed. */
+const children = new Set()
+
+/** Runs a command (async, so signals are handled meanwhile); rejects with its stderr on failure. Resolves {ms, stdout, stderr, status}. */
+function run(cmd, args, {cwd = ROOT, allowFail = false} = {}) {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint()
+    // Own process group: on SIGINT/SIGTERM the whole group (e.g. /usr/bin/time and its node) is killed.
+    const child = spawn(cmd, args, {cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'], detached: true})
+    children.add(child)
+    const out = []
+    const err = []
+    child.stdout.on('data', (b) => out.push(b))
+    child.stderr.on('data', (b) => err.push(b))
+    child.on('error', (e) => {
+      children.delete(child)
+      reject(new Error(`${cmd}: ${e.message}`))
+    })
+    child.on('close', (status, signal) => {
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6
+      children.delete(child)
+      const stdout = Buffer.concat(out).toString('utf8')
+      const stderr = Buffer.concat(err).toString('utf8')
+      if (!allowFail && status !== 0) {
+        reject(new Error(`\`${[cmd, ...args].join(' ')}\` exited ${status ?? signal}\n${stderr.trim().split('\n').slice(-15).join('\n')}\n${stdout.trim().slice(-2000)}`))
+      } else resolve({ms, stdout, stderr, status: status ?? -1})
+    })
+  })
 }
 
 const childEnv = {...process.env, NO_COLOR: '1', CI: '1'}
@@ -99,8 +117,8 @@ function prng(seed) {
 }
 
 /** Sum of apparent sizes (files, plus directories as du -sb counts them). */
-function duBytes(dir) {
-  const r = run('du', ['-sb', dir])
+async function duBytes(dir) {
+  const r = await run('du', ['-sb', dir])
   return Number(r.stdout.split(/\s/)[0])
 }
 
@@ -189,9 +207,9 @@ function mutate(src, picked, pool, rep, baseSec) {
 const sizesIn = (root, rels) => rels.reduce((s, rel) => s + fs.statSync(path.join(root, rel)).size, 0)
 
 // ---------------------------------------------------------------- hotctl invocations
-function hotctl(args, cwd, timeBin, rssFile) {
+async function hotctl(args, cwd, timeBin, rssFile) {
   const argv = [BIN, ...args]
-  const r = timeBin ? run(timeBin, ['-f', '%M', '-o', rssFile, process.execPath, ...argv], {cwd, allowFail: true}) : run(process.execPath, argv, {cwd, allowFail: true})
+  const r = await (timeBin ? run(timeBin, ['-f', '%M', '-o', rssFile, process.execPath, ...argv], {cwd, allowFail: true}) : run(process.execPath, argv, {cwd, allowFail: true}))
   let json
   try {
     json = JSON.parse(r.stdout.trim().split('\n').at(-1))
@@ -209,11 +227,8 @@ function hotctl(args, cwd, timeBin, rssFile) {
   return {ms: r.ms, json, rssKb}
 }
 
-function syncDisks() {
-  // Flush dirty pages (the seed way writes a whole tree copy) so writeback does not land inside the
-  // next timed command. Not timed.
-  spawnSync('sync', [], {stdio: 'ignore'})
-}
+/** Flushes dirty pages (the seed way writes a whole tree copy) so writeback does not land inside the next timed command. Not timed. */
+const syncDisks = () => run('sync', [], {allowFail: true})
 
 // ---------------------------------------------------------------- main
 async function main() {
@@ -237,7 +252,14 @@ async function main() {
   let interrupted = false
   const onSignal = (sig) => {
     interrupted = true
-    log(`${sig}: cleaning up ${work}`)
+    log(`${sig}: stopping; cleaning up ${work}`)
+    for (const c of children) {
+      try {
+        process.kill(-c.pid, 'SIGKILL')
+      } catch {
+        c.kill('SIGKILL')
+      }
+    }
     cleanup()
     process.exit(130)
   }
@@ -262,7 +284,7 @@ async function main() {
     const gen = generateTree(target, o)
     const dirs = new Set(gen.files.map((f) => path.dirname(f))).size
     log(`generated ${gen.files.length} files in ${dirs} dirs, ${fmtBytes(gen.bytes)}, in ${fmtMs(Date.now() - t0)}`)
-    run('cp', ['-a', target, src])
+    await run('cp', ['-a', target, src])
     fs.writeFileSync(config, `${JSON.stringify({target, protect: [], checks: {}}, null, 2)}\n`)
     // Changed files: spread over the tree, same set every repetition.
     const step = Math.floor(gen.files.length / o.changed)
@@ -270,53 +292,58 @@ async function main() {
 
     // 2. Baseline deploy: creates the state dir; the first backup stores the whole tree.
     log('first deploy (full initial backup)')
-    syncDisks()
-    const first = hotctl(['deploy', '--skip-checks', '--json', '--config', config], src, timeBin, rssFile)
+    await syncDisks()
+    const first = await hotctl(['deploy', '--skip-checks', '--json', '--config', config], src, timeBin, rssFile)
     log(`first deploy: ${fmtMs(first.ms)}`)
 
     // Identical copies of the deployed target for the baselines, brought to exactly the source.
-    run('cp', ['-a', target, copyR])
-    run('cp', ['-a', target, copyS])
-    run('rsync', ['-a', '--delete', `${src}/`, `${copyR}/`])
-    run('rsync', ['-a', '--delete', `${src}/`, `${copyS}/`])
+    await run('cp', ['-a', target, copyR])
+    await run('cp', ['-a', target, copyS])
+    await run('rsync', ['-a', '--delete', `${src}/`, `${copyR}/`])
+    await run('rsync', ['-a', '--delete', `${src}/`, `${copyS}/`])
 
     // 3. Repetitions: each re-changes the same files in the source, then every contender deploys
     // exactly those changes into its own tree (order rotated per repetition).
     const baseSec = Math.floor(Date.now() / 1000) + 60
-    const times = {hotctl: [], rsync: [], seed: []}
+    const times = {hotctl: [], rsync: [], seed: [], seedCp: [], inProcess: []}
     const added = {du: [], store: [], changed: [], reported: []}
     const rss = []
+    const seedBackups = []
     const contenders = {
-      hotctl: () => {
+      hotctl: async () => {
         const oldBytes = sizesIn(target, picked)
-        const duBefore = duBytes(stateDir)
+        const duBefore = await duBytes(stateDir)
         const storeBefore = fileBytes(path.join(stateDir, 'objects')) + fileBytes(path.join(stateDir, 'backups'))
-        syncDisks()
-        const r = hotctl(['deploy', '--skip-checks', '--json', '--config', config], src, timeBin, rssFile)
+        await syncDisks()
+        const r = await hotctl(['deploy', '--skip-checks', '--json', '--config', config], src, timeBin, rssFile)
         const ch = r.json.changes ?? {}
         const n = (ch.added?.length ?? 0) + (ch.changed?.length ?? 0) + (ch.deleted?.length ?? 0)
         if (r.json.outcome !== 'deployed' || ch.changed?.length !== o.changed || n !== o.changed) {
           throw new Error(`hotctl deploy did not deploy exactly ${o.changed} changed files: outcome ${r.json.outcome}, changes ${JSON.stringify(ch).slice(0, 500)}`)
         }
         times.hotctl.push(r.ms)
-        added.du.push(duBytes(stateDir) - duBefore)
+        times.inProcess.push(r.json.durationMs)
+        added.du.push((await duBytes(stateDir)) - duBefore)
         added.store.push(fileBytes(path.join(stateDir, 'objects')) + fileBytes(path.join(stateDir, 'backups')) - storeBefore)
         added.changed.push(oldBytes)
         added.reported.push(r.json.backup?.added ?? NaN)
         if (r.rssKb) rss.push(r.rssKb)
       },
-      rsync: () => {
-        syncDisks()
-        times.rsync.push(run('rsync', ['-a', '--delete', `${src}/`, `${copyR}/`]).ms)
+      rsync: async () => {
+        await syncDisks()
+        times.rsync.push((await run('rsync', ['-a', '--delete', `${src}/`, `${copyR}/`])).ms)
       },
-      seed: () => {
+      seed: async () => {
         const backup = `${copyS}.backup.${new Date().toISOString().replace(/\D/g, '').slice(0, 14)}`
-        syncDisks()
+        await syncDisks()
         const t = process.hrtime.bigint()
-        run('cp', ['-r', copyS, backup])
-        run('rsync', ['-a', '--delete', `${src}/`, `${copyS}/`])
+        const cp = await run('cp', ['-r', copyS, backup])
+        await run('rsync', ['-a', '--delete', `${src}/`, `${copyS}/`])
         times.seed.push(Number(process.hrtime.bigint() - t) / 1e6)
-        fs.rmSync(backup, {recursive: true, force: true})
+        times.seedCp.push(cp.ms)
+        // Backup copies are removed after all repetitions: deleting 20k files between repetitions
+        // was seen to make the next cp -r several times slower (filesystem busy freeing them).
+        seedBackups.push(backup)
       },
     }
     const names = Object.keys(contenders)
@@ -324,18 +351,19 @@ async function main() {
       if (interrupted) return
       mutate(src, picked, gen.pool, rep, baseSec)
       const order = names.map((_, i) => names[(i + rep - 1) % names.length])
-      for (const name of order) contenders[name]()
+      for (const name of order) await contenders[name]()
       log(`rep ${rep}/${o.reps}: hotctl ${fmtMs(times.hotctl.at(-1))}, rsync ${fmtMs(times.rsync.at(-1))}, seed ${fmtMs(times.seed.at(-1))}`)
     }
+    for (const b of seedBackups) fs.rmSync(b, {recursive: true, force: true})
     // Same content everywhere?
-    const check = run('rsync', ['-a', '--delete', '--dry-run', '--itemize-changes', '--checksum', '--exclude=.hotctl-release.json', `${src}/`, `${target}/`])
-    const diffs = check.stdout.split('\n').filter((l) => l && !/^\.d/.test(l))
+    const check = await run('rsync', ['-rl', '--delete', '--dry-run', '--itemize-changes', '--checksum', '--exclude=.hotctl-release.json', `${src}/`, `${target}/`])
+    const diffs = check.stdout.split('\n').filter((l) => l.trim())
     if (diffs.length) throw new Error(`target differs from source after the hotctl deploys:\n${diffs.slice(0, 10).join('\n')}`)
 
     // 4. Rollback: restores the backup taken before the last deploy.
     log('rollback')
-    syncDisks()
-    const rb = hotctl(['rollback', '--json', '--config', config], src, timeBin, rssFile)
+    await syncDisks()
+    const rb = await hotctl(['rollback', '--json', '--config', config], src, timeBin, rssFile)
     const wantTag = o.reps > 1 ? `rep${o.reps - 1}` : 'v0'
     const rolledBack = picked.filter((rel) => fs.readFileSync(path.join(target, rel)).subarray(0, 200).toString('latin1').startsWith(`// ${rel} ${wantTag}\n`)).length
     if (rolledBack !== picked.length) throw new Error(`rollback did not restore the previous version of the changed files (${rolledBack}/${picked.length})`)
@@ -345,21 +373,25 @@ async function main() {
     const version = []
     const nodeBare = []
     for (let i = 0; i < o.versionReps; i++) {
-      nodeBare.push(run(process.execPath, ['-e', '0']).ms)
-      version.push(run(process.execPath, [BIN, '--version']).ms)
+      nodeBare.push((await run(process.execPath, ['-e', '0'])).ms)
+      version.push((await run(process.execPath, [BIN, '--version'])).ms)
     }
 
     // ------------------------------------------------------------ report
     const m = {hotctl: median(times.hotctl), rsync: median(times.rsync), seed: median(times.seed), version: median(version), node: median(nodeBare)}
-    const lastAddedDu = median(added.du)
-    const lastChanged = median(added.changed)
-    const lastStore = median(added.store)
-    const reportedAdded = median(added.reported)
+    // The first measured deploy backs up the original versions, which the full initial backup
+    // already holds: only later deploys store genuinely new old versions, so judge those.
+    const from = o.reps > 1 ? 1 : 0
+    const pick = (xs) => median(xs.slice(from))
+    const lastAddedDu = pick(added.du)
+    const lastChanged = pick(added.changed)
+    const lastStore = pick(added.store)
+    const reportedAdded = pick(added.reported)
     const rows = [
       ['first deploy (full initial backup)', fmtMs(first.ms), '1 run', first.rssKb ? `peak RSS ${(first.rssKb / 1024).toFixed(0)} MiB` : ''],
       [`hotctl deploy --skip-checks (${o.changed} changed)`, fmtMs(m.hotctl), times.hotctl.map(fmtMs).join(' / '), `${(m.hotctl / m.rsync).toFixed(2)}× bare rsync`],
       ['bare rsync -a --delete (baseline 1)', fmtMs(m.rsync), times.rsync.map(fmtMs).join(' / '), '1.00×'],
-      ['seed: cp -r backup + rsync (baseline 2)', fmtMs(m.seed), times.seed.map(fmtMs).join(' / '), `${(m.seed / m.rsync).toFixed(2)}× bare rsync`],
+      ['seed: cp -r backup + rsync (baseline 2)', fmtMs(m.seed), `${times.seed.map(fmtMs).join(' / ')} (cp -r: ${times.seedCp.map(fmtMs).join(' / ')})`, `${(m.seed / m.rsync).toFixed(2)}× bare rsync`],
       ['hotctl rollback', fmtMs(rb.ms), '1 run', `${(rb.ms / m.rsync).toFixed(2)}× bare rsync`],
       ['hotctl --version', fmtMs(m.version), version.map(fmtMs).join(' / '), `${(m.version / m.node).toFixed(2)}× node -e 0`],
       ['node -e 0', fmtMs(m.node), nodeBare.map(fmtMs).join(' / '), ''],
@@ -375,10 +407,11 @@ async function main() {
     out.push(line(w.map((n) => '-'.repeat(n))))
     for (const r of rows) out.push(line(r))
     out.push('')
-    out.push('backup growth per deploy (median over the measured deploys):')
+    out.push(`backup growth per deploy (median over measured deploys ${from + 1}..${o.reps}${from ? '; deploy 1 re-backs up originals the initial backup already holds' : ''}):`)
     out.push(`  du -sb state dir: +${fmtBytes(lastAddedDu)}   objects+backups files: +${fmtBytes(lastStore)}   hotctl reports added: ${fmtBytes(reportedAdded)}`)
     out.push(`  changed bytes (old versions of the ${o.changed} files): ${fmtBytes(lastChanged)}   overhead: ${fmtBytes(lastAddedDu - lastChanged)}`)
-    out.push(`  per deploy: ${added.du.map((d, i) => `+${fmtBytes(d)} for ${fmtBytes(added.changed[i])} changed`).join('; ')}`)
+    out.push(`  per deploy: ${added.du.map((d, i) => `#${i + 1} +${fmtBytes(d)} for ${fmtBytes(added.changed[i])} changed`).join('; ')}`)
+    out.push(`hotctl deploy: ${fmtMs(median(times.inProcess))} inside deploy() (its durationMs; runs ${times.inProcess.map(fmtMs).join(' / ')}), the rest of ${fmtMs(m.hotctl)} is process start, module loading, config and exit`)
     out.push(`peak RSS of hotctl deploy: ${rss.length ? `${(Math.max(...rss) / 1024).toFixed(0)} MiB (max of ${rss.length}; runs ${rss.map((k) => `${(k / 1024).toFixed(0)}`).join('/')} MiB)` : 'not measured (/usr/bin/time missing: apt-get install time)'}${rb.rssKb ? `; rollback ${(rb.rssKb / 1024).toFixed(0)} MiB` : ''}`)
     out.push('')
     out.push('targets:')
