@@ -2,12 +2,13 @@ import {usageError} from '../errors.js'
 import {registerSecret} from '../secrets.js'
 
 /**
- * Replaces `${VAR}` in every string of the raw config with the environment's value. A missing
- * variable is an error naming it and the field. Substituted values are registered as secrets.
+ * Replaces `${VAR}` in the strings of the raw config with the environment's value (shell commands
+ * excepted, see below). A missing variable is an error naming it and the field. Every value read
+ * is registered as a secret.
  */
 export function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, file: string, path: string[] = []): unknown {
   if (typeof value === 'string') {
-    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
+    const substituted = value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
       const v = env[name]
       if (v === undefined) {
         throw usageError(
@@ -18,10 +19,19 @@ export function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, file: str
       registerSecret(v)
       return v
     })
+    // A shell command keeps `${VAR}` for the shell to expand from the environment: an env value
+    // pasted into the command string would be shell code (think of a branch name in CI).
+    return isShellCommand(path) ? value : substituted
   }
   if (Array.isArray(value)) return value.map((v, i) => interpolateEnv(v, env, file, [...path, String(i)]))
   if (value && typeof value === 'object') {
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolateEnv(v, env, file, [...path, k])]))
   }
   return value
+}
+
+/** Shell-string positions: checks (outside {argv}) and every `command` string. */
+function isShellCommand(path: string[]): boolean {
+  if (path.includes('argv')) return false
+  return path[0] === 'checks' || path.at(-1) === 'command'
 }

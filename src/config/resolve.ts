@@ -1,12 +1,13 @@
 import path from 'node:path'
 import {usageError} from '../errors.js'
+import {rsyncPatterns} from '../plan/patterns.js'
 import {parseDuration} from '../durations.js'
 import type {Command, ParsedConfig, SmokeSpec, StatusSpec, TriggerSpec} from './schema.js'
 
 export const MARKER_NAME = '.hotctl-release.json'
 
 /** What rsync must never write or delete: protected paths, excludes, and hotctl's own marker. */
-export const syncExcludes = (c: Pick<ResolvedConfig, 'protect' | 'exclude'>) => [...c.protect, ...c.exclude, MARKER_NAME]
+export const syncExcludes = (c: Pick<ResolvedConfig, 'protect' | 'exclude'>) => rsyncPatterns([...c.protect, ...c.exclude, MARKER_NAME])
 
 export interface ServiceSpec {
   name: string
@@ -48,6 +49,9 @@ export function resolveConfig(parsed: ParsedConfig, file: string): ResolvedConfi
   }
   if (isInside(target, source) || isInside(source, target)) {
     throw usageError(`${file}: target: ${target} and source ${source} overlap`, 'Deploy from a separate checkout into the live directory.')
+  }
+  if (isInside(stateDir, source)) {
+    throw usageError(`${file}: stateDir: ${stateDir} is inside the source ${source}`, 'It would be deployed into the target with every backup in it: put it beside the target (the default).')
   }
   const reload = parsed.reload
   let services: ServiceSpec[] = []

@@ -69,9 +69,9 @@ export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<Deploy
   }
 
   // 3. lock; finish any interrupted operation first; plan under the lock.
-  const unlock = lockTarget(ctx, `deploy ${process.argv.slice(2).join(' ')}`)
+  const unlock = lockTarget(ctx, `hotctl ${process.argv.slice(2).join(' ')}`)
   try {
-    result.recovery = await recoverInterrupted(ctx)
+    result.recovery = await recoverInterrupted(ctx, {allowRestart: !flags.noRestart})
     const plan = await makePlan(ctx, flags)
     Object.assign(result, planned(plan))
     if (plan.needsRestart.length > 0 && flags.noRestart) {
@@ -114,7 +114,7 @@ async function apply(ctx: OpContext, flags: DeployFlags, plan: DeployPlan, resul
             throwIfInterrupted(ctx)
             op.phase('sync')
             targetChanged = true
-            await target.sync(config.source, plan.changes, ctx.signal)
+            await target.sync(config.source, plan.changes, ctx.signal, op.child)
             const bad = target.verifySynced(config.source, plan.changes)
             if (bad.length > 0) throw new Error(`target does not match the source after sync at: ${bad.slice(0, 10).join(', ')}`)
             op.phase('marker')
@@ -135,7 +135,7 @@ async function apply(ctx: OpContext, flags: DeployFlags, plan: DeployPlan, resul
       return {...result, exitCode, outcome: ctx.signal.aborted ? 'interrupted' : 'failed'}
     }
     ctx.ui.say(`hotctl: deploy ${id} failed after changing the target (${error}); restoring backup ${id}`)
-    const restore = await restoreAndProve(ctx, id, op.phase)
+    const restore = await restoreAndProve(ctx, id, op.phase, {allowRestart: !flags.noRestart})
     result.restore = restore
     const exitCode = !restore.ok ? EXIT.needsAttention : ctx.signal.aborted ? EXIT.interrupted : EXIT.restored
     op.end(restore.ok ? (ctx.signal.aborted ? 'interrupted' : 'restored') : 'attention', exitCode, {error: restore.ok ? error : `${error}; restore: ${restore.error}`, changes: changeCount(plan.changes)})

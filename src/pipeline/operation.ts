@@ -3,6 +3,7 @@ import {EXIT, HotctlError} from '../errors.js'
 import {newId} from '../ids.js'
 import {interruptedOperation, operations, type OpResult, type Phase, TARGET_CHANGING} from '../state/journal.js'
 import {describeOwner} from '../state/lock.js'
+import {reapGroup} from '../process/group.js'
 import type {OpContext} from './context.js'
 import {restoreAndProve, type RestoreOutcome} from './restore.js'
 
@@ -22,6 +23,10 @@ export class Operation {
 
   phase = (phase: Phase): void => {
     this.ctx.target.journal.append({event: 'phase', opId: this.opId, t: new Date().toISOString(), phase})
+  }
+
+  child = (pgid: number): void => {
+    this.ctx.target.journal.append({event: 'child', opId: this.opId, t: new Date().toISOString(), pgid})
   }
 
   end(result: OpResult, exitCode: number, extra: {error?: string; changes?: number; recovered?: string} = {}): void {
@@ -53,9 +58,15 @@ export interface Recovery {
  * started and never ended (hotctl killed, even by SIGKILL) had its backup taken before the target
  * changed; put it back, prove it, and record it.
  */
-export async function recoverInterrupted(ctx: OpContext): Promise<Recovery | undefined> {
+export async function recoverInterrupted(ctx: OpContext, opts: {allowRestart: boolean}): Promise<Recovery | undefined> {
   const open = interruptedOperation(ctx.target.journal.read())
   if (!open) return undefined
+  // A killed hotctl's rsync may still be writing: stop it before looking at the target.
+  for (const pgid of open.children) {
+    if (!(await reapGroup(pgid, '--files-from=-'))) {
+      throw new HotctlError(`process group ${pgid} left by the interrupted ${open.op} ${open.opId} is still running`, EXIT.needsAttention, `Stop it (kill -KILL -${pgid}), then run hotctl again.`)
+    }
+  }
   const touched = open.phases.some((p) => TARGET_CHANGING.has(p))
   const backup = open.start.backup
   if (!touched || !backup) {
@@ -66,7 +77,7 @@ export async function recoverInterrupted(ctx: OpContext): Promise<Recovery | und
   }
   ctx.ui.say(`hotctl: ${open.op} ${open.opId} was interrupted after changing the target (last phase: ${open.phases.at(-1)}); restoring its backup ${backup} first`)
   const rec = new Operation(ctx, 'recover', `${open.opId}-recover`, {backup})
-  const restored = await restoreAndProve(ctx, backup, rec.phase)
+  const restored = await restoreAndProve(ctx, backup, rec.phase, opts)
   rec.end(restored.ok ? 'recovered' : 'attention', restored.ok ? 0 : EXIT.needsAttention, {recovered: open.opId, error: restored.error})
   ctx.target.journal.append({event: 'end', opId: open.opId, t: new Date().toISOString(), result: 'interrupted', exitCode: EXIT.interrupted, durationMs: 0, recovered: restored.ok ? backup : undefined})
   if (!restored.ok) {

@@ -1,4 +1,5 @@
 import type {ListrTask} from 'listr2'
+import {redact} from '../secrets.js'
 import type {Phase} from '../state/journal.js'
 import {waitForVersion, triggerReload} from '../service/reload.js'
 import {describeCommand, runCommand} from '../service/run-command.js'
@@ -31,7 +32,7 @@ export function proveLiveTasks(ctx: OpContext, expected: string | null, proof: L
         opts.phase(opts.phases.reload)
         const said = await Promise.all(services.map(async (s) => `${s.name}: ${await triggerReload(s, {cwd: ctx.config.target, env: ctx.env, signal: ctx.signal})}`))
         proof.reloaded = services.map((s) => s.name)
-        task.output = said.join('\n')
+        task.output = redact(said.join('\n'))
       },
     },
     {
@@ -45,7 +46,7 @@ export function proveLiveTasks(ctx: OpContext, expected: string | null, proof: L
         }
         let pending = await waitForVersion(services, expected, reloadTimeoutMs, ctx.signal)
         if (pending.length > 0 && restart && opts.allowRestart && !ctx.signal.aborted) {
-          task.output = `not live after ${reloadTimeoutMs} ms; restarting: ${describeCommand(restart)}`
+          task.output = redact(`not live after ${reloadTimeoutMs} ms; restarting: ${describeCommand(restart)}`)
           const r = await runCommand(restart, {cwd: ctx.config.target, env: ctx.env, signal: ctx.signal})
           if (!r.ok) throw new Error(`restart command failed (exit ${r.exitCode}):\n${r.tail}`)
           proof.restarted = true
@@ -64,7 +65,7 @@ export function proveLiveTasks(ctx: OpContext, expected: string | null, proof: L
         opts.phase(opts.phases.smoke)
         proof.smoke = await Promise.all(smoke.map((s) => runSmoke(s, {cwd: ctx.config.target, env: ctx.env, signal: ctx.signal})))
         const failed = proof.smoke.filter((r) => !r.ok)
-        task.output = proof.smoke.map((r) => `${r.ok ? '✔' : '✖'} ${r.name}: ${r.detail.split('\n')[0]}`).join('\n')
+        task.output = redact(proof.smoke.map((r) => `${r.ok ? '✔' : '✖'} ${r.name}: ${r.detail.split('\n')[0]}`).join('\n'))
         if (failed.length > 0) throw new Error(`smoke failed: ${failed.map((f) => `${f.name}: ${f.detail}`).join('; ')}`)
       },
       rendererOptions: {persistentOutput: true},

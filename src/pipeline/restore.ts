@@ -22,7 +22,8 @@ export interface RestoreOutcome {
  * and reports the backup's release, smoke passes. Runs to the end even after an interrupt — it is
  * what an interrupt asks for — so it gets a signal of its own.
  */
-export async function restoreAndProve(ctx: OpContext, id: string, phase: (p: Phase) => void, label = 'previous release'): Promise<RestoreOutcome> {
+export async function restoreAndProve(ctx: OpContext, id: string, phase: (p: Phase) => void, opts: {label?: string; allowRestart: boolean}): Promise<RestoreOutcome> {
+  const label = opts.label ?? 'previous release'
   const own: OpContext = {...ctx, signal: new AbortController().signal}
   const meta = ctx.target.backups().find((b) => b.id === id)
   const outcome: RestoreOutcome = {backup: id, release: meta?.release ?? null, ok: false, written: 0, removed: 0, differences: [], proof: emptyProof()}
@@ -47,7 +48,7 @@ export async function restoreAndProve(ctx: OpContext, id: string, phase: (p: Pha
             if (outcome.differences.length > 0) throw new Error(`target differs from backup ${id} at: ${outcome.differences.slice(0, 10).join(', ')}`)
           },
         },
-        ...proveLiveTasks(own, outcome.release, outcome.proof, {allowRestart: true, phase, label, phases: {reload: 'restore-reload', confirm: 'restore-confirm', smoke: 'restore-smoke'}}),
+        ...proveLiveTasks(own, outcome.release, outcome.proof, {allowRestart: opts.allowRestart, phase, label, phases: {reload: 'restore-reload', confirm: 'restore-confirm', smoke: 'restore-smoke'}}),
       ],
       {},
     )

@@ -34,9 +34,9 @@ export interface RollbackResult {
 export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<RollbackResult> {
   const started = Date.now()
   const {target} = ctx
-  const unlock = lockTarget(ctx, `rollback ${process.argv.slice(2).join(' ')}`)
+  const unlock = lockTarget(ctx, `hotctl ${process.argv.slice(2).join(' ')}`)
   try {
-    const recovery = await recoverInterrupted(ctx)
+    const recovery = await recoverInterrupted(ctx, {allowRestart: true})
     const to = chooseBackup(ctx, opts.to)
     const meta = target.backups().find((b) => b.id === to)!
     const from = target.readMarker()?.id ?? null
@@ -86,7 +86,7 @@ export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<Rol
         throw new HotctlError(`rollback failed before changing the target: ${result.error}`, ctx.signal.aborted ? EXIT.interrupted : EXIT.checksFailed)
       }
       ctx.ui.say(`hotctl: rollback to ${to} failed (${result.error}); putting back ${undo}`)
-      result.restore = await restoreAndProve(ctx, undo, op.phase, 'release before the rollback')
+      result.restore = await restoreAndProve(ctx, undo, op.phase, {label: 'release before the rollback', allowRestart: true})
       result.exitCode = !result.restore.ok ? EXIT.needsAttention : ctx.signal.aborted ? EXIT.interrupted : EXIT.restored
       result.outcome = !result.restore.ok ? 'needs-attention' : ctx.signal.aborted ? 'interrupted' : 'restored'
       op.end(result.restore.ok ? 'restored' : 'attention', result.exitCode, {error: result.error})

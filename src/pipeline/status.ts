@@ -1,4 +1,4 @@
-import {operations} from '../state/journal.js'
+import {operations, TARGET_CHANGING} from '../state/journal.js'
 import {isStale, type LockOwner} from '../state/lock.js'
 import {reportedVersion} from '../service/reload.js'
 import type {OpContext} from './context.js'
@@ -30,7 +30,8 @@ export async function collectStatus(ctx: OpContext): Promise<StatusReport> {
   const succeeded = deploys.filter((o) => o.end!.result === 'ok').length
   const hourAgo = Date.now() - 3_600_000
   const rollbacks = main.filter((o) => o.op === 'rollback')
-  const needsAttention = last?.end?.result === 'attention'
+  const interruptedMidway = !!open && !lockActive && open.phases.some((p) => TARGET_CHANGING.has(p))
+  const needsAttention = last?.end?.result === 'attention' || interruptedMidway
   const services = await Promise.all(
     config.services
       .filter((s) => s.status)
@@ -46,7 +47,11 @@ export async function collectStatus(ctx: OpContext): Promise<StatusReport> {
     lock: lock ? {...lock, stale: !lockActive} : null,
     interrupted: open && !lockActive ? {op: open.op, id: open.opId, lastPhase: open.phases.at(-1) ?? null, started: open.start.t} : null,
     needsAttention,
-    attention: needsAttention ? `last operation ${last!.op} ${last!.opId} could not restore and verify the target: ${last!.end!.error ?? ''}` : undefined,
+    attention: interruptedMidway
+      ? `${open!.op} ${open!.opId} was interrupted after changing the target (phase ${open!.phases.at(-1)}): run \`hotctl deploy\` or \`hotctl rollback\`, which restore its backup first`
+      : needsAttention
+        ? `last operation ${last!.op} ${last!.opId} could not restore and verify the target: ${last!.end!.error ?? ''}`
+        : undefined,
     recent: main
       .slice(-10)
       .reverse()

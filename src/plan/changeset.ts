@@ -14,12 +14,12 @@ export const changeCount = (c: ChangeSet) => c.added.length + c.changed.length +
  * mtime differs, `sameContent` decides (hashes, cached by stat), so a fresh clone of the live tree —
  * new mtimes everywhere — changes nothing. Directory mtimes are not deployed, so they never count.
  */
-export function changeSetFromItemize(items: ItemizedChange[], sameContent: (rel: string) => boolean, ignore: (rel: string) => boolean): ChangeSet {
+export function changeSetFromItemize(items: ItemizedChange[], sameContent: (rel: string) => boolean, ignore: (rel: string, isDir: boolean) => boolean): ChangeSet {
   const added: string[] = []
   const changed: string[] = []
   const deleted: string[] = []
   for (const it of items) {
-    if (!it.path || it.path === '.' || ignore(it.path) || it.fileType === 'other') continue
+    if (!it.path || it.path === '.' || ignore(it.path, it.fileType === 'dir') || it.fileType === 'other') continue
     const [, , content, size, , perms] = it.code // YXcstpoguax
     if (it.kind === 'deleted') deleted.push(it.path)
     else if (it.kind === 'added') added.push(it.path)

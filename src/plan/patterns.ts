@@ -58,9 +58,35 @@ function globToRegex(glob: string): string {
   return out
 }
 
-/** Is `relPath` (a file) matched by a pattern, including through any of its parent directories? */
-export function matchesPathOrParent(match: PathMatcher, relPath: string): boolean {
+/** Is `relPath` matched by a pattern, itself or through any of its parent directories? */
+export function matchesPathOrParent(match: PathMatcher, relPath: string, isDir = false): boolean {
   const parts = relPath.split('/')
   for (let i = 1; i < parts.length; i++) if (match(parts.slice(0, i).join('/'), true)) return true
-  return match(relPath, false)
+  return match(relPath, isDir)
+}
+
+/**
+ * The same patterns as rsync must read them to agree with compilePatterns: rsync matches an
+ * inner-slash pattern against the end of a path, so anchor it with a leading slash; and for rsync
+ * a double star followed by a slash needs at least one directory there, so add the form without it
+ * (`a/b` beside `a/<double star>/b`).
+ */
+export function rsyncPatterns(patterns: string[]): string[] {
+  const out: string[] = []
+  for (const raw of patterns) {
+    const p = raw.trim()
+    const body = p.replace(/\/+$/, '')
+    if (!body.includes('/')) {
+      out.push(p)
+      continue
+    }
+    const anchored = p.startsWith('/') ? p : `/${p}`
+    out.push(anchored)
+    // every way of letting each double-star-slash match no directory at all
+    const [first, ...rest] = anchored.split('**/')
+    let forms = [first!]
+    for (const part of rest) forms = forms.flatMap((f) => [`${f}**/${part}`, `${f}${part}`])
+    for (const f of forms) if (!out.includes(f)) out.push(f)
+  }
+  return out
 }

@@ -1,5 +1,6 @@
 import {execa} from 'execa'
 import type {Command} from '../config/schema.js'
+import {stopGroup, stopOnAbort} from '../process/group.js'
 import {redact} from '../secrets.js'
 
 export interface CommandResult {
@@ -24,25 +25,16 @@ export async function runCommand(cmd: Command, opts: {cwd: string; env?: Record<
   const sub = typeof cmd === 'string' ? execa(cmd, {...common, shell: true}) : execa(cmd.argv[0]!, cmd.argv.slice(1), common)
   let canceled = false
   let timedOut = false
-  const stop = () => {
-    killGroup(sub.pid, 'SIGTERM')
-    setTimeout(() => killGroup(sub.pid, 'SIGKILL'), 3000).unref()
-  }
-  const onAbort = () => {
-    canceled = true
-    stop()
-  }
-  if (opts.signal?.aborted) onAbort()
-  opts.signal?.addEventListener('abort', onAbort, {once: true})
+  const dispose = stopOnAbort(sub.pid, opts.signal, () => (canceled = true))
   const timer = opts.timeoutMs
     ? setTimeout(() => {
         timedOut = true
-        stop()
+        stopGroup(sub.pid)
       }, opts.timeoutMs)
     : undefined
   const r = await sub
   clearTimeout(timer)
-  opts.signal?.removeEventListener('abort', onAbort)
+  dispose()
   const lines = String(r.all ?? '').trimEnd().split('\n')
   return {
     ok: r.exitCode === 0 && !canceled && !timedOut,
@@ -50,14 +42,5 @@ export async function runCommand(cmd: Command, opts: {cwd: string; env?: Record<
     tail: redact(lines.slice(-(opts.tailLines ?? 15)).join('\n')),
     canceled,
     timedOut,
-  }
-}
-
-function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
-  if (!pid) return
-  try {
-    process.kill(-pid, signal)
-  } catch {
-    // already gone
   }
 }

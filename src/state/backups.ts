@@ -15,6 +15,8 @@ export interface BackupMeta {
   bytes: number
   /** Bytes this backup added to the store. */
   added: number
+  /** `protect` when it was taken: a restore leaves these alone even if the config changed since. */
+  protect?: string[]
   root: ManifestRoot
 }
 

@@ -1,6 +1,6 @@
 import fs from 'node:fs'
 import path from 'node:path'
-import {redactValue} from '../secrets.js'
+import {redact} from '../secrets.js'
 
 /**
  * The append-only journal (`journal.jsonl` in the state dir). Every phase is appended (and
@@ -9,6 +9,8 @@ import {redactValue} from '../secrets.js'
 export type JournalEvent =
   | {event: 'start'; op: 'deploy' | 'rollback' | 'recover'; opId: string; t: string; backup?: string; release?: string; from?: string | null; user: string; host: string; pid: number; argv: string[]}
   | {event: 'phase'; opId: string; t: string; phase: Phase}
+  /** A child process group that writes to the target (rsync): stopped before any recovery. */
+  | {event: 'child'; opId: string; t: string; pgid: number}
   | {event: 'end'; opId: string; t: string; result: OpResult; exitCode: number; durationMs: number; error?: string; changes?: number; recovered?: string}
 
 /** Phases from `sync` on may have changed the target. */
@@ -24,7 +26,7 @@ export class Journal {
     fs.mkdirSync(path.dirname(this.file), {recursive: true})
     const fd = fs.openSync(this.file, 'a')
     try {
-      fs.writeSync(fd, `${JSON.stringify(redactValue(e))}\n`)
+      fs.writeSync(fd, `${JSON.stringify(masked(e))}\n`)
       fs.fsyncSync(fd)
     } finally {
       fs.closeSync(fd)
@@ -51,11 +53,19 @@ export class Journal {
   }
 }
 
+/** Only free text can carry a secret (an error message, the command line); ids, ops and phases never. */
+function masked(e: JournalEvent): JournalEvent {
+  if (e.event === 'start') return {...e, argv: e.argv.map(redact)}
+  if (e.event === 'end' && e.error) return {...e, error: redact(e.error)}
+  return e
+}
+
 export interface Operation {
   opId: string
   op: 'deploy' | 'rollback' | 'recover'
   start: Extract<JournalEvent, {event: 'start'}>
   phases: Phase[]
+  children: number[]
   end?: Extract<JournalEvent, {event: 'end'}>
 }
 
@@ -65,7 +75,7 @@ export function operations(events: JournalEvent[]): Operation[] {
   const order: Operation[] = []
   for (const e of events) {
     if (e.event === 'start') {
-      const op: Operation = {opId: e.opId, op: e.op, start: e, phases: []}
+      const op: Operation = {opId: e.opId, op: e.op, start: e, phases: [], children: []}
       byId.set(`${e.op}:${e.opId}`, op)
       byId.set(e.opId, op)
       order.push(op)
@@ -73,6 +83,7 @@ export function operations(events: JournalEvent[]): Operation[] {
       const op = byId.get(e.opId)
       if (!op) continue
       if (e.event === 'phase') op.phases.push(e.phase)
+      else if (e.event === 'child') op.children.push(e.pgid)
       else op.end = e
     }
   }

@@ -34,6 +34,29 @@ export function isStale(owner: LockOwner): boolean {
   }
 }
 
+/**
+ * Removes a stale lock without racing another hotctl doing the same: only the holder of
+ * `<lock>.break` (exclusive create) may remove it, and only if it is still the stale lock that was
+ * read — not a live lock someone else took in between.
+ */
+function breakStaleLock(file: string, stale: LockOwner | undefined): void {
+  const breaker = `${file}.break`
+  try {
+    fs.closeSync(fs.openSync(breaker, 'wx'))
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    if (lockAgeMs(breaker) > 10_000) fs.rmSync(breaker, {force: true}) // its owner died mid-break
+    throw new HotctlError(`another hotctl is taking over the stale lock ${file}`, EXIT.locked, 'Retry in a moment.')
+  }
+  try {
+    const now = readLock(file)
+    const same = stale ? now?.pid === stale.pid && now?.started === stale.started && now?.host === stale.host : !now
+    if (same) fs.rmSync(file, {force: true})
+  } finally {
+    fs.rmSync(breaker, {force: true})
+  }
+}
+
 function lockAgeMs(file: string): number {
   try {
     return Date.now() - fs.statSync(file).mtimeMs
@@ -69,8 +92,8 @@ export function acquireLock(file: string, owner: LockOwner, onStale: (old: LockO
       if (held && !isStale(held)) {
         throw new HotctlError(`target is locked by ${describeOwner(held)}`, EXIT.locked, 'Wait for that operation to finish; if its process is really gone on another host, remove the lock file: ' + file, {lock: held})
       }
+      breakStaleLock(file, held)
       onStale(held ?? {pid: 0, host: '?', user: '?', command: '(unreadable lock)', started: '?'})
-      fs.rmSync(file, {force: true})
     }
   }
   throw new HotctlError(`could not take the lock ${file}`, EXIT.locked, 'Retry; another hotctl raced for it.')

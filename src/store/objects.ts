@@ -60,7 +60,7 @@ export class ObjectStore {
   }
 
   /** Copies a file in, hashing what is actually copied. Returns its hash and the bytes added. */
-  putFile(file: string): {hash: string; added: number} {
+  putFile(file: string): {hash: string; added: number; size: number} {
     const tmp = this.tempPath()
     const h = crypto.createHash('sha256')
     const src = fs.openSync(file, 'r')
@@ -78,7 +78,7 @@ export class ObjectStore {
       fs.closeSync(src)
       fs.closeSync(dst)
     }
-    return this.commit(tmp, h.digest('hex'), size)
+    return {...this.commit(tmp, h.digest('hex'), size), size}
   }
 
   putBytes(data: Buffer | string): {hash: string; added: number} {

@@ -4,8 +4,7 @@ import path from 'node:path'
 import type {HashCache} from './hash-cache.js'
 import {type Manifest, type ManifestEntry, type ManifestRoot, writeManifest} from './manifest.js'
 import type {ObjectStore} from './objects.js'
-import {type Tree, type TreeEntry, walkTree} from './walk.js'
-import type {PathMatcher} from '../plan/patterns.js'
+import type {Tree, TreeEntry} from './walk.js'
 
 export interface SnapshotResult {
   manifest: Manifest
@@ -25,14 +24,16 @@ export function snapshotTree(tree: Tree, cache: HashCache, store: ObjectStore): 
   for (const [rel, e] of tree.entries) {
     if (e.type === 'file') {
       let hash = cache.hash(tree.root, rel, e)
+      let size = e.size
       if (!store.has(hash)) {
+        // What was really copied, should the file have changed since the walk.
         const put = store.putFile(path.join(tree.root, rel))
-        hash = put.hash // what was really copied, should the file have changed meanwhile
+        ;({hash, size} = put)
         added += put.added
       }
-      manifest.set(rel, {type: 'file', mode: e.mode, size: e.size, hash})
+      manifest.set(rel, {type: 'file', mode: e.mode, size, hash})
       files++
-      bytes += e.size
+      bytes += size
     } else manifest.set(rel, {type: e.type, mode: e.mode, link: e.link})
   }
   const written = writeManifest(manifest, store)
@@ -46,7 +47,8 @@ export function diffAgainst(manifest: Manifest, tree: Tree, cache: HashCache): s
     const have = tree.entries.get(rel)
     if (!have || !sameEntry(want, have, () => cache.hash(tree.root, rel, have))) diffs.push(rel)
   }
-  for (const rel of tree.entries.keys()) if (!manifest.has(rel)) diffs.push(rel)
+  // A leftover directory that holds protected content is kept on purpose: not a difference.
+  for (const [rel, e] of tree.entries) if (!manifest.has(rel) && !(e.type === 'dir' && holdsProtected(tree, rel))) diffs.push(rel)
   return diffs
 }
 
@@ -67,8 +69,8 @@ export interface RestoreResult {
  * Makes the target equal to the manifest, leaving skipped (protected/excluded) paths alone. Each
  * file lands by rename of a fully written temp file beside it, so no file is ever half-written.
  */
-export function restoreTree(manifest: Manifest, targetRoot: string, skip: PathMatcher, store: ObjectStore, cache: HashCache): RestoreResult {
-  const tree = walkTree(targetRoot, skip)
+export function restoreTree(manifest: Manifest, tree: Tree, store: ObjectStore, cache: HashCache): RestoreResult {
+  const targetRoot = tree.root
   const written: string[] = []
   fs.mkdirSync(targetRoot, {recursive: true})
   // Leftovers go first: removing them after the writes could follow a restored symlink, or find
@@ -99,8 +101,9 @@ export function restoreTree(manifest: Manifest, targetRoot: string, skip: PathMa
 }
 
 /**
- * Removes paths of a walked tree, deepest first. A directory that still holds protected or
- * excluded content is kept. Returns what was removed.
+ * Removes paths of a walked tree, deepest first. A directory that still holds protected content
+ * is kept; one that holds only excluded content (__pycache__, build caches) goes with it, since
+ * what it was generated from is gone. Returns what was removed.
  */
 export function removeExtras(root: string, rels: string[], tree: Tree): string[] {
   const removed: string[] = []
@@ -114,8 +117,9 @@ export function removeExtras(root: string, rels: string[], tree: Tree): string[]
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code
         if (code === 'ENOENT') continue
-        if (code !== 'ENOTEMPTY' || !holdsSkipped(tree, rel)) throw err
-        continue // holds protected or excluded content: kept
+        if (code !== 'ENOTEMPTY') throw err
+        if (holdsProtected(tree, rel)) continue // kept with its protected content
+        fs.rmSync(abs, {recursive: true, force: true})
       }
     } else fs.rmSync(abs, {force: true})
     removed.push(rel)
@@ -123,9 +127,9 @@ export function removeExtras(root: string, rels: string[], tree: Tree): string[]
   return removed
 }
 
-const holdsSkipped = (tree: Tree, rel: string) => [...tree.dirsWithSkipped].some((d) => d === rel || d.startsWith(`${rel}/`))
+const holdsProtected = (tree: Tree, rel: string) => [...tree.dirsWithProtected].some((d) => d === rel || d.startsWith(`${rel}/`))
 
 function removeDir(tree: Tree, rel: string, abs: string): void {
-  if (holdsSkipped(tree, rel)) throw new Error(`cannot replace directory ${rel}: it holds protected or excluded paths`)
+  if (holdsProtected(tree, rel)) throw new Error(`cannot replace directory ${rel}: it holds protected paths`)
   fs.rmSync(abs, {recursive: true, force: true})
 }

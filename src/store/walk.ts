@@ -16,8 +16,10 @@ export interface TreeEntry {
 export interface Tree {
   root: string
   entries: Map<string, TreeEntry>
-  /** Directories that hold skipped (excluded/protected) entries: never removed as "extra". */
+  /** Directories directly holding skipped (excluded or protected) entries. */
   dirsWithSkipped: Set<string>
+  /** Directories directly holding protected entries: never removed. */
+  dirsWithProtected: Set<string>
 }
 
 /**
@@ -25,10 +27,11 @@ export interface Tree {
  * following symlinks. Synchronous on purpose: for tens of thousands of small stats the sync calls
  * are several times faster than the thread-pool round trips of fs.promises.
  */
-export function walkTree(root: string, skip: PathMatcher): Tree {
+export function walkTree(root: string, skip: PathMatcher, protect?: PathMatcher): Tree {
   const entries = new Map<string, TreeEntry>()
   const dirsWithSkipped = new Set<string>()
-  if (!fs.existsSync(root)) return {root, entries, dirsWithSkipped}
+  const dirsWithProtected = new Set<string>()
+  if (!fs.existsSync(root)) return {root, entries, dirsWithSkipped, dirsWithProtected}
   root = path.resolve(root)
   const visit = (relDir: string) => {
     const abs = relDir ? `${root}/${relDir}` : root
@@ -37,6 +40,7 @@ export function walkTree(root: string, skip: PathMatcher): Tree {
       const isDir = d.isDirectory()
       if (skip(rel, isDir)) {
         dirsWithSkipped.add(relDir)
+        if (protect?.(rel, isDir)) dirsWithProtected.add(relDir)
         continue
       }
       const st = fs.lstatSync(`${abs}/${d.name}`)
@@ -49,5 +53,5 @@ export function walkTree(root: string, skip: PathMatcher): Tree {
     }
   }
   visit('')
-  return {root, entries, dirsWithSkipped}
+  return {root, entries, dirsWithSkipped, dirsWithProtected}
 }

@@ -1,13 +1,15 @@
+import {spawnSync} from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {execa} from 'execa'
+import {stopOnAbort} from '../process/group.js'
 import type {ResolvedConfig} from '../config/resolve.js'
 import {MARKER_NAME, syncExcludes} from '../config/resolve.js'
 import {EXIT, HotctlError} from '../errors.js'
 import {type ChangeSet, changeSetFromItemize} from '../plan/changeset.js'
-import {compilePatterns, type PathMatcher} from '../plan/patterns.js'
+import {compilePatterns, matchesPathOrParent, type PathMatcher} from '../plan/patterns.js'
 import {describeRsyncExit, filesFromInput, planArgv, syncArgv} from '../rsync/argv.js'
 import {type ItemizedChange, parseItemize} from '../rsync/itemize.js'
 import {type BackupMeta, BackupIndex} from '../state/backups.js'
@@ -25,6 +27,7 @@ export class LocalTarget implements Target {
   readonly description: string
   readonly journal: Journal
   private readonly skip: PathMatcher
+  private readonly protected: PathMatcher
   private readonly store: ObjectStore
   private readonly index: BackupIndex
   private readonly lockFile: string
@@ -38,6 +41,7 @@ export class LocalTarget implements Target {
     // The state dir is created by the first write (lock, journal, backup), never by a read-only command.
     this.journal = new Journal(path.join(config.stateDir, 'journal.jsonl'))
     this.skip = compilePatterns([...config.exclude, ...config.protect])
+    this.protected = compilePatterns(config.protect)
     this.store = new ObjectStore(path.join(config.stateDir, 'objects'))
     this.index = new BackupIndex(path.join(config.stateDir, 'backups'))
     this.lockFile = path.join(config.stateDir, 'lock')
@@ -94,7 +98,11 @@ export class LocalTarget implements Target {
       const d = dst.entries.get(rel)
       return !!s && !!d && s.type === 'file' && d.type === 'file' && s.size === d.size && srcCache.hash(source, rel, s) === dstCache.hash(dst.root, rel, d)
     }
-    const changes = changeSetFromItemize(parseItemize(String(r.stdout)), sameContent, (rel) => rel === MARKER_NAME)
+    // rsync was given the same patterns; this is the guard that does not depend on it agreeing.
+    const notOurs = (rel: string, isDir: boolean) => rel === MARKER_NAME || matchesPathOrParent(this.skip, rel, isDir)
+    const changes = changeSetFromItemize(parseItemize(String(r.stdout)), sameContent, notOurs)
+    // Only what the walk manages may be deleted (never sockets, fifos, devices it leaves alone).
+    changes.deleted = changes.deleted.filter((rel) => dst.entries.has(rel))
     srcCache.save()
     dstCache.save()
     this.planned = dst
@@ -105,11 +113,16 @@ export class LocalTarget implements Target {
     return this.rsync(source, changes, true)
   }
 
-  async sync(source: string, changes: ChangeSet, signal?: AbortSignal): Promise<ItemizedChange[]> {
-    // Planned deletions first (exactly those paths, deepest first; a path whose type changes is
-    // removed, then written), then rsync writes the new and changed paths.
-    if (changes.deleted.length > 0) removeExtras(this.config.target, changes.deleted, this.planned ?? this.walkTarget())
-    const items = await this.rsync(source, changes, false, signal)
+  async sync(source: string, changes: ChangeSet, signal?: AbortSignal, onChild?: (pgid: number) => void): Promise<ItemizedChange[]> {
+    // Deletions are hotctl's own: exactly the planned paths, deepest first. Those in the way of a
+    // write (a path changing type, or under one) go first; the rest after rsync, so modules that
+    // moved are not missing while the new tree lands.
+    const written = new Set([...changes.added, ...changes.changed])
+    const inTheWay = (rel: string) => rel.split('/').some((_, i, parts) => written.has(parts.slice(0, i + 1).join('/')))
+    const tree = changes.deleted.length > 0 ? (this.planned ?? this.walkTarget()) : undefined
+    if (tree) removeExtras(this.config.target, changes.deleted.filter(inTheWay), tree)
+    const items = await this.rsync(source, changes, false, signal, onChild)
+    if (tree) removeExtras(this.config.target, changes.deleted.filter((rel) => !inTheWay(rel)), tree)
     return [...changes.deleted.map((p) => ({path: p, kind: 'deleted' as const, fileType: 'file' as const, code: '*deleting'})), ...items]
   }
 
@@ -142,20 +155,23 @@ export class LocalTarget implements Target {
     const snap = snapshotTree(tree, cache, this.store)
     this.store.flush()
     cache.save(tree)
+    // Content on disk before the metadata that declares the backup complete (one syncfs, not one
+    // fsync per object).
+    flushFilesystem(this.config.stateDir)
     const marker = this.readMarker()
-    const meta: BackupMeta = {id, time: new Date().toISOString(), reason, release: marker?.id ?? null, gitSha: marker?.gitSha ?? null, files: snap.files, bytes: snap.bytes, added: snap.added, root: snap.root}
+    const meta: BackupMeta = {id, time: new Date().toISOString(), reason, release: marker?.id ?? null, gitSha: marker?.gitSha ?? null, files: snap.files, bytes: snap.bytes, added: snap.added, protect: this.config.protect, root: snap.root}
     this.index.write(meta)
     return meta
   }
 
   restore(id: string): {written: string[]; removed: string[]} {
     const meta = this.requireBackup(id)
-    return restoreTree(readManifest(meta.root, this.store), this.config.target, this.skip, this.store, this.targetCache())
+    return restoreTree(readManifest(meta.root, this.store), this.walkFor(meta), this.store, this.targetCache())
   }
 
   verify(id: string): string[] {
     const meta = this.requireBackup(id)
-    const tree = this.walkTarget()
+    const tree = this.walkFor(meta)
     const cache = this.targetCache()
     const diffs = diffAgainst(readManifest(meta.root, this.store), tree, cache)
     cache.save(tree)
@@ -180,8 +196,14 @@ export class LocalTarget implements Target {
     return meta
   }
 
+  /** Paths protected now or when the backup was taken stay untouched (the config may have changed). */
+  private walkFor(meta: BackupMeta): Tree {
+    const protect = [...this.config.protect, ...(meta.protect ?? [])]
+    return walkTree(this.config.target, compilePatterns([...this.config.exclude, ...protect]), compilePatterns(protect))
+  }
+
   private walkTarget(): Tree {
-    return walkTree(this.config.target, this.skip)
+    return walkTree(this.config.target, this.skip, this.protected)
   }
 
   private targetCache(): HashCache {
@@ -201,17 +223,29 @@ export class LocalTarget implements Target {
     return c
   }
 
-  private async rsync(source: string, changes: ChangeSet, dryRun: boolean, signal?: AbortSignal): Promise<ItemizedChange[]> {
+  private async rsync(source: string, changes: ChangeSet, dryRun: boolean, signal?: AbortSignal, onChild?: (pgid: number) => void): Promise<ItemizedChange[]> {
     const writes = [...changes.added, ...changes.changed]
     if (writes.length === 0) return []
     const argv = syncArgv({source, target: this.config.target, excludes: this.syncExcludes, dryRun})
-    const r = await execa(rsyncBinary(), argv, {input: filesFromInput(writes), reject: false, cancelSignal: signal, forceKillAfterDelay: 2000})
-    if (r.isCanceled) throw new HotctlError('sync interrupted', EXIT.interrupted)
+    // Own process group, journaled: if hotctl is killed, the next run stops it before restoring.
+    const sub = execa(rsyncBinary(), argv, {input: filesFromInput(writes), reject: false, detached: true})
+    if (sub.pid) onChild?.(sub.pid)
+    let canceled = false
+    const dispose = stopOnAbort(sub.pid, signal, () => (canceled = true))
+    const r = await sub
+    dispose()
+    if (canceled) throw new HotctlError('sync interrupted', EXIT.interrupted)
     if (r.exitCode !== 0) {
       throw new HotctlError(`rsync failed (exit ${r.exitCode}: ${describeRsyncExit(r.exitCode ?? -1)}): ${lastLines(r.stderr)}`, EXIT.restored)
     }
     return parseItemize(String(r.stdout))
   }
+
+}
+
+/** syncfs of the state dir's filesystem (coreutils `sync -f`), or a plain sync where -f is missing. */
+function flushFilesystem(dir: string): void {
+  if (spawnSync('sync', ['-f', dir]).status !== 0) spawnSync('sync')
 }
 
 const lastLines = (text: unknown) => String(text).trim().split('\n').slice(-3).join(' | ')

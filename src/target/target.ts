@@ -35,7 +35,8 @@ export interface Target {
   planChanges(source: string): Promise<ChangeSet>
   /** rsync -n of the planned writes: what rsync itself would do. Read-only. */
   previewSync(source: string, changes: ChangeSet): Promise<ItemizedChange[]>
-  sync(source: string, changes: ChangeSet, signal?: AbortSignal): Promise<ItemizedChange[]>
+  /** `onChild` gets the process group of the writer (rsync) as soon as it starts, to journal it. */
+  sync(source: string, changes: ChangeSet, signal?: AbortSignal, onChild?: (pgid: number) => void): Promise<ItemizedChange[]>
   /** Paths whose content in the target differs from the source after a sync. */
   verifySynced(source: string, changes: ChangeSet): string[]
   backups(): BackupMeta[]

@@ -184,8 +184,10 @@ describe('interrupts', {timeout: 90_000}, () => {
     expect(killed.signal).toBe('SIGKILL')
     expect(fs.existsSync(path.join(ws.stateDir, 'lock'))).toBe(true) // left behind by the dead process
 
+    // Half-synced until the next deploy/rollback: status says the target needs attention.
     const st = await runCli(['status', '--json'], {cwd: ws.src})
-    expect(st.exitCode, why(st)).toBe(0)
+    expect(st.exitCode, why(st)).toBe(4)
+    expect(st.json.needsAttention).toBe(true)
     expect(st.json.interrupted?.id).toBe(opId)
     expect(st.json.interrupted?.lastPhase).toBe('sync')
 

@@ -60,7 +60,7 @@ describe('ObjectStore', () => {
     fs.writeFileSync(f, 'file content')
     const store = new ObjectStore(path.join(dir, 'objects'))
     const put = store.putFile(f)
-    expect(put).toEqual({hash: sha('file content'), added: 12})
+    expect(put).toEqual({hash: sha('file content'), added: 12, size: 12})
     expect(put.hash).toBe(hashFile(f))
     expect(fs.statSync(store.pathOf(put.hash)).ino).not.toBe(fs.statSync(f).ino)
     fs.writeFileSync(f, 'changed in place')
@@ -204,7 +204,7 @@ describe('snapshot and restore', () => {
       ['README.md', 'app/main.py', 'app/new.py', 'app/util.py', 'dangling', 'emptydir', 'entry', 'newdir', 'newdir/deep', 'newdir/deep/f', 'static', 'static/css', 'static/css/site.css'].sort(),
     )
 
-    const res = restoreTree(snap.manifest, target, skip, store, cache)
+    const res = restoreTree(snap.manifest, walkTree(target, skip, skip), store, cache)
     expect(res.written.sort()).toEqual(['README.md', 'app/main.py', 'app/util.py', 'emptydir', 'entry', 'static', 'static/css', 'static/css/site.css'].sort())
     expect(res.removed.sort()).toEqual(['app/new.py', 'dangling', 'newdir', 'newdir/deep', 'newdir/deep/f'].sort())
     expect(diffAgainst(snap.manifest, walkTree(target, skip), HashCache.open())).toEqual([])
@@ -221,7 +221,7 @@ describe('snapshot and restore', () => {
     const {target, store} = fixture()
     const cache = HashCache.open()
     const snap = snapshotTree(walkTree(target, skip), cache, store)
-    expect(restoreTree(snap.manifest, target, skip, store, cache)).toEqual({written: [], removed: []})
+    expect(restoreTree(snap.manifest, walkTree(target, skip, skip), store, cache)).toEqual({written: [], removed: []})
   })
 
   it('restore keeps a removed-from-snapshot directory that holds protected content', () => {
@@ -230,7 +230,7 @@ describe('snapshot and restore', () => {
     const cache = HashCache.open()
     const snap = snapshotTree(walkTree(target, skip2), cache, store)
     writeTree(target, {'cache/a.txt': 'a', 'cache/state.db': 'DB'})
-    const res = restoreTree(snap.manifest, target, skip2, store, cache)
+    const res = restoreTree(snap.manifest, walkTree(target, skip2, skip2), store, cache)
     expect(res.removed).toEqual(['cache/a.txt'])
     expect(fs.readFileSync(path.join(target, 'cache/state.db'), 'utf8')).toBe('DB')
     expect(fs.existsSync(path.join(target, 'cache/a.txt'))).toBe(false)
@@ -242,7 +242,7 @@ describe('snapshot and restore', () => {
     const snap = snapshotTree(walkTree(target, skip), cache, store)
     const before = describeTree(target, skip)
     const other = path.join(base, 'elsewhere')
-    restoreTree(snap.manifest, other, skip, store, HashCache.open())
+    restoreTree(snap.manifest, walkTree(other, skip, skip), store, HashCache.open())
     expect(describeTree(other)).toEqual(before)
   })
 
@@ -253,7 +253,7 @@ describe('snapshot and restore', () => {
     const before = describeTree(target, skip)
     fs.rmSync(path.join(target, 'README.md'))
     writeTree(target, {'README.md/index.md': 'now a dir'})
-    restoreTree(snap.manifest, target, skip, store, cache)
+    restoreTree(snap.manifest, walkTree(target, skip, skip), store, cache)
     expect(describeTree(target, skip)).toEqual(before)
   })
 
@@ -270,7 +270,7 @@ describe('snapshot and restore', () => {
     fs.rmSync(path.join(target, 'current'))
     writeTree(target, {'current/app.py': 'v2 app'})
     try {
-      restoreTree(snap.manifest, target, skip, store, cache)
+      restoreTree(snap.manifest, walkTree(target, skip, skip), store, cache)
     } catch {
       // reported by the assertions below
     }
@@ -285,7 +285,7 @@ describe('snapshot and restore', () => {
     const before = describeTree(target, skip)
     fs.rmSync(path.join(target, 'static'), {recursive: true})
     fs.writeFileSync(path.join(target, 'static'), 'now a file')
-    restoreTree(snap.manifest, target, skip, store, cache)
+    restoreTree(snap.manifest, walkTree(target, skip, skip), store, cache)
     expect(describeTree(target, skip)).toEqual(before)
   })
 
@@ -298,7 +298,7 @@ describe('snapshot and restore', () => {
     const before = describeTree(target, skip)
     fs.rmSync(path.join(target, 'static'), {recursive: true})
     fs.symlinkSync(outside, path.join(target, 'static'))
-    restoreTree(snap.manifest, target, skip, store, cache)
+    restoreTree(snap.manifest, walkTree(target, skip, skip), store, cache)
     expect(describeTree(target, skip)).toEqual(before)
     expect(fs.readFileSync(path.join(outside, 'precious.txt'), 'utf8')).toBe('do not touch')
   })

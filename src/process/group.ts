@@ -1,0 +1,77 @@
+import fs from 'node:fs'
+
+/**
+ * Children that write (rsync) or run long (checks, smoke, restart) get a process group of their
+ * own (spawned detached), so hotctl can stop all of it — a shell's children included — and so a
+ * later hotctl can find and stop what a killed one left running before it restores anything.
+ */
+export function killGroup(pgid: number | undefined, signal: NodeJS.Signals): void {
+  if (!pgid) return
+  try {
+    process.kill(-pgid, signal)
+  } catch {
+    // already gone
+  }
+}
+
+export function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/** SIGTERM, then SIGKILL after a grace period. */
+export function stopGroup(pgid: number | undefined, graceMs = 3000): void {
+  killGroup(pgid, 'SIGTERM')
+  setTimeout(() => killGroup(pgid, 'SIGKILL'), graceMs).unref()
+}
+
+/** Stops the group when `signal` aborts; returns the function that stops listening. */
+export function stopOnAbort(pgid: number | undefined, signal: AbortSignal | undefined, onStop?: () => void): () => void {
+  if (!signal) return () => undefined
+  const handler = () => {
+    onStop?.()
+    stopGroup(pgid)
+  }
+  if (signal.aborted) handler()
+  else signal.addEventListener('abort', handler, {once: true})
+  return () => signal.removeEventListener('abort', handler)
+}
+
+/**
+ * Kills a group left behind by a killed hotctl and waits until it is gone. Process ids get reused,
+ * so on Linux it only kills a group whose members all carry `signature` in their command line.
+ */
+export async function reapGroup(pgid: number, signature: string, timeoutMs = 10_000): Promise<boolean> {
+  if (!groupAlive(pgid)) return true
+  const members = groupMembers(pgid)
+  if (members && !members.every((cmdline) => cmdline.includes(signature))) return true // someone else's now
+  killGroup(pgid, 'SIGKILL')
+  const deadline = Date.now() + timeoutMs
+  while (groupAlive(pgid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+  return !groupAlive(pgid)
+}
+
+/** Command lines of the processes in a group (Linux /proc), or undefined where /proc is missing. */
+function groupMembers(pgid: number): string[] | undefined {
+  let pids: string[]
+  try {
+    pids = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))
+  } catch {
+    return undefined
+  }
+  const out: string[] = []
+  for (const pid of pids) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+      const pgrp = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2])
+      if (pgrp === pgid) out.push(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' '))
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out
+}
