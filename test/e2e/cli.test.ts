@@ -64,6 +64,16 @@ describe('--json', {timeout: 90_000}, () => {
     expect(treeHash(ws.live)).toBe(h0)
   })
 
+  it('an unknown command is a usage error (2) naming the commands, one JSON object under --json', async () => {
+    const ws = makeWorkspace()
+    const j = expectJson(await runCli(['deploi', '--json'], {cwd: ws.src}), 2)
+    expect(j.error.message).toContain('deploi')
+    expect(j.error.hint).toContain('deploy')
+    const h = await runCli(['deploi'], {cwd: ws.src})
+    expect(h.exitCode).toBe(2)
+    expect(h.stderr).toContain('unknown command "deploi"')
+  })
+
   it('errors are one JSON object too: no config (2), invalid field (2, names the path), missing env var (2), bad flag (2), failed check (1)', async () => {
     const ws = makeWorkspace()
     const empty = path.join(ws.dir, 'nowhere')
