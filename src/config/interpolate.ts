@@ -30,8 +30,12 @@ export function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, file: str
   return value
 }
 
-/** Shell-string positions: checks (outside {argv}) and every `command` string. */
+/**
+ * Shell-string positions: checks and every `command` string, except the elements of an `{argv}`
+ * list (`…argv.N`; under checks at least `checks.NAME.argv.N`, so a check *named* argv is a shell string).
+ */
 function isShellCommand(path: string[]): boolean {
-  if (path.includes('argv')) return false
+  const argvElement = path.length >= 2 && path.at(-2) === 'argv' && /^\d+$/.test(path.at(-1)!) && (path[0] !== 'checks' || path.length >= 4)
+  if (argvElement) return false
   return path[0] === 'checks' || path.at(-1) === 'command'
 }

@@ -43,12 +43,13 @@ export function stopOnAbort(pgid: number | undefined, signal: AbortSignal | unde
 
 /**
  * Kills a group left behind by a killed hotctl and waits until it is gone. Process ids get reused,
- * so on Linux it only kills a group whose members all carry `signature` in their command line.
+ * so on Linux it only kills a group where some member carries `signature` in its command line.
  */
 export async function reapGroup(pgid: number, signature: string, timeoutMs = 10_000): Promise<boolean> {
   if (!groupAlive(pgid)) return true
   const members = groupMembers(pgid)
-  if (members && !members.every((cmdline) => cmdline.includes(signature))) return true // someone else's now
+  // A wrapper (HOTCTL_RSYNC) may hold helpers of its own in the group: one rsync-like member is enough.
+  if (members && !members.some((cmdline) => cmdline.includes(signature))) return true // someone else's now
   killGroup(pgid, 'SIGKILL')
   const deadline = Date.now() + timeoutMs
   while (groupAlive(pgid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
