@@ -53,9 +53,16 @@ export function readManifest(root: ManifestRoot, store: ObjectStore): Manifest {
   return manifest
 }
 
-/** Every object a manifest needs: its chunks and its files' content. */
-export function manifestObjects(root: ManifestRoot, store: ObjectStore): string[] {
-  const out = Object.values(root)
-  for (const e of readManifest(root, store).values()) if (e.hash) out.push(e.hash)
+/**
+ * Every object the given manifests need: their chunks and their files' content. Backups share most
+ * chunks, so each distinct chunk is read once (ten backups of a 200-directory tree read ~200
+ * chunks, not 2,000).
+ */
+export function objectsOf(roots: ManifestRoot[], store: ObjectStore): Set<string> {
+  const chunks = new Set(roots.flatMap((r) => Object.values(r)))
+  const out = new Set(chunks)
+  for (const chunk of chunks) {
+    for (const row of JSON.parse(store.read(chunk).toString('utf8')) as Row[]) if (row[1] === 'f' && row[4]) out.add(row[4])
+  }
   return out
 }

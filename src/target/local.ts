@@ -16,7 +16,7 @@ import {type BackupMeta, BackupIndex} from '../state/backups.js'
 import {Journal} from '../state/journal.js'
 import {acquireLock, currentOwner, type LockOwner, readLock} from '../state/lock.js'
 import {HashCache} from '../store/hash-cache.js'
-import {manifestObjects, readManifest} from '../store/manifest.js'
+import {objectsOf, readManifest} from '../store/manifest.js'
 import {ObjectStore} from '../store/objects.js'
 import {diffAgainst, removeExtras, restoreTree, snapshotTree} from '../store/snapshot.js'
 import {type Tree, walkTree} from '../store/walk.js'
@@ -185,8 +185,7 @@ export class LocalTarget implements Target {
     const removed = all.filter((b) => !kept.has(b.id)).map((b) => b.id)
     for (const id of removed) this.index.remove(id)
     if (removed.length === 0) return {removed, freedBytes: 0}
-    const live = new Set<string>()
-    for (const b of all) if (kept.has(b.id)) for (const h of manifestObjects(b.root, this.store)) live.add(h)
+    const live = objectsOf(all.filter((b) => kept.has(b.id)).map((b) => b.root), this.store)
     return {removed, freedBytes: this.store.collectGarbage(live)}
   }
 

@@ -5,7 +5,7 @@ import {describe, expect, it} from 'vitest'
 import {compilePatterns} from '../../src/plan/patterns.js'
 import {HashCache} from '../../src/store/hash-cache.js'
 import {hashFile} from '../../src/store/hash.js'
-import {type Manifest, manifestObjects, readManifest, writeManifest} from '../../src/store/manifest.js'
+import {type Manifest, objectsOf, readManifest, writeManifest} from '../../src/store/manifest.js'
 import {ObjectStore} from '../../src/store/objects.js'
 import {diffAgainst, restoreTree, snapshotTree} from '../../src/store/snapshot.js'
 import {walkTree} from '../../src/store/walk.js'
@@ -153,10 +153,18 @@ describe('manifest chunks', () => {
     expect(second.added).toBe(store.read(second.root['a/b']!).length)
   })
 
-  it('manifestObjects lists chunks and file contents', () => {
+  it('objectsOf lists chunks and file contents of all the manifests given', () => {
     const store = new ObjectStore(path.join(tmpDir(), 'objects'))
     const {root} = writeManifest(manifest, store)
-    expect(manifestObjects(root, store).sort()).toEqual([...Object.values(root), sha('xxx'), sha('')].sort())
+    expect([...objectsOf([root], store)].sort()).toEqual([...Object.values(root), sha('xxx'), sha('')].sort())
+    const other = new Map(manifest)
+    other.set('extra.txt', {type: 'file', mode: 0o644, size: 3, hash: sha('new')})
+    const second = writeManifest(other, store).root
+    const both = objectsOf([root, second], store)
+    expect(both.has(sha('new'))).toBe(true)
+    expect(both.has(sha('xxx'))).toBe(true)
+    expect(both.has(second[''])).toBe(true)
+    expect(both.has(root[''])).toBe(true)
   })
 })
 
