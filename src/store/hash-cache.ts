@@ -48,16 +48,19 @@ export class HashCache {
     return hash
   }
 
-  /** Drops rows for paths no longer in the tree, then writes the file (atomically). */
-  save(tree?: Tree): void {
-    if (tree) {
-      for (const rel of Object.keys(this.rows)) {
-        if (!tree.entries.has(rel)) {
-          delete this.rows[rel]
-          this.dirty = true
-        }
+  /** Drops rows for paths no longer in the tree. */
+  forget(tree: Tree): void {
+    for (const rel of Object.keys(this.rows)) {
+      if (!tree.entries.has(rel)) {
+        delete this.rows[rel]
+        this.dirty = true
       }
     }
+  }
+
+  /** Writes the file (atomically) if anything changed; with a tree, first drops rows no longer in it. */
+  save(tree?: Tree): void {
+    if (tree) this.forget(tree)
     if (!this.file || !this.dirty) return
     fs.mkdirSync(path.dirname(this.file), {recursive: true})
     const tmp = `${this.file}.${process.pid}.tmp`

@@ -154,7 +154,7 @@ export class LocalTarget implements Target {
     const cache = this.targetCache()
     const snap = snapshotTree(tree, cache, this.store)
     this.store.flush()
-    cache.save(tree)
+    cache.forget(tree) // saved once, after the sync is verified (a lost update only costs a re-read)
     // Content on disk before the metadata that declares the backup complete (one syncfs, not one
     // fsync per object).
     flushFilesystem(this.config.stateDir)
