@@ -10,7 +10,7 @@ import {type CheckOutcome, checkTasks} from './checks.js'
 import type {OpContext} from './context.js'
 import {lockTarget, nextId, Operation, recoverInterrupted, type Recovery} from './operation.js'
 import {emptyProof, type LiveProof, proveLiveTasks} from './prove-live.js'
-import {pinnedBackups} from './prune.js'
+import {pinnedBackups, pruneAfter} from './prune.js'
 import type {RestoreOutcome} from './restore.js'
 import {restoreAndProve} from './restore.js'
 
@@ -142,12 +142,7 @@ async function apply(ctx: OpContext, flags: DeployFlags, plan: DeployPlan, resul
     return {...result, exitCode, outcome: restore.ok ? (ctx.signal.aborted ? 'interrupted' : 'restored') : 'needs-attention'}
   }
   op.end('ok', EXIT.ok, {changes: changeCount(plan.changes)})
-  // The release is live and proven; a failing prune must not turn that into a failed deploy.
-  try {
-    result.pruned = target.prune(config.keep, pinnedBackups(target, id)).removed
-  } catch (err) {
-    ctx.ui.say(`hotctl: warning: pruning old backups failed: ${errorMessage(err)} (run \`hotctl backups prune\` later)`)
-  }
+  result.pruned = pruneAfter(ctx, pinnedBackups(target, id))
   return result
 }
 

@@ -1,4 +1,6 @@
+import {errorMessage} from '../errors.js'
 import {operations} from '../state/journal.js'
+import type {OpContext} from './context.js'
 import type {Target} from '../target/target.js'
 
 /**
@@ -16,4 +18,17 @@ export function pinnedBackups(target: Target, current?: string): string[] {
     .filter((b) => b.release && good.has(b.release))
     .at(-1)
   return [...(current ? [current] : []), ...(newestGood ? [newestGood.id] : [])]
+}
+
+/**
+ * Prune after a proven deploy or rollback: its failure is a warning, never a failed operation.
+ * Returns the removed backup ids.
+ */
+export function pruneAfter(ctx: OpContext, pinned: string[]): string[] {
+  try {
+    return ctx.target.prune(ctx.config.keep, pinned).removed
+  } catch (err) {
+    ctx.ui.say(`hotctl: warning: pruning old backups failed: ${errorMessage(err)} (run \`hotctl backups prune\` later)`)
+    return []
+  }
 }

@@ -4,7 +4,7 @@ import {runTasks} from '../ui/render.js'
 import type {OpContext} from './context.js'
 import {lockTarget, nextId, Operation, recoverInterrupted, type Recovery} from './operation.js'
 import {emptyProof, type LiveProof, proveLiveTasks} from './prove-live.js'
-import {pinnedBackups} from './prune.js'
+import {pinnedBackups, pruneAfter} from './prune.js'
 import {restoreAndProve, type RestoreOutcome} from './restore.js'
 
 export interface RollbackResult {
@@ -93,11 +93,7 @@ export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<Rol
       return {...result, durationMs: Date.now() - started}
     }
     op.end('ok', EXIT.ok)
-    try {
-      target.prune(ctx.config.keep, [...pinnedBackups(target, undo), to])
-    } catch (err) {
-      ctx.ui.say(`hotctl: warning: pruning old backups failed: ${errorMessage(err)} (run \`hotctl backups prune\` later)`)
-    }
+    pruneAfter(ctx, [...pinnedBackups(target, undo), to])
     return {...result, durationMs: Date.now() - started}
   } finally {
     unlock()

@@ -43,15 +43,27 @@ export function walkTree(root: string, skip: PathMatcher, protect?: PathMatcher)
         if (protect?.(rel, isDir)) dirsWithProtected.add(relDir)
         continue
       }
-      const st = fs.lstatSync(`${abs}/${d.name}`)
-      const type = st.isSymbolicLink() ? 'symlink' : st.isDirectory() ? 'dir' : st.isFile() ? 'file' : undefined
-      if (!type) continue // sockets, fifos, devices: not deployable content
-      const entry: TreeEntry = {type, mode: st.mode & 0o7777, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino}
-      if (type === 'symlink') entry.link = fs.readlinkSync(`${abs}/${d.name}`)
+      const entry = statEntry(`${abs}/${d.name}`)
+      if (!entry) continue
       entries.set(rel, entry)
-      if (type === 'dir') visit(rel)
+      if (entry.type === 'dir') visit(rel)
     }
   }
   visit('')
   return {root, entries, dirsWithSkipped, dirsWithProtected}
+}
+
+/** One path as a tree entry (lstat, never following links); undefined when absent or not deployable (sockets, fifos, devices). */
+export function statEntry(abs: string): TreeEntry | undefined {
+  let st: fs.Stats
+  try {
+    st = fs.lstatSync(abs)
+  } catch {
+    return undefined
+  }
+  const type = st.isSymbolicLink() ? 'symlink' : st.isDirectory() ? 'dir' : st.isFile() ? 'file' : undefined
+  if (!type) return undefined
+  const entry: TreeEntry = {type, mode: st.mode & 0o7777, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino}
+  if (type === 'symlink') entry.link = fs.readlinkSync(abs)
+  return entry
 }

@@ -19,7 +19,7 @@ import {HashCache} from '../store/hash-cache.js'
 import {objectsOf, readManifest} from '../store/manifest.js'
 import {ObjectStore} from '../store/objects.js'
 import {diffAgainst, removeExtras, restoreTree, snapshotTree} from '../store/snapshot.js'
-import {type Tree, walkTree} from '../store/walk.js'
+import {statEntry, type Tree, walkTree} from '../store/walk.js'
 import type {PreflightItem, ReleaseMarker, Target} from './target.js'
 
 /** A target directory on this machine, with its state dir beside it. */
@@ -33,7 +33,7 @@ export class LocalTarget implements Target {
   private readonly lockFile: string
   private readonly syncExcludes: string[]
   private readonly caches = new Map<string, HashCache>()
-  /** The target walk of the last plan, reused by the backup that follows it. */
+  /** The target walk of the last plan, reused by the backup and the sync that follow it. */
   private planned?: Tree
 
   constructor(private readonly config: ResolvedConfig) {
@@ -94,7 +94,7 @@ export class LocalTarget implements Target {
     const srcCache = this.sourceCache(source)
     const dstCache = this.targetCache()
     const sameContent = (rel: string) => {
-      const s = statEntry(source, rel)
+      const s = statEntry(path.join(source, rel))
       const d = dst.entries.get(rel)
       return !!s && !!d && s.type === 'file' && d.type === 'file' && s.size === d.size && srcCache.hash(source, rel, s) === dstCache.hash(dst.root, rel, d)
     }
@@ -120,6 +120,7 @@ export class LocalTarget implements Target {
     const written = new Set([...changes.added, ...changes.changed])
     const inTheWay = (rel: string) => rel.split('/').some((_, i, parts) => written.has(parts.slice(0, i + 1).join('/')))
     const tree = changes.deleted.length > 0 ? (this.planned ?? this.walkTarget()) : undefined
+    this.planned = undefined
     if (tree) removeExtras(this.config.target, changes.deleted.filter(inTheWay), tree)
     const items = await this.rsync(source, changes, false, signal, onChild)
     if (tree) removeExtras(this.config.target, changes.deleted.filter((rel) => !inTheWay(rel)), tree)
@@ -131,13 +132,13 @@ export class LocalTarget implements Target {
     const srcCache = this.sourceCache(source)
     const dstCache = this.targetCache()
     for (const rel of [...changes.added, ...changes.changed]) {
-      const s = statEntry(source, rel)
-      const d = statEntry(this.config.target, rel)
+      const s = statEntry(path.join(source, rel))
+      const d = statEntry(path.join(this.config.target, rel))
       if (!s || !d || s.type !== d.type || (s.type !== 'symlink' && s.mode !== d.mode)) bad.push(rel)
       else if (s.type === 'file' && (s.size !== d.size || srcCache.hash(source, rel, s) !== dstCache.hash(this.config.target, rel, d))) bad.push(rel)
     }
     const written = new Set([...changes.added, ...changes.changed])
-    for (const rel of changes.deleted) if (!written.has(rel) && statEntry(this.config.target, rel)) bad.push(rel)
+    for (const rel of changes.deleted) if (!written.has(rel) && statEntry(path.join(this.config.target, rel))) bad.push(rel)
     srcCache.save()
     dstCache.save()
     return bad
@@ -148,9 +149,9 @@ export class LocalTarget implements Target {
   }
 
   snapshot(id: string, reason: BackupMeta['reason']): BackupMeta {
-    // The walk taken by planChanges (under the same lock) is reused: one stat pass per deploy.
+    // The walk taken by planChanges (under the same lock) is reused by this backup and by the
+    // sync's deletions: one stat pass per deploy. The sync drops it.
     const tree = this.planned ?? this.walkTarget()
-    this.planned = undefined
     const cache = this.targetCache()
     const snap = snapshotTree(tree, cache, this.store)
     this.store.flush()
@@ -258,15 +259,6 @@ function dirCheck(name: string, dir: string, mode: number): PreflightItem {
   }
 }
 
-function statEntry(root: string, rel: string) {
-  try {
-    const st = fs.lstatSync(path.join(root, rel))
-    const type = st.isSymbolicLink() ? 'symlink' : st.isDirectory() ? 'dir' : 'file'
-    return {type, mode: st.mode & 0o7777, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino} as const
-  } catch {
-    return undefined
-  }
-}
 
 export function readMarkerFile(file: string): ReleaseMarker | null {
   try {
