@@ -50,7 +50,8 @@ function breakStaleLock(file: string, stale: LockOwner | undefined): void {
   }
   try {
     const now = readLock(file)
-    const same = stale ? now?.pid === stale.pid && now?.started === stale.started && now?.host === stale.host : !now
+    // An unreadable lock is only stale while it is old: a fresh one is being written by its owner.
+    const same = stale ? now?.pid === stale.pid && now?.started === stale.started && now?.host === stale.host : !now && fs.existsSync(file) && lockAgeMs(file) >= 10_000
     if (same) fs.rmSync(file, {force: true})
   } finally {
     fs.rmSync(breaker, {force: true})
@@ -73,7 +74,7 @@ export const describeOwner = (o: LockOwner) => `pid ${o.pid} on ${o.host} (user 
  */
 export function acquireLock(file: string, owner: LockOwner, onStale: (old: LockOwner) => void): () => void {
   fs.mkdirSync(path.dirname(file), {recursive: true})
-  for (let attempt = 0; attempt < 2; attempt++) {
+  for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const fd = fs.openSync(file, 'wx')
       fs.writeSync(fd, JSON.stringify(owner))
@@ -86,6 +87,7 @@ export function acquireLock(file: string, owner: LockOwner, onStale: (old: LockO
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
       const held = readLock(file)
+      if (!held && !fs.existsSync(file)) continue // removed meanwhile: try to create it again
       if (!held && lockAgeMs(file) < 10_000) {
         throw new HotctlError(`target is being locked by another hotctl right now (${file})`, EXIT.locked, 'Retry in a moment.')
       }
