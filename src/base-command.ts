@@ -43,7 +43,9 @@ export abstract class HotctlCommand extends Command {
     process.on('SIGINT', onSignal)
     process.on('SIGTERM', onSignal)
     const env = {HOTCTL_TARGET: config.target, HOTCTL_SOURCE: config.source, HOTCTL_STATE_DIR: config.stateDir}
-    return {config, target: new LocalTarget(config), ui: this.ui, signal: this.abort.signal, env}
+    const target = new LocalTarget(config)
+    target.journal.onBadLine = (m) => this.ui.say(`hotctl: warning: ${m}`)
+    return {config, target, ui: this.ui, signal: this.abort.signal, env}
   }
 
   /** Prints a result (JSON on stdout, or the human text on stderr/stdout) and sets the exit code. */

@@ -5,17 +5,21 @@ import {EXIT} from '../errors.js'
 
 export default class Check extends HotctlCommand {
   static summary = 'Validate the config, preflight the target and tools, and run the checks; change nothing.'
-  static description = 'Preflight: rsync present, source readable, target and state dir writable and on the same filesystem. Exits 1 if anything fails, 2 on a config error.'
+  static description = 'Preflight (the same one deploy and rollback run first): rsync 3.1+ present, source readable, target and state dir writable and on the same filesystem, each status URL answering JSON with the version field. Exits 1 if anything fails, 2 on a config error.'
   static examples = ['<%= config.bin %> check', '<%= config.bin %> check --skip-checks --json']
-  static flags = {'skip-checks': Flags.boolean({description: 'Only validate the config and preflight.', default: false})}
+  static flags = {
+    'skip-checks': Flags.boolean({description: 'Only validate the config and preflight.', default: false}),
+    'create-target': Flags.boolean({description: 'A missing target is fine: `deploy --create-target` will create it.', default: false}),
+  }
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Check)
     const ctx = await this.openContext(flags.config)
     const {runTasks} = await import('../ui/render.js')
     const {checkTasks} = await import('../pipeline/checks.js')
-    const preflight = await ctx.target.preflight()
-    for (const p of preflight) this.ui.say(`${p.ok ? chalk.green('✔') : chalk.red('✖')} ${p.name}: ${p.detail}`)
+    const {preflight: runPreflight} = await import('../pipeline/preflight.js')
+    const preflight = await runPreflight(ctx, {source: true, createTarget: flags['create-target']})
+    for (const p of preflight) this.ui.say(`${p.ok ? chalk.green('✔') : chalk.red('✖')} ${p.name}: ${p.detail}${!p.ok && p.hint ? ` → ${p.hint}` : ''}`)
     const checks: {name: string; ok: boolean; detail: string}[] = []
     if (!flags['skip-checks'] && ctx.config.checks.length > 0) {
       await runTasks(ctx.ui, [{title: 'Checks', task: (_c, task) => task.newListr(checkTasks(ctx, checks), {concurrent: true, exitOnError: false})}], {}).catch(() => undefined)

@@ -11,13 +11,14 @@ export default class Deploy extends HotctlCommand {
     'dry-run': Flags.boolean({description: 'Print the plan and change set; change nothing.', default: false}),
     force: Flags.boolean({description: 'Deploy even when nothing changed (re-writes the marker, reloads, smoke-tests).', default: false}),
     'skip-checks': Flags.boolean({description: 'Do not run the configured checks.', default: false}),
+    'create-target': Flags.boolean({description: 'Create the target directory if it does not exist (otherwise a missing target is an error).', default: false}),
   }
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Deploy)
     const ctx = await this.openContext(flags.config)
     const {deploy, describeChanges, formatBytes} = await import('../pipeline/deploy.js')
-    const r = await deploy(ctx, {dryRun: flags['dry-run'], force: flags.force, noRestart: flags['no-restart'], skipChecks: flags['skip-checks']})
+    const r = await deploy(ctx, {dryRun: flags['dry-run'], force: flags.force, noRestart: flags['no-restart'], skipChecks: flags['skip-checks'], createTarget: flags['create-target']})
     this.finish({...r}, () => {
       const c = r.changes
       const lines: string[] = []

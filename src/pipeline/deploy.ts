@@ -10,6 +10,7 @@ import {type CheckOutcome, checkTasks} from './checks.js'
 import type {OpContext} from './context.js'
 import {lockTarget, nextId, Operation, recoverInterrupted, type Recovery} from './operation.js'
 import {emptyProof, type LiveProof, proveLiveTasks} from './prove-live.js'
+import {preflight, requirePreflight} from './preflight.js'
 import {pinnedBackups, pruneAfter} from './prune.js'
 import type {RestoreOutcome} from './restore.js'
 import {restoreAndProve} from './restore.js'
@@ -19,6 +20,8 @@ export interface DeployFlags {
   force: boolean
   dryRun: boolean
   noRestart: boolean
+  /** A missing target is created instead of refused. */
+  createTarget: boolean
 }
 
 export interface DeployResult {
@@ -50,6 +53,10 @@ export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<Deploy
   const previousRelease = target.readMarker()?.id ?? null
   const result: DeployResult = {exitCode: EXIT.ok, outcome: 'deployed', previousRelease, checks: [], durationMs: 0}
   const done = (r: DeployResult) => ({...r, durationMs: Date.now() - started})
+
+  // 0. preflight, as `check` runs it: nothing is touched yet, a failure exits 1.
+  requirePreflight(await preflight(ctx, {source: true, createTarget: flags.createTarget}))
+  throwIfInterrupted(ctx)
 
   // 1. checks: nothing is touched yet, a failure exits 1.
   if (!flags.skipChecks && config.checks.length > 0) {

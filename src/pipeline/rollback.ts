@@ -4,6 +4,7 @@ import {runTasks} from '../ui/render.js'
 import type {OpContext} from './context.js'
 import {lockTarget, nextId, Operation, recoverInterrupted, type Recovery} from './operation.js'
 import {emptyProof, type LiveProof, proveLiveTasks} from './prove-live.js'
+import {preflight, requirePreflight} from './preflight.js'
 import {pinnedBackups, pruneAfter} from './prune.js'
 import {restoreAndProve, type RestoreOutcome} from './restore.js'
 
@@ -34,6 +35,8 @@ export interface RollbackResult {
 export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<RollbackResult> {
   const started = Date.now()
   const {target} = ctx
+  // The same preflight as `check`, before the lock and before anything is touched (exit 1).
+  requirePreflight(await preflight(ctx, {source: false, createTarget: false}))
   const unlock = lockTarget(ctx, `hotctl ${process.argv.slice(2).join(' ')}`)
   try {
     const recovery = await recoverInterrupted(ctx, {allowRestart: true})

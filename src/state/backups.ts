@@ -40,7 +40,9 @@ export class BackupIndex {
       const id = name.replace(/\.json$/, '')
       if (!name.endsWith('.json') || !ID_PATTERN.test(id)) continue
       try {
-        out.push(JSON.parse(fs.readFileSync(path.join(this.dir, name), 'utf8')) as BackupMeta)
+        const meta = JSON.parse(fs.readFileSync(path.join(this.dir, name), 'utf8')) as BackupMeta | null
+        // Metadata of another shape is not a complete backup (`backups verify` names it).
+        if (meta && typeof meta === 'object' && meta.id === id && meta.root && typeof meta.root === 'object') out.push(meta)
       } catch {
         // unreadable metadata = not complete
       }

@@ -20,6 +20,10 @@ export const TARGET_CHANGING: ReadonlySet<Phase> = new Set(['sync', 'marker', 'r
 export type OpResult = 'ok' | 'nothing' | 'failed' | 'restored' | 'attention' | 'interrupted' | 'recovered'
 
 export class Journal {
+  /** Called once per line that is not a journal event (torn by a crash, edited by hand). */
+  onBadLine: (message: string) => void = () => {}
+  private readonly reported = new Set<number>()
+
   constructor(readonly file: string) {}
 
   append(e: JournalEvent): void {
@@ -41,15 +45,45 @@ export class Journal {
       return []
     }
     const out: JournalEvent[] = []
-    for (const line of text.split('\n')) {
-      if (!line.trim()) continue
+    text.split('\n').forEach((line, i) => {
+      if (!line.trim()) return
+      let parsed: unknown
       try {
-        out.push(JSON.parse(line) as JournalEvent)
+        parsed = JSON.parse(line)
       } catch {
-        // a line torn by a crash mid-write: the events before it still stand
+        parsed = undefined // a line torn by a crash mid-write: the events before it still stand
       }
-    }
+      const why = invalidEvent(parsed)
+      if (!why) out.push(parsed as JournalEvent)
+      else if (!this.reported.has(i)) {
+        this.reported.add(i)
+        const shown = line.length > 80 ? `${line.slice(0, 80)}…` : line
+        this.onBadLine(`${this.file} line ${i + 1} skipped (${why}): ${redact(shown)}`)
+      }
+    })
     return out
+  }
+}
+
+const OPS = new Set(['deploy', 'rollback', 'recover'])
+
+/** Why a parsed line is not a journal event this version can use (undefined: it is one). */
+function invalidEvent(v: unknown): string | undefined {
+  if (v === undefined) return 'not JSON'
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return `not an event object: ${v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v}`
+  const e = v as Record<string, unknown>
+  if (typeof e.opId !== 'string' || typeof e.t !== 'string') return 'no opId or t'
+  switch (e.event) {
+    case 'start':
+      return typeof e.op === 'string' && OPS.has(e.op) ? undefined : `unknown op ${JSON.stringify(e.op)}`
+    case 'phase':
+      return typeof e.phase === 'string' ? undefined : 'phase is not a string'
+    case 'child':
+      return Number.isInteger(e.pgid) && (e.pgid as number) > 1 ? undefined : 'pgid is not a process group id'
+    case 'end':
+      return typeof e.result === 'string' && typeof e.exitCode === 'number' ? undefined : 'end without result or exitCode'
+    default:
+      return `unknown event ${JSON.stringify(e.event)}`
   }
 }
 

@@ -17,7 +17,9 @@ export function currentOwner(command: string): LockOwner {
 
 export function readLock(file: string): LockOwner | undefined {
   try {
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as LockOwner
+    const v = JSON.parse(fs.readFileSync(file, 'utf8')) as LockOwner | null
+    // Anything but an owner record counts as unreadable (stale only once old, see breakStaleLock).
+    return v && typeof v === 'object' && Number.isInteger(v.pid) && typeof v.host === 'string' ? v : undefined
   } catch {
     return undefined
   }

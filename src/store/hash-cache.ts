@@ -29,7 +29,9 @@ export class HashCache {
     let rows: Record<string, Row> = {}
     if (file) {
       try {
-        rows = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, Row>
+        const v = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown
+        // Only a cache: anything of another shape is dropped and the files are read again.
+        rows = v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, Row>) : {}
       } catch {
         rows = {}
       }
@@ -40,7 +42,7 @@ export class HashCache {
   /** Hash of the file `rel` under `root`, read from disk only when its stat changed. */
   hash(root: string, rel: string, entry: Stat): string {
     const row = this.rows[rel]
-    if (row && row[0] === entry.size && row[1] === entry.mtimeMs && row[2] === entry.ctimeMs && row[3] === entry.ino) return row[4]
+    if (Array.isArray(row) && row[0] === entry.size && row[1] === entry.mtimeMs && row[2] === entry.ctimeMs && row[3] === entry.ino && typeof row[4] === 'string') return row[4]
     const hash = hashFile(path.join(root, rel))
     this.hashed++
     this.rows[rel] = [entry.size, entry.mtimeMs, entry.ctimeMs, entry.ino, hash]

@@ -20,7 +20,7 @@ import {objectsOf, readManifest} from '../store/manifest.js'
 import {ObjectStore} from '../store/objects.js'
 import {diffAgainst, removeExtras, restoreTree, snapshotTree} from '../store/snapshot.js'
 import {statEntry, type Tree, walkTree} from '../store/walk.js'
-import type {PreflightItem, ReleaseMarker, Target} from './target.js'
+import type {PreflightItem, PreflightOptions, ReleaseMarker, Target} from './target.js'
 
 /** A target directory on this machine, with its state dir beside it. */
 export class LocalTarget implements Target {
@@ -48,18 +48,27 @@ export class LocalTarget implements Target {
     this.syncExcludes = syncExcludes(config)
   }
 
-  async preflight(): Promise<PreflightItem[]> {
+  async preflight(opts: PreflightOptions): Promise<PreflightItem[]> {
     const {source, target, stateDir} = this.config
-    const items: PreflightItem[] = []
-    const rsync = await execa(rsyncBinary(), ['--version'], {reject: false})
-    items.push({name: 'rsync', ok: rsync.exitCode === 0, detail: rsync.exitCode === 0 ? String(rsync.stdout).split('\n')[0]! : 'rsync not found: install it (apt-get install rsync)'})
-    items.push(dirCheck('source', source, fs.constants.R_OK))
-    items.push(dirCheck('target', target, fs.constants.W_OK))
-    items.push(fs.existsSync(stateDir) ? dirCheck('state dir', stateDir, fs.constants.W_OK) : {...dirCheck('state dir', path.dirname(stateDir), fs.constants.W_OK), name: 'state dir (to be created)'})
-    const stateParent = fs.existsSync(stateDir) ? stateDir : path.dirname(stateDir)
-    if (fs.existsSync(target) && fs.existsSync(stateParent)) {
-      const same = fs.statSync(target).dev === fs.statSync(stateParent).dev
-      items.push({name: 'same filesystem', ok: same, detail: same ? `${stateDir} is on the target's filesystem` : `${stateDir} is on another filesystem than ${target}: set stateDir beside the target`})
+    const items: PreflightItem[] = [await rsyncCheck()]
+    if (opts.source) items.push(dirCheck('source', source, fs.constants.R_OK))
+    const targetExists = fs.existsSync(target)
+    if (targetExists || !opts.createTarget) {
+      const item = dirCheck('target', target, fs.constants.W_OK)
+      if (!targetExists) item.hint = 'Check the `target` path in the config; to deploy into a new directory, pass --create-target.'
+      items.push(item)
+    } else items.push({...dirCheck('target (to be created)', nearestExisting(target), fs.constants.W_OK), name: 'target (to be created)'})
+    items.push(fs.existsSync(stateDir) ? dirCheck('state dir', stateDir, fs.constants.W_OK) : {...dirCheck('state dir', nearestExisting(stateDir), fs.constants.W_OK), name: 'state dir (to be created)'})
+    const stateParent = nearestExisting(stateDir)
+    const targetParent = nearestExisting(target)
+    if (fs.existsSync(stateParent) && fs.existsSync(targetParent)) {
+      const same = fs.statSync(targetParent).dev === fs.statSync(stateParent).dev
+      items.push({
+        name: 'same filesystem',
+        ok: same,
+        detail: same ? `${stateDir} is on the target's filesystem` : `${stateDir} is on another filesystem than ${target}`,
+        hint: same ? undefined : 'Set `stateDir` to a directory beside the target (on its filesystem), or leave it out for the default.',
+      })
     }
     return items
   }
@@ -88,6 +97,9 @@ export class LocalTarget implements Target {
     const scan = execa(rsyncBinary(), planArgv({source, target: this.config.target, excludes: this.syncExcludes}), {reject: false})
     const dst = this.walkTarget()
     const r = await scan
+    if (r.exitCode === undefined) {
+      throw new HotctlError(`planning scan: could not run ${rsyncBinary()}: ${r.shortMessage}`, EXIT.checksFailed, 'Run `hotctl check`; install rsync or fix HOTCTL_RSYNC. The target was not touched.')
+    }
     if (r.exitCode !== 0) {
       throw new HotctlError(`planning scan (rsync --dry-run) failed (exit ${r.exitCode}: ${describeRsyncExit(r.exitCode ?? -1)}): ${lastLines(r.stderr)}`, EXIT.checksFailed, 'Check that source and target are readable; the target was not touched.')
     }
@@ -122,6 +134,7 @@ export class LocalTarget implements Target {
     const tree = changes.deleted.length > 0 ? (this.planned ?? this.walkTarget()) : undefined
     this.planned = undefined
     if (tree) removeExtras(this.config.target, changes.deleted.filter(inTheWay), tree)
+    fs.mkdirSync(this.config.target, {recursive: true}) // deploy --create-target (preflight refused it otherwise)
     const items = await this.rsync(source, changes, false, signal, onChild)
     if (tree) removeExtras(this.config.target, changes.deleted.filter((rel) => !inTheWay(rel)), tree)
     return [...changes.deleted.map((p) => ({path: p, kind: 'deleted' as const, fileType: 'file' as const, code: '*deleting'})), ...items]
@@ -251,12 +264,41 @@ function flushFilesystem(dir: string): void {
 const lastLines = (text: unknown) => String(text).trim().split('\n').slice(-3).join(' | ')
 
 function dirCheck(name: string, dir: string, mode: number): PreflightItem {
+  const want = mode === fs.constants.W_OK ? 'writable' : 'readable'
   try {
+    if (!fs.statSync(dir).isDirectory()) return {name, ok: false, detail: `${dir} is not a directory`}
     fs.accessSync(dir, mode)
-    return {name, ok: true, detail: `${dir} ${mode === fs.constants.W_OK ? 'writable' : 'readable'}`}
+    return {name, ok: true, detail: `${dir} ${want}`}
   } catch (err) {
-    return {name, ok: false, detail: `${dir}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : 'not accessible'}`}
+    const code = (err as NodeJS.ErrnoException).code
+    const why = code === 'ENOENT' ? 'does not exist' : code === 'EROFS' ? 'is on a read-only filesystem' : `is not ${want} (${code})`
+    return {name, ok: false, detail: `${dir} ${why}`}
   }
+}
+
+/** The path itself, or its closest ancestor that exists (where a missing directory would be created). */
+function nearestExisting(p: string): string {
+  let cur = p
+  while (!fs.existsSync(cur) && path.dirname(cur) !== cur) cur = path.dirname(cur)
+  return cur
+}
+
+/** The rsync hotctl will run (HOTCTL_RSYNC or `rsync` on PATH): present, and 3.1 or newer. */
+async function rsyncCheck(): Promise<PreflightItem> {
+  const bin = rsyncBinary()
+  const named = process.env.HOTCTL_RSYNC ? `${bin} (from HOTCTL_RSYNC)` : bin
+  const r = await execa(bin, ['--version'], {reject: false})
+  const version = /version\s+(\d+)\.(\d+)\.(\d+)/.exec(String(r.stdout))
+  if (r.exitCode !== 0 || !version) {
+    const why = r.exitCode === undefined ? 'cannot be run (not found or not executable)' : `\`--version\` failed (exit ${r.exitCode})`
+    const hint = process.env.HOTCTL_RSYNC ? 'Point HOTCTL_RSYNC at a working rsync, or unset it.' : 'Install rsync 3.1 or newer (apt-get install rsync).'
+    return {name: 'rsync', ok: false, detail: `${named} ${why}`, hint}
+  }
+  const [major, minor] = [Number(version[1]), Number(version[2])]
+  if (major < 3 || (major === 3 && minor < 1)) {
+    return {name: 'rsync', ok: false, detail: `${named} is version ${version.slice(1).join('.')}; hotctl needs 3.1 or newer`, hint: 'Install a newer rsync.'}
+  }
+  return {name: 'rsync', ok: true, detail: `${named}: ${String(r.stdout).split('\n')[0]!}`}
 }
 
 

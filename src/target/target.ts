@@ -16,6 +16,15 @@ export interface PreflightItem {
   name: string
   ok: boolean
   detail: string
+  /** What to do about a failed item. */
+  hint?: string
+}
+
+export interface PreflightOptions {
+  /** Check the source too (deploy and check; rollback does not read it). */
+  source: boolean
+  /** A missing target is fine: it will be created (deploy --create-target). */
+  createTarget: boolean
 }
 
 /**
@@ -26,7 +35,7 @@ export interface PreflightItem {
 export interface Target {
   readonly description: string
   readonly journal: Journal
-  preflight(): Promise<PreflightItem[]>
+  preflight(opts: PreflightOptions): Promise<PreflightItem[]>
   lock(command: string, onStale: (old: LockOwner) => void): () => void
   readLock(): LockOwner | undefined
   readMarker(): ReleaseMarker | null

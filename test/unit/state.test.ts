@@ -46,6 +46,24 @@ describe('Journal file', () => {
     expect(evs[0]).toEqual(start('a'))
   })
 
+  it('skips lines of any other shape, warning once per line with its number and why', () => {
+    const j = new Journal(path.join(tmpDir(), 'journal.jsonl'))
+    j.append(start('20250101000000'))
+    const bad = ['null', '42', '"text"', '[]', '{}', '{"event":"start","opId":"x","t":"t","op":"fly"}', '{"event":"phase","opId":"x","t":"t"}', '{"event":"child","opId":"x","t":"t","pgid":1}', '{"event":"end","opId":"x","t":"t"}', '{"event":"nope","opId":"x","t":"t"}']
+    fs.appendFileSync(j.file, `${bad.join('\n')}\n`)
+    j.append(end('20250101000000'))
+    const warnings: string[] = []
+    j.onBadLine = (m) => warnings.push(m)
+    const events = j.read()
+    expect(events.map((e) => e.event)).toEqual(['start', 'end'])
+    expect(warnings).toHaveLength(bad.length)
+    expect(warnings[0]).toContain('line 2 skipped (not an event object: null)')
+    expect(warnings[7]).toContain('line 9 skipped (pgid is not a process group id)')
+    j.read()
+    expect(warnings).toHaveLength(bad.length) // once per line per process
+    expect(operations(events)[0]!.end?.result).toBe('ok')
+  })
+
   it('redacts registered secrets in what it writes', () => {
     registerSecret('journal-secret-value')
     const j = new Journal(path.join(tmpDir(), 'journal.jsonl'))
