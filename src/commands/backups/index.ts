@@ -6,7 +6,7 @@ import {relativeTime} from '../../ids.js'
 export default class Backups extends HotctlCommand {
   static summary = 'List snapshots: which release each holds, when and why it was taken, its size; and the valid `rollback --to` targets.'
   static description =
-    'Each deploy snapshots the tree it replaces, each rollback the tree it replaces (its undo). A snapshot is named by the operation that took it; the RELEASE column is what it holds, and `hotctl rollback --to RELEASE` restores the newest snapshot holding that release. A release whose deploy was restored was never live and is no target.'
+    'Each deploy snapshots the tree it replaces, each rollback the tree it replaces (its undo). A snapshot is named by the operation that took it; the RELEASE IT HOLDS column says what it holds, and `hotctl rollback --to RELEASE` restores the newest snapshot holding that release. A release whose deploy was restored was never live and is no target.'
   static examples = ['<%= config.bin %> backups', '<%= config.bin %> backups --json', '<%= config.bin %> backups prune --keep 5']
 
   async run(): Promise<void> {
