@@ -187,6 +187,8 @@ describe('rollback', {timeout: 120_000}, () => {
     expect((await svc.status()).version).toBe(A)
     expect(await svc.hello()).toBe('hello r1')
     expect(fs.existsSync(path.join(ws.live, 'app', 'extra.py'))).toBe(false)
+    // The journal records which snapshot the rollback restored (what `backups` trusts it by).
+    expect(ws.journal().find((e) => e.event === 'start' && e.opId === toA.json.undo)).toMatchObject({op: 'rollback', restores: B, release: A, from: C})
 
     // Undo it, in human mode: the message says what is live and how to undo.
     const toC = await runCli(['rollback', '--to', C], {cwd: ws.src})
@@ -302,5 +304,16 @@ describe('rollback', {timeout: 120_000}, () => {
     const toC = await runCli(['rollback', '--to', C, '--json'], {cwd: ws.src})
     expect(toC.exitCode, why(toC)).toBe(0)
     expect((await svc.status()).version).toBe(C)
+
+    // --to the live release while the service is down: not proven live, exit 1, nothing changed.
+    await svc.stop()
+    const files = ws.backupFiles()
+    const hash = treeHash(ws.live)
+    const down = await runCli(['rollback', '--to', C, '--json'], {cwd: ws.src})
+    expect(down.exitCode, why(down)).toBe(1)
+    expect(down.json.error.message).toContain(`release ${C} is already in the target, but it is not proven live`)
+    expect(down.json.error.hint).toContain('Nothing was changed')
+    expect(ws.backupFiles()).toEqual(files)
+    expect(treeHash(ws.live)).toBe(hash)
   })
 })

@@ -131,6 +131,14 @@ describe('resolveTo: --to RELEASE ends with RELEASE live', () => {
     expect(c.neverLive).toMatchObject([{release: D, result: 'restored'}])
   })
 
+  it('a never-live release stays refused even if some snapshot holds its marker (a tree copied by hand)', () => {
+    const h = abc().deploy(D, 'restored')
+    h.backups.push({...h.backups.at(-1)!, id: U1, reason: 'rollback', release: D})
+    const c = h.catalog()
+    expect(c.snapshots.at(-1)).toMatchObject({to: null, note: `release ${D} was never live`})
+    expect(message(() => resolveTo(c, D))).toContain(`release ${D} was never live`)
+  })
+
   it.each([
     ['failed', 'failed at'],
     ['interrupted', 'was interrupted at'],
