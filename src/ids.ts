@@ -1,6 +1,6 @@
 import {usageError} from './errors.js'
 
-/** Release/backup ids: 14-digit UTC timestamps (Capistrano's form), YYYYMMDDHHMMSS. */
+/** Release and snapshot ids: 14-digit UTC timestamps (Capistrano's form), YYYYMMDDHHMMSS. */
 export const ID_PATTERN = /^\d{14}$/
 
 export function formatId(date: Date): string {
@@ -22,18 +22,17 @@ export function idToDate(id: string): Date {
   return new Date(Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]))
 }
 
-/** Validates a user-given id; bad ids name the valid ones. */
-export function parseId(input: string, valid: string[], flag = '--to'): string {
-  const list = valid.length > 0 ? `valid ids: ${valid.join(', ')}` : 'there are no backups yet'
+/**
+ * Checks that `input` is a well-formed release id (14 digits, a real UTC date-time); whether that
+ * release can be reached is the caller's question. `hint` says what to pass instead.
+ */
+export function parseId(input: string, flag = '--to', hint = 'Run `hotctl backups` to list the releases.'): string {
   if (!ID_PATTERN.test(input)) {
-    throw usageError(`${flag} "${input}" is not a backup id (expected 14 digits, YYYYMMDDHHMMSS UTC)`, `Run \`hotctl backups\` to list them; ${list}.`)
+    throw usageError(`${flag} "${input}" is not a release id (expected 14 digits, YYYYMMDDHHMMSS UTC)`, hint)
   }
   const date = idToDate(input)
   if (Number.isNaN(date.getTime()) || formatId(date) !== input) {
-    throw usageError(`${flag} "${input}" is not a valid date-time`, `Run \`hotctl backups\`; ${list}.`)
-  }
-  if (!valid.includes(input)) {
-    throw usageError(`${flag} ${input}: no complete backup with that id`, `Run \`hotctl backups\`; ${list}.`)
+    throw usageError(`${flag} "${input}" is not a valid date-time`, hint)
   }
   return input
 }

@@ -3,22 +3,38 @@ import chalk from 'chalk'
 import {HotctlCommand} from '../base-command.js'
 
 export default class Rollback extends HotctlCommand {
-  static summary = 'Put back the release deployed before the current one (or --to a backup id).'
-  static description = 'Snapshots the current tree first (so the rollback can be undone), restores the backup, verifies the content, reloads, confirms the release is live and runs smoke tests. A second rollback goes one further back.'
-  static examples = ['<%= config.bin %> rollback', '<%= config.bin %> rollback --to 20250115120000']
+  static summary = 'Go back to the release before the live one, or --to the release you want live.'
+  static description = [
+    'Snapshots the current tree first (so the rollback can be undone), restores the snapshot holding the release, verifies the content, reloads, confirms the service reports the release and runs smoke tests.',
+    'Without --to: one step back, to the release that was live before the live one was deployed; a second rollback goes one further back.',
+    '`--to RELEASE` ends with RELEASE live; `hotctl backups` lists the valid targets. A release whose deploy was restored was never live and is refused. `--to initial` puts back the tree from before the first hotctl deploy. `--to` the live release changes nothing: it confirms the release is live and exits 0.',
+  ].join('\n\n')
+  static examples = [
+    {description: 'Back to the release before the live one', command: '<%= config.bin %> rollback'},
+    {description: 'End with release 20250115120000 live', command: '<%= config.bin %> rollback --to 20250115120000'},
+    {description: 'Back to the tree from before hotctl took over', command: '<%= config.bin %> rollback --to initial'},
+  ]
   static flags = {
-    to: Flags.string({description: 'Backup id (YYYYMMDDHHMMSS, see `hotctl backups`): restore the tree as it was before that deploy.'}),
+    to: Flags.string({
+      helpValue: 'RELEASE',
+      description: 'Release id to end with live (YYYYMMDDHHMMSS, as `hotctl backups` lists them), or `initial` for the tree from before the first hotctl deploy.',
+    }),
   }
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Rollback)
     const ctx = await this.openContext(flags.config)
     const {rollback} = await import('../pipeline/rollback.js')
+    const {describe} = await import('../pipeline/releases.js')
     const r = await rollback(ctx, {to: flags.to})
     this.finish({...r}, () => {
-      const what = r.release ? `release ${r.release}` : 'the tree from before the first hotctl deploy'
-      if (r.outcome === 'rolled-back') return chalk.green(`Rolled back to ${what} (backup ${r.to}). Undo: hotctl rollback --to ${r.undo}`)
-      return chalk.red(`Rollback to ${r.to} failed: ${r.error}\n`) + (r.restore?.ok ? `Put back the tree from before the rollback (${r.undo}).` : 'The target needs attention.')
+      const what = describe(r.release)
+      if (r.outcome === 'already-live') return chalk.green(`${what[0]!.toUpperCase()}${what.slice(1)} is already live (confirmed); nothing changed.`)
+      if (r.outcome === 'rolled-back') {
+        const undo = r.undoWith ? `Undo: ${r.undoWith}` : `The tree from before the rollback is kept as snapshot ${r.undo}.`
+        return chalk.green(`Rolled back to ${what} (snapshot ${r.snapshot}). ${undo}`)
+      }
+      return chalk.red(`Rollback to ${what} failed: ${r.error}\n`) + (r.restore?.ok ? `Put back the tree from before the rollback (${r.undo}).` : 'The target needs attention.')
     })
   }
 }

@@ -16,7 +16,7 @@ export class Operation {
     private readonly ctx: OpContext,
     readonly op: 'deploy' | 'rollback' | 'recover',
     readonly opId: string,
-    extra: {backup?: string; release?: string; from?: string | null},
+    extra: {backup?: string; release?: string; restores?: string; from?: string | null},
   ) {
     ctx.target.journal.append({event: 'start', op, opId, t: new Date().toISOString(), ...extra, user: os.userInfo().username, host: os.hostname(), pid: process.pid, argv: process.argv.slice(2)})
   }
@@ -81,7 +81,7 @@ export async function recoverInterrupted(ctx: OpContext, opts: {allowRestart: bo
   rec.end(restored.ok ? 'recovered' : 'attention', restored.ok ? 0 : EXIT.needsAttention, {recovered: open.opId, error: restored.error})
   ctx.target.journal.append({event: 'end', opId: open.opId, t: new Date().toISOString(), result: 'interrupted', exitCode: EXIT.interrupted, durationMs: 0, recovered: restored.ok ? backup : undefined})
   if (!restored.ok) {
-    throw new HotctlError(`could not restore backup ${backup} of interrupted ${open.op} ${open.opId}: ${restored.error}`, EXIT.needsAttention, 'The target needs attention: inspect it, then `hotctl rollback --to ID` to a known-good backup.', {restored})
+    throw new HotctlError(`could not restore backup ${backup} of interrupted ${open.op} ${open.opId}: ${restored.error}`, EXIT.needsAttention, 'The target needs attention: inspect it, then `hotctl rollback --to RELEASE` to a known-good release (`hotctl backups` lists them).', {restored})
   }
   ctx.ui.say(`hotctl: restored backup ${backup} of the interrupted ${open.op} and verified it`)
   return {interrupted: open.opId, op: open.op, restored}

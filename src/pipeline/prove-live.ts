@@ -22,12 +22,12 @@ export const emptyProof = (): LiveProof => ({reloaded: [], confirmed: null, rest
  * `expected` null means the tree has no release marker (installed by hand): then only content and
  * smoke can prove it.
  */
-export function proveLiveTasks(ctx: OpContext, expected: string | null, proof: LiveProof, opts: {allowRestart: boolean; phase: (p: Phase) => void; label: string; phases: {reload: Phase; confirm: Phase; smoke: Phase}}): ListrTask[] {
+export function proveLiveTasks(ctx: OpContext, expected: string | null, proof: LiveProof, opts: {allowRestart: boolean; phase: (p: Phase) => void; label: string; phases: {reload: Phase; confirm: Phase; smoke: Phase}; reload?: boolean}): ListrTask[] {
   const {services, reloadTimeoutMs, restart, smoke} = ctx.config
   return [
     {
       title: `Trigger hot reload${services.length > 1 ? ` of ${services.length} services` : ''}`,
-      enabled: () => services.length > 0,
+      enabled: () => services.length > 0 && opts.reload !== false, // false: confirm what is already live
       task: async (_c, task) => {
         opts.phase(opts.phases.reload)
         const said = await Promise.all(services.map(async (s) => `${s.name}: ${await triggerReload(s, {cwd: ctx.config.target, env: ctx.env, signal: ctx.signal})}`))

@@ -1,23 +1,26 @@
-import {EXIT, HotctlError, errorMessage, usageError} from '../errors.js'
-import {parseId} from '../ids.js'
+import {EXIT, HotctlError, errorMessage} from '../errors.js'
+import {operations} from '../state/journal.js'
 import {runTasks} from '../ui/render.js'
 import type {OpContext} from './context.js'
 import {lockTarget, nextId, Operation, recoverInterrupted, type Recovery} from './operation.js'
 import {emptyProof, type LiveProof, proveLiveTasks} from './prove-live.js'
 import {preflight, requirePreflight} from './preflight.js'
 import {pinnedBackups, pruneAfter} from './prune.js'
+import {type Choice, describe, INITIAL, releaseCatalog, type ReleaseCatalog, resolvePrevious, resolveTo} from './releases.js'
 import {restoreAndProve, type RestoreOutcome} from './restore.js'
 
 export interface RollbackResult {
   exitCode: number
-  outcome: 'rolled-back' | 'restored' | 'needs-attention' | 'interrupted'
-  /** The backup put back. */
-  to: string
-  /** Release it holds (null: the tree from before hotctl's first deploy). */
+  outcome: 'rolled-back' | 'already-live' | 'restored' | 'needs-attention' | 'interrupted'
+  /** The release asked for (null: the tree from before hotctl's first deploy). */
   release: string | null
+  /** The snapshot put back (internal id; absent when the release was already live). */
+  snapshot?: string
   from: string | null
-  /** Snapshot of the tree before the rollback: `rollback --to` it to undo. */
+  /** Snapshot of the tree before the rollback (internal id). */
   undo?: string
+  /** The command that undoes this rollback, when the replaced release is a valid `--to` target. */
+  undoWith?: string
   written?: number
   removed?: number
   proof?: LiveProof
@@ -28,9 +31,10 @@ export interface RollbackResult {
 }
 
 /**
- * Without --to: put back the tree from before the live release was deployed (backup id = live
- * release id), so a second rollback goes one further back. Snapshots the current tree first so the
- * rollback itself can be undone; then restore → verify → reload → confirm → smoke.
+ * `--to R` ends with release R live (`initial`: the tree from before hotctl); without --to, one
+ * step back to the release live before the live one, so a second rollback goes one further back.
+ * Snapshots the current tree first so the rollback itself can be undone; then restore → verify →
+ * reload → confirm → smoke. `--to` the live release changes nothing: it confirms it and exits 0.
  */
 export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<RollbackResult> {
   const started = Date.now()
@@ -40,12 +44,14 @@ export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<Rol
   const unlock = lockTarget(ctx, `hotctl ${process.argv.slice(2).join(' ')}`)
   try {
     const recovery = await recoverInterrupted(ctx, {allowRestart: true})
-    const to = chooseBackup(ctx, opts.to)
+    const choice = chooseBackup(ctx, opts.to)
+    if (!choice.snapshot) return {...(await confirmLive(ctx, choice, recovery)), durationMs: Date.now() - started}
+    const to = choice.snapshot
     const meta = target.backups().find((b) => b.id === to)!
     const from = target.readMarker()?.id ?? null
     const undo = nextId(ctx)
-    const op = new Operation(ctx, 'rollback', undo, {backup: undo, release: meta.release ?? undefined, from})
-    const result: RollbackResult = {exitCode: EXIT.ok, outcome: 'rolled-back', to, release: meta.release, from, undo, recovery, durationMs: 0}
+    const op = new Operation(ctx, 'rollback', undo, {backup: undo, release: meta.release ?? undefined, restores: to, from})
+    const result: RollbackResult = {exitCode: EXIT.ok, outcome: 'rolled-back', release: meta.release, snapshot: to, from, undo, recovery, durationMs: 0}
     let changed = false
     result.proof = emptyProof()
     try {
@@ -60,14 +66,14 @@ export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<Rol
             },
           },
           {
-            title: `Restore backup ${to}${meta.release ? ` (release ${meta.release})` : ' (tree from before hotctl)'}`,
+            title: `Restore ${describe(meta.release)} (snapshot ${to})`,
             task: (_c, task) => {
               op.phase('restore')
               changed = true
               const r = target.restore(to)
               result.written = r.written.length
               result.removed = r.removed.length
-              task.title = `Restore backup ${to}: ${r.written.length} written, ${r.removed.length} removed`
+              task.title = `Restore ${describe(meta.release)} (snapshot ${to}): ${r.written.length} written, ${r.removed.length} removed`
             },
           },
           {
@@ -97,21 +103,47 @@ export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<Rol
     }
     op.end('ok', EXIT.ok)
     pruneAfter(ctx, [...pinnedBackups(target, undo), to])
+    result.undoWith = undoCommand(catalog(ctx), from)
     return {...result, durationMs: Date.now() - started}
   } finally {
     unlock()
   }
 }
 
-function chooseBackup(ctx: OpContext, to: string | undefined): string {
-  const ids = ctx.target.backups().map((b) => b.id)
-  if (to !== undefined) return parseId(to, ids)
-  const live = ctx.target.readMarker()
-  if (!live) {
-    throw usageError('the live tree has no release marker, so there is no earlier release to go back to', ids.length ? `Pick one with --to; valid ids: ${ids.join(', ')}.` : 'There are no backups yet.')
+function catalog(ctx: OpContext): ReleaseCatalog {
+  return releaseCatalog(ctx.target.backups(), operations(ctx.target.journal.read()), ctx.target.readMarker()?.id ?? null)
+}
+
+/** `--to` names the release to end with; without it, the release before the live one. */
+function chooseBackup(ctx: OpContext, to: string | undefined): Choice {
+  const c = catalog(ctx)
+  return to === undefined ? resolvePrevious(c) : resolveTo(c, to)
+}
+
+/** `rollback --to` the release it replaced, if that is a valid target now (it was proven live). */
+function undoCommand(c: ReleaseCatalog, from: string | null): string | undefined {
+  try {
+    return resolveTo(c, from ?? INITIAL).snapshot ? `hotctl rollback --to ${from ?? INITIAL}` : undefined
+  } catch {
+    return undefined
   }
-  if (!ids.includes(live.id)) {
-    throw usageError(`no backup from before release ${live.id} (pruned, or deployed by something else)`, ids.length ? `Pick one with --to; valid ids: ${ids.join(', ')}.` : 'There are no backups yet.')
+}
+
+/**
+ * `--to` the live release: nothing to restore. Confirms the service reports it and smoke passes
+ * (no reload, no restart: nothing changed), so a script can ask for a release idempotently.
+ */
+async function confirmLive(ctx: OpContext, choice: Choice, recovery: Recovery | undefined): Promise<Omit<RollbackResult, 'durationMs'>> {
+  const proof = emptyProof()
+  const phases = {reload: 'reload', confirm: 'confirm', smoke: 'smoke'} as const
+  try {
+    await runTasks(ctx.ui, proveLiveTasks(ctx, choice.release, proof, {allowRestart: false, reload: false, phase: () => {}, label: 'release', phases}), {})
+  } catch (err) {
+    throw new HotctlError(
+      `${describe(choice.release)} is already in the target, but it is not proven live: ${errorMessage(err)}`,
+      ctx.signal.aborted ? EXIT.interrupted : EXIT.checksFailed,
+      'Nothing was changed. `hotctl status` shows what the service reports.',
+    )
   }
-  return live.id
+  return {exitCode: EXIT.ok, outcome: 'already-live', release: choice.release, from: choice.release, proof, recovery}
 }

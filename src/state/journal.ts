@@ -7,7 +7,8 @@ import {redact} from '../secrets.js'
  * fsync'd) *before* it starts, so a hotctl killed at any moment leaves enough to finish the job.
  */
 export type JournalEvent =
-  | {event: 'start'; op: 'deploy' | 'rollback' | 'recover'; opId: string; t: string; backup?: string; release?: string; from?: string | null; user: string; host: string; pid: number; argv: string[]}
+  /** `backup`: the snapshot taken first (restored on failure); `restores`: the snapshot a rollback puts back. */
+  | {event: 'start'; op: 'deploy' | 'rollback' | 'recover'; opId: string; t: string; backup?: string; release?: string; restores?: string; from?: string | null; user: string; host: string; pid: number; argv: string[]}
   | {event: 'phase'; opId: string; t: string; phase: Phase}
   /** A child process group that writes to the target (rsync): stopped before any recovery. */
   | {event: 'child'; opId: string; t: string; pgid: number}

@@ -106,7 +106,7 @@ async function main() {
   expectThat((await healthPid()) === pid, `PID still ${pid}`)
 
   heading(4, `roll back to the tree before step 2 (backup ${firstBackup})`)
-  const rb = await run(['rollback', '--to', firstBackup])
+  const rb = await run(['rollback', '--to', 'initial'])
   expectThat(rb.code === 0, 'rollback exits 0', rb.stderr + rb.stdout)
   const hello4 = (await http(base, '/api/v1/hello')).text
   say(`  GET /api/v1/hello → ${JSON.stringify(hello4)}`)

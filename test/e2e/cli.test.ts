@@ -59,7 +59,8 @@ describe('--json', {timeout: 90_000}, () => {
 
     const rb = expectJson(await runCli(['rollback', '--json'], {cwd: ws.src}), 0)
     expect(rb.outcome).toBe('rolled-back')
-    expect(rb.to).toBe(dep.release)
+    expect(rb.snapshot).toBe(dep.release) // taken before that deploy: holds the tree from before hotctl
+    expect(rb.release).toBeNull()
     expect(rb.undo).toMatch(/^\d{14}$/)
     expect(treeHash(ws.live)).toBe(h0)
   })
