@@ -305,14 +305,14 @@ describe('rollback', {timeout: 120_000}, () => {
     expect(toC.exitCode, why(toC)).toBe(0)
     expect((await svc.status()).version).toBe(C)
 
-    // --to the live release while the service is down: not proven live, exit 1, nothing changed.
+    // --to the live release while the service is down: the preflight's status probe refuses it, exit 1, nothing changed.
     await svc.stop()
     const files = ws.backupFiles()
     const hash = treeHash(ws.live)
     const down = await runCli(['rollback', '--to', C, '--json'], {cwd: ws.src})
     expect(down.exitCode, why(down)).toBe(1)
-    expect(down.json.error.message).toContain(`release ${C} is already in the target, but it is not proven live`)
-    expect(down.json.error.hint).toContain('Nothing was changed')
+    expect(down.json.error.message).toMatch(/preflight failed: status of service: .*no answer/)
+    expect(down.json.error.hint).toContain('Nothing was touched')
     expect(ws.backupFiles()).toEqual(files)
     expect(treeHash(ws.live)).toBe(hash)
   })
