@@ -340,6 +340,7 @@ class Agent:
             self._record(new, "live", changed, started)
             retired = self._generations[:-self.keep_generations]
             del self._generations[:-self.keep_generations]
+        txn.close()  # the outgoing modules now live only in gen.modules (rollback window)
         for old_gen in retired:
             old_gen.retire()
         log.info("hot reload generation %d live: %s", new.number, ", ".join(order))
