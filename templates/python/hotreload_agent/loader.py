@@ -85,6 +85,7 @@ class LoadTransaction:
         self._parent_attrs: List[Tuple[ModuleType, str, Any]] = []
         self._attr_seen: Set[Tuple[int, str]] = set()
         self._before: Set[str] = set()
+        self._closed = False
 
     def old_module(self, name: str):
         old = self._saved.get(name, _MISSING)
@@ -144,6 +145,7 @@ class LoadTransaction:
     def close(self) -> None:
         """Forget the replaced modules and parent attributes (after commit or
         undo): only the generations the agent keeps may hold them."""
+        self._closed = True
         self._units = {}
         self._steps = []
         self._saved = {}
@@ -153,6 +155,8 @@ class LoadTransaction:
 
     def undo(self) -> None:
         """Put back every entry the transaction changed, then close()."""
+        if self._closed:
+            return  # already committed or undone: nothing of it is left to put back
         for name in set(sys.modules) - self._before:
             module = sys.modules.get(name)
             if name in self._units or (module is not None and self._owned(module)):
