@@ -37,7 +37,7 @@ def dispatch(agent: Agent, method: str, path: str, authorization: Optional[str],
     method = method.upper()
     if method != expected_method and not (expected_method == "GET" and method == "HEAD"):
         return 405, {"error": "method not allowed"}, {"Allow": expected_method}
-    allowed = agent.authorized(authorization, open_without_token)
+    allowed = (needs_token or path == STATUS_PATH) and agent.authorized(authorization, open_without_token)
     if needs_token and not allowed:
         return _refusal(agent)
     if path == STATUS_PATH:
