@@ -36,6 +36,7 @@ export default class Init extends HotctlCommand {
         `Checks:  ${checks.length ? checks.map(([n, c]) => `${n}: ${Array.isArray(c) ? c.join(' && ') : c}`).join('; ') : 'none detected (add them under checks:)'}`,
       ]
       if (r.agent) lines.push(`Agent:   copied to ${r.agent} (see templates/python/README.md to wire it in)`)
+      if (r.tokenFile) lines.push(`Token:   ${r.tokenCreated ? 'generated into' : 'kept'} ${r.tokenFile} (mode 0600, never printed)${r.gitignore ? `, listed in ${r.gitignore}` : ''}`)
       for (const w of r.warnings) lines.push(chalk.yellow(`Warning: ${w}`))
       lines.push(chalk.bold('Next steps:'), ...r.next.map((n) => `  ${n}`))
       return lines.join('\n')

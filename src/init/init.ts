@@ -1,3 +1,4 @@
+import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -10,6 +11,8 @@ export type TemplateName = (typeof TEMPLATES)[number]
 
 export const CONFIG_NAME = 'hotctl.config.yaml'
 export const DEFAULT_TARGET = '/opt/app'
+/** The agent's bearer token (`--with-agent`): mode 0600, never deployed, never printed. */
+export const TOKEN_FILE = '.hotreload-token'
 
 /** templates/ of the package: dist/init/init.js → ../../templates (src/init/ the same depth). */
 const templatesDir = (sub: string) => fileURLToPath(new URL(`../../templates/${sub}`, import.meta.url))
@@ -37,6 +40,12 @@ export interface InitResult {
   target: string
   targetIsPlaceholder: boolean
   agent: string | null
+  /** The agent's token file (`--with-agent`); the token itself is never output. */
+  tokenFile: string | null
+  /** True when this run generated the token (an existing file is kept: a running service uses it). */
+  tokenCreated: boolean
+  /** The .gitignore that now lists the token file, if any. */
+  gitignore: string | null
   overwrote: boolean
   warnings: string[]
   next: string[]
@@ -155,32 +164,42 @@ export async function runInit(opts: InitOptions): Promise<InitResult> {
     target: scalar(target),
     target_comment: targetIsPlaceholder ? '# TODO: a placeholder: set this to the live directory (absolute, or relative to this file).' : '# Set by `hotctl init --target`.',
     checks: renderChecks(d.checks),
+    token_exclude: opts.withAgent ? `\n  - ${TOKEN_FILE}  # the agent's token: never deployed` : '',
+    token_header: opts.withAgent ? AGENT_TOKEN_HEADER : TOKEN_HEADER_HINT,
   })
 
   // Validate before writing (a template or --target can never leave an invalid config behind)...
+  // The token header needs $HOTRELOAD_TOKEN when hotctl runs, not now (a stand-in too short to be a secret).
+  const env = {...process.env, HOTRELOAD_TOKEN: process.env.HOTRELOAD_TOKEN ?? 'x'}
   let raw: unknown
   try {
     raw = YAML.parse(text)
   } catch (err) {
     throw new Error(`templates/config/${d.template}.yaml does not render to valid YAML: ${(err as Error).message}`)
   }
-  parseConfig(raw, dest)
+  parseConfig(raw, dest, env)
   const overwrote = exists(dest)
   fs.writeFileSync(dest, text)
   // ...and again from disk, the way every command loads it.
   try {
-    await loadConfig({configPath: dest, cwd: opts.cwd})
+    await loadConfig({configPath: dest, cwd: opts.cwd, env})
   } catch (err) {
     fs.rmSync(dest, {force: true})
     throw err
   }
 
   let agent: string | null = null
+  let token: ReturnType<typeof setUpToken> | null = null
   if (opts.withAgent) {
     fs.rmSync(agentDest, {recursive: true, force: true})
     fs.cpSync(templatesDir('python/hotreload_agent/'), agentDest, {recursive: true, filter: (src) => !/(__pycache__|\.pyc)$/.test(src)})
     agent = agentDest
-    if (d.template !== 'python') warnings.push('hotreload_agent is a Python agent; this project was not detected as Python.')
+    token = setUpToken(opts.cwd)
+    if (token.narrowed) warnings.push(`${token.file} could be read by group or others: narrowed to mode 0600 (the agent refuses a looser file).`)
+    if (d.template !== 'python') {
+      warnings.push('hotreload_agent is a Python agent; this project was not detected as Python.')
+      warnings.push(`the reload section is commented out: send the token with headers: { Authorization: 'Bearer \${HOTRELOAD_TOKEN}' }.`)
+    }
   }
 
   return {
@@ -191,14 +210,61 @@ export async function runInit(opts: InitOptions): Promise<InitResult> {
     target,
     targetIsPlaceholder,
     agent,
+    tokenFile: token?.file ?? null,
+    tokenCreated: token?.created ?? false,
+    gitignore: token?.gitignore ?? null,
     overwrote,
     warnings,
     next: [
       ...(targetIsPlaceholder ? [`edit target: in ${CONFIG_NAME} (now the placeholder ${DEFAULT_TARGET})`] : []),
+      ...(token ? tokenSteps(token.file) : []),
       'hotctl check            # validate the config, preflight the target, run the checks',
       'hotctl deploy --dry-run # show what a deploy would change',
     ],
   }
+}
+
+const AGENT_TOKEN_HEADER = `    # The agent's token (hotctl init --with-agent wrote it to ${TOKEN_FILE}, mode 0600). Before running hotctl:
+    #   export HOTRELOAD_TOKEN="$(cat ${TOKEN_FILE})"
+    headers: { Authorization: 'Bearer \${HOTRELOAD_TOKEN}' }`
+const TOKEN_HEADER_HINT = `    # The agent refuses check without a token (403). Give the service one (HOTRELOAD_TOKEN_FILE, a file
+    # only its user can read, or HOTRELOAD_TOKEN), export HOTRELOAD_TOKEN for hotctl, and uncomment:
+    # headers: { Authorization: 'Bearer \${HOTRELOAD_TOKEN}' }`
+
+function tokenSteps(file: string): string[] {
+  return [
+    `export HOTRELOAD_TOKEN="$(cat ${TOKEN_FILE})"   # hotctl sends it to the agent (reload.trigger.headers)`,
+    `start the service with HOTRELOAD_TOKEN_FILE=${file} (on another host: copy it there, mode 0600, owned by the service's user)`,
+  ]
+}
+
+/**
+ * The agent's token file in `dir`: generated (32 random bytes, hex) unless one exists, which is kept and
+ * narrowed to 0600. Listed in .gitignore when the project has one or is a git work tree.
+ */
+function setUpToken(dir: string): {file: string; created: boolean; narrowed: boolean; gitignore: string | null} {
+  const file = path.join(dir, TOKEN_FILE)
+  let created = false
+  const st = fs.lstatSync(file, {throwIfNoEntry: false})
+  if (st && !st.isFile()) throw usageError(`${file} exists and is not a regular file`, `Remove it; hotctl init --with-agent writes the agent's token there.`)
+  if (st && fs.readFileSync(file, 'utf8').trim() === '') {
+    throw usageError(`${file} is empty`, 'Remove it (a new token is generated) or write the token into it.')
+  }
+  if (!st) {
+    fs.writeFileSync(file, `${crypto.randomBytes(32).toString('hex')}\n`, {mode: 0o600, flag: 'wx'})
+    created = true
+  }
+  const narrowed = Boolean(st && st.mode & 0o077)
+  fs.chmodSync(file, 0o600) // whatever the umask or the old mode: only this user may read it
+  let gitignore: string | null = null
+  const ignoreFile = path.join(dir, '.gitignore')
+  if (exists(ignoreFile) || exists(path.join(dir, '.git'))) {
+    const text = read(ignoreFile)
+    const listed = text.split(/\r?\n/).some((l) => [TOKEN_FILE, `/${TOKEN_FILE}`].includes(l.trim()))
+    if (!listed) fs.appendFileSync(ignoreFile, `${text === '' || text.endsWith('\n') ? '' : '\n'}# the hot-reload agent's token (hotctl init)\n/${TOKEN_FILE}\n`)
+    gitignore = ignoreFile
+  }
+  return {file, created, narrowed, gitignore}
 }
 
 function safeReaddir(dir: string): string[] {

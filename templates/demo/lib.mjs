@@ -1,5 +1,6 @@
 // Helpers for templates/demo/run.mjs: the demo service, HTTP probes, running hotctl, output.
 import {spawn} from 'node:child_process'
+import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -25,6 +26,17 @@ export class DemoFailure extends Error {}
 export function expectThat(cond, what, detail = '') {
   if (!cond) throw new DemoFailure(`${what}${detail ? `\n${indent(detail)}` : ''}`)
   say(`  ${green('✔')} ${what}`)
+}
+
+/**
+ * A new agent token (CSPRNG) in `dir`/hotreload.token, mode 0600, never printed. The service reads the
+ * file (HOTRELOAD_TOKEN_FILE); hotctl gets the same value in its environment (${HOTRELOAD_TOKEN}).
+ */
+export function createTokenFile(dir) {
+  const file = path.join(dir, 'hotreload.token')
+  fs.writeFileSync(file, `${crypto.randomBytes(32).toString('hex')}\n`, {mode: 0o600, flag: 'wx'})
+  fs.chmodSync(file, 0o600) // whatever the umask
+  return file
 }
 
 /** Copies a tree, leaving out Python byte code. */

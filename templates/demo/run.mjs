@@ -4,11 +4,10 @@
 // port. Deploy a change without a restart, deploy a broken change that is restored automatically
 // (exit 3), roll back to the original tree, show status and backups. Exits non-zero if any step
 // does not behave as described, so it doubles as a smoke test. `--keep` keeps the temp dir.
-import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {bold, copyTree, demoConfig, DemoFailure, dim, edit, expectThat, green, heading, hotctl, http, indent, PY, red, say, startService} from './lib.mjs'
+import {bold, copyTree, createTokenFile, demoConfig, DemoFailure, dim, edit, expectThat, green, heading, hotctl, http, indent, PY, red, say, startService} from './lib.mjs'
 
 const keep = process.argv.includes('--keep')
 const started = Date.now()
@@ -16,10 +15,14 @@ const tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'hotctl-demo-'
 const live = path.join(tmp, 'live')
 const src = path.join(tmp, 'src')
 
-// One environment for the service and hotctl: the agent's token (hotctl reads it via ${HOTRELOAD_TOKEN}).
-const env = {...process.env, HOTRELOAD_TOKEN: crypto.randomBytes(16).toString('hex'), NO_COLOR: '1'}
-for (const k of Object.keys(env)) if (k.startsWith('HOTCTL_')) delete env[k]
-delete env.FORCE_COLOR
+// The agent's token, in a file only this user can read: the service reads the file, hotctl reads the
+// same value from its environment (${HOTRELOAD_TOKEN} in the config). Without one the agent refuses reloads.
+const tokenFile = createTokenFile(tmp)
+const baseEnv = {...process.env, NO_COLOR: '1'}
+for (const k of Object.keys(baseEnv)) if (k.startsWith('HOTCTL_') || k.startsWith('HOTRELOAD_TOKEN')) delete baseEnv[k]
+delete baseEnv.FORCE_COLOR
+const serviceEnv = {...baseEnv, HOTRELOAD_TOKEN_FILE: tokenFile}
+const env = {...baseEnv, HOTRELOAD_TOKEN: fs.readFileSync(tokenFile, 'utf8').trim()}
 
 let service
 let cleaned = false
@@ -53,7 +56,7 @@ async function main() {
   copyTree(path.join(PY, 'demo_app'), src)
   fs.mkdirSync(path.join(live, 'data'))
   fs.writeFileSync(path.join(live, 'data', 'visits.log'), 'live data: protected, never deployed over\n')
-  service = startService(live, env)
+  service = startService(live, serviceEnv)
   const {port, pid} = await service.ready
   const base = `http://127.0.0.1:${port}`
   fs.writeFileSync(path.join(src, 'hotctl.config.yaml'), demoConfig(port))
@@ -68,6 +71,11 @@ async function main() {
   say(`  service pid ${pid}`)
   expectThat(hello1 === 'hello from v1', 'the service answers "hello from v1"', hello1)
   expectThat((await healthPid()) === pid, `/health reports pid ${pid}`)
+  const tokenMode = (fs.statSync(tokenFile).mode & 0o777).toString(8)
+  say(`  agent token: generated into ${tokenFile} (mode ${tokenMode}); the service reads it via HOTRELOAD_TOKEN_FILE`)
+  const anonymous = await http(base, '/api/v1/hot-reload/check', {json: {}})
+  say(`  POST /api/v1/hot-reload/check without the token → ${anonymous.status} ${anonymous.text}`)
+  expectThat(tokenMode === '600' && anonymous.status === 401, 'the agent refuses a reload request without the token', anonymous.text)
 
   heading(2, 'change a handler and deploy it with --no-restart')
   edit(path.join(src, 'app', 'handlers.py'), 'GREETING + " from v1"', 'GREETING + " from v2, hot-deployed"')

@@ -7,8 +7,10 @@ Imports the `app` package from DIR, serves on 127.0.0.1:N:
     GET  /health            {"status": "ok", "pid": ...}   (from the agent)
     POST /api/v1/calc       {"a": 1, "b": 2} -> {"success": true, "result": ...}
     GET  /api/v1/hello      text from app.handlers (hello() or VERSION_TEXT)
-    /api/v1/hot-reload/*    agent endpoints, same port (token: $HOTRELOAD_TOKEN)
-and prints `READY <port> <pid>` once listening.
+    /api/v1/hot-reload/*    agent endpoints, same port
+and prints `READY <port> <pid>` once listening. check and rollback need the
+token: from the file named by $HOTRELOAD_TOKEN_FILE (mode 0600) or from
+$HOTRELOAD_TOKEN; without one they are refused (403).
 """
 
 import argparse

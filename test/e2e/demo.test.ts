@@ -20,6 +20,11 @@ describe('npm run demo (templates/demo/run.mjs)', () => {
     expect(out).toMatch(/Restored backup \d{14} and proved release \d{14} live again/)
     expect(out).toContain('the OLD version still answers calc correctly')
     expect(out).toContain('the original answer is back')
+    // The agent's token: generated into a 0600 file, an unauthenticated reload refused, the token never printed.
+    expect(out).toMatch(/agent token: generated into \S+hotreload\.token \(mode 600\)/)
+    expect(out).toContain('check without the token → 401')
+    expect(out).toContain('the agent refuses a reload request without the token')
+    expect(out).not.toMatch(/[0-9a-f]{32}/)
     expect(out).toContain('Demo passed')
     expect(out).toContain(`Stopped the demo service (pid ${pid})`)
     // The temp dir is gone.

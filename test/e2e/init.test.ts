@@ -1,16 +1,19 @@
+import {spawn, type ChildProcess} from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import YAML from 'yaml'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {ROOT, requireBuild, runCli} from './helpers.js'
+import {ROOT, requireBuild, runCli, waitFor} from './helpers.js'
 
 const dirs: string[] = []
+const procs: ChildProcess[] = []
 beforeAll(() => {
   requireBuild()
   if (!fs.existsSync(path.join(ROOT, 'dist/commands/init.js'))) throw new Error('dist/commands/init.js is missing: run `npx tsc -p .` first')
 })
 afterAll(() => {
+  for (const p of procs.splice(0)) p.kill('SIGKILL')
   for (const d of dirs.splice(0)) fs.rmSync(d, {recursive: true, force: true})
 })
 
@@ -131,6 +134,89 @@ describe('hotctl init', {timeout: 30_000}, () => {
     expect(again.stderr).toContain('hotreload_agent')
     expect(fs.existsSync(path.join(dir, 'hotctl.config.yaml'))).toBe(false)
     expect(fs.existsSync(path.join(dir, 'hotreload_agent', 'mine.py'))).toBe(true)
+  })
+
+  it('--with-agent sets up the agent token: a 0600 file, never deployed, gitignored, sent by the trigger, never printed', async () => {
+    const dir = project({'requirements.txt': '', '.gitignore': 'venv'})
+    const r = await runCli(['init', '--with-agent', '--json', '--target', '/srv/app'], {cwd: dir, env: {HOTRELOAD_TOKEN: undefined}})
+    expect(r.exitCode, why(r)).toBe(0)
+    const file = path.join(dir, '.hotreload-token')
+    expect(r.json).toMatchObject({tokenFile: file, tokenCreated: true, gitignore: path.join(dir, '.gitignore')})
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600)
+    const token = fs.readFileSync(file, 'utf8').trim()
+    expect(token).toMatch(/^[0-9a-f]{64}$/)
+    expect(r.stdout + r.stderr).not.toContain(token)
+    const cfg = readConfig(dir)
+    expect(cfg.reload.trigger.headers).toEqual({Authorization: 'Bearer ${HOTRELOAD_TOKEN}'})
+    expect(cfg.exclude).toContain('.hotreload-token')
+    expect(fs.readFileSync(path.join(dir, '.gitignore'), 'utf8')).toBe("venv\n# the hot-reload agent's token (hotctl init)\n/.hotreload-token\n")
+    expect(r.json.next.join('\n')).toContain('export HOTRELOAD_TOKEN="$(cat .hotreload-token)"')
+    expect(r.json.next.join('\n')).toContain(`HOTRELOAD_TOKEN_FILE=${file}`)
+
+    // Again with --force (human output): the token a running service may use is kept, a loose mode narrowed.
+    fs.chmodSync(file, 0o644)
+    const again = await runCli(['init', '--with-agent', '--force', '--target', '/srv/app'], {cwd: dir})
+    expect(again.exitCode, why(again)).toBe(0)
+    expect(again.stdout).toContain(`Token:   kept ${file} (mode 0600, never printed)`)
+    expect(again.stdout + again.stderr).toMatch(/narrowed to mode 0600/)
+    expect(again.stdout + again.stderr).not.toContain(token)
+    expect(fs.readFileSync(file, 'utf8').trim()).toBe(token)
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600)
+    expect(fs.readFileSync(path.join(dir, '.gitignore'), 'utf8').match(/hotreload-token/g)).toHaveLength(1)
+  })
+
+  it('--with-agent: the service reads the token file, hotctl the env; a deploy reloads the running service', {timeout: 90_000}, async () => {
+    const dir = project({'requirements.txt': '', 'app/__init__.py': '', 'app/handlers.py': 'VERSION = "v1"\n'})
+    const live = project({})
+    const init = await runCli(['init', '--with-agent', '--json', '--target', live], {cwd: dir, env: {HOTRELOAD_TOKEN: undefined}})
+    expect(init.exitCode, why(init)).toBe(0)
+    const tokenFile = init.json.tokenFile as string
+    // The live tree as a first deploy left it: the project without the config and the token.
+    fs.cpSync(dir, live, {recursive: true, filter: (src) => !/(hotctl\.config\.yaml|\.hotreload-token|\.gitignore)$/.test(src)})
+    const service = `
+import sys
+sys.path.insert(0, sys.argv[1])
+from wsgiref.simple_server import make_server
+from hotreload_agent import Agent, HotReloadWSGI
+agent = Agent(sys.argv[1])
+handlers = agent.register("h", "app.handlers")
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [handlers.VERSION.encode()]
+server = make_server("127.0.0.1", 0, HotReloadWSGI(app, agent))
+print("READY", server.server_address[1], flush=True)
+server.serve_forever()
+`
+    const env: NodeJS.ProcessEnv = {...process.env, PYTHONDONTWRITEBYTECODE: '1', HOTRELOAD_TOKEN_FILE: tokenFile}
+    delete env.HOTRELOAD_TOKEN
+    const proc = spawn('python3', ['-c', service, live], {env, stdio: ['ignore', 'pipe', 'pipe']})
+    procs.push(proc)
+    let out = ''
+    let log = ''
+    proc.stdout!.on('data', (d) => (out += String(d)))
+    proc.stderr!.on('data', (d) => (log += String(d)))
+    const port = await waitFor(`the service READY line (stderr: ${log})`, () => /READY (\d+)/.exec(out)?.[1])
+    const base = `http://127.0.0.1:${port}`
+    const get = async () => (await fetch(base + '/')).text()
+    expect(await get()).toBe('v1')
+    // The template's port, set to the service's (as a user edits it).
+    const cfgPath = path.join(dir, 'hotctl.config.yaml')
+    fs.writeFileSync(cfgPath, fs.readFileSync(cfgPath, 'utf8').replaceAll('127.0.0.1:8001', `127.0.0.1:${port}`))
+    fs.writeFileSync(path.join(dir, 'app', 'handlers.py'), 'VERSION = "v2"\n')
+
+    const anonymous = await fetch(base + '/api/v1/hot-reload/check', {method: 'POST'})
+    expect(anonymous.status).toBe(401) // the agent has the file's token: a request without it is refused
+
+    const noEnv = await runCli(['deploy', '--no-restart', '--json'], {cwd: dir, env: {HOTRELOAD_TOKEN: undefined}})
+    expect(noEnv.exitCode, why(noEnv)).toBe(2)
+    expect(noEnv.json.error.message).toMatch(/reload\.trigger\.headers\.Authorization: environment variable HOTRELOAD_TOKEN is not set/)
+
+    const token = fs.readFileSync(tokenFile, 'utf8').trim()
+    const deploy = await runCli(['deploy', '--no-restart', '--json'], {cwd: dir, env: {HOTRELOAD_TOKEN: token}})
+    expect(deploy.exitCode, why(deploy)).toBe(0)
+    expect(deploy.stdout + deploy.stderr).not.toContain(token)
+    expect(await get()).toBe('v2')
+    expect(fs.existsSync(path.join(live, '.hotreload-token'))).toBe(false) // never deployed
   })
 
   it('refuses a target that overlaps the project (exit 2) and writes nothing', async () => {

@@ -5,15 +5,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from .agent import Agent
+from .auth import is_loopback
 from .endpoints import dispatch, encode, handles
 
 
 class AdminServer:
     def __init__(self, agent: Agent, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Bound to a loopback address, check and rollback work without a token
+        (only this host can connect; do not put a reverse proxy in front of
+        this port). Bound anywhere else, they need the token."""
         handler = type("HotReloadAdminHandler", (_Handler,), {"agent": agent})
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
         self.host, self.port = self.httpd.server_address[:2]
+        handler.open_without_token = is_loopback(self.host)
         self._thread = threading.Thread(target=self.httpd.serve_forever,
                                         name="hotreload-admin", daemon=True)
 
@@ -38,6 +43,7 @@ def start_admin_server(agent: Agent, host: str = "127.0.0.1", port: int = 0) -> 
 
 class _Handler(BaseHTTPRequestHandler):
     agent: Any = None
+    open_without_token = False
     protocol_version = "HTTP/1.1"
 
     def _serve(self) -> None:
@@ -48,7 +54,8 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload, headers = 404, {"error": "not found"}, {}
         else:
             status, payload, headers = dispatch(self.agent, self.command, path,
-                                                self.headers.get("Authorization"), body)
+                                                self.headers.get("Authorization"), body,
+                                                self.open_without_token)
         data = encode(payload)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")

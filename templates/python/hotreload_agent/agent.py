@@ -7,8 +7,8 @@ verified while the old generation keeps serving; only then is one pointer
 """
 
 import fnmatch
+import gc
 import hashlib
-import hmac
 import importlib
 import logging
 import os
@@ -20,6 +20,7 @@ from collections import deque
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import depgraph
+from .auth import TOKEN_ENV, TOKEN_FILE_ENV, TokenSource, TokenState, bearer_matches, public_error, summarize
 from .generation import Generation
 from .loader import LoadTransaction, Unit
 from .marker import deploy_in_progress, read_release_id, resolve_lock_path
@@ -28,7 +29,6 @@ from .snapshot import Snapshot, TreeScanner, diff_snapshots, sha256_file
 
 log = logging.getLogger("hotreload_agent")
 
-TOKEN_ENV = "HOTRELOAD_TOKEN"
 POLL_ENV = "HOTRELOAD_POLL_INTERVAL"
 
 STATES = ("idle", "loading", "live", "rejected", "rolled_back", "restart_required")
@@ -56,12 +56,25 @@ class NoPreviousGeneration(Exception):
 
 
 def _error(exc: BaseException, where: str = "") -> Dict[str, Any]:
-    message = str(exc)
+    """`message` is a one-line summary (shown to anyone); `traceback` is for
+    callers with the token only."""
+    message = str(exc) or type(exc).__name__
     return {
         "type": type(exc).__name__,
         "message": (where + ": " + message) if where else message,
         "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
     }
+
+
+def _collect_released(generations: List[Generation]) -> None:
+    """A released generation is a web of cycles (functions <-> module dicts)
+    that only a full collection frees. Collect now, before the next reload
+    allocates: otherwise its memory is reused piecemeal and RSS creeps up
+    (~1 MB per reload in tests/reload_memory.py). Once per deploy, on the
+    thread running the check. A generation released later, when its last
+    in-flight call ends, is left to the interpreter's own collections."""
+    if any(g.released for g in generations):
+        gc.collect()
 
 
 def _now_iso() -> str:
@@ -72,18 +85,22 @@ class Agent:
     def __init__(self, root: str, *, entry_file: Optional[str] = None,
                  restart_patterns: Sequence[str] = (), keep_generations: int = 3,
                  token: Optional[str] = None, token_env: str = TOKEN_ENV,
+                 token_file: Optional[str] = None, token_file_env: str = TOKEN_FILE_ENV,
                  lock_path: Optional[str] = None, poll_interval: Optional[float] = None,
                  history_size: int = 10) -> None:
         """root: the deployed tree (hotctl's target). entry_file: the service's
         entry script (a change to it needs a restart). keep_generations: how
-        many generations stay loaded for rollback (current included, >= 2)."""
+        many generations stay loaded for rollback (current included, >= 2).
+        token: the bearer token for check/rollback over HTTP; when None it is
+        $HOTRELOAD_TOKEN, else read from the file token_file or
+        $HOTRELOAD_TOKEN_FILE (mode 0600), on every request."""
         self.root = os.path.realpath(root)
         self.entry_file = os.path.realpath(entry_file) if entry_file else None
         self.restart_patterns = tuple(_RESTART_PATTERNS) + tuple(restart_patterns)
         self.keep_generations = max(2, keep_generations)
         self.lock_path = resolve_lock_path(self.root, lock_path)
-        self._token = token
-        self._token_env = token_env
+        self._tokens = TokenSource(token, token_env, token_file, token_file_env)
+        self._token_problem: Optional[str] = None
         self._scanner = TreeScanner(self.root)
         self._reload_lock = threading.RLock()  # one check/rollback at a time
         self._state_lock = threading.Lock()  # consistent status reads
@@ -140,22 +157,32 @@ class Agent:
             handler = gen.handlers.setdefault(name, self._build_handler(name, old=None))
         return handler
 
+    def token_state(self) -> TokenState:
+        """The expected token, or why there is none usable (logged once per change)."""
+        state = self._tokens.state()
+        if state.problem != self._token_problem:
+            self._token_problem = state.problem
+            if state.problem:
+                log.error("hot-reload token: %s; check and rollback are refused", state.problem)
+        return state
+
     def expected_token(self) -> str:
-        if self._token is not None:
-            return self._token
-        return os.environ.get(self._token_env, "")
+        return self.token_state().token or ""
 
-    def authorized(self, authorization_header: Optional[str]) -> bool:
-        """Bearer token check; with no token configured mutating calls are open."""
-        expected = self.expected_token()
-        if not expected:
-            return True
-        scheme, _, value = (authorization_header or "").partition(" ")
-        if scheme.lower() != "bearer":
-            value = ""
-        return hmac.compare_digest(value.strip().encode("utf-8"), expected.encode("utf-8"))
+    def no_token_help(self) -> str:
+        return self._tokens.how_to_set()
 
-    def status(self) -> Dict[str, Any]:
+    def authorized(self, authorization_header: Optional[str], open_without_token: bool = False) -> bool:
+        """Bearer token check. Without a token only `open_without_token` (an
+        admin server bound to loopback) lets a call through; a token that is
+        configured but unusable (e.g. a token file others can read) lets none."""
+        state = self.token_state()
+        if state.token:
+            return bearer_matches(authorization_header, state.token)
+        return open_without_token and state.problem is None
+
+    def status(self, full: bool = True) -> Dict[str, Any]:
+        """full=False (a caller without the token): last_error without traceback."""
         with self._state_lock:
             gen = self._current
             return {
@@ -164,7 +191,7 @@ class Agent:
                 "generation": gen.number,
                 "changed_files": list(self._changed),
                 "reload_order": list(self._order),
-                "last_error": self._last_error,
+                "last_error": self._last_error if full else public_error(self._last_error),
                 "history": list(self._history),
             }
 
@@ -236,6 +263,7 @@ class Agent:
                 self._changed, self._order = [], []
                 self._record(target, "rolled_back", [], started)
             bad.retire()
+            _collect_released([bad])
             self._held = self._scanner.scan()
             self._failed_snapshot = None
             return self.status()
@@ -340,12 +368,15 @@ class Agent:
             self._record(new, "live", changed, started)
             retired = self._generations[:-self.keep_generations]
             del self._generations[:-self.keep_generations]
+        txn.close()  # the outgoing modules now live only in gen.modules (rollback window)
         for old_gen in retired:
             old_gen.retire()
+        _collect_released(retired)
         log.info("hot reload generation %d live: %s", new.number, ", ".join(order))
 
     def _finish_failed(self, gen: Generation, state: str, err: Dict[str, Any], scan: Snapshot,
                        changed: List[str], order: List[str], started: float) -> None:
+        err = dict(err, message=summarize(err["message"], self.root))
         with self._state_lock:
             self._state = state
             self._changed, self._order, self._last_error = changed, order, err

@@ -1,4 +1,7 @@
-"""ASGI middleware: serves the agent endpoints for `http` scopes."""
+"""ASGI middleware: serves the agent endpoints for `http` scopes.
+
+As with WSGI, check and rollback always need the token on the app's port.
+"""
 
 import asyncio
 from typing import Any, Callable

@@ -12,7 +12,8 @@ VERSIONS_PATH = PREFIX + "/versions"
 ROLLBACK_PATH = PREFIX + "/rollback"
 HEALTH_PATH = "/health"
 
-# path -> (method, needs token)
+# path -> (method, needs token). The others answer anyone, but show a
+# traceback in last_error only to a caller that could also reload.
 ROUTES = {
     STATUS_PATH: ("GET", False),
     VERSIONS_PATH: ("GET", False),
@@ -29,16 +30,18 @@ def handles(path: str, include_health: bool = True) -> bool:
 
 
 def dispatch(agent: Agent, method: str, path: str, authorization: Optional[str],
-             body: bytes) -> Response:
-    """Serve one agent endpoint. `path` must satisfy handles()."""
+             body: bytes, open_without_token: bool = False) -> Response:
+    """Serve one agent endpoint. `path` must satisfy handles().
+    open_without_token: only for an admin server bound to a loopback address."""
     expected_method, needs_token = ROUTES[path]
     method = method.upper()
     if method != expected_method and not (expected_method == "GET" and method == "HEAD"):
         return 405, {"error": "method not allowed"}, {"Allow": expected_method}
-    if needs_token and not agent.authorized(authorization):
-        return 401, {"error": "unauthorized"}, {"WWW-Authenticate": "Bearer"}
+    allowed = (needs_token or path == STATUS_PATH) and agent.authorized(authorization, open_without_token)
+    if needs_token and not allowed:
+        return _refusal(agent)
     if path == STATUS_PATH:
-        return 200, agent.status(), {}
+        return 200, agent.status(full=allowed), {}
     if path == VERSIONS_PATH:
         return 200, agent.versions(), {}
     if path == HEALTH_PATH:
@@ -62,6 +65,14 @@ def dispatch(agent: Agent, method: str, path: str, authorization: Optional[str],
         return 200, agent.check(expect=expect), {}
     except TreeNotConsistent as exc:
         return 409, {"error": "tree not yet consistent", "mismatched": exc.mismatched}, {}
+
+
+def _refusal(agent: Agent) -> Response:
+    token, problem = agent.token_state()
+    if token:
+        return 401, {"error": "unauthorized"}, {"WWW-Authenticate": "Bearer"}
+    # Nothing a caller could send would help: the service needs a token first.
+    return 403, {"error": problem or agent.no_token_help()}, {}
 
 
 def encode(body: Dict[str, Any]) -> bytes:

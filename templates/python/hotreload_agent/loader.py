@@ -5,6 +5,12 @@ old module's dict, which is what importlib.reload does). The new objects are
 placed in sys.modules step by step so dependants executed later import them;
 if anything fails, every sys.modules entry and parent-package attribute the
 transaction touched is put back, so the old generation keeps serving.
+
+A transaction holds the modules it replaced. A new module keeps its loader
+(`__spec__.loader`) for as long as it lives, so the loader lets go of the
+transaction once the module has executed, and the transaction lets go of the
+replaced modules once it is committed or undone (close()). Otherwise every
+generation ever loaded would stay reachable through the one after it.
 """
 
 import importlib
@@ -14,7 +20,7 @@ import importlib.util
 import os
 import sys
 from types import CodeType, ModuleType
-from typing import Any, Dict, List, NamedTuple, Set, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple
 
 _MISSING = object()
 
@@ -31,16 +37,22 @@ class _HotLoader(importlib.machinery.SourceFileLoader):
 
     def __init__(self, fullname: str, path: str, unit: Unit, txn: "LoadTransaction") -> None:
         super().__init__(fullname, path)
-        self._unit = unit
-        self._txn = txn
+        self._code = unit.code
+        self._txn: Optional[LoadTransaction] = txn
 
     def get_code(self, fullname: str) -> CodeType:
-        return self._unit.code
+        return self._code
 
     def exec_module(self, module: ModuleType) -> None:
-        self._txn.before_exec(module)
+        # The module keeps its loader for life: holding the transaction here
+        # would keep the module it replaced (and that one's predecessor...) alive.
+        txn, self._txn = self._txn, None
+        if txn is None:  # executed again outside a reload (e.g. importlib.reload)
+            super().exec_module(module)
+            return
+        txn.before_exec(module)
         super().exec_module(module)
-        old = self._txn.old_module(module.__name__)
+        old = txn.old_module(module.__name__)
         hook = module.__dict__.get("__hot_reload__")
         if old is not None and callable(hook):
             hook(old)  # lets the new module carry state over from the old one
@@ -73,6 +85,7 @@ class LoadTransaction:
         self._parent_attrs: List[Tuple[ModuleType, str, Any]] = []
         self._attr_seen: Set[Tuple[int, str]] = set()
         self._before: Set[str] = set()
+        self._closed = False
 
     def old_module(self, name: str):
         old = self._saved.get(name, _MISSING)
@@ -129,7 +142,21 @@ class LoadTransaction:
             sys.meta_path.remove(finder)
         return order
 
+    def close(self) -> None:
+        """Forget the replaced modules and parent attributes (after commit or
+        undo): only the generations the agent keeps may hold them."""
+        self._closed = True
+        self._units = {}
+        self._steps = []
+        self._saved = {}
+        self._parent_attrs = []
+        self._attr_seen = set()
+        self._before = set()
+
     def undo(self) -> None:
+        """Put back every entry the transaction changed, then close()."""
+        if self._closed:
+            return  # already committed or undone: nothing of it is left to put back
         for name in set(sys.modules) - self._before:
             module = sys.modules.get(name)
             if name in self._units or (module is not None and self._owned(module)):
@@ -144,3 +171,4 @@ class LoadTransaction:
                 parent.__dict__.pop(child, None)
             else:
                 setattr(parent, child, value)
+        self.close()

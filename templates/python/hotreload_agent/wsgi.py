@@ -1,4 +1,8 @@
-"""WSGI middleware: serves the agent endpoints, passes everything else on."""
+"""WSGI middleware: serves the agent endpoints, passes everything else on.
+
+The app's port may be public or behind a proxy: check and rollback always
+need the token here (without one they are refused with 403).
+"""
 
 from typing import Any, Callable, Iterable
 

@@ -1,15 +1,21 @@
 """Shared fixture: a throwaway package in a temp dir, imported for real."""
 
+import http.client
 import json
 import os
 import shutil
 import sys
 import tempfile
 import textwrap
+import threading
 import unittest
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from hotreload_agent import Agent, start_admin_server
 
@@ -63,10 +69,36 @@ class AgentTestCase(unittest.TestCase):
         self.agents.append(agent)
         return agent
 
-    def serve(self, agent: Agent) -> str:
-        server = start_admin_server(agent, "127.0.0.1", 0)
+    def serve(self, agent: Agent, host: str = "127.0.0.1") -> str:
+        """The admin server; its URL always uses 127.0.0.1 (also when bound to 0.0.0.0)."""
+        server = start_admin_server(agent, host, 0)
         self.servers.append(server)
-        return server.url
+        return "http://127.0.0.1:%d" % server.port
+
+    def serve_wsgi(self, app) -> str:
+        """A real wsgiref server on 127.0.0.1 (an app port), in a thread."""
+        server = make_server("127.0.0.1", 0, app, server_class=_ThreadingWSGIServer,
+                             handler_class=_QuietWSGIHandler)
+        return self._run(server)
+
+    def reverse_proxy(self, upstream: str) -> str:
+        """A tiny reverse proxy on 127.0.0.1 forwarding everything to `upstream`,
+        as nginx on the same host would: the app sees every request from 127.0.0.1."""
+        handler = type("Proxy", (_ProxyHandler,), {"upstream": urllib.parse.urlsplit(upstream)})
+        return self._run(ThreadingHTTPServer(("127.0.0.1", 0), handler))
+
+    def _run(self, server) -> str:
+        server.daemon_threads = True
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+
+        def stop() -> None:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
+
+        self.addCleanup(stop)
+        return "http://127.0.0.1:%d" % server.server_address[1]
 
     def http(self, url: str, method: str = "GET", body=None, token=None):
         """Returns (status, parsed JSON)."""
@@ -81,3 +113,42 @@ class AgentTestCase(unittest.TestCase):
                 return resp.status, json.loads(resp.read().decode())
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read().decode())
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietWSGIHandler(WSGIRequestHandler):
+    def log_message(self, format, *args) -> None:
+        pass
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    upstream = None
+    protocol_version = "HTTP/1.1"
+
+    def _forward(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        headers["X-Forwarded-For"] = self.client_address[0]
+        conn = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=10)
+        try:
+            conn.request(self.command, self.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            conn.close()
+        self.send_response(resp.status)
+        for key, value in resp.getheaders():
+            if key.lower() not in ("connection", "transfer-encoding", "content-length"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_HEAD = _forward
+
+    def log_message(self, format, *args) -> None:
+        pass
