@@ -1,5 +1,6 @@
 import {EXIT, HotctlError, errorMessage, usageError} from '../errors.js'
 import {parseId} from '../ids.js'
+import {BackupDamagedError} from '../store/integrity.js'
 import {runTasks} from '../ui/render.js'
 import type {OpContext} from './context.js'
 import {lockTarget, nextId, Operation, recoverInterrupted, type Recovery} from './operation.js'
@@ -37,7 +38,7 @@ export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<Rol
   const unlock = lockTarget(ctx, `hotctl ${process.argv.slice(2).join(' ')}`)
   try {
     const recovery = await recoverInterrupted(ctx, {allowRestart: true})
-    const to = chooseBackup(ctx, opts.to)
+    const to = chooseRestorable(ctx, opts.to)
     const meta = target.backups().find((b) => b.id === to)!
     const from = target.readMarker()?.id ?? null
     const undo = nextId(ctx)
@@ -61,7 +62,14 @@ export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<Rol
             task: (_c, task) => {
               op.phase('restore')
               changed = true
-              const r = target.restore(to)
+              let r: {written: string[]; removed: string[]}
+              try {
+                r = target.restore(to)
+              } catch (err) {
+                // Refused before writing anything (checked against its hashes first): the target is untouched.
+                if (err instanceof BackupDamagedError) changed = false
+                throw err
+              }
               result.written = r.written.length
               result.removed = r.removed.length
               task.title = `Restore backup ${to}: ${r.written.length} written, ${r.removed.length} removed`
@@ -83,7 +91,8 @@ export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<Rol
       result.error = ctx.signal.aborted ? 'interrupted by signal' : errorMessage(err)
       if (!changed) {
         op.end('failed', EXIT.checksFailed, {error: result.error})
-        throw new HotctlError(`rollback failed before changing the target: ${result.error}`, ctx.signal.aborted ? EXIT.interrupted : EXIT.checksFailed)
+        const damaged = err instanceof BackupDamagedError ? err : undefined
+        throw new HotctlError(`rollback failed before changing the target: ${result.error}`, ctx.signal.aborted ? EXIT.interrupted : EXIT.checksFailed, damaged?.hint, damaged?.details)
       }
       ctx.ui.say(`hotctl: rollback to ${to} failed (${result.error}); putting back ${undo}`)
       result.restore = await restoreAndProve(ctx, undo, op.phase, {label: 'release before the rollback', allowRestart: true})
@@ -97,6 +106,24 @@ export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<Rol
     return {...result, durationMs: Date.now() - started}
   } finally {
     unlock()
+  }
+}
+
+/**
+ * chooseBackup sees only backups whose metadata can be read. When it finds nothing to restore and
+ * the backup asked for (--to, or the one from before the live release) exists with damaged
+ * metadata, that is the answer: refused as damaged (exit 1, nothing touched).
+ */
+function chooseRestorable(ctx: OpContext, to: string | undefined): string {
+  try {
+    return chooseBackup(ctx, to)
+  } catch (err) {
+    const wanted = to ?? ctx.target.readMarker()?.id
+    if (wanted && ctx.target.backupIds().includes(wanted)) {
+      const {damage} = ctx.target.checkBackups(wanted)
+      if (damage.length > 0) throw new BackupDamagedError(wanted, damage)
+    }
+    throw err
   }
 }
 
