@@ -92,7 +92,8 @@ export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<Rol
       if (!changed) {
         op.end('failed', EXIT.checksFailed, {error: result.error})
         const damaged = err instanceof BackupDamagedError ? err : undefined
-        throw new HotctlError(`rollback failed before changing the target: ${result.error}`, ctx.signal.aborted ? EXIT.interrupted : EXIT.checksFailed, damaged?.hint, damaged?.details)
+        const code = ctx.signal.aborted ? EXIT.interrupted : EXIT.checksFailed
+        throw new HotctlError(`rollback failed before changing the target: ${result.error}`, code, damaged?.hint, damaged?.details)
       }
       ctx.ui.say(`hotctl: rollback to ${to} failed (${result.error}); putting back ${undo}`)
       result.restore = await restoreAndProve(ctx, undo, op.phase, {label: 'release before the rollback', allowRestart: true})

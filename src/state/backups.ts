@@ -61,7 +61,8 @@ export class BackupIndex {
 
   /** Every `<id>.json`, oldest first, parsed or with why not: damaged metadata is not a missing backup. */
   readAll(): MetaRead[] {
-    return this.names().flatMap((name) => (name.endsWith('.json') && ID_PATTERN.test(name.slice(0, -5)) ? [this.readFile(name.slice(0, -5))] : []))
+    const ids = this.names().flatMap((name) => (name.endsWith('.json') ? [name.slice(0, -5)] : []))
+    return ids.filter((id) => ID_PATTERN.test(id)).map((id) => this.readFile(id))
   }
 
   /** One backup's metadata file as found; undefined when there is none. */
@@ -86,7 +87,8 @@ export class BackupIndex {
     try {
       return {id, raw: JSON.parse(fs.readFileSync(this.metaPath(id), 'utf8'))}
     } catch (err) {
-      return {id, error: err instanceof SyntaxError ? `not valid JSON (${err.message})` : ((err as NodeJS.ErrnoException).code ?? String(err))}
+      const why = err instanceof SyntaxError ? `not valid JSON (${err.message})` : ((err as NodeJS.ErrnoException).code ?? String(err))
+      return {id, error: why}
     }
   }
 

@@ -102,7 +102,9 @@ export interface CheckedBackup {
  */
 export function checkBackup(id: string, read: MetaRead | undefined, checker: StoreChecker): CheckedBackup {
   const at = `metadata backups/${id}.json`
-  const damaged = (problem: Damage['problem'], message: string): CheckedBackup => ({damage: [{backup: id, what: 'metadata', problem, message: `${at} ${message}`}]})
+  const damaged = (problem: Damage['problem'], message: string): CheckedBackup => ({
+    damage: [{backup: id, what: 'metadata', problem, message: `${at} ${message}`}],
+  })
   if (!read) return damaged('missing', 'is missing')
   if (read.error !== undefined) return damaged('unreadable', `is unreadable: ${read.error}`)
   const bad = metaProblem(id, read.raw)
@@ -114,7 +116,8 @@ export function checkBackup(id: string, read: MetaRead | undefined, checker: Sto
   for (const [dir, hash] of Object.entries(meta.root)) {
     const c = checker.chunk(hash)
     if (!c.rows) {
-      damage.push({backup: id, what: 'chunk', problem: c.problem!, path: dir, hash, message: `directory ${displayDir(dir)}: chunk ${hash} ${c.detail}`})
+      const message = `directory ${displayDir(dir)}: chunk ${hash} ${c.detail}`
+      damage.push({backup: id, what: 'chunk', problem: c.problem!, path: dir, hash, message})
       continue
     }
     rowsByDir.set(dir, c.rows)
@@ -128,15 +131,21 @@ export function checkBackup(id: string, read: MetaRead | undefined, checker: Sto
     const parentRows = rowsByDir.get(parent)
     if (!parentRows && parent in meta.root) continue // the parent chunk is damaged: reported already
     if (!parentRows?.some((r) => r[0] === dir.slice(slash + 1) && r[1] === 'd')) {
-      damage.push({backup: id, what: 'metadata', problem: 'invalid', path: dir, hash: meta.root[dir], message: `${at} lists directory ${dir}/, which its parent ${displayDir(parent)} does not hold`})
+      const message = `${at} lists directory ${dir}/, which its parent ${displayDir(parent)} does not hold`
+      damage.push({backup: id, what: 'metadata', problem: 'invalid', path: dir, hash: meta.root[dir], message})
     }
   }
   if (damage.length === 0) {
     let files = 0
     let bytes = 0
-    for (const e of manifest.values()) if (e.type === 'file') (files++, (bytes += e.size!))
+    for (const e of manifest.values()) {
+      if (e.type !== 'file') continue
+      files++
+      bytes += e.size!
+    }
     if (files !== meta.files || bytes !== meta.bytes) {
-      damage.push({backup: id, what: 'metadata', problem: 'invalid', message: `${at} records ${meta.files} files, ${meta.bytes} bytes; its directory listings hold ${files} files, ${bytes} bytes`})
+      const message = `${at} records ${meta.files} files, ${meta.bytes} bytes; its directory listings hold ${files} files, ${bytes} bytes`
+      damage.push({backup: id, what: 'metadata', problem: 'invalid', message})
     }
   }
   return damage.length ? {meta, damage} : {meta, manifest, damage}
@@ -184,7 +193,13 @@ export function checkStore(reads: MetaRead[], store: ObjectStore, opts: {wholeSt
     damage.push(...b.damage)
     backups.push({id: read.id, ok: b.damage.length === 0, files: b.manifest ? b.meta!.files : null, damage: b.damage.length})
   }
-  const info: IntegrityReport['info'] = {orphanObjects: 0, orphanBytes: 0, tempFiles: [], incompleteBackups: opts.incomplete ?? [], strayFiles: []}
+  const info: IntegrityReport['info'] = {
+    orphanObjects: 0,
+    orphanBytes: 0,
+    tempFiles: [],
+    incompleteBackups: opts.incomplete ?? [],
+    strayFiles: [],
+  }
   if (opts.wholeStore) {
     const scan = store.scan()
     for (const [hash, size] of scan.objects) {
@@ -196,10 +211,14 @@ export function checkStore(reads: MetaRead[], store: ObjectStore, opts: {wholeSt
     info.strayFiles = scan.stray
     const ghosts = (scan.index ?? []).filter((h) => !scan.objects.has(h))
     if (ghosts.length > 0) {
-      damage.push({what: 'index', problem: 'invalid', hash: ghosts[0], message: `objects/index names ${ghosts.length} object(s) the store does not hold (${ghosts.slice(0, 3).join(', ')}): a later backup of that content would rely on them; delete objects/index (it is rebuilt from the objects on disk)`})
+      const message =
+        `objects/index names ${ghosts.length} object(s) the store does not hold (${ghosts.slice(0, 3).join(', ')}): a later backup ` +
+        'of that content would rely on them; delete objects/index (it is rebuilt from the objects on disk)'
+      damage.push({what: 'index', problem: 'invalid', hash: ghosts[0], message})
     }
   }
-  return {backups, damage, checked: {backups: reads.length, chunks: checker.chunksChecked, objects: checker.objectsChecked, bytes: checker.hashedBytes}, info}
+  const checked = {backups: reads.length, chunks: checker.chunksChecked, objects: checker.objectsChecked, bytes: checker.hashedBytes}
+  return {backups, damage, checked, info}
 }
 
 /** What is wrong with a parsed metadata file, as a sentence tail; undefined when it is sound. */
@@ -211,7 +230,8 @@ function metaProblem(id: string, raw: unknown): string | undefined {
   if (!Number.isSafeInteger(m.files) || (m.files as number) < 0) return 'has an invalid `files`'
   if (!Number.isSafeInteger(m.bytes) || (m.bytes as number) < 0) return 'has an invalid `bytes`'
   if (m.release !== null && typeof m.release !== 'string') return 'has an invalid `release`'
-  if (m.protect !== undefined && !(Array.isArray(m.protect) && m.protect.every((p) => typeof p === 'string'))) return 'has an invalid `protect`'
+  const strings = (v: unknown) => Array.isArray(v) && v.every((p) => typeof p === 'string')
+  if (m.protect !== undefined && !strings(m.protect)) return 'has an invalid `protect`'
   const root = m.root
   if (!root || typeof root !== 'object' || Array.isArray(root)) return 'has no `root` (directory → chunk map)'
   const entries = Object.entries(root as Record<string, unknown>)

@@ -108,7 +108,8 @@ function rowProblem(row: unknown): string | undefined {
 }
 
 /** One path segment a directory can hold. */
-export const isSegment = (s: unknown): s is string => typeof s === 'string' && s !== '' && s !== '.' && s !== '..' && !s.includes('/') && !s.includes('\0')
+export const isSegment = (s: unknown): s is string =>
+  typeof s === 'string' && s !== '' && s !== '.' && s !== '..' && !s.includes('/') && !s.includes('\0')
 
 export const displayDir = (dir: string) => (dir ? `${dir}/` : '(root)')
 

@@ -7,7 +7,11 @@ import {hashFile} from './hash.js'
 export const isHash = (s: unknown): s is string => typeof s === 'string' && /^[0-9a-f]{64}$/.test(s)
 
 /** What an object's content says about its name. */
-export type ObjectCheck = {state: 'ok'; size: number} | {state: 'missing'} | {state: 'mismatch'; actual: string; size: number} | {state: 'unreadable'; error: string}
+export type ObjectCheck =
+  | {state: 'ok'; size: number}
+  | {state: 'missing'}
+  | {state: 'mismatch'; actual: string; size: number}
+  | {state: 'unreadable'; error: string}
 
 /**
  * Content-addressed object store (git-like): `objects/ab/abcdef…` keyed by sha256. Objects are

@@ -212,7 +212,10 @@ export class LocalTarget implements Target {
   /** A backup's metadata and manifest, every chunk checked against its hash; throws when damaged. */
   private checkedBackup(id: string, checker: StoreChecker): {meta: BackupMeta; manifest: Manifest} {
     const read = this.index.read(id)
-    if (!read) throw new HotctlError(`backup ${id} is missing or incomplete in ${this.config.stateDir}`, EXIT.needsAttention, 'Run `hotctl backups` to see the complete ones.')
+    if (!read) {
+      const hint = 'Run `hotctl backups` to see the complete ones.'
+      throw new HotctlError(`backup ${id} is missing or incomplete in ${this.config.stateDir}`, EXIT.needsAttention, hint)
+    }
     const b = checkBackup(id, read, checker)
     if (!b.manifest) throw new BackupDamagedError(id, b.damage)
     return {meta: b.meta!, manifest: b.manifest}
