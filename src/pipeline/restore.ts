@@ -1,5 +1,6 @@
 import {errorMessage} from '../errors.js'
 import type {Phase} from '../state/journal.js'
+import {BackupDamagedError, type Damage} from '../store/integrity.js'
 import {runTasks} from '../ui/render.js'
 import type {OpContext} from './context.js'
 import {emptyProof, type LiveProof, proveLiveTasks} from './prove-live.js'
@@ -15,11 +16,15 @@ export interface RestoreOutcome {
   differences: string[]
   proof: LiveProof
   error?: string
+  /** Set when the backup was refused as damaged (nothing was written): what is damaged. */
+  damage?: Damage[]
 }
 
 /**
  * Puts backup `id` back and proves it: content equals the backup (by hash), the service reloads
- * and reports the backup's release, smoke passes. Runs to the end even after an interrupt — it is
+ * and reports the backup's release, smoke passes. A damaged backup (its metadata, chunks or the
+ * objects this restore would copy do not match their hashes) is refused before anything is
+ * written: `ok` false, `damage` says what. Runs to the end even after an interrupt — it is
  * what an interrupt asks for — so it gets a signal of its own.
  */
 export async function restoreAndProve(ctx: OpContext, id: string, phase: (p: Phase) => void, opts: {label?: string; allowRestart: boolean}): Promise<RestoreOutcome> {
@@ -55,6 +60,7 @@ export async function restoreAndProve(ctx: OpContext, id: string, phase: (p: Pha
     outcome.ok = true
   } catch (err) {
     outcome.error = errorMessage(err)
+    if (err instanceof BackupDamagedError) outcome.damage = err.damage
   }
   return outcome
 }

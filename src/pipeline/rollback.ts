@@ -1,5 +1,6 @@
 import {EXIT, HotctlError, errorMessage} from '../errors.js'
 import {operations} from '../state/journal.js'
+import {BackupDamagedError} from '../store/integrity.js'
 import {runTasks} from '../ui/render.js'
 import type {OpContext} from './context.js'
 import {lockTarget, nextId, Operation, recoverInterrupted, type Recovery} from './operation.js'
@@ -44,7 +45,7 @@ export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<Rol
   const unlock = lockTarget(ctx, `hotctl ${process.argv.slice(2).join(' ')}`)
   try {
     const recovery = await recoverInterrupted(ctx, {allowRestart: true})
-    const choice = chooseBackup(ctx, opts.to)
+    const choice = chooseRestorable(ctx, opts.to)
     if (!choice.snapshot) return {...(await confirmLive(ctx, choice, recovery)), durationMs: Date.now() - started}
     const to = choice.snapshot
     const meta = target.backups().find((b) => b.id === to)!
@@ -70,7 +71,14 @@ export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<Rol
             task: (_c, task) => {
               op.phase('restore')
               changed = true
-              const r = target.restore(to)
+              let r: {written: string[]; removed: string[]}
+              try {
+                r = target.restore(to)
+              } catch (err) {
+                // Refused before writing anything (checked against its hashes first): the target is untouched.
+                if (err instanceof BackupDamagedError) changed = false
+                throw err
+              }
               result.written = r.written.length
               result.removed = r.removed.length
               task.title = `Restore ${describe(meta.release)} (snapshot ${to}): ${r.written.length} written, ${r.removed.length} removed`
@@ -92,7 +100,9 @@ export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<Rol
       result.error = ctx.signal.aborted ? 'interrupted by signal' : errorMessage(err)
       if (!changed) {
         op.end('failed', EXIT.checksFailed, {error: result.error})
-        throw new HotctlError(`rollback failed before changing the target: ${result.error}`, ctx.signal.aborted ? EXIT.interrupted : EXIT.checksFailed)
+        const damaged = err instanceof BackupDamagedError ? err : undefined
+        const code = ctx.signal.aborted ? EXIT.interrupted : EXIT.checksFailed
+        throw new HotctlError(`rollback failed before changing the target: ${result.error}`, code, damaged?.hint, damaged?.details)
       }
       ctx.ui.say(`hotctl: rollback to ${to} failed (${result.error}); putting back ${undo}`)
       result.restore = await restoreAndProve(ctx, undo, op.phase, {label: 'release before the rollback', allowRestart: true})
@@ -146,4 +156,30 @@ async function confirmLive(ctx: OpContext, choice: Choice, recovery: Recovery | 
     )
   }
   return {exitCode: EXIT.ok, outcome: 'already-live', release: choice.release, from: choice.release, proof, recovery}
+}
+
+/**
+ * chooseBackup sees only snapshots whose metadata can be read. When it finds nothing to restore and
+ * a snapshot that would hold the release asked for exists with damaged metadata, that is the
+ * answer: refused as damaged (exit 1, nothing touched). The journal says which snapshots hold a
+ * release: those taken by the operations that replaced it (their start's `from`).
+ */
+function chooseRestorable(ctx: OpContext, to: string | undefined): Choice {
+  try {
+    return chooseBackup(ctx, to)
+  } catch (err) {
+    const live = ctx.target.readMarker()?.id ?? null
+    const ops = operations(ctx.target.journal.read())
+    const candidates =
+      to === undefined
+        ? ops.filter((o) => o.op === 'deploy' && o.opId === live).map((o) => o.start.backup)
+        : ops.filter((o) => (o.start.from ?? INITIAL) === to).map((o) => o.start.backup)
+    const readable = new Set(ctx.target.backups().map((b) => b.id))
+    for (const id of ctx.target.backupIds()) {
+      if (readable.has(id) || !candidates.includes(id)) continue
+      const {damage} = ctx.target.checkBackups(id)
+      if (damage.length > 0) throw new BackupDamagedError(id, damage)
+    }
+    throw err
+  }
 }

@@ -20,6 +20,13 @@ export interface BackupMeta {
   root: ManifestRoot
 }
 
+/** One metadata file as found: parsed (`raw`, not yet checked), or why it could not be read. */
+export interface MetaRead {
+  id: string
+  raw?: unknown
+  error?: string
+}
+
 export class BackupIndex {
   constructor(readonly dir: string) {}
 
@@ -52,6 +59,39 @@ export class BackupIndex {
 
   get(id: string): BackupMeta | undefined {
     return this.list().find((b) => b.id === id)
+  }
+
+  /** Every `<id>.json`, oldest first, parsed or with why not: damaged metadata is not a missing backup. */
+  readAll(): MetaRead[] {
+    const ids = this.names().flatMap((name) => (name.endsWith('.json') ? [name.slice(0, -5)] : []))
+    return ids.filter((id) => ID_PATTERN.test(id)).map((id) => this.readFile(id))
+  }
+
+  /** One backup's metadata file as found; undefined when there is none. */
+  read(id: string): MetaRead | undefined {
+    return fs.existsSync(this.metaPath(id)) ? this.readFile(id) : undefined
+  }
+
+  /** Ids whose metadata was being written when a run stopped (`<id>.json.tmp`): never complete. */
+  incomplete(): string[] {
+    return this.names().flatMap((n) => (n.endsWith('.json.tmp') ? [n.slice(0, -9)] : []))
+  }
+
+  private names(): string[] {
+    try {
+      return fs.readdirSync(this.dir).sort()
+    } catch {
+      return []
+    }
+  }
+
+  private readFile(id: string): MetaRead {
+    try {
+      return {id, raw: JSON.parse(fs.readFileSync(this.metaPath(id), 'utf8'))}
+    } catch (err) {
+      const why = err instanceof SyntaxError ? `not valid JSON (${err.message})` : ((err as NodeJS.ErrnoException).code ?? String(err))
+      return {id, error: why}
+    }
   }
 
   /** The commit point of a backup: metadata is written atomically, after its content. */

@@ -1,4 +1,4 @@
-import type {ObjectStore} from './objects.js'
+import {isHash, type ObjectCheck, type ObjectStore} from './objects.js'
 
 /** What a snapshot records per path: enough to rebuild and to verify by hash. */
 export interface ManifestEntry {
@@ -14,7 +14,8 @@ export type Manifest = Map<string, ManifestEntry>
 /** Per-directory chunk hashes: unchanged directories share their chunk object between snapshots. */
 export type ManifestRoot = Record<string, string>
 
-type Row = [name: string, type: 'f' | 'd' | 'l', mode: number, sizeOrLink?: number | string, hash?: string]
+/** One entry of a directory chunk: `[name, 'f', mode, size, hash]`, `[name, 'd', mode]` or `[name, 'l', mode, link]`. */
+export type Row = [name: string, type: 'f' | 'd' | 'l', mode: number, sizeOrLink?: number | string, hash?: string]
 
 /** Stores a manifest as one object per directory (git's trees, one level deep). */
 export function writeManifest(manifest: Manifest, store: ObjectStore): {root: ManifestRoot; added: number} {
@@ -39,18 +40,85 @@ export function writeManifest(manifest: Manifest, store: ObjectStore): {root: Ma
   return {root, added}
 }
 
+/**
+ * Reads a manifest, checking every chunk against its hash and its rows for shape: throws on the
+ * first damaged one (`store/integrity.ts` collects them all, naming the backup).
+ */
 export function readManifest(root: ManifestRoot, store: ObjectStore): Manifest {
   const manifest: Manifest = new Map()
   for (const [dir, chunk] of Object.entries(root)) {
-    const rows = JSON.parse(store.read(chunk).toString('utf8')) as Row[]
-    for (const [name, t, mode, sizeOrLink, hash] of rows) {
-      const rel = dir ? `${dir}/${name}` : name
-      if (t === 'f') manifest.set(rel, {type: 'file', mode, size: sizeOrLink as number, hash})
-      else if (t === 'd') manifest.set(rel, {type: 'dir', mode})
-      else manifest.set(rel, {type: 'symlink', mode, link: sizeOrLink as string})
-    }
+    const {data, check} = store.readChecked(chunk)
+    if (!data) throw new Error(`directory ${displayDir(dir)}: chunk ${chunk} ${describeCheck(check)}`)
+    addRows(manifest, dir, parseChunk(data))
   }
   return manifest
+}
+
+/** Adds one directory's rows to a manifest. */
+export function addRows(manifest: Manifest, dir: string, rows: Row[]): void {
+  for (const [name, t, mode, sizeOrLink, hash] of rows) {
+    const rel = dir ? `${dir}/${name}` : name
+    if (t === 'f') manifest.set(rel, {type: 'file', mode, size: sizeOrLink as number, hash})
+    else if (t === 'd') manifest.set(rel, {type: 'dir', mode})
+    else manifest.set(rel, {type: 'symlink', mode, link: sizeOrLink as string})
+  }
+}
+
+/**
+ * A chunk's rows, validated: a name is one path segment (never `..` or containing `/`, so a
+ * damaged chunk cannot point a restore outside the target), modes are permission bits, files
+ * have a size and a sha256, links a target, and no name appears twice. Throws naming the row.
+ */
+export function parseChunk(data: Buffer): Row[] {
+  let rows: unknown
+  try {
+    rows = JSON.parse(data.toString('utf8'))
+  } catch (err) {
+    throw new Error(`is not valid JSON (${(err as Error).message})`)
+  }
+  if (!Array.isArray(rows)) throw new Error('is not a list of entries')
+  const seen = new Set<string>()
+  rows.forEach((row: unknown, i) => {
+    const bad = rowProblem(row)
+    if (bad) throw new Error(`entry ${i + 1} ${bad}`)
+    const name = (row as Row)[0]
+    if (seen.has(name)) throw new Error(`names ${JSON.stringify(name)} twice`)
+    seen.add(name)
+  })
+  return rows as Row[]
+}
+
+function rowProblem(row: unknown): string | undefined {
+  if (!Array.isArray(row)) return 'is not a list'
+  const [name, t, mode, sizeOrLink, hash] = row as unknown[]
+  if (!isSegment(name)) return `has an invalid name ${JSON.stringify(name)}`
+  const where = JSON.stringify(name)
+  if (!Number.isInteger(mode) || (mode as number) < 0 || (mode as number) > 0o7777) return `(${where}) has an invalid mode`
+  if (t === 'f') {
+    if (row.length !== 5) return `(${where}) is a file entry with ${row.length} fields, not 5`
+    if (!Number.isSafeInteger(sizeOrLink) || (sizeOrLink as number) < 0) return `(${where}) has an invalid size`
+    if (!isHash(hash)) return `(${where}) has an invalid content hash`
+  } else if (t === 'd') {
+    if (row.length !== 3) return `(${where}) is a directory entry with ${row.length} fields, not 3`
+  } else if (t === 'l') {
+    if (row.length !== 4) return `(${where}) is a symlink entry with ${row.length} fields, not 4`
+    if (typeof sizeOrLink !== 'string' || sizeOrLink === '' || sizeOrLink.includes('\0')) return `(${where}) has an invalid link target`
+  } else return `(${where}) has an unknown type ${JSON.stringify(t)}`
+  return undefined
+}
+
+/** One path segment a directory can hold. */
+export const isSegment = (s: unknown): s is string =>
+  typeof s === 'string' && s !== '' && s !== '.' && s !== '..' && !s.includes('/') && !s.includes('\0')
+
+export const displayDir = (dir: string) => (dir ? `${dir}/` : '(root)')
+
+/** "is missing", "does not match its hash (…)", as a sentence tail. */
+export function describeCheck(check: ObjectCheck): string {
+  if (check.state === 'missing') return 'is missing'
+  if (check.state === 'unreadable') return `is unreadable (${check.error})`
+  if (check.state === 'mismatch') return `does not match its hash (its content hashes to ${check.actual})`
+  return 'is intact'
 }
 
 /**

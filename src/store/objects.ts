@@ -1,6 +1,17 @@
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
+import {hashFile} from './hash.js'
+
+/** Object names are sha256 hex digests. */
+export const isHash = (s: unknown): s is string => typeof s === 'string' && /^[0-9a-f]{64}$/.test(s)
+
+/** What an object's content says about its name. */
+export type ObjectCheck =
+  | {state: 'ok'; size: number}
+  | {state: 'missing'}
+  | {state: 'mismatch'; actual: string; size: number}
+  | {state: 'unreadable'; error: string}
 
 /**
  * Content-addressed object store (git-like): `objects/ab/abcdef…` keyed by sha256. Objects are
@@ -94,6 +105,89 @@ export class ObjectStore {
     return fs.readFileSync(this.pathOf(hash))
   }
 
+  /** Reads an object and checks it against its name: the data only when it hashes to it. */
+  readChecked(hash: string): {data: Buffer; check: ObjectCheck} | {data?: undefined; check: ObjectCheck} {
+    let data: Buffer
+    try {
+      data = this.read(hash)
+    } catch (err) {
+      return {check: missingOrUnreadable(err)}
+    }
+    const actual = crypto.createHash('sha256').update(data).digest('hex')
+    return actual === hash ? {data, check: {state: 'ok', size: data.length}} : {check: {state: 'mismatch', actual, size: data.length}}
+  }
+
+  /** Hashes an object's content (streamed) and compares it with its name. */
+  check(hash: string): ObjectCheck {
+    const file = this.pathOf(hash)
+    let size: number
+    let actual: string
+    try {
+      size = fs.statSync(file).size
+      actual = hashFile(file)
+    } catch (err) {
+      return missingOrUnreadable(err)
+    }
+    return actual === hash ? {state: 'ok', size} : {state: 'mismatch', actual, size}
+  }
+
+  /**
+   * Copies an object's content to `dest` (a new temp file), hashing what is actually written: a
+   * copy that does not hash to the object's name is removed and throws, so it is never renamed
+   * into place even if the object changed after it was checked.
+   */
+  copyOut(hash: string, dest: string, mode: number): void {
+    const h = crypto.createHash('sha256')
+    const src = fs.openSync(this.pathOf(hash), 'r')
+    let dst: number | undefined
+    try {
+      dst = fs.openSync(dest, 'wx', mode)
+      const buf = Buffer.allocUnsafe(1 << 20)
+      let n: number
+      while ((n = fs.readSync(src, buf, 0, buf.length, null)) > 0) {
+        h.update(buf.subarray(0, n))
+        fs.writeSync(dst, buf, 0, n)
+      }
+    } catch (err) {
+      if (dst !== undefined) fs.rmSync(dest, {force: true})
+      throw err
+    } finally {
+      fs.closeSync(src)
+      if (dst !== undefined) fs.closeSync(dst)
+    }
+    const actual = h.digest('hex')
+    if (actual !== hash) {
+      fs.rmSync(dest, {force: true})
+      throw new Error(`object ${hash} changed while it was being restored (its content now hashes to ${actual})`)
+    }
+    fs.chmodSync(dest, mode) // the umask applied to open()
+  }
+
+  /**
+   * Everything under the store directory, for a full check: object names with their sizes, and
+   * what is not an object (temp files of interrupted writes, stray names). Never trusts the index.
+   */
+  scan(): {objects: Map<string, number>; temp: string[]; stray: string[]; index: string[] | undefined} {
+    const objects = new Map<string, number>()
+    const temp: string[] = []
+    const stray: string[] = []
+    let index: string[] | undefined
+    if (!fs.existsSync(this.dir)) return {objects, temp, stray, index}
+    for (const d of fs.readdirSync(this.dir, {withFileTypes: true})) {
+      if (d.name === 'index' && d.isFile()) index = fs.readFileSync(this.indexFile, 'utf8').split('\n').filter(Boolean)
+      else if (d.name === 'tmp' && d.isDirectory()) temp.push(...fs.readdirSync(path.join(this.dir, 'tmp')).map((n) => `tmp/${n}`))
+      else if (d.name.startsWith('index.') && d.name.endsWith('.tmp')) temp.push(d.name)
+      else if (d.isDirectory() && /^[0-9a-f]{2}$/.test(d.name)) {
+        for (const name of fs.readdirSync(path.join(this.dir, d.name))) {
+          const st = fs.lstatSync(path.join(this.dir, d.name, name))
+          if (isHash(name) && name.startsWith(d.name) && st.isFile()) objects.set(name, st.size)
+          else stray.push(`${d.name}/${name}`)
+        }
+      } else stray.push(d.name)
+    }
+    return {objects, temp, stray, index}
+  }
+
   /** Deletes objects not in `keep`, and leftover temp files. Returns bytes freed. */
   collectGarbage(keep: Set<string>): number {
     if (!fs.existsSync(this.dir)) return 0
@@ -131,4 +225,9 @@ export class ObjectStore {
     this.indexDirty = true
     return {hash, added: size}
   }
+}
+
+function missingOrUnreadable(err: unknown): ObjectCheck {
+  const e = err as NodeJS.ErrnoException
+  return e.code === 'ENOENT' ? {state: 'missing'} : {state: 'unreadable', error: e.code ?? e.message}
 }

@@ -65,22 +65,45 @@ export interface RestoreResult {
   removed: string[]
 }
 
+/** What a restore will do, worked out before anything is written. */
+export interface RestorePlan {
+  tree: Tree
+  /** Paths the manifest lacks, to remove. */
+  extras: string[]
+  /** Entries that differ from the manifest, parents first: to (re)create. */
+  writes: [rel: string, want: ManifestEntry][]
+}
+
+/**
+ * Compares the target with the manifest (content by hash, cached by stat). Read-only: the objects
+ * the `writes` will copy can be checked before anything is touched, and only those (O(changed)).
+ */
+export function planRestore(manifest: Manifest, tree: Tree, cache: HashCache): RestorePlan {
+  const extras = [...tree.entries.keys()].filter((rel) => !manifest.has(rel))
+  const writes: RestorePlan['writes'] = []
+  for (const [rel, want] of [...manifest].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const have = tree.entries.get(rel)
+    if (!have || !sameEntry(want, have, () => cache.hash(tree.root, rel, have))) writes.push([rel, want])
+  }
+  return {tree, extras, writes}
+}
+
 /**
  * Makes the target equal to the manifest, leaving skipped (protected/excluded) paths alone. Each
- * file lands by rename of a fully written temp file beside it, so no file is ever half-written.
+ * file lands by rename of a fully written temp file beside it, so no file is ever half-written;
+ * the copy is hashed as it is written and is renamed only when it matches.
  */
-export function restoreTree(manifest: Manifest, tree: Tree, store: ObjectStore, cache: HashCache): RestoreResult {
+export function applyRestore(plan: RestorePlan, store: ObjectStore): RestoreResult {
+  const {tree} = plan
   const targetRoot = tree.root
   const written: string[] = []
   fs.mkdirSync(targetRoot, {recursive: true})
   // Leftovers go first: removing them after the writes could follow a restored symlink, or find
   // a restored file where a leftover directory was.
-  const removed = removeExtras(targetRoot, [...tree.entries.keys()].filter((rel) => !manifest.has(rel)), tree)
-  const wanted = [...manifest].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) // parents first
-  for (const [rel, want] of wanted) {
+  const removed = removeExtras(targetRoot, plan.extras, tree)
+  for (const [rel, want] of plan.writes) {
     const have = tree.entries.get(rel)
     const abs = path.join(targetRoot, rel)
-    if (have && sameEntry(want, have, () => cache.hash(tree.root, rel, have))) continue
     if (have && have.type === 'dir' && want.type !== 'dir') removeDir(tree, rel, abs)
     if (want.type === 'dir') {
       if (have && have.type !== 'dir') fs.rmSync(abs, {force: true})
@@ -89,15 +112,17 @@ export function restoreTree(manifest: Manifest, tree: Tree, store: ObjectStore, 
     } else {
       const tmp = path.join(path.dirname(abs), `.hotctl-restore-${crypto.randomBytes(4).toString('hex')}`)
       if (want.type === 'symlink') fs.symlinkSync(want.link!, tmp)
-      else {
-        fs.copyFileSync(store.pathOf(want.hash!), tmp)
-        fs.chmodSync(tmp, want.mode)
-      }
+      else store.copyOut(want.hash!, tmp, want.mode)
       fs.renameSync(tmp, abs)
     }
     written.push(rel)
   }
   return {written, removed}
+}
+
+/** planRestore + applyRestore, without checking the objects first (callers that must: LocalTarget.restore). */
+export function restoreTree(manifest: Manifest, tree: Tree, store: ObjectStore, cache: HashCache): RestoreResult {
+  return applyRestore(planRestore(manifest, tree, cache), store)
 }
 
 /**

@@ -16,9 +16,10 @@ import {type BackupMeta, BackupIndex} from '../state/backups.js'
 import {Journal} from '../state/journal.js'
 import {acquireLock, currentOwner, type LockOwner, readLock} from '../state/lock.js'
 import {HashCache} from '../store/hash-cache.js'
-import {objectsOf, readManifest} from '../store/manifest.js'
+import {BackupDamagedError, checkBackup, checkObjects, checkStore, type IntegrityReport, StoreChecker} from '../store/integrity.js'
+import {type Manifest, objectsOf} from '../store/manifest.js'
 import {ObjectStore} from '../store/objects.js'
-import {diffAgainst, removeExtras, restoreTree, snapshotTree} from '../store/snapshot.js'
+import {applyRestore, diffAgainst, planRestore, removeExtras, snapshotTree} from '../store/snapshot.js'
 import {statEntry, type Tree, walkTree} from '../store/walk.js'
 import type {PreflightItem, PreflightOptions, ReleaseMarker, Target} from './target.js'
 
@@ -178,18 +179,36 @@ export class LocalTarget implements Target {
     return meta
   }
 
+  /**
+   * Before anything is written, the backup's metadata, all its chunks and the objects this restore
+   * will copy (only files that differ from the live tree: O(changed)) are checked against their
+   * hashes; a damaged backup throws BackupDamagedError with the target untouched.
+   */
   restore(id: string): {written: string[]; removed: string[]} {
-    const meta = this.requireBackup(id)
-    return restoreTree(readManifest(meta.root, this.store), this.walkFor(meta), this.store, this.targetCache())
+    const checker = new StoreChecker(this.store)
+    const {meta, manifest} = this.checkedBackup(id, checker)
+    const plan = planRestore(manifest, this.walkFor(meta), this.targetCache())
+    const damage = checkObjects(id, plan.writes, checker)
+    if (damage.length > 0) throw new BackupDamagedError(id, damage)
+    return applyRestore(plan, this.store)
   }
 
   verify(id: string): string[] {
-    const meta = this.requireBackup(id)
+    const {meta, manifest} = this.checkedBackup(id, new StoreChecker(this.store))
     const tree = this.walkFor(meta)
     const cache = this.targetCache()
-    const diffs = diffAgainst(readManifest(meta.root, this.store), tree, cache)
+    const diffs = diffAgainst(manifest, tree, cache)
     cache.save(tree)
     return diffs
+  }
+
+  backupIds(): string[] {
+    return this.index.readAll().map((r) => r.id)
+  }
+
+  checkBackups(id?: string): IntegrityReport {
+    const reads = this.index.readAll().filter((r) => id === undefined || r.id === id)
+    return checkStore(reads, this.store, {wholeStore: id === undefined, incomplete: id === undefined ? this.index.incomplete() : []})
   }
 
   prune(keep: number, pinned: string[]): {removed: string[]; freedBytes: number} {
@@ -203,10 +222,16 @@ export class LocalTarget implements Target {
     return {removed, freedBytes: this.store.collectGarbage(live)}
   }
 
-  private requireBackup(id: string): BackupMeta {
-    const meta = this.index.get(id)
-    if (!meta) throw new HotctlError(`backup ${id} is missing or incomplete in ${this.config.stateDir}`, EXIT.needsAttention, 'Run `hotctl backups` to see the complete ones.')
-    return meta
+  /** A backup's metadata and manifest, every chunk checked against its hash; throws when damaged. */
+  private checkedBackup(id: string, checker: StoreChecker): {meta: BackupMeta; manifest: Manifest} {
+    const read = this.index.read(id)
+    if (!read) {
+      const hint = 'Run `hotctl backups` to see the complete ones.'
+      throw new HotctlError(`backup ${id} is missing or incomplete in ${this.config.stateDir}`, EXIT.needsAttention, hint)
+    }
+    const b = checkBackup(id, read, checker)
+    if (!b.manifest) throw new BackupDamagedError(id, b.damage)
+    return {meta: b.meta!, manifest: b.manifest}
   }
 
   /** Paths protected now or when the backup was taken stay untouched (the config may have changed). */

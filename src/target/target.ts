@@ -3,6 +3,7 @@ import type {ItemizedChange} from '../rsync/itemize.js'
 import type {BackupMeta} from '../state/backups.js'
 import type {Journal} from '../state/journal.js'
 import type {LockOwner} from '../state/lock.js'
+import type {IntegrityReport} from '../store/integrity.js'
 
 /** The file hotctl writes into the target so the service can report which release it loaded. */
 export interface ReleaseMarker {
@@ -50,8 +51,13 @@ export interface Target {
   verifySynced(source: string, changes: ChangeSet): string[]
   backups(): BackupMeta[]
   snapshot(id: string, reason: BackupMeta['reason']): BackupMeta
+  /** Checks what it will use against its hashes first: a damaged backup throws BackupDamagedError, nothing written. */
   restore(id: string): {written: string[]; removed: string[]}
   /** Paths where the target differs from backup `id` (empty = verified). */
   verify(id: string): string[]
+  /** Ids of every backup metadata file, damaged ones included (`backups()` lists only readable ones). */
+  backupIds(): string[]
+  /** Full integrity check of backup `id`, or of every backup and the store. Read-only. */
+  checkBackups(id?: string): IntegrityReport
   prune(keep: number, pinned: string[]): {removed: string[]; freedBytes: number}
 }

@@ -5,9 +5,13 @@ import {describe, expect, it} from 'vitest'
 import {compilePatterns} from '../../src/plan/patterns.js'
 import {HashCache} from '../../src/store/hash-cache.js'
 import {hashFile} from '../../src/store/hash.js'
-import {type Manifest, objectsOf, readManifest, writeManifest} from '../../src/store/manifest.js'
+import type {ResolvedConfig} from '../../src/config/resolve.js'
+import {BackupIndex} from '../../src/state/backups.js'
+import {BackupDamagedError, checkBackup, checkStore, StoreChecker} from '../../src/store/integrity.js'
+import {type Manifest, objectsOf, parseChunk, readManifest, writeManifest} from '../../src/store/manifest.js'
 import {ObjectStore} from '../../src/store/objects.js'
-import {diffAgainst, restoreTree, snapshotTree} from '../../src/store/snapshot.js'
+import {applyRestore, diffAgainst, planRestore, restoreTree, snapshotTree} from '../../src/store/snapshot.js'
+import {LocalTarget} from '../../src/target/local.js'
 import {walkTree} from '../../src/store/walk.js'
 import {tmpDir, writeTree} from './helpers.js'
 
@@ -368,5 +372,234 @@ describe('snapshot storage cost', () => {
     expect(second.root['src']).not.toBe(first.root['src'])
     expect(second.added).toBe(Buffer.byteLength(newContent) + srcChunk)
     expect(second.manifest.get('src/file042.py')!.hash).toBe(sha(newContent))
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+// Integrity: everything a restore uses is checked against its hash before anything is written.
+
+/** Rewrites a stored object in place (objects are read-only), keeping its name. */
+function damageObject(store: ObjectStore, hash: string, edit: (b: Buffer) => Buffer): void {
+  const file = store.pathOf(hash)
+  const data = edit(fs.readFileSync(file))
+  fs.chmodSync(file, 0o644)
+  fs.writeFileSync(file, data)
+}
+const flip = (b: Buffer) => Buffer.from(b.map((x, i) => (i === 0 ? x ^ 1 : x)))
+
+/** Every entry's content, mode, inode and mtime: unchanged = nothing was written. */
+function untouched(root: string): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [rel, e] of walkTree(root, compilePatterns([])).entries) {
+    const what = e.type === 'file' ? fs.readFileSync(path.join(root, rel), 'utf8') : (e.link ?? '')
+    out[rel] = `${e.type} ${e.mode} ${e.ino} ${e.mtimeMs} ${what}`
+  }
+  return out
+}
+
+describe('chunk parsing', () => {
+  const h = sha('x')
+  const chunk = (rows: unknown) => Buffer.from(JSON.stringify(rows))
+  it('accepts what writeManifest writes', () => {
+    expect(parseChunk(chunk([['a', 'f', 0o644, 3, h], ['b', 'd', 0o755], ['c', 'l', 0o777, '../x']]))).toHaveLength(3)
+  })
+  it.each([
+    ['not JSON', Buffer.from('[["a", "f"'), 'is not valid JSON'],
+    ['not a list', chunk({a: 1}), 'is not a list of entries'],
+    ['a name climbing out of the target', chunk([['..', 'd', 0o755]]), 'entry 1 has an invalid name ".."'],
+    ['a name holding a slash', chunk([['ok', 'd', 0o755], ['../../etc/passwd', 'f', 0o644, 1, h]]), 'entry 2 has an invalid name'],
+    ['an empty name', chunk([['', 'd', 0o755]]), 'entry 1 has an invalid name'],
+    ['a bad content hash', chunk([['a', 'f', 0o644, 3, 'abc']]), 'has an invalid content hash'],
+    ['a negative size', chunk([['a', 'f', 0o644, -1, h]]), 'has an invalid size'],
+    ['a mode beyond permission bits', chunk([['a', 'd', 0o170000]]), 'has an invalid mode'],
+    ['an unknown type', chunk([['a', 'x', 0o644]]), 'has an unknown type "x"'],
+    ['a file row without its hash', chunk([['a', 'f', 0o644, 3]]), 'file entry with 4 fields'],
+    ['a symlink without a target', chunk([['a', 'l', 0o777]]), 'symlink entry with 3 fields'],
+    ['a name twice', chunk([['a', 'd', 0o755], ['a', 'f', 0o644, 1, h]]), 'names "a" twice'],
+  ])('refuses %s', (_what, data, message) => {
+    expect(() => parseChunk(data)).toThrow(message)
+  })
+  it('readManifest refuses a chunk that does not hash to its name', () => {
+    const store = new ObjectStore(path.join(tmpDir(), 'objects'))
+    const {root} = writeManifest(new Map([['a.txt', {type: 'file', mode: 0o644, size: 3, hash: sha('aaa')}]]), store)
+    damageObject(store, root['']!, (b) => Buffer.from(b.toString().replace(sha('aaa'), sha('bbb'))))
+    expect(() => readManifest(root, store)).toThrow(`directory (root): chunk ${root['']} does not match its hash`)
+  })
+})
+
+describe('ObjectStore checks', () => {
+  it('check: ok, mismatch, missing; copyOut hashes what it writes and never leaves a bad copy', () => {
+    const dir = tmpDir()
+    const store = new ObjectStore(path.join(dir, 'objects'))
+    const {hash} = store.putBytes('object content')
+    expect(store.check(hash)).toEqual({state: 'ok', size: 14})
+    store.copyOut(hash, path.join(dir, 'out'), 0o640)
+    expect(fs.readFileSync(path.join(dir, 'out'), 'utf8')).toBe('object content')
+    expect(fs.statSync(path.join(dir, 'out')).mode & 0o777).toBe(0o640)
+    damageObject(store, hash, flip)
+    expect(store.check(hash)).toMatchObject({state: 'mismatch', size: 14})
+    expect(() => store.copyOut(hash, path.join(dir, 'bad'), 0o644)).toThrow(`object ${hash} changed while it was being restored`)
+    expect(fs.existsSync(path.join(dir, 'bad'))).toBe(false)
+    expect(store.check(sha('never stored'))).toEqual({state: 'missing'})
+  })
+
+  it('scan lists objects with sizes, temp files and strays, and the index as written', () => {
+    const store = new ObjectStore(path.join(tmpDir(), 'objects'))
+    const a = store.putBytes('aaaa').hash
+    store.flush()
+    fs.writeFileSync(path.join(store.dir, 'tmp', '1-x'), 'partial')
+    fs.writeFileSync(path.join(store.dir, a.slice(0, 2), 'not-an-object'), '')
+    const scan = store.scan()
+    expect([...scan.objects]).toEqual([[a, 4]])
+    expect(scan.temp).toEqual(['tmp/1-x'])
+    expect(scan.stray).toEqual([`${a.slice(0, 2)}/not-an-object`])
+    expect(scan.index).toEqual([a])
+  })
+})
+
+describe('backup integrity', () => {
+  /** A snapshotted tree with its metadata written like LocalTarget does, and a LocalTarget over it. */
+  function backedUp() {
+    const {base, target, store} = fixture()
+    const stateDir = path.join(base, 'state')
+    const skip = compilePatterns(['/uploads', 'local.env'])
+    const snap = snapshotTree(walkTree(target, skip), HashCache.open(), store)
+    store.flush()
+    const id = '20250101120000'
+    const index = new BackupIndex(path.join(stateDir, 'backups'))
+    const {files, bytes, added, root} = snap
+    index.write({id, time: new Date().toISOString(), reason: 'deploy', release: null, gitSha: null, files, bytes, added, protect: [], root})
+    const config = {target, stateDir, exclude: ['/uploads', 'local.env'], protect: []} as unknown as ResolvedConfig
+    return {target, store, snap, id, index, local: new LocalTarget(config)}
+  }
+
+  it('a sound backup has no damage, and each chunk and object is hashed once however many backups share it', () => {
+    const {store, index, id, snap} = backedUp()
+    const meta = index.get(id)!
+    index.write({...meta, id: '20250101120001'})
+    const report = checkStore(index.readAll(), store, {wholeStore: true})
+    expect(report.damage).toEqual([])
+    expect(report.backups.map((b) => b.ok)).toEqual([true, true])
+    expect(report.checked.chunks).toBe(Object.keys(meta.root).length)
+    expect(report.checked.objects).toBe(5) // main.py, util.py, .keep, README.md, site.css
+    const chunkBytes = Object.values(meta.root).reduce((n, h) => n + store.read(h).length, 0)
+    expect(report.checked.bytes).toBe(snap.bytes + chunkBytes) // once, not once per backup
+  })
+
+  it.each([
+    ['missing', (m: Record<string, unknown>) => m, 'missing'],
+    ['truncated', () => '{"id": "2025', 'unreadable'],
+    ['with another id', (m: Record<string, unknown>) => ({...m, id: '20990101000000'}), 'invalid'],
+    ['without a root chunk', (m: Record<string, unknown>) => ({...m, root: {}}), 'invalid'],
+    ['with a root key climbing out', (m: Record<string, unknown>) => ({...m, root: {...(m.root as object), '../x': sha('x')}}), 'invalid'],
+    ['recording other totals', (m: Record<string, unknown>) => ({...m, bytes: (m.bytes as number) + 1}), 'invalid'],
+  ])('metadata %s is damage, named by the backup', (what, edit, problem) => {
+    const {store, index, id} = backedUp()
+    const file = index.metaPath(id)
+    const meta = JSON.parse(fs.readFileSync(file, 'utf8'))
+    if (what === 'missing') fs.rmSync(file)
+    else {
+      const edited = edit(meta)
+      fs.writeFileSync(file, typeof edited === 'string' ? edited : JSON.stringify(edited))
+    }
+    const b = checkBackup(id, index.read(id), new StoreChecker(store))
+    expect(b.manifest).toBeUndefined()
+    expect(b.damage).toEqual([expect.objectContaining({backup: id, what: 'metadata', problem})])
+    expect(b.damage[0]!.message).toContain(`metadata backups/${id}.json`)
+  })
+
+  it('a chunk that is missing, edited or malformed is damage naming its directory and hash', () => {
+    const {store, index, id, snap} = backedUp()
+    fs.rmSync(store.pathOf(snap.root['static/css']!))
+    damageObject(store, snap.root['app']!, (b) => Buffer.from(b.toString().replace('main.py', 'MAIN.py')))
+    const bogus = store.putBytes('{"not": "rows"}').hash
+    index.write({...index.get(id)!, root: {...snap.root, static: bogus}})
+    const b = checkBackup(id, index.read(id), new StoreChecker(store))
+    expect(b.damage.map((d) => [d.what, d.problem, d.path, d.hash])).toEqual([
+      ['chunk', 'hash-mismatch', 'app', snap.root['app']],
+      ['chunk', 'invalid', 'static', bogus],
+      ['chunk', 'missing', 'static/css', snap.root['static/css']],
+    ])
+    expect(b.damage[1]!.message).toBe(`directory static/: chunk ${bogus} is not a valid directory listing: it is not a list of entries`)
+  })
+
+  it('a chunk for a directory its parent holds as a symlink is damage (a restore would write through the link)', () => {
+    const {store, index, id, snap} = backedUp()
+    // "entry" is a symlink in the root listing; give it a listing of its own.
+    index.write({...index.get(id)!, root: {...snap.root, entry: snap.root['static/css']!}, files: snap.files + 1, bytes: snap.bytes + 7})
+    const b = checkBackup(id, index.read(id), new StoreChecker(store))
+    const message = expect.stringContaining('lists directory entry/, which its parent (root) does not hold')
+    expect(b.damage).toEqual([expect.objectContaining({what: 'metadata', path: 'entry', message})])
+  })
+
+  it('LocalTarget.restore checks the objects it will copy and writes nothing when one is damaged', () => {
+    const {target, store, id, snap, local} = backedUp()
+    fs.writeFileSync(path.join(target, 'app/main.py'), 'print("v2 broken")\n')
+    fs.rmSync(path.join(target, 'README.md'))
+    damageObject(store, snap.manifest.get('app/main.py')!.hash!, flip)
+    fs.rmSync(store.pathOf(snap.manifest.get('README.md')!.hash!))
+    const before = untouched(target)
+    let err: unknown
+    try {
+      local.restore(id)
+    } catch (e) {
+      err = e
+    }
+    expect(err).toBeInstanceOf(BackupDamagedError)
+    const damage = (err as BackupDamagedError).damage
+    expect(damage.map((d) => [d.what, d.problem, d.path])).toEqual([
+      ['object', 'missing', 'README.md'],
+      ['object', 'hash-mismatch', 'app/main.py'],
+    ])
+    const readme = snap.manifest.get('README.md')!.hash
+    expect((err as Error).message).toContain(`backup ${id} is damaged: README.md: object ${readme} is missing`)
+    expect(untouched(target)).toEqual(before)
+  })
+
+  it('LocalTarget.restore reads only the objects of files that differ (O(changed)): damage elsewhere does not block it', () => {
+    const {target, store, id, snap, local} = backedUp()
+    const want = untouched(target)
+    fs.writeFileSync(path.join(target, 'app/main.py'), 'print("v2 broken")\n')
+    damageObject(store, snap.manifest.get('README.md')!.hash!, flip) // README.md is equal in the target: not copied
+    const r = local.restore(id)
+    expect(r.written).toEqual(['app/main.py'])
+    expect(local.verify(id)).toEqual([])
+    expect(fs.readFileSync(path.join(target, 'app/main.py'), 'utf8')).toBe('print("v1")\n')
+    expect(Object.keys(untouched(target))).toEqual(Object.keys(want))
+    // The full check still finds it.
+    expect(local.checkBackups(id).damage).toEqual([expect.objectContaining({what: 'object', path: 'README.md'})])
+  })
+
+  it('LocalTarget.restore refuses a backup whose chunk was edited to name another object of the same size', () => {
+    const {target, store, id, snap, local} = backedUp()
+    const other = store.putBytes('print("v9")\n').hash // same size as print("v1")
+    damageObject(store, snap.root['app']!, (b) => Buffer.from(b.toString().replace(snap.manifest.get('app/main.py')!.hash!, other)))
+    fs.writeFileSync(path.join(target, 'app/main.py'), 'print("v2")\n')
+    const before = untouched(target)
+    expect(() => local.restore(id)).toThrow(`directory app/: chunk ${snap.root['app']} does not match its hash`)
+    expect(() => local.verify(id)).toThrow(BackupDamagedError)
+    expect(untouched(target)).toEqual(before)
+  })
+
+  it('an object damaged after the check is caught by the copy itself: the bad copy is never renamed into place', () => {
+    const {target, store, snap} = backedUp()
+    fs.writeFileSync(path.join(target, 'app/main.py'), 'print("v2")\n')
+    const plan = planRestore(snap.manifest, walkTree(target, compilePatterns(['/uploads', 'local.env'])), HashCache.open())
+    expect(plan.writes.map(([rel]) => rel)).toEqual(['app/main.py'])
+    damageObject(store, snap.manifest.get('app/main.py')!.hash!, flip)
+    expect(() => applyRestore(plan, store)).toThrow('changed while it was being restored')
+    expect(fs.readFileSync(path.join(target, 'app/main.py'), 'utf8')).toBe('print("v2")\n')
+    expect(fs.readdirSync(path.join(target, 'app')).filter((n) => n.startsWith('.hotctl-restore'))).toEqual([])
+  })
+
+  it('the whole-store check: unused objects and temp files are info; an index naming a missing object is damage', () => {
+    const {store, index} = backedUp()
+    const unused = store.putBytes('no backup names this')
+    store.flush()
+    fs.writeFileSync(path.join(store.dir, 'tmp', '9-leftover'), 'x')
+    const check = () => checkStore(index.readAll(), store, {wholeStore: true})
+    expect(check()).toMatchObject({damage: [], info: {orphanObjects: 1, orphanBytes: unused.added, tempFiles: ['tmp/9-leftover']}})
+    fs.rmSync(store.pathOf(unused.hash))
+    expect(check().damage).toEqual([expect.objectContaining({what: 'index', hash: unused.hash})])
   })
 })
