@@ -69,7 +69,7 @@ describe('a damaged backup is refused by rollback before anything is written', {
     rewrite(chunkFile, (b) => Buffer.from(b.toString('utf8').replace(v1, v2)))
     const before = snapshotLive(ws)
 
-    const r = await runCli(['rollback', '--to', A], {cwd: ws.src})
+    const r = await runCli(['rollback', '--to', 'initial'], {cwd: ws.src})
     expect(r.exitCode, why(r)).toBe(1)
     expect(r.stderr).toContain(`backup ${A} is damaged`)
     expect(r.stderr).toContain(`directory app/: chunk ${appChunk} does not match its hash`)
@@ -77,7 +77,7 @@ describe('a damaged backup is refused by rollback before anything is written', {
     expect(snapshotLive(ws)).toEqual(before)
     expect(await svc.hello()).toBe('hello v3')
 
-    const j = await runCli(['rollback', '--to', A, '--json'], {cwd: ws.src})
+    const j = await runCli(['rollback', '--to', 'initial', '--json'], {cwd: ws.src})
     expect(j.exitCode, why(j)).toBe(1)
     expect(j.json.error.backup).toBe(A)
     const chunkDamage = {backup: A, what: 'chunk', problem: 'hash-mismatch', path: 'app', hash: appChunk}
@@ -90,7 +90,7 @@ describe('a damaged backup is refused by rollback before anything is written', {
     const v1 = sha(handlersPy('v1'))
     flipByte(objectPath(ws, v1))
     const before = snapshotLive(ws)
-    const r = await runCli(['rollback', '--to', A], {cwd: ws.src})
+    const r = await runCli(['rollback', '--to', 'initial'], {cwd: ws.src})
     expect(r.exitCode, why(r)).toBe(1)
     expect(r.stderr).toContain(`backup ${A} is damaged: app/handlers.py: object ${v1} does not match its hash`)
     expect(r.stderr).not.toContain('target differs')
@@ -109,7 +109,7 @@ describe('a damaged backup is refused by rollback before anything is written', {
     const v1 = sha(handlersPy('v1'))
     fs.rmSync(objectPath(ws, v1))
     const before = snapshotLive(ws)
-    const r = await runCli(['rollback', '--to', A, '--json'], {cwd: ws.src})
+    const r = await runCli(['rollback', '--to', 'initial', '--json'], {cwd: ws.src})
     expect(r.exitCode, why(r)).toBe(1)
     expect(r.json.error.message).toContain(`backup ${A} is damaged: app/handlers.py: object ${v1} is missing`)
     // Only what this restore would copy is checked (O(changed)): README.md is equal in live and not named.
@@ -122,7 +122,7 @@ describe('a damaged backup is refused by rollback before anything is written', {
     const file = path.join(ws.stateDir, 'backups', `${A}.json`)
     fs.writeFileSync(file, fs.readFileSync(file, 'utf8').slice(0, 40))
     const before = snapshotLive(ws)
-    const r = await runCli(['rollback', '--to', A], {cwd: ws.src})
+    const r = await runCli(['rollback', '--to', 'initial'], {cwd: ws.src})
     expect(r.exitCode, why(r)).toBe(1)
     expect(r.stderr).toContain(`backup ${A} is damaged: metadata backups/${A}.json is unreadable: not valid JSON`)
     expect(snapshotLive(ws)).toEqual(before)
@@ -137,10 +137,10 @@ describe('a damaged backup is refused by rollback before anything is written', {
     // B's root map gains a chunk for "static/css", which its "static" listing does not hold.
     fs.writeFileSync(file(B), JSON.stringify({...metaB, root: {...metaB.root, 'static/css': metaB.root['app']}}))
     const before = snapshotLive(ws)
-    const a = await runCli(['rollback', '--to', A], {cwd: ws.src})
+    const a = await runCli(['rollback', '--to', 'initial'], {cwd: ws.src})
     expect(a.exitCode, why(a)).toBe(1)
     expect(a.stderr).toContain(`metadata backups/${A}.json records ${metaA.files + 1} files`)
-    const b = await runCli(['rollback', '--to', B], {cwd: ws.src})
+    const b = await runCli(['rollback', '--to', A], {cwd: ws.src})
     expect(b.exitCode, why(b)).toBe(1)
     expect(b.stderr).toContain(`lists directory static/css/, which its parent static/ does not hold`)
     expect(snapshotLive(ws)).toEqual(before)
@@ -156,7 +156,7 @@ describe('a damaged backup is refused by rollback before anything is written', {
     const meta = backupMeta(ws, A)
     fs.writeFileSync(path.join(ws.stateDir, 'backups', `${A}.json`), JSON.stringify({...meta, root: {...meta.root, app: hash}}))
     const before = snapshotLive(ws)
-    const r = await runCli(['rollback', '--to', A], {cwd: ws.src})
+    const r = await runCli(['rollback', '--to', 'initial'], {cwd: ws.src})
     expect(r.exitCode, why(r)).toBe(1)
     expect(r.stderr).toContain(`directory app/: chunk ${hash} is not a valid directory listing: it is not valid JSON`)
     expect(snapshotLive(ws)).toEqual(before)
@@ -272,7 +272,7 @@ describe('hotctl backups verify', {timeout: 120_000}, () => {
 
   it('lists every damage (chunk edited, byte flipped, object missing, metadata truncated) with exit 1; with an ID, that backup only', async () => {
     const {ws, A, B} = await twoDeploys()
-    const third = await runCli(['rollback', '--to', B, '--json'], {cwd: ws.src}) // C: the undo snapshot (holds v3)
+    const third = await runCli(['rollback', '--to', A, '--json'], {cwd: ws.src}) // C: the undo snapshot (holds v3)
     expect(third.exitCode, why(third)).toBe(0)
     const C = third.json.undo as string
     const v1 = sha(handlersPy('v1'))
@@ -314,7 +314,7 @@ describe('hotctl backups verify', {timeout: 120_000}, () => {
     expect(one.json.damage.map((d: {backup: string}) => d.backup)).toEqual([A])
     const unknown = await runCli(['backups', 'verify', '20000101000000'], {cwd: ws.src})
     expect(unknown.exitCode, why(unknown)).toBe(2)
-    expect(unknown.stderr).toContain(`valid ids: ${A}, ${B}, ${C}`)
+    expect(unknown.stderr).toContain(`Snapshot ids: ${A}, ${B}, ${C}`)
     expect(snapshotLive(ws)).toEqual(before) // verify is read-only
   })
 
