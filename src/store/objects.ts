@@ -1,6 +1,7 @@
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
+import {fsPath} from '../file-names.js'
 
 /**
  * Content-addressed object store (git-like): `objects/ab/abcdef…` keyed by sha256. Objects are
@@ -63,7 +64,7 @@ export class ObjectStore {
   putFile(file: string): {hash: string; added: number; size: number} {
     const tmp = this.tempPath()
     const h = crypto.createHash('sha256')
-    const src = fs.openSync(file, 'r')
+    const src = fs.openSync(fsPath(file), 'r')
     const dst = fs.openSync(tmp, 'w', 0o444)
     let size = 0
     try {
