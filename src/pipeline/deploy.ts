@@ -76,7 +76,7 @@ export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<Deploy
     const plan = await makePlan(ctx, flags)
     Object.assign(result, planned(plan))
     if (plan.needsRestart.length > 0 && flags.noRestart) {
-      throw new HotctlError(`these changes need a restart, refused by --no-restart: ${plan.needsRestart.join(', ')}`, EXIT.needsRestart, 'Deploy them without --no-restart (reload.restart then runs), or leave them out of this deploy.', {needsRestart: plan.needsRestart})
+      throw new HotctlError(`these changes need a restart, refused by --no-restart: ${plan.needsRestart.map(showPath).join(', ')}`, EXIT.needsRestart, 'Deploy them without --no-restart (reload.restart then runs), or leave them out of this deploy.', {needsRestart: plan.needsRestart})
     }
     if (plan.nothingToDeploy) return done({...result, outcome: 'nothing-to-deploy'})
     throwIfInterrupted(ctx)

@@ -35,9 +35,10 @@ export function syncArgv(a: SyncArgs): string[] {
     ITEMIZE,
     '--8-bit-output', // names as they are (only control characters come escaped)
     // A preview runs before hotctl has cleared a directory that becomes a file or symlink: let the
-    // dry run pretend it away. Never in a real sync (it would ignore the protect rules inside).
+    // dry run pretend it away (--force, perishable excludes). Never in a real sync, where rsync
+    // must not delete: the plan refuses such a directory holding protected content.
     ...(a.dryRun ? ['--dry-run', '--force'] : []),
-    ...a.excludes.map((p) => `--exclude=${p}`),
+    ...a.excludes.map((p) => (a.dryRun ? `--filter=-p ${p}` : `--exclude=${p}`)),
     '--',
     withSlash(a.source),
     withSlash(a.target),

@@ -160,6 +160,9 @@ describe('a path that changes type', {timeout: 180_000}, () => {
     w(ws.live, 'lib/a.py', 'A')
     w(ws.live, 'lib/sub/b.py', 'old B')
     w(ws.live, 'lib/only-here.py')
+    w(ws.live, 'lib/__pycache__/a.cpython-311.pyc', 'excluded leftover') // not planned, yet in the way of the symlink
+    w(ws.live, 'oldpkg/x.py') // a package removed from the source, with only its bytecode left beside it
+    w(ws.live, 'oldpkg/__pycache__/x.cpython-311.pyc', 'excluded leftover')
     w(ws.live, 'cfg/app.ini', '[old]\n')
     fs.symlinkSync('static2', path.join(ws.live, 'assets'))
     w(ws.live, 'single/nested/deep.txt')
@@ -175,13 +178,21 @@ describe('a path that changes type', {timeout: 180_000}, () => {
     ws.writeConfig(serviceConfig(svc, {checks: {}}))
 
     ws.setVersion('v2')
+    const preview = await runCli(['deploy', '--dry-run', '--json'], {cwd: ws.src})
+    expect(preview.exitCode, why(preview)).toBe(0)
+    expect(preview.json.preview.map((i: {path: string}) => i.path)).toEqual(expect.arrayContaining(['lib', 'cfg', 'assets', 'single', 'tree']))
+    expect(managed(ws)).toEqual(original)
+
     const d = await runCli(['deploy', '--json'], {cwd: ws.src})
     expect(d.exitCode, why(d)).toBe(0)
     expect(deployed(ws)).toEqual(byteTree(ws.src))
+    expect(d.json.changes.deleted).toContain('oldpkg')
     expect(fs.readFileSync(path.join(ws.live, 'vendor/lib/a.py'), 'utf8')).toBe('A') // nothing deleted through the new link
     expect(fs.readFileSync(path.join(ws.live, 'static2/style.css'), 'utf8')).toBe('body {}\n') // nothing written through the old one
 
-    // Back to the directories (restore in the reverse direction)…
+    // Back to the directories (restore in the reverse direction)… The bytecode left in the replaced
+    // and removed directories is gone for good: backups never hold excluded content.
+    for (const k of Object.keys(original)) if (k.includes('__pycache__')) delete original[k]
     const rb = await runCli(['rollback', '--json'], {cwd: ws.src})
     expect(rb.exitCode, why(rb)).toBe(0)
     expect(managed(ws)).toEqual(original)
@@ -193,5 +204,25 @@ describe('a path that changes type', {timeout: 180_000}, () => {
     expect(failed.json.restore.ok, why(failed)).toBe(true)
     expect(managed(ws)).toEqual(original)
     expect(await svc.hello()).toBe('hello v1')
+  })
+})
+
+describe('a directory holding protected content', {timeout: 120_000}, () => {
+  it('turning into a symlink in the source is refused before anything is touched (exit 1), naming the path', async () => {
+    const ws = makeWorkspace()
+    put(ws.live, b('lib/data/state.db'), b('live data')) // protected by `data/` at any depth
+    put(ws.live, b('lib/a.py'))
+    put(ws.src, b('vendor/lib/a.py'))
+    fs.symlinkSync('vendor/lib', path.join(ws.src, 'lib'))
+    const svc = await startService(ws.live)
+    ws.writeConfig(serviceConfig(svc, {checks: {}}))
+    ws.setVersion('v2')
+    const before = byteTree(ws.live)
+    const r = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(r.exitCode, why(r)).toBe(1)
+    expect(r.json.error.message).toContain('lib is a symlink in the source but a directory holding protected paths')
+    expect(r.json.error.hint).toMatch(/never deletes protected content/)
+    expect(byteTree(ws.live)).toEqual(before)
+    expect(ws.backupFiles()).toEqual([])
   })
 })
