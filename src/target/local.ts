@@ -142,7 +142,7 @@ export class LocalTarget implements Target {
     for (const rel of [...changes.added, ...changes.changed]) {
       const s = statEntry(path.join(source, rel))
       const d = statEntry(path.join(this.config.target, rel))
-      if (!s || !d || s.type !== d.type || (s.type !== 'symlink' && s.mode !== d.mode)) bad.push(rel)
+      if (!s || !d || s.type !== d.type || (s.type === 'symlink' ? s.link !== d.link : s.mode !== d.mode)) bad.push(rel)
       else if (s.type === 'file' && (s.size !== d.size || srcCache.hash(source, rel, s) !== dstCache.hash(this.config.target, rel, d))) bad.push(rel)
     }
     const written = new Set([...changes.added, ...changes.changed])

@@ -14,7 +14,7 @@ beforeAll(requireBuild)
 afterEach(stopAllServices)
 afterAll(removeWorkspaces)
 
-const why = (r: {stdout: string; stderr: string}) => `stdout:\n${r.stdout}\nstderr:\n${r.stderr}`
+const why = (r: {stdout: string; stderr: string}) => `stdout:\n${r.stdout.slice(0, 3000)}\nstderr:\n${r.stderr.slice(0, 3000)}`
 
 const b = (s: string) => Buffer.from(s, 'latin1')
 const join = (...parts: Buffer[]) => Buffer.concat(parts.flatMap((p, i) => (i === 0 ? [p] : [b('/'), p])))
