@@ -73,6 +73,9 @@ const specials = [
 ]
 const invalidUtf8 = [[0xff], [0xfe, 0xff], [0xc3], [0xc3, 0x28], [0xed, 0xb2, 0x80], [0xc0, 0xaf], [0xf8, 0x88, 0x80, 0x80, 0x80], [0x63, 0x61, 0x66, 0xe9]]
 
+/** "l\n\xfe -> x": a symlink whose name is not UTF-8 and looks like rsync's `%L` output. */
+const LINK = Buffer.from([0x6c, 0x0a, 0xfe, 0x20, 0x2d, 0x3e, 0x20, 0x78])
+
 /**
  * A tree with every byte a name can hold: single-byte names (all but '/' and '.'), each byte inside
  * a name, the specials at the top level and below, invalid UTF-8, directories and symlinks with
@@ -92,7 +95,7 @@ function writeHostile(root: string): void {
   const weirdDir = Buffer.from([0x23, 0x0a, 0xff, 0x3b]) // "#\n\xff;"
   put(root, join(weirdDir, b('#inside')))
   put(root, join(weirdDir, Buffer.from([0x5c, 0x23, 0x30, 0x31, 0x32, 0xfe])))
-  fs.symlinkSync(Buffer.from([0x62, 0x79, 0x74, 0x65, 0x73, 0x2f, 0xff]), join(b(root), Buffer.from([0x6c, 0x0a, 0xfe, 0x20, 0x2d, 0x3e, 0x20, 0x78])))
+  fs.symlinkSync(Buffer.from([0x62, 0x79, 0x74, 0x65, 0x73, 0x2f, 0xff]), join(b(root), LINK))
   fs.symlinkSync(b('specials/a -> b'), join(b(root), b(';link -> x')))
 }
 
@@ -105,6 +108,7 @@ describe('hostile file names', {timeout: 180_000}, () => {
     put(ws.live, join(b('bytes'), Buffer.from([0x0a])), b('old newline content'))
     put(ws.live, join(b('invalid'), Buffer.from([0xff])), b('old invalid content'))
     put(ws.live, join(Buffer.from([0x67, 0x0a, 0xfe]), b('#old')))
+    fs.symlinkSync(Buffer.from([0x6f, 0x0a, 0xfd, 0x5c]), join(b(ws.live), LINK)) // a link the deploy re-points
     const original = managed(ws)
     writeHostile(ws.src)
     const svc = await startService(ws.live)
@@ -131,6 +135,8 @@ describe('hostile file names', {timeout: 180_000}, () => {
     put(ws.src, join(b('new'), Buffer.from([0x3b, 0xff, 0x0a])))
     fs.rmSync(join(b(ws.src), b('specials'), b('\\#101')))
     fs.rmSync(join(b(ws.src), Buffer.from([0x23, 0x0a, 0xff, 0x3b])), {recursive: true})
+    fs.rmSync(join(b(ws.src), LINK))
+    fs.symlinkSync(Buffer.from([0x6e, 0x65, 0x77, 0xfe, 0x0a]), join(b(ws.src), LINK)) // re-pointed: the restore puts the old target back
     ws.setVersion('v3', {calcBroken: true})
     const failed = await runCli(['deploy', '--json'], {cwd: ws.src})
     expect(failed.exitCode, why(failed)).toBe(3)
