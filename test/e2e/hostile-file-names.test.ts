@@ -152,7 +152,7 @@ describe('hostile file names', {timeout: 180_000}, () => {
 })
 
 describe('a path that changes type', {timeout: 180_000}, () => {
-  it('directory ↔ symlink and file ↔ directory deploy, verify, restore byte-exact after a failure, and roll back', async () => {
+  it('directory ↔ symlink, file ↔ directory and file ↔ symlink deploy, verify, restore byte-exact after a failure, and roll back', async () => {
     const ws = makeWorkspace()
     const w = (root: string, rel: string, content = rel) => put(root, b(rel), b(content))
     for (const root of [ws.src, ws.live]) {
@@ -179,6 +179,10 @@ describe('a path that changes type', {timeout: 180_000}, () => {
     w(ws.src, 'assets/new.css')
     w(ws.src, 'single', 'a file now') // directory → file
     w(ws.src, 'tree/leaf.txt') // file → directory
+    fs.symlinkSync('conf/app.ini', path.join(ws.live, 'was-link')) // symlink → file
+    w(ws.src, 'was-link', 'now a file')
+    w(ws.live, 'was-file', 'a file') // file → symlink
+    fs.symlinkSync('conf/app.ini', path.join(ws.src, 'was-file'))
     const original = managed(ws)
     const svc = await startService(ws.live)
     ws.writeConfig(serviceConfig(svc, {checks: {}}))
@@ -186,7 +190,7 @@ describe('a path that changes type', {timeout: 180_000}, () => {
     ws.setVersion('v2')
     const preview = await runCli(['deploy', '--dry-run', '--json'], {cwd: ws.src})
     expect(preview.exitCode, why(preview)).toBe(0)
-    expect(preview.json.preview.map((i: {path: string}) => i.path)).toEqual(expect.arrayContaining(['lib', 'cfg', 'assets', 'single', 'tree']))
+    expect(preview.json.preview.map((i: {path: string}) => i.path)).toEqual(expect.arrayContaining(['lib', 'cfg', 'assets', 'single', 'tree', 'was-link', 'was-file']))
     expect(managed(ws)).toEqual(original)
 
     const d = await runCli(['deploy', '--json'], {cwd: ws.src})
