@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 import chalk from 'chalk'
 import {HotctlCommand} from '../base-command.js'
+import {showPath} from '../file-names.js'
 
 export default class Deploy extends HotctlCommand {
   static summary = 'Deploy the source tree into the running service, prove it is live, restore on failure.'
@@ -24,10 +25,10 @@ export default class Deploy extends HotctlCommand {
       const lines: string[] = []
       if (r.outcome === 'dry-run' && r.plan && c) {
         lines.push(chalk.bold(`Plan for release ${r.plan.id} (dry run, nothing changed):`), ...r.plan.steps.map((s) => `  - ${s}`), `Changes: ${describeChanges(c)}`)
-        for (const p of c.added) lines.push(`  ${chalk.green('+')} ${p}`)
-        for (const p of c.changed) lines.push(`  ${chalk.yellow('~')} ${p}`)
-        for (const p of c.deleted) lines.push(`  ${chalk.red('-')} ${p}`)
-        if (r.plan.needsRestart.length) lines.push(chalk.yellow(`Needs a restart: ${r.plan.needsRestart.join(', ')}`))
+        for (const p of c.added) lines.push(`  ${chalk.green('+')} ${showPath(p)}`)
+        for (const p of c.changed) lines.push(`  ${chalk.yellow('~')} ${showPath(p)}`)
+        for (const p of c.deleted) lines.push(`  ${chalk.red('-')} ${showPath(p)}`)
+        if (r.plan.needsRestart.length) lines.push(chalk.yellow(`Needs a restart: ${r.plan.needsRestart.map(showPath).join(', ')}`))
         lines.push(`rsync: ${r.plan.rsyncArgv.join(' ')}`)
       } else if (r.outcome === 'nothing-to-deploy') lines.push(`Nothing to deploy: ${ctx.config.target} already matches ${ctx.config.source} (--force deploys anyway).`)
       else if (r.outcome === 'deployed') {

@@ -1,5 +1,6 @@
 import {execa} from 'execa'
 import {EXIT, HotctlError, errorMessage} from '../errors.js'
+import {showPath} from '../file-names.js'
 import {type ChangeSet, changeCount} from '../plan/changeset.js'
 import {type DeployPlan, planDeploy} from '../plan/deploy-plan.js'
 import type {ItemizedChange} from '../rsync/itemize.js'
@@ -82,7 +83,7 @@ export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<Deploy
     const plan = await makePlan(ctx, flags)
     Object.assign(result, planned(plan))
     if (plan.needsRestart.length > 0 && flags.noRestart) {
-      throw new HotctlError(`these changes need a restart, refused by --no-restart: ${plan.needsRestart.join(', ')}`, EXIT.needsRestart, 'Deploy them without --no-restart (reload.restart then runs), or leave them out of this deploy.', {needsRestart: plan.needsRestart})
+      throw new HotctlError(`these changes need a restart, refused by --no-restart: ${plan.needsRestart.map(showPath).join(', ')}`, EXIT.needsRestart, 'Deploy them without --no-restart (reload.restart then runs), or leave them out of this deploy.', {needsRestart: plan.needsRestart})
     }
     if (plan.nothingToDeploy) return done({...result, outcome: 'nothing-to-deploy'})
     throwIfInterrupted(ctx)
@@ -123,7 +124,7 @@ async function apply(ctx: OpContext, flags: DeployFlags, plan: DeployPlan, resul
             targetChanged = true
             await target.sync(config.source, plan.changes, ctx.signal, op.child)
             const bad = target.verifySynced(config.source, plan.changes)
-            if (bad.length > 0) throw new Error(`target does not match the source after sync at: ${bad.slice(0, 10).join(', ')}`)
+            if (bad.length > 0) throw new Error(`target does not match the source after sync at: ${bad.slice(0, 10).map(showPath).join(', ')}`)
             op.phase('marker')
             target.writeMarker({id, gitSha: await gitSha(config.source), user: currentUser(), time: new Date().toISOString()})
           },

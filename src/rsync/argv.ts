@@ -3,6 +3,14 @@
  * list of paths to write (--files-from), worked out by content beforehand, so an unchanged file
  * is never rewritten (a fresh CI clone has new mtimes everywhere).
  */
+import {encodeName} from '../file-names.js'
+
+/**
+ * --itemize-changes without its `%L`: the ` -> target` of a symlink cannot be told apart from a
+ * name or target holding " -> " itself, and nothing here needs it.
+ */
+const ITEMIZE = '--out-format=%i %n'
+
 export interface SyncArgs {
   source: string
   target: string
@@ -24,10 +32,13 @@ export function syncArgv(a: SyncArgs): string[] {
     // No --times: written files get a fresh mtime, never one older than the file they replace
     // (stale .pyc and mtime-comparing watchers). Never --inplace: a file is replaced by rename.
     '--delay-updates', // changed files land together at the end, narrowing the mixed-tree window
-    '--itemize-changes',
+    ITEMIZE,
     '--8-bit-output', // names as they are (only control characters come escaped)
-    ...(a.dryRun ? ['--dry-run'] : []),
-    ...a.excludes.map((p) => `--exclude=${p}`),
+    // A preview runs before hotctl has cleared a directory that becomes a file or symlink: let the
+    // dry run pretend it away (--force, perishable excludes). Never in a real sync, where rsync
+    // must not delete: the plan refuses such a directory holding protected content.
+    ...(a.dryRun ? ['--dry-run', '--force'] : []),
+    ...a.excludes.map((p) => (a.dryRun ? `--filter=-p ${p}` : `--exclude=${p}`)),
     '--',
     withSlash(a.source),
     withSlash(a.target),
@@ -38,8 +49,10 @@ export function syncArgv(a: SyncArgs): string[] {
  * The planning scan: rsync's own dry run over both trees with --delete, comparing size and mtime
  * to the nanosecond (--modify-window=-1; the default compares whole seconds). Its itemized output
  * is the candidate change set; hotctl then compares content where only the mtime differs.
+ * `perishable` patterns (generated leftovers such as __pycache__) are excluded too, but do not keep
+ * a directory alive that is going away or turning into a file or symlink: rsync's `p` modifier.
  */
-export function planArgv(a: Omit<SyncArgs, 'dryRun'>): string[] {
+export function planArgv(a: Omit<SyncArgs, 'dryRun'> & {perishable?: string[]}): string[] {
   return [
     '--dry-run',
     '--recursive',
@@ -48,19 +61,27 @@ export function planArgv(a: Omit<SyncArgs, 'dryRun'>): string[] {
     '--times',
     '--delete',
     '--modify-window=-1',
-    '--out-format=%i %n%L',
+    ITEMIZE,
     '--8-bit-output',
     ...a.excludes.map((p) => `--exclude=${p}`),
+    ...(a.perishable ?? []).map((p) => `--filter=-p ${p}`),
     '--',
     withSlash(a.source),
     withSlash(a.target),
   ]
 }
 
-/** NUL-separated stdin for --files-from. */
-export function filesFromInput(paths: string[]): string {
-  return paths.map((p) => `${p}\0`).join('')
+/**
+ * stdin for --files-from with --from0: each path's exact bytes, NUL-terminated. rsync skips a
+ * files-from line starting with '#' or ';' as a comment even with --from0, so every path gets
+ * a `./` prefix, which rsync drops again (the implied --relative keeps the path below `./`).
+ */
+export function filesFromInput(paths: string[]): Buffer {
+  return Buffer.concat(paths.flatMap((p) => [DOT_SLASH, encodeName(p), NUL]))
 }
+
+const DOT_SLASH = Buffer.from('./')
+const NUL = Buffer.from([0])
 
 function withSlash(dir: string): string {
   return dir.endsWith('/') ? dir : `${dir}/`

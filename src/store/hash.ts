@@ -1,10 +1,11 @@
 import crypto from 'node:crypto'
 import fs from 'node:fs'
+import {fsPath} from '../file-names.js'
 
 /** sha256 of a file's content, hex. Small files are read whole; big ones streamed in chunks. */
 export function hashFile(file: string): string {
   const h = crypto.createHash('sha256')
-  const fd = fs.openSync(file, 'r')
+  const fd = fs.openSync(fsPath(file), 'r')
   try {
     const buf = Buffer.allocUnsafe(1 << 20)
     let n: number

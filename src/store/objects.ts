@@ -12,6 +12,7 @@ export type ObjectCheck =
   | {state: 'missing'}
   | {state: 'mismatch'; actual: string; size: number}
   | {state: 'unreadable'; error: string}
+import {fsPath} from '../file-names.js'
 
 /**
  * Content-addressed object store (git-like): `objects/ab/abcdef…` keyed by sha256. Objects are
@@ -74,7 +75,7 @@ export class ObjectStore {
   putFile(file: string): {hash: string; added: number; size: number} {
     const tmp = this.tempPath()
     const h = crypto.createHash('sha256')
-    const src = fs.openSync(file, 'r')
+    const src = fs.openSync(fsPath(file), 'r')
     const dst = fs.openSync(tmp, 'w', 0o444)
     let size = 0
     try {
@@ -136,7 +137,7 @@ export class ObjectStore {
    * copy that does not hash to the object's name is removed and throws, so it is never renamed
    * into place even if the object changed after it was checked.
    */
-  copyOut(hash: string, dest: string, mode: number): void {
+  copyOut(hash: string, dest: fs.PathLike, mode: number): void {
     const h = crypto.createHash('sha256')
     const src = fs.openSync(this.pathOf(hash), 'r')
     let dst: number | undefined

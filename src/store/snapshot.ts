@@ -1,6 +1,7 @@
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
+import {fsPath} from '../file-names.js'
 import type {HashCache} from './hash-cache.js'
 import {type Manifest, type ManifestEntry, type ManifestRoot, writeManifest} from './manifest.js'
 import type {ObjectStore} from './objects.js'
@@ -106,14 +107,14 @@ export function applyRestore(plan: RestorePlan, store: ObjectStore): RestoreResu
     const abs = path.join(targetRoot, rel)
     if (have && have.type === 'dir' && want.type !== 'dir') removeDir(tree, rel, abs)
     if (want.type === 'dir') {
-      if (have && have.type !== 'dir') fs.rmSync(abs, {force: true})
-      fs.mkdirSync(abs, {recursive: true})
-      fs.chmodSync(abs, want.mode)
+      if (have && have.type !== 'dir') fs.rmSync(fsPath(abs), {force: true})
+      fs.mkdirSync(fsPath(abs), {recursive: true})
+      fs.chmodSync(fsPath(abs), want.mode)
     } else {
-      const tmp = path.join(path.dirname(abs), `.hotctl-restore-${crypto.randomBytes(4).toString('hex')}`)
-      if (want.type === 'symlink') fs.symlinkSync(want.link!, tmp)
+      const tmp = fsPath(path.join(path.dirname(abs), `.hotctl-restore-${crypto.randomBytes(4).toString('hex')}`))
+      if (want.type === 'symlink') fs.symlinkSync(fsPath(want.link!), tmp)
       else store.copyOut(want.hash!, tmp, want.mode)
-      fs.renameSync(tmp, abs)
+      fs.renameSync(tmp, fsPath(abs))
     }
     written.push(rel)
   }
@@ -133,7 +134,7 @@ export function restoreTree(manifest: Manifest, tree: Tree, store: ObjectStore, 
 export function removeExtras(root: string, rels: string[], tree: Tree): string[] {
   const removed: string[] = []
   for (const rel of [...rels].sort().reverse()) {
-    const abs = path.join(root, rel)
+    const abs = fsPath(path.join(root, rel))
     const e = tree.entries.get(rel)
     if (!e) continue
     if (e.type === 'dir') {
@@ -156,5 +157,5 @@ const holdsProtected = (tree: Tree, rel: string) => [...tree.dirsWithProtected].
 
 function removeDir(tree: Tree, rel: string, abs: string): void {
   if (holdsProtected(tree, rel)) throw new Error(`cannot replace directory ${rel}: it holds protected paths`)
-  fs.rmSync(abs, {recursive: true, force: true})
+  fs.rmSync(fsPath(abs), {recursive: true, force: true})
 }

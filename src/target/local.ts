@@ -9,7 +9,8 @@ import type {ResolvedConfig} from '../config/resolve.js'
 import {MARKER_NAME, syncExcludes} from '../config/resolve.js'
 import {EXIT, HotctlError} from '../errors.js'
 import {type ChangeSet, changeSetFromItemize} from '../plan/changeset.js'
-import {compilePatterns, matchesPathOrParent, type PathMatcher} from '../plan/patterns.js'
+import {showPath} from '../file-names.js'
+import {compilePatterns, matchesPathOrParent, type PathMatcher, rsyncPatterns} from '../plan/patterns.js'
 import {describeRsyncExit, filesFromInput, planArgv, syncArgv} from '../rsync/argv.js'
 import {type ItemizedChange, parseItemize} from '../rsync/itemize.js'
 import {type BackupMeta, BackupIndex} from '../state/backups.js'
@@ -95,12 +96,16 @@ export class LocalTarget implements Target {
 
   async planChanges(source: string): Promise<ChangeSet> {
     // rsync scans both trees in its own processes while this one walks the target for the backup.
-    const scan = execa(rsyncBinary(), planArgv({source, target: this.config.target, excludes: this.syncExcludes}), {reject: false})
+    // Excludes are perishable there: a directory holding only them can go, or change type.
+    const {protect, exclude, target} = this.config
+    const argv = planArgv({source, target, excludes: rsyncPatterns([...protect, MARKER_NAME]), perishable: rsyncPatterns(exclude)})
+    const scan = execa(rsyncBinary(), argv, {reject: false, encoding: 'buffer'})
     const dst = this.walkTarget()
     const r = await scan
     if (r.exitCode === undefined) {
       throw new HotctlError(`planning scan: could not run ${rsyncBinary()}: ${r.shortMessage}`, EXIT.checksFailed, 'Run `hotctl check`; install rsync or fix HOTCTL_RSYNC. The target was not touched.')
     }
+    refuseReplacingProtected(source, dst)
     if (r.exitCode !== 0) {
       throw new HotctlError(`planning scan (rsync --dry-run) failed (exit ${r.exitCode}: ${describeRsyncExit(r.exitCode ?? -1)}): ${lastLines(r.stderr)}`, EXIT.checksFailed, 'Check that source and target are readable; the target was not touched.')
     }
@@ -113,7 +118,7 @@ export class LocalTarget implements Target {
     }
     // rsync was given the same patterns; this is the guard that does not depend on it agreeing.
     const notOurs = (rel: string, isDir: boolean) => rel === MARKER_NAME || matchesPathOrParent(this.skip, rel, isDir)
-    const changes = changeSetFromItemize(parseItemize(String(r.stdout)), sameContent, notOurs)
+    const changes = changeSetFromItemize(parseItemize(r.stdout), sameContent, notOurs)
     // Only what the walk manages may be deleted (never sockets, fifos, devices it leaves alone).
     changes.deleted = changes.deleted.filter((rel) => dst.entries.has(rel))
     srcCache.save()
@@ -132,12 +137,15 @@ export class LocalTarget implements Target {
     // moved are not missing while the new tree lands.
     const written = new Set([...changes.added, ...changes.changed])
     const inTheWay = (rel: string) => rel.split('/').some((_, i, parts) => written.has(parts.slice(0, i + 1).join('/')))
-    const tree = changes.deleted.length > 0 ? (this.planned ?? this.walkTarget()) : undefined
+    const tree = this.planned ?? this.walkTarget()
     this.planned = undefined
-    if (tree) removeExtras(this.config.target, changes.deleted.filter(inTheWay), tree)
+    // A directory becoming a file or symlink goes whole, with the excluded leftovers (__pycache__)
+    // the plan does not list: rsync would refuse to replace a non-empty directory.
+    const replacedDirs = [...written].filter((rel) => tree.entries.get(rel)?.type === 'dir' && statEntry(path.join(source, rel))?.type !== 'dir')
+    removeExtras(this.config.target, [...changes.deleted.filter(inTheWay), ...replacedDirs], tree)
     fs.mkdirSync(this.config.target, {recursive: true}) // deploy --create-target (preflight refused it otherwise)
     const items = await this.rsync(source, changes, false, signal, onChild)
-    if (tree) removeExtras(this.config.target, changes.deleted.filter((rel) => !inTheWay(rel)), tree)
+    removeExtras(this.config.target, changes.deleted.filter((rel) => !inTheWay(rel)), tree)
     return [...changes.deleted.map((p) => ({path: p, kind: 'deleted' as const, fileType: 'file' as const, code: '*deleting'})), ...items]
   }
 
@@ -148,11 +156,11 @@ export class LocalTarget implements Target {
     for (const rel of [...changes.added, ...changes.changed]) {
       const s = statEntry(path.join(source, rel))
       const d = statEntry(path.join(this.config.target, rel))
-      if (!s || !d || s.type !== d.type || (s.type !== 'symlink' && s.mode !== d.mode)) bad.push(rel)
+      if (!s || !d || s.type !== d.type || (s.type === 'symlink' ? s.link !== d.link : s.mode !== d.mode)) bad.push(rel)
       else if (s.type === 'file' && (s.size !== d.size || srcCache.hash(source, rel, s) !== dstCache.hash(this.config.target, rel, d))) bad.push(rel)
     }
     const written = new Set([...changes.added, ...changes.changed])
-    for (const rel of changes.deleted) if (!written.has(rel) && statEntry(path.join(this.config.target, rel))) bad.push(rel)
+    for (const rel of changes.deleted) if (!written.has(rel) && inTree(this.config.target, rel)) bad.push(rel)
     srcCache.save()
     dstCache.save()
     return bad
@@ -266,7 +274,7 @@ export class LocalTarget implements Target {
     if (writes.length === 0) return []
     const argv = syncArgv({source, target: this.config.target, excludes: this.syncExcludes, dryRun})
     // Own process group, journaled: if hotctl is killed, the next run stops it before restoring.
-    const sub = execa(rsyncBinary(), argv, {input: filesFromInput(writes), reject: false, detached: true})
+    const sub = execa(rsyncBinary(), argv, {input: filesFromInput(writes), reject: false, detached: true, encoding: 'buffer'})
     if (sub.pid) onChild?.(sub.pid)
     let canceled = false
     const dispose = stopOnAbort(sub.pid, signal, () => (canceled = true))
@@ -274,9 +282,10 @@ export class LocalTarget implements Target {
     dispose()
     if (canceled) throw new HotctlError('sync interrupted', EXIT.interrupted)
     if (r.exitCode !== 0) {
-      throw new HotctlError(`rsync failed (exit ${r.exitCode}: ${describeRsyncExit(r.exitCode ?? -1)}): ${lastLines(r.stderr)}`, EXIT.restored)
+      const what = `rsync${dryRun ? ' --dry-run' : ''} failed (exit ${r.exitCode}: ${describeRsyncExit(r.exitCode ?? -1)}): ${lastLines(r.stderr)}`
+      throw new HotctlError(what, dryRun ? EXIT.checksFailed : EXIT.restored)
     }
-    return parseItemize(String(r.stdout))
+    return parseItemize(r.stdout)
   }
 
 }
@@ -286,7 +295,33 @@ function flushFilesystem(dir: string): void {
   if (spawnSync('sync', ['-f', dir]).status !== 0) spawnSync('sync')
 }
 
-const lastLines = (text: unknown) => String(text).trim().split('\n').slice(-3).join(' | ')
+const lastLines = (text: string | Uint8Array) => (typeof text === 'string' ? text : Buffer.from(text).toString()).trim().split('\n').slice(-3).join(' | ')
+
+/** Is `rel` in the tree under `root`, reached through real directories only (never through a symlink)? */
+function inTree(root: string, rel: string): boolean {
+  const parts = rel.split('/')
+  for (let i = 1; i < parts.length; i++) if (statEntry(path.join(root, ...parts.slice(0, i)))?.type !== 'dir') return false
+  return statEntry(path.join(root, rel)) !== undefined
+}
+
+/**
+ * Protected content is never deleted, so a directory holding it cannot become a file or symlink.
+ * Refused before anything is touched, naming the path (rsync's own scan would only fail with 23).
+ */
+function refuseReplacingProtected(source: string, dst: Tree): void {
+  const holders = new Set<string>()
+  for (const d of dst.dirsWithProtected) for (let p = d; p; p = p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '') holders.add(p)
+  for (const rel of [...holders].sort()) {
+    const src = statEntry(path.join(source, rel))
+    if (src && src.type !== 'dir') {
+      throw new HotctlError(
+        `${showPath(rel)} is a ${src.type} in the source but a directory holding protected paths in the target`,
+        EXIT.checksFailed,
+        `hotctl never deletes protected content: move it out of ${showPath(rel)} (or stop protecting it), or keep ${showPath(rel)} a directory in the source. The target was not touched.`,
+      )
+    }
+  }
+}
 
 function dirCheck(name: string, dir: string, mode: number): PreflightItem {
   const want = mode === fs.constants.W_OK ? 'writable' : 'readable'

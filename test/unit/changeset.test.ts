@@ -8,7 +8,7 @@ import {planArgv} from '../../src/rsync/argv.js'
 import {type ItemizedChange, parseItemize} from '../../src/rsync/itemize.js'
 import {HashCache} from '../../src/store/hash-cache.js'
 import {walkTree} from '../../src/store/walk.js'
-import {compilePatterns} from '../../src/plan/patterns.js'
+import {compilePatterns, matchesPathOrParent} from '../../src/plan/patterns.js'
 import {tmpDir, writeTree} from './helpers.js'
 
 const item = (code: string, p: string): ItemizedChange => parseItemize(`${code} ${p}`)[0]!
@@ -46,7 +46,7 @@ describe('changeSetFromItemize (synthetic items)', () => {
   })
 
   it('a changed symlink target is a change', () => {
-    expect(changeSetFromItemize([item('cL.s.......', 'cur -> v2')], always, never).changed).toEqual(['cur'])
+    expect(changeSetFromItemize([item('cL.s.......', 'cur')], always, never).changed).toEqual(['cur'])
   })
 
   it('counts', () => {
@@ -70,10 +70,10 @@ function setup(src: Record<string, string>, dst: Record<string, string>) {
   return {s, d}
 }
 
-function plan(s: string, d: string, excludes: string[] = []) {
-  const r = spawnSync('rsync', planArgv({source: s, target: d, excludes: [...excludes, MARKER_NAME]}), {encoding: 'utf8'})
-  expect(r.status, r.stderr).toBe(0)
-  const skip = compilePatterns(excludes)
+function plan(s: string, d: string, excludes: string[] = [], perishable: string[] = []) {
+  const r = spawnSync('rsync', planArgv({source: s, target: d, excludes: [...excludes, MARKER_NAME], perishable}))
+  expect(r.status, String(r.stderr)).toBe(0)
+  const skip = compilePatterns([...excludes, ...perishable])
   const src = walkTree(s, skip)
   const dst = walkTree(d, skip)
   const srcCache = HashCache.open()
@@ -83,7 +83,7 @@ function plan(s: string, d: string, excludes: string[] = []) {
     const b = dst.entries.get(rel)
     return !!a && !!b && a.type === 'file' && b.type === 'file' && a.size === b.size && srcCache.hash(s, rel, a) === dstCache.hash(d, rel, b)
   }
-  const cs = changeSetFromItemize(parseItemize(r.stdout), sameContent, (rel) => rel === MARKER_NAME)
+  const cs = changeSetFromItemize(parseItemize(r.stdout), sameContent, (rel, isDir) => rel === MARKER_NAME || matchesPathOrParent(skip, rel, isDir))
   return {cs, srcCache, dstCache, stdout: r.stdout}
 }
 
@@ -201,6 +201,40 @@ describe.runIf(hasRsync)('planning scan on real trees (rsync dry run + content)'
   it('names with spaces and non-ASCII survive the scan', () => {
     const {s, d} = setup({'my file.txt': 'x', 'ünï/çødé.py': 'y'}, {})
     expect(plan(s, d).cs.added).toEqual(['my file.txt', 'ünï', 'ünï/çødé.py'])
+  })
+
+  it('names that are not UTF-8 or hold control characters: planned by their bytes, content compared by hash', () => {
+    const {s, d} = setup({}, {})
+    const names = [Buffer.from([0xff]), Buffer.from([0x23, 0x0a, 0xe9]), Buffer.from('\\#101'), Buffer.from('a -> b')]
+    for (const [root, content] of [[s, 'same'], [d, 'same']] as const) {
+      for (const n of names) fs.writeFileSync(Buffer.concat([Buffer.from(`${root}/`), n]), content)
+    }
+    fs.writeFileSync(Buffer.concat([Buffer.from(`${s}/`), Buffer.from([0xfe])]), 'new')
+    for (const n of names) fs.utimesSync(Buffer.concat([Buffer.from(`${s}/`), n]), 2_000_000_000, 2_000_000_000)
+    const {cs, srcCache} = plan(s, d)
+    expect(cs).toEqual({added: ['\udcfe'], changed: [], deleted: []}) // same content, new mtimes: no change
+    expect(srcCache.hashed).toBe(names.length)
+  })
+
+  it('a directory replaced by a symlink: the symlink is added, the old contents deleted, the directory itself is not', () => {
+    const {s, d} = setup({'vendor/lib/a.py': 'A'}, {'vendor/lib/a.py': 'A', 'lib/a.py': 'A', 'lib/sub/b.py': 'B'})
+    fs.symlinkSync('vendor/lib', path.join(s, 'lib'))
+    const {cs} = plan(s, d)
+    expect(cs.added).toEqual(['lib'])
+    expect(cs.deleted).toEqual(['lib/a.py', 'lib/sub', 'lib/sub/b.py'])
+  })
+
+  it('excluded leftovers (perishable) neither keep a removed directory nor block a type change', () => {
+    const {s, d} = setup({'vendor/lib/a.py': 'A', 'keep/k.py': 'k'}, {'vendor/lib/a.py': 'A', 'lib/a.py': 'A', 'lib/__pycache__/a.pyc': 'c', 'old/x.py': 'x', 'old/__pycache__/x.pyc': 'c', 'keep/k.py': 'k', 'keep/__pycache__/k.pyc': 'c'})
+    fs.symlinkSync('vendor/lib', path.join(s, 'lib'))
+    const {cs} = plan(s, d, [], ['__pycache__'])
+    expect(cs.added).toEqual(['lib'])
+    expect(cs.deleted).toEqual(['lib/a.py', 'old', 'old/x.py']) // excluded paths themselves are not listed; keep/ stays
+  })
+
+  it('hard excludes (protected) still keep a removed directory with them', () => {
+    const {s, d} = setup({}, {'old/x.py': 'x', 'old/data/db': 'live'})
+    expect(plan(s, d, ['data/']).cs.deleted).toEqual(['old/x.py'])
   })
 })
 
