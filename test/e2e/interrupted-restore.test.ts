@@ -62,40 +62,50 @@ function liveMembers(pgid: number): number[] {
   return out
 }
 
-describe('an interrupted deploy restores within a CI runner grace period', {timeout: 120_000}, () => {
+/**
+ * v2 deployed and live; then a deploy of v3 started in the background, now in its smoke phase
+ * with the smoke command `suite` sitting in `sleep 60` (its process group recorded in `runs`).
+ * `slow-page` is an HTTP smoke check answering after `pageDelayMs` (timeout 10s).
+ */
+async function deployStuckInSmoke(pageDelayMs: number) {
+  const ws = makeWorkspace()
+  const svc = await startService(ws.live)
+  const runs = path.join(ws.dir, 'smoke-runs')
+  const sleepFile = path.join(ws.dir, 'smoke-sleep')
+  fs.writeFileSync(sleepFile, '0')
+  const slow = await slowEndpoint(pageDelayMs)
+  const base = serviceConfig(svc, {checks: {}})
+  ws.writeConfig({
+    ...base,
+    smoke: [
+      ...(base.smoke as unknown[]),
+      {name: 'slow-page', url: slow, expect: {status: 200}, timeout: '10s'},
+      // Records its process group (the shell is its leader), then sleeps as long as smoke-sleep says.
+      {name: 'suite', command: `echo $$ >> ${runs}; sleep "$(cat ${sleepFile})"`},
+    ],
+  })
+  ws.setVersion('v2')
+  const first = await runCli(['deploy', '--json'], {cwd: ws.src})
+  expect(first.exitCode, why(first)).toBe(0)
+  const v2 = first.json.release as string
+  const hashV2 = treeHash(ws.live)
+
+  // v3: its smoke command sits in `sleep 60`; the job is cancelled meanwhile.
+  fs.writeFileSync(sleepFile, '60')
+  ws.setVersion('v3')
+  const proc = startCli(['deploy', '--json'], {cwd: ws.src})
+  groups.push(proc.pid!)
+  const opId = await waitFor('the deploy to reach its smoke phase', () => opAt(ws, v2, 'smoke'), 30_000)
+  await waitFor('the smoke command to start', () => fs.readFileSync(runs, 'utf8').trim().split('\n').length === 2)
+  const smokeGroup = Number(fs.readFileSync(runs, 'utf8').trim().split('\n')[1])
+  expect(liveMembers(smokeGroup).length).toBeGreaterThan(0)
+
+  return {ws, svc, v2, hashV2, runs, proc, opId, smokeGroup}
+}
+
+describe('an interrupted deploy or rollback restores within a CI runner grace period', {timeout: 120_000}, () => {
   it('SIGINT during a long smoke command: stops it, restores and proves the old release with HTTP checks only, says the command check was skipped, exits 130; a SIGTERM and a second SIGINT during the restore do not abandon it', async () => {
-    const ws = makeWorkspace()
-    const svc = await startService(ws.live)
-    const runs = path.join(ws.dir, 'smoke-runs')
-    const sleepFile = path.join(ws.dir, 'smoke-sleep')
-    fs.writeFileSync(sleepFile, '0')
-    const slow = await slowEndpoint(1200)
-    const base = serviceConfig(svc, {checks: {}})
-    ws.writeConfig({
-      ...base,
-      smoke: [
-        ...(base.smoke as unknown[]),
-        {name: 'slow-page', url: slow, expect: {status: 200}, timeout: '10s'},
-        // Records its process group (the shell is its leader), then sleeps as long as smoke-sleep says.
-        {name: 'suite', command: `echo $$ >> ${runs}; sleep "$(cat ${sleepFile})"`},
-      ],
-    })
-    ws.setVersion('v2')
-    const first = await runCli(['deploy', '--json'], {cwd: ws.src})
-    expect(first.exitCode, why(first)).toBe(0)
-    const v2 = first.json.release as string
-    const hashV2 = treeHash(ws.live)
-
-    // v3: its smoke command sits in `sleep 60`; the job is cancelled meanwhile.
-    fs.writeFileSync(sleepFile, '60')
-    ws.setVersion('v3')
-    const proc = startCli(['deploy', '--json'], {cwd: ws.src})
-    groups.push(proc.pid!)
-    const opId = await waitFor('the deploy to reach its smoke phase', () => opAt(ws, v2, 'smoke'), 30_000)
-    await waitFor('the smoke command to start', () => fs.readFileSync(runs, 'utf8').trim().split('\n').length === 2)
-    const smokeGroup = Number(fs.readFileSync(runs, 'utf8').trim().split('\n')[1])
-    expect(liveMembers(smokeGroup).length).toBeGreaterThan(0)
-
+    const {ws, svc, v2, hashV2, runs, proc, opId, smokeGroup} = await deployStuckInSmoke(1200)
     const signalled = Date.now()
     process.kill(proc.pid!, 'SIGINT')
     // GitHub Actions' SIGTERM, and an impatient second Ctrl-C, while the restore proves the old release.
@@ -142,5 +152,66 @@ describe('an interrupted deploy restores within a CI runner grace period', {time
     expect(st.json.needsAttention).toBe(false)
     expect(st.json.lock).toBeNull()
     process.stderr.write(`interrupted-restore: SIGINT → exit 130 in ${seconds.toFixed(2)} s\n`)
+  })
+
+  it('after the interrupt an HTTP check slower than the short limit fails the proof: the content is restored but unproven, exit 4 (needs attention), never 130', async () => {
+    const {ws, v2, hashV2, proc, opId} = await deployStuckInSmoke(3500)
+    process.kill(proc.pid!, 'SIGINT')
+    const r = await proc
+    const stdout = String(r.stdout)
+    const out = why({stdout, stderr: String(r.stderr)})
+    expect(r.exitCode, out).toBe(4)
+    const json = JSON.parse(stdout.trim())
+    expect(json.outcome).toBe('needs-attention')
+    expect(json.restore.ok).toBe(false)
+    expect(json.restore.interrupted).toBe(true)
+    expect(json.restore.differences).toEqual([])
+    expect(json.restore.proof.confirmed).toBe(v2)
+    expect(json.restore.error).toMatch(/slow-page: .*no answer within 2000 ms/)
+    expect(treeHash(ws.live)).toBe(hashV2)
+    const end = ws.journal().find((e) => e.event === 'end' && e.opId === opId)
+    expect(end?.result).toBe('attention')
+    expect(end?.exitCode).toBe(4)
+    const st = await runCli(['status', '--json'], {cwd: ws.src})
+    expect(st.exitCode, why(st)).toBe(4)
+  })
+
+  it('SIGINT during a rollback\'s smoke: the tree from before the rollback is put back and proven the short way; journaled as interrupted, exit 130', async () => {
+    const ws = makeWorkspace()
+    const svc = await startService(ws.live)
+    const sleepFile = path.join(ws.dir, 'smoke-sleep')
+    fs.writeFileSync(sleepFile, '0')
+    const base = serviceConfig(svc, {checks: {}})
+    ws.writeConfig({...base, smoke: [...(base.smoke as unknown[]), {name: 'suite', command: `sleep "$(cat ${sleepFile})"`}]})
+    ws.setVersion('v2')
+    const first = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(first.exitCode, why(first)).toBe(0)
+    const v2 = first.json.release as string
+    const hashV2 = treeHash(ws.live)
+
+    fs.writeFileSync(sleepFile, '60')
+    const proc = startCli(['rollback', '--json'], {cwd: ws.src})
+    groups.push(proc.pid!)
+    const undo = await waitFor('the rollback to reach its smoke phase', () => {
+      const start = ws.journal().find((e) => e.event === 'start' && e.op === 'rollback')
+      return start && phasesOf(ws, start.opId as string).includes('smoke') ? (start.opId as string) : undefined
+    }, 30_000)
+    await new Promise((res) => setTimeout(res, 300))
+    process.kill(proc.pid!, 'SIGINT')
+    const r = await proc
+    const stdout = String(r.stdout)
+    const out = why({stdout, stderr: String(r.stderr)})
+    expect(r.exitCode, out).toBe(130)
+    const json = JSON.parse(stdout.trim())
+    expect(json.outcome).toBe('interrupted')
+    expect(json.restore.ok, out).toBe(true)
+    expect(json.restore.proof.confirmed).toBe(v2)
+    expect(json.restore.proof.smoke.find((s: {name: string}) => s.name === 'suite').skipped).toBe(true)
+    expect(String(r.stderr)).toMatch(/command smoke checks skipped \(suite\)/)
+    expect(treeHash(ws.live)).toBe(hashV2)
+    expect((await svc.status()).version).toBe(v2)
+    const end = ws.journal().find((e) => e.event === 'end' && e.opId === undo)
+    expect(end?.result).toBe('interrupted')
+    expect(end?.exitCode).toBe(130)
   })
 })
