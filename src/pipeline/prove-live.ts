@@ -1,5 +1,6 @@
 import type {ListrTask} from 'listr2'
 import type {ServiceSpec} from '../config/resolve.js'
+import type {SmokeSpec} from '../config/schema.js'
 import {errorMessage} from '../errors.js'
 import type {Interrupt} from '../interrupt.js'
 import {redact} from '../secrets.js'
@@ -113,7 +114,7 @@ export function proveLiveTasks(ctx: OpContext, expected: string | null, proof: L
       },
     },
     {
-      title: `Smoke tests (${smoke.length})`,
+      title: smokeTitle(smoke, interrupt?.fired ? smoke.filter((s) => 'command' in s).length : 0),
       enabled: () => smoke.length > 0,
       task: async (_c, task) => {
         opts.phase(opts.phases.smoke)
@@ -121,7 +122,7 @@ export function proveLiveTasks(ctx: OpContext, expected: string | null, proof: L
         const skipped = proof.smoke.filter((r) => r.skipped)
         if (skipped.length > 0) {
           const names = skipped.map((r) => r.name).join(', ')
-          task.title = `Smoke tests (${smoke.length - skipped.length} HTTP, short timeouts; ${skipped.length} command checks skipped after the interrupt)`
+          task.title = smokeTitle(smoke, skipped.length)
           ctx.ui.say(redact(`hotctl: interrupted: command smoke checks skipped (${names}), they may take longer than the CI runner allows; HTTP checks ran with short timeouts`))
         }
         const failed = proof.smoke.filter((r) => !r.ok && !r.skipped)
@@ -131,6 +132,11 @@ export function proveLiveTasks(ctx: OpContext, expected: string | null, proof: L
       rendererOptions: {persistentOutput: true},
     },
   ]
+}
+
+function smokeTitle(smoke: SmokeSpec[], skipped: number): string {
+  if (skipped === 0) return `Smoke tests (${smoke.length})`
+  return `Smoke tests (${smoke.length - skipped} HTTP, short timeouts; ${skipped} command check${skipped === 1 ? '' : 's'} skipped after the interrupt)`
 }
 
 /** Why a restore's failed trigger leaves it unproven for this service. */
