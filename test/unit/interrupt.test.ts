@@ -5,6 +5,7 @@ import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {SmokeSpec} from '../../src/config/schema.js'
 import {INTERRUPT_BUDGET_MS, Interrupt, InterruptReason} from '../../src/interrupt.js'
+import {runCommand} from '../../src/service/run-command.js'
 import {runSmoke} from '../../src/service/smoke.js'
 import {tmpDir} from './helpers.js'
 
@@ -109,5 +110,17 @@ describe('runSmoke in a restore (with the operator interrupt)', () => {
     expect(r.ok).toBe(false)
     expect(r.skipped).toBeUndefined()
     expect(r.detail).toMatch(/exited 3/)
+  })
+})
+
+describe('runCommand on an interrupt', () => {
+  it('a command ignoring SIGTERM is killed after 1 s, not 3: the restore waits for it inside the CI grace period', async () => {
+    const c = new AbortController()
+    setTimeout(() => c.abort(new InterruptReason('SIGINT')), 200)
+    const t = Date.now()
+    const r = await runCommand(`trap '' TERM; sleep 30`, {cwd: tmpDir(), signal: c.signal})
+    expect(r.canceled).toBe(true)
+    // 200 ms + 1 s grace; the former 3 s grace cannot come in under 3.2 s.
+    expect(Date.now() - t).toBeLessThan(3000)
   })
 })
