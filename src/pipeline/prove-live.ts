@@ -83,7 +83,8 @@ export function proveLiveTasks(ctx: OpContext, expected: string | null, proof: L
         const fatal = failed.filter((r) => !opts.restore || !r.s.status || !expected)
         if (fatal.length > 0) throw new Error(fatal.map((r) => `${r.error}${opts.restore ? unconfirmable(r.s) : ''}`).join('\n'))
         for (const r of failed) {
-          const warning = `${r.s.name}: reload trigger failed (${r.error?.split('\n')[0]}); its status decides whether ${opts.label} ${expected} is live`
+          const why = r.error?.split('\n')[0]
+          const warning = `${r.s.name}: reload trigger failed (${why}); its status decides whether ${opts.label} ${expected} is live`
           proof.warnings.push(warning)
           ctx.ui.say(redact(`hotctl: warning: ${warning}`))
         }
@@ -118,15 +119,18 @@ export function proveLiveTasks(ctx: OpContext, expected: string | null, proof: L
       enabled: () => smoke.length > 0,
       task: async (_c, task) => {
         opts.phase(opts.phases.smoke)
-        proof.smoke = await Promise.all(smoke.map((s) => runSmoke(s, {cwd: ctx.config.target, env: ctx.env, signal: ctx.signal, interrupt})))
+        const where = {cwd: ctx.config.target, env: ctx.env, signal: ctx.signal, interrupt}
+        proof.smoke = await Promise.all(smoke.map((s) => runSmoke(s, where)))
         const skipped = proof.smoke.filter((r) => r.skipped)
         if (skipped.length > 0) {
           const names = skipped.map((r) => r.name).join(', ')
           task.title = smokeTitle(smoke, skipped.length)
-          ctx.ui.say(redact(`hotctl: interrupted: command smoke checks skipped (${names}), they may take longer than the CI runner allows; HTTP checks ran with short timeouts`))
+          const why = 'they may take longer than the CI runner allows; HTTP checks ran with short timeouts'
+          ctx.ui.say(redact(`hotctl: interrupted: command smoke checks skipped (${names}), ${why}`))
         }
         const failed = proof.smoke.filter((r) => !r.ok && !r.skipped)
-        task.output = redact(proof.smoke.map((r) => `${r.skipped ? '-' : r.ok ? '✔' : '✖'} ${r.name}: ${r.detail.split('\n')[0]}`).join('\n'))
+        const mark = (r: SmokeResult) => (r.skipped ? '-' : r.ok ? '✔' : '✖')
+        task.output = redact(proof.smoke.map((r) => `${mark(r)} ${r.name}: ${r.detail.split('\n')[0]}`).join('\n'))
         if (failed.length > 0) throw new Error(`smoke failed: ${failed.map((f) => `${f.name}: ${f.detail}`).join('; ')}`)
       },
       rendererOptions: {persistentOutput: true},
@@ -136,7 +140,8 @@ export function proveLiveTasks(ctx: OpContext, expected: string | null, proof: L
 
 function smokeTitle(smoke: SmokeSpec[], skipped: number): string {
   if (skipped === 0) return `Smoke tests (${smoke.length})`
-  return `Smoke tests (${smoke.length - skipped} HTTP, short timeouts; ${skipped} command check${skipped === 1 ? '' : 's'} skipped after the interrupt)`
+  const checks = skipped === 1 ? 'check' : 'checks'
+  return `Smoke tests (${smoke.length - skipped} HTTP, short timeouts; ${skipped} command ${checks} skipped after the interrupt)`
 }
 
 /** Why a restore's failed trigger leaves it unproven for this service. */

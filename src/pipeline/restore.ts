@@ -31,9 +31,19 @@ export async function restoreAndProve(ctx: OpContext, id: string, phase: (p: Pha
   const own: OpContext = {...ctx, signal: new AbortController().signal}
   const interrupt = new Interrupt(ctx.signal)
   const meta = ctx.target.backups().find((b) => b.id === id)
-  const outcome: RestoreOutcome = {backup: id, release: meta?.release ?? null, ok: false, written: 0, removed: 0, differences: [], proof: emptyProof(), interrupted: false}
+  const outcome: RestoreOutcome = {
+    backup: id,
+    release: meta?.release ?? null,
+    ok: false,
+    written: 0,
+    removed: 0,
+    differences: [],
+    proof: emptyProof(),
+    interrupted: false,
+  }
   if (interrupt.fired) {
-    ctx.ui.say(`hotctl: restoring ${id} in the interrupt's time budget (${INTERRUPT_BUDGET_MS / 1000} s): content verified in full; reload and HTTP checks with short timeouts; command smoke checks skipped`)
+    const how = 'content verified in full; reload and HTTP checks with short timeouts; command smoke checks skipped'
+    ctx.ui.say(`hotctl: restoring ${id} in the interrupt's time budget (${INTERRUPT_BUDGET_MS / 1000} s): ${how}`)
   }
   try {
     await runTasks(
@@ -56,7 +66,13 @@ export async function restoreAndProve(ctx: OpContext, id: string, phase: (p: Pha
             if (outcome.differences.length > 0) throw new Error(`target differs from backup ${id} at: ${outcome.differences.slice(0, 10).join(', ')}`)
           },
         },
-        ...proveLiveTasks(own, outcome.release, outcome.proof, {allowRestart: opts.allowRestart, phase, label, phases: {reload: 'restore-reload', confirm: 'restore-confirm', smoke: 'restore-smoke'}, restore: {interrupt}}),
+        ...proveLiveTasks(own, outcome.release, outcome.proof, {
+          allowRestart: opts.allowRestart,
+          phase,
+          label,
+          phases: {reload: 'restore-reload', confirm: 'restore-confirm', smoke: 'restore-smoke'},
+          restore: {interrupt},
+        }),
       ],
       {},
     )

@@ -17,12 +17,16 @@ const httpOf = (spec: {url: string; method: string; headers: Record<string, stri
  * Asks one service to hot-reload: an HTTP call (retried; 409 = tree not yet consistent) or a command.
  * `short`: after an interrupt, with the short limits of src/interrupt.ts.
  */
-export async function triggerReload(svc: ServiceSpec, opts: {cwd: string; env: Record<string, string>; signal?: AbortSignal; short?: Interrupt}): Promise<string> {
+export async function triggerReload(
+  svc: ServiceSpec,
+  opts: {cwd: string; env: Record<string, string>; signal?: AbortSignal; short?: Interrupt},
+): Promise<string> {
   const t = svc.trigger
   if (!t) return 'no trigger configured (the service watches by itself)'
   if ('command' in t) {
     const r = await runCommand(t.command, {cwd: opts.cwd, env: opts.env, signal: opts.signal, timeoutMs: opts.short?.shortCommandMs()})
-    if (!r.ok) throw new Error(`reload trigger \`${describeCommand(t.command)}\` ${r.timedOut ? 'timed out' : r.canceled ? 'was stopped' : `failed (exit ${r.exitCode})`}:\n${r.tail}`)
+    const how = r.timedOut ? 'timed out' : r.canceled ? 'was stopped' : `failed (exit ${r.exitCode})`
+    if (!r.ok) throw new Error(`reload trigger \`${describeCommand(t.command)}\` ${how}:\n${r.tail}`)
     return 'trigger command ran'
   }
   const req = httpOf(t, `reload.trigger.timeout`)

@@ -19,7 +19,10 @@ export interface SmokeResult {
  * the short limits of src/interrupt.ts, and a command check is skipped (stopped if running): it may
  * take longer than the CI runner still allows.
  */
-export async function runSmoke(spec: SmokeSpec, opts: {cwd: string; env: Record<string, string>; signal?: AbortSignal; interrupt?: Interrupt}): Promise<SmokeResult> {
+export async function runSmoke(
+  spec: SmokeSpec,
+  opts: {cwd: string; env: Record<string, string>; signal?: AbortSignal; interrupt?: Interrupt},
+): Promise<SmokeResult> {
   const {interrupt} = opts
   const signal = interrupt?.signal ?? opts.signal
   if ('command' in spec) {
@@ -32,14 +35,27 @@ export async function runSmoke(spec: SmokeSpec, opts: {cwd: string; env: Record<
   return !r.ok && interrupt?.fired ? runHttpSmoke(spec, {short: interrupt}) : r
 }
 
-const skippedAfterInterrupt = (name: string): SmokeResult => ({name, ok: false, skipped: true, detail: 'skipped: command checks are not run after an interrupt'})
+const skippedAfterInterrupt = (name: string): SmokeResult => ({
+  name,
+  ok: false,
+  skipped: true,
+  detail: 'skipped: command checks are not run after an interrupt',
+})
 
-async function runCommandSmoke(spec: Extract<SmokeSpec, {command: unknown}>, cwd: string, env: Record<string, string>, signal?: AbortSignal): Promise<{result: SmokeResult; canceled: boolean}> {
+type SmokeCommandSpec = Extract<SmokeSpec, {command: unknown}>
+
+async function runCommandSmoke(
+  spec: SmokeCommandSpec,
+  cwd: string,
+  env: Record<string, string>,
+  signal?: AbortSignal,
+): Promise<{result: SmokeResult; canceled: boolean}> {
   let last = ''
   for (let attempt = 0; attempt <= spec.retries; attempt++) {
     const r = await runCommand(spec.command, {cwd, env, signal, timeoutMs: parseDuration(spec.timeout, `smoke.${spec.name}.timeout`)})
     if (r.ok) return {result: {name: spec.name, ok: true, detail: `\`${describeCommand(spec.command)}\` passed`}, canceled: false}
-    last = `\`${describeCommand(spec.command)}\` ${r.timedOut ? 'timed out' : r.canceled ? 'was stopped' : `exited ${r.exitCode}`}:\n${r.tail}`
+    const how = r.timedOut ? 'timed out' : r.canceled ? 'was stopped' : `exited ${r.exitCode}`
+    last = `\`${describeCommand(spec.command)}\` ${how}:\n${r.tail}`
     if (r.canceled) return {result: {name: spec.name, ok: false, detail: last}, canceled: true}
   }
   return {result: {name: spec.name, ok: false, detail: last}, canceled: false}

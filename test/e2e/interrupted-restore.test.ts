@@ -9,7 +9,21 @@ import http from 'node:http'
 import type {AddressInfo} from 'node:net'
 import path from 'node:path'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
-import {alive, makeWorkspace, readMarker, removeWorkspaces, requireBuild, runCli, serviceConfig, startCli, startService, stopAllServices, treeHash, waitFor, type Workspace} from './helpers.js'
+import {
+  alive,
+  makeWorkspace,
+  readMarker,
+  removeWorkspaces,
+  requireBuild,
+  runCli,
+  serviceConfig,
+  startCli,
+  startService,
+  stopAllServices,
+  treeHash,
+  waitFor,
+  type Workspace,
+} from './helpers.js'
 
 beforeAll(requireBuild)
 afterEach(stopAllServices)
@@ -39,7 +53,11 @@ async function slowEndpoint(delayMs: number): Promise<string> {
 }
 
 /** Phases the journal recorded for operation `opId`. */
-const phasesOf = (ws: Workspace, opId: string) => ws.journal().filter((e) => e.event === 'phase' && e.opId === opId).map((e) => e.phase as string)
+const phasesOf = (ws: Workspace, opId: string) =>
+  ws
+    .journal()
+    .filter((e) => e.event === 'phase' && e.opId === opId)
+    .map((e) => e.phase as string)
 
 /** The deploy op other than `not` (by journal), once it has reached `phase`. */
 function opAt(ws: Workspace, not: string, phase: string): string | undefined {
@@ -104,11 +122,12 @@ async function deployStuckInSmoke(pageDelayMs: number) {
 }
 
 describe('an interrupted deploy or rollback restores within a CI runner grace period', {timeout: 120_000}, () => {
-  it('SIGINT during a long smoke command: stops it, restores and proves the old release with HTTP checks only, says the command check was skipped, exits 130; a SIGTERM and a second SIGINT during the restore do not abandon it', async () => {
+  // GitHub Actions' SIGTERM and an impatient second Ctrl-C come while the restore proves the old release.
+  it('SIGINT during a long smoke command: stopped; restored and proven with HTTP checks only, command check skipped and said; 130; '
+    + 'a SIGTERM and a second SIGINT during the restore do not abandon it', async () => {
     const {ws, svc, v2, hashV2, runs, proc, opId, smokeGroup} = await deployStuckInSmoke(1200)
     const signalled = Date.now()
     process.kill(proc.pid!, 'SIGINT')
-    // GitHub Actions' SIGTERM, and an impatient second Ctrl-C, while the restore proves the old release.
     await waitFor('the restore to reach its smoke step', () => phasesOf(ws, opId).includes('restore-smoke'), 20_000, 20)
     process.kill(proc.pid!, 'SIGTERM')
     await new Promise((r) => setTimeout(r, 200))
@@ -154,7 +173,7 @@ describe('an interrupted deploy or rollback restores within a CI runner grace pe
     process.stderr.write(`interrupted-restore: SIGINT → exit 130 in ${seconds.toFixed(2)} s\n`)
   })
 
-  it('after the interrupt an HTTP check slower than the short limit fails the proof: the content is restored but unproven, exit 4 (needs attention), never 130', async () => {
+  it('after the interrupt an HTTP check slower than the short limit fails the proof: content restored but unproven, exit 4', async () => {
     const {ws, v2, hashV2, proc, opId} = await deployStuckInSmoke(3500)
     process.kill(proc.pid!, 'SIGINT')
     const r = await proc
@@ -176,7 +195,7 @@ describe('an interrupted deploy or rollback restores within a CI runner grace pe
     expect(st.exitCode, why(st)).toBe(4)
   })
 
-  it('SIGINT during a rollback\'s smoke: the tree from before the rollback is put back and proven the short way; journaled as interrupted, exit 130', async () => {
+  it('SIGINT during a rollback\'s smoke: the tree from before it is put back, proven the short way; interrupted, 130', async () => {
     const ws = makeWorkspace()
     const svc = await startService(ws.live)
     const sleepFile = path.join(ws.dir, 'smoke-sleep')

@@ -7,7 +7,17 @@ import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
-import {makeWorkspace, readMarker, removeWorkspaces, requireBuild, runCli, serviceConfig, startService, stopAllServices, treeHash} from './helpers.js'
+import {
+  makeWorkspace,
+  readMarker,
+  removeWorkspaces,
+  requireBuild,
+  runCli,
+  serviceConfig,
+  startService,
+  stopAllServices,
+  treeHash,
+} from './helpers.js'
 
 beforeAll(requireBuild)
 afterEach(stopAllServices)
@@ -36,7 +46,7 @@ async function deployedV2() {
 }
 
 describe('a restore whose reload trigger fails', {timeout: 90_000}, () => {
-  it('a dead trigger URL with a live status: the deploy fails, the restore is proven by content and the old id (exit 3, not needs attention)', async () => {
+  it('a dead trigger URL with a live status: the deploy fails; the restore is proven by content and the old id (3, not 4)', async () => {
     const {ws, svc, v2, hashV2} = await deployedV2()
     const cfg = serviceConfig(svc, {checks: {}})
     const reload = cfg.reload as Record<string, unknown>
@@ -66,12 +76,18 @@ describe('a restore whose reload trigger fails', {timeout: 90_000}, () => {
     expect(st.json.recent[0].exitCode).toBe(3)
   })
 
-  it('a trigger that dies after the service loaded the failed release: the status still reports it, so the restore is not proven (exit 4)', async () => {
+  it('a trigger that dies after the service loaded the failed release: its status still reports it, so unproven (4)', async () => {
     const {ws, svc} = await deployedV2()
     // Reloads the service once (the deploy), then fails every time (the restore).
     const trigger = path.join(ws.dir, 'trigger.sh')
     const post = `import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1], method="POST"), timeout=5)`
-    fs.writeFileSync(trigger, `#!/bin/sh\nif [ -e "$0.used" ]; then echo "trigger endpoint gone" >&2; exit 7; fi\ntouch "$0.used"\nexec python3 -c '${post}' ${svc.url('/api/v1/hot-reload/check')}\n`, {mode: 0o755})
+    const script = [
+      '#!/bin/sh',
+      'if [ -e "$0.used" ]; then echo "trigger endpoint gone" >&2; exit 7; fi',
+      'touch "$0.used"',
+      `exec python3 -c '${post}' ${svc.url('/api/v1/hot-reload/check')}`,
+    ]
+    fs.writeFileSync(trigger, `${script.join('\n')}\n`, {mode: 0o755})
     const cfg = serviceConfig(svc, {checks: {}})
     const reload = cfg.reload as Record<string, unknown>
     reload.trigger = {command: {argv: [trigger]}}
@@ -93,7 +109,7 @@ describe('a restore whose reload trigger fails', {timeout: 90_000}, () => {
     expect(st.json.needsAttention).toBe(true)
   })
 
-  it('without a reload.status nothing else can prove the reload: a dead trigger leaves the restore unproven (exit 4), saying why', async () => {
+  it('without a reload.status nothing else proves the reload: a dead trigger leaves the restore unproven (4), saying why', async () => {
     const ws = makeWorkspace()
     const svc = await startService(ws.live)
     const cfg = serviceConfig(svc, {checks: {}})

@@ -68,7 +68,15 @@ describe('runSmoke in a restore (with the operator interrupt)', () => {
   })
   afterAll(() => new Promise((r) => server.close(r)))
 
-  const httpCheck = (delayMs: number): SmokeSpec => ({name: 'page', url: `${base}/delay/${delayMs}`, method: 'GET', headers: {}, expect: {status: 200}, timeout: '10s', retries: 2})
+  const httpCheck = (delayMs: number): SmokeSpec => ({
+    name: 'page',
+    url: `${base}/delay/${delayMs}`,
+    method: 'GET',
+    headers: {},
+    expect: {status: 200},
+    timeout: '10s',
+    retries: 2,
+  })
   const commandCheck = (command: string): SmokeSpec => ({name: 'suite', command, timeout: '5m', retries: 0})
   const opts = (interrupt: Interrupt) => ({cwd: tmpDir(), env: {}, interrupt})
 
