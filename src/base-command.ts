@@ -1,6 +1,7 @@
 import {Command, Flags, type Interfaces} from '@oclif/core'
 import chalk from 'chalk'
 import {EXIT, HotctlError} from './errors.js'
+import {InterruptReason} from './interrupt.js'
 import type {OpContext} from './pipeline/context.js'
 import {redact, redactValue} from './secrets.js'
 import {createUi, type Ui} from './ui/ui.js'
@@ -35,10 +36,16 @@ export abstract class HotctlCommand extends Command {
     const {loadConfig} = await import('./config/load.js')
     const {LocalTarget} = await import('./target/local.js')
     const config = await loadConfig({configPath})
+    // A second signal (GitHub Actions follows SIGINT with SIGTERM) never abandons a restore under
+    // way: the handler stays installed, and only the first one aborts (its time starts the
+    // restore's deadline, see interrupt.ts).
     const onSignal = (sig: NodeJS.Signals) => {
-      if (!this.abort.signal.aborted) this.ui.say(`hotctl: ${sig} received: stopping; the target will be restored if it was changed`)
-      else this.ui.say(`hotctl: ${sig} received again: still restoring, please wait`)
-      this.abort.abort()
+      if (this.abort.signal.aborted) {
+        this.ui.say(`hotctl: ${sig} received again: still restoring, please wait`)
+        return
+      }
+      this.ui.say(`hotctl: ${sig} received: stopping; the target will be restored if it was changed`)
+      this.abort.abort(new InterruptReason(sig))
     }
     process.on('SIGINT', onSignal)
     process.on('SIGTERM', onSignal)

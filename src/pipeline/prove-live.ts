@@ -1,4 +1,8 @@
 import type {ListrTask} from 'listr2'
+import type {ServiceSpec} from '../config/resolve.js'
+import type {SmokeSpec} from '../config/schema.js'
+import {errorMessage} from '../errors.js'
+import type {Interrupt} from '../interrupt.js'
 import {redact} from '../secrets.js'
 import type {Phase} from '../state/journal.js'
 import {waitForVersion, triggerReload} from '../service/reload.js'
@@ -7,14 +11,34 @@ import {runSmoke, type SmokeResult} from '../service/smoke.js'
 import type {OpContext} from './context.js'
 
 export interface LiveProof {
+  /** Services whose reload trigger succeeded. */
   reloaded: string[]
   /** The release id every service reported; null when there was none to wait for. */
   confirmed: string | null
   restarted: boolean
   smoke: SmokeResult[]
+  /** What did not stop the proof but an operator should know (a restore's failed trigger). */
+  warnings: string[]
 }
 
-export const emptyProof = (): LiveProof => ({reloaded: [], confirmed: null, restarted: false, smoke: []})
+export const emptyProof = (): LiveProof => ({reloaded: [], confirmed: null, restarted: false, smoke: [], warnings: []})
+
+export interface ProveLiveOpts {
+  allowRestart: boolean
+  phase: (p: Phase) => void
+  label: string
+  phases: {reload: Phase; confirm: Phase; smoke: Phase}
+  /**
+   * Set by restores (restore.ts), whose ctx.signal never aborts. `interrupt` is the operator's:
+   * once it has fired, before or during a step, that step takes its short form and aims at
+   * `interrupt.deadline` (src/interrupt.ts): trigger and HTTP smoke with short limits, command smoke
+   * skipped; the confirm should likewise wait at most until the deadline and not restart.
+   * A restore also takes a failed trigger as a warning where a status will confirm the release id.
+   */
+  restore?: {interrupt: Interrupt}
+  /** false: no trigger; confirm what is already live (rollback --to the live release). */
+  reload?: boolean
+}
 
 /**
  * reload → confirm the expected release is live → smoke: the proof shared by deploy (new release),
@@ -22,17 +46,51 @@ export const emptyProof = (): LiveProof => ({reloaded: [], confirmed: null, rest
  * `expected` null means the tree has no release marker (installed by hand): then only content and
  * smoke can prove it.
  */
-export function proveLiveTasks(ctx: OpContext, expected: string | null, proof: LiveProof, opts: {allowRestart: boolean; phase: (p: Phase) => void; label: string; phases: {reload: Phase; confirm: Phase; smoke: Phase}; reload?: boolean}): ListrTask[] {
+export function proveLiveTasks(ctx: OpContext, expected: string | null, proof: LiveProof, opts: ProveLiveOpts): ListrTask[] {
   const {services, reloadTimeoutMs, restart, smoke} = ctx.config
+  const interrupt = opts.restore?.interrupt
+  // In a restore the interrupt cuts a trigger short instead of cancelling it (as in runSmoke).
+  const trigger = async (s: ServiceSpec): Promise<string> => {
+    const run = (signal?: AbortSignal, short?: Interrupt) => triggerReload(s, {cwd: ctx.config.target, env: ctx.env, signal, short})
+    if (!interrupt) return run(ctx.signal)
+    if (interrupt.fired) return run(undefined, interrupt)
+    try {
+      return await run(interrupt.signal)
+    } catch (err) {
+      if (!interrupt.fired) throw err
+      return run(undefined, interrupt)
+    }
+  }
   return [
     {
       title: `Trigger hot reload${services.length > 1 ? ` of ${services.length} services` : ''}`,
       enabled: () => services.length > 0 && opts.reload !== false, // false: confirm what is already live
       task: async (_c, task) => {
         opts.phase(opts.phases.reload)
-        const said = await Promise.all(services.map(async (s) => `${s.name}: ${await triggerReload(s, {cwd: ctx.config.target, env: ctx.env, signal: ctx.signal})}`))
-        proof.reloaded = services.map((s) => s.name)
-        task.output = redact(said.join('\n'))
+        const results = await Promise.all(
+          services.map(async (s) => {
+            try {
+              return {s, said: await trigger(s)}
+            } catch (err) {
+              return {s, error: errorMessage(err)}
+            }
+          }),
+        )
+        proof.reloaded = results.filter((r) => r.error === undefined).map((r) => r.s.name)
+        const failed = results.filter((r) => r.error !== undefined)
+        // Forward, a failed trigger fails the deploy. Restoring, the service reporting the backup's
+        // release id proves the old code is live whether or not the trigger got through (often it
+        // never loaded the new one: the same dead trigger failed the deploy). Only where no status
+        // can confirm an id does a failed trigger leave the restore unproven.
+        const fatal = failed.filter((r) => !opts.restore || !r.s.status || !expected)
+        if (fatal.length > 0) throw new Error(fatal.map((r) => `${r.error}${opts.restore ? unconfirmable(r.s) : ''}`).join('\n'))
+        for (const r of failed) {
+          const why = r.error?.split('\n')[0]
+          const warning = `${r.s.name}: reload trigger failed (${why}); its status decides whether ${opts.label} ${expected} is live`
+          proof.warnings.push(warning)
+          ctx.ui.say(redact(`hotctl: warning: ${warning}`))
+        }
+        task.output = redact(results.map((r) => `${r.s.name}: ${r.said ?? `trigger failed: ${r.error}`}`).join('\n'))
       },
     },
     {
@@ -59,16 +117,38 @@ export function proveLiveTasks(ctx: OpContext, expected: string | null, proof: L
       },
     },
     {
-      title: `Smoke tests (${smoke.length})`,
+      title: smokeTitle(smoke, interrupt?.fired ? smoke.filter((s) => 'command' in s).length : 0),
       enabled: () => smoke.length > 0,
       task: async (_c, task) => {
         opts.phase(opts.phases.smoke)
-        proof.smoke = await Promise.all(smoke.map((s) => runSmoke(s, {cwd: ctx.config.target, env: ctx.env, signal: ctx.signal})))
-        const failed = proof.smoke.filter((r) => !r.ok)
-        task.output = redact(proof.smoke.map((r) => `${r.ok ? '✔' : '✖'} ${r.name}: ${r.detail.split('\n')[0]}`).join('\n'))
+        const where = {cwd: ctx.config.target, env: ctx.env, signal: ctx.signal, interrupt}
+        proof.smoke = await Promise.all(smoke.map((s) => runSmoke(s, where)))
+        const skipped = proof.smoke.filter((r) => r.skipped)
+        if (skipped.length > 0) {
+          const names = skipped.map((r) => r.name).join(', ')
+          task.title = smokeTitle(smoke, skipped.length)
+          const why = 'they may take longer than the CI runner allows; HTTP checks ran with short timeouts'
+          ctx.ui.say(redact(`hotctl: interrupted: command smoke checks skipped (${names}), ${why}`))
+        }
+        const failed = proof.smoke.filter((r) => !r.ok && !r.skipped)
+        const mark = (r: SmokeResult) => (r.skipped ? '-' : r.ok ? '✔' : '✖')
+        task.output = redact(proof.smoke.map((r) => `${mark(r)} ${r.name}: ${r.detail.split('\n')[0]}`).join('\n'))
         if (failed.length > 0) throw new Error(`smoke failed: ${failed.map((f) => `${f.name}: ${f.detail}`).join('; ')}`)
       },
       rendererOptions: {persistentOutput: true},
     },
   ]
+}
+
+function smokeTitle(smoke: SmokeSpec[], skipped: number): string {
+  if (skipped === 0) return `Smoke tests (${smoke.length})`
+  const checks = skipped === 1 ? 'check' : 'checks'
+  return `Smoke tests (${smoke.length - skipped} HTTP, short timeouts; ${skipped} command ${checks} skipped after the interrupt)`
+}
+
+/** Why a restore's failed trigger leaves it unproven for this service. */
+function unconfirmable(s: ServiceSpec): string {
+  return !s.status
+    ? ` (${s.name} has no reload.status, so nothing else shows it runs the restored tree)`
+    : ` (the restored tree has no release id for ${s.name}'s status to confirm)`
 }

@@ -108,7 +108,7 @@ export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<Rol
       result.restore = await restoreAndProve(ctx, undo, op.phase, {label: 'release before the rollback', allowRestart: true})
       result.exitCode = !result.restore.ok ? EXIT.needsAttention : ctx.signal.aborted ? EXIT.interrupted : EXIT.restored
       result.outcome = !result.restore.ok ? 'needs-attention' : ctx.signal.aborted ? 'interrupted' : 'restored'
-      op.end(result.restore.ok ? 'restored' : 'attention', result.exitCode, {error: result.error})
+      op.end(result.outcome === 'needs-attention' ? 'attention' : result.outcome, result.exitCode, {error: result.error})
       return {...result, durationMs: Date.now() - started}
     }
     op.end('ok', EXIT.ok)

@@ -30,11 +30,11 @@ export function stopGroup(pgid: number | undefined, graceMs = 3000): void {
 }
 
 /** Stops the group when `signal` aborts; returns the function that stops listening. */
-export function stopOnAbort(pgid: number | undefined, signal: AbortSignal | undefined, onStop?: () => void): () => void {
+export function stopOnAbort(pgid: number | undefined, signal: AbortSignal | undefined, onStop?: () => void, graceMs?: number): () => void {
   if (!signal) return () => undefined
   const handler = () => {
     onStop?.()
-    stopGroup(pgid)
+    stopGroup(pgid, graceMs)
   }
   if (signal.aborted) handler()
   else signal.addEventListener('abort', handler, {once: true})

@@ -1,6 +1,7 @@
 import type {ServiceSpec} from '../config/resolve.js'
 import type {StatusSpec} from '../config/schema.js'
 import {parseDuration} from '../durations.js'
+import type {Interrupt} from '../interrupt.js'
 import {atPath, request} from './http.js'
 import {describeCommand, runCommand} from './run-command.js'
 
@@ -12,16 +13,24 @@ const httpOf = (spec: {url: string; method: string; headers: Record<string, stri
   retries: spec.retries,
 })
 
-/** Asks one service to hot-reload: an HTTP call (retried; 409 = tree not yet consistent) or a command. */
-export async function triggerReload(svc: ServiceSpec, opts: {cwd: string; env: Record<string, string>; signal?: AbortSignal}): Promise<string> {
+/**
+ * Asks one service to hot-reload: an HTTP call (retried; 409 = tree not yet consistent) or a command.
+ * `short`: after an interrupt, with the short limits of src/interrupt.ts.
+ */
+export async function triggerReload(
+  svc: ServiceSpec,
+  opts: {cwd: string; env: Record<string, string>; signal?: AbortSignal; short?: Interrupt},
+): Promise<string> {
   const t = svc.trigger
   if (!t) return 'no trigger configured (the service watches by itself)'
   if ('command' in t) {
-    const r = await runCommand(t.command, {cwd: opts.cwd, env: opts.env, signal: opts.signal})
-    if (!r.ok) throw new Error(`reload trigger \`${describeCommand(t.command)}\` failed (exit ${r.exitCode}):\n${r.tail}`)
+    const r = await runCommand(t.command, {cwd: opts.cwd, env: opts.env, signal: opts.signal, timeoutMs: opts.short?.shortCommandMs()})
+    const how = r.timedOut ? 'timed out' : r.canceled ? 'was stopped' : `failed (exit ${r.exitCode})`
+    if (!r.ok) throw new Error(`reload trigger \`${describeCommand(t.command)}\` ${how}:\n${r.tail}`)
     return 'trigger command ran'
   }
-  const res = await request(httpOf(t, `reload.trigger.timeout`), {signal: opts.signal, retryOn: [409]})
+  const req = httpOf(t, `reload.trigger.timeout`)
+  const res = await request(opts.short ? opts.short.shortHttp(req) : req, {signal: opts.signal, retryOn: [409]})
   if (res.status >= 400) throw new Error(`reload trigger ${t.method} ${t.url} answered ${res.status}: ${res.text.slice(0, 300)}`)
   return `trigger answered ${res.status}`
 }

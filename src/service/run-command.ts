@@ -12,6 +12,8 @@ export interface CommandResult {
   timedOut: boolean
 }
 
+const INTERRUPT_KILL_GRACE_MS = 1000
+
 export const describeCommand = (c: Command) => (typeof c === 'string' ? c : c.argv.join(' '))
 
 /**
@@ -25,7 +27,9 @@ export async function runCommand(cmd: Command, opts: {cwd: string; env?: Record<
   const sub = typeof cmd === 'string' ? execa(cmd, {...common, shell: true}) : execa(cmd.argv[0]!, cmd.argv.slice(1), common)
   let canceled = false
   let timedOut = false
-  const dispose = stopOnAbort(sub.pid, opts.signal, () => (canceled = true))
+  // On an interrupt the restore waits for this command to be gone: a command ignoring SIGTERM gets
+  // 1 s, not 3, of the CI runner's grace period.
+  const dispose = stopOnAbort(sub.pid, opts.signal, () => (canceled = true), INTERRUPT_KILL_GRACE_MS)
   const timer = opts.timeoutMs
     ? setTimeout(() => {
         timedOut = true

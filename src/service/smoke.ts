@@ -1,5 +1,6 @@
 import type {SmokeHttpSpec, SmokeSpec} from '../config/schema.js'
 import {parseDuration} from '../durations.js'
+import type {Interrupt} from '../interrupt.js'
 import {isSubset, request} from './http.js'
 import {describeCommand, runCommand} from './run-command.js'
 
@@ -7,34 +8,72 @@ export interface SmokeResult {
   name: string
   ok: boolean
   detail: string
+  /** Not run (or stopped) because the operator interrupted a restore: neither passed nor failed. */
+  skipped?: boolean
 }
 
-/** One smoke check: an HTTP expectation or a command, each with its timeout and retries. */
-export async function runSmoke(spec: SmokeSpec, opts: {cwd: string; env: Record<string, string>; signal?: AbortSignal}): Promise<SmokeResult> {
+/**
+ * One smoke check: an HTTP expectation or a command, each with its timeout and retries; `signal`
+ * cancels it. In a restore, pass the operator's `interrupt` instead: it cuts the check short rather
+ * than cancelling it. Once it has fired (before or during the check) an HTTP check runs (again) with
+ * the short limits of src/interrupt.ts, and a command check is skipped (stopped if running): it may
+ * take longer than the CI runner still allows.
+ */
+export async function runSmoke(
+  spec: SmokeSpec,
+  opts: {cwd: string; env: Record<string, string>; signal?: AbortSignal; interrupt?: Interrupt},
+): Promise<SmokeResult> {
+  const {interrupt} = opts
+  const signal = interrupt?.signal ?? opts.signal
   if ('command' in spec) {
-    let last = ''
-    for (let attempt = 0; attempt <= spec.retries; attempt++) {
-      const r = await runCommand(spec.command, {cwd: opts.cwd, env: opts.env, signal: opts.signal, timeoutMs: parseDuration(spec.timeout, `smoke.${spec.name}.timeout`)})
-      if (r.ok) return {name: spec.name, ok: true, detail: `\`${describeCommand(spec.command)}\` passed`}
-      last = `\`${describeCommand(spec.command)}\` ${r.timedOut ? 'timed out' : `exited ${r.exitCode}`}:\n${r.tail}`
-      if (r.canceled) break
-    }
-    return {name: spec.name, ok: false, detail: last}
+    if (interrupt?.fired) return skippedAfterInterrupt(spec.name)
+    const r = await runCommandSmoke(spec, opts.cwd, opts.env, signal)
+    return interrupt?.fired && r.canceled ? skippedAfterInterrupt(spec.name) : r.result
   }
-  return runHttpSmoke(spec, opts.signal)
+  if (interrupt?.fired) return runHttpSmoke(spec, {short: interrupt})
+  const r = await runHttpSmoke(spec, {signal})
+  return !r.ok && interrupt?.fired ? runHttpSmoke(spec, {short: interrupt}) : r
 }
 
-async function runHttpSmoke(spec: SmokeHttpSpec, signal?: AbortSignal): Promise<SmokeResult> {
+const skippedAfterInterrupt = (name: string): SmokeResult => ({
+  name,
+  ok: false,
+  skipped: true,
+  detail: 'skipped: command checks are not run after an interrupt',
+})
+
+type SmokeCommandSpec = Extract<SmokeSpec, {command: unknown}>
+
+async function runCommandSmoke(
+  spec: SmokeCommandSpec,
+  cwd: string,
+  env: Record<string, string>,
+  signal?: AbortSignal,
+): Promise<{result: SmokeResult; canceled: boolean}> {
+  let last = ''
+  for (let attempt = 0; attempt <= spec.retries; attempt++) {
+    const r = await runCommand(spec.command, {cwd, env, signal, timeoutMs: parseDuration(spec.timeout, `smoke.${spec.name}.timeout`)})
+    if (r.ok) return {result: {name: spec.name, ok: true, detail: `\`${describeCommand(spec.command)}\` passed`}, canceled: false}
+    const how = r.timedOut ? 'timed out' : r.canceled ? 'was stopped' : `exited ${r.exitCode}`
+    last = `\`${describeCommand(spec.command)}\` ${how}:\n${r.tail}`
+    if (r.canceled) return {result: {name: spec.name, ok: false, detail: last}, canceled: true}
+  }
+  return {result: {name: spec.name, ok: false, detail: last}, canceled: false}
+}
+
+async function runHttpSmoke(spec: SmokeHttpSpec, opts: {signal?: AbortSignal; short?: Interrupt}): Promise<SmokeResult> {
   const headers = {...spec.headers}
   let body = spec.body
   if (spec.json !== undefined) {
     body = JSON.stringify(spec.json)
     headers['content-type'] ??= 'application/json'
   }
-  const timeoutMs = parseDuration(spec.timeout, `smoke.${spec.name}.timeout`)
+  const configured = {timeoutMs: parseDuration(spec.timeout, `smoke.${spec.name}.timeout`), retries: spec.retries}
+  const {timeoutMs, retries} = opts.short ? opts.short.shortHttp(configured) : configured
+  const {signal} = opts
   let detail = ''
   // Retries cover a service still settling after the reload: any unmet expectation is retried.
-  for (let attempt = 0; attempt <= spec.retries; attempt++) {
+  for (let attempt = 0; attempt <= retries; attempt++) {
     if (attempt > 0) await new Promise((r) => setTimeout(r, 300 * attempt))
     if (signal?.aborted) break
     try {
