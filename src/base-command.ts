@@ -34,7 +34,7 @@ export abstract class HotctlCommand extends Command {
   protected async openContext(configPath?: string): Promise<OpContext> {
     // Loaded here, not at the top: `hotctl --version` and --help must not pay for zod/cosmiconfig/execa.
     const {loadConfig} = await import('./config/load.js')
-    const {LocalTarget} = await import('./target/local.js')
+    const {openTarget} = await import('./target/open.js')
     const config = await loadConfig({configPath})
     // A second signal (GitHub Actions follows SIGINT with SIGTERM) never abandons a restore under
     // way: the handler stays installed, and only the first one aborts (its time starts the
@@ -50,8 +50,7 @@ export abstract class HotctlCommand extends Command {
     process.on('SIGINT', onSignal)
     process.on('SIGTERM', onSignal)
     const env = {HOTCTL_TARGET: config.target, HOTCTL_SOURCE: config.source, HOTCTL_STATE_DIR: config.stateDir}
-    const target = new LocalTarget(config)
-    target.journal.onBadLine = (m) => this.ui.say(`hotctl: warning: ${m}`)
+    const target = openTarget(config, {warn: (m) => this.ui.say(`hotctl: warning: ${m}`)})
     return {config, target, ui: this.ui, signal: this.abort.signal, env}
   }
 
@@ -68,7 +67,7 @@ export abstract class HotctlCommand extends Command {
   async catch(err: Error & {oclif?: {exit?: number}; code?: string}): Promise<void> {
     const isOurs = err instanceof HotctlError
     // oclif's own parse errors (unknown flag, missing arg) are usage errors.
-    const exitCode = isOurs ? err.exitCode : err.oclif?.exit !== undefined && err.oclif.exit !== 0 ? EXIT.usage : EXIT.checksFailed
+    const exitCode = isOurs ? err.exitCode : err.oclif?.exit !== undefined && err.oclif.exit !== 0 ? EXIT.usage : EXIT.failed
     if (err.code === 'EEXIT' || (err.oclif?.exit === 0 && !isOurs)) throw err // help/version
     const hint = isOurs ? err.hint : exitCode === EXIT.usage ? `See \`hotctl ${this.id ?? ''} --help\`.` : undefined
     if (this.jsonMode) {

@@ -1,7 +1,8 @@
 /** The one exit-code table (documented in README). */
 export const EXIT = {
   ok: 0,
-  checksFailed: 1,
+  // Failed before the target changed (preflight, checks, planning): nothing was touched.
+  failed: 1,
   usage: 2,
   restored: 3,
   needsAttention: 4,

@@ -25,7 +25,7 @@ export default class Check extends HotctlCommand {
       await runTasks(ctx.ui, [{title: 'Checks', task: (_c, task) => task.newListr(checkTasks(ctx, checks), {concurrent: true, exitOnError: false})}], {}).catch(() => undefined)
     }
     const ok = preflight.every((p) => p.ok) && checks.every((c) => c.ok)
-    const exitCode = ctx.signal.aborted ? EXIT.interrupted : ok ? EXIT.ok : EXIT.checksFailed
+    const exitCode = ctx.signal.aborted ? EXIT.interrupted : ok ? EXIT.ok : EXIT.failed
     this.finish({exitCode, config: ctx.config.file, preflight, checks}, () => (ok ? chalk.green(`All good: config ${ctx.config.file}, ${preflight.length} preflight item(s), ${checks.length} check(s).`) : chalk.red(`Check failed: ${[...preflight.filter((p) => !p.ok).map((p) => `${p.name} (${p.detail})`), ...checks.filter((c) => !c.ok).map((c) => `check ${c.name}`)].join('; ')}`)))
   }
 }

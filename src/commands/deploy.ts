@@ -24,7 +24,7 @@ export default class Deploy extends HotctlCommand {
       const c = r.changes
       const lines: string[] = []
       if (r.outcome === 'dry-run' && r.plan && c) {
-        lines.push(chalk.bold(`Plan for release ${r.plan.id} (dry run, nothing changed):`), ...r.plan.steps.map((s) => `  - ${s}`), `Changes: ${describeChanges(c)}`)
+        lines.push(chalk.bold(`Plan for release ${r.plan.id} (dry run, nothing changed):`), ...(r.steps ?? []).map((s) => `  - ${s}`), `Changes: ${describeChanges(c)}`)
         for (const p of c.added) lines.push(`  ${chalk.green('+')} ${showPath(p)}`)
         for (const p of c.changed) lines.push(`  ${chalk.yellow('~')} ${showPath(p)}`)
         for (const p of c.deleted) lines.push(`  ${chalk.red('-')} ${showPath(p)}`)

@@ -21,7 +21,7 @@ export function checkTasks(ctx: OpContext, outcomes: CheckOutcome[]): ListrTask[
           if (r.canceled) throw new HotctlError(`check ${check.name} interrupted`, EXIT.interrupted)
           outcomes.push({name: check.name, ok: false, detail: r.tail})
           task.output = r.tail
-          throw new HotctlError(`check "${check.name}" failed: \`${describeCommand(cmd)}\` exited ${r.exitCode}\n${r.tail}`, EXIT.checksFailed, 'Fix the failure above (the target was not touched), or pass --skip-checks.')
+          throw new HotctlError(`check "${check.name}" failed: \`${describeCommand(cmd)}\` exited ${r.exitCode}\n${r.tail}`, EXIT.failed, 'Fix the failure above (the target was not touched), or pass --skip-checks.')
         }
       }
       outcomes.push({name: check.name, ok: true, detail: 'passed'})

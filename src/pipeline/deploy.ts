@@ -1,11 +1,11 @@
 import {execa} from 'execa'
-import {EXIT, HotctlError, errorMessage} from '../errors.js'
+import {EXIT, HotctlError} from '../errors.js'
 import {showPath} from '../file-names.js'
 import {type ChangeSet, changeCount} from '../plan/changeset.js'
 import {type DeployPlan, planDeploy} from '../plan/deploy-plan.js'
+import type {TargetPlan} from '../target/target.js'
 import type {ItemizedChange} from '../rsync/itemize.js'
 import type {BackupMeta} from '../state/backups.js'
-import {currentUser} from '../target/local.js'
 import {runTasks} from '../ui/render.js'
 import {type CheckOutcome, checkTasks} from './checks.js'
 import type {OpContext} from './context.js'
@@ -15,6 +15,8 @@ import {preflight, requirePreflight} from './preflight.js'
 import {pinnedBackups, pruneAfter} from './prune.js'
 import type {RestoreOutcome} from './restore.js'
 import {restoreAndProve} from './restore.js'
+import {settle} from './settle.js'
+import {type Step, steps, wouldDo} from './steps.js'
 
 export interface DeployFlags {
   skipChecks: boolean
@@ -30,6 +32,8 @@ export interface DeployResult {
   outcome: 'deployed' | 'nothing-to-deploy' | 'dry-run' | 'failed' | 'restored' | 'needs-attention' | 'interrupted'
   release?: string
   previousRelease: string | null
+  /** What the deploy does (or, under --dry-run, would do): the titles of its task tree. */
+  steps?: string[]
   plan?: Omit<DeployPlan, 'changes'> & {changes: {added: number; changed: number; deleted: number}}
   changes?: ChangeSet
   preview?: ItemizedChange[]
@@ -43,119 +47,183 @@ export interface DeployResult {
   durationMs: number
 }
 
+/** What the deploy's steps share as they run (one task tree, built once). */
+interface DeployRun {
+  flags: DeployFlags
+  result: DeployResult
+  proof: LiveProof
+  unlock?: () => Promise<void>
+  targetPlan?: TargetPlan
+  plan?: DeployPlan
+  op?: Operation
+  targetChanged: boolean
+}
+
 /**
- * The deploy checklist: checks → plan → lock → recover → backup → sync → reload → confirm →
- * smoke → prune. Nothing before sync touches the target; any failure from sync on restores the
- * backup and proves the previous release is live again.
+ * The deploy checklist, one task tree: preflight → checks → lock → recover → plan → backup → sync
+ * → verify → reload → confirm → smoke → prune. Nothing before sync touches the target; any failure
+ * from sync on restores the backup and proves the previous release is live again. `--dry-run`
+ * renders the same tree: planning runs (read-only), every later step is skipped, titled with what
+ * it would do.
  */
 export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<DeployResult> {
   const started = Date.now()
-  const {config, target} = ctx
-  const previousRelease = target.readMarker()?.id ?? null
-  const result: DeployResult = {exitCode: EXIT.ok, outcome: 'deployed', previousRelease, checks: [], durationMs: 0}
-  const done = (r: DeployResult) => ({...r, durationMs: Date.now() - started})
-
-  // 0. preflight, as `check` runs it: nothing is touched yet, a failure exits 1.
-  requirePreflight(await preflight(ctx, {source: true, createTarget: flags.createTarget}))
-  throwIfInterrupted(ctx)
-
-  // 1. checks: nothing is touched yet, a failure exits 1.
-  if (!flags.skipChecks && config.checks.length > 0) {
-    await runTasks(ctx.ui, [{title: 'Checks', task: (_c, task) => task.newListr(checkTasks(ctx, result.checks), {concurrent: true, exitOnError: false})}], {})
-    if (result.checks.some((c) => !c.ok)) {
-      const failed = result.checks.filter((c) => !c.ok)
-      throw new HotctlError(`checks failed: ${failed.map((c) => c.name).join(', ')}\n${failed.map((c) => `--- ${c.name}\n${c.detail}`).join('\n')}`, EXIT.checksFailed, 'Fix them (the target was not touched), or pass --skip-checks.', {checks: result.checks})
-    }
-  }
-  throwIfInterrupted(ctx)
-
-  // 2. plan (read-only). A dry run stops here, without taking the lock.
-  if (flags.dryRun) {
-    const plan = await makePlan(ctx, flags)
-    result.preview = await target.previewSync(config.source, plan.changes)
-    return done({...result, ...planned(plan), outcome: 'dry-run', release: plan.id})
-  }
-
-  // 3. lock; finish any interrupted operation first; plan under the lock.
-  const unlock = lockTarget(ctx, `hotctl ${process.argv.slice(2).join(' ')}`)
+  const previousRelease = (await ctx.target.readMarker())?.id ?? null
+  const result: DeployResult = {exitCode: EXIT.ok, outcome: flags.dryRun ? 'dry-run' : 'deployed', previousRelease, checks: [], durationMs: 0}
+  const run: DeployRun = {flags, result, proof: emptyProof(), targetChanged: false}
+  const tree = deploySteps(ctx, run)
+  if (flags.dryRun) result.steps = tree.flatMap((t) => (t.does ? [t.does] : []))
   try {
-    result.recovery = await recoverInterrupted(ctx, {allowRestart: !flags.noRestart})
-    const plan = await makePlan(ctx, flags)
-    Object.assign(result, planned(plan))
-    if (plan.needsRestart.length > 0 && flags.noRestart) {
-      throw new HotctlError(`these changes need a restart, refused by --no-restart: ${plan.needsRestart.map(showPath).join(', ')}`, EXIT.needsRestart, 'Deploy them without --no-restart (reload.restart then runs), or leave them out of this deploy.', {needsRestart: plan.needsRestart})
-    }
-    if (plan.nothingToDeploy) return done({...result, outcome: 'nothing-to-deploy'})
+    await runTasks(ctx.ui, steps(tree), {})
     throwIfInterrupted(ctx)
-    return done(await apply(ctx, flags, plan, result))
-  } finally {
-    unlock()
-  }
-}
-
-async function apply(ctx: OpContext, flags: DeployFlags, plan: DeployPlan, result: DeployResult): Promise<DeployResult> {
-  const {config, target} = ctx
-  const id = plan.id
-  const op = new Operation(ctx, 'deploy', id, {backup: id, release: id, from: result.previousRelease})
-  let targetChanged = false
-  const proof = emptyProof()
-  result.proof = proof
-  result.release = id
-  const env = {...ctx.env, HOTCTL_RELEASE_ID: id}
-  const live = {...ctx, env}
-  try {
-    await runTasks(
-      ctx.ui,
-      [
-        {
-          title: `Backup ${id}`,
-          task: (_c, task) => {
-            op.phase('backup')
-            const meta = target.snapshot(id, 'deploy')
-            result.backup = {id: meta.id, files: meta.files, bytes: meta.bytes, added: meta.added}
-            task.title = `Backup ${id}: ${meta.files} files, ${formatBytes(meta.added)} added`
-          },
-        },
-        {
-          title: `Sync ${describeChanges(plan.changes)}`,
-          task: async () => {
-            throwIfInterrupted(ctx)
-            op.phase('sync')
-            targetChanged = true
-            await target.sync(config.source, plan.changes, ctx.signal, op.child)
-            const bad = target.verifySynced(config.source, plan.changes)
-            if (bad.length > 0) throw new Error(`target does not match the source after sync at: ${bad.slice(0, 10).map(showPath).join(', ')}`)
-            op.phase('marker')
-            target.writeMarker({id, gitSha: await gitSha(config.source), user: currentUser(), time: new Date().toISOString()})
-          },
-        },
-        ...proveLiveTasks(live, id, proof, {allowRestart: !flags.noRestart, phase: op.phase, label: 'release', phases: {reload: 'reload', confirm: 'confirm', smoke: 'smoke'}}),
-      ],
-      {},
-    )
-    throwIfInterrupted(ctx)
+    await run.op?.end('ok', EXIT.ok, {changes: changeCount(run.plan!.changes)})
   } catch (err) {
-    const error = ctx.signal.aborted ? 'interrupted by signal' : errorMessage(err)
-    result.error = error
-    if (!targetChanged) {
-      const exitCode = ctx.signal.aborted ? EXIT.interrupted : err instanceof HotctlError ? err.exitCode : EXIT.checksFailed
-      op.end(ctx.signal.aborted ? 'interrupted' : 'failed', exitCode, {error})
-      return {...result, exitCode, outcome: ctx.signal.aborted ? 'interrupted' : 'failed'}
-    }
-    ctx.ui.say(`hotctl: deploy ${id} failed after changing the target (${error}); restoring backup ${id}`)
-    const restore = await restoreAndProve(ctx, id, op.phase, {allowRestart: !flags.noRestart})
-    result.restore = restore
-    const exitCode = !restore.ok ? EXIT.needsAttention : ctx.signal.aborted ? EXIT.interrupted : EXIT.restored
-    op.end(restore.ok ? (ctx.signal.aborted ? 'interrupted' : 'restored') : 'attention', exitCode, {error: restore.ok ? error : `${error}; restore: ${restore.error}`, changes: changeCount(plan.changes)})
-    return {...result, exitCode, outcome: restore.ok ? (ctx.signal.aborted ? 'interrupted' : 'restored') : 'needs-attention'}
+    // Before the operation started (preflight, checks, lock, recovery, plan), nothing was touched:
+    // the error says why, with its own exit code.
+    if (!run.op) throw ctx.signal.aborted ? new HotctlError('interrupted', EXIT.interrupted) : err
+    return {...(await settleDeploy(ctx, run, err)), durationMs: Date.now() - started}
+  } finally {
+    await run.unlock?.()
   }
-  op.end('ok', EXIT.ok, {changes: changeCount(plan.changes)})
-  result.pruned = pruneAfter(ctx, pinnedBackups(target, id))
-  return result
+  if (result.outcome === 'deployed' && run.op) result.pruned = await pruneAfter(ctx, await pinnedBackups(ctx.target, run.op.opId))
+  return {...result, durationMs: Date.now() - started}
 }
 
-async function makePlan(ctx: OpContext, flags: DeployFlags): Promise<DeployPlan> {
-  return planDeploy(ctx.config, await ctx.target.planChanges(ctx.config.source), nextId(ctx), flags)
+function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
+  const {config, target} = ctx
+  const {flags, result} = run
+  const dry = flags.dryRun
+  const nothing = () => (run.plan?.nothingToDeploy ? 'nothing to deploy' : false)
+  const id = () => run.plan!.id
+  const env = () => ({...ctx.env, ...(run.plan ? {HOTCTL_RELEASE_ID: run.plan.id} : {})})
+  const live = {...ctx, get env() {
+    return env()
+  }}
+  const prove = proveLiveTasks(live, () => run.plan?.id ?? null, run.proof, {
+    allowRestart: !flags.noRestart,
+    phase: (p) => run.op!.phase(p),
+    label: 'release',
+    phases: {reload: 'reload', confirm: 'confirm', smoke: 'smoke'},
+  })
+  return [
+    {
+      title: 'Preflight',
+      does: 'preflight: rsync, source, target, state dir, status URLs',
+      task: async () => requirePreflight(await preflight(ctx, {source: true, createTarget: flags.createTarget})),
+    },
+    {
+      title: 'Checks',
+      does: `checks: ${config.checks.map((c) => c.name).join(', ')}`,
+      enabled: () => !flags.skipChecks && config.checks.length > 0,
+      task: (_c, task) => task.newListr(checkTasks(ctx, result.checks), {concurrent: true, exitOnError: false}),
+    },
+    {task: () => requireChecks(result)}, // after all of them ran: every failure is reported
+    {
+      title: 'Lock the target',
+      does: 'lock the target',
+      skip: () => dry && 'dry run: no lock taken',
+      task: async () => {
+        throwIfInterrupted(ctx)
+        run.unlock = await lockTarget(ctx, `hotctl ${process.argv.slice(2).join(' ')}`)
+      },
+    },
+    {
+      title: 'Finish an interrupted operation',
+      does: "restore an interrupted operation's backup first, if the journal holds one",
+      skip: () => dry && "dry run: an interrupted operation's backup would be restored first",
+      task: async (_c, task) => {
+        result.recovery = await recoverInterrupted(ctx, {allowRestart: !flags.noRestart})
+        if (!result.recovery) task.title = 'No interrupted operation'
+      },
+    },
+    {
+      title: 'Plan',
+      does: 'plan: the changes, by content',
+      task: async (_c, task) => {
+        throwIfInterrupted(ctx)
+        run.targetPlan = await target.planChanges(config.source, {dryRun: dry})
+        run.plan = planDeploy(config, run.targetPlan.changes, await nextId(ctx), flags, target.describeSync(config.source))
+        Object.assign(result, planned(run.plan))
+        result.release = run.plan.id
+        task.title = `Plan release ${run.plan.id}: ${describeChanges(run.plan.changes)}`
+        if (run.plan.needsRestart.length > 0 && flags.noRestart) {
+          const paths = run.plan.needsRestart.map(showPath).join(', ')
+          const hint = 'Deploy them without --no-restart (reload.restart then runs), or leave them out of this deploy.'
+          throw new HotctlError(`these changes need a restart, refused by --no-restart: ${paths}`, EXIT.needsRestart, hint, {needsRestart: run.plan.needsRestart})
+        }
+        if (run.plan.nothingToDeploy) result.outcome = dry ? 'dry-run' : 'nothing-to-deploy'
+        if (dry) result.preview = await target.previewSync(config.source, run.targetPlan)
+      },
+    },
+    {
+      title: 'Backup',
+      does: 'back up the target',
+      skip: () => nothing() || (dry && 'dry run: would back up the target'),
+      task: async (_c, task) => {
+        throwIfInterrupted(ctx)
+        run.op = await Operation.start(ctx, 'deploy', id(), {backup: id(), release: id(), from: result.previousRelease})
+        result.proof = run.proof
+        await run.op.phase('backup')
+        const meta = await target.backups.snapshot(id(), 'deploy', run.targetPlan)
+        result.backup = {id: meta.id, files: meta.files, bytes: meta.bytes, added: meta.added}
+        task.title = `Backup ${id()}: ${meta.files} files, ${formatBytes(meta.added)} added`
+      },
+    },
+    {
+      title: 'Sync',
+      does: 'sync the changed paths into the target (rsync, in place, no restart)',
+      skip: () => nothing() || (dry && `dry run: would sync ${describeChanges(run.plan!.changes)}`),
+      task: async (_c, task) => {
+        task.title = `Sync ${describeChanges(run.plan!.changes)}`
+        throwIfInterrupted(ctx)
+        await run.op!.phase('sync')
+        run.targetChanged = true
+        await target.sync(config.source, run.targetPlan!, ctx.signal, run.op!.child)
+      },
+    },
+    {
+      title: 'Verify the target equals the source; write the release marker',
+      does: 'verify the synced content and write the release marker',
+      skip: () => nothing() || (dry && 'dry run: would verify the content and write the release marker'),
+      task: async () => {
+        const bad = await target.verifySynced(config.source, run.targetPlan!)
+        if (bad.length > 0) throw new Error(`target does not match the source after sync at: ${bad.slice(0, 10).map(showPath).join(', ')}`)
+        await run.op!.phase('marker')
+        const {user} = await target.identity()
+        await target.writeMarker({id: id(), gitSha: await gitSha(config.source), user, time: new Date().toISOString()})
+      },
+    },
+    ...wouldDo(prove, () => nothing() || (dry && 'dry run')),
+    {
+      title: 'Prune old backups',
+      does: `prune backups beyond ${config.keep}`,
+      skip: () => nothing() || (dry && `dry run: would prune backups beyond ${config.keep}`),
+      task: () => undefined, // after the operation ends (deploy()): a failing prune never fails a proven deploy
+    },
+  ]
+}
+
+/** A failure after the operation started: restore when the target had changed, then one settlement. */
+async function settleDeploy(ctx: OpContext, run: DeployRun, err: unknown): Promise<DeployResult> {
+  const {result, plan} = run
+  const interrupted = ctx.signal.aborted
+  let restore: RestoreOutcome | undefined
+  if (run.targetChanged) {
+    ctx.ui.say(`hotctl: deploy ${plan!.id} failed after changing the target (${interrupted ? 'interrupted by signal' : String((err as Error).message ?? err)}); restoring backup ${plan!.id}`)
+    restore = await restoreAndProve(ctx, plan!.id, run.op!.phase, {allowRestart: !run.flags.noRestart})
+    result.restore = restore
+  }
+  const s = settle({targetChanged: run.targetChanged, error: err, interrupted, restore})
+  await run.op!.end(s.result, s.exitCode, {error: s.error, changes: plan ? changeCount(plan.changes) : undefined})
+  return {...result, exitCode: s.exitCode, outcome: s.outcome === 'recovered' ? 'restored' : s.outcome, error: interrupted ? 'interrupted by signal' : (err as Error).message ?? String(err)}
+}
+
+function requireChecks(result: DeployResult): void {
+  const failed = result.checks.filter((c) => !c.ok)
+  if (failed.length === 0) return
+  const details = failed.map((c) => `--- ${c.name}\n${c.detail}`).join('\n')
+  const hint = 'Fix them (the target was not touched), or pass --skip-checks.'
+  throw new HotctlError(`checks failed: ${failed.map((c) => c.name).join(', ')}\n${details}`, EXIT.failed, hint, {checks: result.checks})
 }
 
 /** The plan's part of the result: counts in `plan`, the paths in `changes`. */

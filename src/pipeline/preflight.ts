@@ -22,7 +22,7 @@ export function requirePreflight(items: PreflightItem[]): void {
   const hints = [...new Set(bad.map((p) => p.hint).filter(Boolean))]
   throw new HotctlError(
     `preflight failed: ${bad.map((p) => `${p.name}: ${p.detail}`).join('; ')}`,
-    EXIT.checksFailed,
+    EXIT.failed,
     `${hints.join(' ')}${hints.length ? ' ' : ''}Nothing was touched; \`hotctl check\` shows the whole preflight.`,
     {preflight: items},
   )

@@ -6,7 +6,7 @@ import type {Interrupt} from '../interrupt.js'
 import {redact} from '../secrets.js'
 import type {Phase} from '../state/journal.js'
 import {waitForVersion, triggerReload} from '../service/reload.js'
-import {describeCommand, runCommand} from '../service/run-command.js'
+import {describeCommand, type ServiceRunner} from '../service/run-command.js'
 import {runSmoke, type SmokeResult} from '../service/smoke.js'
 import type {OpContext} from './context.js'
 
@@ -25,7 +25,7 @@ export const emptyProof = (): LiveProof => ({reloaded: [], confirmed: null, rest
 
 export interface ProveLiveOpts {
   allowRestart: boolean
-  phase: (p: Phase) => void
+  phase: (p: Phase) => Promise<void>
   label: string
   phases: {reload: Phase; confirm: Phase; smoke: Phase}
   /**
@@ -37,7 +37,7 @@ export interface ProveLiveOpts {
    */
   restore?: {interrupt: Interrupt}
   /** false: no trigger; confirm what is already live (rollback --to the live release). */
-  reload?: boolean
+  reload?: boolean | (() => boolean)
 }
 
 /**
@@ -46,27 +46,31 @@ export interface ProveLiveOpts {
  * `expected` null means the tree has no release marker (installed by hand): then only content and
  * smoke can prove it.
  */
-export function proveLiveTasks(ctx: OpContext, expected: string | null, proof: LiveProof, opts: ProveLiveOpts): ListrTask[] {
+export function proveLiveTasks(ctx: OpContext, expectedRelease: string | null | (() => string | null), proof: LiveProof, opts: ProveLiveOpts): ListrTask[] {
+  // A deploy knows its release id only once it has planned: the tasks read it when they run.
+  const want = () => (typeof expectedRelease === 'function' ? expectedRelease() : expectedRelease)
   const {services, reloadTimeoutMs, restart, smoke} = ctx.config
   const interrupt = opts.restore?.interrupt
+  const run: ServiceRunner = (cmd, o) => ctx.target.runServiceCommand(cmd, o)
   // In a restore the interrupt cuts a trigger short instead of cancelling it (as in runSmoke).
   const trigger = async (s: ServiceSpec): Promise<string> => {
-    const run = (signal?: AbortSignal, short?: Interrupt) => triggerReload(s, {cwd: ctx.config.target, env: ctx.env, signal, short})
-    if (!interrupt) return run(ctx.signal)
-    if (interrupt.fired) return run(undefined, interrupt)
+    const go = (signal?: AbortSignal, short?: Interrupt) => triggerReload(s, {run, env: ctx.env, signal, short})
+    if (!interrupt) return go(ctx.signal)
+    if (interrupt.fired) return go(undefined, interrupt)
     try {
-      return await run(interrupt.signal)
+      return await go(interrupt.signal)
     } catch (err) {
       if (!interrupt.fired) throw err
-      return run(undefined, interrupt)
+      return go(undefined, interrupt)
     }
   }
   return [
     {
       title: `Trigger hot reload${services.length > 1 ? ` of ${services.length} services` : ''}`,
-      enabled: () => services.length > 0 && opts.reload !== false, // false: confirm what is already live
+      enabled: () => services.length > 0 && (typeof opts.reload === 'function' ? opts.reload() : opts.reload !== false), // false: confirm what is already live
       task: async (_c, task) => {
-        opts.phase(opts.phases.reload)
+        await opts.phase(opts.phases.reload)
+        const expected = want()
         const results = await Promise.all(
           services.map(async (s) => {
             try {
@@ -94,10 +98,12 @@ export function proveLiveTasks(ctx: OpContext, expected: string | null, proof: L
       },
     },
     {
-      title: expected ? `Confirm ${opts.label} ${expected} is live` : `Confirm ${opts.label} is live`,
+      title: typeof expectedRelease === 'string' ? `Confirm ${opts.label} ${expectedRelease} is live` : `Confirm ${opts.label} is live`,
       enabled: () => services.some((s) => s.status),
       task: async (_c, task) => {
-        opts.phase(opts.phases.confirm)
+        await opts.phase(opts.phases.confirm)
+        const expected = want()
+        if (expected) task.title = `Confirm ${opts.label} ${expected} is live`
         if (!expected) {
           task.skip(`${opts.label} has no release marker: proven by content and smoke only`)
           return
@@ -105,7 +111,7 @@ export function proveLiveTasks(ctx: OpContext, expected: string | null, proof: L
         let pending = await waitForVersion(services, expected, reloadTimeoutMs, ctx.signal)
         if (pending.length > 0 && restart && opts.allowRestart && !ctx.signal.aborted) {
           task.output = redact(`not live after ${reloadTimeoutMs} ms; restarting: ${describeCommand(restart)}`)
-          const r = await runCommand(restart, {cwd: ctx.config.target, env: ctx.env, signal: ctx.signal})
+          const r = await run(restart, {env: ctx.env, signal: ctx.signal})
           if (!r.ok) throw new Error(`restart command failed (exit ${r.exitCode}):\n${r.tail}`)
           proof.restarted = true
           pending = await waitForVersion(services, expected, reloadTimeoutMs, ctx.signal)
@@ -120,8 +126,8 @@ export function proveLiveTasks(ctx: OpContext, expected: string | null, proof: L
       title: smokeTitle(smoke, interrupt?.fired ? smoke.filter((s) => 'command' in s).length : 0),
       enabled: () => smoke.length > 0,
       task: async (_c, task) => {
-        opts.phase(opts.phases.smoke)
-        const where = {cwd: ctx.config.target, env: ctx.env, signal: ctx.signal, interrupt}
+        await opts.phase(opts.phases.smoke)
+        const where = {run, env: ctx.env, signal: ctx.signal, interrupt}
         proof.smoke = await Promise.all(smoke.map((s) => runSmoke(s, where)))
         const skipped = proof.smoke.filter((r) => r.skipped)
         if (skipped.length > 0) {

@@ -1,7 +1,8 @@
 import {usageError} from '../errors.js'
 import {parseId} from '../ids.js'
 import type {BackupMeta} from '../state/backups.js'
-import type {Operation} from '../state/journal.js'
+import {type Operation, operations} from '../state/journal.js'
+import type {Target} from '../target/target.js'
 
 /**
  * Which release each snapshot holds, and which releases `rollback --to` can reach.
@@ -63,6 +64,12 @@ export interface Choice {
   to: string
   release: string | null
   snapshot: string | null
+}
+
+/** The catalog of a target: its snapshots, its journal and the live release. */
+export async function catalogOf(target: Target): Promise<ReleaseCatalog> {
+  const [backups, events, marker] = await Promise.all([target.backups.list(), target.state.read(), target.readMarker()])
+  return releaseCatalog(backups, operations(events), marker?.id ?? null)
 }
 
 export function releaseCatalog(backups: BackupMeta[], ops: Operation[], live: string | null): ReleaseCatalog {

@@ -31,11 +31,11 @@ export interface RestoreOutcome {
  * an interrupt asks for — so it gets a signal of its own; the interrupt only makes the proof
  * short enough for a CI runner's grace period (command smoke skipped, HTTP calls short).
  */
-export async function restoreAndProve(ctx: OpContext, id: string, phase: (p: Phase) => void, opts: {label?: string; allowRestart: boolean}): Promise<RestoreOutcome> {
+export async function restoreAndProve(ctx: OpContext, id: string, phase: (p: Phase) => Promise<void>, opts: {label?: string; allowRestart: boolean}): Promise<RestoreOutcome> {
   const label = opts.label ?? 'previous release'
   const own: OpContext = {...ctx, signal: new AbortController().signal}
   const interrupt = new Interrupt(ctx.signal)
-  const meta = ctx.target.backups().find((b) => b.id === id)
+  const meta = (await ctx.target.backups.list()).find((b) => b.id === id)
   const outcome: RestoreOutcome = {
     backup: id,
     release: meta?.release ?? null,
@@ -56,9 +56,9 @@ export async function restoreAndProve(ctx: OpContext, id: string, phase: (p: Pha
       [
         {
           title: `Restore backup ${id}`,
-          task: (_c, task) => {
-            phase('restore')
-            const r = ctx.target.restore(id)
+          task: async (_c, task) => {
+            await phase('restore')
+            const r = await ctx.target.backups.restore(id)
             outcome.written = r.written.length
             outcome.removed = r.removed.length
             task.title = `Restore backup ${id}: ${r.written.length} written, ${r.removed.length} removed`
@@ -66,8 +66,8 @@ export async function restoreAndProve(ctx: OpContext, id: string, phase: (p: Pha
         },
         {
           title: 'Verify target content equals the backup',
-          task: () => {
-            outcome.differences = ctx.target.verify(id)
+          task: async () => {
+            outcome.differences = await ctx.target.backups.verify(id)
             if (outcome.differences.length > 0) throw new Error(`target differs from backup ${id} at: ${outcome.differences.slice(0, 10).join(', ')}`)
           },
         },

@@ -7,8 +7,10 @@ import {lockTarget, nextId, Operation, recoverInterrupted, type Recovery} from '
 import {emptyProof, type LiveProof, proveLiveTasks} from './prove-live.js'
 import {preflight, requirePreflight} from './preflight.js'
 import {pinnedBackups, pruneAfter} from './prune.js'
-import {type Choice, describe, INITIAL, releaseCatalog, type ReleaseCatalog, resolvePrevious, resolveTo} from './releases.js'
+import {catalogOf, type Choice, describe, INITIAL, type ReleaseCatalog, resolvePrevious, resolveTo} from './releases.js'
 import {restoreAndProve, type RestoreOutcome} from './restore.js'
+import {settle} from './settle.js'
+import {type Step, steps} from './steps.js'
 
 export interface RollbackResult {
   exitCode: number
@@ -39,94 +41,153 @@ export interface RollbackResult {
  */
 export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<RollbackResult> {
   const started = Date.now()
-  const {target} = ctx
-  // The same preflight as `check`, before the lock and before anything is touched (exit 1).
-  requirePreflight(await preflight(ctx, {source: false, createTarget: false}))
-  const unlock = lockTarget(ctx, `hotctl ${process.argv.slice(2).join(' ')}`)
+  const run: RollbackRun = {result: {exitCode: EXIT.ok, outcome: 'rolled-back', release: null, from: null, durationMs: 0, proof: emptyProof()}, changed: false}
   try {
-    const recovery = await recoverInterrupted(ctx, {allowRestart: true})
-    const choice = chooseRestorable(ctx, opts.to)
-    if (!choice.snapshot) return {...(await confirmLive(ctx, choice, recovery)), durationMs: Date.now() - started}
-    const to = choice.snapshot
-    const meta = target.backups().find((b) => b.id === to)!
-    const from = target.readMarker()?.id ?? null
-    const undo = nextId(ctx)
-    const op = new Operation(ctx, 'rollback', undo, {backup: undo, release: meta.release ?? undefined, restores: to, from})
-    const result: RollbackResult = {exitCode: EXIT.ok, outcome: 'rolled-back', release: meta.release, snapshot: to, from, undo, recovery, durationMs: 0}
-    let changed = false
-    result.proof = emptyProof()
-    try {
-      await runTasks(
-        ctx.ui,
-        [
-          {
-            title: `Snapshot the current tree as ${undo} (to undo this rollback)`,
-            task: () => {
-              op.phase('backup')
-              target.snapshot(undo, 'rollback')
-            },
-          },
-          {
-            title: `Restore ${describe(meta.release)} (snapshot ${to})`,
-            task: (_c, task) => {
-              op.phase('restore')
-              changed = true
-              let r: {written: string[]; removed: string[]}
-              try {
-                r = target.restore(to)
-              } catch (err) {
-                // Refused before writing anything (checked against its hashes first): the target is untouched.
-                if (err instanceof BackupDamagedError) changed = false
-                throw err
-              }
-              result.written = r.written.length
-              result.removed = r.removed.length
-              task.title = `Restore ${describe(meta.release)} (snapshot ${to}): ${r.written.length} written, ${r.removed.length} removed`
-            },
-          },
-          {
-            title: 'Verify target content equals the backup',
-            task: () => {
-              const diffs = target.verify(to)
-              if (diffs.length > 0) throw new Error(`target differs from backup ${to} at: ${diffs.slice(0, 10).join(', ')}`)
-            },
-          },
-          ...proveLiveTasks(ctx, meta.release, result.proof, {allowRestart: true, phase: op.phase, label: 'release', phases: {reload: 'reload', confirm: 'confirm', smoke: 'smoke'}}),
-        ],
-        {},
-      )
-      if (ctx.signal.aborted) throw new HotctlError('interrupted', EXIT.interrupted)
-    } catch (err) {
-      result.error = ctx.signal.aborted ? 'interrupted by signal' : errorMessage(err)
-      if (!changed) {
-        op.end('failed', EXIT.checksFailed, {error: result.error})
-        const damaged = err instanceof BackupDamagedError ? err : undefined
-        const code = ctx.signal.aborted ? EXIT.interrupted : EXIT.checksFailed
-        throw new HotctlError(`rollback failed before changing the target: ${result.error}`, code, damaged?.hint, damaged?.details)
-      }
-      ctx.ui.say(`hotctl: rollback to ${to} failed (${result.error}); putting back ${undo}`)
-      result.restore = await restoreAndProve(ctx, undo, op.phase, {label: 'release before the rollback', allowRestart: true})
-      result.exitCode = !result.restore.ok ? EXIT.needsAttention : ctx.signal.aborted ? EXIT.interrupted : EXIT.restored
-      result.outcome = !result.restore.ok ? 'needs-attention' : ctx.signal.aborted ? 'interrupted' : 'restored'
-      op.end(result.outcome === 'needs-attention' ? 'attention' : result.outcome, result.exitCode, {error: result.error})
-      return {...result, durationMs: Date.now() - started}
+    await runTasks(ctx.ui, steps(rollbackSteps(ctx, opts, run)), {})
+    if (ctx.signal.aborted) throw new HotctlError('interrupted', EXIT.interrupted)
+  } catch (err) {
+    await run.unlock?.()
+    run.unlock = undefined
+    if (run.choice && !run.choice.snapshot && !(err instanceof HotctlError && err.exitCode === EXIT.interrupted)) {
+      const hint = 'Nothing was changed. `hotctl status` shows what the service reports.'
+      throw new HotctlError(`${describe(run.choice.release)} is already in the target, but it is not proven live: ${errorMessage(err)}`, EXIT.failed, hint)
     }
-    op.end('ok', EXIT.ok)
-    pruneAfter(ctx, [...pinnedBackups(target, undo), to])
-    result.undoWith = undoCommand(catalog(ctx), from)
-    return {...result, durationMs: Date.now() - started}
+    if (!run.op) throw ctx.signal.aborted ? new HotctlError('interrupted', EXIT.interrupted) : err
+    return {...(await settleRollback(ctx, run, err)), durationMs: Date.now() - started}
   } finally {
-    unlock()
+    await run.unlock?.()
   }
+  const {result} = run
+  if (run.op) {
+    await run.op.end('ok', EXIT.ok)
+    await pruneAfter(ctx, [...(await pinnedBackups(ctx.target, run.undo)), run.choice!.snapshot!])
+    result.undoWith = undoCommand(await catalogOf(ctx.target), result.from)
+  }
+  return {...result, durationMs: Date.now() - started}
 }
 
-function catalog(ctx: OpContext): ReleaseCatalog {
-  return releaseCatalog(ctx.target.backups(), operations(ctx.target.journal.read()), ctx.target.readMarker()?.id ?? null)
+/** What the rollback's steps share as they run (one task tree, built once). */
+interface RollbackRun {
+  result: RollbackResult & {proof: LiveProof}
+  unlock?: () => Promise<void>
+  choice?: Choice
+  undo?: string
+  op?: Operation
+  changed: boolean
+}
+
+function rollbackSteps(ctx: OpContext, opts: {to?: string}, run: RollbackRun): Step[] {
+  const {target} = ctx
+  const {result} = run
+  const alreadyLive = () => (run.choice && !run.choice.snapshot ? `${describe(run.choice.release)} is already live` : false)
+  const snapshot = () => run.choice!.snapshot!
+  const prove = proveLiveTasks(ctx, () => run.choice?.release ?? null, result.proof, {
+    allowRestart: true,
+    reload: () => !alreadyLive(), // the release already live: confirm it, do not reload
+    phase: (p) => run.op?.phase(p) ?? Promise.resolve(),
+    label: 'release',
+    phases: {reload: 'reload', confirm: 'confirm', smoke: 'smoke'},
+  })
+  return [
+    {
+      title: 'Preflight',
+      does: 'preflight: rsync, target, state dir, status URLs',
+      task: async () => requirePreflight(await preflight(ctx, {source: false, createTarget: false})),
+    },
+    {
+      title: 'Lock the target',
+      task: async () => {
+        run.unlock = await lockTarget(ctx, `hotctl ${process.argv.slice(2).join(' ')}`)
+      },
+    },
+    {
+      title: 'Finish an interrupted operation',
+      task: async (_c, task) => {
+        result.recovery = await recoverInterrupted(ctx, {allowRestart: true})
+        if (!result.recovery) task.title = 'No interrupted operation'
+      },
+    },
+    {
+      title: 'Choose the snapshot',
+      task: async (_c, task) => {
+        run.choice = await chooseRestorable(ctx, opts.to)
+        result.release = run.choice.release
+        result.from = (await target.readMarker())?.id ?? null
+        if (!run.choice.snapshot) {
+          result.outcome = 'already-live'
+          task.title = `${describe(run.choice.release)} is already live: confirming it`
+          return
+        }
+        result.snapshot = run.choice.snapshot
+        task.title = `Restore ${describe(run.choice.release)} from snapshot ${run.choice.snapshot}`
+      },
+    },
+    {
+      title: 'Snapshot the current tree (to undo this rollback)',
+      skip: alreadyLive,
+      task: async (_c, task) => {
+        const meta = (await target.backups.list()).find((b) => b.id === snapshot())!
+        run.undo = result.undo = await nextId(ctx)
+        run.op = await Operation.start(ctx, 'rollback', run.undo, {backup: run.undo, release: meta.release ?? undefined, restores: snapshot(), from: result.from})
+        await run.op.phase('backup')
+        await target.backups.snapshot(run.undo, 'rollback')
+        task.title = `Snapshot the current tree as ${run.undo} (to undo this rollback)`
+      },
+    },
+    {
+      title: 'Restore',
+      skip: alreadyLive,
+      task: async (_c, task) => {
+        if (ctx.signal.aborted) throw new HotctlError('interrupted', EXIT.interrupted) // nothing changed yet: stop here
+        await run.op!.phase('restore')
+        run.changed = true
+        let r: {written: string[]; removed: string[]}
+        try {
+          r = await target.backups.restore(snapshot())
+        } catch (err) {
+          // Refused before writing anything (checked against its hashes first): the target is untouched.
+          if (err instanceof BackupDamagedError) run.changed = false
+          throw err
+        }
+        result.written = r.written.length
+        result.removed = r.removed.length
+        task.title = `Restore ${describe(result.release)} (snapshot ${snapshot()}): ${r.written.length} written, ${r.removed.length} removed`
+      },
+    },
+    {
+      title: 'Verify target content equals the snapshot',
+      skip: alreadyLive,
+      task: async () => {
+        const diffs = await target.backups.verify(snapshot())
+        if (diffs.length > 0) throw new Error(`target differs from snapshot ${snapshot()} at: ${diffs.slice(0, 10).join(', ')}`)
+      },
+    },
+    ...prove,
+    {title: 'Prune old backups', skip: alreadyLive, task: () => undefined}, // after the operation ends (rollback())
+  ]
+}
+
+/** A failure after the rollback's operation started: put back the undo snapshot if the target changed. */
+async function settleRollback(ctx: OpContext, run: RollbackRun, err: unknown): Promise<RollbackResult> {
+  const {result} = run
+  const interrupted = ctx.signal.aborted
+  result.error = interrupted ? 'interrupted by signal' : errorMessage(err)
+  if (!run.changed) {
+    const s = settle({targetChanged: false, error: err, interrupted})
+    await run.op!.end(s.result, s.exitCode, {error: s.error})
+    const damaged = err instanceof BackupDamagedError ? err : undefined
+    throw new HotctlError(`rollback failed before changing the target: ${result.error}`, s.exitCode, damaged?.hint, damaged?.details)
+  }
+  ctx.ui.say(`hotctl: rollback to ${run.choice!.snapshot} failed (${result.error}); putting back ${run.undo}`)
+  result.restore = await restoreAndProve(ctx, run.undo!, run.op!.phase, {label: 'release before the rollback', allowRestart: true})
+  const s = settle({targetChanged: true, error: err, interrupted, restore: result.restore})
+  await run.op!.end(s.result, s.exitCode, {error: s.error})
+  return {...result, exitCode: s.exitCode, outcome: s.outcome === 'failed' || s.outcome === 'recovered' ? 'restored' : s.outcome}
 }
 
 /** `--to` names the release to end with; without it, the release before the live one. */
-function chooseBackup(ctx: OpContext, to: string | undefined): Choice {
-  const c = catalog(ctx)
+async function chooseBackup(ctx: OpContext, to: string | undefined): Promise<Choice> {
+  const c = await catalogOf(ctx.target)
   return to === undefined ? resolvePrevious(c) : resolveTo(c, to)
 }
 
@@ -140,44 +201,25 @@ function undoCommand(c: ReleaseCatalog, from: string | null): string | undefined
 }
 
 /**
- * `--to` the live release: nothing to restore. Confirms the service reports it and smoke passes
- * (no reload, no restart: nothing changed), so a script can ask for a release idempotently.
- */
-async function confirmLive(ctx: OpContext, choice: Choice, recovery: Recovery | undefined): Promise<Omit<RollbackResult, 'durationMs'>> {
-  const proof = emptyProof()
-  const phases = {reload: 'reload', confirm: 'confirm', smoke: 'smoke'} as const
-  try {
-    await runTasks(ctx.ui, proveLiveTasks(ctx, choice.release, proof, {allowRestart: false, reload: false, phase: () => {}, label: 'release', phases}), {})
-  } catch (err) {
-    throw new HotctlError(
-      `${describe(choice.release)} is already in the target, but it is not proven live: ${errorMessage(err)}`,
-      ctx.signal.aborted ? EXIT.interrupted : EXIT.checksFailed,
-      'Nothing was changed. `hotctl status` shows what the service reports.',
-    )
-  }
-  return {exitCode: EXIT.ok, outcome: 'already-live', release: choice.release, from: choice.release, proof, recovery}
-}
-
-/**
  * chooseBackup sees only snapshots whose metadata can be read. When it finds nothing to restore and
  * a snapshot that would hold the release asked for exists with damaged metadata, that is the
  * answer: refused as damaged (exit 1, nothing touched). The journal says which snapshots hold a
  * release: those taken by the operations that replaced it (their start's `from`).
  */
-function chooseRestorable(ctx: OpContext, to: string | undefined): Choice {
+async function chooseRestorable(ctx: OpContext, to: string | undefined): Promise<Choice> {
   try {
-    return chooseBackup(ctx, to)
+    return await chooseBackup(ctx, to)
   } catch (err) {
-    const live = ctx.target.readMarker()?.id ?? null
-    const ops = operations(ctx.target.journal.read())
+    const live = (await ctx.target.readMarker())?.id ?? null
+    const ops = operations(await ctx.target.state.read())
     const candidates =
       to === undefined
         ? ops.filter((o) => o.op === 'deploy' && o.opId === live).map((o) => o.start.backup)
         : ops.filter((o) => (o.start.from ?? INITIAL) === to).map((o) => o.start.backup)
-    const readable = new Set(ctx.target.backups().map((b) => b.id))
-    for (const id of ctx.target.backupIds()) {
+    const readable = new Set((await ctx.target.backups.list()).map((b) => b.id))
+    for (const id of await ctx.target.backups.ids()) {
       if (readable.has(id) || !candidates.includes(id)) continue
-      const {damage} = ctx.target.checkBackups(id)
+      const {damage} = await ctx.target.backups.check(id)
       if (damage.length > 0) throw new BackupDamagedError(id, damage)
     }
     throw err

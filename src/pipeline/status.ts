@@ -1,5 +1,5 @@
 import {operations, TARGET_CHANGING} from '../state/journal.js'
-import {isStale, type LockOwner} from '../state/lock.js'
+import type {LockOwner} from '../state/lock.js'
 import {reportedVersion} from '../service/reload.js'
 import type {OpContext} from './context.js'
 
@@ -19,11 +19,10 @@ export interface StatusReport {
 /** Seed 000 §9's numbers (success rate, rollbacks) plus what an operator needs before acting. */
 export async function collectStatus(ctx: OpContext): Promise<StatusReport> {
   const {target, config} = ctx
-  const ops = operations(target.journal.read())
-  const release = target.readMarker()
-  const lock = target.readLock()
+  const [events, release, lock, backups] = await Promise.all([target.state.read(), target.readMarker(), target.state.readLock(), target.backups.list()])
+  const ops = operations(events)
   const open = ops.filter((o) => !o.end && o.op !== 'recover').at(-1)
-  const lockActive = lock && !isStale(lock)
+  const lockActive = !!lock && !(await target.state.isStale(lock))
   const main = ops.filter((o) => o.op !== 'recover')
   const last = [...ops].reverse().find((o) => o.end)
   const deploys = main.filter((o) => o.op === 'deploy' && o.end)
@@ -65,6 +64,6 @@ export async function collectStatus(ctx: OpContext): Promise<StatusReport> {
       restores: main.filter((o) => o.end?.result === 'restored').length,
     },
     services,
-    backups: target.backups().length,
+    backups: backups.length,
   }
 }

@@ -14,6 +14,16 @@ export function killGroup(pgid: number | undefined, signal: NodeJS.Signals): voi
   }
 }
 
+/** Has process `pid` exited (on this machine)? */
+export function processGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return false
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH'
+  }
+}
+
 export function groupAlive(pgid: number): boolean {
   try {
     process.kill(-pgid, 0)

@@ -3,7 +3,7 @@ import type {StatusSpec} from '../config/schema.js'
 import {parseDuration} from '../durations.js'
 import type {Interrupt} from '../interrupt.js'
 import {atPath, request} from './http.js'
-import {describeCommand, runCommand} from './run-command.js'
+import {describeCommand, type ServiceRunner} from './run-command.js'
 
 const httpOf = (spec: {url: string; method: string; headers: Record<string, string>; timeout: string | number; retries: number}, field: string) => ({
   url: spec.url,
@@ -19,12 +19,12 @@ const httpOf = (spec: {url: string; method: string; headers: Record<string, stri
  */
 export async function triggerReload(
   svc: ServiceSpec,
-  opts: {cwd: string; env: Record<string, string>; signal?: AbortSignal; short?: Interrupt},
+  opts: {run: ServiceRunner; env: Record<string, string>; signal?: AbortSignal; short?: Interrupt},
 ): Promise<string> {
   const t = svc.trigger
   if (!t) return 'no trigger configured (the service watches by itself)'
   if ('command' in t) {
-    const r = await runCommand(t.command, {cwd: opts.cwd, env: opts.env, signal: opts.signal, timeoutMs: opts.short?.shortCommandMs()})
+    const r = await opts.run(t.command, {env: opts.env, signal: opts.signal, timeoutMs: opts.short?.shortCommandMs()})
     const how = r.timedOut ? 'timed out' : r.canceled ? 'was stopped' : `failed (exit ${r.exitCode})`
     if (!r.ok) throw new Error(`reload trigger \`${describeCommand(t.command)}\` ${how}:\n${r.tail}`)
     return 'trigger command ran'

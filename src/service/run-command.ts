@@ -14,6 +14,9 @@ export interface CommandResult {
 
 const INTERRUPT_KILL_GRACE_MS = 1000
 
+/** Runs a configured command where the service is (Target.runServiceCommand). */
+export type ServiceRunner = (cmd: Command, opts: {env: Record<string, string>; signal?: AbortSignal; timeoutMs?: number; tailLines?: number}) => Promise<CommandResult>
+
 export const describeCommand = (c: Command) => (typeof c === 'string' ? c : c.argv.join(' '))
 
 /**

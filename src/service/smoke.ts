@@ -2,7 +2,7 @@ import type {SmokeHttpSpec, SmokeSpec} from '../config/schema.js'
 import {parseDuration} from '../durations.js'
 import type {Interrupt} from '../interrupt.js'
 import {isSubset, request} from './http.js'
-import {describeCommand, runCommand} from './run-command.js'
+import {describeCommand, type ServiceRunner} from './run-command.js'
 
 export interface SmokeResult {
   name: string
@@ -21,13 +21,13 @@ export interface SmokeResult {
  */
 export async function runSmoke(
   spec: SmokeSpec,
-  opts: {cwd: string; env: Record<string, string>; signal?: AbortSignal; interrupt?: Interrupt},
+  opts: {run: ServiceRunner; env: Record<string, string>; signal?: AbortSignal; interrupt?: Interrupt},
 ): Promise<SmokeResult> {
   const {interrupt} = opts
   const signal = interrupt?.signal ?? opts.signal
   if ('command' in spec) {
     if (interrupt?.fired) return skippedAfterInterrupt(spec.name)
-    const r = await runCommandSmoke(spec, opts.cwd, opts.env, signal)
+    const r = await runCommandSmoke(spec, opts.run, opts.env, signal)
     return interrupt?.fired && r.canceled ? skippedAfterInterrupt(spec.name) : r.result
   }
   if (interrupt?.fired) return runHttpSmoke(spec, {short: interrupt})
@@ -46,13 +46,13 @@ type SmokeCommandSpec = Extract<SmokeSpec, {command: unknown}>
 
 async function runCommandSmoke(
   spec: SmokeCommandSpec,
-  cwd: string,
+  run: ServiceRunner,
   env: Record<string, string>,
   signal?: AbortSignal,
 ): Promise<{result: SmokeResult; canceled: boolean}> {
   let last = ''
   for (let attempt = 0; attempt <= spec.retries; attempt++) {
-    const r = await runCommand(spec.command, {cwd, env, signal, timeoutMs: parseDuration(spec.timeout, `smoke.${spec.name}.timeout`)})
+    const r = await run(spec.command, {env, signal, timeoutMs: parseDuration(spec.timeout, `smoke.${spec.name}.timeout`)})
     if (r.ok) return {result: {name: spec.name, ok: true, detail: `\`${describeCommand(spec.command)}\` passed`}, canceled: false}
     const how = r.timedOut ? 'timed out' : r.canceled ? 'was stopped' : `exited ${r.exitCode}`
     last = `\`${describeCommand(spec.command)}\` ${how}:\n${r.tail}`

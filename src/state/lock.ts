@@ -2,6 +2,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {EXIT, HotctlError} from '../errors.js'
+import {processGone} from '../process/group.js'
 
 export interface LockOwner {
   pid: number
@@ -27,13 +28,7 @@ export function readLock(file: string): LockOwner | undefined {
 
 /** Is the owner's process gone? Only decidable for a lock taken on this host. */
 export function isStale(owner: LockOwner): boolean {
-  if (owner.host !== os.hostname()) return false
-  try {
-    process.kill(owner.pid, 0)
-    return false
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH'
-  }
+  return owner.host === os.hostname() && processGone(owner.pid)
 }
 
 /**

@@ -32,7 +32,7 @@ export class BackupDamagedError extends HotctlError {
     const more = damage.length > shown.length ? `; and ${damage.length - shown.length} more` : ''
     super(
       `backup ${backup} is damaged: ${shown.join('; ')}${more}`,
-      EXIT.checksFailed,
+      EXIT.failed,
       `Nothing was restored from it. \`hotctl backups verify ${backup}\` lists the damage; \`hotctl backups verify\` checks the others.`,
       {backup, damage},
     )

@@ -1,7 +1,9 @@
+import type {Command} from '../config/schema.js'
 import type {ChangeSet} from '../plan/changeset.js'
 import type {ItemizedChange} from '../rsync/itemize.js'
+import type {CommandResult} from '../service/run-command.js'
 import type {BackupMeta} from '../state/backups.js'
-import type {Journal} from '../state/journal.js'
+import type {JournalEvent} from '../state/journal.js'
 import type {LockOwner} from '../state/lock.js'
 import type {IntegrityReport} from '../store/integrity.js'
 
@@ -29,35 +31,85 @@ export interface PreflightOptions {
 }
 
 /**
- * Everything that touches the place the files live goes through a Target: LocalTarget now; an
- * SshTarget (`user@host:/path`) later implements the same operations over ssh + rsync, and the
- * pipelines above do not change.
+ * What planning found: the change set, plus whatever the target's own walk produced that the
+ * backup and the sync reuse (one stat pass per deploy). Pipelines pass it on and never look inside.
+ */
+export interface TargetPlan {
+  changes: ChangeSet
+  readonly walk?: unknown
+}
+
+/** Options for a command the user configured, run where the service is (the target directory). */
+export interface ServiceCommandOptions {
+  env: Record<string, string>
+  signal?: AbortSignal
+  timeoutMs?: number
+  tailLines?: number
+}
+
+/** The journal and the lock: the state every controller of this target must see. */
+export interface StateStore {
+  /** Appended and flushed to stable storage before the phase it records starts. */
+  append(event: JournalEvent): Promise<void>
+  /** Every well-formed event, oldest first (other lines are skipped with a warning). */
+  read(): Promise<JournalEvent[]>
+  /** Takes the lock (clearing a dead owner's, reported to `onStale`); resolves to its release. */
+  lock(command: string, onStale: (old: LockOwner) => void): Promise<() => Promise<void>>
+  readLock(): Promise<LockOwner | undefined>
+  /** Is the owner's process gone? Only decidable where the owner ran. */
+  isStale(owner: LockOwner): Promise<boolean>
+}
+
+/** Snapshots of the target tree, restored and verified by content. */
+export interface BackupStore {
+  /** Complete backups whose metadata can be read, oldest first. */
+  list(): Promise<BackupMeta[]>
+  /** Ids of every backup metadata file, damaged ones included. */
+  ids(): Promise<string[]>
+  /** Records the target tree as backup `id`; `plan` lends the planning walk, if there was one. */
+  snapshot(id: string, reason: BackupMeta['reason'], plan?: TargetPlan): Promise<BackupMeta>
+  /** Checks what it will use against its hashes first: a damaged backup throws BackupDamagedError, nothing written. */
+  restore(id: string): Promise<{written: string[]; removed: string[]}>
+  /** Paths where the target differs from backup `id` (empty = verified). */
+  verify(id: string): Promise<string[]>
+  /** Full integrity check of backup `id`, or of every backup and the store. Read-only. */
+  check(id?: string): Promise<IntegrityReport>
+  prune(keep: number, pinned: string[]): Promise<{removed: string[]; freedBytes: number}>
+}
+
+/**
+ * Everything that touches the place the files live goes through a Target; only `openTarget`
+ * (open.ts) names an implementation. Every member is async, so a target on another machine
+ * implements the same operations over its own transport and the pipelines do not change.
  */
 export interface Target {
+  /** The target as the user names it (a path, or later user@host:/path). */
   readonly description: string
-  readonly journal: Journal
+  readonly state: StateStore
+  readonly backups: BackupStore
+  /** Who and where an operation runs as, for the lock, the journal and the release marker. */
+  identity(): Promise<{user: string; host: string}>
   preflight(opts: PreflightOptions): Promise<PreflightItem[]>
-  lock(command: string, onStale: (old: LockOwner) => void): () => void
-  readLock(): LockOwner | undefined
-  readMarker(): ReleaseMarker | null
-  writeMarker(marker: ReleaseMarker): void
-  /** Added/changed/deleted paths, worked out by content where size or mtime differ. Read-only. */
-  planChanges(source: string): Promise<ChangeSet>
-  /** rsync -n of the planned writes: what rsync itself would do. Read-only. */
-  previewSync(source: string, changes: ChangeSet): Promise<ItemizedChange[]>
-  /** `onChild` gets the process group of the writer (rsync) as soon as it starts, to journal it. */
-  sync(source: string, changes: ChangeSet, signal?: AbortSignal, onChild?: (pgid: number) => void): Promise<ItemizedChange[]>
+  readMarker(): Promise<ReleaseMarker | null>
+  writeMarker(marker: ReleaseMarker): Promise<void>
+  /**
+   * Added/changed/deleted paths, worked out by content where size or mtime differ. Writes nothing
+   * under `dryRun`; otherwise it may keep what it learnt (hash caches) in the state dir.
+   */
+  planChanges(source: string, opts: {dryRun: boolean}): Promise<TargetPlan>
+  /** The writer's argv as the sync will run it, for the plan a user reads. */
+  describeSync(source: string): string[]
+  /** A dry run of the planned writes: what the writer itself would do. Read-only. */
+  previewSync(source: string, plan: TargetPlan): Promise<ItemizedChange[]>
+  /** `onChild` gets the process group of the writer as soon as it starts, to journal it. */
+  sync(source: string, plan: TargetPlan, signal?: AbortSignal, onChild?: (pgid: number) => void): Promise<ItemizedChange[]>
   /** Paths whose content in the target differs from the source after a sync. */
-  verifySynced(source: string, changes: ChangeSet): string[]
-  backups(): BackupMeta[]
-  snapshot(id: string, reason: BackupMeta['reason']): BackupMeta
-  /** Checks what it will use against its hashes first: a damaged backup throws BackupDamagedError, nothing written. */
-  restore(id: string): {written: string[]; removed: string[]}
-  /** Paths where the target differs from backup `id` (empty = verified). */
-  verify(id: string): string[]
-  /** Ids of every backup metadata file, damaged ones included (`backups()` lists only readable ones). */
-  backupIds(): string[]
-  /** Full integrity check of backup `id`, or of every backup and the store. Read-only. */
-  checkBackups(id?: string): IntegrityReport
-  prune(keep: number, pinned: string[]): {removed: string[]; freedBytes: number}
+  verifySynced(source: string, plan: TargetPlan): Promise<string[]>
+  /** Runs a configured command where the service is (in the target directory). */
+  runServiceCommand(cmd: Command, opts: ServiceCommandOptions): Promise<CommandResult>
+  /**
+   * Stops process groups a killed operation left writing to the target (journaled `child`
+   * events). Resolves to the groups still running.
+   */
+  reapChildren(pgids: number[]): Promise<number[]>
 }

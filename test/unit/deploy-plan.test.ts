@@ -2,6 +2,7 @@ import {describe, expect, it} from 'vitest'
 import {parseConfig} from '../../src/config/load.js'
 import {MARKER_NAME} from '../../src/config/resolve.js'
 import {planDeploy} from '../../src/plan/deploy-plan.js'
+import {openTarget} from '../../src/target/open.js'
 import type {ChangeSet} from '../../src/plan/changeset.js'
 
 const FILE = '/srv/deploy/hotctl.config.json'
@@ -13,47 +14,56 @@ describe('planDeploy: requireRestart', () => {
   const config = cfg({reload: {trigger: {command: 'kill -HUP 1'}, requireRestart: ['**/*.so', 'requirements.txt', 'native/']}})
 
   it('**/*.so matches a root file and nested files; other patterns too; others do not', () => {
-    const plan = planDeploy(config, cs({added: ['x.so', 'app/main.py'], changed: ['lib/deep/y.so', 'requirements.txt'], deleted: ['sub/native/z.bin']}), ID, {})
+    const plan = planDeploy(config, cs({added: ['x.so', 'app/main.py'], changed: ['lib/deep/y.so', 'requirements.txt'], deleted: ['sub/native/z.bin']}), ID, {}, [])
     expect(plan.needsRestart.sort()).toEqual(['lib/deep/y.so', 'requirements.txt', 'sub/native/z.bin', 'x.so'])
   })
 
   it('deleted restart-worthy files count too', () => {
-    expect(planDeploy(config, cs({deleted: ['old.so']}), ID, {}).needsRestart).toEqual(['old.so'])
+    expect(planDeploy(config, cs({deleted: ['old.so']}), ID, {}, []).needsRestart).toEqual(['old.so'])
   })
 
   it('nothing matches: empty', () => {
-    expect(planDeploy(config, cs({changed: ['app.py', 'x.sox', 'so']}), ID, {}).needsRestart).toEqual([])
+    expect(planDeploy(config, cs({changed: ['app.py', 'x.sox', 'so']}), ID, {}, []).needsRestart).toEqual([])
   })
 
   it('no requireRestart patterns: never needs a restart', () => {
-    expect(planDeploy(cfg(), cs({changed: ['x.so']}), ID, {}).needsRestart).toEqual([])
+    expect(planDeploy(cfg(), cs({changed: ['x.so']}), ID, {}, []).needsRestart).toEqual([])
   })
 })
 
 describe('planDeploy: nothing to deploy', () => {
   it('an empty change set is nothing to deploy', () => {
-    expect(planDeploy(cfg(), cs(), ID, {}).nothingToDeploy).toBe(true)
+    expect(planDeploy(cfg(), cs(), ID, {}, []).nothingToDeploy).toBe(true)
   })
   it('--force deploys anyway', () => {
-    expect(planDeploy(cfg(), cs(), ID, {force: true}).nothingToDeploy).toBe(false)
+    expect(planDeploy(cfg(), cs(), ID, {force: true}, []).nothingToDeploy).toBe(false)
   })
   it('any change means something to deploy', () => {
-    expect(planDeploy(cfg(), cs({deleted: ['x']}), ID, {}).nothingToDeploy).toBe(false)
-    expect(planDeploy(cfg(), cs({added: ['x']}), ID, {}).nothingToDeploy).toBe(false)
-    expect(planDeploy(cfg(), cs({changed: ['x']}), ID, {}).nothingToDeploy).toBe(false)
+    expect(planDeploy(cfg(), cs({deleted: ['x']}), ID, {}, []).nothingToDeploy).toBe(false)
+    expect(planDeploy(cfg(), cs({added: ['x']}), ID, {}, []).nothingToDeploy).toBe(false)
+    expect(planDeploy(cfg(), cs({changed: ['x']}), ID, {}, []).nothingToDeploy).toBe(false)
   })
 })
 
-describe('planDeploy: rsync argv', () => {
+describe('the sync call a plan shows is the one the target runs', () => {
   const config = cfg({protect: ['/uploads', 'local.env'], exclude: ['*.log']})
-  const plan = planDeploy(config, cs({changed: ['a']}), ID, {})
+  const target = openTarget(config, {warn: () => {}})
+  const plan = planDeploy(config, cs({changed: ['a']}), ID, {}, target.describeSync(config.source))
   const argv = plan.rsyncArgv
 
-  it('starts with rsync and syncs source/ into target/', () => {
+  it('starts with the rsync binary hotctl runs and syncs source/ into target/', () => {
     expect(argv[0]).toBe('rsync')
     expect(argv.slice(-2)).toEqual(['/srv/deploy/', '/opt/live/'])
     expect(plan.source).toBe('/srv/deploy')
     expect(plan.target).toBe('/opt/live')
+  })
+  it('names HOTCTL_RSYNC when it is set (the binary the sync really runs)', () => {
+    process.env.HOTCTL_RSYNC = '/opt/rsync-3.3/bin/rsync'
+    try {
+      expect(target.describeSync(config.source)[0]).toBe('/opt/rsync-3.3/bin/rsync')
+    } finally {
+      delete process.env.HOTCTL_RSYNC
+    }
   })
   it('never --inplace, always --delay-updates', () => {
     expect(argv.some((a) => a.includes('inplace'))).toBe(false)
@@ -66,45 +76,10 @@ describe('planDeploy: rsync argv', () => {
     expect(argv).toContain(`--exclude=${MARKER_NAME}`)
   })
   it('default excludes are passed when none are configured', () => {
-    const a = planDeploy(cfg(), cs({changed: ['a']}), ID, {}).rsyncArgv
+    const a = openTarget(cfg(), {warn: () => {}}).describeSync('/srv/deploy')
     for (const p of ['.git', '__pycache__', '*.pyc', '.venv', 'node_modules']) expect(a).toContain(`--exclude=${p}`)
   })
   it('is not a dry run', () => {
     expect(argv).not.toContain('--dry-run')
-  })
-})
-
-describe('planDeploy: steps', () => {
-  it('lists checks, backup, sync count, marker, reload, confirm, smoke, prune in order', () => {
-    const config = cfg({
-      checks: {lint: 'x', test: 'y'},
-      reload: {trigger: {command: 'x'}, status: {url: 'http://h/v'}, timeout: '30s'},
-      smoke: [{name: 'home', url: 'http://h/'}],
-      keep: 4,
-    })
-    const plan = planDeploy(config, cs({added: ['a'], changed: ['b', 'c']}), ID, {})
-    expect(plan.id).toBe(ID)
-    expect(plan.steps).toEqual([
-      'checks: lint, test',
-      'lock',
-      `backup ${ID}`,
-      'sync 3 path(s) with rsync',
-      `write release marker ${MARKER_NAME} (id ${ID})`,
-      'reload: service',
-      `confirm release ${ID} is live (within 30000 ms)`,
-      'smoke: home',
-      'prune backups beyond 4',
-    ])
-  })
-  it('--skip-checks drops the checks step; no services → no reload/confirm steps', () => {
-    const plan = planDeploy(cfg({checks: {lint: 'x'}}), cs({added: ['a']}), ID, {skipChecks: true})
-    expect(plan.steps.some((s) => s.startsWith('checks'))).toBe(false)
-    expect(plan.steps.some((s) => s.startsWith('reload'))).toBe(false)
-    expect(plan.steps.some((s) => s.startsWith('confirm'))).toBe(false)
-  })
-  it('a trigger without status does not confirm', () => {
-    const plan = planDeploy(cfg({reload: {trigger: {command: 'x'}}}), cs({added: ['a']}), ID, {})
-    expect(plan.steps).toContain('reload: service')
-    expect(plan.steps.some((s) => s.startsWith('confirm'))).toBe(false)
   })
 })

@@ -5,7 +5,7 @@ import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {SmokeSpec} from '../../src/config/schema.js'
 import {INTERRUPT_BUDGET_MS, Interrupt, InterruptReason} from '../../src/interrupt.js'
-import {runCommand} from '../../src/service/run-command.js'
+import {runCommand, type ServiceRunner} from '../../src/service/run-command.js'
 import {runSmoke} from '../../src/service/smoke.js'
 import {tmpDir} from './helpers.js'
 
@@ -78,7 +78,11 @@ describe('runSmoke in a restore (with the operator interrupt)', () => {
     retries: 2,
   })
   const commandCheck = (command: string): SmokeSpec => ({name: 'suite', command, timeout: '5m', retries: 0})
-  const opts = (interrupt: Interrupt) => ({cwd: tmpDir(), env: {}, interrupt})
+  const opts = (interrupt: Interrupt) => {
+    const cwd = tmpDir()
+    const run: ServiceRunner = (cmd, o) => runCommand(cmd, {...o, cwd})
+    return {run, env: {}, interrupt}
+  }
 
   it('after the interrupt an HTTP check gets 2 s, not its configured 10 s × 3 tries', async () => {
     const t = Date.now()

@@ -11,7 +11,7 @@ import {BackupDamagedError, checkBackup, checkStore, StoreChecker} from '../../s
 import {type Manifest, objectsOf, parseChunk, readManifest, writeManifest} from '../../src/store/manifest.js'
 import {ObjectStore} from '../../src/store/objects.js'
 import {applyRestore, diffAgainst, planRestore, restoreTree, snapshotTree} from '../../src/store/snapshot.js'
-import {LocalTarget} from '../../src/target/local.js'
+import {openTarget} from '../../src/target/open.js'
 import {walkTree} from '../../src/store/walk.js'
 import {tmpDir, writeTree} from './helpers.js'
 
@@ -470,7 +470,7 @@ describe('backup integrity', () => {
     const {files, bytes, added, root} = snap
     index.write({id, time: new Date().toISOString(), reason: 'deploy', release: null, gitSha: null, files, bytes, added, protect: [], root})
     const config = {target, stateDir, exclude: ['/uploads', 'local.env'], protect: []} as unknown as ResolvedConfig
-    return {target, store, snap, id, index, local: new LocalTarget(config)}
+    return {target, store, snap, id, index, local: openTarget(config, {warn: () => {}}).backups}
   }
 
   it('a sound backup has no damage, and each chunk and object is hashed once however many backups share it', () => {
@@ -532,7 +532,7 @@ describe('backup integrity', () => {
     expect(b.damage).toEqual([expect.objectContaining({what: 'metadata', path: 'entry', message})])
   })
 
-  it('LocalTarget.restore checks the objects it will copy and writes nothing when one is damaged', () => {
+  it('LocalTarget.restore checks the objects it will copy and writes nothing when one is damaged', async () => {
     const {target, store, id, snap, local} = backedUp()
     fs.writeFileSync(path.join(target, 'app/main.py'), 'print("v2 broken")\n')
     fs.rmSync(path.join(target, 'README.md'))
@@ -541,7 +541,7 @@ describe('backup integrity', () => {
     const before = untouched(target)
     let err: unknown
     try {
-      local.restore(id)
+      await local.restore(id)
     } catch (e) {
       err = e
     }
@@ -556,28 +556,28 @@ describe('backup integrity', () => {
     expect(untouched(target)).toEqual(before)
   })
 
-  it('LocalTarget.restore reads only the objects of files that differ (O(changed)): damage elsewhere does not block it', () => {
+  it('LocalTarget.restore reads only the objects of files that differ (O(changed)): damage elsewhere does not block it', async () => {
     const {target, store, id, snap, local} = backedUp()
     const want = untouched(target)
     fs.writeFileSync(path.join(target, 'app/main.py'), 'print("v2 broken")\n')
     damageObject(store, snap.manifest.get('README.md')!.hash!, flip) // README.md is equal in the target: not copied
-    const r = local.restore(id)
+    const r = await local.restore(id)
     expect(r.written).toEqual(['app/main.py'])
-    expect(local.verify(id)).toEqual([])
+    expect(await local.verify(id)).toEqual([])
     expect(fs.readFileSync(path.join(target, 'app/main.py'), 'utf8')).toBe('print("v1")\n')
     expect(Object.keys(untouched(target))).toEqual(Object.keys(want))
     // The full check still finds it.
-    expect(local.checkBackups(id).damage).toEqual([expect.objectContaining({what: 'object', path: 'README.md'})])
+    expect((await local.check(id)).damage).toEqual([expect.objectContaining({what: 'object', path: 'README.md'})])
   })
 
-  it('LocalTarget.restore refuses a backup whose chunk was edited to name another object of the same size', () => {
+  it('LocalTarget.restore refuses a backup whose chunk was edited to name another object of the same size', async () => {
     const {target, store, id, snap, local} = backedUp()
     const other = store.putBytes('print("v9")\n').hash // same size as print("v1")
     damageObject(store, snap.root['app']!, (b) => Buffer.from(b.toString().replace(snap.manifest.get('app/main.py')!.hash!, other)))
     fs.writeFileSync(path.join(target, 'app/main.py'), 'print("v2")\n')
     const before = untouched(target)
-    expect(() => local.restore(id)).toThrow(`directory app/: chunk ${snap.root['app']} does not match its hash`)
-    expect(() => local.verify(id)).toThrow(BackupDamagedError)
+    await expect(local.restore(id)).rejects.toThrow(`directory app/: chunk ${snap.root['app']} does not match its hash`)
+    await expect(local.verify(id)).rejects.toThrow(BackupDamagedError)
     expect(untouched(target)).toEqual(before)
   })
 

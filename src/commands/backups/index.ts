@@ -13,9 +13,8 @@ export default class Backups extends HotctlCommand {
     const {flags} = await this.parse(Backups)
     const ctx = await this.openContext(flags.config)
     const {formatBytes} = await import('../../pipeline/deploy.js')
-    const {describe, neverLiveReason, releaseCatalog, resolvePrevious} = await import('../../pipeline/releases.js')
-    const {operations} = await import('../../state/journal.js')
-    const c = releaseCatalog(ctx.target.backups(), operations(ctx.target.journal.read()), ctx.target.readMarker()?.id ?? null)
+    const {catalogOf, describe, neverLiveReason, resolvePrevious} = await import('../../pipeline/releases.js')
+    const c = await catalogOf(ctx.target)
     let previous: {to: string; release: string | null; snapshot: string} | {error: string}
     try {
       const p = resolvePrevious(c)

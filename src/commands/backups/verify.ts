@@ -15,7 +15,7 @@ export default class BackupsVerify extends HotctlCommand {
     const ctx = await this.openContext(flags.config)
     const {verifyBackups} = await import('../../pipeline/verify-backups.js')
     const {formatBytes} = await import('../../pipeline/deploy.js')
-    const r = verifyBackups(ctx, args.id)
+    const r = await verifyBackups(ctx, args.id)
     this.finish({...r}, () => {
       const {checked, info} = r
       const what = `${checked.chunks} directory listings and ${checked.objects} objects, ${formatBytes(checked.bytes)} hashed`

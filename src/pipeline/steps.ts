@@ -1,0 +1,28 @@
+import type {ListrTask} from 'listr2'
+
+/** A task of an operation's tree, with the words a dry run or a plan uses for it. */
+export type Step = ListrTask & {does?: string}
+
+/** The tree as listr2 runs it. */
+export function steps(tree: Step[]): ListrTask[] {
+  return tree.map(({does: _does, ...task}) => task)
+}
+
+/**
+ * Wraps tasks built elsewhere (the reload/confirm/smoke proof) so they skip when `skipWhy` says so,
+ * titled with what they would have done: the same tree serves the run and the dry run.
+ */
+export function wouldDo(tasks: ListrTask[], skipWhy: () => string | false): Step[] {
+  return tasks.map((t) => {
+    const title = typeof t.title === 'string' ? t.title : ''
+    return {
+      ...t,
+      does: title.charAt(0).toLowerCase() + title.slice(1),
+      skip: async (ctx: unknown) => {
+        const why = skipWhy()
+        if (why) return why === 'dry run' ? `dry run: would ${title.charAt(0).toLowerCase()}${title.slice(1)}` : why
+        return typeof t.skip === 'function' ? (t.skip as (c: unknown) => boolean | string | Promise<boolean | string>)(ctx) : (t.skip ?? false)
+      },
+    }
+  })
+}

@@ -1,0 +1,109 @@
+import {spawnSync} from 'node:child_process'
+import path from 'node:path'
+import type {ResolvedConfig} from '../config/resolve.js'
+import {EXIT, HotctlError} from '../errors.js'
+import {type BackupMeta, BackupIndex} from '../state/backups.js'
+import {BackupDamagedError, checkBackup, checkObjects, checkStore, type IntegrityReport, StoreChecker} from '../store/integrity.js'
+import {type Manifest, objectsOf} from '../store/manifest.js'
+import {ObjectStore} from '../store/objects.js'
+import {applyRestore, diffAgainst, planRestore, snapshotTree} from '../store/snapshot.js'
+import type {Tree} from '../store/walk.js'
+import type {LocalTree} from './local-tree.js'
+import type {BackupStore, TargetPlan} from './target.js'
+
+/**
+ * Backups of a local target in its state dir: a content-addressed object store (copies, never
+ * links to live files) plus one manifest of per-directory chunks per backup.
+ */
+export class LocalBackupStore implements BackupStore {
+  private readonly store: ObjectStore
+  private readonly index: BackupIndex
+  private readonly config: ResolvedConfig
+
+  constructor(private readonly tree: LocalTree) {
+    this.config = tree.config
+    this.store = new ObjectStore(path.join(this.config.stateDir, 'objects'))
+    this.index = new BackupIndex(path.join(this.config.stateDir, 'backups'))
+  }
+
+  async list(): Promise<BackupMeta[]> {
+    return this.index.list()
+  }
+
+  async snapshot(id: string, reason: BackupMeta['reason'], plan?: TargetPlan): Promise<BackupMeta> {
+    // The walk taken by planChanges (under the same lock) is reused by this backup and by the
+    // sync's deletions: one stat pass per deploy.
+    const tree = (plan?.walk as Tree | undefined) ?? this.tree.walk()
+    const cache = this.tree.targetCache()
+    const snap = snapshotTree(tree, cache, this.store)
+    this.store.flush()
+    cache.forget(tree) // saved once, after the sync is verified (a lost update only costs a re-read)
+    // Content on disk before the metadata that declares the backup complete (one syncfs, not one
+    // fsync per object).
+    flushFilesystem(this.config.stateDir)
+    const marker = this.tree.readMarker()
+    const meta: BackupMeta = {id, time: new Date().toISOString(), reason, release: marker?.id ?? null, gitSha: marker?.gitSha ?? null, files: snap.files, bytes: snap.bytes, added: snap.added, protect: this.config.protect, root: snap.root}
+    this.index.write(meta)
+    return meta
+  }
+
+  /**
+   * Before anything is written, the backup's metadata, all its chunks and the objects this restore
+   * will copy (only files that differ from the live tree: O(changed)) are checked against their
+   * hashes; a damaged backup throws BackupDamagedError with the target untouched.
+   */
+  async restore(id: string): Promise<{written: string[]; removed: string[]}> {
+    const checker = new StoreChecker(this.store)
+    const {meta, manifest} = this.checkedBackup(id, checker)
+    const plan = planRestore(manifest, this.tree.walkProtecting(meta.protect), this.tree.targetCache())
+    const damage = checkObjects(id, plan.writes, checker)
+    if (damage.length > 0) throw new BackupDamagedError(id, damage)
+    return applyRestore(plan, this.store)
+  }
+
+  async verify(id: string): Promise<string[]> {
+    const {meta, manifest} = this.checkedBackup(id, new StoreChecker(this.store))
+    const tree = this.tree.walkProtecting(meta.protect)
+    const cache = this.tree.targetCache()
+    const diffs = diffAgainst(manifest, tree, cache)
+    cache.save(tree)
+    return diffs
+  }
+
+  async ids(): Promise<string[]> {
+    return this.index.readAll().map((r) => r.id)
+  }
+
+  async check(id?: string): Promise<IntegrityReport> {
+    const reads = this.index.readAll().filter((r) => id === undefined || r.id === id)
+    return checkStore(reads, this.store, {wholeStore: id === undefined, incomplete: id === undefined ? this.index.incomplete() : []})
+  }
+
+  async prune(keep: number, pinned: string[]): Promise<{removed: string[]; freedBytes: number}> {
+    const all = this.index.list()
+    const kept = new Set(all.slice(-keep).map((b) => b.id))
+    for (const id of pinned) kept.add(id)
+    const removed = all.filter((b) => !kept.has(b.id)).map((b) => b.id)
+    for (const id of removed) this.index.remove(id)
+    if (removed.length === 0) return {removed, freedBytes: 0}
+    const live = objectsOf(all.filter((b) => kept.has(b.id)).map((b) => b.root), this.store)
+    return {removed, freedBytes: this.store.collectGarbage(live)}
+  }
+
+  /** A backup's metadata and manifest, every chunk checked against its hash; throws when damaged. */
+  private checkedBackup(id: string, checker: StoreChecker): {meta: BackupMeta; manifest: Manifest} {
+    const read = this.index.read(id)
+    if (!read) {
+      const hint = 'Run `hotctl backups` to see the complete ones.'
+      throw new HotctlError(`backup ${id} is missing or incomplete in ${this.config.stateDir}`, EXIT.needsAttention, hint)
+    }
+    const b = checkBackup(id, read, checker)
+    if (!b.manifest) throw new BackupDamagedError(id, b.damage)
+    return {meta: b.meta!, manifest: b.manifest}
+  }
+}
+
+/** syncfs of the state dir's filesystem (coreutils `sync -f`), or a plain sync where -f is missing. */
+function flushFilesystem(dir: string): void {
+  if (spawnSync('sync', ['-f', dir]).status !== 0) spawnSync('sync')
+}

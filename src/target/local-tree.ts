@@ -1,0 +1,62 @@
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import type {ResolvedConfig} from '../config/resolve.js'
+import {MARKER_NAME} from '../config/resolve.js'
+import {compilePatterns, type PathMatcher} from '../plan/patterns.js'
+import {HashCache} from '../store/hash-cache.js'
+import {type Tree, walkTree} from '../store/walk.js'
+import type {ReleaseMarker} from './target.js'
+
+/**
+ * The target directory on this machine as LocalTarget and LocalBackupStore both see it: its
+ * walks (protected and excluded paths left out) and the hash caches kept in the state dir.
+ */
+export class LocalTree {
+  readonly root: string
+  readonly skip: PathMatcher
+  readonly protected: PathMatcher
+  private readonly caches = new Map<string, HashCache>()
+
+  constructor(readonly config: ResolvedConfig) {
+    this.root = config.target
+    this.skip = compilePatterns([...config.exclude, ...config.protect])
+    this.protected = compilePatterns(config.protect)
+  }
+
+  walk(): Tree {
+    return walkTree(this.root, this.skip, this.protected)
+  }
+
+  /** Paths protected now or when a backup was taken stay untouched (the config may have changed). */
+  walkProtecting(extra: string[] = []): Tree {
+    const protect = [...this.config.protect, ...extra]
+    return walkTree(this.root, compilePatterns([...this.config.exclude, ...protect]), compilePatterns(protect))
+  }
+
+  targetCache(): HashCache {
+    return this.cache(path.join(this.config.stateDir, 'cache', 'target-hashes.json'))
+  }
+
+  /** One cache per source path: CI checkouts in different places do not mix. */
+  sourceCache(source: string): HashCache {
+    const key = crypto.createHash('sha256').update(source).digest('hex').slice(0, 12)
+    return this.cache(path.join(this.config.stateDir, 'cache', `source-${key}.json`))
+  }
+
+  readMarker(): ReleaseMarker | null {
+    try {
+      const m = JSON.parse(fs.readFileSync(path.join(this.root, MARKER_NAME), 'utf8')) as ReleaseMarker | null
+      return m && typeof m.id === 'string' ? m : null
+    } catch {
+      return null
+    }
+  }
+
+  /** Each cache file is read once per process and written only when something was hashed. */
+  private cache(file: string): HashCache {
+    let c = this.caches.get(file)
+    if (!c) this.caches.set(file, (c = HashCache.open(file)))
+    return c
+  }
+}

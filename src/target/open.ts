@@ -1,0 +1,8 @@
+import type {ResolvedConfig} from '../config/resolve.js'
+import {LocalTarget} from './local.js'
+import type {Target} from './target.js'
+
+/** The one place a Target class is named: the config decides which kind of target it is. */
+export function openTarget(config: ResolvedConfig, opts: {warn: (message: string) => void}): Target {
+  return new LocalTarget(config, opts.warn)
+}
