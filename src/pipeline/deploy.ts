@@ -6,6 +6,7 @@ import {type DeployPlan, planDeploy} from '../plan/deploy-plan.js'
 import type {ItemizedChange} from '../rsync/itemize.js'
 import type {BackupMeta} from '../state/backups.js'
 import {currentUser} from '../target/local.js'
+import {formatBytes} from '../ui/format.js'
 import {runTasks} from '../ui/render.js'
 import {type CheckOutcome, checkTasks} from './checks.js'
 import type {OpContext} from './context.js'
@@ -15,6 +16,8 @@ import {preflight, requirePreflight} from './preflight.js'
 import {pinnedBackups, pruneAfter} from './prune.js'
 import type {RestoreOutcome} from './restore.js'
 import {restoreAndProve} from './restore.js'
+
+export {formatBytes} from '../ui/format.js'
 
 export interface DeployFlags {
   skipChecks: boolean
@@ -174,11 +177,4 @@ function throwIfInterrupted(ctx: OpContext): void {
 async function gitSha(dir: string): Promise<string | null> {
   const r = await execa('git', ['-C', dir, 'rev-parse', 'HEAD'], {reject: false})
   return r.exitCode === 0 ? String(r.stdout).trim() : null
-}
-
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`
-  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`
-  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`
-  return `${(n / 1024 ** 3).toFixed(2)} GiB`
 }

@@ -1,7 +1,25 @@
-import {errorMessage} from '../errors.js'
+import {EXIT, errorMessage} from '../errors.js'
 import {operations} from '../state/journal.js'
 import type {OpContext} from './context.js'
 import type {Target} from '../target/target.js'
+import {lockTarget} from './operation.js'
+
+export interface PruneResult {
+  exitCode: number
+  keep: number
+  removed: string[]
+  freedBytes: number
+}
+
+/** `hotctl backups prune`: under the lock, drop backups beyond the newest `keep` (never a pinned one). */
+export function pruneBackups(ctx: OpContext, keep: number): PruneResult {
+  const unlock = lockTarget(ctx, `hotctl ${process.argv.slice(2).join(' ')}`)
+  try {
+    return {exitCode: EXIT.ok, keep, ...ctx.target.prune(keep, pinnedBackups(ctx.target))}
+  } finally {
+    unlock()
+  }
+}
 
 /**
  * Backups prune must keep whatever `keep` says: the backup of the operation in progress, and the

@@ -1,6 +1,5 @@
 import {Flags} from '@oclif/core'
 import {HotctlCommand} from '../../base-command.js'
-import {EXIT} from '../../errors.js'
 
 export default class BackupsPrune extends HotctlCommand {
   static summary = 'Delete backups beyond the newest N (never the newest one holding a release that passed smoke).'
@@ -10,15 +9,9 @@ export default class BackupsPrune extends HotctlCommand {
   async run(): Promise<void> {
     const {flags} = await this.parse(BackupsPrune)
     const ctx = await this.openContext(flags.config)
-    const {lockTarget} = await import('../../pipeline/operation.js')
-    const {pinnedBackups} = await import('../../pipeline/prune.js')
-    const keep = flags.keep ?? ctx.config.keep
-    const unlock = lockTarget(ctx, `hotctl ${process.argv.slice(2).join(' ')}`)
-    try {
-      const r = ctx.target.prune(keep, pinnedBackups(ctx.target))
-      this.finish({exitCode: EXIT.ok, keep, ...r}, () => `Removed ${r.removed.length} backup(s)${r.removed.length ? `: ${r.removed.join(', ')}` : ''}; freed ${r.freedBytes} bytes; kept the newest ${keep}.`)
-    } finally {
-      unlock()
-    }
+    const {pruneBackups} = await import('../../pipeline/prune.js')
+    const {renderPrune} = await import('../../ui/prune-report.js')
+    const r = pruneBackups(ctx, flags.keep ?? ctx.config.keep)
+    this.finish({...r}, () => renderPrune(r))
   }
 }
