@@ -4,7 +4,7 @@ import type {BackupsListing} from '../pipeline/backups.js'
 import {describe, neverLiveReason} from '../pipeline/releases.js'
 import {formatBytes} from './format.js'
 
-/** Releases that were never live listed under the table; older ones only in --json. */
+/** How many never-live releases are listed under the table (all of them are in --json). */
 const NEVER_LIVE_SHOWN = 5
 
 /**
