@@ -1,13 +1,15 @@
 import {Flags} from '@oclif/core'
-import chalk from 'chalk'
 import {HotctlCommand} from '../base-command.js'
 
 export default class Rollback extends HotctlCommand {
   static summary = 'Go back to the release before the live one, or --to the release you want live.'
   static description = [
-    'Snapshots the current tree first (so the rollback can be undone), restores the snapshot holding the release, verifies the content, reloads, confirms the service reports the release and runs smoke tests.',
+    'Snapshots the current tree first (so the rollback can be undone), restores the snapshot holding the release, ' +
+      'verifies the content, reloads, confirms the service reports the release and runs smoke tests.',
     'Without --to: one step back, to the release that was live before the live one was deployed; a second rollback goes one further back.',
-    '`--to RELEASE` ends with RELEASE live; `hotctl backups` lists the valid targets. A release whose deploy was restored was never live and is refused. `--to initial` puts back the tree from before the first hotctl deploy. `--to` the live release changes nothing: it confirms the release is live and exits 0.',
+    '`--to RELEASE` ends with RELEASE live; `hotctl backups` lists the valid targets. A release whose deploy was restored ' +
+      'was never live and is refused. `--to initial` puts back the tree from before the first hotctl deploy. `--to` the ' +
+      'live release changes nothing: it confirms the release is live and exits 0.',
   ].join('\n\n')
   static examples = [
     {description: 'Back to the release before the live one', command: '<%= config.bin %> rollback'},
@@ -17,7 +19,9 @@ export default class Rollback extends HotctlCommand {
   static flags = {
     to: Flags.string({
       helpValue: 'RELEASE',
-      description: 'Release id to end with live (YYYYMMDDHHMMSS, as `hotctl backups` lists them), or `initial` for the tree from before the first hotctl deploy.',
+      description:
+        'Release id to end with live (YYYYMMDDHHMMSS, as `hotctl backups` lists them), ' +
+        'or `initial` for the tree from before the first hotctl deploy.',
     }),
   }
 
@@ -25,16 +29,8 @@ export default class Rollback extends HotctlCommand {
     const {flags} = await this.parse(Rollback)
     const ctx = await this.openContext(flags.config)
     const {rollback} = await import('../pipeline/rollback.js')
-    const {describe} = await import('../pipeline/releases.js')
+    const {renderRollback} = await import('../ui/rollback-report.js')
     const r = await rollback(ctx, {to: flags.to})
-    this.finish({...r}, () => {
-      const what = describe(r.release)
-      if (r.outcome === 'already-live') return chalk.green(`${what[0]!.toUpperCase()}${what.slice(1)} is already live (confirmed); nothing changed.`)
-      if (r.outcome === 'rolled-back') {
-        const undo = r.undoWith ? `Undo: ${r.undoWith}` : `The tree from before the rollback is kept as snapshot ${r.undo}.`
-        return chalk.green(`Rolled back to ${what} (snapshot ${r.snapshot}). ${undo}`)
-      }
-      return chalk.red(`Rollback to ${what} failed: ${r.error}\n`) + (r.restore?.ok ? `Put back the tree from before the rollback (${r.undo}).` : 'The target needs attention.')
-    })
+    this.finish({...r}, () => renderRollback(r))
   }
 }

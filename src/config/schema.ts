@@ -82,7 +82,7 @@ export const configSchema = z
     protect: z.array(z.string()).default([]),
     keep: z.number().int().min(1).default(10),
     checks: z.record(z.string(), checkSchema).default({}),
-    // A single service (trigger/status) or a list of services sharing one tree (seed 001).
+    // A single service (trigger/status), or a list of services serving one tree: each is triggered and must report the release.
     reload: z.union([reload, z.array(service.extend({name: z.string()}))]).optional(),
     smoke: z.array(z.union([smokeHttp, smokeCommand])).default([]),
   })

@@ -6,6 +6,7 @@ import {type DeployPlan, planDeploy} from '../plan/deploy-plan.js'
 import type {TargetPlan} from '../target/target.js'
 import type {ItemizedChange} from '../rsync/itemize.js'
 import type {BackupMeta} from '../state/backups.js'
+import {formatBytes} from '../ui/format.js'
 import {runTasks} from '../ui/render.js'
 import {type CheckOutcome, checkTasks} from './checks.js'
 import type {OpContext} from './context.js'
@@ -16,7 +17,9 @@ import {pinnedBackups, pruneAfter} from './prune.js'
 import type {RestoreOutcome} from './restore.js'
 import {restoreAndProve} from './restore.js'
 import {settle} from './settle.js'
-import {type Step, steps, wouldDo} from './steps.js'
+import {described, type Step, steps, wouldDo} from './steps.js'
+
+export {formatBytes} from '../ui/format.js'
 
 export interface DeployFlags {
   skipChecks: boolean
@@ -72,7 +75,7 @@ export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<Deploy
   const result: DeployResult = {exitCode: EXIT.ok, outcome: flags.dryRun ? 'dry-run' : 'deployed', previousRelease, checks: [], durationMs: 0}
   const run: DeployRun = {flags, result, proof: emptyProof(), targetChanged: false}
   const tree = deploySteps(ctx, run)
-  if (flags.dryRun) result.steps = tree.flatMap((t) => (t.does ? [t.does] : []))
+  if (flags.dryRun) result.steps = described(tree)
   try {
     await runTasks(ctx.ui, steps(tree), {})
     throwIfInterrupted(ctx)
@@ -242,11 +245,4 @@ function throwIfInterrupted(ctx: OpContext): void {
 async function gitSha(dir: string): Promise<string | null> {
   const r = await execa('git', ['-C', dir, 'rev-parse', 'HEAD'], {reject: false})
   return r.exitCode === 0 ? String(r.stdout).trim() : null
-}
-
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`
-  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`
-  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`
-  return `${(n / 1024 ** 3).toFixed(2)} GiB`
 }

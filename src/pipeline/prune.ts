@@ -1,8 +1,25 @@
-import {errorMessage} from '../errors.js'
+import {EXIT, errorMessage} from '../errors.js'
 import {operations} from '../state/journal.js'
 import type {OpContext} from './context.js'
-import {lockTarget} from './operation.js'
 import type {Target} from '../target/target.js'
+import {lockTarget} from './operation.js'
+
+export interface PruneResult {
+  exitCode: number
+  keep: number
+  removed: string[]
+  freedBytes: number
+}
+
+/** `hotctl backups prune`: under the lock, drop backups beyond the newest `keep` (never a pinned one). */
+export async function pruneBackups(ctx: OpContext, keep: number): Promise<PruneResult> {
+  const unlock = await lockTarget(ctx, `hotctl ${process.argv.slice(2).join(' ')}`)
+  try {
+    return {exitCode: EXIT.ok, keep, ...(await ctx.target.backups.prune(keep, await pinnedBackups(ctx.target)))}
+  } finally {
+    await unlock()
+  }
+}
 
 /**
  * Backups prune must keep whatever `keep` says: the backup of the operation in progress, and the
@@ -33,12 +50,3 @@ export async function pruneAfter(ctx: OpContext, pinned: string[]): Promise<stri
   }
 }
 
-/** `hotctl backups prune`: under the lock, keeping the newest `keep` and the pinned ones. */
-export async function pruneBackups(ctx: OpContext, keep: number): Promise<{removed: string[]; freedBytes: number}> {
-  const unlock = await lockTarget(ctx, `hotctl ${process.argv.slice(2).join(' ')}`)
-  try {
-    return await ctx.target.backups.prune(keep, await pinnedBackups(ctx.target))
-  } finally {
-    await unlock()
-  }
-}

@@ -10,13 +10,25 @@ export interface StatusReport {
   interrupted: {op: string; id: string; lastPhase: string | null; started: string} | null
   needsAttention: boolean
   attention?: string
-  recent: {op: string; id: string; started: string; result: string; exitCode: number | null; durationMs: number | null; changes?: number; error?: string}[]
+  recent: {
+    op: string
+    id: string
+    started: string
+    result: string
+    exitCode: number | null
+    durationMs: number | null
+    changes?: number
+    error?: string
+  }[]
   stats: {deploys: number; succeeded: number; successRate: number | null; rollbacks: number; rollbacksLastHour: number; restores: number}
   services: {name: string; version: string | null; live: boolean | null; state?: unknown; error?: string}[]
   backups: number
 }
 
-/** Seed 000 §9's numbers (success rate, rollbacks) plus what an operator needs before acting. */
+/**
+ * Success rate and rollback counts (what an operator checks after a deploy), plus what they need
+ * before acting: the live release, the lock holder, an interrupted operation, each service's version.
+ */
 export async function collectStatus(ctx: OpContext): Promise<StatusReport> {
   const {target, config} = ctx
   const [events, release, lock, backups] = await Promise.all([target.state.read(), target.readMarker(), target.state.readLock(), target.backups.list()])
@@ -47,14 +59,24 @@ export async function collectStatus(ctx: OpContext): Promise<StatusReport> {
     interrupted: open && !lockActive ? {op: open.op, id: open.opId, lastPhase: open.phases.at(-1) ?? null, started: open.start.t} : null,
     needsAttention,
     attention: interruptedMidway
-      ? `${open!.op} ${open!.opId} was interrupted after changing the target (phase ${open!.phases.at(-1)}): run \`hotctl deploy\` or \`hotctl rollback\`, which restore its backup first`
+      ? `${open!.op} ${open!.opId} was interrupted after changing the target (phase ${open!.phases.at(-1)}): ` +
+        'run `hotctl deploy` or `hotctl rollback`, which restore its backup first'
       : needsAttention
         ? `last operation ${last!.op} ${last!.opId} could not restore and verify the target: ${last!.end!.error ?? ''}`
         : undefined,
     recent: main
       .slice(-10)
       .reverse()
-      .map((o) => ({op: o.op, id: o.opId, started: o.start.t, result: o.end?.result ?? (lockActive && open === o ? 'running' : 'interrupted'), exitCode: o.end?.exitCode ?? null, durationMs: o.end?.durationMs ?? null, changes: o.end?.changes, error: o.end?.error})),
+      .map((o) => ({
+        op: o.op,
+        id: o.opId,
+        started: o.start.t,
+        result: o.end?.result ?? (lockActive && open === o ? 'running' : 'interrupted'),
+        exitCode: o.end?.exitCode ?? null,
+        durationMs: o.end?.durationMs ?? null,
+        changes: o.end?.changes,
+        error: o.end?.error,
+      })),
     stats: {
       deploys: deploys.length,
       succeeded,

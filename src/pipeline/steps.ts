@@ -26,3 +26,9 @@ export function wouldDo(tasks: ListrTask[], skipWhy: () => string | false): Step
     }
   })
 }
+
+/** What the enabled steps do, in order: the plan a dry run shows. */
+export function described(tree: Step[]): string[] {
+  const enabled = (t: Step) => (typeof t.enabled === 'function' ? (t.enabled as (c: unknown) => boolean)(undefined) : t.enabled !== false)
+  return tree.flatMap((t) => (t.does && enabled(t) ? [t.does] : []))
+}

@@ -1,7 +1,21 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
-import {type CliResult, makeWorkspace, MARKER, readMarker, removeWorkspaces, requireBuild, runCli, serviceConfig, type Service, startService, stopAllServices, treeContent, treeHash} from './helpers.js'
+import {
+  type CliResult,
+  makeWorkspace,
+  MARKER,
+  readMarker,
+  removeWorkspaces,
+  requireBuild,
+  runCli,
+  serviceConfig,
+  type Service,
+  startService,
+  stopAllServices,
+  treeContent,
+  treeHash,
+} from './helpers.js'
 
 beforeAll(requireBuild)
 afterEach(stopAllServices)
@@ -75,11 +89,13 @@ describe('--json', {timeout: 90_000}, () => {
     expect(h.stderr).toContain('unknown command "deploi"')
   })
 
-  it('errors are one JSON object too: no config (2), invalid field (2, names the path), missing env var (2), bad flag (2), failed check (1)', async () => {
+  it('errors are one JSON object too: no config (2), invalid field (2, names the path), missing env var (2), bad flag (2), ' +
+    'failed check (1)', async () => {
     const ws = makeWorkspace()
     const empty = path.join(ws.dir, 'nowhere')
     fs.mkdirSync(empty)
-    const commands = [['deploy'], ['deploy', '--dry-run'], ['rollback'], ['backups'], ['backups', 'prune', '--keep', '5'], ['status'], ['check']]
+    const prune = ['backups', 'prune', '--keep', '5']
+    const commands = [['deploy'], ['deploy', '--dry-run'], ['rollback'], ['backups'], prune, ['status'], ['check']]
     for (const cmd of commands) {
       const j = expectJson(await runCli([...cmd, '--json'], {cwd: empty}), 2)
       expect(j.error.message, cmd.join(' ')).toMatch(/no hotctl config found/)
@@ -138,7 +154,8 @@ describe('secrets', {timeout: 90_000}, () => {
     const cfg = serviceConfig(svc)
     ;(cfg.reload as {trigger: Record<string, unknown>}).trigger.headers = {Authorization: 'Bearer ${HOTCTL_TOKEN}'}
     // A smoke command that prints the token, and fails for v3 (so its output ends up in errors).
-    ;(cfg.smoke as unknown[]).push({name: 'leaky', command: 'echo "token=$HOTCTL_TOKEN"; if grep -q v3 app/handlers.py; then echo "v3 fails, token $HOTCTL_TOKEN" >&2; exit 1; fi'})
+    const leaky = 'echo "token=$HOTCTL_TOKEN"; if grep -q v3 app/handlers.py; then echo "v3 fails, token $HOTCTL_TOKEN" >&2; exit 1; fi'
+    ;(cfg.smoke as unknown[]).push({name: 'leaky', command: leaky})
     ws.writeConfig(cfg)
     const env = {HOTCTL_TOKEN: TOKEN}
     const outputs: CliResult[] = []
@@ -184,8 +201,99 @@ describe('secrets', {timeout: 90_000}, () => {
     expect(metas.length).toBeGreaterThanOrEqual(3)
     for (const f of metas) expect(fs.readFileSync(path.join(backupDir, f), 'utf8')).not.toContain(TOKEN)
     // Nothing anywhere in the state dir or the target holds it.
-    const walk = (dir: string): string[] => fs.readdirSync(dir, {withFileTypes: true}).flatMap((d) => (d.isDirectory() ? walk(path.join(dir, d.name)) : [path.join(dir, d.name)]))
+    const walk = (dir: string): string[] =>
+      fs.readdirSync(dir, {withFileTypes: true}).flatMap((d) => (d.isDirectory() ? walk(path.join(dir, d.name)) : [path.join(dir, d.name)]))
     for (const f of [...walk(ws.stateDir), ...walk(ws.live)]) expect(fs.readFileSync(f).includes(TOKEN), f).toBe(false)
+  })
+
+  // Secrets masked in task output (the simple renderer under CI prints it); a long numeric
+  // secret is masked even though it contains 14 digits (which look like an id); a secret equal to
+  // one of hotctl's own words ("deploy") does not rewrite the journal's own fields.
+  it('secrets stay out of task output, long numeric secrets are masked, and a secret "deploy" keeps the journal intact', async () => {
+    const ws = makeWorkspace()
+    const svc = await startService(ws.live)
+    const env = {API_TOKEN: 's3cr3t-value-123', ACCOUNT_NO: '12345678901234567890', APPUSER: 'deploy', CI: '1'}
+    const cfg = serviceConfig(svc, {checks: {}})
+    const url = svc.url('/health?token=${API_TOKEN}&account=${ACCOUNT_NO}')
+    ;(cfg.smoke as unknown[]).push({name: 'token', url, headers: {'X-User': '${APPUSER}'}, expect: {status: 404}, retries: 0})
+    ws.writeConfig(cfg)
+    const outputs: {stdout: string; stderr: string}[] = []
+
+    ws.setVersion('v2')
+    const d1 = await runCli(['deploy'], {cwd: ws.src, env})
+    outputs.push(d1)
+    expect(d1.exitCode, why(d1)).toBe(0)
+    expect(d1.stderr + d1.stdout).toContain('token=***') // the smoke line was printed, masked
+    ws.setVersion('v3')
+    const d2 = await runCli(['deploy', '--json'], {cwd: ws.src, env})
+    outputs.push(d2)
+    expect(d2.exitCode, why(d2)).toBe(0)
+
+    // A smoke failing for v4 puts its output into the error: the 20-digit number must be masked there too.
+    const acct = 'if grep -q v4 app/handlers.py; then echo "account ${ACCOUNT_NO} rejected"; exit 1; fi'
+    ;(cfg.smoke as unknown[]).push({name: 'acct', command: acct})
+    ws.writeConfig(cfg)
+    ws.setVersion('v4')
+    const d3 = await runCli(['deploy', '--json'], {cwd: ws.src, env})
+    outputs.push(d3)
+    expect(d3.exitCode, why(d3)).toBe(3)
+    expect(d3.stdout).toContain('account *** rejected') // the number did reach the output, masked
+    const d3h = await runCli(['deploy'], {cwd: ws.src, env})
+    outputs.push(d3h)
+    expect(d3h.exitCode, why(d3h)).toBe(3)
+
+    for (const o of outputs) {
+      for (const text of [o.stdout, o.stderr]) {
+        expect(text).not.toContain(env.API_TOKEN)
+        expect(text).not.toContain(env.ACCOUNT_NO)
+      }
+    }
+    const journal = fs.readFileSync(path.join(ws.stateDir, 'journal.jsonl'), 'utf8')
+    expect(journal).toContain('"op":"deploy"')
+    expect(journal).not.toContain(env.API_TOKEN)
+    expect(journal).not.toContain(env.ACCOUNT_NO)
+    const st = await runCli(['status', '--json'], {cwd: ws.src, env})
+    expect(st.json.stats.deploys).toBe(4)
+    expect(st.json.stats.succeeded).toBe(2)
+    expect(st.json.recent[0].op).toBe('deploy')
+    expect(readMarker(ws.live)?.id).toBe(d2.json.release)
+    expect(fs.existsSync(path.join(ws.live, MARKER))).toBe(true)
+  })
+})
+
+describe('env values in commands', {timeout: 60_000}, () => {
+  // Env values are never pasted into shell commands (the shell expands ${VAR} itself);
+  // {argv} commands still get the value substituted.
+  it('a ${VAR} holding shell syntax is not executed by a shell check; argv checks get the value', async () => {
+    const ws = makeWorkspace()
+    const pwned = path.join(ws.dir, 'pwned')
+    const shellOut = path.join(ws.dir, 'shell-out.txt')
+    const argvOut = path.join(ws.dir, 'argv-out.txt')
+    const BRANCH = `x"; touch ${pwned}; echo "`
+    ws.writeConfig({
+      target: '../live',
+      checks: {
+        greet: `echo "branch is \${BRANCH}" > ${shellOut}`,
+        viaArgv: {argv: ['node', '-e', 'require("fs").writeFileSync(process.argv[1], process.argv[2])', argvOut, '${BRANCH}']},
+      },
+    })
+    const r = await runCli(['check', '--json'], {cwd: ws.src, env: {BRANCH}})
+    expect(r.exitCode, why(r)).toBe(0)
+    expect(fs.existsSync(pwned), 'the env value ran as shell code').toBe(false)
+    expect(fs.readFileSync(shellOut, 'utf8')).toBe(`branch is ${BRANCH}\n`)
+    expect(fs.readFileSync(argvOut, 'utf8')).toBe(BRANCH)
+  })
+
+  // The same guard for a check whose *name* is "argv": the name must not make a shell string
+  // count as an argv element (interpolate.ts decides by `path.includes('argv')`).
+  it('a shell check named "argv" does not get env values pasted in either', async () => {
+    const ws = makeWorkspace()
+    const pwned = path.join(ws.dir, 'pwned')
+    const BRANCH = `x"; touch ${pwned}; echo "`
+    ws.writeConfig({target: '../live', checks: {argv: `echo "branch is \${BRANCH}" > /dev/null`}})
+    const r = await runCli(['check', '--json'], {cwd: ws.src, env: {BRANCH}})
+    expect(r.exitCode, why(r)).toBe(0)
+    expect(fs.existsSync(pwned), 'the env value ran as shell code').toBe(false)
   })
 })
 
@@ -228,7 +336,13 @@ describe('multi-service reload', {timeout: 90_000}, () => {
     ws.writeConfig(
       serviceConfig(api, {
         checks: {},
-        reload: {services: [{name: 'api', trigger: trig(api), status: stat(api)}, {name: 'worker', trigger: trig(stale), status: stat(stale)}], timeout: '3s'},
+        reload: {
+          services: [
+            {name: 'api', trigger: trig(api), status: stat(api)},
+            {name: 'worker', trigger: trig(stale), status: stat(stale)},
+          ],
+          timeout: '3s',
+        },
       }),
     )
     const failed = await runCli(['deploy', '--json'], {cwd: ws.src})

@@ -2,7 +2,22 @@ import fs from 'node:fs'
 import path from 'node:path'
 import {spawnSync} from 'node:child_process'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
-import {inodes, LIVE_DB, LIVE_ENV, makeWorkspace, MARKER, readMarker, removeWorkspaces, requireBuild, runCli, serviceConfig, startService, stopAllServices, treeContent, treeHash} from './helpers.js'
+import {
+  inodes,
+  LIVE_DB,
+  LIVE_ENV,
+  makeWorkspace,
+  MARKER,
+  readMarker,
+  removeWorkspaces,
+  requireBuild,
+  runCli,
+  serviceConfig,
+  startService,
+  stopAllServices,
+  treeContent,
+  treeHash,
+} from './helpers.js'
 
 beforeAll(requireBuild)
 afterEach(stopAllServices)
@@ -230,5 +245,29 @@ describe('deploy', {timeout: 60_000}, () => {
     // Protected live-only files are as they were.
     expect(fs.readFileSync(path.join(ws.live, 'data/app.db'))).toEqual(LIVE_DB)
     expect(fs.readFileSync(path.join(ws.live, '.env'), 'utf8')).toBe(LIVE_ENV)
+  })
+
+  // --no-restart is honoured by the restore too, not only by the forward attempt.
+  it('--no-restart never runs reload.restart, neither forward nor while restoring', async () => {
+    const ws = makeWorkspace()
+    let svc = await startService(ws.live)
+    ws.writeConfig(serviceConfig(svc, {checks: {}}))
+    ws.setVersion('v2')
+    const first = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(first.exitCode, why(first)).toBe(0)
+
+    // Now a service that never reports any release: confirming v3 (and restoring v2) both time out.
+    await svc.stop()
+    svc = await startService(ws.live, {neverReport: true})
+    const restarted = path.join(ws.dir, 'restarted')
+    const cfg = serviceConfig(svc, {checks: {}})
+    Object.assign(cfg.reload as Record<string, unknown>, {timeout: '1s', restart: {command: `touch ${restarted}`}})
+    ws.writeConfig(cfg)
+    ws.setVersion('v3')
+    const r = await runCli(['deploy', '--no-restart', '--json'], {cwd: ws.src})
+    expect([3, 4], why(r)).toContain(r.exitCode)
+    expect(r.json.restore, why(r)).toBeDefined()
+    expect(r.json.restore.proof.restarted).toBe(false)
+    expect(fs.existsSync(restarted), 'reload.restart ran despite --no-restart').toBe(false)
   })
 })

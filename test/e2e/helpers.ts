@@ -51,6 +51,11 @@ function writeFile(root: string, rel: string, content: string | Buffer, mode?: n
   if (mode !== undefined) fs.chmodSync(abs, mode)
 }
 
+/** Writes files ({'a/b.txt': 'content'}) under root, creating parents. */
+export function writeFiles(root: string, files: Record<string, string>): void {
+  for (const [rel, content] of Object.entries(files)) writeFile(root, rel, content)
+}
+
 /** The deployable app tree of version `v`. */
 export function writeApp(root: string, v: string, opts: AppOpts = {}): void {
   writeFile(root, 'app/__init__.py', '')
@@ -235,7 +240,8 @@ export async function startService(root: string, opts: {neverReport?: boolean; t
       return (await fetch(`${base}/api/v1/hello`)).text()
     },
     async calc(a, b) {
-      const r = await fetch(`${base}/api/v1/calc`, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify({a, b})})
+      const json = {'content-type': 'application/json'}
+      const r = await fetch(`${base}/api/v1/calc`, {method: 'POST', headers: json, body: JSON.stringify({a, b})})
       return {status: r.status, body: await r.json()}
     },
   }
@@ -264,7 +270,14 @@ export function serviceConfig(svc: Service, over: Record<string, unknown> = {}):
     },
     smoke: [
       {name: 'health', url: svc.url('/health'), expect: {status: 200}},
-      {name: 'calc', url: svc.url('/api/v1/calc'), method: 'POST', json: {a: 2, b: 3}, expect: {status: 200, json: {success: true, result: 5}}, retries: 1},
+      {
+        name: 'calc',
+        url: svc.url('/api/v1/calc'),
+        method: 'POST',
+        json: {a: 2, b: 3},
+        expect: {status: 200, json: {success: true, result: 5}},
+        retries: 1,
+      },
     ],
     ...over,
   }
@@ -306,15 +319,20 @@ export function parseOneJson(stdout: string): any {
   }
 }
 
-export async function runCli(args: string[], opts: {cwd: string; env?: Record<string, string | undefined>; timeoutMs?: number}): Promise<CliResult> {
-  const r = await execa('node', [BIN, ...args], {cwd: opts.cwd, env: cliEnv(opts.env), extendEnv: false, reject: false, timeout: opts.timeoutMs ?? 60_000, stdin: 'ignore'})
+export async function runCli(
+  args: string[],
+  opts: {cwd: string; env?: Record<string, string | undefined>; timeoutMs?: number},
+): Promise<CliResult> {
+  const how = {cwd: opts.cwd, env: cliEnv(opts.env), extendEnv: false, reject: false, stdin: 'ignore'} as const
+  const r = await execa('node', [BIN, ...args], {...how, timeout: opts.timeoutMs ?? 60_000})
   const stdout = String(r.stdout)
   return {exitCode: r.exitCode, signal: r.signal, stdout, stderr: String(r.stderr), json: parseOneJson(stdout)}
 }
 
 /** Starts the CLI in the background, in its own process group (so a test can kill the group). */
 export function startCli(args: string[], opts: {cwd: string; env?: Record<string, string | undefined>}): ResultPromise {
-  return execa('node', [BIN, ...args], {cwd: opts.cwd, env: cliEnv(opts.env), extendEnv: false, reject: false, detached: true, stdin: 'ignore', timeout: 120_000})
+  const how = {cwd: opts.cwd, env: cliEnv(opts.env), extendEnv: false, reject: false, stdin: 'ignore'} as const
+  return execa('node', [BIN, ...args], {...how, detached: true, timeout: 120_000})
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -338,7 +356,8 @@ export function listTree(root: string): Map<string, Entry> {
       const r = rel ? `${rel}/${name}` : name
       const st = fs.lstatSync(path.join(root, r))
       const type = st.isSymbolicLink() ? 'symlink' : st.isDirectory() ? 'dir' : 'file'
-      out.set(r, {type, mode: st.mode & 0o7777, ino: st.ino, mtimeMs: st.mtimeMs, size: st.size, ...(type === 'symlink' ? {link: fs.readlinkSync(path.join(root, r))} : {})})
+      const link = type === 'symlink' ? {link: fs.readlinkSync(path.join(root, r))} : {}
+      out.set(r, {type, mode: st.mode & 0o7777, ino: st.ino, mtimeMs: st.mtimeMs, size: st.size, ...link})
       if (type === 'dir') visit(r)
     }
   }
@@ -351,7 +370,8 @@ export function treeContent(root: string, skip: (rel: string) => boolean = () =>
   const out: Record<string, string> = {}
   for (const [rel, e] of listTree(root)) {
     if (skip(rel)) continue
-    const what = e.type === 'file' ? crypto.createHash('sha256').update(fs.readFileSync(path.join(root, rel))).digest('hex') : e.type === 'symlink' ? e.link : ''
+    const sha = () => crypto.createHash('sha256').update(fs.readFileSync(path.join(root, rel))).digest('hex')
+    const what = e.type === 'file' ? sha() : e.type === 'symlink' ? e.link : ''
     out[rel] = `${e.type} ${e.mode.toString(8)} ${what}`
   }
   return out

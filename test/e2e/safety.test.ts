@@ -3,7 +3,26 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
-import {alive, deadPid, makeWorkspace, MARKER, readMarker, removeWorkspaces, requireBuild, runCli, serviceConfig, slowRsync, startCli, startService, stopAllServices, treeContent, treeHash, waitFor, type Workspace} from './helpers.js'
+import {
+  alive,
+  deadPid,
+  makeWorkspace,
+  MARKER,
+  readMarker,
+  removeWorkspaces,
+  requireBuild,
+  runCli,
+  serviceConfig,
+  slowRsync,
+  startCli,
+  startService,
+  stopAllServices,
+  treeContent,
+  treeHash,
+  waitFor,
+  writeFiles,
+  type Workspace,
+} from './helpers.js'
 
 beforeAll(requireBuild)
 afterEach(stopAllServices)
@@ -28,7 +47,9 @@ afterEach(() => {
 function writeLock(ws: Workspace, owner: {pid: number; host?: string; command?: string}): string {
   fs.mkdirSync(ws.stateDir, {recursive: true})
   const file = path.join(ws.stateDir, 'lock')
-  fs.writeFileSync(file, JSON.stringify({pid: owner.pid, host: owner.host ?? os.hostname(), user: os.userInfo().username, command: owner.command ?? 'deploy (e2e test)', started: new Date().toISOString()}))
+  const host = owner.host ?? os.hostname()
+  const command = owner.command ?? 'deploy (e2e test)'
+  fs.writeFileSync(file, JSON.stringify({pid: owner.pid, host, user: os.userInfo().username, command, started: new Date().toISOString()}))
   return file
 }
 
@@ -41,7 +62,13 @@ function syncingOp(ws: Workspace, not: string[]): string | undefined {
 }
 
 /** v2 deployed and live; then a v3 source with a big new file, for a sync that takes a while. */
-async function deployedV2WithBigV3(): Promise<{ws: Workspace; svc: Awaited<ReturnType<typeof startService>>; v2: string; hashV2: string; wrapper: string}> {
+async function deployedV2WithBigV3(): Promise<{
+  ws: Workspace
+  svc: Awaited<ReturnType<typeof startService>>
+  v2: string
+  hashV2: string
+  wrapper: string
+}> {
   const ws = makeWorkspace()
   const svc = await startService(ws.live)
   ws.writeConfig(serviceConfig(svc, {checks: {}}))
@@ -244,7 +271,8 @@ describe('interrupts', {timeout: 90_000}, () => {
     const opId = await waitFor('the deploy to reach the reload phase', () => {
       const ev = ws.journal()
       const start = ev.find((e) => e.event === 'start' && e.op === 'deploy' && e.opId !== v2)
-      return start && ev.some((e) => e.event === 'phase' && e.opId === start.opId && e.phase === 'reload') ? (start.opId as string) : undefined
+      const reloading = start && ev.some((e) => e.event === 'phase' && e.opId === start.opId && e.phase === 'reload')
+      return reloading ? (start.opId as string) : undefined
     })
     await new Promise((res) => setTimeout(res, 500))
     process.kill(-proc.pid!, 'SIGKILL')
@@ -267,5 +295,107 @@ describe('interrupts', {timeout: 90_000}, () => {
     expect((await svc.status()).version).toBe(r.json.release)
     const after = await runCli(args('status', '--json'), {cwd: ws.dir})
     expect(after.json.interrupted).toBeNull()
+  })
+})
+
+// rsync runs in its own process group, journaled as {"event":"child","pgid":..}; the next deploy or
+// rollback kills that group (and waits) before restoring anything.
+
+const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms))
+
+/** Live processes whose command line contains every one of `needles` (Linux /proc). */
+function processesWith(...needles: string[]): {pid: number; cmdline: string}[] {
+  const out: {pid: number; cmdline: string}[] = []
+  for (const p of fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    try {
+      const cmdline = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ')
+      const stat = fs.readFileSync(`/proc/${p}/stat`, 'utf8')
+      const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]
+      if (state !== 'Z' && needles.every((n) => cmdline.includes(n))) out.push({pid: Number(p), cmdline})
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return out
+}
+
+describe('an orphaned rsync of a SIGKILLed hotctl', {timeout: 60_000}, () => {
+  // Process groups these tests started (hotctl) or that hotctl journaled (rsync): never leaked.
+  const groups: number[] = []
+  afterEach(() => {
+    for (const pgid of groups.splice(0)) {
+      try {
+        process.kill(-pgid, 'SIGKILL')
+      } catch {
+        /* already gone */
+      }
+    }
+  })
+
+  /**
+   * v2 deployed (release A) with 20 lib files; then a v3 source changing all 20. Returns what the
+   * live tree looked like before A (what `rollback` must end with after recovering the kill).
+   */
+  async function setup(): Promise<{ws: Workspace; v2: string; hashBefore: string}> {
+    const ws = makeWorkspace()
+    const svc = await startService(ws.live)
+    ws.writeConfig(serviceConfig(svc, {checks: {}}))
+    const hashBefore = treeHash(ws.live)
+    const lib = (v: string) =>
+      Object.fromEntries(Array.from({length: 20}, (_, i) => [`lib/m${i}.py`, `# ${v}\nVALUE_${i} = ${JSON.stringify(v.repeat(200))}\n`]))
+    writeFiles(ws.src, lib('v2'))
+    ws.setVersion('v2')
+    const first = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(first.exitCode, why(first)).toBe(0)
+    writeFiles(ws.src, lib('v3'))
+    ws.setVersion('v3')
+    return {ws, v2: first.json.release as string, hashBefore}
+  }
+
+  /**
+   * Deploy v3 through `wrapper` (which holds rsync back ~3 s), SIGKILL only the hotctl process
+   * once the journal names rsync's group, then `rollback` at once: the recovery must stop that
+   * group before restoring, so nothing writes into the target after the rollback.
+   */
+  async function killMidSyncThenRollback(ws: Workspace, v2: string, wrapper: string, hashBefore: string): Promise<void> {
+    const proc = startCli(['deploy', '--json'], {cwd: ws.src, env: {HOTCTL_RSYNC: wrapper}})
+    groups.push(proc.pid!)
+    const rsyncGroup = () => ws.journal().find((e) => e.event === 'child' && e.opId !== v2)
+    const child = await waitFor('the journal to name the rsync process group', rsyncGroup, 20_000)
+    const pgid = child.pgid as number
+    groups.push(pgid)
+    expect(pgid).toBeGreaterThan(0)
+    process.kill(proc.pid!, 'SIGKILL') // hotctl only: its rsync group lives on, as after an OOM kill
+    await proc
+    expect(alive(pgid)).toBe(true) // the wrapper (and so the coming rsync) is still there
+
+    const rb = await runCli(['rollback', '--json'], {cwd: ws.src})
+    expect(rb.exitCode, why(rb)).toBe(0)
+    expect(rb.json.recovery?.interrupted).toBe(child.opId)
+    expect(treeHash(ws.live)).toBe(hashBefore)
+
+    // The orphan's sleep would have ended by now: it must not have written anything.
+    await sleep(5000)
+    expect(processesWith('--files-from=-', ws.live)).toEqual([])
+    const lib = fs.existsSync(path.join(ws.live, 'lib')) ? fs.readdirSync(path.join(ws.live, 'lib')) : []
+    expect(lib, 'files written by the orphaned rsync after the rollback').toEqual([])
+    expect(treeHash(ws.live)).toBe(hashBefore)
+    expect(readMarker(ws.live)).toBeNull()
+  }
+
+  it('is stopped by the next rollback (wrapper: `sleep 3` then `exec rsync`)', async () => {
+    const {ws, v2, hashBefore} = await setup()
+    const wrapper = path.join(ws.dir, 'late-rsync.sh')
+    fs.writeFileSync(wrapper, '#!/bin/sh\ncase "$*" in *--files-from=-*) sleep 3 ;; esac\nexec rsync "$@"\n', {mode: 0o755})
+    await killMidSyncThenRollback(ws, v2, wrapper, hashBefore)
+  })
+
+  it('is stopped by the next rollback (wrapper whose every process carries rsync\'s arguments)', async () => {
+    const {ws, v2, hashBefore} = await setup()
+    const wrapper = path.join(ws.dir, 'late-rsync.sh')
+    // perl sleeps in-process, then execs rsync: no helper process without the rsync argv in the group.
+    const perl = '/usr/bin/perl -e \'sleep 3; exec {"rsync"} "rsync", @ARGV or die "exec rsync: $!"\' -- "$@"'
+    fs.writeFileSync(wrapper, `#!/bin/sh\ncase "$*" in *--files-from=-*) exec ${perl} ;; esac\nexec rsync "$@"\n`, {mode: 0o755})
+    await killMidSyncThenRollback(ws, v2, wrapper, hashBefore)
   })
 })

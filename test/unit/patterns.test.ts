@@ -1,5 +1,8 @@
+import {spawnSync} from 'node:child_process'
+import path from 'node:path'
 import {describe, expect, it} from 'vitest'
-import {compilePatterns, matchesPathOrParent} from '../../src/plan/patterns.js'
+import {compilePatterns, matchesPathOrParent, rsyncPatterns} from '../../src/plan/patterns.js'
+import {tmpDir, writeTree} from './helpers.js'
 
 const m = (patterns: string[]) => compilePatterns(patterns)
 
@@ -130,5 +133,121 @@ describe('matchesPathOrParent', () => {
     expect(matchesPathOrParent(m(['**/*.so']), 'x.so')).toBe(true)
     expect(matchesPathOrParent(m(['**/*.so']), 'a/b/x.so')).toBe(true)
     expect(matchesPathOrParent(m(['**/*.so']), 'a/b/x.py')).toBe(false)
+  })
+})
+
+// rsync is given rsyncPatterns(...) (inner-slash patterns anchored, `**/` also matching no
+// directory), so what rsync skips is exactly what compilePatterns + matchesPathOrParent skip.
+
+const TREE = [
+  'README.md',
+  'app/main.py',
+  'app/__pycache__/main.cpython-311.pyc',
+  'm.pyc',
+  'config/secrets.env',
+  'config/prod/secrets.env',
+  'config/prod/eu/secrets.env',
+  'config/app.ini',
+  'config/local.py',
+  'lib/config/local.py',
+  'lib/config/secrets.env',
+  'data/app.db',
+  'data/cache/c1',
+  'src/data/cache/c2',
+  'x/data/y.txt',
+  'build/out.js',
+  'src/build/out.js',
+  'x.so',
+  'lib/a/b/y.so',
+  'a/c.txt',
+  'a/b/c.txt',
+  'a/x/b/c.txt',
+  'a/b/y/c.txt',
+  'a/x/b/y/c.txt',
+  'z/a/b/c.txt',
+  'docs/readme.md',
+  'docs/sub/deep.md',
+  'x/docs/readme.md',
+  'static/index.html',
+  'static/css/site.css',
+  'node_modules/pkg/index.js',
+  'app/mod/tmp/t.txt',
+  'app/tmp/t.txt',
+  'notes/a1.txt',
+  'notes/c1.txt',
+]
+
+const PATTERN_SETS: string[][] = [
+  ['config/**/secrets.env'],
+  ['config/local.py'],
+  ['data/'],
+  ['data/cache'],
+  ['/build'],
+  ['/build/'],
+  ['**/*.so'],
+  ['a/**/b/**/c.txt'],
+  ['docs/*.md'],
+  ['static/**'],
+  ['app/*/tmp/'],
+  ['notes/[ab]*.txt'],
+  ['__pycache__', '*.pyc', 'node_modules'],
+  ['data/', '.env', 'config/**/secrets.env', 'config/local.py', '**/*.so', 'a/**/b/**/c.txt', '.hotctl-release.json'],
+]
+
+function sourceTree(): string {
+  const src = path.join(tmpDir(), 'src')
+  writeTree(src, Object.fromEntries(TREE.map((f) => [f, `${f}\n`])))
+  return src
+}
+
+/** What real rsync transfers (files and dirs, dirs without their slash) with these --exclude's. */
+function rsyncTransfers(src: string, excludes: string[]): Set<string> {
+  const dst = path.join(path.dirname(src), 'dst')
+  const argv = ['-n', '-r', '--out-format=%n', ...excludes.map((p) => `--exclude=${p}`), '--', `${src}/`, `${dst}/`]
+  const r = spawnSync('rsync', argv, {encoding: 'utf8'})
+  if (r.status !== 0) throw new Error(`rsync failed (${r.status}): ${r.stderr}`)
+  return new Set(
+    r.stdout
+      .split('\n')
+      .map((l) => l.trim().replace(/\/$/, ''))
+      .filter((l) => l && l !== '.'),
+  )
+}
+
+/** What hotctl's matcher says is deployable: every file and dir not excluded itself or by a parent. */
+function hotctlTransfers(patterns: string[]): Set<string> {
+  const m = compilePatterns(patterns)
+  const out = new Set<string>()
+  for (const f of TREE) {
+    const parts = f.split('/')
+    for (let i = 1; i < parts.length; i++) {
+      const dir = parts.slice(0, i).join('/')
+      if (!matchesPathOrParent(m, dir, true)) out.add(dir)
+    }
+    if (!matchesPathOrParent(m, f, false)) out.add(f)
+  }
+  return out
+}
+
+const sorted = (s: Set<string>) => [...s].sort()
+
+describe('rsyncPatterns against real rsync', () => {
+  const haveRsync = spawnSync('rsync', ['--version']).status === 0
+
+  const cases = PATTERN_SETS.map((p) => [p.join(' '), p] as const)
+  it.skipIf(!haveRsync).each(cases)('rsync skips exactly what hotctl skips: %s', (_name, patterns) => {
+    const src = sourceTree()
+    expect(sorted(rsyncTransfers(src, rsyncPatterns(patterns)))).toEqual(sorted(hotctlTransfers(patterns)))
+  })
+
+  it.skipIf(!haveRsync)('the raw patterns alone disagree with hotctl (so the comparison above has teeth)', () => {
+    const src = sourceTree()
+    for (const patterns of [['config/**/secrets.env'], ['config/local.py'], ['a/**/b/**/c.txt']]) {
+      expect(sorted(rsyncTransfers(src, patterns)), patterns.join(' ')).not.toEqual(sorted(hotctlTransfers(patterns)))
+    }
+    // The two cases where the raw patterns go wrong, spelled out.
+    expect(rsyncTransfers(src, rsyncPatterns(['config/**/secrets.env'])).has('config/secrets.env')).toBe(false)
+    expect(rsyncTransfers(src, rsyncPatterns(['config/local.py'])).has('lib/config/local.py')).toBe(true)
+    expect(rsyncTransfers(src, rsyncPatterns(['config/local.py'])).has('config/local.py')).toBe(false)
   })
 })

@@ -1,7 +1,8 @@
-import {spawnSync} from 'node:child_process'
+import {type ChildProcess, spawn, spawnSync} from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import {fileURLToPath, pathToFileURL} from 'node:url'
 import {describe, expect, it, vi} from 'vitest'
 import {EXIT, HotctlError} from '../../src/errors.js'
 import {Journal, type JournalEvent, TARGET_CHANGING, interruptedOperation, operations} from '../../src/state/journal.js'
@@ -11,9 +12,25 @@ import {registerSecret} from '../../src/secrets.js'
 import {catchHotctl, tmpDir} from './helpers.js'
 
 const T = '2025-01-01T00:00:00.000Z'
-const start = (opId: string, op: 'deploy' | 'rollback' | 'recover' = 'deploy'): JournalEvent => ({event: 'start', op, opId, t: T, user: 'u', host: 'h', pid: 1, argv: []})
+const start = (opId: string, op: 'deploy' | 'rollback' | 'recover' = 'deploy'): JournalEvent => ({
+  event: 'start',
+  op,
+  opId,
+  t: T,
+  user: 'u',
+  host: 'h',
+  pid: 1,
+  argv: [],
+})
 const phase = (opId: string, p: 'plan' | 'backup' | 'sync' | 'marker' | 'reload'): JournalEvent => ({event: 'phase', opId, t: T, phase: p})
-const end = (opId: string, result: 'ok' | 'interrupted' | 'recovered' = 'ok'): JournalEvent => ({event: 'end', opId, t: T, result, exitCode: 0, durationMs: 1})
+const end = (opId: string, result: 'ok' | 'interrupted' | 'recovered' = 'ok'): JournalEvent => ({
+  event: 'end',
+  opId,
+  t: T,
+  result,
+  exitCode: 0,
+  durationMs: 1,
+})
 
 describe('Journal file', () => {
   it('appends one JSON line per event and reads them back in order', () => {
@@ -49,7 +66,18 @@ describe('Journal file', () => {
   it('skips lines of any other shape, warning once per line with its number and why', () => {
     const j = new Journal(path.join(tmpDir(), 'journal.jsonl'))
     j.append(start('20250101000000'))
-    const bad = ['null', '42', '"text"', '[]', '{}', '{"event":"start","opId":"x","t":"t","op":"fly"}', '{"event":"phase","opId":"x","t":"t"}', '{"event":"child","opId":"x","t":"t","pgid":1}', '{"event":"end","opId":"x","t":"t"}', '{"event":"nope","opId":"x","t":"t"}']
+    const bad = [
+      'null',
+      '42',
+      '"text"',
+      '[]',
+      '{}',
+      '{"event":"start","opId":"x","t":"t","op":"fly"}',
+      '{"event":"phase","opId":"x","t":"t"}',
+      '{"event":"child","opId":"x","t":"t","pgid":1}',
+      '{"event":"end","opId":"x","t":"t"}',
+      '{"event":"nope","opId":"x","t":"t"}',
+    ]
     fs.appendFileSync(j.file, `${bad.join('\n')}\n`)
     j.append(end('20250101000000'))
     const warnings: string[] = []
@@ -209,8 +237,103 @@ describe('lock', () => {
   })
 })
 
+// Taking over a stale lock is serialised (<lock>.break), so two hotctls that both find the dead
+// owner's lock cannot both end up "holding" it. Runs the built dist/state/lock.js in two separate
+// processes; for each of many lock files (each holding a dead pid) both are released at the same
+// instant (sub-millisecond clock) to take it.
+
+const LOCK_JS = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../dist/state/lock.js')
+const ROUNDS = 150
+const STEP_MS = 15
+
+function childScript(dir: string): string {
+  const file = path.join(dir, 'race.mjs')
+  fs.writeFileSync(
+    file,
+    `import {performance} from 'node:perf_hooks'
+import {acquireLock, currentOwner} from ${JSON.stringify(pathToFileURL(LOCK_JS).href)}
+const [dir, rounds, goAt, step] = process.argv.slice(2).map((a, i) => (i === 0 ? a : Number(a)))
+const now = () => performance.timeOrigin + performance.now()
+const results = []
+for (let r = 0; r < rounds; r++) {
+  while (now() < goAt + r * step) {} // spin: both racers start within microseconds
+  try {
+    acquireLock(dir + '/lock-' + r, currentOwner('race'), () => {})
+    results.push({won: true})
+  } catch (err) {
+    results.push({won: false, exitCode: err.exitCode, message: err.message})
+  }
+}
+process.stdout.write(JSON.stringify({pid: process.pid, results}) + '\\n')
+// Stay alive (holding the locks won) until the test has both answers.
+process.stdin.resume()
+process.stdin.on('end', () => process.exit(0))
+`,
+  )
+  return file
+}
+
+function firstLine(p: ChildProcess): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = ''
+    let err = ''
+    p.stdout!.on('data', (d) => {
+      out += String(d)
+      if (out.includes('\n')) resolve(out.split('\n')[0]!)
+    })
+    p.stderr!.on('data', (d) => (err += String(d)))
+    p.once('exit', (code) => reject(new Error(`racer exited (${code}) without an answer: ${err}`)))
+  })
+}
+
+type Answer = {pid: number; results: {won: boolean; exitCode?: number; message?: string}[]}
+
+describe('stale lock takeover race', () => {
+  it('two processes breaking the same stale lock: exactly one wins, the other exits 5', {timeout: 60_000}, async () => {
+    if (!fs.existsSync(LOCK_JS)) throw new Error(`${LOCK_JS} is missing: run \`npx tsc -p .\` first (the racers run the built code)`)
+    const dir = tmpDir()
+    const script = childScript(dir)
+    const dead = deadPid()
+    const started = new Date(Date.now() - 60_000).toISOString()
+    const stale = {pid: dead, host: os.hostname(), user: os.userInfo().username, command: 'hotctl deploy (killed)', started}
+    for (let r = 0; r < ROUNDS; r++) fs.writeFileSync(path.join(dir, `lock-${r}`), JSON.stringify(stale))
+    const goAt = Date.now() + 1000
+    const args = [script, dir, String(ROUNDS), String(goAt), String(STEP_MS)]
+    const racers = [0, 1].map(() => spawn(process.execPath, args, {stdio: ['pipe', 'pipe', 'pipe']}))
+    try {
+      const [a, b] = (await Promise.all(racers.map(firstLine))).map((l) => JSON.parse(l) as Answer)
+      const bad: string[] = []
+      for (let r = 0; r < ROUNDS; r++) {
+        const ra = a!.results[r]!
+        const rb = b!.results[r]!
+        const winners = [ra.won ? a!.pid : undefined, rb.won ? b!.pid : undefined].filter((p) => p !== undefined)
+        const loser = ra.won ? rb : ra
+        const holder = JSON.parse(fs.readFileSync(path.join(dir, `lock-${r}`), 'utf8')).pid
+        if (winners.length !== 1) bad.push(`round ${r}: ${winners.length} winners`)
+        else if (loser.exitCode !== 5) bad.push(`round ${r}: loser exit ${loser.exitCode}: ${loser.message}`)
+        else if (holder !== winners[0]) bad.push(`round ${r}: lock names pid ${holder}, winner ${winners[0]}`)
+        if (fs.existsSync(path.join(dir, `lock-${r}.break`))) bad.push(`round ${r}: .break left behind`)
+      }
+      expect(bad).toEqual([])
+    } finally {
+      for (const r of racers) r.stdin!.end()
+      await Promise.all(racers.map((r) => (r.exitCode !== null ? undefined : new Promise((res) => r.once('exit', res)))))
+    }
+  })
+})
+
 describe('BackupIndex', () => {
-  const meta = (id: string): BackupMeta => ({id, time: T, reason: 'deploy', release: null, gitSha: null, files: 1, bytes: 2, added: 2, root: {'': 'abc'}})
+  const meta = (id: string): BackupMeta => ({
+    id,
+    time: T,
+    reason: 'deploy',
+    release: null,
+    gitSha: null,
+    files: 1,
+    bytes: 2,
+    added: 2,
+    root: {'': 'abc'},
+  })
 
   it('lists complete backups oldest first, skipping temp, foreign and unreadable files', () => {
     const dir = path.join(tmpDir(), 'backups')

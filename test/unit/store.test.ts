@@ -22,7 +22,8 @@ function describeTree(root: string, skip = compilePatterns([])): Record<string, 
   const out: Record<string, string> = {}
   for (const [rel, e] of walkTree(root, skip).entries) {
     const abs = path.join(root, rel)
-    out[rel] = e.type === 'file' ? `file ${e.mode.toString(8)} ${fs.readFileSync(abs, 'utf8')}` : e.type === 'dir' ? `dir ${e.mode.toString(8)}` : `link ${e.link}`
+    const mode = e.mode.toString(8)
+    out[rel] = e.type === 'file' ? `file ${mode} ${fs.readFileSync(abs, 'utf8')}` : e.type === 'dir' ? `dir ${mode}` : `link ${e.link}`
   }
   return out
 }
@@ -176,7 +177,18 @@ describe('walkTree', () => {
   it('records files, dirs, symlinks (not followed) and skips matches, noting their parents', () => {
     const {target} = fixture()
     const tree = walkTree(target, compilePatterns(['/uploads', 'local.env', '.keep']))
-    expect([...tree.entries.keys()].sort()).toEqual(['README.md', 'app', 'app/empty', 'app/main.py', 'app/util.py', 'emptydir', 'entry', 'static', 'static/css', 'static/css/site.css'])
+    expect([...tree.entries.keys()].sort()).toEqual([
+      'README.md',
+      'app',
+      'app/empty',
+      'app/main.py',
+      'app/util.py',
+      'emptydir',
+      'entry',
+      'static',
+      'static/css',
+      'static/css/site.css',
+    ])
     expect(tree.entries.get('entry')).toMatchObject({type: 'symlink', link: 'app/main.py'})
     expect(tree.entries.get('app/util.py')).toMatchObject({type: 'file', mode: 0o755, size: 14})
     expect([...tree.dirsWithSkipped].sort()).toEqual(['', 'app/empty'])
@@ -213,11 +225,26 @@ describe('snapshot and restore', () => {
     fs.writeFileSync(path.join(target, 'uploads/second.jpg'), 'SECOND')
 
     expect(diffAgainst(snap.manifest, walkTree(target, skip), cache).sort()).toEqual(
-      ['README.md', 'app/main.py', 'app/new.py', 'app/util.py', 'dangling', 'emptydir', 'entry', 'newdir', 'newdir/deep', 'newdir/deep/f', 'static', 'static/css', 'static/css/site.css'].sort(),
+      [
+        'README.md',
+        'app/main.py',
+        'app/new.py',
+        'app/util.py',
+        'dangling',
+        'emptydir',
+        'entry',
+        'newdir',
+        'newdir/deep',
+        'newdir/deep/f',
+        'static',
+        'static/css',
+        'static/css/site.css',
+      ].sort(),
     )
 
     const res = restoreTree(snap.manifest, walkTree(target, skip, skip), store, cache)
-    expect(res.written.sort()).toEqual(['README.md', 'app/main.py', 'app/util.py', 'emptydir', 'entry', 'static', 'static/css', 'static/css/site.css'].sort())
+    const written = ['README.md', 'app/main.py', 'app/util.py', 'emptydir', 'entry', 'static', 'static/css', 'static/css/site.css']
+    expect(res.written.sort()).toEqual(written.sort())
     expect(res.removed.sort()).toEqual(['app/new.py', 'dangling', 'newdir', 'newdir/deep', 'newdir/deep/f'].sort())
     expect(diffAgainst(snap.manifest, walkTree(target, skip), HashCache.open())).toEqual([])
     expect(describeTree(target, skip)).toEqual(before)
@@ -313,6 +340,34 @@ describe('snapshot and restore', () => {
     restoreTree(snap.manifest, walkTree(target, skip, skip), store, cache)
     expect(describeTree(target, skip)).toEqual(before)
     expect(fs.readFileSync(path.join(outside, 'precious.txt'), 'utf8')).toBe('do not touch')
+  })
+})
+
+// The manifest records the size of what was copied (putFile's), not the walk's stat, so a file
+// that grew between the walk and the copy restores and verifies cleanly.
+describe('snapshotTree of a file that grows after the walk', () => {
+  it('records the copied size; restore + diffAgainst is empty', () => {
+    const base = tmpDir()
+    const live = path.join(base, 'live')
+    const store = new ObjectStore(path.join(base, 'state', 'objects'))
+    writeTree(live, {'app/log.txt': 'line 1\n', 'app/main.py': 'print(1)\n'})
+    const tree = walkTree(live, compilePatterns([]))
+    const walkedSize = tree.entries.get('app/log.txt')!.size
+    fs.appendFileSync(path.join(live, 'app/log.txt'), 'line 2, written after the walk\n')
+    const grownSize = fs.statSync(path.join(live, 'app/log.txt')).size
+    expect(grownSize).toBeGreaterThan(walkedSize)
+
+    const snap = snapshotTree(tree, HashCache.open(), store)
+    store.flush()
+    const entry = snap.manifest.get('app/log.txt')!
+    expect(entry.size).toBe(fs.statSync(store.pathOf(entry.hash!)).size) // the size of the stored object
+    expect(entry.size).toBe(grownSize)
+    expect(snap.bytes).toBe(grownSize + 'print(1)\n'.length)
+
+    const restored = path.join(base, 'restored')
+    restoreTree(snap.manifest, walkTree(restored, compilePatterns([])), store, HashCache.open())
+    expect(diffAgainst(snap.manifest, walkTree(restored, compilePatterns([])), HashCache.open())).toEqual([])
+    expect(fs.readFileSync(path.join(restored, 'app/log.txt'), 'utf8')).toBe('line 1\nline 2, written after the walk\n')
   })
 })
 

@@ -1,0 +1,7 @@
+import type {PruneResult} from '../pipeline/prune.js'
+
+/** `hotctl backups prune`: what was removed and freed, and how many were kept. */
+export function renderPrune(r: PruneResult): string {
+  const removed = `Removed ${r.removed.length} backup(s)${r.removed.length ? `: ${r.removed.join(', ')}` : ''}`
+  return `${removed}; freed ${r.freedBytes} bytes; kept the newest ${r.keep}.`
+}

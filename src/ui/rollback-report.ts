@@ -1,0 +1,17 @@
+import chalk from 'chalk'
+import {describe} from '../pipeline/releases.js'
+import type {RollbackResult} from '../pipeline/rollback.js'
+
+/** `hotctl rollback`: what is live now and how to undo it, or what failed and what was put back. */
+export function renderRollback(r: RollbackResult): string {
+  const what = describe(r.release)
+  if (r.outcome === 'already-live') {
+    return chalk.green(`${what[0]!.toUpperCase()}${what.slice(1)} is already live (confirmed); nothing changed.`)
+  }
+  if (r.outcome === 'rolled-back') {
+    const undo = r.undoWith ? `Undo: ${r.undoWith}` : `The tree from before the rollback is kept as snapshot ${r.undo}.`
+    return chalk.green(`Rolled back to ${what} (snapshot ${r.snapshot}). ${undo}`)
+  }
+  const after = r.restore?.ok ? `Put back the tree from before the rollback (${r.undo}).` : 'The target needs attention.'
+  return chalk.red(`Rollback to ${what} failed: ${r.error}\n`) + after
+}

@@ -1,0 +1,48 @@
+import chalk from 'chalk'
+import type {StatusReport} from '../pipeline/status.js'
+import {formatDuration} from './format.js'
+
+/** A bold name, its value starting in column 10. */
+const label = (name: string) => `${chalk.bold(name)}${' '.repeat(9 - name.length)}`
+
+/** `hotctl status`: one line per fact, then the recent operations, newest first. */
+export function renderStatus(s: StatusReport): string {
+  const lines = [`${label('Target')}${s.target}`, `${label('Release')}${release(s.release)}`]
+  for (const svc of s.services) lines.push(`${label('Service')}${svc.name}: ${service(svc)}`)
+  lines.push(`${label('Lock')}${lock(s.lock)}`)
+  if (s.interrupted) {
+    const {op, id, lastPhase} = s.interrupted
+    const phase = lastPhase ?? 'start'
+    lines.push(chalk.yellow(`Interrupted: ${op} ${id} stopped at phase ${phase}; the next deploy or rollback restores its backup first.`))
+  }
+  if (s.needsAttention) lines.push(chalk.red(`NEEDS ATTENTION: ${s.attention}`))
+  const {stats} = s
+  const rate = stats.successRate === null ? 'n/a' : `${(stats.successRate * 100).toFixed(0)}%`
+  const rollbacks = `rollbacks ${stats.rollbacks} (${stats.rollbacksLastHour} in the last hour)`
+  const restores = `automatic restores ${stats.restores}`
+  lines.push(`${label('Deploys')}${stats.deploys} (success rate ${rate}), ${rollbacks}, ${restores}, backups ${s.backups}`)
+  if (s.recent.length) {
+    lines.push(chalk.bold('Recent'))
+    for (const o of s.recent) {
+      const duration = o.durationMs === null ? '' : formatDuration(o.durationMs)
+      lines.push(`  ${o.id}  ${o.op.padEnd(8)} ${o.result.padEnd(11)} ${duration}${o.error ? `  ${o.error.split('\n')[0]}` : ''}`)
+    }
+  }
+  return lines.join('\n')
+}
+
+function release(r: StatusReport['release']): string {
+  if (!r) return 'none (no release marker: not deployed by hotctl yet)'
+  return `${r.id}${r.gitSha ? ` (git ${r.gitSha.slice(0, 10)})` : ''} by ${r.user} at ${r.time}`
+}
+
+function service(svc: StatusReport['services'][number]): string {
+  if (svc.error) return chalk.red(`unreachable: ${svc.error}`)
+  const live = svc.live ? chalk.green('(live)') : svc.live === false ? chalk.yellow('(not the deployed release)') : ''
+  return `reports ${svc.version ?? '(no version)'}${svc.state ? `, state ${String(svc.state)}` : ''} ${live}`
+}
+
+function lock(l: StatusReport['lock']): string {
+  if (!l) return 'free'
+  return `${l.stale ? 'stale ' : ''}held by pid ${l.pid} on ${l.host} (${l.user}, "${l.command}", since ${l.started})`
+}
