@@ -137,7 +137,9 @@ async function apply(ctx: OpContext, flags: DeployFlags, plan: DeployPlan, resul
     ctx.ui.say(`hotctl: deploy ${id} failed after changing the target (${error}); restoring backup ${id}`)
     const restore = await restoreAndProve(ctx, id, op.phase, {allowRestart: !flags.noRestart})
     result.restore = restore
-    const exitCode = !restore.ok ? EXIT.needsAttention : ctx.signal.aborted ? EXIT.interrupted : EXIT.restored
+    // The service said the changes need a restart and --no-restart forbade it: restored, exit 6.
+    const restoredCode = err instanceof HotctlError && err.exitCode === EXIT.needsRestart ? EXIT.needsRestart : EXIT.restored
+    const exitCode = !restore.ok ? EXIT.needsAttention : ctx.signal.aborted ? EXIT.interrupted : restoredCode
     op.end(restore.ok ? (ctx.signal.aborted ? 'interrupted' : 'restored') : 'attention', exitCode, {error: restore.ok ? error : `${error}; restore: ${restore.error}`, changes: changeCount(plan.changes)})
     return {...result, exitCode, outcome: restore.ok ? (ctx.signal.aborted ? 'interrupted' : 'restored') : 'needs-attention'}
   }
