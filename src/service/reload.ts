@@ -214,7 +214,8 @@ export async function confirmLive(services: ServiceSpec[], expected: string, opt
       }),
   )
   if (opts.signal?.aborted) return [{name: services.map((s) => s.name).join(', '), kind: 'interrupted', message: 'interrupted'}]
-  return failures
+  // The failure that ended the wait first; services that merely timed out before it after.
+  return failures.sort((a, b) => Number(a.kind === 'timeout') - Number(b.kind === 'timeout'))
 }
 
 async function confirmOne(svc: ServiceSpec, expected: string, timeoutMs: number, signal: AbortSignal): Promise<ConfirmFailure | undefined> {

@@ -244,6 +244,15 @@ describe('confirmLive (real HTTP)', {timeout: 30_000}, () => {
     ])
   })
 
+  it('a service failing after another timed out is the failure reported first', async () => {
+    const stale = await scripted(() => [200, {version: 'R1'}])
+    const t0 = Date.now()
+    // Reports the release (a settle window under way, so no timeout yet), then says it rejected it.
+    const flaky = await scripted(() => (Date.now() - t0 < 1000 ? [200, {version: 'R2'}] : [200, {version: 'R1', state: 'rejected'}]))
+    const failures = await confirmLive([svc('stale', stale.url), svc('flaky', flaky.url, {settle: '5s'})], 'R2', {timeoutMs: 500})
+    expect(failures.map((f) => `${f.name} ${f.kind}`)).toEqual(['flaky failed', 'stale timeout'])
+  })
+
   it('an interrupt ends it', async () => {
     const s = await scripted(() => [500, {}])
     const ac = new AbortController()
