@@ -29,7 +29,18 @@ const trigger = z.union([
 ])
 
 const status = httpRequest
-  .extend({version: z.string().default('version').describe('Dot path of the release id in the JSON reply')})
+  .extend({
+    version: z.string().default('version').describe('Dot path of the release id in the JSON reply'),
+    state: z.string().default('state').describe('Dot path of the reload state in the JSON reply'),
+    failStates: z.array(z.string()).default(['rejected']).describe('States that mean the reload failed: the deploy fails at once'),
+    restartStates: z
+      .array(z.string())
+      .default(['restart_required'])
+      .describe('States that mean the changes need a restart: reload.restart runs, or exit 6 under --no-restart'),
+    lastError: z.string().default('last_error').describe("Dot path of the service's last error, quoted when the reload fails"),
+    settle: duration.default('2s').describe('Consecutive answers with the release id must span this long (multi-worker servers)'),
+    grace: duration.default('5s').describe('HTTP 5xx or refused connections for longer than this after the reload fail it'),
+  })
   .strict()
 
 const service = z

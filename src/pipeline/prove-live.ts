@@ -1,11 +1,11 @@
 import type {ListrTask} from 'listr2'
 import type {ServiceSpec} from '../config/resolve.js'
 import type {SmokeSpec} from '../config/schema.js'
-import {errorMessage} from '../errors.js'
+import {errorMessage, EXIT, HotctlError} from '../errors.js'
 import type {Interrupt} from '../interrupt.js'
 import {redact} from '../secrets.js'
 import type {Phase} from '../state/journal.js'
-import {waitForVersion, triggerReload} from '../service/reload.js'
+import {confirmLive, type ConfirmFailure, triggerReload} from '../service/reload.js'
 import {describeCommand, type ServiceRunner} from '../service/run-command.js'
 import {runSmoke, type SmokeResult} from '../service/smoke.js'
 import type {OpContext} from './context.js'
@@ -108,17 +108,29 @@ export function proveLiveTasks(ctx: OpContext, expectedRelease: string | null | 
           task.skip(`${opts.label} has no release marker: proven by content and smoke only`)
           return
         }
-        let pending = await waitForVersion(services, expected, reloadTimeoutMs, ctx.signal)
-        if (pending.length > 0 && restart && opts.allowRestart && !ctx.signal.aborted) {
-          task.output = redact(`not live after ${reloadTimeoutMs} ms; restarting: ${describeCommand(restart)}`)
+        const confirm = async (): Promise<ConfirmFailure[]> => {
+          if (!interrupt) return confirmLive(services, expected, {timeoutMs: reloadTimeoutMs, signal: ctx.signal})
+          // A restore: the operator's interrupt cuts the wait to what is left of its time budget.
+          if (!interrupt.fired) {
+            const failures = await confirmLive(services, expected, {timeoutMs: reloadTimeoutMs, signal: interrupt.signal})
+            if (!interrupt.fired || !failures.some((f) => f.kind === 'interrupted')) return failures
+          }
+          return confirmLive(services, expected, {timeoutMs: Math.max(500, interrupt.remaining())})
+        }
+        let failures = await confirm()
+        const restartAsked = failures.find((f) => f.kind === 'restart')
+        if (restartAsked && !opts.allowRestart) {
+          throw new HotctlError(`${opts.label} ${expected}: ${restartAsked.name}: ${restartAsked.message}`, EXIT.needsRestart, 'Deploy without --no-restart (reload.restart then runs), or leave those changes out of this deploy.')
+        }
+        // A restart cures "not live yet" and "needs a restart", never a rejected or crashing release.
+        if (failures.length > 0 && failures.every((f) => f.kind === 'timeout' || f.kind === 'restart') && restart && opts.allowRestart && !ctx.signal.aborted && !interrupt?.fired) {
+          task.output = redact(`${restartAsked ? restartAsked.message : `not live after ${reloadTimeoutMs} ms`}; restarting: ${describeCommand(restart)}`)
           const r = await run(restart, {env: ctx.env, signal: ctx.signal})
           if (!r.ok) throw new Error(`restart command failed (exit ${r.exitCode}):\n${r.tail}`)
           proof.restarted = true
-          pending = await waitForVersion(services, expected, reloadTimeoutMs, ctx.signal)
+          failures = await confirm()
         }
-        if (pending.length > 0) {
-          throw new Error(`${opts.label} ${expected} is not live after ${reloadTimeoutMs} ms: ${pending.map((p) => `${p.name} ${p.last}`).join('; ')}`)
-        }
+        if (failures.length > 0) throw new Error(describeFailures(`${opts.label} ${expected}`, failures, reloadTimeoutMs, !!restart))
         proof.confirmed = expected
       },
     },
@@ -157,4 +169,14 @@ function unconfirmable(s: ServiceSpec): string {
   return !s.status
     ? ` (${s.name} has no reload.status, so nothing else shows it runs the restored tree)`
     : ` (the restored tree has no release id for ${s.name}'s status to confirm)`
+}
+
+/** Why the confirm step failed, one clause per service. */
+function describeFailures(what: string, failures: ConfirmFailure[], timeoutMs: number, canRestart: boolean): string {
+  const f = failures[0]!
+  if (f.kind === 'interrupted') return 'interrupted'
+  if (f.kind === 'timeout') return `${what} is not live after ${timeoutMs} ms: ${failures.map((p) => `${p.name} ${p.message}`).join('; ')}`
+  if (f.kind === 'failed') return `${what} failed to load: ${f.name}: ${f.message}`
+  if (f.kind === 'down') return `${what} is not live: ${f.name}: ${f.message}`
+  return `${what}: ${f.name}: ${f.message}${canRestart ? '' : ' (reload.restart is not configured)'}`
 }

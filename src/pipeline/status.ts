@@ -48,7 +48,7 @@ export async function collectStatus(ctx: OpContext): Promise<StatusReport> {
       .filter((s) => s.status)
       .map(async (s) => {
         const r = await reportedVersion(s.status!, ctx.signal)
-        const state = r.raw && typeof r.raw === 'object' ? (r.raw as Record<string, unknown>).state : undefined
+        const state = r.state // at reload.status.state
         return {name: s.name, version: r.version, live: r.error ? null : release ? r.version === release.id : null, state, error: r.error}
       }),
   )

@@ -15,13 +15,28 @@ export interface HttpRequest {
   retries: number
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
+/** No answer at all: `refused` when the connection failed (refused, reset), `timeout` when none came in time. */
+export class NoAnswerError extends Error {
+  constructor(
+    message: string,
+    readonly reason: 'refused' | 'timeout' | 'interrupted',
+  ) {
+    super(message)
+    this.name = 'NoAnswerError'
+  }
+}
+
+/** Waits `ms`, or less when `signal` aborts; its abort listener goes when it ends (a poll loop makes many). */
+export const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms)
-    signal?.addEventListener('abort', () => {
+    if (signal?.aborted) return resolve()
+    const done = () => {
       clearTimeout(t)
+      signal?.removeEventListener('abort', done)
       resolve()
-    })
+    }
+    const t = setTimeout(done, ms)
+    signal?.addEventListener('abort', done, {once: true})
   })
 
 /**
@@ -30,10 +45,11 @@ const sleep = (ms: number, signal?: AbortSignal) =>
  */
 export async function request(req: HttpRequest, opts: {signal?: AbortSignal; retryOn?: number[]} = {}): Promise<HttpResult> {
   let lastError = ''
+  let reason: NoAnswerError['reason'] = 'refused'
   let last: HttpResult | undefined
   for (let attempt = 0; attempt <= req.retries; attempt++) {
     if (attempt > 0) await sleep(Math.min(250 * 2 ** (attempt - 1), 2000), opts.signal)
-    if (opts.signal?.aborted) throw new Error('interrupted')
+    if (opts.signal?.aborted) throw new NoAnswerError('interrupted', 'interrupted')
     try {
       const signals = [AbortSignal.timeout(req.timeoutMs), ...(opts.signal ? [opts.signal] : [])]
       const res = await fetch(req.url, {method: req.method, headers: req.headers, body: req.body, signal: AbortSignal.any(signals)})
@@ -47,11 +63,13 @@ export async function request(req: HttpRequest, opts: {signal?: AbortSignal; ret
       last = {status: res.status, text, json}
       if (res.status < 500 && !(opts.retryOn ?? []).includes(res.status)) return last
     } catch (err) {
-      lastError = (err as Error).name === 'TimeoutError' ? `no answer within ${req.timeoutMs} ms` : ((err as Error & {cause?: Error}).cause?.message ?? (err as Error).message)
+      const timedOut = (err as Error).name === 'TimeoutError'
+      reason = timedOut ? 'timeout' : opts.signal?.aborted ? 'interrupted' : 'refused'
+      lastError = timedOut ? `no answer within ${req.timeoutMs} ms` : ((err as Error & {cause?: Error}).cause?.message ?? (err as Error).message)
     }
   }
   if (last) return last
-  throw new Error(redact(`${req.method} ${req.url}: ${lastError}`))
+  throw new NoAnswerError(redact(`${req.method} ${req.url}: ${lastError}`), reason)
 }
 
 /** Value at a dot path ("data.version") of a JSON document. */

@@ -264,7 +264,7 @@ export function serviceConfig(svc: Service, over: Record<string, unknown> = {}):
     checks: {syntax: `python3 -B -c "import ast; ast.parse(open('app/handlers.py').read())"`},
     reload: {
       trigger: {url: svc.url('/api/v1/hot-reload/check'), method: 'POST'},
-      status: {url: svc.url('/api/v1/hot-reload/status'), version: 'version'},
+      status: {url: svc.url('/api/v1/hot-reload/status'), version: 'version', settle: '200ms'}, // one process: no workers to wait for
       timeout: '5s',
       requireRestart: ['requirements.txt', '**/*.so'],
     },

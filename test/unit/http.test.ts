@@ -1,7 +1,8 @@
 import http from 'node:http'
 import type {AddressInfo} from 'node:net'
+import {getEventListeners} from 'node:events'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {atPath, isSubset, request} from '../../src/service/http.js'
+import {atPath, isSubset, NoAnswerError, request, sleep} from '../../src/service/http.js'
 
 describe('atPath', () => {
   const doc = {version: '1', data: {release: {id: 'r1'}, list: [{n: 1}, {n: 2}]}, nil: null, zero: 0}
@@ -120,6 +121,47 @@ describe('request (local server)', () => {
 
   it('throws naming method, URL and timeout when no answer came', async () => {
     await expect(request({url: `${base}/slow`, method: 'GET', headers: {}, timeoutMs: 100, retries: 0})).rejects.toThrow(/GET .*\/slow: no answer within 100 ms/)
+  })
+
+  it('retries leave no abort listener on the caller\'s signal (issue 11 item 13: 11 listeners warned)', async () => {
+    const ac = new AbortController()
+    for (let i = 0; i < 6; i++) {
+      const down = await request({url: `${base}/down`, method: 'GET', headers: {}, timeoutMs: 2000, retries: 2}, {signal: ac.signal})
+      expect(down.status).toBe(500)
+    }
+    expect(getEventListeners(ac.signal, 'abort')).toHaveLength(0)
+  })
+
+  it('an aborted signal cuts a retry wait short, and says it was interrupted', async () => {
+    const ac = new AbortController()
+    setTimeout(() => ac.abort(), 100)
+    const t = Date.now()
+    const err = await request({url: `${base}/slow`, method: 'GET', headers: {}, timeoutMs: 50, retries: 5}, {signal: ac.signal}).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(NoAnswerError)
+    expect((err as NoAnswerError).reason).toBe('interrupted')
+    expect(Date.now() - t).toBeLessThan(1500) // not 250+500+1000+2000+2000 ms of backoff
+    expect(getEventListeners(ac.signal, 'abort')).toHaveLength(0)
+  })
+
+  it('sleep: resolves at once on an aborted signal, and removes its listener either way', async () => {
+    const ac = new AbortController()
+    await sleep(10, ac.signal)
+    expect(getEventListeners(ac.signal, 'abort')).toHaveLength(0)
+    ac.abort()
+    const t = Date.now()
+    await sleep(5000, ac.signal)
+    expect(Date.now() - t).toBeLessThan(1000)
+  })
+
+  it('says why no answer came: timeout or refused', async () => {
+    const slow = await request({url: `${base}/slow`, method: 'GET', headers: {}, timeoutMs: 100, retries: 0}).catch((e: unknown) => e)
+    expect((slow as NoAnswerError).reason).toBe('timeout')
+    const s = http.createServer()
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
+    const port = (s.address() as AddressInfo).port
+    await new Promise((r) => s.close(r))
+    const refused = await request({url: `http://127.0.0.1:${port}/`, method: 'GET', headers: {}, timeoutMs: 1000, retries: 0}).catch((e: unknown) => e)
+    expect((refused as NoAnswerError).reason).toBe('refused')
   })
 
   it('throws on connection refused', async () => {

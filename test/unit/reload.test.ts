@@ -1,0 +1,290 @@
+import http from 'node:http'
+import type {AddressInfo} from 'node:net'
+import {getEventListeners} from 'node:events'
+import {afterEach, describe, expect, it} from 'vitest'
+import {parseConfig} from '../../src/config/load.js'
+import type {ServiceSpec} from '../../src/config/resolve.js'
+import type {StatusSpec} from '../../src/config/schema.js'
+import {confirmLive, judge, LiveConfirmation, oneLine, reportedVersion, type StatusReading, type Verdict} from '../../src/service/reload.js'
+
+/** A status spec with the config's defaults, pointing at `url`. */
+function statusSpec(url = 'http://127.0.0.1:1/status', over: Record<string, unknown> = {}): StatusSpec {
+  return parseConfig({target: '/opt/app', reload: {status: {url, ...over}}}, '/cfg/hotctl.config.yaml').services[0]!.status!
+}
+
+describe('status defaults', () => {
+  it('state, fail and restart states, last error, settle 2s, grace 5s', () => {
+    expect(statusSpec()).toMatchObject({version: 'version', state: 'state', failStates: ['rejected'], restartStates: ['restart_required'], lastError: 'last_error', settle: '2s', grace: '5s'})
+  })
+  it('a bad settle or grace is a config error naming the field', () => {
+    expect(() => statusSpec(undefined, {settle: 'a while'})).toThrow(/reload\.status\.settle/)
+    expect(() => statusSpec(undefined, {grace: -1})).toThrow(/reload\.status\.grace/)
+  })
+})
+
+describe('oneLine', () => {
+  it('strings: the first line; tracebacks: the last', () => {
+    expect(oneLine('boom\nmore')).toBe('boom')
+    expect(oneLine('Traceback (most recent call last):\n  File "x.py", line 1\nSyntaxError: invalid syntax\n')).toBe('SyntaxError: invalid syntax')
+  })
+  it('the agent\'s {type, message, traceback}: type and message, never the traceback', () => {
+    expect(oneLine({type: 'SyntaxError', message: 'app/h.py: invalid syntax (h.py, line 3)', traceback: 'Traceback ...\nsecret frame'})).toBe('SyntaxError: app/h.py: invalid syntax (h.py, line 3)')
+    expect(oneLine({type: 'RestartRequired', message: 'RestartRequired already'})).toBe('RestartRequired already')
+  })
+  it('nothing for null, undefined and ""; long lines are cut', () => {
+    expect(oneLine(null)).toBeUndefined()
+    expect(oneLine(undefined)).toBeUndefined()
+    expect(oneLine('')).toBeUndefined()
+    expect(oneLine('x'.repeat(1000))!.length).toBe(300)
+  })
+})
+
+describe('judge', () => {
+  const spec = statusSpec()
+  const r = (over: Partial<StatusReading>): StatusReading => ({version: null, http: 200, ...over})
+  it('the expected version matches whatever the state says (a restore of what kept running)', () => {
+    expect(judge(r({version: 'R2', state: 'rejected'}), spec, 'R2')).toEqual({kind: 'match'})
+  })
+  it('a fail state fails, quoting the service\'s error', () => {
+    expect(judge(r({version: 'R1', state: 'rejected', serviceError: 'SyntaxError: bad'}), spec, 'R2')).toEqual({kind: 'failed', why: 'the service reports state "rejected": SyntaxError: bad'})
+  })
+  it('a restart state names the files from the agent\'s message', () => {
+    const v = judge(r({version: 'R1', state: 'restart_required', serviceError: 'RestartRequired: changes need a process restart: requirements.txt, x.so'}), spec, 'R2')
+    expect(v).toEqual({kind: 'restart', why: 'the service says these changes need a restart: requirements.txt, x.so'})
+    expect(judge(r({state: 'restart_required'}), spec, 'R2')).toEqual({kind: 'restart', why: 'the service says these changes need a restart: state "restart_required"'})
+  })
+  it('configured paths and states are used', () => {
+    const custom = statusSpec(undefined, {state: 'reload.phase', failStates: ['error'], restartStates: []})
+    expect(judge(r({state: 'error'}), custom, 'R2').kind).toBe('failed')
+    expect(judge(r({state: 'restart_required'}), custom, 'R2').kind).toBe('waiting')
+  })
+  it('5xx and refused connections are "down"; 4xx, timeouts and old versions are waiting', () => {
+    expect(judge(r({http: 502, error: 'status answered HTTP 502'}), spec, 'R2').kind).toBe('down')
+    expect(judge({version: null, noAnswer: 'refused', error: 'connect ECONNREFUSED'}, spec, 'R2').kind).toBe('down')
+    expect(judge(r({http: 404, error: 'status answered HTTP 404'}), spec, 'R2').kind).toBe('waiting')
+    expect(judge({version: null, noAnswer: 'timeout', error: 'no answer within 10 ms'}, spec, 'R2')).toMatchObject({kind: 'waiting', noAnswer: true})
+    expect(judge(r({version: 'R1', state: 'live'}), spec, 'R2')).toEqual({kind: 'waiting', why: 'reports version "R1" (state "live")'})
+  })
+})
+
+describe('LiveConfirmation (clock passed in)', () => {
+  const match: Verdict = {kind: 'match'}
+  const old: Verdict = {kind: 'waiting', why: 'reports version "R1"'}
+  const down: Verdict = {kind: 'down', why: 'status answered HTTP 500'}
+  const slow: Verdict = {kind: 'waiting', why: 'no answer within 10 ms', noAnswer: true}
+
+  it('settle 0: the first matching answer confirms (the old behaviour)', () => {
+    expect(new LiveConfirmation({settleMs: 0, graceMs: 5000}, 0).step(match, 10).kind).toBe('confirmed')
+  })
+
+  it('confirmed only when matching answers in a row span the settle window, and at least 3 of them', () => {
+    const c = new LiveConfirmation({settleMs: 2000, graceMs: 5000}, 0)
+    expect(c.step(match, 100).kind).toBe('pending')
+    expect(c.step(match, 1000).kind).toBe('pending')
+    expect(c.step(match, 2099).kind).toBe('pending')
+    expect(c.step(match, 2100).kind).toBe('confirmed')
+    const two = new LiveConfirmation({settleMs: 2000, graceMs: 5000}, 0)
+    two.step(match, 0)
+    expect(two.step(match, 5000).kind).toBe('pending') // only 2 answers, however far apart
+    expect(two.step(match, 5001).kind).toBe('confirmed')
+  })
+
+  it('an old worker answering in the window starts it again', () => {
+    const c = new LiveConfirmation({settleMs: 1000, graceMs: 5000}, 0)
+    c.step(match, 0)
+    c.step(match, 500)
+    expect(c.step(old, 900).kind).toBe('pending')
+    expect(c.last).toBe('reports version "R1" after reporting the release 2 time(s)')
+    c.step(match, 1000)
+    c.step(match, 1500)
+    expect(c.step(match, 1999).kind).toBe('pending')
+    expect(c.step(match, 2000).kind).toBe('confirmed')
+  })
+
+  it('a fail or restart state fails at once, even inside a settle window', () => {
+    const c = new LiveConfirmation({settleMs: 1000, graceMs: 5000}, 0)
+    c.step(match, 0)
+    expect(c.step({kind: 'failed', why: 'the service reports state "rejected"'}, 100)).toEqual({kind: 'failed', message: 'the service reports state "rejected" after reporting the release 1 time(s)'})
+    expect(new LiveConfirmation({settleMs: 0, graceMs: 0}, 0).step({kind: 'restart', why: 'x'}, 0)).toEqual({kind: 'restart', message: 'x'})
+  })
+
+  it('5xx/refused for the grace period fails; timeouts neither start nor end it', () => {
+    const c = new LiveConfirmation({settleMs: 0, graceMs: 3000}, 0)
+    expect(c.step(down, 100).kind).toBe('pending')
+    expect(c.step(slow, 2000).kind).toBe('pending')
+    expect(c.step(down, 3099).kind).toBe('pending')
+    expect(c.step(down, 3100)).toEqual({kind: 'down', message: 'status answered HTTP 500 for 3.0 s (reload.status.grace 3000 ms)'})
+  })
+
+  it('any answer ends a down period: old workers still answering mean the server is still swapping them', () => {
+    const c = new LiveConfirmation({settleMs: 0, graceMs: 3000}, 0)
+    c.step(down, 0)
+    c.step(old, 2000)
+    expect(c.step(down, 3500).kind).toBe('pending')
+    expect(c.step(down, 6499).kind).toBe('pending')
+    expect(c.step(down, 6500).kind).toBe('down')
+  })
+
+  it('times out after reload.timeout, or after timeout + settle once a window is under way', () => {
+    const c = new LiveConfirmation({settleMs: 2000, graceMs: 5000}, 1000)
+    c.step(old, 5999)
+    expect(c.expired(5999, 5000)).toBe(false)
+    expect(c.expired(6000, 5000)).toBe(true)
+    c.step(match, 6000)
+    expect(c.expired(7999, 5000)).toBe(false)
+    expect(c.expired(8000, 5000)).toBe(true)
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+// confirmLive against a real local HTTP server whose answers the test scripts.
+
+interface Scripted {
+  url: string
+  /** Connections accepted so far. */
+  connections(): number
+  requests(): number
+  close(): Promise<void>
+}
+
+const servers: Scripted[] = []
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.close()))
+})
+
+/** Answers /status with `answer(n)` for the n-th request (0-based): [status code, JSON body]. */
+async function scripted(answer: (n: number) => [number, unknown]): Promise<Scripted> {
+  let n = 0
+  let conns = 0
+  const server = http.createServer((_req, res) => {
+    const [code, body] = answer(n++)
+    res.statusCode = code
+    res.setHeader('content-type', 'application/json')
+    res.end(JSON.stringify(body))
+  })
+  server.on('connection', () => conns++)
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  const s: Scripted = {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/status`,
+    connections: () => conns,
+    requests: () => n,
+    close: async () => {
+      server.closeAllConnections()
+      await new Promise((r) => server.close(r))
+    },
+  }
+  servers.push(s)
+  return s
+}
+
+const svc = (name: string, url: string, over: Record<string, unknown> = {}): ServiceSpec => ({name, status: statusSpec(url, over)})
+
+describe('confirmLive (real HTTP)', {timeout: 30_000}, () => {
+  it('keeps polling through the settle window; one old answer in it restarts the window', async () => {
+    // 2 old answers, 3 new, 1 old (an old worker still up), then new for good.
+    const s = await scripted((n) => [200, {version: n < 2 || n === 5 ? 'R1' : 'R2', state: 'live'}])
+    const t = Date.now()
+    expect(await confirmLive([svc('web', s.url, {settle: '600ms'})], 'R2', {timeoutMs: 10_000})).toEqual([])
+    expect(s.requests()).toBeGreaterThanOrEqual(9) // 6 scripted + at least 3 in the last window
+    expect(Date.now() - t).toBeGreaterThanOrEqual(600)
+  })
+
+  it('opens a new connection for every poll (a kept-alive one would stay with one worker)', async () => {
+    const s = await scripted(() => [200, {version: 'R2'}])
+    expect(await confirmLive([svc('web', s.url, {settle: '500ms'})], 'R2', {timeoutMs: 10_000})).toEqual([])
+    expect(s.requests()).toBeGreaterThanOrEqual(3)
+    expect(s.connections()).toBe(s.requests())
+  })
+
+  it('a rejected reload fails at the first answer saying so, quoting last_error, long before the timeout', async () => {
+    const s = await scripted(() => [200, {version: 'R1', state: 'rejected', last_error: {type: 'SyntaxError', message: 'app/h.py: invalid syntax', traceback: 'Traceback...'}}])
+    const t = Date.now()
+    const failures = await confirmLive([svc('web', s.url)], 'R2', {timeoutMs: 20_000})
+    expect(failures).toEqual([{name: 'web', kind: 'failed', message: 'the service reports state "rejected": SyntaxError: app/h.py: invalid syntax'}])
+    expect(s.requests()).toBe(1)
+    expect(Date.now() - t).toBeLessThan(5000)
+  })
+
+  it('one service failing ends the wait for the others', async () => {
+    const bad = await scripted(() => [200, {version: 'R1', state: 'restart_required', last_error: 'changes need a process restart: requirements.txt'}])
+    const slow = await scripted(() => [200, {version: 'R1', state: 'live'}])
+    const t = Date.now()
+    const failures = await confirmLive([svc('api', slow.url), svc('worker', bad.url)], 'R2', {timeoutMs: 20_000})
+    expect(failures).toEqual([{name: 'worker', kind: 'restart', message: 'the service says these changes need a restart: requirements.txt'}])
+    expect(Date.now() - t).toBeLessThan(5000)
+  })
+
+  it('persistent 5xx fails after the grace period, and retries nothing itself', async () => {
+    const s = await scripted(() => [500, {error: 'boom'}])
+    const t = Date.now()
+    const failures = await confirmLive([svc('web', s.url, {grace: '1s', retries: 5})], 'R2', {timeoutMs: 20_000})
+    expect(failures).toHaveLength(1)
+    expect(failures[0]).toMatchObject({name: 'web', kind: 'down'})
+    expect(failures[0]!.message).toMatch(/^status answered HTTP 500 for 1\.\d s \(reload\.status\.grace 1000 ms\)$/)
+    expect(Date.now() - t).toBeLessThan(10_000)
+    expect(s.requests()).toBeLessThan(15) // one request per 250 ms poll, no inner retries
+  })
+
+  it('refused connections fail after the grace period', async () => {
+    const s = await scripted(() => [200, {}])
+    await s.close()
+    const failures = await confirmLive([svc('web', s.url, {grace: '700ms'})], 'R2', {timeoutMs: 20_000})
+    expect(failures).toHaveLength(1)
+    expect(failures[0]!.kind).toBe('down')
+    expect(failures[0]!.message).toMatch(/^status refused the connection .*ECONNREFUSED.* for 0\.\d s/)
+  })
+
+  it('not live within the timeout: every pending service with what it last said', async () => {
+    const a = await scripted(() => [200, {version: 'R1', state: 'live'}])
+    const b = await scripted(() => [404, {}])
+    const failures = await confirmLive([svc('a', a.url), svc('b', b.url)], 'R2', {timeoutMs: 600})
+    expect(failures.sort((x, y) => x.name.localeCompare(y.name))).toEqual([
+      {name: 'a', kind: 'timeout', message: 'reports version "R1" (state "live")'},
+      {name: 'b', kind: 'timeout', message: 'status answered HTTP 404'},
+    ])
+  })
+
+  it('a service failing after another timed out is the failure reported first', async () => {
+    const stale = await scripted(() => [200, {version: 'R1'}])
+    const t0 = Date.now()
+    // Reports the release (a settle window under way, so no timeout yet), then says it rejected it.
+    const flaky = await scripted(() => (Date.now() - t0 < 1000 ? [200, {version: 'R2'}] : [200, {version: 'R1', state: 'rejected'}]))
+    const failures = await confirmLive([svc('stale', stale.url), svc('flaky', flaky.url, {settle: '5s'})], 'R2', {timeoutMs: 500})
+    expect(failures.map((f) => `${f.name} ${f.kind}`)).toEqual(['flaky failed', 'stale timeout'])
+  })
+
+  it('an interrupt ends it', async () => {
+    const s = await scripted(() => [500, {}])
+    const ac = new AbortController()
+    setTimeout(() => ac.abort(), 3000)
+    const failures = await confirmLive([svc('web', s.url, {grace: '1h'})], 'R2', {timeoutMs: 60_000, signal: ac.signal})
+    expect(failures).toEqual([{name: 'web', kind: 'interrupted', message: 'interrupted'}])
+    expect(s.requests()).toBeGreaterThan(11)
+  })
+
+  it('many failing polls leave no abort listener behind: no MaxListenersExceededWarning', async () => {
+    const s = await scripted((n) => (n < 14 ? [500, {}] : [200, {version: 'R2'}]))
+    const ac = new AbortController()
+    const warnings: string[] = []
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`)
+    process.on('warning', onWarning)
+    try {
+      expect(await confirmLive([svc('web', s.url, {settle: 0, grace: '1h'})], 'R2', {timeoutMs: 60_000, signal: ac.signal})).toEqual([])
+      await new Promise((r) => setTimeout(r, 50)) // warnings are emitted on a later tick
+    } finally {
+      process.off('warning', onWarning)
+    }
+    expect(s.requests()).toBe(15)
+    expect(warnings).toEqual([])
+    expect(getEventListeners(ac.signal, 'abort')).toHaveLength(0)
+  })
+})
+
+describe('reportedVersion', () => {
+  it('reads version, state and the last error at the configured paths', async () => {
+    const s = await scripted(() => [200, {data: {v: 'R2', phase: 'live', err: 'x\ny'}}])
+    const r = await reportedVersion(statusSpec(s.url, {version: 'data.v', state: 'data.phase', lastError: 'data.err'}))
+    expect(r).toMatchObject({version: 'R2', http: 200, state: 'live', serviceError: 'x'})
+    await s.close()
+  })
+})
