@@ -14,7 +14,16 @@ const MB = 1024 * 1024
 
 // ---------------------------------------------------------------- options
 function parseArgs(argv) {
-  const o = {keep: false, dir: undefined, files: 20_000, perDir: 100, avgSize: 12 * 1024, changed: 10, reps: 3, versionReps: 5}
+  const o = {
+    keep: false,
+    dir: undefined,
+    files: 20_000,
+    perDir: 100,
+    avgSize: 12 * 1024,
+    changed: 10,
+    reps: 3,
+    versionReps: 5,
+  }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     const val = () => {
@@ -32,7 +41,9 @@ function parseArgs(argv) {
     else if (a === '--files') o.files = int()
     else if (a === '--reps') o.reps = int()
     else if (a === '--help' || a === '-h') {
-      console.log('node bench/deploy.mjs [--keep] [--dir DIR] [--files N] [--reps N]\n  --keep   leave the generated trees and state dir\n  --dir    parent dir for generated data (default: os.tmpdir())\n  --files  files in the target tree (default 20000)\n  --reps   repetitions of each measured deploy (default 3)')
+      console.log(
+        'node bench/deploy.mjs [--keep] [--dir DIR] [--files N] [--reps N]\n  --keep   leave the generated trees and state dir\n  --dir    parent dir for generated data (default: os.tmpdir())\n  --files  files in the target tree (default 20000)\n  --reps   repetitions of each measured deploy (default 3)',
+      )
       process.exit(0)
     } else fail(`unknown option ${a} (see --help)`)
   }
@@ -70,7 +81,11 @@ function run(cmd, args, {cwd = ROOT, allowFail = false} = {}) {
       const stdout = Buffer.concat(out).toString('utf8')
       const stderr = Buffer.concat(err).toString('utf8')
       if (!allowFail && status !== 0) {
-        reject(new Error(`\`${[cmd, ...args].join(' ')}\` exited ${status ?? signal}\n${stderr.trim().split('\n').slice(-15).join('\n')}\n${stdout.trim().slice(-2000)}`))
+        reject(
+          new Error(
+            `\`${[cmd, ...args].join(' ')}\` exited ${status ?? signal}\n${stderr.trim().split('\n').slice(-15).join('\n')}\n${stdout.trim().slice(-2000)}`,
+          ),
+        )
       } else resolve({ms, stdout, stderr, status: status ?? -1})
     })
   })
@@ -99,8 +114,10 @@ const median = (xs) => {
   const m = s.length >> 1
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
 }
-const fmtMs = (ms) => (ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`)
-const fmtBytes = (n) => (Math.abs(n) >= MB ? `${(n / MB).toFixed(2)} MiB` : Math.abs(n) >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`)
+const fmtMs = (ms) =>
+  ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`
+const fmtBytes = (n) =>
+  Math.abs(n) >= MB ? `${(n / MB).toFixed(2)} MiB` : Math.abs(n) >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`
 const mark = (ok) => (ok ? '✔' : '✖')
 const log = (msg) => process.stderr.write(`bench: ${msg}\n`)
 
@@ -159,7 +176,9 @@ function generateTree(root, o) {
     for (let f = 0; f < n; f++) {
       // Sizes: mostly 1–23 KiB (uniform, mean 12 KiB), a few larger files, scaled back to the mean.
       const big = rand() < 0.02
-      const size = big ? Math.round(o.avgSize * (2 + rand() * 4)) : Math.max(64, Math.round(o.avgSize * (0.08 + rand() * 1.84) * 0.93))
+      const size = big
+        ? Math.round(o.avgSize * (2 + rand() * 4))
+        : Math.max(64, Math.round(o.avgSize * (0.08 + rand() * 1.84) * 0.93))
       const rel = path.join(dir, `file${String(f).padStart(3, '0')}${EXTS[(d + f) % EXTS.length]}`)
       writeContent(path.join(root, rel), rel, size, pool, Math.floor(rand() * (pool.length - size - 256)), 'v0')
       files.push(rel)
@@ -209,7 +228,9 @@ const sizesIn = (root, rels) => rels.reduce((s, rel) => s + fs.statSync(path.joi
 // ---------------------------------------------------------------- hotctl invocations
 async function hotctl(args, cwd, timeBin, rssFile) {
   const argv = [BIN, ...args]
-  const r = await (timeBin ? run(timeBin, ['-f', '%M', '-o', rssFile, process.execPath, ...argv], {cwd, allowFail: true}) : run(process.execPath, argv, {cwd, allowFail: true}))
+  const r = await (timeBin
+    ? run(timeBin, ['-f', '%M', '-o', rssFile, process.execPath, ...argv], {cwd, allowFail: true})
+    : run(process.execPath, argv, {cwd, allowFail: true}))
   let json
   try {
     json = JSON.parse(r.stdout.trim().split('\n').at(-1))
@@ -217,7 +238,9 @@ async function hotctl(args, cwd, timeBin, rssFile) {
     json = undefined
   }
   if (r.status !== 0 || !json || json.ok !== true) {
-    throw new Error(`hotctl ${args.join(' ')} failed (exit ${r.status})\nstdout: ${r.stdout.trim().slice(-3000)}\nstderr: ${r.stderr.trim().split('\n').slice(-20).join('\n')}`)
+    throw new Error(
+      `hotctl ${args.join(' ')} failed (exit ${r.status})\nstdout: ${r.stdout.trim().slice(-3000)}\nstderr: ${r.stderr.trim().split('\n').slice(-20).join('\n')}`,
+    )
   }
   let rssKb
   if (timeBin) {
@@ -233,8 +256,10 @@ const syncDisks = () => run('sync', [], {allowFail: true})
 // ---------------------------------------------------------------- main
 async function main() {
   const o = parseArgs(process.argv.slice(2))
-  for (const bin of ['rsync', 'cp', 'du']) if (!which(bin)) fail(`${bin} not found on PATH (apt-get install ${bin === 'rsync' ? 'rsync' : 'coreutils'})`)
-  if (!fs.existsSync(path.join(ROOT, 'dist', 'commands', 'deploy.js'))) fail(`${ROOT}/dist is not built: run \`npm run build\` (or \`npm run bench\`)`)
+  for (const bin of ['rsync', 'cp', 'du'])
+    if (!which(bin)) fail(`${bin} not found on PATH (apt-get install ${bin === 'rsync' ? 'rsync' : 'coreutils'})`)
+  if (!fs.existsSync(path.join(ROOT, 'dist', 'commands', 'deploy.js')))
+    fail(`${ROOT}/dist is not built: run \`npm run build\` (or \`npm run bench\`)`)
   const timeBin = fs.existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined
 
   const parent = o.dir ?? os.tmpdir()
@@ -288,7 +313,9 @@ async function main() {
     fs.writeFileSync(config, `${JSON.stringify({target, protect: [], checks: {}}, null, 2)}\n`)
     // Changed files: spread over the tree, same set every repetition.
     const step = Math.floor(gen.files.length / o.changed)
-    const picked = Array.from({length: o.changed}, (_, i) => gen.files[i * step + ((i * 37) % step)].split(path.sep).join('/'))
+    const picked = Array.from({length: o.changed}, (_, i) =>
+      gen.files[i * step + ((i * 37) % step)].split(path.sep).join('/'),
+    )
 
     // 2. Baseline deploy: creates the state dir; the first backup stores the whole tree.
     log('first deploy (full initial backup)')
@@ -319,12 +346,16 @@ async function main() {
         const ch = r.json.changes ?? {}
         const n = (ch.added?.length ?? 0) + (ch.changed?.length ?? 0) + (ch.deleted?.length ?? 0)
         if (r.json.outcome !== 'deployed' || ch.changed?.length !== o.changed || n !== o.changed) {
-          throw new Error(`hotctl deploy did not deploy exactly ${o.changed} changed files: outcome ${r.json.outcome}, changes ${JSON.stringify(ch).slice(0, 500)}`)
+          throw new Error(
+            `hotctl deploy did not deploy exactly ${o.changed} changed files: outcome ${r.json.outcome}, changes ${JSON.stringify(ch).slice(0, 500)}`,
+          )
         }
         times.hotctl.push(r.ms)
         times.inProcess.push(r.json.durationMs)
         added.du.push((await duBytes(stateDir)) - duBefore)
-        added.store.push(fileBytes(path.join(stateDir, 'objects')) + fileBytes(path.join(stateDir, 'backups')) - storeBefore)
+        added.store.push(
+          fileBytes(path.join(stateDir, 'objects')) + fileBytes(path.join(stateDir, 'backups')) - storeBefore,
+        )
         added.changed.push(oldBytes)
         added.reported.push(r.json.backup?.added ?? NaN)
         if (r.rssKb) rss.push(r.rssKb)
@@ -352,21 +383,38 @@ async function main() {
       mutate(src, picked, gen.pool, rep, baseSec)
       const order = names.map((_, i) => names[(i + rep - 1) % names.length])
       for (const name of order) await contenders[name]()
-      log(`rep ${rep}/${o.reps}: hotctl ${fmtMs(times.hotctl.at(-1))}, rsync ${fmtMs(times.rsync.at(-1))}, seed ${fmtMs(times.seed.at(-1))}`)
+      log(
+        `rep ${rep}/${o.reps}: hotctl ${fmtMs(times.hotctl.at(-1))}, rsync ${fmtMs(times.rsync.at(-1))}, seed ${fmtMs(times.seed.at(-1))}`,
+      )
     }
     for (const b of seedBackups) fs.rmSync(b, {recursive: true, force: true})
     // Same content everywhere?
-    const check = await run('rsync', ['-rl', '--delete', '--dry-run', '--itemize-changes', '--checksum', '--exclude=.hotctl-release.json', `${src}/`, `${target}/`])
+    const check = await run('rsync', [
+      '-rl',
+      '--delete',
+      '--dry-run',
+      '--itemize-changes',
+      '--checksum',
+      '--exclude=.hotctl-release.json',
+      `${src}/`,
+      `${target}/`,
+    ])
     const diffs = check.stdout.split('\n').filter((l) => l.trim())
-    if (diffs.length) throw new Error(`target differs from source after the hotctl deploys:\n${diffs.slice(0, 10).join('\n')}`)
+    if (diffs.length)
+      throw new Error(`target differs from source after the hotctl deploys:\n${diffs.slice(0, 10).join('\n')}`)
 
     // 4. Rollback: restores the backup taken before the last deploy.
     log('rollback')
     await syncDisks()
     const rb = await hotctl(['rollback', '--json', '--config', config], src, timeBin, rssFile)
     const wantTag = o.reps > 1 ? `rep${o.reps - 1}` : 'v0'
-    const rolledBack = picked.filter((rel) => fs.readFileSync(path.join(target, rel)).subarray(0, 200).toString('latin1').startsWith(`// ${rel} ${wantTag}\n`)).length
-    if (rolledBack !== picked.length) throw new Error(`rollback did not restore the previous version of the changed files (${rolledBack}/${picked.length})`)
+    const rolledBack = picked.filter((rel) =>
+      fs.readFileSync(path.join(target, rel)).subarray(0, 200).toString('latin1').startsWith(`// ${rel} ${wantTag}\n`),
+    ).length
+    if (rolledBack !== picked.length)
+      throw new Error(
+        `rollback did not restore the previous version of the changed files (${rolledBack}/${picked.length})`,
+      )
 
     // 5. Startup.
     log('--version / node -e 0')
@@ -378,7 +426,13 @@ async function main() {
     }
 
     // ------------------------------------------------------------ report
-    const m = {hotctl: median(times.hotctl), rsync: median(times.rsync), seed: median(times.seed), version: median(version), node: median(nodeBare)}
+    const m = {
+      hotctl: median(times.hotctl),
+      rsync: median(times.rsync),
+      seed: median(times.seed),
+      version: median(version),
+      node: median(nodeBare),
+    }
     // The first measured deploy backs up the original versions, which the full initial backup
     // already holds: only later deploys store genuinely new old versions, so judge those.
     const from = o.reps > 1 ? 1 : 0
@@ -388,40 +442,88 @@ async function main() {
     const lastStore = pick(added.store)
     const reportedAdded = pick(added.reported)
     const rows = [
-      ['first deploy (full initial backup)', fmtMs(first.ms), '1 run', first.rssKb ? `peak RSS ${(first.rssKb / 1024).toFixed(0)} MiB` : ''],
-      [`hotctl deploy --skip-checks (${o.changed} changed)`, fmtMs(m.hotctl), times.hotctl.map(fmtMs).join(' / '), `${(m.hotctl / m.rsync).toFixed(2)}× bare rsync`],
+      [
+        'first deploy (full initial backup)',
+        fmtMs(first.ms),
+        '1 run',
+        first.rssKb ? `peak RSS ${(first.rssKb / 1024).toFixed(0)} MiB` : '',
+      ],
+      [
+        `hotctl deploy --skip-checks (${o.changed} changed)`,
+        fmtMs(m.hotctl),
+        times.hotctl.map(fmtMs).join(' / '),
+        `${(m.hotctl / m.rsync).toFixed(2)}× bare rsync`,
+      ],
       ['bare rsync -a --delete (baseline 1)', fmtMs(m.rsync), times.rsync.map(fmtMs).join(' / '), '1.00×'],
-      ['seed: cp -r backup + rsync (baseline 2)', fmtMs(m.seed), `${times.seed.map(fmtMs).join(' / ')} (cp -r: ${times.seedCp.map(fmtMs).join(' / ')})`, `${(m.seed / m.rsync).toFixed(2)}× bare rsync`],
+      [
+        'seed: cp -r backup + rsync (baseline 2)',
+        fmtMs(m.seed),
+        `${times.seed.map(fmtMs).join(' / ')} (cp -r: ${times.seedCp.map(fmtMs).join(' / ')})`,
+        `${(m.seed / m.rsync).toFixed(2)}× bare rsync`,
+      ],
       ['hotctl rollback', fmtMs(rb.ms), '1 run', `${(rb.ms / m.rsync).toFixed(2)}× bare rsync`],
-      ['hotctl --version', fmtMs(m.version), version.map(fmtMs).join(' / '), `${(m.version / m.node).toFixed(2)}× node -e 0`],
+      [
+        'hotctl --version',
+        fmtMs(m.version),
+        version.map(fmtMs).join(' / '),
+        `${(m.version / m.node).toFixed(2)}× node -e 0`,
+      ],
       ['node -e 0', fmtMs(m.node), nodeBare.map(fmtMs).join(' / '), ''],
     ]
-    const w = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i].length), ['what', 'median', 'runs', 'ratio'][i].length))
-    const line = (r) => r.map((c, i) => (i === 1 ? c.padStart(w[i]) : c.padEnd(w[i]))).join('  ').trimEnd()
+    const w = [0, 1, 2, 3].map((i) =>
+      Math.max(...rows.map((r) => r[i].length), ['what', 'median', 'runs', 'ratio'][i].length),
+    )
+    const line = (r) =>
+      r
+        .map((c, i) => (i === 1 ? c.padStart(w[i]) : c.padEnd(w[i])))
+        .join('  ')
+        .trimEnd()
     const out = []
     out.push('')
-    out.push(`hotctl deploy benchmark — ${gen.files.length} files in ${dirs} dirs, ${fmtBytes(gen.bytes)}; ${o.changed} files changed per deploy; median of ${o.reps} (--version: ${o.versionReps})`)
+    out.push(
+      `hotctl deploy benchmark — ${gen.files.length} files in ${dirs} dirs, ${fmtBytes(gen.bytes)}; ${o.changed} files changed per deploy; median of ${o.reps} (--version: ${o.versionReps})`,
+    )
     out.push(`node ${process.version}, ${os.cpus().length} CPUs, ${os.platform()} ${os.release()}, data in ${parent}`)
     out.push('')
     out.push(line(['what', 'median', 'runs', 'ratio']))
     out.push(line(w.map((n) => '-'.repeat(n))))
     for (const r of rows) out.push(line(r))
     out.push('')
-    out.push(`backup growth per deploy (median over measured deploys ${from + 1}..${o.reps}${from ? '; deploy 1 re-backs up originals the initial backup already holds' : ''}):`)
-    out.push(`  du -sb state dir: +${fmtBytes(lastAddedDu)}   objects+backups files: +${fmtBytes(lastStore)}   hotctl reports added: ${fmtBytes(reportedAdded)}`)
-    out.push(`  changed bytes (old versions of the ${o.changed} files): ${fmtBytes(lastChanged)}   overhead: ${fmtBytes(lastAddedDu - lastChanged)}`)
-    out.push(`  per deploy: ${added.du.map((d, i) => `#${i + 1} +${fmtBytes(d)} for ${fmtBytes(added.changed[i])} changed`).join('; ')}`)
-    out.push(`hotctl deploy: ${fmtMs(median(times.inProcess))} inside deploy() (its durationMs; runs ${times.inProcess.map(fmtMs).join(' / ')}), the rest of ${fmtMs(m.hotctl)} is process start, module loading, config and exit`)
-    out.push(`peak RSS of hotctl deploy: ${rss.length ? `${(Math.max(...rss) / 1024).toFixed(0)} MiB (max of ${rss.length}; runs ${rss.map((k) => `${(k / 1024).toFixed(0)}`).join('/')} MiB)` : 'not measured (/usr/bin/time missing: apt-get install time)'}${rb.rssKb ? `; rollback ${(rb.rssKb / 1024).toFixed(0)} MiB` : ''}`)
+    out.push(
+      `backup growth per deploy (median over measured deploys ${from + 1}..${o.reps}${from ? '; deploy 1 re-backs up originals the initial backup already holds' : ''}):`,
+    )
+    out.push(
+      `  du -sb state dir: +${fmtBytes(lastAddedDu)}   objects+backups files: +${fmtBytes(lastStore)}   hotctl reports added: ${fmtBytes(reportedAdded)}`,
+    )
+    out.push(
+      `  changed bytes (old versions of the ${o.changed} files): ${fmtBytes(lastChanged)}   overhead: ${fmtBytes(lastAddedDu - lastChanged)}`,
+    )
+    out.push(
+      `  per deploy: ${added.du.map((d, i) => `#${i + 1} +${fmtBytes(d)} for ${fmtBytes(added.changed[i])} changed`).join('; ')}`,
+    )
+    out.push(
+      `hotctl deploy: ${fmtMs(median(times.inProcess))} inside deploy() (its durationMs; runs ${times.inProcess.map(fmtMs).join(' / ')}), the rest of ${fmtMs(m.hotctl)} is process start, module loading, config and exit`,
+    )
+    out.push(
+      `peak RSS of hotctl deploy: ${rss.length ? `${(Math.max(...rss) / 1024).toFixed(0)} MiB (max of ${rss.length}; runs ${rss.map((k) => `${(k / 1024).toFixed(0)}`).join('/')} MiB)` : 'not measured (/usr/bin/time missing: apt-get install time)'}${rb.rssKb ? `; rollback ${(rb.rssKb / 1024).toFixed(0)} MiB` : ''}`,
+    )
     out.push('')
     out.push('targets:')
     const t1 = m.hotctl / m.rsync
     const t2 = m.seed / m.hotctl
     const limit = lastChanged + 2 * MB
-    out.push(`  ${mark(t1 <= 2.5)} deploy ≤ 2.5× bare rsync:            ${t1.toFixed(2)}× (${fmtMs(m.hotctl)} vs ${fmtMs(m.rsync)})`)
-    out.push(`  ${mark(t2 >= 2)} deploy ≥ 2× faster than seed's way:   ${t2.toFixed(2)}× faster (${fmtMs(m.hotctl)} vs ${fmtMs(m.seed)})`)
-    out.push(`  ${mark(lastAddedDu <= limit)} backup adds ≤ changed + 2 MiB:       +${fmtBytes(lastAddedDu)} vs limit ${fmtBytes(limit)} (${fmtBytes(lastChanged)} changed)`)
-    out.push(`  ${mark(m.version <= 300)} hotctl --version ≤ 300 ms:           ${fmtMs(m.version)} (node -e 0: ${fmtMs(m.node)}, ${(m.version / m.node).toFixed(2)}×)`)
+    out.push(
+      `  ${mark(t1 <= 2.5)} deploy ≤ 2.5× bare rsync:            ${t1.toFixed(2)}× (${fmtMs(m.hotctl)} vs ${fmtMs(m.rsync)})`,
+    )
+    out.push(
+      `  ${mark(t2 >= 2)} deploy ≥ 2× faster than seed's way:   ${t2.toFixed(2)}× faster (${fmtMs(m.hotctl)} vs ${fmtMs(m.seed)})`,
+    )
+    out.push(
+      `  ${mark(lastAddedDu <= limit)} backup adds ≤ changed + 2 MiB:       +${fmtBytes(lastAddedDu)} vs limit ${fmtBytes(limit)} (${fmtBytes(lastChanged)} changed)`,
+    )
+    out.push(
+      `  ${mark(m.version <= 300)} hotctl --version ≤ 300 ms:           ${fmtMs(m.version)} (node -e 0: ${fmtMs(m.node)}, ${(m.version / m.node).toFixed(2)}×)`,
+    )
     out.push('')
     out.push(`bench took ${fmtMs(Date.now() - benchStart)}${o.keep ? `; data kept in ${work}` : ''}`)
     console.log(out.join('\n'))

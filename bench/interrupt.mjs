@@ -54,7 +54,10 @@ function generateTree(root, files) {
   for (let i = 0; i < pool.length; i++) pool[i] = (i * 2654435761) >>> 24
   const rels = []
   for (let d = 0; rels.length < files; d++) {
-    const dir = path.join(`area${String(d % 14).padStart(2, '0')}`, `module${String(Math.floor(d / 14)).padStart(3, '0')}`)
+    const dir = path.join(
+      `area${String(d % 14).padStart(2, '0')}`,
+      `module${String(Math.floor(d / 14)).padStart(3, '0')}`,
+    )
     fs.mkdirSync(path.join(root, dir), {recursive: true})
     for (let f = 0; f < 100 && rels.length < files; f++) {
       const rel = path.join(dir, `file${f}.txt`)
@@ -70,7 +73,8 @@ function generateTree(root, files) {
   return rels
 }
 
-const handlers = (v) => `VERSION = "${v}"\n\n\ndef hello():\n    return "hello " + VERSION\n\n\ndef calc(a, b):\n    return a + b\n`
+const handlers = (v) =>
+  `VERSION = "${v}"\n\n\ndef hello():\n    return "hello " + VERSION\n\n\ndef calc(a, b):\n    return a + b\n`
 
 async function startService(live) {
   const proc = spawn('python3', ['-B', SERVICE, '--root', live, '--port', '0'], {stdio: ['ignore', 'pipe', 'ignore']})
@@ -88,7 +92,11 @@ async function startService(live) {
 
 function journal(stateDir) {
   try {
-    return fs.readFileSync(path.join(stateDir, 'journal.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+    return fs
+      .readFileSync(path.join(stateDir, 'journal.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
   } catch {
     return []
   }
@@ -96,13 +104,16 @@ function journal(stateDir) {
 
 /** Paths where `live` differs from `ref` by content (rsync --checksum dry run), marker aside. */
 function differing(ref, live) {
-  const r = spawnSync('rsync', ['-rlnci', '--delete', '--exclude=.hotctl-release.json', `${ref}/`, `${live}/`], {encoding: 'utf8'})
+  const r = spawnSync('rsync', ['-rlnci', '--delete', '--exclude=.hotctl-release.json', `${ref}/`, `${live}/`], {
+    encoding: 'utf8',
+  })
   return r.stdout.split('\n').filter((l) => l.trim()).length
 }
 
 async function main() {
   const o = parseArgs(process.argv.slice(2))
-  if (!fs.existsSync(path.join(ROOT, 'dist', 'commands', 'deploy.js'))) fail(`${ROOT}/dist is not built: run \`npm run build\``)
+  if (!fs.existsSync(path.join(ROOT, 'dist', 'commands', 'deploy.js')))
+    fail(`${ROOT}/dist is not built: run \`npm run build\``)
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'hotctl-bench-interrupt-'))
   const live = path.join(work, 'live')
   const src = path.join(work, 'src')
@@ -118,22 +129,31 @@ async function main() {
     const slowRsync = path.join(work, 'slow-rsync.sh')
     fs.writeFileSync(slowRsync, '#!/bin/sh\nexec rsync --bwlimit=300 "$@"\n', {mode: 0o755})
     const writeConfig = (smokeSeconds) =>
-      fs.writeFileSync(config, JSON.stringify({
-        source: src,
-        target: live,
-        protect: [],
-        checks: {},
-        reload: {
-          trigger: {url: `${svc.base}/api/v1/hot-reload/check`, method: 'POST'},
-          status: {url: `${svc.base}/api/v1/hot-reload/status`, version: 'version'},
-          timeout: '10s',
-        },
-        smoke: [
-          {name: 'health', url: `${svc.base}/health`, expect: {status: 200}},
-          {name: 'calc', url: `${svc.base}/api/v1/calc`, method: 'POST', json: {a: 2, b: 3}, expect: {status: 200, json: {success: true}}},
-          {name: 'suite', command: `sleep ${smokeSeconds}`},
-        ],
-      }))
+      fs.writeFileSync(
+        config,
+        JSON.stringify({
+          source: src,
+          target: live,
+          protect: [],
+          checks: {},
+          reload: {
+            trigger: {url: `${svc.base}/api/v1/hot-reload/check`, method: 'POST'},
+            status: {url: `${svc.base}/api/v1/hot-reload/status`, version: 'version'},
+            timeout: '10s',
+          },
+          smoke: [
+            {name: 'health', url: `${svc.base}/health`, expect: {status: 200}},
+            {
+              name: 'calc',
+              url: `${svc.base}/api/v1/calc`,
+              method: 'POST',
+              json: {a: 2, b: 3},
+              expect: {status: 200, json: {success: true}},
+            },
+            {name: 'suite', command: `sleep ${smokeSeconds}`},
+          ],
+        }),
+      )
 
     // The release every interrupted deploy must end with: v2, deployed (full first backup).
     writeConfig(0)
@@ -149,13 +169,21 @@ async function main() {
     const rows = []
     for (let rep = 1; rep <= o.reps; rep++) {
       // A new version: 10 files changed across the tree, new handlers (+ a 3 MB file to sync slowly).
-      for (let i = 0; i < 10; i++) fs.appendFileSync(path.join(src, rels[Math.floor((i * rels.length) / 10)]), `rep ${rep}\n`)
+      for (let i = 0; i < 10; i++)
+        fs.appendFileSync(path.join(src, rels[Math.floor((i * rels.length) / 10)]), `rep ${rep}\n`)
       fs.writeFileSync(path.join(src, 'app', 'handlers.py'), handlers(`v3.${rep}`))
       if (o.phase === 'sync') fs.writeFileSync(path.join(src, 'big.bin'), Buffer.alloc(3 << 20, rep))
-      const seen = new Set(journal(stateDir).filter((e) => e.event === 'start').map((e) => e.opId))
+      const seen = new Set(
+        journal(stateDir)
+          .filter((e) => e.event === 'start')
+          .map((e) => e.opId),
+      )
       t = Date.now()
       const runEnv = o.phase === 'sync' ? {...env, HOTCTL_RSYNC: slowRsync} : env
-      const proc = spawn(process.execPath, [BIN, 'deploy', '--json', '--config', config], {env: runEnv, stdio: ['ignore', 'pipe', 'pipe']})
+      const proc = spawn(process.execPath, [BIN, 'deploy', '--json', '--config', config], {
+        env: runEnv,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
       let stdout = ''
       let stderr = ''
       proc.stdout.on('data', (d) => (stdout += d))
@@ -189,7 +217,9 @@ async function main() {
       rows.push(row)
       const content = row.restored ? 'restored' : `differs at ${diffs} paths`
       const reports = row.reported ? 'the previous release' : status.version
-      log(`rep ${rep}: exit ${exit} ${row.ms} ms after SIGINT; ${outcome}; content ${content}; service reports ${reports}`)
+      log(
+        `rep ${rep}: exit ${exit} ${row.ms} ms after SIGINT; ${outcome}; content ${content}; service reports ${reports}`,
+      )
       if (end.code === null) log(`stderr of the killed run:\n${stderr.slice(-3000)}`)
     }
     const ms = rows.map((r) => r.ms).sort((a, b) => a - b)
@@ -199,10 +229,19 @@ async function main() {
     console.log('rep  exit  SIGINT→exit  outcome      content   service')
     const secs = (n) => `${(n / 1000).toFixed(2)} s`
     for (const r of rows) {
-      const cells = [String(r.rep).padEnd(3), String(r.exit).padEnd(4), secs(r.ms).padStart(11), String(r.outcome).padEnd(11)]
-      console.log(`${cells.join('  ')}  ${r.restored ? 'restored' : 'DIFFERS '}  ${r.reported ? 'previous' : 'NOT previous'}`)
+      const cells = [
+        String(r.rep).padEnd(3),
+        String(r.exit).padEnd(4),
+        secs(r.ms).padStart(11),
+        String(r.outcome).padEnd(11),
+      ]
+      console.log(
+        `${cells.join('  ')}  ${r.restored ? 'restored' : 'DIFFERS '}  ${r.reported ? 'previous' : 'NOT previous'}`,
+      )
     }
-    console.log(`median ${secs(ms[ms.length >> 1])}, max ${secs(ms.at(-1))} (target: exit 130 within 5 s; GitHub Actions kills at 10 s)`)
+    console.log(
+      `median ${secs(ms[ms.length >> 1])}, max ${secs(ms.at(-1))} (target: exit 130 within 5 s; GitHub Actions kills at 10 s)`,
+    )
   } finally {
     svc?.proc.kill()
     if (o.keep) log(`--keep: left ${work}`)

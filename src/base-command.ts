@@ -6,7 +6,9 @@ import type {OpContext} from './pipeline/context.js'
 import {redact, redactValue} from './secrets.js'
 import {createUi, type Ui} from './ui/ui.js'
 
-export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof HotctlCommand)['baseFlags'] & T['flags']>
+export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<
+  (typeof HotctlCommand)['baseFlags'] & T['flags']
+>
 
 /**
  * What every command shares: --json and --config, config loading, the interrupt signal, and the
@@ -14,8 +16,16 @@ export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(type
  */
 export abstract class HotctlCommand extends Command {
   static baseFlags = {
-    json: Flags.boolean({description: 'Print exactly one JSON object on stdout (errors too); progress goes to stderr.', default: false}),
-    config: Flags.string({char: 'c', description: 'Config file (default: search from the working directory up to the repository root; env HOTCTL_CONFIG).', helpGroup: 'GLOBAL'}),
+    json: Flags.boolean({
+      description: 'Print exactly one JSON object on stdout (errors too); progress goes to stderr.',
+      default: false,
+    }),
+    config: Flags.string({
+      char: 'c',
+      description:
+        'Config file (default: search from the working directory up to the repository root; env HOTCTL_CONFIG).',
+      helpGroup: 'GLOBAL',
+    }),
   }
 
   protected ui: Ui = createUi(false)
@@ -56,7 +66,8 @@ export abstract class HotctlCommand extends Command {
 
   /** Prints a result (JSON on stdout, or the human text on stderr/stdout) and sets the exit code. */
   protected finish(result: {exitCode: number} & Record<string, unknown>, human: () => string): void {
-    if (this.jsonMode) process.stdout.write(`${JSON.stringify(redactValue({ok: result.exitCode === 0, command: this.id, ...result}))}\n`)
+    if (this.jsonMode)
+      process.stdout.write(`${JSON.stringify(redactValue({ok: result.exitCode === 0, command: this.id, ...result}))}\n`)
     else {
       const text = human()
       if (text) process.stdout.write(`${redact(text)}\n`)
@@ -67,14 +78,22 @@ export abstract class HotctlCommand extends Command {
   async catch(err: Error & {oclif?: {exit?: number}; code?: string}): Promise<void> {
     const isOurs = err instanceof HotctlError
     // oclif's own parse errors (unknown flag, missing arg) are usage errors.
-    const exitCode = isOurs ? err.exitCode : err.oclif?.exit !== undefined && err.oclif.exit !== 0 ? EXIT.usage : EXIT.failed
+    const exitCode = isOurs
+      ? err.exitCode
+      : err.oclif?.exit !== undefined && err.oclif.exit !== 0
+        ? EXIT.usage
+        : EXIT.failed
     if (err.code === 'EEXIT' || (err.oclif?.exit === 0 && !isOurs)) throw err // help/version
     const hint = isOurs ? err.hint : exitCode === EXIT.usage ? `See \`hotctl ${this.id ?? ''} --help\`.` : undefined
     if (this.jsonMode) {
       const details = isOurs ? err.details : undefined
-      process.stdout.write(`${JSON.stringify(redactValue({ok: false, command: this.id, exitCode, error: {message: err.message, hint, ...details}}))}\n`)
+      process.stdout.write(
+        `${JSON.stringify(redactValue({ok: false, command: this.id, exitCode, error: {message: err.message, hint, ...details}}))}\n`,
+      )
     } else {
-      process.stderr.write(redact(`${chalk.red('Error:')} ${err.message}\n${hint ? `${chalk.dim('→')} ${hint}\n` : ''}`))
+      process.stderr.write(
+        redact(`${chalk.red('Error:')} ${err.message}\n${hint ? `${chalk.dim('→')} ${hint}\n` : ''}`),
+      )
     }
     process.exitCode = exitCode
   }

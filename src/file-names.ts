@@ -15,7 +15,7 @@ export function decodeName(bytes: Buffer): string {
   // Node's decoder is strict (no overlongs, no encoded surrogates): without U+FFFD the text is exact.
   if (!text.includes('\ufffd')) return text
   let out = ''
-  for (let i = 0; i < bytes.length; ) {
+  for (let i = 0; i < bytes.length;) {
     const n = validSequence(bytes, i)
     if (n > 0) {
       out += bytes.toString('utf8', i, i + n)
@@ -45,7 +45,8 @@ export function encodeName(name: string): Buffer {
 export const fsPath = (p: string): string | Buffer => (ESCAPED.test(p) ? encodeName(p) : p)
 
 /** A path for messages: as it is when plain, else JSON-quoted (control characters, escaped bytes, edge spaces visible). */
-export const showPath = (p: string): string => (/^[^\s\p{C}"\\]([^\p{C}"\\]*[^\s\p{C}"\\])?$/u.test(p) ? p : JSON.stringify(p))
+export const showPath = (p: string): string =>
+  /^[^\s\p{C}"\\]([^\p{C}"\\]*[^\s\p{C}"\\])?$/u.test(p) ? p : JSON.stringify(p)
 
 /** Length of the valid UTF-8 sequence at `i` (RFC 3629: shortest form, no surrogates), or 0. */
 function validSequence(b: Buffer, i: number): number {

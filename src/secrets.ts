@@ -38,10 +38,23 @@ export function redact(text: string): string {
 }
 
 /** Fields holding hotctl's own vocabulary (outcomes, ops, phases), never user text: left whole. */
-const OWN_FIELDS = new Set(['command', 'outcome', 'result', 'op', 'phase', 'reason', 'kind', 'fileType', 'code', 'event'])
+const OWN_FIELDS = new Set([
+  'command',
+  'outcome',
+  'result',
+  'op',
+  'phase',
+  'reason',
+  'kind',
+  'fileType',
+  'code',
+  'event',
+])
 
 /** Deep copy of a JSON-able value with every registered secret masked in its strings. */
 export function redactValue<T>(value: T): T {
   if (secrets.size === 0) return value
-  return JSON.parse(JSON.stringify(value), (k, v: unknown) => (typeof v === 'string' && !OWN_FIELDS.has(k) ? redact(v) : v)) as T
+  return JSON.parse(JSON.stringify(value), (k, v: unknown) =>
+    typeof v === 'string' && !OWN_FIELDS.has(k) ? redact(v) : v,
+  ) as T
 }

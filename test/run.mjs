@@ -16,7 +16,12 @@ const problems = []
 
 function step(name, cmd, args, opts = {}) {
   process.stderr.write(`\n== ${name}: ${cmd} ${args.join(' ')}\n`)
-  const r = spawnSync(cmd, args, {cwd: root, stdio: opts.capture ? ['ignore', 'inherit', 'pipe'] : 'inherit', encoding: 'utf8', env: {...process.env, ...opts.env}})
+  const r = spawnSync(cmd, args, {
+    cwd: root,
+    stdio: opts.capture ? ['ignore', 'inherit', 'pipe'] : 'inherit',
+    encoding: 'utf8',
+    env: {...process.env, ...opts.env},
+  })
   if (opts.capture) process.stderr.write(r.stderr ?? '')
   if (r.status !== 0) problems.push(`${name} (exit ${r.status ?? r.signal})`)
   return r
@@ -24,10 +29,17 @@ function step(name, cmd, args, opts = {}) {
 
 const build = step('typecheck + build', 'npm', ['run', '--silent', 'build'])
 if (build.status !== 0) finish()
-step('lint', 'npx', ['eslint', 'src', 'test', 'bench'])
+step('lint (eslint + prettier)', 'npm', ['run', '--silent', 'lint'])
 
 const report = path.join(os.tmpdir(), `hotctl-vitest-${process.pid}.json`)
-step('vitest (unit + end-to-end)', 'npx', ['vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...only])
+step('vitest (unit + end-to-end)', 'npx', [
+  'vitest',
+  'run',
+  '--reporter=default',
+  '--reporter=json',
+  `--outputFile.json=${report}`,
+  ...only,
+])
 try {
   const r = JSON.parse(fs.readFileSync(report, 'utf8'))
   passed += r.numPassedTests
@@ -39,12 +51,18 @@ try {
 }
 
 if (only.length === 0) {
-  const py = step('python agent (unittest)', 'python3', ['-m', 'unittest', 'discover', '-s', 'templates/python/tests', '-t', 'templates/python'], {capture: true})
+  const py = step(
+    'python agent (unittest)',
+    'python3',
+    ['-m', 'unittest', 'discover', '-s', 'templates/python/tests', '-t', 'templates/python'],
+    {capture: true},
+  )
   const ran = /Ran (\d+) tests?/.exec(py.stderr ?? '')
   const bad = /FAILED \(([^)]*)\)/.exec(py.stderr ?? '')
   const n = ran ? Number(ran[1]) : 0
   const nFailed = bad ? [...bad[1].matchAll(/(?:failures|errors)=(\d+)/g)].reduce((a, m) => a + Number(m[1]), 0) : 0
-  const nSkipped = bad || /OK \(skipped=(\d+)\)/.test(py.stderr ?? '') ? Number(/skipped=(\d+)/.exec(py.stderr ?? '')?.[1] ?? 0) : 0
+  const nSkipped =
+    bad || /OK \(skipped=(\d+)\)/.test(py.stderr ?? '') ? Number(/skipped=(\d+)/.exec(py.stderr ?? '')?.[1] ?? 0) : 0
   passed += n - nFailed - nSkipped
   failed += nFailed
   skipped += nSkipped

@@ -10,7 +10,10 @@ export default class Check extends HotctlCommand {
   static examples = ['<%= config.bin %> check', '<%= config.bin %> check --skip-checks --json']
   static flags = {
     'skip-checks': Flags.boolean({description: 'Only validate the config and preflight.', default: false}),
-    'create-target': Flags.boolean({description: 'A missing target is fine: `deploy --create-target` will create it.', default: false}),
+    'create-target': Flags.boolean({
+      description: 'A missing target is fine: `deploy --create-target` will create it.',
+      default: false,
+    }),
   }
 
   async run(): Promise<void> {

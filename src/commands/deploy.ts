@@ -13,9 +13,15 @@ export default class Deploy extends HotctlCommand {
     '<%= config.bin %> deploy --skip-checks --json',
   ]
   static flags = {
-    'no-restart': Flags.boolean({description: 'Refuse changes that need a restart (exit 6) and never run reload.restart.', default: false}),
+    'no-restart': Flags.boolean({
+      description: 'Refuse changes that need a restart (exit 6) and never run reload.restart.',
+      default: false,
+    }),
     'dry-run': Flags.boolean({description: 'Print the plan and change set; change nothing.', default: false}),
-    force: Flags.boolean({description: 'Deploy even when nothing changed (re-writes the marker, reloads, smoke-tests).', default: false}),
+    force: Flags.boolean({
+      description: 'Deploy even when nothing changed (re-writes the marker, reloads, smoke-tests).',
+      default: false,
+    }),
     'skip-checks': Flags.boolean({description: 'Do not run the configured checks.', default: false}),
     'create-target': Flags.boolean({
       description: 'Create the target directory if it does not exist (otherwise a missing target is an error).',

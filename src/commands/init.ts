@@ -15,10 +15,21 @@ export default class Init extends HotctlCommand {
     '<%= config.bin %> init --template node --json',
   ]
   static flags = {
-    template: Flags.string({description: 'Template to use instead of the detected one.', options: ['python', 'node', 'generic']}),
-    target: Flags.string({description: 'Live directory of the running service (default: the placeholder /opt/app, to edit).'}),
-    'with-agent': Flags.boolean({description: 'Also copy the reference Python hot-reload agent to ./hotreload_agent.', default: false}),
-    force: Flags.boolean({description: 'Overwrite an existing config (and ./hotreload_agent with --with-agent).', default: false}),
+    template: Flags.string({
+      description: 'Template to use instead of the detected one.',
+      options: ['python', 'node', 'generic'],
+    }),
+    target: Flags.string({
+      description: 'Live directory of the running service (default: the placeholder /opt/app, to edit).',
+    }),
+    'with-agent': Flags.boolean({
+      description: 'Also copy the reference Python hot-reload agent to ./hotreload_agent.',
+      default: false,
+    }),
+    force: Flags.boolean({
+      description: 'Overwrite an existing config (and ./hotreload_agent with --with-agent).',
+      default: false,
+    }),
   }
 
   async run(): Promise<void> {
@@ -29,7 +40,9 @@ export default class Init extends HotctlCommand {
       const {createInterface} = await import('node:readline/promises')
       const rl = createInterface({input: process.stdin, output: process.stderr})
       try {
-        target = (await rl.question(`Live directory of the running service (target) [${DEFAULT_TARGET}]: `)).trim() || undefined
+        target =
+          (await rl.question(`Live directory of the running service (target) [${DEFAULT_TARGET}]: `)).trim() ||
+          undefined
       } finally {
         rl.close()
       }

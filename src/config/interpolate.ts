@@ -35,7 +35,11 @@ export function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, file: str
  * list (`…argv.N`; under checks at least `checks.NAME.argv.N`, so a check *named* argv is a shell string).
  */
 function isShellCommand(path: string[]): boolean {
-  const argvElement = path.length >= 2 && path.at(-2) === 'argv' && /^\d+$/.test(path.at(-1)!) && (path[0] !== 'checks' || path.length >= 4)
+  const argvElement =
+    path.length >= 2 &&
+    path.at(-2) === 'argv' &&
+    /^\d+$/.test(path.at(-1)!) &&
+    (path[0] !== 'checks' || path.length >= 4)
   if (argvElement) return false
   return path[0] === 'checks' || path.at(-1) === 'command'
 }

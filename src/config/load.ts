@@ -22,7 +22,9 @@ export const SEARCH_PLACES = [
 ]
 
 /** --config, then HOTCTL_CONFIG, then a search from cwd up to the repository root. */
-export async function loadConfig(opts: {configPath?: string; cwd?: string; env?: NodeJS.ProcessEnv} = {}): Promise<ResolvedConfig> {
+export async function loadConfig(
+  opts: {configPath?: string; cwd?: string; env?: NodeJS.ProcessEnv} = {},
+): Promise<ResolvedConfig> {
   const env = opts.env ?? process.env
   const cwd = opts.cwd ?? process.cwd()
   const explorer = cosmiconfig('hotctl', {searchPlaces: SEARCH_PLACES, searchStrategy: 'none', cache: false})
@@ -31,7 +33,10 @@ export async function loadConfig(opts: {configPath?: string; cwd?: string; env?:
   if (explicit) {
     const file = path.resolve(cwd, explicit)
     if (!fs.existsSync(file)) {
-      throw usageError(`config file ${file} does not exist (from ${opts.configPath ? '--config' : 'HOTCTL_CONFIG'})`, 'Check the path, or run `hotctl init` to write one.')
+      throw usageError(
+        `config file ${file} does not exist (from ${opts.configPath ? '--config' : 'HOTCTL_CONFIG'})`,
+        'Check the path, or run `hotctl init` to write one.',
+      )
     }
     found = await explorer.load(file).catch((err: Error) => {
       throw usageError(`${file}: cannot be read: ${err.message}`, 'Fix the syntax of the config file.')
@@ -46,21 +51,31 @@ export async function loadConfig(opts: {configPath?: string; cwd?: string; env?:
     }
   }
   if (!found) {
-    throw usageError(`no hotctl config found from ${cwd} up to ${repositoryRoot(cwd)}`, 'Run `hotctl init`, or pass --config PATH (or set HOTCTL_CONFIG).')
+    throw usageError(
+      `no hotctl config found from ${cwd} up to ${repositoryRoot(cwd)}`,
+      'Run `hotctl init`, or pass --config PATH (or set HOTCTL_CONFIG).',
+    )
   }
   return parseConfig(found.config, found.filepath, env)
 }
 
 /** Validates raw config data; every error names the file and the field path. */
 export function parseConfig(raw: unknown, file: string, env: NodeJS.ProcessEnv = process.env): ResolvedConfig {
-  const data = raw && typeof raw === 'object' && 'default' in raw && Object.keys(raw).length === 1 ? (raw as {default: unknown}).default : raw
+  const data =
+    raw && typeof raw === 'object' && 'default' in raw && Object.keys(raw).length === 1
+      ? (raw as {default: unknown}).default
+      : raw
   const result = configSchema.safeParse(interpolateEnv(data ?? {}, env, file))
   if (!result.success) {
     const issues = result.error.issues.flatMap((i) => specific(i))
     const lines = issues.map((i) => `${file}: ${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
-    throw usageError(lines.join('\n'), 'Fix the field(s) named above; the config reference is in the README (and templates/hotctl.schema.json for editors).', {
-      issues: issues.map((i) => ({path: i.path.join('.'), message: i.message})),
-    })
+    throw usageError(
+      lines.join('\n'),
+      'Fix the field(s) named above; the config reference is in the README (and templates/hotctl.schema.json for editors).',
+      {
+        issues: issues.map((i) => ({path: i.path.join('.'), message: i.message})),
+      },
+    )
   }
   return resolveConfig(result.data, file)
 }

@@ -7,7 +7,8 @@ import type {Command, ParsedConfig, SmokeSpec, StatusSpec, TriggerSpec} from './
 export const MARKER_NAME = '.hotctl-release.json'
 
 /** What rsync must never write or delete: protected paths, excludes, and hotctl's own marker. */
-export const syncExcludes = (c: Pick<ResolvedConfig, 'protect' | 'exclude'>) => rsyncPatterns([...c.protect, ...c.exclude, MARKER_NAME])
+export const syncExcludes = (c: Pick<ResolvedConfig, 'protect' | 'exclude'>) =>
+  rsyncPatterns([...c.protect, ...c.exclude, MARKER_NAME])
 
 export interface ServiceSpec {
   name: string
@@ -45,13 +46,22 @@ export function resolveConfig(parsed: ParsedConfig, file: string): ResolvedConfi
     ? path.resolve(base, parsed.stateDir)
     : path.join(path.dirname(target), `.${path.basename(target)}.hotctl`)
   if (isInside(stateDir, target)) {
-    throw usageError(`${file}: stateDir: ${stateDir} is inside the target ${target}`, 'Put the state dir beside the target (the default), never inside it.')
+    throw usageError(
+      `${file}: stateDir: ${stateDir} is inside the target ${target}`,
+      'Put the state dir beside the target (the default), never inside it.',
+    )
   }
   if (isInside(target, source) || isInside(source, target)) {
-    throw usageError(`${file}: target: ${target} and source ${source} overlap`, 'Deploy from a separate checkout into the live directory.')
+    throw usageError(
+      `${file}: target: ${target} and source ${source} overlap`,
+      'Deploy from a separate checkout into the live directory.',
+    )
   }
   if (isInside(stateDir, source)) {
-    throw usageError(`${file}: stateDir: ${stateDir} is inside the source ${source}`, 'It would be deployed into the target with every backup in it: put it beside the target (the default).')
+    throw usageError(
+      `${file}: stateDir: ${stateDir} is inside the source ${source}`,
+      'It would be deployed into the target with every backup in it: put it beside the target (the default).',
+    )
   }
   const reload = parsed.reload
   let services: ServiceSpec[] = []
@@ -61,7 +71,9 @@ export function resolveConfig(parsed: ParsedConfig, file: string): ResolvedConfi
   if (Array.isArray(reload)) {
     services = reload
   } else if (reload) {
-    services = reload.services ?? (reload.trigger || reload.status ? [{name: 'service', trigger: reload.trigger, status: reload.status}] : [])
+    services =
+      reload.services ??
+      (reload.trigger || reload.status ? [{name: 'service', trigger: reload.trigger, status: reload.status}] : [])
     reloadTimeoutMs = parseDuration(reload.timeout, `${file}: reload.timeout`)
     restart = reload.restart?.command
     requireRestart = reload.requireRestart
@@ -74,7 +86,10 @@ export function resolveConfig(parsed: ParsedConfig, file: string): ResolvedConfi
     exclude: parsed.exclude,
     protect: parsed.protect,
     keep: parsed.keep,
-    checks: Object.entries(parsed.checks).map(([name, spec]) => ({name, commands: Array.isArray(spec) ? spec : [spec]})),
+    checks: Object.entries(parsed.checks).map(([name, spec]) => ({
+      name,
+      commands: Array.isArray(spec) ? spec : [spec],
+    })),
     services,
     reloadTimeoutMs,
     restart,

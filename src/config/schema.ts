@@ -10,7 +10,12 @@ export const checkSchema = z.union([commandSchema, z.array(commandSchema).min(1)
 
 // Validated here so a bad duration is a config error (exit 2), never a failure after the sync.
 const duration = z
-  .union([z.string().regex(/^\s*\d+(?:\.\d+)?\s*(?:ms|s|m|h)?\s*$/, 'not a duration: use e.g. 500ms, 30s, 2m or a number of seconds'), z.number().nonnegative()])
+  .union([
+    z
+      .string()
+      .regex(/^\s*\d+(?:\.\d+)?\s*(?:ms|s|m|h)?\s*$/, 'not a duration: use e.g. 500ms, 30s, 2m or a number of seconds'),
+    z.number().nonnegative(),
+  ])
   .describe('e.g. 500ms, 30s, 2m, or seconds')
 
 const httpRequest = z
@@ -32,14 +37,24 @@ const status = httpRequest
   .extend({
     version: z.string().default('version').describe('Dot path of the release id in the JSON reply'),
     state: z.string().default('state').describe('Dot path of the reload state in the JSON reply'),
-    failStates: z.array(z.string()).default(['rejected']).describe('States that mean the reload failed: the deploy fails at once'),
+    failStates: z
+      .array(z.string())
+      .default(['rejected'])
+      .describe('States that mean the reload failed: the deploy fails at once'),
     restartStates: z
       .array(z.string())
       .default(['restart_required'])
       .describe('States that mean the changes need a restart: reload.restart runs, or exit 6 under --no-restart'),
-    lastError: z.string().default('last_error').describe("Dot path of the service's last error, quoted when the reload fails"),
-    settle: duration.default('2s').describe('Consecutive answers with the release id must span this long (multi-worker servers)'),
-    grace: duration.default('5s').describe('HTTP 5xx or refused connections for longer than this after the reload fail it'),
+    lastError: z
+      .string()
+      .default('last_error')
+      .describe("Dot path of the service's last error, quoted when the reload fails"),
+    settle: duration
+      .default('2s')
+      .describe('Consecutive answers with the release id must span this long (multi-worker servers)'),
+    grace: duration
+      .default('5s')
+      .describe('HTTP 5xx or refused connections for longer than this after the reload fail it'),
   })
   .strict()
 
@@ -80,7 +95,12 @@ const smokeHttp = z
   .strict()
 
 const smokeCommand = z
-  .object({name: z.string(), command: commandSchema, timeout: duration.default('5m'), retries: z.number().int().nonnegative().default(0)})
+  .object({
+    name: z.string(),
+    command: commandSchema,
+    timeout: duration.default('5m'),
+    retries: z.number().int().nonnegative().default(0),
+  })
   .strict()
 
 export const configSchema = z

@@ -94,7 +94,9 @@ export function detect(dir: string, forced?: TemplateName): Detection {
 
   const checks: Record<string, string | string[]> = {}
   if (template === 'python') {
-    const deps = [...requirements, 'pyproject.toml', 'setup.cfg', 'setup.py', 'tox.ini', 'Pipfile'].map((n) => read(at(n))).join('\n')
+    const deps = [...requirements, 'pyproject.toml', 'setup.cfg', 'setup.py', 'tox.ini', 'Pipfile']
+      .map((n) => read(at(n)))
+      .join('\n')
     const mentions = (tool: string) => new RegExp(`(^|[^A-Za-z0-9_-])${tool}([^A-Za-z0-9_]|$)`, 'im').test(deps)
     if (isDir(at('tests')) || isDir(at('test')) || mentions('pytest')) checks.test = 'pytest -q'
     const lint: string[] = []
@@ -146,15 +148,25 @@ export async function runInit(opts: InitOptions): Promise<InitResult> {
   const dest = path.join(opts.cwd, CONFIG_NAME)
   const existing = existingConfigs(opts.cwd)
   if (existing.length > 0 && !opts.force) {
-    throw usageError(`a hotctl config already exists: ${existing.map((n) => path.join(opts.cwd, n)).join(', ')}`, 'Edit it, or pass --force to overwrite it with a fresh hotctl.config.yaml.', {existing})
+    throw usageError(
+      `a hotctl config already exists: ${existing.map((n) => path.join(opts.cwd, n)).join(', ')}`,
+      'Edit it, or pass --force to overwrite it with a fresh hotctl.config.yaml.',
+      {existing},
+    )
   }
   const warnings = existing
     .filter((n) => n !== CONFIG_NAME)
-    .map((n) => `${n} also holds a hotctl config and is found before ${CONFIG_NAME}: remove it (or pass --config ${CONFIG_NAME}).`)
+    .map(
+      (n) =>
+        `${n} also holds a hotctl config and is found before ${CONFIG_NAME}: remove it (or pass --config ${CONFIG_NAME}).`,
+    )
 
   const agentDest = path.join(opts.cwd, 'hotreload_agent')
   if (opts.withAgent && exists(agentDest) && !opts.force) {
-    throw usageError(`${agentDest} already exists`, 'Pass --force to replace it with the reference agent, or leave out --with-agent.')
+    throw usageError(
+      `${agentDest} already exists`,
+      'Pass --force to replace it with the reference agent, or leave out --with-agent.',
+    )
   }
 
   const d = detect(opts.cwd, opts.template)
@@ -162,7 +174,9 @@ export async function runInit(opts: InitOptions): Promise<InitResult> {
   const target = targetIsPlaceholder ? DEFAULT_TARGET : opts.target!
   const text = renderTemplate(d.template, {
     target: scalar(target),
-    target_comment: targetIsPlaceholder ? '# TODO: a placeholder: set this to the live directory (absolute, or relative to this file).' : '# Set by `hotctl init --target`.',
+    target_comment: targetIsPlaceholder
+      ? '# TODO: a placeholder: set this to the live directory (absolute, or relative to this file).'
+      : '# Set by `hotctl init --target`.',
     checks: renderChecks(d.checks),
     token_exclude: opts.withAgent ? `\n  - ${TOKEN_FILE}  # the agent's token: never deployed` : '',
     token_header: opts.withAgent ? AGENT_TOKEN_HEADER : TOKEN_HEADER_HINT,
@@ -192,13 +206,21 @@ export async function runInit(opts: InitOptions): Promise<InitResult> {
   let token: ReturnType<typeof setUpToken> | null = null
   if (opts.withAgent) {
     fs.rmSync(agentDest, {recursive: true, force: true})
-    fs.cpSync(templatesDir('python/hotreload_agent/'), agentDest, {recursive: true, filter: (src) => !/(__pycache__|\.pyc)$/.test(src)})
+    fs.cpSync(templatesDir('python/hotreload_agent/'), agentDest, {
+      recursive: true,
+      filter: (src) => !/(__pycache__|\.pyc)$/.test(src),
+    })
     agent = agentDest
     token = setUpToken(opts.cwd)
-    if (token.narrowed) warnings.push(`${token.file} could be read by group or others: narrowed to mode 0600 (the agent refuses a looser file).`)
+    if (token.narrowed)
+      warnings.push(
+        `${token.file} could be read by group or others: narrowed to mode 0600 (the agent refuses a looser file).`,
+      )
     if (d.template !== 'python') {
       warnings.push('hotreload_agent is a Python agent; this project was not detected as Python.')
-      warnings.push(`the reload section is commented out: send the token with headers: { Authorization: 'Bearer \${HOTRELOAD_TOKEN}' }.`)
+      warnings.push(
+        `the reload section is commented out: send the token with headers: { Authorization: 'Bearer \${HOTRELOAD_TOKEN}' }.`,
+      )
     }
   }
 
@@ -246,7 +268,11 @@ function setUpToken(dir: string): {file: string; created: boolean; narrowed: boo
   const file = path.join(dir, TOKEN_FILE)
   let created = false
   const st = fs.lstatSync(file, {throwIfNoEntry: false})
-  if (st && !st.isFile()) throw usageError(`${file} exists and is not a regular file`, `Remove it; hotctl init --with-agent writes the agent's token there.`)
+  if (st && !st.isFile())
+    throw usageError(
+      `${file} exists and is not a regular file`,
+      `Remove it; hotctl init --with-agent writes the agent's token there.`,
+    )
   if (st && fs.readFileSync(file, 'utf8').trim() === '') {
     throw usageError(`${file} is empty`, 'Remove it (a new token is generated) or write the token into it.')
   }
@@ -261,7 +287,11 @@ function setUpToken(dir: string): {file: string; created: boolean; narrowed: boo
   if (exists(ignoreFile) || exists(path.join(dir, '.git'))) {
     const text = read(ignoreFile)
     const listed = text.split(/\r?\n/).some((l) => [TOKEN_FILE, `/${TOKEN_FILE}`].includes(l.trim()))
-    if (!listed) fs.appendFileSync(ignoreFile, `${text === '' || text.endsWith('\n') ? '' : '\n'}# the hot-reload agent's token (hotctl init)\n/${TOKEN_FILE}\n`)
+    if (!listed)
+      fs.appendFileSync(
+        ignoreFile,
+        `${text === '' || text.endsWith('\n') ? '' : '\n'}# the hot-reload agent's token (hotctl init)\n/${TOKEN_FILE}\n`,
+      )
     gitignore = ignoreFile
   }
   return {file, created, narrowed, gitignore}

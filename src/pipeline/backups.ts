@@ -27,5 +27,13 @@ export async function listBackups(ctx: OpContext): Promise<BackupsListing> {
     previous = {error: errorMessage(err)}
   }
   const {live, targets, neverLive, snapshots} = c
-  return {exitCode: EXIT.ok, target: ctx.config.target, liveRelease: live, previous, targets, neverLive, backups: snapshots}
+  return {
+    exitCode: EXIT.ok,
+    target: ctx.config.target,
+    liveRelease: live,
+    previous,
+    targets,
+    neverLive,
+    backups: snapshots,
+  }
 }

@@ -39,7 +39,10 @@ export async function check(ctx: OpContext, opts: CheckOptions): Promise<CheckRe
   if (!opts.skipChecks && ctx.config.checks.length > 0) {
     // A failed check is reported in `checks`, not thrown: the others still run and are listed.
     const tasks = checkTasks(ctx, checks)
-    const all: ListrTask = {title: 'Checks', task: (_c, task) => task.newListr(tasks, {concurrent: true, exitOnError: false})}
+    const all: ListrTask = {
+      title: 'Checks',
+      task: (_c, task) => task.newListr(tasks, {concurrent: true, exitOnError: false}),
+    }
     await runTasks(ctx.ui, [all], {}).catch(() => undefined)
   }
   const ok = preflight.every((p) => p.ok) && checks.every((c) => c.ok)

@@ -72,7 +72,13 @@ interface DeployRun {
 export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<DeployResult> {
   const started = Date.now()
   const previousRelease = (await ctx.target.readMarker())?.id ?? null
-  const result: DeployResult = {exitCode: EXIT.ok, outcome: flags.dryRun ? 'dry-run' : 'deployed', previousRelease, checks: [], durationMs: 0}
+  const result: DeployResult = {
+    exitCode: EXIT.ok,
+    outcome: flags.dryRun ? 'dry-run' : 'deployed',
+    previousRelease,
+    checks: [],
+    durationMs: 0,
+  }
   const run: DeployRun = {flags, result, proof: emptyProof(), targetChanged: false}
   const tree = deploySteps(ctx, run)
   if (flags.dryRun) result.steps = described(tree)
@@ -88,7 +94,8 @@ export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<Deploy
   } finally {
     await run.unlock?.()
   }
-  if (result.outcome === 'deployed' && run.op) result.pruned = await pruneAfter(ctx, await pinnedBackups(ctx.target, run.op.opId))
+  if (result.outcome === 'deployed' && run.op)
+    result.pruned = await pruneAfter(ctx, await pinnedBackups(ctx.target, run.op.opId))
   return {...result, durationMs: Date.now() - started}
 }
 
@@ -99,9 +106,12 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
   const nothing = () => (run.plan?.nothingToDeploy ? 'nothing to deploy' : false)
   const id = () => run.plan!.id
   const env = () => ({...ctx.env, ...(run.plan ? {HOTCTL_RELEASE_ID: run.plan.id} : {})})
-  const live = {...ctx, get env() {
-    return env()
-  }}
+  const live = {
+    ...ctx,
+    get env() {
+      return env()
+    },
+  }
   const prove = proveLiveTasks(live, () => run.plan?.id ?? null, run.proof, {
     allowRestart: !flags.noRestart,
     phase: (p) => run.op!.phase(p),
@@ -145,14 +155,25 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
       task: async (_c, task) => {
         throwIfInterrupted(ctx)
         run.targetPlan = await target.planChanges(config.source, {dryRun: dry})
-        run.plan = planDeploy(config, run.targetPlan.changes, await nextId(ctx), flags, target.describeSync(config.source))
+        run.plan = planDeploy(
+          config,
+          run.targetPlan.changes,
+          await nextId(ctx),
+          flags,
+          target.describeSync(config.source),
+        )
         Object.assign(result, planned(run.plan))
         result.release = run.plan.id
         task.title = `Plan release ${run.plan.id}: ${describeChanges(run.plan.changes)}`
         if (run.plan.needsRestart.length > 0 && flags.noRestart) {
           const paths = run.plan.needsRestart.map(showPath).join(', ')
           const hint = 'Deploy them without --no-restart (reload.restart then runs), or leave them out of this deploy.'
-          throw new HotctlError(`these changes need a restart, refused by --no-restart: ${paths}`, EXIT.needsRestart, hint, {needsRestart: run.plan.needsRestart})
+          throw new HotctlError(
+            `these changes need a restart, refused by --no-restart: ${paths}`,
+            EXIT.needsRestart,
+            hint,
+            {needsRestart: run.plan.needsRestart},
+          )
         }
         if (run.plan.nothingToDeploy) result.outcome = dry ? 'dry-run' : 'nothing-to-deploy'
         if (dry) result.preview = await target.previewSync(config.source, run.targetPlan)
@@ -190,7 +211,10 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
       skip: () => nothing() || (dry && 'dry run: would verify the content and write the release marker'),
       task: async () => {
         const bad = await target.verifySynced(config.source, run.targetPlan!)
-        if (bad.length > 0) throw new Error(`target does not match the source after sync at: ${bad.slice(0, 10).map(showPath).join(', ')}`)
+        if (bad.length > 0)
+          throw new Error(
+            `target does not match the source after sync at: ${bad.slice(0, 10).map(showPath).join(', ')}`,
+          )
         await run.op!.phase('marker')
         const {user} = await target.identity()
         await target.writeMarker({id: id(), gitSha: await gitSha(config.source), user, time: new Date().toISOString()})
@@ -212,13 +236,20 @@ async function settleDeploy(ctx: OpContext, run: DeployRun, err: unknown): Promi
   const interrupted = ctx.signal.aborted
   let restore: RestoreOutcome | undefined
   if (run.targetChanged) {
-    ctx.ui.say(`hotctl: deploy ${plan!.id} failed after changing the target (${interrupted ? 'interrupted by signal' : String((err as Error).message ?? err)}); restoring backup ${plan!.id}`)
+    ctx.ui.say(
+      `hotctl: deploy ${plan!.id} failed after changing the target (${interrupted ? 'interrupted by signal' : String((err as Error).message ?? err)}); restoring backup ${plan!.id}`,
+    )
     restore = await restoreAndProve(ctx, plan!.id, run.op!.phase, {allowRestart: !run.flags.noRestart})
     result.restore = restore
   }
   const s = settle({targetChanged: run.targetChanged, error: err, interrupted, restore})
   await run.op!.end(s.result, s.exitCode, {error: s.error, changes: plan ? changeCount(plan.changes) : undefined})
-  return {...result, exitCode: s.exitCode, outcome: s.outcome === 'recovered' ? 'restored' : s.outcome, error: interrupted ? 'interrupted by signal' : (err as Error).message ?? String(err)}
+  return {
+    ...result,
+    exitCode: s.exitCode,
+    outcome: s.outcome === 'recovered' ? 'restored' : s.outcome,
+    error: interrupted ? 'interrupted by signal' : ((err as Error).message ?? String(err)),
+  }
 }
 
 function requireChecks(result: DeployResult): void {
@@ -226,12 +257,24 @@ function requireChecks(result: DeployResult): void {
   if (failed.length === 0) return
   const details = failed.map((c) => `--- ${c.name}\n${c.detail}`).join('\n')
   const hint = 'Fix them (the target was not touched), or pass --skip-checks.'
-  throw new HotctlError(`checks failed: ${failed.map((c) => c.name).join(', ')}\n${details}`, EXIT.failed, hint, {checks: result.checks})
+  throw new HotctlError(`checks failed: ${failed.map((c) => c.name).join(', ')}\n${details}`, EXIT.failed, hint, {
+    checks: result.checks,
+  })
 }
 
 /** The plan's part of the result: counts in `plan`, the paths in `changes`. */
 function planned(plan: DeployPlan): Pick<DeployResult, 'plan' | 'changes'> {
-  return {plan: {...plan, changes: {added: plan.changes.added.length, changed: plan.changes.changed.length, deleted: plan.changes.deleted.length}}, changes: plan.changes}
+  return {
+    plan: {
+      ...plan,
+      changes: {
+        added: plan.changes.added.length,
+        changed: plan.changes.changed.length,
+        deleted: plan.changes.deleted.length,
+      },
+    },
+    changes: plan.changes,
+  }
 }
 
 export function describeChanges(c: ChangeSet): string {

@@ -17,20 +17,49 @@ export class Operation {
   ) {}
 
   /** Journals the start (who, where, what) and returns the operation. */
-  static async start(ctx: OpContext, op: Operation['op'], opId: string, extra: {backup?: string; release?: string; restores?: string; from?: string | null}): Promise<Operation> {
+  static async start(
+    ctx: OpContext,
+    op: Operation['op'],
+    opId: string,
+    extra: {backup?: string; release?: string; restores?: string; from?: string | null},
+  ): Promise<Operation> {
     const {user, host} = await ctx.target.identity()
-    await ctx.target.state.append({event: 'start', op, opId, t: new Date().toISOString(), ...extra, user, host, pid: process.pid, argv: process.argv.slice(2)})
+    await ctx.target.state.append({
+      event: 'start',
+      op,
+      opId,
+      t: new Date().toISOString(),
+      ...extra,
+      user,
+      host,
+      pid: process.pid,
+      argv: process.argv.slice(2),
+    })
     return new Operation(ctx, op, opId)
   }
 
-  phase = (phase: Phase): Promise<void> => this.ctx.target.state.append({event: 'phase', opId: this.opId, t: new Date().toISOString(), phase})
+  phase = (phase: Phase): Promise<void> =>
+    this.ctx.target.state.append({event: 'phase', opId: this.opId, t: new Date().toISOString(), phase})
 
-  child = (pgid: number): Promise<void> => this.ctx.target.state.append({event: 'child', opId: this.opId, t: new Date().toISOString(), pgid})
+  child = (pgid: number): Promise<void> =>
+    this.ctx.target.state.append({event: 'child', opId: this.opId, t: new Date().toISOString(), pgid})
 
-  async end(result: OpResult, exitCode: number, extra: {error?: string; changes?: number; recovered?: string} = {}): Promise<void> {
+  async end(
+    result: OpResult,
+    exitCode: number,
+    extra: {error?: string; changes?: number; recovered?: string} = {},
+  ): Promise<void> {
     if (this.ended) return
     this.ended = true
-    await this.ctx.target.state.append({event: 'end', opId: this.opId, t: new Date().toISOString(), result, exitCode, durationMs: Date.now() - this.started, ...extra})
+    await this.ctx.target.state.append({
+      event: 'end',
+      opId: this.opId,
+      t: new Date().toISOString(),
+      result,
+      exitCode,
+      durationMs: Date.now() - this.started,
+      ...extra,
+    })
   }
 }
 
@@ -43,7 +72,9 @@ export async function nextId(ctx: OpContext): Promise<string> {
 
 /** Takes the target's lock (clearing a dead owner's, with a message). Resolves to its release. */
 export function lockTarget(ctx: OpContext, command: string): Promise<() => Promise<void>> {
-  return ctx.target.state.lock(command, (old) => ctx.ui.say(`hotctl: cleared a stale lock: ${describeOwner(old)} is no longer running`))
+  return ctx.target.state.lock(command, (old) =>
+    ctx.ui.say(`hotctl: cleared a stale lock: ${describeOwner(old)} is no longer running`),
+  )
 }
 
 export interface Recovery {
@@ -63,23 +94,56 @@ export async function recoverInterrupted(ctx: OpContext, opts: {allowRestart: bo
   // A killed hotctl's rsync may still be writing: stop it before looking at the target.
   const [running] = await ctx.target.reapChildren(open.children)
   if (running !== undefined) {
-    throw new HotctlError(`process group ${running} left by the interrupted ${open.op} ${open.opId} is still running`, EXIT.needsAttention, `Stop it (kill -KILL -${running}), then run hotctl again.`)
+    throw new HotctlError(
+      `process group ${running} left by the interrupted ${open.op} ${open.opId} is still running`,
+      EXIT.needsAttention,
+      `Stop it (kill -KILL -${running}), then run hotctl again.`,
+    )
   }
   const touched = open.phases.some((p) => TARGET_CHANGING.has(p))
   const backup = open.start.backup
   if (!touched || !backup) {
-    ctx.ui.say(`hotctl: ${open.op} ${open.opId} was interrupted before it changed the target; closing it in the journal`)
-    await (await Operation.start(ctx, 'recover', `${open.opId}-recover`, {})).end('recovered', 0, {recovered: open.opId})
-    await ctx.target.state.append({event: 'end', opId: open.opId, t: new Date().toISOString(), result: 'interrupted', exitCode: EXIT.interrupted, durationMs: 0})
+    ctx.ui.say(
+      `hotctl: ${open.op} ${open.opId} was interrupted before it changed the target; closing it in the journal`,
+    )
+    await (
+      await Operation.start(ctx, 'recover', `${open.opId}-recover`, {})
+    ).end('recovered', 0, {recovered: open.opId})
+    await ctx.target.state.append({
+      event: 'end',
+      opId: open.opId,
+      t: new Date().toISOString(),
+      result: 'interrupted',
+      exitCode: EXIT.interrupted,
+      durationMs: 0,
+    })
     return {interrupted: open.opId, op: open.op}
   }
-  ctx.ui.say(`hotctl: ${open.op} ${open.opId} was interrupted after changing the target (last phase: ${open.phases.at(-1)}); restoring its backup ${backup} first`)
+  ctx.ui.say(
+    `hotctl: ${open.op} ${open.opId} was interrupted after changing the target (last phase: ${open.phases.at(-1)}); restoring its backup ${backup} first`,
+  )
   const rec = await Operation.start(ctx, 'recover', `${open.opId}-recover`, {backup})
   const restored = await restoreAndProve(ctx, backup, rec.phase, opts)
-  await rec.end(restored.ok ? 'recovered' : 'attention', restored.ok ? 0 : EXIT.needsAttention, {recovered: open.opId, error: restored.error})
-  await ctx.target.state.append({event: 'end', opId: open.opId, t: new Date().toISOString(), result: 'interrupted', exitCode: EXIT.interrupted, durationMs: 0, recovered: restored.ok ? backup : undefined})
+  await rec.end(restored.ok ? 'recovered' : 'attention', restored.ok ? 0 : EXIT.needsAttention, {
+    recovered: open.opId,
+    error: restored.error,
+  })
+  await ctx.target.state.append({
+    event: 'end',
+    opId: open.opId,
+    t: new Date().toISOString(),
+    result: 'interrupted',
+    exitCode: EXIT.interrupted,
+    durationMs: 0,
+    recovered: restored.ok ? backup : undefined,
+  })
   if (!restored.ok) {
-    throw new HotctlError(`could not restore backup ${backup} of interrupted ${open.op} ${open.opId}: ${restored.error}`, EXIT.needsAttention, 'The target needs attention: inspect it, then `hotctl rollback --to RELEASE` to a known-good release (`hotctl backups` lists them).', {restored})
+    throw new HotctlError(
+      `could not restore backup ${backup} of interrupted ${open.op} ${open.opId}: ${restored.error}`,
+      EXIT.needsAttention,
+      'The target needs attention: inspect it, then `hotctl rollback --to RELEASE` to a known-good release (`hotctl backups` lists them).',
+      {restored},
+    )
   }
   ctx.ui.say(`hotctl: restored backup ${backup} of the interrupted ${open.op} and verified it`)
   return {interrupted: open.opId, op: open.op, restored}

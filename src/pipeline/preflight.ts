@@ -10,7 +10,9 @@ import type {OpContext} from './context.js'
 export async function preflight(ctx: OpContext, opts: PreflightOptions): Promise<PreflightItem[]> {
   const [items, probes] = await Promise.all([
     ctx.target.preflight(opts),
-    Promise.all(ctx.config.services.filter((s) => s.status).map((s) => probeStatus({...s, status: s.status!}, ctx.signal))),
+    Promise.all(
+      ctx.config.services.filter((s) => s.status).map((s) => probeStatus({...s, status: s.status!}, ctx.signal)),
+    ),
   ])
   return [...items, ...probes]
 }

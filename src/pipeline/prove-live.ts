@@ -46,7 +46,12 @@ export interface ProveLiveOpts {
  * `expected` null means the tree has no release marker (installed by hand): then only content and
  * smoke can prove it.
  */
-export function proveLiveTasks(ctx: OpContext, expectedRelease: string | null | (() => string | null), proof: LiveProof, opts: ProveLiveOpts): ListrTask[] {
+export function proveLiveTasks(
+  ctx: OpContext,
+  expectedRelease: string | null | (() => string | null),
+  proof: LiveProof,
+  opts: ProveLiveOpts,
+): ListrTask[] {
   // A deploy knows its release id only once it has planned: the tasks read it when they run.
   const want = () => (typeof expectedRelease === 'function' ? expectedRelease() : expectedRelease)
   const {services, reloadTimeoutMs, restart, smoke} = ctx.config
@@ -87,7 +92,8 @@ export function proveLiveTasks(ctx: OpContext, expectedRelease: string | null | 
         // never loaded the new one: the same dead trigger failed the deploy). Only where no status
         // can confirm an id does a failed trigger leave the restore unproven.
         const fatal = failed.filter((r) => !opts.restore || !r.s.status || !expected)
-        if (fatal.length > 0) throw new Error(fatal.map((r) => `${r.error}${opts.restore ? unconfirmable(r.s) : ''}`).join('\n'))
+        if (fatal.length > 0)
+          throw new Error(fatal.map((r) => `${r.error}${opts.restore ? unconfirmable(r.s) : ''}`).join('\n'))
         for (const r of failed) {
           const why = r.error?.split('\n')[0]
           const warning = `${r.s.name}: reload trigger failed (${why}); its status decides whether ${opts.label} ${expected} is live`
@@ -98,7 +104,10 @@ export function proveLiveTasks(ctx: OpContext, expectedRelease: string | null | 
       },
     },
     {
-      title: typeof expectedRelease === 'string' ? `Confirm ${opts.label} ${expectedRelease} is live` : `Confirm ${opts.label} is live`,
+      title:
+        typeof expectedRelease === 'string'
+          ? `Confirm ${opts.label} ${expectedRelease} is live`
+          : `Confirm ${opts.label} is live`,
       enabled: () => services.some((s) => s.status),
       task: async (_c, task) => {
         await opts.phase(opts.phases.confirm)
@@ -112,7 +121,10 @@ export function proveLiveTasks(ctx: OpContext, expectedRelease: string | null | 
           if (!interrupt) return confirmLive(services, expected, {timeoutMs: reloadTimeoutMs, signal: ctx.signal})
           // A restore: the operator's interrupt cuts the wait to what is left of its time budget.
           if (!interrupt.fired) {
-            const failures = await confirmLive(services, expected, {timeoutMs: reloadTimeoutMs, signal: interrupt.signal})
+            const failures = await confirmLive(services, expected, {
+              timeoutMs: reloadTimeoutMs,
+              signal: interrupt.signal,
+            })
             if (!interrupt.fired || !failures.some((f) => f.kind === 'interrupted')) return failures
           }
           return confirmLive(services, expected, {timeoutMs: Math.max(500, interrupt.remaining())})
@@ -120,17 +132,31 @@ export function proveLiveTasks(ctx: OpContext, expectedRelease: string | null | 
         let failures = await confirm()
         const restartAsked = failures.find((f) => f.kind === 'restart')
         if (restartAsked && !opts.allowRestart) {
-          throw new HotctlError(`${opts.label} ${expected}: ${restartAsked.name}: ${restartAsked.message}`, EXIT.needsRestart, 'Deploy without --no-restart (reload.restart then runs), or leave those changes out of this deploy.')
+          throw new HotctlError(
+            `${opts.label} ${expected}: ${restartAsked.name}: ${restartAsked.message}`,
+            EXIT.needsRestart,
+            'Deploy without --no-restart (reload.restart then runs), or leave those changes out of this deploy.',
+          )
         }
         // A restart cures "not live yet" and "needs a restart", never a rejected or crashing release.
-        if (failures.length > 0 && failures.every((f) => f.kind === 'timeout' || f.kind === 'restart') && restart && opts.allowRestart && !ctx.signal.aborted && !interrupt?.fired) {
-          task.output = redact(`${restartAsked ? restartAsked.message : `not live after ${reloadTimeoutMs} ms`}; restarting: ${describeCommand(restart)}`)
+        if (
+          failures.length > 0 &&
+          failures.every((f) => f.kind === 'timeout' || f.kind === 'restart') &&
+          restart &&
+          opts.allowRestart &&
+          !ctx.signal.aborted &&
+          !interrupt?.fired
+        ) {
+          task.output = redact(
+            `${restartAsked ? restartAsked.message : `not live after ${reloadTimeoutMs} ms`}; restarting: ${describeCommand(restart)}`,
+          )
           const r = await run(restart, {env: ctx.env, signal: ctx.signal})
           if (!r.ok) throw new Error(`restart command failed (exit ${r.exitCode}):\n${r.tail}`)
           proof.restarted = true
           failures = await confirm()
         }
-        if (failures.length > 0) throw new Error(describeFailures(`${opts.label} ${expected}`, failures, reloadTimeoutMs, !!restart))
+        if (failures.length > 0)
+          throw new Error(describeFailures(`${opts.label} ${expected}`, failures, reloadTimeoutMs, !!restart))
         proof.confirmed = expected
       },
     },
@@ -151,7 +177,8 @@ export function proveLiveTasks(ctx: OpContext, expectedRelease: string | null | 
         const failed = proof.smoke.filter((r) => !r.ok && !r.skipped)
         const mark = (r: SmokeResult) => (r.skipped ? '-' : r.ok ? '✔' : '✖')
         task.output = redact(proof.smoke.map((r) => `${mark(r)} ${r.name}: ${r.detail.split('\n')[0]}`).join('\n'))
-        if (failed.length > 0) throw new Error(`smoke failed: ${failed.map((f) => `${f.name}: ${f.detail}`).join('; ')}`)
+        if (failed.length > 0)
+          throw new Error(`smoke failed: ${failed.map((f) => `${f.name}: ${f.detail}`).join('; ')}`)
       },
       rendererOptions: {persistentOutput: true},
     },
@@ -175,7 +202,8 @@ function unconfirmable(s: ServiceSpec): string {
 function describeFailures(what: string, failures: ConfirmFailure[], timeoutMs: number, canRestart: boolean): string {
   const f = failures[0]!
   if (f.kind === 'interrupted') return 'interrupted'
-  if (f.kind === 'timeout') return `${what} is not live after ${timeoutMs} ms: ${failures.map((p) => `${p.name} ${p.message}`).join('; ')}`
+  if (f.kind === 'timeout')
+    return `${what} is not live after ${timeoutMs} ms: ${failures.map((p) => `${p.name} ${p.message}`).join('; ')}`
   if (f.kind === 'failed') return `${what} failed to load: ${f.name}: ${f.message}`
   if (f.kind === 'down') return `${what} is not live: ${f.name}: ${f.message}`
   return `${what}: ${f.name}: ${f.message}${canRestart ? '' : ' (reload.restart is not configured)'}`

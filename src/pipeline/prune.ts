@@ -31,9 +31,7 @@ export async function pinnedBackups(target: Target, current?: string): Promise<s
       .filter((o) => o.op === 'deploy' && o.end?.result === 'ok' && o.start.release)
       .map((o) => o.start.release!),
   )
-  const newestGood = (await target.backups.list())
-    .filter((b) => b.release && good.has(b.release))
-    .at(-1)
+  const newestGood = (await target.backups.list()).filter((b) => b.release && good.has(b.release)).at(-1)
   return [...(current ? [current] : []), ...(newestGood ? [newestGood.id] : [])]
 }
 
@@ -49,4 +47,3 @@ export async function pruneAfter(ctx: OpContext, pinned: string[]): Promise<stri
     return []
   }
 }
-

@@ -75,7 +75,12 @@ export async function catalogOf(target: Target): Promise<ReleaseCatalog> {
 export function releaseCatalog(backups: BackupMeta[], ops: Operation[], live: string | null): ReleaseCatalog {
   const {proven, neverLive, suspect} = readHistory(ops)
   const never = new Set(neverLive.map((n) => n.release))
-  const snapshots: SnapshotInfo[] = backups.map(({root: _root, ...b}) => ({...b, to: null, next: false, ...(suspect.has(b.id) ? {suspect: suspect.get(b.id)} : {})}))
+  const snapshots: SnapshotInfo[] = backups.map(({root: _root, ...b}) => ({
+    ...b,
+    to: null,
+    next: false,
+    ...(suspect.has(b.id) ? {suspect: suspect.get(b.id)} : {}),
+  }))
   const targets: RollbackTarget[] = []
   for (const s of [...snapshots].reverse()) {
     const key = s.release ?? INITIAL
@@ -111,13 +116,19 @@ export function resolveTo(c: ReleaseCatalog, input: string): Choice {
  */
 export function resolvePrevious(c: ReleaseCatalog): Choice {
   const hint = targetsHint(c)
-  if (!c.live) throw usageError('the live tree has no release marker, so there is no earlier release to go back to', hint)
+  if (!c.live)
+    throw usageError('the live tree has no release marker, so there is no earlier release to go back to', hint)
   const before = c.snapshots.find((s) => s.id === c.live)
-  if (!before) throw usageError(`no snapshot from before release ${c.live} (pruned, or it was deployed by something else)`, hint)
+  if (!before)
+    throw usageError(`no snapshot from before release ${c.live} (pruned, or it was deployed by something else)`, hint)
   const key = before.release ?? INITIAL
   const target = c.targets.find((t) => t.to === key)
   if (!target) {
-    throw usageError(`the release before ${c.live} was ${describe(before.release)}, which cannot be restored: ${whyNot(c, key)}`, hint, {targets: c.targets.map((t) => t.to)})
+    throw usageError(
+      `the release before ${c.live} was ${describe(before.release)}, which cannot be restored: ${whyNot(c, key)}`,
+      hint,
+      {targets: c.targets.map((t) => t.to)},
+    )
   }
   return {to: key, release: before.release, snapshot: target.snapshot}
 }
@@ -125,7 +136,8 @@ export function resolvePrevious(c: ReleaseCatalog): Choice {
 /** The valid `--to` values and what is live: the hint of every refused rollback. */
 export function targetsHint(c: ReleaseCatalog): string {
   const live = c.live ? `release ${c.live} is live` : 'the tree from before hotctl is live'
-  if (c.targets.length === 0) return `There is no release to roll back to (${live}); \`hotctl backups\` lists the snapshots.`
+  if (c.targets.length === 0)
+    return `There is no release to roll back to (${live}); \`hotctl backups\` lists the snapshots.`
   const list = c.targets.map((t) => (t.release ? t.to : `${t.to} (the tree from before hotctl)`)).join(', ')
   return `Valid --to targets, newest first: ${list}; ${live}. \`hotctl backups\` shows what each snapshot holds.`
 }
@@ -150,13 +162,17 @@ function whyNot(c: ReleaseCatalog, key: string): string {
   if (never) why = neverLiveReason(never)
   else if (copies.length > 0) {
     why = `the only snapshots holding ${describe(release)} (${copies.map((s) => s.id).join(', ')}) were taken while the target needed attention, so none is known to hold it as it was live`
-  } else if (release && c.proven.includes(release)) why = `release ${release} was live, but no snapshot of it is left (pruned; \`keep\` in the config sets how many stay)`
+  } else if (release && c.proven.includes(release))
+    why = `release ${release} was live, but no snapshot of it is left (pruned; \`keep\` in the config sets how many stay)`
   else if (!release) why = 'no snapshot holds the tree from before hotctl (pruned)'
   else why = `no release ${release} on this target`
   // The old meaning of --to: a snapshot id. Say what that snapshot holds and how to reach it.
   const snap = release ? c.snapshots.find((s) => s.id === release && s.release !== release) : undefined
   if (snap) {
-    const taken = snap.reason === 'deploy' ? `the backup taken before deploy ${snap.id}` : `the undo snapshot of rollback ${snap.id}`
+    const taken =
+      snap.reason === 'deploy'
+        ? `the backup taken before deploy ${snap.id}`
+        : `the undo snapshot of rollback ${snap.id}`
     const reach = snap.to ? ` (\`--to ${snap.to}\`)` : ''
     why += `; ${snap.id} is also the id of ${taken}, which holds ${describe(snap.release)}${reach}`
   }
@@ -193,11 +209,18 @@ function readHistory(ops: Operation[]): {proven: Set<string>; neverLive: NeverLi
     if (o.op === 'deploy' && o.start.release) lastDeploy.set(o.start.release, o)
     const result = o.end?.result
     if (result === 'ok' && o.op !== 'recover' && o.start.release) proven.add(o.start.release)
-    if (result === 'attention') doubt = `taken while the target needed attention (${o.op} ${o.opId} could not restore and verify it)`
-    else if (result === 'ok') doubt = o.op === 'rollback' && o.start.restores ? suspect.get(o.start.restores) : undefined
+    if (result === 'attention')
+      doubt = `taken while the target needed attention (${o.op} ${o.opId} could not restore and verify it)`
+    else if (result === 'ok')
+      doubt = o.op === 'rollback' && o.start.restores ? suspect.get(o.start.restores) : undefined
   }
   const neverLive = [...lastDeploy]
     .filter(([release]) => !proven.has(release))
-    .map(([release, o]) => ({release, result: o.end?.result ?? 'running', at: o.end?.t ?? o.start.t, ...(o.end?.error ? {error: o.end.error} : {})}))
+    .map(([release, o]) => ({
+      release,
+      result: o.end?.result ?? 'running',
+      at: o.end?.t ?? o.start.t,
+      ...(o.end?.error ? {error: o.end.error} : {}),
+    }))
   return {proven, neverLive, suspect}
 }

@@ -31,7 +31,12 @@ export interface RestoreOutcome {
  * an interrupt asks for — so it gets a signal of its own; the interrupt only makes the proof
  * short enough for a CI runner's grace period (command smoke skipped, HTTP calls short).
  */
-export async function restoreAndProve(ctx: OpContext, id: string, phase: (p: Phase) => Promise<void>, opts: {label?: string; allowRestart: boolean}): Promise<RestoreOutcome> {
+export async function restoreAndProve(
+  ctx: OpContext,
+  id: string,
+  phase: (p: Phase) => Promise<void>,
+  opts: {label?: string; allowRestart: boolean},
+): Promise<RestoreOutcome> {
   const label = opts.label ?? 'previous release'
   const own: OpContext = {...ctx, signal: new AbortController().signal}
   const interrupt = new Interrupt(ctx.signal)
@@ -68,7 +73,8 @@ export async function restoreAndProve(ctx: OpContext, id: string, phase: (p: Pha
           title: 'Verify target content equals the backup',
           task: async () => {
             outcome.differences = await ctx.target.backups.verify(id)
-            if (outcome.differences.length > 0) throw new Error(`target differs from backup ${id} at: ${outcome.differences.slice(0, 10).join(', ')}`)
+            if (outcome.differences.length > 0)
+              throw new Error(`target differs from backup ${id} at: ${outcome.differences.slice(0, 10).join(', ')}`)
           },
         },
         ...proveLiveTasks(own, outcome.release, outcome.proof, {

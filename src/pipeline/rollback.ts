@@ -41,7 +41,10 @@ export interface RollbackResult {
  */
 export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<RollbackResult> {
   const started = Date.now()
-  const run: RollbackRun = {result: {exitCode: EXIT.ok, outcome: 'rolled-back', release: null, from: null, durationMs: 0, proof: emptyProof()}, changed: false}
+  const run: RollbackRun = {
+    result: {exitCode: EXIT.ok, outcome: 'rolled-back', release: null, from: null, durationMs: 0, proof: emptyProof()},
+    changed: false,
+  }
   try {
     await runTasks(ctx.ui, steps(rollbackSteps(ctx, opts, run)), {})
     if (ctx.signal.aborted) throw new HotctlError('interrupted', EXIT.interrupted)
@@ -50,7 +53,11 @@ export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<Rol
     run.unlock = undefined
     if (run.choice && !run.choice.snapshot && !(err instanceof HotctlError && err.exitCode === EXIT.interrupted)) {
       const hint = 'Nothing was changed. `hotctl status` shows what the service reports.'
-      throw new HotctlError(`${describe(run.choice.release)} is already in the target, but it is not proven live: ${errorMessage(err)}`, EXIT.failed, hint)
+      throw new HotctlError(
+        `${describe(run.choice.release)} is already in the target, but it is not proven live: ${errorMessage(err)}`,
+        EXIT.failed,
+        hint,
+      )
     }
     if (!run.op) throw ctx.signal.aborted ? new HotctlError('interrupted', EXIT.interrupted) : err
     return {...(await settleRollback(ctx, run, err)), durationMs: Date.now() - started}
@@ -79,7 +86,8 @@ interface RollbackRun {
 function rollbackSteps(ctx: OpContext, opts: {to?: string}, run: RollbackRun): Step[] {
   const {target} = ctx
   const {result} = run
-  const alreadyLive = () => (run.choice && !run.choice.snapshot ? `${describe(run.choice.release)} is already live` : false)
+  const alreadyLive = () =>
+    run.choice && !run.choice.snapshot ? `${describe(run.choice.release)} is already live` : false
   const snapshot = () => run.choice!.snapshot!
   const prove = proveLiveTasks(ctx, () => run.choice?.release ?? null, result.proof, {
     allowRestart: true,
@@ -128,7 +136,12 @@ function rollbackSteps(ctx: OpContext, opts: {to?: string}, run: RollbackRun): S
       task: async (_c, task) => {
         const meta = (await target.backups.list()).find((b) => b.id === snapshot())!
         run.undo = result.undo = await nextId(ctx)
-        run.op = await Operation.start(ctx, 'rollback', run.undo, {backup: run.undo, release: meta.release ?? undefined, restores: snapshot(), from: result.from})
+        run.op = await Operation.start(ctx, 'rollback', run.undo, {
+          backup: run.undo,
+          release: meta.release ?? undefined,
+          restores: snapshot(),
+          from: result.from,
+        })
         await run.op.phase('backup')
         await target.backups.snapshot(run.undo, 'rollback')
         task.title = `Snapshot the current tree as ${run.undo} (to undo this rollback)`
@@ -159,7 +172,8 @@ function rollbackSteps(ctx: OpContext, opts: {to?: string}, run: RollbackRun): S
       skip: alreadyLive,
       task: async () => {
         const diffs = await target.backups.verify(snapshot())
-        if (diffs.length > 0) throw new Error(`target differs from snapshot ${snapshot()} at: ${diffs.slice(0, 10).join(', ')}`)
+        if (diffs.length > 0)
+          throw new Error(`target differs from snapshot ${snapshot()} at: ${diffs.slice(0, 10).join(', ')}`)
       },
     },
     ...prove,
@@ -176,13 +190,25 @@ async function settleRollback(ctx: OpContext, run: RollbackRun, err: unknown): P
     const s = settle({targetChanged: false, error: err, interrupted})
     await run.op!.end(s.result, s.exitCode, {error: s.error})
     const damaged = err instanceof BackupDamagedError ? err : undefined
-    throw new HotctlError(`rollback failed before changing the target: ${result.error}`, s.exitCode, damaged?.hint, damaged?.details)
+    throw new HotctlError(
+      `rollback failed before changing the target: ${result.error}`,
+      s.exitCode,
+      damaged?.hint,
+      damaged?.details,
+    )
   }
   ctx.ui.say(`hotctl: rollback to ${run.choice!.snapshot} failed (${result.error}); putting back ${run.undo}`)
-  result.restore = await restoreAndProve(ctx, run.undo!, run.op!.phase, {label: 'release before the rollback', allowRestart: true})
+  result.restore = await restoreAndProve(ctx, run.undo!, run.op!.phase, {
+    label: 'release before the rollback',
+    allowRestart: true,
+  })
   const s = settle({targetChanged: true, error: err, interrupted, restore: result.restore})
   await run.op!.end(s.result, s.exitCode, {error: s.error})
-  return {...result, exitCode: s.exitCode, outcome: s.outcome === 'failed' || s.outcome === 'recovered' ? 'restored' : s.outcome}
+  return {
+    ...result,
+    exitCode: s.exitCode,
+    outcome: s.outcome === 'failed' || s.outcome === 'recovered' ? 'restored' : s.outcome,
+  }
 }
 
 /** `--to` names the release to end with; without it, the release before the live one. */

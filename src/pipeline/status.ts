@@ -20,7 +20,14 @@ export interface StatusReport {
     changes?: number
     error?: string
   }[]
-  stats: {deploys: number; succeeded: number; successRate: number | null; rollbacks: number; rollbacksLastHour: number; restores: number}
+  stats: {
+    deploys: number
+    succeeded: number
+    successRate: number | null
+    rollbacks: number
+    rollbacksLastHour: number
+    restores: number
+  }
   services: {name: string; version: string | null; live: boolean | null; state?: unknown; error?: string}[]
   backups: number
 }
@@ -31,7 +38,12 @@ export interface StatusReport {
  */
 export async function collectStatus(ctx: OpContext): Promise<StatusReport> {
   const {target, config} = ctx
-  const [events, release, lock, backups] = await Promise.all([target.state.read(), target.readMarker(), target.state.readLock(), target.backups.list()])
+  const [events, release, lock, backups] = await Promise.all([
+    target.state.read(),
+    target.readMarker(),
+    target.state.readLock(),
+    target.backups.list(),
+  ])
   const ops = operations(events)
   const open = ops.filter((o) => !o.end && o.op !== 'recover').at(-1)
   const lockActive = !!lock && !(await target.state.isStale(lock))
@@ -49,14 +61,23 @@ export async function collectStatus(ctx: OpContext): Promise<StatusReport> {
       .map(async (s) => {
         const r = await reportedVersion(s.status!, ctx.signal)
         const state = r.state // at reload.status.state
-        return {name: s.name, version: r.version, live: r.error ? null : release ? r.version === release.id : null, state, error: r.error}
+        return {
+          name: s.name,
+          version: r.version,
+          live: r.error ? null : release ? r.version === release.id : null,
+          state,
+          error: r.error,
+        }
       }),
   )
   return {
     target: config.target,
     release,
     lock: lock ? {...lock, stale: !lockActive} : null,
-    interrupted: open && !lockActive ? {op: open.op, id: open.opId, lastPhase: open.phases.at(-1) ?? null, started: open.start.t} : null,
+    interrupted:
+      open && !lockActive
+        ? {op: open.op, id: open.opId, lastPhase: open.phases.at(-1) ?? null, started: open.start.t}
+        : null,
     needsAttention,
     attention: interruptedMidway
       ? `${open!.op} ${open!.opId} was interrupted after changing the target (phase ${open!.phases.at(-1)}): ` +

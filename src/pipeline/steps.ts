@@ -21,7 +21,9 @@ export function wouldDo(tasks: ListrTask[], skipWhy: () => string | false): Step
       skip: async (ctx: unknown) => {
         const why = skipWhy()
         if (why) return why === 'dry run' ? `dry run: would ${title.charAt(0).toLowerCase()}${title.slice(1)}` : why
-        return typeof t.skip === 'function' ? (t.skip as (c: unknown) => boolean | string | Promise<boolean | string>)(ctx) : (t.skip ?? false)
+        return typeof t.skip === 'function'
+          ? (t.skip as (c: unknown) => boolean | string | Promise<boolean | string>)(ctx)
+          : (t.skip ?? false)
       },
     }
   })
@@ -29,6 +31,7 @@ export function wouldDo(tasks: ListrTask[], skipWhy: () => string | false): Step
 
 /** What the enabled steps do, in order: the plan a dry run shows. */
 export function described(tree: Step[]): string[] {
-  const enabled = (t: Step) => (typeof t.enabled === 'function' ? (t.enabled as (c: unknown) => boolean)(undefined) : t.enabled !== false)
+  const enabled = (t: Step) =>
+    typeof t.enabled === 'function' ? (t.enabled as (c: unknown) => boolean)(undefined) : t.enabled !== false
   return tree.flatMap((t) => (t.does && enabled(t) ? [t.does] : []))
 }

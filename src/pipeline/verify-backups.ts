@@ -21,12 +21,20 @@ export async function verifyBackups(ctx: OpContext, id?: string): Promise<Verify
   const ids = await ctx.target.backups.ids()
   const only = id === undefined ? undefined : parseId(id, 'ID', 'Run `hotctl backups` to list the snapshots.')
   if (only !== undefined && !ids.includes(only)) {
-    throw usageError(`ID ${only}: no snapshot with that id`, ids.length ? `Snapshot ids: ${ids.join(', ')}.` : 'There are no backups yet.')
+    throw usageError(
+      `ID ${only}: no snapshot with that id`,
+      ids.length ? `Snapshot ids: ${ids.join(', ')}.` : 'There are no backups yet.',
+    )
   }
   const unlock = ids.length > 0 ? await lockTarget(ctx, `hotctl ${process.argv.slice(2).join(' ')}`) : async () => {}
   try {
     const report = await ctx.target.backups.check(only)
-    return {exitCode: report.damage.length > 0 ? EXIT.failed : EXIT.ok, target: ctx.config.target, backup: only ?? null, ...report}
+    return {
+      exitCode: report.damage.length > 0 ? EXIT.failed : EXIT.ok,
+      target: ctx.config.target,
+      backup: only ?? null,
+      ...report,
+    }
   } finally {
     await unlock()
   }

@@ -14,7 +14,11 @@ export const changeCount = (c: ChangeSet) => c.added.length + c.changed.length +
  * mtime differs, `sameContent` decides (hashes, cached by stat), so a fresh clone of the live tree —
  * new mtimes everywhere — changes nothing. Directory mtimes are not deployed, so they never count.
  */
-export function changeSetFromItemize(items: ItemizedChange[], sameContent: (rel: string) => boolean, ignore: (rel: string, isDir: boolean) => boolean): ChangeSet {
+export function changeSetFromItemize(
+  items: ItemizedChange[],
+  sameContent: (rel: string) => boolean,
+  ignore: (rel: string, isDir: boolean) => boolean,
+): ChangeSet {
   const added: string[] = []
   const changed: string[] = []
   const deleted: string[] = []

@@ -15,9 +15,17 @@ export interface DeployPlan {
 }
 
 /** Pure: config + flags + the change set read from the target → what deploy will do. */
-export function planDeploy(config: ResolvedConfig, changes: ChangeSet, id: string, flags: {force?: boolean}, syncCall: string[]): DeployPlan {
+export function planDeploy(
+  config: ResolvedConfig,
+  changes: ChangeSet,
+  id: string,
+  flags: {force?: boolean},
+  syncCall: string[],
+): DeployPlan {
   const restartRule = compilePatterns(config.requireRestart)
-  const needsRestart = [...changes.added, ...changes.changed, ...changes.deleted].filter((p) => matchesPathOrParent(restartRule, p))
+  const needsRestart = [...changes.added, ...changes.changed, ...changes.deleted].filter((p) =>
+    matchesPathOrParent(restartRule, p),
+  )
   const nothingToDeploy = changeCount(changes) === 0 && !flags.force
   return {id, source: config.source, target: config.target, changes, needsRestart, nothingToDeploy, rsyncArgv: syncCall}
 }

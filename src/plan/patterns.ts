@@ -13,7 +13,8 @@ export function compilePatterns(patterns: string[]): PathMatcher {
   // Plain names (.git, node_modules) are a Set lookup on the basename: walks call this per entry.
   const literal = new Set(patterns.filter((p) => /^[^/*?[\]]+$/.test(p.trim())).map((p) => p.trim()))
   const compiled = patterns.filter((p) => !literal.has(p.trim())).map(compileOne)
-  return (relPath, isDir) => literal.has(relPath.slice(relPath.lastIndexOf('/') + 1)) || compiled.some((m) => m(relPath, isDir))
+  return (relPath, isDir) =>
+    literal.has(relPath.slice(relPath.lastIndexOf('/') + 1)) || compiled.some((m) => m(relPath, isDir))
 }
 
 function compileOne(pattern: string): PathMatcher {
@@ -50,7 +51,10 @@ function globToRegex(glob: string): string {
       const end = glob.indexOf(']', i + 1)
       if (end === -1) out += '\\['
       else {
-        out += `[${glob.slice(i + 1, end).replace(/^!/, '^').replace(/\\/g, '\\\\')}]`
+        out += `[${glob
+          .slice(i + 1, end)
+          .replace(/^!/, '^')
+          .replace(/\\/g, '\\\\')}]`
         i = end
       }
     } else out += c.replace(/[.+^${}()|\\]/g, '\\$&')

@@ -40,7 +40,12 @@ export function stopGroup(pgid: number | undefined, graceMs = 3000): void {
 }
 
 /** Stops the group when `signal` aborts; returns the function that stops listening. */
-export function stopOnAbort(pgid: number | undefined, signal: AbortSignal | undefined, onStop?: () => void, graceMs?: number): () => void {
+export function stopOnAbort(
+  pgid: number | undefined,
+  signal: AbortSignal | undefined,
+  onStop?: () => void,
+  graceMs?: number,
+): () => void {
   if (!signal) return () => undefined
   const handler = () => {
     onStop?.()

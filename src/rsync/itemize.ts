@@ -22,7 +22,13 @@ export function unescapeName(printed: Buffer): Buffer {
   const out: number[] = []
   for (let i = 0; i < printed.length; i++) {
     const c = printed[i]!
-    if (c === BACKSLASH && printed[i + 1] === HASH && isOctal(printed[i + 2]) && isOctal(printed[i + 3]) && isOctal(printed[i + 4])) {
+    if (
+      c === BACKSLASH &&
+      printed[i + 1] === HASH &&
+      isOctal(printed[i + 2]) &&
+      isOctal(printed[i + 3]) &&
+      isOctal(printed[i + 4])
+    ) {
       out.push(parseInt(printed.toString('latin1', i + 2, i + 5), 8))
       i += 4
     } else out.push(c)
@@ -35,9 +41,12 @@ export function unescapeName(printed: Buffer): Buffer {
  * stdout as bytes, so names that are not UTF-8 keep their bytes (see file-names.ts).
  */
 export function parseItemize(output: Uint8Array | string): ItemizedChange[] {
-  const bytes = typeof output === 'string' ? Buffer.from(output, 'utf8') : Buffer.from(output.buffer, output.byteOffset, output.byteLength)
+  const bytes =
+    typeof output === 'string'
+      ? Buffer.from(output, 'utf8')
+      : Buffer.from(output.buffer, output.byteOffset, output.byteLength)
   const out: ItemizedChange[] = []
-  for (let start = 0; start < bytes.length; ) {
+  for (let start = 0; start < bytes.length;) {
     let end = bytes.indexOf(0x0a, start)
     if (end === -1) end = bytes.length
     const line = bytes.subarray(start, end)

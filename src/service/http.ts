@@ -43,7 +43,10 @@ export const sleep = (ms: number, signal?: AbortSignal) =>
  * One HTTP request with a per-try timeout, retried (with backoff) on network errors and on
  * the statuses in `retryOn` (5xx always). Returns the last answer; throws only when none came.
  */
-export async function request(req: HttpRequest, opts: {signal?: AbortSignal; retryOn?: number[]} = {}): Promise<HttpResult> {
+export async function request(
+  req: HttpRequest,
+  opts: {signal?: AbortSignal; retryOn?: number[]} = {},
+): Promise<HttpResult> {
   let lastError = ''
   let reason: NoAnswerError['reason'] = 'refused'
   let last: HttpResult | undefined
@@ -52,7 +55,12 @@ export async function request(req: HttpRequest, opts: {signal?: AbortSignal; ret
     if (opts.signal?.aborted) throw new NoAnswerError('interrupted', 'interrupted')
     try {
       const signals = [AbortSignal.timeout(req.timeoutMs), ...(opts.signal ? [opts.signal] : [])]
-      const res = await fetch(req.url, {method: req.method, headers: req.headers, body: req.body, signal: AbortSignal.any(signals)})
+      const res = await fetch(req.url, {
+        method: req.method,
+        headers: req.headers,
+        body: req.body,
+        signal: AbortSignal.any(signals),
+      })
       const text = await res.text()
       let json: unknown
       try {
@@ -65,7 +73,9 @@ export async function request(req: HttpRequest, opts: {signal?: AbortSignal; ret
     } catch (err) {
       const timedOut = (err as Error).name === 'TimeoutError'
       reason = timedOut ? 'timeout' : opts.signal?.aborted ? 'interrupted' : 'refused'
-      lastError = timedOut ? `no answer within ${req.timeoutMs} ms` : ((err as Error & {cause?: Error}).cause?.message ?? (err as Error).message)
+      lastError = timedOut
+        ? `no answer within ${req.timeoutMs} ms`
+        : ((err as Error & {cause?: Error}).cause?.message ?? (err as Error).message)
     }
   }
   if (last) return last

@@ -5,7 +5,10 @@ import type {Interrupt} from '../interrupt.js'
 import {atPath, NoAnswerError, request, sleep} from './http.js'
 import {describeCommand, type ServiceRunner} from './run-command.js'
 
-const httpOf = (spec: {url: string; method: string; headers: Record<string, string>; timeout: string | number; retries: number}, field: string) => ({
+const httpOf = (
+  spec: {url: string; method: string; headers: Record<string, string>; timeout: string | number; retries: number},
+  field: string,
+) => ({
   url: spec.url,
   method: spec.method,
   headers: spec.headers,
@@ -31,7 +34,8 @@ export async function triggerReload(
   }
   const req = httpOf(t, `reload.trigger.timeout`)
   const res = await request(opts.short ? opts.short.shortHttp(req) : req, {signal: opts.signal, retryOn: [409]})
-  if (res.status >= 400) throw new Error(`reload trigger ${t.method} ${t.url} answered ${res.status}: ${res.text.slice(0, 300)}`)
+  if (res.status >= 400)
+    throw new Error(`reload trigger ${t.method} ${t.url} answered ${res.status}: ${res.text.slice(0, 300)}`)
   return `trigger answered ${res.status}`
 }
 
@@ -56,14 +60,22 @@ export interface StatusReading {
  * Reads a service's status once. `retries` overrides the spec's: a poll loop is its own retry.
  * Never throws.
  */
-export async function reportedVersion(status: StatusSpec, signal?: AbortSignal, retries = status.retries): Promise<StatusReading> {
+export async function reportedVersion(
+  status: StatusSpec,
+  signal?: AbortSignal,
+  retries = status.retries,
+): Promise<StatusReading> {
   let res
   try {
     // A new connection per poll: a kept-alive one stays with one worker (pm2 cluster, Node servers).
     const headers = {connection: 'close', ...status.headers}
     res = await request({...httpOf(status, 'reload.status.timeout'), headers, retries}, {signal})
   } catch (err) {
-    return {version: null, error: (err as Error).message, noAnswer: err instanceof NoAnswerError ? err.reason : 'refused'}
+    return {
+      version: null,
+      error: (err as Error).message,
+      noAnswer: err instanceof NoAnswerError ? err.reason : 'refused',
+    }
   }
   const state = atPath(res.json, status.state)
   const reading: StatusReading = {
@@ -87,7 +99,10 @@ export function oneLine(value: unknown): string | undefined {
     const {type, message} = value as {type?: unknown; message: string}
     text = typeof type === 'string' && type && !message.startsWith(type) ? `${type}: ${message}` : message
   } else text = JSON.stringify(value)
-  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean)
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
   const line = (/^Traceback \(most recent call last\)/.test(lines[0] ?? '') ? lines.at(-1) : lines[0]) ?? ''
   return line.length > 300 ? `${line.slice(0, 297)}...` : line
 }
@@ -111,14 +126,21 @@ export function judge(r: StatusReading, spec: StatusSpec, expected: string): Ver
   if (r.state !== undefined && spec.restartStates.includes(r.state)) {
     // The reference agent says "changes need a process restart: requirements.txt".
     const files = /^.*restart[^:]*:\s*(.+)$/i.exec(r.serviceError ?? '')?.[1]
-    return {kind: 'restart', why: `the service says these changes need a restart: ${files ?? r.serviceError ?? `state "${r.state}"`}`}
+    return {
+      kind: 'restart',
+      why: `the service says these changes need a restart: ${files ?? r.serviceError ?? `state "${r.state}"`}`,
+    }
   }
-  if (r.state !== undefined && spec.failStates.includes(r.state)) return {kind: 'failed', why: `the service reports state "${r.state}"${said}`}
+  if (r.state !== undefined && spec.failStates.includes(r.state))
+    return {kind: 'failed', why: `the service reports state "${r.state}"${said}`}
   if (r.http !== undefined && r.http >= 500) return {kind: 'down', why: `status answered HTTP ${r.http}`}
   if (r.noAnswer === 'refused') return {kind: 'down', why: `status refused the connection (${r.error})`}
   if (r.noAnswer) return {kind: 'waiting', why: r.error ?? 'no answer', noAnswer: true}
   if (r.error) return {kind: 'waiting', why: r.error}
-  return {kind: 'waiting', why: `reports version ${JSON.stringify(r.version)}${r.state !== undefined ? ` (state "${r.state}"${said})` : ''}`}
+  return {
+    kind: 'waiting',
+    why: `reports version ${JSON.stringify(r.version)}${r.state !== undefined ? ` (state "${r.state}"${said})` : ''}`,
+  }
 }
 
 export interface ConfirmTiming {
@@ -162,7 +184,9 @@ export class LiveConfirmation {
       this.streak++
       this.downSince = undefined
       this.last = `reported the release ${this.streak} time(s) in a row over ${now - this.streakStart} ms`
-      const settled = this.timing.settleMs === 0 || (now - this.streakStart >= this.timing.settleMs && this.streak >= MIN_SETTLE_POLLS)
+      const settled =
+        this.timing.settleMs === 0 ||
+        (now - this.streakStart >= this.timing.settleMs && this.streak >= MIN_SETTLE_POLLS)
       return settled ? {kind: 'confirmed'} : {kind: 'pending'}
     }
     if (this.streak > 0) v = {...v, why: `${v.why} after reporting the release ${this.streak} time(s)`}
@@ -173,7 +197,10 @@ export class LiveConfirmation {
     if (v.kind === 'down') {
       this.downSince ??= now
       if (now - this.downSince >= this.timing.graceMs) {
-        return {kind: 'down', message: `${v.why} for ${((now - this.downSince) / 1000).toFixed(1)} s (reload.status.grace ${this.timing.graceMs} ms)`}
+        return {
+          kind: 'down',
+          message: `${v.why} for ${((now - this.downSince) / 1000).toFixed(1)} s (reload.status.grace ${this.timing.graceMs} ms)`,
+        }
       }
     } else if (v.kind === 'waiting' && !v.noAnswer) {
       // Any answer ends it: an old worker still answering means the server is still swapping workers
@@ -208,7 +235,11 @@ const SETTLE_POLL_MS = 100
  * else the failure that ended it (a fail or restart state, persistent 5xx/refused: at once, the
  * other services are not waited for) or every service still not live at the timeout.
  */
-export async function confirmLive(services: ServiceSpec[], expected: string, opts: {timeoutMs: number; signal?: AbortSignal}): Promise<ConfirmFailure[]> {
+export async function confirmLive(
+  services: ServiceSpec[],
+  expected: string,
+  opts: {timeoutMs: number; signal?: AbortSignal},
+): Promise<ConfirmFailure[]> {
   const stop = new AbortController()
   const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal
   const failures: ConfirmFailure[] = []
@@ -222,12 +253,18 @@ export async function confirmLive(services: ServiceSpec[], expected: string, opt
         if (failure.kind !== 'timeout') stop.abort() // one failed reload fails them all
       }),
   )
-  if (opts.signal?.aborted) return [{name: services.map((s) => s.name).join(', '), kind: 'interrupted', message: 'interrupted'}]
+  if (opts.signal?.aborted)
+    return [{name: services.map((s) => s.name).join(', '), kind: 'interrupted', message: 'interrupted'}]
   // The failure that ended the wait first; services that merely timed out before it after.
   return failures.sort((a, b) => Number(a.kind === 'timeout') - Number(b.kind === 'timeout'))
 }
 
-async function confirmOne(svc: ServiceSpec, expected: string, timeoutMs: number, signal: AbortSignal): Promise<ConfirmFailure | undefined> {
+async function confirmOne(
+  svc: ServiceSpec,
+  expected: string,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<ConfirmFailure | undefined> {
   const status = svc.status!
   const track = new LiveConfirmation(timingOf(status), Date.now())
   for (;;) {

@@ -15,7 +15,10 @@ export interface CommandResult {
 const INTERRUPT_KILL_GRACE_MS = 1000
 
 /** Runs a configured command where the service is (Target.runServiceCommand). */
-export type ServiceRunner = (cmd: Command, opts: {env: Record<string, string>; signal?: AbortSignal; timeoutMs?: number; tailLines?: number}) => Promise<CommandResult>
+export type ServiceRunner = (
+  cmd: Command,
+  opts: {env: Record<string, string>; signal?: AbortSignal; timeoutMs?: number; tailLines?: number},
+) => Promise<CommandResult>
 
 export const describeCommand = (c: Command) => (typeof c === 'string' ? c : c.argv.join(' '))
 
@@ -23,11 +26,15 @@ export const describeCommand = (c: Command) => (typeof c === 'string' ? c : c.ar
  * Runs a command the user wrote in the config: a string through the shell (like an npm script),
  * `{argv}` without one. Never used for anything built from CLI input.
  */
-export async function runCommand(cmd: Command, opts: {cwd: string; env?: Record<string, string>; signal?: AbortSignal; timeoutMs?: number; tailLines?: number}): Promise<CommandResult> {
+export async function runCommand(
+  cmd: Command,
+  opts: {cwd: string; env?: Record<string, string>; signal?: AbortSignal; timeoutMs?: number; tailLines?: number},
+): Promise<CommandResult> {
   // Its own process group (detached), so an interrupt or timeout stops the whole command — a
   // shell's children included — instead of waiting for them to let go of the output pipe.
   const common = {cwd: opts.cwd, env: opts.env, reject: false, all: true, detached: true, stdin: 'ignore'} as const
-  const sub = typeof cmd === 'string' ? execa(cmd, {...common, shell: true}) : execa(cmd.argv[0]!, cmd.argv.slice(1), common)
+  const sub =
+    typeof cmd === 'string' ? execa(cmd, {...common, shell: true}) : execa(cmd.argv[0]!, cmd.argv.slice(1), common)
   let canceled = false
   let timedOut = false
   // On an interrupt the restore waits for this command to be gone: a command ignoring SIGTERM gets
@@ -42,7 +49,9 @@ export async function runCommand(cmd: Command, opts: {cwd: string; env?: Record<
   const r = await sub
   clearTimeout(timer)
   dispose()
-  const lines = String(r.all ?? '').trimEnd().split('\n')
+  const lines = String(r.all ?? '')
+    .trimEnd()
+    .split('\n')
   return {
     ok: r.exitCode === 0 && !canceled && !timedOut,
     exitCode: r.exitCode,

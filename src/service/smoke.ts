@@ -52,8 +52,16 @@ async function runCommandSmoke(
 ): Promise<{result: SmokeResult; canceled: boolean}> {
   let last = ''
   for (let attempt = 0; attempt <= spec.retries; attempt++) {
-    const r = await run(spec.command, {env, signal, timeoutMs: parseDuration(spec.timeout, `smoke.${spec.name}.timeout`)})
-    if (r.ok) return {result: {name: spec.name, ok: true, detail: `\`${describeCommand(spec.command)}\` passed`}, canceled: false}
+    const r = await run(spec.command, {
+      env,
+      signal,
+      timeoutMs: parseDuration(spec.timeout, `smoke.${spec.name}.timeout`),
+    })
+    if (r.ok)
+      return {
+        result: {name: spec.name, ok: true, detail: `\`${describeCommand(spec.command)}\` passed`},
+        canceled: false,
+      }
     const how = r.timedOut ? 'timed out' : r.canceled ? 'was stopped' : `exited ${r.exitCode}`
     last = `\`${describeCommand(spec.command)}\` ${how}:\n${r.tail}`
     if (r.canceled) return {result: {name: spec.name, ok: false, detail: last}, canceled: true}
@@ -61,7 +69,10 @@ async function runCommandSmoke(
   return {result: {name: spec.name, ok: false, detail: last}, canceled: false}
 }
 
-async function runHttpSmoke(spec: SmokeHttpSpec, opts: {signal?: AbortSignal; short?: Interrupt}): Promise<SmokeResult> {
+async function runHttpSmoke(
+  spec: SmokeHttpSpec,
+  opts: {signal?: AbortSignal; short?: Interrupt},
+): Promise<SmokeResult> {
   const headers = {...spec.headers}
   let body = spec.body
   if (spec.json !== undefined) {
@@ -89,8 +100,11 @@ async function runHttpSmoke(spec: SmokeHttpSpec, opts: {signal?: AbortSignal; sh
 
 function unmet(spec: SmokeHttpSpec, status: number, text: string, json: unknown): string {
   const e = spec.expect
-  if (status !== e.status) return `${spec.method} ${spec.url}: expected status ${e.status}, got ${status}: ${text.slice(0, 200)}`
-  if (e.json !== undefined && !isSubset(e.json, json)) return `${spec.method} ${spec.url}: body does not contain ${JSON.stringify(e.json)}: ${text.slice(0, 200)}`
-  if (e.body !== undefined && !text.includes(e.body)) return `${spec.method} ${spec.url}: body does not contain ${JSON.stringify(e.body)}`
+  if (status !== e.status)
+    return `${spec.method} ${spec.url}: expected status ${e.status}, got ${status}: ${text.slice(0, 200)}`
+  if (e.json !== undefined && !isSubset(e.json, json))
+    return `${spec.method} ${spec.url}: body does not contain ${JSON.stringify(e.json)}: ${text.slice(0, 200)}`
+  if (e.body !== undefined && !text.includes(e.body))
+    return `${spec.method} ${spec.url}: body does not contain ${JSON.stringify(e.body)}`
   return ''
 }

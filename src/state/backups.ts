@@ -49,7 +49,8 @@ export class BackupIndex {
       try {
         const meta = JSON.parse(fs.readFileSync(path.join(this.dir, name), 'utf8')) as BackupMeta | null
         // Metadata of another shape is not a complete backup (`backups verify` names it).
-        if (meta && typeof meta === 'object' && meta.id === id && meta.root && typeof meta.root === 'object') out.push(meta)
+        if (meta && typeof meta === 'object' && meta.id === id && meta.root && typeof meta.root === 'object')
+          out.push(meta)
       } catch {
         // unreadable metadata = not complete
       }
@@ -89,7 +90,10 @@ export class BackupIndex {
     try {
       return {id, raw: JSON.parse(fs.readFileSync(this.metaPath(id), 'utf8'))}
     } catch (err) {
-      const why = err instanceof SyntaxError ? `not valid JSON (${err.message})` : ((err as NodeJS.ErrnoException).code ?? String(err))
+      const why =
+        err instanceof SyntaxError
+          ? `not valid JSON (${err.message})`
+          : ((err as NodeJS.ErrnoException).code ?? String(err))
       return {id, error: why}
     }
   }

@@ -8,15 +8,58 @@ import {redact} from '../secrets.js'
  */
 export type JournalEvent =
   /** `backup`: the snapshot taken first (restored on failure); `restores`: the snapshot a rollback puts back. */
-  | {event: 'start'; op: 'deploy' | 'rollback' | 'recover'; opId: string; t: string; backup?: string; release?: string; restores?: string; from?: string | null; user: string; host: string; pid: number; argv: string[]}
+  | {
+      event: 'start'
+      op: 'deploy' | 'rollback' | 'recover'
+      opId: string
+      t: string
+      backup?: string
+      release?: string
+      restores?: string
+      from?: string | null
+      user: string
+      host: string
+      pid: number
+      argv: string[]
+    }
   | {event: 'phase'; opId: string; t: string; phase: Phase}
   /** A child process group that writes to the target (rsync): stopped before any recovery. */
   | {event: 'child'; opId: string; t: string; pgid: number}
-  | {event: 'end'; opId: string; t: string; result: OpResult; exitCode: number; durationMs: number; error?: string; changes?: number; recovered?: string}
+  | {
+      event: 'end'
+      opId: string
+      t: string
+      result: OpResult
+      exitCode: number
+      durationMs: number
+      error?: string
+      changes?: number
+      recovered?: string
+    }
 
 /** Phases from `sync` on may have changed the target. */
-export type Phase = 'backup' | 'sync' | 'marker' | 'reload' | 'confirm' | 'smoke' | 'restore' | 'restore-reload' | 'restore-confirm' | 'restore-smoke'
-export const TARGET_CHANGING: ReadonlySet<Phase> = new Set(['sync', 'marker', 'reload', 'confirm', 'smoke', 'restore', 'restore-reload', 'restore-confirm', 'restore-smoke'])
+export type Phase =
+  | 'backup'
+  | 'sync'
+  | 'marker'
+  | 'reload'
+  | 'confirm'
+  | 'smoke'
+  | 'restore'
+  | 'restore-reload'
+  | 'restore-confirm'
+  | 'restore-smoke'
+export const TARGET_CHANGING: ReadonlySet<Phase> = new Set([
+  'sync',
+  'marker',
+  'reload',
+  'confirm',
+  'smoke',
+  'restore',
+  'restore-reload',
+  'restore-confirm',
+  'restore-smoke',
+])
 
 export type OpResult = 'ok' | 'nothing' | 'failed' | 'restored' | 'attention' | 'interrupted' | 'recovered'
 
@@ -71,7 +114,8 @@ const OPS = new Set(['deploy', 'rollback', 'recover'])
 /** Why a parsed line is not a journal event this version can use (undefined: it is one). */
 function invalidEvent(v: unknown): string | undefined {
   if (v === undefined) return 'not JSON'
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) return `not an event object: ${v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v}`
+  if (v === null || typeof v !== 'object' || Array.isArray(v))
+    return `not an event object: ${v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v}`
   const e = v as Record<string, unknown>
   if (typeof e.opId !== 'string' || typeof e.t !== 'string') return 'no opId or t'
   switch (e.event) {
@@ -82,7 +126,9 @@ function invalidEvent(v: unknown): string | undefined {
     case 'child':
       return Number.isInteger(e.pgid) && (e.pgid as number) > 1 ? undefined : 'pgid is not a process group id'
     case 'end':
-      return typeof e.result === 'string' && typeof e.exitCode === 'number' ? undefined : 'end without result or exitCode'
+      return typeof e.result === 'string' && typeof e.exitCode === 'number'
+        ? undefined
+        : 'end without result or exitCode'
     default:
       return `unknown event ${JSON.stringify(e.event)}`
   }
@@ -127,5 +173,7 @@ export function operations(events: JournalEvent[]): Operation[] {
 
 /** The operation that started and never ended (hotctl was killed), if any. */
 export function interruptedOperation(events: JournalEvent[]): Operation | undefined {
-  return operations(events).filter((o) => !o.end && o.op !== 'recover').at(-1)
+  return operations(events)
+    .filter((o) => !o.end && o.op !== 'recover')
+    .at(-1)
 }

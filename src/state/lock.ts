@@ -13,7 +13,13 @@ export interface LockOwner {
 }
 
 export function currentOwner(command: string): LockOwner {
-  return {pid: process.pid, host: os.hostname(), user: os.userInfo().username, command, started: new Date().toISOString()}
+  return {
+    pid: process.pid,
+    host: os.hostname(),
+    user: os.userInfo().username,
+    command,
+    started: new Date().toISOString(),
+  }
 }
 
 export function readLock(file: string): LockOwner | undefined {
@@ -48,7 +54,9 @@ function breakStaleLock(file: string, stale: LockOwner | undefined): void {
   try {
     const now = readLock(file)
     // An unreadable lock is only stale while it is old: a fresh one is being written by its owner.
-    const same = stale ? now?.pid === stale.pid && now?.started === stale.started && now?.host === stale.host : !now && fs.existsSync(file) && lockAgeMs(file) >= 10_000
+    const same = stale
+      ? now?.pid === stale.pid && now?.started === stale.started && now?.host === stale.host
+      : !now && fs.existsSync(file) && lockAgeMs(file) >= 10_000
     if (same) fs.rmSync(file, {force: true})
   } finally {
     fs.rmSync(breaker, {force: true})
@@ -63,7 +71,8 @@ function lockAgeMs(file: string): number {
   }
 }
 
-export const describeOwner = (o: LockOwner) => `pid ${o.pid} on ${o.host} (user ${o.user}, "${o.command}", since ${o.started})`
+export const describeOwner = (o: LockOwner) =>
+  `pid ${o.pid} on ${o.host} (user ${o.user}, "${o.command}", since ${o.started})`
 
 /**
  * Takes the lock by exclusive create (atomic on every local filesystem). A lock whose owner
@@ -86,10 +95,20 @@ export function acquireLock(file: string, owner: LockOwner, onStale: (old: LockO
       const held = readLock(file)
       if (!held && !fs.existsSync(file)) continue // removed meanwhile: try to create it again
       if (!held && lockAgeMs(file) < 10_000) {
-        throw new HotctlError(`target is being locked by another hotctl right now (${file})`, EXIT.locked, 'Retry in a moment.')
+        throw new HotctlError(
+          `target is being locked by another hotctl right now (${file})`,
+          EXIT.locked,
+          'Retry in a moment.',
+        )
       }
       if (held && !isStale(held)) {
-        throw new HotctlError(`target is locked by ${describeOwner(held)}`, EXIT.locked, 'Wait for that operation to finish; if its process is really gone on another host, remove the lock file: ' + file, {lock: held})
+        throw new HotctlError(
+          `target is locked by ${describeOwner(held)}`,
+          EXIT.locked,
+          'Wait for that operation to finish; if its process is really gone on another host, remove the lock file: ' +
+            file,
+          {lock: held},
+        )
       }
       breakStaleLock(file, held)
       onStale(held ?? {pid: 0, host: '?', user: '?', command: '(unreadable lock)', started: '?'})

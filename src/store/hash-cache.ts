@@ -42,7 +42,15 @@ export class HashCache {
   /** Hash of the file `rel` under `root`, read from disk only when its stat changed. */
   hash(root: string, rel: string, entry: Stat): string {
     const row = this.rows[rel]
-    if (Array.isArray(row) && row[0] === entry.size && row[1] === entry.mtimeMs && row[2] === entry.ctimeMs && row[3] === entry.ino && typeof row[4] === 'string') return row[4]
+    if (
+      Array.isArray(row) &&
+      row[0] === entry.size &&
+      row[1] === entry.mtimeMs &&
+      row[2] === entry.ctimeMs &&
+      row[3] === entry.ino &&
+      typeof row[4] === 'string'
+    )
+      return row[4]
     const hash = hashFile(path.join(root, rel))
     this.hashed++
     this.rows[rel] = [entry.size, entry.mtimeMs, entry.ctimeMs, entry.ino, hash]

@@ -1,7 +1,16 @@
 import {EXIT, HotctlError} from '../errors.js'
 import {ID_PATTERN} from '../ids.js'
 import type {BackupMeta, MetaRead} from '../state/backups.js'
-import {addRows, describeCheck, displayDir, isSegment, type Manifest, type ManifestEntry, parseChunk, type Row} from './manifest.js'
+import {
+  addRows,
+  describeCheck,
+  displayDir,
+  isSegment,
+  type Manifest,
+  type ManifestEntry,
+  parseChunk,
+  type Row,
+} from './manifest.js'
 import {isHash, type ObjectCheck, type ObjectStore} from './objects.js'
 
 /**
@@ -152,7 +161,11 @@ export function checkBackup(id: string, read: MetaRead | undefined, checker: Sto
 }
 
 /** The file objects among `entries` that are missing or do not hash to their name. */
-export function checkObjects(id: string, entries: Iterable<[rel: string, e: ManifestEntry]>, checker: StoreChecker): Damage[] {
+export function checkObjects(
+  id: string,
+  entries: Iterable<[rel: string, e: ManifestEntry]>,
+  checker: StoreChecker,
+): Damage[] {
   const damage: Damage[] = []
   for (const [rel, e] of entries) {
     if (e.type !== 'file') continue
@@ -160,7 +173,14 @@ export function checkObjects(id: string, entries: Iterable<[rel: string, e: Mani
     if (c.state === 'ok' && c.size === e.size) continue
     const problem = c.state === 'ok' ? 'size-mismatch' : problemOf(c)
     const detail = c.state === 'ok' ? `is ${c.size} bytes; the listing says ${e.size}` : describeCheck(c)
-    damage.push({backup: id, what: 'object', problem, path: rel, hash: e.hash, message: `${rel}: object ${e.hash} ${detail}`})
+    damage.push({
+      backup: id,
+      what: 'object',
+      problem,
+      path: rel,
+      hash: e.hash,
+      message: `${rel}: object ${e.hash} ${detail}`,
+    })
   }
   return damage
 }
@@ -170,7 +190,13 @@ export interface IntegrityReport {
   damage: Damage[]
   checked: {backups: number; chunks: number; objects: number; bytes: number}
   /** Not damage: content no backup uses (removed by the next prune that removes a backup), leftovers of interrupted writes. */
-  info: {orphanObjects: number; orphanBytes: number; tempFiles: string[]; incompleteBackups: string[]; strayFiles: string[]}
+  info: {
+    orphanObjects: number
+    orphanBytes: number
+    tempFiles: string[]
+    incompleteBackups: string[]
+    strayFiles: string[]
+  }
 }
 
 /**
@@ -178,7 +204,11 @@ export interface IntegrityReport {
  * the store itself: an index naming an object that is not there (a later backup would rely on
  * it) is damage; unused objects and temp files are reported as info.
  */
-export function checkStore(reads: MetaRead[], store: ObjectStore, opts: {wholeStore: boolean; incomplete?: string[]}): IntegrityReport {
+export function checkStore(
+  reads: MetaRead[],
+  store: ObjectStore,
+  opts: {wholeStore: boolean; incomplete?: string[]},
+): IntegrityReport {
   const checker = new StoreChecker(store)
   const damage: Damage[] = []
   const backups: IntegrityReport['backups'] = []
@@ -191,7 +221,12 @@ export function checkStore(reads: MetaRead[], store: ObjectStore, opts: {wholeSt
       b.damage.push(...checkObjects(read.id, b.manifest, checker))
     }
     damage.push(...b.damage)
-    backups.push({id: read.id, ok: b.damage.length === 0, files: b.manifest ? b.meta!.files : null, damage: b.damage.length})
+    backups.push({
+      id: read.id,
+      ok: b.damage.length === 0,
+      files: b.manifest ? b.meta!.files : null,
+      damage: b.damage.length,
+    })
   }
   const info: IntegrityReport['info'] = {
     orphanObjects: 0,
@@ -217,7 +252,12 @@ export function checkStore(reads: MetaRead[], store: ObjectStore, opts: {wholeSt
       damage.push({what: 'index', problem: 'invalid', hash: ghosts[0], message})
     }
   }
-  const checked = {backups: reads.length, chunks: checker.chunksChecked, objects: checker.objectsChecked, bytes: checker.hashedBytes}
+  const checked = {
+    backups: reads.length,
+    chunks: checker.chunksChecked,
+    objects: checker.objectsChecked,
+    bytes: checker.hashedBytes,
+  }
   return {backups, damage, checked, info}
 }
 
@@ -237,7 +277,8 @@ function metaProblem(id: string, raw: unknown): string | undefined {
   const entries = Object.entries(root as Record<string, unknown>)
   if (!('' in root)) return 'has no chunk for the root directory'
   for (const [dir, hash] of entries) {
-    if (dir !== '' && !dir.split('/').every(isSegment)) return `has an invalid directory ${JSON.stringify(dir)} in \`root\``
+    if (dir !== '' && !dir.split('/').every(isSegment))
+      return `has an invalid directory ${JSON.stringify(dir)} in \`root\``
     if (!isHash(hash)) return `has an invalid chunk hash for directory ${displayDir(dir)}`
   }
   return undefined

@@ -24,7 +24,12 @@ export function writeManifest(manifest: Manifest, store: ObjectStore): {root: Ma
     const slash = rel.lastIndexOf('/')
     const dir = slash === -1 ? '' : rel.slice(0, slash)
     const name = rel.slice(slash + 1)
-    const row: Row = e.type === 'file' ? [name, 'f', e.mode, e.size, e.hash] : e.type === 'dir' ? [name, 'd', e.mode] : [name, 'l', e.mode, e.link]
+    const row: Row =
+      e.type === 'file'
+        ? [name, 'f', e.mode, e.size, e.hash]
+        : e.type === 'dir'
+          ? [name, 'd', e.mode]
+          : [name, 'l', e.mode, e.link]
     let rows = byDir.get(dir)
     if (!rows) byDir.set(dir, (rows = []))
     rows.push(row)
@@ -93,7 +98,8 @@ function rowProblem(row: unknown): string | undefined {
   const [name, t, mode, sizeOrLink, hash] = row as unknown[]
   if (!isSegment(name)) return `has an invalid name ${JSON.stringify(name)}`
   const where = JSON.stringify(name)
-  if (!Number.isInteger(mode) || (mode as number) < 0 || (mode as number) > 0o7777) return `(${where}) has an invalid mode`
+  if (!Number.isInteger(mode) || (mode as number) < 0 || (mode as number) > 0o7777)
+    return `(${where}) has an invalid mode`
   if (t === 'f') {
     if (row.length !== 5) return `(${where}) is a file entry with ${row.length} fields, not 5`
     if (!Number.isSafeInteger(sizeOrLink) || (sizeOrLink as number) < 0) return `(${where}) has an invalid size`
@@ -102,7 +108,8 @@ function rowProblem(row: unknown): string | undefined {
     if (row.length !== 3) return `(${where}) is a directory entry with ${row.length} fields, not 3`
   } else if (t === 'l') {
     if (row.length !== 4) return `(${where}) is a symlink entry with ${row.length} fields, not 4`
-    if (typeof sizeOrLink !== 'string' || sizeOrLink === '' || sizeOrLink.includes('\0')) return `(${where}) has an invalid link target`
+    if (typeof sizeOrLink !== 'string' || sizeOrLink === '' || sizeOrLink.includes('\0'))
+      return `(${where}) has an invalid link target`
   } else return `(${where}) has an unknown type ${JSON.stringify(t)}`
   return undefined
 }
@@ -130,7 +137,8 @@ export function objectsOf(roots: ManifestRoot[], store: ObjectStore): Set<string
   const chunks = new Set(roots.flatMap((r) => Object.values(r)))
   const out = new Set(chunks)
   for (const chunk of chunks) {
-    for (const row of JSON.parse(store.read(chunk).toString('utf8')) as Row[]) if (row[1] === 'f' && row[4]) out.add(row[4])
+    for (const row of JSON.parse(store.read(chunk).toString('utf8')) as Row[])
+      if (row[1] === 'f' && row[4]) out.add(row[4])
   }
   return out
 }

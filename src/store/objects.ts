@@ -115,7 +115,9 @@ export class ObjectStore {
       return {check: missingOrUnreadable(err)}
     }
     const actual = crypto.createHash('sha256').update(data).digest('hex')
-    return actual === hash ? {data, check: {state: 'ok', size: data.length}} : {check: {state: 'mismatch', actual, size: data.length}}
+    return actual === hash
+      ? {data, check: {state: 'ok', size: data.length}}
+      : {check: {state: 'mismatch', actual, size: data.length}}
   }
 
   /** Hashes an object's content (streamed) and compares it with its name. */
@@ -176,7 +178,8 @@ export class ObjectStore {
     if (!fs.existsSync(this.dir)) return {objects, temp, stray, index}
     for (const d of fs.readdirSync(this.dir, {withFileTypes: true})) {
       if (d.name === 'index' && d.isFile()) index = fs.readFileSync(this.indexFile, 'utf8').split('\n').filter(Boolean)
-      else if (d.name === 'tmp' && d.isDirectory()) temp.push(...fs.readdirSync(path.join(this.dir, 'tmp')).map((n) => `tmp/${n}`))
+      else if (d.name === 'tmp' && d.isDirectory())
+        temp.push(...fs.readdirSync(path.join(this.dir, 'tmp')).map((n) => `tmp/${n}`))
       else if (d.name.startsWith('index.') && d.name.endsWith('.tmp')) temp.push(d.name)
       else if (d.isDirectory() && /^[0-9a-f]{2}$/.test(d.name)) {
         for (const name of fs.readdirSync(path.join(this.dir, d.name))) {

@@ -49,7 +49,8 @@ export function diffAgainst(manifest: Manifest, tree: Tree, cache: HashCache): s
     if (!have || !sameEntry(want, have, () => cache.hash(tree.root, rel, have))) diffs.push(rel)
   }
   // A leftover directory that holds protected content is kept on purpose: not a difference.
-  for (const [rel, e] of tree.entries) if (!manifest.has(rel) && !(e.type === 'dir' && holdsProtected(tree, rel))) diffs.push(rel)
+  for (const [rel, e] of tree.entries)
+    if (!manifest.has(rel) && !(e.type === 'dir' && holdsProtected(tree, rel))) diffs.push(rel)
   return diffs
 }
 
@@ -153,7 +154,8 @@ export function removeExtras(root: string, rels: string[], tree: Tree): string[]
   return removed
 }
 
-const holdsProtected = (tree: Tree, rel: string) => [...tree.dirsWithProtected].some((d) => d === rel || d.startsWith(`${rel}/`))
+const holdsProtected = (tree: Tree, rel: string) =>
+  [...tree.dirsWithProtected].some((d) => d === rel || d.startsWith(`${rel}/`))
 
 function removeDir(tree: Tree, rel: string, abs: string): void {
   if (holdsProtected(tree, rel)) throw new Error(`cannot replace directory ${rel}: it holds protected paths`)

@@ -63,7 +63,9 @@ function readDir(abs: string): {name: string; isDirectory(): boolean}[] {
   const dir = fsPath(abs)
   const entries = fs.readdirSync(dir, {withFileTypes: true})
   if (!entries.some((d) => d.name.includes('\ufffd'))) return entries
-  return fs.readdirSync(dir, {withFileTypes: true, encoding: 'buffer'}).map((d) => ({name: decodeName(d.name), isDirectory: () => d.isDirectory()}))
+  return fs
+    .readdirSync(dir, {withFileTypes: true, encoding: 'buffer'})
+    .map((d) => ({name: decodeName(d.name), isDirectory: () => d.isDirectory()}))
 }
 
 /** One path as a tree entry (lstat, never following links); undefined when absent or not deployable (sockets, fifos, devices). */
@@ -76,7 +78,14 @@ export function statEntry(abs: string): TreeEntry | undefined {
   }
   const type = st.isSymbolicLink() ? 'symlink' : st.isDirectory() ? 'dir' : st.isFile() ? 'file' : undefined
   if (!type) return undefined
-  const entry: TreeEntry = {type, mode: st.mode & 0o7777, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino}
+  const entry: TreeEntry = {
+    type,
+    mode: st.mode & 0o7777,
+    size: st.size,
+    mtimeMs: st.mtimeMs,
+    ctimeMs: st.ctimeMs,
+    ino: st.ino,
+  }
   if (type === 'symlink') entry.link = decodeName(fs.readlinkSync(fsPath(abs), {encoding: 'buffer'}))
   return entry
 }

@@ -3,7 +3,14 @@ import path from 'node:path'
 import type {ResolvedConfig} from '../config/resolve.js'
 import {EXIT, HotctlError} from '../errors.js'
 import {type BackupMeta, BackupIndex} from '../state/backups.js'
-import {BackupDamagedError, checkBackup, checkObjects, checkStore, type IntegrityReport, StoreChecker} from '../store/integrity.js'
+import {
+  BackupDamagedError,
+  checkBackup,
+  checkObjects,
+  checkStore,
+  type IntegrityReport,
+  StoreChecker,
+} from '../store/integrity.js'
 import {type Manifest, objectsOf} from '../store/manifest.js'
 import {ObjectStore} from '../store/objects.js'
 import {applyRestore, diffAgainst, planRestore, snapshotTree} from '../store/snapshot.js'
@@ -42,7 +49,18 @@ export class LocalBackupStore implements BackupStore {
     // fsync per object).
     flushFilesystem(this.config.stateDir)
     const marker = this.tree.readMarker()
-    const meta: BackupMeta = {id, time: new Date().toISOString(), reason, release: marker?.id ?? null, gitSha: marker?.gitSha ?? null, files: snap.files, bytes: snap.bytes, added: snap.added, protect: this.config.protect, root: snap.root}
+    const meta: BackupMeta = {
+      id,
+      time: new Date().toISOString(),
+      reason,
+      release: marker?.id ?? null,
+      gitSha: marker?.gitSha ?? null,
+      files: snap.files,
+      bytes: snap.bytes,
+      added: snap.added,
+      protect: this.config.protect,
+      root: snap.root,
+    }
     this.index.write(meta)
     return meta
   }
@@ -76,7 +94,10 @@ export class LocalBackupStore implements BackupStore {
 
   async check(id?: string): Promise<IntegrityReport> {
     const reads = this.index.readAll().filter((r) => id === undefined || r.id === id)
-    return checkStore(reads, this.store, {wholeStore: id === undefined, incomplete: id === undefined ? this.index.incomplete() : []})
+    return checkStore(reads, this.store, {
+      wholeStore: id === undefined,
+      incomplete: id === undefined ? this.index.incomplete() : [],
+    })
   }
 
   async prune(keep: number, pinned: string[]): Promise<{removed: string[]; freedBytes: number}> {
@@ -86,7 +107,10 @@ export class LocalBackupStore implements BackupStore {
     const removed = all.filter((b) => !kept.has(b.id)).map((b) => b.id)
     for (const id of removed) this.index.remove(id)
     if (removed.length === 0) return {removed, freedBytes: 0}
-    const live = objectsOf(all.filter((b) => kept.has(b.id)).map((b) => b.root), this.store)
+    const live = objectsOf(
+      all.filter((b) => kept.has(b.id)).map((b) => b.root),
+      this.store,
+    )
     return {removed, freedBytes: this.store.collectGarbage(live)}
   }
 
@@ -95,7 +119,11 @@ export class LocalBackupStore implements BackupStore {
     const read = this.index.read(id)
     if (!read) {
       const hint = 'Run `hotctl backups` to see the complete ones.'
-      throw new HotctlError(`backup ${id} is missing or incomplete in ${this.config.stateDir}`, EXIT.needsAttention, hint)
+      throw new HotctlError(
+        `backup ${id} is missing or incomplete in ${this.config.stateDir}`,
+        EXIT.needsAttention,
+        hint,
+      )
     }
     const b = checkBackup(id, read, checker)
     if (!b.manifest) throw new BackupDamagedError(id, b.damage)

@@ -7,16 +7,25 @@ import type {PreflightItem, PreflightOptions} from './target.js'
 
 /** What a local deploy needs before anything is touched: rsync, the source, the target, the state dir. */
 export async function localPreflight(config: ResolvedConfig, opts: PreflightOptions): Promise<PreflightItem[]> {
-const {source, target, stateDir} = config
+  const {source, target, stateDir} = config
   const items: PreflightItem[] = [await rsyncCheck()]
   if (opts.source) items.push(dirCheck('source', source, fs.constants.R_OK))
   const targetExists = fs.existsSync(target)
   if (targetExists || !opts.createTarget) {
     const item = dirCheck('target', target, fs.constants.W_OK)
-    if (!targetExists) item.hint = 'Check the `target` path in the config; to deploy into a new directory, pass --create-target.'
+    if (!targetExists)
+      item.hint = 'Check the `target` path in the config; to deploy into a new directory, pass --create-target.'
     items.push(item)
-  } else items.push({...dirCheck('target (to be created)', nearestExisting(target), fs.constants.W_OK), name: 'target (to be created)'})
-  items.push(fs.existsSync(stateDir) ? dirCheck('state dir', stateDir, fs.constants.W_OK) : {...dirCheck('state dir', nearestExisting(stateDir), fs.constants.W_OK), name: 'state dir (to be created)'})
+  } else
+    items.push({
+      ...dirCheck('target (to be created)', nearestExisting(target), fs.constants.W_OK),
+      name: 'target (to be created)',
+    })
+  items.push(
+    fs.existsSync(stateDir)
+      ? dirCheck('state dir', stateDir, fs.constants.W_OK)
+      : {...dirCheck('state dir', nearestExisting(stateDir), fs.constants.W_OK), name: 'state dir (to be created)'},
+  )
   const stateParent = nearestExisting(stateDir)
   const targetParent = nearestExisting(target)
   if (fs.existsSync(stateParent) && fs.existsSync(targetParent)) {
@@ -24,8 +33,12 @@ const {source, target, stateDir} = config
     items.push({
       name: 'same filesystem',
       ok: same,
-      detail: same ? `${stateDir} is on the target's filesystem` : `${stateDir} is on another filesystem than ${target}`,
-      hint: same ? undefined : 'Set `stateDir` to a directory beside the target (on its filesystem), or leave it out for the default.',
+      detail: same
+        ? `${stateDir} is on the target's filesystem`
+        : `${stateDir} is on another filesystem than ${target}`,
+      hint: same
+        ? undefined
+        : 'Set `stateDir` to a directory beside the target (on its filesystem), or leave it out for the default.',
     })
   }
   return items
@@ -39,7 +52,12 @@ function dirCheck(name: string, dir: string, mode: number): PreflightItem {
     return {name, ok: true, detail: `${dir} ${want}`}
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
-    const why = code === 'ENOENT' ? 'does not exist' : code === 'EROFS' ? 'is on a read-only filesystem' : `is not ${want} (${code})`
+    const why =
+      code === 'ENOENT'
+        ? 'does not exist'
+        : code === 'EROFS'
+          ? 'is on a read-only filesystem'
+          : `is not ${want} (${code})`
     return {name, ok: false, detail: `${dir} ${why}`}
   }
 }
@@ -58,13 +76,23 @@ async function rsyncCheck(): Promise<PreflightItem> {
   const r = await execa(bin, ['--version'], {reject: false})
   const version = /version\s+(\d+)\.(\d+)\.(\d+)/.exec(String(r.stdout))
   if (r.exitCode !== 0 || !version) {
-    const why = r.exitCode === undefined ? 'cannot be run (not found or not executable)' : `\`--version\` failed (exit ${r.exitCode})`
-    const hint = process.env.HOTCTL_RSYNC ? 'Point HOTCTL_RSYNC at a working rsync, or unset it.' : 'Install rsync 3.1 or newer (apt-get install rsync).'
+    const why =
+      r.exitCode === undefined
+        ? 'cannot be run (not found or not executable)'
+        : `\`--version\` failed (exit ${r.exitCode})`
+    const hint = process.env.HOTCTL_RSYNC
+      ? 'Point HOTCTL_RSYNC at a working rsync, or unset it.'
+      : 'Install rsync 3.1 or newer (apt-get install rsync).'
     return {name: 'rsync', ok: false, detail: `${named} ${why}`, hint}
   }
   const [major, minor] = [Number(version[1]), Number(version[2])]
   if (major < 3 || (major === 3 && minor < 1)) {
-    return {name: 'rsync', ok: false, detail: `${named} is version ${version.slice(1).join('.')}; hotctl needs 3.1 or newer`, hint: 'Install a newer rsync.'}
+    return {
+      name: 'rsync',
+      ok: false,
+      detail: `${named} is version ${version.slice(1).join('.')}; hotctl needs 3.1 or newer`,
+      hint: 'Install a newer rsync.',
+    }
   }
   return {name: 'rsync', ok: true, detail: `${named}: ${String(r.stdout).split('\n')[0]!}`}
 }

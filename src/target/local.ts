@@ -20,7 +20,14 @@ import {LocalBackupStore} from './local-backups.js'
 import {localPreflight} from './local-preflight.js'
 import {LocalStateStore} from './local-state.js'
 import {LocalTree} from './local-tree.js'
-import type {PreflightItem, PreflightOptions, ReleaseMarker, ServiceCommandOptions, Target, TargetPlan} from './target.js'
+import type {
+  PreflightItem,
+  PreflightOptions,
+  ReleaseMarker,
+  ServiceCommandOptions,
+  Target,
+  TargetPlan,
+} from './target.js'
 
 /** A target directory on this machine, with its state dir beside it; rsync writes, node plans and backs up. */
 export class LocalTarget implements Target {
@@ -64,26 +71,47 @@ export class LocalTarget implements Target {
     // rsync scans both trees in its own processes while this one walks the target for the backup.
     // Excludes are perishable there: a directory holding only them can go, or change type.
     const {protect, exclude, target} = this.config
-    const argv = planArgv({source, target, excludes: rsyncPatterns([...protect, MARKER_NAME]), perishable: rsyncPatterns(exclude)})
+    const argv = planArgv({
+      source,
+      target,
+      excludes: rsyncPatterns([...protect, MARKER_NAME]),
+      perishable: rsyncPatterns(exclude),
+    })
     const scan = execa(rsyncBinary(), argv, {reject: false, encoding: 'buffer'})
     const dst = this.tree.walk()
     const r = await scan
     if (r.exitCode === undefined) {
-      throw new HotctlError(`planning scan: could not run ${rsyncBinary()}: ${r.shortMessage}`, EXIT.failed, 'Run `hotctl check`; install rsync or fix HOTCTL_RSYNC. The target was not touched.')
+      throw new HotctlError(
+        `planning scan: could not run ${rsyncBinary()}: ${r.shortMessage}`,
+        EXIT.failed,
+        'Run `hotctl check`; install rsync or fix HOTCTL_RSYNC. The target was not touched.',
+      )
     }
     refuseReplacingProtected(source, dst)
     if (r.exitCode !== 0) {
-      throw new HotctlError(`planning scan (rsync --dry-run) failed (exit ${r.exitCode}: ${describeRsyncExit(r.exitCode ?? -1)}): ${lastLines(r.stderr)}`, EXIT.failed, 'Check that source and target are readable; the target was not touched.')
+      throw new HotctlError(
+        `planning scan (rsync --dry-run) failed (exit ${r.exitCode}: ${describeRsyncExit(r.exitCode ?? -1)}): ${lastLines(r.stderr)}`,
+        EXIT.failed,
+        'Check that source and target are readable; the target was not touched.',
+      )
     }
     const srcCache = this.tree.sourceCache(source)
     const dstCache = this.tree.targetCache()
     const sameContent = (rel: string) => {
       const s = statEntry(path.join(source, rel))
       const d = dst.entries.get(rel)
-      return !!s && !!d && s.type === 'file' && d.type === 'file' && s.size === d.size && srcCache.hash(source, rel, s) === dstCache.hash(dst.root, rel, d)
+      return (
+        !!s &&
+        !!d &&
+        s.type === 'file' &&
+        d.type === 'file' &&
+        s.size === d.size &&
+        srcCache.hash(source, rel, s) === dstCache.hash(dst.root, rel, d)
+      )
     }
     // rsync was given the same patterns; this is the guard that does not depend on it agreeing.
-    const notOurs = (rel: string, isDir: boolean) => rel === MARKER_NAME || matchesPathOrParent(this.tree.skip, rel, isDir)
+    const notOurs = (rel: string, isDir: boolean) =>
+      rel === MARKER_NAME || matchesPathOrParent(this.tree.skip, rel, isDir)
     const changes = changeSetFromItemize(parseItemize(r.stdout), sameContent, notOurs)
     // Only what the walk manages may be deleted (never sockets, fifos, devices it leaves alone).
     changes.deleted = changes.deleted.filter((rel) => dst.entries.has(rel))
@@ -103,7 +131,12 @@ export class LocalTarget implements Target {
     return this.rsync(source, plan.changes, true)
   }
 
-  async sync(source: string, plan: TargetPlan, signal?: AbortSignal, onChild?: (pgid: number) => void): Promise<ItemizedChange[]> {
+  async sync(
+    source: string,
+    plan: TargetPlan,
+    signal?: AbortSignal,
+    onChild?: (pgid: number) => void,
+  ): Promise<ItemizedChange[]> {
     const {changes} = plan
     // Deletions are hotctl's own: exactly the planned paths, deepest first. Those in the way of a
     // write (a path changing type, or under one) go first; the rest after rsync, so modules that
@@ -113,12 +146,26 @@ export class LocalTarget implements Target {
     const tree = (plan.walk as Tree | undefined) ?? this.tree.walk()
     // A directory becoming a file or symlink goes whole, with the excluded leftovers (__pycache__)
     // the plan does not list: rsync would refuse to replace a non-empty directory.
-    const replacedDirs = [...written].filter((rel) => tree.entries.get(rel)?.type === 'dir' && statEntry(path.join(source, rel))?.type !== 'dir')
+    const replacedDirs = [...written].filter(
+      (rel) => tree.entries.get(rel)?.type === 'dir' && statEntry(path.join(source, rel))?.type !== 'dir',
+    )
     removeExtras(this.config.target, [...changes.deleted.filter(inTheWay), ...replacedDirs], tree)
     fs.mkdirSync(this.config.target, {recursive: true}) // deploy --create-target (preflight refused it otherwise)
     const items = await this.rsync(source, changes, false, signal, onChild)
-    removeExtras(this.config.target, changes.deleted.filter((rel) => !inTheWay(rel)), tree)
-    return [...changes.deleted.map((p) => ({path: p, kind: 'deleted' as const, fileType: 'file' as const, code: '*deleting'})), ...items]
+    removeExtras(
+      this.config.target,
+      changes.deleted.filter((rel) => !inTheWay(rel)),
+      tree,
+    )
+    return [
+      ...changes.deleted.map((p) => ({
+        path: p,
+        kind: 'deleted' as const,
+        fileType: 'file' as const,
+        code: '*deleting',
+      })),
+      ...items,
+    ]
   }
 
   async verifySynced(source: string, plan: TargetPlan): Promise<string[]> {
@@ -130,7 +177,11 @@ export class LocalTarget implements Target {
       const s = statEntry(path.join(source, rel))
       const d = statEntry(path.join(this.config.target, rel))
       if (!s || !d || s.type !== d.type || (s.type === 'symlink' ? s.link !== d.link : s.mode !== d.mode)) bad.push(rel)
-      else if (s.type === 'file' && (s.size !== d.size || srcCache.hash(source, rel, s) !== dstCache.hash(this.config.target, rel, d))) bad.push(rel)
+      else if (
+        s.type === 'file' &&
+        (s.size !== d.size || srcCache.hash(source, rel, s) !== dstCache.hash(this.config.target, rel, d))
+      )
+        bad.push(rel)
     }
     const written = new Set([...changes.added, ...changes.changed])
     for (const rel of changes.deleted) if (!written.has(rel) && inTree(this.config.target, rel)) bad.push(rel)
@@ -150,12 +201,23 @@ export class LocalTarget implements Target {
     return left
   }
 
-  private async rsync(source: string, changes: ChangeSet, dryRun: boolean, signal?: AbortSignal, onChild?: (pgid: number) => void): Promise<ItemizedChange[]> {
+  private async rsync(
+    source: string,
+    changes: ChangeSet,
+    dryRun: boolean,
+    signal?: AbortSignal,
+    onChild?: (pgid: number) => void,
+  ): Promise<ItemizedChange[]> {
     const writes = [...changes.added, ...changes.changed]
     if (writes.length === 0) return []
     const argv = syncArgv({source, target: this.config.target, excludes: this.syncExcludes, dryRun})
     // Own process group, journaled: if hotctl is killed, the next run stops it before restoring.
-    const sub = execa(rsyncBinary(), argv, {input: filesFromInput(writes), reject: false, detached: true, encoding: 'buffer'})
+    const sub = execa(rsyncBinary(), argv, {
+      input: filesFromInput(writes),
+      reject: false,
+      detached: true,
+      encoding: 'buffer',
+    })
     if (sub.pid) onChild?.(sub.pid)
     let canceled = false
     const dispose = stopOnAbort(sub.pid, signal, () => (canceled = true))
@@ -168,15 +230,16 @@ export class LocalTarget implements Target {
     }
     return parseItemize(r.stdout)
   }
-
 }
 
-const lastLines = (text: string | Uint8Array) => (typeof text === 'string' ? text : Buffer.from(text).toString()).trim().split('\n').slice(-3).join(' | ')
+const lastLines = (text: string | Uint8Array) =>
+  (typeof text === 'string' ? text : Buffer.from(text).toString()).trim().split('\n').slice(-3).join(' | ')
 
 /** Is `rel` in the tree under `root`, reached through real directories only (never through a symlink)? */
 function inTree(root: string, rel: string): boolean {
   const parts = rel.split('/')
-  for (let i = 1; i < parts.length; i++) if (statEntry(path.join(root, ...parts.slice(0, i)))?.type !== 'dir') return false
+  for (let i = 1; i < parts.length; i++)
+    if (statEntry(path.join(root, ...parts.slice(0, i)))?.type !== 'dir') return false
   return statEntry(path.join(root, rel)) !== undefined
 }
 
@@ -186,7 +249,8 @@ function inTree(root: string, rel: string): boolean {
  */
 function refuseReplacingProtected(source: string, dst: Tree): void {
   const holders = new Set<string>()
-  for (const d of dst.dirsWithProtected) for (let p = d; p; p = p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '') holders.add(p)
+  for (const d of dst.dirsWithProtected)
+    for (let p = d; p; p = p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '') holders.add(p)
   for (const rel of [...holders].sort()) {
     const src = statEntry(path.join(source, rel))
     if (src && src.type !== 'dir') {

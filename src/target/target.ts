@@ -102,7 +102,12 @@ export interface Target {
   /** A dry run of the planned writes: what the writer itself would do. Read-only. */
   previewSync(source: string, plan: TargetPlan): Promise<ItemizedChange[]>
   /** `onChild` gets the process group of the writer as soon as it starts, to journal it. */
-  sync(source: string, plan: TargetPlan, signal?: AbortSignal, onChild?: (pgid: number) => void): Promise<ItemizedChange[]>
+  sync(
+    source: string,
+    plan: TargetPlan,
+    signal?: AbortSignal,
+    onChild?: (pgid: number) => void,
+  ): Promise<ItemizedChange[]>
   /** Paths whose content in the target differs from the source after a sync. */
   verifySynced(source: string, plan: TargetPlan): Promise<string[]>
   /** Runs a configured command where the service is (in the target directory). */

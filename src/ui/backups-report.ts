@@ -22,13 +22,23 @@ export function renderBackups(b: BackupsListing, now = Date.now()): string {
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
   const table = rows.map((r, n) => {
-    const line = r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()
+    const line = r
+      .map((cell, i) => cell.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd()
     return n === 0 ? chalk.bold(line) : line
   })
   const {previous} = b
   const rollback =
-    'error' in previous ? `refused: ${previous.error}` : `goes to ${describe(previous.release)} (snapshot ${previous.snapshot})`
-  const lines = [...table, '', `${chalk.bold('Live')}       ${describe(b.liveRelease)}`, `${chalk.bold('rollback')}   ${rollback}`]
+    'error' in previous
+      ? `refused: ${previous.error}`
+      : `goes to ${describe(previous.release)} (snapshot ${previous.snapshot})`
+  const lines = [
+    ...table,
+    '',
+    `${chalk.bold('Live')}       ${describe(b.liveRelease)}`,
+    `${chalk.bold('rollback')}   ${rollback}`,
+  ]
   lines.push(`${chalk.bold('--to')}       ${b.targets.length ? b.targets.map((t) => t.to).join(', ') : 'no targets'}`)
   const never = b.neverLive.slice(-NEVER_LIVE_SHOWN).reverse()
   for (const n of never) lines.push(chalk.dim(`not a target: ${neverLiveReason(n)}`))

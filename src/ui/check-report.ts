@@ -6,7 +6,10 @@ import type {PreflightItem} from '../target/target.js'
 /** The preflight, one line per item: ✔/✖, what, the detail, and for a failure what to do. */
 export function renderPreflight(items: PreflightItem[]): string {
   return items
-    .map((p) => `${p.ok ? chalk.green('✔') : chalk.red('✖')} ${p.name}: ${p.detail}${!p.ok && p.hint ? ` → ${p.hint}` : ''}`)
+    .map(
+      (p) =>
+        `${p.ok ? chalk.green('✔') : chalk.red('✖')} ${p.name}: ${p.detail}${!p.ok && p.hint ? ` → ${p.hint}` : ''}`,
+    )
     .join('\n')
 }
 
@@ -20,5 +23,7 @@ export function renderCheck(r: CheckResult): string {
   if (r.exitCode === EXIT.interrupted) {
     return chalk.red(`Check interrupted: ${r.checks.length} check(s) finished before the signal, none failed.`)
   }
-  return chalk.green(`All good: config ${r.config}, ${r.preflight.length} preflight item(s), ${r.checks.length} check(s).`)
+  return chalk.green(
+    `All good: config ${r.config}, ${r.preflight.length} preflight item(s), ${r.checks.length} check(s).`,
+  )
 }

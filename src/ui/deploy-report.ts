@@ -13,13 +13,18 @@ export function renderDeploy(r: DeployResult, paths: {source: string; target: st
   return failed(r).join('\n')
 }
 
-function dryRun(plan: NonNullable<DeployResult['plan']>, c: NonNullable<DeployResult['changes']>, steps: string[]): string[] {
+function dryRun(
+  plan: NonNullable<DeployResult['plan']>,
+  c: NonNullable<DeployResult['changes']>,
+  steps: string[],
+): string[] {
   const lines = [chalk.bold(`Plan for release ${plan.id} (dry run, nothing changed):`), ...steps.map((s) => `  - ${s}`)]
   lines.push(`Changes: ${describeChanges(c)}`)
   for (const p of c.added) lines.push(`  ${chalk.green('+')} ${showPath(p)}`)
   for (const p of c.changed) lines.push(`  ${chalk.yellow('~')} ${showPath(p)}`)
   for (const p of c.deleted) lines.push(`  ${chalk.red('-')} ${showPath(p)}`)
-  if (plan.needsRestart.length) lines.push(chalk.yellow(`Needs a restart: ${plan.needsRestart.map(showPath).join(', ')}`))
+  if (plan.needsRestart.length)
+    lines.push(chalk.yellow(`Needs a restart: ${plan.needsRestart.map(showPath).join(', ')}`))
   lines.push(`rsync: ${plan.rsyncArgv.join(' ')}`)
   return lines
 }
@@ -27,8 +32,12 @@ function dryRun(plan: NonNullable<DeployResult['plan']>, c: NonNullable<DeployRe
 function deployed(r: DeployResult): string[] {
   const changes = r.changes ? describeChanges(r.changes) : ''
   const lines = [chalk.green(`Deployed release ${r.release} (${changes}) in ${formatDuration(r.durationMs)}.`)]
-  if (r.proof?.confirmed) lines.push(`Live: every service reports ${r.proof.confirmed}${r.proof.restarted ? ' (after restart)' : ''}.`)
-  if (r.backup) lines.push(`Backup ${r.backup.id}: ${r.backup.files} files, ${formatBytes(r.backup.added)} added. Undo: hotctl rollback`)
+  if (r.proof?.confirmed)
+    lines.push(`Live: every service reports ${r.proof.confirmed}${r.proof.restarted ? ' (after restart)' : ''}.`)
+  if (r.backup)
+    lines.push(
+      `Backup ${r.backup.id}: ${r.backup.files} files, ${formatBytes(r.backup.added)} added. Undo: hotctl rollback`,
+    )
   return lines
 }
 

@@ -13,7 +13,9 @@ export function renderInit(r: InitResult): string {
   if (r.agent) lines.push(`Agent:   copied to ${r.agent} (see templates/python/README.md to wire it in)`)
   if (r.tokenFile) {
     const gitignore = r.gitignore ? `, listed in ${r.gitignore}` : ''
-    lines.push(`Token:   ${r.tokenCreated ? 'generated into' : 'kept'} ${r.tokenFile} (mode 0600, never printed)${gitignore}`)
+    lines.push(
+      `Token:   ${r.tokenCreated ? 'generated into' : 'kept'} ${r.tokenFile} (mode 0600, never printed)${gitignore}`,
+    )
   }
   for (const w of r.warnings) lines.push(chalk.yellow(`Warning: ${w}`))
   lines.push(chalk.bold('Next steps:'), ...r.next.map((n) => `  ${n}`))

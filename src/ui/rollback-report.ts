@@ -12,6 +12,8 @@ export function renderRollback(r: RollbackResult): string {
     const undo = r.undoWith ? `Undo: ${r.undoWith}` : `The tree from before the rollback is kept as snapshot ${r.undo}.`
     return chalk.green(`Rolled back to ${what} (snapshot ${r.snapshot}). ${undo}`)
   }
-  const after = r.restore?.ok ? `Put back the tree from before the rollback (${r.undo}).` : 'The target needs attention.'
+  const after = r.restore?.ok
+    ? `Put back the tree from before the rollback (${r.undo}).`
+    : 'The target needs attention.'
   return chalk.red(`Rollback to ${what} failed: ${r.error}\n`) + after
 }

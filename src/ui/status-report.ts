@@ -13,19 +13,27 @@ export function renderStatus(s: StatusReport): string {
   if (s.interrupted) {
     const {op, id, lastPhase} = s.interrupted
     const phase = lastPhase ?? 'start'
-    lines.push(chalk.yellow(`Interrupted: ${op} ${id} stopped at phase ${phase}; the next deploy or rollback restores its backup first.`))
+    lines.push(
+      chalk.yellow(
+        `Interrupted: ${op} ${id} stopped at phase ${phase}; the next deploy or rollback restores its backup first.`,
+      ),
+    )
   }
   if (s.needsAttention) lines.push(chalk.red(`NEEDS ATTENTION: ${s.attention}`))
   const {stats} = s
   const rate = stats.successRate === null ? 'n/a' : `${(stats.successRate * 100).toFixed(0)}%`
   const rollbacks = `rollbacks ${stats.rollbacks} (${stats.rollbacksLastHour} in the last hour)`
   const restores = `automatic restores ${stats.restores}`
-  lines.push(`${label('Deploys')}${stats.deploys} (success rate ${rate}), ${rollbacks}, ${restores}, backups ${s.backups}`)
+  lines.push(
+    `${label('Deploys')}${stats.deploys} (success rate ${rate}), ${rollbacks}, ${restores}, backups ${s.backups}`,
+  )
   if (s.recent.length) {
     lines.push(chalk.bold('Recent'))
     for (const o of s.recent) {
       const duration = o.durationMs === null ? '' : formatDuration(o.durationMs)
-      lines.push(`  ${o.id}  ${o.op.padEnd(8)} ${o.result.padEnd(11)} ${duration}${o.error ? `  ${o.error.split('\n')[0]}` : ''}`)
+      lines.push(
+        `  ${o.id}  ${o.op.padEnd(8)} ${o.result.padEnd(11)} ${duration}${o.error ? `  ${o.error.split('\n')[0]}` : ''}`,
+      )
     }
   }
   return lines.join('\n')

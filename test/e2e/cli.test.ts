@@ -89,58 +89,63 @@ describe('--json', {timeout: 90_000}, () => {
     expect(h.stderr).toContain('unknown command "deploi"')
   })
 
-  it('errors are one JSON object too: no config (2), invalid field (2, names the path), missing env var (2), bad flag (2), ' +
-    'failed check (1)', async () => {
-    const ws = makeWorkspace()
-    const empty = path.join(ws.dir, 'nowhere')
-    fs.mkdirSync(empty)
-    const prune = ['backups', 'prune', '--keep', '5']
-    const commands = [['deploy'], ['deploy', '--dry-run'], ['rollback'], ['backups'], prune, ['status'], ['check']]
-    for (const cmd of commands) {
-      const j = expectJson(await runCli([...cmd, '--json'], {cwd: empty}), 2)
-      expect(j.error.message, cmd.join(' ')).toMatch(/no hotctl config found/)
-      expect(j.error.hint).toMatch(/--config/)
-    }
+  it(
+    'errors are one JSON object too: no config (2), invalid field (2, names the path), missing env var (2), bad flag (2), ' +
+      'failed check (1)',
+    async () => {
+      const ws = makeWorkspace()
+      const empty = path.join(ws.dir, 'nowhere')
+      fs.mkdirSync(empty)
+      const prune = ['backups', 'prune', '--keep', '5']
+      const commands = [['deploy'], ['deploy', '--dry-run'], ['rollback'], ['backups'], prune, ['status'], ['check']]
+      for (const cmd of commands) {
+        const j = expectJson(await runCli([...cmd, '--json'], {cwd: empty}), 2)
+        expect(j.error.message, cmd.join(' ')).toMatch(/no hotctl config found/)
+        expect(j.error.hint).toMatch(/--config/)
+      }
 
-    const svc = await startService(ws.live)
-    const bad = serviceConfig(svc)
-    ;(bad.reload as {status: {url: string}}).status.url = 'not a url'
-    ws.writeConfig(bad)
-    for (const cmd of [['deploy'], ['check'], ['status']]) {
-      const j = expectJson(await runCli([...cmd, '--json'], {cwd: ws.src}), 2)
-      expect(j.error.message).toContain('reload.status.url')
-      expect(j.error.message).toContain(ws.configPath)
-    }
-    const unknownKey = serviceConfig(svc, {kepe: 3})
-    ws.writeConfig(unknownKey)
-    expect(expectJson(await runCli(['deploy', '--json'], {cwd: ws.src}), 2).error.message).toContain('kepe')
-    const badTimeout = serviceConfig(svc)
-    ;(badTimeout.reload as Record<string, unknown>).timeout = 'soon'
-    ws.writeConfig(badTimeout)
-    expect(expectJson(await runCli(['deploy', '--json'], {cwd: ws.src}), 2).error.message).toContain('reload.timeout')
+      const svc = await startService(ws.live)
+      const bad = serviceConfig(svc)
+      ;(bad.reload as {status: {url: string}}).status.url = 'not a url'
+      ws.writeConfig(bad)
+      for (const cmd of [['deploy'], ['check'], ['status']]) {
+        const j = expectJson(await runCli([...cmd, '--json'], {cwd: ws.src}), 2)
+        expect(j.error.message).toContain('reload.status.url')
+        expect(j.error.message).toContain(ws.configPath)
+      }
+      const unknownKey = serviceConfig(svc, {kepe: 3})
+      ws.writeConfig(unknownKey)
+      expect(expectJson(await runCli(['deploy', '--json'], {cwd: ws.src}), 2).error.message).toContain('kepe')
+      const badTimeout = serviceConfig(svc)
+      ;(badTimeout.reload as Record<string, unknown>).timeout = 'soon'
+      ws.writeConfig(badTimeout)
+      expect(expectJson(await runCli(['deploy', '--json'], {cwd: ws.src}), 2).error.message).toContain('reload.timeout')
 
-    const withVar = serviceConfig(svc)
-    ;(withVar.reload as {trigger: Record<string, unknown>}).trigger.headers = {Authorization: 'Bearer ${HOTCTL_E2E_MISSING_TOKEN}'}
-    ws.writeConfig(withVar)
-    const missing = expectJson(await runCli(['deploy', '--json'], {cwd: ws.src}), 2)
-    expect(missing.error.message).toContain('HOTCTL_E2E_MISSING_TOKEN')
-    expect(missing.error.message).toContain('reload.trigger.headers.Authorization')
+      const withVar = serviceConfig(svc)
+      ;(withVar.reload as {trigger: Record<string, unknown>}).trigger.headers = {
+        Authorization: 'Bearer ${HOTCTL_E2E_MISSING_TOKEN}',
+      }
+      ws.writeConfig(withVar)
+      const missing = expectJson(await runCli(['deploy', '--json'], {cwd: ws.src}), 2)
+      expect(missing.error.message).toContain('HOTCTL_E2E_MISSING_TOKEN')
+      expect(missing.error.message).toContain('reload.trigger.headers.Authorization')
 
-    // --config to a file that does not exist.
-    expectJson(await runCli(['status', '--json', '--config', path.join(ws.dir, 'nope.yaml')], {cwd: ws.dir}), 2)
+      // --config to a file that does not exist.
+      expectJson(await runCli(['status', '--json', '--config', path.join(ws.dir, 'nope.yaml')], {cwd: ws.dir}), 2)
 
-    ws.writeConfig(serviceConfig(svc))
-    const flag = expectJson(await runCli(['deploy', '--bogus-flag', '--json'], {cwd: ws.src}), 2)
-    expect(flag.error.message).toContain('bogus-flag')
-    expectJson(await runCli(['backups', 'prune', '--keep', '0', '--json'], {cwd: ws.src}), 2)
+      ws.writeConfig(serviceConfig(svc))
+      const flag = expectJson(await runCli(['deploy', '--bogus-flag', '--json'], {cwd: ws.src}), 2)
+      expect(flag.error.message).toContain('bogus-flag')
+      expectJson(await runCli(['backups', 'prune', '--keep', '0', '--json'], {cwd: ws.src}), 2)
 
-    ws.setVersion('v2', {syntaxError: true})
-    const check = expectJson(await runCli(['check', '--json'], {cwd: ws.src}), 1)
-    expect(check.checks).toEqual([expect.objectContaining({name: 'syntax', ok: false})])
-    const dep = expectJson(await runCli(['deploy', '--json'], {cwd: ws.src}), 1)
-    expect(dep.error.message).toContain('syntax')
-    expect(ws.backupFiles()).toEqual([])
-  })
+      ws.setVersion('v2', {syntaxError: true})
+      const check = expectJson(await runCli(['check', '--json'], {cwd: ws.src}), 1)
+      expect(check.checks).toEqual([expect.objectContaining({name: 'syntax', ok: false})])
+      const dep = expectJson(await runCli(['deploy', '--json'], {cwd: ws.src}), 1)
+      expect(dep.error.message).toContain('syntax')
+      expect(ws.backupFiles()).toEqual([])
+    },
+  )
 })
 
 describe('secrets', {timeout: 90_000}, () => {
@@ -154,7 +159,8 @@ describe('secrets', {timeout: 90_000}, () => {
     const cfg = serviceConfig(svc)
     ;(cfg.reload as {trigger: Record<string, unknown>}).trigger.headers = {Authorization: 'Bearer ${HOTCTL_TOKEN}'}
     // A smoke command that prints the token, and fails for v3 (so its output ends up in errors).
-    const leaky = 'echo "token=$HOTCTL_TOKEN"; if grep -q v3 app/handlers.py; then echo "v3 fails, token $HOTCTL_TOKEN" >&2; exit 1; fi'
+    const leaky =
+      'echo "token=$HOTCTL_TOKEN"; if grep -q v3 app/handlers.py; then echo "v3 fails, token $HOTCTL_TOKEN" >&2; exit 1; fi'
     ;(cfg.smoke as unknown[]).push({name: 'leaky', command: leaky})
     ws.writeConfig(cfg)
     const env = {HOTCTL_TOKEN: TOKEN}
@@ -202,7 +208,9 @@ describe('secrets', {timeout: 90_000}, () => {
     for (const f of metas) expect(fs.readFileSync(path.join(backupDir, f), 'utf8')).not.toContain(TOKEN)
     // Nothing anywhere in the state dir or the target holds it.
     const walk = (dir: string): string[] =>
-      fs.readdirSync(dir, {withFileTypes: true}).flatMap((d) => (d.isDirectory() ? walk(path.join(dir, d.name)) : [path.join(dir, d.name)]))
+      fs
+        .readdirSync(dir, {withFileTypes: true})
+        .flatMap((d) => (d.isDirectory() ? walk(path.join(dir, d.name)) : [path.join(dir, d.name)]))
     for (const f of [...walk(ws.stateDir), ...walk(ws.live)]) expect(fs.readFileSync(f).includes(TOKEN), f).toBe(false)
   })
 
@@ -215,7 +223,13 @@ describe('secrets', {timeout: 90_000}, () => {
     const env = {API_TOKEN: 's3cr3t-value-123', ACCOUNT_NO: '12345678901234567890', APPUSER: 'deploy', CI: '1'}
     const cfg = serviceConfig(svc, {checks: {}})
     const url = svc.url('/health?token=${API_TOKEN}&account=${ACCOUNT_NO}')
-    ;(cfg.smoke as unknown[]).push({name: 'token', url, headers: {'X-User': '${APPUSER}'}, expect: {status: 404}, retries: 0})
+    ;(cfg.smoke as unknown[]).push({
+      name: 'token',
+      url,
+      headers: {'X-User': '${APPUSER}'},
+      expect: {status: 404},
+      retries: 0,
+    })
     ws.writeConfig(cfg)
     const outputs: {stdout: string; stderr: string}[] = []
 
@@ -274,7 +288,9 @@ describe('env values in commands', {timeout: 60_000}, () => {
       target: '../live',
       checks: {
         greet: `echo "branch is \${BRANCH}" > ${shellOut}`,
-        viaArgv: {argv: ['node', '-e', 'require("fs").writeFileSync(process.argv[1], process.argv[2])', argvOut, '${BRANCH}']},
+        viaArgv: {
+          argv: ['node', '-e', 'require("fs").writeFileSync(process.argv[1], process.argv[2])', argvOut, '${BRANCH}'],
+        },
       },
     })
     const r = await runCli(['check', '--json'], {cwd: ws.src, env: {BRANCH}})

@@ -3,8 +3,21 @@ import fs from 'node:fs'
 import path from 'node:path'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 import {
-  handlersPy, inodes, makeWorkspace, MARKER, readMarker, removeWorkspaces, requireBuild, runCli, serviceConfig, startCli, startService,
-  stopAllServices, treeContent, waitFor, type Workspace,
+  handlersPy,
+  inodes,
+  makeWorkspace,
+  MARKER,
+  readMarker,
+  removeWorkspaces,
+  requireBuild,
+  runCli,
+  serviceConfig,
+  startCli,
+  startService,
+  stopAllServices,
+  treeContent,
+  waitFor,
+  type Workspace,
 } from './helpers.js'
 
 beforeAll(requireBuild)
@@ -34,7 +47,10 @@ const flipByte = (file: string, at = 5) =>
     return out
   })
 
-function backupMeta(ws: Workspace, id: string): {root: Record<string, string>; files: number; bytes: number; release: string | null} {
+function backupMeta(
+  ws: Workspace,
+  id: string,
+): {root: Record<string, string>; files: number; bytes: number; release: string | null} {
   return JSON.parse(fs.readFileSync(path.join(ws.stateDir, 'backups', `${id}.json`), 'utf8'))
 }
 
@@ -154,7 +170,10 @@ describe('a damaged backup is refused by rollback before anything is written', {
     fs.mkdirSync(path.dirname(objectPath(ws, hash)), {recursive: true})
     fs.writeFileSync(objectPath(ws, hash), bogus)
     const meta = backupMeta(ws, A)
-    fs.writeFileSync(path.join(ws.stateDir, 'backups', `${A}.json`), JSON.stringify({...meta, root: {...meta.root, app: hash}}))
+    fs.writeFileSync(
+      path.join(ws.stateDir, 'backups', `${A}.json`),
+      JSON.stringify({...meta, root: {...meta.root, app: hash}}),
+    )
     const before = snapshotLive(ws)
     const r = await runCli(['rollback', '--to', 'initial'], {cwd: ws.src})
     expect(r.exitCode, why(r)).toBe(1)
@@ -187,8 +206,12 @@ describe('a damaged backup during an automatic restore', {timeout: 120_000}, () 
     const id = r.json.release as string
     expect(r.json.outcome).toBe('needs-attention')
     expect(r.json.restore.ok).toBe(false)
-    expect(r.json.restore.error).toContain(`backup ${id} is damaged: app/handlers.py: object ${v1} does not match its hash`)
-    expect(r.json.restore.damage).toEqual([expect.objectContaining({backup: id, what: 'object', path: 'app/handlers.py', hash: v1})])
+    expect(r.json.restore.error).toContain(
+      `backup ${id} is damaged: app/handlers.py: object ${v1} does not match its hash`,
+    )
+    expect(r.json.restore.damage).toEqual([
+      expect.objectContaining({backup: id, what: 'object', path: 'app/handlers.py', hash: v1}),
+    ])
     expect(r.json.restore.written).toBe(0)
     // Nothing was restored: live is still exactly the synced v2 tree (plus marker and protected files).
     const ours = (p: string) => p === MARKER || p === '.env' || p === 'data' || p.startsWith('data/')
@@ -254,7 +277,10 @@ describe('hotctl backups verify', {timeout: 120_000}, () => {
     const clean = await runCli(['backups', 'verify', '--json'], {cwd: ws.src})
     expect(clean.exitCode, why(clean)).toBe(0)
     expect(clean.json).toMatchObject({ok: true, command: 'backups:verify', backup: null, damage: []})
-    expect(clean.json.backups.map((b: {id: string; ok: boolean}) => [b.id, b.ok])).toEqual([[A, true], [B, true]])
+    expect(clean.json.backups.map((b: {id: string; ok: boolean}) => [b.id, b.ok])).toEqual([
+      [A, true],
+      [B, true],
+    ])
     expect(clean.json.checked.objects).toBeGreaterThan(0)
     expect(clean.json.info).toMatchObject({orphanObjects: 0, tempFiles: []})
 
@@ -299,7 +325,11 @@ describe('hotctl backups verify', {timeout: 120_000}, () => {
       ]),
     )
     expect(found).toHaveLength(4)
-    expect(all.json.backups.map((b: {id: string; ok: boolean}) => [b.id, b.ok])).toEqual([[A, false], [B, false], [C, false]])
+    expect(all.json.backups.map((b: {id: string; ok: boolean}) => [b.id, b.ok])).toEqual([
+      [A, false],
+      [B, false],
+      [C, false],
+    ])
     expect(fs.existsSync(objectPath(ws, v2))).toBe(true)
 
     const human = await runCli(['backups', 'verify'], {cwd: ws.src})

@@ -92,7 +92,9 @@ describe('deploy', {timeout: 60_000}, () => {
     const c = spawnSync('git', ['clone', '-q', '--no-hardlinks', ws.src, clone], {encoding: 'utf8'})
     expect(c.status, c.stderr).toBe(0)
     // Every file of the clone is newer than the live one: only content can say they are equal.
-    expect(fs.statSync(path.join(clone, 'app/handlers.py')).mtimeMs).not.toBe(fs.statSync(path.join(ws.live, 'app/handlers.py')).mtimeMs)
+    expect(fs.statSync(path.join(clone, 'app/handlers.py')).mtimeMs).not.toBe(
+      fs.statSync(path.join(ws.live, 'app/handlers.py')).mtimeMs,
+    )
 
     const before = inodes(ws.live)
     const hashBefore = treeHash(ws.live)

@@ -1,7 +1,17 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
-import {listTree, makeWorkspace, removeWorkspaces, requireBuild, runCli, serviceConfig, startService, stopAllServices, treeHash} from './helpers.js'
+import {
+  listTree,
+  makeWorkspace,
+  removeWorkspaces,
+  requireBuild,
+  runCli,
+  serviceConfig,
+  startService,
+  stopAllServices,
+  treeHash,
+} from './helpers.js'
 
 beforeAll(requireBuild)
 afterEach(stopAllServices)
@@ -41,7 +51,19 @@ describe('deploy --dry-run', {timeout: 60_000}, () => {
     expect(fingerprint(ws.live)).toBe(liveMeta)
     // The steps are the deploy's own task tree, in order.
     const steps = r.json.steps as string[]
-    const order = ['preflight', 'checks', 'lock the target', 'plan', 'back up', 'sync the changed paths', 'verify', 'trigger hot reload', 'confirm', 'smoke', 'prune']
+    const order = [
+      'preflight',
+      'checks',
+      'lock the target',
+      'plan',
+      'back up',
+      'sync the changed paths',
+      'verify',
+      'trigger hot reload',
+      'confirm',
+      'smoke',
+      'prune',
+    ]
     let at = -1
     for (const word of order) {
       const i = steps.findIndex((s, j) => j > at && s.toLowerCase().includes(word))

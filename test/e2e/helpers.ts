@@ -37,7 +37,16 @@ export interface AppOpts {
 
 /** app/handlers.py of version `v`: hello() says `hello <v>`, calc adds. */
 export function handlersPy(v: string, opts: AppOpts = {}): string {
-  const lines = [`VERSION = ${JSON.stringify(v)}`, '', '', 'def hello():', `    return "hello " + VERSION`, '', '', 'def calc(a, b):']
+  const lines = [
+    `VERSION = ${JSON.stringify(v)}`,
+    '',
+    '',
+    'def hello():',
+    `    return "hello " + VERSION`,
+    '',
+    '',
+    'def calc(a, b):',
+  ]
   if (opts.calcBroken) lines.push(`    raise RuntimeError("calc is broken in " + VERSION)`)
   else lines.push('    return a + b')
   if (opts.syntaxError) lines.push('', 'def broken(:', '    pass')
@@ -129,7 +138,12 @@ export function makeWorkspace(opts: {git?: boolean} = {}): Workspace {
     },
     backupFiles() {
       const d = path.join(ws.stateDir, 'backups')
-      return fs.existsSync(d) ? fs.readdirSync(d).filter((n) => n.endsWith('.json')).sort() : []
+      return fs.existsSync(d)
+        ? fs
+            .readdirSync(d)
+            .filter((n) => n.endsWith('.json'))
+            .sort()
+        : []
     },
   }
   if (opts.git) ws.gitCommit('v1')
@@ -203,7 +217,10 @@ export async function startService(root: string, opts: {neverReport?: boolean; t
   proc.stderr!.on('data', (d) => (stderr += String(d)))
   const ready = await new Promise<{port: number; pid: number}>((resolve, reject) => {
     let out = ''
-    const timer = setTimeout(() => reject(new Error(`service did not print READY within 10s; stderr: ${stderr}`)), 10_000)
+    const timer = setTimeout(
+      () => reject(new Error(`service did not print READY within 10s; stderr: ${stderr}`)),
+      10_000,
+    )
     proc.stdout!.on('data', (d) => {
       out += String(d)
       const m = /READY (\d+) (\d+)/.exec(out)
@@ -370,7 +387,11 @@ export function treeContent(root: string, skip: (rel: string) => boolean = () =>
   const out: Record<string, string> = {}
   for (const [rel, e] of listTree(root)) {
     if (skip(rel)) continue
-    const sha = () => crypto.createHash('sha256').update(fs.readFileSync(path.join(root, rel))).digest('hex')
+    const sha = () =>
+      crypto
+        .createHash('sha256')
+        .update(fs.readFileSync(path.join(root, rel)))
+        .digest('hex')
     const what = e.type === 'file' ? sha() : e.type === 'symlink' ? e.link : ''
     out[rel] = `${e.type} ${e.mode.toString(8)} ${what}`
   }
@@ -379,7 +400,10 @@ export function treeContent(root: string, skip: (rel: string) => boolean = () =>
 
 /** sha256 over sorted relative paths + types + modes + contents of the whole tree. */
 export function treeHash(root: string): string {
-  return crypto.createHash('sha256').update(JSON.stringify(treeContent(root))).digest('hex')
+  return crypto
+    .createHash('sha256')
+    .update(JSON.stringify(treeContent(root)))
+    .digest('hex')
 }
 
 /** inode + mtime + size of every entry: proves nothing was rewritten. */
@@ -404,7 +428,12 @@ export function readJournal(stateDir: string): Record<string, unknown>[] {
     .map((l) => JSON.parse(l) as Record<string, unknown>)
 }
 
-export async function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 15_000, everyMs = 50): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => T | undefined | false,
+  timeoutMs = 15_000,
+  everyMs = 50,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const v = probe()

@@ -8,13 +8,24 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
-import {makeWorkspace, MARKER, removeWorkspaces, requireBuild, runCli, serviceConfig, startService, stopAllServices, type Workspace} from './helpers.js'
+import {
+  makeWorkspace,
+  MARKER,
+  removeWorkspaces,
+  requireBuild,
+  runCli,
+  serviceConfig,
+  startService,
+  stopAllServices,
+  type Workspace,
+} from './helpers.js'
 
 beforeAll(requireBuild)
 afterEach(stopAllServices)
 afterAll(removeWorkspaces)
 
-const why = (r: {stdout: string; stderr: string}) => `stdout:\n${r.stdout.slice(0, 3000)}\nstderr:\n${r.stderr.slice(0, 3000)}`
+const why = (r: {stdout: string; stderr: string}) =>
+  `stdout:\n${r.stdout.slice(0, 3000)}\nstderr:\n${r.stderr.slice(0, 3000)}`
 
 const b = (s: string) => Buffer.from(s, 'latin1')
 const join = (...parts: Buffer[]) => Buffer.concat(parts.flatMap((p, i) => (i === 0 ? [p] : [b('/'), p])))
@@ -59,19 +70,63 @@ function put(root: string, rel: Buffer, content: Buffer = rel): void {
 
 const specials = [
   // rsync's --files-from comments, and what an escaping scheme might trip on
-  '#x', ';x', '\\#x', '\\#101', '\\#1', '\\#12\n', '\\\\#012', 'x\\#0123', '\\', 'a\\', '\\#',
+  '#x',
+  ';x',
+  '\\#x',
+  '\\#101',
+  '\\#1',
+  '\\#12\n',
+  '\\\\#012',
+  'x\\#0123',
+  '\\',
+  'a\\',
+  '\\#',
   // options and filter rules
-  '-x', '--delete', '- *', '+ *', 'P x', '!', 'exclude=*',
+  '-x',
+  '--delete',
+  '- *',
+  '+ *',
+  'P x',
+  '!',
+  'exclude=*',
   // spaces
-  ' lead', 'trail ', '  ', ' ', '\t', 'tab\there', 'two\n\nlines',
+  ' lead',
+  'trail ',
+  '  ',
+  ' ',
+  '\t',
+  'tab\there',
+  'two\n\nlines',
   // wildcards
-  '*', '?', '[a]', '[', ']', '**', 'a*b?c[d]',
+  '*',
+  '?',
+  '[a]',
+  '[',
+  ']',
+  '**',
+  'a*b?c[d]',
   // rsync's itemized output, and a symlink arrow
-  '>f+++++++++ x', '*deleting   y', 'cL+++++++++ l -> t', '.d..t...... .', 'a -> b',
+  '>f+++++++++ x',
+  '*deleting   y',
+  'cL+++++++++ l -> t',
+  '.d..t...... .',
+  'a -> b',
   // dots
-  '...', '..x', '.x', 'x.',
+  '...',
+  '..x',
+  '.x',
+  'x.',
 ]
-const invalidUtf8 = [[0xff], [0xfe, 0xff], [0xc3], [0xc3, 0x28], [0xed, 0xb2, 0x80], [0xc0, 0xaf], [0xf8, 0x88, 0x80, 0x80, 0x80], [0x63, 0x61, 0x66, 0xe9]]
+const invalidUtf8 = [
+  [0xff],
+  [0xfe, 0xff],
+  [0xc3],
+  [0xc3, 0x28],
+  [0xed, 0xb2, 0x80],
+  [0xc0, 0xaf],
+  [0xf8, 0x88, 0x80, 0x80, 0x80],
+  [0x63, 0x61, 0x66, 0xe9],
+]
 
 /** "l\n\xfe -> x": a symlink whose name is not UTF-8 and looks like rsync's `%L` output. */
 const LINK = Buffer.from([0x6c, 0x0a, 0xfe, 0x20, 0x2d, 0x3e, 0x20, 0x78])
@@ -190,7 +245,9 @@ describe('a path that changes type', {timeout: 180_000}, () => {
     ws.setVersion('v2')
     const preview = await runCli(['deploy', '--dry-run', '--json'], {cwd: ws.src})
     expect(preview.exitCode, why(preview)).toBe(0)
-    expect(preview.json.preview.map((i: {path: string}) => i.path)).toEqual(expect.arrayContaining(['lib', 'cfg', 'assets', 'single', 'tree', 'was-link', 'was-file']))
+    expect(preview.json.preview.map((i: {path: string}) => i.path)).toEqual(
+      expect.arrayContaining(['lib', 'cfg', 'assets', 'single', 'tree', 'was-link', 'was-file']),
+    )
     expect(managed(ws)).toEqual(original)
 
     const d = await runCli(['deploy', '--json'], {cwd: ws.src})

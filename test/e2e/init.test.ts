@@ -10,7 +10,8 @@ const dirs: string[] = []
 const procs: ChildProcess[] = []
 beforeAll(() => {
   requireBuild()
-  if (!fs.existsSync(path.join(ROOT, 'dist/commands/init.js'))) throw new Error('dist/commands/init.js is missing: run `npx tsc -p .` first')
+  if (!fs.existsSync(path.join(ROOT, 'dist/commands/init.js')))
+    throw new Error('dist/commands/init.js is missing: run `npx tsc -p .` first')
 })
 afterAll(() => {
   for (const p of procs.splice(0)) p.kill('SIGKILL')
@@ -38,11 +39,22 @@ const readConfig = (dir: string) => YAML.parse(fs.readFileSync(path.join(dir, 'h
 
 describe('hotctl init', {timeout: 30_000}, () => {
   it('detects a Python project and fills in pytest, flake8 and mypy', async () => {
-    const dir = project({'requirements.txt': 'flask==3.0\npytest>=8\nflake8\n', 'tests/test_x.py': '', 'mypy.ini': '[mypy]\n'})
+    const dir = project({
+      'requirements.txt': 'flask==3.0\npytest>=8\nflake8\n',
+      'tests/test_x.py': '',
+      'mypy.ini': '[mypy]\n',
+    })
     const r = await runCli(['init', '--json'], {cwd: dir})
     expect(r.exitCode, why(r)).toBe(0)
     expect(r.json, why(r)).toBeDefined()
-    expect(r.json).toMatchObject({ok: true, command: 'init', template: 'python', path: path.join(dir, 'hotctl.config.yaml'), target: '/opt/app', targetIsPlaceholder: true})
+    expect(r.json).toMatchObject({
+      ok: true,
+      command: 'init',
+      template: 'python',
+      path: path.join(dir, 'hotctl.config.yaml'),
+      target: '/opt/app',
+      targetIsPlaceholder: true,
+    })
     expect(r.json.checks).toEqual({test: 'pytest -q', lint: 'flake8 .', types: 'mypy .'})
     expect(r.json.next.join('\n')).toMatch(/hotctl check/)
     expect(r.json.next.join('\n')).toMatch(/hotctl deploy --dry-run/)
@@ -52,7 +64,9 @@ describe('hotctl init', {timeout: 30_000}, () => {
     expect(cfg.reload.trigger.url).toBe('http://127.0.0.1:8001/api/v1/hot-reload/check')
     expect(cfg.reload.status.url).toBe('http://127.0.0.1:8001/api/v1/hot-reload/status')
     expect(cfg.reload.trigger.headers).toBeUndefined() // the token header is commented out
-    expect(fs.readFileSync(path.join(dir, 'hotctl.config.yaml'), 'utf8')).toMatch(/# headers: \{ Authorization: 'Bearer \$\{HOTRELOAD_TOKEN\}' \}/)
+    expect(fs.readFileSync(path.join(dir, 'hotctl.config.yaml'), 'utf8')).toMatch(
+      /# headers: \{ Authorization: 'Bearer \$\{HOTRELOAD_TOKEN\}' \}/,
+    )
     expect(cfg.smoke).toEqual([{name: 'health', url: 'http://127.0.0.1:8001/health', expect: {status: 200}}])
   })
 
@@ -66,7 +80,10 @@ describe('hotctl init', {timeout: 30_000}, () => {
   })
 
   it('detects a Node project: npm test, tsc, npm run lint', async () => {
-    const dir = project({'package.json': JSON.stringify({name: 'x', scripts: {test: 'vitest run', lint: 'eslint .'}}), 'tsconfig.json': '{}'})
+    const dir = project({
+      'package.json': JSON.stringify({name: 'x', scripts: {test: 'vitest run', lint: 'eslint .'}}),
+      'tsconfig.json': '{}',
+    })
     const r = await runCli(['init', '--json', '--target', '../live'], {cwd: dir})
     expect(r.exitCode, why(r)).toBe(0)
     expect(r.json.template).toBe('node')
@@ -124,7 +141,8 @@ describe('hotctl init', {timeout: 30_000}, () => {
     const r = await runCli(['init', '--with-agent', '--json'], {cwd: dir})
     expect(r.exitCode, why(r)).toBe(0)
     expect(r.json.agent).toBe(path.join(dir, 'hotreload_agent'))
-    for (const f of ['__init__.py', 'agent.py', 'wsgi.py']) expect(fs.existsSync(path.join(dir, 'hotreload_agent', f)), f).toBe(true)
+    for (const f of ['__init__.py', 'agent.py', 'wsgi.py'])
+      expect(fs.existsSync(path.join(dir, 'hotreload_agent', f)), f).toBe(true)
     expect(fs.existsSync(path.join(dir, 'hotreload_agent', '__pycache__'))).toBe(false)
 
     fs.rmSync(path.join(dir, 'hotctl.config.yaml'))
@@ -138,7 +156,10 @@ describe('hotctl init', {timeout: 30_000}, () => {
 
   it('--with-agent sets up the agent token: a 0600 file, never deployed, gitignored, sent by the trigger, never printed', async () => {
     const dir = project({'requirements.txt': '', '.gitignore': 'venv'})
-    const r = await runCli(['init', '--with-agent', '--json', '--target', '/srv/app'], {cwd: dir, env: {HOTRELOAD_TOKEN: undefined}})
+    const r = await runCli(['init', '--with-agent', '--json', '--target', '/srv/app'], {
+      cwd: dir,
+      env: {HOTRELOAD_TOKEN: undefined},
+    })
     expect(r.exitCode, why(r)).toBe(0)
     const file = path.join(dir, '.hotreload-token')
     expect(r.json).toMatchObject({tokenFile: file, tokenCreated: true, gitignore: path.join(dir, '.gitignore')})
@@ -149,7 +170,9 @@ describe('hotctl init', {timeout: 30_000}, () => {
     const cfg = readConfig(dir)
     expect(cfg.reload.trigger.headers).toEqual({Authorization: 'Bearer ${HOTRELOAD_TOKEN}'})
     expect(cfg.exclude).toContain('.hotreload-token')
-    expect(fs.readFileSync(path.join(dir, '.gitignore'), 'utf8')).toBe("venv\n# the hot-reload agent's token (hotctl init)\n/.hotreload-token\n")
+    expect(fs.readFileSync(path.join(dir, '.gitignore'), 'utf8')).toBe(
+      "venv\n# the hot-reload agent's token (hotctl init)\n/.hotreload-token\n",
+    )
     expect(r.json.next.join('\n')).toContain('export HOTRELOAD_TOKEN="$(cat .hotreload-token)"')
     expect(r.json.next.join('\n')).toContain(`HOTRELOAD_TOKEN_FILE=${file}`)
 
@@ -165,15 +188,24 @@ describe('hotctl init', {timeout: 30_000}, () => {
     expect(fs.readFileSync(path.join(dir, '.gitignore'), 'utf8').match(/hotreload-token/g)).toHaveLength(1)
   })
 
-  it('--with-agent: the service reads the token file, hotctl the env; a deploy reloads the running service', {timeout: 90_000}, async () => {
-    const dir = project({'requirements.txt': '', 'app/__init__.py': '', 'app/handlers.py': 'VERSION = "v1"\n'})
-    const live = project({})
-    const init = await runCli(['init', '--with-agent', '--json', '--target', live], {cwd: dir, env: {HOTRELOAD_TOKEN: undefined}})
-    expect(init.exitCode, why(init)).toBe(0)
-    const tokenFile = init.json.tokenFile as string
-    // The live tree as a first deploy left it: the project without the config and the token.
-    fs.cpSync(dir, live, {recursive: true, filter: (src) => !/(hotctl\.config\.yaml|\.hotreload-token|\.gitignore)$/.test(src)})
-    const service = `
+  it(
+    '--with-agent: the service reads the token file, hotctl the env; a deploy reloads the running service',
+    {timeout: 90_000},
+    async () => {
+      const dir = project({'requirements.txt': '', 'app/__init__.py': '', 'app/handlers.py': 'VERSION = "v1"\n'})
+      const live = project({})
+      const init = await runCli(['init', '--with-agent', '--json', '--target', live], {
+        cwd: dir,
+        env: {HOTRELOAD_TOKEN: undefined},
+      })
+      expect(init.exitCode, why(init)).toBe(0)
+      const tokenFile = init.json.tokenFile as string
+      // The live tree as a first deploy left it: the project without the config and the token.
+      fs.cpSync(dir, live, {
+        recursive: true,
+        filter: (src) => !/(hotctl\.config\.yaml|\.hotreload-token|\.gitignore)$/.test(src),
+      })
+      const service = `
 import sys
 sys.path.insert(0, sys.argv[1])
 from wsgiref.simple_server import make_server
@@ -187,37 +219,40 @@ server = make_server("127.0.0.1", 0, HotReloadWSGI(app, agent))
 print("READY", server.server_address[1], flush=True)
 server.serve_forever()
 `
-    const env: NodeJS.ProcessEnv = {...process.env, PYTHONDONTWRITEBYTECODE: '1', HOTRELOAD_TOKEN_FILE: tokenFile}
-    delete env.HOTRELOAD_TOKEN
-    const proc = spawn('python3', ['-c', service, live], {env, stdio: ['ignore', 'pipe', 'pipe']})
-    procs.push(proc)
-    let out = ''
-    let log = ''
-    proc.stdout!.on('data', (d) => (out += String(d)))
-    proc.stderr!.on('data', (d) => (log += String(d)))
-    const port = await waitFor(`the service READY line (stderr: ${log})`, () => /READY (\d+)/.exec(out)?.[1])
-    const base = `http://127.0.0.1:${port}`
-    const get = async () => (await fetch(base + '/')).text()
-    expect(await get()).toBe('v1')
-    // The template's port, set to the service's (as a user edits it).
-    const cfgPath = path.join(dir, 'hotctl.config.yaml')
-    fs.writeFileSync(cfgPath, fs.readFileSync(cfgPath, 'utf8').replaceAll('127.0.0.1:8001', `127.0.0.1:${port}`))
-    fs.writeFileSync(path.join(dir, 'app', 'handlers.py'), 'VERSION = "v2"\n')
+      const env: NodeJS.ProcessEnv = {...process.env, PYTHONDONTWRITEBYTECODE: '1', HOTRELOAD_TOKEN_FILE: tokenFile}
+      delete env.HOTRELOAD_TOKEN
+      const proc = spawn('python3', ['-c', service, live], {env, stdio: ['ignore', 'pipe', 'pipe']})
+      procs.push(proc)
+      let out = ''
+      let log = ''
+      proc.stdout!.on('data', (d) => (out += String(d)))
+      proc.stderr!.on('data', (d) => (log += String(d)))
+      const port = await waitFor(`the service READY line (stderr: ${log})`, () => /READY (\d+)/.exec(out)?.[1])
+      const base = `http://127.0.0.1:${port}`
+      const get = async () => (await fetch(base + '/')).text()
+      expect(await get()).toBe('v1')
+      // The template's port, set to the service's (as a user edits it).
+      const cfgPath = path.join(dir, 'hotctl.config.yaml')
+      fs.writeFileSync(cfgPath, fs.readFileSync(cfgPath, 'utf8').replaceAll('127.0.0.1:8001', `127.0.0.1:${port}`))
+      fs.writeFileSync(path.join(dir, 'app', 'handlers.py'), 'VERSION = "v2"\n')
 
-    const anonymous = await fetch(base + '/api/v1/hot-reload/check', {method: 'POST'})
-    expect(anonymous.status).toBe(401) // the agent has the file's token: a request without it is refused
+      const anonymous = await fetch(base + '/api/v1/hot-reload/check', {method: 'POST'})
+      expect(anonymous.status).toBe(401) // the agent has the file's token: a request without it is refused
 
-    const noEnv = await runCli(['deploy', '--no-restart', '--json'], {cwd: dir, env: {HOTRELOAD_TOKEN: undefined}})
-    expect(noEnv.exitCode, why(noEnv)).toBe(2)
-    expect(noEnv.json.error.message).toMatch(/reload\.trigger\.headers\.Authorization: environment variable HOTRELOAD_TOKEN is not set/)
+      const noEnv = await runCli(['deploy', '--no-restart', '--json'], {cwd: dir, env: {HOTRELOAD_TOKEN: undefined}})
+      expect(noEnv.exitCode, why(noEnv)).toBe(2)
+      expect(noEnv.json.error.message).toMatch(
+        /reload\.trigger\.headers\.Authorization: environment variable HOTRELOAD_TOKEN is not set/,
+      )
 
-    const token = fs.readFileSync(tokenFile, 'utf8').trim()
-    const deploy = await runCli(['deploy', '--no-restart', '--json'], {cwd: dir, env: {HOTRELOAD_TOKEN: token}})
-    expect(deploy.exitCode, why(deploy)).toBe(0)
-    expect(deploy.stdout + deploy.stderr).not.toContain(token)
-    expect(await get()).toBe('v2')
-    expect(fs.existsSync(path.join(live, '.hotreload-token'))).toBe(false) // never deployed
-  })
+      const token = fs.readFileSync(tokenFile, 'utf8').trim()
+      const deploy = await runCli(['deploy', '--no-restart', '--json'], {cwd: dir, env: {HOTRELOAD_TOKEN: token}})
+      expect(deploy.exitCode, why(deploy)).toBe(0)
+      expect(deploy.stdout + deploy.stderr).not.toContain(token)
+      expect(await get()).toBe('v2')
+      expect(fs.existsSync(path.join(live, '.hotreload-token'))).toBe(false) // never deployed
+    },
+  )
 
   it('refuses a target that overlaps the project (exit 2) and writes nothing', async () => {
     const dir = project({'requirements.txt': ''})
@@ -227,26 +262,40 @@ server.serve_forever()
     expect(fs.existsSync(path.join(dir, 'hotctl.config.yaml'))).toBe(false)
   })
 
-  it.each(['python', 'node', 'generic'])('the %s template passes `hotctl check` config validation', async (template) => {
-    const dir = project({'requirements.txt': 'pytest\nflake8\nmypy\n', 'package.json': '{"scripts": {"test": "x", "lint": "y"}}', 'tsconfig.json': '{}', 'tests/': null})
-    // A target that does not exist (not the /opt/app placeholder: `check` creates the state dir beside it).
-    const missing = path.join(project({}), 'missing', 'live')
-    const init = await runCli(['init', '--json', '--template', template, '--target', missing], {cwd: dir, env: {HOTRELOAD_TOKEN: undefined}})
-    expect(init.exitCode, why(init)).toBe(0)
-    const check = await runCli(['check', '--skip-checks', '--json'], {cwd: dir, env: {HOTRELOAD_TOKEN: undefined}})
-    // The target need not exist: preflight may fail (1), the config may not (2).
-    expect(check.exitCode, why(check)).not.toBe(2)
-    expect([0, 1]).toContain(check.exitCode)
-    expect(check.json, why(check)).toBeDefined()
-    expect(check.json.config).toBe(path.join(dir, 'hotctl.config.yaml'))
+  it.each(['python', 'node', 'generic'])(
+    'the %s template passes `hotctl check` config validation',
+    async (template) => {
+      const dir = project({
+        'requirements.txt': 'pytest\nflake8\nmypy\n',
+        'package.json': '{"scripts": {"test": "x", "lint": "y"}}',
+        'tsconfig.json': '{}',
+        'tests/': null,
+      })
+      // A target that does not exist (not the /opt/app placeholder: `check` creates the state dir beside it).
+      const missing = path.join(project({}), 'missing', 'live')
+      const init = await runCli(['init', '--json', '--template', template, '--target', missing], {
+        cwd: dir,
+        env: {HOTRELOAD_TOKEN: undefined},
+      })
+      expect(init.exitCode, why(init)).toBe(0)
+      const check = await runCli(['check', '--skip-checks', '--json'], {cwd: dir, env: {HOTRELOAD_TOKEN: undefined}})
+      // The target need not exist: preflight may fail (1), the config may not (2).
+      expect(check.exitCode, why(check)).not.toBe(2)
+      expect([0, 1]).toContain(check.exitCode)
+      expect(check.json, why(check)).toBeDefined()
+      expect(check.json.config).toBe(path.join(dir, 'hotctl.config.yaml'))
 
-    // With a target that exists, the preflight passes, but for a status URL of a service not running here.
-    const live = project({})
-    const init2 = await runCli(['init', '--json', '--force', '--template', template, '--target', live], {cwd: dir})
-    expect(init2.exitCode, why(init2)).toBe(0)
-    const check2 = await runCli(['check', '--skip-checks', '--json'], {cwd: dir})
-    const failed = check2.json.preflight.filter((p: {ok: boolean}) => !p.ok).map((p: {name: string}) => p.name)
-    expect(failed.every((n: string) => n.startsWith('status of')), why(check2)).toBe(true)
-    expect(check2.exitCode, why(check2)).toBe(failed.length ? 1 : 0)
-  })
+      // With a target that exists, the preflight passes, but for a status URL of a service not running here.
+      const live = project({})
+      const init2 = await runCli(['init', '--json', '--force', '--template', template, '--target', live], {cwd: dir})
+      expect(init2.exitCode, why(init2)).toBe(0)
+      const check2 = await runCli(['check', '--skip-checks', '--json'], {cwd: dir})
+      const failed = check2.json.preflight.filter((p: {ok: boolean}) => !p.ok).map((p: {name: string}) => p.name)
+      expect(
+        failed.every((n: string) => n.startsWith('status of')),
+        why(check2),
+      ).toBe(true)
+      expect(check2.exitCode, why(check2)).toBe(failed.length ? 1 : 0)
+    },
+  )
 })

@@ -123,55 +123,67 @@ async function deployStuckInSmoke(pageDelayMs: number) {
 
 describe('an interrupted deploy or rollback restores within a CI runner grace period', {timeout: 120_000}, () => {
   // GitHub Actions' SIGTERM and an impatient second Ctrl-C come while the restore proves the old release.
-  it('SIGINT during a long smoke command: stopped; restored and proven with HTTP checks only, command check skipped and said; 130; '
-    + 'a SIGTERM and a second SIGINT during the restore do not abandon it', async () => {
-    const {ws, svc, v2, hashV2, runs, proc, opId, smokeGroup} = await deployStuckInSmoke(1200)
-    const signalled = Date.now()
-    process.kill(proc.pid!, 'SIGINT')
-    await waitFor('the restore to reach its smoke step', () => phasesOf(ws, opId).includes('restore-smoke'), 20_000, 20)
-    process.kill(proc.pid!, 'SIGTERM')
-    await new Promise((r) => setTimeout(r, 200))
-    if (alive(proc.pid!)) process.kill(proc.pid!, 'SIGINT')
-    const r = await proc
-    const seconds = (Date.now() - signalled) / 1000
-    const stdout = String(r.stdout)
-    const stderr = String(r.stderr)
-    const out = why({stdout, stderr})
+  it(
+    'SIGINT during a long smoke command: stopped; restored and proven with HTTP checks only, command check skipped and said; 130; ' +
+      'a SIGTERM and a second SIGINT during the restore do not abandon it',
+    async () => {
+      const {ws, svc, v2, hashV2, runs, proc, opId, smokeGroup} = await deployStuckInSmoke(1200)
+      const signalled = Date.now()
+      process.kill(proc.pid!, 'SIGINT')
+      await waitFor(
+        'the restore to reach its smoke step',
+        () => phasesOf(ws, opId).includes('restore-smoke'),
+        20_000,
+        20,
+      )
+      process.kill(proc.pid!, 'SIGTERM')
+      await new Promise((r) => setTimeout(r, 200))
+      if (alive(proc.pid!)) process.kill(proc.pid!, 'SIGINT')
+      const r = await proc
+      const seconds = (Date.now() - signalled) / 1000
+      const stdout = String(r.stdout)
+      const stderr = String(r.stderr)
+      const out = why({stdout, stderr})
 
-    expect(r.exitCode, out).toBe(130)
-    expect(seconds, out).toBeLessThan(30) // generous (shared machine); the restore never waits for `sleep 60`
-    const json = JSON.parse(stdout.trim())
-    expect(json.outcome).toBe('interrupted')
-    expect(json.restore.ok, out).toBe(true)
-    expect(json.restore.interrupted).toBe(true)
-    expect(json.restore.proof.confirmed).toBe(v2)
-    const smoke = Object.fromEntries((json.restore.proof.smoke as {name: string; ok: boolean; skipped?: boolean}[]).map((s) => [s.name, s]))
-    expect(smoke.health.ok).toBe(true)
-    expect(smoke.calc.ok).toBe(true)
-    expect(smoke['slow-page'].ok).toBe(true) // HTTP checks still run, with short timeouts
-    expect(smoke.suite.skipped).toBe(true)
-    expect(stderr).toMatch(/command smoke checks skipped \(suite\)/)
-    expect(stderr).toMatch(/SIGTERM received again: still restoring/)
+      expect(r.exitCode, out).toBe(130)
+      expect(seconds, out).toBeLessThan(30) // generous (shared machine); the restore never waits for `sleep 60`
+      const json = JSON.parse(stdout.trim())
+      expect(json.outcome).toBe('interrupted')
+      expect(json.restore.ok, out).toBe(true)
+      expect(json.restore.interrupted).toBe(true)
+      expect(json.restore.proof.confirmed).toBe(v2)
+      const smoke = Object.fromEntries(
+        (json.restore.proof.smoke as {name: string; ok: boolean; skipped?: boolean}[]).map((s) => [s.name, s]),
+      )
+      expect(smoke.health.ok).toBe(true)
+      expect(smoke.calc.ok).toBe(true)
+      expect(smoke['slow-page'].ok).toBe(true) // HTTP checks still run, with short timeouts
+      expect(smoke.suite.skipped).toBe(true)
+      expect(stderr).toMatch(/command smoke checks skipped \(suite\)/)
+      expect(stderr).toMatch(/SIGTERM received again: still restoring/)
 
-    // The command running at the signal was stopped, and the restore never started it again.
-    expect(liveMembers(smokeGroup)).toEqual([])
-    expect(fs.readFileSync(runs, 'utf8').trim().split('\n')).toHaveLength(2) // v2's deploy and v3's, nothing more
+      // The command running at the signal was stopped, and the restore never started it again.
+      expect(liveMembers(smokeGroup)).toEqual([])
+      expect(fs.readFileSync(runs, 'utf8').trim().split('\n')).toHaveLength(2) // v2's deploy and v3's, nothing more
 
-    // Restored and proven: content, marker, the service.
-    expect(treeHash(ws.live)).toBe(hashV2)
-    expect(readMarker(ws.live)?.id).toBe(v2)
-    expect((await svc.status()).version).toBe(v2)
-    expect(await svc.hello()).toBe('hello v2')
-    expect(phasesOf(ws, opId)).toEqual(expect.arrayContaining(['restore', 'restore-reload', 'restore-confirm', 'restore-smoke']))
-    const end = ws.journal().find((e) => e.event === 'end' && e.opId === opId)
-    expect(end?.result).toBe('interrupted')
-    expect(end?.exitCode).toBe(130)
-    const st = await runCli(['status', '--json'], {cwd: ws.src})
-    expect(st.exitCode, why(st)).toBe(0)
-    expect(st.json.needsAttention).toBe(false)
-    expect(st.json.lock).toBeNull()
-    process.stderr.write(`interrupted-restore: SIGINT → exit 130 in ${seconds.toFixed(2)} s\n`)
-  })
+      // Restored and proven: content, marker, the service.
+      expect(treeHash(ws.live)).toBe(hashV2)
+      expect(readMarker(ws.live)?.id).toBe(v2)
+      expect((await svc.status()).version).toBe(v2)
+      expect(await svc.hello()).toBe('hello v2')
+      expect(phasesOf(ws, opId)).toEqual(
+        expect.arrayContaining(['restore', 'restore-reload', 'restore-confirm', 'restore-smoke']),
+      )
+      const end = ws.journal().find((e) => e.event === 'end' && e.opId === opId)
+      expect(end?.result).toBe('interrupted')
+      expect(end?.exitCode).toBe(130)
+      const st = await runCli(['status', '--json'], {cwd: ws.src})
+      expect(st.exitCode, why(st)).toBe(0)
+      expect(st.json.needsAttention).toBe(false)
+      expect(st.json.lock).toBeNull()
+      process.stderr.write(`interrupted-restore: SIGINT → exit 130 in ${seconds.toFixed(2)} s\n`)
+    },
+  )
 
   it('after the interrupt an HTTP check slower than the short limit fails the proof: content restored but unproven, exit 4', async () => {
     const {ws, v2, hashV2, proc, opId} = await deployStuckInSmoke(3500)
@@ -195,13 +207,16 @@ describe('an interrupted deploy or rollback restores within a CI runner grace pe
     expect(st.exitCode, why(st)).toBe(4)
   })
 
-  it('SIGINT during a rollback\'s smoke: the tree from before it is put back, proven the short way; interrupted, 130', async () => {
+  it("SIGINT during a rollback's smoke: the tree from before it is put back, proven the short way; interrupted, 130", async () => {
     const ws = makeWorkspace()
     const svc = await startService(ws.live)
     const sleepFile = path.join(ws.dir, 'smoke-sleep')
     fs.writeFileSync(sleepFile, '0')
     const base = serviceConfig(svc, {checks: {}})
-    ws.writeConfig({...base, smoke: [...(base.smoke as unknown[]), {name: 'suite', command: `sleep "$(cat ${sleepFile})"`}]})
+    ws.writeConfig({
+      ...base,
+      smoke: [...(base.smoke as unknown[]), {name: 'suite', command: `sleep "$(cat ${sleepFile})"`}],
+    })
     ws.setVersion('v2')
     const first = await runCli(['deploy', '--json'], {cwd: ws.src})
     expect(first.exitCode, why(first)).toBe(0)
@@ -211,10 +226,14 @@ describe('an interrupted deploy or rollback restores within a CI runner grace pe
     fs.writeFileSync(sleepFile, '60')
     const proc = startCli(['rollback', '--json'], {cwd: ws.src})
     groups.push(proc.pid!)
-    const undo = await waitFor('the rollback to reach its smoke phase', () => {
-      const start = ws.journal().find((e) => e.event === 'start' && e.op === 'rollback')
-      return start && phasesOf(ws, start.opId as string).includes('smoke') ? (start.opId as string) : undefined
-    }, 30_000)
+    const undo = await waitFor(
+      'the rollback to reach its smoke phase',
+      () => {
+        const start = ws.journal().find((e) => e.event === 'start' && e.op === 'rollback')
+        return start && phasesOf(ws, start.opId as string).includes('smoke') ? (start.opId as string) : undefined
+      },
+      30_000,
+    )
     await new Promise((res) => setTimeout(res, 300))
     process.kill(proc.pid!, 'SIGINT')
     const r = await proc

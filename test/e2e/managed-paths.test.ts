@@ -32,7 +32,13 @@ describe('patterns, leftovers and special files', {timeout: 60_000}, () => {
   it('protect with `**` keeps config/secrets.env through deploy and rollback; an inner-slash exclude is anchored', async () => {
     const ws = makeWorkspace()
     const svc = await startService(ws.live)
-    ws.writeConfig(serviceConfig(svc, {checks: {}, protect: ['data/', '.env', 'config/**/secrets.env'], exclude: ['config/local.py']}))
+    ws.writeConfig(
+      serviceConfig(svc, {
+        checks: {},
+        protect: ['data/', '.env', 'config/**/secrets.env'],
+        exclude: ['config/local.py'],
+      }),
+    )
     const LIVE_SECRETS = 'LIVE_SECRET=keep-me\n'
     fs.mkdirSync(path.join(ws.live, 'config', 'prod'), {recursive: true})
     fs.writeFileSync(path.join(ws.live, 'config', 'secrets.env'), LIVE_SECRETS)
@@ -68,7 +74,9 @@ describe('patterns, leftovers and special files', {timeout: 60_000}, () => {
     const ws = makeWorkspace()
     const svc = await startService(ws.live)
     const pycache = 'mkdir -p newmod/__pycache__ && echo x > newmod/__pycache__/x.cpython-311.pyc'
-    const smoke = [{name: 'imports', command: `if [ -d newmod ]; then ${pycache} && echo "newmod is broken" && exit 1; fi`}]
+    const smoke = [
+      {name: 'imports', command: `if [ -d newmod ]; then ${pycache} && echo "newmod is broken" && exit 1; fi`},
+    ]
     ws.writeConfig(serviceConfig(svc, {checks: {}, smoke}))
     writeFiles(ws.src, {'newmod/__init__.py': '', 'newmod/x.py': 'X = 1\n'})
     ws.setVersion('v2')

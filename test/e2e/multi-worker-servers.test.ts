@@ -40,9 +40,36 @@ async function startServer(kind: 'gunicorn' | 'uwsgi', ws: Workspace): Promise<S
   const fifo = path.join(ws.dir, 'uwsgi.fifo')
   const [cmd, args] =
     kind === 'gunicorn'
-      ? ['gunicorn', ['--chdir', ws.live, '--workers', '3', '--bind', '127.0.0.1:0', '--graceful-timeout', '5', 'release_app:app']]
-      : ['uwsgi', ['--plugin', 'python3', '--http-socket', '127.0.0.1:0', '--master', '--processes', '3', '--lazy-apps', '--chdir', ws.live, '--module', 'release_app:app', '--master-fifo', fifo, '--die-on-term', '--disable-logging']]
-  const proc = spawn(cmd, args, {detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: {...process.env, PYTHONDONTWRITEBYTECODE: '1'}})
+      ? [
+          'gunicorn',
+          ['--chdir', ws.live, '--workers', '3', '--bind', '127.0.0.1:0', '--graceful-timeout', '5', 'release_app:app'],
+        ]
+      : [
+          'uwsgi',
+          [
+            '--plugin',
+            'python3',
+            '--http-socket',
+            '127.0.0.1:0',
+            '--master',
+            '--processes',
+            '3',
+            '--lazy-apps',
+            '--chdir',
+            ws.live,
+            '--module',
+            'release_app:app',
+            '--master-fifo',
+            fifo,
+            '--die-on-term',
+            '--disable-logging',
+          ],
+        ]
+  const proc = spawn(cmd, args, {
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {...process.env, PYTHONDONTWRITEBYTECODE: '1'},
+  })
   servers.add(proc)
   let log = ''
   const port = await new Promise<number>((resolve, reject) => {
@@ -65,7 +92,10 @@ async function startServer(kind: 'gunicorn' | 'uwsgi', ws: Workspace): Promise<S
   const base = `http://127.0.0.1:${port}`
   const deadline = Date.now() + 15_000
   for (;;) {
-    const ok = await fetch(`${base}/status`).then((r) => r.ok, () => false)
+    const ok = await fetch(`${base}/status`).then(
+      (r) => r.ok,
+      () => false,
+    )
     if (ok) break
     if (Date.now() > deadline) throw new Error(`${kind} never answered /status:\n${log}`)
     await new Promise((r) => setTimeout(r, 100))
@@ -108,7 +138,11 @@ function config(server: Server, over: Record<string, unknown> = {}): Record<stri
   return {
     target: '../live',
     protect: ['data/', '.env'],
-    reload: {trigger: {command: server.trigger}, status: {url: `${server.base}/status`, version: 'version', ...server.status, ...over}, timeout: '60s'},
+    reload: {
+      trigger: {command: server.trigger},
+      status: {url: `${server.base}/status`, version: 'version', ...server.status, ...over},
+      timeout: '60s',
+    },
   }
 }
 
@@ -135,47 +169,59 @@ afterAll(removeWorkspaces)
 
 const kinds = [
   {kind: 'gunicorn' as const, available: hasGunicorn, missing: 'gunicorn is not installed (apt-get install gunicorn)'},
-  {kind: 'uwsgi' as const, available: hasUwsgi, missing: 'uwsgi with its python3 plugin is not installed (apt-get install uwsgi uwsgi-plugin-python3)'},
+  {
+    kind: 'uwsgi' as const,
+    available: hasUwsgi,
+    missing: 'uwsgi with its python3 plugin is not installed (apt-get install uwsgi uwsgi-plugin-python3)',
+  },
 ]
 
 for (const {kind, available, missing} of kinds) {
   describe(`${kind}: 3 workers replaced one by one`, {timeout: 180_000}, () => {
-    it.skipIf(!available)(`right after deploy exits 0, every request answers the new release${available ? '' : ` (skipped: ${missing})`}`, async () => {
-      const ws = workspace()
-      const server = await startServer(kind, ws)
-      ws.writeConfig(config(server))
-      for (const v of ['v2', 'v3', 'v4']) {
-        ws.setVersion(v)
+    it.skipIf(!available)(
+      `right after deploy exits 0, every request answers the new release${available ? '' : ` (skipped: ${missing})`}`,
+      async () => {
+        const ws = workspace()
+        const server = await startServer(kind, ws)
+        ws.writeConfig(config(server))
+        for (const v of ['v2', 'v3', 'v4']) {
+          ws.setVersion(v)
+          const r = await runCli(['deploy', '--json'], {cwd: ws.src, timeoutMs: 120_000})
+          const seen = await answers(server.base)
+          expect(r.exitCode, why(r)).toBe(0)
+          const release = r.json.release as string
+          expect(readMarker(ws.live)?.id).toBe(release)
+          const old = seen.filter((s) => s !== release)
+          expect(old, `${old.length} of ${seen.length} requests did not answer ${release} after deploy exited`).toEqual(
+            [],
+          )
+        }
+      },
+    )
+
+    it.skipIf(!available)(
+      `a release answering 500 is restored after the grace period, and the old release answers every request${available ? '' : ` (skipped: ${missing})`}`,
+      async () => {
+        const ws = workspace()
+        const server = await startServer(kind, ws)
+        ws.writeConfig(config(server))
+        ws.setVersion('v2')
+        const good = await runCli(['deploy', '--json'], {cwd: ws.src, timeoutMs: 120_000})
+        expect(good.exitCode, why(good)).toBe(0)
+        const release = good.json.release as string
+
+        fs.writeFileSync(path.join(ws.src, 'mode.txt'), 'broken\n')
         const r = await runCli(['deploy', '--json'], {cwd: ws.src, timeoutMs: 120_000})
         const seen = await answers(server.base)
-        expect(r.exitCode, why(r)).toBe(0)
-        const release = r.json.release as string
+        expect(r.exitCode, why(r)).toBe(3)
+        expect(r.json.error).toMatch(/HTTP 500/)
+        expect(r.json.error).toMatch(/reload\.status\.grace/)
+        expect(r.json.restore.ok).toBe(true)
+        // Not the whole reload.timeout (60s): the grace period, the restore and the settle window.
+        expect(r.json.durationMs).toBeLessThan(45_000)
         expect(readMarker(ws.live)?.id).toBe(release)
-        const old = seen.filter((s) => s !== release)
-        expect(old, `${old.length} of ${seen.length} requests did not answer ${release} after deploy exited`).toEqual([])
-      }
-    })
-
-    it.skipIf(!available)(`a release answering 500 is restored after the grace period, and the old release answers every request${available ? '' : ` (skipped: ${missing})`}`, async () => {
-      const ws = workspace()
-      const server = await startServer(kind, ws)
-      ws.writeConfig(config(server))
-      ws.setVersion('v2')
-      const good = await runCli(['deploy', '--json'], {cwd: ws.src, timeoutMs: 120_000})
-      expect(good.exitCode, why(good)).toBe(0)
-      const release = good.json.release as string
-
-      fs.writeFileSync(path.join(ws.src, 'mode.txt'), 'broken\n')
-      const r = await runCli(['deploy', '--json'], {cwd: ws.src, timeoutMs: 120_000})
-      const seen = await answers(server.base)
-      expect(r.exitCode, why(r)).toBe(3)
-      expect(r.json.error).toMatch(/HTTP 500/)
-      expect(r.json.error).toMatch(/reload\.status\.grace/)
-      expect(r.json.restore.ok).toBe(true)
-      // Not the whole reload.timeout (60s): the grace period, the restore and the settle window.
-      expect(r.json.durationMs).toBeLessThan(45_000)
-      expect(readMarker(ws.live)?.id).toBe(release)
-      expect(seen.filter((s) => s !== release)).toEqual([])
-    })
+        expect(seen.filter((s) => s !== release)).toEqual([])
+      },
+    )
   })
 }

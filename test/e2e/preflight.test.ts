@@ -4,7 +4,18 @@ import type {AddressInfo} from 'node:net'
 import path from 'node:path'
 import {spawnSync} from 'node:child_process'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
-import {BIN, makeWorkspace, readMarker, removeWorkspaces, requireBuild, runCli, serviceConfig, startService, stopAllServices, treeHash} from './helpers.js'
+import {
+  BIN,
+  makeWorkspace,
+  readMarker,
+  removeWorkspaces,
+  requireBuild,
+  runCli,
+  serviceConfig,
+  startService,
+  stopAllServices,
+  treeHash,
+} from './helpers.js'
 
 beforeAll(requireBuild)
 afterEach(stopAllServices)
@@ -44,14 +55,17 @@ describe('deploy and rollback run the preflight first', {timeout: 60_000}, () =>
 
     const ok = await runCli(['deploy', '--create-target', '--json'], {cwd: ws.src})
     expect(ok.exitCode, why(ok)).toBe(0)
-    expect(fs.readFileSync(path.join(missing, 'app/handlers.py'), 'utf8')).toBe(fs.readFileSync(path.join(ws.src, 'app/handlers.py'), 'utf8'))
+    expect(fs.readFileSync(path.join(missing, 'app/handlers.py'), 'utf8')).toBe(
+      fs.readFileSync(path.join(ws.src, 'app/handlers.py'), 'utf8'),
+    )
     expect(readMarker(missing)?.id).toBe(ok.json.release)
   })
 
   it('a state dir on another filesystem is refused before anything is touched', async () => {
     const ws = makeWorkspace()
     const other = fs.existsSync('/dev/shm') ? fs.mkdtempSync('/dev/shm/hotctl-state-') : ''
-    if (!other || fs.statSync(other).dev === fs.statSync(ws.live).dev) return void console.warn('skipped: /dev/shm is not another filesystem here')
+    if (!other || fs.statSync(other).dev === fs.statSync(ws.live).dev)
+      return void console.warn('skipped: /dev/shm is not another filesystem here')
     try {
       ws.writeConfig({target: '../live', stateDir: path.join(other, 'state')})
       const before = treeHash(ws.live)
@@ -75,8 +89,12 @@ describe('deploy and rollback run the preflight first', {timeout: 60_000}, () =>
     if (process.getuid?.() === 0) {
       // root writes through permission bits: make the target a read-only mount in a private mount namespace.
       const script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && cd "$2" && exec node "$3" deploy'
-      const p = spawnSync('unshare', ['-m', '--', 'sh', '-c', script, 'sh', ws.live, ws.src, BIN], {encoding: 'utf8', env: {...process.env, CI: '1', NO_COLOR: '1'}})
-      if (p.error || /unshare: /.test(p.stderr)) return void console.warn(`skipped: no private mount namespace here (${p.stderr})`)
+      const p = spawnSync('unshare', ['-m', '--', 'sh', '-c', script, 'sh', ws.live, ws.src, BIN], {
+        encoding: 'utf8',
+        env: {...process.env, CI: '1', NO_COLOR: '1'},
+      })
+      if (p.error || /unshare: /.test(p.stderr))
+        return void console.warn(`skipped: no private mount namespace here (${p.stderr})`)
       r = {exitCode: p.status ?? undefined, stdout: p.stdout, stderr: p.stderr}
     } else {
       fs.chmodSync(ws.live, 0o555)
@@ -135,7 +153,10 @@ describe('deploy and rollback run the preflight first', {timeout: 60_000}, () =>
 describe('the status URL is asked once before anything is touched', {timeout: 60_000}, () => {
   it('HTML instead of JSON: exit 1 saying so', async () => {
     const ws = makeWorkspace()
-    const fake = await fakeStatus('<!doctype html><html><head><title>Login</title></head><body>sign in</body></html>', 'text/html')
+    const fake = await fakeStatus(
+      '<!doctype html><html><head><title>Login</title></head><body>sign in</body></html>',
+      'text/html',
+    )
     try {
       ws.writeConfig({target: '../live', reload: {status: {url: fake.url}, timeout: '3s'}})
       ws.setVersion('v2')
@@ -225,4 +246,3 @@ describe('state files of any shape', {timeout: 60_000}, () => {
     expect(d2.stderr).toContain('cleared a stale lock')
   })
 })
-

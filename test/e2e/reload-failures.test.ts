@@ -84,12 +84,21 @@ function agentConfig(a: {base: string}, over: Record<string, unknown> = {}): Rec
       timeout: '60s',
       ...over,
     },
-    smoke: [{name: 'calc', url: `${a.base}/api/v1/calc`, method: 'POST', json: {a: 2, b: 3}, expect: {status: 200, json: {success: true, result: 5}}}],
+    smoke: [
+      {
+        name: 'calc',
+        url: `${a.base}/api/v1/calc`,
+        method: 'POST',
+        json: {a: 2, b: 3},
+        expect: {status: 200, json: {success: true, result: 5}},
+      },
+    ],
   }
 }
 
 const hello = async (base: string) => (await (await fetch(`${base}/api/v1/hello`)).text()).trim()
-const agentStatus = async (base: string) => (await (await fetch(`${base}/api/v1/hot-reload/status`)).json()) as {state: string; version: string | null}
+const agentStatus = async (base: string) =>
+  (await (await fetch(`${base}/api/v1/hot-reload/status`)).json()) as {state: string; version: string | null}
 
 /** A first good deploy (v2), so the live tree has a release the failing deploys must come back to. */
 async function deployV2(ws: Workspace): Promise<string> {
@@ -114,7 +123,7 @@ afterEach(async () => {
 afterAll(removeWorkspaces)
 
 describe('a reload the service rejects', {timeout: 120_000}, () => {
-  it('is restored at once (not after reload.timeout), quoting the agent\'s last_error', async () => {
+  it("is restored at once (not after reload.timeout), quoting the agent's last_error", async () => {
     const ws = makeWorkspace()
     const agent = await startAgent(ws.live)
     ws.writeConfig(agentConfig(agent))
@@ -125,7 +134,9 @@ describe('a reload the service rejects', {timeout: 120_000}, () => {
     const r = await runCli(['deploy', '--json'], {cwd: ws.src})
     expect(r.exitCode, why(r)).toBe(3)
     expect(r.json.outcome).toBe('restored')
-    expect(r.json.error).toMatch(/^release \d{14} failed to load: service: the service reports state "rejected": SyntaxError: app\/handlers\.py: /)
+    expect(r.json.error).toMatch(
+      /^release \d{14} failed to load: service: the service reports state "rejected": SyntaxError: app\/handlers\.py: /,
+    )
     expect(r.json.error).not.toMatch(/Traceback/)
     expect(r.json.restore.ok).toBe(true)
     expect(r.json.restore.proof.confirmed).toBe(v2)
@@ -234,7 +245,11 @@ describe('a status that keeps answering 500', {timeout: 120_000}, () => {
   it('fails after the grace period with many polls, and no Node warning reaches the output (--json and not)', async () => {
     for (const json of [true, false]) {
       const ws = makeWorkspace()
-      ws.writeConfig({target: '../live', protect: ['data/', '.env'], reload: {status: {url, grace: '4s'}, timeout: '60s'}})
+      ws.writeConfig({
+        target: '../live',
+        protect: ['data/', '.env'],
+        reload: {status: {url, grace: '4s'}, timeout: '60s'},
+      })
       polls = 0
       const r = await runCli(['deploy', ...(json ? ['--json'] : [])], {cwd: ws.src})
       expect(r.exitCode, why(r)).toBe(3)

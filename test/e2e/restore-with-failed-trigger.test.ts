@@ -50,7 +50,12 @@ describe('a restore whose reload trigger fails', {timeout: 90_000}, () => {
     const {ws, svc, v2, hashV2} = await deployedV2()
     const cfg = serviceConfig(svc, {checks: {}})
     const reload = cfg.reload as Record<string, unknown>
-    reload.trigger = {url: `http://127.0.0.1:${await deadPort()}/api/v1/hot-reload/check`, method: 'POST', timeout: '2s', retries: 1}
+    reload.trigger = {
+      url: `http://127.0.0.1:${await deadPort()}/api/v1/hot-reload/check`,
+      method: 'POST',
+      timeout: '2s',
+      retries: 1,
+    }
     ws.writeConfig(cfg)
     ws.setVersion('v3', {calcBroken: true})
 
@@ -62,7 +67,9 @@ describe('a restore whose reload trigger fails', {timeout: 90_000}, () => {
     expect(r.json.restore.proof.confirmed).toBe(v2)
     expect(r.json.restore.proof.reloaded).toEqual([])
     expect(r.json.restore.proof.warnings).toHaveLength(1)
-    expect(r.json.restore.proof.warnings[0]).toMatch(/service: reload trigger failed .*ECONNREFUSED.*its status decides/)
+    expect(r.json.restore.proof.warnings[0]).toMatch(
+      /service: reload trigger failed .*ECONNREFUSED.*its status decides/,
+    )
     expect(r.stderr).toMatch(/hotctl: warning: service: reload trigger failed/)
 
     expect(treeHash(ws.live)).toBe(hashV2)
@@ -121,7 +128,12 @@ describe('a restore whose reload trigger fails', {timeout: 90_000}, () => {
     expect(first.exitCode, why(first)).toBe(0)
     const hashV2 = treeHash(ws.live)
 
-    reload.trigger = {url: `http://127.0.0.1:${await deadPort()}/api/v1/hot-reload/check`, method: 'POST', timeout: '2s', retries: 0}
+    reload.trigger = {
+      url: `http://127.0.0.1:${await deadPort()}/api/v1/hot-reload/check`,
+      method: 'POST',
+      timeout: '2s',
+      retries: 0,
+    }
     ws.writeConfig(cfg)
     ws.setVersion('v3')
     const r = await runCli(['deploy', '--json'], {cwd: ws.src})

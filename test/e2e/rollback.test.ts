@@ -2,7 +2,22 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
-import {inodes, LIVE_DB, makeWorkspace, MARKER, readMarker, removeWorkspaces, requireBuild, runCli, serviceConfig, startService, stopAllServices, treeContent, treeHash, type Workspace} from './helpers.js'
+import {
+  inodes,
+  LIVE_DB,
+  makeWorkspace,
+  MARKER,
+  readMarker,
+  removeWorkspaces,
+  requireBuild,
+  runCli,
+  serviceConfig,
+  startService,
+  stopAllServices,
+  treeContent,
+  treeHash,
+  type Workspace,
+} from './helpers.js'
 
 beforeAll(requireBuild)
 afterEach(stopAllServices)
@@ -26,7 +41,13 @@ function storedHashes(ws: Workspace): Set<string> {
   for (const fan of fs.readdirSync(dir)) {
     const fanDir = path.join(dir, fan)
     if (!fs.statSync(fanDir).isDirectory()) continue
-    for (const name of fs.readdirSync(fanDir)) out.add(crypto.createHash('sha256').update(fs.readFileSync(path.join(fanDir, name))).digest('hex'))
+    for (const name of fs.readdirSync(fanDir))
+      out.add(
+        crypto
+          .createHash('sha256')
+          .update(fs.readFileSync(path.join(fanDir, name)))
+          .digest('hex'),
+      )
   }
   return out
 }
@@ -60,7 +81,9 @@ describe('protected paths', {timeout: 90_000}, () => {
     fs.writeFileSync(path.join(ws.src, 'data', 'seed.sql'), 'insert into t values (1);\n')
     fs.writeFileSync(path.join(ws.src, '.env'), 'API_KEY=from-source\n')
     let expected = protectedState(ws.live)
-    expect(Object.keys(expected.content)).toEqual(expect.arrayContaining(['.env', 'data', 'data/app.db', 'data/uploads/a.txt']))
+    expect(Object.keys(expected.content)).toEqual(
+      expect.arrayContaining(['.env', 'data', 'data/app.db', 'data/uploads/a.txt']),
+    )
 
     ws.setVersion('v2')
     const d = await runCli(['deploy', '--json'], {cwd: ws.src})
@@ -89,7 +112,10 @@ describe('protected paths', {timeout: 90_000}, () => {
     const stored = storedHashes(ws)
     expect(stored.size).toBeGreaterThan(0)
     for (const f of ['data/app.db', 'data/uploads/a.txt', 'data/uploads/b.txt', '.env']) {
-      const h = crypto.createHash('sha256').update(fs.readFileSync(path.join(ws.live, f))).digest('hex')
+      const h = crypto
+        .createHash('sha256')
+        .update(fs.readFileSync(path.join(ws.live, f)))
+        .digest('hex')
       expect(stored.has(h), `${f} was stored in a backup`).toBe(false)
     }
   })
@@ -115,7 +141,8 @@ async function threeReleases() {
   return {ws, svc, h0, A: a.id, B: b.id, C: c.id, hA: a.hash, hB: b.hash, hC: c.hash}
 }
 
-const jsonError = (r: {json: {error: {message: string; hint?: string}}}) => `${r.json.error.message}\n${r.json.error.hint ?? ''}`
+const jsonError = (r: {json: {error: {message: string; hint?: string}}}) =>
+  `${r.json.error.message}\n${r.json.error.hint ?? ''}`
 
 describe('rollback', {timeout: 120_000}, () => {
   it('rollback twice: v3 → v2 (service confirms) → v1, the pre-hotctl tree without marker; each adds an undo snapshot', async () => {
@@ -164,7 +191,9 @@ describe('rollback', {timeout: 120_000}, () => {
     // The undo snapshot's own id is not a release: refused, saying which release it holds.
     const byId = await runCli(['rollback', '--to', r1.json.undo, '--json'], {cwd: ws.src})
     expect(byId.exitCode, why(byId)).toBe(2)
-    expect(jsonError(byId)).toContain(`undo snapshot of rollback ${r1.json.undo}, which holds release ${B} (\`--to ${B}\`)`)
+    expect(jsonError(byId)).toContain(
+      `undo snapshot of rollback ${r1.json.undo}, which holds release ${B} (\`--to ${B}\`)`,
+    )
 
     // Undo the first rollback: --to the release it replaced (its undo snapshot holds it).
     const undo = await runCli(['rollback', '--to', B, '--json'], {cwd: ws.src})
@@ -180,7 +209,13 @@ describe('rollback', {timeout: 120_000}, () => {
 
     const toA = await runCli(['rollback', '--to', A, '--json'], {cwd: ws.src})
     expect(toA.exitCode, why(toA)).toBe(0)
-    expect(toA.json).toMatchObject({outcome: 'rolled-back', release: A, snapshot: B, from: C, undoWith: `hotctl rollback --to ${C}`})
+    expect(toA.json).toMatchObject({
+      outcome: 'rolled-back',
+      release: A,
+      snapshot: B,
+      from: C,
+      undoWith: `hotctl rollback --to ${C}`,
+    })
     expect(toA.json.proof.confirmed).toBe(A)
     expect(treeHash(ws.live)).toBe(hA)
     expect(readMarker(ws.live)?.id).toBe(A)
@@ -188,12 +223,19 @@ describe('rollback', {timeout: 120_000}, () => {
     expect(await svc.hello()).toBe('hello r1')
     expect(fs.existsSync(path.join(ws.live, 'app', 'extra.py'))).toBe(false)
     // The journal records which snapshot the rollback restored (what `backups` trusts it by).
-    expect(ws.journal().find((e) => e.event === 'start' && e.opId === toA.json.undo)).toMatchObject({op: 'rollback', restores: B, release: A, from: C})
+    expect(ws.journal().find((e) => e.event === 'start' && e.opId === toA.json.undo)).toMatchObject({
+      op: 'rollback',
+      restores: B,
+      release: A,
+      from: C,
+    })
 
     // Undo it, in human mode: the message says what is live and how to undo.
     const toC = await runCli(['rollback', '--to', C], {cwd: ws.src})
     expect(toC.exitCode, why(toC)).toBe(0)
-    expect(toC.stdout).toContain(`Rolled back to release ${C} (snapshot ${toA.json.undo}). Undo: hotctl rollback --to ${A}`)
+    expect(toC.stdout).toContain(
+      `Rolled back to release ${C} (snapshot ${toA.json.undo}). Undo: hotctl rollback --to ${A}`,
+    )
     expect(treeHash(ws.live)).toBe(hC)
     expect((await svc.status()).version).toBe(C)
     expect(await svc.hello()).toBe('hello r3')
@@ -276,9 +318,21 @@ describe('rollback', {timeout: 120_000}, () => {
       return r
     }
     const targets = `Valid --to targets, newest first: ${C}, ${A}, initial (the tree from before hotctl); release ${B} is live.`
-    const never = await refused(D, [`release ${D} was never live: its deploy was restored at `, '(smoke failed: calc', `backup taken before deploy ${D}, which holds release ${B}`], targets)
+    const never = await refused(
+      D,
+      [
+        `release ${D} was never live: its deploy was restored at `,
+        '(smoke failed: calc',
+        `backup taken before deploy ${D}, which holds release ${B}`,
+      ],
+      targets,
+    )
     expect(never.json.error.targets).toEqual([C, A, 'initial'])
-    await refused(U, [`no release ${U} on this target`, `undo snapshot of rollback ${U}, which holds release ${C} (\`--to ${C}\`)`], targets)
+    await refused(
+      U,
+      [`no release ${U} on this target`, `undo snapshot of rollback ${U}, which holds release ${C} (\`--to ${C}\`)`],
+      targets,
+    )
     await refused('20990101000000', ['no release 20990101000000 on this target'], targets)
     for (const malformed of ['../x', '2025', '20251301000000']) await refused(malformed, [malformed], targets)
     const human = await runCli(['rollback', '--to', D], {cwd: ws.src})
@@ -289,7 +343,9 @@ describe('rollback', {timeout: 120_000}, () => {
     // `backups` says the same: D is no target, and why.
     const list = await runCli(['backups', '--json'], {cwd: ws.src})
     expect(list.json.neverLive).toMatchObject([{release: D, result: 'restored'}])
-    expect((await runCli(['backups'], {cwd: ws.src})).stdout).toContain(`not a target: release ${D} was never live: its deploy was restored`)
+    expect((await runCli(['backups'], {cwd: ws.src})).stdout).toContain(
+      `not a target: release ${D} was never live: its deploy was restored`,
+    )
 
     // Prune everything but the two newest snapshots (and the newest holding a good release): A and
     // the tree from before hotctl are gone.

@@ -49,7 +49,10 @@ function writeLock(ws: Workspace, owner: {pid: number; host?: string; command?: 
   const file = path.join(ws.stateDir, 'lock')
   const host = owner.host ?? os.hostname()
   const command = owner.command ?? 'deploy (e2e test)'
-  fs.writeFileSync(file, JSON.stringify({pid: owner.pid, host, user: os.userInfo().username, command, started: new Date().toISOString()}))
+  fs.writeFileSync(
+    file,
+    JSON.stringify({pid: owner.pid, host, user: os.userInfo().username, command, started: new Date().toISOString()}),
+  )
   return file
 }
 
@@ -58,7 +61,9 @@ function syncingOp(ws: Workspace, not: string[]): string | undefined {
   const events = ws.journal()
   const start = events.find((e) => e.event === 'start' && e.op === 'deploy' && !not.includes(e.opId as string))
   if (!start) return undefined
-  return events.some((e) => e.event === 'phase' && e.opId === start.opId && e.phase === 'sync') ? (start.opId as string) : undefined
+  return events.some((e) => e.event === 'phase' && e.opId === start.opId && e.phase === 'sync')
+    ? (start.opId as string)
+    : undefined
 }
 
 /** v2 deployed and live; then a v3 source with a big new file, for a sync that takes a while. */
@@ -342,7 +347,9 @@ describe('an orphaned rsync of a SIGKILLed hotctl', {timeout: 60_000}, () => {
     ws.writeConfig(serviceConfig(svc, {checks: {}}))
     const hashBefore = treeHash(ws.live)
     const lib = (v: string) =>
-      Object.fromEntries(Array.from({length: 20}, (_, i) => [`lib/m${i}.py`, `# ${v}\nVALUE_${i} = ${JSON.stringify(v.repeat(200))}\n`]))
+      Object.fromEntries(
+        Array.from({length: 20}, (_, i) => [`lib/m${i}.py`, `# ${v}\nVALUE_${i} = ${JSON.stringify(v.repeat(200))}\n`]),
+      )
     writeFiles(ws.src, lib('v2'))
     ws.setVersion('v2')
     const first = await runCli(['deploy', '--json'], {cwd: ws.src})
@@ -357,7 +364,12 @@ describe('an orphaned rsync of a SIGKILLed hotctl', {timeout: 60_000}, () => {
    * once the journal names rsync's group, then `rollback` at once: the recovery must stop that
    * group before restoring, so nothing writes into the target after the rollback.
    */
-  async function killMidSyncThenRollback(ws: Workspace, v2: string, wrapper: string, hashBefore: string): Promise<void> {
+  async function killMidSyncThenRollback(
+    ws: Workspace,
+    v2: string,
+    wrapper: string,
+    hashBefore: string,
+  ): Promise<void> {
     const proc = startCli(['deploy', '--json'], {cwd: ws.src, env: {HOTCTL_RSYNC: wrapper}})
     groups.push(proc.pid!)
     const rsyncGroup = () => ws.journal().find((e) => e.event === 'child' && e.opId !== v2)
@@ -386,16 +398,20 @@ describe('an orphaned rsync of a SIGKILLed hotctl', {timeout: 60_000}, () => {
   it('is stopped by the next rollback (wrapper: `sleep 3` then `exec rsync`)', async () => {
     const {ws, v2, hashBefore} = await setup()
     const wrapper = path.join(ws.dir, 'late-rsync.sh')
-    fs.writeFileSync(wrapper, '#!/bin/sh\ncase "$*" in *--files-from=-*) sleep 3 ;; esac\nexec rsync "$@"\n', {mode: 0o755})
+    fs.writeFileSync(wrapper, '#!/bin/sh\ncase "$*" in *--files-from=-*) sleep 3 ;; esac\nexec rsync "$@"\n', {
+      mode: 0o755,
+    })
     await killMidSyncThenRollback(ws, v2, wrapper, hashBefore)
   })
 
-  it('is stopped by the next rollback (wrapper whose every process carries rsync\'s arguments)', async () => {
+  it("is stopped by the next rollback (wrapper whose every process carries rsync's arguments)", async () => {
     const {ws, v2, hashBefore} = await setup()
     const wrapper = path.join(ws.dir, 'late-rsync.sh')
     // perl sleeps in-process, then execs rsync: no helper process without the rsync argv in the group.
     const perl = '/usr/bin/perl -e \'sleep 3; exec {"rsync"} "rsync", @ARGV or die "exec rsync: $!"\' -- "$@"'
-    fs.writeFileSync(wrapper, `#!/bin/sh\ncase "$*" in *--files-from=-*) exec ${perl} ;; esac\nexec rsync "$@"\n`, {mode: 0o755})
+    fs.writeFileSync(wrapper, `#!/bin/sh\ncase "$*" in *--files-from=-*) exec ${perl} ;; esac\nexec rsync "$@"\n`, {
+      mode: 0o755,
+    })
     await killMidSyncThenRollback(ws, v2, wrapper, hashBefore)
   })
 })

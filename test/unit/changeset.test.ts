@@ -17,7 +17,13 @@ const always = () => true
 
 describe('changeSetFromItemize (synthetic items)', () => {
   it('added, deleted, sorted; root dir and ignored paths skipped', () => {
-    const items = [item('>f+++++++++', 'z.txt'), item('cd+++++++++', 'adir/'), item('*deleting  ', 'old'), item('.d..t......', './'), item('>f+++++++++', MARKER_NAME)]
+    const items = [
+      item('>f+++++++++', 'z.txt'),
+      item('cd+++++++++', 'adir/'),
+      item('*deleting  ', 'old'),
+      item('.d..t......', './'),
+      item('>f+++++++++', MARKER_NAME),
+    ]
     const cs = changeSetFromItemize(items, always, (rel) => rel === MARKER_NAME)
     expect(cs).toEqual({added: ['adir', 'z.txt'], changed: [], deleted: ['old']})
   })
@@ -81,9 +87,20 @@ function plan(s: string, d: string, excludes: string[] = [], perishable: string[
   const sameContent = (rel: string) => {
     const a = src.entries.get(rel)
     const b = dst.entries.get(rel)
-    return !!a && !!b && a.type === 'file' && b.type === 'file' && a.size === b.size && srcCache.hash(s, rel, a) === dstCache.hash(d, rel, b)
+    return (
+      !!a &&
+      !!b &&
+      a.type === 'file' &&
+      b.type === 'file' &&
+      a.size === b.size &&
+      srcCache.hash(s, rel, a) === dstCache.hash(d, rel, b)
+    )
   }
-  const cs = changeSetFromItemize(parseItemize(r.stdout), sameContent, (rel, isDir) => rel === MARKER_NAME || matchesPathOrParent(skip, rel, isDir))
+  const cs = changeSetFromItemize(
+    parseItemize(r.stdout),
+    sameContent,
+    (rel, isDir) => rel === MARKER_NAME || matchesPathOrParent(skip, rel, isDir),
+  )
   return {cs, srcCache, dstCache, stdout: r.stdout}
 }
 
@@ -134,7 +151,10 @@ describe.runIf(hasRsync)('planning scan on real trees (rsync dry run + content)'
   })
 
   it('added and deleted files and directories', () => {
-    const {s, d} = setup({'keep.txt': 'k', 'new/z.txt': 'z', 'b-new.txt': 'b'}, {'keep.txt': 'k', 'gone/y.txt': 'y', 'a-gone.txt': 'a'})
+    const {s, d} = setup(
+      {'keep.txt': 'k', 'new/z.txt': 'z', 'b-new.txt': 'b'},
+      {'keep.txt': 'k', 'gone/y.txt': 'y', 'a-gone.txt': 'a'},
+    )
     setMtime(path.join(s, 'keep.txt'), 1_500_000_000)
     setMtime(path.join(d, 'keep.txt'), 1_500_000_000)
     const {cs} = plan(s, d)
@@ -158,14 +178,14 @@ describe.runIf(hasRsync)('planning scan on real trees (rsync dry run + content)'
   })
 
   it('a changed symlink target is a change', () => {
-    const {s, d} = setup({'t1': '1', 't2': '2'}, {'t1': '1', 't2': '2'})
+    const {s, d} = setup({t1: '1', t2: '2'}, {t1: '1', t2: '2'})
     fs.symlinkSync('t2', path.join(s, 'cur'))
     fs.symlinkSync('t1', path.join(d, 'cur'))
     expect(plan(s, d).cs.changed).toContain('cur')
   })
 
   it('an identical symlink with a different mtime (a fresh clone) is not a change', () => {
-    const {s, d} = setup({'t1': '1'}, {'t1': '1'})
+    const {s, d} = setup({t1: '1'}, {t1: '1'})
     setMtime(path.join(s, 't1'), 1_500_000_000)
     setMtime(path.join(d, 't1'), 1_500_000_000)
     fs.symlinkSync('t1', path.join(d, 'cur'))
@@ -176,21 +196,21 @@ describe.runIf(hasRsync)('planning scan on real trees (rsync dry run + content)'
   })
 
   it('the release marker in the target is neither deleted nor changed', () => {
-    const {s, d} = setup({'a': 'a'}, {'a': 'a', [MARKER_NAME]: '{}'})
+    const {s, d} = setup({a: 'a'}, {a: 'a', [MARKER_NAME]: '{}'})
     setMtime(path.join(s, 'a'), 1_500_000_000)
     setMtime(path.join(d, 'a'), 1_500_000_000)
     expect(plan(s, d).cs).toEqual(empty)
   })
 
   it('excluded/protected paths are invisible to the change set', () => {
-    const {s, d} = setup({'a': 'a', 'node_modules/x': 'new'}, {'a': 'a', 'data/db': 'live data'})
+    const {s, d} = setup({a: 'a', 'node_modules/x': 'new'}, {a: 'a', 'data/db': 'live data'})
     setMtime(path.join(s, 'a'), 1_500_000_000)
     setMtime(path.join(d, 'a'), 1_500_000_000)
     expect(plan(s, d, ['node_modules', '/data']).cs).toEqual(empty)
   })
 
   it('a name with a leading space is planned under its own name, not its trimmed twin', () => {
-    const {s, d} = setup({'config': 'c', ' lead': 'new'}, {'config': 'c', ' config': 'stale'})
+    const {s, d} = setup({config: 'c', ' lead': 'new'}, {config: 'c', ' config': 'stale'})
     setMtime(path.join(s, 'config'), 1_500_000_000)
     setMtime(path.join(d, 'config'), 1_500_000_000)
     const {cs} = plan(s, d)
@@ -206,7 +226,10 @@ describe.runIf(hasRsync)('planning scan on real trees (rsync dry run + content)'
   it('names that are not UTF-8 or hold control characters: planned by their bytes, content compared by hash', () => {
     const {s, d} = setup({}, {})
     const names = [Buffer.from([0xff]), Buffer.from([0x23, 0x0a, 0xe9]), Buffer.from('\\#101'), Buffer.from('a -> b')]
-    for (const [root, content] of [[s, 'same'], [d, 'same']] as const) {
+    for (const [root, content] of [
+      [s, 'same'],
+      [d, 'same'],
+    ] as const) {
       for (const n of names) fs.writeFileSync(Buffer.concat([Buffer.from(`${root}/`), n]), content)
     }
     fs.writeFileSync(Buffer.concat([Buffer.from(`${s}/`), Buffer.from([0xfe])]), 'new')
@@ -225,7 +248,18 @@ describe.runIf(hasRsync)('planning scan on real trees (rsync dry run + content)'
   })
 
   it('excluded leftovers (perishable) neither keep a removed directory nor block a type change', () => {
-    const {s, d} = setup({'vendor/lib/a.py': 'A', 'keep/k.py': 'k'}, {'vendor/lib/a.py': 'A', 'lib/a.py': 'A', 'lib/__pycache__/a.pyc': 'c', 'old/x.py': 'x', 'old/__pycache__/x.pyc': 'c', 'keep/k.py': 'k', 'keep/__pycache__/k.pyc': 'c'})
+    const {s, d} = setup(
+      {'vendor/lib/a.py': 'A', 'keep/k.py': 'k'},
+      {
+        'vendor/lib/a.py': 'A',
+        'lib/a.py': 'A',
+        'lib/__pycache__/a.pyc': 'c',
+        'old/x.py': 'x',
+        'old/__pycache__/x.pyc': 'c',
+        'keep/k.py': 'k',
+        'keep/__pycache__/k.pyc': 'c',
+      },
+    )
     fs.symlinkSync('vendor/lib', path.join(s, 'lib'))
     const {cs} = plan(s, d, [], ['__pycache__'])
     expect(cs.added).toEqual(['lib'])
@@ -241,7 +275,7 @@ describe.runIf(hasRsync)('planning scan on real trees (rsync dry run + content)'
 describe('HashCache', () => {
   it('a persisted cache avoids rereading unchanged files', () => {
     const dir = tmpDir()
-    writeTree(dir, {'a': 'content-1'})
+    writeTree(dir, {a: 'content-1'})
     const tree = walkTree(dir, compilePatterns([]))
     const cacheFile = path.join(tmpDir(), 'state', 'hashes.json')
     const c1 = HashCache.open(cacheFile)
@@ -258,7 +292,7 @@ describe('HashCache', () => {
 
   it('notices an in-place edit that restored the mtime (ctime moves)', () => {
     const dir = tmpDir()
-    writeTree(dir, {'a': 'AAAA'})
+    writeTree(dir, {a: 'AAAA'})
     setMtime(path.join(dir, 'a'), 1_000_000_000)
     const cache = HashCache.open()
     const h1 = cache.hash(dir, 'a', walkTree(dir, compilePatterns([])).entries.get('a')!)
@@ -270,7 +304,7 @@ describe('HashCache', () => {
 
   it('save drops rows of paths no longer in the tree', () => {
     const dir = tmpDir()
-    writeTree(dir, {'a': 'a', 'b': 'b'})
+    writeTree(dir, {a: 'a', b: 'b'})
     const file = path.join(tmpDir(), 'h.json')
     const c = HashCache.open(file)
     const tree = walkTree(dir, compilePatterns([]))
@@ -285,7 +319,7 @@ describe('HashCache', () => {
     const f = path.join(tmpDir(), 'hashes.json')
     fs.writeFileSync(f, '{torn')
     const dir = tmpDir()
-    writeTree(dir, {'a': 'x'})
+    writeTree(dir, {a: 'x'})
     const c = HashCache.open(f)
     c.hash(dir, 'a', walkTree(dir, compilePatterns([])).entries.get('a')!)
     expect(c.hashed).toBe(1)

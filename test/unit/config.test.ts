@@ -72,7 +72,13 @@ describe('parseConfig: defaults and resolution', () => {
     expect(c.services).toHaveLength(1)
     expect(c.services[0]!.name).toBe('service')
     expect(c.services[0]!.trigger).toEqual({command: 'kill -HUP 1'})
-    expect(c.services[0]!.status).toMatchObject({url: 'http://localhost:8080/version', method: 'GET', version: 'version', retries: 2, timeout: '10s'})
+    expect(c.services[0]!.status).toMatchObject({
+      url: 'http://localhost:8080/version',
+      method: 'GET',
+      version: 'version',
+      retries: 2,
+      timeout: '10s',
+    })
     expect(c.reloadTimeoutMs).toBe(120_000)
     expect(c.restart).toEqual({argv: ['systemctl', 'restart', 'app']})
     expect(c.requireRestart).toEqual(['**/*.so'])
@@ -85,7 +91,13 @@ describe('parseConfig: defaults and resolution', () => {
   })
 
   it('reload as a list of services keeps their names', () => {
-    const c = parse({target: '/opt/app', reload: [{name: 'web', trigger: {command: 'x'}}, {name: 'worker', status: {url: 'http://h/v'}}]})
+    const c = parse({
+      target: '/opt/app',
+      reload: [
+        {name: 'web', trigger: {command: 'x'}},
+        {name: 'worker', status: {url: 'http://h/v'}},
+      ],
+    })
     expect(c.services.map((s) => s.name)).toEqual(['web', 'worker'])
     expect(c.reloadTimeoutMs).toBe(60_000)
   })
@@ -96,7 +108,13 @@ describe('parseConfig: defaults and resolution', () => {
   })
 
   it('smoke defaults: expect status 200, GET, 2 retries; command smoke: 5m, 0 retries', () => {
-    const c = parse({target: '/opt/app', smoke: [{name: 'home', url: 'http://h/'}, {name: 'cli', command: 'true'}]})
+    const c = parse({
+      target: '/opt/app',
+      smoke: [
+        {name: 'home', url: 'http://h/'},
+        {name: 'cli', command: 'true'},
+      ],
+    })
     expect(c.smoke[0]).toMatchObject({name: 'home', method: 'GET', expect: {status: 200}, retries: 2, timeout: '10s'})
     expect(c.smoke[1]).toMatchObject({name: 'cli', command: 'true', timeout: '5m', retries: 0})
   })
@@ -157,7 +175,13 @@ describe('parseConfig: errors name the file and the field', () => {
   })
 
   it('smoke.1.url is named for the second entry', () => {
-    const l = lines({target: '/opt/app', smoke: [{name: 'a', command: 'true'}, {name: 'b', url: 'bad'}]})
+    const l = lines({
+      target: '/opt/app',
+      smoke: [
+        {name: 'a', command: 'true'},
+        {name: 'b', url: 'bad'},
+      ],
+    })
     expect(l.map(fieldOf)).toEqual(['smoke.1.url'])
   })
 
@@ -215,7 +239,11 @@ describe('parseConfig: errors name the file and the field', () => {
 describe('environment interpolation', () => {
   it('substitutes ${VAR} anywhere in strings, including nested arrays/objects', () => {
     const c = parse(
-      {target: '${APP_DIR}/live', reload: {status: {url: 'http://h/v', headers: {Authorization: 'Bearer ${TOKEN_A}'}}}, exclude: ['${EXC}']},
+      {
+        target: '${APP_DIR}/live',
+        reload: {status: {url: 'http://h/v', headers: {Authorization: 'Bearer ${TOKEN_A}'}}},
+        exclude: ['${EXC}'],
+      },
       {APP_DIR: '/opt/x', TOKEN_A: 'sekrit-token-1', EXC: '*.tmp'},
     )
     expect(c.target).toBe('/opt/x/live')
@@ -224,7 +252,10 @@ describe('environment interpolation', () => {
   })
 
   it('a missing variable is a usage error naming the variable and the field', () => {
-    const err = fail({target: '/opt/app', reload: {status: {url: 'http://h/v', headers: {Authorization: 'Bearer ${MISSING}'}}}})
+    const err = fail({
+      target: '/opt/app',
+      reload: {status: {url: 'http://h/v', headers: {Authorization: 'Bearer ${MISSING}'}}},
+    })
     expect(err.exitCode).toBe(2)
     expect(err.message).toContain('MISSING')
     expect(fieldOf(err.message)).toBe('reload.status.headers.Authorization')
@@ -232,7 +263,13 @@ describe('environment interpolation', () => {
   })
 
   it('a missing variable inside an array names the index', () => {
-    const err = fail({target: '/opt/app', smoke: [{name: 'a', command: 'x'}, {name: 'b', command: 'echo ${NOPE_VAR}'}]})
+    const err = fail({
+      target: '/opt/app',
+      smoke: [
+        {name: 'a', command: 'x'},
+        {name: 'b', command: 'echo ${NOPE_VAR}'},
+      ],
+    })
     expect(fieldOf(err.message)).toBe('smoke.1.command')
     expect(err.message).toContain('NOPE_VAR')
   })
@@ -242,7 +279,12 @@ describe('environment interpolation', () => {
   })
 
   it('leaves $VAR without braces and non-strings alone', () => {
-    expect(interpolateEnv({a: '$HOME', n: 3, b: true, z: null}, {HOME: '/h'}, FILE)).toEqual({a: '$HOME', n: 3, b: true, z: null})
+    expect(interpolateEnv({a: '$HOME', n: 3, b: true, z: null}, {HOME: '/h'}, FILE)).toEqual({
+      a: '$HOME',
+      n: 3,
+      b: true,
+      z: null,
+    })
   })
 
   it('substituted values are registered as secrets and redacted', () => {

@@ -11,10 +11,22 @@ const cs = (c: Partial<ChangeSet> = {}): ChangeSet => ({added: [], changed: [], 
 const ID = '20250601120000'
 
 describe('planDeploy: requireRestart', () => {
-  const config = cfg({reload: {trigger: {command: 'kill -HUP 1'}, requireRestart: ['**/*.so', 'requirements.txt', 'native/']}})
+  const config = cfg({
+    reload: {trigger: {command: 'kill -HUP 1'}, requireRestart: ['**/*.so', 'requirements.txt', 'native/']},
+  })
 
   it('**/*.so matches a root file and nested files; other patterns too; others do not', () => {
-    const plan = planDeploy(config, cs({added: ['x.so', 'app/main.py'], changed: ['lib/deep/y.so', 'requirements.txt'], deleted: ['sub/native/z.bin']}), ID, {}, [])
+    const plan = planDeploy(
+      config,
+      cs({
+        added: ['x.so', 'app/main.py'],
+        changed: ['lib/deep/y.so', 'requirements.txt'],
+        deleted: ['sub/native/z.bin'],
+      }),
+      ID,
+      {},
+      [],
+    )
     expect(plan.needsRestart.sort()).toEqual(['lib/deep/y.so', 'requirements.txt', 'sub/native/z.bin', 'x.so'])
   })
 

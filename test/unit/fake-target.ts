@@ -66,7 +66,12 @@ export type FakeStep =
   | 'prune'
 
 /** The brief's phase names for the same steps. */
-const ALIAS: Record<string, FakeStep> = {plan: 'planChanges', backup: 'snapshot', marker: 'writeMarker', command: 'runServiceCommand'}
+const ALIAS: Record<string, FakeStep> = {
+  plan: 'planChanges',
+  backup: 'snapshot',
+  marker: 'writeMarker',
+  command: 'runServiceCommand',
+}
 
 export interface HookCall {
   fake: FakeTarget
@@ -138,7 +143,8 @@ export class FakeTarget implements Target {
       ids: () => this.step('ids', [], () => [...this.backupStore.keys()].sort()),
       snapshot: (id, reason, plan) => this.step('snapshot', [id, reason, plan], () => this.snapshot(id, reason)),
       restore: (id) => this.step('restore', [id], () => this.restore(id)),
-      verify: (id) => this.step('verify', [id], () => [...diffTrees(this.backupTree(id), this.files), ...this.verifyDiffers]),
+      verify: (id) =>
+        this.step('verify', [id], () => [...diffTrees(this.backupTree(id), this.files), ...this.verifyDiffers]),
       check: (id) => this.step('check', [id], () => this.check(id)),
       prune: (keep, pinned) => this.step('prune', [keep, pinned], () => this.prune(keep, pinned)),
     }
@@ -154,7 +160,10 @@ export class FakeTarget implements Target {
   }
 
   /** Makes `step` throw `error`; `nth` limits it to that call (1-based), `path` to that path of a `:write` step. */
-  fail(step: FakeStep | 'plan' | 'backup' | 'marker' | 'command', opts: {error?: Error; nth?: number; path?: string} = {}): this {
+  fail(
+    step: FakeStep | 'plan' | 'backup' | 'marker' | 'command',
+    opts: {error?: Error; nth?: number; path?: string} = {},
+  ): this {
     const error = opts.error ?? new Error(`injected ${step} failure`)
     return this.at(step, (c) => {
       if ((opts.nth === undefined || c.n === opts.nth) && (opts.path === undefined || c.path === opts.path)) throw error
@@ -162,7 +171,11 @@ export class FakeTarget implements Target {
   }
 
   /** Aborts `ac` when `step` starts (or at `path` of a `:write` step): an operator's Ctrl-C at that moment. */
-  abortAt(step: FakeStep | 'plan' | 'backup' | 'marker' | 'command', ac: AbortController, opts: {nth?: number; path?: string} = {}): this {
+  abortAt(
+    step: FakeStep | 'plan' | 'backup' | 'marker' | 'command',
+    ac: AbortController,
+    opts: {nth?: number; path?: string} = {},
+  ): this {
     return this.at(step, (c) => {
       if ((opts.nth === undefined || c.n === opts.nth) && (opts.path === undefined || c.path === opts.path)) ac.abort()
     })
@@ -188,16 +201,28 @@ export class FakeTarget implements Target {
 
   /** Holds the lock as another hotctl would; `dead` makes its owner a process that is gone. */
   holdLock(owner: Partial<LockOwner> = {}, dead = false): LockOwner {
-    this.lockOwner = {pid: 99999, host: 'fake-host', user: 'other', command: 'hotctl deploy', started: '2025-01-01T00:00:00.000Z', ...owner}
+    this.lockOwner = {
+      pid: 99999,
+      host: 'fake-host',
+      user: 'other',
+      command: 'hotctl deploy',
+      started: '2025-01-01T00:00:00.000Z',
+      ...owner,
+    }
     if (dead) this.deadPids.add(this.lockOwner.pid)
     return this.lockOwner
   }
 
   /** Adds a backup as if an earlier operation had taken it; `release` becomes the marker in its tree. */
-  seedBackup(id: string, tree: Record<string, string>, opts: {release?: string | null; reason?: BackupMeta['reason']} = {}): BackupMeta {
+  seedBackup(
+    id: string,
+    tree: Record<string, string>,
+    opts: {release?: string | null; reason?: BackupMeta['reason']} = {},
+  ): BackupMeta {
     const t = treeOf(tree)
     const release = opts.release !== undefined ? opts.release : null
-    if (release) t.set(MARKER_NAME, markerFile({id: release, gitSha: null, user: 'fake', time: '2025-01-01T00:00:00.000Z'}))
+    if (release)
+      t.set(MARKER_NAME, markerFile({id: release, gitSha: null, user: 'fake', time: '2025-01-01T00:00:00.000Z'}))
     const meta = this.metaFor(id, opts.reason ?? 'deploy', t)
     this.backupStore.set(id, {meta, tree: t})
     return meta
@@ -211,7 +236,11 @@ export class FakeTarget implements Target {
   /** Sets the live tree (and marker, when `release` is given). */
   setLive(tree: Record<string, string>, release?: string): void {
     this.files = treeOf(tree)
-    if (release) this.files.set(MARKER_NAME, markerFile({id: release, gitSha: null, user: 'fake', time: '2025-01-01T00:00:00.000Z'}))
+    if (release)
+      this.files.set(
+        MARKER_NAME,
+        markerFile({id: release, gitSha: null, user: 'fake', time: '2025-01-01T00:00:00.000Z'}),
+      )
   }
 
   // ---- Target ----
@@ -245,7 +274,12 @@ export class FakeTarget implements Target {
   }
 
   /** Writes the planned paths one by one (so a `sync:write` hook can stop it halfway), deletions last. */
-  sync(source: string, plan: TargetPlan, signal?: AbortSignal, onChild?: (pgid: number) => void): Promise<ItemizedChange[]> {
+  sync(
+    source: string,
+    plan: TargetPlan,
+    signal?: AbortSignal,
+    onChild?: (pgid: number) => void,
+  ): Promise<ItemizedChange[]> {
     return this.step('sync', [source, plan], async () => {
       const {added, changed, deleted} = plan.changes
       if (added.length + changed.length > 0) onChild?.(FAKE_PGID) // the real writer runs in its own process group
@@ -276,7 +310,8 @@ export class FakeTarget implements Target {
       this.commands.push(command)
       const base: CommandResult = {ok: true, exitCode: 0, tail: `${command}: ok`, canceled: false, timedOut: false}
       // A command started after the interrupt is stopped at once, as runCommand stops its group.
-      if (opts.signal?.aborted) return {...base, ok: false, exitCode: undefined, tail: `${command}: stopped`, canceled: true}
+      if (opts.signal?.aborted)
+        return {...base, ok: false, exitCode: undefined, tail: `${command}: stopped`, canceled: true}
       const said = this.onCommand({fake: this, command, opts})
       if (said === undefined || said === true) return base
       if (said === false) return {...base, ok: false, exitCode: 1, tail: `${command}: failed`}
@@ -310,11 +345,22 @@ export class FakeTarget implements Target {
     const held = this.lockOwner
     if (held) {
       if (!this.deadPids.has(held.pid)) {
-        throw new HotctlError(`target is locked by ${describeOwner(held)}`, EXIT.locked, 'Wait for that operation to finish.', {lock: held})
+        throw new HotctlError(
+          `target is locked by ${describeOwner(held)}`,
+          EXIT.locked,
+          'Wait for that operation to finish.',
+          {lock: held},
+        )
       }
       onStale(held)
     }
-    const mine: LockOwner = {pid: process.pid, host: 'fake-host', user: 'fake', command, started: new Date().toISOString()}
+    const mine: LockOwner = {
+      pid: process.pid,
+      host: 'fake-host',
+      user: 'fake',
+      command,
+      started: new Date().toISOString(),
+    }
     this.lockOwner = mine
     return async () => {
       if (this.lockOwner === mine) this.lockOwner = undefined
@@ -333,7 +379,17 @@ export class FakeTarget implements Target {
     const bytes = [...tree.values()].reduce((s, f) => s + Buffer.byteLength(f.content), 0)
     const time = new Date().toISOString()
     const release = m?.id ?? null
-    return {id, time, reason, release, gitSha: m?.gitSha ?? null, files: tree.size, bytes, added: bytes, root: {'': `fake-${id}`}}
+    return {
+      id,
+      time,
+      reason,
+      release,
+      gitSha: m?.gitSha ?? null,
+      files: tree.size,
+      bytes,
+      added: bytes,
+      root: {'': `fake-${id}`},
+    }
   }
 
   private snapshot(id: string, reason: BackupMeta['reason']): BackupMeta {
@@ -412,7 +468,8 @@ export function treeOf(files: Record<string, string>): Tree {
 
 const copyTree = (t: Tree): Tree => new Map([...t].map(([p, f]) => [p, {...f}]))
 
-const sameFile = (a: FakeFile | undefined, b: FakeFile | undefined) => !!a && !!b && a.content === b.content && a.mode === b.mode
+const sameFile = (a: FakeFile | undefined, b: FakeFile | undefined) =>
+  !!a && !!b && a.content === b.content && a.mode === b.mode
 
 const markerFile = (m: ReleaseMarker): FakeFile => ({content: `${JSON.stringify(m, null, 2)}\n`, mode: 0o644})
 
@@ -525,7 +582,13 @@ export async function ended<T extends {exitCode: number; outcome: string}>(run: 
 }
 
 /** deploy's flags as the CLI passes them by default. */
-export const DEPLOY_FLAGS: DeployFlags = {skipChecks: false, force: false, dryRun: false, noRestart: false, createTarget: false}
+export const DEPLOY_FLAGS: DeployFlags = {
+  skipChecks: false,
+  force: false,
+  dryRun: false,
+  noRestart: false,
+  createTarget: false,
+}
 
 /** One service reloaded by a command, and a command smoke check: both run through target.runServiceCommand. */
 export const COMMAND_SERVICE: Pick<ResolvedConfig, 'services' | 'smoke'> = {

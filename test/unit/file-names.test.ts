@@ -11,7 +11,15 @@ const bytes = (...b: number[]) => Buffer.from(b)
 
 describe('decodeName / encodeName', () => {
   it('valid UTF-8 is its plain string, and back', () => {
-    for (const s of ['app/x.py', 'ünï/çødé.py', '日本語', '😀 emoji', '\ufffd real replacement char', 'tab\tnl\n', '']) {
+    for (const s of [
+      'app/x.py',
+      'ünï/çødé.py',
+      '日本語',
+      '😀 emoji',
+      '\ufffd real replacement char',
+      'tab\tnl\n',
+      '',
+    ]) {
       expect(decodeName(Buffer.from(s))).toBe(s)
       expect(encodeName(s)).toEqual(Buffer.from(s))
       expect(fsPath(s)).toBe(s)
@@ -74,7 +82,9 @@ describe('the walk keeps names that are not UTF-8', () => {
     fs.writeFileSync(path.join(root, 'plain'), 'plain')
     fs.symlinkSync(bytes(0x64, 0xff, 0x2f, 0xfe, 0x0a), raw(bytes(0x6c, 0x80)))
     const tree = walkTree(root, compilePatterns([]))
-    expect([...tree.entries.keys()].sort()).toEqual(['d\udcff', 'd\udcff/\udcfe\n', 'l\udc80', 'plain', '\udce9'].sort())
+    expect([...tree.entries.keys()].sort()).toEqual(
+      ['d\udcff', 'd\udcff/\udcfe\n', 'l\udc80', 'plain', '\udce9'].sort(),
+    )
     expect(tree.entries.get('d\udcff/\udcfe\n')).toMatchObject({type: 'file', size: 5})
     expect(tree.entries.get('l\udc80')).toMatchObject({type: 'symlink', link: 'd\udcff/\udcfe\n'})
     expect(statEntry(path.join(root, '\udce9'))).toMatchObject({type: 'file', size: 6})
@@ -86,7 +96,10 @@ describe('the walk keeps names that are not UTF-8', () => {
     const root = tmpDir()
     const want = new Set<string>()
     for (let i = 0; i < 300; i++) {
-      const name = Buffer.concat([crypto.randomBytes(6).map((b) => (b === 0 || b === 0x2f ? 0x41 : b)), Buffer.from(String(i))])
+      const name = Buffer.concat([
+        crypto.randomBytes(6).map((b) => (b === 0 || b === 0x2f ? 0x41 : b)),
+        Buffer.from(String(i)),
+      ])
       fs.writeFileSync(Buffer.concat([Buffer.from(`${root}/`), name]), name)
       want.add(name.toString('latin1'))
     }

@@ -90,7 +90,13 @@ describe('request (local server)', () => {
   })
 
   it('returns status, text and parsed JSON; sends method and headers', async () => {
-    const r = await request({url: `${base}/json`, method: 'POST', headers: {authorization: 'Bearer t'}, timeoutMs: 2000, retries: 0})
+    const r = await request({
+      url: `${base}/json`,
+      method: 'POST',
+      headers: {authorization: 'Bearer t'},
+      timeoutMs: 2000,
+      retries: 0,
+    })
     expect(r.status).toBe(200)
     expect(r.json).toEqual({version: 'r7', method: 'POST', auth: 'Bearer t'})
   })
@@ -120,13 +126,18 @@ describe('request (local server)', () => {
   })
 
   it('throws naming method, URL and timeout when no answer came', async () => {
-    await expect(request({url: `${base}/slow`, method: 'GET', headers: {}, timeoutMs: 100, retries: 0})).rejects.toThrow(/GET .*\/slow: no answer within 100 ms/)
+    await expect(
+      request({url: `${base}/slow`, method: 'GET', headers: {}, timeoutMs: 100, retries: 0}),
+    ).rejects.toThrow(/GET .*\/slow: no answer within 100 ms/)
   })
 
-  it('retries leave no abort listener on the caller\'s signal (issue 11 item 13: 11 listeners warned)', async () => {
+  it("retries leave no abort listener on the caller's signal (issue 11 item 13: 11 listeners warned)", async () => {
     const ac = new AbortController()
     for (let i = 0; i < 6; i++) {
-      const down = await request({url: `${base}/down`, method: 'GET', headers: {}, timeoutMs: 2000, retries: 2}, {signal: ac.signal})
+      const down = await request(
+        {url: `${base}/down`, method: 'GET', headers: {}, timeoutMs: 2000, retries: 2},
+        {signal: ac.signal},
+      )
       expect(down.status).toBe(500)
     }
     expect(getEventListeners(ac.signal, 'abort')).toHaveLength(0)
@@ -136,7 +147,10 @@ describe('request (local server)', () => {
     const ac = new AbortController()
     setTimeout(() => ac.abort(), 100)
     const t = Date.now()
-    const err = await request({url: `${base}/slow`, method: 'GET', headers: {}, timeoutMs: 50, retries: 5}, {signal: ac.signal}).catch((e: unknown) => e)
+    const err = await request(
+      {url: `${base}/slow`, method: 'GET', headers: {}, timeoutMs: 50, retries: 5},
+      {signal: ac.signal},
+    ).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(NoAnswerError)
     expect((err as NoAnswerError).reason).toBe('interrupted')
     expect(Date.now() - t).toBeLessThan(1500) // not 250+500+1000+2000+2000 ms of backoff
@@ -154,13 +168,21 @@ describe('request (local server)', () => {
   })
 
   it('says why no answer came: timeout or refused', async () => {
-    const slow = await request({url: `${base}/slow`, method: 'GET', headers: {}, timeoutMs: 100, retries: 0}).catch((e: unknown) => e)
+    const slow = await request({url: `${base}/slow`, method: 'GET', headers: {}, timeoutMs: 100, retries: 0}).catch(
+      (e: unknown) => e,
+    )
     expect((slow as NoAnswerError).reason).toBe('timeout')
     const s = http.createServer()
     await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
     const port = (s.address() as AddressInfo).port
     await new Promise((r) => s.close(r))
-    const refused = await request({url: `http://127.0.0.1:${port}/`, method: 'GET', headers: {}, timeoutMs: 1000, retries: 0}).catch((e: unknown) => e)
+    const refused = await request({
+      url: `http://127.0.0.1:${port}/`,
+      method: 'GET',
+      headers: {},
+      timeoutMs: 1000,
+      retries: 0,
+    }).catch((e: unknown) => e)
     expect((refused as NoAnswerError).reason).toBe('refused')
   })
 
@@ -169,6 +191,8 @@ describe('request (local server)', () => {
     await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
     const port = (s.address() as AddressInfo).port
     await new Promise((r) => s.close(r))
-    await expect(request({url: `http://127.0.0.1:${port}/`, method: 'GET', headers: {}, timeoutMs: 1000, retries: 0})).rejects.toThrow(/GET http:\/\/127\.0\.0\.1/)
+    await expect(
+      request({url: `http://127.0.0.1:${port}/`, method: 'GET', headers: {}, timeoutMs: 1000, retries: 0}),
+    ).rejects.toThrow(/GET http:\/\/127\.0\.0\.1/)
   })
 })

@@ -47,16 +47,19 @@ describe('newId', () => {
 })
 
 describe('parseId', () => {
-  it('returns a well-formed release id (whether it can be reached is the caller\'s question)', () => {
+  it("returns a well-formed release id (whether it can be reached is the caller's question)", () => {
     expect(parseId('20250102000000')).toBe('20250102000000')
   })
-  it.each(['../x', '2025', '', '2025010100000a', ' 20250101000000', '20250101000000\n'])('refuses the malformed id %j, naming the flag and giving the hint', (input) => {
-    const err = catchHotctl(() => parseId(input, '--to', 'Valid --to targets: 20250101000000.'))
-    expect(err.exitCode).toBe(2)
-    expect(err.message).toContain('--to')
-    expect(err.message).toContain('is not a release id')
-    expect(err.hint).toBe('Valid --to targets: 20250101000000.')
-  })
+  it.each(['../x', '2025', '', '2025010100000a', ' 20250101000000', '20250101000000\n'])(
+    'refuses the malformed id %j, naming the flag and giving the hint',
+    (input) => {
+      const err = catchHotctl(() => parseId(input, '--to', 'Valid --to targets: 20250101000000.'))
+      expect(err.exitCode).toBe(2)
+      expect(err.message).toContain('--to')
+      expect(err.message).toContain('is not a release id')
+      expect(err.hint).toBe('Valid --to targets: 20250101000000.')
+    },
+  )
   it('refuses an impossible date (month 13) even with 14 digits', () => {
     const err = catchHotctl(() => parseId('20251301000000'))
     expect(err.exitCode).toBe(2)

@@ -43,7 +43,10 @@ describe('Interrupt', () => {
     expect(near.retries).toBe(0)
     expect(near.timeoutMs).toBeLessThanOrEqual(1200)
     expect(near.timeoutMs).toBeGreaterThan(900)
-    expect(interruptAt(Date.now() - 60_000).shortHttp({timeoutMs: 10_000, retries: 2})).toEqual({timeoutMs: 500, retries: 0})
+    expect(interruptAt(Date.now() - 60_000).shortHttp({timeoutMs: 10_000, retries: 2})).toEqual({
+      timeoutMs: 500,
+      retries: 0,
+    })
     expect(interruptAt(Date.now() - 60_000).shortCommandMs(300_000)).toBe(500)
   })
 

@@ -39,7 +39,20 @@ function setup(opts: {hot: boolean; restart?: boolean}) {
     if (command === 'reload-app' && opts.hot) loaded = f.marker
     if (command === 'restart-app') loaded = f.marker
   }
-  const status = {url: statusUrl, method: 'GET', headers: {}, timeout: '2s', retries: 0, version: 'version', state: 'state', failStates: ['rejected'], restartStates: ['restart_required'], lastError: 'last_error', settle: '100ms', grace: '5s'}
+  const status = {
+    url: statusUrl,
+    method: 'GET',
+    headers: {},
+    timeout: '2s',
+    retries: 0,
+    version: 'version',
+    state: 'state',
+    failStates: ['rejected'],
+    restartStates: ['restart_required'],
+    lastError: 'last_error',
+    settle: '100ms',
+    grace: '5s',
+  }
   const config = fakeConfig({
     services: [{name: 'app', trigger: {command: {argv: ['reload-app']}}, status}],
     reloadTimeoutMs: 300,

@@ -20,7 +20,13 @@ function setup(over: Partial<ResolvedConfig> = {}, signal?: AbortSignal) {
   fake.setLive(LIVE, R0)
   const config = fakeConfig({...COMMAND_SERVICE, ...over})
   const {ctx, said} = fakeContext(fake, config, signal)
-  return {fake, config, ctx, said, run: (flags: Partial<DeployFlags> = {}) => ended(deploy(ctx, {...DEPLOY_FLAGS, ...flags}))}
+  return {
+    fake,
+    config,
+    ctx,
+    said,
+    run: (flags: Partial<DeployFlags> = {}) => ended(deploy(ctx, {...DEPLOY_FLAGS, ...flags})),
+  }
 }
 
 /** The journal's lines from the deploy's start on. */
@@ -42,7 +48,15 @@ describe('deploy on the fake target: success', () => {
     const id = r.result!.release!
     expect(journalLines(fake.journal)).toEqual([...LIVE_RELEASE, 'deploy end ok 0'])
     const who = {user: 'fake', host: 'fake-host'}
-    expect(fake.journal[0]).toMatchObject({event: 'start', op: 'deploy', opId: id, backup: id, release: id, from: R0, ...who})
+    expect(fake.journal[0]).toMatchObject({
+      event: 'start',
+      op: 'deploy',
+      opId: id,
+      backup: id,
+      release: id,
+      from: R0,
+      ...who,
+    })
     expect(fake.tree()).toEqual(SOURCE)
     expect(fake.marker).toBe(id)
     // The backup holds the tree from before, marker included, under the new release's id.
@@ -84,7 +98,7 @@ describe('deploy on the fake target: success', () => {
     expect(fake.lockOwner).toBeUndefined()
   })
 
-  it('after a proven deploy, backups beyond `keep` are pruned; the deploy\'s own backup stays', async () => {
+  it("after a proven deploy, backups beyond `keep` are pruned; the deploy's own backup stays", async () => {
     const {fake, ctx} = setup({keep: 1})
     const ids: string[] = []
     for (const tree of [{'app.py': 'vA'}, {'app.py': 'vB'}, {'app.py': 'vC'}]) {
@@ -253,7 +267,12 @@ describe('deploy on the fake target: a restore that fails or cannot be proven ex
     fake.fail('restore:write', {nth: 2, error: new Error('EIO')})
     const r = await run()
     expect(r).toMatchObject({exitCode: EXIT.needsAttention, outcome: 'needs-attention'})
-    expect(journalLines(fake.journal)).toEqual([...SYNCED, 'deploy phase marker', 'deploy phase restore', 'deploy end attention 4'])
+    expect(journalLines(fake.journal)).toEqual([
+      ...SYNCED,
+      'deploy phase marker',
+      'deploy phase restore',
+      'deploy end attention 4',
+    ])
     expect(fake.tree()).not.toEqual(LIVE)
     expect(fake.tree()).not.toEqual(SOURCE)
   })
@@ -265,14 +284,24 @@ describe('deploy on the fake target: a restore that fails or cannot be proven ex
     const r = await run()
     expect(r).toMatchObject({exitCode: EXIT.needsAttention, outcome: 'needs-attention'})
     expect(r.result!.restore).toMatchObject({ok: false, differences: ['lib/util.py']})
-    expect(journalLines(fake.journal)).toEqual([...SYNCED, 'deploy phase marker', 'deploy phase restore', 'deploy end attention 4'])
+    expect(journalLines(fake.journal)).toEqual([
+      ...SYNCED,
+      'deploy phase marker',
+      'deploy phase restore',
+      'deploy end attention 4',
+    ])
   })
 
   it('a damaged backup is refused by the restore: needs attention, nothing restored', async () => {
     const {fake, run} = setup()
     fake.fail('marker')
     fake.at('restore', ({args}) => {
-      const damage = {what: 'object', problem: 'hash-mismatch', path: 'app.py', message: 'app.py: hash mismatch'} as const
+      const damage = {
+        what: 'object',
+        problem: 'hash-mismatch',
+        path: 'app.py',
+        message: 'app.py: hash mismatch',
+      } as const
       throw new BackupDamagedError(String(args[0]), [damage])
     })
     const r = await run()

@@ -5,7 +5,16 @@ import {newId} from '../../src/ids.js'
 import {deploy} from '../../src/pipeline/deploy.js'
 import {rollback} from '../../src/pipeline/rollback.js'
 import type {JournalEvent, Phase} from '../../src/state/journal.js'
-import {COMMAND_SERVICE, DEPLOY_FLAGS, ended, FAKE_PGID, FakeTarget, fakeConfig, fakeContext, journalLines} from './fake-target.js'
+import {
+  COMMAND_SERVICE,
+  DEPLOY_FLAGS,
+  ended,
+  FAKE_PGID,
+  FakeTarget,
+  fakeConfig,
+  fakeContext,
+  journalLines,
+} from './fake-target.js'
 
 /**
  * Recovery of an operation a killed hotctl left open (a journal start with phases and no end):
@@ -21,7 +30,11 @@ const LIVE = {'app.py': 'v1', 'lib/util.py': 'u1', 'old.py': 'old'}
 const HALF = {'app.py': 'vX', 'lib/util.py': 'u1', 'old.py': 'old', 'x.py': 'x'}
 const SOURCE = {'app.py': 'v2', 'lib/util.py': 'u1', 'new.py': 'new'}
 
-const start = (op: 'deploy' | 'rollback', opId: string, extra: Partial<Extract<JournalEvent, {event: 'start'}>> = {}): JournalEvent => ({
+const start = (
+  op: 'deploy' | 'rollback',
+  opId: string,
+  extra: Partial<Extract<JournalEvent, {event: 'start'}>> = {},
+): JournalEvent => ({
   event: 'start',
   op,
   opId,
@@ -33,7 +46,8 @@ const start = (op: 'deploy' | 'rollback', opId: string, extra: Partial<Extract<J
   argv: [op],
   ...extra,
 })
-const phases = (opId: string, ...ps: Phase[]): JournalEvent[] => ps.map((phase) => ({event: 'phase', opId, t: T, phase}))
+const phases = (opId: string, ...ps: Phase[]): JournalEvent[] =>
+  ps.map((phase) => ({event: 'phase', opId, t: T, phase}))
 const child = (opId: string): JournalEvent => ({event: 'child', opId, t: T, pgid: FAKE_PGID})
 
 /** A target a hotctl was killed on while deploying X: `events` journaled, the tree half-written. */
@@ -45,13 +59,30 @@ function killedDeploy(events: JournalEvent[], over: Partial<ResolvedConfig> = {}
   const config = fakeConfig({...COMMAND_SERVICE, ...over})
   const {ctx, said} = fakeContext(fake, config, signal)
   const seeded = events.length
-  return {fake, ctx, said, lines: () => journalLines(fake.journal).slice(seeded), run: () => ended(deploy(ctx, DEPLOY_FLAGS))}
+  return {
+    fake,
+    ctx,
+    said,
+    lines: () => journalLines(fake.journal).slice(seeded),
+    run: () => ended(deploy(ctx, DEPLOY_FLAGS)),
+  }
 }
 
 const SYNCED_X = [start('deploy', X, {release: X, from: R0}), ...phases(X, 'backup', 'sync'), child(X)]
-const RECOVERED = ['recover start', 'recover phase restore', 'recover phase restore-reload', 'recover phase restore-smoke']
+const RECOVERED = [
+  'recover start',
+  'recover phase restore',
+  'recover phase restore-reload',
+  'recover phase restore-smoke',
+]
 RECOVERED.push('recover end recovered 0', 'deploy end interrupted 130')
-const DEPLOYED = ['deploy start', 'deploy phase backup', 'deploy phase sync', 'deploy child 4242', 'deploy phase marker']
+const DEPLOYED = [
+  'deploy start',
+  'deploy phase backup',
+  'deploy phase sync',
+  'deploy child 4242',
+  'deploy phase marker',
+]
 DEPLOYED.push('deploy phase reload', 'deploy phase smoke', 'deploy end ok 0')
 
 describe('recovery on the fake target, before a deploy', () => {
@@ -62,14 +93,23 @@ describe('recovery on the fake target, before a deploy', () => {
     fake.at('backup', ({fake: f}) => void (atNewBackup = f.tree()))
     const r = await run()
     expect(r).toMatchObject({exitCode: EXIT.ok, outcome: 'deployed'})
-    expect(r.result!.recovery).toMatchObject({interrupted: X, op: 'deploy', restored: {ok: true, backup: X, release: R0}})
+    expect(r.result!.recovery).toMatchObject({
+      interrupted: X,
+      op: 'deploy',
+      restored: {ok: true, backup: X, release: R0},
+    })
     expect(fake.reaped).toEqual([[FAKE_PGID]])
     expect(lines()).toEqual([...RECOVERED, ...DEPLOYED])
-    expect(fake.journal.find((e) => e.event === 'end' && e.opId === X)).toMatchObject({result: 'interrupted', recovered: X})
+    expect(fake.journal.find((e) => e.event === 'end' && e.opId === X)).toMatchObject({
+      result: 'interrupted',
+      recovered: X,
+    })
     expect(atNewBackup).toEqual(LIVE) // the new deploy backed up the recovered tree, not the half-written one
     expect(fake.tree()).toEqual(SOURCE)
     expect(said.join('\n')).toMatch(/cleared a stale lock/)
-    expect(said.join('\n')).toMatch(/deploy 20250101000000 was interrupted after changing the target \(last phase: sync\)/)
+    expect(said.join('\n')).toMatch(
+      /deploy 20250101000000 was interrupted after changing the target \(last phase: sync\)/,
+    )
     expect(fake.lockOwner).toBeUndefined()
   })
 
@@ -102,7 +142,12 @@ describe('recovery on the fake target, before a deploy', () => {
     const r = await run()
     expect(r.exitCode).toBe(EXIT.needsAttention)
     expect(r.error?.message).toMatch(/could not restore backup 20250101000000 of interrupted deploy/)
-    expect(lines()).toEqual(['recover start', 'recover phase restore', 'recover end attention 4', 'deploy end interrupted 130'])
+    expect(lines()).toEqual([
+      'recover start',
+      'recover phase restore',
+      'recover end attention 4',
+      'deploy end interrupted 130',
+    ])
     expect(fake.tree()).toEqual(HALF)
     expect(fake.count('snapshot')).toBe(0)
     expect(fake.lockOwner).toBeUndefined()
@@ -122,7 +167,9 @@ describe('recovery on the fake target, before a deploy', () => {
     fake.stillRunning = [FAKE_PGID]
     const r = await run()
     expect(r.exitCode).toBe(EXIT.needsAttention)
-    expect(r.error?.message).toMatch(/process group 4242 left by the interrupted deploy 20250101000000 is still running/)
+    expect(r.error?.message).toMatch(
+      /process group 4242 left by the interrupted deploy 20250101000000 is still running/,
+    )
     expect(lines()).toEqual([])
     expect(fake.tree()).toEqual(HALF)
     expect(fake.lockOwner).toBeUndefined()

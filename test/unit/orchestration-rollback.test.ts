@@ -34,7 +34,15 @@ async function history(over: Partial<ResolvedConfig> = {}, signal?: AbortSignal)
   // Only the rollback's own lines and commands from here on.
   const before = fake.journal.length
   fake.commands.length = 0
-  return {fake, ctx, said, A, B, lines: () => journalLines(fake.journal).slice(before), run: (to?: string) => ended(rollback(ctx, {to}))}
+  return {
+    fake,
+    ctx,
+    said,
+    A,
+    B,
+    lines: () => journalLines(fake.journal).slice(before),
+    run: (to?: string) => ended(rollback(ctx, {to})),
+  }
 }
 
 /** The rollback's own snapshot and restore, before its proof. */

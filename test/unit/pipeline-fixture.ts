@@ -52,10 +52,20 @@ export async function pipelineFixture(opts: FixtureOptions): Promise<PipelineFix
   const statusUrl = opts.status ? await statusService(live) : undefined
   const said: string[] = []
   const ctx = (over: Record<string, unknown> = {}): OpContext => {
-    const raw = {target: '../live', ...(statusUrl ? {reload: {status: {url: statusUrl, settle: '100ms'}, timeout: '5s'}} : {}), ...over}
+    const raw = {
+      target: '../live',
+      ...(statusUrl ? {reload: {status: {url: statusUrl, settle: '100ms'}, timeout: '5s'}} : {}),
+      ...over,
+    }
     const config = parseConfig(raw, path.join(src, 'hotctl.config.json'), {})
     const env = {HOTCTL_TARGET: config.target, HOTCTL_SOURCE: config.source, HOTCTL_STATE_DIR: config.stateDir}
-    return {config, target: openTarget(config, {warn: (m) => said.push(m)}), ui: {json: true, say: (m) => said.push(m)}, signal: new AbortController().signal, env}
+    return {
+      config,
+      target: openTarget(config, {warn: (m) => said.push(m)}),
+      ui: {json: true, say: (m) => said.push(m)},
+      signal: new AbortController().signal,
+      env,
+    }
   }
   return {src, live, statusUrl, ctx, said}
 }

@@ -43,12 +43,30 @@ class History {
   }
 
   private end(opId: string, result: OpResult, error?: string): void {
-    this.events.push({event: 'end', opId, t: this.t(), result, exitCode: result === 'ok' ? 0 : 3, durationMs: 1, ...(error ? {error} : {})})
+    this.events.push({
+      event: 'end',
+      opId,
+      t: this.t(),
+      result,
+      exitCode: result === 'ok' ? 0 : 3,
+      durationMs: 1,
+      ...(error ? {error} : {}),
+    })
   }
 
   private snapshot(id: string, reason: BackupMeta['reason']): void {
     const root = {chunks: [], entries: 0} as unknown as BackupMeta['root']
-    this.backups.push({id, time: this.t(), reason, release: this.live, gitSha: null, files: 1, bytes: 1, added: 1, root})
+    this.backups.push({
+      id,
+      time: this.t(),
+      reason,
+      release: this.live,
+      gitSha: null,
+      files: 1,
+      bytes: 1,
+      added: 1,
+      root,
+    })
   }
 
   private t(): string {
@@ -94,7 +112,11 @@ describe('releaseCatalog: which release each snapshot holds', () => {
     expect(h.live).toBe(C)
     const c = h.catalog()
     expect(c.snapshots.find((s) => s.id === U2)).toMatchObject({release: B, to: B})
-    expect(c.snapshots.find((s) => s.id === C)).toMatchObject({release: B, to: null, note: expect.stringContaining('older copy')})
+    expect(c.snapshots.find((s) => s.id === C)).toMatchObject({
+      release: B,
+      to: null,
+      note: expect.stringContaining('older copy'),
+    })
     expect(c.snapshots.find((s) => s.id === U1)).toMatchObject({release: C, to: null, note: 'holds the live release'})
   })
 })
@@ -127,7 +149,9 @@ describe('resolveTo: --to RELEASE ends with RELEASE live', () => {
     expect(text).toContain(`release ${D} was never live: its deploy was restored at 2025-01-15 12:00:`)
     expect(text).toContain('(smoke failed: calc: expected status 200, got 500)')
     expect(text).toContain(`${D} is also the id of the backup taken before deploy ${D}, which holds release ${C}`)
-    expect(text).toContain(`Valid --to targets, newest first: ${B}, ${A}, initial (the tree from before hotctl); release ${C} is live`)
+    expect(text).toContain(
+      `Valid --to targets, newest first: ${B}, ${A}, initial (the tree from before hotctl); release ${C} is live`,
+    )
     expect(c.neverLive).toMatchObject([{release: D, result: 'restored'}])
   })
 
@@ -151,7 +175,9 @@ describe('resolveTo: --to RELEASE ends with RELEASE live', () => {
   it('a snapshot id that is not a release (a rollback undo) is refused, naming what it holds and the --to that reaches it', () => {
     const c = abc().rollback(U1, C).catalog()
     const text = message(() => resolveTo(c, U1))
-    expect(text).toContain(`no release ${U1} on this target; ${U1} is also the id of the undo snapshot of rollback ${U1}, which holds release ${C} (\`--to ${C}\`)`)
+    expect(text).toContain(
+      `no release ${U1} on this target; ${U1} is also the id of the undo snapshot of rollback ${U1}, which holds release ${C} (\`--to ${C}\`)`,
+    )
   })
 
   it('a release that was live but whose snapshots were all pruned', () => {
@@ -175,7 +201,9 @@ describe('resolveTo: --to RELEASE ends with RELEASE live', () => {
 
   it('no targets at all: the hint says so', () => {
     const c = new History().catalog()
-    expect(message(() => resolveTo(c, B))).toContain('There is no release to roll back to (the tree from before hotctl is live)')
+    expect(message(() => resolveTo(c, B))).toContain(
+      'There is no release to roll back to (the tree from before hotctl is live)',
+    )
   })
 })
 
@@ -185,7 +213,11 @@ describe('trust: snapshots taken while the target needed attention', () => {
     const h = abc().rollback(U1, C) // live B, U1 holds C
     h.deploy(D, 'attention', {leftMarker: B}).rollback(U2, B) // U2 holds the doubtful "B" tree; live A
     const c = h.catalog()
-    expect(c.snapshots.find((s) => s.id === U2)).toMatchObject({release: B, to: null, suspect: expect.stringContaining(`deploy ${D} could not restore and verify it`)})
+    expect(c.snapshots.find((s) => s.id === U2)).toMatchObject({
+      release: B,
+      to: null,
+      suspect: expect.stringContaining(`deploy ${D} could not restore and verify it`),
+    })
     // D was taken before deploy D, while B was live and trusted: the newest good copy of B.
     expect(resolveTo(c, B)).toEqual({to: B, release: B, snapshot: D})
   })
@@ -194,8 +226,12 @@ describe('trust: snapshots taken while the target needed attention', () => {
     const h = new History().deploy(A).deploy(B, 'attention', {leftMarker: A}).deploy(C)
     // Snapshot C holds the doubtful "A" tree; snapshot B (trusted) is pruned.
     h.backups = h.backups.filter((b) => b.id !== B)
-    expect(message(() => resolveTo(h.catalog(), A))).toContain(`the only snapshots holding release ${A} (${C}) were taken while the target needed attention`)
-    expect(message(() => resolvePrevious(h.catalog()))).toContain(`the release before ${C} was release ${A}, which cannot be restored`)
+    expect(message(() => resolveTo(h.catalog(), A))).toContain(
+      `the only snapshots holding release ${A} (${C}) were taken while the target needed attention`,
+    )
+    expect(message(() => resolvePrevious(h.catalog()))).toContain(
+      `the release before ${C} was release ${A}, which cannot be restored`,
+    )
   })
 
   it('a successful deploy ends the doubt; a rollback to a doubtful snapshot does not', () => {
@@ -227,7 +263,9 @@ describe('resolvePrevious: plain rollback goes one step back', () => {
     // D failed with its own marker left in place and unverified; E deploys fine over it.
     const E = '20250115190000'
     const h = abc().deploy(D, 'attention').deploy(E)
-    expect(message(() => resolvePrevious(h.catalog()))).toContain(`the release before ${E} was release ${D}, which cannot be restored: release ${D} was never live`)
+    expect(message(() => resolvePrevious(h.catalog()))).toContain(
+      `the release before ${E} was release ${D}, which cannot be restored: release ${D} was never live`,
+    )
   })
 
   it('refuses when the snapshot from before the live release was pruned', () => {

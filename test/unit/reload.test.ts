@@ -5,16 +5,33 @@ import {afterEach, describe, expect, it} from 'vitest'
 import {parseConfig} from '../../src/config/load.js'
 import type {ServiceSpec} from '../../src/config/resolve.js'
 import type {StatusSpec} from '../../src/config/schema.js'
-import {confirmLive, judge, LiveConfirmation, oneLine, reportedVersion, type StatusReading, type Verdict} from '../../src/service/reload.js'
+import {
+  confirmLive,
+  judge,
+  LiveConfirmation,
+  oneLine,
+  reportedVersion,
+  type StatusReading,
+  type Verdict,
+} from '../../src/service/reload.js'
 
 /** A status spec with the config's defaults, pointing at `url`. */
 function statusSpec(url = 'http://127.0.0.1:1/status', over: Record<string, unknown> = {}): StatusSpec {
-  return parseConfig({target: '/opt/app', reload: {status: {url, ...over}}}, '/cfg/hotctl.config.yaml').services[0]!.status!
+  return parseConfig({target: '/opt/app', reload: {status: {url, ...over}}}, '/cfg/hotctl.config.yaml').services[0]!
+    .status!
 }
 
 describe('status defaults', () => {
   it('state, fail and restart states, last error, settle 2s, grace 5s', () => {
-    expect(statusSpec()).toMatchObject({version: 'version', state: 'state', failStates: ['rejected'], restartStates: ['restart_required'], lastError: 'last_error', settle: '2s', grace: '5s'})
+    expect(statusSpec()).toMatchObject({
+      version: 'version',
+      state: 'state',
+      failStates: ['rejected'],
+      restartStates: ['restart_required'],
+      lastError: 'last_error',
+      settle: '2s',
+      grace: '5s',
+    })
   })
   it('a bad settle or grace is a config error naming the field', () => {
     expect(() => statusSpec(undefined, {settle: 'a while'})).toThrow(/reload\.status\.settle/)
@@ -25,10 +42,18 @@ describe('status defaults', () => {
 describe('oneLine', () => {
   it('strings: the first line; tracebacks: the last', () => {
     expect(oneLine('boom\nmore')).toBe('boom')
-    expect(oneLine('Traceback (most recent call last):\n  File "x.py", line 1\nSyntaxError: invalid syntax\n')).toBe('SyntaxError: invalid syntax')
+    expect(oneLine('Traceback (most recent call last):\n  File "x.py", line 1\nSyntaxError: invalid syntax\n')).toBe(
+      'SyntaxError: invalid syntax',
+    )
   })
-  it('the agent\'s {type, message, traceback}: type and message, never the traceback', () => {
-    expect(oneLine({type: 'SyntaxError', message: 'app/h.py: invalid syntax (h.py, line 3)', traceback: 'Traceback ...\nsecret frame'})).toBe('SyntaxError: app/h.py: invalid syntax (h.py, line 3)')
+  it("the agent's {type, message, traceback}: type and message, never the traceback", () => {
+    expect(
+      oneLine({
+        type: 'SyntaxError',
+        message: 'app/h.py: invalid syntax (h.py, line 3)',
+        traceback: 'Traceback ...\nsecret frame',
+      }),
+    ).toBe('SyntaxError: app/h.py: invalid syntax (h.py, line 3)')
     expect(oneLine({type: 'RestartRequired', message: 'RestartRequired already'})).toBe('RestartRequired already')
   })
   it('nothing for null, undefined and ""; long lines are cut', () => {
@@ -45,13 +70,27 @@ describe('judge', () => {
   it('the expected version matches whatever the state says (a restore of what kept running)', () => {
     expect(judge(r({version: 'R2', state: 'rejected'}), spec, 'R2')).toEqual({kind: 'match'})
   })
-  it('a fail state fails, quoting the service\'s error', () => {
-    expect(judge(r({version: 'R1', state: 'rejected', serviceError: 'SyntaxError: bad'}), spec, 'R2')).toEqual({kind: 'failed', why: 'the service reports state "rejected": SyntaxError: bad'})
+  it("a fail state fails, quoting the service's error", () => {
+    expect(judge(r({version: 'R1', state: 'rejected', serviceError: 'SyntaxError: bad'}), spec, 'R2')).toEqual({
+      kind: 'failed',
+      why: 'the service reports state "rejected": SyntaxError: bad',
+    })
   })
-  it('a restart state names the files from the agent\'s message', () => {
-    const v = judge(r({version: 'R1', state: 'restart_required', serviceError: 'RestartRequired: changes need a process restart: requirements.txt, x.so'}), spec, 'R2')
+  it("a restart state names the files from the agent's message", () => {
+    const v = judge(
+      r({
+        version: 'R1',
+        state: 'restart_required',
+        serviceError: 'RestartRequired: changes need a process restart: requirements.txt, x.so',
+      }),
+      spec,
+      'R2',
+    )
     expect(v).toEqual({kind: 'restart', why: 'the service says these changes need a restart: requirements.txt, x.so'})
-    expect(judge(r({state: 'restart_required'}), spec, 'R2')).toEqual({kind: 'restart', why: 'the service says these changes need a restart: state "restart_required"'})
+    expect(judge(r({state: 'restart_required'}), spec, 'R2')).toEqual({
+      kind: 'restart',
+      why: 'the service says these changes need a restart: state "restart_required"',
+    })
   })
   it('configured paths and states are used', () => {
     const custom = statusSpec(undefined, {state: 'reload.phase', failStates: ['error'], restartStates: []})
@@ -62,8 +101,14 @@ describe('judge', () => {
     expect(judge(r({http: 502, error: 'status answered HTTP 502'}), spec, 'R2').kind).toBe('down')
     expect(judge({version: null, noAnswer: 'refused', error: 'connect ECONNREFUSED'}, spec, 'R2').kind).toBe('down')
     expect(judge(r({http: 404, error: 'status answered HTTP 404'}), spec, 'R2').kind).toBe('waiting')
-    expect(judge({version: null, noAnswer: 'timeout', error: 'no answer within 10 ms'}, spec, 'R2')).toMatchObject({kind: 'waiting', noAnswer: true})
-    expect(judge(r({version: 'R1', state: 'live'}), spec, 'R2')).toEqual({kind: 'waiting', why: 'reports version "R1" (state "live")'})
+    expect(judge({version: null, noAnswer: 'timeout', error: 'no answer within 10 ms'}, spec, 'R2')).toMatchObject({
+      kind: 'waiting',
+      noAnswer: true,
+    })
+    expect(judge(r({version: 'R1', state: 'live'}), spec, 'R2')).toEqual({
+      kind: 'waiting',
+      why: 'reports version "R1" (state "live")',
+    })
   })
 })
 
@@ -104,8 +149,14 @@ describe('LiveConfirmation (clock passed in)', () => {
   it('a fail or restart state fails at once, even inside a settle window', () => {
     const c = new LiveConfirmation({settleMs: 1000, graceMs: 5000}, 0)
     c.step(match, 0)
-    expect(c.step({kind: 'failed', why: 'the service reports state "rejected"'}, 100)).toEqual({kind: 'failed', message: 'the service reports state "rejected" after reporting the release 1 time(s)'})
-    expect(new LiveConfirmation({settleMs: 0, graceMs: 0}, 0).step({kind: 'restart', why: 'x'}, 0)).toEqual({kind: 'restart', message: 'x'})
+    expect(c.step({kind: 'failed', why: 'the service reports state "rejected"'}, 100)).toEqual({
+      kind: 'failed',
+      message: 'the service reports state "rejected" after reporting the release 1 time(s)',
+    })
+    expect(new LiveConfirmation({settleMs: 0, graceMs: 0}, 0).step({kind: 'restart', why: 'x'}, 0)).toEqual({
+      kind: 'restart',
+      message: 'x',
+    })
   })
 
   it('5xx/refused for the grace period fails; timeouts neither start nor end it', () => {
@@ -113,7 +164,10 @@ describe('LiveConfirmation (clock passed in)', () => {
     expect(c.step(down, 100).kind).toBe('pending')
     expect(c.step(slow, 2000).kind).toBe('pending')
     expect(c.step(down, 3099).kind).toBe('pending')
-    expect(c.step(down, 3100)).toEqual({kind: 'down', message: 'status answered HTTP 500 for 3.0 s (reload.status.grace 3000 ms)'})
+    expect(c.step(down, 3100)).toEqual({
+      kind: 'down',
+      message: 'status answered HTTP 500 for 3.0 s (reload.status.grace 3000 ms)',
+    })
   })
 
   it('any answer ends a down period: old workers still answering mean the server is still swapping them', () => {
@@ -177,7 +231,10 @@ async function scripted(answer: (n: number) => [number, unknown]): Promise<Scrip
   return s
 }
 
-const svc = (name: string, url: string, over: Record<string, unknown> = {}): ServiceSpec => ({name, status: statusSpec(url, over)})
+const svc = (name: string, url: string, over: Record<string, unknown> = {}): ServiceSpec => ({
+  name,
+  status: statusSpec(url, over),
+})
 
 describe('confirmLive (real HTTP)', {timeout: 30_000}, () => {
   it('keeps polling through the settle window; one old answer in it restarts the window', async () => {
@@ -197,20 +254,38 @@ describe('confirmLive (real HTTP)', {timeout: 30_000}, () => {
   })
 
   it('a rejected reload fails at the first answer saying so, quoting last_error, long before the timeout', async () => {
-    const s = await scripted(() => [200, {version: 'R1', state: 'rejected', last_error: {type: 'SyntaxError', message: 'app/h.py: invalid syntax', traceback: 'Traceback...'}}])
+    const s = await scripted(() => [
+      200,
+      {
+        version: 'R1',
+        state: 'rejected',
+        last_error: {type: 'SyntaxError', message: 'app/h.py: invalid syntax', traceback: 'Traceback...'},
+      },
+    ])
     const t = Date.now()
     const failures = await confirmLive([svc('web', s.url)], 'R2', {timeoutMs: 20_000})
-    expect(failures).toEqual([{name: 'web', kind: 'failed', message: 'the service reports state "rejected": SyntaxError: app/h.py: invalid syntax'}])
+    expect(failures).toEqual([
+      {
+        name: 'web',
+        kind: 'failed',
+        message: 'the service reports state "rejected": SyntaxError: app/h.py: invalid syntax',
+      },
+    ])
     expect(s.requests()).toBe(1)
     expect(Date.now() - t).toBeLessThan(5000)
   })
 
   it('one service failing ends the wait for the others', async () => {
-    const bad = await scripted(() => [200, {version: 'R1', state: 'restart_required', last_error: 'changes need a process restart: requirements.txt'}])
+    const bad = await scripted(() => [
+      200,
+      {version: 'R1', state: 'restart_required', last_error: 'changes need a process restart: requirements.txt'},
+    ])
     const slow = await scripted(() => [200, {version: 'R1', state: 'live'}])
     const t = Date.now()
     const failures = await confirmLive([svc('api', slow.url), svc('worker', bad.url)], 'R2', {timeoutMs: 20_000})
-    expect(failures).toEqual([{name: 'worker', kind: 'restart', message: 'the service says these changes need a restart: requirements.txt'}])
+    expect(failures).toEqual([
+      {name: 'worker', kind: 'restart', message: 'the service says these changes need a restart: requirements.txt'},
+    ])
     expect(Date.now() - t).toBeLessThan(5000)
   })
 
@@ -248,8 +323,12 @@ describe('confirmLive (real HTTP)', {timeout: 30_000}, () => {
     const stale = await scripted(() => [200, {version: 'R1'}])
     const t0 = Date.now()
     // Reports the release (a settle window under way, so no timeout yet), then says it rejected it.
-    const flaky = await scripted(() => (Date.now() - t0 < 1000 ? [200, {version: 'R2'}] : [200, {version: 'R1', state: 'rejected'}]))
-    const failures = await confirmLive([svc('stale', stale.url), svc('flaky', flaky.url, {settle: '5s'})], 'R2', {timeoutMs: 500})
+    const flaky = await scripted(() =>
+      Date.now() - t0 < 1000 ? [200, {version: 'R2'}] : [200, {version: 'R1', state: 'rejected'}],
+    )
+    const failures = await confirmLive([svc('stale', stale.url), svc('flaky', flaky.url, {settle: '5s'})], 'R2', {
+      timeoutMs: 500,
+    })
     expect(failures.map((f) => `${f.name} ${f.kind}`)).toEqual(['flaky failed', 'stale timeout'])
   })
 
@@ -269,7 +348,9 @@ describe('confirmLive (real HTTP)', {timeout: 30_000}, () => {
     const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`)
     process.on('warning', onWarning)
     try {
-      expect(await confirmLive([svc('web', s.url, {settle: 0, grace: '1h'})], 'R2', {timeoutMs: 60_000, signal: ac.signal})).toEqual([])
+      expect(
+        await confirmLive([svc('web', s.url, {settle: 0, grace: '1h'})], 'R2', {timeoutMs: 60_000, signal: ac.signal}),
+      ).toEqual([])
       await new Promise((r) => setTimeout(r, 50)) // warnings are emitted on a later tick
     } finally {
       process.off('warning', onWarning)

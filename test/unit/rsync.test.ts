@@ -71,7 +71,17 @@ describe('syncArgv', () => {
 describe('planArgv', () => {
   const argv = planArgv({source: '/src/app', target: '/live/app', excludes: ['/data', '.hotctl-release.json']})
   it('is a recursive dry run with --delete comparing times to the nanosecond', () => {
-    for (const a of ['--dry-run', '--recursive', '--links', '--perms', '--times', '--delete', '--modify-window=-1', '--8-bit-output']) expect(argv).toContain(a)
+    for (const a of [
+      '--dry-run',
+      '--recursive',
+      '--links',
+      '--perms',
+      '--times',
+      '--delete',
+      '--modify-window=-1',
+      '--8-bit-output',
+    ])
+      expect(argv).toContain(a)
     expect(argv).not.toContain('--ignore-times')
     expect(argv.some((a) => a.includes('inplace'))).toBe(false)
   })
@@ -93,7 +103,7 @@ describe('planArgv', () => {
 })
 
 describe('filesFromInput', () => {
-  it('NUL-terminates every path behind ./ (no line can start with rsync\'s comment characters)', () => {
+  it("NUL-terminates every path behind ./ (no line can start with rsync's comment characters)", () => {
     expect(filesFromInput(['a', 'b c', 'd\ne', '#x', ';y']).toString()).toBe('./a\0./b c\0./d\ne\0./#x\0./;y\0')
   })
   it('writes the exact bytes of names that are not UTF-8', () => {
@@ -124,20 +134,30 @@ describe('parseItemize', () => {
   })
 
   it('parses a changed file (size/time)', () => {
-    expect(parseItemize('>f.st...... app/b.py')).toEqual([{path: 'app/b.py', kind: 'changed', fileType: 'file', code: '>f.st......'}])
+    expect(parseItemize('>f.st...... app/b.py')).toEqual([
+      {path: 'app/b.py', kind: 'changed', fileType: 'file', code: '>f.st......'},
+    ])
   })
 
   it('parses a new directory without its trailing slash', () => {
-    expect(parseItemize('cd+++++++++ dir/')).toEqual([{path: 'dir', kind: 'added', fileType: 'dir', code: 'cd+++++++++'}])
+    expect(parseItemize('cd+++++++++ dir/')).toEqual([
+      {path: 'dir', kind: 'added', fileType: 'dir', code: 'cd+++++++++'},
+    ])
   })
 
   it('parses deletions of files and directories', () => {
-    expect(parseItemize('*deleting   old')).toEqual([{path: 'old', kind: 'deleted', fileType: 'file', code: '*deleting'}])
-    expect(parseItemize('*deleting   olddir/')).toEqual([{path: 'olddir', kind: 'deleted', fileType: 'dir', code: '*deleting'}])
+    expect(parseItemize('*deleting   old')).toEqual([
+      {path: 'old', kind: 'deleted', fileType: 'file', code: '*deleting'},
+    ])
+    expect(parseItemize('*deleting   olddir/')).toEqual([
+      {path: 'olddir', kind: 'deleted', fileType: 'dir', code: '*deleting'},
+    ])
   })
 
   it('parses a new symlink; " -> " is part of the name (the format has no %L)', () => {
-    expect(parseItemize('cL+++++++++ link')).toEqual([{path: 'link', kind: 'added', fileType: 'symlink', code: 'cL+++++++++'}])
+    expect(parseItemize('cL+++++++++ link')).toEqual([
+      {path: 'link', kind: 'added', fileType: 'symlink', code: 'cL+++++++++'},
+    ])
     expect(parseItemize('cL+++++++++ a -> b')[0]!.path).toBe('a -> b')
     expect(parseItemize('>f+++++++++ a -> b')[0]!.path).toBe('a -> b')
   })
@@ -165,7 +185,7 @@ describe('parseItemize', () => {
     expect(parseItemize('cL+++++++++ l\\#012k')[0]!.path).toBe('l\nk')
   })
 
-  it('an escape is exactly \\# and three octal digits; anything else is the name\'s own bytes', () => {
+  it("an escape is exactly \\# and three octal digits; anything else is the name's own bytes", () => {
     const u = (s: string) => unescapeName(Buffer.from(s, 'latin1')).toString('latin1')
     expect(u('\\#134#101')).toBe('\\#101') // rsync escapes a backslash that starts \# + three digits
     expect(u('\\#1\\#012')).toBe('\\#1\n')
@@ -177,7 +197,12 @@ describe('parseItemize', () => {
   })
 
   it('reads bytes: a name that is not UTF-8 keeps them (as lone surrogates)', () => {
-    const out = Buffer.concat([Buffer.from('>f+++++++++ caf'), Buffer.from([0xe9, 0x0a]), Buffer.from('*deleting   d'), Buffer.from([0xff, 0x2f, 0x0a])])
+    const out = Buffer.concat([
+      Buffer.from('>f+++++++++ caf'),
+      Buffer.from([0xe9, 0x0a]),
+      Buffer.from('*deleting   d'),
+      Buffer.from([0xff, 0x2f, 0x0a]),
+    ])
     const items = parseItemize(new Uint8Array(out))
     expect(items.map((i) => i.path)).toEqual(['caf\udce9', 'd\udcff'])
     expect(encodeName(items[0]!.path)).toEqual(Buffer.from([0x63, 0x61, 0x66, 0xe9]))
@@ -236,7 +261,28 @@ function hostileNames(): Buffer[] {
     if (b !== 0x2e) names.push(Buffer.from([b]))
     names.push(Buffer.from([0x78, b]), Buffer.from([b, 0x79]))
   }
-  for (const s of ['#x', ';x', '\\#x', '\\#101', '\\#1', '\\#12\n', 'x\\#0123', '-x', '--delete', '- *', '+ *', ' lead', 'trail ', '*', '?', '[a]', 'a -> b', '>f+++++++++ x', '*deleting   y']) names.push(Buffer.from(s))
+  for (const s of [
+    '#x',
+    ';x',
+    '\\#x',
+    '\\#101',
+    '\\#1',
+    '\\#12\n',
+    'x\\#0123',
+    '-x',
+    '--delete',
+    '- *',
+    '+ *',
+    ' lead',
+    'trail ',
+    '*',
+    '?',
+    '[a]',
+    'a -> b',
+    '>f+++++++++ x',
+    '*deleting   y',
+  ])
+    names.push(Buffer.from(s))
   names.push(Buffer.from([0xff, 0xfe]), Buffer.from([0xc3]), Buffer.from([0xed, 0xb2, 0x80]), Buffer.from([0xc0, 0xaf]))
   return [...new Map(names.map((n) => [n.toString('latin1'), n])).values()]
 }
@@ -259,7 +305,9 @@ describe.runIf(hasRsync)('real rsync with every byte a name can hold', () => {
     const {src, dst, names} = hostileTree()
     const r = spawnSync('rsync', planArgv({source: src, target: dst, excludes: []}))
     expect(r.status, String(r.stderr)).toBe(0)
-    const added = parseItemize(r.stdout).filter((i) => i.kind === 'added').map((i) => i.path)
+    const added = parseItemize(r.stdout)
+      .filter((i) => i.kind === 'added')
+      .map((i) => i.path)
     expect(latin1(added)).toEqual(names.map((n) => n.toString('latin1')).sort())
   })
 
@@ -269,14 +317,19 @@ describe.runIf(hasRsync)('real rsync with every byte a name can hold', () => {
     const r = spawnSync('rsync', syncArgv({source: src, target: dst, excludes: []}), {input: filesFromInput(paths)})
     expect(r.status, String(r.stderr)).toBe(0)
     expect(latin1(parseItemize(r.stdout).map((i) => i.path))).toEqual(latin1(paths))
-    const written = fs.readdirSync(dst, {encoding: 'buffer'}).map((n) => n.toString('latin1')).sort()
+    const written = fs
+      .readdirSync(dst, {encoding: 'buffer'})
+      .map((n) => n.toString('latin1'))
+      .sort()
     expect(written).toEqual(names.map((n) => n.toString('latin1')).sort())
     for (const n of names) expect(fs.readFileSync(Buffer.concat([Buffer.from(`${dst}/`), n]))).toEqual(n)
   })
 
   it('without the ./ prefix rsync drops #- and ;-lines as comments (why filesFromInput adds it)', () => {
     const {src, dst} = hostileTree()
-    const r = spawnSync('rsync', syncArgv({source: src, target: dst, excludes: []}), {input: Buffer.from('#x\0;x\0-x\0')})
+    const r = spawnSync('rsync', syncArgv({source: src, target: dst, excludes: []}), {
+      input: Buffer.from('#x\0;x\0-x\0'),
+    })
     expect(r.status, String(r.stderr)).toBe(0)
     expect(fs.readdirSync(dst).sort()).toEqual(['-x'])
   })

@@ -22,7 +22,12 @@ const start = (opId: string, op: 'deploy' | 'rollback' | 'recover' = 'deploy'): 
   pid: 1,
   argv: [],
 })
-const phase = (opId: string, p: 'plan' | 'backup' | 'sync' | 'marker' | 'reload'): JournalEvent => ({event: 'phase', opId, t: T, phase: p})
+const phase = (opId: string, p: 'plan' | 'backup' | 'sync' | 'marker' | 'reload'): JournalEvent => ({
+  event: 'phase',
+  opId,
+  t: T,
+  phase: p,
+})
 const end = (opId: string, result: 'ok' | 'interrupted' | 'recovered' = 'ok'): JournalEvent => ({
   event: 'end',
   opId,
@@ -95,7 +100,15 @@ describe('Journal file', () => {
   it('redacts registered secrets in what it writes', () => {
     registerSecret('journal-secret-value')
     const j = new Journal(path.join(tmpDir(), 'journal.jsonl'))
-    j.append({event: 'end', opId: 'a', t: T, result: 'failed', exitCode: 1, durationMs: 1, error: 'auth journal-secret-value refused'})
+    j.append({
+      event: 'end',
+      opId: 'a',
+      t: T,
+      result: 'failed',
+      exitCode: 1,
+      durationMs: 1,
+      error: 'auth journal-secret-value refused',
+    })
     expect(fs.readFileSync(j.file, 'utf8')).not.toContain('journal-secret-value')
     expect(j.read()[0]).toMatchObject({error: 'auth *** refused'})
   })
@@ -103,7 +116,14 @@ describe('Journal file', () => {
 
 describe('operations / interruptedOperation', () => {
   it('folds events into operations, oldest first, with phases and end', () => {
-    const ops = operations([start('1'), phase('1', 'backup'), phase('1', 'sync'), end('1'), start('2', 'rollback'), phase('2', 'plan')])
+    const ops = operations([
+      start('1'),
+      phase('1', 'backup'),
+      phase('1', 'sync'),
+      end('1'),
+      start('2', 'rollback'),
+      phase('2', 'plan'),
+    ])
     expect(ops.map((o) => [o.op, o.opId, o.phases, o.end?.result])).toEqual([
       ['deploy', '1', ['backup', 'sync'], 'ok'],
       ['rollback', '2', ['plan'], undefined],
@@ -138,7 +158,13 @@ describe('operations / interruptedOperation', () => {
   })
 
   it('once recovery closes the interrupted op (end event for it), nothing is interrupted', () => {
-    const evs = [start('1'), phase('1', 'sync'), start('1-recover', 'recover'), end('1-recover', 'recovered'), end('1', 'interrupted')]
+    const evs = [
+      start('1'),
+      phase('1', 'sync'),
+      start('1-recover', 'recover'),
+      end('1-recover', 'recovered'),
+      end('1', 'interrupted'),
+    ]
     expect(interruptedOperation(evs)).toBeUndefined()
     expect(operations(evs).map((o) => o.end?.result)).toEqual(['interrupted', 'recovered'])
   })
@@ -290,12 +316,19 @@ type Answer = {pid: number; results: {won: boolean; exitCode?: number; message?:
 
 describe('stale lock takeover race', () => {
   it('two processes breaking the same stale lock: exactly one wins, the other exits 5', {timeout: 60_000}, async () => {
-    if (!fs.existsSync(LOCK_JS)) throw new Error(`${LOCK_JS} is missing: run \`npx tsc -p .\` first (the racers run the built code)`)
+    if (!fs.existsSync(LOCK_JS))
+      throw new Error(`${LOCK_JS} is missing: run \`npx tsc -p .\` first (the racers run the built code)`)
     const dir = tmpDir()
     const script = childScript(dir)
     const dead = deadPid()
     const started = new Date(Date.now() - 60_000).toISOString()
-    const stale = {pid: dead, host: os.hostname(), user: os.userInfo().username, command: 'hotctl deploy (killed)', started}
+    const stale = {
+      pid: dead,
+      host: os.hostname(),
+      user: os.userInfo().username,
+      command: 'hotctl deploy (killed)',
+      started,
+    }
     for (let r = 0; r < ROUNDS; r++) fs.writeFileSync(path.join(dir, `lock-${r}`), JSON.stringify(stale))
     const goAt = Date.now() + 1000
     const args = [script, dir, String(ROUNDS), String(goAt), String(STEP_MS)]
@@ -317,7 +350,9 @@ describe('stale lock takeover race', () => {
       expect(bad).toEqual([])
     } finally {
       for (const r of racers) r.stdin!.end()
-      await Promise.all(racers.map((r) => (r.exitCode !== null ? undefined : new Promise((res) => r.once('exit', res)))))
+      await Promise.all(
+        racers.map((r) => (r.exitCode !== null ? undefined : new Promise((res) => r.once('exit', res)))),
+      )
     }
   })
 })

@@ -23,7 +23,12 @@ function describeTree(root: string, skip = compilePatterns([])): Record<string, 
   for (const [rel, e] of walkTree(root, skip).entries) {
     const abs = path.join(root, rel)
     const mode = e.mode.toString(8)
-    out[rel] = e.type === 'file' ? `file ${mode} ${fs.readFileSync(abs, 'utf8')}` : e.type === 'dir' ? `dir ${mode}` : `link ${e.link}`
+    out[rel] =
+      e.type === 'file'
+        ? `file ${mode} ${fs.readFileSync(abs, 'utf8')}`
+        : e.type === 'dir'
+          ? `dir ${mode}`
+          : `link ${e.link}`
   }
   return out
 }
@@ -207,7 +212,9 @@ describe('snapshot and restore', () => {
     const cache = HashCache.open()
     const snap = snapshotTree(walkTree(target, skip), cache, store)
     expect(snap.files).toBe(5)
-    expect(snap.bytes).toBe(['print("v1")\n', 'def f(): pass\n', '', '# app\n', 'body{}\n'].reduce((n, s) => n + s.length, 0))
+    expect(snap.bytes).toBe(
+      ['print("v1")\n', 'def f(): pass\n', '', '# app\n', 'body{}\n'].reduce((n, s) => n + s.length, 0),
+    )
     expect(snap.manifest.has('uploads/user.jpg')).toBe(false)
 
     // the deploy that went wrong
@@ -243,7 +250,16 @@ describe('snapshot and restore', () => {
     )
 
     const res = restoreTree(snap.manifest, walkTree(target, skip, skip), store, cache)
-    const written = ['README.md', 'app/main.py', 'app/util.py', 'emptydir', 'entry', 'static', 'static/css', 'static/css/site.css']
+    const written = [
+      'README.md',
+      'app/main.py',
+      'app/util.py',
+      'emptydir',
+      'entry',
+      'static',
+      'static/css',
+      'static/css/site.css',
+    ]
     expect(res.written.sort()).toEqual(written.sort())
     expect(res.removed.sort()).toEqual(['app/new.py', 'dangling', 'newdir', 'newdir/deep', 'newdir/deep/f'].sort())
     expect(diffAgainst(snap.manifest, walkTree(target, skip), HashCache.open())).toEqual([])
@@ -376,7 +392,8 @@ describe('snapshot storage cost', () => {
     const base = tmpDir()
     const target = path.join(base, 'live')
     const files: Record<string, string> = {}
-    for (let i = 0; i < 200; i++) files[`src/file${String(i).padStart(3, '0')}.py`] = `# file ${i}\n${'x'.repeat(500 + i)}\n`
+    for (let i = 0; i < 200; i++)
+      files[`src/file${String(i).padStart(3, '0')}.py`] = `# file ${i}\n${'x'.repeat(500 + i)}\n`
     writeTree(target, files)
     return {target, store: new ObjectStore(path.join(base, 'state', 'objects')), files}
   }
@@ -456,13 +473,28 @@ describe('chunk parsing', () => {
   const h = sha('x')
   const chunk = (rows: unknown) => Buffer.from(JSON.stringify(rows))
   it('accepts what writeManifest writes', () => {
-    expect(parseChunk(chunk([['a', 'f', 0o644, 3, h], ['b', 'd', 0o755], ['c', 'l', 0o777, '../x']]))).toHaveLength(3)
+    expect(
+      parseChunk(
+        chunk([
+          ['a', 'f', 0o644, 3, h],
+          ['b', 'd', 0o755],
+          ['c', 'l', 0o777, '../x'],
+        ]),
+      ),
+    ).toHaveLength(3)
   })
   it.each([
     ['not JSON', Buffer.from('[["a", "f"'), 'is not valid JSON'],
     ['not a list', chunk({a: 1}), 'is not a list of entries'],
     ['a name climbing out of the target', chunk([['..', 'd', 0o755]]), 'entry 1 has an invalid name ".."'],
-    ['a name holding a slash', chunk([['ok', 'd', 0o755], ['../../etc/passwd', 'f', 0o644, 1, h]]), 'entry 2 has an invalid name'],
+    [
+      'a name holding a slash',
+      chunk([
+        ['ok', 'd', 0o755],
+        ['../../etc/passwd', 'f', 0o644, 1, h],
+      ]),
+      'entry 2 has an invalid name',
+    ],
     ['an empty name', chunk([['', 'd', 0o755]]), 'entry 1 has an invalid name'],
     ['a bad content hash', chunk([['a', 'f', 0o644, 3, 'abc']]), 'has an invalid content hash'],
     ['a negative size', chunk([['a', 'f', 0o644, -1, h]]), 'has an invalid size'],
@@ -470,7 +502,14 @@ describe('chunk parsing', () => {
     ['an unknown type', chunk([['a', 'x', 0o644]]), 'has an unknown type "x"'],
     ['a file row without its hash', chunk([['a', 'f', 0o644, 3]]), 'file entry with 4 fields'],
     ['a symlink without a target', chunk([['a', 'l', 0o777]]), 'symlink entry with 3 fields'],
-    ['a name twice', chunk([['a', 'd', 0o755], ['a', 'f', 0o644, 1, h]]), 'names "a" twice'],
+    [
+      'a name twice',
+      chunk([
+        ['a', 'd', 0o755],
+        ['a', 'f', 0o644, 1, h],
+      ]),
+      'names "a" twice',
+    ],
   ])('refuses %s', (_what, data, message) => {
     expect(() => parseChunk(data)).toThrow(message)
   })
@@ -493,7 +532,9 @@ describe('ObjectStore checks', () => {
     expect(fs.statSync(path.join(dir, 'out')).mode & 0o777).toBe(0o640)
     damageObject(store, hash, flip)
     expect(store.check(hash)).toMatchObject({state: 'mismatch', size: 14})
-    expect(() => store.copyOut(hash, path.join(dir, 'bad'), 0o644)).toThrow(`object ${hash} changed while it was being restored`)
+    expect(() => store.copyOut(hash, path.join(dir, 'bad'), 0o644)).toThrow(
+      `object ${hash} changed while it was being restored`,
+    )
     expect(fs.existsSync(path.join(dir, 'bad'))).toBe(false)
     expect(store.check(sha('never stored'))).toEqual({state: 'missing'})
   })
@@ -523,7 +564,18 @@ describe('backup integrity', () => {
     const id = '20250101120000'
     const index = new BackupIndex(path.join(stateDir, 'backups'))
     const {files, bytes, added, root} = snap
-    index.write({id, time: new Date().toISOString(), reason: 'deploy', release: null, gitSha: null, files, bytes, added, protect: [], root})
+    index.write({
+      id,
+      time: new Date().toISOString(),
+      reason: 'deploy',
+      release: null,
+      gitSha: null,
+      files,
+      bytes,
+      added,
+      protect: [],
+      root,
+    })
     const config = {target, stateDir, exclude: ['/uploads', 'local.env'], protect: []} as unknown as ResolvedConfig
     return {target, store, snap, id, index, local: openTarget(config, {warn: () => {}}).backups}
   }
@@ -546,7 +598,11 @@ describe('backup integrity', () => {
     ['truncated', () => '{"id": "2025', 'unreadable'],
     ['with another id', (m: Record<string, unknown>) => ({...m, id: '20990101000000'}), 'invalid'],
     ['without a root chunk', (m: Record<string, unknown>) => ({...m, root: {}}), 'invalid'],
-    ['with a root key climbing out', (m: Record<string, unknown>) => ({...m, root: {...(m.root as object), '../x': sha('x')}}), 'invalid'],
+    [
+      'with a root key climbing out',
+      (m: Record<string, unknown>) => ({...m, root: {...(m.root as object), '../x': sha('x')}}),
+      'invalid',
+    ],
     ['recording other totals', (m: Record<string, unknown>) => ({...m, bytes: (m.bytes as number) + 1}), 'invalid'],
   ])('metadata %s is damage, named by the backup', (what, edit, problem) => {
     const {store, index, id} = backedUp()
@@ -575,13 +631,20 @@ describe('backup integrity', () => {
       ['chunk', 'invalid', 'static', bogus],
       ['chunk', 'missing', 'static/css', snap.root['static/css']],
     ])
-    expect(b.damage[1]!.message).toBe(`directory static/: chunk ${bogus} is not a valid directory listing: it is not a list of entries`)
+    expect(b.damage[1]!.message).toBe(
+      `directory static/: chunk ${bogus} is not a valid directory listing: it is not a list of entries`,
+    )
   })
 
   it('a chunk for a directory its parent holds as a symlink is damage (a restore would write through the link)', () => {
     const {store, index, id, snap} = backedUp()
     // "entry" is a symlink in the root listing; give it a listing of its own.
-    index.write({...index.get(id)!, root: {...snap.root, entry: snap.root['static/css']!}, files: snap.files + 1, bytes: snap.bytes + 7})
+    index.write({
+      ...index.get(id)!,
+      root: {...snap.root, entry: snap.root['static/css']!},
+      files: snap.files + 1,
+      bytes: snap.bytes + 7,
+    })
     const b = checkBackup(id, index.read(id), new StoreChecker(store))
     const message = expect.stringContaining('lists directory entry/, which its parent (root) does not hold')
     expect(b.damage).toEqual([expect.objectContaining({what: 'metadata', path: 'entry', message})])
@@ -628,7 +691,9 @@ describe('backup integrity', () => {
   it('LocalTarget.restore refuses a backup whose chunk was edited to name another object of the same size', async () => {
     const {target, store, id, snap, local} = backedUp()
     const other = store.putBytes('print("v9")\n').hash // same size as print("v1")
-    damageObject(store, snap.root['app']!, (b) => Buffer.from(b.toString().replace(snap.manifest.get('app/main.py')!.hash!, other)))
+    damageObject(store, snap.root['app']!, (b) =>
+      Buffer.from(b.toString().replace(snap.manifest.get('app/main.py')!.hash!, other)),
+    )
     fs.writeFileSync(path.join(target, 'app/main.py'), 'print("v2")\n')
     const before = untouched(target)
     await expect(local.restore(id)).rejects.toThrow(`directory app/: chunk ${snap.root['app']} does not match its hash`)
@@ -639,7 +704,11 @@ describe('backup integrity', () => {
   it('an object damaged after the check is caught by the copy itself: the bad copy is never renamed into place', () => {
     const {target, store, snap} = backedUp()
     fs.writeFileSync(path.join(target, 'app/main.py'), 'print("v2")\n')
-    const plan = planRestore(snap.manifest, walkTree(target, compilePatterns(['/uploads', 'local.env'])), HashCache.open())
+    const plan = planRestore(
+      snap.manifest,
+      walkTree(target, compilePatterns(['/uploads', 'local.env'])),
+      HashCache.open(),
+    )
     expect(plan.writes.map(([rel]) => rel)).toEqual(['app/main.py'])
     damageObject(store, snap.manifest.get('app/main.py')!.hash!, flip)
     expect(() => applyRestore(plan, store)).toThrow('changed while it was being restored')
@@ -653,7 +722,10 @@ describe('backup integrity', () => {
     store.flush()
     fs.writeFileSync(path.join(store.dir, 'tmp', '9-leftover'), 'x')
     const check = () => checkStore(index.readAll(), store, {wholeStore: true})
-    expect(check()).toMatchObject({damage: [], info: {orphanObjects: 1, orphanBytes: unused.added, tempFiles: ['tmp/9-leftover']}})
+    expect(check()).toMatchObject({
+      damage: [],
+      info: {orphanObjects: 1, orphanBytes: unused.added, tempFiles: ['tmp/9-leftover']},
+    })
     fs.rmSync(store.pathOf(unused.hash))
     expect(check().damage).toEqual([expect.objectContaining({what: 'index', hash: unused.hash})])
   })

@@ -31,14 +31,32 @@ describe('renderBackups', () => {
       liveRelease: '20250103000000',
       previous: {to: '20250102000000', release: '20250102000000', snapshot: '20250103000000'},
       targets: [
-        {to: '20250102000000', release: '20250102000000', snapshot: '20250103000000', time: '2025-01-03T00:00:00.123Z', gitSha: null},
+        {
+          to: '20250102000000',
+          release: '20250102000000',
+          snapshot: '20250103000000',
+          time: '2025-01-03T00:00:00.123Z',
+          gitSha: null,
+        },
         {to: 'initial', release: null, snapshot: '20250102000000', time: '2025-01-02T00:00:00.123Z', gitSha: null},
       ],
       neverLive: [],
       backups: [
         snapshot({id: '20250102000000', release: null, to: 'initial', added: 2_500_000}),
-        snapshot({id: '20250103000000', release: '20250102000000', gitSha: 'abcdef0123456789', to: '20250102000000', next: true}),
-        snapshot({id: '20250104000000', release: '20250103000000', reason: 'rollback', note: 'holds the live release', bytes: 900}),
+        snapshot({
+          id: '20250103000000',
+          release: '20250102000000',
+          gitSha: 'abcdef0123456789',
+          to: '20250102000000',
+          next: true,
+        }),
+        snapshot({
+          id: '20250104000000',
+          release: '20250103000000',
+          reason: 'rollback',
+          note: 'holds the live release',
+          bytes: 900,
+        }),
       ],
     }
     const now = idToDate('20250104000000').getTime() + 90_000
@@ -66,10 +84,14 @@ describe('renderBackups', () => {
     const text = lines(renderBackups(listing, idToDate(b.release!).getTime() + 5000))
     expect(text[0]).toMatch(/^SNAPSHOT {8}TAKEN +BY +RELEASE IT HOLDS +GIT +FILES +SIZE +ADDED +ROLLBACK$/)
     const taken = String.raw`\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(\d+s ago\)`
-    expect(text[1]).toMatch(new RegExp(String.raw`^${b.release}  ${taken}  deploy +${a} +2  +\d+ B  +\d+ B  +holds the live release$`))
+    expect(text[1]).toMatch(
+      new RegExp(String.raw`^${b.release}  ${taken}  deploy +${a} +2  +\d+ B  +\d+ B  +holds the live release$`),
+    )
     expect(text[1]).toContain('(5s ago)')
     const plain = String.raw`--to initial \(or plain .hotctl rollback.\)`
-    expect(text[2]).toMatch(new RegExp(String.raw`^${a}  ${taken}  deploy +before hotctl +1  +\d+ B  +\d+ B  +${plain}$`))
+    expect(text[2]).toMatch(
+      new RegExp(String.raw`^${a}  ${taken}  deploy +before hotctl +1  +\d+ B  +\d+ B  +${plain}$`),
+    )
     const restoredAt = listing.neverLive[0]!.at.slice(0, 19).replace('T', ' ')
     expect(text.slice(3)).toEqual([
       '',
@@ -110,6 +132,8 @@ describe('renderBackups', () => {
       'not a target: release 20250103000000 was never live: its deploy failed at 2025-01-03 00:00:09, before changing the target',
       '(2 older releases that were never live: see --json)',
     ])
-    expect(renderBackups({...listing, backups: []})).toBe('No backups yet (each deploy takes one before it changes the target).')
+    expect(renderBackups({...listing, backups: []})).toBe(
+      'No backups yet (each deploy takes one before it changes the target).',
+    )
   })
 })

@@ -16,7 +16,9 @@ describe('renderCheck and renderPreflight', () => {
     const r = await check(ctx, {skipChecks: false, createTarget: false, onPreflight: (items) => seen.push(items)})
     expect(r.exitCode).toBe(EXIT.ok)
     expect(seen).toEqual([r.preflight])
-    expect(lines(renderCheck(r))).toEqual([`All good: config ${ctx.config.file}, ${r.preflight.length} preflight item(s), 2 check(s).`])
+    expect(lines(renderCheck(r))).toEqual([
+      `All good: config ${ctx.config.file}, ${r.preflight.length} preflight item(s), 2 check(s).`,
+    ])
     expect(lines(renderPreflight(r.preflight))).toEqual(r.preflight.map((p) => `✔ ${p.name}: ${p.detail}`))
     expect(r.preflight.map((p) => p.name)).toContain('target')
   })

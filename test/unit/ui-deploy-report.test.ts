@@ -46,7 +46,11 @@ describe('renderDeploy', () => {
   })
 
   it('deployed: release, counts and time; the release every service reports; the backup and how to undo', async () => {
-    const f = await pipelineFixture({src: {'app.py': 'v2\n'}, live: {'app.py': 'v1\n', 'keep.txt': 'k\n'}, status: true})
+    const f = await pipelineFixture({
+      src: {'app.py': 'v2\n'},
+      live: {'app.py': 'v1\n', 'keep.txt': 'k\n'},
+      status: true,
+    })
     const ctx = f.ctx()
     const r = await deploy(ctx, FLAGS)
     expect(r.outcome).toBe('deployed')
@@ -66,9 +70,13 @@ describe('renderDeploy', () => {
     const r = await deploy(ctx, FLAGS)
     expect(r.outcome).toBe('deployed')
     expect(lines(renderDeploy(r, ctx.config))).toHaveLength(2)
-    expect(lines(renderDeploy(r, ctx.config))[1]).toMatch(/^Backup \d{14}: 1 files, \d+ B added\. Undo: hotctl rollback$/)
+    expect(lines(renderDeploy(r, ctx.config))[1]).toMatch(
+      /^Backup \d{14}: 1 files, \d+ B added\. Undo: hotctl rollback$/,
+    )
     const restarted = {...r, proof: {...r.proof!, confirmed: r.release!, restarted: true}}
-    expect(lines(renderDeploy(restarted, ctx.config))[1]).toBe(`Live: every service reports ${r.release} (after restart).`)
+    expect(lines(renderDeploy(restarted, ctx.config))[1]).toBe(
+      `Live: every service reports ${r.release} (after restart).`,
+    )
   })
 
   it('nothing to deploy names the target and the source', async () => {
@@ -77,7 +85,9 @@ describe('renderDeploy', () => {
     await deploy(ctx, FLAGS)
     const r = await deploy(ctx, FLAGS)
     expect(r.outcome).toBe('nothing-to-deploy')
-    expect(lines(renderDeploy(r, ctx.config))).toEqual([`Nothing to deploy: ${f.live} already matches ${f.src} (--force deploys anyway).`])
+    expect(lines(renderDeploy(r, ctx.config))).toEqual([
+      `Nothing to deploy: ${f.live} already matches ${f.src} (--force deploys anyway).`,
+    ])
   })
 
   it('a failed smoke: the error, and the release restored and proven; a failed restore says the target needs attention', async () => {
@@ -85,7 +95,9 @@ describe('renderDeploy', () => {
     const first = await deploy(f.ctx(), FLAGS)
     expect(first.outcome).toBe('deployed')
     // The same target, now with a smoke check that fails on v3.
-    const ctx = f.ctx({smoke: [{name: 'v3-broken', command: 'if grep -q v3 app.py; then echo "v3 is broken"; exit 1; fi'}]})
+    const ctx = f.ctx({
+      smoke: [{name: 'v3-broken', command: 'if grep -q v3 app.py; then echo "v3 is broken"; exit 1; fi'}],
+    })
     writeTree(f.src, {'app.py': 'v3 (longer)\n'})
     const r = await deploy(ctx, FLAGS)
     expect(r.outcome).toBe('restored')
@@ -97,9 +109,13 @@ describe('renderDeploy', () => {
 
     const error = 'release X is not live after 5000 ms'
     const unproven: DeployResult = {...r, outcome: 'needs-attention', restore: {...r.restore!, ok: false, error}}
-    expect(lines(renderDeploy(unproven, ctx.config)).at(-1)).toBe(`Restore of ${r.release} FAILED: ${error}. The target needs attention.`)
+    expect(lines(renderDeploy(unproven, ctx.config)).at(-1)).toBe(
+      `Restore of ${r.release} FAILED: ${error}. The target needs attention.`,
+    )
     const initial = {...r, restore: {...r.restore!, release: null}}
-    expect(lines(renderDeploy(initial, ctx.config)).at(-1)).toBe(`Restored backup ${r.release} and proved the previous tree live again.`)
+    expect(lines(renderDeploy(initial, ctx.config)).at(-1)).toBe(
+      `Restored backup ${r.release} and proved the previous tree live again.`,
+    )
   })
 
   it('colours: success green, a failure red, a restore yellow', async () => {

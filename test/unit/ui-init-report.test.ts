@@ -15,7 +15,9 @@ describe('renderInit', () => {
     expect(text.slice(0, 4)).toEqual([
       `Wrote ${r.path} (template python: ${r.reason})`,
       'Target:  /opt/app (placeholder: edit it)',
-      `Checks:  ${Object.entries(r.checks).map(([n, c]) => `${n}: ${c}`).join('; ')}`,
+      `Checks:  ${Object.entries(r.checks)
+        .map(([n, c]) => `${n}: ${c}`)
+        .join('; ')}`,
       'Next steps:',
     ])
     expect(text.slice(4)).toEqual(r.next.map((n) => `  ${n}`))

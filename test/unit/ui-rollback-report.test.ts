@@ -24,7 +24,9 @@ describe('renderRollback', () => {
     const {f, a, b} = await twoReleases()
     const r = await rollback(f.ctx(), {})
     expect(r.outcome).toBe('rolled-back')
-    expect(lines(renderRollback(r))).toEqual([`Rolled back to release ${a} (snapshot ${b}). Undo: hotctl rollback --to ${b}`])
+    expect(lines(renderRollback(r))).toEqual([
+      `Rolled back to release ${a} (snapshot ${b}). Undo: hotctl rollback --to ${b}`,
+    ])
     // Without a valid --to for the replaced release, the undo snapshot is named instead.
     expect(lines(renderRollback({...r, undoWith: undefined}))).toEqual([
       `Rolled back to release ${a} (snapshot ${b}). The tree from before the rollback is kept as snapshot ${r.undo}.`,

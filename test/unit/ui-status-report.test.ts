@@ -54,12 +54,26 @@ describe('renderStatus', () => {
     const s: StatusReport = {
       target: '/srv/app',
       release: {id: '20250102030405', gitSha: '0123456789abcdef', user: 'ci', time: '2025-01-02T03:04:05.000Z'},
-      lock: {pid: 4242, host: 'build-7', user: 'ci', command: 'hotctl deploy', started: '2025-01-02T03:05:00.000Z', stale: true},
+      lock: {
+        pid: 4242,
+        host: 'build-7',
+        user: 'ci',
+        command: 'hotctl deploy',
+        started: '2025-01-02T03:05:00.000Z',
+        stale: true,
+      },
       interrupted: {op: 'deploy', id: '20250102030500', lastPhase: 'sync', started: '2025-01-02T03:05:00.000Z'},
       needsAttention: true,
       attention: 'deploy 20250102030500 was interrupted after changing the target (phase sync)',
       recent: [
-        {op: 'rollback', id: '20250102030500', started: '2025-01-02T03:05:00Z', result: 'interrupted', exitCode: null, durationMs: null},
+        {
+          op: 'rollback',
+          id: '20250102030500',
+          started: '2025-01-02T03:05:00Z',
+          result: 'interrupted',
+          exitCode: null,
+          durationMs: null,
+        },
       ],
       stats: {deploys: 3, succeeded: 2, successRate: 2 / 3, rollbacks: 1, rollbacksLastHour: 1, restores: 0},
       services: [],
@@ -75,7 +89,9 @@ describe('renderStatus', () => {
       'Recent',
       '  20250102030500  rollback interrupted ',
     ])
-    const held = lines(renderStatus({...s, lock: {...s.lock!, stale: false}, interrupted: {...s.interrupted!, lastPhase: null}}))
+    const held = lines(
+      renderStatus({...s, lock: {...s.lock!, stale: false}, interrupted: {...s.interrupted!, lastPhase: null}}),
+    )
     expect(held[2]).toBe('Lock     held by pid 4242 on build-7 (ci, "hotctl deploy", since 2025-01-02T03:05:00.000Z)')
     expect(held[3]).toBe(
       'Interrupted: deploy 20250102030500 stopped at phase start; the next deploy or rollback restores its backup first.',

@@ -53,9 +53,22 @@ describe('renderVerify', () => {
       target: '/srv/app',
       backup: null,
       backups: [{id: '20250101000000', ok: true, files: 3, damage: 0}],
-      damage: [{what: 'index', problem: 'missing', hash: 'ab12', message: 'the store index names object ab12, which is missing'}],
+      damage: [
+        {
+          what: 'index',
+          problem: 'missing',
+          hash: 'ab12',
+          message: 'the store index names object ab12, which is missing',
+        },
+      ],
       checked: {backups: 1, chunks: 2, objects: 3, bytes: 3 * 1024 * 1024},
-      info: {orphanObjects: 2, orphanBytes: 2048, tempFiles: ['tmp/x.1'], incompleteBackups: ['20250102000000'], strayFiles: ['README']},
+      info: {
+        orphanObjects: 2,
+        orphanBytes: 2048,
+        tempFiles: ['tmp/x.1'],
+        incompleteBackups: ['20250102000000'],
+        strayFiles: ['README'],
+      },
     }
     expect(lines(renderVerify(r))).toEqual([
       'Checked 1 backup(s): 2 directory listings and 3 objects, 3.0 MiB hashed.',

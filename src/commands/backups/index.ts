@@ -7,7 +7,11 @@ export default class Backups extends HotctlCommand {
     'Each deploy snapshots the tree it replaces, each rollback the tree it replaces (its undo). A snapshot is named by ' +
     'the operation that took it; the RELEASE IT HOLDS column says what it holds, and `hotctl rollback --to RELEASE` ' +
     'restores the newest snapshot holding that release. A release whose deploy was restored was never live and is no target.'
-  static examples = ['<%= config.bin %> backups', '<%= config.bin %> backups --json', '<%= config.bin %> backups prune --keep 5']
+  static examples = [
+    '<%= config.bin %> backups',
+    '<%= config.bin %> backups --json',
+    '<%= config.bin %> backups prune --keep 5',
+  ]
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Backups)

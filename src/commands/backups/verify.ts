@@ -7,7 +7,9 @@ export default class BackupsVerify extends HotctlCommand {
     'Without ID: every backup and the store (unused objects and temp files are reported as info). Exits 0 when clean, ' +
     '1 when anything is damaged, listing what: backup, path inside the tree, object hash.'
   static examples = ['<%= config.bin %> backups verify', '<%= config.bin %> backups verify 20250115120000 --json']
-  static args = {id: Args.string({description: 'Snapshot id (the id column of `hotctl backups`); default: all of them.'})}
+  static args = {
+    id: Args.string({description: 'Snapshot id (the id column of `hotctl backups`); default: all of them.'}),
+  }
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(BackupsVerify)
