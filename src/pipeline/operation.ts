@@ -4,6 +4,7 @@ import {interruptedOperation, operations, type OpResult, type Phase, TARGET_CHAN
 import {describeOwner} from '../state/lock.js'
 import type {OpContext} from './context.js'
 import {restoreAndProve, type RestoreOutcome} from './restore.js'
+import {settle} from './settle.js'
 
 /** One journaled operation: start, phases (each appended before it starts), end. */
 export class Operation {
@@ -124,10 +125,15 @@ export async function recoverInterrupted(ctx: OpContext, opts: {allowRestart: bo
   )
   const rec = await Operation.start(ctx, 'recover', `${open.opId}-recover`, {backup})
   const restored = await restoreAndProve(ctx, backup, rec.phase, opts)
-  await rec.end(restored.ok ? 'recovered' : 'attention', restored.ok ? 0 : EXIT.needsAttention, {
-    recovered: open.opId,
-    error: restored.error,
+  // The same settlement as deploy and rollback: a proven restore is this operation's success.
+  const settled = settle({
+    targetChanged: true,
+    error: `${open.op} ${open.opId} was interrupted`,
+    interrupted: false,
+    restore: restored,
+    recovering: true,
   })
+  await rec.end(settled.result, settled.exitCode, {recovered: open.opId, error: restored.error})
   await ctx.target.state.append({
     event: 'end',
     opId: open.opId,
