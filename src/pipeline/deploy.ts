@@ -16,7 +16,7 @@ import {preflight, requirePreflight} from './preflight.js'
 import {pinnedBackups, pruneAfter} from './prune.js'
 import type {RestoreOutcome} from './restore.js'
 import {restoreAndProve} from './restore.js'
-import {settle} from './settle.js'
+import {beforeTheOperation, settle} from './settle.js'
 import {described, type Step, steps, wouldDo} from './steps.js'
 
 export {formatBytes} from '../ui/format.js'
@@ -86,16 +86,17 @@ export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<Deploy
     await runTasks(ctx.ui, steps(tree), {})
     throwIfInterrupted(ctx)
     await run.op?.end('ok', EXIT.ok, {changes: changeCount(run.plan!.changes)})
+    // Under the lock: a concurrent rollback must not lose the snapshot it is restoring.
+    if (result.outcome === 'deployed' && run.op)
+      result.pruned = await pruneAfter(ctx, await pinnedBackups(ctx.target, run.op.opId))
   } catch (err) {
     // Before the operation started (preflight, checks, lock, recovery, plan), nothing was touched:
     // the error says why, with its own exit code.
-    if (!run.op) throw ctx.signal.aborted ? new HotctlError('interrupted', EXIT.interrupted) : err
+    if (!run.op) throw beforeTheOperation(ctx, err)
     return {...(await settleDeploy(ctx, run, err)), durationMs: Date.now() - started}
   } finally {
     await run.unlock?.()
   }
-  if (result.outcome === 'deployed' && run.op)
-    result.pruned = await pruneAfter(ctx, await pinnedBackups(ctx.target, run.op.opId))
   return {...result, durationMs: Date.now() - started}
 }
 

@@ -57,6 +57,11 @@ export interface ReleaseCatalog {
   neverLive: NeverLive[]
   /** Releases the journal saw proven live (a deploy or rollback to them ended ok). */
   proven: string[]
+  /**
+   * Why the live tree is in doubt (the last restore could not be verified), if it is: then the
+   * marker proves nothing, and `--to` the live release restores a trusted snapshot of it.
+   */
+  doubt?: string
 }
 
 /** What a rollback restores: `snapshot` null means the release asked for is already live. */
@@ -73,7 +78,7 @@ export async function catalogOf(target: Target): Promise<ReleaseCatalog> {
 }
 
 export function releaseCatalog(backups: BackupMeta[], ops: Operation[], live: string | null): ReleaseCatalog {
-  const {proven, neverLive, suspect} = readHistory(ops)
+  const {proven, neverLive, suspect, doubt} = readHistory(ops)
   const never = new Set(neverLive.map((n) => n.release))
   const snapshots: SnapshotInfo[] = backups.map(({root: _root, ...b}) => ({
     ...b,
@@ -86,14 +91,14 @@ export function releaseCatalog(backups: BackupMeta[], ops: Operation[], live: st
     const key = s.release ?? INITIAL
     if (s.suspect) s.note = s.suspect
     else if (s.release && never.has(s.release)) s.note = `release ${s.release} was never live`
-    else if (key === (live ?? INITIAL)) s.note = `holds the live ${s.release ? 'release' : 'tree'}`
+    else if (key === (live ?? INITIAL) && !doubt) s.note = `holds the live ${s.release ? 'release' : 'tree'}`
     else if (targets.some((t) => t.to === key)) s.note = `older copy: --to ${key} uses a newer snapshot`
     else {
       s.to = key
       targets.push({to: key, release: s.release, snapshot: s.id, time: s.time, gitSha: s.gitSha})
     }
   }
-  const catalog: ReleaseCatalog = {live, snapshots, targets, neverLive, proven: [...proven]}
+  const catalog: ReleaseCatalog = {live, snapshots, targets, neverLive, proven: [...proven], ...(doubt ? {doubt} : {})}
   const next = tryChoice(() => resolvePrevious(catalog))
   if (next?.snapshot) for (const s of snapshots) s.next = s.id === next.snapshot
   return catalog
@@ -104,7 +109,7 @@ export function resolveTo(c: ReleaseCatalog, input: string): Choice {
   const hint = targetsHint(c)
   const key = input === INITIAL ? INITIAL : parseId(input, '--to', hint)
   const release = key === INITIAL ? null : key
-  if (key === (c.live ?? INITIAL)) return {to: key, release, snapshot: null}
+  if (key === (c.live ?? INITIAL) && !c.doubt) return {to: key, release, snapshot: null}
   const target = c.targets.find((t) => t.to === key)
   if (!target) throw usageError(`--to ${input}: ${whyNot(c, key)}`, hint, {targets: c.targets.map((t) => t.to)})
   return {to: key, release, snapshot: target.snapshot}
@@ -198,7 +203,12 @@ export function neverLiveReason(n: NeverLive): string {
  * restore that could not be verified), until a deploy succeeds or a rollback restores a trusted
  * snapshot; a restore or recovery puts back the tree from before its operation, doubt included.
  */
-function readHistory(ops: Operation[]): {proven: Set<string>; neverLive: NeverLive[]; suspect: Map<string, string>} {
+function readHistory(ops: Operation[]): {
+  proven: Set<string>
+  neverLive: NeverLive[]
+  suspect: Map<string, string>
+  doubt?: string
+} {
   const proven = new Set<string>()
   const lastDeploy = new Map<string, Operation>()
   const suspect = new Map<string, string>()
@@ -222,5 +232,5 @@ function readHistory(ops: Operation[]): {proven: Set<string>; neverLive: NeverLi
       at: o.end?.t ?? o.start.t,
       ...(o.end?.error ? {error: o.end.error} : {}),
     }))
-  return {proven, neverLive, suspect}
+  return {proven, neverLive, suspect, doubt}
 }

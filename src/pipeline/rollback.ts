@@ -9,7 +9,7 @@ import {preflight, requirePreflight} from './preflight.js'
 import {pinnedBackups, pruneAfter} from './prune.js'
 import {catalogOf, type Choice, describe, INITIAL, type ReleaseCatalog, resolvePrevious, resolveTo} from './releases.js'
 import {restoreAndProve, type RestoreOutcome} from './restore.js'
-import {settle} from './settle.js'
+import {beforeTheOperation, settle} from './settle.js'
 import {type Step, steps} from './steps.js'
 
 export interface RollbackResult {
@@ -45,12 +45,20 @@ export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<Rol
     result: {exitCode: EXIT.ok, outcome: 'rolled-back', release: null, from: null, durationMs: 0, proof: emptyProof()},
     changed: false,
   }
+  const {result} = run
+  // The lock is held until the journal records the end and any restore is done.
   try {
     await runTasks(ctx.ui, steps(rollbackSteps(ctx, opts, run)), {})
     if (ctx.signal.aborted) throw new HotctlError('interrupted', EXIT.interrupted)
+    if (run.op) {
+      await run.op.end('ok', EXIT.ok)
+      await pruneAfter(ctx, [...(await pinnedBackups(ctx.target, run.undo)), run.choice!.snapshot!])
+      result.undoWith = await catalogOf(ctx.target).then(
+        (c) => undoCommand(c, result.from),
+        () => undefined,
+      )
+    }
   } catch (err) {
-    await run.unlock?.()
-    run.unlock = undefined
     if (run.choice && !run.choice.snapshot && !(err instanceof HotctlError && err.exitCode === EXIT.interrupted)) {
       const hint = 'Nothing was changed. `hotctl status` shows what the service reports.'
       throw new HotctlError(
@@ -59,16 +67,10 @@ export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<Rol
         hint,
       )
     }
-    if (!run.op) throw ctx.signal.aborted ? new HotctlError('interrupted', EXIT.interrupted) : err
+    if (!run.op) throw beforeTheOperation(ctx, err)
     return {...(await settleRollback(ctx, run, err)), durationMs: Date.now() - started}
   } finally {
     await run.unlock?.()
-  }
-  const {result} = run
-  if (run.op) {
-    await run.op.end('ok', EXIT.ok)
-    await pruneAfter(ctx, [...(await pinnedBackups(ctx.target, run.undo)), run.choice!.snapshot!])
-    result.undoWith = undoCommand(await catalogOf(ctx.target), result.from)
   }
   return {...result, durationMs: Date.now() - started}
 }

@@ -45,3 +45,12 @@ export function settle(f: FailureFacts): Settlement {
   if (own === EXIT.needsRestart) return {outcome: 'restored', exitCode: EXIT.needsRestart, result: 'restored', error}
   return {outcome: 'restored', exitCode: EXIT.restored, result: 'restored', error}
 }
+
+/**
+ * A failure before the operation started. An interrupt says 130, unless the error says more: a
+ * recovery that could not restore (4) or a lock held by another operation (5).
+ */
+export function beforeTheOperation(ctx: {signal: AbortSignal}, err: unknown): unknown {
+  const telling = err instanceof HotctlError && (err.exitCode === EXIT.needsAttention || err.exitCode === EXIT.locked)
+  return ctx.signal.aborted && !telling ? new HotctlError('interrupted', EXIT.interrupted) : err
+}

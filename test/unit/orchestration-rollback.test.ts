@@ -197,10 +197,15 @@ describe('rollback on the fake target: failures after the target changed put B b
     expect(fake.marker).toBe(B)
   })
 
-  it('smoke fails on A but passes on B: B put back', async () => {
+  it('smoke fails on A but passes on B: B put back, under the lock until the journal records the end', async () => {
     const {fake, A, B, lines, run} = await history()
     fake.onCommand = ({fake: f, command}) => !(command === 'smoke-home' && f.marker === A)
+    const lockedWhileRestoring: boolean[] = []
+    fake.at('restore', ({fake: f}) => void lockedWhileRestoring.push(f.lockOwner !== undefined))
     const r = await run()
+    // Both restores (A, then B put back) ran with the lock held: no other hotctl could step in.
+    expect(lockedWhileRestoring).toEqual([true, true])
+    expect(fake.lockOwner).toBeUndefined()
     expect(r).toMatchObject({exitCode: EXIT.restored, outcome: 'restored'})
     expect(lines()).toEqual([...RESTORING, ...PROVE, ...PUT_BACK, 'rollback end restored 3'])
     expect(fake.commands).toEqual(['reload-app', 'smoke-home', 'reload-app', 'smoke-home'])

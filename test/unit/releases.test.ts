@@ -234,6 +234,17 @@ describe('trust: snapshots taken while the target needed attention', () => {
     )
   })
 
+  it('--to the live release while the target needs attention restores a trusted snapshot of it (the marker proves nothing)', () => {
+    // C's restore put B's marker back but could not verify the tree: `--to B` must restore, not "already live".
+    const h = abc().deploy(D, 'attention', {leftMarker: C})
+    const c = h.catalog()
+    expect(c.doubt).toContain(`deploy ${D} could not restore and verify it`)
+    expect(resolveTo(c, C)).toEqual({to: C, release: C, snapshot: D})
+    // Once a deploy succeeds, the live release is live again: --to it confirms and changes nothing.
+    const ok = abc()
+    expect(resolveTo(ok.catalog(), C)).toEqual({to: C, release: C, snapshot: null})
+  })
+
   it('a successful deploy ends the doubt; a rollback to a doubtful snapshot does not', () => {
     const h = new History().deploy(A).deploy(B, 'attention', {leftMarker: A}).deploy(C).deploy(D)
     expect(h.catalog().snapshots.find((s) => s.id === D)?.suspect).toBeUndefined()
