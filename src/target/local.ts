@@ -9,7 +9,7 @@ import {EXIT, HotctlError} from '../errors.js'
 import {showPath} from '../file-names.js'
 import {type ChangeSet, changeSetFromItemize} from '../plan/changeset.js'
 import {matchesPathOrParent, rsyncPatterns} from '../plan/patterns.js'
-import {reapGroup, stopOnAbort} from '../process/group.js'
+import {reapGroup, stopGroup, stopOnAbort} from '../process/group.js'
 import {describeRsyncExit, filesFromInput, planArgv, syncArgv} from '../rsync/argv.js'
 import {rsyncBinary} from '../rsync/binary.js'
 import {type ItemizedChange, parseItemize} from '../rsync/itemize.js'
@@ -135,7 +135,7 @@ export class LocalTarget implements Target {
     source: string,
     plan: TargetPlan,
     signal?: AbortSignal,
-    onChild?: (pgid: number) => void,
+    onChild?: (pgid: number) => Promise<void>,
   ): Promise<ItemizedChange[]> {
     const {changes} = plan
     // Deletions are hotctl's own: exactly the planned paths, deepest first. Those in the way of a
@@ -206,7 +206,7 @@ export class LocalTarget implements Target {
     changes: ChangeSet,
     dryRun: boolean,
     signal?: AbortSignal,
-    onChild?: (pgid: number) => void,
+    onChild?: (pgid: number) => Promise<void>,
   ): Promise<ItemizedChange[]> {
     const writes = [...changes.added, ...changes.changed]
     if (writes.length === 0) return []
@@ -218,7 +218,13 @@ export class LocalTarget implements Target {
       detached: true,
       encoding: 'buffer',
     })
-    if (sub.pid) onChild?.(sub.pid)
+    try {
+      if (sub.pid) await onChild?.(sub.pid) // journaled before the writer is waited for: recovery can stop it
+    } catch (err) {
+      stopGroup(sub.pid) // not journaled: it must not go on writing unrecorded
+      await sub
+      throw err
+    }
     let canceled = false
     const dispose = stopOnAbort(sub.pid, signal, () => (canceled = true))
     const r = await sub

@@ -101,12 +101,12 @@ export interface Target {
   describeSync(source: string): string[]
   /** A dry run of the planned writes: what the writer itself would do. Read-only. */
   previewSync(source: string, plan: TargetPlan): Promise<ItemizedChange[]>
-  /** `onChild` gets the process group of the writer as soon as it starts, to journal it. */
+  /** `onChild` gets the process group of the writer as soon as it starts, to journal it (awaited: the record exists before the writer is waited for). */
   sync(
     source: string,
     plan: TargetPlan,
     signal?: AbortSignal,
-    onChild?: (pgid: number) => void,
+    onChild?: (pgid: number) => Promise<void>,
   ): Promise<ItemizedChange[]>
   /** Paths whose content in the target differs from the source after a sync. */
   verifySynced(source: string, plan: TargetPlan): Promise<string[]>

@@ -278,11 +278,11 @@ export class FakeTarget implements Target {
     source: string,
     plan: TargetPlan,
     signal?: AbortSignal,
-    onChild?: (pgid: number) => void,
+    onChild?: (pgid: number) => Promise<void>,
   ): Promise<ItemizedChange[]> {
     return this.step('sync', [source, plan], async () => {
       const {added, changed, deleted} = plan.changes
-      if (added.length + changed.length > 0) onChild?.(FAKE_PGID) // the real writer runs in its own process group
+      if (added.length + changed.length > 0) await onChild?.(FAKE_PGID) // the real writer runs in its own process group
       let i = 0
       for (const rel of [...added, ...changed, ...deleted]) {
         await this.hook('sync:write', [source, plan], rel, ++i)
