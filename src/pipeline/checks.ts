@@ -38,16 +38,19 @@ export async function check(ctx: OpContext, opts: CheckOptions): Promise<CheckRe
   const checks: CheckOutcome[] = []
   if (!opts.skipChecks && ctx.config.checks.length > 0) {
     // A failed check is reported in `checks`, not thrown: the others still run and are listed.
-    const tasks = checkTasks(ctx, checks)
-    const all: ListrTask = {
-      title: 'Checks',
-      task: (_c, task) => task.newListr(tasks, {concurrent: true, exitOnError: false}),
-    }
-    await runTasks(ctx.ui, [all], {}).catch(() => undefined)
+    await runTasks(ctx.ui, [checksGroup(ctx, checks)], {}).catch(() => undefined)
   }
   const ok = preflight.every((p) => p.ok) && checks.every((c) => c.ok)
   const exitCode = ctx.signal.aborted ? EXIT.interrupted : ok ? EXIT.ok : EXIT.failed
   return {exitCode, config: ctx.config.file, preflight, checks}
+}
+
+/** The group `check` and `deploy` both run: every check to its end, failed or not (outcomes say which). */
+export function checksGroup(ctx: OpContext, outcomes: CheckOutcome[]): ListrTask {
+  return {
+    title: 'Checks',
+    task: (_c, task) => task.newListr(checkTasks(ctx, outcomes), {concurrent: true, exitOnError: false}),
+  }
 }
 
 /** The configured checks, concurrently; each runs its commands in order in the source tree. */

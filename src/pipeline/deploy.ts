@@ -1,5 +1,5 @@
 import {execa} from 'execa'
-import {EXIT, HotctlError} from '../errors.js'
+import {errorMessage, EXIT, HotctlError} from '../errors.js'
 import {showPath} from '../file-names.js'
 import {type ChangeSet, changeCount} from '../plan/changeset.js'
 import {type DeployPlan, planDeploy} from '../plan/deploy-plan.js'
@@ -8,7 +8,7 @@ import type {ItemizedChange} from '../rsync/itemize.js'
 import type {BackupMeta} from '../state/backups.js'
 import {formatBytes} from '../ui/format.js'
 import {runTasks} from '../ui/render.js'
-import {type CheckOutcome, checkTasks} from './checks.js'
+import {type CheckOutcome, checksGroup} from './checks.js'
 import type {OpContext} from './context.js'
 import {lockTarget, nextId, Operation, recoverInterrupted, type Recovery} from './operation.js'
 import {emptyProof, type LiveProof, proveLiveTasks} from './prove-live.js'
@@ -126,10 +126,9 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
       task: async () => requirePreflight(await preflight(ctx, {source: true, createTarget: flags.createTarget})),
     },
     {
-      title: 'Checks',
+      ...checksGroup(ctx, result.checks),
       does: `checks: ${config.checks.map((c) => c.name).join(', ')}`,
       enabled: () => !flags.skipChecks && config.checks.length > 0,
-      task: (_c, task) => task.newListr(checkTasks(ctx, result.checks), {concurrent: true, exitOnError: false}),
     },
     {task: () => requireChecks(result)}, // after all of them ran: every failure is reported
     {
@@ -221,7 +220,7 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
         await target.writeMarker({id: id(), gitSha: await gitSha(config.source), user, time: new Date().toISOString()})
       },
     },
-    ...wouldDo(prove, () => nothing() || (dry && 'dry run')),
+    ...wouldDo(prove, {dryRun: dry, skipWhy: nothing}),
     {
       title: 'Prune old backups',
       does: `prune backups beyond ${config.keep}`,
@@ -235,11 +234,10 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
 async function settleDeploy(ctx: OpContext, run: DeployRun, err: unknown): Promise<DeployResult> {
   const {result, plan} = run
   const interrupted = ctx.signal.aborted
+  const error = interrupted ? 'interrupted by signal' : errorMessage(err)
   let restore: RestoreOutcome | undefined
   if (run.targetChanged) {
-    ctx.ui.say(
-      `hotctl: deploy ${plan!.id} failed after changing the target (${interrupted ? 'interrupted by signal' : String((err as Error).message ?? err)}); restoring backup ${plan!.id}`,
-    )
+    ctx.ui.say(`hotctl: deploy ${plan!.id} failed after changing the target (${error}); restoring backup ${plan!.id}`)
     restore = await restoreAndProve(ctx, plan!.id, run.op!.phase, {allowRestart: !run.flags.noRestart})
     result.restore = restore
   }
@@ -249,7 +247,7 @@ async function settleDeploy(ctx: OpContext, run: DeployRun, err: unknown): Promi
     ...result,
     exitCode: s.exitCode,
     outcome: s.outcome === 'recovered' ? 'restored' : s.outcome,
-    error: interrupted ? 'interrupted by signal' : ((err as Error).message ?? String(err)),
+    error,
   }
 }
 

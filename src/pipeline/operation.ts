@@ -110,14 +110,7 @@ export async function recoverInterrupted(ctx: OpContext, opts: {allowRestart: bo
     await (
       await Operation.start(ctx, 'recover', `${open.opId}-recover`, {})
     ).end('recovered', 0, {recovered: open.opId})
-    await ctx.target.state.append({
-      event: 'end',
-      opId: open.opId,
-      t: new Date().toISOString(),
-      result: 'interrupted',
-      exitCode: EXIT.interrupted,
-      durationMs: 0,
-    })
+    await closeInterrupted(ctx, open.opId)
     return {interrupted: open.opId, op: open.op}
   }
   ctx.ui.say(
@@ -134,15 +127,7 @@ export async function recoverInterrupted(ctx: OpContext, opts: {allowRestart: bo
     recovering: true,
   })
   await rec.end(settled.result, settled.exitCode, {recovered: open.opId, error: restored.error})
-  await ctx.target.state.append({
-    event: 'end',
-    opId: open.opId,
-    t: new Date().toISOString(),
-    result: 'interrupted',
-    exitCode: EXIT.interrupted,
-    durationMs: 0,
-    recovered: restored.ok ? backup : undefined,
-  })
+  await closeInterrupted(ctx, open.opId, restored.ok ? backup : undefined)
   if (!restored.ok) {
     throw new HotctlError(
       `could not restore backup ${backup} of interrupted ${open.op} ${open.opId}: ${restored.error}`,
@@ -153,4 +138,18 @@ export async function recoverInterrupted(ctx: OpContext, opts: {allowRestart: bo
   }
   ctx.ui.say(`hotctl: restored backup ${backup} of the interrupted ${open.op} and verified it`)
   return {interrupted: open.opId, op: open.op, restored}
+}
+
+/** The interrupted operation's own end record, written by the run that recovered it. */
+function closeInterrupted(ctx: OpContext, opId: string, recovered?: string): Promise<void> {
+  const t = new Date().toISOString()
+  return ctx.target.state.append({
+    event: 'end',
+    opId,
+    t,
+    result: 'interrupted',
+    exitCode: EXIT.interrupted,
+    durationMs: 0,
+    recovered,
+  })
 }

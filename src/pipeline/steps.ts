@@ -9,18 +9,19 @@ export function steps(tree: Step[]): ListrTask[] {
 }
 
 /**
- * Wraps tasks built elsewhere (the reload/confirm/smoke proof) so they skip when `skipWhy` says so,
- * titled with what they would have done: the same tree serves the run and the dry run.
+ * Wraps tasks built elsewhere (the reload/confirm/smoke proof) so they skip when `skipWhy` gives a
+ * reason, and in a dry run, titled with what they would have done: the same tree serves both.
  */
-export function wouldDo(tasks: ListrTask[], skipWhy: () => string | false): Step[] {
+export function wouldDo(tasks: ListrTask[], opts: {dryRun: boolean; skipWhy: () => string | false}): Step[] {
   return tasks.map((t) => {
     const title = typeof t.title === 'string' ? t.title : ''
+    const does = title.charAt(0).toLowerCase() + title.slice(1)
     return {
       ...t,
-      does: title.charAt(0).toLowerCase() + title.slice(1),
+      does,
       skip: async (ctx: unknown) => {
-        const why = skipWhy()
-        if (why) return why === 'dry run' ? `dry run: would ${title.charAt(0).toLowerCase()}${title.slice(1)}` : why
+        const why = opts.skipWhy() || (opts.dryRun && `dry run: would ${does}`)
+        if (why) return why
         return typeof t.skip === 'function'
           ? (t.skip as (c: unknown) => boolean | string | Promise<boolean | string>)(ctx)
           : (t.skip ?? false)
