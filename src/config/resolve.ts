@@ -2,7 +2,7 @@ import path from 'node:path'
 import {usageError} from '../errors.js'
 import {rsyncPatterns} from '../plan/patterns.js'
 import {parseDuration} from '../durations.js'
-import type {Command, ParsedConfig, SmokeSpec, StatusSpec, TriggerSpec} from './schema.js'
+import type {Command, HostEntry, ParsedConfig, RunsOn, SmokeSpec, StatusSpec, TriggerSpec} from './schema.js'
 
 export const MARKER_NAME = '.hotctl-release.json'
 
@@ -21,12 +21,47 @@ export interface CheckJob {
   commands: Command[]
 }
 
+/** One remote host: reached with the system ssh as `[user@]address` (port: -p). */
+export interface HostSpec {
+  /** What --limit, status and messages call it (default: the address). */
+  name: string
+  address: string
+  user?: string
+  port?: number
+  vars: Record<string, string>
+}
+
+export interface FleetSettings {
+  waves: (number | string)[]
+  parallel: number
+  pauseMs: number
+  onFailure: 'rollback-all' | 'halt'
+}
+
+export interface SshSettings {
+  /** ssh_config for ssh -F (absolute), or the user's default. */
+  config?: string
+  options: string[]
+  connectTimeoutMs: number
+  serverAliveIntervalMs: number
+  /** rsync --timeout and the bound on each remote command. */
+  timeoutMs: number
+}
+
 /** Config with defaults applied, paths absolute, durations in ms and services normalised. */
 export interface ResolvedConfig {
   file: string
   source: string
+  /** The live directory: a local path, or the path on every host when `hosts` is not empty. */
   target: string
+  /** Beside the target, on the same machine (on each host for a remote target). */
   stateDir: string
+  /** Remote target: the hosts holding `target` (`user@host:/path` is a fleet of one). Empty: this machine. */
+  hosts: HostSpec[]
+  /** Set when this config was resolved for one host of `hosts` (see forHost). */
+  host?: HostSpec
+  fleet: FleetSettings
+  ssh: SshSettings
   exclude: string[]
   protect: string[]
   keep: number
@@ -34,6 +69,8 @@ export interface ResolvedConfig {
   services: ServiceSpec[]
   reloadTimeoutMs: number
   restart?: Command
+  /** Where reload.restart runs for a remote target (default: host). */
+  restartOn?: RunsOn
   requireRestart: string[]
   smoke: SmokeSpec[]
 }
@@ -41,6 +78,16 @@ export interface ResolvedConfig {
 export function resolveConfig(parsed: ParsedConfig, file: string): ResolvedConfig {
   const base = path.dirname(file)
   const source = path.resolve(base, parsed.source ?? '.')
+  const remote = parseRemoteTarget(parsed.target)
+  const hosts = remote ? [remote.host] : (parsed.hosts ?? []).map((h, i) => hostSpec(h, file, `hosts.${i}`))
+  if (remote && (parsed.hosts || parsed.inventory)) {
+    throw usageError(
+      `${file}: target: ${parsed.target} names a host, and hosts/inventory name more`,
+      'Use either `target: user@host:/path`, or `target: /path` with `hosts:` (or `inventory:`).',
+    )
+  }
+  if (hosts.length > 0 || parsed.inventory)
+    return resolveRemote(parsed, file, source, remote?.path ?? parsed.target, hosts)
   const target = path.resolve(base, parsed.target)
   const stateDir = parsed.stateDir
     ? path.resolve(base, parsed.stateDir)
@@ -63,10 +110,45 @@ export function resolveConfig(parsed: ParsedConfig, file: string): ResolvedConfi
       'It would be deployed into the target with every backup in it: put it beside the target (the default).',
     )
   }
+  return {...common(parsed, file, source), target, stateDir, hosts: []}
+}
+
+/** A fleet (or one host): target and state dir are POSIX paths on every host. */
+function resolveRemote(
+  parsed: ParsedConfig,
+  file: string,
+  source: string,
+  target: string,
+  hosts: HostSpec[],
+): ResolvedConfig {
+  if (!target.startsWith('/')) {
+    throw usageError(
+      `${file}: target: ${target} must be an absolute path on the host(s)`,
+      'Write it as /srv/app (or user@host:/srv/app).',
+    )
+  }
+  const t = path.posix.normalize(target).replace(/\/+$/, '') || '/'
+  const stateDir = parsed.stateDir ?? path.posix.join(path.posix.dirname(t), `.${path.posix.basename(t)}.hotctl`)
+  if (!stateDir.startsWith('/') || isInsidePosix(stateDir, t)) {
+    throw usageError(
+      `${file}: stateDir: ${stateDir} must be an absolute path on the host(s), beside the target ${t}`,
+      'Leave stateDir out (the default is beside the target), or give an absolute path outside it.',
+    )
+  }
+  return {...common(parsed, file, source), target: t, stateDir, hosts}
+}
+
+function common(
+  parsed: ParsedConfig,
+  file: string,
+  source: string,
+): Omit<ResolvedConfig, 'target' | 'stateDir' | 'hosts'> {
+  const base = path.dirname(file)
   const reload = parsed.reload
   let services: ServiceSpec[] = []
   let reloadTimeoutMs = 60_000
   let restart: Command | undefined
+  let restartOn: RunsOn
   let requireRestart: string[] = []
   if (Array.isArray(reload)) {
     services = reload
@@ -76,13 +158,25 @@ export function resolveConfig(parsed: ParsedConfig, file: string): ResolvedConfi
       (reload.trigger || reload.status ? [{name: 'service', trigger: reload.trigger, status: reload.status}] : [])
     reloadTimeoutMs = parseDuration(reload.timeout, `${file}: reload.timeout`)
     restart = reload.restart?.command
+    restartOn = reload.restart?.on
     requireRestart = reload.requireRestart
   }
   return {
     file,
     source,
-    target,
-    stateDir,
+    fleet: {
+      waves: parsed.waves,
+      parallel: parsed.parallel,
+      pauseMs: parseDuration(parsed.pause, `${file}: pause`),
+      onFailure: parsed.onFailure,
+    },
+    ssh: {
+      config: parsed.ssh.config ? path.resolve(base, parsed.ssh.config) : undefined,
+      options: parsed.ssh.options,
+      connectTimeoutMs: parseDuration(parsed.ssh.connectTimeout, `${file}: ssh.connectTimeout`),
+      serverAliveIntervalMs: parseDuration(parsed.ssh.serverAliveInterval, `${file}: ssh.serverAliveInterval`),
+      timeoutMs: parseDuration(parsed.ssh.timeout, `${file}: ssh.timeout`),
+    },
     exclude: parsed.exclude,
     protect: parsed.protect,
     keep: parsed.keep,
@@ -93,6 +187,7 @@ export function resolveConfig(parsed: ParsedConfig, file: string): ResolvedConfi
     services,
     reloadTimeoutMs,
     restart,
+    restartOn,
     requireRestart,
     smoke: parsed.smoke,
   }
@@ -101,4 +196,38 @@ export function resolveConfig(parsed: ParsedConfig, file: string): ResolvedConfi
 function isInside(child: string, parent: string): boolean {
   const rel = path.relative(parent, child)
   return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))
+}
+
+function isInsidePosix(child: string, parent: string): boolean {
+  const rel = path.posix.relative(parent, child)
+  return rel === '' || (!rel.startsWith('..') && !path.posix.isAbsolute(rel))
+}
+
+/**
+ * `[user@]host:/path` (scp syntax): remote when the text before the first `:` has no `/`.
+ * `[::1]:/path` brackets an IPv6 address.
+ */
+export function parseRemoteTarget(target: string): {host: HostSpec; path: string} | undefined {
+  const m = /^(?:([^@/:]+)@)?(\[[^\]/]+\]|[^@/:[\]]+):(.*)$/.exec(target)
+  if (!m) return undefined
+  const [, user, rawHost, p] = m
+  const address = rawHost!.replace(/^\[(.*)\]$/, '$1')
+  return {host: {name: address, address, user, vars: {}}, path: p!}
+}
+
+/** `user@host[:port]` or `{name, host, user, port, vars}`. */
+function hostSpec(entry: HostEntry, file: string, field: string): HostSpec {
+  if (typeof entry !== 'string') {
+    return {name: entry.name ?? entry.host, address: entry.host, user: entry.user, port: entry.port, vars: entry.vars}
+  }
+  const m = /^(?:([^@]+)@)?(\[[^\]]+\]|[^:@]+)(?::(\d+))?$/.exec(entry)
+  const port = m?.[3] ? Number(m[3]) : undefined
+  if (!m || (port !== undefined && (port < 1 || port > 65535))) {
+    throw usageError(
+      `${file}: ${field}: ${entry} is not user@host[:port]`,
+      'Write a host as user@host, host or user@host:2222.',
+    )
+  }
+  const address = m[2]!.replace(/^\[(.*)\]$/, '$1')
+  return {name: address, address, user: m[1], port, vars: {}}
 }

@@ -28,9 +28,12 @@ const httpRequest = z
   })
   .strict()
 
+/** Where a command in reload/smoke runs for a remote target: on the host (default) or on the controller. */
+const runsOn = z.enum(['host', 'local']).optional().describe('Remote targets: run on the host (default) or here')
+
 const trigger = z.union([
   httpRequest.extend({method: z.string().default('POST')}).strict(),
-  z.object({command: commandSchema}).strict(),
+  z.object({command: commandSchema, on: runsOn}).strict(),
 ])
 
 const status = httpRequest
@@ -72,7 +75,7 @@ const reload = z
     status: status.optional(),
     services: z.array(service.extend({name: z.string()})).optional(),
     timeout: duration.default('60s'),
-    restart: z.object({command: commandSchema}).strict().optional(),
+    restart: z.object({command: commandSchema, on: runsOn}).strict().optional(),
     requireRestart: z.array(z.string()).default([]),
   })
   .strict()
@@ -98,8 +101,38 @@ const smokeCommand = z
   .object({
     name: z.string(),
     command: commandSchema,
+    on: runsOn,
     timeout: duration.default('5m'),
     retries: z.number().int().nonnegative().default(0),
+  })
+  .strict()
+
+/** A host of a fleet: `user@host[:port]`, or an object with per-host vars for `${host.vars.X}`. */
+const hostEntry = z.union([
+  z.string().min(1).describe('user@host[:port]'),
+  z
+    .object({
+      name: z.string().optional(),
+      host: z.string().min(1),
+      user: z.string().optional(),
+      port: z.number().int().min(1).max(65535).optional(),
+      vars: z.record(z.string(), z.string()).default({}),
+    })
+    .strict(),
+])
+
+const wave = z.union([
+  z.number().int().positive(),
+  z.string().regex(/^\d+(?:\.\d+)?%$/, 'a wave is a count or a percentage like 25%'),
+])
+
+const ssh = z
+  .object({
+    config: z.string().optional().describe('ssh_config file passed to ssh -F (default: ~/.ssh/config)'),
+    options: z.array(z.string()).default([]).describe('Extra ssh -o options, e.g. "IdentityFile=~/.ssh/deploy"'),
+    connectTimeout: duration.default('10s'),
+    serverAliveInterval: duration.default('5s'),
+    timeout: duration.default('60s').describe('rsync --timeout and the bound on every remote command'),
   })
   .strict()
 
@@ -116,6 +149,19 @@ export const configSchema = z
     // A single service (trigger/status), or a list of services serving one tree: each is triggered and must report the release.
     reload: z.union([reload, z.array(service.extend({name: z.string()}))]).optional(),
     smoke: z.array(z.union([smokeHttp, smokeCommand])).default([]),
+    hosts: z.array(hostEntry).min(1).optional().describe('Fleet: hosts that each hold `target` (a path)'),
+    inventory: z.string().optional().describe('Fleet: an Ansible inventory file (INI or YAML)'),
+    group: z.string().optional().describe('Fleet: the inventory group (default: all)'),
+    waves: z.array(wave).min(1).default(['100%']),
+    parallel: z.number().int().positive().default(10),
+    pause: duration.default(0),
+    onFailure: z.enum(['rollback-all', 'halt']).default('rollback-all'),
+    ssh: ssh.default({
+      options: [],
+      connectTimeout: '10s',
+      serverAliveInterval: '5s',
+      timeout: '60s',
+    }),
   })
   .strict()
 
@@ -129,3 +175,5 @@ export type TriggerSpec = z.output<typeof trigger>
 export type StatusSpec = z.output<typeof status>
 export type SmokeSpec = z.output<typeof smokeHttp> | z.output<typeof smokeCommand>
 export type SmokeHttpSpec = z.output<typeof smokeHttp>
+export type HostEntry = z.output<typeof hostEntry>
+export type RunsOn = z.output<typeof runsOn>
