@@ -576,7 +576,13 @@ describe('backup integrity', () => {
       protect: [],
       root,
     })
-    const config = {target, stateDir, exclude: ['/uploads', 'local.env'], protect: [], hosts: []} as unknown as ResolvedConfig
+    const config = {
+      target,
+      stateDir,
+      exclude: ['/uploads', 'local.env'],
+      protect: [],
+      hosts: [],
+    } as unknown as ResolvedConfig
     return {target, store, snap, id, index, local: openTarget(config, {warn: () => {}}).backups}
   }
 
