@@ -369,7 +369,7 @@ function inHost(host, argv) {
 }
 
 async function startSshd(host) {
-  if (host.sshd && host.sshd.exitCode === null && host.sshd.signalCode === null) return
+  if (host.sshd && host.sshd.exitCode === null && host.sshd.signalCode === null) return // running
   const argv = ['-t', String(host.holder.pid), '-m', '--', 'setpriv', '--pdeathsig', 'KILL', SSHD]
   argv.push('-D', '-e', '-f', `${host.run}/sshd_config`)
   const log = `${host.run}/sshd.log`
@@ -377,13 +377,15 @@ async function startSshd(host) {
   host.frozen = []
 }
 
-function killSshd(host, sessions) {
-  if (!host.sshd) return
-  const pid = host.sshd.pid
-  const pids = sessions ? stopTree(pid) : [pid]
-  for (const p of pids) signal(p, 'SIGKILL')
-  if (!sessions) signal(pid, 'SIGCONT')
+/** SIGKILL the listener, and with `sessions` every sshd child and what it runs; resolves once it is reaped. */
+async function killSshd(host, sessions) {
+  const sshd = host.sshd
+  if (!sshd) return
+  host.sshd = null
   host.frozen = []
+  const exited = new Promise((r) => (sshd.exitCode !== null || sshd.signalCode !== null ? r() : sshd.once('exit', r)))
+  for (const p of sessions ? stopTree(sshd.pid) : [sshd.pid]) signal(p, 'SIGKILL')
+  await exited
 }
 
 function cut(host, mode) {
@@ -406,8 +408,17 @@ async function restore(host) {
   if (!host.server) throw new Error(`${host.name} has no proxy (started with proxy: false)`)
   host.cut = null
   if (!host.server.listening) {
-    host.server = net.createServer({allowHalfOpen: true}, proxyHandler(host.index))
-    await listen(host.server, host.address, bed.port)
+    // The closed listener's socket may take a moment to go; the port is ours, so wait for it.
+    for (let attempt = 0; ; attempt++) {
+      host.server = net.createServer({allowHalfOpen: true}, proxyHandler(host.index))
+      try {
+        await listen(host.server, host.address, bed.port)
+        break
+      } catch (err) {
+        if (err.code !== 'EADDRINUSE' || attempt >= 40) throw err
+        await sleep(50)
+      }
+    }
   }
   for (const pair of host.pairs) release(pair)
   for (const client of host.held) {
@@ -596,11 +607,11 @@ async function handle(req) {
   if (req.cmd !== 'stop' && !host) throw new Error(`no host ${req.host}`)
   switch (req.cmd) {
     case 'killSshd':
-      return killSshd(host, req.sessions !== false)
+      return void (await killSshd(host, req.sessions !== false))
     case 'startSshd':
       return startSshd(host)
     case 'freeze':
-      if (!host.sshd) throw new Error(`${host.name}'s sshd is not running`)
+      if (!host.sshd) throw new Error(`${host.name}'s sshd is not running (killSshd): nothing to freeze`)
       host.frozen = [...new Set([...host.frozen, ...stopTree(host.sshd.pid)])]
       return {pids: host.frozen}
     case 'thaw': {

@@ -75,8 +75,10 @@ describe('a bed of three hosts', {timeout: 60_000}, () => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'hotctl-bed-test-'))
   }, 60_000)
   afterAll(async () => {
+    const namespaces = bed ? bed.hosts.map((h) => fs.readlinkSync(`/proc/${h.holder}/ns/mnt`)) : []
     await bed?.stop()
     fs.rmSync(work, {recursive: true, force: true})
+    for (const ns of namespaces) expect(inNamespace(ns)).toEqual([])
   })
 
   it('answers plain ssh by name and by address, as root, each session inside its host', async () => {
@@ -180,6 +182,21 @@ describe('a bed of three hosts', {timeout: 60_000}, () => {
       await bed.startSshd(1)
     }
     expect((await bed.ssh(1, 'echo back')).stdout).toBe('back')
+  })
+
+  it('kills only the listener when asked: live sessions go on, new connections fail', async () => {
+    const s = session(bed, 'h2', 'sleep 1; echo finished')
+    await s.started
+    await bed.killSshd('h2', {sessions: false})
+    try {
+      expect((await bed.ssh(1, 'true', {options: ['-o', 'ConnectTimeout=5']})).exitCode).toBe(255)
+      const r = await s.proc
+      expect(r.exitCode, r.stderr).toBe(0)
+      expect(r.stdout).toContain('finished')
+    } finally {
+      await bed.startSshd('h2')
+    }
+    expect((await bed.exec('h2', ['pwd'], {cwd: '/srv/app'})).stdout).toBe('/srv/app')
   })
 
   it('freezes sshd and its sessions: connections time out; thaw lets everything continue', async () => {

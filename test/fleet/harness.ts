@@ -230,8 +230,9 @@ export async function startHosts(opts: StartOptions = {}): Promise<Bed> {
     hostEntries: (refs) =>
       (refs ? refs.map(host) : hosts).map((h) => ({name: h.name, host: h.address, user: h.user, port: h.port})),
     exec: (ref, argv, opts = {}) => {
-      const wd = opts.cwd ? [`--wd=${opts.cwd}`] : []
-      return run(['nsenter', '-t', String(host(ref).holder), '-m', ...wd, '--', ...argv], opts)
+      // cd inside the namespace (nsenter --wd resolves the directory before entering it).
+      const inDir = opts.cwd ? ['sh', '-c', 'cd "$0" && exec "$@"', opts.cwd] : []
+      return run(['nsenter', '-t', String(host(ref).holder), '-m', '--', ...inDir, ...argv], opts)
     },
     ssh: (ref, command, opts = {}) =>
       run(['ssh', '-F', sshConfig, ...(opts.options ?? []), host(ref).name, command], opts),
