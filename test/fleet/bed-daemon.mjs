@@ -282,15 +282,15 @@ function sshdConfig(host) {
   return [
     `# ${host.name} of the hotctl fleet test bed ${bed.dir}`,
     `ListenAddress ${host.address}:${bed.innerPort}`,
-    `HostKey ${host.run}/ssh_host_ed25519_key`,
+    `HostKey ${HOST_RUN}/ssh_host_ed25519_key`,
     'PidFile none',
-    `AuthorizedKeysFile ${bed.dir}/authorized_keys`,
+    `AuthorizedKeysFile ${HOST_RUN}/authorized_keys`,
     'PermitRootLogin prohibit-password',
     'PubkeyAuthentication yes',
     'PasswordAuthentication no',
     'KbdInteractiveAuthentication no',
     'UsePAM no',
-    // The bed lives in the world-writable temp dir, which StrictModes refuses.
+    // The host's files live under the controller's world-writable temp dir, which StrictModes refuses.
     'StrictModes no',
     'UseDNS no',
     'PrintMotd no',
@@ -356,8 +356,10 @@ async function startHolder(host) {
   const srv = host.diskSize
     ? `mount -t tmpfs -o size=${host.diskSize},mode=755 ${host.name}-srv /srv`
     : 'mount --bind "$2" /srv'
-  const script = `set -e; mount --bind "$1" ${HOST_RUN}; ${srv}; mkdir -p /srv/app; echo ready; exec setpriv --pdeathsig KILL sleep infinity`
-  const args = ['--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'holder', host.run, host.srvDir]
+  // Order matters: the sources live under the controller's /tmp, which the last mount hides.
+  const mounts = `mount --bind "$1" ${HOST_RUN}; ${srv}; mkdir -p /srv/app; mount --bind "$3" /tmp`
+  const script = `set -e; ${mounts}; echo ready; exec setpriv --pdeathsig KILL sleep infinity`
+  const args = ['--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'holder', host.run, host.srvDir, host.tmpDir]
   host.holder = await startAndWait('unshare', args, {ready: /^ready$/m, what: `${host.name}'s namespace`})
   host.ns = fs.readlinkSync(`/proc/${host.holder.pid}/ns/mnt`)
   host.root = host.diskSize ? `/proc/${host.holder.pid}/root/srv` : host.srvDir
@@ -371,7 +373,7 @@ function inHost(host, argv) {
 async function startSshd(host) {
   if (host.sshd && host.sshd.exitCode === null && host.sshd.signalCode === null) return // running
   const argv = ['-t', String(host.holder.pid), '-m', '--', 'setpriv', '--pdeathsig', 'KILL', SSHD]
-  argv.push('-D', '-e', '-f', `${host.run}/sshd_config`)
+  argv.push('-D', '-e', '-f', `${HOST_RUN}/sshd_config`)
   const log = `${host.run}/sshd.log`
   host.sshd = await startAndWait('nsenter', argv, {ready: /Server listening on/, what: `${host.name}'s sshd`, log})
   host.frozen = []
@@ -460,6 +462,7 @@ async function setup(spec) {
       address: `127.${a}.${b}.${11 + i}`,
       run: path.join(dir, 'run'),
       srvDir: path.join(dir, 'srv'),
+      tmpDir: path.join(dir, 'tmp'),
       diskSize: spec.diskSize?.[i] ?? null,
       holder: null,
       sshd: null,
@@ -477,6 +480,8 @@ async function setup(spec) {
   for (const h of bed.hosts) {
     fs.mkdirSync(h.run, {recursive: true})
     fs.mkdirSync(h.srvDir, {recursive: true})
+    fs.mkdirSync(h.tmpDir, {recursive: true})
+    fs.chmodSync(h.tmpDir, 0o1777)
     fs.writeFileSync(path.join(h.run, 'host.json'), JSON.stringify({bed: bed.dir, name: h.name, address: h.address}))
   }
 
@@ -484,7 +489,7 @@ async function setup(spec) {
     keygen(path.join(bed.dir, 'id_ed25519'), 'hotctl-bed-client'),
     ...bed.hosts.map((h) => keygen(path.join(h.run, 'ssh_host_ed25519_key'), `hotctl-bed-${h.name}`)),
   ])
-  fs.writeFileSync(path.join(bed.dir, 'authorized_keys'), `${clientKey}\n`)
+  for (const h of bed.hosts) fs.writeFileSync(path.join(h.run, 'authorized_keys'), `${clientKey}\n`)
 
   if (spec.proxy) {
     const proxies = await commonPort(addresses, (i) => proxyHandler(i))

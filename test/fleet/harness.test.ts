@@ -117,6 +117,11 @@ describe('a bed of three hosts', {timeout: 60_000}, () => {
     for (const h of bed.hosts) await bed.exec(h.name, ['sh', '-c', `echo ${h.name} > /srv/app/who`])
     for (const h of bed.hosts) expect((await bed.ssh(h.name, 'cat /srv/app/who')).stdout).toBe(h.name)
     expect(fs.readFileSync(path.join(bed.hosts[2].app, 'who'), 'utf8')).toBe('h3\n')
+    // /tmp is the host's own too: the controller's workspace is not there.
+    expect((await bed.ssh('h1', `ls ${src}`)).exitCode).not.toBe(0)
+    await bed.ssh('h1', 'echo mine > /tmp/h1-only')
+    expect((await bed.ssh('h1', 'cat /tmp/h1-only')).stdout).toBe('mine')
+    expect((await bed.ssh('h2', 'cat /tmp/h1-only')).exitCode).not.toBe(0)
   })
 
   it('checks host keys: a known_hosts without the key, or with another host key, is refused', async () => {
