@@ -158,6 +158,16 @@ describe('a bed of three hosts', {timeout: 60_000}, () => {
     expect((await status(1)).version).toBe(null)
     const hello = await fetch(`${bed.hosts[2].serviceUrl}/api/v1/hello`)
     expect(await hello.text()).toMatch(/from v1/)
+    // The config sections for hotctl reach every host once ${host} is its address.
+    const cfg = bed.serviceConfig() as any
+    const at = (url: string, i: number) => url.replace('${host}', bed.hosts[i].address)
+    fs.writeFileSync(path.join(bed.hosts[2].app, '.hotctl-release.json'), JSON.stringify({id: 'r-h3'}))
+    const trigger = await fetch(at(cfg.reload.trigger.url, 2), {
+      method: cfg.reload.trigger.method,
+      headers: {authorization: cfg.reload.trigger.headers.Authorization.replace('${HOTRELOAD_TOKEN}', bed.token)},
+    })
+    expect(((await trigger.json()) as any).version).toBe('r-h3')
+    for (const i of [0, 1, 2]) expect((await fetch(at(cfg.smoke[0].url, i))).status).toBe(200)
   })
 
   it('stops and starts a service, from the harness and from inside the host over ssh', async () => {

@@ -15,6 +15,7 @@
  *   bed.hostEntries()                    // hotctl `hosts:` entries [{name, host, user, port}]
  *   bed.serviceBase                      // 'http://${host}:PORT': the same port on every host
  *   bed.token                            // HOTRELOAD_TOKEN the services accept (hotctl sends Bearer ${HOTRELOAD_TOKEN})
+ *   bed.serviceConfig()                  // hotctl reload + smoke sections for that service, with ${host} URLs
  *   await bed.exec(0, ['cat', '/srv/app/.hotctl-release.json'])  // inside h1's namespace (nsenter)
  *   await bed.ssh('h2', 'ls /srv/app')   // through sshd, like hotctl
  *   await bed.stop()                     // everything killed, temp dirs gone; safe twice; also at exit
@@ -116,8 +117,13 @@ export interface Bed {
   servicePort?: number
   /** 'http://${host}:PORT' for hotctl configs (with `service`). */
   serviceBase?: string
-  /** The token the services accept (with `service`). */
+  /** The token the services accept (with `service`): run hotctl with HOTRELOAD_TOKEN set to it. */
   token?: string
+  /**
+   * hotctl `reload` and `smoke` sections for the demo service on every host (with `service`): URLs
+   * use `${host}`, the trigger sends `Bearer ${HOTRELOAD_TOKEN}`, restart runs the host's service script.
+   */
+  serviceConfig(): {reload: Record<string, unknown>; smoke: Record<string, unknown>[]}
   host(ref: HostRef): BedHost
   /** hotctl `hosts:` entries for these hosts (default all). */
   hostEntries(refs?: HostRef[]): {name: string; host: string; user: string; port: number}[]
@@ -228,6 +234,34 @@ export async function startHosts(opts: StartOptions = {}): Promise<Bed> {
       ? {servicePort: info.servicePort, serviceBase: `http://\${host}:${info.servicePort}`, token: info.token!}
       : {}),
     host,
+    serviceConfig: () => {
+      if (!info.servicePort) throw new Error('the bed runs no service: start it with {service: true}')
+      const base = `http://\${host}:${info.servicePort}`
+      return {
+        reload: {
+          trigger: {
+            url: `${base}/api/v1/hot-reload/check`,
+            method: 'POST',
+            headers: {Authorization: 'Bearer ${HOTRELOAD_TOKEN}'},
+          },
+          status: {url: `${base}/api/v1/hot-reload/status`, version: 'version', settle: '200ms'}, // one process
+          timeout: '15s',
+          restart: {command: `${HOST_RUN}/service restart`, on: 'host'},
+          requireRestart: ['requirements*.txt'],
+        },
+        smoke: [
+          {name: 'health', url: `${base}/health`, expect: {status: 200}},
+          {
+            name: 'calc',
+            url: `${base}/api/v1/calc`,
+            method: 'POST',
+            json: {a: 2, b: 3},
+            expect: {status: 200, json: {success: true, result: 5}},
+            retries: 1,
+          },
+        ],
+      }
+    },
     hostEntries: (refs) =>
       (refs ? refs.map(host) : hosts).map((h) => ({name: h.name, host: h.address, user: h.user, port: h.port})),
     exec: (ref, argv, opts = {}) => {
