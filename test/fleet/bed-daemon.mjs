@@ -353,13 +353,12 @@ esac
 
 /** Creates the host's namespace: a holder process with HOST_RUN and /srv (tmpfs or a bind) mounted. */
 async function startHolder(host) {
-  const srv = host.diskSize
-    ? `mount -t tmpfs -o size=${host.diskSize},mode=755 ${host.name}-srv /srv`
-    : 'mount --bind "$2" /srv'
+  const srv = host.diskSize ? 'mount -t tmpfs -o "size=$4,mode=755" bed-srv /srv' : 'mount --bind "$2" /srv'
   // Order matters: the sources live under the controller's /tmp, which the last mount hides.
   const mounts = `mount --bind "$1" ${HOST_RUN}; ${srv}; mkdir -p /srv/app; mount --bind "$3" /tmp`
   const script = `set -e; ${mounts}; echo ready; exec setpriv --pdeathsig KILL sleep infinity`
-  const args = ['--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'holder', host.run, host.srvDir, host.tmpDir]
+  const params = [host.run, host.srvDir, host.tmpDir, host.diskSize ?? '']
+  const args = ['--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'holder', ...params]
   host.holder = await startAndWait('unshare', args, {ready: /^ready$/m, what: `${host.name}'s namespace`})
   host.ns = fs.readlinkSync(`/proc/${host.holder.pid}/ns/mnt`)
   host.root = host.diskSize ? `/proc/${host.holder.pid}/root/srv` : host.srvDir
@@ -446,6 +445,9 @@ async function setup(spec) {
   const count = spec.count
   if (!Number.isInteger(count) || count < 1 || count > 200) throw new Error(`count must be 1..200, not ${count}`)
   if (!fs.existsSync(SSHD)) throw new Error(`${SSHD} is missing: install openssh-server`)
+  for (const size of spec.diskSize ?? []) {
+    if (size !== null && !/^\d+[kmg]?$/i.test(size)) throw new Error(`diskSize must look like 8m or 512k, not ${size}`)
+  }
   sweepStaleBeds()
   fs.mkdirSync('/run/sshd', {recursive: true, mode: 0o755}) // sshd's privilege separation directory
   fs.mkdirSync(HOST_RUN, {recursive: true, mode: 0o755})
@@ -521,7 +523,7 @@ async function setup(spec) {
       fs.writeFileSync(
         path.join(h.run, 'service.env'),
         Object.entries(env)
-          .map(([k, v]) => `${k}='${v}'\n`)
+          .map(([k, v]) => `${k}=${shQuote(v)}\n`)
           .join(''),
       )
       fs.writeFileSync(path.join(h.run, 'service'), SERVICE_SCRIPT, {mode: 0o755})
@@ -565,6 +567,11 @@ function sshConfig() {
 async function resolvePython() {
   const {stdout} = await run('python3', ['-c', 'import sys; print(sys.executable)'])
   return stdout.trim()
+}
+
+/** A POSIX shell single-quoted word (service.env is sourced by the service script). */
+function shQuote(value) {
+  return `'${String(value).replaceAll("'", `'\\''`)}'`
 }
 
 function copyTree(from, to) {
