@@ -359,7 +359,14 @@ async function startHolder(host) {
   const script = `set -e; ${mounts}; echo ready; exec setpriv --pdeathsig KILL sleep infinity`
   const params = [host.run, host.srvDir, host.tmpDir, host.diskSize ?? '']
   const args = ['--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'holder', ...params]
-  host.holder = await startAndWait('unshare', args, {ready: /^ready$/m, what: `${host.name}'s namespace`})
+  host.holder = await startAndWait('unshare', args, {ready: /^ready$/m, what: `${host.name}'s namespace`}).catch(
+    (err) => {
+      const hint = /not permitted/i.test(err.message)
+        ? ' (the bed needs root with CAP_SYS_ADMIN: unshare --mount, mount)'
+        : ''
+      throw new Error(`${err.message}${hint}`)
+    },
+  )
   host.ns = fs.readlinkSync(`/proc/${host.holder.pid}/ns/mnt`)
   host.root = host.diskSize ? `/proc/${host.holder.pid}/root/srv` : host.srvDir
 }

@@ -29,7 +29,9 @@ function session(bed: Bed, host: string, command: string, options: string[] = []
     })
     proc.then((r) => reject(new Error(`the session ended before it started: ${r.stderr}`)))
   })
-  return {proc, started}
+  let over = false
+  void proc.finally(() => (over = true))
+  return {proc, started, ended: () => over}
 }
 
 /** A process that exited (a zombie waiting for its reaper counts as exited). */
@@ -200,7 +202,7 @@ describe('a bed of three hosts', {timeout: 60_000}, () => {
   })
 
   it('kills only the listener when asked: live sessions go on, new connections fail', async () => {
-    const s = session(bed, 'h2', 'sleep 1; echo finished')
+    const s = session(bed, 'h2', 'sleep 3; echo finished')
     await s.started
     await bed.killSshd('h2', {sessions: false})
     try {
@@ -222,6 +224,7 @@ describe('a bed of three hosts', {timeout: 60_000}, () => {
       const frozen = await bed.ssh(2, 'true', {options: ['-o', 'ConnectTimeout=2']})
       expect(frozen.exitCode).toBe(255)
       expect(frozen.stderr).toMatch(/timed out/i)
+      expect(s.ended()).toBe(false) // its `sleep 1` is frozen too
     } finally {
       await bed.thaw(2)
     }
