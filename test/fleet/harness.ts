@@ -302,7 +302,7 @@ export async function startHosts(opts: StartOptions = {}): Promise<Bed> {
       stopped = true
       if (child.exitCode === null && child.signalCode === null) {
         await rpc.request({cmd: 'stop'}).catch(() => child.kill('SIGTERM'))
-        await exited
+        await rpc.busy(exited)
       }
       live.delete(child)
     },
@@ -314,6 +314,7 @@ export async function startHosts(opts: StartOptions = {}): Promise<Bed> {
 class Rpc {
   private pending = new Map<number, {resolve: (v: any) => void; reject: (e: Error) => void}>()
   private next = 1
+  private waiting = 0
   private firstAnswer: Promise<unknown>
   private settleFirst!: {resolve: (v: any) => void; reject: (e: Error) => void}
   private streams: {ref(): void; unref(): void}[]
@@ -361,9 +362,21 @@ class Rpc {
     return answer
   }
 
+  /** Keeps this process alive until `p` settles (like a pending request). */
+  async busy<T>(p: Promise<T>): Promise<T> {
+    this.waiting++
+    this.refresh()
+    try {
+      return await p
+    } finally {
+      this.waiting--
+      this.refresh()
+    }
+  }
+
   /** A running bed must not keep the test process alive by itself (the daemon waits for our exit). */
   private refresh(): void {
-    const busy = this.pending.size > 0
+    const busy = this.pending.size > 0 || this.waiting > 0
     for (const s of this.streams) (busy ? s.ref : s.unref)?.call(s)
   }
 }
