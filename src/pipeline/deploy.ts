@@ -1,7 +1,7 @@
 import {execa} from 'execa'
 import {errorMessage, EXIT, HotctlError} from '../errors.js'
 import {showPath} from '../file-names.js'
-import {type ChangeSet, changeCount} from '../plan/changeset.js'
+import {type ChangeSet, changeCount, fileCounts} from '../plan/changeset.js'
 import {type DeployPlan, planDeploy} from '../plan/deploy-plan.js'
 import type {TargetPlan} from '../target/target.js'
 import type {ItemizedChange} from '../rsync/itemize.js'
@@ -10,6 +10,7 @@ import {formatBytes} from '../ui/format.js'
 import {runTasks} from '../ui/render.js'
 import {type CheckOutcome, checksGroup} from './checks.js'
 import type {OpContext} from './context.js'
+import {recordDeployedTree} from './diff.js'
 import {lockTarget, nextId, Operation, recoverInterrupted, type Recovery} from './operation.js'
 import {emptyProof, type LiveProof, proveLiveTasks} from './prove-live.js'
 import {preflight, requirePreflight} from './preflight.js'
@@ -85,7 +86,8 @@ export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<Deploy
   try {
     await runTasks(ctx.ui, steps(tree), {})
     throwIfInterrupted(ctx)
-    await run.op?.end('ok', EXIT.ok, {changes: changeCount(run.plan!.changes)})
+    await run.op?.end('ok', EXIT.ok, {changes: changeCount(run.plan!.changes), files: fileCounts(run.plan!.changes)})
+    if (result.outcome === 'deployed' && run.op) await recordDeployedTree(ctx, run.op.opId) // for `hotctl diff`
     // Under the lock: a concurrent rollback must not lose the snapshot it is restoring.
     if (result.outcome === 'deployed' && run.op)
       result.pruned = await pruneAfter(ctx, await pinnedBackups(ctx.target, run.op.opId))
@@ -242,7 +244,11 @@ async function settleDeploy(ctx: OpContext, run: DeployRun, err: unknown): Promi
     result.restore = restore
   }
   const s = settle({targetChanged: run.targetChanged, error: err, interrupted, restore})
-  await run.op!.end(s.result, s.exitCode, {error: s.error, changes: plan ? changeCount(plan.changes) : undefined})
+  await run.op!.end(s.result, s.exitCode, {
+    error: s.error,
+    changes: plan ? changeCount(plan.changes) : undefined,
+    files: plan ? fileCounts(plan.changes) : undefined,
+  })
   return {
     ...result,
     exitCode: s.exitCode,

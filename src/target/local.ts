@@ -6,7 +6,7 @@ import type {ResolvedConfig} from '../config/resolve.js'
 import {MARKER_NAME, syncExcludes} from '../config/resolve.js'
 import type {Command} from '../config/schema.js'
 import {EXIT, HotctlError} from '../errors.js'
-import {showPath} from '../file-names.js'
+import {fsPath, showPath} from '../file-names.js'
 import {type ChangeSet, changeSetFromItemize} from '../plan/changeset.js'
 import {matchesPathOrParent, rsyncPatterns} from '../plan/patterns.js'
 import {reapGroup, stopGroup, stopOnAbort} from '../process/group.js'
@@ -14,6 +14,7 @@ import {describeRsyncExit, filesFromInput, planArgv, syncArgv} from '../rsync/ar
 import {rsyncBinary} from '../rsync/binary.js'
 import {type ItemizedChange, parseItemize} from '../rsync/itemize.js'
 import {type CommandResult, runCommand} from '../service/run-command.js'
+import type {Manifest} from '../store/manifest.js'
 import {removeExtras} from '../store/snapshot.js'
 import {statEntry, type Tree} from '../store/walk.js'
 import {LocalBackupStore} from './local-backups.js'
@@ -199,6 +200,23 @@ export class LocalTarget implements Target {
     // Only groups that still run an rsync of ours are killed: process ids get reused.
     for (const pgid of pgids) if (!(await reapGroup(pgid, '--files-from=-'))) left.push(pgid)
     return left
+  }
+
+  async liveFiles(): Promise<Manifest> {
+    // Hashes come from the stat-validated cache; nothing is saved: diff is read-only.
+    const tree = this.tree.walk()
+    const cache = this.tree.targetCache()
+    const out: Manifest = new Map()
+    for (const [rel, e] of tree.entries) {
+      if (e.type === 'file')
+        out.set(rel, {type: 'file', mode: e.mode, size: e.size, hash: cache.hash(tree.root, rel, e)})
+      else out.set(rel, {type: e.type, mode: e.mode, link: e.link})
+    }
+    return out
+  }
+
+  async readLive(rel: string): Promise<Buffer> {
+    return fs.readFileSync(fsPath(path.join(this.config.target, rel)))
   }
 
   private async rsync(
