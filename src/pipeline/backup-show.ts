@@ -44,6 +44,7 @@ export async function showBackup(ctx: OpContext, id: string): Promise<BackupShow
       hash: e.hash,
       link: e.link,
     }))
-  const {next: _next, suspect: _suspect, ...meta} = info
-  return {exitCode: 0, backup: meta, files}
+  const {time, reason, release, gitSha, files: n, bytes, added, protect, to, note} = info
+  const backup = {id, time, reason, release, gitSha, files: n, bytes, added, protect, to, note}
+  return {exitCode: 0, backup, files}
 }

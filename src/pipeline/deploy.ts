@@ -8,6 +8,7 @@ import type {ItemizedChange} from '../rsync/itemize.js'
 import type {BackupMeta} from '../state/backups.js'
 import {formatBytes} from '../ui/format.js'
 import {runTasks} from '../ui/render.js'
+import {verbose} from '../ui/verbose.js'
 import {type CheckOutcome, checksGroup} from './checks.js'
 import type {OpContext} from './context.js'
 import {recordDeployedTree} from './diff.js'
@@ -291,6 +292,7 @@ function throwIfInterrupted(ctx: OpContext): void {
 }
 
 async function gitSha(dir: string): Promise<string | null> {
+  verbose(`run: git -C ${dir} rev-parse HEAD`)
   const r = await execa('git', ['-C', dir, 'rev-parse', 'HEAD'], {reject: false})
   return r.exitCode === 0 ? String(r.stdout).trim() : null
 }

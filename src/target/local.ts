@@ -17,6 +17,7 @@ import {type CommandResult, runCommand} from '../service/run-command.js'
 import type {Manifest} from '../store/manifest.js'
 import {removeExtras} from '../store/snapshot.js'
 import {statEntry, type Tree} from '../store/walk.js'
+import {showArgv, verbose} from '../ui/verbose.js'
 import {LocalBackupStore} from './local-backups.js'
 import {localPreflight} from './local-preflight.js'
 import {LocalStateStore} from './local-state.js'
@@ -78,6 +79,7 @@ export class LocalTarget implements Target {
       excludes: rsyncPatterns([...protect, MARKER_NAME]),
       perishable: rsyncPatterns(exclude),
     })
+    verbose(`rsync (planning scan): ${showArgv([rsyncBinary(), ...argv])}`)
     const scan = execa(rsyncBinary(), argv, {reject: false, encoding: 'buffer'})
     const dst = this.tree.walk()
     const r = await scan
@@ -229,6 +231,7 @@ export class LocalTarget implements Target {
     const writes = [...changes.added, ...changes.changed]
     if (writes.length === 0) return []
     const argv = syncArgv({source, target: this.config.target, excludes: this.syncExcludes, dryRun})
+    verbose(`rsync: ${showArgv([rsyncBinary(), ...argv])} (${writes.length} paths on stdin)`)
     // Own process group, journaled: if hotctl is killed, the next run stops it before restoring.
     const sub = execa(rsyncBinary(), argv, {
       input: filesFromInput(writes),
