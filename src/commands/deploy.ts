@@ -39,14 +39,17 @@ export default class Deploy extends HotctlCommand {
     const {deploy} = await import('../pipeline/deploy.js')
     const {renderDeploy} = await import('../ui/deploy-report.js')
     const {withJunit} = await import('../report/junit.js')
-    const r = await withJunit(flags.junit, 'deploy', this.ui, () =>
-      deploy(ctx, {
-        dryRun: flags['dry-run'],
-        force: flags.force,
-        noRestart: flags['no-restart'],
-        skipChecks: flags['skip-checks'],
-        createTarget: flags['create-target'],
-      }),
+    const {withNotify} = await import('../notify/notify.js')
+    const r = await withNotify(ctx, 'deploy', () =>
+      withJunit(flags.junit, 'deploy', this.ui, () =>
+        deploy(ctx, {
+          dryRun: flags['dry-run'],
+          force: flags.force,
+          noRestart: flags['no-restart'],
+          skipChecks: flags['skip-checks'],
+          createTarget: flags['create-target'],
+        }),
+      ),
     )
     this.finish({...r}, () => renderDeploy(r, ctx.config))
   }

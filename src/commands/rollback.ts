@@ -35,7 +35,10 @@ export default class Rollback extends HotctlCommand {
     const {rollback} = await import('../pipeline/rollback.js')
     const {renderRollback} = await import('../ui/rollback-report.js')
     const {withJunit} = await import('../report/junit.js')
-    const r = await withJunit(flags.junit, 'rollback', this.ui, () => rollback(ctx, {to: flags.to}))
+    const {withNotify} = await import('../notify/notify.js')
+    const r = await withNotify(ctx, 'rollback', () =>
+      withJunit(flags.junit, 'rollback', this.ui, () => rollback(ctx, {to: flags.to})),
+    )
     this.finish({...r}, () => renderRollback(r))
   }
 }
