@@ -18,13 +18,17 @@ function words(line: string): {argv: string[]; stdoutTo?: string} {
   )
   const end = tokens.findIndex((t) => 'op' in t)
   const argv = (end === -1 ? tokens : tokens.slice(0, end)).map((t) => (t as {word: string}).word)
-  const stdoutTo = end !== -1 && (tokens[end] as {op: string}).op === '>' ? (tokens[end + 1] as {word: string}).word : undefined
+  const stdoutTo =
+    end !== -1 && (tokens[end] as {op: string}).op === '>' ? (tokens[end + 1] as {word: string}).word : undefined
   return {argv, stdoutTo}
 }
 
 /** Every `npx hotctl …` line of a list of shell scripts. */
 const hotctlLines = (scripts: string[]) =>
-  scripts.flatMap((s) => s.split('\n')).filter((l) => /\bnpx hotctl\b/.test(l)).map((l) => l.trim())
+  scripts
+    .flatMap((s) => s.split('\n'))
+    .filter((l) => /\bnpx hotctl\b/.test(l))
+    .map((l) => l.trim())
 
 /**
  * Checks an invocation against the built CLI's own command definitions: the command exists, every
@@ -152,10 +156,14 @@ describe('CI templates', {timeout: 120_000}, () => {
     fs.writeFileSync(path.join(ws.src, stdoutTo!), d.stdout)
     const result = JSON.parse(fs.readFileSync(path.join(ws.src, 'reports/deploy.json'), 'utf8'))
     expect(result.outcome).toBe('deployed')
-    expect(fs.readFileSync(path.join(ws.src, 'reports/hotctl-junit.xml'), 'utf8')).toContain('<testsuites name="hotctl deploy"')
+    expect(fs.readFileSync(path.join(ws.src, 'reports/hotctl-junit.xml'), 'utf8')).toContain(
+      '<testsuites name="hotctl deploy"',
+    )
 
     const rollbackLine = hotctlLines(wf.jobs.rollback.steps.flatMap((s: {run?: string}) => s.run ?? []))[0]!
-    const rb = words(rollbackLine).argv.slice(2).map((w) => (w === '$RELEASE' ? 'initial' : w))
+    const rb = words(rollbackLine)
+      .argv.slice(2)
+      .map((w) => (w === '$RELEASE' ? 'initial' : w))
     const r = await runCli(rb, {cwd: ws.src})
     expect(r.exitCode, r.stderr).toBe(0)
     expect(r.json.outcome).toBe('rolled-back')
