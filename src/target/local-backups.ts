@@ -100,6 +100,7 @@ export class LocalBackupStore implements BackupStore {
     return checkStore(reads, this.store, {
       wholeStore: id === undefined,
       incomplete: id === undefined ? this.index.incomplete() : [],
+      alsoUsed: id === undefined ? this.deployedObjects() : undefined,
     })
   }
 
@@ -137,6 +138,20 @@ export class LocalBackupStore implements BackupStore {
     for (const r of deployed.slice(0, -keep)) this.deployed.remove(r)
     if (removed.length === 0) return {removed, freedBytes: 0}
     return {removed, freedBytes: this.store.collectGarbage(live())}
+  }
+
+  /** Objects the recorded trees as deployed use (a record whose chunks cannot be read is skipped). */
+  private deployedObjects(): Set<string> {
+    const out = new Set<string>()
+    for (const release of this.deployed.releases()) {
+      const root = this.deployed.get(release)?.root
+      try {
+        if (root) for (const h of objectsOf([root], this.store)) out.add(h)
+      } catch {
+        // only a diff reference: never damage to a backup
+      }
+    }
+    return out
   }
 
   async files(id: string): Promise<Manifest> {
