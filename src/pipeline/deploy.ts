@@ -88,7 +88,7 @@ export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<Deploy
     await runTasks(ctx.ui, steps(tree), {})
     throwIfInterrupted(ctx)
     await run.op?.end('ok', EXIT.ok, {changes: changeCount(run.plan!.changes), files: fileCounts(run.plan!.changes)})
-    if (result.outcome === 'deployed' && run.op) await recordDeployedTree(ctx, run.op.opId) // for `hotctl diff`
+    if (result.outcome === 'deployed' && run.op) await recordDeployedTree(ctx, run.op.opId, run.targetPlan) // for `hotctl diff`
     // Under the lock: a concurrent rollback must not lose the snapshot it is restoring.
     if (result.outcome === 'deployed' && run.op)
       result.pruned = await pruneAfter(ctx, await pinnedBackups(ctx.target, run.op.opId))

@@ -4,9 +4,10 @@ import path from 'node:path'
 import {execa} from 'execa'
 import {MARKER_NAME} from '../config/resolve.js'
 import {errorMessage, usageError} from '../errors.js'
+import {showPath} from '../file-names.js'
 import {ID_PATTERN} from '../ids.js'
 import type {Manifest, ManifestEntry} from '../store/manifest.js'
-import type {Target} from '../target/target.js'
+import type {Target, TargetPlan} from '../target/target.js'
 import type {OpContext} from './context.js'
 import {catalogOf, INITIAL} from './releases.js'
 
@@ -162,13 +163,13 @@ async function unifiedPatch(d: DiffResult, a: Side, b: Side): Promise<string> {
       const x = a.files.get(e.path)
       const y = b.files.get(e.path)
       if (e.modeOnly) {
-        parts.push(`mode ${e.path}: ${x!.mode.toString(8)} → ${y!.mode.toString(8)}\n`)
+        parts.push(`mode ${showPath(e.path)}: ${x!.mode.toString(8)} → ${y!.mode.toString(8)}\n`)
         continue
       }
       const before = await contentOf(a, e.path, x)
       const after = await contentOf(b, e.path, y)
       if ((before && !isText(before)) || (after && !isText(after))) {
-        parts.push(`Binary files a/${e.path} and b/${e.path} differ\n`)
+        parts.push(`Binary files a/${showPath(e.path)} and b/${showPath(e.path)} differ\n`)
         continue
       }
       const fa = path.join(tmp, 'a')
@@ -177,7 +178,15 @@ async function unifiedPatch(d: DiffResult, a: Side, b: Side): Promise<string> {
       fs.writeFileSync(fb, after ?? '')
       const r = await execa(
         'diff',
-        ['-u', '--label', before ? `a/${e.path}` : '/dev/null', '--label', after ? `b/${e.path}` : '/dev/null', fa, fb],
+        [
+          '-u',
+          '--label',
+          before ? `a/${showPath(e.path)}` : '/dev/null',
+          '--label',
+          after ? `b/${showPath(e.path)}` : '/dev/null',
+          fa,
+          fb,
+        ],
         {reject: false, encoding: 'buffer', stripFinalNewline: false},
       )
       if (r.exitCode === 2 || r.exitCode === undefined)
@@ -203,9 +212,9 @@ async function contentOf(s: Side, rel: string, e: ManifestEntry | undefined): Pr
  * After a proven deploy: the tree as deployed, which `hotctl diff` compares live against. A
  * failure here is a warning: the deploy stands.
  */
-export async function recordDeployedTree(ctx: OpContext, release: string): Promise<void> {
+export async function recordDeployedTree(ctx: OpContext, release: string, plan?: TargetPlan): Promise<void> {
   try {
-    await ctx.target.backups.recordDeployed(release)
+    await ctx.target.backups.recordDeployed(release, plan)
   } catch (err) {
     ctx.ui.say(
       `hotctl: warning: could not record the deployed tree of ${release} for \`hotctl diff\`: ${errorMessage(err)}`,

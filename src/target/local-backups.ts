@@ -1,6 +1,6 @@
 import {spawnSync} from 'node:child_process'
 import path from 'node:path'
-import type {ResolvedConfig} from '../config/resolve.js'
+import {MARKER_NAME, type ResolvedConfig} from '../config/resolve.js'
 import {EXIT, HotctlError} from '../errors.js'
 import {type BackupMeta, BackupIndex} from '../state/backups.js'
 import {
@@ -11,7 +11,7 @@ import {
   type IntegrityReport,
   StoreChecker,
 } from '../store/integrity.js'
-import {DeployedIndex} from '../store/deployed.js'
+import {DeployedIndex, treeAfterSync} from '../store/deployed.js'
 import {describeCheck, type Manifest, type ManifestRoot, objectsOf, readManifest} from '../store/manifest.js'
 import {ObjectStore} from '../store/objects.js'
 import {applyRestore, diffAgainst, planRestore, snapshotTree} from '../store/snapshot.js'
@@ -158,8 +158,9 @@ export class LocalBackupStore implements BackupStore {
     return this.checkedBackup(id, new StoreChecker(this.store)).manifest
   }
 
-  async recordDeployed(release: string): Promise<void> {
-    const tree = this.tree.walk()
+  async recordDeployed(release: string, plan?: TargetPlan): Promise<void> {
+    const walked = plan?.walk as Tree | undefined
+    const tree = walked ? treeAfterSync(walked, plan!.changes, MARKER_NAME) : this.tree.walk()
     const cache = this.tree.targetCache()
     const snap = snapshotTree(tree, cache, this.store)
     this.store.flush()

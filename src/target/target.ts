@@ -79,8 +79,11 @@ export interface BackupStore {
   prune(keep: number, pinned: string[], opts?: {dryRun?: boolean}): Promise<{removed: string[]; freedBytes: number}>
   /** The tree backup `id` holds: path → type, mode, size, content hash, link (chunks checked). */
   files(id: string): Promise<Manifest>
-  /** Records the target tree as release `release` left it (after a proven deploy): what `hotctl diff` compares live against. */
-  recordDeployed(release: string): Promise<void>
+  /**
+   * Records the target tree as release `release` left it (after a proven deploy): what `hotctl diff`
+   * compares live against. `plan` (the deploy's) lets it look only at the paths the sync changed.
+   */
+  recordDeployed(release: string, plan?: TargetPlan): Promise<void>
   /** The tree release `release` had when it was deployed, if recorded and not pruned. */
   deployedFiles(release: string): Promise<Manifest | undefined>
   /** Content of a file listed by `files` or `deployedFiles`, by its hash (checked against it). */
