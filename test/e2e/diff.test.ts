@@ -113,6 +113,25 @@ describe('hotctl diff and backups show', {timeout: 120_000}, () => {
     expect(bad.stderr).toContain('diff: yesterday: not a tree name')
   })
 
+  it('names that are not plain text (a newline, bytes that are not UTF-8) are listed, read and patched byte-exact', async () => {
+    const ws = makeWorkspace()
+    ws.writeConfig({target: '../live', protect: ['data/', '.env']})
+    const raw = (root: string) => Buffer.concat([Buffer.from(`${root}/app/caf`), Buffer.from([0xe9, 0x2e, 0x70, 0x79])])
+    fs.writeFileSync(raw(ws.src), 'x = 1\n')
+    fs.writeFileSync(path.join(ws.src, 'app', 'line\nbreak.txt'), 'one\n')
+    const d = await runCli(['deploy'], {cwd: ws.src})
+    expect(d.exitCode, why(d)).toBe(0)
+    fs.appendFileSync(raw(ws.live), 'y = 2\n')
+    fs.appendFileSync(path.join(ws.live, 'app', 'line\nbreak.txt'), 'two\n')
+    const r = await runCli(['diff', '--json', '--patch'], {cwd: ws.src})
+    expect(r.exitCode, why(r)).toBe(0)
+    expect(paths(r.json.changed)).toEqual(['app/caf\udce9.py', 'app/line\nbreak.txt'])
+    expect(r.json.patch).toContain('--- a/"app/caf\\udce9.py"\n+++ b/"app/caf\\udce9.py"\n@@ -1 +1,2 @@\n x = 1\n+y = 2\n')
+    expect(r.json.patch).toContain('--- a/"app/line\\nbreak.txt"\n+++ b/"app/line\\nbreak.txt"\n')
+    const human = await runCli(['diff'], {cwd: ws.src})
+    expect(human.stdout).toContain('M  "app/line\\nbreak.txt"')
+  })
+
   it('refuses the default diff when nothing was deployed by hotctl, saying what to name', async () => {
     const ws = makeWorkspace()
     ws.writeConfig({target: '../live', protect: ['data/', '.env']})
