@@ -206,9 +206,12 @@ function common(
   }
 }
 
-/** Webhook header values are secrets (tokens), written literally or not: masked in all output. */
+/**
+ * Webhook URLs (a Slack webhook's path is its credential) and header values (tokens) are secrets,
+ * written literally or not: masked in all output.
+ */
 function notifySpecs(hooks: NotifySpec[]): NotifySpec[] {
-  for (const h of hooks) for (const v of Object.values(h.headers)) registerSecret(v)
+  for (const h of hooks) for (const v of [h.url, ...Object.values(h.headers)]) registerSecret(v)
   return hooks
 }
 

@@ -31,9 +31,9 @@ export async function runCommand(
   cmd: Command,
   opts: {cwd: string; env?: Record<string, string>; signal?: AbortSignal; timeoutMs?: number; tailLines?: number},
 ): Promise<CommandResult> {
+  verbose(`run: ${typeof cmd === 'string' ? `sh -c ${showArgv([cmd])}` : showArgv(cmd.argv)} (in ${opts.cwd})`)
   // Its own process group (detached), so an interrupt or timeout stops the whole command — a
   // shell's children included — instead of waiting for them to let go of the output pipe.
-  verbose(`run: ${typeof cmd === 'string' ? `sh -c ${showArgv([cmd])}` : showArgv(cmd.argv)} (in ${opts.cwd})`)
   const common = {cwd: opts.cwd, env: opts.env, reject: false, all: true, detached: true, stdin: 'ignore'} as const
   const sub =
     typeof cmd === 'string' ? execa(cmd, {...common, shell: true}) : execa(cmd.argv[0]!, cmd.argv.slice(1), common)

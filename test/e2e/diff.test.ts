@@ -126,7 +126,9 @@ describe('hotctl diff and backups show', {timeout: 120_000}, () => {
     const r = await runCli(['diff', '--json', '--patch'], {cwd: ws.src})
     expect(r.exitCode, why(r)).toBe(0)
     expect(paths(r.json.changed)).toEqual(['app/caf\udce9.py', 'app/line\nbreak.txt'])
-    expect(r.json.patch).toContain('--- a/"app/caf\\udce9.py"\n+++ b/"app/caf\\udce9.py"\n@@ -1 +1,2 @@\n x = 1\n+y = 2\n')
+    expect(r.json.patch).toContain(
+      '--- a/"app/caf\\udce9.py"\n+++ b/"app/caf\\udce9.py"\n@@ -1 +1,2 @@\n x = 1\n+y = 2\n',
+    )
     expect(r.json.patch).toContain('--- a/"app/line\\nbreak.txt"\n+++ b/"app/line\\nbreak.txt"\n')
     const human = await runCli(['diff'], {cwd: ws.src})
     expect(human.stdout).toContain('M  "app/line\\nbreak.txt"')

@@ -126,8 +126,11 @@ describe('notify: webhooks', {timeout: 120_000}, () => {
       // Failing checks throw before the operation: still a `failure` notification, exit code kept.
       hook.got.length = 0
       ws.writeConfig({...serviceConfig(svc), checks: {lint: 'exit 1'}, notify})
-      const d3 = await runCli(['deploy'], {cwd: ws.src, env})
+      const d3 = await runCli(['deploy', '--verbose'], {cwd: ws.src, env})
       expect(d3.exitCode, why(d3)).toBe(1)
+      // A webhook's URL is a secret too (a Slack webhook's path is its credential).
+      expect(d3.stderr).toMatch(/\[verbose\] HTTP POST \*\*\* \{content-type: application\/json, Authorization: \*\*\*/)
+      expect(d3.stderr).not.toContain(`${hook.base}/all`)
       expect(hook.got.map((g) => [g.path, g.body.event, g.body.exitCode]).sort()).toEqual([
         ['/all', 'failure', 1],
         ['/failures', 'failure', 1],
