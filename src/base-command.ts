@@ -5,6 +5,7 @@ import {InterruptReason} from './interrupt.js'
 import type {OpContext} from './pipeline/context.js'
 import {redact, redactValue} from './secrets.js'
 import {createUi, type Ui} from './ui/ui.js'
+import {setVerbose} from './ui/verbose.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<
   (typeof HotctlCommand)['baseFlags'] & T['flags']
@@ -19,6 +20,11 @@ export abstract class HotctlCommand extends Command {
     json: Flags.boolean({
       description: 'Print exactly one JSON object on stdout (errors too); progress goes to stderr.',
       default: false,
+    }),
+    verbose: Flags.boolean({
+      description: 'Show each command run, the rsync argv and each HTTP request on stderr (secrets masked).',
+      default: false,
+      helpGroup: 'GLOBAL',
     }),
     config: Flags.string({
       char: 'c',
@@ -38,6 +44,7 @@ export abstract class HotctlCommand extends Command {
   async init(): Promise<void> {
     await super.init()
     this.ui = createUi(this.jsonMode)
+    setVerbose(this.argv.includes('--verbose'))
   }
 
   /** Loads the config and opens the target; interrupts (SIGINT/SIGTERM) abort `signal`. */

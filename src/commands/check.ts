@@ -9,6 +9,10 @@ export default class Check extends HotctlCommand {
     'anything fails, 2 on a config error.'
   static examples = ['<%= config.bin %> check', '<%= config.bin %> check --skip-checks --json']
   static flags = {
+    junit: Flags.string({
+      helpValue: 'FILE',
+      description: 'Write the checks and smoke tests as JUnit XML to FILE (GitHub, GitLab and Jenkins test reports).',
+    }),
     'skip-checks': Flags.boolean({description: 'Only validate the config and preflight.', default: false}),
     'create-target': Flags.boolean({
       description: 'A missing target is fine: `deploy --create-target` will create it.',
@@ -21,13 +25,16 @@ export default class Check extends HotctlCommand {
     const ctx = await this.openContext(flags.config)
     const {check} = await import('../pipeline/checks.js')
     const {renderCheck, renderPreflight} = await import('../ui/check-report.js')
-    const r = await check(ctx, {
-      skipChecks: flags['skip-checks'],
-      createTarget: flags['create-target'],
-      onPreflight: (items) => {
-        if (items.length > 0) this.ui.say(renderPreflight(items))
-      },
-    })
+    const {withJunit} = await import('../report/junit.js')
+    const r = await withJunit(flags.junit, 'check', this.ui, () =>
+      check(ctx, {
+        skipChecks: flags['skip-checks'],
+        createTarget: flags['create-target'],
+        onPreflight: (items) => {
+          if (items.length > 0) this.ui.say(renderPreflight(items))
+        },
+      }),
+    )
     this.finish({...r}, () => renderCheck(r))
   }
 }

@@ -22,6 +22,10 @@ export default class Deploy extends HotctlCommand {
       description: 'Deploy even when nothing changed (re-writes the marker, reloads, smoke-tests).',
       default: false,
     }),
+    junit: Flags.string({
+      helpValue: 'FILE',
+      description: 'Write the checks and smoke tests as JUnit XML to FILE (GitHub, GitLab and Jenkins test reports).',
+    }),
     'skip-checks': Flags.boolean({description: 'Do not run the configured checks.', default: false}),
     'create-target': Flags.boolean({
       description: 'Create the target directory if it does not exist (otherwise a missing target is an error).',
@@ -34,13 +38,19 @@ export default class Deploy extends HotctlCommand {
     const ctx = await this.openContext(flags.config)
     const {deploy} = await import('../pipeline/deploy.js')
     const {renderDeploy} = await import('../ui/deploy-report.js')
-    const r = await deploy(ctx, {
-      dryRun: flags['dry-run'],
-      force: flags.force,
-      noRestart: flags['no-restart'],
-      skipChecks: flags['skip-checks'],
-      createTarget: flags['create-target'],
-    })
+    const {withJunit} = await import('../report/junit.js')
+    const {withNotify} = await import('../notify/notify.js')
+    const r = await withNotify(ctx, 'deploy', () =>
+      withJunit(flags.junit, 'deploy', this.ui, () =>
+        deploy(ctx, {
+          dryRun: flags['dry-run'],
+          force: flags.force,
+          noRestart: flags['no-restart'],
+          skipChecks: flags['skip-checks'],
+          createTarget: flags['create-target'],
+        }),
+      ),
+    )
     this.finish({...r}, () => renderDeploy(r, ctx.config))
   }
 }

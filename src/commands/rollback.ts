@@ -17,6 +17,10 @@ export default class Rollback extends HotctlCommand {
     {description: 'Back to the tree from before hotctl took over', command: '<%= config.bin %> rollback --to initial'},
   ]
   static flags = {
+    junit: Flags.string({
+      helpValue: 'FILE',
+      description: 'Write the checks and smoke tests as JUnit XML to FILE (GitHub, GitLab and Jenkins test reports).',
+    }),
     to: Flags.string({
       helpValue: 'RELEASE',
       description:
@@ -30,7 +34,11 @@ export default class Rollback extends HotctlCommand {
     const ctx = await this.openContext(flags.config)
     const {rollback} = await import('../pipeline/rollback.js')
     const {renderRollback} = await import('../ui/rollback-report.js')
-    const r = await rollback(ctx, {to: flags.to})
+    const {withJunit} = await import('../report/junit.js')
+    const {withNotify} = await import('../notify/notify.js')
+    const r = await withNotify(ctx, 'rollback', () =>
+      withJunit(flags.junit, 'rollback', this.ui, () => rollback(ctx, {to: flags.to})),
+    )
     this.finish({...r}, () => renderRollback(r))
   }
 }

@@ -2,7 +2,17 @@ import path from 'node:path'
 import {usageError} from '../errors.js'
 import {rsyncPatterns} from '../plan/patterns.js'
 import {parseDuration} from '../durations.js'
-import type {Command, HostEntry, ParsedConfig, RunsOn, SmokeSpec, StatusSpec, TriggerSpec} from './schema.js'
+import {registerSecret} from '../secrets.js'
+import type {
+  Command,
+  HostEntry,
+  NotifySpec,
+  ParsedConfig,
+  RunsOn,
+  SmokeSpec,
+  StatusSpec,
+  TriggerSpec,
+} from './schema.js'
 
 export const MARKER_NAME = '.hotctl-release.json'
 
@@ -73,6 +83,8 @@ export interface ResolvedConfig {
   restartOn?: RunsOn
   requireRestart: string[]
   smoke: SmokeSpec[]
+  /** Webhooks told each deploy's and rollback's outcome. */
+  notify: NotifySpec[]
 }
 
 export function resolveConfig(parsed: ParsedConfig, file: string): ResolvedConfig {
@@ -190,7 +202,17 @@ function common(
     restartOn,
     requireRestart,
     smoke: parsed.smoke,
+    notify: notifySpecs(parsed.notify),
   }
+}
+
+/**
+ * Webhook URLs (a Slack webhook's path is its credential) and header values (tokens) are secrets,
+ * written literally or not: masked in all output.
+ */
+function notifySpecs(hooks: NotifySpec[]): NotifySpec[] {
+  for (const h of hooks) for (const v of [h.url, ...Object.values(h.headers)]) registerSecret(v)
+  return hooks
 }
 
 function isInside(child: string, parent: string): boolean {

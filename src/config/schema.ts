@@ -107,6 +107,22 @@ const smokeCommand = z
   })
   .strict()
 
+/** The outcomes a webhook can be told about. */
+export const NOTIFY_EVENTS = ['success', 'failure', 'restored', 'attention'] as const
+
+/** A webhook told about deploy and rollback outcomes (header values are secrets: never printed). */
+const notifyHook = z
+  .object({
+    url: z.url(),
+    on: z
+      .array(z.enum(NOTIFY_EVENTS))
+      .min(1)
+      .default([...NOTIFY_EVENTS]),
+    headers: z.record(z.string(), z.string()).default({}),
+    timeout: duration.default('10s'),
+  })
+  .strict()
+
 /** A host of a fleet: `user@host[:port]`, or an object with per-host vars for `${host.vars.X}`. */
 const hostEntry = z.union([
   z.string().min(1).describe('user@host[:port]'),
@@ -149,6 +165,7 @@ export const configSchema = z
     // A single service (trigger/status), or a list of services serving one tree: each is triggered and must report the release.
     reload: z.union([reload, z.array(service.extend({name: z.string()}))]).optional(),
     smoke: z.array(z.union([smokeHttp, smokeCommand])).default([]),
+    notify: z.array(notifyHook).default([]).describe('Webhooks told the outcome of each deploy and rollback'),
     hosts: z.array(hostEntry).min(1).optional().describe('Fleet: hosts that each hold `target` (a path)'),
     inventory: z.string().optional().describe('Fleet: an Ansible inventory file (INI or YAML)'),
     group: z.string().optional().describe('Fleet: the inventory group (default: all)'),
@@ -177,3 +194,5 @@ export type SmokeSpec = z.output<typeof smokeHttp> | z.output<typeof smokeComman
 export type SmokeHttpSpec = z.output<typeof smokeHttp>
 export type HostEntry = z.output<typeof hostEntry>
 export type RunsOn = z.output<typeof runsOn>
+export type NotifySpec = z.output<typeof notifyHook>
+export type NotifyEvent = (typeof NOTIFY_EVENTS)[number]

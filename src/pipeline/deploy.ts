@@ -1,15 +1,17 @@
 import {execa} from 'execa'
 import {errorMessage, EXIT, HotctlError} from '../errors.js'
 import {showPath} from '../file-names.js'
-import {type ChangeSet, changeCount} from '../plan/changeset.js'
+import {type ChangeSet, changeCount, fileCounts} from '../plan/changeset.js'
 import {type DeployPlan, planDeploy} from '../plan/deploy-plan.js'
 import type {TargetPlan} from '../target/target.js'
 import type {ItemizedChange} from '../rsync/itemize.js'
 import type {BackupMeta} from '../state/backups.js'
 import {formatBytes} from '../ui/format.js'
 import {runTasks} from '../ui/render.js'
+import {verbose} from '../ui/verbose.js'
 import {type CheckOutcome, checksGroup} from './checks.js'
 import type {OpContext} from './context.js'
+import {recordDeployedTree} from './diff.js'
 import {lockTarget, nextId, Operation, recoverInterrupted, type Recovery} from './operation.js'
 import {emptyProof, type LiveProof, proveLiveTasks} from './prove-live.js'
 import {preflight, requirePreflight} from './preflight.js'
@@ -85,7 +87,8 @@ export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<Deploy
   try {
     await runTasks(ctx.ui, steps(tree), {})
     throwIfInterrupted(ctx)
-    await run.op?.end('ok', EXIT.ok, {changes: changeCount(run.plan!.changes)})
+    await run.op?.end('ok', EXIT.ok, {changes: changeCount(run.plan!.changes), files: fileCounts(run.plan!.changes)})
+    if (result.outcome === 'deployed' && run.op) await recordDeployedTree(ctx, run.op.opId, run.targetPlan) // for `hotctl diff`
     // Under the lock: a concurrent rollback must not lose the snapshot it is restoring.
     if (result.outcome === 'deployed' && run.op)
       result.pruned = await pruneAfter(ctx, await pinnedBackups(ctx.target, run.op.opId))
@@ -242,7 +245,11 @@ async function settleDeploy(ctx: OpContext, run: DeployRun, err: unknown): Promi
     result.restore = restore
   }
   const s = settle({targetChanged: run.targetChanged, error: err, interrupted, restore})
-  await run.op!.end(s.result, s.exitCode, {error: s.error, changes: plan ? changeCount(plan.changes) : undefined})
+  await run.op!.end(s.result, s.exitCode, {
+    error: s.error,
+    changes: plan ? changeCount(plan.changes) : undefined,
+    files: plan ? fileCounts(plan.changes) : undefined,
+  })
   return {
     ...result,
     exitCode: s.exitCode,
@@ -285,6 +292,7 @@ function throwIfInterrupted(ctx: OpContext): void {
 }
 
 async function gitSha(dir: string): Promise<string | null> {
+  verbose(`run: git -C ${dir} rev-parse HEAD`)
   const r = await execa('git', ['-C', dir, 'rev-parse', 'HEAD'], {reject: false})
   return r.exitCode === 0 ? String(r.stdout).trim() : null
 }

@@ -1,6 +1,13 @@
 import {EXIT, HotctlError} from '../errors.js'
 import {newId} from '../ids.js'
-import {interruptedOperation, operations, type OpResult, type Phase, TARGET_CHANGING} from '../state/journal.js'
+import {
+  type FileCounts,
+  interruptedOperation,
+  operations,
+  type OpResult,
+  type Phase,
+  TARGET_CHANGING,
+} from '../state/journal.js'
 import {describeOwner} from '../state/lock.js'
 import type {OpContext} from './context.js'
 import {restoreAndProve, type RestoreOutcome} from './restore.js'
@@ -48,7 +55,7 @@ export class Operation {
   async end(
     result: OpResult,
     exitCode: number,
-    extra: {error?: string; changes?: number; recovered?: string} = {},
+    extra: {error?: string; changes?: number; files?: FileCounts; recovered?: string} = {},
   ): Promise<void> {
     if (this.ended) return
     this.ended = true

@@ -7,12 +7,23 @@ import {lockTarget} from './operation.js'
 export interface PruneResult {
   exitCode: number
   keep: number
+  /** Under --dry-run: what would be removed and freed; nothing was. */
+  dryRun?: boolean
   removed: string[]
+  /** --dry-run: each backup that would go, with the release it holds. */
+  wouldRemove?: {id: string; time: string; release: string | null}[]
   freedBytes: number
 }
 
 /** `hotctl backups prune`: under the lock, drop backups beyond the newest `keep` (never a pinned one). */
-export async function pruneBackups(ctx: OpContext, keep: number): Promise<PruneResult> {
+export async function pruneBackups(ctx: OpContext, keep: number, opts: {dryRun?: boolean} = {}): Promise<PruneResult> {
+  if (opts.dryRun) {
+    // Read-only: no lock taken, nothing removed.
+    const r = await ctx.target.backups.prune(keep, await pinnedBackups(ctx.target), {dryRun: true})
+    const metas = new Map((await ctx.target.backups.list()).map((b) => [b.id, b]))
+    const wouldRemove = r.removed.map((id) => ({id, time: metas.get(id)!.time, release: metas.get(id)!.release}))
+    return {exitCode: EXIT.ok, keep, dryRun: true, ...r, wouldRemove}
+  }
   const unlock = await lockTarget(ctx, `hotctl ${process.argv.slice(2).join(' ')}`)
   try {
     return {exitCode: EXIT.ok, keep, ...(await ctx.target.backups.prune(keep, await pinnedBackups(ctx.target)))}

@@ -51,7 +51,8 @@ export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<Rol
     await runTasks(ctx.ui, steps(rollbackSteps(ctx, opts, run)), {})
     if (ctx.signal.aborted) throw new HotctlError('interrupted', EXIT.interrupted)
     if (run.op) {
-      await run.op.end('ok', EXIT.ok)
+      // A restore writes and removes: written files count as changed (added ones among them).
+      await run.op.end('ok', EXIT.ok, {files: {added: 0, changed: result.written ?? 0, deleted: result.removed ?? 0}})
       await pruneAfter(ctx, [...(await pinnedBackups(ctx.target, run.undo)), run.choice!.snapshot!])
       result.undoWith = await catalogOf(ctx.target).then(
         (c) => undoCommand(c, result.from),

@@ -9,6 +9,13 @@ export interface ChangeSet {
 
 export const changeCount = (c: ChangeSet) => c.added.length + c.changed.length + c.deleted.length
 
+/** Files added, changed and deleted: what the journal and `hotctl log` record. */
+export const fileCounts = (c: ChangeSet) => ({
+  added: c.added.length,
+  changed: c.changed.length,
+  deleted: c.deleted.length,
+})
+
 /**
  * rsync's dry-run itemization (size/mtime/perms quick check) → the change set. Where only the
  * mtime differs, `sameContent` decides (hashes, cached by stat), so a fresh clone of the live tree —

@@ -1,4 +1,5 @@
 import {redact} from '../secrets.js'
+import {showHeaders, verbose} from '../ui/verbose.js'
 
 export interface HttpResult {
   status: number
@@ -55,6 +56,9 @@ export async function request(
     if (opts.signal?.aborted) throw new NoAnswerError('interrupted', 'interrupted')
     try {
       const signals = [AbortSignal.timeout(req.timeoutMs), ...(opts.signal ? [opts.signal] : [])]
+      verbose(
+        `HTTP ${req.method} ${req.url}${showHeaders(req.headers)}${req.body ? ` (${req.body.length} byte body)` : ''}`,
+      )
       const res = await fetch(req.url, {
         method: req.method,
         headers: req.headers,
@@ -69,10 +73,12 @@ export async function request(
         json = undefined
       }
       last = {status: res.status, text, json}
+      verbose(`HTTP ${req.method} ${req.url} → ${res.status} (${text.length} bytes)`)
       if (res.status < 500 && !(opts.retryOn ?? []).includes(res.status)) return last
     } catch (err) {
       const timedOut = (err as Error).name === 'TimeoutError'
       reason = timedOut ? 'timeout' : opts.signal?.aborted ? 'interrupted' : 'refused'
+      verbose(`HTTP ${req.method} ${req.url} → no answer (${(err as Error).message})`)
       lastError = timedOut
         ? `no answer within ${req.timeoutMs} ms`
         : ((err as Error & {cause?: Error}).cause?.message ?? (err as Error).message)

@@ -2,6 +2,7 @@ import {execa} from 'execa'
 import type {Command} from '../config/schema.js'
 import {stopGroup, stopOnAbort} from '../process/group.js'
 import {redact} from '../secrets.js'
+import {showArgv, verbose} from '../ui/verbose.js'
 
 export interface CommandResult {
   ok: boolean
@@ -30,6 +31,7 @@ export async function runCommand(
   cmd: Command,
   opts: {cwd: string; env?: Record<string, string>; signal?: AbortSignal; timeoutMs?: number; tailLines?: number},
 ): Promise<CommandResult> {
+  verbose(`run: ${typeof cmd === 'string' ? `sh -c ${showArgv([cmd])}` : showArgv(cmd.argv)} (in ${opts.cwd})`)
   // Its own process group (detached), so an interrupt or timeout stops the whole command — a
   // shell's children included — instead of waiting for them to let go of the output pipe.
   const common = {cwd: opts.cwd, env: opts.env, reject: false, all: true, detached: true, stdin: 'ignore'} as const
@@ -49,6 +51,7 @@ export async function runCommand(
   const r = await sub
   clearTimeout(timer)
   dispose()
+  verbose(`run: ${describeCommand(cmd)} → ${timedOut ? 'timed out' : canceled ? 'stopped' : `exit ${r.exitCode}`}`)
   const lines = String(r.all ?? '')
     .trimEnd()
     .split('\n')

@@ -34,8 +34,16 @@ export type JournalEvent =
       durationMs: number
       error?: string
       changes?: number
+      /** Files the operation added, changed and deleted in the target (`hotctl log`). */
+      files?: FileCounts
       recovered?: string
     }
+
+export interface FileCounts {
+  added: number
+  changed: number
+  deleted: number
+}
 
 /** Phases from `sync` on may have changed the target. */
 export type Phase =

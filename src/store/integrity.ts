@@ -207,12 +207,13 @@ export interface IntegrityReport {
 export function checkStore(
   reads: MetaRead[],
   store: ObjectStore,
-  opts: {wholeStore: boolean; incomplete?: string[]},
+  opts: {wholeStore: boolean; incomplete?: string[]; alsoUsed?: Set<string>},
 ): IntegrityReport {
   const checker = new StoreChecker(store)
   const damage: Damage[] = []
   const backups: IntegrityReport['backups'] = []
-  const used = new Set<string>()
+  // Objects of other trees kept in the store (the trees as deployed, for `hotctl diff`) are used too.
+  const used = new Set<string>(opts.alsoUsed)
   for (const read of reads) {
     const b = checkBackup(read.id, read, checker)
     if (b.meta) for (const hash of Object.values(b.meta.root)) used.add(hash)

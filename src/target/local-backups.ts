@@ -1,6 +1,6 @@
 import {spawnSync} from 'node:child_process'
 import path from 'node:path'
-import type {ResolvedConfig} from '../config/resolve.js'
+import {MARKER_NAME, type ResolvedConfig} from '../config/resolve.js'
 import {EXIT, HotctlError} from '../errors.js'
 import {type BackupMeta, BackupIndex} from '../state/backups.js'
 import {
@@ -11,7 +11,8 @@ import {
   type IntegrityReport,
   StoreChecker,
 } from '../store/integrity.js'
-import {type Manifest, objectsOf} from '../store/manifest.js'
+import {DeployedIndex, treeAfterSync} from '../store/deployed.js'
+import {describeCheck, type Manifest, type ManifestRoot, objectsOf, readManifest} from '../store/manifest.js'
 import {ObjectStore} from '../store/objects.js'
 import {applyRestore, diffAgainst, planRestore, snapshotTree} from '../store/snapshot.js'
 import type {Tree} from '../store/walk.js'
@@ -25,12 +26,14 @@ import type {BackupStore, TargetPlan} from './target.js'
 export class LocalBackupStore implements BackupStore {
   private readonly store: ObjectStore
   private readonly index: BackupIndex
+  private readonly deployed: DeployedIndex
   private readonly config: ResolvedConfig
 
   constructor(private readonly tree: LocalTree) {
     this.config = tree.config
     this.store = new ObjectStore(path.join(this.config.stateDir, 'objects'))
     this.index = new BackupIndex(path.join(this.config.stateDir, 'backups'))
+    this.deployed = new DeployedIndex(path.join(this.config.stateDir, 'deployed'))
   }
 
   async list(): Promise<BackupMeta[]> {
@@ -97,21 +100,83 @@ export class LocalBackupStore implements BackupStore {
     return checkStore(reads, this.store, {
       wholeStore: id === undefined,
       incomplete: id === undefined ? this.index.incomplete() : [],
+      alsoUsed: id === undefined ? this.deployedObjects() : undefined,
     })
   }
 
-  async prune(keep: number, pinned: string[]): Promise<{removed: string[]; freedBytes: number}> {
+  async prune(
+    keep: number,
+    pinned: string[],
+    opts: {dryRun?: boolean} = {},
+  ): Promise<{removed: string[]; freedBytes: number}> {
     const all = this.index.list()
     const kept = new Set(all.slice(-keep).map((b) => b.id))
     for (const id of pinned) kept.add(id)
     const removed = all.filter((b) => !kept.has(b.id)).map((b) => b.id)
+    // Trees as deployed (hotctl diff) of the newest `keep` releases stay, with the content they use.
+    const deployed = this.deployed.releases()
+    const keptDeployed = deployed.slice(-keep)
+    const live = () =>
+      objectsOf(
+        [
+          ...all.filter((b) => kept.has(b.id)).map((b) => b.root),
+          ...keptDeployed.flatMap((r): ManifestRoot[] => {
+            const root = this.deployed.get(r)?.root
+            return root ? [root] : []
+          }),
+        ],
+        this.store,
+      )
+    if (opts.dryRun) {
+      if (removed.length === 0) return {removed, freedBytes: 0}
+      const keepObjects = live()
+      let freedBytes = 0
+      for (const [hash, size] of this.store.scan().objects) if (!keepObjects.has(hash)) freedBytes += size
+      return {removed, freedBytes}
+    }
     for (const id of removed) this.index.remove(id)
+    for (const r of deployed.slice(0, -keep)) this.deployed.remove(r)
     if (removed.length === 0) return {removed, freedBytes: 0}
-    const live = objectsOf(
-      all.filter((b) => kept.has(b.id)).map((b) => b.root),
-      this.store,
-    )
-    return {removed, freedBytes: this.store.collectGarbage(live)}
+    return {removed, freedBytes: this.store.collectGarbage(live())}
+  }
+
+  /** Objects the recorded trees as deployed use (a record whose chunks cannot be read is skipped). */
+  private deployedObjects(): Set<string> {
+    const out = new Set<string>()
+    for (const release of this.deployed.releases()) {
+      const root = this.deployed.get(release)?.root
+      try {
+        if (root) for (const h of objectsOf([root], this.store)) out.add(h)
+      } catch {
+        // only a diff reference: never damage to a backup
+      }
+    }
+    return out
+  }
+
+  async files(id: string): Promise<Manifest> {
+    return this.checkedBackup(id, new StoreChecker(this.store)).manifest
+  }
+
+  async recordDeployed(release: string, plan?: TargetPlan): Promise<void> {
+    const walked = plan?.walk as Tree | undefined
+    const tree = walked ? treeAfterSync(walked, plan!.changes, MARKER_NAME) : this.tree.walk()
+    const cache = this.tree.targetCache()
+    const snap = snapshotTree(tree, cache, this.store)
+    this.store.flush()
+    cache.save(tree)
+    this.deployed.write({release, time: new Date().toISOString(), root: snap.root})
+  }
+
+  async deployedFiles(release: string): Promise<Manifest | undefined> {
+    const record = this.deployed.get(release)
+    return record ? readManifest(record.root, this.store) : undefined
+  }
+
+  async content(hash: string): Promise<Buffer> {
+    const {data, check} = this.store.readChecked(hash)
+    if (!data) throw new Error(`object ${hash} ${describeCheck(check)}`)
+    return data
   }
 
   /** A backup's metadata and manifest, every chunk checked against its hash; throws when damaged. */

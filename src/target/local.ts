@@ -6,7 +6,7 @@ import type {ResolvedConfig} from '../config/resolve.js'
 import {MARKER_NAME, syncExcludes} from '../config/resolve.js'
 import type {Command} from '../config/schema.js'
 import {EXIT, HotctlError} from '../errors.js'
-import {showPath} from '../file-names.js'
+import {fsPath, showPath} from '../file-names.js'
 import {type ChangeSet, changeSetFromItemize} from '../plan/changeset.js'
 import {matchesPathOrParent, rsyncPatterns} from '../plan/patterns.js'
 import {reapGroup, stopGroup, stopOnAbort} from '../process/group.js'
@@ -14,8 +14,10 @@ import {describeRsyncExit, filesFromInput, planArgv, syncArgv} from '../rsync/ar
 import {rsyncBinary} from '../rsync/binary.js'
 import {type ItemizedChange, parseItemize} from '../rsync/itemize.js'
 import {type CommandResult, runCommand} from '../service/run-command.js'
+import type {Manifest} from '../store/manifest.js'
 import {removeExtras} from '../store/snapshot.js'
 import {statEntry, type Tree} from '../store/walk.js'
+import {showArgv, verbose} from '../ui/verbose.js'
 import {LocalBackupStore} from './local-backups.js'
 import {localPreflight} from './local-preflight.js'
 import {LocalStateStore} from './local-state.js'
@@ -77,6 +79,7 @@ export class LocalTarget implements Target {
       excludes: rsyncPatterns([...protect, MARKER_NAME]),
       perishable: rsyncPatterns(exclude),
     })
+    verbose(`rsync (planning scan): ${showArgv([rsyncBinary(), ...argv])}`)
     const scan = execa(rsyncBinary(), argv, {reject: false, encoding: 'buffer'})
     const dst = this.tree.walk()
     const r = await scan
@@ -201,6 +204,23 @@ export class LocalTarget implements Target {
     return left
   }
 
+  async liveFiles(): Promise<Manifest> {
+    // Hashes come from the stat-validated cache; nothing is saved: diff is read-only.
+    const tree = this.tree.walk()
+    const cache = this.tree.targetCache()
+    const out: Manifest = new Map()
+    for (const [rel, e] of tree.entries) {
+      if (e.type === 'file')
+        out.set(rel, {type: 'file', mode: e.mode, size: e.size, hash: cache.hash(tree.root, rel, e)})
+      else out.set(rel, {type: e.type, mode: e.mode, link: e.link})
+    }
+    return out
+  }
+
+  async readLive(rel: string): Promise<Buffer> {
+    return fs.readFileSync(fsPath(path.join(this.config.target, rel)))
+  }
+
   private async rsync(
     source: string,
     changes: ChangeSet,
@@ -211,6 +231,7 @@ export class LocalTarget implements Target {
     const writes = [...changes.added, ...changes.changed]
     if (writes.length === 0) return []
     const argv = syncArgv({source, target: this.config.target, excludes: this.syncExcludes, dryRun})
+    verbose(`rsync: ${showArgv([rsyncBinary(), ...argv])} (${writes.length} paths on stdin)`)
     // Own process group, journaled: if hotctl is killed, the next run stops it before restoring.
     const sub = execa(rsyncBinary(), argv, {
       input: filesFromInput(writes),

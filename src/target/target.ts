@@ -6,6 +6,7 @@ import type {BackupMeta} from '../state/backups.js'
 import type {JournalEvent} from '../state/journal.js'
 import type {LockOwner} from '../state/lock.js'
 import type {IntegrityReport} from '../store/integrity.js'
+import type {Manifest} from '../store/manifest.js'
 
 /** The file hotctl writes into the target so the service can report which release it loaded. */
 export interface ReleaseMarker {
@@ -74,7 +75,19 @@ export interface BackupStore {
   verify(id: string): Promise<string[]>
   /** Full integrity check of backup `id`, or of every backup and the store. Read-only. */
   check(id?: string): Promise<IntegrityReport>
-  prune(keep: number, pinned: string[]): Promise<{removed: string[]; freedBytes: number}>
+  /** `dryRun`: what would go and the bytes it would free, nothing removed. */
+  prune(keep: number, pinned: string[], opts?: {dryRun?: boolean}): Promise<{removed: string[]; freedBytes: number}>
+  /** The tree backup `id` holds: path → type, mode, size, content hash, link (chunks checked). */
+  files(id: string): Promise<Manifest>
+  /**
+   * Records the target tree as release `release` left it (after a proven deploy): what `hotctl diff`
+   * compares live against. `plan` (the deploy's) lets it look only at the paths the sync changed.
+   */
+  recordDeployed(release: string, plan?: TargetPlan): Promise<void>
+  /** The tree release `release` had when it was deployed, if recorded and not pruned. */
+  deployedFiles(release: string): Promise<Manifest | undefined>
+  /** Content of a file listed by `files` or `deployedFiles`, by its hash (checked against it). */
+  content(hash: string): Promise<Buffer>
 }
 
 /**
@@ -117,4 +130,8 @@ export interface Target {
    * events). Resolves to the groups still running.
    */
   reapChildren(pgids: number[]): Promise<number[]>
+  /** The live tree now, as a backup would list it (protected and excluded paths left out). Read-only. */
+  liveFiles(): Promise<Manifest>
+  /** A live file's content (`rel` as `liveFiles` lists it). */
+  readLive(rel: string): Promise<Buffer>
 }

@@ -1,3 +1,4 @@
+import crypto from 'node:crypto'
 import os from 'node:os'
 import {MARKER_NAME, type ResolvedConfig} from '../../src/config/resolve.js'
 import type {Command} from '../../src/config/schema.js'
@@ -12,6 +13,7 @@ import type {BackupMeta} from '../../src/state/backups.js'
 import type {JournalEvent} from '../../src/state/journal.js'
 import {describeOwner, type LockOwner} from '../../src/state/lock.js'
 import {BackupDamagedError, type Damage, type IntegrityReport} from '../../src/store/integrity.js'
+import type {Manifest} from '../../src/store/manifest.js'
 import type {
   BackupStore,
   PreflightItem,
@@ -147,7 +149,32 @@ export class FakeTarget implements Target {
         this.step('verify', [id], () => [...diffTrees(this.backupTree(id), this.files), ...this.verifyDiffers]),
       check: (id) => this.step('check', [id], () => this.check(id)),
       prune: (keep, pinned) => this.step('prune', [keep, pinned], () => this.prune(keep, pinned)),
+      files: async (id) => manifestOf(this.backupTree(id)),
+      recordDeployed: async (release) => void this.deployed.set(release, copyTree(this.files)),
+      deployedFiles: async (release) => {
+        const t = this.deployed.get(release)
+        return t ? manifestOf(t) : undefined
+      },
+      content: async (hash) => {
+        const trees = [this.files, ...this.deployed.values(), ...[...this.backupStore.values()].map((b) => b.tree)]
+        const f = trees.flatMap((t) => [...t.values()]).find((x) => sha256(x.content) === hash)
+        if (!f) throw new Error(`object ${hash} is missing`)
+        return Buffer.from(f.content)
+      },
     }
+  }
+
+  /** Trees recorded by `recordDeployed`, by release. */
+  readonly deployed = new Map<string, Tree>()
+
+  async liveFiles(): Promise<Manifest> {
+    return manifestOf(this.files)
+  }
+
+  async readLive(rel: string): Promise<Buffer> {
+    const f = this.files.get(rel)
+    if (!f) throw new Error(`ENOENT: ${rel}`)
+    return Buffer.from(f.content)
   }
 
   // ---- failure injection ----
@@ -465,6 +492,17 @@ const metadataDamage = (id: string): Damage => ({
 export function treeOf(files: Record<string, string>): Tree {
   return new Map(Object.entries(files).map(([p, content]) => [p, {content, mode: 0o644}]))
 }
+
+const sha256 = (s: string) => crypto.createHash('sha256').update(s).digest('hex')
+
+/** A fake tree as a backup lists it (files only: the fake has no directories). */
+const manifestOf = (t: Tree): Manifest =>
+  new Map(
+    [...t].map(([p, f]) => [
+      p,
+      {type: 'file' as const, mode: f.mode, size: Buffer.byteLength(f.content), hash: sha256(f.content)},
+    ]),
+  )
 
 const copyTree = (t: Tree): Tree => new Map([...t].map(([p, f]) => [p, {...f}]))
 
