@@ -39,18 +39,28 @@ export class HashCache {
     return new HashCache(file, rows)
   }
 
-  /** Hash of the file `rel` under `root`, read from disk only when its stat changed. */
-  hash(root: string, rel: string, entry: Stat): string {
+  /** The recorded hash of `rel` if its stat is still the one recorded (nothing touched it since), else undefined. */
+  peek(rel: string, entry: Stat): string | undefined {
     const row = this.rows[rel]
-    if (
-      Array.isArray(row) &&
+    return Array.isArray(row) &&
       row[0] === entry.size &&
       row[1] === entry.mtimeMs &&
       row[2] === entry.ctimeMs &&
       row[3] === entry.ino &&
       typeof row[4] === 'string'
-    )
-      return row[4]
+      ? row[4]
+      : undefined
+  }
+
+  /** Is there a record of `rel` at all (valid or not)? */
+  knows(rel: string): boolean {
+    return Array.isArray(this.rows[rel])
+  }
+
+  /** Hash of the file `rel` under `root`, read from disk only when its stat changed. */
+  hash(root: string, rel: string, entry: Stat): string {
+    const known = this.peek(rel, entry)
+    if (known !== undefined) return known
     const hash = hashFile(path.join(root, rel))
     this.hashed++
     this.rows[rel] = [entry.size, entry.mtimeMs, entry.ctimeMs, entry.ino, hash]
