@@ -57,6 +57,12 @@ export class HashCache {
     return Array.isArray(this.rows[rel])
   }
 
+  /** Records `hash` as the content of `rel` with stat `entry` (read by the caller, e.g. while copying it). */
+  record(rel: string, entry: Stat, hash: string): void {
+    this.rows[rel] = [entry.size, entry.mtimeMs, entry.ctimeMs, entry.ino, hash]
+    this.dirty = true
+  }
+
   /** Hash of the file `rel` under `root`, read from disk only when its stat changed. */
   hash(root: string, rel: string, entry: Stat): string {
     const known = this.peek(rel, entry)

@@ -1,4 +1,3 @@
-import {spawnSync} from 'node:child_process'
 import path from 'node:path'
 import type {ResolvedConfig} from '../config/resolve.js'
 import {EXIT, HotctlError} from '../errors.js'
@@ -43,11 +42,10 @@ export class LocalBackupStore implements BackupStore {
     const tree = (plan?.walk as Tree | undefined) ?? this.tree.walk()
     const cache = this.tree.targetCache()
     const snap = snapshotTree(tree, cache, this.store)
+    // Content on disk before the index names it and the metadata declares the backup complete.
+    this.store.makeDurable()
     this.store.flush()
     cache.forget(tree) // saved once, after the sync is verified (a lost update only costs a re-read)
-    // Content on disk before the metadata that declares the backup complete (one syncfs, not one
-    // fsync per object).
-    flushFilesystem(this.config.stateDir)
     const marker = this.tree.readMarker()
     const meta: BackupMeta = {
       id,
@@ -129,9 +127,4 @@ export class LocalBackupStore implements BackupStore {
     if (!b.manifest) throw new BackupDamagedError(id, b.damage)
     return {meta: b.meta!, manifest: b.manifest}
   }
-}
-
-/** syncfs of the state dir's filesystem (coreutils `sync -f`), or a plain sync where -f is missing. */
-function flushFilesystem(dir: string): void {
-  if (spawnSync('sync', ['-f', dir]).status !== 0) spawnSync('sync')
 }
