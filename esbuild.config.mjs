@@ -30,7 +30,7 @@ await build({
     js: "import {createRequire as __hotctlRequire} from 'node:module';const require=__hotctlRequire(import.meta.url);",
   },
   // Less source to parse at every start (Node 20 has no compile cache); names kept for messages.
-  minify: true,
+  minify: !process.env.HOTCTL_NO_MINIFY, // HOTCTL_NO_MINIFY=1 npm run build: readable profiles
   keepNames: true,
   legalComments: 'none',
   logLevel: 'warning',

@@ -94,6 +94,25 @@ function run(cmd, args, {cwd = ROOT, allowFail = false} = {}) {
   })
 }
 
+const TIME_BIN = fs.existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined
+let timeSeq = 0
+
+/**
+ * run() under /usr/bin/time when present: adds the CPU time (user + sys, of the command and the
+ * children it waited for) and peak RSS. On a shared machine the CPU time is the steadier figure.
+ */
+async function timed(cmd, args, opts = {}) {
+  if (!TIME_BIN) return run(cmd, args, opts)
+  const out = path.join(os.tmpdir(), `hotctl-bench-time-${process.pid}-${timeSeq++}`)
+  try {
+    const r = await run(TIME_BIN, ['-f', '%U %S %M', '-o', out, cmd, ...args], opts)
+    const m = /([\d.]+) ([\d.]+) (\d+)\s*$/.exec(fs.readFileSync(out, 'utf8'))
+    return m ? {...r, cpuMs: (Number(m[1]) + Number(m[2])) * 1000, rssKb: Number(m[3])} : r
+  } finally {
+    fs.rmSync(out, {force: true})
+  }
+}
+
 const childEnv = {...process.env, NO_COLOR: '1', CI: '1'}
 delete childEnv.HOTCTL_CONFIG
 delete childEnv.HOTCTL_RSYNC
@@ -112,6 +131,8 @@ function which(bin) {
   return undefined
 }
 
+const msOf = (r) => (typeof r === 'number' ? r : r.ms)
+const cpuOf = (r) => (typeof r === 'number' ? undefined : r.cpuMs)
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b)
   const m = s.length >> 1
@@ -229,11 +250,8 @@ const sizesIn = (root, rels) => rels.reduce((s, rel) => s + fs.statSync(path.joi
 
 // ---------------------------------------------------------------- hotctl invocations
 /** Runs hotctl with --json; peak RSS (KiB) through /usr/bin/time when present. Throws unless it reports ok. */
-async function hotctl(args, cwd, timeBin, rssFile) {
-  const argv = [BIN, ...args]
-  const r = await (timeBin
-    ? run(timeBin, ['-f', '%M', '-o', rssFile, process.execPath, ...argv], {cwd, allowFail: true})
-    : run(process.execPath, argv, {cwd, allowFail: true}))
+async function hotctl(args, cwd) {
+  const r = await timed(process.execPath, [BIN, ...args], {cwd, allowFail: true})
   let json
   try {
     json = JSON.parse(r.stdout.trim().split('\n').at(-1))
@@ -245,12 +263,7 @@ async function hotctl(args, cwd, timeBin, rssFile) {
       `hotctl ${args.join(' ')} failed (exit ${r.status})\nstdout: ${r.stdout.trim().slice(-3000)}\nstderr: ${r.stderr.trim().split('\n').slice(-20).join('\n')}`,
     )
   }
-  let rssKb
-  if (timeBin) {
-    const m = /(\d+)\s*$/.exec(fs.readFileSync(rssFile, 'utf8'))
-    rssKb = m ? Number(m[1]) : undefined
-  }
-  return {ms: r.ms, json, rssKb}
+  return {...r, json}
 }
 
 const changeCountOf = (json) => {
@@ -271,7 +284,6 @@ async function main() {
     if (!which(bin)) fail(`${bin} not found on PATH (apt-get install ${bin === 'rsync' ? 'rsync' : 'coreutils'})`)
   if (!fs.existsSync(path.join(ROOT, 'dist', 'commands', 'deploy.js')))
     fail(`${ROOT}/dist is not built: run \`npm run build\` (or \`npm run bench\`)`)
-  const timeBin = fs.existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined
 
   const parent = o.dir ?? os.tmpdir()
   fs.mkdirSync(parent, {recursive: true})
@@ -286,7 +298,6 @@ async function main() {
   const copyA = path.join(work, 'cp-a-copy')
   const stateDir = path.join(work, '.live.hotctl') // hotctl's default: <dirname(target)>/.<basename(target)>.hotctl
   const config = path.join(src, 'hotctl.config.json')
-  const rssFile = path.join(work, 'rss.txt')
   const benchStart = Date.now()
 
   let interrupted = false
@@ -337,12 +348,12 @@ async function main() {
     // 2. First deploy (the full initial backup) against cp -a of the same tree, both after a sync.
     log('cp -a of the tree (baseline of the first deploy)')
     await syncDisks()
-    const cpA = await run('cp', ['-a', target, copyA])
+    const cpA = await timed('cp', ['-a', target, copyA])
     await syncDisks()
     fs.rmSync(copyA, {recursive: true, force: true})
     await syncDisks()
     log('first deploy (full initial backup)')
-    const first = await hotctl(['deploy', '--skip-checks', '--json', '--config', config], src, timeBin, rssFile)
+    const first = await hotctl(['deploy', '--skip-checks', '--json', '--config', config], src)
     log(`first deploy: ${fmtMs(first.ms)} (cp -a: ${fmtMs(cpA.ms)})`)
 
     // Identical copies of the deployed target for the baselines, brought to exactly the source.
@@ -370,9 +381,9 @@ async function main() {
         const duBefore = await duBytes(stateDir)
         const storeBefore = fileBytes(path.join(stateDir, 'objects')) + fileBytes(path.join(stateDir, 'backups'))
         await syncDisks()
-        const r = await hotctl(['deploy', '--skip-checks', '--json', '--config', config], src, timeBin, rssFile)
+        const r = await hotctl(['deploy', '--skip-checks', '--json', '--config', config], src)
         expectDeployed('hotctl deploy', r.json)
-        times.hotctl.push(r.ms)
+        times.hotctl.push(r)
         times.inProcess.push(r.json.durationMs)
         added.du.push((await duBytes(stateDir)) - duBefore)
         added.store.push(
@@ -384,7 +395,7 @@ async function main() {
       },
       rsync: async () => {
         await syncDisks()
-        times.rsync.push((await run('rsync', ['-a', '--delete', `${src}/`, `${copyR}/`])).ms)
+        times.rsync.push(await timed('rsync', ['-a', '--delete', `${src}/`, `${copyR}/`]))
       },
       seed: async () => {
         const backup = `${copyS}.backup.${new Date().toISOString().replace(/\D/g, '').slice(0, 14)}`
@@ -408,7 +419,7 @@ async function main() {
       for (const name of order) await contenders[name]()
       await run('rsync', ['-a', '--delete', `${src}/`, `${copyC}/`])
       log(
-        `rep ${rep}/${o.reps}: hotctl ${fmtMs(times.hotctl.at(-1))}, rsync ${fmtMs(times.rsync.at(-1))}, seed ${fmtMs(times.seed.at(-1))}`,
+        `rep ${rep}/${o.reps}: hotctl ${fmtMs(msOf(times.hotctl.at(-1)))}, rsync ${fmtMs(msOf(times.rsync.at(-1)))}, seed ${fmtMs(times.seed.at(-1))}`,
       )
     }
     for (const b of seedBackups) fs.rmSync(b, {recursive: true, force: true})
@@ -417,8 +428,8 @@ async function main() {
     // 4. Rollback (to the backup taken before the last deploy) against bare rsync of the previous tree.
     log('rollback')
     await syncDisks()
-    const rb = await hotctl(['rollback', '--json', '--config', config], src, timeBin, rssFile)
-    const wantTag = `rep${tag - 1}`
+    const rb = await hotctl(['rollback', '--json', '--config', config], src)
+    const wantTag = tag > 1 ? `rep${tag - 1}` : 'v0'
     const rolledBack = picked.filter((rel) =>
       fs.readFileSync(path.join(target, rel)).subarray(0, 200).toString('latin1').startsWith(`// ${rel} ${wantTag}\n`),
     ).length
@@ -427,7 +438,7 @@ async function main() {
         `rollback did not restore the previous version of the changed files (${rolledBack}/${picked.length})`,
       )
     await syncDisks()
-    const rsyncBack = await run('rsync', ['-a', '--delete', `${prev}/`, `${copyR}/`])
+    const rsyncBack = await timed('rsync', ['-a', '--delete', `${prev}/`, `${copyR}/`])
     await run('rsync', ['-a', '--delete', `${prev}/`, `${copyC}/`])
 
     // 5. The CI case: a fresh copy of the source (every mtime new, 10 files changed) against
@@ -442,18 +453,20 @@ async function main() {
       const contendersCi = {
         hotctl: async () => {
           await syncDisks()
-          const r = await hotctl(['deploy', '--skip-checks', '--json', '--config', ciConfig], ci, timeBin, rssFile)
+          const r = await hotctl(['deploy', '--skip-checks', '--json', '--config', ciConfig], ci)
           expectDeployed('hotctl deploy (CI case)', r.json)
-          ciTimes.hotctl.push(r.ms)
+          ciTimes.hotctl.push(r)
           if (r.rssKb) rss.ci.push(r.rssKb)
         },
         rsync: async () => {
           await syncDisks()
-          ciTimes.rsync.push((await run('rsync', ['-a', '-c', '--delete', `${ci}/`, `${copyC}/`])).ms)
+          ciTimes.rsync.push(await timed('rsync', ['-a', '-c', '--delete', `${ci}/`, `${copyC}/`]))
         },
       }
       for (const name of rep % 2 ? ['hotctl', 'rsync'] : ['rsync', 'hotctl']) await contendersCi[name]()
-      log(`CI rep ${rep}/${o.reps}: hotctl ${fmtMs(ciTimes.hotctl.at(-1))}, rsync -a -c ${fmtMs(ciTimes.rsync.at(-1))}`)
+      log(
+        `CI rep ${rep}/${o.reps}: hotctl ${fmtMs(msOf(ciTimes.hotctl.at(-1)))}, rsync -a -c ${fmtMs(msOf(ciTimes.rsync.at(-1)))}`,
+      )
     }
     await expectSame(ci, target, 'the CI deploys')
     const same = {hotctl: [], rsync: []}
@@ -461,20 +474,15 @@ async function main() {
       fs.rmSync(ci, {recursive: true, force: true})
       await run('cp', ['-r', src, ci])
       await syncDisks()
-      const r = await hotctl(
-        ['deploy', '--skip-checks', '--json', '--config', path.join(ci, 'hotctl.config.json')],
-        ci,
-        undefined,
-        rssFile,
-      )
+      const r = await hotctl(['deploy', '--skip-checks', '--json', '--config', path.join(ci, 'hotctl.config.json')], ci)
       if (r.json.outcome !== 'nothing-to-deploy' || changeCountOf(r.json).all !== 0)
         throw new Error(`CI deploy of an unchanged tree changed something: ${r.json.outcome}`)
-      same.hotctl.push(r.ms)
+      same.hotctl.push(r)
       await syncDisks()
-      same.rsync.push((await run('rsync', ['-a', '-c', '-n', '--delete', `${ci}/`, `${copyC}/`])).ms)
+      same.rsync.push(await timed('rsync', ['-a', '-c', '-n', '--delete', `${ci}/`, `${copyC}/`]))
     }
     log(
-      `CI nothing changed: hotctl ${same.hotctl.map(fmtMs).join(' / ')}, rsync -a -c -n ${same.rsync.map(fmtMs).join(' / ')}`,
+      `CI nothing changed: hotctl ${same.hotctl.map((r) => fmtMs(r.ms)).join(' / ')}, rsync -a -c -n ${same.rsync.map((r) => fmtMs(r.ms)).join(' / ')}`,
     )
 
     // 6. Startup and the fixed cost of a deploy: --version, and a no-change deploy of a 10-file tree.
@@ -491,11 +499,11 @@ async function main() {
     const nodeBare = []
     const fixed = []
     for (let i = 0; i < o.versionReps; i++) {
-      nodeBare.push((await run(process.execPath, ['-e', '0'])).ms)
-      version.push((await run(process.execPath, [BIN, '--version'])).ms)
+      nodeBare.push(await timed(process.execPath, ['-e', '0']))
+      version.push(await timed(process.execPath, [BIN, '--version']))
       const r = await hotctl(['deploy', '--skip-checks', '--json', '--config', smallConfig], small)
       if (r.json.outcome !== 'nothing-to-deploy') throw new Error(`10-file deploy: ${r.json.outcome}`)
-      fixed.push(r.ms)
+      fixed.push(r)
     }
 
     // ------------------------------------------------------------ report
@@ -505,20 +513,28 @@ async function main() {
     const runs = (xs) => xs.map(fmtMs).join(' / ')
     const rows = []
     /** One row: a measure, its baseline, and the goal as a ratio limit (at most `max`, or at least `min` for "faster"). */
-    const ratioRow = (name, xs, baseName, bs, goal) => {
+    const ratioRow = (name, results, baseName, baseResults, goal) => {
+      const xs = results.map(msOf)
+      const bs = baseResults.map(msOf)
       const v = md(xs)
       const b = md(bs)
       const ratio = v / b
       const met = goal.max !== undefined ? ratio <= goal.max : b / v >= goal.min
+      // CPU time (user + sys): steadier than wall time when other work shares the cores.
+      const cx = results.map(cpuOf).filter((c) => c !== undefined)
+      const cb = baseResults.map(cpuOf).filter((c) => c !== undefined)
+      const cpu =
+        cx.length && cb.length ? {ms: md(cx), baselineMs: md(cb), ratio: md(cx) / Math.max(1, md(cb))} : undefined
       rows.push({
         name,
         value: fmtMs(v),
         runs: runs(xs),
         baseline: `${baseName} ${fmtMs(b)}`,
         ratio: goal.min !== undefined ? `${(b / v).toFixed(2)}× faster` : `${ratio.toFixed(2)}×`,
+        cpu: cpu ? `${fmtMs(cpu.ms)} vs ${fmtMs(cpu.baselineMs)} (${cpu.ratio.toFixed(2)}×)` : '',
         goal: goal.text,
         met,
-        json: {ms: v, runs: xs, baselineMs: b, baselineRuns: bs, ratio, goal: goal.text, met},
+        json: {ms: v, runs: xs, baselineMs: b, baselineRuns: bs, ratio, cpu, goal: goal.text, met},
       })
     }
     const rssRow = (name, kbs) => {
@@ -530,6 +546,7 @@ async function main() {
         runs: kbs.map((k) => `${(k / 1024).toFixed(0)}`).join(' / '),
         baseline: `limit ${(rssLimitKb / 1024).toFixed(0)} MiB`,
         ratio: `${(kb / rssLimitKb).toFixed(2)}× limit`,
+        cpu: '',
         goal: '≤ 100 MiB + 0.75 KiB/file',
         met: kb <= rssLimitKb,
         json: {peakKiB: kb, runs: kbs, limitKiB: rssLimitKb, met: kb <= rssLimitKb},
@@ -551,8 +568,8 @@ async function main() {
       max: 1.2,
       text: '≤ 1.2× rsync -a -c -n',
     })
-    ratioRow('first deploy (full initial backup)', [first.ms], 'cp -a', [cpA.ms], {max: 1.3, text: '≤ 1.3× cp -a'})
-    ratioRow('rollback (one step back)', [rb.ms], 'rsync -a back', [rsyncBack.ms], {max: 2, text: '≤ 2.0× rsync back'})
+    ratioRow('first deploy (full initial backup)', [first], 'cp -a', [cpA], {max: 1.3, text: '≤ 1.3× cp -a'})
+    ratioRow('rollback (one step back)', [rb], 'rsync -a back', [rsyncBack], {max: 2, text: '≤ 2.0× rsync back'})
     ratioRow('hotctl --version', version, 'node -e 0', nodeBare, {max: 1.5, text: '≤ 1.5× node -e 0'})
     ratioRow('no-change deploy, 10-file tree', fixed, 'node -e 0', nodeBare, {max: 3, text: '≤ 3× node -e 0'})
     rssRow('peak RSS: first deploy', first.rssKb ? [first.rssKb] : [])
@@ -570,13 +587,23 @@ async function main() {
       runs: added.du.map((d) => `+${fmtBytes(d)}`).join(' / '),
       baseline: `changed ${fmtBytes(lastChanged)}`,
       ratio: `+${fmtBytes(lastAddedDu - lastChanged)}`,
+      cpu: '',
       goal: '≤ changed + 2 MiB',
       met: lastAddedDu <= lastChanged + 2 * MB,
     }
     rows.push(backupRow)
 
-    const head = ['what', 'median', 'runs', 'baseline (same run)', 'ratio', 'goal', '']
-    const cells = rows.map((r) => [r.name, r.value, r.runs, r.baseline, r.ratio, r.goal, r.met ? '✔ met' : '✖ missed'])
+    const head = ['what', 'median', 'runs', 'baseline (same run)', 'ratio', 'cpu (user+sys) vs baseline', 'goal', '']
+    const cells = rows.map((r) => [
+      r.name,
+      r.value,
+      r.runs,
+      r.baseline,
+      r.ratio,
+      r.cpu,
+      r.goal,
+      r.met ? '✔ met' : '✖ missed',
+    ])
     const w = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)))
     const line = (c) =>
       c

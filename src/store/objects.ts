@@ -2,11 +2,7 @@ import {spawnSync} from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
-import {hashFile} from './hash.js'
-
-/** One copy buffer for the process: the store's reads and writes are synchronous, never interleaved. */
-let copyBuffer: Buffer | undefined
-const buffer = () => (copyBuffer ??= Buffer.allocUnsafe(1 << 20))
+import {copyBuffer, hashFile} from './hash.js'
 
 /** Object names are sha256 hex digests. */
 export const isHash = (s: unknown): s is string => typeof s === 'string' && /^[0-9a-f]{64}$/.test(s)
@@ -90,7 +86,7 @@ export class ObjectStore {
     const dst = fs.openSync(tmp, 'w', 0o444)
     let size = 0
     try {
-      const buf = buffer()
+      const buf = copyBuffer()
       let n: number
       while ((n = fs.readSync(src, buf, 0, buf.length, null)) > 0) {
         h.update(buf.subarray(0, n))
@@ -156,7 +152,7 @@ export class ObjectStore {
     let dst: number | undefined
     try {
       dst = fs.openSync(dest, 'wx', mode)
-      const buf = buffer()
+      const buf = copyBuffer()
       let n: number
       while ((n = fs.readSync(src, buf, 0, buf.length, null)) > 0) {
         h.update(buf.subarray(0, n))

@@ -61,6 +61,7 @@ export class LocalTarget implements Target {
   }
 
   async writeMarker(marker: ReleaseMarker): Promise<void> {
+    this.backups.targetWritten()
     const file = path.join(this.config.target, MARKER_NAME)
     const tmp = `${file}.${process.pid}.tmp`
     fs.writeFileSync(tmp, `${JSON.stringify(marker, null, 2)}\n`)
@@ -111,6 +112,7 @@ export class LocalTarget implements Target {
     onChild?: (pgid: number) => Promise<void>,
   ): Promise<ItemizedChange[]> {
     const {changes} = plan
+    this.backups.targetWritten()
     // Deletions are hotctl's own: exactly the planned paths, deepest first. Those in the way of a
     // write (a path changing type, or under one) go first; the rest after rsync, so modules that
     // moved are not missing while the new tree lands.
