@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Deploy benchmark: hotctl against bare rsync and the seed's `cp -r` backup + rsync, all measured in
-// one run on the same generated tree, reported as ratios (informational: nothing here fails the run
-// because a target is missed). Usage: node bench/deploy.mjs [--keep] [--dir DIR] [--files N] [--reps N]
+// Deploy benchmark (issue 10): every hotctl command against its baseline (bare rsync, rsync -c,
+// cp -a, node -e 0), all measured in one run on the same generated tree and reported as ratios,
+// each with its goal and met/missed (informational: a missed goal does not fail the run).
+// Usage: node bench/deploy.mjs [--keep] [--dir DIR] [--files N] [--reps N] [--json]
 import {spawn} from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -16,6 +17,7 @@ const MB = 1024 * 1024
 function parseArgs(argv) {
   const o = {
     keep: false,
+    json: false,
     dir: undefined,
     files: 20_000,
     perDir: 100,
@@ -37,12 +39,13 @@ function parseArgs(argv) {
       return n
     }
     if (a === '--keep') o.keep = true
+    else if (a === '--json') o.json = true
     else if (a === '--dir') o.dir = path.resolve(val())
     else if (a === '--files') o.files = int()
     else if (a === '--reps') o.reps = int()
     else if (a === '--help' || a === '-h') {
       console.log(
-        'node bench/deploy.mjs [--keep] [--dir DIR] [--files N] [--reps N]\n  --keep   leave the generated trees and state dir\n  --dir    parent dir for generated data (default: os.tmpdir())\n  --files  files in the target tree (default 20000)\n  --reps   repetitions of each measured deploy (default 3)',
+        'node bench/deploy.mjs [--keep] [--dir DIR] [--files N] [--reps N] [--json]\n  --keep   leave the generated trees and state dir\n  --json   print a JSON summary on stdout (the table goes to stderr)\n  --dir    parent dir for generated data (default: os.tmpdir())\n  --files  files in the target tree (default 20000)\n  --reps   repetitions of each measured deploy (default 3)',
       )
       process.exit(0)
     } else fail(`unknown option ${a} (see --help)`)
@@ -91,6 +94,25 @@ function run(cmd, args, {cwd = ROOT, allowFail = false} = {}) {
   })
 }
 
+const TIME_BIN = fs.existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined
+let timeSeq = 0
+
+/**
+ * run() under /usr/bin/time when present: adds the CPU time (user + sys, of the command and the
+ * children it waited for) and peak RSS. On a shared machine the CPU time is the steadier figure.
+ */
+async function timed(cmd, args, opts = {}) {
+  if (!TIME_BIN) return run(cmd, args, opts)
+  const out = path.join(os.tmpdir(), `hotctl-bench-time-${process.pid}-${timeSeq++}`)
+  try {
+    const r = await run(TIME_BIN, ['-f', '%U %S %M', '-o', out, cmd, ...args], opts)
+    const m = /([\d.]+) ([\d.]+) (\d+)\s*$/.exec(fs.readFileSync(out, 'utf8'))
+    return m ? {...r, cpuMs: (Number(m[1]) + Number(m[2])) * 1000, rssKb: Number(m[3])} : r
+  } finally {
+    fs.rmSync(out, {force: true})
+  }
+}
+
 const childEnv = {...process.env, NO_COLOR: '1', CI: '1'}
 delete childEnv.HOTCTL_CONFIG
 delete childEnv.HOTCTL_RSYNC
@@ -109,6 +131,8 @@ function which(bin) {
   return undefined
 }
 
+const msOf = (r) => (typeof r === 'number' ? r : r.ms)
+const cpuOf = (r) => (typeof r === 'number' ? undefined : r.cpuMs)
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b)
   const m = s.length >> 1
@@ -118,7 +142,6 @@ const fmtMs = (ms) =>
   ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`
 const fmtBytes = (n) =>
   Math.abs(n) >= MB ? `${(n / MB).toFixed(2)} MiB` : Math.abs(n) >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`
-const mark = (ok) => (ok ? '✔' : '✖')
 const log = (msg) => process.stderr.write(`bench: ${msg}\n`)
 
 /** Deterministic PRNG (mulberry32). */
@@ -226,11 +249,9 @@ function mutate(src, picked, pool, rep, baseSec) {
 const sizesIn = (root, rels) => rels.reduce((s, rel) => s + fs.statSync(path.join(root, rel)).size, 0)
 
 // ---------------------------------------------------------------- hotctl invocations
-async function hotctl(args, cwd, timeBin, rssFile) {
-  const argv = [BIN, ...args]
-  const r = await (timeBin
-    ? run(timeBin, ['-f', '%M', '-o', rssFile, process.execPath, ...argv], {cwd, allowFail: true})
-    : run(process.execPath, argv, {cwd, allowFail: true}))
+/** Runs hotctl with --json; peak RSS (KiB) through /usr/bin/time when present. Throws unless it reports ok. */
+async function hotctl(args, cwd) {
+  const r = await timed(process.execPath, [BIN, ...args], {cwd, allowFail: true})
   let json
   try {
     json = JSON.parse(r.stdout.trim().split('\n').at(-1))
@@ -242,15 +263,18 @@ async function hotctl(args, cwd, timeBin, rssFile) {
       `hotctl ${args.join(' ')} failed (exit ${r.status})\nstdout: ${r.stdout.trim().slice(-3000)}\nstderr: ${r.stderr.trim().split('\n').slice(-20).join('\n')}`,
     )
   }
-  let rssKb
-  if (timeBin) {
-    const m = /(\d+)\s*$/.exec(fs.readFileSync(rssFile, 'utf8'))
-    rssKb = m ? Number(m[1]) : undefined
-  }
-  return {ms: r.ms, json, rssKb}
+  return {...r, json}
 }
 
-/** Flushes dirty pages (the seed way writes a whole tree copy) so writeback does not land inside the next timed command. Not timed. */
+const changeCountOf = (json) => {
+  const ch = json.changes ?? {}
+  return {
+    changed: ch.changed?.length ?? 0,
+    all: (ch.added?.length ?? 0) + (ch.changed?.length ?? 0) + (ch.deleted?.length ?? 0),
+  }
+}
+
+/** Flushes dirty pages so writeback of one command does not land inside the next timed one. Not timed. */
 const syncDisks = () => run('sync', [], {allowFail: true})
 
 // ---------------------------------------------------------------- main
@@ -260,18 +284,20 @@ async function main() {
     if (!which(bin)) fail(`${bin} not found on PATH (apt-get install ${bin === 'rsync' ? 'rsync' : 'coreutils'})`)
   if (!fs.existsSync(path.join(ROOT, 'dist', 'commands', 'deploy.js')))
     fail(`${ROOT}/dist is not built: run \`npm run build\` (or \`npm run bench\`)`)
-  const timeBin = fs.existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined
 
   const parent = o.dir ?? os.tmpdir()
   fs.mkdirSync(parent, {recursive: true})
   const work = fs.mkdtempSync(path.join(parent, 'hotctl-bench-'))
   const target = path.join(work, 'live')
   const src = path.join(work, 'src')
+  const ci = path.join(work, 'ci-src') // a "fresh clone": cp -r of src, every mtime new
+  const prev = path.join(work, 'prev') // the source before the last deploy, for the rsync-back baseline
   const copyR = path.join(work, 'rsync-copy')
+  const copyC = path.join(work, 'rsync-c-copy')
   const copyS = path.join(work, 'seed-copy')
+  const copyA = path.join(work, 'cp-a-copy')
   const stateDir = path.join(work, '.live.hotctl') // hotctl's default: <dirname(target)>/.<basename(target)>.hotctl
   const config = path.join(src, 'hotctl.config.json')
-  const rssFile = path.join(work, 'rss.txt')
   const benchStart = Date.now()
 
   let interrupted = false
@@ -305,7 +331,7 @@ async function main() {
   try {
     // 1. Data.
     log(`generating ${o.files} files in ${target}`)
-    let t0 = Date.now()
+    const t0 = Date.now()
     const gen = generateTree(target, o)
     const dirs = new Set(gen.files.map((f) => path.dirname(f))).size
     log(`generated ${gen.files.length} files in ${dirs} dirs, ${fmtBytes(gen.bytes)}, in ${fmtMs(Date.now() - t0)}`)
@@ -316,41 +342,48 @@ async function main() {
     const picked = Array.from({length: o.changed}, (_, i) =>
       gen.files[i * step + ((i * 37) % step)].split(path.sep).join('/'),
     )
+    const baseSec = Math.floor(Date.now() / 1000) + 60
+    let tag = 0 // content version of the picked files: rep<tag>
 
-    // 2. Baseline deploy: creates the state dir; the first backup stores the whole tree.
-    log('first deploy (full initial backup)')
+    // 2. First deploy (the full initial backup) against cp -a of the same tree, both after a sync.
+    log('cp -a of the tree (baseline of the first deploy)')
     await syncDisks()
-    const first = await hotctl(['deploy', '--skip-checks', '--json', '--config', config], src, timeBin, rssFile)
-    log(`first deploy: ${fmtMs(first.ms)}`)
+    const cpA = await timed('cp', ['-a', target, copyA])
+    await syncDisks()
+    fs.rmSync(copyA, {recursive: true, force: true})
+    await syncDisks()
+    log('first deploy (full initial backup)')
+    const first = await hotctl(['deploy', '--skip-checks', '--json', '--config', config], src)
+    log(`first deploy: ${fmtMs(first.ms)} (cp -a: ${fmtMs(cpA.ms)})`)
 
     // Identical copies of the deployed target for the baselines, brought to exactly the source.
-    await run('cp', ['-a', target, copyR])
-    await run('cp', ['-a', target, copyS])
-    await run('rsync', ['-a', '--delete', `${src}/`, `${copyR}/`])
-    await run('rsync', ['-a', '--delete', `${src}/`, `${copyS}/`])
+    for (const copy of [copyR, copyC, copyS]) {
+      await run('cp', ['-a', target, copy])
+      await run('rsync', ['-a', '--delete', `${src}/`, `${copy}/`])
+    }
 
-    // 3. Repetitions: each re-changes the same files in the source, then every contender deploys
-    // exactly those changes into its own tree (order rotated per repetition).
-    const baseSec = Math.floor(Date.now() / 1000) + 60
+    // 3. Deploys with mtimes kept: each repetition re-changes the same files in the source, then
+    // every contender deploys exactly those changes into its own tree (order rotated).
     const times = {hotctl: [], rsync: [], seed: [], seedCp: [], inProcess: []}
     const added = {du: [], store: [], changed: [], reported: []}
-    const rss = []
+    const rss = {deploy: [], ci: []}
     const seedBackups = []
+    const expectDeployed = (what, json) => {
+      const n = changeCountOf(json)
+      if (json.outcome !== 'deployed' || n.changed !== o.changed || n.all !== o.changed)
+        throw new Error(
+          `${what} did not deploy exactly ${o.changed} changed files: outcome ${json.outcome}, changes ${JSON.stringify(json.changes).slice(0, 500)}`,
+        )
+    }
     const contenders = {
       hotctl: async () => {
         const oldBytes = sizesIn(target, picked)
         const duBefore = await duBytes(stateDir)
         const storeBefore = fileBytes(path.join(stateDir, 'objects')) + fileBytes(path.join(stateDir, 'backups'))
         await syncDisks()
-        const r = await hotctl(['deploy', '--skip-checks', '--json', '--config', config], src, timeBin, rssFile)
-        const ch = r.json.changes ?? {}
-        const n = (ch.added?.length ?? 0) + (ch.changed?.length ?? 0) + (ch.deleted?.length ?? 0)
-        if (r.json.outcome !== 'deployed' || ch.changed?.length !== o.changed || n !== o.changed) {
-          throw new Error(
-            `hotctl deploy did not deploy exactly ${o.changed} changed files: outcome ${r.json.outcome}, changes ${JSON.stringify(ch).slice(0, 500)}`,
-          )
-        }
-        times.hotctl.push(r.ms)
+        const r = await hotctl(['deploy', '--skip-checks', '--json', '--config', config], src)
+        expectDeployed('hotctl deploy', r.json)
+        times.hotctl.push(r)
         times.inProcess.push(r.json.durationMs)
         added.du.push((await duBytes(stateDir)) - duBefore)
         added.store.push(
@@ -358,11 +391,11 @@ async function main() {
         )
         added.changed.push(oldBytes)
         added.reported.push(r.json.backup?.added ?? NaN)
-        if (r.rssKb) rss.push(r.rssKb)
+        if (r.rssKb) rss.deploy.push(r.rssKb)
       },
       rsync: async () => {
         await syncDisks()
-        times.rsync.push((await run('rsync', ['-a', '--delete', `${src}/`, `${copyR}/`])).ms)
+        times.rsync.push(await timed('rsync', ['-a', '--delete', `${src}/`, `${copyR}/`]))
       },
       seed: async () => {
         const backup = `${copyS}.backup.${new Date().toISOString().replace(/\D/g, '').slice(0, 14)}`
@@ -380,34 +413,23 @@ async function main() {
     const names = Object.keys(contenders)
     for (let rep = 1; rep <= o.reps; rep++) {
       if (interrupted) return
-      mutate(src, picked, gen.pool, rep, baseSec)
+      if (rep === o.reps) await run('cp', ['-a', src, prev]) // what the rollback goes back to
+      mutate(src, picked, gen.pool, ++tag, baseSec)
       const order = names.map((_, i) => names[(i + rep - 1) % names.length])
       for (const name of order) await contenders[name]()
+      await run('rsync', ['-a', '--delete', `${src}/`, `${copyC}/`])
       log(
-        `rep ${rep}/${o.reps}: hotctl ${fmtMs(times.hotctl.at(-1))}, rsync ${fmtMs(times.rsync.at(-1))}, seed ${fmtMs(times.seed.at(-1))}`,
+        `rep ${rep}/${o.reps}: hotctl ${fmtMs(msOf(times.hotctl.at(-1)))}, rsync ${fmtMs(msOf(times.rsync.at(-1)))}, seed ${fmtMs(times.seed.at(-1))}`,
       )
     }
     for (const b of seedBackups) fs.rmSync(b, {recursive: true, force: true})
-    // Same content everywhere?
-    const check = await run('rsync', [
-      '-rl',
-      '--delete',
-      '--dry-run',
-      '--itemize-changes',
-      '--checksum',
-      '--exclude=.hotctl-release.json',
-      `${src}/`,
-      `${target}/`,
-    ])
-    const diffs = check.stdout.split('\n').filter((l) => l.trim())
-    if (diffs.length)
-      throw new Error(`target differs from source after the hotctl deploys:\n${diffs.slice(0, 10).join('\n')}`)
+    await expectSame(src, target, 'the hotctl deploys')
 
-    // 4. Rollback: restores the backup taken before the last deploy.
+    // 4. Rollback (to the backup taken before the last deploy) against bare rsync of the previous tree.
     log('rollback')
     await syncDisks()
-    const rb = await hotctl(['rollback', '--json', '--config', config], src, timeBin, rssFile)
-    const wantTag = o.reps > 1 ? `rep${o.reps - 1}` : 'v0'
+    const rb = await hotctl(['rollback', '--json', '--config', config], src)
+    const wantTag = tag > 1 ? `rep${tag - 1}` : 'v0'
     const rolledBack = picked.filter((rel) =>
       fs.readFileSync(path.join(target, rel)).subarray(0, 200).toString('latin1').startsWith(`// ${rel} ${wantTag}\n`),
     ).length
@@ -415,123 +437,227 @@ async function main() {
       throw new Error(
         `rollback did not restore the previous version of the changed files (${rolledBack}/${picked.length})`,
       )
+    await syncDisks()
+    const rsyncBack = await timed('rsync', ['-a', '--delete', `${prev}/`, `${copyR}/`])
+    await run('rsync', ['-a', '--delete', `${prev}/`, `${copyC}/`])
 
-    // 5. Startup.
-    log('--version / node -e 0')
+    // 5. The CI case: a fresh copy of the source (every mtime new, 10 files changed) against
+    // rsync -a -c --delete; then a fresh copy of what is live against rsync -a -c -n.
+    const ciTimes = {hotctl: [], rsync: [], hashedMs: []}
+    for (let rep = 1; rep <= o.reps; rep++) {
+      if (interrupted) return
+      mutate(src, picked, gen.pool, ++tag, baseSec)
+      fs.rmSync(ci, {recursive: true, force: true})
+      await run('cp', ['-r', src, ci])
+      const ciConfig = path.join(ci, 'hotctl.config.json')
+      const contendersCi = {
+        hotctl: async () => {
+          await syncDisks()
+          const r = await hotctl(['deploy', '--skip-checks', '--json', '--config', ciConfig], ci)
+          expectDeployed('hotctl deploy (CI case)', r.json)
+          ciTimes.hotctl.push(r)
+          if (r.rssKb) rss.ci.push(r.rssKb)
+        },
+        rsync: async () => {
+          await syncDisks()
+          ciTimes.rsync.push(await timed('rsync', ['-a', '-c', '--delete', `${ci}/`, `${copyC}/`]))
+        },
+      }
+      for (const name of rep % 2 ? ['hotctl', 'rsync'] : ['rsync', 'hotctl']) await contendersCi[name]()
+      log(
+        `CI rep ${rep}/${o.reps}: hotctl ${fmtMs(msOf(ciTimes.hotctl.at(-1)))}, rsync -a -c ${fmtMs(msOf(ciTimes.rsync.at(-1)))}`,
+      )
+    }
+    await expectSame(ci, target, 'the CI deploys')
+    const same = {hotctl: [], rsync: []}
+    for (let rep = 1; rep <= o.reps; rep++) {
+      fs.rmSync(ci, {recursive: true, force: true})
+      await run('cp', ['-r', src, ci])
+      await syncDisks()
+      const r = await hotctl(['deploy', '--skip-checks', '--json', '--config', path.join(ci, 'hotctl.config.json')], ci)
+      if (r.json.outcome !== 'nothing-to-deploy' || changeCountOf(r.json).all !== 0)
+        throw new Error(`CI deploy of an unchanged tree changed something: ${r.json.outcome}`)
+      same.hotctl.push(r)
+      await syncDisks()
+      same.rsync.push(await timed('rsync', ['-a', '-c', '-n', '--delete', `${ci}/`, `${copyC}/`]))
+    }
+    log(
+      `CI nothing changed: hotctl ${same.hotctl.map((r) => fmtMs(r.ms)).join(' / ')}, rsync -a -c -n ${same.rsync.map((r) => fmtMs(r.ms)).join(' / ')}`,
+    )
+
+    // 6. Startup and the fixed cost of a deploy: --version, and a no-change deploy of a 10-file tree.
+    log('--version, no-change deploy of 10 files, node -e 0')
+    const small = path.join(work, 'small')
+    const smallLive = path.join(work, 'small-live')
+    fs.mkdirSync(small)
+    fs.mkdirSync(smallLive)
+    for (let i = 0; i < 10; i++) fs.writeFileSync(path.join(small, `f${i}.py`), `print(${i})\n`)
+    const smallConfig = path.join(small, 'hotctl.config.json')
+    fs.writeFileSync(smallConfig, `${JSON.stringify({target: smallLive, protect: [], checks: {}}, null, 2)}\n`)
+    await hotctl(['deploy', '--skip-checks', '--json', '--config', smallConfig], small)
     const version = []
     const nodeBare = []
+    const fixed = []
     for (let i = 0; i < o.versionReps; i++) {
-      nodeBare.push((await run(process.execPath, ['-e', '0'])).ms)
-      version.push((await run(process.execPath, [BIN, '--version'])).ms)
+      nodeBare.push(await timed(process.execPath, ['-e', '0']))
+      version.push(await timed(process.execPath, [BIN, '--version']))
+      const r = await hotctl(['deploy', '--skip-checks', '--json', '--config', smallConfig], small)
+      if (r.json.outcome !== 'nothing-to-deploy') throw new Error(`10-file deploy: ${r.json.outcome}`)
+      fixed.push(r)
     }
 
     // ------------------------------------------------------------ report
-    const m = {
-      hotctl: median(times.hotctl),
-      rsync: median(times.rsync),
-      seed: median(times.seed),
-      version: median(version),
-      node: median(nodeBare),
+    const files = gen.files.length
+    const rssLimitKb = 100 * 1024 + 0.75 * files
+    const md = (xs) => median(xs)
+    const runs = (xs) => xs.map(fmtMs).join(' / ')
+    const rows = []
+    /** One row: a measure, its baseline, and the goal as a ratio limit (at most `max`, or at least `min` for "faster"). */
+    const ratioRow = (name, results, baseName, baseResults, goal) => {
+      const xs = results.map(msOf)
+      const bs = baseResults.map(msOf)
+      const v = md(xs)
+      const b = md(bs)
+      const ratio = v / b
+      const met = goal.max !== undefined ? ratio <= goal.max : b / v >= goal.min
+      // CPU time (user + sys): steadier than wall time when other work shares the cores.
+      const cx = results.map(cpuOf).filter((c) => c !== undefined)
+      const cb = baseResults.map(cpuOf).filter((c) => c !== undefined)
+      const cpu =
+        cx.length && cb.length ? {ms: md(cx), baselineMs: md(cb), ratio: md(cx) / Math.max(1, md(cb))} : undefined
+      rows.push({
+        name,
+        value: fmtMs(v),
+        runs: runs(xs),
+        baseline: `${baseName} ${fmtMs(b)}`,
+        ratio: goal.min !== undefined ? `${(b / v).toFixed(2)}× faster` : `${ratio.toFixed(2)}×`,
+        cpu: cpu ? `${fmtMs(cpu.ms)} vs ${fmtMs(cpu.baselineMs)} (${cpu.ratio.toFixed(2)}×)` : '',
+        goal: goal.text,
+        met,
+        json: {ms: v, runs: xs, baselineMs: b, baselineRuns: bs, ratio, cpu, goal: goal.text, met},
+      })
     }
-    // The first measured deploy backs up the original versions, which the full initial backup
-    // already holds: only later deploys store genuinely new old versions, so judge those.
-    const from = o.reps > 1 ? 1 : 0
+    const rssRow = (name, kbs) => {
+      if (!kbs.length) return
+      const kb = Math.max(...kbs)
+      rows.push({
+        name,
+        value: `${(kb / 1024).toFixed(0)} MiB`,
+        runs: kbs.map((k) => `${(k / 1024).toFixed(0)}`).join(' / '),
+        baseline: `limit ${(rssLimitKb / 1024).toFixed(0)} MiB`,
+        ratio: `${(kb / rssLimitKb).toFixed(2)}× limit`,
+        cpu: '',
+        goal: '≤ 100 MiB + 0.75 KiB/file',
+        met: kb <= rssLimitKb,
+        json: {peakKiB: kb, runs: kbs, limitKiB: rssLimitKb, met: kb <= rssLimitKb},
+      })
+    }
+    ratioRow(`deploy, ${o.changed} changed, mtimes kept`, times.hotctl, 'rsync -a --delete', times.rsync, {
+      max: 2,
+      text: '≤ 2.0× rsync -a',
+    })
+    ratioRow("deploy vs the seed's cp -r + rsync", times.hotctl, 'cp -r + rsync', times.seed, {
+      min: 3,
+      text: '≥ 3× faster',
+    })
+    ratioRow(`CI: fresh copy, ${o.changed} changed`, ciTimes.hotctl, 'rsync -a -c --delete', ciTimes.rsync, {
+      max: 1.5,
+      text: '≤ 1.5× rsync -a -c',
+    })
+    ratioRow('CI: fresh copy, nothing changed', same.hotctl, 'rsync -a -c -n', same.rsync, {
+      max: 1.2,
+      text: '≤ 1.2× rsync -a -c -n',
+    })
+    ratioRow('first deploy (full initial backup)', [first], 'cp -a', [cpA], {max: 1.3, text: '≤ 1.3× cp -a'})
+    ratioRow('rollback (one step back)', [rb], 'rsync -a back', [rsyncBack], {max: 2, text: '≤ 2.0× rsync back'})
+    ratioRow('hotctl --version', version, 'node -e 0', nodeBare, {max: 1.5, text: '≤ 1.5× node -e 0'})
+    ratioRow('no-change deploy, 10-file tree', fixed, 'node -e 0', nodeBare, {max: 3, text: '≤ 3× node -e 0'})
+    rssRow('peak RSS: first deploy', first.rssKb ? [first.rssKb] : [])
+    rssRow('peak RSS: deploy', rss.deploy)
+    rssRow('peak RSS: CI deploy', rss.ci)
+    rssRow('peak RSS: rollback', rb.rssKb ? [rb.rssKb] : [])
+
+    const from = o.reps > 1 ? 1 : 0 // deploy 1 re-backs up originals the initial backup already holds
     const pick = (xs) => median(xs.slice(from))
     const lastAddedDu = pick(added.du)
     const lastChanged = pick(added.changed)
-    const lastStore = pick(added.store)
-    const reportedAdded = pick(added.reported)
-    const rows = [
-      [
-        'first deploy (full initial backup)',
-        fmtMs(first.ms),
-        '1 run',
-        first.rssKb ? `peak RSS ${(first.rssKb / 1024).toFixed(0)} MiB` : '',
-      ],
-      [
-        `hotctl deploy --skip-checks (${o.changed} changed)`,
-        fmtMs(m.hotctl),
-        times.hotctl.map(fmtMs).join(' / '),
-        `${(m.hotctl / m.rsync).toFixed(2)}× bare rsync`,
-      ],
-      ['bare rsync -a --delete (baseline 1)', fmtMs(m.rsync), times.rsync.map(fmtMs).join(' / '), '1.00×'],
-      [
-        'seed: cp -r backup + rsync (baseline 2)',
-        fmtMs(m.seed),
-        `${times.seed.map(fmtMs).join(' / ')} (cp -r: ${times.seedCp.map(fmtMs).join(' / ')})`,
-        `${(m.seed / m.rsync).toFixed(2)}× bare rsync`,
-      ],
-      ['hotctl rollback', fmtMs(rb.ms), '1 run', `${(rb.ms / m.rsync).toFixed(2)}× bare rsync`],
-      [
-        'hotctl --version',
-        fmtMs(m.version),
-        version.map(fmtMs).join(' / '),
-        `${(m.version / m.node).toFixed(2)}× node -e 0`,
-      ],
-      ['node -e 0', fmtMs(m.node), nodeBare.map(fmtMs).join(' / '), ''],
-    ]
-    const w = [0, 1, 2, 3].map((i) =>
-      Math.max(...rows.map((r) => r[i].length), ['what', 'median', 'runs', 'ratio'][i].length),
-    )
-    const line = (r) =>
-      r
-        .map((c, i) => (i === 1 ? c.padStart(w[i]) : c.padEnd(w[i])))
+    const backupRow = {
+      name: 'backup growth per deploy',
+      value: `+${fmtBytes(lastAddedDu)}`,
+      runs: added.du.map((d) => `+${fmtBytes(d)}`).join(' / '),
+      baseline: `changed ${fmtBytes(lastChanged)}`,
+      ratio: `+${fmtBytes(lastAddedDu - lastChanged)}`,
+      cpu: '',
+      goal: '≤ changed + 2 MiB',
+      met: lastAddedDu <= lastChanged + 2 * MB,
+    }
+    rows.push(backupRow)
+
+    const head = ['what', 'median', 'runs', 'baseline (same run)', 'ratio', 'cpu (user+sys) vs baseline', 'goal', '']
+    const cells = rows.map((r) => [
+      r.name,
+      r.value,
+      r.runs,
+      r.baseline,
+      r.ratio,
+      r.cpu,
+      r.goal,
+      r.met ? '✔ met' : '✖ missed',
+    ])
+    const w = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)))
+    const line = (c) =>
+      c
+        .map((x, i) => (i === 1 ? x.padStart(w[i]) : x.padEnd(w[i])))
         .join('  ')
         .trimEnd()
-    const out = []
-    out.push('')
-    out.push(
-      `hotctl deploy benchmark — ${gen.files.length} files in ${dirs} dirs, ${fmtBytes(gen.bytes)}; ${o.changed} files changed per deploy; median of ${o.reps} (--version: ${o.versionReps})`,
-    )
-    out.push(`node ${process.version}, ${os.cpus().length} CPUs, ${os.platform()} ${os.release()}, data in ${parent}`)
-    out.push('')
-    out.push(line(['what', 'median', 'runs', 'ratio']))
-    out.push(line(w.map((n) => '-'.repeat(n))))
-    for (const r of rows) out.push(line(r))
-    out.push('')
-    out.push(
-      `backup growth per deploy (median over measured deploys ${from + 1}..${o.reps}${from ? '; deploy 1 re-backs up originals the initial backup already holds' : ''}):`,
-    )
-    out.push(
-      `  du -sb state dir: +${fmtBytes(lastAddedDu)}   objects+backups files: +${fmtBytes(lastStore)}   hotctl reports added: ${fmtBytes(reportedAdded)}`,
-    )
-    out.push(
-      `  changed bytes (old versions of the ${o.changed} files): ${fmtBytes(lastChanged)}   overhead: ${fmtBytes(lastAddedDu - lastChanged)}`,
-    )
-    out.push(
-      `  per deploy: ${added.du.map((d, i) => `#${i + 1} +${fmtBytes(d)} for ${fmtBytes(added.changed[i])} changed`).join('; ')}`,
-    )
-    out.push(
-      `hotctl deploy: ${fmtMs(median(times.inProcess))} inside deploy() (its durationMs; runs ${times.inProcess.map(fmtMs).join(' / ')}), the rest of ${fmtMs(m.hotctl)} is process start, module loading, config and exit`,
-    )
-    out.push(
-      `peak RSS of hotctl deploy: ${rss.length ? `${(Math.max(...rss) / 1024).toFixed(0)} MiB (max of ${rss.length}; runs ${rss.map((k) => `${(k / 1024).toFixed(0)}`).join('/')} MiB)` : 'not measured (/usr/bin/time missing: apt-get install time)'}${rb.rssKb ? `; rollback ${(rb.rssKb / 1024).toFixed(0)} MiB` : ''}`,
-    )
-    out.push('')
-    out.push('targets:')
-    const t1 = m.hotctl / m.rsync
-    const t2 = m.seed / m.hotctl
-    const limit = lastChanged + 2 * MB
-    out.push(
-      `  ${mark(t1 <= 2.5)} deploy ≤ 2.5× bare rsync:            ${t1.toFixed(2)}× (${fmtMs(m.hotctl)} vs ${fmtMs(m.rsync)})`,
-    )
-    out.push(
-      `  ${mark(t2 >= 2)} deploy ≥ 2× faster than seed's way:   ${t2.toFixed(2)}× faster (${fmtMs(m.hotctl)} vs ${fmtMs(m.seed)})`,
-    )
-    out.push(
-      `  ${mark(lastAddedDu <= limit)} backup adds ≤ changed + 2 MiB:       +${fmtBytes(lastAddedDu)} vs limit ${fmtBytes(limit)} (${fmtBytes(lastChanged)} changed)`,
-    )
-    out.push(
-      `  ${mark(m.version <= 300)} hotctl --version ≤ 300 ms:           ${fmtMs(m.version)} (node -e 0: ${fmtMs(m.node)}, ${(m.version / m.node).toFixed(2)}×)`,
-    )
-    out.push('')
-    out.push(`bench took ${fmtMs(Date.now() - benchStart)}${o.keep ? `; data kept in ${work}` : ''}`)
-    console.log(out.join('\n'))
+    const out = [
+      '',
+      `hotctl benchmark — ${files} files in ${dirs} dirs, ${fmtBytes(gen.bytes)}; ${o.changed} files changed per deploy; median of ${o.reps} (startup: ${o.versionReps})`,
+      `node ${process.version}, ${os.cpus().length} CPUs, ${os.platform()} ${os.release()}, data in ${parent}`,
+      '',
+      line(head),
+      line(w.map((n) => '-'.repeat(n))),
+      ...cells.map(line),
+      '',
+      `deploy inside deploy() (its durationMs): ${runs(times.inProcess)}; the rest is process start, module loading, config and exit`,
+      `goals met: ${rows.filter((r) => r.met).length}/${rows.length}; bench took ${fmtMs(Date.now() - benchStart)}${o.keep ? `; data kept in ${work}` : ''}`,
+    ]
+    if (o.json) {
+      process.stderr.write(`${out.join('\n')}\n`)
+      const summary = {
+        files,
+        dirs,
+        bytes: gen.bytes,
+        changed: o.changed,
+        reps: o.reps,
+        node: process.version,
+        cpus: os.cpus().length,
+        time: new Date().toISOString(),
+        rows: Object.fromEntries(rows.map((r) => [r.name, r.json ?? {met: r.met, value: r.value, goal: r.goal}])),
+      }
+      console.log(JSON.stringify(summary, null, 2))
+    } else console.log(out.join('\n'))
   } finally {
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
     if (!interrupted) cleanup()
   }
+}
+
+/** Same content in both trees (the release marker aside)? */
+async function expectSame(a, b, after) {
+  const check = await run('rsync', [
+    '-rl',
+    '--delete',
+    '--dry-run',
+    '--itemize-changes',
+    '--checksum',
+    '--exclude=.hotctl-release.json',
+    `${a}/`,
+    `${b}/`,
+  ])
+  const diffs = check.stdout.split('\n').filter((l) => l.trim())
+  if (diffs.length) throw new Error(`target differs from source after ${after}:\n${diffs.slice(0, 10).join('\n')}`)
 }
 
 main().catch((err) => {

@@ -1,7 +1,8 @@
+import {spawnSync} from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
-import {hashFile} from './hash.js'
+import {copyBuffer, hashFile} from './hash.js'
 
 /** Object names are sha256 hex digests. */
 export const isHash = (s: unknown): s is string => typeof s === 'string' && /^[0-9a-f]{64}$/.test(s)
@@ -22,6 +23,12 @@ import {fsPath} from '../file-names.js'
 export class ObjectStore {
   private known?: Set<string>
   private indexDirty = false
+  /** Directories this process made sure exist (a mkdir per object costs at 200k files). */
+  private readonly dirsMade = new Set<string>()
+  /** Objects this process added, not yet made durable. */
+  private unsynced: string[] = []
+  private tempSeq = 0
+  private tempPrefix?: string
 
   constructor(readonly dir: string) {}
 
@@ -79,7 +86,7 @@ export class ObjectStore {
     const dst = fs.openSync(tmp, 'w', 0o444)
     let size = 0
     try {
-      const buf = Buffer.allocUnsafe(1 << 20)
+      const buf = copyBuffer()
       let n: number
       while ((n = fs.readSync(src, buf, 0, buf.length, null)) > 0) {
         h.update(buf.subarray(0, n))
@@ -145,7 +152,7 @@ export class ObjectStore {
     let dst: number | undefined
     try {
       dst = fs.openSync(dest, 'wx', mode)
-      const buf = Buffer.allocUnsafe(1 << 20)
+      const buf = copyBuffer()
       let n: number
       while ((n = fs.readSync(src, buf, 0, buf.length, null)) > 0) {
         h.update(buf.subarray(0, n))
@@ -196,6 +203,7 @@ export class ObjectStore {
   collectGarbage(keep: Set<string>): number {
     if (!fs.existsSync(this.dir)) return 0
     fs.rmSync(path.join(this.dir, 'tmp'), {recursive: true, force: true})
+    this.dirsMade.clear()
     const stored = [...this.listObjects()]
     const garbage = stored.filter((h) => !keep.has(h))
     // The index forgets them first: it must never name a deleted object.
@@ -212,9 +220,38 @@ export class ObjectStore {
   }
 
   private tempPath(): string {
-    const dir = path.join(this.dir, 'tmp')
-    fs.mkdirSync(dir, {recursive: true})
-    return path.join(dir, `${process.pid}-${crypto.randomBytes(6).toString('hex')}`)
+    const dir = this.ensureDir(path.join(this.dir, 'tmp'))
+    this.tempPrefix ??= `${process.pid}-${crypto.randomBytes(6).toString('hex')}`
+    return path.join(dir, `${this.tempPrefix}-${this.tempSeq++}`)
+  }
+
+  private ensureDir(dir: string): string {
+    if (!this.dirsMade.has(dir)) {
+      fs.mkdirSync(dir, {recursive: true})
+      this.dirsMade.add(dir)
+    }
+    return dir
+  }
+
+  /**
+   * Makes the objects this process added durable before anything declares them part of a backup.
+   * A few: fsync each, and the directories naming them. Many (a first backup): one syncfs of the
+   * filesystem (coreutils `sync -f`), cheaper than thousands of fsyncs.
+   */
+  makeDurable(): void {
+    const added = this.unsynced
+    this.unsynced = []
+    if (added.length === 0) return
+    if (added.length > FSYNC_EACH_UP_TO) {
+      if (spawnSync('sync', ['-f', this.dir]).status !== 0) spawnSync('sync')
+      return
+    }
+    const dirs = new Set<string>([this.dir])
+    for (const file of added) {
+      fsyncPath(file)
+      dirs.add(path.dirname(file))
+    }
+    for (const dir of dirs) fsyncPath(dir)
   }
 
   private commit(tmp: string, hash: string, size: number): {hash: string; added: number} {
@@ -223,11 +260,24 @@ export class ObjectStore {
       return {hash, added: 0}
     }
     const dest = this.pathOf(hash)
-    fs.mkdirSync(path.dirname(dest), {recursive: true})
+    this.ensureDir(path.dirname(dest))
     fs.renameSync(tmp, dest)
+    this.unsynced.push(dest)
     this.known!.add(hash)
     this.indexDirty = true
     return {hash, added: size}
+  }
+}
+
+/** Above this many new objects, one syncfs instead of an fsync each. */
+const FSYNC_EACH_UP_TO = 256
+
+function fsyncPath(p: string): void {
+  const fd = fs.openSync(p, 'r')
+  try {
+    fs.fsyncSync(fd)
+  } finally {
+    fs.closeSync(fd)
   }
 }
 

@@ -1,4 +1,3 @@
-import {spawnSync} from 'node:child_process'
 import path from 'node:path'
 import {MARKER_NAME, type ResolvedConfig} from '../config/resolve.js'
 import {EXIT, HotctlError} from '../errors.js'
@@ -28,6 +27,14 @@ export class LocalBackupStore implements BackupStore {
   private readonly index: BackupIndex
   private readonly deployed: DeployedIndex
   private readonly config: ResolvedConfig
+  /**
+   * The walk the last snapshot was taken from, while nothing has written to the target since
+   * (LocalTarget drops it before it writes): a rollback's restore plans from it instead of walking
+   * again. The verify after a restore always walks afresh.
+   */
+  private lastWalk?: Tree
+  /** Manifests read and checked in this process, by backup id: the verify after a restore reuses it. */
+  private readonly checked = new Map<string, {meta: BackupMeta; manifest: Manifest}>()
 
   constructor(private readonly tree: LocalTree) {
     this.config = tree.config
@@ -46,11 +53,11 @@ export class LocalBackupStore implements BackupStore {
     const tree = (plan?.walk as Tree | undefined) ?? this.tree.walk()
     const cache = this.tree.targetCache()
     const snap = snapshotTree(tree, cache, this.store)
+    this.lastWalk = tree
+    // Content on disk before the index names it and the metadata declares the backup complete.
+    this.store.makeDurable()
     this.store.flush()
     cache.forget(tree) // saved once, after the sync is verified (a lost update only costs a re-read)
-    // Content on disk before the metadata that declares the backup complete (one syncfs, not one
-    // fsync per object).
-    flushFilesystem(this.config.stateDir)
     const marker = this.tree.readMarker()
     const meta: BackupMeta = {
       id,
@@ -76,14 +83,25 @@ export class LocalBackupStore implements BackupStore {
   async restore(id: string): Promise<{written: string[]; removed: string[]}> {
     const checker = new StoreChecker(this.store)
     const {meta, manifest} = this.checkedBackup(id, checker)
-    const plan = planRestore(manifest, this.tree.walkProtecting(meta.protect), this.tree.targetCache())
+    const protectNow = new Set(this.config.protect)
+    const walk =
+      this.lastWalk && (meta.protect ?? []).every((p) => protectNow.has(p))
+        ? this.lastWalk
+        : this.tree.walkProtecting(meta.protect)
+    this.targetWritten()
+    const plan = planRestore(manifest, walk, this.tree.targetCache())
     const damage = checkObjects(id, plan.writes, checker)
     if (damage.length > 0) throw new BackupDamagedError(id, damage)
     return applyRestore(plan, this.store)
   }
 
+  /** Something is about to write to the target: the last walk no longer describes it. */
+  targetWritten(): void {
+    this.lastWalk = undefined
+  }
+
   async verify(id: string): Promise<string[]> {
-    const {meta, manifest} = this.checkedBackup(id, new StoreChecker(this.store))
+    const {meta, manifest} = this.checked.get(id) ?? this.checkedBackup(id, new StoreChecker(this.store))
     const tree = this.tree.walkProtecting(meta.protect)
     const cache = this.tree.targetCache()
     const diffs = diffAgainst(manifest, tree, cache)
@@ -192,11 +210,8 @@ export class LocalBackupStore implements BackupStore {
     }
     const b = checkBackup(id, read, checker)
     if (!b.manifest) throw new BackupDamagedError(id, b.damage)
-    return {meta: b.meta!, manifest: b.manifest}
+    const checked = {meta: b.meta!, manifest: b.manifest}
+    this.checked.set(id, checked)
+    return checked
   }
-}
-
-/** syncfs of the state dir's filesystem (coreutils `sync -f`), or a plain sync where -f is missing. */
-function flushFilesystem(dir: string): void {
-  if (spawnSync('sync', ['-f', dir]).status !== 0) spawnSync('sync')
 }

@@ -3,6 +3,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import type {ResolvedConfig} from '../config/resolve.js'
 import {MARKER_NAME} from '../config/resolve.js'
+import {EXIT, HotctlError} from '../errors.js'
 import {compilePatterns, type PathMatcher} from '../plan/patterns.js'
 import {HashCache} from '../store/hash-cache.js'
 import {type Tree, walkTree} from '../store/walk.js'
@@ -26,6 +27,23 @@ export class LocalTree {
 
   walk(): Tree {
     return walkTree(this.root, this.skip, this.protected)
+  }
+
+  /**
+   * The source as a deploy reads it: excluded and protected paths left out. An unreadable
+   * directory is an error naming it (rsync's scan would fail with 23 on it).
+   */
+  walkSource(source: string): Tree {
+    try {
+      return walkTree(source, this.skip)
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException
+      throw new HotctlError(
+        `planning: cannot read the source: ${e.message}`,
+        EXIT.failed,
+        'Check that the source tree is readable; the target was not touched.',
+      )
+    }
   }
 
   /** Paths protected now or when a backup was taken stay untouched (the config may have changed). */

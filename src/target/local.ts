@@ -7,16 +7,16 @@ import {MARKER_NAME, syncExcludes} from '../config/resolve.js'
 import type {Command} from '../config/schema.js'
 import {EXIT, HotctlError} from '../errors.js'
 import {fsPath, showPath} from '../file-names.js'
-import {type ChangeSet, changeSetFromItemize} from '../plan/changeset.js'
-import {matchesPathOrParent, rsyncPatterns} from '../plan/patterns.js'
+import type {ChangeSet} from '../plan/changeset.js'
+import {diffTrees} from '../plan/diff-trees.js'
 import {reapGroup, stopGroup, stopOnAbort} from '../process/group.js'
-import {describeRsyncExit, filesFromInput, planArgv, syncArgv} from '../rsync/argv.js'
+import {describeRsyncExit, filesFromInput, syncArgv} from '../rsync/argv.js'
 import {rsyncBinary} from '../rsync/binary.js'
 import {type ItemizedChange, parseItemize} from '../rsync/itemize.js'
 import {type CommandResult, runCommand} from '../service/run-command.js'
 import type {Manifest} from '../store/manifest.js'
 import {removeExtras} from '../store/snapshot.js'
-import {statEntry, type Tree} from '../store/walk.js'
+import {statEntry, type Tree, type TreeEntry} from '../store/walk.js'
 import {showArgv, verbose} from '../ui/verbose.js'
 import {LocalBackupStore} from './local-backups.js'
 import {localPreflight} from './local-preflight.js'
@@ -63,6 +63,7 @@ export class LocalTarget implements Target {
   }
 
   async writeMarker(marker: ReleaseMarker): Promise<void> {
+    this.backups.targetWritten()
     const file = path.join(this.config.target, MARKER_NAME)
     const tmp = `${file}.${process.pid}.tmp`
     fs.writeFileSync(tmp, `${JSON.stringify(marker, null, 2)}\n`)
@@ -70,54 +71,26 @@ export class LocalTarget implements Target {
   }
 
   async planChanges(source: string, opts: {dryRun: boolean}): Promise<TargetPlan> {
-    // rsync scans both trees in its own processes while this one walks the target for the backup.
-    // Excludes are perishable there: a directory holding only them can go, or change type.
-    const {protect, exclude, target} = this.config
-    const argv = planArgv({
-      source,
-      target,
-      excludes: rsyncPatterns([...protect, MARKER_NAME]),
-      perishable: rsyncPatterns(exclude),
-    })
-    verbose(`rsync (planning scan): ${showArgv([rsyncBinary(), ...argv])}`)
-    const scan = execa(rsyncBinary(), argv, {reject: false, encoding: 'buffer'})
+    // Both trees walked here (one lstat each, no rsync scan): the target's walk is reused by the
+    // backup and the sync. Hashes come from the records kept in the state dir, checked by stat.
     const dst = this.tree.walk()
-    const r = await scan
-    if (r.exitCode === undefined) {
-      throw new HotctlError(
-        `planning scan: could not run ${rsyncBinary()}: ${r.shortMessage}`,
-        EXIT.failed,
-        'Run `hotctl check`; install rsync or fix HOTCTL_RSYNC. The target was not touched.',
-      )
-    }
+    const src = this.tree.walkSource(source)
     refuseReplacingProtected(source, dst)
-    if (r.exitCode !== 0) {
-      throw new HotctlError(
-        `planning scan (rsync --dry-run) failed (exit ${r.exitCode}: ${describeRsyncExit(r.exitCode ?? -1)}): ${lastLines(r.stderr)}`,
-        EXIT.failed,
-        'Check that source and target are readable; the target was not touched.',
-      )
-    }
     const srcCache = this.tree.sourceCache(source)
     const dstCache = this.tree.targetCache()
-    const sameContent = (rel: string) => {
-      const s = statEntry(path.join(source, rel))
-      const d = dst.entries.get(rel)
-      return (
-        !!s &&
-        !!d &&
-        s.type === 'file' &&
-        d.type === 'file' &&
-        s.size === d.size &&
-        srcCache.hash(source, rel, s) === dstCache.hash(dst.root, rel, d)
-      )
+    const sameContent = (rel: string, s: TreeEntry, d: TreeEntry, mtimeEqual: boolean) => {
+      if (mtimeEqual) {
+        // rsync's quick check (same size and mtime: unchanged) holds while the target file is as
+        // hotctl recorded it. One changed behind its back (an in-place edit that kept size and
+        // mtime moves the ctime) is compared by content; so is one whose source hash is known.
+        const recorded = dstCache.peek(rel, d)
+        const srcHash = srcCache.peek(rel, s)
+        if (recorded !== undefined) return srcHash === undefined || srcHash === recorded
+        if (!dstCache.knows(rel)) return true // no record (never deployed by hotctl): as rsync -a
+      }
+      return srcCache.hash(source, rel, s) === dstCache.hash(dst.root, rel, d)
     }
-    // rsync was given the same patterns; this is the guard that does not depend on it agreeing.
-    const notOurs = (rel: string, isDir: boolean) =>
-      rel === MARKER_NAME || matchesPathOrParent(this.tree.skip, rel, isDir)
-    const changes = changeSetFromItemize(parseItemize(r.stdout), sameContent, notOurs)
-    // Only what the walk manages may be deleted (never sockets, fifos, devices it leaves alone).
-    changes.deleted = changes.deleted.filter((rel) => dst.entries.has(rel))
+    const changes = diffTrees(src, dst, sameContent, (rel) => rel === MARKER_NAME)
     // Planning is read-only under --dry-run: what was hashed is kept only by a real deploy.
     if (!opts.dryRun) {
       srcCache.save()
@@ -141,6 +114,7 @@ export class LocalTarget implements Target {
     onChild?: (pgid: number) => Promise<void>,
   ): Promise<ItemizedChange[]> {
     const {changes} = plan
+    this.backups.targetWritten()
     // Deletions are hotctl's own: exactly the planned paths, deepest first. Those in the way of a
     // write (a path changing type, or under one) go first; the rest after rsync, so modules that
     // moved are not missing while the new tree lands.

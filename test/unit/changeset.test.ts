@@ -3,6 +3,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import {describe, expect, it} from 'vitest'
 import {changeCount, changeSetFromItemize} from '../../src/plan/changeset.js'
+import {diffTrees} from '../../src/plan/diff-trees.js'
 import {MARKER_NAME} from '../../src/config/resolve.js'
 import {planArgv} from '../../src/rsync/argv.js'
 import {type ItemizedChange, parseItemize} from '../../src/rsync/itemize.js'
@@ -101,6 +102,15 @@ function plan(s: string, d: string, excludes: string[] = [], perishable: string[
     sameContent,
     (rel, isDir) => rel === MARKER_NAME || matchesPathOrParent(skip, rel, isDir),
   )
+  // The planner LocalTarget uses (two walks, no rsync) must agree with rsync's own scan.
+  const protect = compilePatterns(excludes)
+  const walked = diffTrees(
+    walkTree(s, skip, protect),
+    walkTree(d, skip, protect),
+    (rel, a, b, mtimeEqual) => mtimeEqual || srcCache.hash(s, rel, a) === dstCache.hash(d, rel, b),
+    (rel) => rel === MARKER_NAME,
+  )
+  expect(walked).toEqual(cs)
   return {cs, srcCache, dstCache, stdout: r.stdout}
 }
 
@@ -312,7 +322,7 @@ describe('HashCache', () => {
     c.hash(dir, 'b', tree.entries.get('b')!)
     fs.rmSync(path.join(dir, 'b'))
     c.save(walkTree(dir, compilePatterns([])))
-    expect(Object.keys(JSON.parse(fs.readFileSync(file, 'utf8')))).toEqual(['a'])
+    expect(JSON.parse(fs.readFileSync(file, 'utf8')).map((r: unknown[]) => r[0])).toEqual(['a'])
   })
 
   it('an unreadable cache file starts empty', () => {

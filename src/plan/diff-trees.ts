@@ -1,0 +1,51 @@
+import type {Tree, TreeEntry} from '../store/walk.js'
+import type {ChangeSet} from './changeset.js'
+
+/**
+ * The change set from two walks (source and target, protected and excluded paths already left
+ * out), with the rules rsync's `--dry-run --delete -rlpt` itemization gave, which the unit tests
+ * check against rsync itself:
+ * - a path the target lacks, or holds as another type, is added (a directory turning into a file
+ *   or symlink: the file is added and the directory's contents are deleted);
+ * - a file is changed when its size or mode differs; when only its mtime differs, or when
+ *   `sameContent` says so for an equal size and mtime, content decides;
+ * - a directory is changed only by its mode, a symlink only by its target;
+ * - a target path the source lacks is deleted, except a directory holding protected content
+ *   (never deleted) and whatever `ignore` says is not hotctl's (the release marker).
+ * `sameContent(rel, s, d, mtimeEqual)` decides files of equal size and mode.
+ */
+export function diffTrees(
+  src: Tree,
+  dst: Tree,
+  sameContent: (rel: string, s: TreeEntry, d: TreeEntry, mtimeEqual: boolean) => boolean,
+  ignore: (rel: string) => boolean,
+): ChangeSet {
+  const added: string[] = []
+  const changed: string[] = []
+  const deleted: string[] = []
+  for (const [rel, s] of src.entries) {
+    if (ignore(rel)) continue
+    const d = dst.entries.get(rel)
+    if (!d || d.type !== s.type) added.push(rel)
+    else if (s.type === 'symlink') {
+      if (s.link !== d.link) changed.push(rel)
+    } else if (s.mode !== d.mode) changed.push(rel)
+    else if (s.type === 'file' && (s.size !== d.size || !sameContent(rel, s, d, s.mtimeMs === d.mtimeMs)))
+      changed.push(rel)
+  }
+  const keep = protectedHolders(dst)
+  for (const [rel, d] of dst.entries) {
+    if (src.entries.has(rel) || ignore(rel)) continue
+    if (d.type === 'dir' && keep.has(rel)) continue
+    deleted.push(rel)
+  }
+  return {added: added.sort(), changed: changed.sort(), deleted: deleted.sort()}
+}
+
+/** Directories holding protected content at any depth: never deleted. */
+function protectedHolders(tree: Tree): Set<string> {
+  const holders = new Set<string>()
+  for (const d of tree.dirsWithProtected)
+    for (let p = d; p && !holders.has(p); p = p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '') holders.add(p)
+  return holders
+}
