@@ -17,6 +17,11 @@ export default class Deploy extends HotctlCommand {
       description: 'Refuse changes that need a restart (exit 6) and never run reload.restart.',
       default: false,
     }),
+    maintenance: Flags.boolean({
+      description:
+        'Maintenance mode (the service answers 503) from the first change until the release is proven or restored.',
+      default: false,
+    }),
     'dry-run': Flags.boolean({description: 'Print the plan and change set; change nothing.', default: false}),
     force: Flags.boolean({
       description: 'Deploy even when nothing changed (re-writes the marker, reloads, smoke-tests).',
@@ -40,6 +45,7 @@ export default class Deploy extends HotctlCommand {
       noRestart: flags['no-restart'],
       skipChecks: flags['skip-checks'],
       createTarget: flags['create-target'],
+      maintenance: flags.maintenance,
     })
     this.finish({...r}, () => renderDeploy(r, ctx.config))
   }

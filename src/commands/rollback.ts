@@ -17,6 +17,10 @@ export default class Rollback extends HotctlCommand {
     {description: 'Back to the tree from before hotctl took over', command: '<%= config.bin %> rollback --to initial'},
   ]
   static flags = {
+    force: Flags.boolean({
+      description: 'Roll back even when release steps being undone have no `undo` (what they changed stays in place).',
+      default: false,
+    }),
     to: Flags.string({
       helpValue: 'RELEASE',
       description:
@@ -30,7 +34,7 @@ export default class Rollback extends HotctlCommand {
     const ctx = await this.openContext(flags.config)
     const {rollback} = await import('../pipeline/rollback.js')
     const {renderRollback} = await import('../ui/rollback-report.js')
-    const r = await rollback(ctx, {to: flags.to})
+    const r = await rollback(ctx, {to: flags.to, force: flags.force})
     this.finish({...r}, () => renderRollback(r))
   }
 }

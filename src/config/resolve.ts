@@ -2,13 +2,27 @@ import path from 'node:path'
 import {usageError} from '../errors.js'
 import {rsyncPatterns} from '../plan/patterns.js'
 import {parseDuration} from '../durations.js'
-import type {Command, HostEntry, ParsedConfig, RunsOn, SmokeSpec, StatusSpec, TriggerSpec} from './schema.js'
+import type {
+  Command,
+  HostEntry,
+  MaintenanceCommands,
+  ParsedConfig,
+  ReleaseStepSpec,
+  RunsOn,
+  SmokeSpec,
+  StatusSpec,
+  TriggerSpec,
+} from './schema.js'
 
 export const MARKER_NAME = '.hotctl-release.json'
+/** Beside the release marker: present while the service is in maintenance mode ({reason, until}). */
+export const MAINTENANCE_NAME = '.hotctl-maintenance.json'
+/** hotctl's own files in the target: never synced, backed up, restored or deleted. */
+export const OWN_FILES = [MARKER_NAME, MAINTENANCE_NAME]
 
-/** What rsync must never write or delete: protected paths, excludes, and hotctl's own marker. */
+/** What rsync must never write or delete: protected paths, excludes, and hotctl's own files. */
 export const syncExcludes = (c: Pick<ResolvedConfig, 'protect' | 'exclude'>) =>
-  rsyncPatterns([...c.protect, ...c.exclude, MARKER_NAME])
+  rsyncPatterns([...c.protect, ...c.exclude, ...OWN_FILES])
 
 export interface ServiceSpec {
   name: string
@@ -73,6 +87,23 @@ export interface ResolvedConfig {
   restartOn?: RunsOn
   requireRestart: string[]
   smoke: SmokeSpec[]
+  /** Release steps, in config order (issue 9). */
+  steps: StepSpec[]
+  /** Maintenance by commands (services without the agent); absent: hotctl writes MAINTENANCE_NAME. */
+  maintenance?: MaintenanceCommands
+}
+
+/** A release step with its place and timeout resolved. */
+export interface StepSpec {
+  name: string
+  run: Command
+  /** Path patterns matched against the change set; absent: always runs. */
+  when?: string[]
+  at: 'before-sync' | 'after-sync'
+  backup?: Command
+  undo?: Command
+  maintenance: boolean
+  timeoutMs: number
 }
 
 export function resolveConfig(parsed: ParsedConfig, file: string): ResolvedConfig {
@@ -190,7 +221,31 @@ function common(
     restartOn,
     requireRestart,
     smoke: parsed.smoke,
+    steps: resolveSteps(parsed.steps, file),
+    maintenance: parsed.maintenance,
   }
+}
+
+function resolveSteps(steps: ReleaseStepSpec[], file: string): StepSpec[] {
+  const seen = new Set<string>()
+  return steps.map((s, i) => {
+    const field = `${file}: steps.${i}`
+    if (seen.has(s.name))
+      throw usageError(`${field}.name: "${s.name}" is used by an earlier step`, 'Give every step its own name.')
+    seen.add(s.name)
+    if (s.before && s.after)
+      throw usageError(`${field}: has both before: sync and after: sync`, 'Keep one of them (the default is after).')
+    return {
+      name: s.name,
+      run: s.run,
+      when: s.when === undefined ? undefined : Array.isArray(s.when) ? s.when : [s.when],
+      at: s.before ? 'before-sync' : 'after-sync',
+      backup: s.backup,
+      undo: s.undo,
+      maintenance: s.maintenance,
+      timeoutMs: parseDuration(s.timeout, `${field}.timeout`),
+    }
+  })
 }
 
 function isInside(child: string, parent: string): boolean {

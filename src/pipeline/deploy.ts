@@ -16,6 +16,7 @@ import {preflight, requirePreflight} from './preflight.js'
 import {pinnedBackups, pruneAfter} from './prune.js'
 import type {RestoreOutcome} from './restore.js'
 import {restoreAndProve} from './restore.js'
+import {DeploySteps, type StepsReport} from './release-steps.js'
 import {beforeTheOperation, settle} from './settle.js'
 import {described, type Step, steps, wouldDo} from './steps.js'
 
@@ -28,6 +29,8 @@ export interface DeployFlags {
   noRestart: boolean
   /** A missing target is created instead of refused. */
   createTarget: boolean
+  /** The service is in maintenance mode from the first change until the release is proven or restored. */
+  maintenance?: boolean
 }
 
 export interface DeployResult {
@@ -46,6 +49,8 @@ export interface DeployResult {
   restore?: RestoreOutcome
   recovery?: Recovery
   pruned?: string[]
+  /** Release steps (config `steps:`): which ran, were skipped, undone. */
+  releaseSteps?: StepsReport
   error?: string
   durationMs: number
 }
@@ -60,6 +65,7 @@ interface DeployRun {
   plan?: DeployPlan
   op?: Operation
   targetChanged: boolean
+  releaseSteps: DeploySteps
 }
 
 /**
@@ -79,12 +85,25 @@ export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<Deploy
     checks: [],
     durationMs: 0,
   }
-  const run: DeployRun = {flags, result, proof: emptyProof(), targetChanged: false}
+  const run = {flags, result, proof: emptyProof(), targetChanged: false} as DeployRun
+  run.releaseSteps = new DeploySteps(ctx, {
+    release: () => run.plan!.id,
+    changes: () => run.plan?.changes,
+    opId: () => run.op!.opId,
+    dryRun: flags.dryRun,
+    skipWhy: () => (run.plan?.nothingToDeploy ? 'nothing to deploy' : false),
+    maintenance: !!flags.maintenance,
+    onTouch: () => (run.targetChanged = true),
+    proofMs: ctx.config.reloadTimeoutMs,
+  })
+  if (ctx.config.steps.length > 0) result.releaseSteps = run.releaseSteps.report
   const tree = deploySteps(ctx, run)
   if (flags.dryRun) result.steps = described(tree)
   try {
     await runTasks(ctx.ui, steps(tree), {})
     throwIfInterrupted(ctx)
+    const stillInMaintenance = await run.releaseSteps.close() // proven live: the service opens again
+    if (stillInMaintenance) ctx.ui.say(`hotctl: warning: ${stillInMaintenance}`)
     await run.op?.end('ok', EXIT.ok, {changes: changeCount(run.plan!.changes)})
     // Under the lock: a concurrent rollback must not lose the snapshot it is restoring.
     if (result.outcome === 'deployed' && run.op)
@@ -193,6 +212,8 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
         task.title = `Backup ${id()}: ${meta.files} files, ${formatBytes(meta.added)} added`
       },
     },
+    ...run.releaseSteps.backupTasks(),
+    ...run.releaseSteps.tasks('before-sync'),
     {
       title: 'Sync',
       does: 'sync the changed paths into the target (rsync, in place, no restart)',
@@ -220,6 +241,7 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
         await target.writeMarker({id: id(), gitSha: await gitSha(config.source), user, time: new Date().toISOString()})
       },
     },
+    ...run.releaseSteps.tasks('after-sync'),
     ...wouldDo(prove, {dryRun: dry, skipWhy: nothing}),
     {
       title: 'Prune old backups',
@@ -238,9 +260,12 @@ async function settleDeploy(ctx: OpContext, run: DeployRun, err: unknown): Promi
   let restore: RestoreOutcome | undefined
   if (run.targetChanged) {
     ctx.ui.say(`hotctl: deploy ${plan!.id} failed after changing the target (${error}); restoring backup ${plan!.id}`)
+    const undo = await run.releaseSteps.undo() // the steps first, newest first: one atomic unit with the files
     restore = await restoreAndProve(ctx, plan!.id, run.op!.phase, {allowRestart: !run.flags.noRestart})
+    if (!undo.ok) restore = {...restore, ok: false, error: [undo.error, restore.error].filter(Boolean).join('; ')}
     result.restore = restore
   }
+  await run.releaseSteps.close()
   const s = settle({targetChanged: run.targetChanged, error: err, interrupted, restore})
   await run.op!.end(s.result, s.exitCode, {error: s.error, changes: plan ? changeCount(plan.changes) : undefined})
   return {

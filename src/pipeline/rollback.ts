@@ -9,6 +9,7 @@ import {preflight, requirePreflight} from './preflight.js'
 import {pinnedBackups, pruneAfter} from './prune.js'
 import {catalogOf, type Choice, describe, INITIAL, type ReleaseCatalog, resolvePrevious, resolveTo} from './releases.js'
 import {restoreAndProve, type RestoreOutcome} from './restore.js'
+import {planRollbackSteps, requireReversible, type RollbackStepsPlan, undoForRollback} from './release-steps.js'
 import {beforeTheOperation, settle} from './settle.js'
 import {type Step, steps} from './steps.js'
 
@@ -29,6 +30,8 @@ export interface RollbackResult {
   proof?: LiveProof
   restore?: RestoreOutcome
   recovery?: Recovery
+  /** Release steps of the releases being undone (config `steps:`): undone, or skipped under --force. */
+  releaseSteps?: {undone: string[]; skipped: string[]; irreversible: string[]}
   error?: string
   durationMs: number
 }
@@ -39,7 +42,7 @@ export interface RollbackResult {
  * Snapshots the current tree first so the rollback itself can be undone; then restore → verify →
  * reload → confirm → smoke. `--to` the live release changes nothing: it confirms it and exits 0.
  */
-export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<RollbackResult> {
+export async function rollback(ctx: OpContext, opts: {to?: string; force?: boolean}): Promise<RollbackResult> {
   const started = Date.now()
   const run: RollbackRun = {
     result: {exitCode: EXIT.ok, outcome: 'rolled-back', release: null, from: null, durationMs: 0, proof: emptyProof()},
@@ -83,9 +86,10 @@ interface RollbackRun {
   undo?: string
   op?: Operation
   changed: boolean
+  stepsPlan?: RollbackStepsPlan
 }
 
-function rollbackSteps(ctx: OpContext, opts: {to?: string}, run: RollbackRun): Step[] {
+function rollbackSteps(ctx: OpContext, opts: {to?: string; force?: boolean}, run: RollbackRun): Step[] {
   const {target} = ctx
   const {result} = run
   const alreadyLive = () =>
@@ -133,6 +137,21 @@ function rollbackSteps(ctx: OpContext, opts: {to?: string}, run: RollbackRun): S
       },
     },
     {
+      title: 'Plan the undo of release steps',
+      skip: alreadyLive,
+      task: async (_c, task) => {
+        const plan = planRollbackSteps(ctx, operations(await target.state.read()), run.choice!.release)
+        if (plan.undo.length === 0) {
+          task.title = 'No release step to undo'
+          return
+        }
+        run.stepsPlan = plan
+        result.releaseSteps = {undone: [], skipped: [], irreversible: plan.irreversible}
+        task.title = `Undo release steps: ${plan.undo.map((e) => `${e.step} (${e.release})`).join(', ')}`
+        requireReversible(plan, !!opts.force)
+      },
+    },
+    {
       title: 'Snapshot the current tree (to undo this rollback)',
       skip: alreadyLive,
       task: async (_c, task) => {
@@ -147,6 +166,17 @@ function rollbackSteps(ctx: OpContext, opts: {to?: string}, run: RollbackRun): S
         await run.op.phase('backup')
         await target.backups.snapshot(run.undo, 'rollback')
         task.title = `Snapshot the current tree as ${run.undo} (to undo this rollback)`
+      },
+    },
+    {
+      title: 'Undo release steps',
+      skip: () => alreadyLive() || (!run.stepsPlan && 'no release step to undo'),
+      task: async () => {
+        if (ctx.signal.aborted) throw new HotctlError('interrupted', EXIT.interrupted)
+        run.changed = true
+        const r = await undoForRollback(ctx, run.op!.opId, run.stepsPlan!)
+        Object.assign(result.releaseSteps!, {undone: r.undone, skipped: r.skipped})
+        if (!r.ok) throw new Error(r.error)
       },
     },
     {
@@ -204,6 +234,12 @@ async function settleRollback(ctx: OpContext, run: RollbackRun, err: unknown): P
     label: 'release before the rollback',
     allowRestart: true,
   })
+  const undone = result.releaseSteps?.undone ?? []
+  if (undone.length > 0) {
+    // The files are back, but what those steps changed stays undone: not the release it was.
+    const why = `release steps ${undone.join(', ')} were undone and are not redone: deploy the release again`
+    result.restore = {...result.restore, ok: false, error: [result.restore.error, why].filter(Boolean).join('; ')}
+  }
   const s = settle({targetChanged: true, error: err, interrupted, restore: result.restore})
   await run.op!.end(s.result, s.exitCode, {error: s.error})
   return {

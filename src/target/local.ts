@@ -3,7 +3,7 @@ import os from 'node:os'
 import path from 'node:path'
 import {execa} from 'execa'
 import type {ResolvedConfig} from '../config/resolve.js'
-import {MARKER_NAME, syncExcludes} from '../config/resolve.js'
+import {MAINTENANCE_NAME, MARKER_NAME, OWN_FILES, syncExcludes} from '../config/resolve.js'
 import type {Command} from '../config/schema.js'
 import {EXIT, HotctlError} from '../errors.js'
 import {showPath} from '../file-names.js'
@@ -21,6 +21,7 @@ import {localPreflight} from './local-preflight.js'
 import {LocalStateStore} from './local-state.js'
 import {LocalTree} from './local-tree.js'
 import type {
+  MaintenanceMarker,
   PreflightItem,
   PreflightOptions,
   ReleaseMarker,
@@ -67,6 +68,17 @@ export class LocalTarget implements Target {
     fs.renameSync(tmp, file)
   }
 
+  async writeMaintenance(m: MaintenanceMarker): Promise<void> {
+    const file = path.join(this.config.target, MAINTENANCE_NAME)
+    const tmp = `${file}.${process.pid}.tmp`
+    fs.writeFileSync(tmp, `${JSON.stringify(m)}\n`)
+    fs.renameSync(tmp, file)
+  }
+
+  async clearMaintenance(): Promise<void> {
+    fs.rmSync(path.join(this.config.target, MAINTENANCE_NAME), {force: true})
+  }
+
   async planChanges(source: string, opts: {dryRun: boolean}): Promise<TargetPlan> {
     // rsync scans both trees in its own processes while this one walks the target for the backup.
     // Excludes are perishable there: a directory holding only them can go, or change type.
@@ -74,7 +86,7 @@ export class LocalTarget implements Target {
     const argv = planArgv({
       source,
       target,
-      excludes: rsyncPatterns([...protect, MARKER_NAME]),
+      excludes: rsyncPatterns([...protect, ...OWN_FILES]),
       perishable: rsyncPatterns(exclude),
     })
     const scan = execa(rsyncBinary(), argv, {reject: false, encoding: 'buffer'})
@@ -111,7 +123,7 @@ export class LocalTarget implements Target {
     }
     // rsync was given the same patterns; this is the guard that does not depend on it agreeing.
     const notOurs = (rel: string, isDir: boolean) =>
-      rel === MARKER_NAME || matchesPathOrParent(this.tree.skip, rel, isDir)
+      OWN_FILES.includes(rel) || matchesPathOrParent(this.tree.skip, rel, isDir)
     const changes = changeSetFromItemize(parseItemize(r.stdout), sameContent, notOurs)
     // Only what the walk manages may be deleted (never sockets, fifos, devices it leaves alone).
     changes.deleted = changes.deleted.filter((rel) => dst.entries.has(rel))

@@ -14,6 +14,7 @@ import {describeOwner, type LockOwner} from '../../src/state/lock.js'
 import {BackupDamagedError, type Damage, type IntegrityReport} from '../../src/store/integrity.js'
 import type {
   BackupStore,
+  MaintenanceMarker,
   PreflightItem,
   PreflightOptions,
   ReleaseMarker,
@@ -42,6 +43,8 @@ export type FakeStep =
   | 'preflight'
   | 'readMarker'
   | 'writeMarker'
+  | 'writeMaintenance'
+  | 'clearMaintenance'
   | 'planChanges'
   | 'previewSync'
   | 'sync'
@@ -259,6 +262,22 @@ export class FakeTarget implements Target {
 
   writeMarker(marker: ReleaseMarker): Promise<void> {
     return this.step('writeMarker', [marker], () => void this.files.set(MARKER_NAME, markerFile(marker)))
+  }
+
+  /** The maintenance marker while it is set (kept apart from `files`: never synced or backed up). */
+  maintenance: MaintenanceMarker | undefined
+  /** Every maintenance marker written, in order. */
+  readonly maintenanceLog: MaintenanceMarker[] = []
+
+  writeMaintenance(marker: MaintenanceMarker): Promise<void> {
+    return this.step('writeMaintenance', [marker], () => {
+      this.maintenance = {...marker}
+      this.maintenanceLog.push({...marker})
+    })
+  }
+
+  clearMaintenance(): Promise<void> {
+    return this.step('clearMaintenance', [], () => void (this.maintenance = undefined))
   }
 
   planChanges(source: string, opts: {dryRun: boolean}): Promise<TargetPlan> {
@@ -526,6 +545,9 @@ export function journalLines(events: JournalEvent[]): string[] {
     const op = ops.get(e.opId) ?? `?${e.opId}`
     if (e.event === 'phase') return `${op} phase ${e.phase}`
     if (e.event === 'child') return `${op} child ${e.pgid}`
+    if (e.event === 'step')
+      return `${op} step ${e.step} ${e.action}${e.ok === undefined ? '' : e.ok ? ' ok' : ' failed'}`
+    if (e.event === 'maintenance') return `${op} maintenance ${e.on ? 'on' : 'off'}`
     return `${op} end ${e.result} ${e.exitCode}`
   })
 }
@@ -548,6 +570,7 @@ export function fakeConfig(over: Partial<ResolvedConfig> = {}): ResolvedConfig {
     reloadTimeoutMs: 2000,
     requireRestart: [],
     smoke: [],
+    steps: [],
     ...over,
   }
 }
