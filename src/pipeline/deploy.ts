@@ -15,7 +15,7 @@ import {emptyProof, type LiveProof, proveLiveTasks} from './prove-live.js'
 import {preflight, requirePreflight} from './preflight.js'
 import {pinnedBackups, pruneAfter} from './prune.js'
 import type {RestoreOutcome} from './restore.js'
-import {restoreAndProve} from './restore.js'
+import {beforeLast, restoreAndProve} from './restore.js'
 import {DeploySteps, type StepsReport} from './release-steps.js'
 import {beforeTheOperation, settle} from './settle.js'
 import {described, type Step, steps, wouldDo} from './steps.js'
@@ -242,7 +242,7 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
       },
     },
     ...run.releaseSteps.tasks('after-sync'),
-    ...wouldDo(prove, {dryRun: dry, skipWhy: nothing}),
+    ...wouldDo(beforeLast(prove, run.releaseSteps.leaveTask()), {dryRun: dry, skipWhy: nothing}),
     {
       title: 'Prune old backups',
       does: `prune backups beyond ${config.keep}`,
@@ -261,7 +261,10 @@ async function settleDeploy(ctx: OpContext, run: DeployRun, err: unknown): Promi
   if (run.targetChanged) {
     ctx.ui.say(`hotctl: deploy ${plan!.id} failed after changing the target (${error}); restoring backup ${plan!.id}`)
     const undo = await run.releaseSteps.undo() // the steps first, newest first: one atomic unit with the files
-    restore = await restoreAndProve(ctx, plan!.id, run.op!.phase, {allowRestart: !run.flags.noRestart})
+    restore = await restoreAndProve(ctx, plan!.id, run.op!.phase, {
+      allowRestart: !run.flags.noRestart,
+      beforeSmoke: run.releaseSteps.leaveTask(),
+    })
     if (!undo.ok) restore = {...restore, ok: false, error: [undo.error, restore.error].filter(Boolean).join('; ')}
     result.restore = restore
   }

@@ -25,9 +25,14 @@ import type {Step} from './steps.js'
  *   directories, never commands (they may carry secrets).
  *
  * Every command runs through the Target (`runServiceCommand`), in the target directory, on the
- * host of a remote target. The maintenance window (marker file through the Target, or the
- * configured on/off commands) spans exactly the steps that ask for it, or the whole deploy under
- * `--maintenance`, and is closed whatever the outcome.
+ * host of a remote target.
+ *
+ * Maintenance window (marker file through the Target, or the configured on/off commands): it opens
+ * when the first step with `maintenance: true` starts (with the first change under
+ * `--maintenance`) and lasts while code and data may disagree: until the new release is confirmed
+ * live, or after a failure until the undone steps and the restored files are confirmed live. It
+ * closes before the smoke tests (they test the service as users will see it), and in any case
+ * when the operation ends; recovery closes one a killed run left open.
  */
 
 export const STEP_BACKUP_DIR_ENV = 'HOTCTL_STEP_BACKUP_DIR'
@@ -281,19 +286,16 @@ export class DeploySteps {
     return out
   }
 
-  /** Expected length of a window covering `steps`: their timeouts, plus the proof under --maintenance. */
+  /** Expected length of a window covering `steps` and the reload: an upper bound, for Retry-After. */
   private expectedMs(steps: StepSpec[]): number {
-    return steps.reduce((ms, s) => ms + s.timeoutMs, this.opts.maintenance ? this.opts.proofMs : 0)
+    return steps.reduce((ms, s) => ms + s.timeoutMs, this.opts.proofMs)
   }
 
   private async runStep(spec: StepSpec): Promise<void> {
     if (this.ctx.signal.aborted) throw new HotctlError('interrupted', EXIT.interrupted)
     const order = this.selected()
-    const later = order.slice(order.indexOf(spec))
-    if (spec.maintenance) {
-      const lastInWindow = later.map((s) => s.maintenance).lastIndexOf(true)
-      await this.window.enter(`step ${spec.name}`, this.expectedMs(later.slice(0, lastInWindow + 1)))
-    }
+    if (spec.maintenance)
+      await this.window.enter(`step ${spec.name}`, this.expectedMs(order.slice(order.indexOf(spec))))
     const s: RanStep = {spec, dir: this.dirOf(spec), release: this.opts.release()}
     const base = {step: spec.name, action: 'run' as const, release: s.release, dir: s.dir}
     await journalStep(this.ctx, this.opts.opId(), base)
@@ -307,8 +309,14 @@ export class DeploySteps {
       throw err
     }
     await journalStep(this.ctx, this.opts.opId(), {...base, ok: true})
-    // The window closes after the last step that needs it, unless --maintenance holds it open.
-    if (!this.opts.maintenance && !later.slice(1).some((x) => x.maintenance)) await this.window.leave()
+  }
+
+  /** Before the smoke tests (of the new release, or of the restored one): the service opens again. */
+  leaveTask(): Step {
+    return {
+      ...leaveWindowTask(this.window),
+      enabled: () => this.opts.maintenance || this.all.some((s) => s.maintenance),
+    }
   }
 
   /** After a failure: undo every step that ran, newest first. Resolves ok=false if any could not be. */
@@ -453,25 +461,37 @@ export function requireReversible(plan: RollbackStepsPlan, force: boolean): void
   )
 }
 
-/** Rollback: replays the undo of the planned steps from their stored backups (skipping those without one under --force). */
+/**
+ * Rollback: replays the undo of the planned steps from their stored backups (skipping those
+ * without one under --force). A step's maintenance window stays open until the caller leaves it
+ * (the rolled-back release confirmed live).
+ */
 export async function undoForRollback(
   ctx: OpContext,
   opId: string,
   plan: RollbackStepsPlan,
+  window: MaintenanceWindow,
 ): Promise<{ok: boolean; error?: string; undone: string[]; skipped: string[]}> {
-  const window = new MaintenanceWindow(ctx, () => opId)
   const reversible = plan.undo.filter((e) => specFor(ctx, e)?.undo)
   const skipped = plan.undo.filter((e) => !specFor(ctx, e)?.undo).map((e) => e.step)
-  try {
-    const r = await undoSteps(
-      ctx,
-      opId,
-      reversible.map((e) => ({spec: specFor(ctx, e)!, dir: e.dir, release: e.release})),
-      window,
-      false,
-    )
-    return {...r, skipped}
-  } finally {
-    await window.leave()
+  const r = await undoSteps(
+    ctx,
+    opId,
+    reversible.map((e) => ({spec: specFor(ctx, e)!, dir: e.dir, release: e.release})),
+    window,
+    false,
+  )
+  return {...r, skipped}
+}
+
+/** A task that leaves `window` (before a smoke); a failure to leave fails the operation. */
+export function leaveWindowTask(window: MaintenanceWindow): Step {
+  return {
+    title: 'Maintenance mode off',
+    skip: () => !window.isOpen && 'not in maintenance mode',
+    task: async () => {
+      const failed = await window.leave()
+      if (failed) throw new Error(failed)
+    },
   }
 }

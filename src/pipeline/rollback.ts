@@ -8,8 +8,15 @@ import {emptyProof, type LiveProof, proveLiveTasks} from './prove-live.js'
 import {preflight, requirePreflight} from './preflight.js'
 import {pinnedBackups, pruneAfter} from './prune.js'
 import {catalogOf, type Choice, describe, INITIAL, type ReleaseCatalog, resolvePrevious, resolveTo} from './releases.js'
-import {restoreAndProve, type RestoreOutcome} from './restore.js'
-import {planRollbackSteps, requireReversible, type RollbackStepsPlan, undoForRollback} from './release-steps.js'
+import {beforeLast, restoreAndProve, type RestoreOutcome} from './restore.js'
+import {
+  leaveWindowTask,
+  MaintenanceWindow,
+  planRollbackSteps,
+  requireReversible,
+  type RollbackStepsPlan,
+  undoForRollback,
+} from './release-steps.js'
 import {beforeTheOperation, settle} from './settle.js'
 import {type Step, steps} from './steps.js'
 
@@ -44,10 +51,11 @@ export interface RollbackResult {
  */
 export async function rollback(ctx: OpContext, opts: {to?: string; force?: boolean}): Promise<RollbackResult> {
   const started = Date.now()
-  const run: RollbackRun = {
+  const run = {
     result: {exitCode: EXIT.ok, outcome: 'rolled-back', release: null, from: null, durationMs: 0, proof: emptyProof()},
     changed: false,
-  }
+  } as RollbackRun
+  run.window = new MaintenanceWindow(ctx, () => run.op!.opId)
   const {result} = run
   // The lock is held until the journal records the end and any restore is done.
   try {
@@ -73,6 +81,7 @@ export async function rollback(ctx: OpContext, opts: {to?: string; force?: boole
     if (!run.op) throw beforeTheOperation(ctx, err)
     return {...(await settleRollback(ctx, run, err)), durationMs: Date.now() - started}
   } finally {
+    await run.window.leave() // whatever the outcome
     await run.unlock?.()
   }
   return {...result, durationMs: Date.now() - started}
@@ -87,6 +96,8 @@ interface RollbackRun {
   op?: Operation
   changed: boolean
   stepsPlan?: RollbackStepsPlan
+  /** Opened by the undo of a step with `maintenance: true`; left before the smoke. */
+  window: MaintenanceWindow
 }
 
 function rollbackSteps(ctx: OpContext, opts: {to?: string; force?: boolean}, run: RollbackRun): Step[] {
@@ -174,7 +185,7 @@ function rollbackSteps(ctx: OpContext, opts: {to?: string; force?: boolean}, run
       task: async () => {
         if (ctx.signal.aborted) throw new HotctlError('interrupted', EXIT.interrupted)
         run.changed = true
-        const r = await undoForRollback(ctx, run.op!.opId, run.stepsPlan!)
+        const r = await undoForRollback(ctx, run.op!.opId, run.stepsPlan!, run.window)
         Object.assign(result.releaseSteps!, {undone: r.undone, skipped: r.skipped})
         if (!r.ok) throw new Error(r.error)
       },
@@ -208,7 +219,7 @@ function rollbackSteps(ctx: OpContext, opts: {to?: string; force?: boolean}, run
           throw new Error(`target differs from snapshot ${snapshot()} at: ${diffs.slice(0, 10).join(', ')}`)
       },
     },
-    ...prove,
+    ...beforeLast(prove, leaveWindowTask(run.window)),
     {title: 'Prune old backups', skip: alreadyLive, task: () => undefined}, // after the operation ends (rollback())
   ]
 }
@@ -233,6 +244,7 @@ async function settleRollback(ctx: OpContext, run: RollbackRun, err: unknown): P
   result.restore = await restoreAndProve(ctx, run.undo!, run.op!.phase, {
     label: 'release before the rollback',
     allowRestart: true,
+    beforeSmoke: leaveWindowTask(run.window),
   })
   const undone = result.releaseSteps?.undone ?? []
   if (undone.length > 0) {
