@@ -17,6 +17,7 @@ import {pinnedBackups, pruneAfter} from './prune.js'
 import type {RestoreOutcome} from './restore.js'
 import {beforeLast, restoreAndProve} from './restore.js'
 import {DeploySteps, type StepsReport} from './release-steps.js'
+import {type CanaryPlan, type CanaryReport, canaryTasks} from './canary.js'
 import {beforeTheOperation, settle} from './settle.js'
 import {described, type Step, steps, wouldDo} from './steps.js'
 
@@ -31,6 +32,8 @@ export interface DeployFlags {
   createTarget: boolean
   /** The service is in maintenance mode from the first change until the release is proven or restored. */
   maintenance?: boolean
+  /** --canary: the new release takes a growing share of calls inside the agent before it is promoted. */
+  canary?: CanaryPlan
 }
 
 export interface DeployResult {
@@ -51,6 +54,8 @@ export interface DeployResult {
   pruned?: string[]
   /** Release steps (config `steps:`): which ran, were skipped, undone. */
   releaseSteps?: StepsReport
+  /** --canary: each step's figures, and whether it was promoted or aborted. */
+  canary?: CanaryReport
   error?: string
   durationMs: number
 }
@@ -137,7 +142,14 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
     phase: (p) => run.op!.phase(p),
     label: 'release',
     phases: {reload: 'reload', confirm: 'confirm', smoke: 'smoke'},
+    reload: !flags.canary, // the canary loads the release itself
   })
+  const canary: Step[] = []
+  if (flags.canary) {
+    result.canary = {steps: [], outcome: 'running'}
+    canary.push(...canaryTasks(live, flags.canary, result.canary, () => run.plan!.id))
+    canary[0]!.task = withPhase(canary[0]!.task, () => run.op!.phase('reload'))
+  }
   return [
     {
       title: 'Preflight',
@@ -242,7 +254,7 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
       },
     },
     ...run.releaseSteps.tasks('after-sync'),
-    ...wouldDo(beforeLast(prove, run.releaseSteps.leaveTask()), {dryRun: dry, skipWhy: nothing}),
+    ...wouldDo([...canary, ...beforeLast(prove, run.releaseSteps.leaveTask())], {dryRun: dry, skipWhy: nothing}),
     {
       title: 'Prune old backups',
       does: `prune backups beyond ${config.keep}`,
@@ -276,6 +288,14 @@ async function settleDeploy(ctx: OpContext, run: DeployRun, err: unknown): Promi
     exitCode: s.exitCode,
     outcome: s.outcome === 'recovered' ? 'restored' : s.outcome,
     error,
+  }
+}
+
+/** Journals `phase` before `task` runs. */
+function withPhase(task: Step['task'], phase: () => Promise<void>): Step['task'] {
+  return async (...args) => {
+    await phase()
+    return task(...args)
   }
 }
 
