@@ -47,6 +47,18 @@ export function stepBackupDir(stateDir: string, release: string, index: number, 
   return path.posix.join(stateDir, 'step-backups', release, `${String(index + 1).padStart(2, '0')}-${slug}`)
 }
 
+/**
+ * After backups were pruned: their releases' step backup directories go too (a rollback past a
+ * release needs its file snapshot as much as its step backups). Through the Target, on the host.
+ */
+export async function pruneStepBackups(ctx: OpContext, removed: string[]): Promise<void> {
+  for (const id of removed.filter((r) => /^\d{14}$/.test(r))) {
+    const dir = path.posix.join(ctx.config.stateDir, 'step-backups', id)
+    const r = await ctx.target.runServiceCommand({argv: ['rm', '-rf', '--', dir]}, {env: ctx.env, timeoutMs: 60_000})
+    if (!r.ok) ctx.ui.say(`hotctl: warning: could not remove ${dir}: ${r.tail}`)
+  }
+}
+
 /** The steps this change set runs: those without `when`, and those with a pattern matching a changed path. */
 export function selectSteps(steps: StepSpec[], changes: ChangeSet): StepSpec[] {
   const paths = [...changes.added, ...changes.changed, ...changes.deleted]

@@ -246,6 +246,29 @@ describe('release steps in a deploy', () => {
     expect(fake.maintenanceLog).toEqual([])
   })
 
+  it('an interrupt during a step: its undo and the ones before it still run (to the end), then the restore: exit 130', async () => {
+    const ac = new AbortController()
+    const {fake, run} = setup({}, ac.signal)
+    fake.at('runServiceCommand', (c) => {
+      if ((c.args[0] as {argv?: string[]}).argv?.[0] === 'run-migrate') ac.abort()
+    })
+    const r = await run()
+    expect(r).toMatchObject({exitCode: EXIT.interrupted, outcome: 'interrupted'})
+    expect(commands(fake).slice(3)).toEqual(['run-migrate', 'undo-migrate', 'undo-deps', 'reload-app'])
+    expect(fake.tree()).toEqual(LIVE)
+    expect(fake.maintenance).toBeUndefined()
+  })
+
+  it('pruning a backup removes its release steps backup directory too', async () => {
+    const {fake, run} = setup({keep: 1})
+    const first = (await run()).result!.release!
+    fake.source.set('requirements.txt', 'a==3')
+    const second = await run()
+    expect(second.exitCode).toBe(EXIT.ok)
+    expect(second.result!.pruned).toEqual([first])
+    expect(fake.commands.at(-1)).toBe(`rm -rf -- /fake/.live.hotctl/step-backups/${first}`)
+  })
+
   it('a dry run lists the steps and runs none', async () => {
     const {fake, run} = setup()
     const r = await run({dryRun: true})
