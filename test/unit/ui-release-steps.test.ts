@@ -67,3 +67,23 @@ describe('renderDeploy: release steps and the canary', () => {
     expect(lines(r).at(-1)).toBe('Canary: 10 %: 4/20 failed → aborted.')
   })
 })
+
+describe('renderRollback: release steps', () => {
+  it('names the steps undone and those --force left in place', async () => {
+    const {renderRollback} = await import('../../src/ui/rollback-report.js')
+    const text = renderRollback({
+      exitCode: 0,
+      outcome: 'rolled-back',
+      release: '20250101000000',
+      snapshot: '20260101000000',
+      from: '20260101000000',
+      undo: '20260102000000',
+      releaseSteps: {undone: ['migrate'], skipped: ['deps'], irreversible: ['deps (release 20260101000000)']},
+      durationMs: 1,
+    })
+    expect(stripVTControlCharacters(text).split('\n').slice(1)).toEqual([
+      'Release steps undone: migrate.',
+      'Left in place (no undo, --force): deps.',
+    ])
+  })
+})
