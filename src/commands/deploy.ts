@@ -31,6 +31,11 @@ export default class Deploy extends HotctlCommand {
       helpValue: 'PERCENT',
       description: "The new release's highest error rate over a canary step (default 1%).",
     }),
+    'max-p95-ratio': Flags.string({
+      helpValue: 'RATIO',
+      description:
+        "With --canary: abort when the new release's p95 latency exceeds the old one's times RATIO (default: not judged).",
+    }),
     maintenance: Flags.boolean({
       description:
         'Maintenance mode (the service answers 503) from the first change until the release is proven or restored.',
@@ -56,6 +61,7 @@ export default class Deploy extends HotctlCommand {
       canary: flags.canary,
       interval: flags['canary-interval'],
       maxErrorRate: flags['max-error-rate'],
+      maxP95Ratio: flags['max-p95-ratio'],
     })
     if (canary) agentEndpoints(ctx.config) // a usage error before anything is touched
     const {deploy} = await import('../pipeline/deploy.js')

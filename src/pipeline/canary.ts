@@ -21,6 +21,8 @@ export interface CanaryPlan {
   intervalMs: number
   /** Highest error rate (0..1) the new generation may show over an interval. */
   maxErrorRate: number
+  /** When set: the new generation's p95 may be at most this many times the old one's. */
+  maxP95Ratio?: number
 }
 
 /** Parses the three flags; a bad value is a usage error naming the flag. */
@@ -28,10 +30,14 @@ export function parseCanaryFlags(flags: {
   canary?: string
   interval?: string
   maxErrorRate?: string
+  maxP95Ratio?: string
 }): CanaryPlan | undefined {
   if (flags.canary === undefined) {
-    if (flags.interval !== undefined || flags.maxErrorRate !== undefined)
-      throw usageError('--canary-interval and --max-error-rate go with --canary', 'Add --canary 10,50,100.')
+    if (flags.interval !== undefined || flags.maxErrorRate !== undefined || flags.maxP95Ratio !== undefined)
+      throw usageError(
+        '--canary-interval, --max-error-rate and --max-p95-ratio go with --canary',
+        'Add --canary 10,50,100.',
+      )
     return undefined
   }
   const steps = flags.canary.split(',').map((s) => s.trim().replace(/%$/, ''))
@@ -46,7 +52,26 @@ export function parseCanaryFlags(flags: {
   const m = /^(\d+(?:\.\d+)?)\s*%$/.exec(rate)
   if (!m || Number(m[1]) > 100)
     throw usageError(`--max-error-rate ${rate}: not a percentage`, 'Write e.g. --max-error-rate 1% (or 0.5%).')
-  return {steps: nums, intervalMs, maxErrorRate: Number(m[1]) / 100}
+  let maxP95Ratio: number | undefined
+  if (flags.maxP95Ratio !== undefined) {
+    maxP95Ratio = Number(flags.maxP95Ratio)
+    if (!/^\d+(\.\d+)?$/.test(flags.maxP95Ratio.trim()) || !(maxP95Ratio >= 1))
+      throw usageError(
+        `--max-p95-ratio ${flags.maxP95Ratio}: not a ratio of at least 1`,
+        'Write e.g. --max-p95-ratio 2.',
+      )
+  }
+  return {steps: nums, intervalMs, maxErrorRate: Number(m[1]) / 100, maxP95Ratio}
+}
+
+/** Why a canary step breaks the plan's rules, or undefined when it keeps them. */
+export function breach(step: CanaryStep, plan: CanaryPlan): string | undefined {
+  if (step.canaryErrorRate > plan.maxErrorRate)
+    return `error rate ${pct(step.canaryErrorRate)} > ${pct(plan.maxErrorRate)}`
+  const {canaryP95Ms: c, currentP95Ms: o} = step
+  if (plan.maxP95Ratio !== undefined && c !== null && o !== null && o > 0 && c > o * plan.maxP95Ratio)
+    return `p95 ${fmtMs(c)} > ${plan.maxP95Ratio} × ${fmtMs(o)}`
+  return undefined
 }
 
 /** The agent's endpoints, found from the one service's reload trigger (…/api/v1/hot-reload/check). */
@@ -138,13 +163,14 @@ export function canaryTasks(ctx: OpContext, plan: CanaryPlan, report: CanaryRepo
             const end = await figures()
             const step = compare(percent, start, end)
             report.steps.push(step)
-            if (step.canaryErrorRate > plan.maxErrorRate) {
+            const why = breach(step, plan)
+            if (why) {
               await call('POST', '/abort')
               report.outcome = 'aborted'
               throw new Error(
                 `canary at ${percent} %: the new release failed ${step.canaryErrors} of ${step.canaryCalls} calls ` +
-                  `(error rate ${pct(step.canaryErrorRate)} > ${pct(plan.maxErrorRate)}; the old release: ` +
-                  `${pct(step.currentErrorRate)}; p95 ${fmtMs(step.canaryP95Ms)} vs ${fmtMs(step.currentP95Ms)}); aborted`,
+                  `(${why}; the old release: ${pct(step.currentErrorRate)} errors; ` +
+                  `p95 ${fmtMs(step.canaryP95Ms)} vs ${fmtMs(step.currentP95Ms)}); aborted`,
               )
             }
           }
