@@ -17,6 +17,8 @@ import type {
 export const MARKER_NAME = '.hotctl-release.json'
 /** Beside the release marker: present while the service is in maintenance mode ({reason, until}). */
 export const MAINTENANCE_NAME = '.hotctl-maintenance.json'
+/** Names a release step's backup directory in its commands' environment (and marks them as hotctl's). */
+export const STEP_BACKUP_DIR_ENV = 'HOTCTL_STEP_BACKUP_DIR'
 /** hotctl's own files in the target: never synced, backed up, restored or deleted. */
 export const OWN_FILES = [MARKER_NAME, MAINTENANCE_NAME]
 

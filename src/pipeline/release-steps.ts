@@ -1,5 +1,5 @@
 import path from 'node:path'
-import type {StepSpec} from '../config/resolve.js'
+import {STEP_BACKUP_DIR_ENV, type StepSpec} from '../config/resolve.js'
 import type {Command} from '../config/schema.js'
 import {errorMessage, EXIT, HotctlError} from '../errors.js'
 import type {ChangeSet} from '../plan/changeset.js'
@@ -35,7 +35,7 @@ import type {Step} from './steps.js'
  * when the operation ends; recovery closes one a killed run left open.
  */
 
-export const STEP_BACKUP_DIR_ENV = 'HOTCTL_STEP_BACKUP_DIR'
+export {STEP_BACKUP_DIR_ENV} from '../config/resolve.js'
 
 /** Where step `index` (0-based, config order) of `release` keeps its backup. */
 export function stepBackupDir(stateDir: string, release: string, index: number, name: string): string {
@@ -99,8 +99,19 @@ async function runStepCommand(
   env: Record<string, string>,
   timeoutMs: number,
   signal: AbortSignal,
+  opId?: string,
 ): Promise<void> {
-  const r = await ctx.target.runServiceCommand(cmd, {env: {...ctx.env, ...env}, signal, timeoutMs, tailLines: 15})
+  // Journaled: a killed hotctl's step command is stopped by the next run before it undoes anything.
+  const onChild = opId
+    ? (pgid: number) => ctx.target.state.append({event: 'child', opId, t: new Date().toISOString(), pgid})
+    : undefined
+  const r = await ctx.target.runServiceCommand(cmd, {
+    env: {...ctx.env, ...env},
+    signal,
+    timeoutMs,
+    tailLines: 15,
+    onChild,
+  })
   if (r.ok) return
   const how = r.timedOut
     ? `timed out after ${formatDuration(timeoutMs)}`
@@ -260,6 +271,7 @@ export class DeploySteps {
                 stepEnv(s),
                 spec.timeoutMs,
                 this.ctx.signal,
+                this.opts.opId(),
               )
             } catch (err) {
               await journalStep(this.ctx, this.opts.opId(), {...base, ok: false})
@@ -315,7 +327,15 @@ export class DeploySteps {
     this.ran.push(s)
     this.report.ran.push(spec.name)
     try {
-      await runStepCommand(this.ctx, spec.run, `step ${spec.name}`, stepEnv(s), spec.timeoutMs, this.ctx.signal)
+      await runStepCommand(
+        this.ctx,
+        spec.run,
+        `step ${spec.name}`,
+        stepEnv(s),
+        spec.timeoutMs,
+        this.ctx.signal,
+        this.opts.opId(),
+      )
     } catch (err) {
       await journalStep(this.ctx, this.opts.opId(), {...base, ok: false})
       throw err
@@ -369,7 +389,7 @@ async function undoSteps(
       const base = {step: spec.name, action: 'undo' as const, release: s.release, dir: s.dir}
       await journalStep(ctx, opId, base)
       try {
-        await runStepCommand(ctx, spec.undo, label, stepEnv(s), spec.timeoutMs, own)
+        await runStepCommand(ctx, spec.undo, label, stepEnv(s), spec.timeoutMs, own, opId)
       } catch (err) {
         await journalStep(ctx, opId, {...base, ok: false})
         throw err

@@ -3,7 +3,7 @@ import os from 'node:os'
 import path from 'node:path'
 import {execa} from 'execa'
 import type {ResolvedConfig} from '../config/resolve.js'
-import {MAINTENANCE_NAME, MARKER_NAME, OWN_FILES, syncExcludes} from '../config/resolve.js'
+import {MAINTENANCE_NAME, MARKER_NAME, OWN_FILES, STEP_BACKUP_DIR_ENV, syncExcludes} from '../config/resolve.js'
 import type {Command} from '../config/schema.js'
 import {EXIT, HotctlError} from '../errors.js'
 import {showPath} from '../file-names.js'
@@ -208,8 +208,9 @@ export class LocalTarget implements Target {
 
   async reapChildren(pgids: number[]): Promise<number[]> {
     const left: number[] = []
-    // Only groups that still run an rsync of ours are killed: process ids get reused.
-    for (const pgid of pgids) if (!(await reapGroup(pgid, '--files-from=-'))) left.push(pgid)
+    // Only groups that still run an rsync or a release step of ours are killed: process ids get reused.
+    for (const pgid of pgids)
+      if (!(await reapGroup(pgid, ['--files-from=-', `${STEP_BACKUP_DIR_ENV}=`]))) left.push(pgid)
     return left
   }
 

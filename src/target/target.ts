@@ -52,6 +52,11 @@ export interface ServiceCommandOptions {
   signal?: AbortSignal
   timeoutMs?: number
   tailLines?: number
+  /**
+   * Gets the command's process group as soon as it starts, to journal it (awaited before the
+   * command is waited for); recovery then stops it with `reapChildren`. Used by release steps.
+   */
+  onChild?: (pgid: number) => Promise<void>
 }
 
 /** The journal and the lock: the state every controller of this target must see. */

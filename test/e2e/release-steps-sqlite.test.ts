@@ -164,6 +164,20 @@ describe('a migration step on SQLite', {timeout: 180_000}, () => {
     )
     process.kill(-sub.pid!, 'SIGKILL')
     await sub
+    // The step's command runs in a process group of its own, journaled: it outlives hotctl ...
+    const groups = s.ws
+      .journal()
+      .filter((e) => e.event === 'child')
+      .map((e) => Number(e.pgid))
+    const alive = (pgid: number) => {
+      try {
+        process.kill(-pgid, 0)
+        return true
+      } catch {
+        return false
+      }
+    }
+    expect(groups.some(alive)).toBe(true)
     expect(dump(s.db)).toMatch(/currency/)
     expect(exists(marker)).toBe(true) // the killed run's window is still open ...
     expect((await fetch(`${s.agent.base}/api/v1/hello`)).status).toBe(503)
@@ -172,6 +186,7 @@ describe('a migration step on SQLite', {timeout: 180_000}, () => {
     const r = await runCli(['deploy', '--json'], {cwd: s.ws.src, env: s.env})
     expect(r.exitCode, why(r)).toBe(0)
     expect(r.json.recovery).toMatchObject({restored: {ok: true}})
+    expect(groups.filter(alive)).toEqual([]) // ... until the next run stops it, before undoing the migration
     const recover = s.ws.journal().filter((e) => String(e.opId).endsWith('-recover'))
     expect(recover.filter((e) => e.event === 'step').map((e) => `${e.step} ${e.action} ${e.ok ?? ''}`)).toEqual([
       'migrate undo ',

@@ -96,6 +96,8 @@ export type CommandHandler = (call: {
 }) => Partial<CommandResult> | boolean | void
 
 export const FAKE_PGID = 4242
+/** The process group the fake reports for a command run with `onChild` (release steps). */
+export const FAKE_STEP_PGID = 4343
 
 export class FakeTarget implements Target {
   readonly description: string
@@ -324,9 +326,10 @@ export class FakeTarget implements Target {
   }
 
   runServiceCommand(cmd: Command, opts: ServiceCommandOptions): Promise<CommandResult> {
-    return this.step('runServiceCommand', [cmd, opts], () => {
+    return this.step('runServiceCommand', [cmd, opts], async () => {
       const command = describeCommand(cmd)
       this.commands.push(command)
+      await opts.onChild?.(FAKE_STEP_PGID) // a release step's command journals its process group
       const base: CommandResult = {ok: true, exitCode: 0, tail: `${command}: ok`, canceled: false, timedOut: false}
       // A command started after the interrupt is stopped at once, as runCommand stops its group.
       if (opts.signal?.aborted)

@@ -102,16 +102,20 @@ describe('release steps in a deploy', () => {
       'deploy start',
       'deploy phase backup',
       'deploy step deps backup',
+      'deploy child 4343', // its process group: a killed run's command is stopped by the next
       'deploy step deps backup ok',
       'deploy step migrate backup',
+      'deploy child 4343', // its process group: a killed run's command is stopped by the next
       'deploy step migrate backup ok',
       'deploy step deps run',
+      'deploy child 4343', // its process group: a killed run's command is stopped by the next
       'deploy step deps run ok',
       'deploy phase sync',
       'deploy child 4242',
       'deploy phase marker',
       'deploy maintenance on',
       'deploy step migrate run',
+      'deploy child 4343', // its process group: a killed run's command is stopped by the next
       'deploy step migrate run ok',
       'deploy phase reload',
       'deploy maintenance off',
@@ -302,6 +306,7 @@ describe('release steps: recovery and rollback', () => {
       ev({event: 'phase', phase: 'sync'}),
       ev({event: 'maintenance', on: true}),
       ev({event: 'step', step: 'migrate', action: 'run', release: X, dir: dir('02-migrate')}),
+      ev({event: 'child', pgid: 4343}),
     )
     fake.maintenance = {reason: 'step migrate', until: T}
     const {ctx, said} = fakeContext(fake, fakeConfig({...COMMAND_SERVICE, steps: [DEPS, MIGRATE]}))
@@ -309,6 +314,7 @@ describe('release steps: recovery and rollback', () => {
     fake.onCommand = ({command, opts}) => void (envs[command] = opts.env.HOTCTL_STEP_BACKUP_DIR ?? '')
     const r = await ended(deploy(ctx, DEPLOY_FLAGS))
     expect(r.result?.recovery).toMatchObject({interrupted: X, restored: {ok: true}})
+    expect(fake.reaped[0]).toEqual([4343]) // the killed migration's process group is stopped first
     expect(fake.commands.slice(0, 2)).toEqual(['undo-migrate', 'undo-deps'])
     expect(envs).toMatchObject({'undo-migrate': dir('02-migrate'), 'undo-deps': dir('01-deps')})
     expect(fake.maintenance).toBeUndefined()
