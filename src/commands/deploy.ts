@@ -38,7 +38,7 @@ export default class Deploy extends HotctlCommand {
     }),
     maintenance: Flags.boolean({
       description:
-        'Maintenance mode (the service answers 503) from the first change until the release is proven or restored.',
+        'Maintenance mode (the service answers 503) from the first change until the release (or, after a failure, the restored one) is confirmed live.',
       default: false,
     }),
     'dry-run': Flags.boolean({description: 'Print the plan and change set; change nothing.', default: false}),

@@ -30,7 +30,7 @@ export interface DeployFlags {
   noRestart: boolean
   /** A missing target is created instead of refused. */
   createTarget: boolean
-  /** The service is in maintenance mode from the first change until the release is proven or restored. */
+  /** The service is in maintenance mode from the first change until the release (or the restored one) is confirmed live. */
   maintenance?: boolean
   /** --canary: the new release takes a growing share of calls inside the agent before it is promoted. */
   canary?: CanaryPlan

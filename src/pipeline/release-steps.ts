@@ -292,7 +292,7 @@ export class DeploySteps {
     if (at === 'before-sync' && this.opts.maintenance) {
       out.push({
         title: 'Maintenance mode on',
-        does: 'maintenance mode on (until the release is proven or restored)',
+        does: 'maintenance mode on (until the release, or the restored one, is confirmed live)',
         skip: () => this.skip('enter maintenance mode'),
         task: () => this.window.enter('deploy', this.expectedMs(this.selected())),
       })
