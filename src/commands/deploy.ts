@@ -17,6 +17,30 @@ export default class Deploy extends HotctlCommand {
       description: 'Refuse changes that need a restart (exit 6) and never run reload.restart.',
       default: false,
     }),
+    canary: Flags.string({
+      helpValue: 'PERCENTS',
+      description:
+        'In-process canary through the reference agent: e.g. 10,50,100 — that share of calls goes to the new release, ' +
+        'step by step, then it is promoted; a breach of --max-error-rate aborts and restores.',
+    }),
+    'canary-interval': Flags.string({
+      helpValue: 'DURATION',
+      description: 'How long each canary step is watched (default 30s).',
+    }),
+    'max-error-rate': Flags.string({
+      helpValue: 'PERCENT',
+      description: "The new release's highest error rate over a canary step (default 1%).",
+    }),
+    'max-p95-ratio': Flags.string({
+      helpValue: 'RATIO',
+      description:
+        "With --canary: abort when the new release's p95 latency exceeds the old one's times RATIO (default: not judged).",
+    }),
+    maintenance: Flags.boolean({
+      description:
+        'Maintenance mode (the service answers 503) from the first change until the release (or, after a failure, the restored one) is confirmed live.',
+      default: false,
+    }),
     'dry-run': Flags.boolean({description: 'Print the plan and change set; change nothing.', default: false}),
     force: Flags.boolean({
       description: 'Deploy even when nothing changed (re-writes the marker, reloads, smoke-tests).',
@@ -36,6 +60,14 @@ export default class Deploy extends HotctlCommand {
   async run(): Promise<void> {
     const {flags} = await this.parse(Deploy)
     const ctx = await this.openContext(flags.config)
+    const {agentEndpoints, parseCanaryFlags} = await import('../pipeline/canary.js')
+    const canary = parseCanaryFlags({
+      canary: flags.canary,
+      interval: flags['canary-interval'],
+      maxErrorRate: flags['max-error-rate'],
+      maxP95Ratio: flags['max-p95-ratio'],
+    })
+    if (canary) agentEndpoints(ctx.config) // a usage error before anything is touched
     const {deploy} = await import('../pipeline/deploy.js')
     const {renderDeploy} = await import('../ui/deploy-report.js')
     const {withJunit} = await import('../report/junit.js')
@@ -48,6 +80,8 @@ export default class Deploy extends HotctlCommand {
           noRestart: flags['no-restart'],
           skipChecks: flags['skip-checks'],
           createTarget: flags['create-target'],
+          maintenance: flags.maintenance,
+          canary,
         }),
       ),
     )

@@ -17,6 +17,10 @@ export default class Rollback extends HotctlCommand {
     {description: 'Back to the tree from before hotctl took over', command: '<%= config.bin %> rollback --to initial'},
   ]
   static flags = {
+    force: Flags.boolean({
+      description: 'Roll back even when release steps being undone have no `undo` (what they changed stays in place).',
+      default: false,
+    }),
     junit: Flags.string({
       helpValue: 'FILE',
       description: 'Write the checks and smoke tests as JUnit XML to FILE (GitHub, GitLab and Jenkins test reports).',
@@ -37,7 +41,7 @@ export default class Rollback extends HotctlCommand {
     const {withJunit} = await import('../report/junit.js')
     const {withNotify} = await import('../notify/notify.js')
     const r = await withNotify(ctx, 'rollback', () =>
-      withJunit(flags.junit, 'rollback', this.ui, () => rollback(ctx, {to: flags.to})),
+      withJunit(flags.junit, 'rollback', this.ui, () => rollback(ctx, {to: flags.to, force: flags.force})),
     )
     this.finish({...r}, () => renderRollback(r))
   }

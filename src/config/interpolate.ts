@@ -41,5 +41,8 @@ function isShellCommand(path: string[]): boolean {
     /^\d+$/.test(path.at(-1)!) &&
     (path[0] !== 'checks' || path.length >= 4)
   if (argvElement) return false
-  return path[0] === 'checks' || path.at(-1) === 'command'
+  const last = path.at(-1)!
+  const stepCommand = path[0] === 'steps' && path.length === 3 && ['run', 'backup', 'undo'].includes(last)
+  const maintenanceCommand = path[0] === 'maintenance' && path.length === 2 && ['on', 'off'].includes(last)
+  return path[0] === 'checks' || last === 'command' || stepCommand || maintenanceCommand
 }

@@ -6,8 +6,10 @@ import {registerSecret} from '../secrets.js'
 import type {
   Command,
   HostEntry,
+  MaintenanceCommands,
   NotifySpec,
   ParsedConfig,
+  ReleaseStepSpec,
   RunsOn,
   SmokeSpec,
   StatusSpec,
@@ -15,10 +17,16 @@ import type {
 } from './schema.js'
 
 export const MARKER_NAME = '.hotctl-release.json'
+/** Beside the release marker: present while the service is in maintenance mode ({reason, until}). */
+export const MAINTENANCE_NAME = '.hotctl-maintenance.json'
+/** Names a release step's backup directory in its commands' environment (and marks them as hotctl's). */
+export const STEP_BACKUP_DIR_ENV = 'HOTCTL_STEP_BACKUP_DIR'
+/** hotctl's own files in the target: never synced, backed up, restored or deleted. */
+export const OWN_FILES = [MARKER_NAME, MAINTENANCE_NAME]
 
-/** What rsync must never write or delete: protected paths, excludes, and hotctl's own marker. */
+/** What rsync must never write or delete: protected paths, excludes, and hotctl's own files. */
 export const syncExcludes = (c: Pick<ResolvedConfig, 'protect' | 'exclude'>) =>
-  rsyncPatterns([...c.protect, ...c.exclude, MARKER_NAME])
+  rsyncPatterns([...c.protect, ...c.exclude, ...OWN_FILES])
 
 export interface ServiceSpec {
   name: string
@@ -85,6 +93,23 @@ export interface ResolvedConfig {
   smoke: SmokeSpec[]
   /** Webhooks told each deploy's and rollback's outcome. */
   notify: NotifySpec[]
+  /** Release steps, in config order (issue 9). */
+  steps: StepSpec[]
+  /** Maintenance by commands (services without the agent); absent: hotctl writes MAINTENANCE_NAME. */
+  maintenance?: MaintenanceCommands
+}
+
+/** A release step with its place and timeout resolved. */
+export interface StepSpec {
+  name: string
+  run: Command
+  /** Path patterns matched against the change set; absent: always runs. */
+  when?: string[]
+  at: 'before-sync' | 'after-sync'
+  backup?: Command
+  undo?: Command
+  maintenance: boolean
+  timeoutMs: number
 }
 
 export function resolveConfig(parsed: ParsedConfig, file: string): ResolvedConfig {
@@ -203,6 +228,8 @@ function common(
     requireRestart,
     smoke: parsed.smoke,
     notify: notifySpecs(parsed.notify),
+    steps: resolveSteps(parsed.steps, file),
+    maintenance: parsed.maintenance,
   }
 }
 
@@ -213,6 +240,28 @@ function common(
 function notifySpecs(hooks: NotifySpec[]): NotifySpec[] {
   for (const h of hooks) for (const v of [h.url, ...Object.values(h.headers)]) registerSecret(v)
   return hooks
+}
+
+function resolveSteps(steps: ReleaseStepSpec[], file: string): StepSpec[] {
+  const seen = new Set<string>()
+  return steps.map((s, i) => {
+    const field = `${file}: steps.${i}`
+    if (seen.has(s.name))
+      throw usageError(`${field}.name: "${s.name}" is used by an earlier step`, 'Give every step its own name.')
+    seen.add(s.name)
+    if (s.before && s.after)
+      throw usageError(`${field}: has both before: sync and after: sync`, 'Keep one of them (the default is after).')
+    return {
+      name: s.name,
+      run: s.run,
+      when: s.when === undefined ? undefined : Array.isArray(s.when) ? s.when : [s.when],
+      at: s.before ? 'before-sync' : 'after-sync',
+      backup: s.backup,
+      undo: s.undo,
+      maintenance: s.maintenance,
+      timeoutMs: parseDuration(s.timeout, `${field}.timeout`),
+    }
+  })
 }
 
 function isInside(child: string, parent: string): boolean {

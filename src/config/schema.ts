@@ -123,6 +123,35 @@ const notifyHook = z
   })
   .strict()
 
+/**
+ * A release step (issue 9): a command that changes something besides the files (dependencies, a
+ * database), with the backup and undo that make it part of the all-or-nothing deploy.
+ */
+const releaseStep = z
+  .object({
+    name: z.string().min(1),
+    run: commandSchema.describe('What the step does, run in the target directory'),
+    when: z
+      .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+      .optional()
+      .describe('Path patterns: the step runs only when a matching file changes (default: always)'),
+    before: z.literal('sync').optional().describe('Run before the files are synced'),
+    after: z.literal('sync').optional().describe('Run after the files are synced (the default)'),
+    backup: commandSchema
+      .optional()
+      .describe('Saves what `run` changes into $HOTCTL_STEP_BACKUP_DIR; runs before anything is touched'),
+    undo: commandSchema.optional().describe('Puts it back from $HOTCTL_STEP_BACKUP_DIR'),
+    maintenance: z.boolean().default(false).describe('The service is in maintenance mode while this step runs'),
+    timeout: duration.default('10m'),
+  })
+  .strict()
+
+/** How a service without the agent enters and leaves maintenance mode (default: the marker file). */
+const maintenanceCommands = z
+  .object({on: commandSchema, off: commandSchema})
+  .strict()
+  .describe('Commands that switch maintenance mode, instead of writing .hotctl-maintenance.json')
+
 /** A host of a fleet: `user@host[:port]`, or an object with per-host vars for `${host.vars.X}`. */
 const hostEntry = z.union([
   z.string().min(1).describe('user@host[:port]'),
@@ -166,6 +195,8 @@ export const configSchema = z
     reload: z.union([reload, z.array(service.extend({name: z.string()}))]).optional(),
     smoke: z.array(z.union([smokeHttp, smokeCommand])).default([]),
     notify: z.array(notifyHook).default([]).describe('Webhooks told the outcome of each deploy and rollback'),
+    steps: z.array(releaseStep).default([]),
+    maintenance: maintenanceCommands.optional(),
     hosts: z.array(hostEntry).min(1).optional().describe('Fleet: hosts that each hold `target` (a path)'),
     inventory: z.string().optional().describe('Fleet: an Ansible inventory file (INI or YAML)'),
     group: z.string().optional().describe('Fleet: the inventory group (default: all)'),
@@ -196,3 +227,5 @@ export type HostEntry = z.output<typeof hostEntry>
 export type RunsOn = z.output<typeof runsOn>
 export type NotifySpec = z.output<typeof notifyHook>
 export type NotifyEvent = (typeof NOTIFY_EVENTS)[number]
+export type ReleaseStepSpec = z.output<typeof releaseStep>
+export type MaintenanceCommands = z.output<typeof maintenanceCommands>

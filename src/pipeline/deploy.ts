@@ -17,7 +17,9 @@ import {emptyProof, type LiveProof, proveLiveTasks} from './prove-live.js'
 import {preflight, requirePreflight} from './preflight.js'
 import {pinnedBackups, pruneAfter} from './prune.js'
 import type {RestoreOutcome} from './restore.js'
-import {restoreAndProve} from './restore.js'
+import {beforeLast, restoreAndProve} from './restore.js'
+import {DeploySteps, type StepsReport} from './release-steps.js'
+import {type CanaryPlan, type CanaryReport, canaryTasks} from './canary.js'
 import {beforeTheOperation, settle} from './settle.js'
 import {described, type Step, steps, wouldDo} from './steps.js'
 
@@ -30,6 +32,10 @@ export interface DeployFlags {
   noRestart: boolean
   /** A missing target is created instead of refused. */
   createTarget: boolean
+  /** The service is in maintenance mode from the first change until the release (or the restored one) is confirmed live. */
+  maintenance?: boolean
+  /** --canary: the new release takes a growing share of calls inside the agent before it is promoted. */
+  canary?: CanaryPlan
 }
 
 export interface DeployResult {
@@ -48,6 +54,10 @@ export interface DeployResult {
   restore?: RestoreOutcome
   recovery?: Recovery
   pruned?: string[]
+  /** Release steps (config `steps:`): which ran, were skipped, undone. */
+  releaseSteps?: StepsReport
+  /** --canary: each step's figures, and whether it was promoted or aborted. */
+  canary?: CanaryReport
   error?: string
   durationMs: number
 }
@@ -62,6 +72,7 @@ interface DeployRun {
   plan?: DeployPlan
   op?: Operation
   targetChanged: boolean
+  releaseSteps: DeploySteps
 }
 
 /**
@@ -81,12 +92,25 @@ export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<Deploy
     checks: [],
     durationMs: 0,
   }
-  const run: DeployRun = {flags, result, proof: emptyProof(), targetChanged: false}
+  const run = {flags, result, proof: emptyProof(), targetChanged: false} as DeployRun
+  run.releaseSteps = new DeploySteps(ctx, {
+    release: () => run.plan!.id,
+    changes: () => run.plan?.changes,
+    opId: () => run.op!.opId,
+    dryRun: flags.dryRun,
+    skipWhy: () => (run.plan?.nothingToDeploy ? 'nothing to deploy' : false),
+    maintenance: !!flags.maintenance,
+    onTouch: () => (run.targetChanged = true),
+    proofMs: ctx.config.reloadTimeoutMs,
+  })
+  if (ctx.config.steps.length > 0) result.releaseSteps = run.releaseSteps.report
   const tree = deploySteps(ctx, run)
   if (flags.dryRun) result.steps = described(tree)
   try {
     await runTasks(ctx.ui, steps(tree), {})
     throwIfInterrupted(ctx)
+    const stillInMaintenance = await run.releaseSteps.close() // proven live: the service opens again
+    if (stillInMaintenance) ctx.ui.say(`hotctl: warning: ${stillInMaintenance}`)
     await run.op?.end('ok', EXIT.ok, {changes: changeCount(run.plan!.changes), files: fileCounts(run.plan!.changes)})
     if (result.outcome === 'deployed' && run.op) await recordDeployedTree(ctx, run.op.opId, run.targetPlan) // for `hotctl diff`
     // Under the lock: a concurrent rollback must not lose the snapshot it is restoring.
@@ -121,7 +145,14 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
     phase: (p) => run.op!.phase(p),
     label: 'release',
     phases: {reload: 'reload', confirm: 'confirm', smoke: 'smoke'},
+    reload: !flags.canary, // the canary loads the release itself
   })
+  const canary: Step[] = []
+  if (flags.canary) {
+    result.canary = {steps: [], outcome: 'running'}
+    canary.push(...canaryTasks(live, flags.canary, result.canary, () => run.plan!.id))
+    canary[0]!.task = withPhase(canary[0]!.task, () => run.op!.phase('reload'))
+  }
   return [
     {
       title: 'Preflight',
@@ -196,6 +227,8 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
         task.title = `Backup ${id()}: ${meta.files} files, ${formatBytes(meta.added)} added`
       },
     },
+    ...run.releaseSteps.backupTasks(),
+    ...run.releaseSteps.tasks('before-sync'),
     {
       title: 'Sync',
       does: 'sync the changed paths into the target (rsync, in place, no restart)',
@@ -223,7 +256,8 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
         await target.writeMarker({id: id(), gitSha: await gitSha(config.source), user, time: new Date().toISOString()})
       },
     },
-    ...wouldDo(prove, {dryRun: dry, skipWhy: nothing}),
+    ...run.releaseSteps.tasks('after-sync'),
+    ...wouldDo([...canary, ...beforeLast(prove, run.releaseSteps.leaveTask())], {dryRun: dry, skipWhy: nothing}),
     {
       title: 'Prune old backups',
       does: `prune backups beyond ${config.keep}`,
@@ -241,9 +275,15 @@ async function settleDeploy(ctx: OpContext, run: DeployRun, err: unknown): Promi
   let restore: RestoreOutcome | undefined
   if (run.targetChanged) {
     ctx.ui.say(`hotctl: deploy ${plan!.id} failed after changing the target (${error}); restoring backup ${plan!.id}`)
-    restore = await restoreAndProve(ctx, plan!.id, run.op!.phase, {allowRestart: !run.flags.noRestart})
+    const undo = await run.releaseSteps.undo() // the steps first, newest first: one atomic unit with the files
+    restore = await restoreAndProve(ctx, plan!.id, run.op!.phase, {
+      allowRestart: !run.flags.noRestart,
+      beforeSmoke: run.releaseSteps.leaveTask(),
+    })
+    if (!undo.ok) restore = {...restore, ok: false, error: [undo.error, restore.error].filter(Boolean).join('; ')}
     result.restore = restore
   }
+  await run.releaseSteps.close()
   const s = settle({targetChanged: run.targetChanged, error: err, interrupted, restore})
   await run.op!.end(s.result, s.exitCode, {
     error: s.error,
@@ -255,6 +295,14 @@ async function settleDeploy(ctx: OpContext, run: DeployRun, err: unknown): Promi
     exitCode: s.exitCode,
     outcome: s.outcome === 'recovered' ? 'restored' : s.outcome,
     error,
+  }
+}
+
+/** Journals `phase` before `task` runs. */
+function withPhase(task: Step['task'], phase: () => Promise<void>): Step['task'] {
+  return async (...args) => {
+    await phase()
+    return task(...args)
   }
 }
 

@@ -10,6 +10,7 @@ import {
 } from '../state/journal.js'
 import {describeOwner} from '../state/lock.js'
 import type {OpContext} from './context.js'
+import {recoverSteps, stepsRan} from './release-steps.js'
 import {restoreAndProve, type RestoreOutcome} from './restore.js'
 import {settle} from './settle.js'
 
@@ -108,15 +109,15 @@ export async function recoverInterrupted(ctx: OpContext, opts: {allowRestart: bo
       `Stop it (kill -KILL -${running}), then run hotctl again.`,
     )
   }
-  const touched = open.phases.some((p) => TARGET_CHANGING.has(p))
+  const touched = open.phases.some((p) => TARGET_CHANGING.has(p)) || stepsRan(open)
   const backup = open.start.backup
   if (!touched || !backup) {
     ctx.ui.say(
       `hotctl: ${open.op} ${open.opId} was interrupted before it changed the target; closing it in the journal`,
     )
-    await (
-      await Operation.start(ctx, 'recover', `${open.opId}-recover`, {})
-    ).end('recovered', 0, {recovered: open.opId})
+    const rec = await Operation.start(ctx, 'recover', `${open.opId}-recover`, {})
+    await recoverSteps(ctx, open, rec.opId) // a maintenance window it opened is closed
+    await rec.end('recovered', 0, {recovered: open.opId})
     await closeInterrupted(ctx, open.opId)
     return {interrupted: open.opId, op: open.op}
   }
@@ -124,7 +125,10 @@ export async function recoverInterrupted(ctx: OpContext, opts: {allowRestart: bo
     `hotctl: ${open.op} ${open.opId} was interrupted after changing the target (last phase: ${open.phases.at(-1)}); restoring its backup ${backup} first`,
   )
   const rec = await Operation.start(ctx, 'recover', `${open.opId}-recover`, {backup})
-  const restored = await restoreAndProve(ctx, backup, rec.phase, opts)
+  // Release steps it ran are undone first (newest first), then its files are restored: one unit.
+  const undo = await recoverSteps(ctx, open, rec.opId)
+  let restored = await restoreAndProve(ctx, backup, rec.phase, opts)
+  if (!undo.ok) restored = {...restored, ok: false, error: [undo.error, restored.error].filter(Boolean).join('; ')}
   // The same settlement as deploy and rollback: a proven restore is this operation's success.
   const settled = settle({
     targetChanged: true,

@@ -3,6 +3,7 @@ import {operations} from '../state/journal.js'
 import type {OpContext} from './context.js'
 import type {Target} from '../target/target.js'
 import {lockTarget} from './operation.js'
+import {pruneStepBackups} from './release-steps.js'
 
 export interface PruneResult {
   exitCode: number
@@ -26,7 +27,9 @@ export async function pruneBackups(ctx: OpContext, keep: number, opts: {dryRun?:
   }
   const unlock = await lockTarget(ctx, `hotctl ${process.argv.slice(2).join(' ')}`)
   try {
-    return {exitCode: EXIT.ok, keep, ...(await ctx.target.backups.prune(keep, await pinnedBackups(ctx.target)))}
+    const pruned = await ctx.target.backups.prune(keep, await pinnedBackups(ctx.target))
+    if ((ctx.config.steps ?? []).length > 0) await pruneStepBackups(ctx, pruned.removed)
+    return {exitCode: EXIT.ok, keep, ...pruned}
   } finally {
     await unlock()
   }
@@ -52,7 +55,9 @@ export async function pinnedBackups(target: Target, current?: string): Promise<s
  */
 export async function pruneAfter(ctx: OpContext, pinned: string[]): Promise<string[]> {
   try {
-    return (await ctx.target.backups.prune(ctx.config.keep, pinned)).removed
+    const {removed} = await ctx.target.backups.prune(ctx.config.keep, pinned)
+    if ((ctx.config.steps ?? []).length > 0) await pruneStepBackups(ctx, removed)
+    return removed
   } catch (err) {
     ctx.ui.say(`hotctl: warning: pruning old backups failed: ${errorMessage(err)} (run \`hotctl backups prune\` later)`)
     return []

@@ -5,6 +5,7 @@ import {BackupDamagedError, type Damage} from '../store/integrity.js'
 import {runTasks} from '../ui/render.js'
 import type {OpContext} from './context.js'
 import {emptyProof, type LiveProof, proveLiveTasks} from './prove-live.js'
+import type {ListrTask} from 'listr2'
 
 export interface RestoreOutcome {
   backup: string
@@ -35,7 +36,7 @@ export async function restoreAndProve(
   ctx: OpContext,
   id: string,
   phase: (p: Phase) => Promise<void>,
-  opts: {label?: string; allowRestart: boolean},
+  opts: {label?: string; allowRestart: boolean; beforeSmoke?: ListrTask},
 ): Promise<RestoreOutcome> {
   const label = opts.label ?? 'previous release'
   const own: OpContext = {...ctx, signal: new AbortController().signal}
@@ -77,13 +78,16 @@ export async function restoreAndProve(
               throw new Error(`target differs from backup ${id} at: ${outcome.differences.slice(0, 10).join(', ')}`)
           },
         },
-        ...proveLiveTasks(own, outcome.release, outcome.proof, {
-          allowRestart: opts.allowRestart,
-          phase,
-          label,
-          phases: {reload: 'restore-reload', confirm: 'restore-confirm', smoke: 'restore-smoke'},
-          restore: {interrupt},
-        }),
+        ...beforeLast(
+          proveLiveTasks(own, outcome.release, outcome.proof, {
+            allowRestart: opts.allowRestart,
+            phase,
+            label,
+            phases: {reload: 'restore-reload', confirm: 'restore-confirm', smoke: 'restore-smoke'},
+            restore: {interrupt},
+          }),
+          opts.beforeSmoke, // e.g. leave maintenance mode once the restored release is confirmed live
+        ),
       ],
       {},
     )
@@ -94,4 +98,9 @@ export async function restoreAndProve(
   }
   outcome.interrupted = interrupt.fired
   return outcome
+}
+
+/** `tasks` with `extra` inserted before the last one (the proof's smoke). */
+export function beforeLast<T>(tasks: T[], extra: T | undefined): T[] {
+  return extra ? [...tasks.slice(0, -1), extra, ...tasks.slice(-1)] : tasks
 }

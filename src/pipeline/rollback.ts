@@ -8,7 +8,15 @@ import {emptyProof, type LiveProof, proveLiveTasks} from './prove-live.js'
 import {preflight, requirePreflight} from './preflight.js'
 import {pinnedBackups, pruneAfter} from './prune.js'
 import {catalogOf, type Choice, describe, INITIAL, type ReleaseCatalog, resolvePrevious, resolveTo} from './releases.js'
-import {restoreAndProve, type RestoreOutcome} from './restore.js'
+import {beforeLast, restoreAndProve, type RestoreOutcome} from './restore.js'
+import {
+  leaveWindowTask,
+  MaintenanceWindow,
+  planRollbackSteps,
+  requireReversible,
+  type RollbackStepsPlan,
+  undoForRollback,
+} from './release-steps.js'
 import {beforeTheOperation, settle} from './settle.js'
 import {type Step, steps} from './steps.js'
 
@@ -29,6 +37,8 @@ export interface RollbackResult {
   proof?: LiveProof
   restore?: RestoreOutcome
   recovery?: Recovery
+  /** Release steps of the releases being undone (config `steps:`): undone, or skipped under --force. */
+  releaseSteps?: {undone: string[]; skipped: string[]; irreversible: string[]}
   error?: string
   durationMs: number
 }
@@ -39,12 +49,13 @@ export interface RollbackResult {
  * Snapshots the current tree first so the rollback itself can be undone; then restore → verify →
  * reload → confirm → smoke. `--to` the live release changes nothing: it confirms it and exits 0.
  */
-export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<RollbackResult> {
+export async function rollback(ctx: OpContext, opts: {to?: string; force?: boolean}): Promise<RollbackResult> {
   const started = Date.now()
-  const run: RollbackRun = {
+  const run = {
     result: {exitCode: EXIT.ok, outcome: 'rolled-back', release: null, from: null, durationMs: 0, proof: emptyProof()},
     changed: false,
-  }
+  } as RollbackRun
+  run.window = new MaintenanceWindow(ctx, () => run.op!.opId)
   const {result} = run
   // The lock is held until the journal records the end and any restore is done.
   try {
@@ -71,6 +82,7 @@ export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<Rol
     if (!run.op) throw beforeTheOperation(ctx, err)
     return {...(await settleRollback(ctx, run, err)), durationMs: Date.now() - started}
   } finally {
+    await run.window.leave() // whatever the outcome
     await run.unlock?.()
   }
   return {...result, durationMs: Date.now() - started}
@@ -84,9 +96,12 @@ interface RollbackRun {
   undo?: string
   op?: Operation
   changed: boolean
+  stepsPlan?: RollbackStepsPlan
+  /** Opened by the undo of a step with `maintenance: true`; left before the smoke. */
+  window: MaintenanceWindow
 }
 
-function rollbackSteps(ctx: OpContext, opts: {to?: string}, run: RollbackRun): Step[] {
+function rollbackSteps(ctx: OpContext, opts: {to?: string; force?: boolean}, run: RollbackRun): Step[] {
   const {target} = ctx
   const {result} = run
   const alreadyLive = () =>
@@ -134,6 +149,21 @@ function rollbackSteps(ctx: OpContext, opts: {to?: string}, run: RollbackRun): S
       },
     },
     {
+      title: 'Plan the undo of release steps',
+      skip: alreadyLive,
+      task: async (_c, task) => {
+        const plan = planRollbackSteps(ctx, operations(await target.state.read()), run.choice!.release)
+        if (plan.undo.length === 0) {
+          task.title = 'No release step to undo'
+          return
+        }
+        run.stepsPlan = plan
+        result.releaseSteps = {undone: [], skipped: [], irreversible: plan.irreversible}
+        task.title = `Undo release steps: ${plan.undo.map((e) => `${e.step} (${e.release})`).join(', ')}`
+        requireReversible(plan, !!opts.force)
+      },
+    },
+    {
       title: 'Snapshot the current tree (to undo this rollback)',
       skip: alreadyLive,
       task: async (_c, task) => {
@@ -148,6 +178,17 @@ function rollbackSteps(ctx: OpContext, opts: {to?: string}, run: RollbackRun): S
         await run.op.phase('backup')
         await target.backups.snapshot(run.undo, 'rollback')
         task.title = `Snapshot the current tree as ${run.undo} (to undo this rollback)`
+      },
+    },
+    {
+      title: 'Undo release steps',
+      skip: () => alreadyLive() || (!run.stepsPlan && 'no release step to undo'),
+      task: async () => {
+        if (ctx.signal.aborted) throw new HotctlError('interrupted', EXIT.interrupted)
+        run.changed = true
+        const r = await undoForRollback(ctx, run.op!.opId, run.stepsPlan!, run.window)
+        Object.assign(result.releaseSteps!, {undone: r.undone, skipped: r.skipped})
+        if (!r.ok) throw new Error(r.error)
       },
     },
     {
@@ -179,7 +220,7 @@ function rollbackSteps(ctx: OpContext, opts: {to?: string}, run: RollbackRun): S
           throw new Error(`target differs from snapshot ${snapshot()} at: ${diffs.slice(0, 10).join(', ')}`)
       },
     },
-    ...prove,
+    ...beforeLast(prove, leaveWindowTask(run.window)),
     {title: 'Prune old backups', skip: alreadyLive, task: () => undefined}, // after the operation ends (rollback())
   ]
 }
@@ -204,7 +245,14 @@ async function settleRollback(ctx: OpContext, run: RollbackRun, err: unknown): P
   result.restore = await restoreAndProve(ctx, run.undo!, run.op!.phase, {
     label: 'release before the rollback',
     allowRestart: true,
+    beforeSmoke: leaveWindowTask(run.window),
   })
+  const undone = result.releaseSteps?.undone ?? []
+  if (undone.length > 0) {
+    // The files are back, but what those steps changed stays undone: not the release it was.
+    const why = `release steps ${undone.join(', ')} were undone and are not redone: deploy the release again`
+    result.restore = {...result.restore, ok: false, error: [result.restore.error, why].filter(Boolean).join('; ')}
+  }
   const s = settle({targetChanged: true, error: err, interrupted, restore: result.restore})
   await run.op!.end(s.result, s.exitCode, {error: s.error})
   return {

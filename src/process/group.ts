@@ -58,13 +58,15 @@ export function stopOnAbort(
 
 /**
  * Kills a group left behind by a killed hotctl and waits until it is gone. Process ids get reused,
- * so on Linux it only kills a group where some member carries `signature` in its command line.
+ * so on Linux it only kills a group where some member carries one of `signatures` in its command
+ * line or environment (a release step's commands carry HOTCTL_STEP_BACKUP_DIR there).
  */
-export async function reapGroup(pgid: number, signature: string, timeoutMs = 10_000): Promise<boolean> {
+export async function reapGroup(pgid: number, signatures: string | string[], timeoutMs = 10_000): Promise<boolean> {
   if (!groupAlive(pgid)) return true
   const members = groupMembers(pgid)
+  const marks = typeof signatures === 'string' ? [signatures] : signatures
   // A wrapper (HOTCTL_RSYNC) may hold helpers of its own in the group: one rsync-like member is enough.
-  if (members && !members.some((cmdline) => cmdline.includes(signature))) return true // someone else's now
+  if (members && !members.some((m) => marks.some((s) => m.includes(s)))) return true // someone else's now
   killGroup(pgid, 'SIGKILL')
   const deadline = Date.now() + timeoutMs
   while (groupAlive(pgid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
@@ -84,7 +86,14 @@ function groupMembers(pgid: number): string[] | undefined {
     try {
       const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
       const pgrp = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2])
-      if (pgrp === pgid) out.push(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' '))
+      if (pgrp !== pgid) continue
+      let environ = ''
+      try {
+        environ = fs.readFileSync(`/proc/${pid}/environ`, 'utf8')
+      } catch {
+        // another user's process: its command line still tells
+      }
+      out.push(`${fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8')}\0${environ}`.replace(/\0/g, ' '))
     } catch {
       // exited meanwhile
     }

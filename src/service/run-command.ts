@@ -29,7 +29,14 @@ export const describeCommand = (c: Command) => (typeof c === 'string' ? c : c.ar
  */
 export async function runCommand(
   cmd: Command,
-  opts: {cwd: string; env?: Record<string, string>; signal?: AbortSignal; timeoutMs?: number; tailLines?: number},
+  opts: {
+    cwd: string
+    env?: Record<string, string>
+    signal?: AbortSignal
+    timeoutMs?: number
+    tailLines?: number
+    onChild?: (pgid: number) => Promise<void>
+  },
 ): Promise<CommandResult> {
   verbose(`run: ${typeof cmd === 'string' ? `sh -c ${showArgv([cmd])}` : showArgv(cmd.argv)} (in ${opts.cwd})`)
   // Its own process group (detached), so an interrupt or timeout stops the whole command — a
@@ -37,6 +44,13 @@ export async function runCommand(
   const common = {cwd: opts.cwd, env: opts.env, reject: false, all: true, detached: true, stdin: 'ignore'} as const
   const sub =
     typeof cmd === 'string' ? execa(cmd, {...common, shell: true}) : execa(cmd.argv[0]!, cmd.argv.slice(1), common)
+  try {
+    if (sub.pid) await opts.onChild?.(sub.pid) // journaled before it is waited for: recovery can stop it
+  } catch (err) {
+    stopGroup(sub.pid) // not journaled: it must not go on running unrecorded
+    await sub
+    throw err
+  }
   let canceled = false
   let timedOut = false
   // On an interrupt the restore waits for this command to be gone: a command ignoring SIGTERM gets

@@ -25,6 +25,10 @@ export type JournalEvent =
   | {event: 'phase'; opId: string; t: string; phase: Phase}
   /** A child process group that writes to the target (rsync): stopped before any recovery. */
   | {event: 'child'; opId: string; t: string; pgid: number}
+  /** A release step's backup, run or undo (src/pipeline/release-steps.ts): appended before it starts, then with `ok`. */
+  | StepEvent
+  /** The maintenance window opened (`on`) or closed: a killed run's window is closed by recovery. */
+  | {event: 'maintenance'; opId: string; t: string; on: boolean}
   | {
       event: 'end'
       opId: string
@@ -43,6 +47,21 @@ export interface FileCounts {
   added: number
   changed: number
   deleted: number
+}
+
+export interface StepEvent {
+  event: 'step'
+  opId: string
+  t: string
+  /** The step's name in the config. */
+  step: string
+  action: 'backup' | 'run' | 'undo'
+  /** The release whose step it is (for an undo in a rollback: the release being undone). */
+  release: string
+  /** Its backup directory ($HOTCTL_STEP_BACKUP_DIR), in the state dir. */
+  dir: string
+  /** Absent on the record written before the command starts. */
+  ok?: boolean
 }
 
 /** Phases from `sync` on may have changed the target. */
@@ -131,6 +150,12 @@ function invalidEvent(v: unknown): string | undefined {
       return typeof e.op === 'string' && OPS.has(e.op) ? undefined : `unknown op ${JSON.stringify(e.op)}`
     case 'phase':
       return typeof e.phase === 'string' ? undefined : 'phase is not a string'
+    case 'step':
+      return typeof e.step === 'string' && typeof e.release === 'string' && typeof e.dir === 'string'
+        ? undefined
+        : 'step without step, release or dir'
+    case 'maintenance':
+      return typeof e.on === 'boolean' ? undefined : 'maintenance without on'
     case 'child':
       return Number.isInteger(e.pgid) && (e.pgid as number) > 1 ? undefined : 'pgid is not a process group id'
     case 'end':
@@ -155,6 +180,10 @@ export interface Operation {
   start: Extract<JournalEvent, {event: 'start'}>
   phases: Phase[]
   children: number[]
+  /** Its release steps' records, in order. */
+  steps: StepEvent[]
+  /** Whether its last maintenance record opened the window. */
+  maintenance: boolean
   end?: Extract<JournalEvent, {event: 'end'}>
 }
 
@@ -164,7 +193,7 @@ export function operations(events: JournalEvent[]): Operation[] {
   const order: Operation[] = []
   for (const e of events) {
     if (e.event === 'start') {
-      const op: Operation = {opId: e.opId, op: e.op, start: e, phases: [], children: []}
+      const op: Operation = {opId: e.opId, op: e.op, start: e, phases: [], children: [], steps: [], maintenance: false}
       byId.set(`${e.op}:${e.opId}`, op)
       byId.set(e.opId, op)
       order.push(op)
@@ -173,6 +202,8 @@ export function operations(events: JournalEvent[]): Operation[] {
       if (!op) continue
       if (e.event === 'phase') op.phases.push(e.phase)
       else if (e.event === 'child') op.children.push(e.pgid)
+      else if (e.event === 'step') op.steps.push(e)
+      else if (e.event === 'maintenance') op.maintenance = e.on
       else op.end = e
     }
   }

@@ -2,8 +2,8 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import type {ResolvedConfig} from '../config/resolve.js'
-import {MARKER_NAME} from '../config/resolve.js'
 import {EXIT, HotctlError} from '../errors.js'
+import {MAINTENANCE_NAME, MARKER_NAME} from '../config/resolve.js'
 import {compilePatterns, type PathMatcher} from '../plan/patterns.js'
 import {HashCache} from '../store/hash-cache.js'
 import {type Tree, walkTree} from '../store/walk.js'
@@ -21,7 +21,8 @@ export class LocalTree {
 
   constructor(readonly config: ResolvedConfig) {
     this.root = config.target
-    this.skip = compilePatterns([...config.exclude, ...config.protect])
+    // The maintenance marker comes and goes during an operation: never part of a snapshot or restore.
+    this.skip = compilePatterns([...config.exclude, ...config.protect, `/${MAINTENANCE_NAME}`])
     this.protected = compilePatterns(config.protect)
   }
 
@@ -49,7 +50,8 @@ export class LocalTree {
   /** Paths protected now or when a backup was taken stay untouched (the config may have changed). */
   walkProtecting(extra: string[] = []): Tree {
     const protect = [...this.config.protect, ...extra]
-    return walkTree(this.root, compilePatterns([...this.config.exclude, ...protect]), compilePatterns(protect))
+    const skip = compilePatterns([...this.config.exclude, ...protect, `/${MAINTENANCE_NAME}`])
+    return walkTree(this.root, skip, compilePatterns(protect))
   }
 
   targetCache(): HashCache {

@@ -3,7 +3,7 @@ import os from 'node:os'
 import path from 'node:path'
 import {execa} from 'execa'
 import type {ResolvedConfig} from '../config/resolve.js'
-import {MARKER_NAME, syncExcludes} from '../config/resolve.js'
+import {MAINTENANCE_NAME, MARKER_NAME, OWN_FILES, STEP_BACKUP_DIR_ENV, syncExcludes} from '../config/resolve.js'
 import type {Command} from '../config/schema.js'
 import {EXIT, HotctlError} from '../errors.js'
 import {fsPath, showPath} from '../file-names.js'
@@ -23,6 +23,7 @@ import {localPreflight} from './local-preflight.js'
 import {LocalStateStore} from './local-state.js'
 import {LocalTree} from './local-tree.js'
 import type {
+  MaintenanceMarker,
   PreflightItem,
   PreflightOptions,
   ReleaseMarker,
@@ -70,6 +71,17 @@ export class LocalTarget implements Target {
     fs.renameSync(tmp, file)
   }
 
+  async writeMaintenance(m: MaintenanceMarker): Promise<void> {
+    const file = path.join(this.config.target, MAINTENANCE_NAME)
+    const tmp = `${file}.${process.pid}.tmp`
+    fs.writeFileSync(tmp, `${JSON.stringify(m)}\n`)
+    fs.renameSync(tmp, file)
+  }
+
+  async clearMaintenance(): Promise<void> {
+    fs.rmSync(path.join(this.config.target, MAINTENANCE_NAME), {force: true})
+  }
+
   async planChanges(source: string, opts: {dryRun: boolean}): Promise<TargetPlan> {
     // Both trees walked here (one lstat each, no rsync scan): the target's walk is reused by the
     // backup and the sync. Hashes come from the records kept in the state dir, checked by stat.
@@ -90,7 +102,7 @@ export class LocalTarget implements Target {
       }
       return srcCache.hash(source, rel, s) === dstCache.hash(dst.root, rel, d)
     }
-    const changes = diffTrees(src, dst, sameContent, (rel) => rel === MARKER_NAME)
+    const changes = diffTrees(src, dst, sameContent, (rel) => OWN_FILES.includes(rel))
     // Planning is read-only under --dry-run: what was hashed is kept only by a real deploy.
     if (!opts.dryRun) {
       srcCache.save()
@@ -173,8 +185,9 @@ export class LocalTarget implements Target {
 
   async reapChildren(pgids: number[]): Promise<number[]> {
     const left: number[] = []
-    // Only groups that still run an rsync of ours are killed: process ids get reused.
-    for (const pgid of pgids) if (!(await reapGroup(pgid, '--files-from=-'))) left.push(pgid)
+    // Only groups that still run an rsync or a release step of ours are killed: process ids get reused.
+    for (const pgid of pgids)
+      if (!(await reapGroup(pgid, ['--files-from=-', `${STEP_BACKUP_DIR_ENV}=`]))) left.push(pgid)
     return left
   }
 

@@ -16,6 +16,13 @@ export interface ReleaseMarker {
   time: string
 }
 
+/** `<target>/.hotctl-maintenance.json` while the service is in maintenance mode (issue 9). */
+export interface MaintenanceMarker {
+  reason: string
+  /** Expected end (ISO time): the service's Retry-After. */
+  until: string
+}
+
 export interface PreflightItem {
   name: string
   ok: boolean
@@ -46,6 +53,11 @@ export interface ServiceCommandOptions {
   signal?: AbortSignal
   timeoutMs?: number
   tailLines?: number
+  /**
+   * Gets the command's process group as soon as it starts, to journal it (awaited before the
+   * command is waited for); recovery then stops it with `reapChildren`. Used by release steps.
+   */
+  onChild?: (pgid: number) => Promise<void>
 }
 
 /** The journal and the lock: the state every controller of this target must see. */
@@ -105,6 +117,10 @@ export interface Target {
   preflight(opts: PreflightOptions): Promise<PreflightItem[]>
   readMarker(): Promise<ReleaseMarker | null>
   writeMarker(marker: ReleaseMarker): Promise<void>
+  /** Writes the maintenance marker into the target (atomically: write then rename). */
+  writeMaintenance(marker: MaintenanceMarker): Promise<void>
+  /** Removes the maintenance marker; no error when there is none. */
+  clearMaintenance(): Promise<void>
   /**
    * Added/changed/deleted paths, worked out by content where size or mtime differ. Writes nothing
    * under `dryRun`; otherwise it may keep what it learnt (hash caches) in the state dir.

@@ -38,18 +38,32 @@ function deployed(r: DeployResult): string[] {
     lines.push(
       `Backup ${r.backup.id}: ${r.backup.files} files, ${formatBytes(r.backup.added)} added. Undo: hotctl rollback`,
     )
+  return [...lines, ...stepLines(r)]
+}
+
+/** Release steps and the canary (issue 9): what ran, what was undone, the canary's figures. */
+function stepLines(r: DeployResult): string[] {
+  const lines: string[] = []
+  const s = r.releaseSteps
+  if (s?.ran.length) lines.push(`Release steps run: ${s.ran.join(', ')}.`)
+  if (s?.undone.length) lines.push(chalk.yellow(`Release steps undone (newest first): ${s.undone.join(', ')}.`))
+  for (const n of s?.notUndone ?? []) lines.push(chalk.red(`Release step ${n.step} NOT undone: ${n.why}`))
+  if (r.canary?.steps.length) {
+    const figures = r.canary.steps.map((c) => `${c.percent} %: ${c.canaryErrors}/${c.canaryCalls} failed`)
+    lines.push(`Canary: ${figures.join('; ')} → ${r.canary.outcome}.`)
+  }
   return lines
 }
 
 function failed(r: DeployResult): string[] {
   const lines = [chalk.red(`Deploy ${r.release ?? ''} failed: ${r.error}`)]
   const restore = r.restore
-  if (!restore) return lines
+  if (!restore) return [...lines, ...stepLines(r)]
   const what = restore.release ? `release ${restore.release}` : 'the previous tree'
   lines.push(
     restore.ok
       ? chalk.yellow(`Restored backup ${restore.backup} and proved ${what} live again.`)
       : chalk.red(`Restore of ${restore.backup} FAILED: ${restore.error}. The target needs attention.`),
   )
-  return lines
+  return [...lines, ...stepLines(r)]
 }

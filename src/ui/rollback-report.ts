@@ -10,10 +10,19 @@ export function renderRollback(r: RollbackResult): string {
   }
   if (r.outcome === 'rolled-back') {
     const undo = r.undoWith ? `Undo: ${r.undoWith}` : `The tree from before the rollback is kept as snapshot ${r.undo}.`
-    return chalk.green(`Rolled back to ${what} (snapshot ${r.snapshot}). ${undo}`)
+    return chalk.green(`Rolled back to ${what} (snapshot ${r.snapshot}). ${undo}`) + stepsLine(r)
   }
   const after = r.restore?.ok
     ? `Put back the tree from before the rollback (${r.undo}).`
     : 'The target needs attention.'
-  return chalk.red(`Rollback to ${what} failed: ${r.error}\n`) + after
+  return chalk.red(`Rollback to ${what} failed: ${r.error}\n`) + after + stepsLine(r)
+}
+
+/** Release steps (issue 9) the rollback undid, and those --force passed over. */
+function stepsLine(r: RollbackResult): string {
+  const s = r.releaseSteps
+  if (!s) return ''
+  const undone = s.undone.length ? `\nRelease steps undone: ${s.undone.join(', ')}.` : ''
+  const skipped = s.skipped.length ? chalk.yellow(`\nLeft in place (no undo, --force): ${s.skipped.join(', ')}.`) : ''
+  return undone + skipped
 }

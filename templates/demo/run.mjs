@@ -7,7 +7,10 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import {execFileSync} from 'node:child_process'
 import {bold, copyTree, createTokenFile, demoConfig, DemoFailure, dim, edit, expectThat, green, heading, hotctl, http, indent, PY, red, say, startService} from './lib.mjs'
+
+const PYTHON = 'python3'
 
 const keep = process.argv.includes('--keep')
 const started = Date.now()
@@ -113,6 +116,44 @@ async function main() {
   expectThat(status3?.version === release1, `the service reports release ${release1} again`, JSON.stringify(status3))
   expectThat((await healthPid()) === pid, `PID still ${pid}`)
 
+  heading('3b', 'a database migration and code as one unit: the migration is undone with the code')
+  const db = path.join(live, 'data', 'shop.db')
+  const sqlite = (code) => execFileSync(PYTHON, ['-c', code, db], {encoding: 'utf8'}).trim()
+  sqlite(`import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+c.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, amount INTEGER)")
+c.executemany("INSERT INTO orders (amount) VALUES (?)", [(i,) for i in range(1, 11)])
+c.commit()`)
+  const dbSha = () => sqlite('import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())')
+  const schema = () => sqlite('import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("select sql from sqlite_master").fetchone()[0])')
+  const before = dbSha()
+  fs.mkdirSync(path.join(src, 'migrations'))
+  fs.writeFileSync(
+    path.join(src, 'migrations', '002_currency.py'),
+    `import sqlite3\nc = sqlite3.connect("data/shop.db")\nc.execute("ALTER TABLE orders ADD COLUMN currency TEXT")\nc.execute("UPDATE orders SET amount = amount * 100, currency = 'EUR'")\nc.commit()\n`,
+  )
+  const steps = `steps:
+  - name: migrate
+    when: [migrations/**]
+    maintenance: true   # the agent answers 503 from here until the release is live
+    backup: cp data/shop.db "$HOTCTL_STEP_BACKUP_DIR/shop.db"
+    run: python3 migrations/002_currency.py
+    undo: cp "$HOTCTL_STEP_BACKUP_DIR/shop.db" data/shop.db.undo && mv data/shop.db.undo data/shop.db
+`
+  fs.appendFileSync(path.join(src, 'hotctl.config.yaml'), steps)
+  say(`  live/data/shop.db (protected): ${schema()}`)
+  say('  src/migrations/002_currency.py adds a column and rewrites every row; hotctl.config.yaml gets:')
+  say(dim(indent(steps)))
+  say('  src/app/handlers.py still has the calc bug from step 3.')
+  const d3 = await run(['deploy', '--no-restart'])
+  expectThat(d3.code === 3, 'deploy exits 3: the migration ran, the smoke test failed, the migration was undone and the code restored', d3.stderr + d3.stdout)
+  say(`  live/data/shop.db: ${schema()}`)
+  expectThat(dbSha() === before, 'the database is byte for byte what it was before the deploy')
+  const journal = fs.readFileSync(path.join(tmp, '.live.hotctl', 'journal.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+  const stepEvents = journal.filter((e) => e.event === 'step' && e.ok !== undefined).map((e) => `${e.action} ${e.ok ? 'ok' : 'failed'}`)
+  say(`  journal: migrate ${stepEvents.join(', ')}; maintenance ${journal.filter((e) => e.event === 'maintenance').map((e) => (e.on ? 'on' : 'off')).join(' → ')}`)
+  expectThat(!fs.existsSync(path.join(live, '.hotctl-maintenance.json')), 'maintenance mode is off again (the marker is gone)')
+
   heading(4, `roll back to the tree before step 2 (backup ${firstBackup})`)
   const rb = await run(['rollback', '--to', 'initial'])
   expectThat(rb.code === 0, 'rollback exits 0', rb.stderr + rb.stdout)
@@ -133,7 +174,7 @@ async function main() {
 let exitCode = 0
 try {
   await main()
-  say(`\n${green(bold('Demo passed'))} in ${((Date.now() - started) / 1000).toFixed(1)}s: deployed without a restart, restored a broken release (exit 3), rolled back.`)
+  say(`\n${green(bold('Demo passed'))} in ${((Date.now() - started) / 1000).toFixed(1)}s: deployed without a restart, restored a broken release (exit 3) and, with it, undid its database migration, rolled back.`)
 } catch (err) {
   exitCode = 1
   if (err instanceof DemoFailure) say(`\n${red(bold('Demo FAILED:'))} ${err.message}`)

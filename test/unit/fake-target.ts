@@ -16,6 +16,7 @@ import {BackupDamagedError, type Damage, type IntegrityReport} from '../../src/s
 import type {Manifest} from '../../src/store/manifest.js'
 import type {
   BackupStore,
+  MaintenanceMarker,
   PreflightItem,
   PreflightOptions,
   ReleaseMarker,
@@ -44,6 +45,8 @@ export type FakeStep =
   | 'preflight'
   | 'readMarker'
   | 'writeMarker'
+  | 'writeMaintenance'
+  | 'clearMaintenance'
   | 'planChanges'
   | 'previewSync'
   | 'sync'
@@ -95,6 +98,8 @@ export type CommandHandler = (call: {
 }) => Partial<CommandResult> | boolean | void
 
 export const FAKE_PGID = 4242
+/** The process group the fake reports for a command run with `onChild` (release steps). */
+export const FAKE_STEP_PGID = 4343
 
 export class FakeTarget implements Target {
   readonly description: string
@@ -288,6 +293,22 @@ export class FakeTarget implements Target {
     return this.step('writeMarker', [marker], () => void this.files.set(MARKER_NAME, markerFile(marker)))
   }
 
+  /** The maintenance marker while it is set (kept apart from `files`: never synced or backed up). */
+  maintenance: MaintenanceMarker | undefined
+  /** Every maintenance marker written, in order. */
+  readonly maintenanceLog: MaintenanceMarker[] = []
+
+  writeMaintenance(marker: MaintenanceMarker): Promise<void> {
+    return this.step('writeMaintenance', [marker], () => {
+      this.maintenance = {...marker}
+      this.maintenanceLog.push({...marker})
+    })
+  }
+
+  clearMaintenance(): Promise<void> {
+    return this.step('clearMaintenance', [], () => void (this.maintenance = undefined))
+  }
+
   planChanges(source: string, opts: {dryRun: boolean}): Promise<TargetPlan> {
     return this.step('planChanges', [source, opts], () => ({changes: changeSet(this.source, this.files)}))
   }
@@ -332,9 +353,10 @@ export class FakeTarget implements Target {
   }
 
   runServiceCommand(cmd: Command, opts: ServiceCommandOptions): Promise<CommandResult> {
-    return this.step('runServiceCommand', [cmd, opts], () => {
+    return this.step('runServiceCommand', [cmd, opts], async () => {
       const command = describeCommand(cmd)
       this.commands.push(command)
+      await opts.onChild?.(FAKE_STEP_PGID) // a release step's command journals its process group
       const base: CommandResult = {ok: true, exitCode: 0, tail: `${command}: ok`, canceled: false, timedOut: false}
       // A command started after the interrupt is stopped at once, as runCommand stops its group.
       if (opts.signal?.aborted)
@@ -564,6 +586,9 @@ export function journalLines(events: JournalEvent[]): string[] {
     const op = ops.get(e.opId) ?? `?${e.opId}`
     if (e.event === 'phase') return `${op} phase ${e.phase}`
     if (e.event === 'child') return `${op} child ${e.pgid}`
+    if (e.event === 'step')
+      return `${op} step ${e.step} ${e.action}${e.ok === undefined ? '' : e.ok ? ' ok' : ' failed'}`
+    if (e.event === 'maintenance') return `${op} maintenance ${e.on ? 'on' : 'off'}`
     return `${op} end ${e.result} ${e.exitCode}`
   })
 }
@@ -586,6 +611,8 @@ export function fakeConfig(over: Partial<ResolvedConfig> = {}): ResolvedConfig {
     reloadTimeoutMs: 2000,
     requireRestart: [],
     smoke: [],
+    steps: [],
+    notify: [],
     ...over,
   }
 }

@@ -8,9 +8,10 @@
 import logging
 
 from .admin_server import AdminServer, start_admin_server
-from .agent import Agent, NoPreviousGeneration, TreeNotConsistent
+from .agent import Agent, NoCanary, NoPreviousGeneration, TreeNotConsistent
 from .asgi import HotReloadASGI, wrap_asgi
 from .generation import Generation
+from .maintenance import MAINTENANCE_NAME, read_maintenance
 from .marker import MARKER_NAME, default_lock_path, read_release_id
 from .proxy import HandlerProxy
 from .wsgi import HotReloadWSGI, wrap_wsgi
@@ -19,6 +20,6 @@ logging.getLogger("hotreload_agent").addHandler(logging.NullHandler())
 
 __all__ = [
     "Agent", "AdminServer", "Generation", "HandlerProxy", "HotReloadASGI", "HotReloadWSGI",
-    "MARKER_NAME", "NoPreviousGeneration", "TreeNotConsistent", "default_lock_path",
-    "read_release_id", "start_admin_server", "wrap_asgi", "wrap_wsgi",
+    "MAINTENANCE_NAME", "MARKER_NAME", "NoCanary", "NoPreviousGeneration", "TreeNotConsistent", "default_lock_path",
+    "read_maintenance", "read_release_id", "start_admin_server", "wrap_asgi", "wrap_wsgi",
 ]

@@ -6,7 +6,7 @@ from typing import Any
 
 from .agent import Agent
 from .auth import is_loopback
-from .endpoints import dispatch, encode, handles
+from .endpoints import dispatch, handles, render
 
 
 class AdminServer:
@@ -47,7 +47,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def _serve(self) -> None:
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         if not handles(path):
@@ -55,12 +55,11 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             status, payload, headers = dispatch(self.agent, self.command, path,
                                                 self.headers.get("Authorization"), body,
-                                                self.open_without_token)
-        data = encode(payload)
+                                                self.open_without_token, query=query,
+                                                accept=self.headers.get("Accept"))
+        data, header_list = render(payload, headers)
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in headers.items():
+        for key, value in header_list:
             self.send_header(key, value)
         self.end_headers()
         if self.command != "HEAD":

@@ -4,6 +4,11 @@ Prepare/commit in the spirit of Erlang code loading: the new code is compiled,
 executed into fresh module objects, wired into new handler instances and
 verified while the old generation keeps serving; only then is one pointer
 (`self._current`) swapped. Any failure restores sys.modules exactly.
+
+A canary check stops short of the swap: the new generation is kept beside the
+current one (`self._canary`) and a share of proxied calls starts on it, until
+promote (the swap) or abort (sys.modules put back, the canary released once its
+in-flight calls end).
 """
 
 import fnmatch
@@ -23,6 +28,7 @@ from . import depgraph
 from .auth import TOKEN_ENV, TOKEN_FILE_ENV, TokenSource, TokenState, bearer_matches, public_error, summarize
 from .generation import Generation
 from .loader import LoadTransaction, Unit
+from .maintenance import read_maintenance
 from .marker import deploy_in_progress, read_release_id, resolve_lock_path
 from .proxy import HandlerProxy
 from .snapshot import Snapshot, TreeScanner, diff_snapshots, sha256_file
@@ -31,7 +37,8 @@ log = logging.getLogger("hotreload_agent")
 
 POLL_ENV = "HOTRELOAD_POLL_INTERVAL"
 
-STATES = ("idle", "loading", "live", "rejected", "rolled_back", "restart_required")
+STATES = ("idle", "loading", "live", "rejected", "rolled_back", "restart_required", "canary",
+          "canary_aborted")
 
 # Files whose change cannot be applied to a running interpreter.
 _RESTART_PATTERNS = ("requirements*.txt", "pyproject.toml", "setup.py", "setup.cfg",
@@ -52,6 +59,10 @@ class TreeNotConsistent(Exception):
 
 
 class NoPreviousGeneration(Exception):
+    pass
+
+
+class NoCanary(Exception):
     pass
 
 
@@ -117,6 +128,10 @@ class Agent:
         self._held: Optional[Snapshot] = None  # disk contents at API rollback time
         self._failed_snapshot: Optional[Snapshot] = None
         self._poll_stop: Optional[threading.Event] = None
+        self._canary: Optional[Generation] = None
+        self._canary_percent = 0
+        self._canary_credit = 0  # routing: every call adds the percent; 100 means "to the canary"
+        self._route_lock = threading.Lock()
         if poll_interval is None:
             try:
                 poll_interval = float(os.environ.get(POLL_ENV, "0") or 0)
@@ -148,6 +163,25 @@ class Agent:
 
     def generations(self) -> List[Generation]:
         return list(self._generations)
+
+    def route_generation(self) -> Generation:
+        """The generation a new proxied call starts on: the canary for `percent`
+        of calls (exactly, spread evenly: 10 % is every tenth call), else current."""
+        canary = self._canary
+        if canary is None:
+            return self._current
+        with self._route_lock:
+            if self._canary is not canary:
+                return self._current
+            self._canary_credit += self._canary_percent
+            if self._canary_credit >= 100:
+                self._canary_credit -= 100
+                return canary
+        return self._current
+
+    def maintenance(self) -> Optional[Dict[str, Any]]:
+        """hotctl's maintenance marker ({reason, until}) while it exists, else None."""
+        return read_maintenance(self.root)
 
     def handler_for(self, gen: Generation, name: str) -> Any:
         handler = gen.handlers.get(name)
@@ -193,7 +227,29 @@ class Agent:
                 "reload_order": list(self._order),
                 "last_error": self._last_error if full else public_error(self._last_error),
                 "history": list(self._history),
+                "canary": self._canary_info(),
             }
+
+    def metrics(self) -> Dict[str, Any]:
+        """Per-generation calls, errors, error_rate, p50_ms, p95_ms (see metrics.py)."""
+        with self._state_lock:
+            current, canary = self._current, self._canary
+            gens = list(self._generations) + ([canary] if canary is not None else [])
+            percent = self._canary_percent
+        rows = []
+        for g in gens:
+            role = "canary" if g is canary else "current" if g is current else "previous"
+            row = {"generation": g.number, "version": g.version, "role": role,
+                   "percent": percent if g is canary else (100 - percent if g is current else 0)}
+            row.update(g.stats.snapshot())
+            rows.append(row)
+        return {"generations": rows, "canary": self._canary_info()}
+
+    def _canary_info(self) -> Optional[Dict[str, Any]]:
+        canary = self._canary
+        if canary is None:
+            return None
+        return {"generation": canary.number, "version": canary.version, "percent": self._canary_percent}
 
     def versions(self) -> Dict[str, Any]:
         with self._state_lock:
@@ -208,9 +264,14 @@ class Agent:
         return {"status": "ok", "pid": os.getpid(), "state": self._state,
                 "generation": self._current.number, "version": self._current.version}
 
-    def check(self, expect: Optional[Dict[str, str]] = None, automatic: bool = False) -> Dict[str, Any]:
+    def check(self, expect: Optional[Dict[str, str]] = None, automatic: bool = False,
+              canary: Optional[int] = None) -> Dict[str, Any]:
         """Bring the running code in line with the tree. Returns status().
-        Raises TreeNotConsistent when `expect` ({relpath: sha256}) does not match."""
+        Raises TreeNotConsistent when `expect` ({relpath: sha256}) does not match.
+        canary (1..100): load the new generation as a canary that gets that share
+        of proxied calls; current stays current until promote(). Against the tree
+        a canary was loaded from, a canary check only sets the share and a plain
+        check promotes it; against any other tree the canary is dropped first."""
         with self._reload_lock:
             started = time.monotonic()
             scan = self._scanner.scan()
@@ -218,6 +279,17 @@ class Agent:
                 mismatched = self._mismatched(scan, expect)
                 if mismatched:
                     raise TreeNotConsistent(mismatched)
+            if self._canary is not None:
+                if automatic:
+                    return self.status()  # a canary is decided by whoever started it
+                if scan == self._canary.snapshot:
+                    if canary is None:
+                        self._promote(started)
+                    else:
+                        with self._state_lock:
+                            self._canary_percent = canary
+                    return self.status()
+                self._drop_canary(started)  # e.g. hotctl put the old release back
             if self._held is not None:
                 if scan == self._held:
                     return self.status()  # API rollback sticks until the tree changes
@@ -227,20 +299,40 @@ class Agent:
             if not changed:
                 with self._state_lock:
                     gen.version = read_release_id(self.root)
-                    if self._state in ("rejected", "restart_required"):
+                    if self._state in ("rejected", "restart_required", "canary_aborted"):
                         # The tree was put back to what is running.
                         self._state = "live" if gen.number else "idle"
                         self._last_error = None
                 return self.status()
             if automatic and scan == self._failed_snapshot:
                 return self.status()  # same broken tree: do not retry every poll
-            self._apply(gen, scan, changed, started)
+            self._apply(gen, scan, changed, started, canary)
+            return self.status()
+
+    def promote(self) -> Dict[str, Any]:
+        """The canary becomes the current generation (all calls)."""
+        with self._reload_lock:
+            if self._canary is None:
+                raise NoCanary("no canary generation to promote")
+            self._promote(time.monotonic())
+            return self.status()
+
+    def abort(self) -> Dict[str, Any]:
+        """Drop the canary: new calls stay on current; calls already running on
+        the canary finish there, then it is released."""
+        with self._reload_lock:
+            if self._canary is None:
+                raise NoCanary("no canary generation to abort")
+            self._drop_canary(time.monotonic())
             return self.status()
 
     def rollback(self) -> Dict[str, Any]:
         """Return to the previous retained generation (modules and handlers)."""
         with self._reload_lock:
             started = time.monotonic()
+            if self._canary is not None:
+                self._drop_canary(started)  # rolling back a canary = dropping it
+                return self.status()
             idx = self._generations.index(self._current)
             if idx == 0:
                 raise NoPreviousGeneration("no previous generation to roll back to")
@@ -292,7 +384,8 @@ class Agent:
 
     # ----- reload -------------------------------------------------------------
 
-    def _apply(self, gen: Generation, scan: Snapshot, changed: List[str], started: float) -> None:
+    def _apply(self, gen: Generation, scan: Snapshot, changed: List[str], started: float,
+               canary: Optional[int] = None) -> None:
         version = read_release_id(self.root)
         restart = [p for p in changed if self._needs_restart(p)]
         if restart:
@@ -358,21 +451,73 @@ class Agent:
             txn.undo()
             self._finish_failed(gen, "rejected", _error(exc), scan, changed, planned, started)
             return
+        if canary is not None:
+            with self._state_lock:
+                self._canary, self._canary_percent, self._canary_credit = new, canary, 0
+                self._next_number += 1
+                self._state = "canary"
+                self._changed, self._order, self._last_error = changed, order, None
+                self._failed_snapshot = None
+                self._record(new, "canary", changed, started)
+            txn.close()  # current's modules live on in gen.modules until promote or abort
+            log.info("hot reload generation %d is a canary at %d%%", new.number, canary)
+            return
         with self._state_lock:
             self._current = new  # the commit: one reference swap
             self._next_number += 1
-            self._generations.append(new)
-            self._state = "live"
-            self._changed, self._order, self._last_error = changed, order, None
-            self._failed_snapshot = None
-            self._record(new, "live", changed, started)
-            retired = self._generations[:-self.keep_generations]
-            del self._generations[:-self.keep_generations]
+            retired = self._commit_locked(new, changed, order, started)
         txn.close()  # the outgoing modules now live only in gen.modules (rollback window)
+        self._retire(retired)
+        log.info("hot reload generation %d live: %s", new.number, ", ".join(order))
+
+    def _commit_locked(self, new: Generation, changed: List[str], order: List[str],
+                       started: float) -> List[Generation]:
+        """Bookkeeping of a swap to `new` (under _state_lock). Returns what left the window."""
+        self._generations.append(new)
+        self._state = "live"
+        self._changed, self._order, self._last_error = changed, order, None
+        self._failed_snapshot = None
+        self._record(new, "live", changed, started)
+        retired = self._generations[:-self.keep_generations]
+        del self._generations[:-self.keep_generations]
+        return retired
+
+    @staticmethod
+    def _retire(retired: List[Generation]) -> None:
         for old_gen in retired:
             old_gen.retire()
         _collect_released(retired)
-        log.info("hot reload generation %d live: %s", new.number, ", ".join(order))
+
+    def _promote(self, started: float) -> None:
+        new = self._canary
+        assert new is not None
+        with self._state_lock:
+            self._current = new
+            self._canary, self._canary_percent = None, 0
+            retired = self._commit_locked(new, list(self._changed), list(self._order), started)
+        self._retire(retired)
+        log.info("hot reload canary generation %d promoted", new.number)
+
+    def _drop_canary(self, started: float) -> None:
+        """Put current's modules back into sys.modules and release the canary."""
+        gen, bad = self._current, self._canary
+        assert bad is not None
+        for name in self._owned_modules():
+            if name not in gen.modules:
+                sys.modules.pop(name, None)
+                self._set_parent_attr(name, None)
+        for name in sorted(gen.modules):
+            sys.modules[name] = gen.modules[name]
+            self._set_parent_attr(name, gen.modules[name])
+        with self._state_lock:
+            self._canary, self._canary_percent = None, 0
+            gen.modules = {}  # current again: its modules are the live ones
+            self._state = "canary_aborted"
+            self._changed, self._order = [], []
+            self._record(bad, "canary_aborted", [], started)
+        bad.retire()
+        _collect_released([bad])
+        log.info("hot reload canary generation %d dropped", bad.number)
 
     def _finish_failed(self, gen: Generation, state: str, err: Dict[str, Any], scan: Snapshot,
                        changed: List[str], order: List[str], started: float) -> None:

@@ -4,6 +4,7 @@ import threading
 import time
 from typing import Any, Dict, Optional
 
+from .metrics import CallStats
 from .snapshot import Snapshot
 
 
@@ -21,6 +22,7 @@ class Generation:
         self.inflight = 0
         self.retired = False
         self.released = False
+        self.stats = CallStats()
         self._lock = threading.Lock()
 
     def enter(self) -> None:

@@ -3,11 +3,14 @@
 Every attribute access resolves against the *current* generation; a call is
 pinned to the generation it started on (and counted as in flight there), so a
 reload that commits mid-call does not change the code under a running request.
+While a canary generation is loaded, the agent picks which generation a new call
+starts on (`route_generation`). Each call is timed and counted on its generation.
 """
 
 import contextlib
 import functools
 import inspect
+import time
 from typing import Any, Iterator
 
 
@@ -20,7 +23,7 @@ class HandlerProxy:
         agent = object.__getattribute__(self, "_agent")
         name = object.__getattribute__(self, "_name")
         while True:
-            gen = agent.current_generation()
+            gen = agent.route_generation()
             gen.enter()
             if not gen.released:
                 try:
@@ -34,9 +37,12 @@ class HandlerProxy:
     def pin(self) -> Iterator[Any]:
         """`with proxy.pin() as h:` keeps several calls on one generation."""
         gen, handler = self._acquire()
+        started, failed = time.monotonic(), True
         try:
             yield handler
+            failed = False
         finally:
+            gen.stats.record(time.monotonic() - started, failed)
             gen.exit()
 
     def __getattr__(self, attr: str) -> Any:
@@ -67,21 +73,28 @@ def _pinned(gen: Any, fn: Any) -> Any:
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
         gen.enter()
+        started = time.monotonic()
         try:
             result = fn(*args, **kwargs)
         except BaseException:
+            gen.stats.record(time.monotonic() - started, True)
             gen.exit()
             raise
         if inspect.isawaitable(result):
-            return _finish_async(result, gen)  # in flight until awaited to completion
+            return _finish_async(result, gen, started)  # in flight until awaited to completion
+        gen.stats.record(time.monotonic() - started, False)
         gen.exit()
         return result
 
     return call
 
 
-async def _finish_async(awaitable: Any, gen: Any) -> Any:
+async def _finish_async(awaitable: Any, gen: Any, started: float) -> Any:
+    failed = True
     try:
-        return await awaitable
+        result = await awaitable
+        failed = False
+        return result
     finally:
+        gen.stats.record(time.monotonic() - started, failed)
         gen.exit()

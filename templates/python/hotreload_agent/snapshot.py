@@ -14,6 +14,7 @@ from typing import Dict, List, Tuple
 
 Snapshot = Dict[str, str]
 
+_MAINTENANCE = ".hotctl-maintenance.json"
 _IGNORED_DIRS = {"__pycache__", ".~tmp~", "node_modules"}
 _IGNORED_SUFFIXES = (".pyc", ".pyo", ".swp", "~")
 # rsync writes `.name.XXXXXX` temporaries next to the target before renaming.
@@ -28,7 +29,9 @@ def is_ignored_dir(name: str) -> bool:
 
 
 def is_ignored_file(name: str) -> bool:
-    return name.endswith(_IGNORED_SUFFIXES) or bool(_RSYNC_TEMP.match(name))
+    # hotctl's maintenance marker comes and goes during a deploy; it is not code.
+    return name.endswith(_IGNORED_SUFFIXES) or bool(_RSYNC_TEMP.match(name)) or name == _MAINTENANCE
+
 
 
 def sha256_file(path: str) -> str:

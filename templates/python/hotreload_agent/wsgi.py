@@ -7,7 +7,7 @@ need the token here (without one they are refused with 403).
 from typing import Any, Callable, Iterable
 
 from .agent import Agent
-from .endpoints import dispatch, encode, handles
+from .endpoints import dispatch, handles, maintenance, render
 
 
 class HotReloadWSGI:
@@ -20,7 +20,13 @@ class HotReloadWSGI:
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "") or "/"
         if not handles(path, self.include_health):
-            return self.app(environ, start_response)
+            closed = None if path == "/health" else maintenance(self.agent, path)
+            if closed is None:
+                return self.app(environ, start_response)
+            status, payload, headers = closed
+            data, header_list = render(payload, headers)
+            start_response(_status_line(status), header_list)
+            return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else data]
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -28,12 +34,10 @@ class HotReloadWSGI:
         body = environ["wsgi.input"].read(length) if length > 0 else b""
         status, payload, headers = dispatch(
             self.agent, environ.get("REQUEST_METHOD", "GET"), path,
-            environ.get("HTTP_AUTHORIZATION"), body)
-        data = encode(payload)
-        start_response(_status_line(status), [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(data))),
-        ] + list(headers.items()))
+            environ.get("HTTP_AUTHORIZATION"), body, query=environ.get("QUERY_STRING", ""),
+            accept=environ.get("HTTP_ACCEPT"))
+        data, header_list = render(payload, headers)
+        start_response(_status_line(status), header_list)
         return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else data]
 
 
