@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Colour is decided once, before chalk, listr2 (colorette) and oclif (ansis) load: they read the
-// environment differently, so normalise it here.
-if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '') process.env.FORCE_COLOR = '0'
+// Colour is decided once (src/ui/color.ts), before chalk, listr2 (colorette) and oclif (ansis)
+// load: they read the environment differently, so it is normalised first.
+const {applyColorPolicy} = await import('../dist/ui/color.js')
+applyColorPolicy()
 const {execute} = await import('@oclif/core')
 await execute({dir: import.meta.url})
