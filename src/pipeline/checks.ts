@@ -1,16 +1,23 @@
+import fs from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
 import type {ListrTask} from 'listr2'
 import {EXIT, HotctlError} from '../errors.js'
 import {redact} from '../secrets.js'
-import {describeCommand, runCommand} from '../service/run-command.js'
+import {describeCommand, describeEnd, runCommand} from '../service/run-command.js'
 import type {PreflightItem} from '../target/target.js'
 import {runTasks} from '../ui/render.js'
+import {OUTPUT_LINES_SHOWN} from '../ui/step-renderer.js'
 import type {OpContext} from './context.js'
 import {preflight as runPreflight} from './preflight.js'
 
 export interface CheckOutcome {
   name: string
   ok: boolean
+  /** "passed", or how it failed and the last lines of its output (bounded). */
   detail: string
+  /** The file holding its full output. */
+  log?: string
 }
 
 export interface CheckResult {
@@ -45,12 +52,37 @@ export async function check(ctx: OpContext, opts: CheckOptions): Promise<CheckRe
   return {exitCode, config: ctx.config.file, preflight, checks}
 }
 
-/** The group `check` and `deploy` both run: every check to its end, failed or not (outcomes say which). */
+/**
+ * The group `check` and `deploy` both run: every check to its end, failed or not (outcomes say
+ * which); then the group itself fails (✖ Checks) when any did, naming them. Their output was shown
+ * once, under each failed check: the error does not repeat it.
+ */
 export function checksGroup(ctx: OpContext, outcomes: CheckOutcome[]): ListrTask {
   return {
     title: 'Checks',
-    task: (_c, task) => task.newListr(checkTasks(ctx, outcomes), {concurrent: true, exitOnError: false}),
+    task: (_c, task) =>
+      task.newListr([
+        {task: (_c2, all) => all.newListr(checkTasks(ctx, outcomes), {concurrent: true, exitOnError: false})},
+        {task: () => requireChecks(outcomes)},
+      ]),
   }
+}
+
+function requireChecks(outcomes: CheckOutcome[]): void {
+  const failed = outcomes.filter((c) => !c.ok)
+  if (failed.length === 0) return
+  const logs = failed.flatMap((c) => (c.log ? [`${c.name}: ${c.log}`] : []))
+  const hint = `Fix them (the target was not touched), or pass --skip-checks.${logs.length ? ` Full output: ${logs.join(', ')}` : ''}`
+  throw new HotctlError(`checks failed: ${failed.map((c) => c.name).join(', ')}`, EXIT.failed, hint, {
+    checks: outcomes,
+  })
+}
+
+/** Where a check's full output goes: the state dir's logs/ (a remote target's state dir is not here). */
+function checkLog(ctx: OpContext, name: string): string {
+  const dir = ctx.config.hosts.length > 0 ? path.join(os.tmpdir(), 'hotctl-logs') : path.join(ctx.config.stateDir, 'logs')
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15)
+  return path.join(dir, `${stamp}-check-${name.replace(/[^\w.-]+/g, '_')}.log`)
 }
 
 /** The configured checks, concurrently; each runs its commands in order in the source tree. */
@@ -58,17 +90,25 @@ export function checkTasks(ctx: OpContext, outcomes: CheckOutcome[]): ListrTask[
   return ctx.config.checks.map((check) => ({
     title: redact(`${check.name}: ${check.commands.map(describeCommand).join(' && ')}`),
     task: async (_c, task) => {
+      const log = checkLog(ctx, check.name)
       for (const cmd of check.commands) {
-        const r = await runCommand(cmd, {cwd: ctx.config.source, env: ctx.env, signal: ctx.signal, tailLines: 20})
+        const r = await runCommand(cmd, {
+          cwd: ctx.config.source,
+          env: ctx.env,
+          signal: ctx.signal,
+          tailLines: OUTPUT_LINES_SHOWN,
+          logFile: log,
+        })
+        if (r.outputChars === 0) await fs.rm(log, {force: true})
         if (!r.ok) {
           if (r.canceled) throw new HotctlError(`check ${check.name} interrupted`, EXIT.interrupted)
-          outcomes.push({name: check.name, ok: false, detail: r.tail})
-          task.output = r.tail
-          throw new HotctlError(
-            `check "${check.name}" failed: \`${describeCommand(cmd)}\` exited ${r.exitCode}\n${r.tail}`,
-            EXIT.failed,
-            'Fix the failure above (the target was not touched), or pass --skip-checks.',
-          )
+          const how = `\`${describeCommand(cmd)}\` ${describeEnd(r)}`
+          // The tail is shown once (the step's output); the message only says how it ended and where the rest is.
+          const detail = r.tail ? `${how}\n${r.tail}` : how
+          outcomes.push({name: check.name, ok: false, detail, ...(r.outputChars > 0 ? {log} : {})})
+          if (r.tail) task.output = r.tail
+          const where = r.outputChars > 0 ? ` (full output: ${log})` : ''
+          throw new HotctlError(`${how}${where}`, EXIT.failed)
         }
       }
       outcomes.push({name: check.name, ok: true, detail: 'passed'})

@@ -130,7 +130,6 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
       does: `checks: ${config.checks.map((c) => c.name).join(', ')}`,
       enabled: () => !flags.skipChecks && config.checks.length > 0,
     },
-    {task: () => requireChecks(result)}, // after all of them ran: every failure is reported
     {
       title: 'Lock the target',
       does: 'lock the target',
@@ -249,16 +248,6 @@ async function settleDeploy(ctx: OpContext, run: DeployRun, err: unknown): Promi
     outcome: s.outcome === 'recovered' ? 'restored' : s.outcome,
     error,
   }
-}
-
-function requireChecks(result: DeployResult): void {
-  const failed = result.checks.filter((c) => !c.ok)
-  if (failed.length === 0) return
-  const details = failed.map((c) => `--- ${c.name}\n${c.detail}`).join('\n')
-  const hint = 'Fix them (the target was not touched), or pass --skip-checks.'
-  throw new HotctlError(`checks failed: ${failed.map((c) => c.name).join(', ')}\n${details}`, EXIT.failed, hint, {
-    checks: result.checks,
-  })
 }
 
 /** The plan's part of the result: counts in `plan`, the paths in `changes`. */

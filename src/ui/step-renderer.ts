@@ -101,7 +101,8 @@ export class StepRenderer implements ListrRenderer {
       durationMs: Date.now() - start,
     }
     const why = failed ? task.message.error : task.isSkipped() ? task.message.skip : undefined
-    if (why && why !== task.title) event.message = redact(why)
+    // A group's failure is told by its steps' lines.
+    if (why && why !== task.title && !task.hasSubtasks()) event.message = redact(why)
     const out = this.output.get(task.id)
     if (out?.length) event.output = out
     this.emitOrHold(task, [event, ...held])
