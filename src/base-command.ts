@@ -1,7 +1,7 @@
 import {stripVTControlCharacters} from 'node:util'
 import {Command, Flags, type Interfaces} from '@oclif/core'
 import chalk from 'chalk'
-import {EXIT, HotctlError} from './errors.js'
+import {errorMessage, EXIT, HotctlError} from './errors.js'
 import {InterruptReason} from './interrupt.js'
 import type {OpContext} from './pipeline/context.js'
 import {redact, redactValue} from './secrets.js'
@@ -112,7 +112,11 @@ export abstract class HotctlCommand extends Command {
         ? EXIT.usage
         : EXIT.failed
     if (err.code === 'EEXIT' || (err.oclif?.exit === 0 && !isOurs)) throw err // help/version
-    const hint = isOurs ? err.hint : exitCode === EXIT.usage ? `See \`hotctl ${this.id ?? ''} --help\`.` : undefined
+    // The command as typed (`backups prune`, not the id `backups:prune`).
+    const typed = (this.id ?? '').replace(/:/g, ' ')
+    const hint = isOurs ? err.hint : exitCode === EXIT.usage ? `See \`hotctl ${typed} --help\`.` : undefined
+    // oclif's parse errors end with their own "See more help with --help": the hint says it.
+    err.message = (isOurs ? err.message : errorMessage(err)).replace(/\n*See more help with --help\s*$/, '')
     if (this.jsonMode) {
       const details = isOurs ? err.details : undefined
       process.stdout.write(

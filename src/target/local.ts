@@ -89,6 +89,9 @@ export class LocalTarget implements Target {
     }
     refuseReplacingProtected(source, dst)
     if (r.exitCode !== 0) {
+      // rsync's exit 23 ("partial transfer") is what a missing or unreadable source looks like: say that.
+      const missing = sourceProblem(source)
+      if (missing) throw new HotctlError(missing, EXIT.failed, 'Fix `source` in the config (or the path it names); the target was not touched.')
       throw new HotctlError(
         `planning scan (rsync --dry-run) failed (exit ${r.exitCode}: ${describeRsyncExit(r.exitCode ?? -1)}): ${lastLines(r.stderr)}`,
         EXIT.failed,
@@ -266,5 +269,18 @@ function refuseReplacingProtected(source: string, dst: Tree): void {
         `hotctl never deletes protected content: move it out of ${showPath(rel)} (or stop protecting it), or keep ${showPath(rel)} a directory in the source. The target was not touched.`,
       )
     }
+  }
+}
+
+/** What is wrong with the source directory, in words, or undefined when it is a readable directory. */
+function sourceProblem(source: string): string | undefined {
+  try {
+    const st = fs.statSync(source)
+    if (!st.isDirectory()) return `source ${source} is a file, not a directory`
+    fs.accessSync(source, fs.constants.R_OK | fs.constants.X_OK)
+    return undefined
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    return code === 'ENOENT' ? `source ${source} does not exist` : `source ${source} cannot be read (${code})`
   }
 }
