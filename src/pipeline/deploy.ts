@@ -60,6 +60,8 @@ interface DeployRun {
   plan?: DeployPlan
   op?: Operation
   targetChanged: boolean
+  /** When deploy() began: the operation's duration (journal and output) counts from here. */
+  started: number
 }
 
 /**
@@ -79,13 +81,14 @@ export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<Deploy
     checks: [],
     durationMs: 0,
   }
-  const run: DeployRun = {flags, result, proof: emptyProof(), targetChanged: false}
+  const run: DeployRun = {flags, result, proof: emptyProof(), targetChanged: false, started}
   const tree = deploySteps(ctx, run)
   if (flags.dryRun) result.steps = described(tree)
   try {
     await runTasks(ctx.ui, steps(tree), {})
     throwIfInterrupted(ctx)
-    await run.op?.end('ok', EXIT.ok, {changes: changeCount(run.plan!.changes)})
+    const journaled = await run.op?.end('ok', EXIT.ok, {changes: changeCount(run.plan!.changes)})
+    if (journaled !== undefined) result.durationMs = journaled
     // Under the lock: a concurrent rollback must not lose the snapshot it is restoring.
     if (result.outcome === 'deployed' && run.op)
       result.pruned = await pruneAfter(ctx, await pinnedBackups(ctx.target, run.op.opId))
@@ -93,11 +96,11 @@ export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<Deploy
     // Before the operation started (preflight, checks, lock, recovery, plan), nothing was touched:
     // the error says why, with its own exit code.
     if (!run.op) throw beforeTheOperation(ctx, err)
-    return {...(await settleDeploy(ctx, run, err)), durationMs: Date.now() - started}
+    return await settleDeploy(ctx, run, err)
   } finally {
     await run.unlock?.()
   }
-  return {...result, durationMs: Date.now() - started}
+  return {...result, durationMs: result.durationMs || Date.now() - started}
 }
 
 function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
@@ -184,7 +187,8 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
       skip: () => nothing() || (dry && 'dry run: would back up the target'),
       task: async (_c, task) => {
         throwIfInterrupted(ctx)
-        run.op = await Operation.start(ctx, 'deploy', id(), {backup: id(), release: id(), from: result.previousRelease})
+        const start = {backup: id(), release: id(), from: result.previousRelease}
+        run.op = await Operation.start(ctx, 'deploy', id(), start, run.started)
         result.proof = run.proof
         await run.op.phase('backup')
         const meta = await target.backups.snapshot(id(), 'deploy', run.targetPlan)
@@ -241,9 +245,11 @@ async function settleDeploy(ctx: OpContext, run: DeployRun, err: unknown): Promi
     result.restore = restore
   }
   const s = settle({targetChanged: run.targetChanged, error: err, interrupted, restore})
-  await run.op!.end(s.result, s.exitCode, {error: s.error, changes: plan ? changeCount(plan.changes) : undefined})
+  const changes = plan ? changeCount(plan.changes) : undefined
+  const durationMs = await run.op!.end(s.result, s.exitCode, {error: s.error, changes})
   return {
     ...result,
+    durationMs,
     exitCode: s.exitCode,
     outcome: s.outcome === 'recovered' ? 'restored' : s.outcome,
     error,

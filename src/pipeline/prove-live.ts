@@ -9,6 +9,7 @@ import {confirmLive, type ConfirmFailure, triggerReload} from '../service/reload
 import {describeCommand, type ServiceRunner} from '../service/run-command.js'
 import {runSmoke, type SmokeResult} from '../service/smoke.js'
 import type {OpContext} from './context.js'
+import {formatDuration} from '../ui/format.js'
 
 export interface LiveProof {
   /** Services whose reload trigger succeeded. */
@@ -148,7 +149,7 @@ export function proveLiveTasks(
           !interrupt?.fired
         ) {
           task.output = redact(
-            `${restartAsked ? restartAsked.message : `not live after ${reloadTimeoutMs} ms`}; restarting: ${describeCommand(restart)}`,
+            `${restartAsked ? restartAsked.message : `not live after ${formatDuration(reloadTimeoutMs)}`}; restarting: ${describeCommand(restart)}`,
           )
           const r = await run(restart, {env: ctx.env, signal: ctx.signal})
           if (!r.ok) throw new Error(`restart command failed (exit ${r.exitCode}):\n${r.tail}`)
@@ -203,7 +204,7 @@ function describeFailures(what: string, failures: ConfirmFailure[], timeoutMs: n
   const f = failures[0]!
   if (f.kind === 'interrupted') return 'interrupted'
   if (f.kind === 'timeout')
-    return `${what} is not live after ${timeoutMs} ms: ${failures.map((p) => `${p.name} ${p.message}`).join('; ')}`
+    return `${what} is not live after ${formatDuration(timeoutMs)}: ${failures.map((p) => `${p.name} ${p.message}`).join('; ')}`
   if (f.kind === 'failed') return `${what} failed to load: ${f.name}: ${f.message}`
   if (f.kind === 'down') return `${what} is not live: ${f.name}: ${f.message}`
   return `${what}: ${f.name}: ${f.message}${canRestart ? '' : ' (reload.restart is not configured)'}`

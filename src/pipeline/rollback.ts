@@ -44,6 +44,7 @@ export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<Rol
   const run: RollbackRun = {
     result: {exitCode: EXIT.ok, outcome: 'rolled-back', release: null, from: null, durationMs: 0, proof: emptyProof()},
     changed: false,
+    started,
   }
   const {result} = run
   // The lock is held until the journal records the end and any restore is done.
@@ -51,7 +52,7 @@ export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<Rol
     await runTasks(ctx.ui, steps(rollbackSteps(ctx, opts, run)), {})
     if (ctx.signal.aborted) throw new HotctlError('interrupted', EXIT.interrupted)
     if (run.op) {
-      await run.op.end('ok', EXIT.ok)
+      result.durationMs = await run.op.end('ok', EXIT.ok)
       await pruneAfter(ctx, [...(await pinnedBackups(ctx.target, run.undo)), run.choice!.snapshot!])
       result.undoWith = await catalogOf(ctx.target).then(
         (c) => undoCommand(c, result.from),
@@ -68,11 +69,11 @@ export async function rollback(ctx: OpContext, opts: {to?: string}): Promise<Rol
       )
     }
     if (!run.op) throw beforeTheOperation(ctx, err)
-    return {...(await settleRollback(ctx, run, err)), durationMs: Date.now() - started}
+    return await settleRollback(ctx, run, err)
   } finally {
     await run.unlock?.()
   }
-  return {...result, durationMs: Date.now() - started}
+  return {...result, durationMs: result.durationMs || Date.now() - started}
 }
 
 /** What the rollback's steps share as they run (one task tree, built once). */
@@ -83,6 +84,8 @@ interface RollbackRun {
   undo?: string
   op?: Operation
   changed: boolean
+  /** When rollback() began: the operation's duration (journal and output) counts from here. */
+  started: number
 }
 
 function rollbackSteps(ctx: OpContext, opts: {to?: string}, run: RollbackRun): Step[] {
@@ -143,7 +146,7 @@ function rollbackSteps(ctx: OpContext, opts: {to?: string}, run: RollbackRun): S
           release: meta.release ?? undefined,
           restores: snapshot(),
           from: result.from,
-        })
+        }, run.started)
         await run.op.phase('backup')
         await target.backups.snapshot(run.undo, 'rollback')
         task.title = `Snapshot the current tree as ${run.undo} (to undo this rollback)`
@@ -205,9 +208,10 @@ async function settleRollback(ctx: OpContext, run: RollbackRun, err: unknown): P
     allowRestart: true,
   })
   const s = settle({targetChanged: true, error: err, interrupted, restore: result.restore})
-  await run.op!.end(s.result, s.exitCode, {error: s.error})
+  const durationMs = await run.op!.end(s.result, s.exitCode, {error: s.error})
   return {
     ...result,
+    durationMs,
     exitCode: s.exitCode,
     outcome: s.outcome === 'failed' || s.outcome === 'recovered' ? 'restored' : s.outcome,
   }

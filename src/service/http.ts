@@ -1,4 +1,5 @@
 import {redact} from '../secrets.js'
+import {formatDuration} from '../ui/format.js'
 
 export interface HttpResult {
   status: number
@@ -74,7 +75,7 @@ export async function request(
       const timedOut = (err as Error).name === 'TimeoutError'
       reason = timedOut ? 'timeout' : opts.signal?.aborted ? 'interrupted' : 'refused'
       lastError = timedOut
-        ? `no answer within ${req.timeoutMs} ms`
+        ? `no answer within ${formatDuration(req.timeoutMs)}`
         : ((err as Error & {cause?: Error}).cause?.message ?? (err as Error).message)
     }
   }

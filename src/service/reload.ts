@@ -4,6 +4,7 @@ import {parseDuration} from '../durations.js'
 import type {Interrupt} from '../interrupt.js'
 import {atPath, NoAnswerError, request, sleep} from './http.js'
 import {describeCommand, type ServiceRunner} from './run-command.js'
+import {formatDuration} from '../ui/format.js'
 
 const httpOf = (
   spec: {url: string; method: string; headers: Record<string, string>; timeout: string | number; retries: number},
@@ -183,7 +184,7 @@ export class LiveConfirmation {
       this.streakStart ??= now
       this.streak++
       this.downSince = undefined
-      this.last = `reported the release ${this.streak} time(s) in a row over ${now - this.streakStart} ms`
+      this.last = `reported the release ${this.streak} time(s) in a row over ${formatDuration(now - this.streakStart)}`
       const settled =
         this.timing.settleMs === 0 ||
         (now - this.streakStart >= this.timing.settleMs && this.streak >= MIN_SETTLE_POLLS)
@@ -199,7 +200,7 @@ export class LiveConfirmation {
       if (now - this.downSince >= this.timing.graceMs) {
         return {
           kind: 'down',
-          message: `${v.why} for ${((now - this.downSince) / 1000).toFixed(1)} s (reload.status.grace ${this.timing.graceMs} ms)`,
+          message: `${v.why} for ${formatDuration(now - this.downSince)} (reload.status.grace ${formatDuration(this.timing.graceMs)})`,
         }
       }
     } else if (v.kind === 'waiting' && !v.noAnswer) {

@@ -1,4 +1,5 @@
 import chalk from 'chalk'
+import {describe} from '../pipeline/releases.js'
 import type {StatusReport} from '../pipeline/status.js'
 import {formatDuration} from './format.js'
 
@@ -31,9 +32,12 @@ export function renderStatus(s: StatusReport): string {
     lines.push(chalk.bold('Recent'))
     for (const o of s.recent) {
       const duration = o.durationMs === null ? '' : formatDuration(o.durationMs)
-      lines.push(
-        `  ${o.id}  ${o.op.padEnd(8)} ${o.result.padEnd(11)} ${duration}${o.error ? `  ${o.error.split('\n')[0]}` : ''}`,
-      )
+      const what =
+        o.op === 'rollback' && o.release !== undefined
+          ? `to ${describe(o.release)}${o.restores ? ` (snapshot ${o.restores})` : ''}`
+          : ''
+      const cells = [o.id, o.op.padEnd(8), o.result.padEnd(11), duration.padEnd(7), what]
+      lines.push(`  ${cells.join(' ').trimEnd()}${o.error ? `  ${o.error.split('\n')[0]}` : ''}`)
     }
   }
   return lines.join('\n')
