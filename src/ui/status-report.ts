@@ -36,8 +36,9 @@ export function renderStatus(s: StatusReport): string {
         o.op === 'rollback' && o.release !== undefined
           ? `to ${describe(o.release)}${o.restores ? ` (snapshot ${o.restores})` : ''}`
           : ''
-      const cells = [o.id, o.op.padEnd(8), o.result.padEnd(11), duration.padEnd(7), what]
-      lines.push(`  ${cells.join(' ').trimEnd()}${o.error ? `  ${o.error.split('\n')[0]}` : ''}`)
+      lines.push(
+        `  ${o.id}  ${o.op.padEnd(8)} ${o.result.padEnd(11)} ${duration}${what ? `  ${what}` : ''}${o.error ? `  ${o.error.split('\n')[0]}` : ''}`,
+      )
     }
   }
   return lines.join('\n')
