@@ -1,4 +1,3 @@
-import type {ListrTask} from 'listr2'
 import type {ServiceSpec} from '../config/resolve.js'
 import type {SmokeSpec} from '../config/schema.js'
 import {errorMessage, EXIT, HotctlError} from '../errors.js'
@@ -9,6 +8,7 @@ import {confirmLive, type ConfirmFailure, triggerReload} from '../service/reload
 import {describeCommand, type ServiceRunner} from '../service/run-command.js'
 import {runSmoke, type SmokeResult} from '../service/smoke.js'
 import type {OpContext} from './context.js'
+import type {Step} from './steps.js'
 import {formatDuration} from '../ui/format.js'
 
 export interface LiveProof {
@@ -52,7 +52,7 @@ export function proveLiveTasks(
   expectedRelease: string | null | (() => string | null),
   proof: LiveProof,
   opts: ProveLiveOpts,
-): ListrTask[] {
+): Step[] {
   // A deploy knows its release id only once it has planned: the tasks read it when they run.
   const want = () => (typeof expectedRelease === 'function' ? expectedRelease() : expectedRelease)
   const {services, reloadTimeoutMs, restart, smoke} = ctx.config
@@ -70,6 +70,7 @@ export function proveLiveTasks(
       return go(undefined, interrupt)
     }
   }
+  const waiting = waitingFor()
   return [
     {
       title: `Trigger hot reload${services.length > 1 ? ` of ${services.length} services` : ''}`,
@@ -110,16 +111,20 @@ export function proveLiveTasks(
           ? `Confirm ${opts.label} ${expectedRelease} is live`
           : `Confirm ${opts.label} is live`,
       enabled: () => services.some((s) => s.status),
+      // What a log's progress line says while the wait goes on (StepRenderer asks every 10 s).
+      progress: () => waiting.progress(),
       task: async (_c, task) => {
         await opts.phase(opts.phases.confirm)
         const expected = want()
+        waiting.start(`${opts.label} ${expected}`, reloadTimeoutMs)
         if (expected) task.title = `Confirm ${opts.label} ${expected} is live`
         if (!expected) {
           task.skip(`${opts.label} has no release marker: proven by content and smoke only`)
           return
         }
         const confirm = async (): Promise<ConfirmFailure[]> => {
-          if (!interrupt) return confirmLive(services, expected, {timeoutMs: reloadTimeoutMs, signal: ctx.signal})
+          if (!interrupt)
+            return confirmLive(services, expected, {timeoutMs: reloadTimeoutMs, signal: ctx.signal, onPoll: waiting.poll})
           // A restore: the operator's interrupt cuts the wait to what is left of its time budget.
           if (!interrupt.fired) {
             const failures = await confirmLive(services, expected, {
@@ -184,6 +189,26 @@ export function proveLiveTasks(
       rendererOptions: {persistentOutput: true},
     },
   ]
+}
+
+/** "waiting for release X: web reports version "Y" (12s of 1m 0s)": what the confirm step is waiting on. */
+function waitingFor() {
+  let what = ''
+  let since = 0
+  let timeoutMs = 0
+  const said = new Map<string, string>()
+  return {
+    start(release: string, timeout: number) {
+      ;[what, since, timeoutMs] = [release, Date.now(), timeout]
+      said.clear()
+    },
+    poll: (service: string, last: string) => void said.set(service, last),
+    progress(): string | undefined {
+      if (!what) return undefined
+      const reports = [...said].map(([name, last]) => `${name} ${last}`).join('; ') || 'no answer yet'
+      return `waiting for ${what}: ${reports} (${formatDuration(Date.now() - since)} of ${formatDuration(timeoutMs)})`
+    },
+  }
 }
 
 function smokeTitle(smoke: SmokeSpec[], skipped: number): string {

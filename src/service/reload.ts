@@ -239,7 +239,7 @@ const SETTLE_POLL_MS = 100
 export async function confirmLive(
   services: ServiceSpec[],
   expected: string,
-  opts: {timeoutMs: number; signal?: AbortSignal},
+  opts: {timeoutMs: number; signal?: AbortSignal; onPoll?: (service: string, last: string) => void},
 ): Promise<ConfirmFailure[]> {
   const stop = new AbortController()
   const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal
@@ -248,7 +248,7 @@ export async function confirmLive(
     services
       .filter((s) => s.status)
       .map(async (svc) => {
-        const failure = await confirmOne(svc, expected, opts.timeoutMs, signal)
+        const failure = await confirmOne(svc, expected, opts.timeoutMs, signal, opts.onPoll)
         if (!failure || stop.signal.aborted) return
         failures.push(failure)
         if (failure.kind !== 'timeout') stop.abort() // one failed reload fails them all
@@ -265,6 +265,7 @@ async function confirmOne(
   expected: string,
   timeoutMs: number,
   signal: AbortSignal,
+  onPoll?: (service: string, last: string) => void,
 ): Promise<ConfirmFailure | undefined> {
   const status = svc.status!
   const track = new LiveConfirmation(timingOf(status), Date.now())
@@ -273,6 +274,7 @@ async function confirmOne(
     if (signal.aborted) return {name: svc.name, kind: 'interrupted', message: 'interrupted'}
     const now = Date.now()
     const step = track.step(judge(reading, status, expected), now)
+    onPoll?.(svc.name, track.last)
     if (step.kind === 'confirmed') return undefined
     if (step.kind !== 'pending') return {name: svc.name, kind: step.kind, message: step.message}
     if (track.expired(now, timeoutMs)) return {name: svc.name, kind: 'timeout', message: track.last}

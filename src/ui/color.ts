@@ -1,9 +1,10 @@
 /**
  * The one colour decision. chalk (supports-color), listr2 (colorette) and oclif (ansis) each read
- * NO_COLOR / FORCE_COLOR differently (colorette takes any FORCE_COLOR, even 0, as "on"), so
- * bin/run.js calls `applyColorPolicy` before any of them loads: it decides once and rewrites the
- * environment so that every library agrees (NO_COLOR=1 and no FORCE_COLOR when off, FORCE_COLOR=N
- * and no NO_COLOR when on). Child processes (checks, triggers) see the same decision.
+ * NO_COLOR / FORCE_COLOR differently (colorette takes any FORCE_COLOR, even 0, as "on"; chalk
+ * ignores NO_COLOR), so bin/run.js calls `applyColorPolicy` before any of them loads: it decides
+ * once and rewrites the environment so that every library agrees (NO_COLOR=1 and FORCE_COLOR=0
+ * when off, FORCE_COLOR=N and no NO_COLOR when on). Child processes (checks, triggers) see the same
+ * decision.
  *
  * This module imports nothing: it runs before the libraries load.
  */
@@ -59,8 +60,9 @@ export function applyColorPolicy(
   stdoutLevel = decideColor({env, argv, isTTY: tty.stdout})
   const level = decideColor({env, argv, isTTY: tty.stderr})
   if (level === 0) {
+    // Both: colorette only reads NO_COLOR as "off" (it takes FORCE_COLOR=0 as "on"), chalk only FORCE_COLOR=0.
     env.NO_COLOR = '1'
-    delete env.FORCE_COLOR
+    env.FORCE_COLOR = '0'
   } else {
     env.FORCE_COLOR = String(level)
     delete env.NO_COLOR

@@ -124,7 +124,7 @@ export class StepRenderer implements ListrRenderer {
       if (this.ended.has(id) || now - start < every) continue
       const task = this.find(id)
       if (!task?.hasTitle() || task.hasSubtasks()) continue
-      const last = this.output.get(id)?.at(-1)
+      const last = (task.task as {progress?: () => string | undefined}).progress?.() ?? this.output.get(id)?.at(-1)
       this.ui.step?.({
         type: 'step-progress',
         step: title(task),
