@@ -7,7 +7,8 @@ import type {TargetPlan} from '../target/target.js'
 import type {ItemizedChange} from '../rsync/itemize.js'
 import type {BackupMeta} from '../state/backups.js'
 import {formatBytes} from '../ui/format.js'
-import {runTasks} from '../ui/render.js'
+import {isInteractive, runTasks} from '../ui/render.js'
+import {syncProgress} from '../ui/sync-progress.js'
 import {type CheckOutcome, checksGroup} from './checks.js'
 import type {OpContext} from './context.js'
 import {lockTarget, nextId, Operation, recoverInterrupted, type Recovery} from './operation.js'
@@ -62,6 +63,7 @@ interface DeployRun {
   targetChanged: boolean
   /** When deploy() began: the operation's duration (journal and output) counts from here. */
   started: number
+  sync?: ReturnType<typeof syncProgress>
 }
 
 /**
@@ -200,12 +202,16 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
       title: 'Sync',
       does: 'sync the changed paths into the target (rsync, in place, no restart)',
       skip: () => nothing() || (dry && `dry run: would sync ${describeChanges(run.plan!.changes)}`),
+      progress: () => run.sync?.progress(),
       task: async (_c, task) => {
         task.title = `Sync ${describeChanges(run.plan!.changes)}`
         throwIfInterrupted(ctx)
         await run.op!.phase('sync')
         run.targetChanged = true
-        await target.sync(config.source, run.targetPlan!, ctx.signal, run.op!.child)
+        const live = isInteractive(ctx.ui) ? (line: string) => void (task.output = line) : undefined
+        run.sync = syncProgress(config.source, run.plan!.changes, live)
+        await target.sync(config.source, run.targetPlan!, ctx.signal, run.op!.child, run.sync.onProgress)
+        task.title = `Sync ${describeChanges(run.plan!.changes)}: ${run.sync.summary()}`
       },
     },
     {

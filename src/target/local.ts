@@ -25,6 +25,7 @@ import type {
   PreflightOptions,
   ReleaseMarker,
   ServiceCommandOptions,
+  SyncProgress,
   Target,
   TargetPlan,
 } from './target.js'
@@ -139,6 +140,7 @@ export class LocalTarget implements Target {
     plan: TargetPlan,
     signal?: AbortSignal,
     onChild?: (pgid: number) => Promise<void>,
+    onProgress?: (p: SyncProgress) => void,
   ): Promise<ItemizedChange[]> {
     const {changes} = plan
     // Deletions are hotctl's own: exactly the planned paths, deepest first. Those in the way of a
@@ -154,7 +156,7 @@ export class LocalTarget implements Target {
     )
     removeExtras(this.config.target, [...changes.deleted.filter(inTheWay), ...replacedDirs], tree)
     fs.mkdirSync(this.config.target, {recursive: true}) // deploy --create-target (preflight refused it otherwise)
-    const items = await this.rsync(source, changes, false, signal, onChild)
+    const items = await this.rsync(source, changes, false, signal, onChild, onProgress)
     removeExtras(
       this.config.target,
       changes.deleted.filter((rel) => !inTheWay(rel)),
@@ -210,6 +212,7 @@ export class LocalTarget implements Target {
     dryRun: boolean,
     signal?: AbortSignal,
     onChild?: (pgid: number) => Promise<void>,
+    onProgress?: (p: SyncProgress) => void,
   ): Promise<ItemizedChange[]> {
     const writes = [...changes.added, ...changes.changed]
     if (writes.length === 0) return []
@@ -228,6 +231,7 @@ export class LocalTarget implements Target {
       await sub
       throw err
     }
+    if (onProgress) followItemized(sub.stdout, source, onProgress)
     let canceled = false
     const dispose = stopOnAbort(sub.pid, signal, () => (canceled = true))
     const r = await sub
@@ -239,6 +243,24 @@ export class LocalTarget implements Target {
     }
     return parseItemize(r.stdout)
   }
+}
+
+/** Counts the files rsync reports written (one itemized line each, as it goes) and their sizes. */
+function followItemized(out: NodeJS.ReadableStream | null, source: string, onProgress: (p: SyncProgress) => void): void {
+  const done: SyncProgress = {files: 0, bytes: 0}
+  let rest = Buffer.alloc(0)
+  out?.on('data', (chunk: Buffer) => {
+    const all = Buffer.concat([rest, chunk])
+    const end = all.lastIndexOf(0x0a)
+    if (end === -1) return void (rest = all)
+    rest = all.subarray(end + 1)
+    for (const item of parseItemize(all.subarray(0, end + 1))) {
+      if (item.fileType !== 'file') continue
+      done.files++
+      done.bytes += statEntry(path.join(source, item.path))?.size ?? 0
+    }
+    onProgress({...done})
+  })
 }
 
 const lastLines = (text: string | Uint8Array) =>

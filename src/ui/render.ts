@@ -10,7 +10,7 @@ import type {Ui} from './ui.js'
  * the JSON. listr2's own signal listeners are off: hotctl's handler must restore the backup first.
  */
 export function runTasks<T>(ui: Ui, tasks: ListrTask<T>[], ctx: T, concurrent = false): Promise<T> {
-  const interactive = Boolean(process.stderr.isTTY) && !process.env.CI && !ui.json && !ui.events
+  const interactive = isInteractive(ui)
   const processOutput = new ProcessOutput(process.stderr, process.stderr)
   const log = ui.step ? StepRenderer : 'silent'
   const list = new Listr<T, 'default' | typeof StepRenderer | 'silent', typeof StepRenderer | 'silent'>(
@@ -34,6 +34,14 @@ export function runTasks<T>(ui: Ui, tasks: ListrTask<T>[], ctx: T, concurrent = 
     } as never,
   )
   return list.run()
+}
+
+/**
+ * listr2's live renderer: a terminal on stdout and stderr (listr2 itself falls back without a
+ * stdout terminal), not in CI, not under --json or --events.
+ */
+export function isInteractive(ui: Ui): boolean {
+  return Boolean(process.stderr.isTTY && process.stdout.isTTY) && !process.env.CI && !ui.json && !ui.events
 }
 
 /** Titles and error messages are rendered by listr2 itself: mask secrets before it sees them. */

@@ -5,6 +5,8 @@ import type {Ui} from './ui.js'
 /** What happened to one step of a task tree: what the log and --events are made of. */
 export interface StepEvent {
   type: 'step-start' | 'step-end' | 'step-progress'
+  /** Pairs a step's start, progress and end (its title may change while it runs). */
+  id?: string
   /** The step's title (as it reads when the event happens). */
   step: string
   /** Titles of the enclosing groups, outermost first (e.g. ["Checks"] for one check). */
@@ -71,7 +73,7 @@ export class StepRenderer implements ListrRenderer {
       task.on(ListrTaskEventType.STATE, (state) => {
         if (state !== 'STARTED' || this.started.has(task.id)) return
         this.started.set(task.id, Date.now())
-        if (task.hasTitle()) this.ui.step?.({type: 'step-start', step: title(task), ...where(task)})
+        if (task.hasTitle()) this.ui.step?.({type: 'step-start', id: task.id, step: title(task), ...where(task)})
       })
       task.on(ListrTaskEventType.OUTPUT, (data) => {
         const lines = redact(String(data)).split('\n')
@@ -95,6 +97,7 @@ export class StepRenderer implements ListrRenderer {
     const failed = task.hasFailed()
     const event: StepEvent = {
       type: 'step-end',
+      id: task.id,
       step: title(task),
       ...where(task),
       result: failed ? 'failed' : task.isSkipped() ? 'skipped' : 'ok',
@@ -127,6 +130,7 @@ export class StepRenderer implements ListrRenderer {
       const last = (task.task as {progress?: () => string | undefined}).progress?.() ?? this.output.get(id)?.at(-1)
       this.ui.step?.({
         type: 'step-progress',
+        id: task.id,
         step: title(task),
         ...where(task),
         elapsedMs: now - start,

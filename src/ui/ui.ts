@@ -1,3 +1,4 @@
+import {stripVTControlCharacters} from 'node:util'
 import chalk from 'chalk'
 import {redact} from '../secrets.js'
 import {formatDuration} from './format.js'
@@ -42,7 +43,7 @@ export function createUi(opts: UiOptions | boolean): Ui {
     json,
     events,
     timestamps,
-    say: (m) => (events ? ndjson({type: 'message', text: m}) : line(m)),
+    say: (m) => (events ? ndjson({type: 'message', text: stripVTControlCharacters(m)}) : line(m)),
     step: (e) => {
       if (events) ndjson({...e})
       else if (e.type !== 'step-start') line(stepLine(e))
