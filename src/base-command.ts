@@ -112,6 +112,8 @@ export abstract class HotctlCommand extends Command {
         ? EXIT.usage
         : EXIT.failed
     if (err.code === 'EEXIT' || (err.oclif?.exit === 0 && !isOurs)) throw err // help/version
+    // A parse error was handled here: oclif's "did not parse its arguments" warning (NODE_ENV=test) would be noise.
+    this.parsed = true
     // The command as typed (`backups prune`, not the id `backups:prune`).
     const typed = (this.id ?? '').replace(/:/g, ' ')
     const hint = isOurs ? err.hint : exitCode === EXIT.usage ? `See \`hotctl ${typed} --help\`.` : undefined

@@ -27,7 +27,13 @@ export async function loadConfig(
 ): Promise<ResolvedConfig> {
   const env = opts.env ?? process.env
   const cwd = opts.cwd ?? process.cwd()
-  const explorer = cosmiconfig('hotctl', {searchPlaces: SEARCH_PLACES, searchStrategy: 'none', cache: false})
+  // An empty config file is found (and reported as empty), not skipped for "no config found".
+  const explorer = cosmiconfig('hotctl', {
+    searchPlaces: SEARCH_PLACES,
+    searchStrategy: 'none',
+    cache: false,
+    ignoreEmptySearchPlaces: false,
+  })
   const explicit = opts.configPath ?? env.HOTCTL_CONFIG
   let found: {config: unknown; filepath: string} | null = null
   if (explicit) {
@@ -58,6 +64,9 @@ export async function loadConfig(
       found = await explorer.search(dir).catch((err: Error) => {
         throw usageError(`config in ${dir} cannot be read: ${err.message}`, 'Fix the syntax of the config file.')
       })
+      // cosmiconfig passes over a file holding only comments: it is there, and empty.
+      const blank = found ? undefined : SEARCH_PLACES.find((n) => n !== 'package.json' && fs.existsSync(path.join(dir, n)))
+      if (blank) throw emptyConfig(path.join(dir, blank))
       if (found || dir === stop || dir === path.dirname(dir)) break
     }
   }

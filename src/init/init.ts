@@ -125,14 +125,15 @@ export function detect(dir: string, forced?: TemplateName): Detection {
   return {template, reason, checks}
 }
 
-/** *.py files at the top and one directory down (not in hidden, virtualenv or vendored directories). */
-function pythonFiles(dir: string): string[] {
+/** *.py files down to two directories deep (src/app/*.py), not in hidden, virtualenv or vendored directories. */
+function pythonFiles(dir: string, depth = 2, prefix = ''): string[] {
   const skip = (n: string) => n.startsWith('.') || ['node_modules', 'venv', '__pycache__', 'site-packages'].includes(n)
-  const top = safeReaddir(dir)
-  const found = top.filter((n) => n.endsWith('.py'))
-  for (const d of top) {
+  const names = safeReaddir(dir)
+  const found = names.filter((n) => n.endsWith('.py')).map((n) => `${prefix}${n}`)
+  if (depth === 0) return found
+  for (const d of names) {
     if (skip(d) || !isDir(path.join(dir, d))) continue
-    found.push(...safeReaddir(path.join(dir, d)).filter((n) => n.endsWith('.py')).map((n) => `${d}/${n}`))
+    found.push(...pythonFiles(path.join(dir, d), depth - 1, `${prefix}${d}/`))
   }
   return found
 }
