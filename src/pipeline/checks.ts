@@ -102,7 +102,8 @@ export function checkTasks(ctx: OpContext, outcomes: CheckOutcome[]): ListrTask[
         if (r.outputChars === 0) await fs.rm(log, {force: true})
         if (!r.ok) {
           if (r.canceled) throw new HotctlError(`check ${check.name} interrupted`, EXIT.interrupted)
-          const how = `\`${describeCommand(cmd)}\` ${describeEnd(r)}`
+          // The title shows a one-command check's command: name it only when there are several.
+          const how = `${check.commands.length > 1 ? `\`${describeCommand(cmd)}\` ` : ''}${describeEnd(r)}`
           // The tail is shown once (the step's output); the message only says how it ended and where the rest is.
           const detail = r.tail ? `${how}\n${r.tail}` : how
           outcomes.push({name: check.name, ok: false, detail, ...(r.outputChars > 0 ? {log} : {})})

@@ -65,7 +65,7 @@ describe('errors that say what to do', {timeout: 60_000}, () => {
     expect(r.stdout + r.stderr).not.toContain('undefined')
     const j = await runCli(['check', '--json'], {cwd: ws.src})
     expect(j.json.checks).toEqual([
-      {name: 'ghost', ok: false, detail: '`no-such-binary-hotctl -x` not found: no-such-binary-hotctl (not on PATH)'},
+      {name: 'ghost', ok: false, detail: 'not found: no-such-binary-hotctl (not on PATH)'},
     ])
   })
 

@@ -137,7 +137,9 @@ describe('a CI log you can read', {timeout: 120_000}, () => {
       expect(step(title), `${title}\n${r.stderr}`).toHaveLength(1)
     for (const title of ['Trigger hot reload', 'Confirm release', 'Smoke tests (2)'])
       expect(step(title), `${title}\n${r.stderr}`).toHaveLength(1)
-    expect(step('Sync')[0]).toMatch(new RegExp(`^✔ Sync 0 added, 1 changed, 0 deleted: .* \\(${DURATION}\\)$`))
+    expect(step('Sync')[0]).toMatch(
+      new RegExp(`^✔ Sync 1 added, 1 changed, 0 deleted: \\d+(\\.\\d)? (B|KiB) in 2 files written \\(${DURATION}\\)$`),
+    )
     // A check is shown under its group, indented.
     expect(step('Checks')[0]).toMatch(new RegExp(`^✔ Checks \\(${DURATION}\\)$`))
     expect(steps[steps.indexOf(step('Checks')[0]!) + 1]).toMatch(/^ {2}✔ syntax: /)
@@ -180,7 +182,7 @@ describe('--json and --events', {timeout: 120_000}, () => {
     const r = await runCli(['deploy', '--json'], {cwd: ws.src})
     expect(r.exitCode, why(r)).toBe(0)
     expect(r.json, why(r)).toMatchObject({ok: true, outcome: 'deployed'})
-    expect(r.stderr).toMatch(/✔ Sync 0 added, 1 changed, 0 deleted/)
+    expect(r.stderr).toMatch(/✔ Sync \d+ added, 1 changed, 0 deleted/)
     expect(r.stderr).toMatch(/✔ Confirm release \d+ is live/)
   })
 
@@ -207,7 +209,7 @@ describe('--json and --events', {timeout: 120_000}, () => {
       expect(Date.parse(e.time)).toBeGreaterThanOrEqual(Date.parse(starts.get(e.id)!.time))
     }
     const sync = ends.find((e) => String(e.step).startsWith('Sync'))
-    expect(sync).toMatchObject({result: 'ok', step: expect.stringMatching(/^Sync 0 added, 1 changed, 0 deleted/)})
+    expect(sync).toMatchObject({result: 'ok', step: expect.stringMatching(/^Sync \d+ added, 1 changed, 0 deleted/)})
     expect(starts.get(sync!.id)!.step).toBe('Sync')
     expect(ends.find((e) => String(e.step).startsWith('syntax'))).toMatchObject({group: ['Checks'], result: 'ok'})
     expect(ends.map((e) => e.result)).not.toContain('failed')
@@ -219,7 +221,7 @@ describe('check and command output is bounded', {timeout: 120_000}, () => {
     const ws = makeWorkspace()
     const big =
       `python3 -c "import sys; sys.stdout.write('x' * 5000000 + '\\n'); ` +
-      `sys.stdout.write(''.join('line %d\\n' % i for i in range(50000))); print('LAST-LINE-MARK'); sys.exit(3)"`
+      `sys.stdout.write(''.join('line %d\\n' % i for i in range(50000))); print('LAST-' + 'LINE-MARK'); sys.exit(3)"`
     ws.writeConfig({target: '../live', checks: {big}})
     const r = await runCli(['deploy'], {cwd: ws.src})
     expect(r.exitCode, why(r.stdout.length + r.stderr.length < 100_000 ? r : {stdout: '', stderr: 'huge'})).toBe(1)
