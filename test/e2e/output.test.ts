@@ -4,8 +4,10 @@
  * on stderr, --events NDJSON, bounded check output with the full log in the state dir, units,
  * and --help.
  */
+import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
+import {stripVTControlCharacters} from 'node:util'
 import {execa} from 'execa'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 import {
@@ -15,6 +17,7 @@ import {
   requireBuild,
   runCli,
   serviceConfig,
+  slowRsync,
   startService,
   stopAllServices,
 } from './helpers.js'
@@ -51,7 +54,11 @@ async function runIn(mode: Mode, args: string[], cwd: string, env: Record<string
     return {stdout: String(r.stdout), stderr: String(r.stderr), tty: '', exitCode: r.exitCode}
   }
   const out = path.join(cwd, `.stdout-${process.hrtime.bigint()}`)
-  const cmd = ['node', BIN, ...args].map(shq).join(' ') + (mode === 'stderr-tty' ? ` > ${shq(out)}` : '')
+  // A terminal of a real size: with 0 columns listr2 would wrap after every character.
+  const cmd =
+    'stty cols 150 rows 40; ' +
+    ['node', BIN, ...args].map(shq).join(' ') +
+    (mode === 'stderr-tty' ? ` > ${shq(out)}` : '')
   const r = await execa('script', ['-qec', cmd, '/dev/null'], {cwd, env, extendEnv: false, reject: false, stdin: 'ignore'})
   const stdout = mode === 'stderr-tty' ? fs.readFileSync(out, 'utf8') : ''
   fs.rmSync(out, {force: true})
@@ -170,6 +177,27 @@ describe('a CI log you can read', {timeout: 120_000}, () => {
     expect(c.stderr).toMatch(/✖ Checks \(/)
     expect(c.stderr).not.toMatch(/✔ Checks/)
     expect(c.stderr).toMatch(/ {2}✔ fine: true/)
+  })
+})
+
+describe('a big sync shows its progress', {timeout: 120_000}, () => {
+  it('on a terminal: bytes and files done of those planned, and the rate; in a log at intervals; the end says the bytes', async () => {
+    const ws = makeWorkspace()
+    for (let i = 0; i < 40; i++) fs.writeFileSync(path.join(ws.src, `blob${i}.bin`), crypto.randomBytes(100_000))
+    ws.writeConfig({target: '../live'})
+    const env = {HOTCTL_RSYNC: slowRsync(ws.dir, 1500)}
+    const tty = await runIn('both-tty', ['deploy'], ws.src, cleanEnv(env))
+    expect(tty.exitCode, tty.tty).toBe(0)
+    const plain = stripVTControlCharacters(tty.tty)
+    expect(plain).toMatch(/\d+(\.\d)? (B|KiB|MiB) of 3\.8 MiB, \d+ of 41 files, \d+(\.\d)? (B|KiB|MiB)\/s/)
+    expect(plain).toMatch(/✔ Sync 41 added, 0 changed, \d+ deleted: 3\.8 MiB in 41 files written/)
+
+    ws.setVersion('v2')
+    for (let i = 0; i < 40; i++) fs.writeFileSync(path.join(ws.src, `blob${i}.bin`), crypto.randomBytes(100_000))
+    const log = await runCli(['deploy'], {cwd: ws.src, env: {...env, HOTCTL_PROGRESS_INTERVAL: '500'}})
+    expect(log.exitCode, why(log)).toBe(0)
+    expect(log.stderr).toMatch(/… Sync 0 added, 41 changed, 0 deleted: .* of 3\.8 MiB, \d+ of 41 files, .*\/s \(still running/)
+    expect(log.stderr).toMatch(/✔ Sync 0 added, 41 changed, 0 deleted: 3\.8 MiB in 41 files written/)
   })
 })
 
