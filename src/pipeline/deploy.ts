@@ -246,7 +246,8 @@ async function settleDeploy(ctx: OpContext, run: DeployRun, err: unknown): Promi
   const error = interrupted ? 'interrupted by signal' : errorMessage(err)
   let restore: RestoreOutcome | undefined
   if (run.targetChanged) {
-    ctx.ui.say(`hotctl: deploy ${plan!.id} failed after changing the target (${error}); restoring backup ${plan!.id}`)
+    // The step that failed was just reported with its error: not repeated here.
+    ctx.ui.say(`hotctl: deploy ${plan!.id} failed after changing the target; restoring backup ${plan!.id}`)
     restore = await restoreAndProve(ctx, plan!.id, run.op!.phase, {allowRestart: !run.flags.noRestart})
     result.restore = restore
   }

@@ -54,6 +54,9 @@ export function createUi(opts: UiOptions | boolean): Ui {
   }
 }
 
+/** How much of a failure's message a step's line shows. */
+const MESSAGE_CHARS = 160
+
 /** One step as a log line: `✔ Sync 10 added, 0 changed, 0 deleted (55ms)`, its output indented under it. */
 export function stepLine(e: StepEvent): string {
   const indent = '  '.repeat(e.group?.length ?? 0)
@@ -63,7 +66,10 @@ export function stepLine(e: StepEvent): string {
     return `${indent}${chalk.dim('…')} ${host}${e.step}${what} ${chalk.dim(`(still running, ${formatDuration(e.elapsedMs ?? 0)})`)}`
   }
   const mark = e.result === 'failed' ? chalk.red('✖') : e.result === 'skipped' ? chalk.yellow('↓') : chalk.green('✔')
-  const why = e.message ? (e.result === 'skipped' ? ` [skipped: ${e.message}]` : ` [${e.result}: ${e.message}]`) : ''
+  // The whole message is in the result (and in --events); a log line keeps its start.
+  const first = e.message?.split('\n')[0]
+  const msg = first && (first.length > MESSAGE_CHARS || first !== e.message) ? `${first.slice(0, MESSAGE_CHARS)}…` : first
+  const why = msg ? (e.result === 'skipped' ? ` [skipped: ${msg}]` : ` [${e.result}: ${msg}]`) : ''
   const head = `${indent}${mark} ${host}${e.step}${e.result === 'failed' ? chalk.red(why) : chalk.dim(why)} ${chalk.dim(`(${formatDuration(e.durationMs ?? 0)})`)}`
   const out = (e.output ?? []).map((l) => `${indent}  ${chalk.dim('│')} ${l}`)
   return [head, ...out].join('\n')
