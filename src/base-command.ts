@@ -57,7 +57,8 @@ export abstract class HotctlCommand extends Command {
   // Read from argv, not parsed flags: the UI exists before run() parses (errors in parsing use it too).
   async init(): Promise<void> {
     await super.init()
-    const timestamps = this.argv.includes('--timestamps') || (!this.argv.includes('--no-timestamps') && !!process.env.CI)
+    const timestamps =
+      this.argv.includes('--timestamps') || (!this.argv.includes('--no-timestamps') && !!process.env.CI)
     this.ui = createUi({json: this.jsonMode, events: this.argv.includes('--events'), timestamps})
     this.ui.event?.({type: 'run-start', command: this.id})
   }
@@ -100,7 +101,13 @@ export abstract class HotctlCommand extends Command {
   /** Sets the exit code; --events reports the run's end. */
   private ended(exitCode: number): void {
     process.exitCode = exitCode
-    this.ui.event?.({type: 'run-end', command: this.id, exitCode, ok: exitCode === 0, durationMs: Date.now() - this.startedAt})
+    this.ui.event?.({
+      type: 'run-end',
+      command: this.id,
+      exitCode,
+      ok: exitCode === 0,
+      durationMs: Date.now() - this.startedAt,
+    })
   }
 
   async catch(err: Error & {oclif?: {exit?: number}; code?: string}): Promise<void> {

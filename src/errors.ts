@@ -54,7 +54,7 @@ export function explainSystemError(err: NodeJS.ErrnoException): string | undefin
 
 /** Why a path is not a usable directory, in words: the file that is in the way, when there is one. */
 export function notADirectory(p: string, isFile: (q: string) => boolean): string {
-  for (let q = p; ; ) {
+  for (let q = p; ;) {
     if (isFile(q)) return q === p ? `${p} is a file, not a directory` : `${q} is a file, not a directory (above ${p})`
     const up = q.slice(0, Math.max(q.lastIndexOf('/'), 1))
     if (up === q) return `${p} is not a directory`

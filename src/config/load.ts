@@ -65,7 +65,9 @@ export async function loadConfig(
         throw usageError(`config in ${dir} cannot be read: ${err.message}`, 'Fix the syntax of the config file.')
       })
       // cosmiconfig passes over a file holding only comments: it is there, and empty.
-      const blank = found ? undefined : SEARCH_PLACES.find((n) => n !== 'package.json' && fs.existsSync(path.join(dir, n)))
+      const blank = found
+        ? undefined
+        : SEARCH_PLACES.find((n) => n !== 'package.json' && fs.existsSync(path.join(dir, n)))
       if (blank) throw emptyConfig(path.join(dir, blank))
       if (found || dir === stop || dir === path.dirname(dir)) break
     }

@@ -84,11 +84,16 @@ export function detect(dir: string, forced?: TemplateName): Detection {
   const at = (n: string) => path.join(dir, n)
   const names = safeReaddir(dir)
   const requirements = names.filter((n) => /requirements.*\.(txt|in)$/i.test(n))
-  const pythonMarkers = [...requirements, ...['pyproject.toml', 'setup.cfg', 'setup.py', 'Pipfile'].filter((n) => exists(at(n)))]
+  const pythonMarkers = [
+    ...requirements,
+    ...['pyproject.toml', 'setup.cfg', 'setup.py', 'Pipfile'].filter((n) => exists(at(n))),
+  ]
   const isNode = exists(at('package.json'))
   // Weaker signs, after package.json (a Node project may hold a script or two): *.py files, tests/.
   const pyFiles = pythonFiles(dir)
-  const weak = [...(pyFiles.length ? [`${pyFiles[0]}${pyFiles.length > 1 ? ` and ${pyFiles.length - 1} more .py` : ''}`] : [])]
+  const weak = [
+    ...(pyFiles.length ? [`${pyFiles[0]}${pyFiles.length > 1 ? ` and ${pyFiles.length - 1} more .py` : ''}`] : []),
+  ]
   if (isDir(at('tests'))) weak.push('tests/')
   let template: TemplateName
   let reason: string

@@ -80,7 +80,8 @@ function requireChecks(outcomes: CheckOutcome[]): void {
 
 /** Where a check's full output goes: the state dir's logs/ (a remote target's state dir is not here). */
 function checkLog(ctx: OpContext, name: string): string {
-  const dir = ctx.config.hosts.length > 0 ? path.join(os.tmpdir(), 'hotctl-logs') : path.join(ctx.config.stateDir, 'logs')
+  const dir =
+    ctx.config.hosts.length > 0 ? path.join(os.tmpdir(), 'hotctl-logs') : path.join(ctx.config.stateDir, 'logs')
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15)
   return path.join(dir, `${stamp}-check-${name.replace(/[^\w.-]+/g, '_')}.log`)
 }

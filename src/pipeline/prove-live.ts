@@ -124,7 +124,11 @@ export function proveLiveTasks(
         }
         const confirm = async (): Promise<ConfirmFailure[]> => {
           if (!interrupt)
-            return confirmLive(services, expected, {timeoutMs: reloadTimeoutMs, signal: ctx.signal, onPoll: waiting.poll})
+            return confirmLive(services, expected, {
+              timeoutMs: reloadTimeoutMs,
+              signal: ctx.signal,
+              onPoll: waiting.poll,
+            })
           // A restore: the operator's interrupt cuts the wait to what is left of its time budget.
           if (!interrupt.fired) {
             const failures = await confirmLive(services, expected, {

@@ -54,7 +54,9 @@ export async function restoreAndProve(
   }
   if (interrupt.fired) {
     const how = 'content verified in full; reload and HTTP checks with short timeouts; command smoke checks skipped'
-    ctx.ui.say(`hotctl: restoring ${id} in the interrupt's time budget (${formatDuration(INTERRUPT_BUDGET_MS)}): ${how}`)
+    ctx.ui.say(
+      `hotctl: restoring ${id} in the interrupt's time budget (${formatDuration(INTERRUPT_BUDGET_MS)}): ${how}`,
+    )
   }
   try {
     await runTasks(

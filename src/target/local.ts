@@ -92,7 +92,12 @@ export class LocalTarget implements Target {
     if (r.exitCode !== 0) {
       // rsync's exit 23 ("partial transfer") is what a missing or unreadable source looks like: say that.
       const missing = sourceProblem(source)
-      if (missing) throw new HotctlError(missing, EXIT.failed, 'Fix `source` in the config (or the path it names); the target was not touched.')
+      if (missing)
+        throw new HotctlError(
+          missing,
+          EXIT.failed,
+          'Fix `source` in the config (or the path it names); the target was not touched.',
+        )
       throw new HotctlError(
         `planning scan (rsync --dry-run) failed (exit ${r.exitCode}: ${describeRsyncExit(r.exitCode ?? -1)}): ${lastLines(r.stderr)}`,
         EXIT.failed,
@@ -246,7 +251,11 @@ export class LocalTarget implements Target {
 }
 
 /** Counts the files rsync reports written (one itemized line each, as it goes) and their sizes. */
-function followItemized(out: NodeJS.ReadableStream | null, source: string, onProgress: (p: SyncProgress) => void): void {
+function followItemized(
+  out: NodeJS.ReadableStream | null,
+  source: string,
+  onProgress: (p: SyncProgress) => void,
+): void {
   const done: SyncProgress = {files: 0, bytes: 0}
   let rest = Buffer.alloc(0)
   out?.on('data', (chunk: Buffer) => {

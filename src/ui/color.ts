@@ -55,7 +55,10 @@ let stdoutLevel: ColorLevel | undefined
 export function applyColorPolicy(
   env: Record<string, string | undefined> = process.env,
   argv: string[] = process.argv,
-  tty: {stderr: boolean; stdout: boolean} = {stderr: Boolean(process.stderr.isTTY), stdout: Boolean(process.stdout.isTTY)},
+  tty: {stderr: boolean; stdout: boolean} = {
+    stderr: Boolean(process.stderr.isTTY),
+    stdout: Boolean(process.stdout.isTTY),
+  },
 ): ColorLevel {
   stdoutLevel = decideColor({env, argv, isTTY: tty.stdout})
   const level = decideColor({env, argv, isTTY: tty.stderr})

@@ -28,8 +28,12 @@ export interface UiOptions {
 
 /** The one writer of stderr: human lines (optionally timestamped) or, under --events, NDJSON. */
 export function createUi(opts: UiOptions | boolean): Ui {
-  const {json, events = false, timestamps = false, write = (t: string) => void process.stderr.write(t)} =
-    typeof opts === 'boolean' ? {json: opts} : opts
+  const {
+    json,
+    events = false,
+    timestamps = false,
+    write = (t: string) => void process.stderr.write(t),
+  } = typeof opts === 'boolean' ? {json: opts} : opts
   const stamp = () => (timestamps ? `${chalk.dim(new Date().toISOString().slice(11, 19))} ` : '')
   const line = (text: string) =>
     write(
@@ -38,7 +42,8 @@ export function createUi(opts: UiOptions | boolean): Ui {
         .map((l) => `${stamp()}${l}`)
         .join('\n') + '\n',
     )
-  const ndjson = (e: Record<string, unknown>) => write(`${redact(JSON.stringify({...e, time: new Date().toISOString()}))}\n`)
+  const ndjson = (e: Record<string, unknown>) =>
+    write(`${redact(JSON.stringify({...e, time: new Date().toISOString()}))}\n`)
   return {
     json,
     events,
@@ -68,7 +73,8 @@ export function stepLine(e: StepEvent): string {
   const mark = e.result === 'failed' ? chalk.red('✖') : e.result === 'skipped' ? chalk.yellow('↓') : chalk.green('✔')
   // The whole message is in the result (and in --events); a log line keeps its start.
   const first = e.message?.split('\n')[0]
-  const msg = first && (first.length > MESSAGE_CHARS || first !== e.message) ? `${first.slice(0, MESSAGE_CHARS)}…` : first
+  const msg =
+    first && (first.length > MESSAGE_CHARS || first !== e.message) ? `${first.slice(0, MESSAGE_CHARS)}…` : first
   const why = msg ? (e.result === 'skipped' ? ` [skipped: ${msg}]` : ` [${e.result}: ${msg}]`) : ''
   const head = `${indent}${mark} ${host}${e.step}${e.result === 'failed' ? chalk.red(why) : chalk.dim(why)} ${chalk.dim(`(${formatDuration(e.durationMs ?? 0)})`)}`
   const out = (e.output ?? []).map((l) => `${indent}  ${chalk.dim('│')} ${l}`)

@@ -136,7 +136,7 @@ describe('hotctl init', {timeout: 30_000}, () => {
   })
 
   it.each(['python', 'node', 'generic'])(
-    'the %s template writes out every default exclude (a config\'s exclude replaces the defaults)',
+    "the %s template writes out every default exclude (a config's exclude replaces the defaults)",
     async (template) => {
       const dir = project({})
       const r = await runCli(['init', '--json', '--template', template], {cwd: dir})

@@ -28,6 +28,7 @@ afterAll(removeWorkspaces)
 
 const why = (r: {stdout: string; stderr: string}) => `stdout:\n${r.stdout}\nstderr:\n${r.stderr}`
 /** An SGR escape (colour, bold, dim): what "no colour" must never print. */
+// eslint-disable-next-line no-control-regex -- an escape code is what it looks for
 const SGR = /\x1b\[[0-9;]*m/
 /** A duration as hotctl prints one: 55ms, 1.3s, 2m 5s. */
 const DURATION = String.raw`(\d+ms|\d+\.\ds|\d+m \d+s)`
@@ -59,7 +60,13 @@ async function runIn(mode: Mode, args: string[], cwd: string, env: Record<string
     'stty cols 150 rows 40; ' +
     ['node', BIN, ...args].map(shq).join(' ') +
     (mode === 'stderr-tty' ? ` > ${shq(out)}` : '')
-  const r = await execa('script', ['-qec', cmd, '/dev/null'], {cwd, env, extendEnv: false, reject: false, stdin: 'ignore'})
+  const r = await execa('script', ['-qec', cmd, '/dev/null'], {
+    cwd,
+    env,
+    extendEnv: false,
+    reject: false,
+    stdin: 'ignore',
+  })
   const stdout = mode === 'stderr-tty' ? fs.readFileSync(out, 'utf8') : ''
   fs.rmSync(out, {force: true})
   return {stdout, stderr: '', tty: String(r.stdout), exitCode: r.exitCode}
@@ -140,7 +147,16 @@ describe('a CI log you can read', {timeout: 120_000}, () => {
     const steps = lines.map((l) => l.slice(9)).filter((l) => /^\s*[✔✖↓]/.test(l))
     expect(new Set(steps).size, r.stderr).toBe(steps.length) // none twice
     const step = (title: string) => steps.filter((l) => l.trimStart().startsWith(`✔ ${title}`))
-    for (const title of ['Preflight', 'Checks', 'syntax', 'Lock the target', 'Plan release', 'Backup', 'Sync', 'Verify'])
+    for (const title of [
+      'Preflight',
+      'Checks',
+      'syntax',
+      'Lock the target',
+      'Plan release',
+      'Backup',
+      'Sync',
+      'Verify',
+    ])
       expect(step(title), `${title}\n${r.stderr}`).toHaveLength(1)
     for (const title of ['Trigger hot reload', 'Confirm release', 'Smoke tests (2)'])
       expect(step(title), `${title}\n${r.stderr}`).toHaveLength(1)
@@ -167,7 +183,9 @@ describe('a CI log you can read', {timeout: 120_000}, () => {
     const r = await runCli(['deploy'], {cwd: ws.src, env: {HOTCTL_PROGRESS_INTERVAL: '500'}})
     expect(r.exitCode, why(r)).toBe(3)
     expect(r.stderr).toMatch(
-      new RegExp(`… Confirm release \\d+ is live: waiting for release \\d+: .* \\(${DURATION} of 2\\.0s\\) \\(still running, ${DURATION}\\)`),
+      new RegExp(
+        `… Confirm release \\d+ is live: waiting for release \\d+: .* \\(${DURATION} of 2\\.0s\\) \\(still running, ${DURATION}\\)`,
+      ),
     )
     expect(r.stderr).toMatch(/✖ Confirm release \d+ is live \[failed: release \d+ is not live after 2\.0s/)
 
@@ -196,7 +214,9 @@ describe('a big sync shows its progress', {timeout: 120_000}, () => {
     for (let i = 0; i < 40; i++) fs.writeFileSync(path.join(ws.src, `blob${i}.bin`), crypto.randomBytes(100_000))
     const log = await runCli(['deploy'], {cwd: ws.src, env: {...env, HOTCTL_PROGRESS_INTERVAL: '500'}})
     expect(log.exitCode, why(log)).toBe(0)
-    expect(log.stderr).toMatch(/… Sync 0 added, 41 changed, 0 deleted: .* of 3\.8 MiB, \d+ of 41 files, .*\/s \(still running/)
+    expect(log.stderr).toMatch(
+      /… Sync 0 added, 41 changed, 0 deleted: .* of 3\.8 MiB, \d+ of 41 files, .*\/s \(still running/,
+    )
     expect(log.stderr).toMatch(/✔ Sync 0 added, 41 changed, 0 deleted: 3\.8 MiB in 41 files written/)
   })
 })
@@ -292,7 +312,9 @@ describe('units and numbers agree', {timeout: 120_000}, () => {
     expect(recent.find((o) => o.id === b.json.release)!.durationMs).toBe(b.json.durationMs)
     expect(recent[0]).toMatchObject({op: 'rollback', release: a.json.release, durationMs: back.json.durationMs})
     const text = await runCli(['status'], {cwd: ws.src})
-    expect(text.stdout).toMatch(new RegExp(`rollback +ok +${DURATION}  to release ${a.json.release} \\(snapshot \\d+\\)`))
+    expect(text.stdout).toMatch(
+      new RegExp(`rollback +ok +${DURATION}  to release ${a.json.release} \\(snapshot \\d+\\)`),
+    )
     const prune = await runCli(['backups', 'prune', '--keep', '1'], {cwd: ws.src})
     expect(prune.exitCode, why(prune)).toBe(0)
     expect(prune.stdout).toMatch(/freed \d+(\.\d)? (B|KiB|MiB)/)

@@ -19,7 +19,9 @@ describe('renderPrune', () => {
     const r = await pruneBackups(f.ctx(), 1)
     expect(r.removed).toEqual([a, b])
     expect(r.freedBytes).toBeGreaterThan(0)
-    expect(renderPrune(r)).toBe(`Removed 2 backup(s): ${a}, ${b}; freed ${formatBytes(r.freedBytes)}; kept the newest 1.`)
+    expect(renderPrune(r)).toBe(
+      `Removed 2 backup(s): ${a}, ${b}; freed ${formatBytes(r.freedBytes)}; kept the newest 1.`,
+    )
     const again = await pruneBackups(f.ctx(), 5)
     expect(renderPrune(again)).toBe('Removed 0 backup(s); freed 0 B; kept the newest 5.')
   })

@@ -10,9 +10,9 @@ describe('stepLine: one line per finished step', () => {
     expect(plain(stepLine({type: 'step-end', step: 'Sync 10 changed, 0 deleted', result: 'ok', durationMs: 55}))).toBe(
       '✔ Sync 10 changed, 0 deleted (55ms)',
     )
-    expect(plain(stepLine({type: 'step-end', step: 'Backup', result: 'skipped', message: 'nothing', durationMs: 0}))).toBe(
-      '↓ Backup [skipped: nothing] (0ms)',
-    )
+    expect(
+      plain(stepLine({type: 'step-end', step: 'Backup', result: 'skipped', message: 'nothing', durationMs: 0})),
+    ).toBe('↓ Backup [skipped: nothing] (0ms)')
   })
 
   it('a failed step in a group: indented, why, its output under it; a host when known', () => {
@@ -30,7 +30,12 @@ describe('stepLine: one line per finished step', () => {
   })
 
   it('progress: what it waits on and for how long', () => {
-    const text = stepLine({type: 'step-progress', step: 'Confirm release R is live', elapsedMs: 12_000, message: 'waiting'})
+    const text = stepLine({
+      type: 'step-progress',
+      step: 'Confirm release R is live',
+      elapsedMs: 12_000,
+      message: 'waiting',
+    })
     expect(plain(text)).toBe('… Confirm release R is live: waiting (still running, 12.0s)')
   })
 })
@@ -42,7 +47,11 @@ describe('createUi', () => {
     ui.say('hello')
     ui.step!({type: 'step-start', step: 'Sync'})
     ui.step!({type: 'step-end', step: 'Sync', result: 'ok', durationMs: 5, host: 'web1'})
-    const events = out.join('').trimEnd().split('\n').map((l) => JSON.parse(l))
+    const events = out
+      .join('')
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l))
     expect(events.map((e) => e.type)).toEqual(['message', 'step-start', 'step-end'])
     expect(events[2]).toMatchObject({step: 'Sync', result: 'ok', durationMs: 5, host: 'web1'})
     for (const e of events) expect(e.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
