@@ -141,18 +141,8 @@ function rollbackSteps(ctx: OpContext, opts: {to?: string}, run: RollbackRun): S
       task: async (_c, task) => {
         const meta = (await target.backups.list()).find((b) => b.id === snapshot())!
         run.undo = result.undo = await nextId(ctx)
-        run.op = await Operation.start(
-          ctx,
-          'rollback',
-          run.undo,
-          {
-            backup: run.undo,
-            release: meta.release ?? undefined,
-            restores: snapshot(),
-            from: result.from,
-          },
-          run.started,
-        )
+        const start = {backup: run.undo, release: meta.release ?? undefined, restores: snapshot(), from: result.from}
+        run.op = await Operation.start(ctx, 'rollback', run.undo, start, run.started)
         await run.op.phase('backup')
         await target.backups.snapshot(run.undo, 'rollback')
         task.title = `Snapshot the current tree as ${run.undo} (to undo this rollback)`
