@@ -1,4 +1,3 @@
-import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import type {ListrTask} from 'listr2'
@@ -45,7 +44,7 @@ export async function check(ctx: OpContext, opts: CheckOptions): Promise<CheckRe
   const checks: CheckOutcome[] = []
   if (!opts.skipChecks && ctx.config.checks.length > 0) {
     // A failed check is reported in `checks`, not thrown: the others still run and are listed.
-    await runTasks(ctx.ui, [checksGroup(ctx, checks)], {}).catch(() => undefined)
+    await runTasks(ctx.ui, [checksGroup(ctx, checks, {readOnly: true})], {}).catch(() => undefined)
   }
   const ok = preflight.every((p) => p.ok) && checks.every((c) => c.ok)
   const exitCode = ctx.signal.aborted ? EXIT.interrupted : ok ? EXIT.ok : EXIT.failed
@@ -57,12 +56,12 @@ export async function check(ctx: OpContext, opts: CheckOptions): Promise<CheckRe
  * which); then the group itself fails (✖ Checks) when any did, naming them. Their output was shown
  * once, under each failed check: the error does not repeat it.
  */
-export function checksGroup(ctx: OpContext, outcomes: CheckOutcome[]): ListrTask {
+export function checksGroup(ctx: OpContext, outcomes: CheckOutcome[], opts: {readOnly: boolean}): ListrTask {
   return {
     title: 'Checks',
     task: (_c, task) =>
       task.newListr([
-        {task: (_c2, all) => all.newListr(checkTasks(ctx, outcomes), {concurrent: true, exitOnError: false})},
+        {task: (_c2, all) => all.newListr(checkTasks(ctx, outcomes, opts), {concurrent: true, exitOnError: false})},
         {task: () => requireChecks(outcomes)},
       ]),
   }
@@ -78,20 +77,25 @@ function requireChecks(outcomes: CheckOutcome[]): void {
   })
 }
 
-/** Where a check's full output goes: the state dir's logs/ (a remote target's state dir is not here). */
-function checkLog(ctx: OpContext, name: string): string {
+/**
+ * Where a check's full output goes: the state dir's logs/. Not for `check` and `deploy --dry-run`,
+ * which write nothing there, nor for a remote target (its state dir is on the host): the temp dir's.
+ */
+function checkLog(ctx: OpContext, name: string, readOnly: boolean): string {
   const dir =
-    ctx.config.hosts.length > 0 ? path.join(os.tmpdir(), 'hotctl-logs') : path.join(ctx.config.stateDir, 'logs')
+    readOnly || ctx.config.hosts.length > 0
+      ? path.join(os.tmpdir(), 'hotctl-logs')
+      : path.join(ctx.config.stateDir, 'logs')
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15)
   return path.join(dir, `${stamp}-check-${name.replace(/[^\w.-]+/g, '_')}.log`)
 }
 
 /** The configured checks, concurrently; each runs its commands in order in the source tree. */
-export function checkTasks(ctx: OpContext, outcomes: CheckOutcome[]): ListrTask[] {
+export function checkTasks(ctx: OpContext, outcomes: CheckOutcome[], opts: {readOnly: boolean}): ListrTask[] {
   return ctx.config.checks.map((check) => ({
     title: redact(`${check.name}: ${check.commands.map(describeCommand).join(' && ')}`),
     task: async (_c, task) => {
-      const log = checkLog(ctx, check.name)
+      const log = checkLog(ctx, check.name, opts.readOnly)
       for (const cmd of check.commands) {
         const r = await runCommand(cmd, {
           cwd: ctx.config.source,
@@ -100,16 +104,15 @@ export function checkTasks(ctx: OpContext, outcomes: CheckOutcome[]): ListrTask[
           tailLines: OUTPUT_LINES_SHOWN,
           logFile: log,
         })
-        if (r.outputChars === 0) await fs.rm(log, {force: true})
         if (!r.ok) {
           if (r.canceled) throw new HotctlError(`check ${check.name} interrupted`, EXIT.interrupted)
           // The title shows a one-command check's command: name it only when there are several.
           const how = `${check.commands.length > 1 ? `\`${describeCommand(cmd)}\` ` : ''}${describeEnd(r)}`
           // The tail is shown once (the step's output); the message only says how it ended and where the rest is.
           const detail = r.tail ? `${how}\n${r.tail}` : how
-          outcomes.push({name: check.name, ok: false, detail, ...(r.outputChars > 0 ? {log} : {})})
+          outcomes.push({name: check.name, ok: false, detail, ...(r.log ? {log: r.log} : {})})
           if (r.tail) task.output = r.tail
-          const where = r.outputChars > 0 ? ` (full output: ${log})` : ''
+          const where = r.log ? ` (full output: ${r.log})` : ''
           throw new HotctlError(`${how}${where}`, EXIT.failed)
         }
       }

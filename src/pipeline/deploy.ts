@@ -131,7 +131,7 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
       task: async () => requirePreflight(await preflight(ctx, {source: true, createTarget: flags.createTarget})),
     },
     {
-      ...checksGroup(ctx, result.checks),
+      ...checksGroup(ctx, result.checks, {readOnly: dry}),
       does: `checks: ${config.checks.map((c) => c.name).join(', ')}`,
       enabled: () => !flags.skipChecks && config.checks.length > 0,
     },

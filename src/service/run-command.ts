@@ -73,21 +73,24 @@ export async function runCommand(
       }, opts.timeoutMs)
     : undefined
   const tail = new OutputTail(opts.tailLines ?? 15)
-  const log = opts.logFile ? openLog(opts.logFile) : undefined
+  // Opened with the first output: a silent command leaves no file (nor a directory) behind.
+  let log: fs.WriteStream | undefined
   sub.all?.setEncoding('utf8')
   sub.all?.on('data', (chunk: string) => {
     tail.push(chunk)
+    if (opts.logFile) log ??= openLog(opts.logFile)
     log?.write(redact(chunk))
   })
   const r = await sub
   clearTimeout(timer)
   dispose()
-  if (log) await new Promise((resolve) => log.end(resolve))
+  const written = log
+  if (written) await new Promise((resolve) => written.end(resolve))
   return {
     ok: r.exitCode === 0 && !canceled && !timedOut,
     exitCode: r.exitCode,
     tail: redact(tail.text()),
-    ...(opts.logFile ? {log: opts.logFile} : {}),
+    ...(log ? {log: opts.logFile} : {}),
     outputChars: tail.total,
     canceled,
     timedOut,
@@ -105,7 +108,7 @@ export function describeEnd(r: CommandResult): string {
 
 function openLog(file: string): fs.WriteStream {
   fs.mkdirSync(path.dirname(file), {recursive: true})
-  return fs.createWriteStream(file, {mode: 0o600})
+  return fs.createWriteStream(file, {mode: 0o600, flags: 'a'}) // a check's commands share its file
 }
 
 /** Why a command never started: its binary is missing or not executable (not "exited undefined"). */

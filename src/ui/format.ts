@@ -7,15 +7,16 @@ export function formatBytes(n: number): string {
 }
 
 /**
- * A duration written the way the config writes one: "55ms" below a second, "12.3s" below a
- * minute, then "2m 5s". Every duration hotctl prints goes through here.
+ * A duration written the way the config writes one: "55ms" below a second, "10s" or "12.3s"
+ * below a minute, then "2m" or "2m 5s". Every duration hotctl prints goes through here.
  */
 export function formatDuration(ms: number): string {
   const n = Math.max(0, Math.round(ms))
   if (n < 1000) return `${n}ms`
-  if (n < 60_000) return `${(n / 1000).toFixed(1)}s`
+  const tenths = Math.round(n / 100)
+  if (tenths < 600) return tenths % 10 === 0 ? `${tenths / 10}s` : `${(tenths / 10).toFixed(1)}s`
   const s = Math.round(n / 1000)
-  return `${Math.floor(s / 60)}m ${s % 60}s`
+  return s % 60 === 0 ? `${s / 60}m` : `${Math.floor(s / 60)}m ${s % 60}s`
 }
 
 /** A rate in bytes per second, from bytes over milliseconds. */

@@ -6,6 +6,7 @@
  */
 import crypto from 'node:crypto'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import {stripVTControlCharacters} from 'node:util'
 import {execa} from 'execa'
@@ -31,7 +32,7 @@ const why = (r: {stdout: string; stderr: string}) => `stdout:\n${r.stdout}\nstde
 // eslint-disable-next-line no-control-regex -- an escape code is what it looks for
 const SGR = /\x1b\[[0-9;]*m/
 /** A duration as hotctl prints one: 55ms, 1.3s, 2m 5s. */
-const DURATION = String.raw`(\d+ms|\d+\.\ds|\d+m \d+s)`
+const DURATION = String.raw`(\d+ms|\d+(\.\d)?s|\d+m( \d+s)?)`
 
 /** The environment without anything that decides colour or CI, plus `extra`. */
 function cleanEnv(extra: Record<string, string>): Record<string, string> {
@@ -184,10 +185,10 @@ describe('a CI log you can read', {timeout: 120_000}, () => {
     expect(r.exitCode, why(r)).toBe(3)
     expect(r.stderr).toMatch(
       new RegExp(
-        `… Confirm release \\d+ is live: waiting for release \\d+: .* \\(${DURATION} of 2\\.0s\\) \\(still running, ${DURATION}\\)`,
+        `… Confirm release \\d+ is live: waiting for release \\d+: .* \\(${DURATION} of 2s\\) \\(still running, ${DURATION}\\)`,
       ),
     )
-    expect(r.stderr).toMatch(/✖ Confirm release \d+ is live \[failed: release \d+ is not live after 2\.0s/)
+    expect(r.stderr).toMatch(/✖ Confirm release \d+ is live \[failed: release \d+ is not live after 2s/)
 
     ws.writeConfig({...cfg, checks: {ghost: {argv: ['no-such-binary-hotctl']}, fine: 'true'}})
     const c = await runCli(['deploy'], {cwd: ws.src})
@@ -292,6 +293,16 @@ describe('check and command output is bounded', {timeout: 120_000}, () => {
     expect(j.stdout.split('LAST-LINE-MARK').length - 1).toBe(1)
     expect(j.stderr.split('LAST-LINE-MARK').length - 1).toBe(1)
     expect(j.json.error.checks).toEqual([expect.objectContaining({name: 'big', ok: false, log: expect.any(String)})])
+
+    // `check` changes nothing: its logs go to the temp dir, not the state dir.
+    fs.rmSync(path.join(ws.stateDir, 'logs'), {recursive: true, force: true})
+    const c = await runCli(['check'], {cwd: ws.src})
+    expect(c.exitCode).toBe(1)
+    const checkLog = /full output: (\S+\.log)\)/.exec(c.stderr)?.[1]
+    expect(checkLog, c.stderr).toMatch(new RegExp(`^${os.tmpdir()}/hotctl-logs/`))
+    expect(fs.readFileSync(checkLog!, 'utf8')).toContain('LAST-LINE-MARK')
+    fs.rmSync(checkLog!)
+    expect(fs.existsSync(path.join(ws.stateDir, 'logs'))).toBe(false)
   })
 })
 

@@ -36,7 +36,7 @@ describe('stepLine: one line per finished step', () => {
       elapsedMs: 12_000,
       message: 'waiting',
     })
-    expect(plain(text)).toBe('… Confirm release R is live: waiting (still running, 12.0s)')
+    expect(plain(text)).toBe('… Confirm release R is live: waiting (still running, 12s)')
   })
 })
 
