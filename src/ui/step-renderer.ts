@@ -43,6 +43,8 @@ export class StepRenderer implements ListrRenderer {
   private readonly ui: Ui
   private readonly started = new Map<string, number>()
   private readonly ended = new Set<string>()
+  /** When each running step next reports progress. */
+  private readonly reported = new Map<string, number>()
   private readonly output = new Map<string, string[]>()
   /** Events of a group's finished steps, held until the group's own line is printed. */
   private readonly held = new Map<string, StepEvent[]>()
@@ -59,7 +61,8 @@ export class StepRenderer implements ListrRenderer {
   render(): void {
     this.watch(this.tasks)
     const every = Number(process.env.HOTCTL_PROGRESS_INTERVAL) || PROGRESS_EVERY_MS
-    this.ticker = setInterval(() => this.tick(every), every)
+    // Checked often, reported per step every `every` ms of its own running time (10 s, 20 s, …).
+    this.ticker = setInterval(() => this.tick(every), Math.min(every, 1000))
     this.ticker.unref()
   }
 
@@ -71,6 +74,9 @@ export class StepRenderer implements ListrRenderer {
     for (const task of tasks) {
       task.on(ListrTaskEventType.SUBTASK, (sub) => this.watch(sub as Task[]))
       task.on(ListrTaskEventType.STATE, (state) => {
+        // listr2 never closes a task its `skip` skipped: its end is this state (the reason is set just
+        // after it when the task skips itself, hence the microtask).
+        if (state === 'SKIPPED') return queueMicrotask(() => this.closed(task))
         if (state !== 'STARTED' || this.started.has(task.id)) return
         this.started.set(task.id, Date.now())
         if (task.hasTitle()) this.ui.step?.({type: 'step-start', id: task.id, step: title(task), ...where(task)})
@@ -124,7 +130,9 @@ export class StepRenderer implements ListrRenderer {
   private tick(every: number): void {
     const now = Date.now()
     for (const [id, start] of this.started) {
-      if (this.ended.has(id) || now - start < every) continue
+      const due = this.reported.get(id) ?? start + every
+      if (this.ended.has(id) || now < due) continue
+      this.reported.set(id, due + every * (Math.floor((now - due) / every) + 1)) // the next multiple of `every`
       const task = this.find(id)
       if (!task?.hasTitle() || task.hasSubtasks()) continue
       const last = (task.task as {progress?: () => string | undefined}).progress?.() ?? this.output.get(id)?.at(-1)
