@@ -1,3 +1,4 @@
+import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import type {ListrTask} from 'listr2'
@@ -77,9 +78,13 @@ function requireChecks(outcomes: CheckOutcome[]): void {
   })
 }
 
+/** Check logs kept per directory: the newest ones (older ones are removed when a check starts). */
+const LOGS_KEPT = 50
+
 /**
  * Where a check's full output goes: the state dir's logs/. Not for `check` and `deploy --dry-run`,
  * which write nothing there, nor for a remote target (its state dir is on the host): the temp dir's.
+ * Named by time and pid (concurrent runs never share a file), so the names sort oldest first.
  */
 function checkLog(ctx: OpContext, name: string, readOnly: boolean): string {
   const dir =
@@ -87,7 +92,20 @@ function checkLog(ctx: OpContext, name: string, readOnly: boolean): string {
       ? path.join(os.tmpdir(), 'hotctl-logs')
       : path.join(ctx.config.stateDir, 'logs')
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15)
-  return path.join(dir, `${stamp}-check-${name.replace(/[^\w.-]+/g, '_')}.log`)
+  return path.join(dir, `${stamp}-${process.pid}-check-${name.replace(/[^\w.-]+/g, '_')}.log`)
+}
+
+/** Removes all but the newest LOGS_KEPT logs in `dir` (best effort: a log is never worth a failure). */
+function pruneLogs(dir: string): void {
+  try {
+    const logs = fs
+      .readdirSync(dir)
+      .filter((n) => /^\d{8}-\d{6}-.*\.log$/.test(n))
+      .sort()
+    for (const n of logs.slice(0, Math.max(0, logs.length - LOGS_KEPT))) fs.rmSync(path.join(dir, n), {force: true})
+  } catch {
+    // no logs yet
+  }
 }
 
 /** The configured checks, concurrently; each runs its commands in order in the source tree. */
@@ -96,6 +114,7 @@ export function checkTasks(ctx: OpContext, outcomes: CheckOutcome[], opts: {read
     title: redact(`${check.name}: ${check.commands.map(describeCommand).join(' && ')}`),
     task: async (_c, task) => {
       const log = checkLog(ctx, check.name, opts.readOnly)
+      pruneLogs(path.dirname(log))
       for (const cmd of check.commands) {
         const r = await runCommand(cmd, {
           cwd: ctx.config.source,

@@ -286,7 +286,14 @@ describe('check and command output is bounded', {timeout: 120_000}, () => {
     expect(full).toContain('line 0\n')
     expect(full).toContain('LAST-LINE-MARK')
 
+    // Logs do not pile up: the newest 50 are kept.
+    const logs = path.join(ws.stateDir, 'logs')
+    for (let i = 0; i < 60; i++)
+      fs.writeFileSync(path.join(logs, `20000101-0000${String(i).padStart(2, '0')}-1-check-old.log`), 'old')
     const j = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(fs.readdirSync(logs)).toHaveLength(51)
+    expect(fs.existsSync(path.join(logs, '20000101-000010-1-check-old.log'))).toBe(false)
+    expect(fs.existsSync(path.join(logs, '20000101-000011-1-check-old.log'))).toBe(true)
     expect(j.exitCode).toBe(1)
     expect(j.stdout.length).toBeLessThan(8192)
     expect(j.stderr.length).toBeLessThan(8192)
