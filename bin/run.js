@@ -1,7 +1,4 @@
 #!/usr/bin/env node
-// Colour is decided once, before chalk, listr2 (colorette) and oclif (ansis) load: they read the
-// environment differently, so normalise it here.
-if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '') process.env.FORCE_COLOR = '0'
 const argv = process.argv.slice(2)
 if (argv.length === 1 && argv[0] === '--version') {
   // Answered without loading oclif (about 50 ms of start-up): the same line oclif prints.
@@ -11,6 +8,10 @@ if (argv.length === 1 && argv[0] === '--version') {
     `${pjson.oclif.bin}/${pjson.version} ${process.platform}-${process.arch} node-${process.version}\n`,
   )
 } else {
+  // Colour is decided once (src/ui/color.ts), before chalk, listr2 (colorette) and oclif (ansis)
+  // load: they read the environment differently, so it is normalised first.
+  const {applyColorPolicy} = await import('../dist/ui/color.js')
+  applyColorPolicy()
   // Node ≥ 22.1 keeps compiled code between runs; Node 20 has no compile cache (a no-op there).
   const {default: mod} = await import('node:module')
   mod.enableCompileCache?.()

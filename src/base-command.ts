@@ -1,9 +1,11 @@
+import {stripVTControlCharacters} from 'node:util'
 import {Command, Flags, type Interfaces} from '@oclif/core'
 import chalk from 'chalk'
-import {EXIT, HotctlError} from './errors.js'
+import {errorMessage, EXIT, HotctlError} from './errors.js'
 import {InterruptReason} from './interrupt.js'
 import type {OpContext} from './pipeline/context.js'
 import {redact, redactValue} from './secrets.js'
+import {stdoutColor} from './ui/color.js'
 import {createUi, type Ui} from './ui/ui.js'
 import {setVerbose} from './ui/verbose.js'
 
@@ -32,18 +34,39 @@ export abstract class HotctlCommand extends Command {
         'Config file (default: search from the working directory up to the repository root; env HOTCTL_CONFIG).',
       helpGroup: 'GLOBAL',
     }),
+    events: Flags.boolean({
+      description:
+        'Progress on stderr as NDJSON: one object per step start/end (with time and duration) and per message.',
+      default: false,
+      helpGroup: 'GLOBAL',
+    }),
+    timestamps: Flags.boolean({
+      description: 'Start each progress line with the UTC time (default: on when CI is set).',
+      allowNo: true,
+      helpGroup: 'GLOBAL',
+    }),
+    'no-color': Flags.boolean({
+      description: 'No colour (also NO_COLOR=1 or FORCE_COLOR=0; FORCE_COLOR=1..3 forces it).',
+      default: false,
+      helpGroup: 'GLOBAL',
+    }),
   }
 
   protected ui: Ui = createUi(false)
   private readonly abort = new AbortController()
+  private readonly startedAt = Date.now()
 
   protected get jsonMode(): boolean {
     return this.argv.includes('--json')
   }
 
+  // Read from argv, not parsed flags: the UI exists before run() parses (errors in parsing use it too).
   async init(): Promise<void> {
     await super.init()
-    this.ui = createUi(this.jsonMode)
+    const timestamps =
+      this.argv.includes('--timestamps') || (!this.argv.includes('--no-timestamps') && !!process.env.CI)
+    this.ui = createUi({json: this.jsonMode, events: this.argv.includes('--events'), timestamps})
+    this.ui.event?.({type: 'run-start', command: this.id})
     setVerbose(this.argv.includes('--verbose'))
   }
 
@@ -77,9 +100,21 @@ export abstract class HotctlCommand extends Command {
       process.stdout.write(`${JSON.stringify(redactValue({ok: result.exitCode === 0, command: this.id, ...result}))}\n`)
     else {
       const text = human()
-      if (text) process.stdout.write(`${redact(text)}\n`)
+      if (text) process.stdout.write(`${redact(stdoutColor() ? text : stripVTControlCharacters(text))}\n`)
     }
-    process.exitCode = result.exitCode
+    this.ended(result.exitCode)
+  }
+
+  /** Sets the exit code; --events reports the run's end. */
+  private ended(exitCode: number): void {
+    process.exitCode = exitCode
+    this.ui.event?.({
+      type: 'run-end',
+      command: this.id,
+      exitCode,
+      ok: exitCode === 0,
+      durationMs: Date.now() - this.startedAt,
+    })
   }
 
   async catch(err: Error & {oclif?: {exit?: number}; code?: string}): Promise<void> {
@@ -91,17 +126,25 @@ export abstract class HotctlCommand extends Command {
         ? EXIT.usage
         : EXIT.failed
     if (err.code === 'EEXIT' || (err.oclif?.exit === 0 && !isOurs)) throw err // help/version
-    const hint = isOurs ? err.hint : exitCode === EXIT.usage ? `See \`hotctl ${this.id ?? ''} --help\`.` : undefined
+    // A parse error was handled here: oclif's "did not parse its arguments" warning (NODE_ENV=test) would be noise.
+    this.parsed = true
+    // The command as typed (`backups prune`, not the id `backups:prune`).
+    const typed = (this.id ?? '').replace(/:/g, ' ')
+    const hint = isOurs ? err.hint : exitCode === EXIT.usage ? `See \`hotctl ${typed} --help\`.` : undefined
+    // oclif's parse errors end with their own "See more help with --help": the hint says it.
+    err.message = (isOurs ? err.message : errorMessage(err)).replace(/\n*See more help with --help\s*$/, '')
     if (this.jsonMode) {
       const details = isOurs ? err.details : undefined
       process.stdout.write(
         `${JSON.stringify(redactValue({ok: false, command: this.id, exitCode, error: {message: err.message, hint, ...details}}))}\n`,
       )
+    } else if (this.ui.events) {
+      this.ui.event?.({type: 'error', message: redact(err.message), ...(hint ? {hint: redact(hint)} : {}), exitCode})
     } else {
       process.stderr.write(
         redact(`${chalk.red('Error:')} ${err.message}\n${hint ? `${chalk.dim('→')} ${hint}\n` : ''}`),
       )
     }
-    process.exitCode = exitCode
+    this.ended(exitCode)
   }
 }

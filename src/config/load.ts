@@ -1,7 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import {cosmiconfig} from 'cosmiconfig'
-import {usageError} from '../errors.js'
+import {errorMessage, usageError} from '../errors.js'
 import {configSchema} from './schema.js'
 import {interpolateEnv} from './interpolate.js'
 import {resolveConfig, type ResolvedConfig} from './resolve.js'
@@ -27,7 +27,13 @@ export async function loadConfig(
 ): Promise<ResolvedConfig> {
   const env = opts.env ?? process.env
   const cwd = opts.cwd ?? process.cwd()
-  const explorer = cosmiconfig('hotctl', {searchPlaces: SEARCH_PLACES, searchStrategy: 'none', cache: false})
+  // An empty config file is found (and reported as empty), not skipped for "no config found".
+  const explorer = cosmiconfig('hotctl', {
+    searchPlaces: SEARCH_PLACES,
+    searchStrategy: 'none',
+    cache: false,
+    ignoreEmptySearchPlaces: false,
+  })
   const explicit = opts.configPath ?? env.HOTCTL_CONFIG
   let found: {config: unknown; filepath: string} | null = null
   if (explicit) {
@@ -38,18 +44,35 @@ export async function loadConfig(
         'Check the path, or run `hotctl init` to write one.',
       )
     }
+    const from = opts.configPath ? '--config' : 'HOTCTL_CONFIG'
+    if (fs.statSync(file).isDirectory()) {
+      const inside = SEARCH_PLACES.filter((n) => n !== 'package.json' && fs.existsSync(path.join(file, n)))
+      throw usageError(
+        `${from} points at a directory: ${file}`,
+        inside.length
+          ? `Name the config file in it: ${from === '--config' ? '--config ' : 'HOTCTL_CONFIG='}${path.join(file, inside[0]!)}`
+          : `Name a config file (e.g. ${path.join(file, 'hotctl.config.yaml')}), or run \`hotctl init\` there.`,
+      )
+    }
     found = await explorer.load(file).catch((err: Error) => {
-      throw usageError(`${file}: cannot be read: ${err.message}`, 'Fix the syntax of the config file.')
+      throw usageError(`${file}: cannot be read: ${errorMessage(err)}`, 'Fix the syntax of the config file.')
     })
+    if (!found || (found as {isEmpty?: boolean}).isEmpty || found.config == null) throw emptyConfig(file)
   } else {
     const stop = repositoryRoot(cwd)
     for (let dir = cwd; ; dir = path.dirname(dir)) {
       found = await explorer.search(dir).catch((err: Error) => {
         throw usageError(`config in ${dir} cannot be read: ${err.message}`, 'Fix the syntax of the config file.')
       })
+      // cosmiconfig passes over a file holding only comments: it is there, and empty.
+      const blank = found
+        ? undefined
+        : SEARCH_PLACES.find((n) => n !== 'package.json' && fs.existsSync(path.join(dir, n)))
+      if (blank) throw emptyConfig(path.join(dir, blank))
       if (found || dir === stop || dir === path.dirname(dir)) break
     }
   }
+  if (found && ((found as {isEmpty?: boolean}).isEmpty || found.config == null)) throw emptyConfig(found.filepath)
   if (!found) {
     throw usageError(
       `no hotctl config found from ${cwd} up to ${repositoryRoot(cwd)}`,
@@ -59,6 +82,9 @@ export async function loadConfig(
   return parseConfig(found.config, found.filepath, env)
 }
 
+const emptyConfig = (file: string) =>
+  usageError(`config file ${file} is empty`, 'Write at least `target: PATH` in it, or run `hotctl init` to write one.')
+
 /** Validates raw config data; every error names the file and the field path. */
 export function parseConfig(raw: unknown, file: string, env: NodeJS.ProcessEnv = process.env): ResolvedConfig {
   const data =
@@ -67,7 +93,7 @@ export function parseConfig(raw: unknown, file: string, env: NodeJS.ProcessEnv =
       : raw
   const result = configSchema.safeParse(interpolateEnv(data ?? {}, env, file))
   if (!result.success) {
-    const issues = result.error.issues.flatMap((i) => specific(i))
+    const issues = result.error.issues.flatMap((i) => specific(i, data))
     const lines = issues.map((i) => `${file}: ${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
     throw usageError(
       lines.join('\n'),
@@ -86,10 +112,20 @@ type Issue = {path: PropertyKey[]; message: string; code?: string; errors?: Issu
  * A union (smoke entry: HTTP or command; check: string, list or argv) fails as a whole with
  * "Invalid input" at the entry. Report the branch that came closest instead, with its own paths.
  */
-function specific(issue: Issue): Issue[] {
+function specific(issue: Issue, data?: unknown): Issue[] {
   if (issue.code !== 'invalid_union' || !issue.errors?.length) return [issue]
+  // Neither branch's key present: say what the entry needs, not what the first branch missed.
+  const entry = valueAt(data, issue.path)
+  if (issue.path[0] === 'smoke' && entry && typeof entry === 'object' && !('url' in entry) && !('command' in entry))
+    return [{path: issue.path, message: 'needs `url` (an HTTP check) or `command`'}]
   const best = [...issue.errors].sort((a, b) => a.length - b.length)[0]!
   return best.flatMap((i) => specific({...i, path: [...issue.path, ...i.path]}))
+}
+
+function valueAt(data: unknown, at: PropertyKey[]): unknown {
+  let v = data
+  for (const k of at) v = v && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[k] : undefined
+  return v
 }
 
 function repositoryRoot(from: string): string {

@@ -1,6 +1,12 @@
 import {z} from 'zod'
 
 /** A command the user wrote: a shell string (npm-scripts style) or an argv array (no shell). */
+/**
+ * What `exclude` is when the config leaves it out. A config's own `exclude` replaces this list
+ * (it does not extend it): every `hotctl init` template writes it out, so none drops it by accident.
+ */
+export const DEFAULT_EXCLUDE = ['.git', '__pycache__', '*.pyc', '.venv', 'node_modules'] as const
+
 const shellCommand = z.string().min(1).describe('Shell command, run like an npm script')
 const argvCommand = z.array(z.string()).min(1).describe('argv array, run without a shell')
 /** One command: a shell string, or `{argv: [...]}`. */
@@ -187,7 +193,7 @@ export const configSchema = z
     source: z.string().optional().describe("Tree to deploy; default: the config file's directory"),
     target: z.string().min(1).describe('Live directory of the running service'),
     stateDir: z.string().optional().describe('Default: .<target name>.hotctl beside the target'),
-    exclude: z.array(z.string()).default(['.git', '__pycache__', '*.pyc', '.venv', 'node_modules']),
+    exclude: z.array(z.string()).default([...DEFAULT_EXCLUDE]),
     protect: z.array(z.string()).default([]),
     keep: z.number().int().min(1).default(10),
     checks: z.record(z.string(), checkSchema).default({}),

@@ -4,6 +4,7 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import YAML from 'yaml'
 import {loadConfig, parseConfig} from '../config/load.js'
+import {DEFAULT_EXCLUDE} from '../config/schema.js'
 import {usageError} from '../errors.js'
 
 export const TEMPLATES = ['python', 'node', 'generic'] as const
@@ -83,14 +84,24 @@ export function detect(dir: string, forced?: TemplateName): Detection {
   const at = (n: string) => path.join(dir, n)
   const names = safeReaddir(dir)
   const requirements = names.filter((n) => /requirements.*\.(txt|in)$/i.test(n))
-  const pythonMarkers = ['requirements.txt', 'pyproject.toml'].filter((n) => exists(at(n)))
+  const pythonMarkers = [
+    ...requirements,
+    ...['pyproject.toml', 'setup.cfg', 'setup.py', 'Pipfile'].filter((n) => exists(at(n))),
+  ]
   const isNode = exists(at('package.json'))
+  // Weaker signs, after package.json (a Node project may hold a script or two): *.py files, tests/.
+  const pyFiles = pythonFiles(dir)
+  const weak = [
+    ...(pyFiles.length ? [`${pyFiles[0]}${pyFiles.length > 1 ? ` and ${pyFiles.length - 1} more .py` : ''}`] : []),
+  ]
+  if (isDir(at('tests'))) weak.push('tests/')
   let template: TemplateName
   let reason: string
   if (forced) [template, reason] = [forced, '--template']
   else if (pythonMarkers.length > 0) [template, reason] = ['python', pythonMarkers.join(', ')]
   else if (isNode) [template, reason] = ['node', 'package.json']
-  else [template, reason] = ['generic', 'no requirements.txt, pyproject.toml or package.json']
+  else if (weak.length > 0) [template, reason] = ['python', weak.join(', ')]
+  else [template, reason] = ['generic', 'no *.py, requirements.txt, pyproject.toml, setup.cfg, tests/ or package.json']
 
   const checks: Record<string, string | string[]> = {}
   if (template === 'python') {
@@ -118,6 +129,22 @@ export function detect(dir: string, forced?: TemplateName): Detection {
   }
   return {template, reason, checks}
 }
+
+/** *.py files down to two directories deep (src/app/*.py), not in hidden, virtualenv or vendored directories. */
+function pythonFiles(dir: string, depth = 2, prefix = ''): string[] {
+  const skip = (n: string) => n.startsWith('.') || ['node_modules', 'venv', '__pycache__', 'site-packages'].includes(n)
+  const names = safeReaddir(dir)
+  const found = names.filter((n) => n.endsWith('.py')).map((n) => `${prefix}${n}`)
+  if (depth === 0) return found
+  for (const d of names) {
+    if (skip(d) || !isDir(path.join(dir, d))) continue
+    found.push(...pythonFiles(path.join(dir, d), depth - 1, `${prefix}${d}/`))
+  }
+  return found
+}
+
+/** The default excludes as template lines: every template writes them out (a config's `exclude` replaces them). */
+const defaultExcludes = () => DEFAULT_EXCLUDE.map((p) => `  - ${scalar(p)}`).join('\n')
 
 /** A YAML scalar: plain when safe, else double-quoted (JSON strings are valid YAML). */
 function scalar(s: string): string {
@@ -178,6 +205,7 @@ export async function runInit(opts: InitOptions): Promise<InitResult> {
       ? '# TODO: a placeholder: set this to the live directory (absolute, or relative to this file).'
       : '# Set by `hotctl init --target`.',
     checks: renderChecks(d.checks),
+    default_excludes: defaultExcludes(),
     token_exclude: opts.withAgent ? `\n  - ${TOKEN_FILE}  # the agent's token: never deployed` : '',
     token_header: opts.withAgent ? AGENT_TOKEN_HEADER : TOKEN_HEADER_HINT,
   })

@@ -7,7 +7,8 @@ import type {TargetPlan} from '../target/target.js'
 import type {ItemizedChange} from '../rsync/itemize.js'
 import type {BackupMeta} from '../state/backups.js'
 import {formatBytes} from '../ui/format.js'
-import {runTasks} from '../ui/render.js'
+import {isInteractive, runTasks} from '../ui/render.js'
+import {syncProgress} from '../ui/sync-progress.js'
 import {verbose} from '../ui/verbose.js'
 import {type CheckOutcome, checksGroup} from './checks.js'
 import type {OpContext} from './context.js'
@@ -73,6 +74,9 @@ interface DeployRun {
   op?: Operation
   targetChanged: boolean
   releaseSteps: DeploySteps
+  /** When deploy() began: the operation's duration (journal and output) counts from here. */
+  started: number
+  sync?: ReturnType<typeof syncProgress>
 }
 
 /**
@@ -92,7 +96,7 @@ export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<Deploy
     checks: [],
     durationMs: 0,
   }
-  const run = {flags, result, proof: emptyProof(), targetChanged: false} as DeployRun
+  const run = {flags, result, proof: emptyProof(), targetChanged: false, started} as DeployRun
   run.releaseSteps = new DeploySteps(ctx, {
     release: () => run.plan!.id,
     changes: () => run.plan?.changes,
@@ -111,7 +115,9 @@ export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<Deploy
     throwIfInterrupted(ctx)
     const stillInMaintenance = await run.releaseSteps.close() // proven live: the service opens again
     if (stillInMaintenance) ctx.ui.say(`hotctl: warning: ${stillInMaintenance}`)
-    await run.op?.end('ok', EXIT.ok, {changes: changeCount(run.plan!.changes), files: fileCounts(run.plan!.changes)})
+    const changes = run.plan!.changes
+    const journaled = await run.op?.end('ok', EXIT.ok, {changes: changeCount(changes), files: fileCounts(changes)})
+    if (journaled !== undefined) result.durationMs = journaled
     if (result.outcome === 'deployed' && run.op) await recordDeployedTree(ctx, run.op.opId, run.targetPlan) // for `hotctl diff`
     // Under the lock: a concurrent rollback must not lose the snapshot it is restoring.
     if (result.outcome === 'deployed' && run.op)
@@ -120,11 +126,11 @@ export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<Deploy
     // Before the operation started (preflight, checks, lock, recovery, plan), nothing was touched:
     // the error says why, with its own exit code.
     if (!run.op) throw beforeTheOperation(ctx, err)
-    return {...(await settleDeploy(ctx, run, err)), durationMs: Date.now() - started}
+    return await settleDeploy(ctx, run, err)
   } finally {
     await run.unlock?.()
   }
-  return {...result, durationMs: Date.now() - started}
+  return {...result, durationMs: result.durationMs || Date.now() - started}
 }
 
 function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
@@ -160,11 +166,10 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
       task: async () => requirePreflight(await preflight(ctx, {source: true, createTarget: flags.createTarget})),
     },
     {
-      ...checksGroup(ctx, result.checks),
+      ...checksGroup(ctx, result.checks, {readOnly: dry}),
       does: `checks: ${config.checks.map((c) => c.name).join(', ')}`,
       enabled: () => !flags.skipChecks && config.checks.length > 0,
     },
-    {task: () => requireChecks(result)}, // after all of them ran: every failure is reported
     {
       title: 'Lock the target',
       does: 'lock the target',
@@ -219,7 +224,8 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
       skip: () => nothing() || (dry && 'dry run: would back up the target'),
       task: async (_c, task) => {
         throwIfInterrupted(ctx)
-        run.op = await Operation.start(ctx, 'deploy', id(), {backup: id(), release: id(), from: result.previousRelease})
+        const start = {backup: id(), release: id(), from: result.previousRelease}
+        run.op = await Operation.start(ctx, 'deploy', id(), start, run.started)
         result.proof = run.proof
         await run.op.phase('backup')
         const meta = await target.backups.snapshot(id(), 'deploy', run.targetPlan)
@@ -233,12 +239,16 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
       title: 'Sync',
       does: 'sync the changed paths into the target (rsync, in place, no restart)',
       skip: () => nothing() || (dry && `dry run: would sync ${describeChanges(run.plan!.changes)}`),
+      progress: () => run.sync?.progress(),
       task: async (_c, task) => {
         task.title = `Sync ${describeChanges(run.plan!.changes)}`
         throwIfInterrupted(ctx)
         await run.op!.phase('sync')
         run.targetChanged = true
-        await target.sync(config.source, run.targetPlan!, ctx.signal, run.op!.child)
+        const live = isInteractive(ctx.ui) ? (line: string) => void (task.output = line) : undefined
+        run.sync = syncProgress(config.source, run.plan!.changes, live)
+        await target.sync(config.source, run.targetPlan!, ctx.signal, run.op!.child, run.sync.onProgress)
+        task.title = `Sync ${describeChanges(run.plan!.changes)}: ${run.sync.summary()}`
       },
     },
     {
@@ -274,7 +284,8 @@ async function settleDeploy(ctx: OpContext, run: DeployRun, err: unknown): Promi
   const error = interrupted ? 'interrupted by signal' : errorMessage(err)
   let restore: RestoreOutcome | undefined
   if (run.targetChanged) {
-    ctx.ui.say(`hotctl: deploy ${plan!.id} failed after changing the target (${error}); restoring backup ${plan!.id}`)
+    // The step that failed was just reported with its error: not repeated here.
+    ctx.ui.say(`hotctl: deploy ${plan!.id} failed after changing the target; restoring backup ${plan!.id}`)
     const undo = await run.releaseSteps.undo() // the steps first, newest first: one atomic unit with the files
     restore = await restoreAndProve(ctx, plan!.id, run.op!.phase, {
       allowRestart: !run.flags.noRestart,
@@ -285,13 +296,12 @@ async function settleDeploy(ctx: OpContext, run: DeployRun, err: unknown): Promi
   }
   await run.releaseSteps.close()
   const s = settle({targetChanged: run.targetChanged, error: err, interrupted, restore})
-  await run.op!.end(s.result, s.exitCode, {
-    error: s.error,
-    changes: plan ? changeCount(plan.changes) : undefined,
-    files: plan ? fileCounts(plan.changes) : undefined,
-  })
+  const changes = plan ? changeCount(plan.changes) : undefined
+  const files = plan ? fileCounts(plan.changes) : undefined
+  const durationMs = await run.op!.end(s.result, s.exitCode, {error: s.error, changes, files})
   return {
     ...result,
+    durationMs,
     exitCode: s.exitCode,
     outcome: s.outcome === 'recovered' ? 'restored' : s.outcome,
     error,
@@ -304,16 +314,6 @@ function withPhase(task: Step['task'], phase: () => Promise<void>): Step['task']
     await phase()
     return task(...args)
   }
-}
-
-function requireChecks(result: DeployResult): void {
-  const failed = result.checks.filter((c) => !c.ok)
-  if (failed.length === 0) return
-  const details = failed.map((c) => `--- ${c.name}\n${c.detail}`).join('\n')
-  const hint = 'Fix them (the target was not touched), or pass --skip-checks.'
-  throw new HotctlError(`checks failed: ${failed.map((c) => c.name).join(', ')}\n${details}`, EXIT.failed, hint, {
-    checks: result.checks,
-  })
 }
 
 /** The plan's part of the result: counts in `plan`, the paths in `changes`. */

@@ -16,13 +16,14 @@ import {settle} from './settle.js'
 
 /** One journaled operation: start, phases (each appended before it starts), end. */
 export class Operation {
-  private readonly started = Date.now()
   private ended = false
 
   private constructor(
     private readonly ctx: OpContext,
     readonly op: 'deploy' | 'rollback' | 'recover',
     readonly opId: string,
+    /** When the command's work began (its preflight), so the journal's duration is the one it prints. */
+    private readonly started: number,
   ) {}
 
   /** Journals the start (who, where, what) and returns the operation. */
@@ -31,6 +32,7 @@ export class Operation {
     op: Operation['op'],
     opId: string,
     extra: {backup?: string; release?: string; restores?: string; from?: string | null},
+    since = Date.now(),
   ): Promise<Operation> {
     const {user, host} = await ctx.target.identity()
     await ctx.target.state.append({
@@ -44,7 +46,7 @@ export class Operation {
       pid: process.pid,
       argv: process.argv.slice(2),
     })
-    return new Operation(ctx, op, opId)
+    return new Operation(ctx, op, opId, since)
   }
 
   phase = (phase: Phase): Promise<void> =>
@@ -53,12 +55,14 @@ export class Operation {
   child = (pgid: number): Promise<void> =>
     this.ctx.target.state.append({event: 'child', opId: this.opId, t: new Date().toISOString(), pgid})
 
+  /** Journals the end; returns the duration it recorded (the one the command prints). */
   async end(
     result: OpResult,
     exitCode: number,
     extra: {error?: string; changes?: number; files?: FileCounts; recovered?: string} = {},
-  ): Promise<void> {
-    if (this.ended) return
+  ): Promise<number> {
+    const durationMs = Date.now() - this.started
+    if (this.ended) return durationMs
     this.ended = true
     await this.ctx.target.state.append({
       event: 'end',
@@ -66,9 +70,10 @@ export class Operation {
       t: new Date().toISOString(),
       result,
       exitCode,
-      durationMs: Date.now() - this.started,
+      durationMs,
       ...extra,
     })
+    return durationMs
   }
 }
 

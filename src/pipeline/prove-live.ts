@@ -1,4 +1,3 @@
-import type {ListrTask} from 'listr2'
 import type {ServiceSpec} from '../config/resolve.js'
 import type {SmokeSpec} from '../config/schema.js'
 import {errorMessage, EXIT, HotctlError} from '../errors.js'
@@ -9,6 +8,8 @@ import {confirmLive, type ConfirmFailure, triggerReload} from '../service/reload
 import {describeCommand, type ServiceRunner} from '../service/run-command.js'
 import {runSmoke, type SmokeResult} from '../service/smoke.js'
 import type {OpContext} from './context.js'
+import type {Step} from './steps.js'
+import {formatDuration} from '../ui/format.js'
 
 export interface LiveProof {
   /** Services whose reload trigger succeeded. */
@@ -51,7 +52,7 @@ export function proveLiveTasks(
   expectedRelease: string | null | (() => string | null),
   proof: LiveProof,
   opts: ProveLiveOpts,
-): ListrTask[] {
+): Step[] {
   // A deploy knows its release id only once it has planned: the tasks read it when they run.
   const want = () => (typeof expectedRelease === 'function' ? expectedRelease() : expectedRelease)
   const {services, reloadTimeoutMs, restart, smoke} = ctx.config
@@ -69,6 +70,7 @@ export function proveLiveTasks(
       return go(undefined, interrupt)
     }
   }
+  const waiting = waitingFor()
   return [
     {
       title: `Trigger hot reload${services.length > 1 ? ` of ${services.length} services` : ''}`,
@@ -109,16 +111,24 @@ export function proveLiveTasks(
           ? `Confirm ${opts.label} ${expectedRelease} is live`
           : `Confirm ${opts.label} is live`,
       enabled: () => services.some((s) => s.status),
+      // What a log's progress line says while the wait goes on (StepRenderer asks every 10 s).
+      progress: () => waiting.progress(),
       task: async (_c, task) => {
         await opts.phase(opts.phases.confirm)
         const expected = want()
+        waiting.start(`${opts.label} ${expected}`, reloadTimeoutMs)
         if (expected) task.title = `Confirm ${opts.label} ${expected} is live`
         if (!expected) {
           task.skip(`${opts.label} has no release marker: proven by content and smoke only`)
           return
         }
         const confirm = async (): Promise<ConfirmFailure[]> => {
-          if (!interrupt) return confirmLive(services, expected, {timeoutMs: reloadTimeoutMs, signal: ctx.signal})
+          if (!interrupt)
+            return confirmLive(services, expected, {
+              timeoutMs: reloadTimeoutMs,
+              signal: ctx.signal,
+              onPoll: waiting.poll,
+            })
           // A restore: the operator's interrupt cuts the wait to what is left of its time budget.
           if (!interrupt.fired) {
             const failures = await confirmLive(services, expected, {
@@ -148,7 +158,7 @@ export function proveLiveTasks(
           !interrupt?.fired
         ) {
           task.output = redact(
-            `${restartAsked ? restartAsked.message : `not live after ${reloadTimeoutMs} ms`}; restarting: ${describeCommand(restart)}`,
+            `${restartAsked ? restartAsked.message : `not live after ${formatDuration(reloadTimeoutMs)}`}; restarting: ${describeCommand(restart)}`,
           )
           const r = await run(restart, {env: ctx.env, signal: ctx.signal})
           if (!r.ok) throw new Error(`restart command failed (exit ${r.exitCode}):\n${r.tail}`)
@@ -185,6 +195,26 @@ export function proveLiveTasks(
   ]
 }
 
+/** "waiting for release X: web reports version "Y" (12s of 1m 0s)": what the confirm step is waiting on. */
+function waitingFor() {
+  let what = ''
+  let since = 0
+  let timeoutMs = 0
+  const said = new Map<string, string>()
+  return {
+    start(release: string, timeout: number) {
+      ;[what, since, timeoutMs] = [release, Date.now(), timeout]
+      said.clear()
+    },
+    poll: (service: string, last: string) => void said.set(service, last),
+    progress(): string | undefined {
+      if (!what) return undefined
+      const reports = [...said].map(([name, last]) => `${name} ${last}`).join('; ') || 'no answer yet'
+      return `waiting for ${what}: ${reports} (${formatDuration(Date.now() - since)} of ${formatDuration(timeoutMs)})`
+    },
+  }
+}
+
 function smokeTitle(smoke: SmokeSpec[], skipped: number): string {
   if (skipped === 0) return `Smoke tests (${smoke.length})`
   const checks = skipped === 1 ? 'check' : 'checks'
@@ -203,7 +233,7 @@ function describeFailures(what: string, failures: ConfirmFailure[], timeoutMs: n
   const f = failures[0]!
   if (f.kind === 'interrupted') return 'interrupted'
   if (f.kind === 'timeout')
-    return `${what} is not live after ${timeoutMs} ms: ${failures.map((p) => `${p.name} ${p.message}`).join('; ')}`
+    return `${what} is not live after ${formatDuration(timeoutMs)}: ${failures.map((p) => `${p.name} ${p.message}`).join('; ')}`
   if (f.kind === 'failed') return `${what} failed to load: ${f.name}: ${f.message}`
   if (f.kind === 'down') return `${what} is not live: ${f.name}: ${f.message}`
   return `${what}: ${f.name}: ${f.message}${canRestart ? '' : ' (reload.restart is not configured)'}`

@@ -4,6 +4,7 @@ import type {Phase} from '../state/journal.js'
 import {BackupDamagedError, type Damage} from '../store/integrity.js'
 import {runTasks} from '../ui/render.js'
 import type {OpContext} from './context.js'
+import {formatDuration} from '../ui/format.js'
 import {emptyProof, type LiveProof, proveLiveTasks} from './prove-live.js'
 import type {ListrTask} from 'listr2'
 
@@ -54,7 +55,9 @@ export async function restoreAndProve(
   }
   if (interrupt.fired) {
     const how = 'content verified in full; reload and HTTP checks with short timeouts; command smoke checks skipped'
-    ctx.ui.say(`hotctl: restoring ${id} in the interrupt's time budget (${INTERRUPT_BUDGET_MS / 1000} s): ${how}`)
+    ctx.ui.say(
+      `hotctl: restoring ${id} in the interrupt's time budget (${formatDuration(INTERRUPT_BUDGET_MS)}): ${how}`,
+    )
   }
   try {
     await runTasks(

@@ -54,6 +54,7 @@ export async function rollback(ctx: OpContext, opts: {to?: string; force?: boole
   const run = {
     result: {exitCode: EXIT.ok, outcome: 'rolled-back', release: null, from: null, durationMs: 0, proof: emptyProof()},
     changed: false,
+    started,
   } as RollbackRun
   run.window = new MaintenanceWindow(ctx, () => run.op!.opId)
   const {result} = run
@@ -63,7 +64,8 @@ export async function rollback(ctx: OpContext, opts: {to?: string; force?: boole
     if (ctx.signal.aborted) throw new HotctlError('interrupted', EXIT.interrupted)
     if (run.op) {
       // A restore writes and removes: written files count as changed (added ones among them).
-      await run.op.end('ok', EXIT.ok, {files: {added: 0, changed: result.written ?? 0, deleted: result.removed ?? 0}})
+      const files = {added: 0, changed: result.written ?? 0, deleted: result.removed ?? 0}
+      result.durationMs = await run.op.end('ok', EXIT.ok, {files})
       await pruneAfter(ctx, [...(await pinnedBackups(ctx.target, run.undo)), run.choice!.snapshot!])
       result.undoWith = await catalogOf(ctx.target).then(
         (c) => undoCommand(c, result.from),
@@ -80,12 +82,12 @@ export async function rollback(ctx: OpContext, opts: {to?: string; force?: boole
       )
     }
     if (!run.op) throw beforeTheOperation(ctx, err)
-    return {...(await settleRollback(ctx, run, err)), durationMs: Date.now() - started}
+    return await settleRollback(ctx, run, err)
   } finally {
     await run.window.leave() // whatever the outcome
     await run.unlock?.()
   }
-  return {...result, durationMs: Date.now() - started}
+  return {...result, durationMs: result.durationMs || Date.now() - started}
 }
 
 /** What the rollback's steps share as they run (one task tree, built once). */
@@ -99,6 +101,8 @@ interface RollbackRun {
   stepsPlan?: RollbackStepsPlan
   /** Opened by the undo of a step with `maintenance: true`; left before the smoke. */
   window: MaintenanceWindow
+  /** When rollback() began: the operation's duration (journal and output) counts from here. */
+  started: number
 }
 
 function rollbackSteps(ctx: OpContext, opts: {to?: string; force?: boolean}, run: RollbackRun): Step[] {
@@ -169,12 +173,8 @@ function rollbackSteps(ctx: OpContext, opts: {to?: string; force?: boolean}, run
       task: async (_c, task) => {
         const meta = (await target.backups.list()).find((b) => b.id === snapshot())!
         run.undo = result.undo = await nextId(ctx)
-        run.op = await Operation.start(ctx, 'rollback', run.undo, {
-          backup: run.undo,
-          release: meta.release ?? undefined,
-          restores: snapshot(),
-          from: result.from,
-        })
+        const start = {backup: run.undo, release: meta.release ?? undefined, restores: snapshot(), from: result.from}
+        run.op = await Operation.start(ctx, 'rollback', run.undo, start, run.started)
         await run.op.phase('backup')
         await target.backups.snapshot(run.undo, 'rollback')
         task.title = `Snapshot the current tree as ${run.undo} (to undo this rollback)`
@@ -254,9 +254,10 @@ async function settleRollback(ctx: OpContext, run: RollbackRun, err: unknown): P
     result.restore = {...result.restore, ok: false, error: [result.restore.error, why].filter(Boolean).join('; ')}
   }
   const s = settle({targetChanged: true, error: err, interrupted, restore: result.restore})
-  await run.op!.end(s.result, s.exitCode, {error: s.error})
+  const durationMs = await run.op!.end(s.result, s.exitCode, {error: s.error})
   return {
     ...result,
+    durationMs,
     exitCode: s.exitCode,
     outcome: s.outcome === 'failed' || s.outcome === 'recovered' ? 'restored' : s.outcome,
   }

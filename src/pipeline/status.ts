@@ -19,6 +19,10 @@ export interface StatusReport {
     durationMs: number | null
     changes?: number
     error?: string
+    /** The release it deployed, or (rollback) the release it restored; null: the tree from before hotctl. */
+    release?: string | null
+    /** A rollback: the snapshot it restored. */
+    restores?: string
   }[]
   stats: {
     deploys: number
@@ -97,6 +101,8 @@ export async function collectStatus(ctx: OpContext): Promise<StatusReport> {
         durationMs: o.end?.durationMs ?? null,
         changes: o.end?.changes,
         error: o.end?.error,
+        ...(o.op === 'deploy' || o.op === 'rollback' ? {release: o.start.release ?? null} : {}),
+        ...(o.start.restores ? {restores: o.start.restores} : {}),
       })),
     stats: {
       deploys: deploys.length,

@@ -1,7 +1,11 @@
 import type {ListrTask} from 'listr2'
 
-/** A task of an operation's tree, with the words a dry run or a plan uses for it. */
-export type Step = ListrTask & {does?: string}
+/**
+ * A task of an operation's tree, with the words a dry run or a plan uses for it. The log renderer
+ * (src/ui/step-renderer.ts) also reads `progress` (what a long step is waiting on, asked every
+ * 10 s) and `host` (the host a step runs for: its events carry it, and its subtasks inherit it).
+ */
+export type Step = ListrTask & {does?: string; progress?: () => string | undefined; host?: string}
 
 /** The tree as listr2 runs it. */
 export function steps(tree: Step[]): ListrTask[] {

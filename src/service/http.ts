@@ -1,5 +1,6 @@
 import {redact} from '../secrets.js'
 import {showHeaders, verbose} from '../ui/verbose.js'
+import {formatDuration} from '../ui/format.js'
 
 export interface HttpResult {
   status: number
@@ -80,7 +81,7 @@ export async function request(
       reason = timedOut ? 'timeout' : opts.signal?.aborted ? 'interrupted' : 'refused'
       verbose(`HTTP ${req.method} ${req.url} → no answer (${(err as Error).message})`)
       lastError = timedOut
-        ? `no answer within ${req.timeoutMs} ms`
+        ? `no answer within ${formatDuration(req.timeoutMs)}`
         : ((err as Error & {cause?: Error}).cause?.message ?? (err as Error).message)
     }
   }

@@ -4,6 +4,7 @@ import {parseDuration} from '../durations.js'
 import type {Interrupt} from '../interrupt.js'
 import {atPath, NoAnswerError, request, sleep} from './http.js'
 import {describeCommand, type ServiceRunner} from './run-command.js'
+import {formatDuration} from '../ui/format.js'
 
 const httpOf = (
   spec: {url: string; method: string; headers: Record<string, string>; timeout: string | number; retries: number},
@@ -28,7 +29,7 @@ export async function triggerReload(
   if (!t) return 'no trigger configured (the service watches by itself)'
   if ('command' in t) {
     const r = await opts.run(t.command, {env: opts.env, signal: opts.signal, timeoutMs: opts.short?.shortCommandMs()})
-    const how = r.timedOut ? 'timed out' : r.canceled ? 'was stopped' : `failed (exit ${r.exitCode})`
+    const how = r.notRun ?? (r.timedOut ? 'timed out' : r.canceled ? 'was stopped' : `failed (exit ${r.exitCode})`)
     if (!r.ok) throw new Error(`reload trigger \`${describeCommand(t.command)}\` ${how}:\n${r.tail}`)
     return 'trigger command ran'
   }
@@ -183,7 +184,7 @@ export class LiveConfirmation {
       this.streakStart ??= now
       this.streak++
       this.downSince = undefined
-      this.last = `reported the release ${this.streak} time(s) in a row over ${now - this.streakStart} ms`
+      this.last = `reported the release ${this.streak} time(s) in a row over ${formatDuration(now - this.streakStart)}`
       const settled =
         this.timing.settleMs === 0 ||
         (now - this.streakStart >= this.timing.settleMs && this.streak >= MIN_SETTLE_POLLS)
@@ -199,7 +200,7 @@ export class LiveConfirmation {
       if (now - this.downSince >= this.timing.graceMs) {
         return {
           kind: 'down',
-          message: `${v.why} for ${((now - this.downSince) / 1000).toFixed(1)} s (reload.status.grace ${this.timing.graceMs} ms)`,
+          message: `${v.why} for ${formatDuration(now - this.downSince)} (reload.status.grace ${formatDuration(this.timing.graceMs)})`,
         }
       }
     } else if (v.kind === 'waiting' && !v.noAnswer) {
@@ -238,7 +239,7 @@ const SETTLE_POLL_MS = 100
 export async function confirmLive(
   services: ServiceSpec[],
   expected: string,
-  opts: {timeoutMs: number; signal?: AbortSignal},
+  opts: {timeoutMs: number; signal?: AbortSignal; onPoll?: (service: string, last: string) => void},
 ): Promise<ConfirmFailure[]> {
   const stop = new AbortController()
   const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal
@@ -247,7 +248,7 @@ export async function confirmLive(
     services
       .filter((s) => s.status)
       .map(async (svc) => {
-        const failure = await confirmOne(svc, expected, opts.timeoutMs, signal)
+        const failure = await confirmOne(svc, expected, opts.timeoutMs, signal, opts.onPoll)
         if (!failure || stop.signal.aborted) return
         failures.push(failure)
         if (failure.kind !== 'timeout') stop.abort() // one failed reload fails them all
@@ -264,6 +265,7 @@ async function confirmOne(
   expected: string,
   timeoutMs: number,
   signal: AbortSignal,
+  onPoll?: (service: string, last: string) => void,
 ): Promise<ConfirmFailure | undefined> {
   const status = svc.status!
   const track = new LiveConfirmation(timingOf(status), Date.now())
@@ -272,6 +274,7 @@ async function confirmOne(
     if (signal.aborted) return {name: svc.name, kind: 'interrupted', message: 'interrupted'}
     const now = Date.now()
     const step = track.step(judge(reading, status, expected), now)
+    onPoll?.(svc.name, track.last)
     if (step.kind === 'confirmed') return undefined
     if (step.kind !== 'pending') return {name: svc.name, kind: step.kind, message: step.message}
     if (track.expired(now, timeoutMs)) return {name: svc.name, kind: 'timeout', message: track.last}

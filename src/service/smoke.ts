@@ -2,7 +2,7 @@ import type {SmokeHttpSpec, SmokeSpec} from '../config/schema.js'
 import {parseDuration} from '../durations.js'
 import type {Interrupt} from '../interrupt.js'
 import {isSubset, request} from './http.js'
-import {describeCommand, type ServiceRunner} from './run-command.js'
+import {describeCommand, describeEnd, type ServiceRunner} from './run-command.js'
 
 export interface SmokeResult {
   name: string
@@ -62,7 +62,7 @@ async function runCommandSmoke(
         result: {name: spec.name, ok: true, detail: `\`${describeCommand(spec.command)}\` passed`},
         canceled: false,
       }
-    const how = r.timedOut ? 'timed out' : r.canceled ? 'was stopped' : `exited ${r.exitCode}`
+    const how = describeEnd(r)
     last = `\`${describeCommand(spec.command)}\` ${how}:\n${r.tail}`
     if (r.canceled) return {result: {name: spec.name, ok: false, detail: last}, canceled: true}
   }

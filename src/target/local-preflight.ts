@@ -2,6 +2,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import {execa} from 'execa'
 import type {ResolvedConfig} from '../config/resolve.js'
+import {notADirectory} from '../errors.js'
 import {rsyncBinary} from '../rsync/binary.js'
 import type {PreflightItem, PreflightOptions} from './target.js'
 
@@ -47,7 +48,7 @@ export async function localPreflight(config: ResolvedConfig, opts: PreflightOpti
 function dirCheck(name: string, dir: string, mode: number): PreflightItem {
   const want = mode === fs.constants.W_OK ? 'writable' : 'readable'
   try {
-    if (!fs.statSync(dir).isDirectory()) return {name, ok: false, detail: `${dir} is not a directory`}
+    if (!fs.statSync(dir).isDirectory()) return {name, ok: false, detail: notADirectory(dir, isFile)}
     fs.accessSync(dir, mode)
     return {name, ok: true, detail: `${dir} ${want}`}
   } catch (err) {
@@ -58,7 +59,16 @@ function dirCheck(name: string, dir: string, mode: number): PreflightItem {
         : code === 'EROFS'
           ? 'is on a read-only filesystem'
           : `is not ${want} (${code})`
+    if (code === 'ENOTDIR') return {name, ok: false, detail: notADirectory(dir, isFile)}
     return {name, ok: false, detail: `${dir} ${why}`}
+  }
+}
+
+function isFile(p: string): boolean {
+  try {
+    return fs.statSync(p).isFile()
+  } catch {
+    return false
   }
 }
 

@@ -28,6 +28,7 @@ import type {
   PreflightOptions,
   ReleaseMarker,
   ServiceCommandOptions,
+  SyncProgress,
   Target,
   TargetPlan,
 } from './target.js'
@@ -86,6 +87,13 @@ export class LocalTarget implements Target {
     // Both trees walked here (one lstat each, no rsync scan): the target's walk is reused by the
     // backup and the sync. Hashes come from the records kept in the state dir, checked by stat.
     const dst = this.tree.walk()
+    const missing = sourceProblem(source)
+    if (missing)
+      throw new HotctlError(
+        missing,
+        EXIT.failed,
+        'Fix `source` in the config (or the path it names); the target was not touched.',
+      )
     const src = this.tree.walkSource(source)
     refuseReplacingProtected(source, dst)
     const srcCache = this.tree.sourceCache(source)
@@ -124,6 +132,7 @@ export class LocalTarget implements Target {
     plan: TargetPlan,
     signal?: AbortSignal,
     onChild?: (pgid: number) => Promise<void>,
+    onProgress?: (p: SyncProgress) => void,
   ): Promise<ItemizedChange[]> {
     const {changes} = plan
     this.backups.targetWritten()
@@ -140,7 +149,7 @@ export class LocalTarget implements Target {
     )
     removeExtras(this.config.target, [...changes.deleted.filter(inTheWay), ...replacedDirs], tree)
     fs.mkdirSync(this.config.target, {recursive: true}) // deploy --create-target (preflight refused it otherwise)
-    const items = await this.rsync(source, changes, false, signal, onChild)
+    const items = await this.rsync(source, changes, false, signal, onChild, onProgress)
     removeExtras(
       this.config.target,
       changes.deleted.filter((rel) => !inTheWay(rel)),
@@ -214,6 +223,7 @@ export class LocalTarget implements Target {
     dryRun: boolean,
     signal?: AbortSignal,
     onChild?: (pgid: number) => Promise<void>,
+    onProgress?: (p: SyncProgress) => void,
   ): Promise<ItemizedChange[]> {
     const writes = [...changes.added, ...changes.changed]
     if (writes.length === 0) return []
@@ -233,6 +243,7 @@ export class LocalTarget implements Target {
       await sub
       throw err
     }
+    if (onProgress) followItemized(sub.stdout, source, onProgress)
     let canceled = false
     const dispose = stopOnAbort(sub.pid, signal, () => (canceled = true))
     const r = await sub
@@ -244,6 +255,28 @@ export class LocalTarget implements Target {
     }
     return parseItemize(r.stdout)
   }
+}
+
+/** Counts the files rsync reports written (one itemized line each, as it goes) and their sizes. */
+function followItemized(
+  out: NodeJS.ReadableStream | null,
+  source: string,
+  onProgress: (p: SyncProgress) => void,
+): void {
+  const done: SyncProgress = {files: 0, bytes: 0}
+  let rest = Buffer.alloc(0)
+  out?.on('data', (chunk: Buffer) => {
+    const all = Buffer.concat([rest, chunk])
+    const end = all.lastIndexOf(0x0a)
+    if (end === -1) return void (rest = all)
+    rest = all.subarray(end + 1)
+    for (const item of parseItemize(all.subarray(0, end + 1))) {
+      if (item.fileType !== 'file') continue
+      done.files++
+      done.bytes += statEntry(path.join(source, item.path))?.size ?? 0
+    }
+    onProgress({...done})
+  })
 }
 
 const lastLines = (text: string | Uint8Array) =>
@@ -274,5 +307,18 @@ function refuseReplacingProtected(source: string, dst: Tree): void {
         `hotctl never deletes protected content: move it out of ${showPath(rel)} (or stop protecting it), or keep ${showPath(rel)} a directory in the source. The target was not touched.`,
       )
     }
+  }
+}
+
+/** What is wrong with the source directory, in words, or undefined when it is a readable directory. */
+function sourceProblem(source: string): string | undefined {
+  try {
+    const st = fs.statSync(source)
+    if (!st.isDirectory()) return `source ${source} is a file, not a directory`
+    fs.accessSync(source, fs.constants.R_OK | fs.constants.X_OK)
+    return undefined
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    return code === 'ENOENT' ? `source ${source} does not exist` : `source ${source} cannot be read (${code})`
   }
 }

@@ -42,6 +42,12 @@ export interface PreflightOptions {
  * What planning found: the change set, plus whatever the target's own walk produced that the
  * backup and the sync reuse (one stat pass per deploy). Pipelines pass it on and never look inside.
  */
+/** How far a sync has got: files written and their bytes, so far. */
+export interface SyncProgress {
+  files: number
+  bytes: number
+}
+
 export interface TargetPlan {
   changes: ChangeSet
   readonly walk?: unknown
@@ -136,6 +142,8 @@ export interface Target {
     plan: TargetPlan,
     signal?: AbortSignal,
     onChild?: (pgid: number) => Promise<void>,
+    /** Called as the writer reports files done (optional: a target may not report progress). */
+    onProgress?: (p: SyncProgress) => void,
   ): Promise<ItemizedChange[]>
   /** Paths whose content in the target differs from the source after a sync. */
   verifySynced(source: string, plan: TargetPlan): Promise<string[]>

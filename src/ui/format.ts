@@ -6,7 +6,20 @@ export function formatBytes(n: number): string {
   return `${(n / 1024 ** 3).toFixed(2)} GiB`
 }
 
-/** A duration in seconds with one decimal: "12.3s". */
+/**
+ * A duration written the way the config writes one: "55ms" below a second, "10s" or "12.3s"
+ * below a minute, then "2m" or "2m 5s". Every duration hotctl prints goes through here.
+ */
 export function formatDuration(ms: number): string {
-  return `${(ms / 1000).toFixed(1)}s`
+  const n = Math.max(0, Math.round(ms))
+  if (n < 1000) return `${n}ms`
+  const tenths = Math.round(n / 100)
+  if (tenths < 600) return tenths % 10 === 0 ? `${tenths / 10}s` : `${(tenths / 10).toFixed(1)}s`
+  const s = Math.round(n / 1000)
+  return s % 60 === 0 ? `${s / 60}m` : `${Math.floor(s / 60)}m ${s % 60}s`
+}
+
+/** A rate in bytes per second, from bytes over milliseconds. */
+export function formatRate(bytes: number, ms: number): string {
+  return `${formatBytes(ms > 0 ? Math.round((bytes * 1000) / ms) : 0)}/s`
 }

@@ -6,7 +6,7 @@ import {formatBytes} from './format.js'
 export function renderPrune(r: PruneResult): string {
   if (r.dryRun) return renderPruneDryRun(r)
   const removed = `Removed ${r.removed.length} backup(s)${r.removed.length ? `: ${r.removed.join(', ')}` : ''}`
-  return `${removed}; freed ${r.freedBytes} bytes; kept the newest ${r.keep}.`
+  return `${removed}; freed ${formatBytes(r.freedBytes)}; kept the newest ${r.keep}.`
 }
 
 /** `--dry-run`: each backup that would go (and the release it holds), and the bytes that would be freed. */

@@ -1,4 +1,5 @@
 import chalk from 'chalk'
+import {describe} from '../pipeline/releases.js'
 import type {StatusReport} from '../pipeline/status.js'
 import {formatDuration} from './format.js'
 
@@ -31,8 +32,12 @@ export function renderStatus(s: StatusReport): string {
     lines.push(chalk.bold('Recent'))
     for (const o of s.recent) {
       const duration = o.durationMs === null ? '' : formatDuration(o.durationMs)
+      const what =
+        o.op === 'rollback' && o.release !== undefined
+          ? `to ${describe(o.release)}${o.restores ? ` (snapshot ${o.restores})` : ''}`
+          : ''
       lines.push(
-        `  ${o.id}  ${o.op.padEnd(8)} ${o.result.padEnd(11)} ${duration}${o.error ? `  ${o.error.split('\n')[0]}` : ''}`,
+        `  ${o.id}  ${o.op.padEnd(8)} ${o.result.padEnd(11)} ${duration}${what ? `  ${what}` : ''}${o.error ? `  ${o.error.split('\n')[0]}` : ''}`,
       )
     }
   }

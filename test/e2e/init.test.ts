@@ -4,6 +4,7 @@ import os from 'node:os'
 import path from 'node:path'
 import YAML from 'yaml'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {DEFAULT_EXCLUDE} from '../../src/config/schema.js'
 import {ROOT, requireBuild, runCli, waitFor} from './helpers.js'
 
 const dirs: string[] = []
@@ -109,6 +110,41 @@ describe('hotctl init', {timeout: 30_000}, () => {
     expect(forced.json.template).toBe('generic')
     expect(forced.json.reason).toBe('--template')
   })
+
+  it.each([
+    ['*.py files only', {'app.py': 'print(1)\n'}, /app\.py/],
+    ['a package one level down', {'src/app/__init__.py': '', 'src/app/views.py': ''}, null],
+    ['pyproject.toml only', {'pyproject.toml': '[project]\nname = "x"\n'}, /pyproject\.toml/],
+    ['setup.cfg only', {'setup.cfg': '[metadata]\nname = x\n'}, /setup\.cfg/],
+    ['a tests/ directory only', {tests: null}, /tests\//],
+  ] as [string, Record<string, string | null>, RegExp | null][])(
+    'detects a Python project by %s',
+    async (_what, files, reason) => {
+      const dir = project(files)
+      const r = await runCli(['init', '--json'], {cwd: dir})
+      expect(r.exitCode, why(r)).toBe(0)
+      expect(r.json.template).toBe('python')
+      if (reason) expect(r.json.reason).toMatch(reason)
+    },
+  )
+
+  it('a package.json wins over a stray script or tests/; nothing Python-like stays generic', async () => {
+    const node = project({'package.json': '{"name": "x"}', 'tools/gen.py': '', tests: null})
+    expect((await runCli(['init', '--json'], {cwd: node})).json.template).toBe('node')
+    const other = project({'main.go': 'package main\n', 'docs/index.md': ''})
+    expect((await runCli(['init', '--json'], {cwd: other})).json.template).toBe('generic')
+  })
+
+  it.each(['python', 'node', 'generic'])(
+    "the %s template writes out every default exclude (a config's exclude replaces the defaults)",
+    async (template) => {
+      const dir = project({})
+      const r = await runCli(['init', '--json', '--template', template], {cwd: dir})
+      expect(r.exitCode, why(r)).toBe(0)
+      expect(readConfig(dir).exclude).toEqual(expect.arrayContaining([...DEFAULT_EXCLUDE]))
+      expect(DEFAULT_EXCLUDE).toContain('__pycache__')
+    },
+  )
 
   it('refuses to overwrite an existing config (exit 2, names the file); --force overwrites', async () => {
     const dir = project({'requirements.txt': 'pytest\n', 'hotctl.config.yaml': 'target: /keep/me\n'})

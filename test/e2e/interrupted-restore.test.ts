@@ -198,7 +198,7 @@ describe('an interrupted deploy or rollback restores within a CI runner grace pe
     expect(json.restore.interrupted).toBe(true)
     expect(json.restore.differences).toEqual([])
     expect(json.restore.proof.confirmed).toBe(v2)
-    expect(json.restore.error).toMatch(/slow-page: .*no answer within 2000 ms/)
+    expect(json.restore.error).toMatch(/slow-page: .*no answer within 2s/)
     expect(treeHash(ws.live)).toBe(hashV2)
     const end = ws.journal().find((e) => e.event === 'end' && e.opId === opId)
     expect(end?.result).toBe('attention')

@@ -128,7 +128,7 @@ describe('request (local server)', () => {
   it('throws naming method, URL and timeout when no answer came', async () => {
     await expect(
       request({url: `${base}/slow`, method: 'GET', headers: {}, timeoutMs: 100, retries: 0}),
-    ).rejects.toThrow(/GET .*\/slow: no answer within 100 ms/)
+    ).rejects.toThrow(/GET .*\/slow: no answer within 100ms/)
   })
 
   it("retries leave no abort listener on the caller's signal (issue 11 item 13: 11 listeners warned)", async () => {

@@ -91,7 +91,7 @@ describe('deploy on the fake target with a status endpoint', () => {
     // A release that is merely not live in time is restored with exit 3; exit 6 is for a service
     // that reports a restart state (e2e: reload-failures.test.ts).
     expect(r).toMatchObject({exitCode: EXIT.restored, outcome: 'restored'})
-    expect(r.result!.error).toMatch(/is not live after 300 ms: app reports version "20240101000000"/)
+    expect(r.result!.error).toMatch(/is not live after 300ms: app reports version "20240101000000"/)
     expect(journalLines(fake.journal)).toEqual([...FORWARD, ...RESTORE, 'deploy end restored 3'])
     expect(fake.commands).toEqual(['reload-app', 'reload-app'])
     expect(r.result!.restore?.proof.confirmed).toBe(R0)
@@ -104,7 +104,7 @@ describe('deploy on the fake target with a status endpoint', () => {
     fake.onCommand = () => undefined // the restart runs but loads nothing
     const r = await run()
     expect(r).toMatchObject({exitCode: EXIT.restored, outcome: 'restored'})
-    expect(r.result!.error).toMatch(/is not live after 300 ms/)
+    expect(r.result!.error).toMatch(/is not live after 300ms/)
     expect(journalLines(fake.journal)).toEqual([...FORWARD, ...RESTORE, 'deploy end restored 3'])
     expect(fake.commands).toEqual(['reload-app', 'restart-app', 'reload-app'])
     expect(fake.tree()).toEqual(LIVE)

@@ -166,7 +166,7 @@ describe('LiveConfirmation (clock passed in)', () => {
     expect(c.step(down, 3099).kind).toBe('pending')
     expect(c.step(down, 3100)).toEqual({
       kind: 'down',
-      message: 'status answered HTTP 500 for 3.0 s (reload.status.grace 3000 ms)',
+      message: 'status answered HTTP 500 for 3s (reload.status.grace 3s)',
     })
   })
 
@@ -295,7 +295,7 @@ describe('confirmLive (real HTTP)', {timeout: 30_000}, () => {
     const failures = await confirmLive([svc('web', s.url, {grace: '1s', retries: 5})], 'R2', {timeoutMs: 20_000})
     expect(failures).toHaveLength(1)
     expect(failures[0]).toMatchObject({name: 'web', kind: 'down'})
-    expect(failures[0]!.message).toMatch(/^status answered HTTP 500 for 1\.\d s \(reload\.status\.grace 1000 ms\)$/)
+    expect(failures[0]!.message).toMatch(/^status answered HTTP 500 for 1(\.\d)?s \(reload\.status\.grace 1s\)$/)
     expect(Date.now() - t).toBeLessThan(10_000)
     expect(s.requests()).toBeLessThan(15) // one request per 250 ms poll, no inner retries
   })
@@ -306,7 +306,7 @@ describe('confirmLive (real HTTP)', {timeout: 30_000}, () => {
     const failures = await confirmLive([svc('web', s.url, {grace: '700ms'})], 'R2', {timeoutMs: 20_000})
     expect(failures).toHaveLength(1)
     expect(failures[0]!.kind).toBe('down')
-    expect(failures[0]!.message).toMatch(/^status refused the connection .*ECONNREFUSED.* for 0\.\d s/)
+    expect(failures[0]!.message).toMatch(/^status refused the connection .*ECONNREFUSED.* for \d+ms/)
   })
 
   it('not live within the timeout: every pending service with what it last said', async () => {

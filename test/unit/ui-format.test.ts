@@ -17,10 +17,16 @@ describe('formatBytes', () => {
 
 describe('formatDuration', () => {
   it.each([
-    [0, '0.0s'],
-    [49, '0.0s'],
+    [0, '0ms'],
+    [49, '49ms'],
+    [999, '999ms'],
+    [1000, '1s'],
     [1250, '1.3s'],
-    [61_000, '61.0s'],
+    [10_000, '10s'],
+    [59_990, '1m'],
+    [60_000, '1m'],
+    [61_000, '1m 1s'],
+    [3_599_000, '59m 59s'],
   ])('%d ms → %s', (ms, text) => {
     expect(formatDuration(ms)).toBe(text)
   })

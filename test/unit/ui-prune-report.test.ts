@@ -1,6 +1,7 @@
 import {describe, expect, it} from 'vitest'
 import {deploy, type DeployFlags} from '../../src/pipeline/deploy.js'
 import {pruneBackups} from '../../src/pipeline/prune.js'
+import {formatBytes} from '../../src/ui/format.js'
 import {renderPrune} from '../../src/ui/prune-report.js'
 import {writeTree} from './helpers.js'
 import {pipelineFixture} from './pipeline-fixture.js'
@@ -18,8 +19,10 @@ describe('renderPrune', () => {
     const r = await pruneBackups(f.ctx(), 1)
     expect(r.removed).toEqual([a, b])
     expect(r.freedBytes).toBeGreaterThan(0)
-    expect(renderPrune(r)).toBe(`Removed 2 backup(s): ${a}, ${b}; freed ${r.freedBytes} bytes; kept the newest 1.`)
+    expect(renderPrune(r)).toBe(
+      `Removed 2 backup(s): ${a}, ${b}; freed ${formatBytes(r.freedBytes)}; kept the newest 1.`,
+    )
     const again = await pruneBackups(f.ctx(), 5)
-    expect(renderPrune(again)).toBe('Removed 0 backup(s); freed 0 bytes; kept the newest 5.')
+    expect(renderPrune(again)).toBe('Removed 0 backup(s); freed 0 B; kept the newest 5.')
   })
 })

@@ -26,7 +26,7 @@ describe('renderStatus', () => {
       'Deploys  2 (success rate 50%), rollbacks 0 (0 in the last hour), automatic restores 1, backups 2',
       'Recent',
       `  ${b.release}  deploy   restored    1.3s  smoke failed: no-v3: \`if grep -q v3 app.py; then exit 1; fi\` exited 1:`,
-      `  ${a.release}  deploy   ok          1.0s`,
+      `  ${a.release}  deploy   ok          980ms`,
     ])
   })
 
