@@ -14,7 +14,14 @@ export class SshError extends HotctlError {
     readonly sshMessage: string,
     readonly kind: 'unreachable' | 'host-key' | 'auth' | 'broken' | 'timeout',
   ) {
-    super(`ssh to ${host} failed: ${sshMessage}`, EXIT.failed, sshHint(kind, host))
+    const what = {
+      unreachable: `${host} is unreachable`,
+      'host-key': `the host key of ${host} is not trusted`,
+      auth: `${host} refused the key`,
+      broken: `the connection to ${host} broke`,
+      timeout: `${host} did not answer in time`,
+    }[kind]
+    super(`ssh: ${what}: ${sshMessage}`, EXIT.failed, sshHint(kind, host))
     this.name = 'SshError'
   }
 }

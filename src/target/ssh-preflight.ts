@@ -44,15 +44,7 @@ export async function sshPreflight(
   } catch (err) {
     if (!(err instanceof SshError)) throw err
     const name = err.kind === 'host-key' ? `host key of ${host}` : `ssh ${host}`
-    const what =
-      err.kind === 'host-key'
-        ? 'is not trusted'
-        : err.kind === 'auth'
-          ? 'refused our key'
-          : err.kind === 'timeout'
-            ? 'did not answer in time'
-            : 'is unreachable'
-    items.push({name, ok: false, detail: `${host} ${what}: ${err.sshMessage}`, hint: err.hint})
+    items.push({name, ok: false, detail: err.message.replace(/^ssh: /, ''), hint: err.hint})
     return items
   }
   items.push({name: `ssh ${host}`, ok: true, detail: `${conn.destination} reached`})

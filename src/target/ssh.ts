@@ -51,11 +51,15 @@ for p; do
 done
 exit 0`
 
-/** Runs a user's command in the target dir with env as `env K=V` words; output merged. */
+/**
+ * Runs a user's command in the target dir: $2 variables exported by the shell (builtins: values
+ * never on a command line the host's process list shows), output merged.
+ */
 const SERVICE = `cd -- "$1" || exit 97
-shift
+n=$2; shift 2
+while [ "$n" -gt 0 ]; do export "$1=$2"; shift 2; n=$((n - 1)); done
 exec 2>&1
-exec env "$@"`
+exec "$@"`
 
 /**
  * Stops the remote rsync a killed controller left writing: its pid was recorded by the rsync-path
@@ -228,11 +232,12 @@ export class SshTarget implements Target {
   async runServiceCommand(cmd: Command, opts: ServiceCommandOptions): Promise<CommandResult> {
     if (opts.on === 'local') return runCommand(cmd, {...opts, cwd: path.dirname(this.config.file)})
     const argv = typeof cmd === 'string' ? ['sh', '-c', cmd] : cmd.argv
-    const env = Object.entries(opts.env).map(([k, v]) => `${k}=${v}`)
+    const env = {...referencedEnv(argv), ...opts.env}
+    const vars = Object.entries(env).flatMap(([k, v]) => [k, v])
     const timeoutMs = opts.timeoutMs ?? Math.max(this.config.ssh.timeoutMs, this.config.reloadTimeoutMs)
     let r
     try {
-      r = await this.conn.run(SERVICE, [this.config.target, '--', ...env, ...argv], {timeoutMs, signal: opts.signal})
+      r = await this.conn.run(SERVICE, [this.config.target, String(vars.length / 2), ...vars, ...argv], {timeoutMs, signal: opts.signal})
     } catch (err) {
       const canceled = err instanceof HotctlError && err.exitCode === EXIT.interrupted
       const timedOut = err instanceof SshError && err.kind === 'timeout'
@@ -304,6 +309,20 @@ export class SshTarget implements Target {
     }
     return parseItemize(r.stdout)
   }
+}
+
+/**
+ * The controller's variables a command names as `${NAME}` (the config keeps them for the shell to
+ * expand, see config/interpolate.ts): a command on the host sees them as it would here.
+ */
+function referencedEnv(argv: string[]): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const a of argv)
+    for (const m of a.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g)) {
+      const v = process.env[m[1]!]
+      if (v !== undefined) out[m[1]!] = v
+    }
+  return out
 }
 
 const lastLines = (text: string | Uint8Array) =>
