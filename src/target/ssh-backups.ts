@@ -26,6 +26,7 @@ for d in "$b"/*.part; do [ -d "$d" ] && rm -rf -- "$d"; done
 if [ -n "$prev" ] && [ -d "$b/$prev" ]; then set -- --link-dest="$b/$prev" "$@"; fi
 if [ -d "$t" ]; then src=$t/; else mkdir -p -- "$b/.empty" && src=$b/.empty/ || exit 4; fi
 rsync -rlptgo -ii --modify-window=-1 --8-bit-output '--out-format=%i %B %l %n' "$@" -- "$src" "$b/$id.part/" || exit $?
+rm -rf -- "$b/.empty"
 printf '\\0\\n'
 if [ -n "$prev" ] && [ -f "$b/$prev.json" ]; then
   cd -- "$t" && find . -type f -cnewer "$b/$prev.json" -print0 2>/dev/null
@@ -66,9 +67,13 @@ du -sb -- "$b" | cut -f1`
 const DIFF = `b=$1; t=$2; shift 2
 rsync -n -rlptgo -i --delete --modify-window=-1 --8-bit-output '--out-format=%i %n' "$@" -- "$b/" "$t/"`
 
-/** The restore itself: what DIFF listed, written by rsync on the host (never in place), deletions included. */
+/**
+ * The restore itself: what DIFF listed, written by rsync on the host (never in place), deletions
+ * included, also the `.~tmp~` leftovers of a killed --delay-updates sync (rsync protects those
+ * from --delete unless told otherwise).
+ */
 const APPLY = `b=$1; t=$2; shift 2
-rsync -rlptgo -i --delete --delay-updates --modify-window=-1 --8-bit-output '--out-format=%i %n' "$@" -- "$b/" "$t/"`
+rsync -rlptgo -i --delete --delay-updates '--filter=R .~tmp~/' --modify-window=-1 --8-bit-output '--out-format=%i %n' "$@" -- "$b/" "$t/"`
 
 interface ManifestFile {
   /** [path, 'f', mode, size, sha256] | [path, 'd', mode] | [path, 'l', mode, link] */

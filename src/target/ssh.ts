@@ -39,8 +39,9 @@ printf '%s' "$2" > "$f.tmp" && mv -f -- "$f.tmp" "$f"`
  * Removes exactly the given paths under the target, deepest first, and only where every parent
  * is a real directory: never through a symlink out of the target.
  */
-const REMOVE = `cd -- "$1" || exit 3
-shift
+const REMOVE = `[ -z "$2" ] || rm -f -- "$2"
+cd -- "$1" || exit 3
+shift 2
 for p; do
   d=.; rest=$p; ok=1
   while case $rest in */*) true ;; *) false ;; esac; do
@@ -204,7 +205,7 @@ export class SshTarget implements Target {
     const inTheWay = (rel: string) => rel.split('/').some((_, i, parts) => written.has(parts.slice(0, i + 1).join('/')))
     await this.remove(changes.deleted.filter(inTheWay))
     const items = await this.rsync(source, changes, false, signal, onChild)
-    await this.remove(changes.deleted.filter((rel) => !inTheWay(rel)))
+    await this.remove(changes.deleted.filter((rel) => !inTheWay(rel)), true)
     return [
       ...changes.deleted.map((p) => ({path: p, kind: 'deleted' as const, fileType: 'file' as const, code: '*deleting'})),
       ...items,
@@ -262,10 +263,12 @@ export class SshTarget implements Target {
     return left
   }
 
-  private async remove(paths: string[]): Promise<void> {
-    if (paths.length === 0) return
+  /** Deletes planned paths; `synced`: the writer finished, its pid record goes too. */
+  private async remove(paths: string[], synced = false): Promise<void> {
+    if (paths.length === 0 && !synced) return
     const deepestFirst = [...paths].sort((a, b) => b.split('/').length - a.split('/').length)
-    await this.conn.must('deleting planned paths', REMOVE, [this.config.target, ...deepestFirst])
+    const pidFile = synced ? `${this.config.stateDir}/writer.pid` : ''
+    await this.conn.must('deleting planned paths', REMOVE, [this.config.target, pidFile, ...deepestFirst])
   }
 
   private async rsync(

@@ -17,6 +17,9 @@ import {
   requireBuild,
   runCli,
   serviceConfig,
+  slowRsync,
+  startCli,
+  waitFor,
   startService,
   stopAllServices,
   treeHash,
@@ -245,6 +248,42 @@ describe('SSH target: one remote host', () => {
     expect(r.stdout).toContain('token is ***')
     expect(fs.readFileSync(path.join(ws.stateDir, 'journal.jsonl'), 'utf8')).not.toContain(secret)
   }, 60_000)
+})
+
+describe('SSH target: a controller killed mid-sync', () => {
+  it('the next deploy stops the writers it left (here and on the host), restores the backup first, then deploys', async () => {
+    const ws = makeWorkspace()
+    const svc = await startService(ws.live)
+    remote(ws, host, serviceConfig(svc))
+    ws.setVersion('v2')
+    const first = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(first.exitCode, why(first)).toBe(0)
+    const hashV2 = managed(ws)
+    ws.setVersion('v3')
+    fs.writeFileSync(path.join(ws.src, 'static', 'big.bin'), crypto.randomBytes(3 * 1024 * 1024))
+    const proc = startCli(['deploy'], {cwd: ws.src, env: {HOTCTL_RSYNC: slowRsync(ws.dir, 300)}})
+    const journal = path.join(ws.stateDir, 'journal.jsonl')
+    const child = await waitFor(
+      'the deploy to journal its writer',
+      () => /"event":"child"/.test(fs.existsSync(journal) ? fs.readFileSync(journal, 'utf8') : '') && fs.existsSync(path.join(ws.stateDir, 'writer.pid')),
+      30_000,
+    )
+    expect(child).toBe(true)
+    process.kill(proc.pid!, 'SIGKILL') // hotctl only: its rsync (own process group) and the one on the host go on
+    await proc.catch(() => undefined)
+    const remotePid = Number(fs.readFileSync(path.join(ws.stateDir, 'writer.pid'), 'utf8'))
+    expect(fs.readFileSync(`/proc/${remotePid}/cmdline`, 'utf8')).toContain('rsync')
+
+    const st = await runCli(['status', '--json'], {cwd: ws.src})
+    expect(st.json.interrupted?.lastPhase).toBe('sync')
+
+    const r = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(r.exitCode, why(r)).toBe(0)
+    expect(r.json.recovery?.restored?.ok).toBe(true)
+    expect(fs.existsSync(`/proc/${remotePid}`)).toBe(false)
+    expect(await svc.hello()).toBe('hello v3')
+    expect(managed(ws)).not.toBe(hashV2)
+  }, 120_000)
 })
 
 describe('SSH target: preflight names what is wrong on the host', () => {
