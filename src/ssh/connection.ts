@@ -5,7 +5,7 @@ import {execa} from 'execa'
 import type {HostSpec, SshSettings} from '../config/resolve.js'
 import {EXIT, HotctlError} from '../errors.js'
 import {redact} from '../secrets.js'
-import {remoteScript, rshWord} from './quote.js'
+import {remoteScript, rshWord, shq} from './quote.js'
 
 /** ssh itself failed (exit 255): the host was not reached, or the connection broke. */
 export class SshError extends HotctlError {
@@ -140,6 +140,21 @@ export class SshConnection {
     return {exitCode: r.exitCode, stdout: Buffer.from(r.stdout), stderr}
   }
 
+  /** Writes `bytes` to `file` on the host (`cat >`, the path quoted by shq): for binary content no shell argument can carry. */
+  async upload(file: string, bytes: Buffer): Promise<void> {
+    open.add(this)
+    const r = await execa('ssh', [...this.options(), '--', this.destination, `cat > ${shq(file)}`], {
+      input: bytes,
+      reject: false,
+      encoding: 'buffer',
+      timeout: this.settings.timeoutMs,
+      forceKillAfterDelay: 1000,
+    })
+    const stderr = Buffer.from(r.stderr).toString()
+    if (r.exitCode === undefined || r.exitCode === 255) throw sshFailure(this.host.name, stderr, r.shortMessage)
+    if (r.exitCode !== 0) throw new Error(`writing ${file} on ${this.host.name} failed: ${lastLine(stderr)}`)
+  }
+
   /** `run`, but any exit other than 0 throws, quoting the script's stderr. */
   async must(what: string, script: string, args: string[] = [], opts: {timeoutMs?: number} = {}): Promise<Buffer> {
     const r = await this.run(script, args, opts)
@@ -178,16 +193,17 @@ export function sshFailure(host: string, stderr: string, fallback = ''): SshErro
       .filter((l) => l && !l.startsWith('@') && !/^(Warning: Permanently added|debug)/.test(l))
       .slice(-2)
       .join(' | ') || 'ssh exited with 255'
-  const kind: SshError['kind'] = /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No (?:RSA|ED25519|ECDSA)? ?host key is known|host key .* differs/i.test(
-    text,
-  )
-    ? 'host-key'
-    : /Permission denied|Too many authentication failures/i.test(text)
-      ? 'auth'
-      : /Connection (?:refused|timed out)|Could not resolve|No route to host|Network is unreachable|Operation timed out|Connection closed by .* port|kex_exchange_identification/i.test(
-            text,
-          )
-        ? 'unreachable'
-        : 'broken'
+  const kind: SshError['kind'] =
+    /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No (?:RSA|ED25519|ECDSA)? ?host key is known|host key .* differs/i.test(
+      text,
+    )
+      ? 'host-key'
+      : /Permission denied|Too many authentication failures/i.test(text)
+        ? 'auth'
+        : /Connection (?:refused|timed out)|Could not resolve|No route to host|Network is unreachable|Operation timed out|Connection closed by .* port|kex_exchange_identification/i.test(
+              text,
+            )
+          ? 'unreachable'
+          : 'broken'
   return new SshError(host, redact(line), kind)
 }

@@ -29,6 +29,32 @@ case $t in
   rl) exec readlink -z -- "$@" ;;
 esac`
 
+/**
+ * sha256 of regular files under `root` on the host, one `sha256sum -z` per batch (names come back
+ * unescaped, NUL-terminated); a path that cannot be read is left out (it then differs).
+ */
+export async function hashRemote(conn: SshConnection, root: string, paths: string[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>()
+  for (const batch of batches(paths)) {
+    const r = await conn.run(HASH, [root, ...batch.map((p) => `./${p}`)])
+    const bytes = r.stdout
+    for (let at = 0; at < bytes.length;) {
+      const end = bytes.indexOf(0, at)
+      if (end === -1) break
+      // `<64 hex><space><space or *>./<name>`
+      const rec = bytes.subarray(at, end)
+      at = end + 1
+      if (rec.length < 68) continue
+      out.set(decodeName(Buffer.from(rec.subarray(68))), rec.toString('latin1', 0, 64))
+    }
+  }
+  return out
+}
+
+const HASH = `cd -- "$1" || exit 3
+shift
+exec sha256sum -z -- "$@" 2>/dev/null`
+
 /** Up to this many bytes of names per batch: well inside the host's ARG_MAX for the exec'd tools. */
 const BATCH_BYTES = 512 * 1024
 
@@ -58,7 +84,9 @@ export async function describeRemote(
 ): Promise<Map<string, RemoteEntry | undefined>> {
   const out = new Map<string, RemoteEntry | undefined>()
   const fail = (what: string, r: {exitCode: number; stderr: string}) =>
-    new Error(`${what} under ${root} on ${conn.host.name} failed (exit ${r.exitCode}): ${r.stderr.trim().split('\n').slice(-2).join(' | ')}`)
+    new Error(
+      `${what} under ${root} on ${conn.host.name} failed (exit ${r.exitCode}): ${r.stderr.trim().split('\n').slice(-2).join(' | ')}`,
+    )
   for (const batch of batches(paths)) {
     const t = await conn.run(TYPES, [root, ...batch])
     if (t.exitCode !== 0) throw fail('reading paths', t)
@@ -71,9 +99,18 @@ export async function describeRemote(
       return r.stdout
     }
     const [st, hs, rl] = await Promise.all([
-      tool('st', of((c) => c !== '-')),
-      tool('hs', of((c) => c === 'f')),
-      tool('rl', of((c) => c === 'l')),
+      tool(
+        'st',
+        of((c) => c !== '-'),
+      ),
+      tool(
+        'hs',
+        of((c) => c === 'f'),
+      ),
+      tool(
+        'rl',
+        of((c) => c === 'l'),
+      ),
     ])
     parseDescribe(Buffer.concat([t.stdout, Buffer.from([0]), st, hs, rl]), batch, out)
   }
@@ -96,7 +133,11 @@ export function parseDescribe(stdout: Buffer, batch: string[], out: Map<string, 
   const files = [...types].filter((t) => t === 'f').length
   const hashes = records.splice(0, files)
   const links = records
-  if (stats.length !== existing || hashes.length !== files || links.length !== [...types].filter((t) => t === 'l').length)
+  if (
+    stats.length !== existing ||
+    hashes.length !== files ||
+    links.length !== [...types].filter((t) => t === 'l').length
+  )
     throw new Error('paths changed on the host while they were read')
   let s = 0
   let h = 0

@@ -15,7 +15,7 @@ import {type CommandResult, runCommand} from '../service/run-command.js'
 import {redact} from '../secrets.js'
 import {SshConnection, SshError} from '../ssh/connection.js'
 import {shq} from '../ssh/quote.js'
-import {describeRemote} from '../ssh/remote-files.js'
+import {describeRemote, hashRemote} from '../ssh/remote-files.js'
 import {hashFile} from '../store/hash.js'
 import {statEntry} from '../store/walk.js'
 import {SshBackupStore} from './ssh-backups.js'
@@ -140,7 +140,12 @@ export class SshTarget implements Target {
 
   /** rsync's options for this host: ssh over the shared connection, paths never parsed by a remote shell, bounded I/O. */
   private rsyncRemote(): string[] {
-    return ['-e', this.conn.rsh(), '--secluded-args', `--timeout=${Math.max(1, Math.ceil(this.config.ssh.timeoutMs / 1000))}`]
+    return [
+      '-e',
+      this.conn.rsh(),
+      '--secluded-args',
+      `--timeout=${Math.max(1, Math.ceil(this.config.ssh.timeoutMs / 1000))}`,
+    ]
   }
 
   async planChanges(source: string, _opts: {dryRun: boolean}): Promise<TargetPlan> {
@@ -168,11 +173,11 @@ export class SshTarget implements Target {
         return it.fileType === 'file' && it.kind === 'changed' && size !== 's' && perms !== 'p' && content !== 'c'
       })
       .map((it) => it.path)
-    const remote = candidates.length ? await describeRemote(this.conn, target, candidates) : new Map()
+    const remote = candidates.length ? await hashRemote(this.conn, target, candidates) : new Map<string, string>()
     const sameContent = (rel: string) => {
       const s = statEntry(path.join(source, rel))
       const d = remote.get(rel)
-      return !!s && s.type === 'file' && d?.type === 'file' && s.size === d.size && hashFile(path.join(source, rel)) === d.hash
+      return !!s && s.type === 'file' && d !== undefined && hashFile(path.join(source, rel)) === d
     }
     const skip = compilePatterns([...exclude, ...protect])
     const notOurs = (rel: string, isDir: boolean) => rel === MARKER_NAME || matchesPathOrParent(skip, rel, isDir)
@@ -205,9 +210,17 @@ export class SshTarget implements Target {
     const inTheWay = (rel: string) => rel.split('/').some((_, i, parts) => written.has(parts.slice(0, i + 1).join('/')))
     await this.remove(changes.deleted.filter(inTheWay))
     const items = await this.rsync(source, changes, false, signal, onChild)
-    await this.remove(changes.deleted.filter((rel) => !inTheWay(rel)), true)
+    await this.remove(
+      changes.deleted.filter((rel) => !inTheWay(rel)),
+      true,
+    )
     return [
-      ...changes.deleted.map((p) => ({path: p, kind: 'deleted' as const, fileType: 'file' as const, code: '*deleting'})),
+      ...changes.deleted.map((p) => ({
+        path: p,
+        kind: 'deleted' as const,
+        fileType: 'file' as const,
+        code: '*deleting',
+      })),
       ...items,
     ]
   }
@@ -238,7 +251,10 @@ export class SshTarget implements Target {
     const timeoutMs = opts.timeoutMs ?? Math.max(this.config.ssh.timeoutMs, this.config.reloadTimeoutMs)
     let r
     try {
-      r = await this.conn.run(SERVICE, [this.config.target, String(vars.length / 2), ...vars, ...argv], {timeoutMs, signal: opts.signal})
+      r = await this.conn.run(SERVICE, [this.config.target, String(vars.length / 2), ...vars, ...argv], {
+        timeoutMs,
+        signal: opts.signal,
+      })
     } catch (err) {
       const canceled = err instanceof HotctlError && err.exitCode === EXIT.interrupted
       const timedOut = err instanceof SshError && err.kind === 'timeout'

@@ -60,7 +60,8 @@ function byteTree(root: string): string {
       else if (st.isDirectory()) {
         out.push(`${r} d ${st.mode & 0o7777}`)
         visit(abs, r)
-      } else out.push(`${r} f ${st.mode & 0o7777} ${crypto.createHash('sha256').update(fs.readFileSync(abs)).digest('hex')}`)
+      } else
+        out.push(`${r} f ${st.mode & 0o7777} ${crypto.createHash('sha256').update(fs.readFileSync(abs)).digest('hex')}`)
     }
   }
   visit(Buffer.from(root), '')
@@ -97,7 +98,9 @@ describe('SSH target: one remote host', () => {
     expect(ci.exitCode, why(ci)).toBe(0)
     expect(ci.json.changes).toEqual({added: [], changed: ['static/style.css'], deleted: []})
     const after = inodes(ws.live)
-    const moved = Object.keys(after).filter((k) => after[k] !== before[k] && k !== MARKER)
+    const moved = Object.keys(after).filter(
+      (k) => after[k] !== before[k] && k !== MARKER && fs.statSync(path.join(ws.live, k)).isFile(),
+    )
     expect(moved).toEqual(['static/style.css'])
   }, 120_000)
 
@@ -162,7 +165,10 @@ describe('SSH target: one remote host', () => {
       const r = await runCli(['deploy', '--json'], {cwd: ws.src})
       expect(r.exitCode, why(r)).toBe(0)
     }
-    const ids = fs.readdirSync(path.join(ws.stateDir, 'backups')).filter((n) => /^\d{14}$/.test(n)).sort()
+    const ids = fs
+      .readdirSync(path.join(ws.stateDir, 'backups'))
+      .filter((n) => /^\d{14}$/.test(n))
+      .sort()
     const ino = (p: string) => fs.statSync(p).ino
     const b = (id: string, rel: string) => path.join(ws.stateDir, 'backups', id, rel)
     expect(ino(b(ids[0]!, 'README.md'))).toBe(ino(b(ids[1]!, 'README.md')))
@@ -188,7 +194,23 @@ describe('SSH target: one remote host', () => {
   it('hostile file names deploy, restore and roll back byte-exact over ssh', async () => {
     const ws = makeWorkspace()
     remote(ws, host, {target: 'x', protect: ['data/', '.env'], smoke: []})
-    const names = ['#x', ';x', "it's", 'a b', ' lead', 'trail ', '-rf', '$(id)', '`id`', 'x\ny', 'tab\tx', '\\#101', 'ü', '*', '"q"']
+    const names = [
+      '#x',
+      ';x',
+      "it's",
+      'a b',
+      ' lead',
+      'trail ',
+      '-rf',
+      '$(id)',
+      '`id`',
+      'x\ny',
+      'tab\tx',
+      '\\#101',
+      'ü',
+      '*',
+      '"q"',
+    ]
     for (const n of names) fs.writeFileSync(path.join(ws.src, 'app', n), `content of ${JSON.stringify(n)}\n`)
     fs.writeFileSync(Buffer.concat([Buffer.from(`${ws.src}/app/bad-`), Buffer.from([0xff, 0xfe])]), 'latin1 name\n')
     const r = await runCli(['deploy', '--json'], {cwd: ws.src})
@@ -211,7 +233,13 @@ describe('SSH target: one remote host', () => {
     const ws = makeWorkspace()
     remote(ws, host, {target: 'x', protect: ['data/', '.env']})
     fs.mkdirSync(ws.stateDir, {recursive: true})
-    const owner = {pid: 4242, host: 'ci-runner-7', user: 'deploy', command: 'hotctl deploy', started: new Date().toISOString()}
+    const owner = {
+      pid: 4242,
+      host: 'ci-runner-7',
+      user: 'deploy',
+      command: 'hotctl deploy',
+      started: new Date().toISOString(),
+    }
     fs.writeFileSync(path.join(ws.stateDir, 'lock'), JSON.stringify(owner))
     ws.setVersion('v2')
     const before = managed(ws)
@@ -265,7 +293,9 @@ describe('SSH target: a controller killed mid-sync', () => {
     const journal = path.join(ws.stateDir, 'journal.jsonl')
     const child = await waitFor(
       'the deploy to journal its writer',
-      () => /"event":"child"/.test(fs.existsSync(journal) ? fs.readFileSync(journal, 'utf8') : '') && fs.existsSync(path.join(ws.stateDir, 'writer.pid')),
+      () =>
+        /"event":"child"/.test(fs.existsSync(journal) ? fs.readFileSync(journal, 'utf8') : '') &&
+        fs.existsSync(path.join(ws.stateDir, 'writer.pid')),
       30_000,
     )
     expect(child).toBe(true)
@@ -314,7 +344,10 @@ describe('SSH target: preflight names what is wrong on the host', () => {
     const cfg = path.join(ws.dir, 'ssh_config')
     fs.writeFileSync(
       cfg,
-      fs.readFileSync(host.sshConfig, 'utf8').replace(`HostName ${host.address}`, `HostName ${other.address}`).replace(`Port ${host.port}`, `Port ${other.port}`),
+      fs
+        .readFileSync(host.sshConfig, 'utf8')
+        .replace(`HostName ${host.address}`, `HostName ${other.address}`)
+        .replace(`Port ${host.port}`, `Port ${other.port}`),
     )
     ws.writeConfig({target: `root@${host.alias}:${ws.live}`, ssh: {config: cfg}})
     const r = await runCli(['deploy', '--json'], {cwd: ws.src})

@@ -105,10 +105,16 @@ export async function startSshHost(
     ...['/root/.bashrc', '/root/.profile'].filter((f) => fs.existsSync(f)),
     ...(opts.hideTools ?? []).map((t) => spawnSync('sh', ['-c', `command -v ${t}`], {encoding: 'utf8'}).stdout.trim()),
   ].filter(Boolean)
-  const script = [...mounts.map((m) => `mount --bind "$1" '${m}' || exit 1`), 'exec /usr/sbin/sshd -D -e -f "$2"'].join('\n')
-  const proc: ChildProcess = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', empty, sshdConfig], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  })
+  const script = [...mounts.map((m) => `mount --bind "$1" '${m}' || exit 1`), 'exec /usr/sbin/sshd -D -e -f "$2"'].join(
+    '\n',
+  )
+  const proc: ChildProcess = spawn(
+    'unshare',
+    ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', empty, sshdConfig],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  )
   let log = ''
   proc.stderr!.on('data', (d) => (log += String(d)))
   const deadline = Date.now() + 10_000

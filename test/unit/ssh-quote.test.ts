@@ -54,7 +54,7 @@ describe('remote quoting', () => {
     expect(positional(hostile)).toEqual(hostile)
   })
 
-  it('shq is single-quoting with the quote itself as \'\\\'\'', () => {
+  it("shq is single-quoting with the quote itself as '\\''", () => {
     expect(shq("it's")).toBe(`'it'\\''s'`)
     expect(shq('$x')).toBe(`'$x'`)
     expect(() => shq('a\0b')).toThrow(/NUL/)
