@@ -25,7 +25,7 @@ import {
   treeHash,
   type Workspace,
 } from '../e2e/helpers.js'
-import {type SshHost, startSshHost, stopSshHosts} from './sshd-host.js'
+import {type SshHost, startSshHost, stopSshHosts} from './sshd-host.mjs'
 
 const why = (r: {stdout: string; stderr: string}) =>
   `stdout:\n${r.stdout.slice(0, 3000)}\nstderr:\n${r.stderr.slice(0, 3000)}`
