@@ -118,24 +118,41 @@ export class SshConnection {
     opts: {timeoutMs?: number; signal?: AbortSignal; detached?: boolean} = {},
   ): Promise<RemoteResult> {
     open.add(this)
-    const r = await execa('ssh', [...this.options(), '--', this.destination, 'sh -s'], {
+    const started = Date.now()
+    const timeoutMs = opts.timeoutMs ?? this.settings.timeoutMs
+    const sub = execa('ssh', [...this.options(), '--', this.destination, 'sh -s'], {
       input: remoteScript(script, args),
       reject: false,
       encoding: 'buffer',
-      timeout: opts.timeoutMs ?? this.settings.timeoutMs,
-      forceKillAfterDelay: 1000,
-      cancelSignal: opts.signal,
       detached: opts.detached,
     })
-    const stderr = Buffer.from(r.stderr).toString()
-    if (r.timedOut) {
-      throw new SshError(
-        this.host.name,
-        `no answer within ${opts.timeoutMs ?? this.settings.timeoutMs} ms (ssh.timeout)`,
-        'timeout',
-      )
+    // The bound is kept here, not by waiting for the pipes: a multiplexed ssh hands its stdio to
+    // the master, so they stay open until the remote command ends even after the client is killed.
+    let timer: NodeJS.Timeout | undefined
+    let onAbort: (() => void) | undefined
+    const bound = new Promise<'timeout' | 'abort'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), timeoutMs)
+      onAbort = () => resolve('abort')
+      if (opts.signal?.aborted) resolve('abort')
+      else opts.signal?.addEventListener('abort', onAbort, {once: true})
+    })
+    const first = await Promise.race([sub.then((r) => ({r})), bound.then((why) => ({why}))])
+    clearTimeout(timer)
+    if (onAbort) opts.signal?.removeEventListener('abort', onAbort)
+    if ('why' in first) {
+      sub.kill('SIGKILL')
+      sub.catch(() => undefined) // settles once the host side ends
+      if (first.why === 'abort')
+        throw new HotctlError(`interrupted while talking to ${this.host.name}`, EXIT.interrupted)
+      throw new SshError(this.host.name, `no answer within ${timeoutMs} ms (ssh.timeout)`, 'timeout')
     }
-    if (r.isCanceled) throw new HotctlError(`interrupted while talking to ${this.host.name}`, EXIT.interrupted)
+    const r = first.r
+    const stderr = Buffer.from(r.stderr).toString()
+    // HOTCTL_DEBUG_SSH=1: one stderr line per remote script (time, first words, argument count).
+    if (process.env.HOTCTL_DEBUG_SSH)
+      process.stderr.write(
+        `hotctl: ssh ${this.host.name} ${Date.now() - started} ms: ${script.split('\n')[0]!.slice(0, 50)} (${args.length} args)\n`,
+      )
     if (r.exitCode === undefined || r.exitCode === 255) throw sshFailure(this.host.name, stderr, r.shortMessage)
     return {exitCode: r.exitCode, stdout: Buffer.from(r.stdout), stderr}
   }

@@ -53,14 +53,28 @@ done
 exit 0`
 
 /**
- * Runs a user's command in the target dir: $2 variables exported by the shell (builtins: values
- * never on a command line the host's process list shows), output merged.
+ * Runs a user's command in the target dir: $3 variables exported by the shell (builtins: values
+ * never on a command line the host's process list shows), output merged. The session's process
+ * group (sshd makes each session one) is recorded in $2, so a command that outlives its timeout
+ * or an interrupt can be stopped on the host, not only its ssh client here.
  */
 const SERVICE = `cd -- "$1" || exit 97
-n=$2; shift 2
+f=$2; n=$3; shift 3
+read -r _ _ _ _ g _ < "/proc/$$/stat" 2>/dev/null && printf '%s' "$g" > "$f" 2>/dev/null
 while [ "$n" -gt 0 ]; do export "$1=$2"; shift 2; n=$((n - 1)); done
 exec 2>&1
-exec "$@"`
+"$@"
+s=$?
+rm -f -- "$f"
+exit $s`
+
+/** Stops a service command's process group on the host (TERM, then KILL after a second). */
+const STOP_COMMAND = `f=$1
+[ -f "$f" ] || exit 0
+g=$(cat -- "$f")
+case $g in ''|*[!0-9]*) ;; *) kill -s TERM -- "-$g" 2>/dev/null; sleep 1; kill -s KILL -- "-$g" 2>/dev/null ;; esac
+rm -f -- "$f"
+exit 0`
 
 /**
  * Stops the remote rsync a killed controller left writing: its pid was recorded by the rsync-path
@@ -249,15 +263,19 @@ export class SshTarget implements Target {
     const env = {...referencedEnv(argv), ...opts.env}
     const vars = Object.entries(env).flatMap(([k, v]) => [k, v])
     const timeoutMs = opts.timeoutMs ?? Math.max(this.config.ssh.timeoutMs, this.config.reloadTimeoutMs)
+    const pgidFile = `${this.config.stateDir}/command-${process.pid}-${Date.now()}.pgid`
     let r
     try {
-      r = await this.conn.run(SERVICE, [this.config.target, String(vars.length / 2), ...vars, ...argv], {
+      r = await this.conn.run(SERVICE, [this.config.target, pgidFile, String(vars.length / 2), ...vars, ...argv], {
         timeoutMs,
         signal: opts.signal,
       })
     } catch (err) {
       const canceled = err instanceof HotctlError && err.exitCode === EXIT.interrupted
       const timedOut = err instanceof SshError && err.kind === 'timeout'
+      // Only its ssh client ended here: stop the command on the host too (best effort: the host may be gone).
+      if (canceled || timedOut)
+        await this.conn.run(STOP_COMMAND, [pgidFile], {timeoutMs: 10_000}).catch(() => undefined)
       return {ok: false, exitCode: undefined, tail: redact((err as Error).message), canceled, timedOut}
     }
     const lines = r.stdout.toString('utf8').trimEnd().split('\n')

@@ -278,6 +278,34 @@ describe('SSH target: one remote host', () => {
   }, 60_000)
 })
 
+describe('SSH target: commands on the host are bounded', () => {
+  it('a smoke command past its timeout is stopped on the host, not only its ssh client here', async () => {
+    const ws = makeWorkspace()
+    const marker = String(30 + Math.floor(Math.random() * 1000))
+    remote(ws, host, {
+      target: 'x',
+      protect: ['data/', '.env'],
+      smoke: [{name: 'hangs', command: `grep -q v2 app/handlers.py && exec sleep ${marker}.5 || true`, timeout: '2s'}],
+    })
+    ws.setVersion('v2')
+    const r = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(r.exitCode, why(r)).toBe(3)
+    const sleeping = () =>
+      fs
+        .readdirSync('/proc')
+        .filter((p) => /^\d+$/.test(p))
+        .filter((p) => {
+          try {
+            return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8') === `sleep\0${marker}.5\0`
+          } catch {
+            return false
+          }
+        })
+    await waitFor('the command to be stopped', () => sleeping().length === 0, 10_000)
+    expect(sleeping()).toEqual([])
+  }, 60_000)
+})
+
 describe('SSH target: a controller killed mid-sync', () => {
   it('the next deploy stops the writers it left (here and on the host), restores the backup first, then deploys', async () => {
     const ws = makeWorkspace()
