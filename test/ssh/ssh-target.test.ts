@@ -2,6 +2,7 @@
  * The SSH target end to end: the built binary deploys to `root@host:/path` through a real sshd
  * (test/ssh/sshd-host.ts), real ssh and rsync over it; the single-target pipelines are unchanged.
  */
+import {spawnSync} from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -176,11 +177,15 @@ describe('SSH target: one remote host', () => {
     expect(ino(b(ids[0]!, 'app/handlers.py'))).not.toBe(ino(b(ids[1]!, 'app/handlers.py')))
 
     // Someone edits a live file in place and puts its mtime back.
+    // (touch -r keeps the nanoseconds, which rsync compares here; fs.utimes would not.)
     const readme = path.join(ws.live, 'README.md')
-    const st = fs.statSync(readme)
+    const ref = path.join(ws.dir, 'mtime-ref')
+    fs.writeFileSync(ref, '')
+    expect(spawnSync('touch', ['-r', readme, ref]).status).toBe(0)
     const edited = Buffer.from(fs.readFileSync(readme).toString().replace('demo', 'DEMO'))
     fs.writeFileSync(readme, edited)
-    fs.utimesSync(readme, st.atime, st.mtime)
+    expect(spawnSync('touch', ['-r', ref, readme]).status).toBe(0)
+    expect(fs.statSync(readme, {bigint: true}).mtimeNs).toBe(fs.statSync(ref, {bigint: true}).mtimeNs)
     ws.setVersion('v4')
     const r = await runCli(['deploy', '--json'], {cwd: ws.src})
     expect(r.exitCode, why(r)).toBe(0)
