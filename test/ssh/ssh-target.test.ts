@@ -2,7 +2,7 @@
  * The SSH target end to end: the built binary deploys to `root@host:/path` through a real sshd
  * (test/ssh/sshd-host.ts), real ssh and rsync over it; the single-target pipelines are unchanged.
  */
-import {spawnSync} from 'node:child_process'
+import {spawn, spawnSync} from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -347,6 +347,62 @@ describe('SSH target: a controller killed mid-sync', () => {
     expect(await svc.hello()).toBe('hello v3')
     expect(managed(ws)).not.toBe(hashV2)
   }, 120_000)
+})
+
+describe('SSH target: a writer left running on the host', () => {
+  it('is stopped before the interrupted operation is restored (only a process that runs rsync --server)', async () => {
+    const ws = makeWorkspace()
+    remote(ws, host, {target: 'x', protect: ['data/', '.env']})
+    ws.setVersion('v2')
+    const first = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(first.exitCode, why(first)).toBe(0)
+    // What a controller that vanished mid-sync leaves: an open deploy in the journal and the
+    // remote writer's pid (here a stand-in whose command line reads like rsync's server side).
+    const writer = spawn('bash', ['-c', 'exec -a "rsync --server" sleep 120'], {stdio: 'ignore', detached: true})
+    const bystander = spawn('sleep', ['120'], {stdio: 'ignore', detached: true})
+    try {
+      await waitFor('the stand-in to exec', () =>
+        fs.readFileSync(`/proc/${writer.pid}/cmdline`, 'utf8').startsWith('rsync --server'),
+      )
+      const opId = '20000101000000'
+      const t = new Date().toISOString()
+      const start = {
+        event: 'start',
+        op: 'deploy',
+        opId,
+        t,
+        backup: first.json.release,
+        user: 'ci',
+        host: 'gone-runner',
+        pid: 4242,
+        argv: [],
+      }
+      fs.appendFileSync(
+        path.join(ws.stateDir, 'journal.jsonl'),
+        `${JSON.stringify(start)}\n${JSON.stringify({event: 'phase', opId, t, phase: 'sync'})}\n`,
+      )
+      // A pid reused by something else is never killed.
+      fs.writeFileSync(path.join(ws.stateDir, 'writer.pid'), String(bystander.pid))
+      const r0 = await runCli(['deploy', '--json'], {cwd: ws.src})
+      expect(r0.exitCode, why(r0)).toBe(0)
+      expect(bystander.exitCode).toBeNull()
+      expect(fs.existsSync(`/proc/${bystander.pid}`)).toBe(true)
+      // Open again, now with the writer's pid.
+      fs.appendFileSync(
+        path.join(ws.stateDir, 'journal.jsonl'),
+        `${JSON.stringify({...start, opId: '20000101000001'})}\n${JSON.stringify({event: 'phase', opId: '20000101000001', t, phase: 'sync'})}\n`,
+      )
+      fs.writeFileSync(path.join(ws.stateDir, 'writer.pid'), String(writer.pid))
+      const r = await runCli(['deploy', '--json'], {cwd: ws.src})
+      expect(r.exitCode, why(r)).toBe(0)
+      expect(r.json.recovery?.interrupted).toBe('20000101000001')
+      await waitFor('the writer to be gone', () => writer.exitCode !== null || writer.signalCode !== null, 10_000)
+      expect(writer.signalCode).toBe('SIGKILL')
+    } finally {
+      writer.kill('SIGKILL')
+      bystander.kill('SIGKILL')
+    }
+  }, 90_000)
 })
 
 describe('SSH target: preflight names what is wrong on the host', () => {
