@@ -277,6 +277,65 @@ const changeCountOf = (json) => {
 /** Flushes dirty pages so writeback of one command does not land inside the next timed one. Not timed. */
 const syncDisks = () => run('sync', [], {allowFail: true})
 
+// ---------------------------------------------------------------- one remote host (ssh)
+/**
+ * hotctl deploy to `root@host:/path` (a throwaway sshd on 127.0.0.2, test/ssh/sshd-host.mjs)
+ * against bare `rsync -a --delete -e ssh` with the same ssh options, each a fresh connection per
+ * run (hotctl opens and closes its own master). Same changes, same tree. Needs root and sshd;
+ * otherwise skipped with the reason.
+ */
+async function remoteBench(o, work, src, picked, pool, baseSec) {
+  if (!fs.existsSync('/usr/sbin/sshd') || process.getuid?.() !== 0)
+    return {skipped: 'needs root and /usr/sbin/sshd (apt-get install openssh-server)'}
+  const {startSshHost, stopSshHosts} = await import('../test/ssh/sshd-host.mjs')
+  const host = await startSshHost()
+  try {
+    const rlive = path.join(work, 'remote-live')
+    const rcopy = path.join(work, 'remote-rsync-copy')
+    const rconfig = path.join(work, 'hotctl.remote.json')
+    fs.writeFileSync(
+      rconfig,
+      `${JSON.stringify({source: src, target: `root@${host.alias}:${rlive}`, ssh: {config: host.sshConfig}, protect: [], checks: {}}, null, 2)}\n`,
+    )
+    const control = fs.mkdtempSync(path.join(os.tmpdir(), 'hotctl-bench-cm-'))
+    const rsh = `ssh -F ${host.sshConfig} -o BatchMode=yes -o ControlMaster=auto -o ControlPath=${control}/%C -o ControlPersist=30`
+    const bare = async () => {
+      const r = await run('rsync', ['-a', '--delete', '-e', rsh, `${src}/`, `root@${host.alias}:${rcopy}/`])
+      await run('ssh', ['-F', host.sshConfig, '-o', `ControlPath=${control}/%C`, '-O', 'exit', host.alias], {
+        allowFail: true,
+      })
+      return r.ms
+    }
+    log('remote: first deploy to one ssh host (full initial backup)')
+    const first = await hotctl(['deploy', '--create-target', '--skip-checks', '--json', '--config', rconfig], work)
+    await bare()
+    const times = {hotctl: [], rsync: []}
+    const rss = []
+    for (let rep = 1; rep <= o.reps; rep++) {
+      mutate(src, picked, pool, 100 + rep, baseSec)
+      const steps = [
+        async () => {
+          const r = await hotctl(['deploy', '--skip-checks', '--json', '--config', rconfig], work)
+          const n = r.json.changes?.changed?.length ?? 0
+          if (n !== o.changed) throw new Error(`remote hotctl deploy changed ${n} files, not ${o.changed}`)
+          times.hotctl.push(r)
+          if (r.rssKb) rss.push(r.rssKb)
+        },
+        async () => times.rsync.push({ms: await bare()}),
+      ]
+      if (rep % 2 === 0) steps.reverse()
+      for (const step of steps) await step()
+      log(
+        `remote rep ${rep}/${o.reps}: hotctl ${fmtMs(times.hotctl.at(-1).ms)}, rsync -e ssh ${fmtMs(times.rsync.at(-1).ms)}`,
+      )
+    }
+    fs.rmSync(control, {recursive: true, force: true})
+    return {first: first.ms, hotctl: times.hotctl, rsync: times.rsync, rss}
+  } finally {
+    await stopSshHosts()
+  }
+}
+
 // ---------------------------------------------------------------- main
 async function main() {
   const o = parseArgs(process.argv.slice(2))
@@ -485,6 +544,9 @@ async function main() {
       `CI nothing changed: hotctl ${same.hotctl.map((r) => fmtMs(r.ms)).join(' / ')}, rsync -a -c -n ${same.rsync.map((r) => fmtMs(r.ms)).join(' / ')}`,
     )
 
+    // 5b. One remote host over ssh (the same tree and changes).
+    const remote = await remoteBench(o, work, src, picked, gen.pool, baseSec + 1000)
+
     // 6. Startup and the fixed cost of a deploy: --version, and a no-change deploy of a 10-file tree.
     log('--version, no-change deploy of 10 files, node -e 0')
     const small = path.join(work, 'small')
@@ -576,6 +638,14 @@ async function main() {
     rssRow('peak RSS: deploy', rss.deploy)
     rssRow('peak RSS: CI deploy', rss.ci)
     rssRow('peak RSS: rollback', rb.rssKb ? [rb.rssKb] : [])
+    if (remote.skipped) log(`remote row skipped: ${remote.skipped}`)
+    else {
+      ratioRow('remote: deploy to 1 ssh host', remote.hotctl, 'rsync -a --delete -e ssh', remote.rsync, {
+        max: 2.5,
+        text: '≤ 2.5× rsync -e ssh',
+      })
+      rssRow('peak RSS: remote deploy', remote.rss)
+    }
 
     const from = o.reps > 1 ? 1 : 0 // deploy 1 re-backs up originals the initial backup already holds
     const pick = (xs) => median(xs.slice(from))

@@ -55,6 +55,7 @@ export abstract class HotctlCommand extends Command {
   protected ui: Ui = createUi(false)
   private readonly abort = new AbortController()
   private readonly startedAt = Date.now()
+  private openedTarget = false
 
   protected get jsonMode(): boolean {
     return this.argv.includes('--json')
@@ -91,7 +92,17 @@ export abstract class HotctlCommand extends Command {
     process.on('SIGTERM', onSignal)
     const env = {HOTCTL_TARGET: config.target, HOTCTL_SOURCE: config.source, HOTCTL_STATE_DIR: config.stateDir}
     const target = openTarget(config, {warn: (m) => this.ui.say(`hotctl: warning: ${m}`)})
+    this.openedTarget = true
     return {config, target, ui: this.ui, signal: this.abort.signal, env}
+  }
+
+  /** Ends the run's ssh master connections (remote targets), whatever the outcome. */
+  async finally(err: Error | undefined): Promise<void> {
+    if (this.openedTarget) {
+      const {closeAllConnections} = await import('./ssh/connection.js')
+      await closeAllConnections()
+    }
+    return super.finally(err)
   }
 
   /** Prints a result (JSON on stdout, or the human text on stderr/stdout) and sets the exit code. */

@@ -6,6 +6,7 @@ import {stopGroup, stopOnAbort} from '../process/group.js'
 import {redact} from '../secrets.js'
 import {showArgv, verbose} from '../ui/verbose.js'
 import {OutputTail} from './output-tail.js'
+import type {ServiceCommandOptions} from '../target/target.js'
 
 export interface CommandResult {
   ok: boolean
@@ -25,10 +26,7 @@ export interface CommandResult {
 const INTERRUPT_KILL_GRACE_MS = 1000
 
 /** Runs a configured command where the service is (Target.runServiceCommand). */
-export type ServiceRunner = (
-  cmd: Command,
-  opts: {env: Record<string, string>; signal?: AbortSignal; timeoutMs?: number; tailLines?: number},
-) => Promise<CommandResult>
+export type ServiceRunner = (cmd: Command, opts: ServiceCommandOptions) => Promise<CommandResult>
 
 export const describeCommand = (c: Command) => (typeof c === 'string' ? c : c.argv.join(' '))
 
