@@ -7,6 +7,9 @@ import {runTasks} from '../ui/render.js'
 import type {OpContext} from './context.js'
 import {preflight as runPreflight} from './preflight.js'
 
+/** Checks run on the controller, in the source tree: they need no target (a fleet runs them once). */
+type ControllerContext = Pick<OpContext, 'config' | 'env' | 'signal'>
+
 export interface CheckOutcome {
   name: string
   ok: boolean
@@ -46,7 +49,7 @@ export async function check(ctx: OpContext, opts: CheckOptions): Promise<CheckRe
 }
 
 /** The group `check` and `deploy` both run: every check to its end, failed or not (outcomes say which). */
-export function checksGroup(ctx: OpContext, outcomes: CheckOutcome[]): ListrTask {
+export function checksGroup(ctx: ControllerContext, outcomes: CheckOutcome[]): ListrTask {
   return {
     title: 'Checks',
     task: (_c, task) => task.newListr(checkTasks(ctx, outcomes), {concurrent: true, exitOnError: false}),
@@ -54,7 +57,7 @@ export function checksGroup(ctx: OpContext, outcomes: CheckOutcome[]): ListrTask
 }
 
 /** The configured checks, concurrently; each runs its commands in order in the source tree. */
-export function checkTasks(ctx: OpContext, outcomes: CheckOutcome[]): ListrTask[] {
+export function checkTasks(ctx: ControllerContext, outcomes: CheckOutcome[]): ListrTask[] {
   return ctx.config.checks.map((check) => ({
     title: redact(`${check.name}: ${check.commands.map(describeCommand).join(' && ')}`),
     task: async (_c, task) => {
