@@ -283,7 +283,7 @@ export async function settleDeploy(ctx: OpContext, run: DeployRun, err: unknown)
   }
 }
 
-function requireChecks(result: DeployResult): void {
+export function requireChecks(result: Pick<DeployResult, 'checks'>): void {
   const failed = result.checks.filter((c) => !c.ok)
   if (failed.length === 0) return
   const details = failed.map((c) => `--- ${c.name}\n${c.detail}`).join('\n')

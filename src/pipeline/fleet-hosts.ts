@@ -1,0 +1,154 @@
+import type {ListrTask} from 'listr2'
+import type {HostSpec, ResolvedConfig} from '../config/resolve.js'
+import {errorMessage, EXIT, type ExitCode, HotctlError} from '../errors.js'
+import type {PreflightItem, PreflightOptions} from '../target/target.js'
+import type {Ui} from '../ui/ui.js'
+import type {OpContext} from './context.js'
+import {lockTarget, recoverInterrupted, type Recovery} from './operation.js'
+import {preflight} from './preflight.js'
+
+/**
+ * A fleet run's context: the config (hosts already limited), the controller's UI and interrupt,
+ * and a way to open one host's own context — its config with `${host}` filled in (forHost), its
+ * own Target, and messages that name it.
+ */
+export interface FleetContext {
+  config: ResolvedConfig
+  ui: Ui
+  signal: AbortSignal
+  env: Record<string, string>
+  host(h: HostSpec): OpContext
+}
+
+/** One host in a fleet run: its context, its lock, and what recovery found in its journal. */
+export interface HostSlot {
+  host: HostSpec
+  ctx: OpContext
+  unlock?: () => Promise<void>
+  recovery?: Recovery
+  /** 1-based wave the host was in; unset when no wave reached it. */
+  wave?: number
+}
+
+export function openHosts(fleet: FleetContext): HostSlot[] {
+  return fleet.config.hosts.map((host) => ({host, ctx: fleet.host(host)}))
+}
+
+/** Every host's preflight at once; any failed item fails the run before a host is touched (exit 1), naming the hosts. */
+export async function preflightHosts(slots: HostSlot[], opts: PreflightOptions): Promise<Record<string, PreflightItem[]>> {
+  const items = await Promise.all(
+    slots.map((s) =>
+      preflight(s.ctx, opts).catch((err): PreflightItem[] => [
+        {name: 'reachable', ok: false, detail: errorMessage(err)},
+      ]),
+    ),
+  )
+  const byHost = Object.fromEntries(slots.map((s, i) => [s.host.name, items[i]!]))
+  const bad = slots.flatMap((s, i) =>
+    items[i]!.filter((p) => !p.ok).map((p) => ({host: s.host.name, item: p})),
+  )
+  if (bad.length === 0) return byHost
+  const hosts = [...new Set(bad.map((b) => b.host))]
+  const hints = [...new Set(bad.map((b) => b.item.hint).filter(Boolean))]
+  throw new HotctlError(
+    `preflight failed on ${hosts.length === 1 ? 'host' : 'hosts'} ${hosts.join(', ')}: ` +
+      bad.map((b) => `${b.host}: ${b.item.name}: ${b.item.detail}`).join('; '),
+    EXIT.failed,
+    `${hints.join(' ')}${hints.length ? ' ' : ''}No host was touched. Fix it, or leave the host out: --limit '!${hosts[0]}'.`,
+    {preflight: byHost, hosts},
+  )
+}
+
+/**
+ * Takes every host's lock one by one in name order, so two fleet runs over overlapping hosts
+ * always meet at the same first host and cannot deadlock. A held lock releases the ones taken and
+ * fails (exit 5) naming the host and its owner.
+ */
+export async function lockHosts(slots: HostSlot[], command: string): Promise<void> {
+  for (const s of byName(slots)) {
+    try {
+      s.unlock = await lockTarget(s.ctx, command)
+    } catch (err) {
+      await unlockHosts(slots)
+      const code = err instanceof HotctlError ? err.exitCode : EXIT.failed
+      const hint = err instanceof HotctlError ? err.hint : 'Is the host reachable? Leave it out with --limit.'
+      throw new HotctlError(`host ${s.host.name}: ${errorMessage(err)}`, code, hint, {
+        host: s.host.name,
+        ...(err instanceof HotctlError ? err.details : {}),
+      })
+    }
+  }
+}
+
+/** Releases every lock taken (in reverse order); a host that cannot be reached keeps its lock, with a warning. */
+export async function unlockHosts(slots: HostSlot[]): Promise<void> {
+  for (const s of byName(slots).reverse()) {
+    const unlock = s.unlock
+    s.unlock = undefined
+    await unlock?.().catch((err) =>
+      s.ctx.ui.say(`hotctl: warning: could not release the lock: ${errorMessage(err)} (hotctl clears it when stale)`),
+    )
+  }
+}
+
+/**
+ * Every host's journal is checked for an operation a killed run left open, and each found is
+ * restored first (in parallel). A host whose restore fails stops the run: exit 4, naming it.
+ */
+export async function recoverHosts(slots: HostSlot[], opts: {allowRestart: boolean}): Promise<void> {
+  const outcomes = await Promise.allSettled(
+    slots.map(async (s) => {
+      s.recovery = await recoverInterrupted(s.ctx, opts)
+    }),
+  )
+  const failed = slots.flatMap((s, i) => {
+    const o = outcomes[i]!
+    return o.status === 'rejected' ? [{host: s.host.name, err: o.reason as unknown}] : []
+  })
+  if (failed.length === 0) return
+  const worst = failed.some((f) => f.err instanceof HotctlError && f.err.exitCode === EXIT.needsAttention)
+  throw new HotctlError(
+    `recovering interrupted operations failed on ${failed.map((f) => `${f.host}: ${errorMessage(f.err)}`).join('; ')}`,
+    worst ? EXIT.needsAttention : EXIT.failed,
+    'Those hosts need attention: `hotctl status` shows them; fix them, or leave them out with --limit.',
+    {hosts: failed.map((f) => f.host)},
+  )
+}
+
+export const byName = (slots: HostSlot[]) =>
+  [...slots].sort((a, b) => (a.host.name < b.host.name ? -1 : a.host.name > b.host.name ? 1 : 0))
+
+/** A listr task per host, run concurrently up to `limit`: the fleet's "host" level of the tree. */
+export function perHost(slots: HostSlot[], limit: number, task: (s: HostSlot) => ListrTask['task']): ListrTask['task'] {
+  return (_c, parent) =>
+    parent.newListr(
+      slots.map((s) => ({title: s.host.name, task: task(s)})),
+      {concurrent: Math.max(1, Math.min(limit, slots.length)), exitOnError: false},
+    )
+}
+
+/**
+ * A fleet operation's exit code from its hosts' settlements: 4 when any host needs attention,
+ * 130 after an interrupt, the failing host's own reason (6 needs a restart, 5 locked) where it has
+ * one, 3 when hosts were changed and put back, 1 when nothing was touched.
+ */
+export function fleetExit(f: {codes: number[]; interrupted: boolean; failing?: number; touched: boolean}): ExitCode {
+  if (f.codes.includes(EXIT.needsAttention)) return EXIT.needsAttention
+  if (f.interrupted) return EXIT.interrupted
+  if (f.failing === EXIT.needsRestart || f.failing === EXIT.locked || f.failing === EXIT.usage) return f.failing
+  return f.touched ? EXIT.restored : EXIT.failed
+}
+
+/** Waits `ms`, or less when interrupted. */
+export function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted || ms <= 0) return resolve()
+    const done = () => {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    const timer = setTimeout(done, ms)
+    signal.addEventListener('abort', done, {once: true})
+  })
+}
