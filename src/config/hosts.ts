@@ -26,7 +26,8 @@ export function limitHosts(hosts: HostSpec[], limit: string | undefined): HostSp
     .split(/[,:]/)
     .map((p) => p.trim())
     .filter(Boolean)
-  if (patterns.length === 0) throw usageError(`--limit "${limit}" names no host`, 'Pass host names or globs: --limit web1,web*')
+  if (patterns.length === 0)
+    throw usageError(`--limit "${limit}" names no host`, 'Pass host names or globs: --limit web1,web*')
   const include = patterns.filter((p) => !p.startsWith('!'))
   const exclude = patterns.filter((p) => p.startsWith('!')).map((p) => p.slice(1))
   const names = hosts.map((h) => h.name).join(', ')
@@ -43,7 +44,12 @@ export function limitHosts(hosts: HostSpec[], limit: string | undefined): HostSp
 }
 
 function matches(pattern: string, h: HostSpec): boolean {
-  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`)
+  const re = new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+  )
   return re.test(h.name) || re.test(h.address)
 }
 
@@ -66,8 +72,7 @@ export function planWaves<T>(hosts: T[], waves: (number | string)[]): T[][] {
   const out: T[][] = []
   let reached = 0
   for (const w of waves) {
-    const target =
-      typeof w === 'number' ? w : Math.ceil((Number.parseFloat(w) / 100) * n - 1e-9) // 25% of 6 → 2, 100% → n
+    const target = typeof w === 'number' ? w : Math.ceil((Number.parseFloat(w) / 100) * n - 1e-9) // 25% of 6 → 2, 100% → n
     const upTo = Math.min(n, Math.max(reached, target))
     if (upTo > reached) out.push(hosts.slice(reached, upTo))
     reached = upTo
@@ -101,7 +106,9 @@ export function forHost(config: ResolvedConfig, host: HostSpec): ResolvedConfig 
     })
   const services = config.services.map((s, i) => ({
     ...s,
-    ...(s.trigger && 'url' in s.trigger ? {trigger: {...s.trigger, url: fill(s.trigger.url, `services.${i}.trigger.url`)}} : {}),
+    ...(s.trigger && 'url' in s.trigger
+      ? {trigger: {...s.trigger, url: fill(s.trigger.url, `services.${i}.trigger.url`)}}
+      : {}),
     ...(s.status ? {status: {...s.status, url: fill(s.status.url, `services.${i}.status.url`)}} : {}),
   }))
   const smoke = config.smoke.map((s, i) => ('url' in s ? {...s, url: fill(s.url, `smoke.${i}.url`)} : s))

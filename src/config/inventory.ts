@@ -184,7 +184,9 @@ function badInventory(file: string, line: number, why: string) {
  */
 export function hostsOfGroup(inv: Inventory, name: string, file: string): HostSpec[] {
   if (name !== 'all' && !inv.groups.has(name)) {
-    const known = [...inv.groups.keys()].filter((g) => g !== 'all' && group(inv, g).hosts.length + group(inv, g).children.length > 0)
+    const known = [...inv.groups.keys()].filter(
+      (g) => g !== 'all' && group(inv, g).hosts.length + group(inv, g).children.length > 0,
+    )
     throw usageError(
       `group: ${name} is not a group of inventory ${file}`,
       `Groups there: ${known.length ? known.join(', ') : '(none)'}; or leave group out for all hosts.`,

@@ -2,7 +2,6 @@ import type {ListrTask} from 'listr2'
 import {planWaves} from '../config/hosts.js'
 import {errorMessage, EXIT, HotctlError} from '../errors.js'
 import {changeCount} from '../plan/changeset.js'
-import {formatDuration} from '../ui/format.js'
 import {runTasks} from '../ui/render.js'
 import {type CheckOutcome, checksGroup} from './checks.js'
 import {
@@ -23,11 +22,11 @@ import {
   type HostSlot,
   lockHosts,
   openHosts,
-  pause,
-  perHost,
   preflightHosts,
   recoverHosts,
   unlockHosts,
+  waveTasks,
+  type WaveState,
 } from './fleet-hosts.js'
 import {nextId, type Recovery} from './operation.js'
 import {beforeTheOperation} from './settle.js'
@@ -53,7 +52,8 @@ export interface FleetHostDeploy {
 
 export interface FleetDeployResult {
   exitCode: number
-  outcome: 'deployed' | 'nothing-to-deploy' | 'dry-run' | 'failed' | 'restored' | 'halted' | 'needs-attention' | 'interrupted'
+  outcome:
+    'deployed' | 'nothing-to-deploy' | 'dry-run' | 'failed' | 'restored' | 'halted' | 'needs-attention' | 'interrupted'
   /** The one release id of this deploy on every host. */
   release?: string
   onFailure: 'rollback-all' | 'halt'
@@ -67,13 +67,10 @@ export interface FleetDeployResult {
 }
 
 /** What the fleet deploy's tasks share. */
-interface FleetRun {
+interface FleetRun extends WaveState {
   slots: HostSlot[]
   runs: Map<HostSlot, DeployRun>
   release?: string
-  /** The first host failure: the waves stop there. */
-  failed?: {slot: HostSlot; error: unknown}
-  errors: Map<HostSlot, unknown>
   nothing: boolean
 }
 
@@ -128,7 +125,9 @@ export async function fleetDeploy(fleet: FleetContext, flags: DeployFlags): Prom
       task: async (_c, task) => {
         await recoverHosts(slots, {allowRestart: !flags.noRestart})
         const found = slots.filter((s) => s.recovery).map((s) => s.host.name)
-        task.title = found.length ? `Recovered interrupted operations on ${found.join(', ')}` : 'No interrupted operation'
+        task.title = found.length
+          ? `Recovered interrupted operations on ${found.join(', ')}`
+          : 'No interrupted operation'
       },
     },
     {
@@ -141,33 +140,13 @@ export async function fleetDeploy(fleet: FleetContext, flags: DeployFlags): Prom
           : `Plan release ${run.release}: changes on ${changed} of ${slots.length} hosts`
       },
     },
-    ...waves.flatMap((wave, i): ListrTask[] => [
-      ...(i > 0 && config.fleet.pauseMs > 0
-        ? [
-            {
-              title: `Pause ${formatDuration(config.fleet.pauseMs)}`,
-              skip: () => stopped(fleet, run, dry),
-              task: () => pause(config.fleet.pauseMs, fleet.signal),
-            },
-          ]
-        : []),
-      {
-        title: `Wave ${i + 1}/${waves.length}: ${wave.map((s) => s.host.name).join(', ')}`,
-        skip: () => stopped(fleet, run, dry),
-        task: perHost(wave, config.fleet.parallel, (slot) => (_c, task) => {
-          if (run.failed || fleet.signal.aborted) {
-            task.skip(`not started: ${run.failed ? `${run.failed.slot.host.name} failed` : 'interrupted'}`)
-            return
-          }
-          slot.wave = i + 1
-          // A host's steps run in order, stopping at the first failure (subtasks inherit the wave's concurrency otherwise).
-          return task.newListr(recording(steps(applySteps(slot.ctx, run.runs.get(slot)!)), run, slot), {
-            concurrent: false,
-            exitOnError: true,
-          })
-        }),
-      },
-    ]),
+    ...waveTasks(
+      fleet,
+      waves,
+      run,
+      (slot) => steps(applySteps(slot.ctx, run.runs.get(slot)!)),
+      () => (dry && 'dry run: no host is changed') || (run.nothing && 'nothing to deploy'),
+    ),
   ]
   try {
     try {
@@ -217,28 +196,6 @@ async function planFleet(run: FleetRun, flags: DeployFlags): Promise<void> {
       })
     }
   }
-}
-
-const stopped = (fleet: FleetContext, run: FleetRun, dry: boolean): string | false =>
-  (dry && 'dry run: no host is changed') ||
-  (run.nothing && 'nothing to deploy') ||
-  (run.failed && `skipped: ${run.failed.slot.host.name} failed`) ||
-  (fleet.signal.aborted && 'skipped: interrupted')
-
-/** Records a host's first failure (and the fleet's), then lets listr2 report it. */
-function recording(tasks: ListrTask[], run: FleetRun, slot: HostSlot): ListrTask[] {
-  return tasks.map((t) => ({
-    ...t,
-    task: async (c, task) => {
-      try {
-        return await t.task(c, task)
-      } catch (err) {
-        if (!run.errors.has(slot)) run.errors.set(slot, err)
-        run.failed ??= {slot, error: err}
-        throw err
-      }
-    },
-  }))
 }
 
 /**

@@ -2,6 +2,7 @@ import type {ListrTask} from 'listr2'
 import type {HostSpec, ResolvedConfig} from '../config/resolve.js'
 import {errorMessage, EXIT, type ExitCode, HotctlError} from '../errors.js'
 import type {PreflightItem, PreflightOptions} from '../target/target.js'
+import {formatDuration} from '../ui/format.js'
 import type {Ui} from '../ui/ui.js'
 import type {OpContext} from './context.js'
 import {lockTarget, recoverInterrupted, type Recovery} from './operation.js'
@@ -35,7 +36,10 @@ export function openHosts(fleet: FleetContext): HostSlot[] {
 }
 
 /** Every host's preflight at once; any failed item fails the run before a host is touched (exit 1), naming the hosts. */
-export async function preflightHosts(slots: HostSlot[], opts: PreflightOptions): Promise<Record<string, PreflightItem[]>> {
+export async function preflightHosts(
+  slots: HostSlot[],
+  opts: PreflightOptions,
+): Promise<Record<string, PreflightItem[]>> {
   const items = await Promise.all(
     slots.map((s) =>
       preflight(s.ctx, opts).catch((err): PreflightItem[] => [
@@ -44,9 +48,7 @@ export async function preflightHosts(slots: HostSlot[], opts: PreflightOptions):
     ),
   )
   const byHost = Object.fromEntries(slots.map((s, i) => [s.host.name, items[i]!]))
-  const bad = slots.flatMap((s, i) =>
-    items[i]!.filter((p) => !p.ok).map((p) => ({host: s.host.name, item: p})),
-  )
+  const bad = slots.flatMap((s, i) => items[i]!.filter((p) => !p.ok).map((p) => ({host: s.host.name, item: p})))
   if (bad.length === 0) return byHost
   const hosts = [...new Set(bad.map((b) => b.host))]
   const hints = [...new Set(bad.map((b) => b.item.hint).filter(Boolean))]
@@ -125,6 +127,65 @@ export function perHost(slots: HostSlot[], limit: number, task: (s: HostSlot) =>
       slots.map((s) => ({title: s.host.name, task: task(s)})),
       {concurrent: Math.max(1, Math.min(limit, slots.length)), exitOnError: false},
     )
+}
+
+/** What the waves of a fleet operation share: the first failure stops them; each host's own error. */
+export interface WaveState {
+  failed?: {slot: HostSlot; error: unknown}
+  errors: Map<HostSlot, unknown>
+}
+
+/**
+ * The waves as listr tasks: Wave N → host → that host's steps (in order, stopping at its first
+ * failure), hosts concurrent up to `parallel`, a pause between waves. A failure lets the hosts
+ * already running finish; hosts not yet started and later waves are skipped.
+ */
+export function waveTasks(
+  fleet: FleetContext,
+  waves: HostSlot[][],
+  state: WaveState,
+  hostSteps: (s: HostSlot) => ListrTask[],
+  skipWhy: () => string | false,
+): ListrTask[] {
+  const {pauseMs, parallel} = fleet.config.fleet
+  const stop = () =>
+    skipWhy() ||
+    (state.failed && `skipped: ${state.failed.slot.host.name} failed`) ||
+    (fleet.signal.aborted && 'skipped: interrupted')
+  return waves.flatMap((wave, i): ListrTask[] => [
+    ...(i > 0 && pauseMs > 0
+      ? [{title: `Pause ${formatDuration(pauseMs)}`, skip: stop, task: () => pause(pauseMs, fleet.signal)}]
+      : []),
+    {
+      title: `Wave ${i + 1}/${waves.length}: ${wave.map((s) => s.host.name).join(', ')}`,
+      skip: stop,
+      task: perHost(wave, parallel, (slot) => (_c, task) => {
+        if (state.failed || fleet.signal.aborted) {
+          task.skip(`not started: ${state.failed ? `${state.failed.slot.host.name} failed` : 'interrupted'}`)
+          return
+        }
+        slot.wave = i + 1
+        // In order, stopping at the first failure (subtasks would inherit the wave's concurrency).
+        return task.newListr(recording(hostSteps(slot), state, slot), {concurrent: false, exitOnError: true})
+      }),
+    },
+  ])
+}
+
+/** Records a host's first failure (and the fleet's), then lets listr2 report it. */
+function recording(tasks: ListrTask[], state: WaveState, slot: HostSlot): ListrTask[] {
+  return tasks.map((t) => ({
+    ...t,
+    task: async (c, task) => {
+      try {
+        return await t.task(c, task)
+      } catch (err) {
+        if (!state.errors.has(slot)) state.errors.set(slot, err)
+        state.failed ??= {slot, error: err}
+        throw err
+      }
+    },
+  }))
 }
 
 /**

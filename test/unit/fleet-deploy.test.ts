@@ -69,7 +69,14 @@ describe('fleet deploy failures', () => {
     const holds = Object.fromEntries(r.hosts.map((h) => [h.name, h.live]))
     expect(holds).toEqual({h1: id, h2: id, h3: R0, h4: R0, h5: R0, h6: R0})
     for (const n of ['h1', 'h2']) expect(f.fake(n).marker).toBe(id)
-    expect(r.hosts.map((h) => h.outcome)).toEqual(['deployed', 'deployed', 'restored', 'untouched', 'untouched', 'untouched'])
+    expect(r.hosts.map((h) => h.outcome)).toEqual([
+      'deployed',
+      'deployed',
+      'restored',
+      'untouched',
+      'untouched',
+      'untouched',
+    ])
     expect(journalLines(f.fake('h1').journal).at(-1)).toBe('deploy end ok 0')
     expectOnR0(f, ['h3', 'h4', 'h5', 'h6'])
   })
@@ -128,7 +135,19 @@ describe('fleet deploy: before any host is touched', () => {
     const b = f.fake('b')
     b.snapshotAs('20240202000000')
     b.journal.push(
-      {event: 'start', op: 'deploy', opId: '20240202000000', t: '2024-02-02T00:00:00.000Z', backup: '20240202000000', release: '20240202000000', from: R0, user: 'x', host: 'y', pid: 1, argv: []},
+      {
+        event: 'start',
+        op: 'deploy',
+        opId: '20240202000000',
+        t: '2024-02-02T00:00:00.000Z',
+        backup: '20240202000000',
+        release: '20240202000000',
+        from: R0,
+        user: 'x',
+        host: 'y',
+        pid: 1,
+        argv: [],
+      },
       {event: 'phase', opId: '20240202000000', t: '2024-02-02T00:00:01.000Z', phase: 'sync'},
     )
     b.setLive({'app.py': 'half'}, R0)

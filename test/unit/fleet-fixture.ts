@@ -20,7 +20,11 @@ export interface FakeFleet {
   config: ResolvedConfig
 }
 
-export function fakeFleet(names: string[], over: Partial<ResolvedConfig> = {}, fleetOver: Partial<ResolvedConfig['fleet']> = {}): FakeFleet {
+export function fakeFleet(
+  names: string[],
+  over: Partial<ResolvedConfig> = {},
+  fleetOver: Partial<ResolvedConfig['fleet']> = {},
+): FakeFleet {
   const hosts: HostSpec[] = names.map((name) => ({name, address: `10.0.0.${names.indexOf(name) + 1}`, vars: {}}))
   const base = fakeConfig({...COMMAND_SERVICE, ...over})
   const config: ResolvedConfig = {...base, hosts, fleet: {...base.fleet, ...fleetOver}}
