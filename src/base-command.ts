@@ -69,7 +69,10 @@ export abstract class HotctlCommand extends Command {
    * (`user@host:/path`) is a fleet of one, so deploy/rollback/status/backups answer in one shape
    * for every remote target.
    */
-  protected async openOperation(configPath?: string, limit?: string): Promise<{ctx: OpContext} | {fleet: FleetContext}> {
+  protected async openOperation(
+    configPath?: string,
+    limit?: string,
+  ): Promise<{ctx: OpContext} | {fleet: FleetContext}> {
     // Loaded here, not at the top: `hotctl --version` and --help must not pay for zod/cosmiconfig/execa.
     const {loadConfig} = await import('./config/load.js')
     const {forHost, withLimit} = await import('./config/hosts.js')
@@ -95,7 +98,13 @@ export abstract class HotctlCommand extends Command {
       const hostConfig = forHost(config, h)
       const target = openTarget(hostConfig, {warn: (m) => ui.say(`hotctl: warning: ${m}`)})
       this.opened.push(target)
-      return {config: hostConfig, target, ui, signal, env: {...env, HOTCTL_HOST: h.name, HOTCTL_HOST_ADDRESS: h.address}}
+      return {
+        config: hostConfig,
+        target,
+        ui,
+        signal,
+        env: {...env, HOTCTL_HOST: h.name, HOTCTL_HOST_ADDRESS: h.address},
+      }
     }
     if (config.hosts.length === 0) {
       const target = openTarget(config, {warn: (m) => this.ui.say(`hotctl: warning: ${m}`)})

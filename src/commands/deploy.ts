@@ -1,5 +1,5 @@
 import {Flags} from '@oclif/core'
-import {HotctlCommand} from '../base-command.js'
+import {HotctlCommand, limitFlag} from '../base-command.js'
 
 export default class Deploy extends HotctlCommand {
   static summary = 'Deploy the source tree into the running service, prove it is live, restore on failure.'
@@ -11,6 +11,7 @@ export default class Deploy extends HotctlCommand {
     '<%= config.bin %> deploy --no-restart',
     '<%= config.bin %> deploy --dry-run',
     '<%= config.bin %> deploy --skip-checks --json',
+    '<%= config.bin %> deploy --limit web1,web2',
   ]
   static flags = {
     'no-restart': Flags.boolean({
@@ -27,20 +28,30 @@ export default class Deploy extends HotctlCommand {
       description: 'Create the target directory if it does not exist (otherwise a missing target is an error).',
       default: false,
     }),
+    limit: limitFlag,
   }
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Deploy)
-    const ctx = await this.openContext(flags.config)
-    const {deploy} = await import('../pipeline/deploy.js')
-    const {renderDeploy} = await import('../ui/deploy-report.js')
-    const r = await deploy(ctx, {
+    const opened = await this.openOperation(flags.config, flags.limit)
+    const deployFlags = {
       dryRun: flags['dry-run'],
       force: flags.force,
       noRestart: flags['no-restart'],
       skipChecks: flags['skip-checks'],
       createTarget: flags['create-target'],
-    })
+    }
+    if ('fleet' in opened) {
+      const {fleetDeploy} = await import('../pipeline/fleet-deploy.js')
+      const {renderFleetDeploy} = await import('../ui/fleet-report.js')
+      const r = await fleetDeploy(opened.fleet, deployFlags)
+      this.finish({...r}, () => renderFleetDeploy(r))
+      return
+    }
+    const {ctx} = opened
+    const {deploy} = await import('../pipeline/deploy.js')
+    const {renderDeploy} = await import('../ui/deploy-report.js')
+    const r = await deploy(ctx, deployFlags)
     this.finish({...r}, () => renderDeploy(r, ctx.config))
   }
 }

@@ -1,5 +1,5 @@
 import {Flags} from '@oclif/core'
-import {HotctlCommand} from '../base-command.js'
+import {HotctlCommand, limitFlag} from '../base-command.js'
 
 export default class Rollback extends HotctlCommand {
   static summary = 'Go back to the release before the live one, or --to the release you want live.'
@@ -23,11 +23,20 @@ export default class Rollback extends HotctlCommand {
         'Release id to end with live (YYYYMMDDHHMMSS, as `hotctl backups` lists them), ' +
         'or `initial` for the tree from before the first hotctl deploy.',
     }),
+    limit: limitFlag,
   }
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Rollback)
-    const ctx = await this.openContext(flags.config)
+    const opened = await this.openOperation(flags.config, flags.limit)
+    if ('fleet' in opened) {
+      const {fleetRollback} = await import('../pipeline/fleet-rollback.js')
+      const {renderFleetRollback} = await import('../ui/fleet-report.js')
+      const r = await fleetRollback(opened.fleet, {to: flags.to})
+      this.finish({...r}, () => renderFleetRollback(r))
+      return
+    }
+    const {ctx} = opened
     const {rollback} = await import('../pipeline/rollback.js')
     const {renderRollback} = await import('../ui/rollback-report.js')
     const r = await rollback(ctx, {to: flags.to})

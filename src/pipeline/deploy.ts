@@ -186,7 +186,9 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
     {
       title: 'Prune old backups',
       does: `prune backups beyond ${config.keep}`,
-      skip: () => (run.plan?.nothingToDeploy && 'nothing to deploy') || (dry && `dry run: would prune backups beyond ${config.keep}`),
+      skip: () =>
+        (run.plan?.nothingToDeploy && 'nothing to deploy') ||
+        (dry && `dry run: would prune backups beyond ${config.keep}`),
       task: () => undefined, // after the operation ends (deploy()): a failing prune never fails a proven deploy
     },
   ]
