@@ -5,7 +5,6 @@ import {InterruptReason} from './interrupt.js'
 import type {HostSpec} from './config/resolve.js'
 import type {OpContext} from './pipeline/context.js'
 import type {FleetContext} from './pipeline/fleet-hosts.js'
-import type {Target} from './target/target.js'
 import {redact, redactValue} from './secrets.js'
 import {createUi, type Ui} from './ui/ui.js'
 
@@ -39,6 +38,7 @@ export abstract class HotctlCommand extends Command {
 
   protected ui: Ui = createUi(false)
   private readonly abort = new AbortController()
+  private openedTarget = false
 
   protected get jsonMode(): boolean {
     return this.argv.includes('--json')
@@ -97,7 +97,7 @@ export abstract class HotctlCommand extends Command {
       const ui: Ui = {json: this.ui.json, say: (m) => this.ui.say(config.hosts.length > 1 ? `[${h.name}] ${m}` : m)}
       const hostConfig = forHost(config, h)
       const target = openTarget(hostConfig, {warn: (m) => ui.say(`hotctl: warning: ${m}`)})
-      this.opened.push(target)
+      this.openedTarget = true
       return {
         config: hostConfig,
         target,
@@ -108,18 +108,18 @@ export abstract class HotctlCommand extends Command {
     }
     if (config.hosts.length === 0) {
       const target = openTarget(config, {warn: (m) => this.ui.say(`hotctl: warning: ${m}`)})
+      this.openedTarget = true
       return {ctx: {config, target, ui: this.ui, signal, env}}
     }
     return {fleet: {config, ui: this.ui, signal, env, host}}
   }
 
-  /** Targets opened by this command (closed when it ends: an SSH target's shared connection). */
-  private readonly opened: Target[] = []
-
-  async finally(err: Error | undefined): Promise<unknown> {
-    await Promise.all(
-      this.opened.map((t) => (t as Target & {close?: () => Promise<void>}).close?.().catch(() => undefined)),
-    )
+  /** Ends the run's ssh master connections (remote targets), whatever the outcome. */
+  async finally(err: Error | undefined): Promise<void> {
+    if (this.openedTarget) {
+      const {closeAllConnections} = await import('./ssh/connection.js')
+      await closeAllConnections()
+    }
     return super.finally(err)
   }
 

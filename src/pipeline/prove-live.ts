@@ -150,7 +150,7 @@ export function proveLiveTasks(
           task.output = redact(
             `${restartAsked ? restartAsked.message : `not live after ${reloadTimeoutMs} ms`}; restarting: ${describeCommand(restart)}`,
           )
-          const r = await run(restart, {env: ctx.env, signal: ctx.signal})
+          const r = await run(restart, {env: ctx.env, on: ctx.config.restartOn, signal: ctx.signal})
           if (!r.ok) throw new Error(`restart command failed (exit ${r.exitCode}):\n${r.tail}`)
           proof.restarted = true
           failures = await confirm()

@@ -27,7 +27,12 @@ export async function triggerReload(
   const t = svc.trigger
   if (!t) return 'no trigger configured (the service watches by itself)'
   if ('command' in t) {
-    const r = await opts.run(t.command, {env: opts.env, signal: opts.signal, timeoutMs: opts.short?.shortCommandMs()})
+    const r = await opts.run(t.command, {
+      env: opts.env,
+      on: t.on,
+      signal: opts.signal,
+      timeoutMs: opts.short?.shortCommandMs(),
+    })
     const how = r.timedOut ? 'timed out' : r.canceled ? 'was stopped' : `failed (exit ${r.exitCode})`
     if (!r.ok) throw new Error(`reload trigger \`${describeCommand(t.command)}\` ${how}:\n${r.tail}`)
     return 'trigger command ran'

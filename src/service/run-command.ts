@@ -2,6 +2,7 @@ import {execa} from 'execa'
 import type {Command} from '../config/schema.js'
 import {stopGroup, stopOnAbort} from '../process/group.js'
 import {redact} from '../secrets.js'
+import type {ServiceCommandOptions} from '../target/target.js'
 
 export interface CommandResult {
   ok: boolean
@@ -15,10 +16,7 @@ export interface CommandResult {
 const INTERRUPT_KILL_GRACE_MS = 1000
 
 /** Runs a configured command where the service is (Target.runServiceCommand). */
-export type ServiceRunner = (
-  cmd: Command,
-  opts: {env: Record<string, string>; signal?: AbortSignal; timeoutMs?: number; tailLines?: number},
-) => Promise<CommandResult>
+export type ServiceRunner = (cmd: Command, opts: ServiceCommandOptions) => Promise<CommandResult>
 
 export const describeCommand = (c: Command) => (typeof c === 'string' ? c : c.argv.join(' '))
 

@@ -54,6 +54,7 @@ async function runCommandSmoke(
   for (let attempt = 0; attempt <= spec.retries; attempt++) {
     const r = await run(spec.command, {
       env,
+      on: spec.on,
       signal,
       timeoutMs: parseDuration(spec.timeout, `smoke.${spec.name}.timeout`),
     })

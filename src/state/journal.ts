@@ -74,7 +74,7 @@ export class Journal {
     fs.mkdirSync(path.dirname(this.file), {recursive: true})
     const fd = fs.openSync(this.file, 'a')
     try {
-      fs.writeSync(fd, `${JSON.stringify(masked(e))}\n`)
+      fs.writeSync(fd, journalLine(e))
       fs.fsyncSync(fd)
     } finally {
       fs.closeSync(fd)
@@ -88,6 +88,11 @@ export class Journal {
     } catch {
       return []
     }
+    return this.parse(text)
+  }
+
+  /** The events of a journal's text (read here, or from a host): bad lines reported once each. */
+  parse(text: string): JournalEvent[] {
     const out: JournalEvent[] = []
     text.split('\n').forEach((line, i) => {
       if (!line.trim()) return
@@ -133,6 +138,9 @@ function invalidEvent(v: unknown): string | undefined {
       return `unknown event ${JSON.stringify(e.event)}`
   }
 }
+
+/** An event as its journal line: secrets masked, newline-terminated. */
+export const journalLine = (e: JournalEvent): string => `${JSON.stringify(masked(e))}\n`
 
 /** Only free text can carry a secret (an error message, the command line); ids, ops and phases never. */
 function masked(e: JournalEvent): JournalEvent {

@@ -24,8 +24,16 @@ export function currentOwner(command: string): LockOwner {
 
 export function readLock(file: string): LockOwner | undefined {
   try {
-    const v = JSON.parse(fs.readFileSync(file, 'utf8')) as LockOwner | null
-    // Anything but an owner record counts as unreadable (stale only once old, see breakStaleLock).
+    return parseLock(fs.readFileSync(file, 'utf8'))
+  } catch {
+    return undefined
+  }
+}
+
+/** A lock file's text as its owner; anything but an owner record counts as unreadable (stale only once old, see breakStaleLock). */
+export function parseLock(text: string): LockOwner | undefined {
+  try {
+    const v = JSON.parse(text) as LockOwner | null
     return v && typeof v === 'object' && Number.isInteger(v.pid) && typeof v.host === 'string' ? v : undefined
   } catch {
     return undefined

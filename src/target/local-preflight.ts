@@ -44,7 +44,7 @@ export async function localPreflight(config: ResolvedConfig, opts: PreflightOpti
   return items
 }
 
-function dirCheck(name: string, dir: string, mode: number): PreflightItem {
+export function dirCheck(name: string, dir: string, mode: number): PreflightItem {
   const want = mode === fs.constants.W_OK ? 'writable' : 'readable'
   try {
     if (!fs.statSync(dir).isDirectory()) return {name, ok: false, detail: `${dir} is not a directory`}
@@ -70,7 +70,7 @@ function nearestExisting(p: string): string {
 }
 
 /** The rsync hotctl will run (HOTCTL_RSYNC or `rsync` on PATH): present, and 3.1 or newer. */
-async function rsyncCheck(): Promise<PreflightItem> {
+export async function rsyncCheck(): Promise<PreflightItem> {
   const bin = rsyncBinary()
   const named = process.env.HOTCTL_RSYNC ? `${bin} (from HOTCTL_RSYNC)` : bin
   const r = await execa(bin, ['--version'], {reject: false})

@@ -1,4 +1,4 @@
-import type {Command} from '../config/schema.js'
+import type {Command, RunsOn} from '../config/schema.js'
 import type {ChangeSet} from '../plan/changeset.js'
 import type {ItemizedChange} from '../rsync/itemize.js'
 import type {CommandResult} from '../service/run-command.js'
@@ -42,6 +42,8 @@ export interface TargetPlan {
 /** Options for a command the user configured, run where the service is (the target directory). */
 export interface ServiceCommandOptions {
   env: Record<string, string>
+  /** Remote targets: `host` (default) runs it over ssh in the target dir, `local` on this machine. */
+  on?: RunsOn
   signal?: AbortSignal
   timeoutMs?: number
   tailLines?: number

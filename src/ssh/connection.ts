@@ -1,0 +1,193 @@
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import {execa} from 'execa'
+import type {HostSpec, SshSettings} from '../config/resolve.js'
+import {EXIT, HotctlError} from '../errors.js'
+import {redact} from '../secrets.js'
+import {remoteScript, rshWord} from './quote.js'
+
+/** ssh itself failed (exit 255): the host was not reached, or the connection broke. */
+export class SshError extends HotctlError {
+  constructor(
+    readonly host: string,
+    readonly sshMessage: string,
+    readonly kind: 'unreachable' | 'host-key' | 'auth' | 'broken' | 'timeout',
+  ) {
+    const what = {
+      unreachable: `${host} is unreachable`,
+      'host-key': `the host key of ${host} is not trusted`,
+      auth: `${host} refused the key`,
+      broken: `the connection to ${host} broke`,
+      timeout: `${host} did not answer in time`,
+    }[kind]
+    super(`ssh: ${what}: ${sshMessage}`, EXIT.failed, sshHint(kind, host))
+    this.name = 'SshError'
+  }
+}
+
+function sshHint(kind: SshError['kind'], host: string): string {
+  if (kind === 'host-key')
+    return `The host key of ${host} is not trusted: check it, then add it to known_hosts (or to the file ssh.config's UserKnownHostsFile names). hotctl never turns host key checking off.`
+  if (kind === 'auth')
+    return `Make a key for ${host} available (ssh-agent, IdentityFile in ~/.ssh/config or ssh.options).`
+  return `Check that ${host} is up and reachable with \`ssh ${host} true\`; to deploy without it, leave it out with --limit.`
+}
+
+export interface RemoteResult {
+  exitCode: number
+  stdout: Buffer
+  stderr: string
+}
+
+/** Every connection of this process shares one private (0700) directory for its control sockets. */
+let controlDir: string | undefined
+const open = new Set<SshConnection>()
+
+function privateControlDir(): string {
+  if (!controlDir) {
+    controlDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hotctl-ssh-'))
+    fs.chmodSync(controlDir, 0o700)
+  }
+  return controlDir
+}
+
+/**
+ * One multiplexed OpenSSH connection to a host for this run: the first command starts the master
+ * (ControlMaster=auto, a socket in a private directory, ControlPersist short so a killed hotctl
+ * does not leave it for long), every later ssh and rsync rides on it, and `close` (or
+ * closeAllConnections at exit) ends it. The user's ssh setup is honoured (~/.ssh/config or -F,
+ * agent, ProxyJump, known_hosts); host keys are always checked and nothing ever prompts.
+ */
+export class SshConnection {
+  /** `[user@]address` as ssh and messages name it. */
+  readonly destination: string
+
+  constructor(
+    readonly host: HostSpec,
+    readonly settings: SshSettings,
+  ) {
+    this.destination = host.user ? `${host.user}@${host.address}` : host.address
+  }
+
+  /** ssh's options, shared by ssh itself and rsync's -e (the same connection settings). */
+  options(): string[] {
+    const s = this.settings
+    const secs = (ms: number) => String(Math.max(1, Math.ceil(ms / 1000)))
+    return [
+      ...(s.config ? ['-F', s.config] : []),
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'ControlMaster=auto',
+      '-o',
+      `ControlPath=${path.join(privateControlDir(), '%C')}`,
+      '-o',
+      'ControlPersist=30',
+      '-o',
+      `ConnectTimeout=${secs(s.connectTimeoutMs)}`,
+      '-o',
+      `ServerAliveInterval=${secs(s.serverAliveIntervalMs)}`,
+      '-o',
+      'ServerAliveCountMax=3',
+      ...s.options.flatMap((o) => ['-o', o]),
+      ...(this.host.port ? ['-p', String(this.host.port)] : []),
+    ]
+  }
+
+  /** rsync's `-e`: the same ssh, the same options, so rsync rides on the master connection. */
+  rsh(): string {
+    open.add(this)
+    return ['ssh', ...this.options()].map(rshWord).join(' ')
+  }
+
+  /** `[user@]host:path` for rsync (IPv6 addresses in brackets); the path is sent with --secluded-args. */
+  rsyncPath(p: string): string {
+    const addr = this.host.address.includes(':') ? `[${this.host.address}]` : this.host.address
+    return `${this.host.user ? `${this.host.user}@` : ''}${addr}:${p}`
+  }
+
+  /**
+   * Runs a fixed POSIX sh script on the host (values only as quoted positional args, see
+   * quote.ts), bounded by `timeoutMs` (default ssh.timeout). Resolves with the script's exit code
+   * (0-254); ssh's own failure (255) throws SshError naming the host.
+   */
+  async run(
+    script: string,
+    args: string[] = [],
+    opts: {timeoutMs?: number; signal?: AbortSignal; detached?: boolean} = {},
+  ): Promise<RemoteResult> {
+    open.add(this)
+    const r = await execa('ssh', [...this.options(), '--', this.destination, 'sh -s'], {
+      input: remoteScript(script, args),
+      reject: false,
+      encoding: 'buffer',
+      timeout: opts.timeoutMs ?? this.settings.timeoutMs,
+      forceKillAfterDelay: 1000,
+      cancelSignal: opts.signal,
+      detached: opts.detached,
+    })
+    const stderr = Buffer.from(r.stderr).toString()
+    if (r.timedOut) {
+      throw new SshError(
+        this.host.name,
+        `no answer within ${opts.timeoutMs ?? this.settings.timeoutMs} ms (ssh.timeout)`,
+        'timeout',
+      )
+    }
+    if (r.isCanceled) throw new HotctlError(`interrupted while talking to ${this.host.name}`, EXIT.interrupted)
+    if (r.exitCode === undefined || r.exitCode === 255) throw sshFailure(this.host.name, stderr, r.shortMessage)
+    return {exitCode: r.exitCode, stdout: Buffer.from(r.stdout), stderr}
+  }
+
+  /** `run`, but any exit other than 0 throws, quoting the script's stderr. */
+  async must(what: string, script: string, args: string[] = [], opts: {timeoutMs?: number} = {}): Promise<Buffer> {
+    const r = await this.run(script, args, opts)
+    if (r.exitCode !== 0)
+      throw new Error(`${what} on ${this.host.name} failed (exit ${r.exitCode}): ${lastLine(r.stderr)}`)
+    return r.stdout
+  }
+
+  /** Ends the master connection (ssh -O exit); quietly nothing when none is running. */
+  async close(): Promise<void> {
+    open.delete(this)
+    await execa('ssh', [...this.options(), '-O', 'exit', '--', this.destination], {
+      reject: false,
+      timeout: 5000,
+      stdin: 'ignore',
+    })
+  }
+}
+
+/** Closes every master connection this process opened, and removes the private control directory. */
+export async function closeAllConnections(): Promise<void> {
+  await Promise.all([...open].map((c) => c.close()))
+  if (controlDir) fs.rmSync(controlDir, {recursive: true, force: true})
+  controlDir = undefined
+}
+
+const lastLine = (text: string) => redact(text.trim().split('\n').slice(-2).join(' | ')) || '(no message)'
+
+/** ssh's exit 255, told apart by its message: unreachable, host key, authentication, or a cut connection. */
+export function sshFailure(host: string, stderr: string, fallback = ''): SshError {
+  const text = stderr.trim() || fallback
+  const line =
+    text
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('@') && !/^(Warning: Permanently added|debug)/.test(l))
+      .slice(-2)
+      .join(' | ') || 'ssh exited with 255'
+  const kind: SshError['kind'] = /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No (?:RSA|ED25519|ECDSA)? ?host key is known|host key .* differs/i.test(
+    text,
+  )
+    ? 'host-key'
+    : /Permission denied|Too many authentication failures/i.test(text)
+      ? 'auth'
+      : /Connection (?:refused|timed out)|Could not resolve|No route to host|Network is unreachable|Operation timed out|Connection closed by .* port|kex_exchange_identification/i.test(
+            text,
+          )
+        ? 'unreachable'
+        : 'broken'
+  return new SshError(host, redact(line), kind)
+}

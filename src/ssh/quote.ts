@@ -1,0 +1,54 @@
+/**
+ * The one quoting function for text a remote shell parses (ssh joins its arguments into one
+ * command line for the login shell on the host). Every value hotctl puts into a remote command —
+ * a path, a file name, an env value, a user's command — goes through `shq`; the script text around
+ * it is fixed. POSIX single quotes keep every byte literal except `'` itself, written as `'\''`.
+ * File names are bytes (see file-names.ts): a string holding escaped bytes is quoted as those bytes.
+ */
+import {encodeName} from '../file-names.js'
+
+export function shq(value: string): string {
+  if (value.includes('\0')) throw new Error('a NUL byte cannot be passed through a shell')
+  return `'${value.replace(/'/g, `'\\''`)}'`
+}
+
+/** `shq` over a name's exact bytes (latin1 carries one byte per character to the wire). */
+export function shqBytes(name: string): Buffer {
+  const bytes = encodeName(name)
+  if (bytes.includes(0)) throw new Error('a NUL byte cannot be passed through a shell')
+  const parts: Buffer[] = [Buffer.from("'")]
+  let at = 0
+  for (let i = bytes.indexOf(0x27); i !== -1; i = bytes.indexOf(0x27, at)) {
+    parts.push(bytes.subarray(at, i), Buffer.from(`'\\''`))
+    at = i + 1
+  }
+  parts.push(bytes.subarray(at), Buffer.from("'"))
+  return Buffer.concat(parts)
+}
+
+/**
+ * A remote script as what `sh -s` on the host reads from stdin: fixed POSIX sh `script` with
+ * `args` as its positional parameters ($1, $2, …), each quoted by `shq`. Nothing of it is on
+ * ssh's command line (which is only `sh -s`), so there is no length limit and file names that
+ * are not UTF-8 reach the host byte for byte. The whole script is one `{ … }` group: the shell
+ * parses all of it before running any of it, so a cut connection never runs half a script, and
+ * stdin is /dev/null for what it runs.
+ */
+export function remoteScript(script: string, args: string[] = []): Buffer {
+  return Buffer.concat([
+    Buffer.from('{ set --'),
+    ...args.flatMap((a) => [Buffer.from(' '), shqBytes(a)]),
+    Buffer.from(`\nexec </dev/null\n${script}\n}\n`),
+  ])
+}
+
+/**
+ * An argument for rsync's `-e` (rsync splits that string itself, on spaces, honouring single and
+ * double quotes but no backslashes).
+ */
+export function rshWord(arg: string): string {
+  if (/^[\w@%+=:,./-]+$/.test(arg)) return arg
+  if (!arg.includes("'")) return `'${arg}'`
+  if (!arg.includes('"')) return `"${arg}"`
+  throw new Error(`cannot pass ${JSON.stringify(arg)} to rsync -e: it holds both quote characters`)
+}

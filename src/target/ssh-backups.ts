@@ -1,0 +1,399 @@
+import crypto from 'node:crypto'
+import type {ResolvedConfig} from '../config/resolve.js'
+import {EXIT, HotctlError} from '../errors.js'
+import {decodeName} from '../file-names.js'
+import {ID_PATTERN} from '../ids.js'
+import {rsyncPatterns} from '../plan/patterns.js'
+import {parseItemize, unescapeName} from '../rsync/itemize.js'
+import type {SshConnection} from '../ssh/connection.js'
+import {describeRemote, type RemoteEntry} from '../ssh/remote-files.js'
+import type {BackupMeta} from '../state/backups.js'
+import {BackupDamagedError, type Damage, type IntegrityReport} from '../store/integrity.js'
+import type {Manifest, ManifestEntry} from '../store/manifest.js'
+import type {BackupStore, ReleaseMarker, TargetPlan} from './target.js'
+
+/**
+ * Snapshot of the target into `backups/<id>.part/`, run on the host: rsync -a with --link-dest to
+ * the previous backup, so files unchanged since then (size, mtime to the nanosecond, perms) are
+ * hard links between backups and everything else is a fresh copy: never a link to a live file.
+ * Prints every entry (-ii: `hf` = linked), then, after a NUL line, the live files whose ctime is
+ * newer than the previous backup's metadata (GNU find -cnewer; nothing when find cannot): a file
+ * rewritten in place with its size and mtime kept is caught there, not recorded as its old content.
+ */
+const SNAPSHOT = `t=$1; b=$2; id=$3; prev=$4; shift 4
+mkdir -p -- "$b" || exit 4
+for d in "$b"/*.part; do [ -d "$d" ] && rm -rf -- "$d"; done
+if [ -n "$prev" ] && [ -d "$b/$prev" ]; then set -- --link-dest="$b/$prev" "$@"; fi
+if [ -d "$t" ]; then src=$t/; else mkdir -p -- "$b/.empty" && src=$b/.empty/ || exit 4; fi
+rsync -rlptgo -ii --modify-window=-1 --8-bit-output '--out-format=%i %B %l %n' "$@" -- "$src" "$b/$id.part/" || exit $?
+printf '\\0\\n'
+if [ -n "$prev" ] && [ -f "$b/$prev.json" ]; then
+  cd -- "$t" && find . -type f -cnewer "$b/$prev.json" -print0 2>/dev/null
+fi
+exit 0`
+
+/** Replaces hard links in the new backup by copies of the live files (they changed in place). */
+const RECOPY = `t=$1; d=$2; shift 2
+for p; do rm -f -- "$d/$p" && cp -p -- "$t/$p" "$d/$p" || exit 3; done`
+
+/** Makes a backup complete: its tree in place, content flushed, then the manifest and the metadata (the commit point). */
+const COMMIT = `b=$1; id=$2
+printf '%s' "$3" > "$b/$id.manifest.json.tmp" && printf '%s' "$4" > "$b/$id.json.tmp" || exit 3
+mv -- "$b/$id.part" "$b/$id" && mv -- "$b/$id.manifest.json.tmp" "$b/$id.manifest.json" || exit 3
+sync -f -- "$b/$id.manifest.json" 2>/dev/null || sync
+mv -- "$b/$id.json.tmp" "$b/$id.json" && sync -- "$b/$id.json"`
+
+/** Every metadata file: name NUL content NUL. */
+const LIST = `cd -- "$1" 2>/dev/null || exit 0
+for f in *.json; do
+  [ -f "$f" ] || continue
+  case $f in *.manifest.json) continue ;; esac
+  printf '%s\\0' "$f"; cat -- "$f"; printf '\\0'
+done
+for f in *.part *.json.tmp; do [ -e "$f" ] && printf '%s\\0' "$f"; done
+exit 0`
+
+const CAT = `cat -- "$1"`
+
+/** Removes backups (metadata first: from then on they are not complete), then their trees; prints bytes used before and after. */
+const PRUNE = `b=$1; shift
+du -sb -- "$b" | cut -f1
+for id; do rm -f -- "$b/$id.json" "$b/$id.manifest.json"; done
+for id; do rm -rf -- "$b/$id"; done
+du -sb -- "$b" | cut -f1`
+
+/** What a restore or a verify compares: rsync's dry run from the backup tree to the target, deletions included. */
+const DIFF = `b=$1; t=$2; shift 2
+rsync -n -rlptgo -i --delete --modify-window=-1 --8-bit-output '--out-format=%i %n' "$@" -- "$b/" "$t/"`
+
+/** The restore itself: what DIFF listed, written by rsync on the host (never in place), deletions included. */
+const APPLY = `b=$1; t=$2; shift 2
+rsync -rlptgo -i --delete --delay-updates --modify-window=-1 --8-bit-output '--out-format=%i %n' "$@" -- "$b/" "$t/"`
+
+interface ManifestFile {
+  /** [path, 'f', mode, size, sha256] | [path, 'd', mode] | [path, 'l', mode, link] */
+  entries: [string, 'f' | 'd' | 'l', number, (number | string)?, string?][]
+}
+
+const sha256 = (s: string) => crypto.createHash('sha256').update(s).digest('hex')
+
+/**
+ * Backups on the host, in the state dir beside the target: one hard-link tree per backup
+ * (`backups/<id>/`, linked to the previous backup, never to live files), its sha256 manifest
+ * (`<id>.manifest.json`) and its metadata (`<id>.json`, written last: the commit point; `root['']`
+ * is the manifest's sha256). Added storage per backup: the files that changed since the previous
+ * one, the directories, and the manifest. Restores run rsync on the host and are verified by
+ * sha256 on the host; nothing a restore needs exists only on a controller.
+ */
+export class SshBackupStore implements BackupStore {
+  private readonly dir: string
+
+  constructor(
+    private readonly conn: SshConnection,
+    private readonly config: ResolvedConfig,
+    private readonly readMarker: () => Promise<ReleaseMarker | null>,
+  ) {
+    this.dir = `${config.stateDir}/backups`
+  }
+
+  async list(): Promise<BackupMeta[]> {
+    return (await this.readAll()).metas.flatMap((r) => (r.meta ? [r.meta] : []))
+  }
+
+  async ids(): Promise<string[]> {
+    return (await this.readAll()).metas.map((r) => r.id)
+  }
+
+  async snapshot(id: string, reason: BackupMeta['reason'], _plan?: TargetPlan): Promise<BackupMeta> {
+    const prev = (await this.list()).at(-1)
+    const prevManifest = prev ? await this.manifest(prev).catch(() => undefined) : undefined
+    const marker = await this.readMarker()
+    const filters = rsyncPatterns([...this.config.exclude, ...this.config.protect]).map((p) => `--exclude=${p}`)
+    const out = await this.conn.must('backup (rsync --link-dest on the host)', SNAPSHOT, [
+      this.config.target,
+      this.dir,
+      id,
+      prev?.id ?? '',
+      ...filters,
+    ])
+    const sep = out.indexOf(Buffer.from('\0\n'))
+    const listed = parseSnapshotList(out.subarray(0, sep))
+    const changedLive = new Set(
+      out
+        .subarray(sep + 2)
+        .toString('latin1')
+        .split('\0')
+        .filter(Boolean)
+        .map((p) => decodeName(Buffer.from(p.replace(/^\.\//, ''), 'latin1'))),
+    )
+    const part = `${this.dir}/${id}.part`
+    // Linked files take their hash from the previous manifest, unless the live file changed since
+    // (ctime): then the link holds the old content and is replaced by a copy.
+    const linked = listed.filter((e) => e.linked && e.type === 'file')
+    const suspect = linked.filter((e) => changedLive.has(e.path) || prevManifest?.get(e.path)?.hash === undefined)
+    if (suspect.length > 0)
+      await this.conn.must(
+        'backup (copying files changed in place)',
+        RECOPY,
+        [this.config.target, part, ...suspect.map((e) => e.path)],
+      )
+    const suspects = new Set(suspect.map((e) => e.path))
+    const toHash = listed.filter((e) => e.type === 'file' && (!e.linked || suspects.has(e.path))).map((e) => e.path)
+    const hashed = await describeRemote(this.conn, part, [
+      ...toHash,
+      ...listed.filter((e) => e.type === 'symlink').map((e) => e.path),
+    ])
+    const manifest: ManifestFile = {entries: []}
+    let files = 0
+    let bytes = 0
+    let added = 0
+    for (const e of listed) {
+      if (e.type === 'dir') {
+        if (e.path) manifest.entries.push([e.path, 'd', e.mode])
+        continue
+      }
+      const d = hashed.get(e.path)
+      if (e.type === 'symlink') {
+        if (!d?.link && d?.link !== '') throw new Error(`backup: ${e.path} vanished from the backup on ${this.conn.host.name}`)
+        manifest.entries.push([e.path, 'l', e.mode, d.link])
+        continue
+      }
+      const hash = d ? d.hash : prevManifest?.get(e.path)?.hash
+      const size = d ? d.size! : e.size
+      if (!hash) throw new Error(`backup: no hash for ${e.path} on ${this.conn.host.name}`)
+      manifest.entries.push([e.path, 'f', e.mode, size, hash])
+      files++
+      bytes += size
+      if (d) added += size
+    }
+    const text = JSON.stringify(manifest)
+    const meta: BackupMeta = {
+      id,
+      time: new Date().toISOString(),
+      reason,
+      release: marker?.id ?? null,
+      gitSha: marker?.gitSha ?? null,
+      files,
+      bytes,
+      added: added + text.length,
+      protect: this.config.protect,
+      root: {'': sha256(text)},
+    }
+    await this.conn.must('backup (commit)', COMMIT, [this.dir, id, text, JSON.stringify(meta)])
+    return meta
+  }
+
+  async restore(id: string): Promise<{written: string[]; removed: string[]}> {
+    const {meta, manifest} = await this.checked(id)
+    const filters = this.filters(meta)
+    const diff = parseItemize(await this.conn.must('restore (planning)', DIFF, [`${this.dir}/${id}`, this.config.target, ...filters]))
+    // What this restore will copy is checked against the manifest first: a damaged backup is refused with the target untouched.
+    const writes = diff.filter((i) => i.kind !== 'deleted' && i.fileType === 'file').map((i) => i.path)
+    const damage = this.compare(id, manifest, writes, await describeRemote(this.conn, `${this.dir}/${id}`, writes), 'object')
+    if (damage.length > 0) throw new BackupDamagedError(id, damage)
+    const done = parseItemize(await this.conn.must('restore (rsync on the host)', APPLY, [`${this.dir}/${id}`, this.config.target, ...filters]))
+    return {
+      written: done.filter((i) => (i.kind === 'added' || i.kind === 'changed') && i.fileType !== 'dir').map((i) => i.path),
+      removed: done.filter((i) => i.kind === 'deleted').map((i) => i.path),
+    }
+  }
+
+  /** By content: every file of the backup hashed in the target (sha256sum on the host), plus rsync's list of extra paths. */
+  async verify(id: string): Promise<string[]> {
+    const {meta, manifest} = await this.checked(id)
+    const extra = parseItemize(
+      await this.conn.must('verify (listing)', DIFF, [`${this.dir}/${id}`, this.config.target, ...this.filters(meta)]),
+    )
+      .filter((i) => i.kind === 'deleted')
+      .map((i) => i.path)
+    const paths = [...manifest.keys()]
+    const live = await describeRemote(this.conn, this.config.target, paths)
+    const differ = paths.filter((p) => !sameEntry(manifest.get(p)!, live.get(p)))
+    return [...new Set([...differ, ...extra])].sort()
+  }
+
+  async check(id?: string): Promise<IntegrityReport> {
+    const {metas, incomplete} = await this.readAll()
+    const report: IntegrityReport = {
+      backups: [],
+      damage: [],
+      checked: {backups: 0, chunks: 0, objects: 0, bytes: 0},
+      info: {orphanObjects: 0, orphanBytes: 0, tempFiles: [], incompleteBackups: id ? [] : incomplete, strayFiles: []},
+    }
+    for (const r of metas.filter((m) => id === undefined || m.id === id)) {
+      report.checked.backups++
+      const damage: Damage[] = []
+      let files: number | null = null
+      if (!r.meta) damage.push({backup: r.id, what: 'metadata', problem: r.problem!, message: `metadata backups/${r.id}.json ${r.error}`})
+      else {
+        try {
+          const manifest = await this.manifest(r.meta)
+          report.checked.chunks++
+          const paths = [...manifest.keys()]
+          const found = await describeRemote(this.conn, `${this.dir}/${r.id}`, paths)
+          for (const e of manifest.values()) if (e.type === 'file') {
+            report.checked.objects++
+            report.checked.bytes += e.size ?? 0
+          }
+          damage.push(...this.compare(r.id, manifest, paths, found, 'object'))
+          files = r.meta.files
+        } catch (err) {
+          damage.push(err instanceof BackupDamagedError ? err.damage[0]! : {backup: r.id, what: 'chunk', problem: 'unreadable', message: String(err)})
+        }
+      }
+      report.damage.push(...damage)
+      report.backups.push({id: r.id, ok: damage.length === 0, files, damage: damage.length})
+    }
+    return report
+  }
+
+  async prune(keep: number, pinned: string[]): Promise<{removed: string[]; freedBytes: number}> {
+    const all = await this.list()
+    const kept = new Set(all.slice(-keep).map((b) => b.id))
+    for (const id of pinned) kept.add(id)
+    const removed = all.filter((b) => !kept.has(b.id)).map((b) => b.id)
+    if (removed.length === 0) return {removed, freedBytes: 0}
+    const out = (await this.conn.must('prune', PRUNE, [this.dir, ...removed])).toString().trim().split('\n')
+    return {removed, freedBytes: Math.max(0, Number(out[0]) - Number(out.at(-1)))}
+  }
+
+  /** rsync filters of a restore or verify: protected paths (now or when the backup was taken) untouched; excludes perishable. */
+  private filters(meta: BackupMeta): string[] {
+    return [
+      ...rsyncPatterns([...this.config.protect, ...(meta.protect ?? [])]).map((p) => `--exclude=${p}`),
+      ...rsyncPatterns(this.config.exclude).map((p) => `--filter=-p ${p}`),
+    ]
+  }
+
+  private compare(
+    id: string,
+    manifest: Manifest,
+    paths: string[],
+    found: Map<string, RemoteEntry | undefined>,
+    what: Damage['what'],
+  ): Damage[] {
+    const damage: Damage[] = []
+    for (const p of paths) {
+      const want = manifest.get(p)
+      const got = found.get(p)
+      if (!want || sameEntry(want, got)) continue
+      const problem: Damage['problem'] = !got ? 'missing' : want.type === 'file' && got.size !== want.size ? 'size-mismatch' : 'hash-mismatch'
+      damage.push({backup: id, what, problem, path: p, hash: want.hash, message: `${p} in backup ${id} on ${this.conn.host.name} is ${problem === 'missing' ? 'missing' : 'not what its manifest records'}`})
+    }
+    return damage
+  }
+
+  /** A backup's metadata and manifest, the manifest checked against the metadata's sha256; throws when damaged. */
+  private async checked(id: string): Promise<{meta: BackupMeta; manifest: Manifest}> {
+    const r = (await this.readAll()).metas.find((m) => m.id === id)
+    if (!r) {
+      throw new HotctlError(
+        `backup ${id} is missing or incomplete in ${this.conn.host.name}:${this.config.stateDir}`,
+        EXIT.needsAttention,
+        'Run `hotctl backups` to see the complete ones.',
+      )
+    }
+    if (!r.meta) throw new BackupDamagedError(id, [{backup: id, what: 'metadata', problem: r.problem!, message: `metadata backups/${id}.json ${r.error}`}])
+    return {meta: r.meta, manifest: await this.manifest(r.meta)}
+  }
+
+  private async manifest(meta: BackupMeta): Promise<Manifest> {
+    const r = await this.conn.run(CAT, [`${this.dir}/${meta.id}.manifest.json`])
+    const damaged = (problem: Damage['problem'], message: string) =>
+      new BackupDamagedError(meta.id, [{backup: meta.id, what: 'chunk', problem, hash: meta.root[''], message: `manifest backups/${meta.id}.manifest.json ${message}`}])
+    if (r.exitCode !== 0) throw damaged('missing', 'is missing')
+    const text = r.stdout.toString('utf8')
+    if (sha256(text) !== meta.root['']) throw damaged('hash-mismatch', 'does not match the sha256 its metadata records')
+    const m: Manifest = new Map()
+    for (const [p, t, mode, x, hash] of (JSON.parse(text) as ManifestFile).entries) {
+      if (t === 'f') m.set(p, {type: 'file', mode, size: x as number, hash})
+      else if (t === 'd') m.set(p, {type: 'dir', mode})
+      else m.set(p, {type: 'symlink', mode, link: x as string})
+    }
+    return m
+  }
+
+  private async readAll(): Promise<{
+    metas: {id: string; meta?: BackupMeta; problem?: Damage['problem']; error?: string}[]
+    incomplete: string[]
+  }> {
+    const out = await this.conn.must('listing backups', LIST, [this.dir])
+    const parts = out.toString('utf8').split('\0')
+    const metas: {id: string; meta?: BackupMeta; problem?: Damage['problem']; error?: string}[] = []
+    const incomplete: string[] = []
+    for (let i = 0; i < parts.length; i++) {
+      const name = parts[i]!
+      if (name.endsWith('.part') || name.endsWith('.json.tmp')) {
+        incomplete.push(name.replace(/\.part$|\.json\.tmp$/, ''))
+        continue
+      }
+      if (!name.endsWith('.json')) continue
+      const id = name.slice(0, -5)
+      const text = parts[++i] ?? ''
+      if (!ID_PATTERN.test(id)) continue
+      try {
+        const meta = JSON.parse(text) as BackupMeta | null
+        if (meta && typeof meta === 'object' && meta.id === id && meta.root && typeof meta.root['' as never] === 'string')
+          metas.push({id, meta})
+        else metas.push({id, problem: 'invalid', error: 'is not the metadata of this backup'})
+      } catch (err) {
+        metas.push({id, problem: 'unreadable', error: `is not valid JSON (${(err as Error).message})`})
+      }
+    }
+    metas.sort((a, b) => (a.id < b.id ? -1 : 1))
+    return {metas, incomplete}
+  }
+}
+
+/** Does what the host reports match a manifest entry (type, mode, size and sha256, link target)? */
+export function sameEntry(want: ManifestEntry, got: RemoteEntry | undefined): boolean {
+  if (!got || got.type !== want.type) return false
+  if (want.type === 'symlink') return got.link === want.link
+  if (got.mode !== want.mode) return false
+  return want.type !== 'file' || (got.size === want.size && got.hash === want.hash)
+}
+
+interface Listed {
+  path: string
+  type: 'file' | 'dir' | 'symlink'
+  mode: number
+  size: number
+  linked: boolean
+}
+
+/** `%i %B %l %n` lines of the snapshot rsync: every entry, `h` = hard-linked from the previous backup. */
+export function parseSnapshotList(out: Buffer): Listed[] {
+  const list: Listed[] = []
+  for (let start = 0; start < out.length;) {
+    let end = out.indexOf(0x0a, start)
+    if (end === -1) end = out.length
+    const line = out.subarray(start, end)
+    start = end + 1
+    const text = line.toString('latin1')
+    if (line.length < 25 || text[11] !== ' ' || text[21] !== ' ' || !/^[ch>.][fdL]/.test(text)) continue
+    const code = text.slice(0, 11)
+    const sp = text.indexOf(' ', 22)
+    const size = Number(text.slice(22, sp))
+    if (sp === -1 || !Number.isInteger(size)) continue
+    let name = line.subarray(sp + 1)
+    if (name[name.length - 1] === 0x2f) name = name.subarray(0, -1)
+    const rel = decodeName(unescapeName(name))
+    const type = code[1] === 'f' ? 'file' : code[1] === 'd' ? 'dir' : 'symlink'
+    list.push({path: rel === '.' ? '' : rel, type, mode: permBits(text.slice(12, 21)), size, linked: code[0] === 'h'})
+  }
+  return list
+}
+
+/** `rwsr-xr-t` → 0o5755. */
+export function permBits(s: string): number {
+  let mode = 0
+  const bit = (i: number, v: number) => {
+    if (s[i] !== '-' && s[i] !== 'S' && s[i] !== 'T') mode |= v
+  }
+  bit(0, 0o400), bit(1, 0o200), bit(2, 0o100), bit(3, 0o40), bit(4, 0o20), bit(5, 0o10), bit(6, 0o4), bit(7, 0o2), bit(8, 0o1)
+  if (s[2] === 's' || s[2] === 'S') mode |= 0o4000
+  if (s[5] === 's' || s[5] === 'S') mode |= 0o2000
+  if (s[8] === 't' || s[8] === 'T') mode |= 0o1000
+  return mode
+}
+

@@ -1,0 +1,329 @@
+import os from 'node:os'
+import path from 'node:path'
+import {execa} from 'execa'
+import type {HostSpec, ResolvedConfig} from '../config/resolve.js'
+import {MARKER_NAME, syncExcludes} from '../config/resolve.js'
+import type {Command} from '../config/schema.js'
+import {EXIT, HotctlError} from '../errors.js'
+import {type ChangeSet, changeSetFromItemize} from '../plan/changeset.js'
+import {compilePatterns, matchesPathOrParent, rsyncPatterns} from '../plan/patterns.js'
+import {reapGroup, stopGroup, stopOnAbort} from '../process/group.js'
+import {describeRsyncExit, filesFromInput, planArgv, syncArgv} from '../rsync/argv.js'
+import {rsyncBinary} from '../rsync/binary.js'
+import {type ItemizedChange, parseItemize} from '../rsync/itemize.js'
+import {type CommandResult, runCommand} from '../service/run-command.js'
+import {redact} from '../secrets.js'
+import {SshConnection, SshError} from '../ssh/connection.js'
+import {shq} from '../ssh/quote.js'
+import {describeRemote} from '../ssh/remote-files.js'
+import {hashFile} from '../store/hash.js'
+import {statEntry} from '../store/walk.js'
+import {SshBackupStore} from './ssh-backups.js'
+import {sshPreflight} from './ssh-preflight.js'
+import {SshStateStore} from './ssh-state.js'
+import type {
+  PreflightItem,
+  PreflightOptions,
+  ReleaseMarker,
+  ServiceCommandOptions,
+  Target,
+  TargetPlan,
+} from './target.js'
+
+const READ_MARKER = `cat -- "$1/${MARKER_NAME}" 2>/dev/null
+exit 0`
+const WRITE_MARKER = `f="$1/${MARKER_NAME}"
+printf '%s' "$2" > "$f.tmp" && mv -f -- "$f.tmp" "$f"`
+
+/**
+ * Removes exactly the given paths under the target, deepest first, and only where every parent
+ * is a real directory: never through a symlink out of the target.
+ */
+const REMOVE = `cd -- "$1" || exit 3
+shift
+for p; do
+  d=.; rest=$p; ok=1
+  while case $rest in */*) true ;; *) false ;; esac; do
+    d="$d/\${rest%%/*}"; rest=\${rest#*/}
+    if [ -L "$d" ] || [ ! -d "$d" ]; then ok=0; break; fi
+  done
+  [ $ok = 1 ] && { rm -rf -- "./$p" || exit 4; }
+done
+exit 0`
+
+/**
+ * Runs a user's command in the target dir: $2 variables exported by the shell (builtins: values
+ * never on a command line the host's process list shows), output merged.
+ */
+const SERVICE = `cd -- "$1" || exit 97
+n=$2; shift 2
+while [ "$n" -gt 0 ]; do export "$1=$2"; shift 2; n=$((n - 1)); done
+exec 2>&1
+exec "$@"`
+
+/**
+ * Stops the remote rsync a killed controller left writing: its pid was recorded by the rsync-path
+ * wrapper; only a process that still runs `rsync --server` is killed (pids get reused).
+ * Prints the pid when it would not go.
+ */
+const REAP_WRITER = `f="$1/writer.pid"
+[ -f "$f" ] || exit 0
+pid=$(cat -- "$f")
+case $pid in ''|*[!0-9]*) rm -f -- "$f"; exit 0 ;; esac
+cmd=$(tr '\\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null) || cmd=
+case $cmd in *'rsync --server'*) kill -KILL "$pid" 2>/dev/null ;; esac
+i=0
+while [ $i -lt 50 ] && kill -0 "$pid" 2>/dev/null; do
+  case $(tr '\\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null) in *'rsync --server'*) ;; *) break ;; esac
+  sleep 0.1; i=$((i + 1))
+done
+if [ $i -ge 50 ]; then echo "$pid"; exit 3; fi
+rm -f -- "$f"`
+
+/** The host a config addresses: the one it was resolved for, or the only one of `target: user@host:/path`. */
+export function remoteHost(config: ResolvedConfig): HostSpec | undefined {
+  return config.host ?? (config.hosts.length === 1 ? config.hosts[0] : undefined)
+}
+
+/**
+ * A target directory on a remote host, over the system OpenSSH client and rsync (one multiplexed
+ * connection per host per run). The host needs sshd, a POSIX sh, rsync and coreutils; its lock,
+ * journal, backups and release marker live there, beside the target. Every remote step is a fixed
+ * sh script with quoted positional values (ssh/quote.ts); rsync sends paths with
+ * --secluded-args, so no remote shell parses them.
+ */
+export class SshTarget implements Target {
+  readonly description: string
+  readonly state: SshStateStore
+  readonly backups: SshBackupStore
+  readonly conn: SshConnection
+  private readonly syncExcludes: string[]
+
+  constructor(
+    private readonly config: ResolvedConfig,
+    host: HostSpec,
+    warn: (message: string) => void,
+  ) {
+    this.conn = new SshConnection(host, config.ssh)
+    this.description = `${this.conn.destination}:${config.target}`
+    this.state = new SshStateStore(this.conn, config.stateDir, warn)
+    this.backups = new SshBackupStore(this.conn, config, () => this.readMarker())
+    this.syncExcludes = syncExcludes(config)
+  }
+
+  /** Who runs the operation: the controller's user and machine (the host is in `description`). */
+  async identity(): Promise<{user: string; host: string}> {
+    return {user: os.userInfo().username, host: os.hostname()}
+  }
+
+  preflight(opts: PreflightOptions): Promise<PreflightItem[]> {
+    return sshPreflight(this.conn, this.config, opts)
+  }
+
+  async readMarker(): Promise<ReleaseMarker | null> {
+    const out = await this.conn.must('reading the release marker', READ_MARKER, [this.config.target])
+    try {
+      const m = JSON.parse(out.toString('utf8')) as ReleaseMarker | null
+      return m && typeof m.id === 'string' ? m : null
+    } catch {
+      return null
+    }
+  }
+
+  async writeMarker(marker: ReleaseMarker): Promise<void> {
+    await this.conn.must('writing the release marker', WRITE_MARKER, [
+      this.config.target,
+      `${JSON.stringify(marker, null, 2)}\n`,
+    ])
+  }
+
+  /** rsync's options for this host: ssh over the shared connection, paths never parsed by a remote shell, bounded I/O. */
+  private rsyncRemote(): string[] {
+    return ['-e', this.conn.rsh(), '--secluded-args', `--timeout=${Math.max(1, Math.ceil(this.config.ssh.timeoutMs / 1000))}`]
+  }
+
+  async planChanges(source: string, _opts: {dryRun: boolean}): Promise<TargetPlan> {
+    const {protect, exclude, target} = this.config
+    const argv = planArgv({
+      source,
+      target: this.conn.rsyncPath(target),
+      excludes: rsyncPatterns([...protect, MARKER_NAME]),
+      perishable: rsyncPatterns(exclude),
+    })
+    await this.conn.must('connecting', 'true')
+    const r = await execa(rsyncBinary(), [...this.rsyncRemote(), ...argv], {reject: false, encoding: 'buffer'})
+    if (r.exitCode !== 0) {
+      throw new HotctlError(
+        `planning scan (rsync --dry-run to ${this.conn.host.name}) failed (exit ${r.exitCode}: ${describeRsyncExit(r.exitCode ?? -1)}): ${lastLines(r.stderr)}`,
+        EXIT.failed,
+        'Check that the source is readable and the target on the host is reachable; the target was not touched.',
+      )
+    }
+    const items = parseItemize(r.stdout)
+    // Same size, other mtime: content decides, sha256 on both sides (the host's in a few batched calls).
+    const candidates = items
+      .filter((it) => {
+        const [, , content, size, , perms] = it.code
+        return it.fileType === 'file' && it.kind === 'changed' && size !== 's' && perms !== 'p' && content !== 'c'
+      })
+      .map((it) => it.path)
+    const remote = candidates.length ? await describeRemote(this.conn, target, candidates) : new Map()
+    const sameContent = (rel: string) => {
+      const s = statEntry(path.join(source, rel))
+      const d = remote.get(rel)
+      return !!s && s.type === 'file' && d?.type === 'file' && s.size === d.size && hashFile(path.join(source, rel)) === d.hash
+    }
+    const skip = compilePatterns([...exclude, ...protect])
+    const notOurs = (rel: string, isDir: boolean) => rel === MARKER_NAME || matchesPathOrParent(skip, rel, isDir)
+    const changes = changeSetFromItemize(items, sameContent, notOurs)
+    return {changes}
+  }
+
+  describeSync(source: string): string[] {
+    return [
+      rsyncBinary(),
+      ...this.rsyncRemote(),
+      ...syncArgv({source, target: this.conn.rsyncPath(this.config.target), excludes: this.syncExcludes}),
+    ]
+  }
+
+  previewSync(source: string, plan: TargetPlan): Promise<ItemizedChange[]> {
+    return this.rsync(source, plan.changes, true)
+  }
+
+  async sync(
+    source: string,
+    plan: TargetPlan,
+    signal?: AbortSignal,
+    onChild?: (pgid: number) => Promise<void>,
+  ): Promise<ItemizedChange[]> {
+    const {changes} = plan
+    // Deletions are exactly the planned paths: those in the way of a write first (a path changing
+    // type, or under one; a directory goes whole, excluded leftovers too), the rest after rsync.
+    const written = new Set([...changes.added, ...changes.changed])
+    const inTheWay = (rel: string) => rel.split('/').some((_, i, parts) => written.has(parts.slice(0, i + 1).join('/')))
+    await this.remove(changes.deleted.filter(inTheWay))
+    const items = await this.rsync(source, changes, false, signal, onChild)
+    await this.remove(changes.deleted.filter((rel) => !inTheWay(rel)))
+    return [
+      ...changes.deleted.map((p) => ({path: p, kind: 'deleted' as const, fileType: 'file' as const, code: '*deleting'})),
+      ...items,
+    ]
+  }
+
+  async verifySynced(source: string, plan: TargetPlan): Promise<string[]> {
+    const {changes} = plan
+    const writes = [...changes.added, ...changes.changed]
+    const written = new Set(writes)
+    const gone = changes.deleted.filter((rel) => !written.has(rel))
+    const remote = await describeRemote(this.conn, this.config.target, [...writes, ...gone])
+    const bad: string[] = []
+    for (const rel of writes) {
+      const s = statEntry(path.join(source, rel))
+      const d = remote.get(rel)
+      if (!s || !d || s.type !== d.type || (s.type === 'symlink' ? s.link !== d.link : s.mode !== d.mode)) bad.push(rel)
+      else if (s.type === 'file' && (s.size !== d.size || hashFile(path.join(source, rel)) !== d.hash)) bad.push(rel)
+    }
+    for (const rel of gone) if (remote.get(rel)) bad.push(rel)
+    return bad
+  }
+
+  /** `on: host` (the default for a remote target) runs over ssh in the target dir; `on: local` here, in the config's directory. */
+  async runServiceCommand(cmd: Command, opts: ServiceCommandOptions): Promise<CommandResult> {
+    if (opts.on === 'local') return runCommand(cmd, {...opts, cwd: path.dirname(this.config.file)})
+    const argv = typeof cmd === 'string' ? ['sh', '-c', cmd] : cmd.argv
+    const env = {...referencedEnv(argv), ...opts.env}
+    const vars = Object.entries(env).flatMap(([k, v]) => [k, v])
+    const timeoutMs = opts.timeoutMs ?? Math.max(this.config.ssh.timeoutMs, this.config.reloadTimeoutMs)
+    let r
+    try {
+      r = await this.conn.run(SERVICE, [this.config.target, String(vars.length / 2), ...vars, ...argv], {timeoutMs, signal: opts.signal})
+    } catch (err) {
+      const canceled = err instanceof HotctlError && err.exitCode === EXIT.interrupted
+      const timedOut = err instanceof SshError && err.kind === 'timeout'
+      return {ok: false, exitCode: undefined, tail: redact((err as Error).message), canceled, timedOut}
+    }
+    const lines = r.stdout.toString('utf8').trimEnd().split('\n')
+    if (r.exitCode === 97) lines.push(`hotctl: cannot cd into ${this.config.target} on ${this.conn.host.name}`)
+    return {
+      ok: r.exitCode === 0,
+      exitCode: r.exitCode,
+      tail: redact(lines.slice(-(opts.tailLines ?? 15)).join('\n')),
+      canceled: false,
+      timedOut: false,
+    }
+  }
+
+  async reapChildren(pgids: number[]): Promise<number[]> {
+    const left: number[] = []
+    for (const pgid of pgids) if (!(await reapGroup(pgid, '--files-from=-'))) left.push(pgid)
+    const r = await this.conn.run(REAP_WRITER, [this.config.stateDir])
+    if (r.exitCode === 3) left.push(Number(r.stdout.toString().trim()))
+    return left
+  }
+
+  private async remove(paths: string[]): Promise<void> {
+    if (paths.length === 0) return
+    const deepestFirst = [...paths].sort((a, b) => b.split('/').length - a.split('/').length)
+    await this.conn.must('deleting planned paths', REMOVE, [this.config.target, ...deepestFirst])
+  }
+
+  private async rsync(
+    source: string,
+    changes: ChangeSet,
+    dryRun: boolean,
+    signal?: AbortSignal,
+    onChild?: (pgid: number) => Promise<void>,
+  ): Promise<ItemizedChange[]> {
+    const writes = [...changes.added, ...changes.changed]
+    if (writes.length === 0) return []
+    const {target, stateDir} = this.config
+    await this.conn.must('connecting', 'true')
+    // The remote writer records its pid (the wrapper's shell execs rsync), so the next run can
+    // stop it if this controller is killed; the directory exists (the journal is in it).
+    const rsyncPath = dryRun
+      ? []
+      : [`--rsync-path=mkdir -p ${shq(target)} && printf %s $$ > ${shq(`${stateDir}/writer.pid`)} && exec rsync`]
+    const argv = syncArgv({source, target: this.conn.rsyncPath(target), excludes: this.syncExcludes, dryRun})
+    const sub = execa(rsyncBinary(), [...this.rsyncRemote(), ...rsyncPath, ...argv], {
+      input: filesFromInput(writes),
+      reject: false,
+      detached: true,
+      encoding: 'buffer',
+    })
+    try {
+      if (sub.pid) await onChild?.(sub.pid) // journaled before the writer is waited for: recovery can stop it
+    } catch (err) {
+      stopGroup(sub.pid)
+      await sub
+      throw err
+    }
+    let canceled = false
+    const dispose = stopOnAbort(sub.pid, signal, () => (canceled = true))
+    const r = await sub
+    dispose()
+    if (canceled) throw new HotctlError('sync interrupted', EXIT.interrupted)
+    if (r.exitCode !== 0) {
+      const what = `rsync${dryRun ? ' --dry-run' : ''} to ${this.conn.host.name} failed (exit ${r.exitCode}: ${describeRsyncExit(r.exitCode ?? -1)}): ${lastLines(r.stderr)}`
+      throw new HotctlError(what, dryRun ? EXIT.failed : EXIT.restored)
+    }
+    return parseItemize(r.stdout)
+  }
+}
+
+/**
+ * The controller's variables a command names as `${NAME}` (the config keeps them for the shell to
+ * expand, see config/interpolate.ts): a command on the host sees them as it would here.
+ */
+function referencedEnv(argv: string[]): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const a of argv)
+    for (const m of a.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g)) {
+      const v = process.env[m[1]!]
+      if (v !== undefined) out[m[1]!] = v
+    }
+  return out
+}
+
+const lastLines = (text: string | Uint8Array) =>
+  redact((typeof text === 'string' ? text : Buffer.from(text).toString()).trim().split('\n').slice(-3).join(' | '))

@@ -1,0 +1,286 @@
+/**
+ * The SSH target end to end: the built binary deploys to `root@host:/path` through a real sshd
+ * (test/ssh/sshd-host.ts), real ssh and rsync over it; the single-target pipelines are unchanged.
+ */
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
+import {
+  freshCopy,
+  inodes,
+  makeWorkspace,
+  MARKER,
+  readMarker,
+  removeWorkspaces,
+  requireBuild,
+  runCli,
+  serviceConfig,
+  startService,
+  stopAllServices,
+  treeHash,
+  type Workspace,
+} from '../e2e/helpers.js'
+import {type SshHost, startSshHost, stopSshHosts} from './sshd-host.js'
+
+const why = (r: {stdout: string; stderr: string}) =>
+  `stdout:\n${r.stdout.slice(0, 3000)}\nstderr:\n${r.stderr.slice(0, 3000)}`
+
+let host: SshHost
+beforeAll(async () => {
+  requireBuild()
+  host = await startSshHost()
+})
+afterEach(stopAllServices)
+afterAll(async () => {
+  await stopSshHosts()
+  removeWorkspaces()
+})
+
+/** The workspace's config, aimed at the live dir through the ssh host. */
+function remote(ws: Workspace, h: SshHost, cfg: Record<string, unknown>, ssh: Record<string, unknown> = {}) {
+  ws.writeConfig({...cfg, target: `root@${h.alias}:${ws.live}`, ssh: {config: h.sshConfig, timeout: '20s', ...ssh}})
+}
+
+const managed = (ws: Workspace) => treeHash(ws.live)
+
+/** Every entry under `root` by its bytes (names need not be UTF-8): path → type, mode, content or link. */
+function byteTree(root: string): string {
+  const out: string[] = []
+  const visit = (dir: Buffer, rel: string) => {
+    for (const name of fs.readdirSync(dir, {encoding: 'buffer'}).sort(Buffer.compare)) {
+      const abs = Buffer.concat([dir, Buffer.from('/'), name])
+      const r = `${rel}/${name.toString('latin1')}`
+      const st = fs.lstatSync(abs)
+      if (st.isSymbolicLink()) out.push(`${r} l ${fs.readlinkSync(abs, {encoding: 'buffer'}).toString('hex')}`)
+      else if (st.isDirectory()) {
+        out.push(`${r} d ${st.mode & 0o7777}`)
+        visit(abs, r)
+      } else out.push(`${r} f ${st.mode & 0o7777} ${crypto.createHash('sha256').update(fs.readFileSync(abs)).digest('hex')}`)
+    }
+  }
+  visit(Buffer.from(root), '')
+  return out.join('\n')
+}
+const controlDirs = () => fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith('hotctl-ssh-'))
+
+describe('SSH target: one remote host', () => {
+  it('deploys, then a redeploy and a CI-style fresh copy write only what changed by content', async () => {
+    const ws = makeWorkspace()
+    const svc = await startService(ws.live)
+    remote(ws, host, serviceConfig(svc))
+    ws.setVersion('v2')
+    const dirsBefore = controlDirs()
+    const r = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(r.exitCode, why(r)).toBe(0)
+    expect(r.json.changes).toEqual({added: ['hotctl.config.yaml'], changed: ['app/handlers.py'], deleted: []})
+    expect(await svc.hello()).toBe('hello v2')
+    expect(readMarker(ws.live)?.id).toBe(r.json.release)
+    // The master connection was closed and its private directory removed.
+    expect(controlDirs()).toEqual(dirsBefore)
+
+    const before = inodes(ws.live)
+    const again = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(again.exitCode, why(again)).toBe(0)
+    expect(again.json.outcome).toBe('nothing-to-deploy')
+    expect(inodes(ws.live)).toEqual(before)
+
+    // A fresh copy: every mtime new, one file really changed.
+    const clone = path.join(ws.dir, 'clone')
+    freshCopy(ws.src, clone)
+    fs.writeFileSync(path.join(clone, 'static/style.css'), 'body { color: red; }\n')
+    const ci = await runCli(['deploy', '--json'], {cwd: clone})
+    expect(ci.exitCode, why(ci)).toBe(0)
+    expect(ci.json.changes).toEqual({added: [], changed: ['static/style.css'], deleted: []})
+    const after = inodes(ws.live)
+    const moved = Object.keys(after).filter((k) => after[k] !== before[k] && k !== MARKER)
+    expect(moved).toEqual(['static/style.css'])
+  }, 120_000)
+
+  it('a failing smoke check restores byte-exact on the host (exit 3) and proves the old release; rollback and --to', async () => {
+    const ws = makeWorkspace()
+    const svc = await startService(ws.live)
+    remote(ws, host, serviceConfig(svc))
+    ws.setVersion('v2')
+    const v2 = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(v2.exitCode, why(v2)).toBe(0)
+    const liveV2 = managed(ws)
+
+    ws.setVersion('v3', {calcBroken: true})
+    const bad = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(bad.exitCode, why(bad)).toBe(3)
+    expect(bad.json.restore.ok).toBe(true)
+    expect(managed(ws)).toBe(liveV2)
+    expect((await svc.status()).version).toBe(v2.json.release)
+
+    ws.setVersion('v4')
+    const v4 = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(v4.exitCode, why(v4)).toBe(0)
+    expect(await svc.hello()).toBe('hello v4')
+
+    const back = await runCli(['rollback', '--json'], {cwd: ws.src})
+    expect(back.exitCode, why(back)).toBe(0)
+    expect(await svc.hello()).toBe('hello v2')
+    expect(managed(ws)).toBe(liveV2)
+
+    const to = await runCli(['rollback', '--to', v4.json.release, '--json'], {cwd: ws.src})
+    expect(to.exitCode, why(to)).toBe(0)
+    expect(await svc.hello()).toBe('hello v4')
+
+    // backups: the ids on the host, complete ones only, with the releases they hold.
+    const list = await runCli(['backups', '--json'], {cwd: ws.src})
+    expect(list.exitCode, why(list)).toBe(0)
+    const onHost = fs
+      .readdirSync(path.join(ws.stateDir, 'backups'))
+      .filter((n) => /^\d{14}\.json$/.test(n))
+      .map((n) => n.slice(0, 14))
+      .sort()
+    expect(list.json.backups.map((b: {id: string}) => b.id).sort()).toEqual(onHost)
+    expect(onHost).toHaveLength(5) // deploy v2, v3 (failed), v4, rollback, rollback --to
+
+    const verify = await runCli(['backups', 'verify', '--json'], {cwd: ws.src})
+    expect(verify.exitCode, why(verify)).toBe(0)
+    // Damage in a backup's tree on the host is found by content.
+    const victim = path.join(ws.stateDir, 'backups', onHost[0]!, 'app/handlers.py')
+    const text = fs.readFileSync(victim)
+    fs.rmSync(victim)
+    fs.writeFileSync(victim, Buffer.from(text.toString().replace('v', 'w')))
+    const damaged = await runCli(['backups', 'verify', '--json'], {cwd: ws.src})
+    expect(damaged.exitCode, why(damaged)).toBe(1)
+    expect(JSON.stringify(damaged.json.damage)).toContain('app/handlers.py')
+  }, 180_000)
+
+  it('backups are hard-link trees: unchanged files shared between backups, never linked to live files; an in-place edit keeping size and mtime is recorded as it is', async () => {
+    const ws = makeWorkspace()
+    remote(ws, host, {target: 'x', protect: ['data/', '.env']})
+    for (const v of ['v2', 'v3']) {
+      ws.setVersion(v)
+      const r = await runCli(['deploy', '--json'], {cwd: ws.src})
+      expect(r.exitCode, why(r)).toBe(0)
+    }
+    const ids = fs.readdirSync(path.join(ws.stateDir, 'backups')).filter((n) => /^\d{14}$/.test(n)).sort()
+    const ino = (p: string) => fs.statSync(p).ino
+    const b = (id: string, rel: string) => path.join(ws.stateDir, 'backups', id, rel)
+    expect(ino(b(ids[0]!, 'README.md'))).toBe(ino(b(ids[1]!, 'README.md')))
+    expect(ino(b(ids[1]!, 'README.md'))).not.toBe(ino(path.join(ws.live, 'README.md')))
+    expect(ino(b(ids[0]!, 'app/handlers.py'))).not.toBe(ino(b(ids[1]!, 'app/handlers.py')))
+
+    // Someone edits a live file in place and puts its mtime back.
+    const readme = path.join(ws.live, 'README.md')
+    const st = fs.statSync(readme)
+    const edited = Buffer.from(fs.readFileSync(readme).toString().replace('demo', 'DEMO'))
+    fs.writeFileSync(readme, edited)
+    fs.utimesSync(readme, st.atime, st.mtime)
+    ws.setVersion('v4')
+    const r = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(r.exitCode, why(r)).toBe(0)
+    const id = r.json.backup.id
+    expect(fs.readFileSync(b(id, 'README.md'))).toEqual(edited)
+    const back = await runCli(['rollback', '--to', r.json.previousRelease, '--json'], {cwd: ws.src})
+    expect(back.exitCode, why(back)).toBe(0)
+    expect(fs.readFileSync(readme)).toEqual(edited)
+  }, 180_000)
+
+  it('hostile file names deploy, restore and roll back byte-exact over ssh', async () => {
+    const ws = makeWorkspace()
+    remote(ws, host, {target: 'x', protect: ['data/', '.env'], smoke: []})
+    const names = ['#x', ';x', "it's", 'a b', ' lead', 'trail ', '-rf', '$(id)', '`id`', 'x\ny', 'tab\tx', '\\#101', 'ü', '*', '"q"']
+    for (const n of names) fs.writeFileSync(path.join(ws.src, 'app', n), `content of ${JSON.stringify(n)}\n`)
+    fs.writeFileSync(Buffer.concat([Buffer.from(`${ws.src}/app/bad-`), Buffer.from([0xff, 0xfe])]), 'latin1 name\n')
+    const r = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(r.exitCode, why(r)).toBe(0)
+    const live = fs.readdirSync(path.join(ws.live, 'app'), {encoding: 'buffer'}).map((n) => n.toString('latin1'))
+    for (const n of names) expect(live).toContain(Buffer.from(n).toString('latin1'))
+    expect(live).toContain(Buffer.concat([Buffer.from('bad-'), Buffer.from([0xff, 0xfe])]).toString('latin1'))
+    const withNames = byteTree(ws.live)
+    // A change then a rollback: every name comes back.
+    for (const n of names) fs.rmSync(path.join(ws.src, 'app', n))
+    const r2 = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(r2.exitCode, why(r2)).toBe(0)
+    expect(r2.json.changes.deleted.length).toBe(names.length)
+    const back = await runCli(['rollback', '--json'], {cwd: ws.src})
+    expect(back.exitCode, why(back)).toBe(0)
+    expect(byteTree(ws.live)).toBe(withNames)
+  }, 120_000)
+
+  it('a lock held by another controller machine is exit 5 naming owner, host, pid and command', async () => {
+    const ws = makeWorkspace()
+    remote(ws, host, {target: 'x', protect: ['data/', '.env']})
+    fs.mkdirSync(ws.stateDir, {recursive: true})
+    const owner = {pid: 4242, host: 'ci-runner-7', user: 'deploy', command: 'hotctl deploy', started: new Date().toISOString()}
+    fs.writeFileSync(path.join(ws.stateDir, 'lock'), JSON.stringify(owner))
+    ws.setVersion('v2')
+    const before = managed(ws)
+    const r = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(r.exitCode, why(r)).toBe(5)
+    expect(r.json.error.message).toContain('pid 4242 on ci-runner-7')
+    expect(r.json.error.message).toContain('hotctl deploy')
+    expect(managed(ws)).toBe(before)
+    // And a lock of a gone process of this machine is stale: cleared.
+    fs.writeFileSync(path.join(ws.stateDir, 'lock'), JSON.stringify({...owner, host: os.hostname(), pid: 999_999}))
+    const ok = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(ok.exitCode, why(ok)).toBe(0)
+    expect(fs.existsSync(path.join(ws.stateDir, 'lock'))).toBe(false)
+  }, 60_000)
+
+  it('secrets in env and commands on the host never land in the host journal or the output', async () => {
+    const ws = makeWorkspace()
+    const secret = `s3cret-${crypto.randomBytes(6).toString('hex')}`
+    remote(ws, host, {
+      target: 'x',
+      protect: ['data/', '.env'],
+      // Fails on the new release only (the restore's trigger passes): exit 3.
+      reload: {
+        trigger: {
+          command: 'echo "token is ${HOTCTL_TEST_TOKEN}"; pwd > .trigger-ran; ! grep -q v2 app/handlers.py',
+        },
+      },
+    })
+    ws.setVersion('v2')
+    const r = await runCli(['deploy', '--json'], {cwd: ws.src, env: {HOTCTL_TEST_TOKEN: secret}})
+    expect(r.exitCode, why(r)).toBe(3) // the trigger fails on the host: restored
+    expect(fs.readFileSync(path.join(ws.live, '.trigger-ran'), 'utf8').trim()).toBe(ws.live) // ran in the target dir
+    expect(r.stdout + r.stderr).not.toContain(secret)
+    expect(r.stdout).toContain('token is ***')
+    expect(fs.readFileSync(path.join(ws.stateDir, 'journal.jsonl'), 'utf8')).not.toContain(secret)
+  }, 60_000)
+})
+
+describe('SSH target: preflight names what is wrong on the host', () => {
+  it('rsync missing on the host', async () => {
+    const bare = await startSshHost({address: '127.0.0.3', hideTools: ['rsync']})
+    const ws = makeWorkspace()
+    remote(ws, bare, {target: 'x'})
+    const r = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(r.exitCode, why(r)).toBe(1)
+    expect(r.json.error.message).toMatch(/tools on testhost\d+: testhost\d+ lacks rsync/)
+  }, 60_000)
+
+  it('an unreachable host is named, with its ssh error and --limit', async () => {
+    const ws = makeWorkspace()
+    remote(ws, {...host, alias: 'nohost'}, {target: 'x'})
+    fs.appendFileSync(host.sshConfig, `Host nohost\n  HostName 127.0.0.9\n  Port 9\n`)
+    const r = await runCli(['check', '--json', '--skip-checks'], {cwd: ws.src})
+    expect(r.exitCode, why(r)).toBe(1)
+    const item = r.json.preflight.find((p: {name: string}) => p.name === 'ssh nohost')
+    expect(item.detail).toMatch(/^nohost is unreachable: .*Connection refused/)
+    expect(item.hint).toContain('--limit')
+  }, 60_000)
+
+  it('a host key that does not match known_hosts fails clearly, and is never accepted', async () => {
+    const ws = makeWorkspace()
+    const other = await startSshHost({address: '127.0.0.4'})
+    // Same alias and known_hosts entry as `host`, but another sshd (another key) answers.
+    const cfg = path.join(ws.dir, 'ssh_config')
+    fs.writeFileSync(
+      cfg,
+      fs.readFileSync(host.sshConfig, 'utf8').replace(`HostName ${host.address}`, `HostName ${other.address}`).replace(`Port ${host.port}`, `Port ${other.port}`),
+    )
+    ws.writeConfig({target: `root@${host.alias}:${ws.live}`, ssh: {config: cfg}})
+    const r = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(r.exitCode, why(r)).toBe(1)
+    expect(r.json.error.message).toContain(`the host key of ${host.alias} is not trusted`)
+    expect(fs.readFileSync(host.knownHosts, 'utf8').split('\n').filter(Boolean)).toHaveLength(1)
+  }, 60_000)
+})
