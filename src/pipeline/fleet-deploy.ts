@@ -21,6 +21,7 @@ import {
   fleetExit,
   type HostSlot,
   lockHosts,
+  onHost,
   openHosts,
   preflightHosts,
   recoverHosts,
@@ -161,8 +162,14 @@ export async function fleetDeploy(fleet: FleetContext, flags: DeployFlags): Prom
     if (!run.failed && fleet.signal.aborted) run.failed = {slot: slots[0]!, error: new Error('interrupted by signal')}
     if (run.failed) await settleFleet(fleet, run, result)
     else {
-      await Promise.all(slots.map((s) => finishDeploy(s.ctx, run.runs.get(s)!)))
+      await Promise.all(slots.map((s) => onHost(run.runs.get(s)!.result, () => finishDeploy(s.ctx, run.runs.get(s)!))))
       if (run.nothing) result.outcome = 'nothing-to-deploy'
+      const lost = slots.filter((s) => run.runs.get(s)!.result.exitCode === EXIT.needsAttention)
+      if (lost.length > 0) {
+        result.exitCode = EXIT.needsAttention
+        result.outcome = 'needs-attention'
+        result.error = `NEEDS ATTENTION on ${lost.map((s) => s.host.name).join(', ')}: proven, but the end could not be recorded`
+      }
     }
   } finally {
     await unlockHosts(slots)
@@ -216,10 +223,14 @@ async function settleFleet(fleet: FleetContext, run: FleetRun, result: FleetDepl
       const own = run.errors.get(s)
       if (own !== undefined || all) {
         const err = own ?? new Error(`put back with the fleet: ${failedName} failed: ${why}`)
-        const settled = await settleDeploy(s.ctx, r, interrupted && own === undefined ? new Error(why) : err)
-        r.result = {...r.result, ...settled}
+        await onHost(r.result, async () => {
+          r.result = {
+            ...r.result,
+            ...(await settleDeploy(s.ctx, r, interrupted && own === undefined ? new Error(why) : err)),
+          }
+        })
       } else {
-        await finishDeploy(s.ctx, r)
+        await onHost(r.result, () => finishDeploy(s.ctx, r))
       }
     }),
   )

@@ -200,6 +200,25 @@ export function fleetExit(f: {codes: number[]; interrupted: boolean; failing?: n
   return f.touched ? EXIT.restored : EXIT.failed
 }
 
+/**
+ * Ends or settles one host's operation. A host that cannot be written to any more (cut, frozen,
+ * gone) cannot record its end: it needs attention (exit 4), and its journal keeps the operation
+ * open, so the next run from any machine restores its backup first.
+ */
+export async function onHost(
+  result: {exitCode: number; outcome: string; error?: string},
+  end: () => Promise<unknown>,
+): Promise<void> {
+  try {
+    await end()
+  } catch (err) {
+    result.exitCode = EXIT.needsAttention
+    result.outcome = 'needs-attention'
+    const before = result.error ? `${result.error}; ` : ''
+    result.error = `${before}could not record the outcome on the host: ${errorMessage(err)} (the next deploy or rollback restores its backup first)`
+  }
+}
+
 /** Waits `ms`, or less when interrupted. */
 export function pause(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {

@@ -7,6 +7,7 @@ import {
   fleetExit,
   type HostSlot,
   lockHosts,
+  onHost,
   openHosts,
   preflightHosts,
   recoverHosts,
@@ -130,7 +131,15 @@ export async function fleetRollback(fleet: FleetContext, opts: {to?: string}): P
     if (!run.failed && fleet.signal.aborted) run.failed = {slot: slots[0]!, error: new Error('interrupted by signal')}
     if (run.failed) await settleFleetRollback(fleet, run, result)
     else {
-      await Promise.all(slots.map((s) => finishRollback(s.ctx, run.runs.get(s)!)))
+      await Promise.all(
+        slots.map((s) => onHost(run.runs.get(s)!.result, () => finishRollback(s.ctx, run.runs.get(s)!))),
+      )
+      const lost = slots.filter((s) => run.runs.get(s)!.result.exitCode === EXIT.needsAttention)
+      if (lost.length > 0) {
+        result.exitCode = EXIT.needsAttention
+        result.outcome = 'needs-attention'
+        result.error = `NEEDS ATTENTION on ${lost.map((s) => s.host.name).join(', ')}: proven, but the end could not be recorded`
+      }
       if (slots.every((s) => run.runs.get(s)!.result.outcome === 'already-live')) result.outcome = 'already-live'
     }
   } finally {
@@ -190,11 +199,16 @@ async function settleFleetRollback(
       const r = run.runs.get(s)
       if (!r?.op) return
       const own = run.errors.get(s)
-      if (own === undefined && !all) return finishRollback(s.ctx, r)
+      if (own === undefined && !all) return onHost(r.result, () => finishRollback(s.ctx, r))
       const err = own ?? new Error(`put back with the fleet: ${failedName} failed: ${why}`)
       try {
         r.result = {...r.result, ...(await settleRollback(s.ctx, r, err))}
       } catch (e) {
+        if (r.changed) {
+          // Put back (or not), but the end could not be recorded: the host is out of reach.
+          await onHost(r.result, () => Promise.reject(e))
+          return
+        }
         // Failed before it changed this host: nothing to put back.
         r.result = {
           ...r.result,

@@ -179,7 +179,7 @@ describe('forHost', () => {
   const base = parseConfig(
     {
       target: '/srv/app',
-      hosts: [{name: 'web1', host: '10.0.0.5', vars: {port: '8001'}}, 'fe80::1'],
+      hosts: [{name: 'web1', host: '10.0.0.5', vars: {port: '8001'}}, '[fe80::1]'],
       reload: {
         trigger: {url: 'http://${host}:${host.vars.port}/reload'},
         status: {url: 'http://${host.name}.internal:8000/status'},

@@ -92,6 +92,28 @@ describe('fleet deploy failures', () => {
     expectOnR0(f, ['b', 'c'])
   })
 
+  it('a host cut off before it could be restored or record its end: exit 4 naming it, its operation left open for recovery', async () => {
+    const f = fakeFleet(['a', 'b', 'c'], {}, {waves: [1, '100%']})
+    let cut = false
+    f.fake('a').at('append', () => {
+      if (cut) throw new Error('ssh: connect to host a port 22: Connection timed out')
+    })
+    f.fake('c').at('command', (call) => {
+      if (call.n === 2) {
+        cut = true
+        throw new Error('injected smoke failure')
+      }
+    })
+    const r = (await ended(fleetDeploy(f.fleet, DEPLOY_FLAGS))).result!
+    expect(r).toMatchObject({exitCode: EXIT.needsAttention, outcome: 'needs-attention', failedHost: 'c'})
+    expect(r.error).toMatch(/NEEDS ATTENTION on a$/)
+    const a = r.hosts.find((h) => h.name === 'a')!
+    expect(a).toMatchObject({exitCode: EXIT.needsAttention, attention: true, live: null})
+    expect(a.error).toMatch(/could not record the outcome on the host: ssh: connect to host a/)
+    expect(journalLines(f.fake('a').journal).some((l) => l.startsWith('deploy end'))).toBe(false)
+    expectOnR0(f, ['b', 'c'])
+  })
+
   it('an interrupt mid-wave restores every touched host: exit 130', async () => {
     const f = fakeFleet(['a', 'b', 'c'], {}, {waves: [1, '100%'], parallel: 1})
     f.fake('b').abortAt('sync', f.ac)
