@@ -1,6 +1,8 @@
 import type {ListrTask} from 'listr2'
 import type {HostSpec, ResolvedConfig} from '../config/resolve.js'
 import {errorMessage, EXIT, type ExitCode, HotctlError} from '../errors.js'
+import type {ServiceRunner} from '../service/run-command.js'
+import {runSmoke} from '../service/smoke.js'
 import type {PreflightItem, PreflightOptions} from '../target/target.js'
 import {formatDuration} from '../ui/format.js'
 import type {Ui} from '../ui/ui.js'
@@ -146,15 +148,35 @@ export function waveTasks(
   state: WaveState,
   hostSteps: (s: HostSlot) => ListrTask[],
   skipWhy: () => string | false,
+  hostEnv: (s: HostSlot) => Record<string, string> = (s) => s.ctx.env,
 ): ListrTask[] {
   const {pauseMs, parallel} = fleet.config.fleet
   const stop = () =>
     skipWhy() ||
     (state.failed && `skipped: ${state.failed.slot.host.name} failed`) ||
     (fleet.signal.aborted && 'skipped: interrupted')
+  // During a pause the hosts already done keep being smoke-tested: a release that breaks after a
+  // while stops the waves before they reach more hosts.
+  const watched = (i: number) => async () => {
+    for (const slot of waves.slice(0, i).flat()) {
+      try {
+        await smokeNow(slot, hostEnv(slot))
+      } catch (err) {
+        if (!state.errors.has(slot)) state.errors.set(slot, err)
+        state.failed ??= {slot, error: err}
+        throw err
+      }
+    }
+  }
   return waves.flatMap((wave, i): ListrTask[] => [
     ...(i > 0 && pauseMs > 0
-      ? [{title: `Pause ${formatDuration(pauseMs)}`, skip: stop, task: () => pause(pauseMs, fleet.signal)}]
+      ? [
+          {
+            title: `Pause ${formatDuration(pauseMs)}${fleet.config.smoke.length ? ' (smoke checks keep running)' : ''}`,
+            skip: stop,
+            task: () => pause(pauseMs, fleet.signal, fleet.config.smoke.length ? watched(i) : undefined),
+          },
+        ]
       : []),
     {
       title: `Wave ${i + 1}/${waves.length}: ${wave.map((s) => s.host.name).join(', ')}`,
@@ -219,10 +241,23 @@ export async function onHost(
   }
 }
 
-/** Waits `ms`, or less when interrupted. */
-export function pause(ms: number, signal: AbortSignal): Promise<void> {
+/**
+ * Waits `ms`, or less when interrupted. With `check`, runs it at the start and then every few
+ * seconds (a tenth of the pause, 1–10 s) until the time is up; its failure ends the pause.
+ */
+export async function pause(ms: number, signal: AbortSignal, check?: () => Promise<void>): Promise<void> {
+  const end = Date.now() + ms
+  const every = Math.min(10_000, Math.max(1000, ms / 10))
+  while (!signal.aborted) {
+    if (check) await check()
+    const left = end - Date.now()
+    if (left <= 0) return
+    await sleep(check ? Math.min(every, left) : left, signal)
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    if (signal.aborted || ms <= 0) return resolve()
     const done = () => {
       clearTimeout(timer)
       signal.removeEventListener('abort', done)
@@ -231,4 +266,14 @@ export function pause(ms: number, signal: AbortSignal): Promise<void> {
     const timer = setTimeout(done, ms)
     signal.addEventListener('abort', done, {once: true})
   })
+}
+
+/** The host's smoke checks, once, now; any failure throws, naming the checks. */
+async function smokeNow(slot: HostSlot, env: Record<string, string>): Promise<void> {
+  const {ctx} = slot
+  const run: ServiceRunner = (cmd, o) => ctx.target.runServiceCommand(cmd, o)
+  const results = await Promise.all(ctx.config.smoke.map((s) => runSmoke(s, {run, env, signal: ctx.signal})))
+  const failed = results.filter((r) => !r.ok && !r.skipped)
+  if (failed.length > 0 && !ctx.signal.aborted)
+    throw new Error(`smoke failed during the pause: ${failed.map((f) => `${f.name}: ${f.detail}`).join('; ')}`)
 }

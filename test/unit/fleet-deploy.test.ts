@@ -114,6 +114,18 @@ describe('fleet deploy failures', () => {
     expectOnR0(f, ['b', 'c'])
   })
 
+  it('smoke checks keep running during the pause: a canary failing then stops the waves and is restored (exit 3)', async () => {
+    const f = fakeFleet(['a', 'b', 'c'], {}, {waves: [1, '100%'], pauseMs: 300})
+    // a's commands: reload-app, smoke-home (the deploy's), then smoke-home again during the pause.
+    f.fake('a').onCommand = ({fake}) => (fake.commands.length === 3 ? false : undefined)
+    const r = (await ended(fleetDeploy(f.fleet, DEPLOY_FLAGS))).result!
+    expect(r).toMatchObject({exitCode: EXIT.restored, outcome: 'restored', failedHost: 'a'})
+    expect(r.error).toMatch(/smoke failed during the pause: home: /)
+    expect(f.fake('a').commands.slice(0, 3)).toEqual(['reload-app', 'smoke-home', 'smoke-home'])
+    expectOnR0(f, ['a', 'b', 'c'])
+    expect(f.fake('b').journal).toEqual([])
+  })
+
   it('an interrupt mid-wave restores every touched host: exit 130', async () => {
     const f = fakeFleet(['a', 'b', 'c'], {}, {waves: [1, '100%'], parallel: 1})
     f.fake('b').abortAt('sync', f.ac)
@@ -181,6 +193,22 @@ describe('fleet deploy: before any host is touched', () => {
     expect(b.tree()).toEqual(SOURCE)
     // One release id later than every id on every host.
     expect(r.release! > '20240202000000').toBe(true)
+  })
+
+  it('dry run: every host planned (one release id), no lock, nothing journaled or changed', async () => {
+    const f = fakeFleet(['a', 'b'])
+    const r = (await ended(fleetDeploy(f.fleet, {...DEPLOY_FLAGS, dryRun: true}))).result!
+    expect(r).toMatchObject({exitCode: EXIT.ok, outcome: 'dry-run'})
+    expect(r.hosts.map((h) => h.result?.plan?.changes)).toEqual([
+      {added: 1, changed: 1, deleted: 1},
+      {added: 1, changed: 1, deleted: 1},
+    ])
+    expect(new Set(r.hosts.map((h) => h.result?.plan?.id))).toEqual(new Set([r.release]))
+    for (const fake of f.fakes.values()) {
+      expect(fake.count('lock')).toBe(0)
+      expect(fake.journal).toEqual([])
+      expect(fake.tree()).toEqual(LIVE)
+    }
   })
 
   it('nothing to deploy anywhere: exit 0, nothing journaled', async () => {
