@@ -253,6 +253,70 @@ async function hotctl(args, cwd, timeBin, rssFile) {
 /** Flushes dirty pages (the seed way writes a whole tree copy) so writeback does not land inside the next timed command. Not timed. */
 const syncDisks = () => run('sync', [], {allowFail: true})
 
+// ---------------------------------------------------------------- one remote host (ssh)
+/**
+ * hotctl deploy to `root@host:/path` (a throwaway sshd on 127.0.0.2, test/ssh/sshd-host.mjs)
+ * against bare `rsync -a --delete -e ssh` with the same ssh options, each a fresh connection per
+ * run (hotctl opens and closes its own master). Same changes, same tree. Needs root and sshd;
+ * otherwise skipped with the reason.
+ */
+async function remoteBench(o, work, src, picked, pool, baseSec, timeBin, rssFile) {
+  if (!fs.existsSync('/usr/sbin/sshd') || process.getuid?.() !== 0)
+    return {skipped: 'needs root and /usr/sbin/sshd (apt-get install openssh-server)'}
+  const {startSshHost, stopSshHosts} = await import('../test/ssh/sshd-host.mjs')
+  const host = await startSshHost()
+  try {
+    const rlive = path.join(work, 'remote-live')
+    const rcopy = path.join(work, 'remote-rsync-copy')
+    const rconfig = path.join(work, 'hotctl.remote.json')
+    fs.writeFileSync(
+      rconfig,
+      `${JSON.stringify({source: src, target: `root@${host.alias}:${rlive}`, ssh: {config: host.sshConfig}, protect: [], checks: {}}, null, 2)}\n`,
+    )
+    const control = fs.mkdtempSync(path.join(os.tmpdir(), 'hotctl-bench-cm-'))
+    const rsh = `ssh -F ${host.sshConfig} -o BatchMode=yes -o ControlMaster=auto -o ControlPath=${control}/%C -o ControlPersist=30`
+    const bare = async () => {
+      const r = await run('rsync', ['-a', '--delete', '-e', rsh, `${src}/`, `root@${host.alias}:${rcopy}/`])
+      await run('ssh', ['-F', host.sshConfig, '-o', `ControlPath=${control}/%C`, '-O', 'exit', host.alias], {
+        allowFail: true,
+      })
+      return r.ms
+    }
+    log('remote: first deploy to one ssh host (full initial backup)')
+    const first = await hotctl(
+      ['deploy', '--create-target', '--skip-checks', '--json', '--config', rconfig],
+      work,
+      timeBin,
+      rssFile,
+    )
+    await bare()
+    const times = {hotctl: [], rsync: []}
+    const rss = []
+    for (let rep = 1; rep <= o.reps; rep++) {
+      mutate(src, picked, pool, 100 + rep, baseSec)
+      const steps = [
+        async () => {
+          const r = await hotctl(['deploy', '--skip-checks', '--json', '--config', rconfig], work, timeBin, rssFile)
+          const n = r.json.changes?.changed?.length ?? 0
+          if (n !== o.changed) throw new Error(`remote hotctl deploy changed ${n} files, not ${o.changed}`)
+          times.hotctl.push(r.ms)
+          if (r.rssKb) rss.push(r.rssKb)
+        },
+        async () => times.rsync.push(await bare()),
+      ]
+      if (rep % 2 === 0) steps.reverse()
+      for (const step of steps) await step()
+      log(
+        `remote rep ${rep}/${o.reps}: hotctl ${fmtMs(times.hotctl.at(-1))}, rsync -e ssh ${fmtMs(times.rsync.at(-1))}`,
+      )
+    }
+    fs.rmSync(control, {recursive: true, force: true})
+    return {first: first.ms, hotctl: times.hotctl, rsync: times.rsync, rss}
+  } finally {
+    await stopSshHosts()
+  }
+}
+
 // ---------------------------------------------------------------- main
 async function main() {
   const o = parseArgs(process.argv.slice(2))
@@ -416,7 +480,10 @@ async function main() {
         `rollback did not restore the previous version of the changed files (${rolledBack}/${picked.length})`,
       )
 
-    // 5. Startup.
+    // 5. One remote host over ssh.
+    const remote = await remoteBench(o, work, src, picked, gen.pool, baseSec + 1000, timeBin, rssFile)
+
+    // 6. Startup.
     log('--version / node -e 0')
     const version = []
     const nodeBare = []
@@ -470,6 +537,17 @@ async function main() {
       ],
       ['node -e 0', fmtMs(m.node), nodeBare.map(fmtMs).join(' / '), ''],
     ]
+    const rm = remote.skipped ? undefined : {hotctl: median(remote.hotctl), rsync: median(remote.rsync)}
+    if (rm)
+      rows.push(
+        [
+          `hotctl deploy to 1 ssh host (${o.changed} changed)`,
+          fmtMs(rm.hotctl),
+          remote.hotctl.map(fmtMs).join(' / '),
+          `${(rm.hotctl / rm.rsync).toFixed(2)}× rsync -e ssh`,
+        ],
+        ['bare rsync -a --delete -e ssh (same options)', fmtMs(rm.rsync), remote.rsync.map(fmtMs).join(' / '), '1.00×'],
+      )
     const w = [0, 1, 2, 3].map((i) =>
       Math.max(...rows.map((r) => r[i].length), ['what', 'median', 'runs', 'ratio'][i].length),
     )
@@ -524,6 +602,11 @@ async function main() {
     out.push(
       `  ${mark(m.version <= 300)} hotctl --version ≤ 300 ms:           ${fmtMs(m.version)} (node -e 0: ${fmtMs(m.node)}, ${(m.version / m.node).toFixed(2)}×)`,
     )
+    if (rm)
+      out.push(
+        `  ${mark(rm.hotctl / rm.rsync <= 2.5)} remote deploy ≤ 2.5× rsync -e ssh:  ${(rm.hotctl / rm.rsync).toFixed(2)}× (${fmtMs(rm.hotctl)} vs ${fmtMs(rm.rsync)}; first remote deploy ${fmtMs(remote.first)}; peak RSS ${remote.rss.length ? `${(Math.max(...remote.rss) / 1024).toFixed(0)} MiB` : 'not measured'})`,
+      )
+    else out.push(`  remote deploy: skipped (${remote.skipped})`)
     out.push('')
     out.push(`bench took ${fmtMs(Date.now() - benchStart)}${o.keep ? `; data kept in ${work}` : ''}`)
     console.log(out.join('\n'))

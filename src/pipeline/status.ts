@@ -71,7 +71,7 @@ export async function collectStatus(ctx: OpContext): Promise<StatusReport> {
       }),
   )
   return {
-    target: config.target,
+    target: target.description,
     release,
     lock: lock ? {...lock, stale: !lockActive} : null,
     interrupted:

@@ -5,7 +5,7 @@ import {execa} from 'execa'
 import type {HostSpec, SshSettings} from '../config/resolve.js'
 import {EXIT, HotctlError} from '../errors.js'
 import {redact} from '../secrets.js'
-import {remoteScript, rshWord} from './quote.js'
+import {remoteScript, rshWord, shq} from './quote.js'
 
 /** ssh itself failed (exit 255): the host was not reached, or the connection broke. */
 export class SshError extends HotctlError {
@@ -118,26 +118,58 @@ export class SshConnection {
     opts: {timeoutMs?: number; signal?: AbortSignal; detached?: boolean} = {},
   ): Promise<RemoteResult> {
     open.add(this)
-    const r = await execa('ssh', [...this.options(), '--', this.destination, 'sh -s'], {
+    const started = Date.now()
+    const timeoutMs = opts.timeoutMs ?? this.settings.timeoutMs
+    const sub = execa('ssh', [...this.options(), '--', this.destination, 'sh -s'], {
       input: remoteScript(script, args),
       reject: false,
       encoding: 'buffer',
-      timeout: opts.timeoutMs ?? this.settings.timeoutMs,
-      forceKillAfterDelay: 1000,
-      cancelSignal: opts.signal,
       detached: opts.detached,
     })
-    const stderr = Buffer.from(r.stderr).toString()
-    if (r.timedOut) {
-      throw new SshError(
-        this.host.name,
-        `no answer within ${opts.timeoutMs ?? this.settings.timeoutMs} ms (ssh.timeout)`,
-        'timeout',
-      )
+    // The bound is kept here, not by waiting for the pipes: a multiplexed ssh hands its stdio to
+    // the master, so they stay open until the remote command ends even after the client is killed.
+    let timer: NodeJS.Timeout | undefined
+    let onAbort: (() => void) | undefined
+    const bound = new Promise<'timeout' | 'abort'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), timeoutMs)
+      onAbort = () => resolve('abort')
+      if (opts.signal?.aborted) resolve('abort')
+      else opts.signal?.addEventListener('abort', onAbort, {once: true})
+    })
+    const first = await Promise.race([sub.then((r) => ({r})), bound.then((why) => ({why}))])
+    clearTimeout(timer)
+    if (onAbort) opts.signal?.removeEventListener('abort', onAbort)
+    if ('why' in first) {
+      sub.kill('SIGKILL')
+      sub.catch(() => undefined) // settles once the host side ends
+      if (first.why === 'abort')
+        throw new HotctlError(`interrupted while talking to ${this.host.name}`, EXIT.interrupted)
+      throw new SshError(this.host.name, `no answer within ${timeoutMs} ms (ssh.timeout)`, 'timeout')
     }
-    if (r.isCanceled) throw new HotctlError(`interrupted while talking to ${this.host.name}`, EXIT.interrupted)
+    const r = first.r
+    const stderr = Buffer.from(r.stderr).toString()
+    // HOTCTL_DEBUG_SSH=1: one stderr line per remote script (time, first words, argument count).
+    if (process.env.HOTCTL_DEBUG_SSH)
+      process.stderr.write(
+        `hotctl: ssh ${this.host.name} ${Date.now() - started} ms: ${script.split('\n')[0]!.slice(0, 50)} (${args.length} args)\n`,
+      )
     if (r.exitCode === undefined || r.exitCode === 255) throw sshFailure(this.host.name, stderr, r.shortMessage)
     return {exitCode: r.exitCode, stdout: Buffer.from(r.stdout), stderr}
+  }
+
+  /** Writes `bytes` to `file` on the host (`cat >`, the path quoted by shq): for binary content no shell argument can carry. */
+  async upload(file: string, bytes: Buffer): Promise<void> {
+    open.add(this)
+    const r = await execa('ssh', [...this.options(), '--', this.destination, `cat > ${shq(file)}`], {
+      input: bytes,
+      reject: false,
+      encoding: 'buffer',
+      timeout: this.settings.timeoutMs,
+      forceKillAfterDelay: 1000,
+    })
+    const stderr = Buffer.from(r.stderr).toString()
+    if (r.exitCode === undefined || r.exitCode === 255) throw sshFailure(this.host.name, stderr, r.shortMessage)
+    if (r.exitCode !== 0) throw new Error(`writing ${file} on ${this.host.name} failed: ${lastLine(stderr)}`)
   }
 
   /** `run`, but any exit other than 0 throws, quoting the script's stderr. */
@@ -178,16 +210,17 @@ export function sshFailure(host: string, stderr: string, fallback = ''): SshErro
       .filter((l) => l && !l.startsWith('@') && !/^(Warning: Permanently added|debug)/.test(l))
       .slice(-2)
       .join(' | ') || 'ssh exited with 255'
-  const kind: SshError['kind'] = /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No (?:RSA|ED25519|ECDSA)? ?host key is known|host key .* differs/i.test(
-    text,
-  )
-    ? 'host-key'
-    : /Permission denied|Too many authentication failures/i.test(text)
-      ? 'auth'
-      : /Connection (?:refused|timed out)|Could not resolve|No route to host|Network is unreachable|Operation timed out|Connection closed by .* port|kex_exchange_identification/i.test(
-            text,
-          )
-        ? 'unreachable'
-        : 'broken'
+  const kind: SshError['kind'] =
+    /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No (?:RSA|ED25519|ECDSA)? ?host key is known|host key .* differs/i.test(
+      text,
+    )
+      ? 'host-key'
+      : /Permission denied|Too many authentication failures/i.test(text)
+        ? 'auth'
+        : /Connection (?:refused|timed out)|Could not resolve|No route to host|Network is unreachable|Operation timed out|Connection closed by .* port|kex_exchange_identification/i.test(
+              text,
+            )
+          ? 'unreachable'
+          : 'broken'
   return new SshError(host, redact(line), kind)
 }

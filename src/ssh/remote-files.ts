@@ -8,37 +8,52 @@ export type RemoteEntry = Omit<ManifestEntry, 'type'> & {type: ManifestEntry['ty
 /**
  * Describes paths under a root on the host, in batches, with a few processes per batch (never one
  * per file): a type letter per path from the shell's own tests, then `stat` of those that exist,
- * `sha256sum -z` of the regular files and `readlink -z` of the symlinks, each NUL-separated, in
- * the order of the arguments. Paths go as `./path`, so none is read as an option.
+ * `sha256sum -z` of the regular files and `readlink -z` of the symlinks (one call each, NUL-
+ * separated, in argument order). Paths go as `./path`, so none is read as an option.
  */
-const DESCRIBE = `cd -- "$1" || exit 3
+const TYPES = `cd -- "$1" || exit 3
 shift
-pick() {
-  f=$1; t=$2; shift 2
-  for p; do
-    shift
-    case $t in
-      e) { [ -e "./$p" ] || [ -L "./$p" ]; } && set -- "$@" "./$p" ;;
-      f) [ -f "./$p" ] && [ ! -L "./$p" ] && set -- "$@" "./$p" ;;
-      l) [ -L "./$p" ] && set -- "$@" "./$p" ;;
-    esac
-  done
-  [ $# -eq 0 ] || "$f" "$@"
-}
-st() { stat --printf '%a %s\\0' -- "$@"; }
-hs() { sha256sum -z -- "$@"; }
-rl() { readlink -z -- "$@"; }
 for p; do
   if [ -L "./$p" ]; then printf l
   elif [ -f "./$p" ]; then printf f
   elif [ -d "./$p" ]; then printf d
   elif [ -e "./$p" ]; then printf o
   else printf '%s' -; fi
-done
-printf '\\0'
-pick st e "$@" || exit 4
-pick hs f "$@" || exit 5
-pick rl l "$@" || exit 6`
+done`
+
+const TOOL = `cd -- "$1" || exit 3
+t=$2; shift 2
+case $t in
+  st) exec stat --printf '%a %s\\0' -- "$@" ;;
+  hs) exec sha256sum -z -- "$@" ;;
+  rl) exec readlink -z -- "$@" ;;
+esac`
+
+/**
+ * sha256 of regular files under `root` on the host, one `sha256sum -z` per batch (names come back
+ * unescaped, NUL-terminated); a path that cannot be read is left out (it then differs).
+ */
+export async function hashRemote(conn: SshConnection, root: string, paths: string[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>()
+  for (const batch of batches(paths)) {
+    const r = await conn.run(HASH, [root, ...batch.map((p) => `./${p}`)])
+    const bytes = r.stdout
+    for (let at = 0; at < bytes.length;) {
+      const end = bytes.indexOf(0, at)
+      if (end === -1) break
+      // `<64 hex><space><space or *>./<name>`
+      const rec = bytes.subarray(at, end)
+      at = end + 1
+      if (rec.length < 68) continue
+      out.set(decodeName(Buffer.from(rec.subarray(68))), rec.toString('latin1', 0, 64))
+    }
+  }
+  return out
+}
+
+const HASH = `cd -- "$1" || exit 3
+shift
+exec sha256sum -z -- "$@" 2>/dev/null`
 
 /** Up to this many bytes of names per batch: well inside the host's ARG_MAX for the exec'd tools. */
 const BATCH_BYTES = 512 * 1024
@@ -68,16 +83,41 @@ export async function describeRemote(
   paths: string[],
 ): Promise<Map<string, RemoteEntry | undefined>> {
   const out = new Map<string, RemoteEntry | undefined>()
+  const fail = (what: string, r: {exitCode: number; stderr: string}) =>
+    new Error(
+      `${what} under ${root} on ${conn.host.name} failed (exit ${r.exitCode}): ${r.stderr.trim().split('\n').slice(-2).join(' | ')}`,
+    )
   for (const batch of batches(paths)) {
-    const r = await conn.run(DESCRIBE, [root, ...batch])
-    if (r.exitCode !== 0)
-      throw new Error(`reading ${root} on ${conn.host.name} failed (exit ${r.exitCode}): ${r.stderr.trim().split('\n').slice(-2).join(' | ')}`)
-    parseDescribe(r.stdout, batch, out)
+    const t = await conn.run(TYPES, [root, ...batch])
+    if (t.exitCode !== 0) throw fail('reading paths', t)
+    const types = t.stdout.toString('latin1')
+    const of = (want: (c: string) => boolean) => batch.filter((_, i) => want(types[i]!)).map((p) => `./${p}`)
+    const tool = async (name: string, list: string[]) => {
+      if (list.length === 0) return Buffer.alloc(0)
+      const r = await conn.run(TOOL, [root, name, ...list])
+      if (r.exitCode !== 0) throw fail(name === 'hs' ? 'sha256sum' : name === 'st' ? 'stat' : 'readlink', r)
+      return r.stdout
+    }
+    const [st, hs, rl] = await Promise.all([
+      tool(
+        'st',
+        of((c) => c !== '-'),
+      ),
+      tool(
+        'hs',
+        of((c) => c === 'f'),
+      ),
+      tool(
+        'rl',
+        of((c) => c === 'l'),
+      ),
+    ])
+    parseDescribe(Buffer.concat([t.stdout, Buffer.from([0]), st, hs, rl]), batch, out)
   }
   return out
 }
 
-/** Parses DESCRIBE's output (exported for its unit test). */
+/** Parses what TYPES and TOOL printed, joined (exported for its unit test). */
 export function parseDescribe(stdout: Buffer, batch: string[], out: Map<string, RemoteEntry | undefined>): void {
   const records: Buffer[] = []
   for (let at = 0; at < stdout.length;) {
@@ -93,7 +133,11 @@ export function parseDescribe(stdout: Buffer, batch: string[], out: Map<string, 
   const files = [...types].filter((t) => t === 'f').length
   const hashes = records.splice(0, files)
   const links = records
-  if (stats.length !== existing || hashes.length !== files || links.length !== [...types].filter((t) => t === 'l').length)
+  if (
+    stats.length !== existing ||
+    hashes.length !== files ||
+    links.length !== [...types].filter((t) => t === 'l').length
+  )
     throw new Error('paths changed on the host while they were read')
   let s = 0
   let h = 0

@@ -1,4 +1,5 @@
 import crypto from 'node:crypto'
+import zlib from 'node:zlib'
 import type {ResolvedConfig} from '../config/resolve.js'
 import {EXIT, HotctlError} from '../errors.js'
 import {decodeName} from '../file-names.js'
@@ -26,6 +27,7 @@ for d in "$b"/*.part; do [ -d "$d" ] && rm -rf -- "$d"; done
 if [ -n "$prev" ] && [ -d "$b/$prev" ]; then set -- --link-dest="$b/$prev" "$@"; fi
 if [ -d "$t" ]; then src=$t/; else mkdir -p -- "$b/.empty" && src=$b/.empty/ || exit 4; fi
 rsync -rlptgo -ii --modify-window=-1 --8-bit-output '--out-format=%i %B %l %n' "$@" -- "$src" "$b/$id.part/" || exit $?
+rm -rf -- "$b/.empty"
 printf '\\0\\n'
 if [ -n "$prev" ] && [ -f "$b/$prev.json" ]; then
   cd -- "$t" && find . -type f -cnewer "$b/$prev.json" -print0 2>/dev/null
@@ -38,16 +40,16 @@ for p; do rm -f -- "$d/$p" && cp -p -- "$t/$p" "$d/$p" || exit 3; done`
 
 /** Makes a backup complete: its tree in place, content flushed, then the manifest and the metadata (the commit point). */
 const COMMIT = `b=$1; id=$2
-printf '%s' "$3" > "$b/$id.manifest.json.tmp" && printf '%s' "$4" > "$b/$id.json.tmp" || exit 3
-mv -- "$b/$id.part" "$b/$id" && mv -- "$b/$id.manifest.json.tmp" "$b/$id.manifest.json" || exit 3
-sync -f -- "$b/$id.manifest.json" 2>/dev/null || sync
+printf '%s' "$3" > "$b/$id.json.tmp" || exit 3
+mv -- "$b/$id.part" "$b/$id" && mv -- "$b/$id.manifest.json.gz.tmp" "$b/$id.manifest.json.gz" || exit 3
+sync -f -- "$b/$id.manifest.json.gz" 2>/dev/null || sync
 mv -- "$b/$id.json.tmp" "$b/$id.json" && sync -- "$b/$id.json"`
 
 /** Every metadata file: name NUL content NUL. */
 const LIST = `cd -- "$1" 2>/dev/null || exit 0
 for f in *.json; do
   [ -f "$f" ] || continue
-  case $f in *.manifest.json) continue ;; esac
+  case $f in *.manifest.json*) continue ;; esac
   printf '%s\\0' "$f"; cat -- "$f"; printf '\\0'
 done
 for f in *.part *.json.tmp; do [ -e "$f" ] && printf '%s\\0' "$f"; done
@@ -55,20 +57,32 @@ exit 0`
 
 const CAT = `cat -- "$1"`
 
-/** Removes backups (metadata first: from then on they are not complete), then their trees; prints bytes used before and after. */
+/**
+ * Removes backups: metadata first (from then on they are not complete), then their trees. Prints
+ * the bytes freed: files no other backup links (GNU find -links 1), counted before removal.
+ */
 const PRUNE = `b=$1; shift
-du -sb -- "$b" | cut -f1
-for id; do rm -f -- "$b/$id.json" "$b/$id.manifest.json"; done
-for id; do rm -rf -- "$b/$id"; done
-du -sb -- "$b" | cut -f1`
+for id; do rm -f -- "$b/$id.json" "$b/$id.manifest.json.gz"; done
+n=0
+for id; do
+  [ -d "$b/$id" ] || continue
+  s=$(find "$b/$id" -type f -links 1 -printf '%s\\n' 2>/dev/null | { t=0; while read -r x; do t=$((t + x)); done; echo $t; })
+  n=$((n + s))
+  rm -rf -- "$b/$id"
+done
+echo $n`
 
 /** What a restore or a verify compares: rsync's dry run from the backup tree to the target, deletions included. */
 const DIFF = `b=$1; t=$2; shift 2
 rsync -n -rlptgo -i --delete --modify-window=-1 --8-bit-output '--out-format=%i %n' "$@" -- "$b/" "$t/"`
 
-/** The restore itself: what DIFF listed, written by rsync on the host (never in place), deletions included. */
+/**
+ * The restore itself: what DIFF listed, written by rsync on the host (never in place), deletions
+ * included, also the `.~tmp~` leftovers of a killed --delay-updates sync (rsync protects those
+ * from --delete unless told otherwise).
+ */
 const APPLY = `b=$1; t=$2; shift 2
-rsync -rlptgo -i --delete --delay-updates --modify-window=-1 --8-bit-output '--out-format=%i %n' "$@" -- "$b/" "$t/"`
+rsync -rlptgo -i --delete --delay-updates '--filter=R .~tmp~/' --modify-window=-1 --8-bit-output '--out-format=%i %n' "$@" -- "$b/" "$t/"`
 
 interface ManifestFile {
   /** [path, 'f', mode, size, sha256] | [path, 'd', mode] | [path, 'l', mode, link] */
@@ -80,7 +94,7 @@ const sha256 = (s: string) => crypto.createHash('sha256').update(s).digest('hex'
 /**
  * Backups on the host, in the state dir beside the target: one hard-link tree per backup
  * (`backups/<id>/`, linked to the previous backup, never to live files), its sha256 manifest
- * (`<id>.manifest.json`) and its metadata (`<id>.json`, written last: the commit point; `root['']`
+ * (`<id>.manifest.json.gz`) and its metadata (`<id>.json`, written last: the commit point; `root['']`
  * is the manifest's sha256). Added storage per backup: the files that changed since the previous
  * one, the directories, and the manifest. Restores run rsync on the host and are verified by
  * sha256 on the host; nothing a restore needs exists only on a controller.
@@ -132,11 +146,11 @@ export class SshBackupStore implements BackupStore {
     const linked = listed.filter((e) => e.linked && e.type === 'file')
     const suspect = linked.filter((e) => changedLive.has(e.path) || prevManifest?.get(e.path)?.hash === undefined)
     if (suspect.length > 0)
-      await this.conn.must(
-        'backup (copying files changed in place)',
-        RECOPY,
-        [this.config.target, part, ...suspect.map((e) => e.path)],
-      )
+      await this.conn.must('backup (copying files changed in place)', RECOPY, [
+        this.config.target,
+        part,
+        ...suspect.map((e) => e.path),
+      ])
     const suspects = new Set(suspect.map((e) => e.path))
     const toHash = listed.filter((e) => e.type === 'file' && (!e.linked || suspects.has(e.path))).map((e) => e.path)
     const hashed = await describeRemote(this.conn, part, [
@@ -154,7 +168,8 @@ export class SshBackupStore implements BackupStore {
       }
       const d = hashed.get(e.path)
       if (e.type === 'symlink') {
-        if (!d?.link && d?.link !== '') throw new Error(`backup: ${e.path} vanished from the backup on ${this.conn.host.name}`)
+        if (!d?.link && d?.link !== '')
+          throw new Error(`backup: ${e.path} vanished from the backup on ${this.conn.host.name}`)
         manifest.entries.push([e.path, 'l', e.mode, d.link])
         continue
       }
@@ -175,25 +190,39 @@ export class SshBackupStore implements BackupStore {
       gitSha: marker?.gitSha ?? null,
       files,
       bytes,
-      added: added + text.length,
+      added: added + zlib.gzipSync(text).length,
       protect: this.config.protect,
       root: {'': sha256(text)},
     }
-    await this.conn.must('backup (commit)', COMMIT, [this.dir, id, text, JSON.stringify(meta)])
+    // The manifest travels gzipped (about half the size on the host); its sha256 is of the JSON.
+    await this.conn.upload(`${this.dir}/${id}.manifest.json.gz.tmp`, zlib.gzipSync(text))
+    await this.conn.must('backup (commit)', COMMIT, [this.dir, id, JSON.stringify(meta)])
     return meta
   }
 
   async restore(id: string): Promise<{written: string[]; removed: string[]}> {
     const {meta, manifest} = await this.checked(id)
     const filters = this.filters(meta)
-    const diff = parseItemize(await this.conn.must('restore (planning)', DIFF, [`${this.dir}/${id}`, this.config.target, ...filters]))
+    const diff = parseItemize(
+      await this.conn.must('restore (planning)', DIFF, [`${this.dir}/${id}`, this.config.target, ...filters]),
+    )
     // What this restore will copy is checked against the manifest first: a damaged backup is refused with the target untouched.
     const writes = diff.filter((i) => i.kind !== 'deleted' && i.fileType === 'file').map((i) => i.path)
-    const damage = this.compare(id, manifest, writes, await describeRemote(this.conn, `${this.dir}/${id}`, writes), 'object')
+    const damage = this.compare(
+      id,
+      manifest,
+      writes,
+      await describeRemote(this.conn, `${this.dir}/${id}`, writes),
+      'object',
+    )
     if (damage.length > 0) throw new BackupDamagedError(id, damage)
-    const done = parseItemize(await this.conn.must('restore (rsync on the host)', APPLY, [`${this.dir}/${id}`, this.config.target, ...filters]))
+    const done = parseItemize(
+      await this.conn.must('restore (rsync on the host)', APPLY, [`${this.dir}/${id}`, this.config.target, ...filters]),
+    )
     return {
-      written: done.filter((i) => (i.kind === 'added' || i.kind === 'changed') && i.fileType !== 'dir').map((i) => i.path),
+      written: done
+        .filter((i) => (i.kind === 'added' || i.kind === 'changed') && i.fileType !== 'dir')
+        .map((i) => i.path),
       removed: done.filter((i) => i.kind === 'deleted').map((i) => i.path),
     }
   }
@@ -224,21 +253,32 @@ export class SshBackupStore implements BackupStore {
       report.checked.backups++
       const damage: Damage[] = []
       let files: number | null = null
-      if (!r.meta) damage.push({backup: r.id, what: 'metadata', problem: r.problem!, message: `metadata backups/${r.id}.json ${r.error}`})
+      if (!r.meta)
+        damage.push({
+          backup: r.id,
+          what: 'metadata',
+          problem: r.problem!,
+          message: `metadata backups/${r.id}.json ${r.error}`,
+        })
       else {
         try {
           const manifest = await this.manifest(r.meta)
           report.checked.chunks++
           const paths = [...manifest.keys()]
           const found = await describeRemote(this.conn, `${this.dir}/${r.id}`, paths)
-          for (const e of manifest.values()) if (e.type === 'file') {
-            report.checked.objects++
-            report.checked.bytes += e.size ?? 0
-          }
+          for (const e of manifest.values())
+            if (e.type === 'file') {
+              report.checked.objects++
+              report.checked.bytes += e.size ?? 0
+            }
           damage.push(...this.compare(r.id, manifest, paths, found, 'object'))
           files = r.meta.files
         } catch (err) {
-          damage.push(err instanceof BackupDamagedError ? err.damage[0]! : {backup: r.id, what: 'chunk', problem: 'unreadable', message: String(err)})
+          damage.push(
+            err instanceof BackupDamagedError
+              ? err.damage[0]!
+              : {backup: r.id, what: 'chunk', problem: 'unreadable', message: String(err)},
+          )
         }
       }
       report.damage.push(...damage)
@@ -253,8 +293,8 @@ export class SshBackupStore implements BackupStore {
     for (const id of pinned) kept.add(id)
     const removed = all.filter((b) => !kept.has(b.id)).map((b) => b.id)
     if (removed.length === 0) return {removed, freedBytes: 0}
-    const out = (await this.conn.must('prune', PRUNE, [this.dir, ...removed])).toString().trim().split('\n')
-    return {removed, freedBytes: Math.max(0, Number(out[0]) - Number(out.at(-1)))}
+    const out = (await this.conn.must('prune', PRUNE, [this.dir, ...removed])).toString().trim()
+    return {removed, freedBytes: Number(out) || 0}
   }
 
   /** rsync filters of a restore or verify: protected paths (now or when the backup was taken) untouched; excludes perishable. */
@@ -277,8 +317,19 @@ export class SshBackupStore implements BackupStore {
       const want = manifest.get(p)
       const got = found.get(p)
       if (!want || sameEntry(want, got)) continue
-      const problem: Damage['problem'] = !got ? 'missing' : want.type === 'file' && got.size !== want.size ? 'size-mismatch' : 'hash-mismatch'
-      damage.push({backup: id, what, problem, path: p, hash: want.hash, message: `${p} in backup ${id} on ${this.conn.host.name} is ${problem === 'missing' ? 'missing' : 'not what its manifest records'}`})
+      const problem: Damage['problem'] = !got
+        ? 'missing'
+        : want.type === 'file' && got.size !== want.size
+          ? 'size-mismatch'
+          : 'hash-mismatch'
+      damage.push({
+        backup: id,
+        what,
+        problem,
+        path: p,
+        hash: want.hash,
+        message: `${p} in backup ${id} on ${this.conn.host.name} is ${problem === 'missing' ? 'missing' : 'not what its manifest records'}`,
+      })
     }
     return damage
   }
@@ -293,16 +344,32 @@ export class SshBackupStore implements BackupStore {
         'Run `hotctl backups` to see the complete ones.',
       )
     }
-    if (!r.meta) throw new BackupDamagedError(id, [{backup: id, what: 'metadata', problem: r.problem!, message: `metadata backups/${id}.json ${r.error}`}])
+    if (!r.meta)
+      throw new BackupDamagedError(id, [
+        {backup: id, what: 'metadata', problem: r.problem!, message: `metadata backups/${id}.json ${r.error}`},
+      ])
     return {meta: r.meta, manifest: await this.manifest(r.meta)}
   }
 
   private async manifest(meta: BackupMeta): Promise<Manifest> {
-    const r = await this.conn.run(CAT, [`${this.dir}/${meta.id}.manifest.json`])
+    const r = await this.conn.run(CAT, [`${this.dir}/${meta.id}.manifest.json.gz`])
     const damaged = (problem: Damage['problem'], message: string) =>
-      new BackupDamagedError(meta.id, [{backup: meta.id, what: 'chunk', problem, hash: meta.root[''], message: `manifest backups/${meta.id}.manifest.json ${message}`}])
+      new BackupDamagedError(meta.id, [
+        {
+          backup: meta.id,
+          what: 'chunk',
+          problem,
+          hash: meta.root[''],
+          message: `manifest backups/${meta.id}.manifest.json.gz ${message}`,
+        },
+      ])
     if (r.exitCode !== 0) throw damaged('missing', 'is missing')
-    const text = r.stdout.toString('utf8')
+    let text: string
+    try {
+      text = zlib.gunzipSync(r.stdout).toString('utf8')
+    } catch (err) {
+      throw damaged('unreadable', `cannot be decompressed (${(err as Error).message})`)
+    }
     if (sha256(text) !== meta.root['']) throw damaged('hash-mismatch', 'does not match the sha256 its metadata records')
     const m: Manifest = new Map()
     for (const [p, t, mode, x, hash] of (JSON.parse(text) as ManifestFile).entries) {
@@ -333,7 +400,13 @@ export class SshBackupStore implements BackupStore {
       if (!ID_PATTERN.test(id)) continue
       try {
         const meta = JSON.parse(text) as BackupMeta | null
-        if (meta && typeof meta === 'object' && meta.id === id && meta.root && typeof meta.root['' as never] === 'string')
+        if (
+          meta &&
+          typeof meta === 'object' &&
+          meta.id === id &&
+          meta.root &&
+          typeof meta.root['' as never] === 'string'
+        )
           metas.push({id, meta})
         else metas.push({id, problem: 'invalid', error: 'is not the metadata of this backup'})
       } catch (err) {
@@ -387,13 +460,10 @@ export function parseSnapshotList(out: Buffer): Listed[] {
 /** `rwsr-xr-t` → 0o5755. */
 export function permBits(s: string): number {
   let mode = 0
-  const bit = (i: number, v: number) => {
-    if (s[i] !== '-' && s[i] !== 'S' && s[i] !== 'T') mode |= v
-  }
-  bit(0, 0o400), bit(1, 0o200), bit(2, 0o100), bit(3, 0o40), bit(4, 0o20), bit(5, 0o10), bit(6, 0o4), bit(7, 0o2), bit(8, 0o1)
+  // rwx for user, group, other: position i stands for bit 8 - i (an S or T is the special bit alone).
+  for (let i = 0; i < 9; i++) if (s[i] !== '-' && s[i] !== 'S' && s[i] !== 'T') mode |= 1 << (8 - i)
   if (s[2] === 's' || s[2] === 'S') mode |= 0o4000
   if (s[5] === 's' || s[5] === 'S') mode |= 0o2000
   if (s[8] === 't' || s[8] === 'T') mode |= 0o1000
   return mode
 }
-

@@ -76,9 +76,9 @@ export async function sshPreflight(
     if (state === 'readonly')
       return {name: what, ok: false, detail: `${at} is not writable`, hint: `Fix the permissions of ${at}.`}
     if (state === 'notdir') return {name: what, ok: false, detail: `${at} is not a directory`}
-    if (state === 'creatable' && !missingHint) return {name: `${what} (to be created)`, ok: true, detail: `${host}:${near} writable`}
-    if (state === 'creatable')
-      return {name: what, ok: false, detail: `${at} does not exist`, hint: missingHint}
+    if (state === 'creatable' && !missingHint)
+      return {name: `${what} (to be created)`, ok: true, detail: `${host}:${near} writable`}
+    if (state === 'creatable') return {name: what, ok: false, detail: `${at} does not exist`, hint: missingHint}
     return {name: what, ok: false, detail: `${at} does not exist and ${host}:${near} is not writable`}
   }
   items.push(
@@ -86,7 +86,9 @@ export async function sshPreflight(
       'target',
       'target',
       config.target,
-      opts.createTarget ? undefined : 'Check the `target` path in the config; to deploy into a new directory, pass --create-target.',
+      opts.createTarget
+        ? undefined
+        : 'Check the `target` path in the config; to deploy into a new directory, pass --create-target.',
     ),
   )
   items.push(dirItem('state', 'state dir', config.stateDir, undefined))
@@ -95,8 +97,14 @@ export async function sshPreflight(
     items.push({
       name: 'same filesystem',
       ok: dt === ds,
-      detail: dt === ds ? `${config.stateDir} is on the target's filesystem` : `${config.stateDir} is on another filesystem than ${config.target} on ${host}`,
-      hint: dt === ds ? undefined : 'Set `stateDir` to a directory beside the target (on its filesystem), or leave it out for the default.',
+      detail:
+        dt === ds
+          ? `${config.stateDir} is on the target's filesystem`
+          : `${config.stateDir} is on another filesystem than ${config.target} on ${host}`,
+      hint:
+        dt === ds
+          ? undefined
+          : 'Set `stateDir` to a directory beside the target (on its filesystem), or leave it out for the default.',
     })
   const lock = parseLock(value('lock') ?? '')
   if (lock) {
@@ -105,7 +113,9 @@ export async function sshPreflight(
     items.push({
       name: `lock on ${host}`,
       ok: true,
-      detail: stale ? `stale lock of ${describeOwner(lock)} (cleared by the next operation)` : `held by ${describeOwner(lock)}`,
+      detail: stale
+        ? `stale lock of ${describeOwner(lock)} (cleared by the next operation)`
+        : `held by ${describeOwner(lock)}`,
     })
   }
   return items

@@ -72,14 +72,22 @@ export class SshStateStore implements StateStore {
       }
       if (r.exitCode === 5) continue // removed meanwhile: take it again
       if (r.exitCode !== 3)
-        throw new HotctlError(`could not take the lock ${where}: ${r.stderr.trim()}`, EXIT.failed, 'Check the state dir on the host.')
+        throw new HotctlError(
+          `could not take the lock ${where}: ${r.stderr.trim()}`,
+          EXIT.failed,
+          'Check the state dir on the host.',
+        )
       const text = r.stdout.toString('utf8')
       const nl = text.indexOf('\n')
       const ageS = Number(text.slice(0, nl))
       const body = text.slice(nl + 1)
       const held = parseLock(body)
       if (!held && ageS < 10)
-        throw new HotctlError(`target is being locked by another hotctl right now (${where})`, EXIT.locked, 'Retry in a moment.')
+        throw new HotctlError(
+          `target is being locked by another hotctl right now (${where})`,
+          EXIT.locked,
+          'Retry in a moment.',
+        )
       if (held && !isStale(held)) {
         const foreign = held.host !== currentOwner('').host
         throw new HotctlError(
@@ -93,7 +101,11 @@ export class SshStateStore implements StateStore {
       }
       const b = await this.conn.run(BREAK_LOCK, [this.stateDir, body])
       if (b.exitCode === 3)
-        throw new HotctlError(`another hotctl is taking over the stale lock ${where}`, EXIT.locked, 'Retry in a moment.')
+        throw new HotctlError(
+          `another hotctl is taking over the stale lock ${where}`,
+          EXIT.locked,
+          'Retry in a moment.',
+        )
       onStale(held ?? {pid: 0, host: '?', user: '?', command: '(unreadable lock)', started: '?'})
     }
     throw new HotctlError(`could not take the lock ${where}`, EXIT.locked, 'Retry; another hotctl raced for it.')

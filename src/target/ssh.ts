@@ -15,7 +15,7 @@ import {type CommandResult, runCommand} from '../service/run-command.js'
 import {redact} from '../secrets.js'
 import {SshConnection, SshError} from '../ssh/connection.js'
 import {shq} from '../ssh/quote.js'
-import {describeRemote} from '../ssh/remote-files.js'
+import {describeRemote, hashRemote} from '../ssh/remote-files.js'
 import {hashFile} from '../store/hash.js'
 import {statEntry} from '../store/walk.js'
 import {SshBackupStore} from './ssh-backups.js'
@@ -39,8 +39,9 @@ printf '%s' "$2" > "$f.tmp" && mv -f -- "$f.tmp" "$f"`
  * Removes exactly the given paths under the target, deepest first, and only where every parent
  * is a real directory: never through a symlink out of the target.
  */
-const REMOVE = `cd -- "$1" || exit 3
-shift
+const REMOVE = `[ -z "$2" ] || rm -f -- "$2"
+cd -- "$1" || exit 3
+shift 2
 for p; do
   d=.; rest=$p; ok=1
   while case $rest in */*) true ;; *) false ;; esac; do
@@ -52,14 +53,28 @@ done
 exit 0`
 
 /**
- * Runs a user's command in the target dir: $2 variables exported by the shell (builtins: values
- * never on a command line the host's process list shows), output merged.
+ * Runs a user's command in the target dir: $3 variables exported by the shell (builtins: values
+ * never on a command line the host's process list shows), output merged. The session's process
+ * group (sshd makes each session one) is recorded in $2, so a command that outlives its timeout
+ * or an interrupt can be stopped on the host, not only its ssh client here.
  */
 const SERVICE = `cd -- "$1" || exit 97
-n=$2; shift 2
+f=$2; n=$3; shift 3
+read -r _ _ _ _ g _ < "/proc/$$/stat" 2>/dev/null && printf '%s' "$g" > "$f" 2>/dev/null
 while [ "$n" -gt 0 ]; do export "$1=$2"; shift 2; n=$((n - 1)); done
 exec 2>&1
-exec "$@"`
+"$@"
+s=$?
+rm -f -- "$f"
+exit $s`
+
+/** Stops a service command's process group on the host (TERM, then KILL after a second). */
+const STOP_COMMAND = `f=$1
+[ -f "$f" ] || exit 0
+g=$(cat -- "$f")
+case $g in ''|*[!0-9]*) ;; *) kill -s TERM -- "-$g" 2>/dev/null; sleep 1; kill -s KILL -- "-$g" 2>/dev/null ;; esac
+rm -f -- "$f"
+exit 0`
 
 /**
  * Stops the remote rsync a killed controller left writing: its pid was recorded by the rsync-path
@@ -139,7 +154,12 @@ export class SshTarget implements Target {
 
   /** rsync's options for this host: ssh over the shared connection, paths never parsed by a remote shell, bounded I/O. */
   private rsyncRemote(): string[] {
-    return ['-e', this.conn.rsh(), '--secluded-args', `--timeout=${Math.max(1, Math.ceil(this.config.ssh.timeoutMs / 1000))}`]
+    return [
+      '-e',
+      this.conn.rsh(),
+      '--secluded-args',
+      `--timeout=${Math.max(1, Math.ceil(this.config.ssh.timeoutMs / 1000))}`,
+    ]
   }
 
   async planChanges(source: string, _opts: {dryRun: boolean}): Promise<TargetPlan> {
@@ -167,11 +187,11 @@ export class SshTarget implements Target {
         return it.fileType === 'file' && it.kind === 'changed' && size !== 's' && perms !== 'p' && content !== 'c'
       })
       .map((it) => it.path)
-    const remote = candidates.length ? await describeRemote(this.conn, target, candidates) : new Map()
+    const remote = candidates.length ? await hashRemote(this.conn, target, candidates) : new Map<string, string>()
     const sameContent = (rel: string) => {
       const s = statEntry(path.join(source, rel))
       const d = remote.get(rel)
-      return !!s && s.type === 'file' && d?.type === 'file' && s.size === d.size && hashFile(path.join(source, rel)) === d.hash
+      return !!s && s.type === 'file' && d !== undefined && hashFile(path.join(source, rel)) === d
     }
     const skip = compilePatterns([...exclude, ...protect])
     const notOurs = (rel: string, isDir: boolean) => rel === MARKER_NAME || matchesPathOrParent(skip, rel, isDir)
@@ -204,9 +224,17 @@ export class SshTarget implements Target {
     const inTheWay = (rel: string) => rel.split('/').some((_, i, parts) => written.has(parts.slice(0, i + 1).join('/')))
     await this.remove(changes.deleted.filter(inTheWay))
     const items = await this.rsync(source, changes, false, signal, onChild)
-    await this.remove(changes.deleted.filter((rel) => !inTheWay(rel)))
+    await this.remove(
+      changes.deleted.filter((rel) => !inTheWay(rel)),
+      true,
+    )
     return [
-      ...changes.deleted.map((p) => ({path: p, kind: 'deleted' as const, fileType: 'file' as const, code: '*deleting'})),
+      ...changes.deleted.map((p) => ({
+        path: p,
+        kind: 'deleted' as const,
+        fileType: 'file' as const,
+        code: '*deleting',
+      })),
       ...items,
     ]
   }
@@ -235,12 +263,19 @@ export class SshTarget implements Target {
     const env = {...referencedEnv(argv), ...opts.env}
     const vars = Object.entries(env).flatMap(([k, v]) => [k, v])
     const timeoutMs = opts.timeoutMs ?? Math.max(this.config.ssh.timeoutMs, this.config.reloadTimeoutMs)
+    const pgidFile = `${this.config.stateDir}/command-${process.pid}-${Date.now()}.pgid`
     let r
     try {
-      r = await this.conn.run(SERVICE, [this.config.target, String(vars.length / 2), ...vars, ...argv], {timeoutMs, signal: opts.signal})
+      r = await this.conn.run(SERVICE, [this.config.target, pgidFile, String(vars.length / 2), ...vars, ...argv], {
+        timeoutMs,
+        signal: opts.signal,
+      })
     } catch (err) {
       const canceled = err instanceof HotctlError && err.exitCode === EXIT.interrupted
       const timedOut = err instanceof SshError && err.kind === 'timeout'
+      // Only its ssh client ended here: stop the command on the host too (best effort: the host may be gone).
+      if (canceled || timedOut)
+        await this.conn.run(STOP_COMMAND, [pgidFile], {timeoutMs: 10_000}).catch(() => undefined)
       return {ok: false, exitCode: undefined, tail: redact((err as Error).message), canceled, timedOut}
     }
     const lines = r.stdout.toString('utf8').trimEnd().split('\n')
@@ -262,10 +297,12 @@ export class SshTarget implements Target {
     return left
   }
 
-  private async remove(paths: string[]): Promise<void> {
-    if (paths.length === 0) return
+  /** Deletes planned paths; `synced`: the writer finished, its pid record goes too. */
+  private async remove(paths: string[], synced = false): Promise<void> {
+    if (paths.length === 0 && !synced) return
     const deepestFirst = [...paths].sort((a, b) => b.split('/').length - a.split('/').length)
-    await this.conn.must('deleting planned paths', REMOVE, [this.config.target, ...deepestFirst])
+    const pidFile = synced ? `${this.config.stateDir}/writer.pid` : ''
+    await this.conn.must('deleting planned paths', REMOVE, [this.config.target, pidFile, ...deepestFirst])
   }
 
   private async rsync(

@@ -383,6 +383,7 @@ async function startSshd(host) {
   const log = `${host.run}/sshd.log`
   host.sshd = await startAndWait('nsenter', argv, {ready: /Server listening on/, what: `${host.name}'s sshd`, log})
   host.frozen = []
+  await syncListener(host)
 }
 
 /** SIGKILL the listener, and with `sessions` every sshd child and what it runs; resolves once it is reaped. */
@@ -394,17 +395,39 @@ async function killSshd(host, sessions) {
   const exited = new Promise((r) => (sshd.exitCode !== null || sshd.signalCode !== null ? r() : sshd.once('exit', r)))
   for (const p of sessions ? stopTree(sshd.pid) : [sshd.pid]) signal(p, 'SIGKILL')
   await exited
+  await syncListener(host)
 }
 
-function cut(host, mode) {
+/**
+ * The proxy listens as the host would: not while its sshd is down or the host is cut (connections are
+ * refused), always while it is blackholed (connections hang).
+ */
+async function syncListener(host) {
+  if (!host.server) return
+  const want = host.cut === 'blackhole' || (host.cut === null && host.sshd !== null)
+  if (!want && host.server.listening) host.server.close() // its callback would wait for the live connections
+  if (!want || host.server.listening) return
+  // A listener closed a moment ago may still hold the port; the port is ours, so wait for it.
+  for (let attempt = 0; ; attempt++) {
+    host.server = net.createServer({allowHalfOpen: true}, proxyHandler(host.index))
+    try {
+      return void (await listen(host.server, host.address, bed.port))
+    } catch (err) {
+      if (err.code !== 'EADDRINUSE' || attempt >= 40) throw err
+      await sleep(50)
+    }
+  }
+}
+
+async function cut(host, mode) {
   if (mode !== 'reset' && mode !== 'blackhole') throw new Error(`cut mode must be reset or blackhole, not ${mode}`)
   if (!host.server) throw new Error(`${host.name} has no proxy (started with proxy: false)`)
   host.cut = mode
+  await syncListener(host)
   if (mode === 'blackhole') {
     for (const pair of host.pairs) hold(pair)
     return
   }
-  host.server.close() // new connections: refused (close's callback would wait for the live ones)
   for (const pair of host.pairs) {
     pair.client.resetAndDestroy()
     pair.upstream.destroy()
@@ -415,19 +438,7 @@ function cut(host, mode) {
 async function restore(host) {
   if (!host.server) throw new Error(`${host.name} has no proxy (started with proxy: false)`)
   host.cut = null
-  if (!host.server.listening) {
-    // The closed listener's socket may take a moment to go; the port is ours, so wait for it.
-    for (let attempt = 0; ; attempt++) {
-      host.server = net.createServer({allowHalfOpen: true}, proxyHandler(host.index))
-      try {
-        await listen(host.server, host.address, bed.port)
-        break
-      } catch (err) {
-        if (err.code !== 'EADDRINUSE' || attempt >= 40) throw err
-        await sleep(50)
-      }
-    }
-  }
+  await syncListener(host)
   for (const pair of host.pairs) release(pair)
   for (const client of host.held) {
     host.held.delete(client)

@@ -194,6 +194,7 @@ describe('a bed of three hosts', {timeout: 60_000}, () => {
       expect((await s.proc).exitCode).toBe(255)
       const down = await bed.ssh(1, 'true', {options: ['-o', 'ConnectTimeout=5']})
       expect(down.exitCode).toBe(255)
+      expect(down.stderr).toMatch(/Connection refused/)
       expect((await bed.ssh(0, 'true')).exitCode).toBe(0)
     } finally {
       await bed.startSshd(1)

@@ -5,9 +5,10 @@
  * .12, … with A.B random per bed), inside its own mount namespace where /srv and /tmp are private:
  * every host has the same target path /srv/app with its own content, state dir and service, and
  * does not see the controller's temp dirs (test workspaces). Sessions that sshd spawns live in that
- * namespace; the rest of the file system is shared. Keys (one client key, one host key per host), known_hosts
- * (`[address]:port`, checked: StrictHostKeyChecking yes) and an ssh_config are generated per bed.
- * A small TCP proxy in front of each sshd lets a test sever the connection. Needs root (CI is root).
+ * namespace; the rest of the file system is shared. Keys (one client key, one host key per host),
+ * known_hosts (`[address]:port`, checked: StrictHostKeyChecking yes) and an ssh_config are generated
+ * per bed. A small TCP proxy in front of each sshd (same port on every host) lets a test sever the
+ * connection. Needs root (CI is root): without it, startHosts fails saying so.
  *
  *   const bed = await startHosts({count: 3, service: true})
  *   bed.hosts[0]    // {name: 'h1', address: '127.A.B.11', port, user: 'root', root, app, serviceUrl, …}
@@ -22,7 +23,8 @@
  *
  * A host is named by its index (0-based) or its name ('h1'). Fault hooks:
  *   killSshd(i, {sessions = true})  SIGKILL sshd (listener and, by default, every session and the
- *                                   commands they run); startSshd(i) brings it back (same keys/port)
+ *                                   commands they run): new connections are refused; startSshd(i)
+ *                                   brings it back (same keys, same port)
  *   freeze(i) / thaw(i)             SIGSTOP / SIGCONT sshd and all its descendants (sessions, rsync…)
  *   cut(i, 'reset'|'blackhole')     reset: live connections get an RST and new ones are refused;
  *                                   blackhole: connections stay open but no byte passes (a partition)
@@ -180,8 +182,10 @@ export async function startHosts(opts: StartOptions = {}): Promise<Bed> {
   const exited = new Promise<void>((r) => child.once('exit', () => r()))
   const rpc = new Rpc(child, () => stderr)
   child.stdin!.write(`${JSON.stringify(spec)}\n`)
-  const ready = (await rpc.first()) as Ready
-  const info = ready
+  const info = (await rpc.first().catch((err) => {
+    live.delete(child)
+    throw err
+  })) as Ready
   const sshConfig = path.join(info.dir, 'ssh_config')
   const hosts: BedHost[] = info.hosts.map((h, index) => ({
     index,

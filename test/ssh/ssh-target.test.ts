@@ -2,6 +2,7 @@
  * The SSH target end to end: the built binary deploys to `root@host:/path` through a real sshd
  * (test/ssh/sshd-host.ts), real ssh and rsync over it; the single-target pipelines are unchanged.
  */
+import {spawn, spawnSync} from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -17,12 +18,15 @@ import {
   requireBuild,
   runCli,
   serviceConfig,
+  slowRsync,
+  startCli,
+  waitFor,
   startService,
   stopAllServices,
   treeHash,
   type Workspace,
 } from '../e2e/helpers.js'
-import {type SshHost, startSshHost, stopSshHosts} from './sshd-host.js'
+import {type SshHost, startSshHost, stopSshHosts} from './sshd-host.mjs'
 
 const why = (r: {stdout: string; stderr: string}) =>
   `stdout:\n${r.stdout.slice(0, 3000)}\nstderr:\n${r.stderr.slice(0, 3000)}`
@@ -57,7 +61,8 @@ function byteTree(root: string): string {
       else if (st.isDirectory()) {
         out.push(`${r} d ${st.mode & 0o7777}`)
         visit(abs, r)
-      } else out.push(`${r} f ${st.mode & 0o7777} ${crypto.createHash('sha256').update(fs.readFileSync(abs)).digest('hex')}`)
+      } else
+        out.push(`${r} f ${st.mode & 0o7777} ${crypto.createHash('sha256').update(fs.readFileSync(abs)).digest('hex')}`)
     }
   }
   visit(Buffer.from(root), '')
@@ -94,7 +99,9 @@ describe('SSH target: one remote host', () => {
     expect(ci.exitCode, why(ci)).toBe(0)
     expect(ci.json.changes).toEqual({added: [], changed: ['static/style.css'], deleted: []})
     const after = inodes(ws.live)
-    const moved = Object.keys(after).filter((k) => after[k] !== before[k] && k !== MARKER)
+    const moved = Object.keys(after).filter(
+      (k) => after[k] !== before[k] && k !== MARKER && fs.statSync(path.join(ws.live, k)).isFile(),
+    )
     expect(moved).toEqual(['static/style.css'])
   }, 120_000)
 
@@ -159,7 +166,10 @@ describe('SSH target: one remote host', () => {
       const r = await runCli(['deploy', '--json'], {cwd: ws.src})
       expect(r.exitCode, why(r)).toBe(0)
     }
-    const ids = fs.readdirSync(path.join(ws.stateDir, 'backups')).filter((n) => /^\d{14}$/.test(n)).sort()
+    const ids = fs
+      .readdirSync(path.join(ws.stateDir, 'backups'))
+      .filter((n) => /^\d{14}$/.test(n))
+      .sort()
     const ino = (p: string) => fs.statSync(p).ino
     const b = (id: string, rel: string) => path.join(ws.stateDir, 'backups', id, rel)
     expect(ino(b(ids[0]!, 'README.md'))).toBe(ino(b(ids[1]!, 'README.md')))
@@ -167,11 +177,15 @@ describe('SSH target: one remote host', () => {
     expect(ino(b(ids[0]!, 'app/handlers.py'))).not.toBe(ino(b(ids[1]!, 'app/handlers.py')))
 
     // Someone edits a live file in place and puts its mtime back.
+    // (touch -r keeps the nanoseconds, which rsync compares here; fs.utimes would not.)
     const readme = path.join(ws.live, 'README.md')
-    const st = fs.statSync(readme)
+    const ref = path.join(ws.dir, 'mtime-ref')
+    fs.writeFileSync(ref, '')
+    expect(spawnSync('touch', ['-r', readme, ref]).status).toBe(0)
     const edited = Buffer.from(fs.readFileSync(readme).toString().replace('demo', 'DEMO'))
     fs.writeFileSync(readme, edited)
-    fs.utimesSync(readme, st.atime, st.mtime)
+    expect(spawnSync('touch', ['-r', ref, readme]).status).toBe(0)
+    expect(fs.statSync(readme, {bigint: true}).mtimeNs).toBe(fs.statSync(ref, {bigint: true}).mtimeNs)
     ws.setVersion('v4')
     const r = await runCli(['deploy', '--json'], {cwd: ws.src})
     expect(r.exitCode, why(r)).toBe(0)
@@ -185,7 +199,23 @@ describe('SSH target: one remote host', () => {
   it('hostile file names deploy, restore and roll back byte-exact over ssh', async () => {
     const ws = makeWorkspace()
     remote(ws, host, {target: 'x', protect: ['data/', '.env'], smoke: []})
-    const names = ['#x', ';x', "it's", 'a b', ' lead', 'trail ', '-rf', '$(id)', '`id`', 'x\ny', 'tab\tx', '\\#101', 'ü', '*', '"q"']
+    const names = [
+      '#x',
+      ';x',
+      "it's",
+      'a b',
+      ' lead',
+      'trail ',
+      '-rf',
+      '$(id)',
+      '`id`',
+      'x\ny',
+      'tab\tx',
+      '\\#101',
+      'ü',
+      '*',
+      '"q"',
+    ]
     for (const n of names) fs.writeFileSync(path.join(ws.src, 'app', n), `content of ${JSON.stringify(n)}\n`)
     fs.writeFileSync(Buffer.concat([Buffer.from(`${ws.src}/app/bad-`), Buffer.from([0xff, 0xfe])]), 'latin1 name\n')
     const r = await runCli(['deploy', '--json'], {cwd: ws.src})
@@ -208,7 +238,13 @@ describe('SSH target: one remote host', () => {
     const ws = makeWorkspace()
     remote(ws, host, {target: 'x', protect: ['data/', '.env']})
     fs.mkdirSync(ws.stateDir, {recursive: true})
-    const owner = {pid: 4242, host: 'ci-runner-7', user: 'deploy', command: 'hotctl deploy', started: new Date().toISOString()}
+    const owner = {
+      pid: 4242,
+      host: 'ci-runner-7',
+      user: 'deploy',
+      command: 'hotctl deploy',
+      started: new Date().toISOString(),
+    }
     fs.writeFileSync(path.join(ws.stateDir, 'lock'), JSON.stringify(owner))
     ws.setVersion('v2')
     const before = managed(ws)
@@ -247,6 +283,128 @@ describe('SSH target: one remote host', () => {
   }, 60_000)
 })
 
+describe('SSH target: commands on the host are bounded', () => {
+  it('a smoke command past its timeout is stopped on the host, not only its ssh client here', async () => {
+    const ws = makeWorkspace()
+    const marker = String(30 + Math.floor(Math.random() * 1000))
+    remote(ws, host, {
+      target: 'x',
+      protect: ['data/', '.env'],
+      smoke: [{name: 'hangs', command: `grep -q v2 app/handlers.py && exec sleep ${marker}.5 || true`, timeout: '2s'}],
+    })
+    ws.setVersion('v2')
+    const r = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(r.exitCode, why(r)).toBe(3)
+    const sleeping = () =>
+      fs
+        .readdirSync('/proc')
+        .filter((p) => /^\d+$/.test(p))
+        .filter((p) => {
+          try {
+            return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8') === `sleep\0${marker}.5\0`
+          } catch {
+            return false
+          }
+        })
+    await waitFor('the command to be stopped', () => sleeping().length === 0, 10_000)
+    expect(sleeping()).toEqual([])
+  }, 60_000)
+})
+
+describe('SSH target: a controller killed mid-sync', () => {
+  it('the next deploy stops the writers it left (here and on the host), restores the backup first, then deploys', async () => {
+    const ws = makeWorkspace()
+    const svc = await startService(ws.live)
+    remote(ws, host, serviceConfig(svc))
+    ws.setVersion('v2')
+    const first = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(first.exitCode, why(first)).toBe(0)
+    const hashV2 = managed(ws)
+    ws.setVersion('v3')
+    fs.writeFileSync(path.join(ws.src, 'static', 'big.bin'), crypto.randomBytes(3 * 1024 * 1024))
+    const proc = startCli(['deploy'], {cwd: ws.src, env: {HOTCTL_RSYNC: slowRsync(ws.dir, 300)}})
+    const journal = path.join(ws.stateDir, 'journal.jsonl')
+    const child = await waitFor(
+      'the deploy to journal its writer',
+      () =>
+        /"event":"child"/.test(fs.existsSync(journal) ? fs.readFileSync(journal, 'utf8') : '') &&
+        fs.existsSync(path.join(ws.stateDir, 'writer.pid')),
+      30_000,
+    )
+    expect(child).toBe(true)
+    process.kill(proc.pid!, 'SIGKILL') // hotctl only: its rsync (own process group) and the one on the host go on
+    await proc.catch(() => undefined)
+    const remotePid = Number(fs.readFileSync(path.join(ws.stateDir, 'writer.pid'), 'utf8'))
+    expect(fs.readFileSync(`/proc/${remotePid}/cmdline`, 'utf8')).toContain('rsync')
+
+    const st = await runCli(['status', '--json'], {cwd: ws.src})
+    expect(st.json.interrupted?.lastPhase).toBe('sync')
+
+    const r = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(r.exitCode, why(r)).toBe(0)
+    expect(r.json.recovery?.restored?.ok).toBe(true)
+    expect(fs.existsSync(`/proc/${remotePid}`)).toBe(false)
+    expect(await svc.hello()).toBe('hello v3')
+    expect(managed(ws)).not.toBe(hashV2)
+  }, 120_000)
+})
+
+describe('SSH target: a writer left running on the host', () => {
+  it('is stopped before the interrupted operation is restored (only a process that runs rsync --server)', async () => {
+    const ws = makeWorkspace()
+    remote(ws, host, {target: 'x', protect: ['data/', '.env']})
+    ws.setVersion('v2')
+    const first = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(first.exitCode, why(first)).toBe(0)
+    // What a controller that vanished mid-sync leaves: an open deploy in the journal and the
+    // remote writer's pid (here a stand-in whose command line reads like rsync's server side).
+    const writer = spawn('bash', ['-c', 'exec -a "rsync --server" sleep 120'], {stdio: 'ignore', detached: true})
+    const bystander = spawn('sleep', ['120'], {stdio: 'ignore', detached: true})
+    try {
+      await waitFor('the stand-in to exec', () =>
+        fs.readFileSync(`/proc/${writer.pid}/cmdline`, 'utf8').startsWith('rsync --server'),
+      )
+      const opId = '20000101000000'
+      const t = new Date().toISOString()
+      const start = {
+        event: 'start',
+        op: 'deploy',
+        opId,
+        t,
+        backup: first.json.release,
+        user: 'ci',
+        host: 'gone-runner',
+        pid: 4242,
+        argv: [],
+      }
+      fs.appendFileSync(
+        path.join(ws.stateDir, 'journal.jsonl'),
+        `${JSON.stringify(start)}\n${JSON.stringify({event: 'phase', opId, t, phase: 'sync'})}\n`,
+      )
+      // A pid reused by something else is never killed.
+      fs.writeFileSync(path.join(ws.stateDir, 'writer.pid'), String(bystander.pid))
+      const r0 = await runCli(['deploy', '--json'], {cwd: ws.src})
+      expect(r0.exitCode, why(r0)).toBe(0)
+      expect(bystander.exitCode).toBeNull()
+      expect(fs.existsSync(`/proc/${bystander.pid}`)).toBe(true)
+      // Open again, now with the writer's pid.
+      fs.appendFileSync(
+        path.join(ws.stateDir, 'journal.jsonl'),
+        `${JSON.stringify({...start, opId: '20000101000001'})}\n${JSON.stringify({event: 'phase', opId: '20000101000001', t, phase: 'sync'})}\n`,
+      )
+      fs.writeFileSync(path.join(ws.stateDir, 'writer.pid'), String(writer.pid))
+      const r = await runCli(['deploy', '--json'], {cwd: ws.src})
+      expect(r.exitCode, why(r)).toBe(0)
+      expect(r.json.recovery?.interrupted).toBe('20000101000001')
+      await waitFor('the writer to be gone', () => writer.exitCode !== null || writer.signalCode !== null, 10_000)
+      expect(writer.signalCode).toBe('SIGKILL')
+    } finally {
+      writer.kill('SIGKILL')
+      bystander.kill('SIGKILL')
+    }
+  }, 90_000)
+})
+
 describe('SSH target: preflight names what is wrong on the host', () => {
   it('rsync missing on the host', async () => {
     const bare = await startSshHost({address: '127.0.0.3', hideTools: ['rsync']})
@@ -275,7 +433,10 @@ describe('SSH target: preflight names what is wrong on the host', () => {
     const cfg = path.join(ws.dir, 'ssh_config')
     fs.writeFileSync(
       cfg,
-      fs.readFileSync(host.sshConfig, 'utf8').replace(`HostName ${host.address}`, `HostName ${other.address}`).replace(`Port ${host.port}`, `Port ${other.port}`),
+      fs
+        .readFileSync(host.sshConfig, 'utf8')
+        .replace(`HostName ${host.address}`, `HostName ${other.address}`)
+        .replace(`Port ${host.port}`, `Port ${other.port}`),
     )
     ws.writeConfig({target: `root@${host.alias}:${ws.live}`, ssh: {config: cfg}})
     const r = await runCli(['deploy', '--json'], {cwd: ws.src})

@@ -5,48 +5,51 @@
  * target is a temp path), which is all these tests need: every byte still goes through ssh, the
  * remote shell and rsync over ssh. (The fleet test bed, test/fleet, adds mount namespaces.)
  */
-import {type ChildProcess, spawn, spawnSync} from 'node:child_process'
+import {spawn, spawnSync} from 'node:child_process'
 import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 
-export interface SshHost {
-  /** Host alias in `sshConfig` (also the known_hosts name, via HostKeyAlias). */
-  alias: string
-  address: string
-  port: number
-  dir: string
-  /** ssh_config for hotctl's `ssh.config` (and for `ssh -F` in tests). */
-  sshConfig: string
-  knownHosts: string
-  /** Extra sshd_config lines it was started with. */
-  stop(): Promise<void>
-}
+/**
+ * @typedef {object} SshHost
+ * @property {string} alias host alias in `sshConfig` (also the known_hosts name, via HostKeyAlias)
+ * @property {string} address
+ * @property {number} port
+ * @property {string} dir
+ * @property {string} sshConfig ssh_config for hotctl's `ssh.config` (and for `ssh -F`)
+ * @property {string} knownHosts
+ * @property {() => Promise<void>} stop
+ */
 
-const hosts: SshHost[] = []
+/** @type {SshHost[]} */
+const hosts = []
 
-async function freePort(address: string): Promise<number> {
+/** @param {string} address @returns {Promise<number>} */
+async function freePort(address) {
   return new Promise((resolve, reject) => {
     const srv = net.createServer()
     srv.once('error', reject)
     srv.listen(0, address, () => {
-      const {port} = srv.address() as net.AddressInfo
+      const {port} = /** @type {import('node:net').AddressInfo} */ (srv.address())
       srv.close(() => resolve(port))
     })
   })
 }
 
-function keygen(file: string): string {
+/** @param {string} file */
+function keygen(file) {
   const r = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', file], {encoding: 'utf8'})
   if (r.status !== 0) throw new Error(`ssh-keygen: ${r.stderr}`)
   return fs.readFileSync(`${file}.pub`, 'utf8').trim()
 }
 
 /** Starts an sshd accepting root by key; `sshdLines` adds sshd_config lines (e.g. SetEnv, ForceCommand). */
-export async function startSshHost(
-  opts: {address?: string; sshdLines?: string[]; alias?: string; hideTools?: string[]} = {},
-): Promise<SshHost> {
+/**
+ * @param {{address?: string, sshdLines?: string[], alias?: string, hideTools?: string[]}} [opts]
+ * @returns {Promise<SshHost>}
+ */
+export async function startSshHost(opts = {}) {
   const address = opts.address ?? '127.0.0.2'
   const alias = opts.alias ?? `testhost${hosts.length + 1}`
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hotctl-sshd-'))
@@ -105,15 +108,21 @@ export async function startSshHost(
     ...['/root/.bashrc', '/root/.profile'].filter((f) => fs.existsSync(f)),
     ...(opts.hideTools ?? []).map((t) => spawnSync('sh', ['-c', `command -v ${t}`], {encoding: 'utf8'}).stdout.trim()),
   ].filter(Boolean)
-  const script = [...mounts.map((m) => `mount --bind "$1" '${m}' || exit 1`), 'exec /usr/sbin/sshd -D -e -f "$2"'].join('\n')
-  const proc: ChildProcess = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', empty, sshdConfig], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  })
+  const script = [...mounts.map((m) => `mount --bind "$1" '${m}' || exit 1`), 'exec /usr/sbin/sshd -D -e -f "$2"'].join(
+    '\n',
+  )
+  const proc = spawn(
+    'unshare',
+    ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', empty, sshdConfig],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  )
   let log = ''
-  proc.stderr!.on('data', (d) => (log += String(d)))
+  proc.stderr.on('data', (d) => (log += String(d)))
   const deadline = Date.now() + 10_000
   for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
+    const ok = await new Promise((resolve) => {
       const s = net.connect(port, address, () => {
         s.destroy()
         resolve(true)
@@ -124,7 +133,8 @@ export async function startSshHost(
     if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`sshd did not start: ${log}`)
     await new Promise((r) => setTimeout(r, 50))
   }
-  const host: SshHost = {
+  /** @type {SshHost} */
+  const host = {
     alias,
     address,
     port,
@@ -143,6 +153,6 @@ export async function startSshHost(
   return host
 }
 
-export async function stopSshHosts(): Promise<void> {
+export async function stopSshHosts() {
   await Promise.all(hosts.splice(0).map((h) => h.stop()))
 }
