@@ -3,11 +3,19 @@ import {Command, Flags, type Interfaces} from '@oclif/core'
 import chalk from 'chalk'
 import {errorMessage, EXIT, HotctlError} from './errors.js'
 import {InterruptReason} from './interrupt.js'
+import type {HostSpec} from './config/resolve.js'
 import type {OpContext} from './pipeline/context.js'
+import type {FleetContext} from './pipeline/fleet-hosts.js'
 import {redact, redactValue} from './secrets.js'
 import {stdoutColor} from './ui/color.js'
 import {createUi, type Ui} from './ui/ui.js'
 import {setVerbose} from './ui/verbose.js'
+
+/** `--limit NAME|GLOB[,…]`: the hosts a command acts on, as Ansible's --limit. */
+export const limitFlag = Flags.string({
+  helpValue: 'HOSTS',
+  description: "Remote targets: only these hosts (names or globs, comma-separated; '!name' leaves one out).",
+})
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<
   (typeof HotctlCommand)['baseFlags'] & T['flags']
@@ -71,12 +79,35 @@ export abstract class HotctlCommand extends Command {
     setVerbose(this.argv.includes('--verbose'))
   }
 
-  /** Loads the config and opens the target; interrupts (SIGINT/SIGTERM) abort `signal`. */
-  protected async openContext(configPath?: string): Promise<OpContext> {
+  /**
+   * Loads the config and opens the target; interrupts (SIGINT/SIGTERM) abort `signal`. A remote
+   * target of one host (after --limit) is that host's target; more hosts need openOperation.
+   */
+  protected async openContext(configPath?: string, limit?: string): Promise<OpContext> {
+    const opened = await this.openOperation(configPath, limit)
+    if ('ctx' in opened) return opened.ctx
+    if (opened.fleet.config.hosts.length === 1) return opened.fleet.host(opened.fleet.config.hosts[0]!)
+    const {usageError} = await import('./errors.js')
+    throw usageError(
+      `\`hotctl ${this.id}\` works on one host at a time; this config names ${opened.fleet.config.hosts.length}`,
+      'Choose one with --limit NAME.',
+    )
+  }
+
+  /**
+   * The config, then the local target's context, or a fleet context for a remote target: one host
+   * (`user@host:/path`) is a fleet of one, so deploy/rollback/status/backups answer in one shape
+   * for every remote target.
+   */
+  protected async openOperation(
+    configPath?: string,
+    limit?: string,
+  ): Promise<{ctx: OpContext} | {fleet: FleetContext}> {
     // Loaded here, not at the top: `hotctl --version` and --help must not pay for zod/cosmiconfig/execa.
     const {loadConfig} = await import('./config/load.js')
+    const {forHost, withLimit} = await import('./config/hosts.js')
     const {openTarget} = await import('./target/open.js')
-    const config = await loadConfig({configPath})
+    const config = withLimit(await loadConfig({configPath}), limit)
     // A second signal (GitHub Actions follows SIGINT with SIGTERM) never abandons a restore under
     // way: the handler stays installed, and only the first one aborts (its time starts the
     // restore's deadline, see interrupt.ts).
@@ -91,9 +122,26 @@ export abstract class HotctlCommand extends Command {
     process.on('SIGINT', onSignal)
     process.on('SIGTERM', onSignal)
     const env = {HOTCTL_TARGET: config.target, HOTCTL_SOURCE: config.source, HOTCTL_STATE_DIR: config.stateDir}
-    const target = openTarget(config, {warn: (m) => this.ui.say(`hotctl: warning: ${m}`)})
-    this.openedTarget = true
-    return {config, target, ui: this.ui, signal: this.abort.signal, env}
+    const signal = this.abort.signal
+    const host = (h: HostSpec): OpContext => {
+      const ui: Ui = {...this.ui, say: (m) => this.ui.say(config.hosts.length > 1 ? `[${h.name}] ${m}` : m)}
+      const hostConfig = forHost(config, h)
+      const target = openTarget(hostConfig, {warn: (m) => ui.say(`hotctl: warning: ${m}`)})
+      this.openedTarget = true
+      return {
+        config: hostConfig,
+        target,
+        ui,
+        signal,
+        env: {...env, HOTCTL_HOST: h.name, HOTCTL_HOST_ADDRESS: h.address},
+      }
+    }
+    if (config.hosts.length === 0) {
+      const target = openTarget(config, {warn: (m) => this.ui.say(`hotctl: warning: ${m}`)})
+      this.openedTarget = true
+      return {ctx: {config, target, ui: this.ui, signal, env}}
+    }
+    return {fleet: {config, ui: this.ui, signal, env, host}}
   }
 
   /** Ends the run's ssh master connections (remote targets), whatever the outcome. */

@@ -1,5 +1,5 @@
 import {Flags} from '@oclif/core'
-import {HotctlCommand} from '../base-command.js'
+import {HotctlCommand, limitFlag} from '../base-command.js'
 
 export default class Check extends HotctlCommand {
   static summary = 'Validate the config, preflight the target and tools, and run the checks; change nothing.'
@@ -18,11 +18,12 @@ export default class Check extends HotctlCommand {
       description: 'A missing target is fine: `deploy --create-target` will create it.',
       default: false,
     }),
+    limit: limitFlag,
   }
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Check)
-    const ctx = await this.openContext(flags.config)
+    const ctx = await this.openContext(flags.config, flags.limit)
     const {check} = await import('../pipeline/checks.js')
     const {renderCheck, renderPreflight} = await import('../ui/check-report.js')
     const {withJunit} = await import('../report/junit.js')

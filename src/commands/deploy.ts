@@ -1,5 +1,5 @@
 import {Flags} from '@oclif/core'
-import {HotctlCommand} from '../base-command.js'
+import {HotctlCommand, limitFlag} from '../base-command.js'
 
 export default class Deploy extends HotctlCommand {
   static summary = 'Deploy the source tree into the running service, prove it is live, restore on failure.'
@@ -11,6 +11,7 @@ export default class Deploy extends HotctlCommand {
     '<%= config.bin %> deploy --no-restart',
     '<%= config.bin %> deploy --dry-run',
     '<%= config.bin %> deploy --skip-checks --json',
+    '<%= config.bin %> deploy --limit web1,web2',
   ]
   static flags = {
     'no-restart': Flags.boolean({
@@ -55,11 +56,12 @@ export default class Deploy extends HotctlCommand {
       description: 'Create the target directory if it does not exist (otherwise a missing target is an error).',
       default: false,
     }),
+    limit: limitFlag,
   }
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Deploy)
-    const ctx = await this.openContext(flags.config)
+    const opened = await this.openOperation(flags.config, flags.limit)
     const {agentEndpoints, parseCanaryFlags} = await import('../pipeline/canary.js')
     const canary = parseCanaryFlags({
       canary: flags.canary,
@@ -67,23 +69,37 @@ export default class Deploy extends HotctlCommand {
       maxErrorRate: flags['max-error-rate'],
       maxP95Ratio: flags['max-p95-ratio'],
     })
+    const deployFlags = {
+      dryRun: flags['dry-run'],
+      force: flags.force,
+      noRestart: flags['no-restart'],
+      skipChecks: flags['skip-checks'],
+      createTarget: flags['create-target'],
+      maintenance: flags.maintenance,
+      canary,
+    }
+    const {withJunit} = await import('../report/junit.js')
+    if ('fleet' in opened) {
+      if (canary) {
+        const {usageError} = await import('../errors.js')
+        throw usageError(
+          '--canary works on a local target only (per-wave canaries on fleets are not built yet)',
+          'Deploy without --canary, or use waves: [1, ...] for a canary host.',
+        )
+      }
+      const {fleetDeploy} = await import('../pipeline/fleet-deploy.js')
+      const {renderFleetDeploy} = await import('../ui/fleet-report.js')
+      const r = await withJunit(flags.junit, 'deploy', this.ui, () => fleetDeploy(opened.fleet, deployFlags))
+      this.finish({...r}, () => renderFleetDeploy(r))
+      return
+    }
+    const {ctx} = opened
     if (canary) agentEndpoints(ctx.config) // a usage error before anything is touched
     const {deploy} = await import('../pipeline/deploy.js')
     const {renderDeploy} = await import('../ui/deploy-report.js')
-    const {withJunit} = await import('../report/junit.js')
     const {withNotify} = await import('../notify/notify.js')
     const r = await withNotify(ctx, 'deploy', () =>
-      withJunit(flags.junit, 'deploy', this.ui, () =>
-        deploy(ctx, {
-          dryRun: flags['dry-run'],
-          force: flags.force,
-          noRestart: flags['no-restart'],
-          skipChecks: flags['skip-checks'],
-          createTarget: flags['create-target'],
-          maintenance: flags.maintenance,
-          canary,
-        }),
-      ),
+      withJunit(flags.junit, 'deploy', this.ui, () => deploy(ctx, deployFlags)),
     )
     this.finish({...r}, () => renderDeploy(r, ctx.config))
   }

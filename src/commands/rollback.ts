@@ -1,5 +1,5 @@
 import {Flags} from '@oclif/core'
-import {HotctlCommand} from '../base-command.js'
+import {HotctlCommand, limitFlag} from '../base-command.js'
 
 export default class Rollback extends HotctlCommand {
   static summary = 'Go back to the release before the live one, or --to the release you want live.'
@@ -31,14 +31,25 @@ export default class Rollback extends HotctlCommand {
         'Release id to end with live (YYYYMMDDHHMMSS, as `hotctl backups` lists them), ' +
         'or `initial` for the tree from before the first hotctl deploy.',
     }),
+    limit: limitFlag,
   }
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Rollback)
-    const ctx = await this.openContext(flags.config)
+    const opened = await this.openOperation(flags.config, flags.limit)
+    const {withJunit} = await import('../report/junit.js')
+    if ('fleet' in opened) {
+      const {fleetRollback} = await import('../pipeline/fleet-rollback.js')
+      const {renderFleetRollback} = await import('../ui/fleet-report.js')
+      const r = await withJunit(flags.junit, 'rollback', this.ui, () =>
+        fleetRollback(opened.fleet, {to: flags.to, force: flags.force}),
+      )
+      this.finish({...r}, () => renderFleetRollback(r))
+      return
+    }
+    const {ctx} = opened
     const {rollback} = await import('../pipeline/rollback.js')
     const {renderRollback} = await import('../ui/rollback-report.js')
-    const {withJunit} = await import('../report/junit.js')
     const {withNotify} = await import('../notify/notify.js')
     const r = await withNotify(ctx, 'rollback', () =>
       withJunit(flags.junit, 'rollback', this.ui, () => rollback(ctx, {to: flags.to, force: flags.force})),

@@ -1,6 +1,9 @@
 import {usageError} from '../errors.js'
 import {registerSecret} from '../secrets.js'
 
+/** `${host}` (and `${host.name}`, `${host.vars.X}`, which the pattern below never matches) is reserved. */
+const HOST_REF = 'host'
+
 /**
  * Replaces `${VAR}` in the strings of the raw config with the environment's value (shell commands
  * excepted, see below). A missing variable is an error naming it and the field. Every value read
@@ -8,7 +11,8 @@ import {registerSecret} from '../secrets.js'
  */
 export function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, file: string, path: string[] = []): unknown {
   if (typeof value === 'string') {
-    const substituted = value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
+    const substituted = value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (m, name: string) => {
+      if (name === HOST_REF) return m // per host, filled in by forHost (config/hosts.ts), never from the environment
       const v = env[name]
       if (v === undefined) {
         throw usageError(

@@ -15,6 +15,8 @@ import type {
   StatusSpec,
   TriggerSpec,
 } from './schema.js'
+import {httpUrls, requireUniqueNames, usesHostRef} from './hosts.js'
+import {inventoryHosts} from './inventory.js'
 
 export const MARKER_NAME = '.hotctl-release.json'
 /** Beside the release marker: present while the service is in maintenance mode ({reason, until}). */
@@ -123,6 +125,22 @@ export function resolveConfig(parsed: ParsedConfig, file: string): ResolvedConfi
       'Use either `target: user@host:/path`, or `target: /path` with `hosts:` (or `inventory:`).',
     )
   }
+  if (parsed.inventory && parsed.hosts) {
+    throw usageError(`${file}: hosts and inventory both name hosts`, 'Keep one of them.')
+  }
+  if (parsed.group && !parsed.inventory) {
+    throw usageError(`${file}: group: ${parsed.group} needs an inventory`, 'Add `inventory: FILE`, or leave group out.')
+  }
+  if (parsed.inventory) {
+    hosts.push(...inventoryHosts(path.resolve(base, parsed.inventory), parsed.group ?? 'all', `${file}: inventory`))
+    if (hosts.length === 0) {
+      throw usageError(
+        `${file}: inventory ${parsed.inventory} has no host in group ${parsed.group ?? 'all'}`,
+        'Add hosts to the inventory, or choose another group.',
+      )
+    }
+  }
+  requireUniqueNames(hosts, `${file}: ${parsed.inventory ? 'inventory' : 'hosts'}`)
   if (hosts.length > 0 || parsed.inventory)
     return resolveRemote(parsed, file, source, remote?.path ?? parsed.target, hosts)
   const target = path.resolve(base, parsed.target)
@@ -147,7 +165,15 @@ export function resolveConfig(parsed: ParsedConfig, file: string): ResolvedConfi
       'It would be deployed into the target with every backup in it: put it beside the target (the default).',
     )
   }
-  return {...common(parsed, file, source), target, stateDir, hosts: []}
+  const local = {...common(parsed, file, source), target, stateDir, hosts: []}
+  const hostRef = httpUrls(local).find((u) => usesHostRef(u.url))
+  if (hostRef) {
+    throw usageError(
+      `${file}: ${hostRef.field}: \${host…} is only known for remote targets`,
+      'Use it with `hosts:`, `inventory:` or `target: user@host:/path`, or write the address.',
+    )
+  }
+  return local
 }
 
 /** A fleet (or one host): target and state dir are POSIX paths on every host. */

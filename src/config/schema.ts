@@ -24,9 +24,15 @@ const duration = z
   ])
   .describe('e.g. 500ms, 30s, 2m, or seconds')
 
+/** A URL; `${host}`, `${host.name}` and `${host.vars.X}` (filled per host, see config/hosts.ts) may stand anywhere in it. */
+const url = z
+  .string()
+  .refine((u) => URL.canParse(u.replace(/\$\{host(?:\.[^}]*)?\}/g, '1')), 'Invalid URL')
+  .describe('URL; ${host}, ${host.name}, ${host.vars.X} are filled per host')
+
 const httpRequest = z
   .object({
-    url: z.url(),
+    url,
     method: z.string().default('GET'),
     headers: z.record(z.string(), z.string()).default({}),
     timeout: duration.default('10s'),
@@ -89,7 +95,7 @@ const reload = z
 const smokeHttp = z
   .object({
     name: z.string(),
-    url: z.url(),
+    url,
     method: z.string().default('GET'),
     headers: z.record(z.string(), z.string()).default({}),
     json: z.unknown().optional(),

@@ -11,6 +11,9 @@ import {OUTPUT_LINES_SHOWN} from '../ui/step-renderer.js'
 import type {OpContext} from './context.js'
 import {preflight as runPreflight} from './preflight.js'
 
+/** Checks run on the controller, in the source tree: they need no target (a fleet runs them once). */
+type ControllerContext = Pick<OpContext, 'config' | 'env' | 'signal'>
+
 export interface CheckOutcome {
   name: string
   ok: boolean
@@ -57,7 +60,7 @@ export async function check(ctx: OpContext, opts: CheckOptions): Promise<CheckRe
  * which); then the group itself fails (✖ Checks) when any did, naming them. Their output was shown
  * once, under each failed check: the error does not repeat it.
  */
-export function checksGroup(ctx: OpContext, outcomes: CheckOutcome[], opts: {readOnly: boolean}): ListrTask {
+export function checksGroup(ctx: ControllerContext, outcomes: CheckOutcome[], opts: {readOnly: boolean}): ListrTask {
   return {
     title: 'Checks',
     task: (_c, task) =>
@@ -86,7 +89,7 @@ const LOGS_KEPT = 50
  * which write nothing there, nor for a remote target (its state dir is on the host): the temp dir's.
  * Named by time and pid (concurrent runs never share a file), so the names sort oldest first.
  */
-function checkLog(ctx: OpContext, name: string, readOnly: boolean): string {
+function checkLog(ctx: ControllerContext, name: string, readOnly: boolean): string {
   const dir =
     readOnly || ctx.config.hosts.length > 0
       ? path.join(os.tmpdir(), 'hotctl-logs')
@@ -109,7 +112,7 @@ function pruneLogs(dir: string): void {
 }
 
 /** The configured checks, concurrently; each runs its commands in order in the source tree. */
-export function checkTasks(ctx: OpContext, outcomes: CheckOutcome[], opts: {readOnly: boolean}): ListrTask[] {
+export function checkTasks(ctx: ControllerContext, outcomes: CheckOutcome[], opts: {readOnly: boolean}): ListrTask[] {
   return ctx.config.checks.map((check) => ({
     title: redact(`${check.name}: ${check.commands.map(describeCommand).join(' && ')}`),
     task: async (_c, task) => {

@@ -63,8 +63,8 @@ export interface DeployResult {
   durationMs: number
 }
 
-/** What the deploy's steps share as they run (one task tree, built once). */
-interface DeployRun {
+/** What the deploy's steps share as they run (one task tree, built once); a fleet keeps one per host. */
+export interface DeployRun {
   flags: DeployFlags
   result: DeployResult
   proof: LiveProof
@@ -87,7 +87,27 @@ interface DeployRun {
  * it would do.
  */
 export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<DeployResult> {
-  const started = Date.now()
+  const run = await newDeployRun(ctx, flags)
+  const {result} = run
+  const tree = deploySteps(ctx, run)
+  if (flags.dryRun) result.steps = described(tree)
+  try {
+    await runTasks(ctx.ui, steps(tree), {})
+    throwIfInterrupted(ctx)
+    await finishDeploy(ctx, run)
+  } catch (err) {
+    // Before the operation started (preflight, checks, lock, recovery, plan), nothing was touched:
+    // the error says why, with its own exit code.
+    if (!run.op) throw beforeTheOperation(ctx, err)
+    return await settleDeploy(ctx, run, err)
+  } finally {
+    await run.unlock?.()
+  }
+  return {...result, durationMs: result.durationMs || Date.now() - run.started}
+}
+
+/** A deploy's shared state, before anything ran: the live release is the one it replaces. */
+export async function newDeployRun(ctx: OpContext, flags: DeployFlags): Promise<DeployRun> {
   const previousRelease = (await ctx.target.readMarker())?.id ?? null
   const result: DeployResult = {
     exitCode: EXIT.ok,
@@ -96,7 +116,7 @@ export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<Deploy
     checks: [],
     durationMs: 0,
   }
-  const run = {flags, result, proof: emptyProof(), targetChanged: false, started} as DeployRun
+  const run = {flags, result, proof: emptyProof(), targetChanged: false, started: Date.now()} as DeployRun
   run.releaseSteps = new DeploySteps(ctx, {
     release: () => run.plan!.id,
     changes: () => run.plan?.changes,
@@ -108,57 +128,54 @@ export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<Deploy
     proofMs: ctx.config.reloadTimeoutMs,
   })
   if (ctx.config.steps.length > 0) result.releaseSteps = run.releaseSteps.report
-  const tree = deploySteps(ctx, run)
-  if (flags.dryRun) result.steps = described(tree)
-  try {
-    await runTasks(ctx.ui, steps(tree), {})
-    throwIfInterrupted(ctx)
-    const stillInMaintenance = await run.releaseSteps.close() // proven live: the service opens again
-    if (stillInMaintenance) ctx.ui.say(`hotctl: warning: ${stillInMaintenance}`)
-    const changes = run.plan!.changes
-    const journaled = await run.op?.end('ok', EXIT.ok, {changes: changeCount(changes), files: fileCounts(changes)})
-    if (journaled !== undefined) result.durationMs = journaled
-    if (result.outcome === 'deployed' && run.op) await recordDeployedTree(ctx, run.op.opId, run.targetPlan) // for `hotctl diff`
-    // Under the lock: a concurrent rollback must not lose the snapshot it is restoring.
-    if (result.outcome === 'deployed' && run.op)
-      result.pruned = await pruneAfter(ctx, await pinnedBackups(ctx.target, run.op.opId))
-  } catch (err) {
-    // Before the operation started (preflight, checks, lock, recovery, plan), nothing was touched:
-    // the error says why, with its own exit code.
-    if (!run.op) throw beforeTheOperation(ctx, err)
-    return await settleDeploy(ctx, run, err)
-  } finally {
-    await run.unlock?.()
+  return run
+}
+
+/** The proven deploy's end: journaled ok, then old backups pruned (still under the lock). */
+export async function finishDeploy(ctx: OpContext, run: DeployRun): Promise<void> {
+  const {result} = run
+  const stillInMaintenance = await run.releaseSteps.close() // proven live: the service opens again
+  if (stillInMaintenance) ctx.ui.say(`hotctl: warning: ${stillInMaintenance}`)
+  const changes = run.plan!.changes
+  const journaled = await run.op?.end('ok', EXIT.ok, {changes: changeCount(changes), files: fileCounts(changes)})
+  if (journaled !== undefined) result.durationMs = journaled
+  if (result.outcome === 'deployed' && run.op) await recordDeployedTree(ctx, run.op.opId, run.targetPlan) // for `hotctl diff`
+  // Under the lock: a concurrent rollback must not lose the snapshot it is restoring.
+  if (run.result.outcome === 'deployed' && run.op)
+    run.result.pruned = await pruneAfter(ctx, await pinnedBackups(ctx.target, run.op.opId))
+}
+
+/**
+ * Planning, part one: the target's change set, by content (read-only under dryRun). A fleet plans
+ * every host this way before it picks the one release id.
+ */
+export async function planTarget(ctx: OpContext, run: DeployRun): Promise<void> {
+  throwIfInterrupted(ctx)
+  run.targetPlan = await ctx.target.planChanges(ctx.config.source, {dryRun: run.flags.dryRun})
+}
+
+/** Planning, part two (pure but for the dry run's preview): the plan for release `id`. */
+export async function planRelease(ctx: OpContext, run: DeployRun, id: string, force = run.flags.force): Promise<void> {
+  const {config, target} = ctx
+  const {flags, result} = run
+  run.plan = planDeploy(config, run.targetPlan!.changes, id, {force}, target.describeSync(config.source))
+  Object.assign(result, planned(run.plan))
+  result.release = run.plan.id
+  if (run.plan.needsRestart.length > 0 && flags.noRestart) {
+    const paths = run.plan.needsRestart.map(showPath).join(', ')
+    const hint = 'Deploy them without --no-restart (reload.restart then runs), or leave them out of this deploy.'
+    throw new HotctlError(`these changes need a restart, refused by --no-restart: ${paths}`, EXIT.needsRestart, hint, {
+      needsRestart: run.plan.needsRestart,
+    })
   }
-  return {...result, durationMs: result.durationMs || Date.now() - started}
+  if (run.plan.nothingToDeploy) result.outcome = flags.dryRun ? 'dry-run' : 'nothing-to-deploy'
+  if (flags.dryRun) result.preview = await target.previewSync(config.source, run.targetPlan!)
 }
 
 function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
-  const {config, target} = ctx
+  const {config} = ctx
   const {flags, result} = run
   const dry = flags.dryRun
-  const nothing = () => (run.plan?.nothingToDeploy ? 'nothing to deploy' : false)
-  const id = () => run.plan!.id
-  const env = () => ({...ctx.env, ...(run.plan ? {HOTCTL_RELEASE_ID: run.plan.id} : {})})
-  const live = {
-    ...ctx,
-    get env() {
-      return env()
-    },
-  }
-  const prove = proveLiveTasks(live, () => run.plan?.id ?? null, run.proof, {
-    allowRestart: !flags.noRestart,
-    phase: (p) => run.op!.phase(p),
-    label: 'release',
-    phases: {reload: 'reload', confirm: 'confirm', smoke: 'smoke'},
-    reload: !flags.canary, // the canary loads the release itself
-  })
-  const canary: Step[] = []
-  if (flags.canary) {
-    result.canary = {steps: [], outcome: 'running'}
-    canary.push(...canaryTasks(live, flags.canary, result.canary, () => run.plan!.id))
-    canary[0]!.task = withPhase(canary[0]!.task, () => run.op!.phase('reload'))
-  }
   return [
     {
       title: 'Preflight',
@@ -192,32 +209,56 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
       title: 'Plan',
       does: 'plan: the changes, by content',
       task: async (_c, task) => {
-        throwIfInterrupted(ctx)
-        run.targetPlan = await target.planChanges(config.source, {dryRun: dry})
-        run.plan = planDeploy(
-          config,
-          run.targetPlan.changes,
-          await nextId(ctx),
-          flags,
-          target.describeSync(config.source),
-        )
-        Object.assign(result, planned(run.plan))
-        result.release = run.plan.id
-        task.title = `Plan release ${run.plan.id}: ${describeChanges(run.plan.changes)}`
-        if (run.plan.needsRestart.length > 0 && flags.noRestart) {
-          const paths = run.plan.needsRestart.map(showPath).join(', ')
-          const hint = 'Deploy them without --no-restart (reload.restart then runs), or leave them out of this deploy.'
-          throw new HotctlError(
-            `these changes need a restart, refused by --no-restart: ${paths}`,
-            EXIT.needsRestart,
-            hint,
-            {needsRestart: run.plan.needsRestart},
-          )
-        }
-        if (run.plan.nothingToDeploy) result.outcome = dry ? 'dry-run' : 'nothing-to-deploy'
-        if (dry) result.preview = await target.previewSync(config.source, run.targetPlan)
+        await planTarget(ctx, run)
+        const id = await nextId(ctx)
+        task.title = `Plan release ${id}: ${describeChanges(run.targetPlan!.changes)}`
+        await planRelease(ctx, run, id)
       },
     },
+    ...applySteps(ctx, run),
+    {
+      title: 'Prune old backups',
+      does: `prune backups beyond ${config.keep}`,
+      skip: () =>
+        (run.plan?.nothingToDeploy && 'nothing to deploy') ||
+        (dry && `dry run: would prune backups beyond ${config.keep}`),
+      task: () => undefined, // after the operation ends (deploy()): a failing prune never fails a proven deploy
+    },
+  ]
+}
+
+/**
+ * One target's part of a deploy, once it is planned (and locked): backup → sync → verify and
+ * marker → reload → confirm → smoke. The operation stays open: the caller ends it (finishDeploy),
+ * or settles it (settleDeploy) — a fleet only once every host is done.
+ */
+export function applySteps(ctx: OpContext, run: DeployRun): Step[] {
+  const {config, target} = ctx
+  const {flags, result} = run
+  const dry = flags.dryRun
+  const nothing = () => (run.plan?.nothingToDeploy ? 'nothing to deploy' : false)
+  const id = () => run.plan!.id
+  const env = () => ({...ctx.env, ...(run.plan ? {HOTCTL_RELEASE_ID: run.plan.id} : {})})
+  const live = {
+    ...ctx,
+    get env() {
+      return env()
+    },
+  }
+  const prove = proveLiveTasks(live, () => run.plan?.id ?? null, run.proof, {
+    allowRestart: !flags.noRestart,
+    phase: (p) => run.op!.phase(p),
+    label: 'release',
+    phases: {reload: 'reload', confirm: 'confirm', smoke: 'smoke'},
+    reload: !flags.canary, // the canary loads the release itself
+  })
+  const canary: Step[] = []
+  if (flags.canary) {
+    result.canary = {steps: [], outcome: 'running'}
+    canary.push(...canaryTasks(live, flags.canary, result.canary, () => run.plan!.id))
+    canary[0]!.task = withPhase(canary[0]!.task, () => run.op!.phase('reload'))
+  }
+  return [
     {
       title: 'Backup',
       does: 'back up the target',
@@ -268,17 +309,11 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
     },
     ...run.releaseSteps.tasks('after-sync'),
     ...wouldDo([...canary, ...beforeLast(prove, run.releaseSteps.leaveTask())], {dryRun: dry, skipWhy: nothing}),
-    {
-      title: 'Prune old backups',
-      does: `prune backups beyond ${config.keep}`,
-      skip: () => nothing() || (dry && `dry run: would prune backups beyond ${config.keep}`),
-      task: () => undefined, // after the operation ends (deploy()): a failing prune never fails a proven deploy
-    },
   ]
 }
 
 /** A failure after the operation started: restore when the target had changed, then one settlement. */
-async function settleDeploy(ctx: OpContext, run: DeployRun, err: unknown): Promise<DeployResult> {
+export async function settleDeploy(ctx: OpContext, run: DeployRun, err: unknown): Promise<DeployResult> {
   const {result, plan} = run
   const interrupted = ctx.signal.aborted
   const error = interrupted ? 'interrupted by signal' : errorMessage(err)

@@ -50,28 +50,13 @@ export interface RollbackResult {
  * reload → confirm → smoke. `--to` the live release changes nothing: it confirms it and exits 0.
  */
 export async function rollback(ctx: OpContext, opts: {to?: string; force?: boolean}): Promise<RollbackResult> {
-  const started = Date.now()
-  const run = {
-    result: {exitCode: EXIT.ok, outcome: 'rolled-back', release: null, from: null, durationMs: 0, proof: emptyProof()},
-    changed: false,
-    started,
-  } as RollbackRun
-  run.window = new MaintenanceWindow(ctx, () => run.op!.opId)
+  const run = newRollbackRun(ctx, opts.force)
   const {result} = run
   // The lock is held until the journal records the end and any restore is done.
   try {
     await runTasks(ctx.ui, steps(rollbackSteps(ctx, opts, run)), {})
     if (ctx.signal.aborted) throw new HotctlError('interrupted', EXIT.interrupted)
-    if (run.op) {
-      // A restore writes and removes: written files count as changed (added ones among them).
-      const files = {added: 0, changed: result.written ?? 0, deleted: result.removed ?? 0}
-      result.durationMs = await run.op.end('ok', EXIT.ok, {files})
-      await pruneAfter(ctx, [...(await pinnedBackups(ctx.target, run.undo)), run.choice!.snapshot!])
-      result.undoWith = await catalogOf(ctx.target).then(
-        (c) => undoCommand(c, result.from),
-        () => undefined,
-      )
-    }
+    await finishRollback(ctx, run)
   } catch (err) {
     if (run.choice && !run.choice.snapshot && !(err instanceof HotctlError && err.exitCode === EXIT.interrupted)) {
       const hint = 'Nothing was changed. `hotctl status` shows what the service reports.'
@@ -87,14 +72,15 @@ export async function rollback(ctx: OpContext, opts: {to?: string; force?: boole
     await run.window.leave() // whatever the outcome
     await run.unlock?.()
   }
-  return {...result, durationMs: result.durationMs || Date.now() - started}
+  return {...result, durationMs: result.durationMs || Date.now() - run.started}
 }
 
-/** What the rollback's steps share as they run (one task tree, built once). */
-interface RollbackRun {
+/** What the rollback's steps share as they run (one task tree, built once); a fleet keeps one per host. */
+export interface RollbackRun {
   result: RollbackResult & {proof: LiveProof}
   unlock?: () => Promise<void>
   choice?: Choice
+  /** The id of the snapshot taken before restoring; a fleet sets one for every host beforehand. */
   undo?: string
   op?: Operation
   changed: boolean
@@ -103,21 +89,45 @@ interface RollbackRun {
   window: MaintenanceWindow
   /** When rollback() began: the operation's duration (journal and output) counts from here. */
   started: number
+  /** --force: undo what can be undone and pass over release steps without `undo`. */
+  force: boolean
 }
 
-function rollbackSteps(ctx: OpContext, opts: {to?: string; force?: boolean}, run: RollbackRun): Step[] {
-  const {target} = ctx
+export function newRollbackRun(ctx: OpContext, force = false): RollbackRun {
+  const run = {
+    result: {exitCode: EXIT.ok, outcome: 'rolled-back', release: null, from: null, durationMs: 0, proof: emptyProof()},
+    changed: false,
+    started: Date.now(),
+    force,
+  } as RollbackRun
+  run.window = new MaintenanceWindow(ctx, () => run.op!.opId)
+  return run
+}
+
+/** The proven rollback's end: journaled ok, old backups pruned, and the command that undoes it. */
+export async function finishRollback(ctx: OpContext, run: RollbackRun): Promise<void> {
+  if (!run.op) return
+  // A restore writes and removes: written files count as changed (added ones among them).
+  const files = {added: 0, changed: run.result.written ?? 0, deleted: run.result.removed ?? 0}
+  run.result.durationMs = await run.op.end('ok', EXIT.ok, {files})
+  await pruneAfter(ctx, [...(await pinnedBackups(ctx.target, run.undo)), run.choice!.snapshot!])
+  run.result.undoWith = await catalogOf(ctx.target).then(
+    (c) => undoCommand(c, run.result.from),
+    () => undefined,
+  )
+}
+
+/** Which snapshot holds the release asked for (or that it is already live), and what is live now. */
+export async function chooseRollback(ctx: OpContext, run: RollbackRun, to: string | undefined): Promise<void> {
+  run.choice = await chooseRestorable(ctx, to)
+  run.result.release = run.choice.release
+  run.result.from = (await ctx.target.readMarker())?.id ?? null
+  if (!run.choice.snapshot) run.result.outcome = 'already-live'
+  else run.result.snapshot = run.choice.snapshot
+}
+
+function rollbackSteps(ctx: OpContext, opts: {to?: string}, run: RollbackRun): Step[] {
   const {result} = run
-  const alreadyLive = () =>
-    run.choice && !run.choice.snapshot ? `${describe(run.choice.release)} is already live` : false
-  const snapshot = () => run.choice!.snapshot!
-  const prove = proveLiveTasks(ctx, () => run.choice?.release ?? null, result.proof, {
-    allowRestart: true,
-    reload: () => !alreadyLive(), // the release already live: confirm it, do not reload
-    phase: (p) => run.op?.phase(p) ?? Promise.resolve(),
-    label: 'release',
-    phases: {reload: 'reload', confirm: 'confirm', smoke: 'smoke'},
-  })
   return [
     {
       title: 'Preflight',
@@ -140,21 +150,37 @@ function rollbackSteps(ctx: OpContext, opts: {to?: string; force?: boolean}, run
     {
       title: 'Choose the snapshot',
       task: async (_c, task) => {
-        run.choice = await chooseRestorable(ctx, opts.to)
-        result.release = run.choice.release
-        result.from = (await target.readMarker())?.id ?? null
-        if (!run.choice.snapshot) {
-          result.outcome = 'already-live'
-          task.title = `${describe(run.choice.release)} is already live: confirming it`
-          return
-        }
-        result.snapshot = run.choice.snapshot
-        task.title = `Restore ${describe(run.choice.release)} from snapshot ${run.choice.snapshot}`
+        await chooseRollback(ctx, run, opts.to)
+        task.title = run.choice!.snapshot
+          ? `Restore ${describe(run.choice!.release)} from snapshot ${run.choice!.snapshot}`
+          : `${describe(run.choice!.release)} is already live: confirming it`
       },
     },
+    ...restoreSteps(ctx, run),
+    {title: 'Prune old backups', skip: () => alreadyLive(run), task: () => undefined}, // after the operation ends (rollback())
+  ]
+}
+
+/**
+ * One target's part of a rollback, once the snapshot is chosen (under the lock): snapshot the
+ * current tree (the undo) → restore → verify → reload → confirm → smoke. The operation stays open:
+ * the caller ends it (finishRollback) or settles it (settleRollback).
+ */
+export function restoreSteps(ctx: OpContext, run: RollbackRun): Step[] {
+  const {target} = ctx
+  const {result} = run
+  const snapshot = () => run.choice!.snapshot!
+  const prove = proveLiveTasks(ctx, () => run.choice?.release ?? null, result.proof, {
+    allowRestart: true,
+    reload: () => !alreadyLive(run), // the release already live: confirm it, do not reload
+    phase: (p) => run.op?.phase(p) ?? Promise.resolve(),
+    label: 'release',
+    phases: {reload: 'reload', confirm: 'confirm', smoke: 'smoke'},
+  })
+  return [
     {
       title: 'Plan the undo of release steps',
-      skip: alreadyLive,
+      skip: () => alreadyLive(run),
       task: async (_c, task) => {
         const plan = planRollbackSteps(ctx, operations(await target.state.read()), run.choice!.release)
         if (plan.undo.length === 0) {
@@ -164,15 +190,15 @@ function rollbackSteps(ctx: OpContext, opts: {to?: string; force?: boolean}, run
         run.stepsPlan = plan
         result.releaseSteps = {undone: [], skipped: [], irreversible: plan.irreversible}
         task.title = `Undo release steps: ${plan.undo.map((e) => `${e.step} (${e.release})`).join(', ')}`
-        requireReversible(plan, !!opts.force)
+        requireReversible(plan, run.force)
       },
     },
     {
       title: 'Snapshot the current tree (to undo this rollback)',
-      skip: alreadyLive,
+      skip: () => alreadyLive(run),
       task: async (_c, task) => {
         const meta = (await target.backups.list()).find((b) => b.id === snapshot())!
-        run.undo = result.undo = await nextId(ctx)
+        run.undo = result.undo = run.undo ?? (await nextId(ctx))
         const start = {backup: run.undo, release: meta.release ?? undefined, restores: snapshot(), from: result.from}
         run.op = await Operation.start(ctx, 'rollback', run.undo, start, run.started)
         await run.op.phase('backup')
@@ -182,7 +208,7 @@ function rollbackSteps(ctx: OpContext, opts: {to?: string; force?: boolean}, run
     },
     {
       title: 'Undo release steps',
-      skip: () => alreadyLive() || (!run.stepsPlan && 'no release step to undo'),
+      skip: () => alreadyLive(run) || (!run.stepsPlan && 'no release step to undo'),
       task: async () => {
         if (ctx.signal.aborted) throw new HotctlError('interrupted', EXIT.interrupted)
         run.changed = true
@@ -193,7 +219,7 @@ function rollbackSteps(ctx: OpContext, opts: {to?: string; force?: boolean}, run
     },
     {
       title: 'Restore',
-      skip: alreadyLive,
+      skip: () => alreadyLive(run),
       task: async (_c, task) => {
         if (ctx.signal.aborted) throw new HotctlError('interrupted', EXIT.interrupted) // nothing changed yet: stop here
         await run.op!.phase('restore')
@@ -213,7 +239,7 @@ function rollbackSteps(ctx: OpContext, opts: {to?: string; force?: boolean}, run
     },
     {
       title: 'Verify target content equals the snapshot',
-      skip: alreadyLive,
+      skip: () => alreadyLive(run),
       task: async () => {
         const diffs = await target.backups.verify(snapshot())
         if (diffs.length > 0)
@@ -221,12 +247,15 @@ function rollbackSteps(ctx: OpContext, opts: {to?: string; force?: boolean}, run
       },
     },
     ...beforeLast(prove, leaveWindowTask(run.window)),
-    {title: 'Prune old backups', skip: alreadyLive, task: () => undefined}, // after the operation ends (rollback())
   ]
 }
 
+/** Why the restore steps skip: the release asked for is the live one. */
+const alreadyLive = (run: RollbackRun) =>
+  run.choice && !run.choice.snapshot ? `${describe(run.choice.release)} is already live` : false
+
 /** A failure after the rollback's operation started: put back the undo snapshot if the target changed. */
-async function settleRollback(ctx: OpContext, run: RollbackRun, err: unknown): Promise<RollbackResult> {
+export async function settleRollback(ctx: OpContext, run: RollbackRun, err: unknown): Promise<RollbackResult> {
   const {result} = run
   const interrupted = ctx.signal.aborted
   result.error = interrupted ? 'interrupted by signal' : errorMessage(err)

@@ -1,4 +1,4 @@
-import {HotctlCommand} from '../../base-command.js'
+import {HotctlCommand, limitFlag} from '../../base-command.js'
 
 export default class Backups extends HotctlCommand {
   static summary =
@@ -12,10 +12,19 @@ export default class Backups extends HotctlCommand {
     '<%= config.bin %> backups --json',
     '<%= config.bin %> backups prune --keep 5',
   ]
+  static flags = {limit: limitFlag}
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Backups)
-    const ctx = await this.openContext(flags.config)
+    const opened = await this.openOperation(flags.config, flags.limit)
+    if ('fleet' in opened) {
+      const {fleetBackups} = await import('../../pipeline/fleet-status.js')
+      const {renderFleetBackups} = await import('../../ui/fleet-report.js')
+      const b = await fleetBackups(opened.fleet)
+      this.finish({...b}, () => renderFleetBackups(b))
+      return
+    }
+    const {ctx} = opened
     const {listBackups} = await import('../../pipeline/backups.js')
     const {renderBackups} = await import('../../ui/backups-report.js')
     const r = await listBackups(ctx)
