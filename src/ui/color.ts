@@ -45,8 +45,11 @@ export function decideColor({env, argv, isTTY}: ColorInputs): ColorLevel {
   return env.CI !== undefined && COLOUR_CI.some((k) => env[k] !== undefined) ? 1 : 0
 }
 
-/** The decision for stdout, where results go: `deploy > out.txt` from a terminal gets no escape codes. */
-let stdoutLevel: ColorLevel | undefined
+/**
+ * The decision for stdout, where results go: `deploy > out.txt` from a terminal gets no escape codes.
+ * Kept on globalThis: bin/run.js loads this module from dist/ui, the bundled CLI has its own copy.
+ */
+const decided = globalThis as {hotctlStdoutColor?: ColorLevel}
 
 /**
  * Decides (for stderr, and separately for stdout) and writes the stderr decision into `env` so
@@ -60,7 +63,7 @@ export function applyColorPolicy(
     stdout: Boolean(process.stdout.isTTY),
   },
 ): ColorLevel {
-  stdoutLevel = decideColor({env, argv, isTTY: tty.stdout})
+  decided.hotctlStdoutColor = decideColor({env, argv, isTTY: tty.stdout})
   const level = decideColor({env, argv, isTTY: tty.stderr})
   if (level === 0) {
     // Both: colorette only reads NO_COLOR as "off" (it takes FORCE_COLOR=0 as "on"), chalk only FORCE_COLOR=0.
@@ -74,4 +77,4 @@ export function applyColorPolicy(
 }
 
 /** Whether stdout may carry colour (what `applyColorPolicy` decided; off when it never ran). */
-export const stdoutColor = (): boolean => (stdoutLevel ?? 0) > 0
+export const stdoutColor = (): boolean => (decided.hotctlStdoutColor ?? 0) > 0

@@ -78,7 +78,7 @@ describe('errors that say what to do', {timeout: 60_000}, () => {
     expect(r.stderr).not.toContain('unknown command')
     const j = await runCli(['backups', 'bogus', '--json'], {cwd: ws.src})
     expect(j.json.error.message).toBe('unexpected argument "bogus" for `hotctl backups`')
-    expect(j.json.error.hint).toMatch(/backups prune, backups verify/)
+    expect(j.json.error.hint).toMatch(/backups prune, backups show, backups verify/)
   })
 
   it('an empty config file named by --config: "config file X is empty", not "no config found"', async () => {

@@ -47,7 +47,6 @@ describe('--verbose', {timeout: 120_000}, () => {
       ).toBe(true)
     has(/^\[verbose\] run: python3 -B -c 'import sys; sys\.exit\(0\)' \(in .*\/src\)$/)
     has(/^\[verbose\] run: python3 -B -c import sys; sys\.exit\(0\) → exit 0$/)
-    has(/^\[verbose\] rsync \(planning scan\): rsync --dry-run .* -- .*\/src\/ .*\/live\/$/)
     has(/^\[verbose\] rsync: rsync --from0 --files-from=- .* -- .*\/src\/ .*\/live\/ \(2 paths on stdin\)$/)
     has(
       /^\[verbose\] HTTP POST http:\/\/127\.0\.0\.1:\d+\/api\/v1\/hot-reload\/check \{Authorization: \*\*\*, X-Api-Key: \*\*\*\}$/,
