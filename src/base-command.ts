@@ -136,6 +136,7 @@ export abstract class HotctlCommand extends Command {
         env: {...env, HOTCTL_HOST: h.name, HOTCTL_HOST_ADDRESS: h.address},
       }
     }
+    if (config.oneHostTarget && config.hosts.length === 1) return {ctx: host(config.hosts[0]!)}
     if (config.hosts.length === 0) {
       const target = openTarget(config, {warn: (m) => this.ui.say(`hotctl: warning: ${m}`)})
       this.openedTarget = true

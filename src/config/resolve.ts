@@ -78,6 +78,12 @@ export interface ResolvedConfig {
   stateDir: string
   /** Remote target: the hosts holding `target` (`user@host:/path` is a fleet of one). Empty: this machine. */
   hosts: HostSpec[]
+  /**
+   * `target: user@host:/path` names one host: deploy, rollback, status and backups run the
+   * single-target pipelines over ssh (same output and JSON as a local target). `hosts:` and
+   * `inventory:` are a fleet, even of one.
+   */
+  oneHostTarget?: boolean
   /** Set when this config was resolved for one host of `hosts` (see forHost). */
   host?: HostSpec
   fleet: FleetSettings
@@ -141,8 +147,10 @@ export function resolveConfig(parsed: ParsedConfig, file: string): ResolvedConfi
     }
   }
   requireUniqueNames(hosts, `${file}: ${parsed.inventory ? 'inventory' : 'hosts'}`)
-  if (hosts.length > 0 || parsed.inventory)
-    return resolveRemote(parsed, file, source, remote?.path ?? parsed.target, hosts)
+  if (hosts.length > 0 || parsed.inventory) {
+    const config = resolveRemote(parsed, file, source, remote?.path ?? parsed.target, hosts)
+    return remote ? {...config, oneHostTarget: true} : config
+  }
   const target = path.resolve(base, parsed.target)
   const stateDir = parsed.stateDir
     ? path.resolve(base, parsed.stateDir)
