@@ -218,7 +218,7 @@ export class SshTarget implements Target {
   }
 
   async readLive(rel: string): Promise<Buffer> {
-    return this.conn.must(`reading ${rel}`, CAT_LIVE, [this.config.target, rel])
+    return this.conn.must(`reading ${rel}`, CAT_LIVE, [this.config.target, rel], {exact: true})
   }
 
   /** rsync's options for this host: ssh over the shared connection, paths never parsed by a remote shell, bounded I/O. */
