@@ -46,8 +46,7 @@ function parseArgs(argv) {
     else if (a === '--only') {
       o.only = val()
       if (o.only !== 'remote') fail('--only takes `remote` (the ssh row alone)')
-    }
-    else if (a === '--help' || a === '-h') {
+    } else if (a === '--help' || a === '-h') {
       console.log(
         'node bench/deploy.mjs [--keep] [--dir DIR] [--files N] [--reps N] [--json] [--only remote]\n  --keep   leave the generated trees and state dir\n  --json   print a JSON summary on stdout (the table goes to stderr)\n  --dir    parent dir for generated data (default: os.tmpdir())\n  --files  files in the target tree (default 20000)\n  --reps   repetitions of each measured deploy (default 3)\n  --only remote   the remote (ssh) row alone',
       )
