@@ -3,6 +3,7 @@
  * diff` against the tree as deployed on the host, release steps run and undone on the host, the
  * maintenance marker written and removed there.
  */
+import {spawnSync} from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
@@ -196,5 +197,42 @@ describe('SSH target: diff, release steps, maintenance', {timeout: 180_000}, () 
       .map((l) => JSON.parse(l) as {event: string; action?: string; ok?: boolean})
     expect(events.some((e) => e.event === 'step' && e.action === 'undo' && e.ok === true)).toBe(true)
     expect(fs.readFileSync(db, 'utf8')).toBe('schema 2 after schema 1\n')
+  })
+
+  it('planning from the host hash record: an in-place edit keeping size and mtime is put back; an unchanged tree hashes nothing on the host', async () => {
+    const ws = makeWorkspace()
+    remote(ws, {target: 'x', protect: ['data/', '.env']})
+    const first = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(first.exitCode, why(first)).toBe(0)
+    const record = path.join(ws.stateDir, 'target-hashes.json.gz')
+    expect(fs.existsSync(record)).toBe(true)
+    // Nothing changed: every host file's hash comes from the record (nothing hashed on the host).
+    const same = await runCli(['deploy', '--json', '--verbose'], {cwd: ws.src})
+    expect(same.json?.outcome, why(same)).toBe('nothing-to-deploy')
+    expect(same.stderr).not.toMatch(/planning: hashing/)
+
+    const rel = 'app/handlers.py'
+    const live = path.join(ws.live, rel)
+    const touchRef = (ref: string, file: string) => expect(spawnSync('touch', ['-m', '-r', ref, file]).status).toBe(0)
+    // Source and live agree on size and mtime to the nanosecond: only the ctime tells the edit.
+    touchRef(live, path.join(ws.src, rel))
+    const original = fs.readFileSync(live, 'utf8')
+    const ref = path.join(ws.dir, 'mtime-ref')
+    fs.writeFileSync(ref, '')
+    touchRef(live, ref)
+    fs.writeFileSync(live, original.replace(/v1/g, 'v9'))
+    touchRef(ref, live)
+    expect(fs.statSync(live, {bigint: true}).mtimeNs).toBe(fs.statSync(path.join(ws.src, rel), {bigint: true}).mtimeNs)
+    expect(fs.readFileSync(live, 'utf8')).not.toBe(original)
+
+    const dry = await runCli(['deploy', '--dry-run', '--json', '--verbose'], {cwd: ws.src})
+    expect(dry.json?.changes?.changed, why(dry)).toEqual([rel])
+    const r = await runCli(['deploy', '--json', '--verbose'], {cwd: ws.src})
+    expect(r.exitCode, why(r)).toBe(0)
+    expect(r.json.changes.changed).toEqual([rel])
+    expect(r.stderr).toMatch(/planning: hashing 1 file\(s\)/)
+    expect(fs.readFileSync(live, 'utf8')).toBe(original)
+    const again = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(again.json?.outcome, why(again)).toBe('nothing-to-deploy')
   })
 })
