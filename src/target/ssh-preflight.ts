@@ -61,7 +61,11 @@ export async function sshPreflight(
           detail: `${host} lacks ${missing.join(', ')} (on the PATH of a non-interactive ssh session)`,
           hint: `Install ${missing.includes('rsync') ? 'rsync' : ''}${missing.some((m) => m !== 'rsync') ? ' coreutils/findutils' : ''} on ${host}: a host needs only sshd, a POSIX sh, rsync, coreutils, GNU findutils and awk.`,
         }
-      : {name: `tools on ${host}`, ok: true, detail: `rsync, sha256sum, stat, readlink, sync, du, GNU find, awk present`},
+      : {
+          name: `tools on ${host}`,
+          ok: true,
+          detail: `rsync, sha256sum, stat, readlink, sync, du, GNU find, awk present`,
+        },
   )
   const rsyncV = /version\s+(\d+)\.(\d+)/.exec(value('rsync') ?? '')
   if (rsyncV && (Number(rsyncV[1]) < 3 || (Number(rsyncV[1]) === 3 && Number(rsyncV[2]) < 1)))
