@@ -95,9 +95,8 @@ export abstract class HotctlCommand extends Command {
   }
 
   /**
-   * The config, then the local target's context, or a fleet context for a remote target: one host
-   * (`user@host:/path`) is a fleet of one, so deploy/rollback/status/backups answer in one shape
-   * for every remote target.
+   * The config, then one target's context (a local path, or `user@host:/path` over ssh), or a
+   * fleet context for `hosts:`/`inventory:` (even of one host): per-host waves, all or nothing.
    */
   protected async openOperation(
     configPath?: string,

@@ -76,7 +76,7 @@ export interface ResolvedConfig {
   target: string
   /** Beside the target, on the same machine (on each host for a remote target). */
   stateDir: string
-  /** Remote target: the hosts holding `target` (`user@host:/path` is a fleet of one). Empty: this machine. */
+  /** Remote target: the hosts holding `target` (`user@host:/path` names one). Empty: this machine. */
   hosts: HostSpec[]
   /**
    * `target: user@host:/path` names one host: deploy, rollback, status and backups run the
