@@ -115,7 +115,7 @@ export class SshConnection {
   async run(
     script: string,
     args: string[] = [],
-    opts: {timeoutMs?: number; signal?: AbortSignal; detached?: boolean} = {},
+    opts: {timeoutMs?: number; signal?: AbortSignal; detached?: boolean; onStderr?: (chunk: Buffer) => void} = {},
   ): Promise<RemoteResult> {
     open.add(this)
     const started = Date.now()
@@ -126,6 +126,7 @@ export class SshConnection {
       encoding: 'buffer',
       detached: opts.detached,
     })
+    if (opts.onStderr) sub.stderr?.on('data', opts.onStderr)
     // The bound is kept here, not by waiting for the pipes: a multiplexed ssh hands its stdio to
     // the master, so they stay open until the remote command ends even after the client is killed.
     let timer: NodeJS.Timeout | undefined

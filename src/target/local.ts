@@ -258,7 +258,7 @@ export class LocalTarget implements Target {
 }
 
 /** Counts the files rsync reports written (one itemized line each, as it goes) and their sizes. */
-function followItemized(
+export function followItemized(
   out: NodeJS.ReadableStream | null,
   source: string,
   onProgress: (p: SyncProgress) => void,

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto'
 import zlib from 'node:zlib'
-import type {ResolvedConfig} from '../config/resolve.js'
+import {MAINTENANCE_NAME, type ResolvedConfig} from '../config/resolve.js'
 import {EXIT, HotctlError} from '../errors.js'
 import {decodeName} from '../file-names.js'
 import {ID_PATTERN} from '../ids.js'
@@ -21,16 +21,16 @@ import type {BackupStore, ReleaseMarker, TargetPlan} from './target.js'
  * newer than the previous backup's metadata (GNU find -cnewer; nothing when find cannot): a file
  * rewritten in place with its size and mtime kept is caught there, not recorded as its old content.
  */
-const SNAPSHOT = `t=$1; b=$2; id=$3; prev=$4; shift 4
+const SNAPSHOT = `t=$1; b=$2; id=$3; prev=$4; prevMeta=$5; shift 5
 mkdir -p -- "$b" || exit 4
 for d in "$b"/*.part; do [ -d "$d" ] && rm -rf -- "$d"; done
-if [ -n "$prev" ] && [ -d "$b/$prev" ]; then set -- --link-dest="$b/$prev" "$@"; fi
+if [ -n "$prev" ] && [ -d "$prev" ]; then set -- --link-dest="$prev" "$@"; fi
 if [ -d "$t" ]; then src=$t/; else mkdir -p -- "$b/.empty" && src=$b/.empty/ || exit 4; fi
 rsync -rlptgo -ii --modify-window=-1 --8-bit-output '--out-format=%i %B %l %n' "$@" -- "$src" "$b/$id.part/" || exit $?
 rm -rf -- "$b/.empty"
 printf '\\0\\n'
-if [ -n "$prev" ] && [ -f "$b/$prev.json" ]; then
-  cd -- "$t" && find . -type f -cnewer "$b/$prev.json" -print0 2>/dev/null
+if [ -n "$prev" ] && [ -f "$prevMeta" ]; then
+  cd -- "$t" && find . -type f -cnewer "$prevMeta" -print0 2>/dev/null
 fi
 exit 0`
 
@@ -58,19 +58,29 @@ exit 0`
 const CAT = `cat -- "$1"`
 
 /**
- * Removes backups: metadata first (from then on they are not complete), then their trees. Prints
- * the bytes freed: files no other backup links (GNU find -links 1), counted before removal.
+ * Removes backup trees (or trees as deployed): metadata first (from then on they are not
+ * complete), then the trees. Prints the bytes freed, counted before removal: files whose every
+ * hard link is in the trees that go (GNU find -printf). `$1` = 1: a dry run that only counts.
  */
-const PRUNE = `b=$1; shift
-for id; do rm -f -- "$b/$id.json" "$b/$id.manifest.json.gz"; done
-n=0
-for id; do
-  [ -d "$b/$id" ] || continue
-  s=$(find "$b/$id" -type f -links 1 -printf '%s\\n' 2>/dev/null | { t=0; while read -r x; do t=$((t + x)); done; echo $t; })
-  n=$((n + s))
-  rm -rf -- "$b/$id"
-done
-echo $n`
+const PRUNE = `dry=$1; shift
+n=$(find "$@" -type f -printf '%i %n %s\\n' 2>/dev/null | awk '{c[$1]++; n[$1]=$2; s[$1]=$3} END {t=0; for (i in c) if (c[i] >= n[i]) t += s[i]; printf "%d", t}')
+echo "\${n:-0}"
+[ "$dry" = 1 ] && exit 0
+for t; do rm -f -- "$t.json" "$t.manifest.json.gz"; done
+for t; do rm -rf -- "$t"; done
+exit 0`
+
+/** Releases with a tree as deployed: the names of `<release>.json` in the directory. */
+const DEPLOYED_LIST = `cd -- "$1" 2>/dev/null || exit 0
+for f in *.json; do [ -f "$f" ] && printf '%s\\n' "\${f%.json}"; done
+exit 0`
+
+/** A tree as deployed: its metadata, read with its manifest. */
+interface DeployedMeta {
+  release: string
+  time: string
+  root: Record<string, string>
+}
 
 /** What a restore or a verify compares: rsync's dry run from the backup tree to the target, deletions included. */
 const DIFF = `b=$1; t=$2; shift 2
@@ -101,6 +111,8 @@ const sha256 = (s: string) => crypto.createHash('sha256').update(s).digest('hex'
  */
 export class SshBackupStore implements BackupStore {
   private readonly dir: string
+  private readonly deployedDir: string
+  private readonly where = new Map<string, string>()
 
   constructor(
     private readonly conn: SshConnection,
@@ -108,6 +120,7 @@ export class SshBackupStore implements BackupStore {
     private readonly readMarker: () => Promise<ReleaseMarker | null>,
   ) {
     this.dir = `${config.stateDir}/backups`
+    this.deployedDir = `${config.stateDir}/deployed`
   }
 
   async list(): Promise<BackupMeta[]> {
@@ -120,14 +133,44 @@ export class SshBackupStore implements BackupStore {
 
   async snapshot(id: string, reason: BackupMeta['reason'], _plan?: TargetPlan): Promise<BackupMeta> {
     const prev = (await this.list()).at(-1)
-    const prevManifest = prev ? await this.manifest(prev).catch(() => undefined) : undefined
     const marker = await this.readMarker()
-    const filters = rsyncPatterns([...this.config.exclude, ...this.config.protect]).map((p) => `--exclude=${p}`)
+    const tree = await this.capture(this.dir, id, prev)
+    const meta: BackupMeta = {
+      id,
+      time: new Date().toISOString(),
+      reason,
+      release: marker?.id ?? null,
+      gitSha: marker?.gitSha ?? null,
+      files: tree.files,
+      bytes: tree.bytes,
+      added: tree.added,
+      protect: this.config.protect,
+      root: {'': tree.sha},
+    }
+    await this.conn.must('backup (commit)', COMMIT, [this.dir, id, JSON.stringify(meta)])
+    return meta
+  }
+
+  /**
+   * Copies the live tree into `<dir>/<id>` on the host (hard links to the newest backup `prev`
+   * where unchanged, never to live files) with its sha256 manifest beside it, uploaded as
+   * `<id>.manifest.json.gz.tmp`; the caller commits it (COMMIT) with its metadata.
+   */
+  private async capture(
+    dir: string,
+    id: string,
+    prev: BackupMeta | undefined,
+  ): Promise<{sha: string; files: number; bytes: number; added: number}> {
+    const prevManifest = prev ? await this.manifest(prev).catch(() => undefined) : undefined
+    const filters = rsyncPatterns([...this.config.exclude, ...this.config.protect, `/${MAINTENANCE_NAME}`]).map(
+      (p) => `--exclude=${p}`,
+    )
     const out = await this.conn.must('backup (rsync --link-dest on the host)', SNAPSHOT, [
       this.config.target,
-      this.dir,
+      dir,
       id,
-      prev?.id ?? '',
+      prev ? `${this.dir}/${prev.id}` : '',
+      prev ? `${this.dir}/${prev.id}.json` : '',
       ...filters,
     ])
     const sep = out.indexOf(Buffer.from('\0\n'))
@@ -140,7 +183,7 @@ export class SshBackupStore implements BackupStore {
         .filter(Boolean)
         .map((p) => decodeName(Buffer.from(p.replace(/^\.\//, ''), 'latin1'))),
     )
-    const part = `${this.dir}/${id}.part`
+    const part = `${dir}/${id}.part`
     // Linked files take their hash from the previous manifest, unless the live file changed since
     // (ctime): then the link holds the old content and is replaced by a copy.
     const linked = listed.filter((e) => e.linked && e.type === 'file')
@@ -182,22 +225,59 @@ export class SshBackupStore implements BackupStore {
       if (d) added += size
     }
     const text = JSON.stringify(manifest)
-    const meta: BackupMeta = {
-      id,
-      time: new Date().toISOString(),
-      reason,
-      release: marker?.id ?? null,
-      gitSha: marker?.gitSha ?? null,
-      files,
-      bytes,
-      added: added + zlib.gzipSync(text).length,
-      protect: this.config.protect,
-      root: {'': sha256(text)},
-    }
+    const gz = zlib.gzipSync(text)
     // The manifest travels gzipped (about half the size on the host); its sha256 is of the JSON.
-    await this.conn.upload(`${this.dir}/${id}.manifest.json.gz.tmp`, zlib.gzipSync(text))
-    await this.conn.must('backup (commit)', COMMIT, [this.dir, id, JSON.stringify(meta)])
-    return meta
+    await this.conn.upload(`${dir}/${id}.manifest.json.gz.tmp`, gz)
+    return {sha: sha256(text), files, bytes, added: added + gz.length}
+  }
+
+  async files(id: string): Promise<Manifest> {
+    const {manifest} = await this.checked(id)
+    this.remember(`${this.dir}/${id}`, manifest)
+    return manifest
+  }
+
+  /**
+   * The tree as deployed is a tree of its own in `deployed/<release>/` on the host (hard links to
+   * the newest backup where unchanged, copies of what the deploy wrote): a later hand edit of a
+   * live file cannot reach it. The newest `keep` of them survive a prune.
+   */
+  async recordDeployed(release: string, _plan?: TargetPlan): Promise<void> {
+    const prev = (await this.list()).at(-1)
+    const tree = await this.capture(this.deployedDir, release, prev)
+    const meta: DeployedMeta = {release, time: new Date().toISOString(), root: {'': tree.sha}}
+    await this.conn.must('recording the tree as deployed', COMMIT, [this.deployedDir, release, JSON.stringify(meta)])
+  }
+
+  async deployedFiles(release: string): Promise<Manifest | undefined> {
+    if (!ID_PATTERN.test(release)) return undefined
+    const r = await this.conn.run(CAT, [`${this.deployedDir}/${release}.json`])
+    if (r.exitCode !== 0) return undefined
+    let meta: DeployedMeta
+    try {
+      meta = JSON.parse(r.stdout.toString('utf8')) as DeployedMeta
+    } catch {
+      return undefined
+    }
+    if (meta?.release !== release || typeof meta.root?.[''] !== 'string') return undefined
+    const manifest = await this.readManifest(`${this.deployedDir}/${release}`, release, meta.root[''])
+    this.remember(`${this.deployedDir}/${release}`, manifest)
+    return manifest
+  }
+
+  async content(hash: string): Promise<Buffer> {
+    const file = this.where.get(hash)
+    if (!file) throw new Error(`no tree read in this run lists content ${hash}`)
+    const r = await this.conn.run(CAT, [file])
+    if (r.exitCode !== 0) throw new Error(`${file} on ${this.conn.host.name} is missing`)
+    if (crypto.createHash('sha256').update(r.stdout).digest('hex') !== hash)
+      throw new Error(`${file} on ${this.conn.host.name} is not the content its manifest records`)
+    return r.stdout
+  }
+
+  /** Where on the host each file of a manifest read in this run is, by content hash (for `content`). */
+  private remember(tree: string, manifest: Manifest): void {
+    for (const [rel, e] of manifest) if (e.type === 'file' && e.hash) this.where.set(e.hash, `${tree}/${rel}`)
   }
 
   async restore(id: string): Promise<{written: string[]; removed: string[]}> {
@@ -287,20 +367,36 @@ export class SshBackupStore implements BackupStore {
     return report
   }
 
-  async prune(keep: number, pinned: string[]): Promise<{removed: string[]; freedBytes: number}> {
+  async prune(
+    keep: number,
+    pinned: string[],
+    opts: {dryRun?: boolean} = {},
+  ): Promise<{removed: string[]; freedBytes: number}> {
     const all = await this.list()
     const kept = new Set(all.slice(-keep).map((b) => b.id))
     for (const id of pinned) kept.add(id)
     const removed = all.filter((b) => !kept.has(b.id)).map((b) => b.id)
-    if (removed.length === 0) return {removed, freedBytes: 0}
-    const out = (await this.conn.must('prune', PRUNE, [this.dir, ...removed])).toString().trim()
+    // Trees as deployed (hotctl diff) of the newest `keep` releases stay.
+    const deployed = (await this.conn.must('listing trees as deployed', DEPLOYED_LIST, [this.deployedDir]))
+      .toString('utf8')
+      .split('\n')
+      .filter((r) => ID_PATTERN.test(r))
+      .sort()
+    const trees = [
+      ...removed.map((id) => `${this.dir}/${id}`),
+      ...deployed.slice(0, -keep || undefined).map((r) => `${this.deployedDir}/${r}`),
+    ]
+    if (trees.length === 0) return {removed, freedBytes: 0}
+    const out = (await this.conn.must('prune', PRUNE, [opts.dryRun ? '1' : '0', ...trees])).toString().trim()
     return {removed, freedBytes: Number(out) || 0}
   }
 
   /** rsync filters of a restore or verify: protected paths (now or when the backup was taken) untouched; excludes perishable. */
   private filters(meta: BackupMeta): string[] {
     return [
-      ...rsyncPatterns([...this.config.protect, ...(meta.protect ?? [])]).map((p) => `--exclude=${p}`),
+      ...rsyncPatterns([...this.config.protect, ...(meta.protect ?? []), `/${MAINTENANCE_NAME}`]).map(
+        (p) => `--exclude=${p}`,
+      ),
       ...rsyncPatterns(this.config.exclude).map((p) => `--filter=-p ${p}`),
     ]
   }
@@ -351,17 +447,17 @@ export class SshBackupStore implements BackupStore {
     return {meta: r.meta, manifest: await this.manifest(r.meta)}
   }
 
-  private async manifest(meta: BackupMeta): Promise<Manifest> {
-    const r = await this.conn.run(CAT, [`${this.dir}/${meta.id}.manifest.json.gz`])
+  private manifest(meta: BackupMeta): Promise<Manifest> {
+    return this.readManifest(`${this.dir}/${meta.id}`, meta.id, meta.root[''])
+  }
+
+  /** `<tree>.manifest.json.gz`, checked against the sha256 its metadata records; throws BackupDamagedError. */
+  private async readManifest(tree: string, id: string, sha: string | undefined): Promise<Manifest> {
+    const r = await this.conn.run(CAT, [`${tree}.manifest.json.gz`])
+    const name = tree.slice(tree.lastIndexOf('/', tree.lastIndexOf('/') - 1) + 1)
     const damaged = (problem: Damage['problem'], message: string) =>
-      new BackupDamagedError(meta.id, [
-        {
-          backup: meta.id,
-          what: 'chunk',
-          problem,
-          hash: meta.root[''],
-          message: `manifest backups/${meta.id}.manifest.json.gz ${message}`,
-        },
+      new BackupDamagedError(id, [
+        {backup: id, what: 'chunk', problem, hash: sha, message: `manifest ${name}.manifest.json.gz ${message}`},
       ])
     if (r.exitCode !== 0) throw damaged('missing', 'is missing')
     let text: string
@@ -370,7 +466,7 @@ export class SshBackupStore implements BackupStore {
     } catch (err) {
       throw damaged('unreadable', `cannot be decompressed (${(err as Error).message})`)
     }
-    if (sha256(text) !== meta.root['']) throw damaged('hash-mismatch', 'does not match the sha256 its metadata records')
+    if (sha256(text) !== sha) throw damaged('hash-mismatch', 'does not match the sha256 its metadata records')
     const m: Manifest = new Map()
     for (const [p, t, mode, x, hash] of (JSON.parse(text) as ManifestFile).entries) {
       if (t === 'f') m.set(p, {type: 'file', mode, size: x as number, hash})

@@ -2,7 +2,7 @@ import os from 'node:os'
 import path from 'node:path'
 import {execa} from 'execa'
 import type {HostSpec, ResolvedConfig} from '../config/resolve.js'
-import {MARKER_NAME, syncExcludes} from '../config/resolve.js'
+import {MAINTENANCE_NAME, MARKER_NAME, OWN_FILES, STEP_BACKUP_DIR_ENV, syncExcludes} from '../config/resolve.js'
 import type {Command} from '../config/schema.js'
 import {EXIT, HotctlError} from '../errors.js'
 import {type ChangeSet, changeSetFromItemize} from '../plan/changeset.js'
@@ -16,24 +16,32 @@ import {redact} from '../secrets.js'
 import {SshConnection, SshError} from '../ssh/connection.js'
 import {shq} from '../ssh/quote.js'
 import {describeRemote, hashRemote} from '../ssh/remote-files.js'
+import {walkRemote} from '../ssh/remote-tree.js'
+import type {Manifest} from '../store/manifest.js'
 import {hashFile} from '../store/hash.js'
 import {statEntry} from '../store/walk.js'
+import {followItemized} from './local.js'
 import {SshBackupStore} from './ssh-backups.js'
 import {sshPreflight} from './ssh-preflight.js'
 import {SshStateStore} from './ssh-state.js'
 import type {
+  MaintenanceMarker,
   PreflightItem,
   PreflightOptions,
   ReleaseMarker,
   ServiceCommandOptions,
+  SyncProgress,
   Target,
   TargetPlan,
 } from './target.js'
 
-const READ_MARKER = `cat -- "$1/${MARKER_NAME}" 2>/dev/null
+const READ_MARKER = `cat -- "$1/$2" 2>/dev/null
 exit 0`
-const WRITE_MARKER = `f="$1/${MARKER_NAME}"
-printf '%s' "$2" > "$f.tmp" && mv -f -- "$f.tmp" "$f"`
+/** Writes one of hotctl's own files into the target: a temp file beside it, then a rename. */
+const WRITE_OWN = `f="$1/$2"
+printf '%s' "$3" > "$f.tmp" && mv -f -- "$f.tmp" "$f"`
+const REMOVE_OWN = `rm -f -- "$1/$2"`
+const CAT_LIVE = `cat -- "$1/$2"`
 
 /**
  * Removes exactly the given paths under the target, deepest first, and only where every parent
@@ -62,6 +70,8 @@ const SERVICE = `cd -- "$1" || exit 97
 f=$2; n=$3; shift 3
 read -r _ _ _ _ g _ < "/proc/$$/stat" 2>/dev/null && printf '%s' "$g" > "$f" 2>/dev/null
 while [ "$n" -gt 0 ]; do export "$1=$2"; shift 2; n=$((n - 1)); done
+command -v -- "$1" >/dev/null 2>&1 || { echo "hotctl-not-found" >&2; rm -f -- "$f"; exit 127; }
+[ -n "$g" ] && echo "hotctl-pgid $g" >&2
 exec 2>&1
 "$@"
 s=$?
@@ -94,6 +104,29 @@ while [ $i -lt 50 ] && kill -0 "$pid" 2>/dev/null; do
 done
 if [ $i -ge 50 ]; then echo "$pid"; exit 3; fi
 rm -f -- "$f"`
+
+/**
+ * Stops release step commands a killed controller left running on the host: a journaled process
+ * group is killed only while one of its processes carries ${STEP_BACKUP_DIR_ENV} in its environment
+ * (process ids get reused). Prints the groups that would not go.
+ */
+const REAP_STEPS = `pgrp() { st=$(cat -- "/proc/$1/stat" 2>/dev/null) || return 1; set -- \${st##*) }; echo "$3"; }
+ours() {
+  for s in /proc/[0-9]*; do
+    p=\${s#/proc/}
+    [ "$(pgrp "$p")" = "$1" ] || continue
+    tr '\\0' '\\n' < "$s/environ" 2>/dev/null | grep -q '^${STEP_BACKUP_DIR_ENV}=' && return 0
+  done
+  return 1
+}
+for g; do
+  ours "$g" || continue
+  kill -s KILL -- "-$g" 2>/dev/null
+  i=0
+  while [ $i -lt 50 ] && kill -0 -- "-$g" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+  kill -0 -- "-$g" 2>/dev/null && echo "$g"
+done
+exit 0`
 
 /** The host a config addresses: the one it was resolved for, or the only one of `target: user@host:/path`. */
 export function remoteHost(config: ResolvedConfig): HostSpec | undefined {
@@ -136,7 +169,7 @@ export class SshTarget implements Target {
   }
 
   async readMarker(): Promise<ReleaseMarker | null> {
-    const out = await this.conn.must('reading the release marker', READ_MARKER, [this.config.target])
+    const out = await this.conn.must('reading the release marker', READ_MARKER, [this.config.target, MARKER_NAME])
     try {
       const m = JSON.parse(out.toString('utf8')) as ReleaseMarker | null
       return m && typeof m.id === 'string' ? m : null
@@ -146,10 +179,46 @@ export class SshTarget implements Target {
   }
 
   async writeMarker(marker: ReleaseMarker): Promise<void> {
-    await this.conn.must('writing the release marker', WRITE_MARKER, [
+    await this.conn.must('writing the release marker', WRITE_OWN, [
       this.config.target,
+      MARKER_NAME,
       `${JSON.stringify(marker, null, 2)}\n`,
     ])
+  }
+
+  async writeMaintenance(m: MaintenanceMarker): Promise<void> {
+    await this.conn.must('writing the maintenance marker', WRITE_OWN, [
+      this.config.target,
+      MAINTENANCE_NAME,
+      `${JSON.stringify(m)}\n`,
+    ])
+  }
+
+  async clearMaintenance(): Promise<void> {
+    await this.conn.must('removing the maintenance marker', REMOVE_OWN, [this.config.target, MAINTENANCE_NAME])
+  }
+
+  /** The live tree as a backup lists it: one listing of the host's tree, then sha256 of its files on the host. */
+  async liveFiles(): Promise<Manifest> {
+    const {exclude, protect, target} = this.config
+    const tree = await walkRemote(this.conn, target, compilePatterns([...exclude, ...protect, `/${MAINTENANCE_NAME}`]))
+    const files = [...tree.entries].filter(([, e]) => e.type === 'file').map(([rel]) => rel)
+    const hashes = files.length ? await hashRemote(this.conn, target, files) : new Map<string, string>()
+    const out: Manifest = new Map()
+    for (const [rel, e] of tree.entries) {
+      if (e.type !== 'file') out.set(rel, {type: e.type, mode: e.mode, link: e.link})
+      else {
+        const hash = hashes.get(rel)
+        if (!hash)
+          throw new Error(`${rel} on ${this.conn.host.name} could not be read (or vanished while it was listed)`)
+        out.set(rel, {type: 'file', mode: e.mode, size: e.size, hash})
+      }
+    }
+    return out
+  }
+
+  async readLive(rel: string): Promise<Buffer> {
+    return this.conn.must(`reading ${rel}`, CAT_LIVE, [this.config.target, rel])
   }
 
   /** rsync's options for this host: ssh over the shared connection, paths never parsed by a remote shell, bounded I/O. */
@@ -167,7 +236,7 @@ export class SshTarget implements Target {
     const argv = planArgv({
       source,
       target: this.conn.rsyncPath(target),
-      excludes: rsyncPatterns([...protect, MARKER_NAME]),
+      excludes: rsyncPatterns([...protect, ...OWN_FILES]),
       perishable: rsyncPatterns(exclude),
     })
     await this.conn.must('connecting', 'true')
@@ -194,7 +263,7 @@ export class SshTarget implements Target {
       return !!s && s.type === 'file' && d !== undefined && hashFile(path.join(source, rel)) === d
     }
     const skip = compilePatterns([...exclude, ...protect])
-    const notOurs = (rel: string, isDir: boolean) => rel === MARKER_NAME || matchesPathOrParent(skip, rel, isDir)
+    const notOurs = (rel: string, isDir: boolean) => OWN_FILES.includes(rel) || matchesPathOrParent(skip, rel, isDir)
     const changes = changeSetFromItemize(items, sameContent, notOurs)
     return {changes}
   }
@@ -216,6 +285,7 @@ export class SshTarget implements Target {
     plan: TargetPlan,
     signal?: AbortSignal,
     onChild?: (pgid: number) => Promise<void>,
+    onProgress?: (p: SyncProgress) => void,
   ): Promise<ItemizedChange[]> {
     const {changes} = plan
     // Deletions are exactly the planned paths: those in the way of a write first (a path changing
@@ -223,7 +293,7 @@ export class SshTarget implements Target {
     const written = new Set([...changes.added, ...changes.changed])
     const inTheWay = (rel: string) => rel.split('/').some((_, i, parts) => written.has(parts.slice(0, i + 1).join('/')))
     await this.remove(changes.deleted.filter(inTheWay))
-    const items = await this.rsync(source, changes, false, signal, onChild)
+    const items = await this.rsync(source, changes, false, signal, onChild, onProgress)
     await this.remove(
       changes.deleted.filter((rel) => !inTheWay(rel)),
       true,
@@ -256,7 +326,11 @@ export class SshTarget implements Target {
     return bad
   }
 
-  /** `on: host` (the default for a remote target) runs over ssh in the target dir; `on: local` here, in the config's directory. */
+  /**
+   * `on: host` (the default for a remote target) runs over ssh in the target dir; `on: local` here,
+   * in the config's directory. `onChild` gets the command's process group on the host (sshd makes
+   * each session its own), which `reapChildren` stops on the host.
+   */
   async runServiceCommand(cmd: Command, opts: ServiceCommandOptions): Promise<CommandResult> {
     if (opts.on === 'local') return runCommand(cmd, {...opts, cwd: path.dirname(this.config.file)})
     const argv = typeof cmd === 'string' ? ['sh', '-c', cmd] : cmd.argv
@@ -264,26 +338,50 @@ export class SshTarget implements Target {
     const vars = Object.entries(env).flatMap(([k, v]) => [k, v])
     const timeoutMs = opts.timeoutMs ?? Math.max(this.config.ssh.timeoutMs, this.config.reloadTimeoutMs)
     const pgidFile = `${this.config.stateDir}/command-${process.pid}-${Date.now()}.pgid`
+    const stop = () => this.conn.run(STOP_COMMAND, [pgidFile], {timeoutMs: 10_000}).catch(() => undefined)
+    // The host's group is journaled while the command runs (as a local child's is once spawned).
+    let journaled: Promise<void> | undefined
+    let said = ''
+    const onStderr = opts.onChild
+      ? (chunk: Buffer) => {
+          said += chunk.toString('latin1')
+          const m = /^hotctl-pgid (\d+)$/m.exec(said)
+          if (m && !journaled) journaled = opts.onChild!(Number(m[1]))
+        }
+      : undefined
     let r
     try {
       r = await this.conn.run(SERVICE, [this.config.target, pgidFile, String(vars.length / 2), ...vars, ...argv], {
         timeoutMs,
         signal: opts.signal,
+        onStderr,
       })
     } catch (err) {
       const canceled = err instanceof HotctlError && err.exitCode === EXIT.interrupted
       const timedOut = err instanceof SshError && err.kind === 'timeout'
       // Only its ssh client ended here: stop the command on the host too (best effort: the host may be gone).
-      if (canceled || timedOut)
-        await this.conn.run(STOP_COMMAND, [pgidFile], {timeoutMs: 10_000}).catch(() => undefined)
-      return {ok: false, exitCode: undefined, tail: redact((err as Error).message), canceled, timedOut}
+      if (canceled || timedOut) await stop()
+      await journaled?.catch(() => undefined)
+      return {ok: false, exitCode: undefined, tail: redact((err as Error).message), outputChars: 0, canceled, timedOut}
     }
-    const lines = r.stdout.toString('utf8').trimEnd().split('\n')
+    try {
+      await journaled
+    } catch (err) {
+      await stop()
+      throw err
+    }
+    const text = r.stdout.toString('utf8')
+    if (r.exitCode === 127 && r.stderr.includes('hotctl-not-found')) {
+      const notRun = `not found: ${argv[0]} (not on PATH on ${this.conn.host.name})`
+      return {ok: false, exitCode: 127, tail: notRun, outputChars: 0, canceled: false, timedOut: false, notRun}
+    }
+    const lines = text.trimEnd().split('\n')
     if (r.exitCode === 97) lines.push(`hotctl: cannot cd into ${this.config.target} on ${this.conn.host.name}`)
     return {
       ok: r.exitCode === 0,
       exitCode: r.exitCode,
       tail: redact(lines.slice(-(opts.tailLines ?? 15)).join('\n')),
+      outputChars: text.length,
       canceled: false,
       timedOut: false,
     }
@@ -291,7 +389,14 @@ export class SshTarget implements Target {
 
   async reapChildren(pgids: number[]): Promise<number[]> {
     const left: number[] = []
-    for (const pgid of pgids) if (!(await reapGroup(pgid, '--files-from=-'))) left.push(pgid)
+    // Journaled groups are this machine's (the rsync client, a step command run `on: local`) or the
+    // host's (a step command run there): each side stops only groups that are provably hotctl's.
+    for (const pgid of pgids)
+      if (!(await reapGroup(pgid, ['--files-from=-', `${STEP_BACKUP_DIR_ENV}=`]))) left.push(pgid)
+    if (pgids.length > 0) {
+      const r = await this.conn.must('stopping release step commands left on the host', REAP_STEPS, pgids.map(String))
+      left.push(...r.toString().split('\n').filter(Boolean).map(Number))
+    }
     const r = await this.conn.run(REAP_WRITER, [this.config.stateDir])
     if (r.exitCode === 3) left.push(Number(r.stdout.toString().trim()))
     return left
@@ -311,6 +416,7 @@ export class SshTarget implements Target {
     dryRun: boolean,
     signal?: AbortSignal,
     onChild?: (pgid: number) => Promise<void>,
+    onProgress?: (p: SyncProgress) => void,
   ): Promise<ItemizedChange[]> {
     const writes = [...changes.added, ...changes.changed]
     if (writes.length === 0) return []
@@ -335,6 +441,7 @@ export class SshTarget implements Target {
       await sub
       throw err
     }
+    if (onProgress) followItemized(sub.stdout, source, onProgress)
     let canceled = false
     const dispose = stopOnAbort(sub.pid, signal, () => (canceled = true))
     const r = await sub
