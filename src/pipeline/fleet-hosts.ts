@@ -9,6 +9,7 @@ import type {Ui} from '../ui/ui.js'
 import type {OpContext} from './context.js'
 import {lockTarget, recoverInterrupted, type Recovery} from './operation.js'
 import {preflight} from './preflight.js'
+import type {Step} from './steps.js'
 
 /**
  * A fleet run's context: the config (hosts already limited), the controller's UI and interrupt,
@@ -122,11 +123,14 @@ export async function recoverHosts(slots: HostSlot[], opts: {allowRestart: boole
 export const byName = (slots: HostSlot[]) =>
   [...slots].sort((a, b) => (a.host.name < b.host.name ? -1 : a.host.name > b.host.name ? 1 : 0))
 
-/** A listr task per host, run concurrently up to `limit`: the fleet's "host" level of the tree. */
+/**
+ * A listr task per host, run concurrently up to `limit`: the fleet's "host" level of the tree. Its
+ * `host` is inherited by the host's steps, so their log lines and --events name it.
+ */
 export function perHost(slots: HostSlot[], limit: number, task: (s: HostSlot) => ListrTask['task']): ListrTask['task'] {
   return (_c, parent) =>
     parent.newListr(
-      slots.map((s) => ({title: s.host.name, task: task(s)})),
+      slots.map((s): Step => ({title: s.host.name, host: s.host.name, task: task(s)})),
       {concurrent: Math.max(1, Math.min(limit, slots.length)), exitOnError: false},
     )
 }
