@@ -4,7 +4,7 @@
 // of wall time (goal ≤ 3×), with the controller's peak RSS. The hosts are real sshd processes on
 // this machine (test/fleet/harness.ts; needs root), so their side of the work shares the
 // controller's CPUs: the CPU columns say how much of the time is whose.
-// Usage: node bench/fleet.mjs [--hosts N] [--files N] [--changed N] [--reps N] [--parallel N] [--json] [--keep]
+// Usage: node bench/fleet.mjs [--hosts N] [--files N] [--changed N] [--reps N] [--parallel N] [--json] [--keep] [--log DIR]
 // The harness is TypeScript: under plain node this script re-runs itself under vite-node.
 import {spawn} from 'node:child_process'
 import fs from 'node:fs'
@@ -16,6 +16,8 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const BIN = path.join(ROOT, 'bin', 'run.js')
 const HARNESS = path.join(ROOT, 'test', 'fleet', 'harness.ts')
 const TIME_BIN = fs.existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined
+/** --log DIR (set in main). */
+let LOG_DIR
 const log = (msg) => process.stderr.write(`bench fleet: ${msg}\n`)
 
 function fail(msg) {
@@ -24,7 +26,17 @@ function fail(msg) {
 }
 
 function parseArgs(argv) {
-  const o = {hosts: 20, files: 2000, changed: 10, reps: 3, avgSize: 4096, parallel: undefined, json: false, keep: false}
+  const o = {
+    hosts: 20,
+    files: 2000,
+    changed: 10,
+    reps: 3,
+    avgSize: 4096,
+    parallel: undefined,
+    json: false,
+    keep: false,
+    log: undefined,
+  }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     const int = () => {
@@ -39,7 +51,10 @@ function parseArgs(argv) {
     else if (a === '--changed') o.changed = int()
     else if (a === '--reps') o.reps = int()
     else if (a === '--parallel') o.parallel = int()
-    else if (a === '--help' || a === '-h') {
+    else if (a === '--log') {
+      o.log = path.resolve(argv[++i] ?? fail('--log needs a directory'))
+      fs.mkdirSync(o.log, {recursive: true})
+    } else if (a === '--help' || a === '-h') {
       console.log(
         [
           'node bench/fleet.mjs [--hosts N] [--files N] [--changed N] [--reps N] [--parallel N] [--json] [--keep]',
@@ -50,6 +65,7 @@ function parseArgs(argv) {
           "  --parallel  the config's `parallel` (default: hotctl's default, 10)",
           '  --json      print a JSON summary on stdout (the table goes to stderr)',
           '  --keep      leave the controller workspace (the hosts always go)',
+          "  --log DIR   keep each deploy's --events NDJSON and HOTCTL_DEBUG_SSH lines (stderr) in DIR, for profiling",
         ].join('\n'),
       )
       process.exit(0)
@@ -65,10 +81,10 @@ for (const k of ['HOTCTL_CONFIG', 'HOTCTL_RSYNC', 'FORCE_COLOR']) delete childEn
 const children = new Set()
 
 /** Runs a command in its own process group; resolves {ms, stdout, stderr, status, pid}. */
-function run(cmd, args, {cwd = ROOT, onSpawn} = {}) {
+function run(cmd, args, {cwd = ROOT, onSpawn, env = childEnv} = {}) {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint()
-    const child = spawn(cmd, args, {cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'], detached: true})
+    const child = spawn(cmd, args, {cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true})
     children.add(child)
     onSpawn?.(child.pid)
     const out = []
@@ -92,33 +108,63 @@ function run(cmd, args, {cwd = ROOT, onSpawn} = {}) {
 }
 
 const PAGE = 4096
-/** RSS (KiB) of `root` and all its descendants now, from /proc. */
-function treeRssKb(root) {
-  const parent = new Map()
-  const rss = new Map()
+const HZ = 100 // USER_HZ: /proc's clock ticks
+
+/** Every process now: parent, RSS (KiB), CPU (ms, its own and its reaped children's), command line. */
+function processes() {
+  const all = new Map()
   for (const name of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue
     try {
       const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8')
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      parent.set(Number(name), Number(f[1]))
-      rss.set(Number(name), (Number(f[21]) * PAGE) / 1024)
+      all.set(Number(name), {
+        ppid: Number(f[1]),
+        rssKb: (Number(f[21]) * PAGE) / 1024,
+        cpuMs: ((Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 1000) / HZ,
+      })
     } catch {
       // gone meanwhile
     }
   }
-  let total = 0
-  let procs = 0
-  for (const [pid, kb] of rss) {
-    for (let p = pid; p > 1; p = parent.get(p) ?? 0) {
-      if (p === root) {
-        total += kb
-        procs++
+  return all
+}
+
+/** `root` and its descendants, in a processes() snapshot. */
+function treeOf(all, root) {
+  const inTree = []
+  for (const [pid, p] of all) {
+    for (let q = pid; q > 1; q = all.get(q)?.ppid ?? 0) {
+      if (q === root) {
+        inTree.push(p)
         break
       }
     }
   }
-  return {kb: total, procs}
+  return inTree
+}
+
+/** RSS (KiB) of `root` and all its descendants now. */
+function treeRssKb(root) {
+  const tree = treeOf(processes(), root)
+  return {kb: tree.reduce((a, p) => a + p.rssKb, 0), procs: tree.length}
+}
+
+/**
+ * CPU time (ms) the hosts' side has used so far: the bed's supervisor and its descendants (every
+ * sshd, its sessions and what they ran: sh, rsync, cp, sha256sum…), reaped children included.
+ */
+function hostsCpuMs() {
+  const all = processes()
+  const daemons = [...all].filter(([pid, p]) => {
+    if (p.ppid !== process.pid) return false
+    try {
+      return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('bed-daemon')
+    } catch {
+      return false
+    }
+  })
+  return daemons.reduce((a, [pid]) => a + treeOf(all, pid).reduce((b, p) => b + p.cpuMs, 0), 0)
 }
 
 /**
@@ -126,13 +172,17 @@ function treeRssKb(root) {
  * ssh, rsync), with the whole controller process tree's RSS sampled every 100 ms. Throws unless
  * the JSON says the deploy went through on every host.
  */
-async function hotctl(args, cwd) {
+async function hotctl(args, cwd, logAs) {
+  const log = logAs && LOG_DIR ? path.join(LOG_DIR, `${logAs}.ndjson`) : undefined
+  if (log) args = [...args, '--events']
+  const hosts0 = hostsCpuMs()
   const timeOut = path.join(os.tmpdir(), `hotctl-bench-fleet-time-${process.pid}`)
   let peak = {kb: 0, procs: 0}
   let sampler
   const cmd = TIME_BIN ? [TIME_BIN, '-f', '%U %S %M', '-o', timeOut, process.execPath, BIN] : [process.execPath, BIN]
   const r = await run(cmd[0], [...cmd.slice(1), ...args], {
     cwd,
+    env: log ? {...childEnv, HOTCTL_DEBUG_SSH: '1'} : childEnv,
     onSpawn: (pid) => {
       sampler = setInterval(() => {
         const now = treeRssKb(pid)
@@ -141,6 +191,8 @@ async function hotctl(args, cwd) {
     },
   })
   clearInterval(sampler)
+  const hostsCpu = hostsCpuMs() - hosts0
+  if (log) fs.writeFileSync(log, r.stderr)
   let time
   if (TIME_BIN) {
     const m = /([\d.]+) ([\d.]+) (\d+)\s*$/.exec(fs.readFileSync(timeOut, 'utf8'))
@@ -157,14 +209,7 @@ async function hotctl(args, cwd) {
     throw new Error(
       `hotctl ${args.join(' ')} failed (exit ${r.status})\nstdout: ${r.stdout.trim().slice(-3000)}\nstderr: ${r.stderr.trim().split('\n').slice(-30).join('\n')}`,
     )
-  return {ms: r.ms, json, ...time, treeKb: peak.kb, treeProcs: peak.procs}
-}
-
-/** CPU seconds (user + sys) of every process on the machine so far, from /proc/stat. */
-function machineCpuMs() {
-  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number)
-  const hz = 100
-  return ((f[0] + f[1] + f[2] + f[5] + f[6]) * 1000) / hz // user nice system irq softirq
+  return {ms: r.ms, json, ...time, hostsCpuMs: hostsCpu, treeKb: peak.kb, treeProcs: peak.procs}
 }
 
 // ---------------------------------------------------------------- the tree
@@ -222,6 +267,7 @@ const mib = (kb) => `${(kb / 1024).toFixed(0)} MiB`
 
 async function main() {
   const o = parseArgs(process.argv.slice(2))
+  LOG_DIR = o.log
   if (process.getuid?.() !== 0 || !fs.existsSync('/usr/sbin/sshd'))
     fail('needs root and /usr/sbin/sshd (apt-get install openssh-server): the hosts are sshd processes on this machine')
   if (!fs.existsSync(path.join(ROOT, 'dist', 'commands', 'deploy.js')))
@@ -269,8 +315,8 @@ async function main() {
     const fleetConfig = config('fleet.json', entries.slice(0, o.hosts))
     const oneConfig = config('one.json', entries.slice(o.hosts))
     const allConfig = config('all.json', entries)
-    const deploy = async (cfg, hosts, what) => {
-      const r = await hotctl(['deploy', '--skip-checks', '--json', '--config', cfg], work)
+    const deploy = async (cfg, hosts, what, logAs) => {
+      const r = await hotctl(['deploy', '--skip-checks', '--json', '--config', cfg], work, logAs)
       const bad = r.json.hosts.filter(
         (h) => h.outcome !== 'deployed' || (what && h.result?.changes?.changed?.length !== o.changed),
       )
@@ -282,21 +328,22 @@ async function main() {
     }
 
     log(`${o.files} files; first deploy to all ${o.hosts + 1} hosts (full initial backups)`)
-    const first = await hotctl(['deploy', '--create-target', '--skip-checks', '--json', '--config', allConfig], work)
+    const first = await hotctl(
+      ['deploy', '--create-target', '--skip-checks', '--json', '--config', allConfig],
+      work,
+      'first',
+    )
     log(`first deploy: ${fmtMs(first.ms)}`)
 
     const times = {one: [], fleet: []}
-    const machine = {one: [], fleet: []}
     for (let rep = 1; rep <= o.reps; rep++) {
       mutate(src, picked, gen, rep, baseSec)
       const kinds = rep % 2 ? ['one', 'fleet'] : ['fleet', 'one']
       for (const kind of kinds) {
-        const cpu0 = machineCpuMs()
         const r =
           kind === 'one'
-            ? await deploy(oneConfig, 1, 'the 1-host deploy')
-            : await deploy(fleetConfig, o.hosts, `the ${o.hosts}-host deploy`)
-        machine[kind].push(machineCpuMs() - cpu0)
+            ? await deploy(oneConfig, 1, 'the 1-host deploy', `one-${rep}`)
+            : await deploy(fleetConfig, o.hosts, `the ${o.hosts}-host deploy`, `fleet-${rep}`)
         times[kind].push(r)
       }
       log(
@@ -320,6 +367,7 @@ async function main() {
     // ------------------------------------------------------------ report
     const ms = (k) => median(times[k].map((r) => r.ms))
     const cpu = (k) => (TIME_BIN ? median(times[k].map((r) => r.cpuMs)) : undefined)
+    const hostsCpu = (k) => median(times[k].map((r) => r.hostsCpuMs))
     const ratio = ms('fleet') / ms('one')
     const nodeRss = Math.max(...times.fleet.map((r) => r.rssKb ?? 0))
     const tree = times.fleet.reduce((a, r) => (r.treeKb > a.treeKb ? r : a))
@@ -339,28 +387,35 @@ async function main() {
         ms: ms('one'),
         runs: times.one.map((r) => r.ms),
         controllerCpuMs: cpu('one'),
-        machineCpuMs: median(machine.one),
+        hostsCpuMs: hostsCpu('one'),
       },
       fleet: {
         ms: ms('fleet'),
         runs: times.fleet.map((r) => r.ms),
         controllerCpuMs: cpu('fleet'),
-        machineCpuMs: median(machine.fleet),
+        hostsCpuMs: hostsCpu('fleet'),
       },
       ratio,
       goal: '≤ 3× one host',
       met: ratio <= 3,
       peakRss: {nodeKiB: nodeRss || undefined, controllerTreeKiB: tree.treeKb, controllerTreeProcs: tree.treeProcs},
     }
-    const c = (k) => (summary[k === 'one' ? 'oneHost' : 'fleet'].controllerCpuMs ?? NaN) / 1000
+    const secs = (x) => `${((x ?? NaN) / 1000).toFixed(1)} s`
+    // On this bed every host's work runs on this machine's CPUs: (controller + hosts) CPU / CPUs
+    // is a floor under the wall time that real, separate hosts would not have.
+    const floor = (k) => ((cpu(k) ?? 0) + hostsCpu(k)) / os.cpus().length
+    const row = (k, label) =>
+      `${label}${fmtMs(ms(k)).padStart(8)}  (${times[k].map((r) => fmtMs(r.ms)).join(' / ')}); CPU: controller ${secs(cpu(k))}, hosts ${secs(hostsCpu(k))}; CPU floor on ${os.cpus().length} CPUs ${fmtMs(floor(k))}`
+    summary.oneHost.cpuFloorMs = floor('one')
+    summary.fleet.cpuFloorMs = floor('fleet')
     const lines = [
       '',
       `hotctl fleet benchmark — ${o.files} files (mean ${o.avgSize / 1024} KiB), ${o.changed} changed per deploy, median of ${o.reps}; parallel ${parallel}${o.parallel ? '' : ' (default)'}`,
       `node ${process.version}, ${os.cpus().length} CPUs; the hosts are sshd processes on this machine, sharing its CPUs`,
       '',
-      `deploy to 1 host:          ${fmtMs(ms('one')).padStart(8)}  (${times.one.map((r) => fmtMs(r.ms)).join(' / ')}); controller CPU ${c('one').toFixed(1)} s, machine CPU ${(median(machine.one) / 1000).toFixed(1)} s`,
-      `deploy to ${String(o.hosts).padEnd(2)} hosts:        ${fmtMs(ms('fleet')).padStart(8)}  (${times.fleet.map((r) => fmtMs(r.ms)).join(' / ')}); controller CPU ${c('fleet').toFixed(1)} s, machine CPU ${(median(machine.fleet) / 1000).toFixed(1)} s`,
-      `ratio ${o.hosts} hosts / 1 host:   ${ratio.toFixed(2)}×   goal ≤ 3×   ${summary.met ? '✔ met' : '✖ missed'}`,
+      row('one', 'deploy to 1 host:       '),
+      row('fleet', `deploy to ${String(o.hosts).padEnd(3)} hosts:    `),
+      `ratio ${o.hosts} hosts / 1 host: ${ratio.toFixed(2)}×   goal ≤ 3×   ${summary.met ? '✔ met' : '✖ missed'}`,
       `controller peak RSS (${o.hosts} hosts): node ${nodeRss ? mib(nodeRss) : '?'} (/usr/bin/time %M); node + ssh + rsync ${mib(tree.treeKb)} over ${tree.treeProcs} processes (sampled every 100 ms)`,
       `first deploy to ${o.hosts + 1} hosts (full initial backups): ${fmtMs(first.ms)}; bench took ${fmtMs(Date.now() - benchStart)}`,
     ]
