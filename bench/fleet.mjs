@@ -122,6 +122,7 @@ function processes() {
         ppid: Number(f[1]),
         rssKb: (Number(f[21]) * PAGE) / 1024,
         cpuMs: ((Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 1000) / HZ,
+        ownCpuMs: ((Number(f[11]) + Number(f[12])) * 1000) / HZ,
       })
     } catch {
       // gone meanwhile
@@ -144,10 +145,13 @@ function treeOf(all, root) {
   return inTree
 }
 
-/** RSS (KiB) of `root` and all its descendants now. */
+/** RSS (KiB) of `root` and all its descendants now, and the CPU node itself (hotctl) has used so far. */
 function treeRssKb(root) {
-  const tree = treeOf(processes(), root)
-  return {kb: tree.reduce((a, p) => a + p.rssKb, 0), procs: tree.length}
+  const all = processes()
+  const tree = treeOf(all, root)
+  const node =
+    all.get(root)?.ppid === process.pid && TIME_BIN ? [...all.values()].find((p) => p.ppid === root) : all.get(root)
+  return {kb: tree.reduce((a, p) => a + p.rssKb, 0), procs: tree.length, nodeCpuMs: node?.ownCpuMs}
 }
 
 /**
@@ -178,6 +182,7 @@ async function hotctl(args, cwd, logAs) {
   const hosts0 = hostsCpuMs()
   const timeOut = path.join(os.tmpdir(), `hotctl-bench-fleet-time-${process.pid}`)
   let peak = {kb: 0, procs: 0}
+  let nodeCpuMs
   let sampler
   const cmd = TIME_BIN ? [TIME_BIN, '-f', '%U %S %M', '-o', timeOut, process.execPath, BIN] : [process.execPath, BIN]
   const r = await run(cmd[0], [...cmd.slice(1), ...args], {
@@ -187,6 +192,7 @@ async function hotctl(args, cwd, logAs) {
       sampler = setInterval(() => {
         const now = treeRssKb(pid)
         if (now.kb > peak.kb) peak = now
+        nodeCpuMs = now.nodeCpuMs ?? nodeCpuMs // its last sample: within 100 ms of its end
       }, 100)
     },
   })
@@ -209,7 +215,7 @@ async function hotctl(args, cwd, logAs) {
     throw new Error(
       `hotctl ${args.join(' ')} failed (exit ${r.status})\nstdout: ${r.stdout.trim().slice(-3000)}\nstderr: ${r.stderr.trim().split('\n').slice(-30).join('\n')}`,
     )
-  return {ms: r.ms, json, ...time, hostsCpuMs: hostsCpu, treeKb: peak.kb, treeProcs: peak.procs}
+  return {ms: r.ms, json, ...time, nodeCpuMs, hostsCpuMs: hostsCpu, treeKb: peak.kb, treeProcs: peak.procs}
 }
 
 // ---------------------------------------------------------------- the tree
@@ -377,6 +383,7 @@ async function main() {
     const ms = (k) => median(times[k].map((r) => r.ms))
     const cpu = (k) => (TIME_BIN ? median(times[k].map((r) => r.cpuMs)) : undefined)
     const hostsCpu = (k) => median(times[k].map((r) => r.hostsCpuMs))
+    const nodeCpu = (k) => median(times[k].map((r) => r.nodeCpuMs ?? NaN))
     const ratio = ms('fleet') / ms('one')
     const nodeRss = Math.max(...times.fleet.map((r) => r.rssKb ?? 0))
     const tree = times.fleet.reduce((a, r) => (r.treeKb > a.treeKb ? r : a))
@@ -396,12 +403,14 @@ async function main() {
         ms: ms('one'),
         runs: times.one.map((r) => r.ms),
         controllerCpuMs: cpu('one'),
+        nodeCpuMs: nodeCpu('one'),
         hostsCpuMs: hostsCpu('one'),
       },
       fleet: {
         ms: ms('fleet'),
         runs: times.fleet.map((r) => r.ms),
         controllerCpuMs: cpu('fleet'),
+        nodeCpuMs: nodeCpu('fleet'),
         hostsCpuMs: hostsCpu('fleet'),
       },
       ratio,
@@ -414,7 +423,7 @@ async function main() {
     // is a floor under the wall time that real, separate hosts would not have.
     const floor = (k) => ((cpu(k) ?? 0) + hostsCpu(k)) / os.cpus().length
     const row = (k, label) =>
-      `${label}${fmtMs(ms(k)).padStart(8)}  (${times[k].map((r) => fmtMs(r.ms)).join(' / ')}); CPU: controller ${secs(cpu(k))}, hosts ${secs(hostsCpu(k))}; CPU floor on ${os.cpus().length} CPUs ${fmtMs(floor(k))}`
+      `${label}${fmtMs(ms(k)).padStart(8)}  (${times[k].map((r) => fmtMs(r.ms)).join(' / ')}); CPU: controller ${secs(cpu(k))} (node ${secs(nodeCpu(k))}, the rest ssh/rsync), hosts ${secs(hostsCpu(k))}; CPU floor on ${os.cpus().length} CPUs ${fmtMs(floor(k))}`
     summary.oneHost.cpuFloorMs = floor('one')
     summary.fleet.cpuFloorMs = floor('fleet')
     const lines = [
