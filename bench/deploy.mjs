@@ -43,9 +43,12 @@ function parseArgs(argv) {
     else if (a === '--dir') o.dir = path.resolve(val())
     else if (a === '--files') o.files = int()
     else if (a === '--reps') o.reps = int()
-    else if (a === '--help' || a === '-h') {
+    else if (a === '--only') {
+      o.only = val()
+      if (o.only !== 'remote') fail('--only takes `remote` (the ssh row alone)')
+    } else if (a === '--help' || a === '-h') {
       console.log(
-        'node bench/deploy.mjs [--keep] [--dir DIR] [--files N] [--reps N] [--json]\n  --keep   leave the generated trees and state dir\n  --json   print a JSON summary on stdout (the table goes to stderr)\n  --dir    parent dir for generated data (default: os.tmpdir())\n  --files  files in the target tree (default 20000)\n  --reps   repetitions of each measured deploy (default 3)',
+        'node bench/deploy.mjs [--keep] [--dir DIR] [--files N] [--reps N] [--json] [--only remote]\n  --keep   leave the generated trees and state dir\n  --json   print a JSON summary on stdout (the table goes to stderr)\n  --dir    parent dir for generated data (default: os.tmpdir())\n  --files  files in the target tree (default 20000)\n  --reps   repetitions of each measured deploy (default 3)\n  --only remote   the remote (ssh) row alone',
       )
       process.exit(0)
     } else fail(`unknown option ${a} (see --help)`)
@@ -403,6 +406,17 @@ async function main() {
     )
     const baseSec = Math.floor(Date.now() / 1000) + 60
     let tag = 0 // content version of the picked files: rep<tag>
+    if (o.only === 'remote') {
+      const remote = await remoteBench(o, work, src, picked, gen.pool, baseSec + 1000)
+      if (remote.skipped) return log(`remote row skipped: ${remote.skipped}`)
+      const h = median(remote.hotctl.map(msOf))
+      const b = median(remote.rsync.map(msOf))
+      const cpu = median(remote.hotctl.map(cpuOf).filter((c) => c !== undefined))
+      console.log(
+        `remote: deploy to 1 ssh host, ${gen.files.length} files, ${o.changed} changed: hotctl ${fmtMs(h)} (runs ${remote.hotctl.map((r) => fmtMs(r.ms)).join(' / ')}; cpu ${fmtMs(cpu)}), rsync -a --delete -e ssh ${fmtMs(b)} (runs ${remote.rsync.map((r) => fmtMs(msOf(r))).join(' / ')}): ${(h / b).toFixed(2)}× (goal ≤ 2.5×); first deploy ${fmtMs(remote.first)}`,
+      )
+      return
+    }
 
     // 2. First deploy (the full initial backup) against cp -a of the same tree, both after a sync.
     log('cp -a of the tree (baseline of the first deploy)')

@@ -115,7 +115,14 @@ export class SshConnection {
   async run(
     script: string,
     args: string[] = [],
-    opts: {timeoutMs?: number; signal?: AbortSignal; detached?: boolean; onStderr?: (chunk: Buffer) => void} = {},
+    opts: {
+      timeoutMs?: number
+      signal?: AbortSignal
+      detached?: boolean
+      onStderr?: (chunk: Buffer) => void
+      /** Output byte for byte (file content): a final newline is kept. */
+      exact?: boolean
+    } = {},
   ): Promise<RemoteResult> {
     open.add(this)
     const started = Date.now()
@@ -125,6 +132,7 @@ export class SshConnection {
       reject: false,
       encoding: 'buffer',
       detached: opts.detached,
+      stripFinalNewline: !opts.exact,
     })
     if (opts.onStderr) sub.stderr?.on('data', opts.onStderr)
     // The bound is kept here, not by waiting for the pipes: a multiplexed ssh hands its stdio to
@@ -174,7 +182,12 @@ export class SshConnection {
   }
 
   /** `run`, but any exit other than 0 throws, quoting the script's stderr. */
-  async must(what: string, script: string, args: string[] = [], opts: {timeoutMs?: number} = {}): Promise<Buffer> {
+  async must(
+    what: string,
+    script: string,
+    args: string[] = [],
+    opts: {timeoutMs?: number; exact?: boolean} = {},
+  ): Promise<Buffer> {
     const r = await this.run(script, args, opts)
     if (r.exitCode !== 0)
       throw new Error(`${what} on ${this.host.name} failed (exit ${r.exitCode}): ${lastLine(r.stderr)}`)

@@ -2,6 +2,8 @@ import {decodeName} from '../file-names.js'
 import type {PathMatcher} from '../plan/patterns.js'
 import type {Tree, TreeEntry} from '../store/walk.js'
 import type {SshConnection} from './connection.js'
+import {RemoteHashRecord} from './hash-record.js'
+import {batches} from './remote-files.js'
 
 /** A remote tree entry with its times exactly as the host printed them (`sec.fraction`), for the hash record. */
 export interface RemoteTreeEntry extends TreeEntry {
@@ -14,8 +16,84 @@ export interface RemoteTreeEntry extends TreeEntry {
  * host): per entry its type, mode, size, mtime and ctime to the nanosecond, inode, path and link
  * target, NUL-separated (names come back as bytes). A missing root is an empty tree.
  */
+const FORMAT = `'%y %m %s %T@ %C@ %i\\0%P\\0%l\\0'`
 const LIST = `cd -- "$1" 2>/dev/null || exit 0
-exec find . -mindepth 1 -printf '%y %m %s %T@ %C@ %i\\0%P\\0%l\\0'`
+exec find . -mindepth 1 -printf ${FORMAT}`
+
+/** The hash record ($2: its length, a newline, its bytes; `0` when there is none), then LIST. */
+const LIST_WITH_RECORD = `if [ -f "$2" ]; then wc -c < "$2"; cat -- "$2"; else echo 0; fi
+${LIST}`
+
+export type RemoteTree = Tree & {entries: Map<string, RemoteTreeEntry>}
+
+const failed = (conn: SshConnection, what: string, r: {exitCode: number; stderr: string}) =>
+  new Error(
+    `${what} on ${conn.host.name} failed (exit ${r.exitCode}): ${r.stderr.trim().split('\n').slice(-2).join(' | ')}`,
+  )
+
+/** The host's tree and its hash record (`recordFile`), in one round trip. */
+export async function walkRemoteWithRecord(
+  conn: SshConnection,
+  root: string,
+  recordFile: string,
+  skip: PathMatcher,
+  protect?: PathMatcher,
+): Promise<{tree: RemoteTree; record: RemoteHashRecord}> {
+  const r = await conn.run(LIST_WITH_RECORD, [root, recordFile], {
+    timeoutMs: Math.max(conn.settings.timeoutMs, 600_000),
+    exact: true,
+  })
+  if (r.exitCode !== 0) throw failed(conn, `listing ${root}`, r)
+  const nl = r.stdout.indexOf(0x0a)
+  const len = Number(r.stdout.toString('latin1', 0, nl === -1 ? r.stdout.length : nl).trim())
+  if (nl === -1 || !Number.isInteger(len) || nl + 1 + len > r.stdout.length)
+    throw new Error(`the listing of ${root} on ${conn.host.name} is cut short`)
+  const record = RemoteHashRecord.parse(r.stdout.subarray(nl + 1, nl + 1 + len))
+  return {tree: parseRemoteList(r.stdout.subarray(nl + 1 + len), root, skip, protect), record}
+}
+
+/**
+ * Stat, then sha256, of paths under a root on the host: one find for the stat of each (as LIST
+ * prints it), then sha256sum of the regular files among them, in that order, so a hash is never
+ * newer than the stat it is recorded with. Absent paths are simply not in the result.
+ */
+const STAT_HASH = `cd -- "$1" || exit 3
+shift
+find "$@" -maxdepth 0 -printf ${FORMAT.replace('%P', '%p')} 2>/dev/null
+printf 'END\\0'
+find "$@" -maxdepth 0 -type f -exec sha256sum -z -- {} + 2>/dev/null
+exit 0`
+
+export async function statAndHash(
+  conn: SshConnection,
+  root: string,
+  paths: string[],
+): Promise<Map<string, RemoteTreeEntry & {hash?: string}>> {
+  const out = new Map<string, RemoteTreeEntry & {hash?: string}>()
+  for (const batch of batches(paths)) {
+    const r = await conn.run(STAT_HASH, [root, ...batch.map((p) => `./${p}`)], {
+      timeoutMs: Math.max(conn.settings.timeoutMs, 600_000),
+      exact: true,
+    })
+    if (r.exitCode !== 0) throw failed(conn, `reading paths under ${root}`, r)
+    const stats = parseRemoteList(r.stdout, root, () => false, undefined, true)
+    if (stats.end === undefined) throw new Error(`reading paths under ${root} on ${conn.host.name}: output cut short`)
+    const sums = r.stdout.subarray(stats.end)
+    for (let i = 0; i < sums.length;) {
+      const z = sums.indexOf(0, i)
+      if (z === -1) break
+      const rec = sums.subarray(i, z)
+      i = z + 1
+      // `<64 hex><space><space or *>./<name>`
+      if (rec.length < 68) continue
+      const rel = decodeName(Buffer.from(rec.subarray(68)))
+      const e = stats.entries.get(rel)
+      if (e) (e as RemoteTreeEntry & {hash?: string}).hash = rec.toString('latin1', 0, 64)
+    }
+    for (const [rel, e] of stats.entries) out.set(rel, e)
+  }
+  return out
+}
 
 /**
  * Walks the host's tree like walkTree walks a local one: `skip` (excluded and protected paths,
@@ -42,7 +120,12 @@ export function parseRemoteList(
   root: string,
   skip: PathMatcher,
   protect?: PathMatcher,
-): Tree & {entries: Map<string, RemoteTreeEntry>} {
+  /**
+   * STAT_HASH's output: paths as `./rel` (find's %p of named starting points), each listed on its
+   * own, up to an `END` field (never a head: those start with a type letter and a space).
+   */
+  named = false,
+): RemoteTree & {end?: number} {
   const entries = new Map<string, RemoteTreeEntry>()
   const dirsWithSkipped = new Set<string>()
   const dirsWithProtected = new Set<string>()
@@ -57,13 +140,16 @@ export function parseRemoteList(
   }
   let at = 0
   while (at < out.length) {
-    const head = field().toString('latin1').split(' ')
-    const rel = decodeName(field())
+    const first = field().toString('latin1')
+    if (named && first === 'END') return {root, entries, dirsWithSkipped, dirsWithProtected, end: at}
+    const head = first.split(' ')
+    const name = field()
+    const rel = decodeName(named ? name.subarray(2) : name)
     const link = field()
     const [y, mode, size, mtime, ctime, ino] = head
     const slash = rel.lastIndexOf('/')
     const parent = slash === -1 ? '' : rel.slice(0, slash)
-    if (parent && skippedDirs.has(parent)) {
+    if (!named && parent && skippedDirs.has(parent)) {
       if (y === 'd') skippedDirs.add(rel)
       continue
     }
@@ -88,7 +174,7 @@ export function parseRemoteList(
     if (type === 'symlink') e.link = decodeName(link)
     entries.set(rel, e)
   }
-  return {root, entries, dirsWithSkipped, dirsWithProtected}
+  return {root, entries, dirsWithSkipped, dirsWithProtected, end: named ? undefined : at}
 }
 
 /** `sec.fraction` as Node's stat computes mtimeMs (sec * 1e3 + nsec / 1e6), so equal times compare equal. */

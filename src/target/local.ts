@@ -294,7 +294,7 @@ function inTree(root: string, rel: string): boolean {
  * Protected content is never deleted, so a directory holding it cannot become a file or symlink.
  * Refused before anything is touched, naming the path (rsync's own scan would only fail with 23).
  */
-function refuseReplacingProtected(source: string, dst: Tree): void {
+export function refuseReplacingProtected(source: string, dst: Tree): void {
   const holders = new Set<string>()
   for (const d of dst.dirsWithProtected)
     for (let p = d; p; p = p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '') holders.add(p)
@@ -311,7 +311,7 @@ function refuseReplacingProtected(source: string, dst: Tree): void {
 }
 
 /** What is wrong with the source directory, in words, or undefined when it is a readable directory. */
-function sourceProblem(source: string): string | undefined {
+export function sourceProblem(source: string): string | undefined {
   try {
     const st = fs.statSync(source)
     if (!st.isDirectory()) return `source ${source} is a file, not a directory`

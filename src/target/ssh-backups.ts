@@ -268,7 +268,7 @@ export class SshBackupStore implements BackupStore {
   async content(hash: string): Promise<Buffer> {
     const file = this.where.get(hash)
     if (!file) throw new Error(`no tree read in this run lists content ${hash}`)
-    const r = await this.conn.run(CAT, [file])
+    const r = await this.conn.run(CAT, [file], {exact: true})
     if (r.exitCode !== 0) throw new Error(`${file} on ${this.conn.host.name} is missing`)
     if (crypto.createHash('sha256').update(r.stdout).digest('hex') !== hash)
       throw new Error(`${file} on ${this.conn.host.name} is not the content its manifest records`)
@@ -453,7 +453,7 @@ export class SshBackupStore implements BackupStore {
 
   /** `<tree>.manifest.json.gz`, checked against the sha256 its metadata records; throws BackupDamagedError. */
   private async readManifest(tree: string, id: string, sha: string | undefined): Promise<Manifest> {
-    const r = await this.conn.run(CAT, [`${tree}.manifest.json.gz`])
+    const r = await this.conn.run(CAT, [`${tree}.manifest.json.gz`], {exact: true})
     const name = tree.slice(tree.lastIndexOf('/', tree.lastIndexOf('/') - 1) + 1)
     const damaged = (problem: Damage['problem'], message: string) =>
       new BackupDamagedError(id, [

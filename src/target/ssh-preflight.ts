@@ -5,11 +5,13 @@ import {describeOwner, isStale, parseLock} from '../state/lock.js'
 import {dirCheck, rsyncCheck} from './local-preflight.js'
 import type {PreflightItem, PreflightOptions} from './target.js'
 
-/** What the host needs (sshd, POSIX sh, rsync, coreutils) and the state of its target and state dir, one `key value` line each. */
+/** What the host needs (sshd, POSIX sh, rsync, coreutils, GNU findutils, awk) and the state of its target and state dir, one `key value` line each. */
 const FACTS = `t=$1; s=$2
-for tool in rsync sha256sum stat readlink sync du find; do
+for tool in rsync sha256sum stat readlink sync du find awk; do
   command -v "$tool" >/dev/null 2>&1 || printf 'missing %s\\n' "$tool"
 done
+# Planning lists the host's tree with GNU find's -printf (BusyBox and BSD find lack it).
+if command -v find >/dev/null 2>&1; then find / -maxdepth 0 -printf '' 2>/dev/null || echo 'missing find -printf (GNU findutils)'; fi
 command -v rsync >/dev/null 2>&1 && printf 'rsync %s\\n' "$(rsync --version 2>/dev/null | head -n 1)"
 near() { p=$1; while [ ! -e "$p" ]; do p=$(dirname -- "$p"); done; printf '%s' "$p"; }
 dir() {
@@ -57,9 +59,13 @@ export async function sshPreflight(
           name: `tools on ${host}`,
           ok: false,
           detail: `${host} lacks ${missing.join(', ')} (on the PATH of a non-interactive ssh session)`,
-          hint: `Install ${missing.includes('rsync') ? 'rsync' : ''}${missing.some((m) => m !== 'rsync') ? ' coreutils/findutils' : ''} on ${host}: a host needs only sshd, a POSIX sh, rsync and coreutils.`,
+          hint: `Install ${missing.includes('rsync') ? 'rsync' : ''}${missing.some((m) => m !== 'rsync') ? ' coreutils/findutils' : ''} on ${host}: a host needs only sshd, a POSIX sh, rsync, coreutils, GNU findutils and awk.`,
         }
-      : {name: `tools on ${host}`, ok: true, detail: `rsync, sha256sum, stat, readlink, sync, du, find present`},
+      : {
+          name: `tools on ${host}`,
+          ok: true,
+          detail: `rsync, sha256sum, stat, readlink, sync, du, GNU find, awk present`,
+        },
   )
   const rsyncV = /version\s+(\d+)\.(\d+)/.exec(value('rsync') ?? '')
   if (rsyncV && (Number(rsyncV[1]) < 3 || (Number(rsyncV[1]) === 3 && Number(rsyncV[2]) < 1)))

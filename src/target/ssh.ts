@@ -1,3 +1,4 @@
+import crypto from 'node:crypto'
 import os from 'node:os'
 import path from 'node:path'
 import {execa} from 'execa'
@@ -5,22 +6,31 @@ import type {HostSpec, ResolvedConfig} from '../config/resolve.js'
 import {MAINTENANCE_NAME, MARKER_NAME, OWN_FILES, STEP_BACKUP_DIR_ENV, syncExcludes} from '../config/resolve.js'
 import type {Command} from '../config/schema.js'
 import {EXIT, HotctlError} from '../errors.js'
-import {type ChangeSet, changeSetFromItemize} from '../plan/changeset.js'
-import {compilePatterns, matchesPathOrParent, rsyncPatterns} from '../plan/patterns.js'
+import type {ChangeSet} from '../plan/changeset.js'
+import {diffTrees} from '../plan/diff-trees.js'
+import {compilePatterns, type PathMatcher} from '../plan/patterns.js'
 import {reapGroup, stopGroup, stopOnAbort} from '../process/group.js'
-import {describeRsyncExit, filesFromInput, planArgv, syncArgv} from '../rsync/argv.js'
+import {describeRsyncExit, filesFromInput, syncArgv} from '../rsync/argv.js'
 import {rsyncBinary} from '../rsync/binary.js'
 import {type ItemizedChange, parseItemize} from '../rsync/itemize.js'
 import {type CommandResult, runCommand} from '../service/run-command.js'
 import {redact} from '../secrets.js'
 import {SshConnection, SshError} from '../ssh/connection.js'
+import type {RemoteHashRecord} from '../ssh/hash-record.js'
 import {shq} from '../ssh/quote.js'
-import {describeRemote, hashRemote} from '../ssh/remote-files.js'
-import {walkRemote} from '../ssh/remote-tree.js'
+import {hashRemote} from '../ssh/remote-files.js'
+import {
+  type RemoteTree,
+  type RemoteTreeEntry,
+  statAndHash,
+  walkRemote,
+  walkRemoteWithRecord,
+} from '../ssh/remote-tree.js'
+import {HashCache} from '../store/hash-cache.js'
 import type {Manifest} from '../store/manifest.js'
-import {hashFile} from '../store/hash.js'
-import {statEntry} from '../store/walk.js'
-import {followItemized} from './local.js'
+import {statEntry, type Tree, type TreeEntry, walkTree} from '../store/walk.js'
+import {verbose} from '../ui/verbose.js'
+import {followItemized, refuseReplacingProtected, sourceProblem} from './local.js'
 import {SshBackupStore} from './ssh-backups.js'
 import {sshPreflight} from './ssh-preflight.js'
 import {SshStateStore} from './ssh-state.js'
@@ -42,6 +52,13 @@ const WRITE_OWN = `f="$1/$2"
 printf '%s' "$3" > "$f.tmp" && mv -f -- "$f.tmp" "$f"`
 const REMOVE_OWN = `rm -f -- "$1/$2"`
 const CAT_LIVE = `cat -- "$1/$2"`
+const RENAME = `mv -f -- "$1" "$2"`
+
+/** What SshTarget's planning keeps for the sync and its verification: the host's tree and hash record. */
+interface RemotePlanWalk {
+  dst: RemoteTree
+  record: RemoteHashRecord
+}
 
 /**
  * Removes exactly the given paths under the target, deepest first, and only where every parent
@@ -146,6 +163,9 @@ export class SshTarget implements Target {
   readonly backups: SshBackupStore
   readonly conn: SshConnection
   private readonly syncExcludes: string[]
+  /** What planning leaves out on both sides: excluded and protected paths, the maintenance marker. */
+  private readonly skip: PathMatcher
+  private readonly recordFile: string
 
   constructor(
     private readonly config: ResolvedConfig,
@@ -157,6 +177,8 @@ export class SshTarget implements Target {
     this.state = new SshStateStore(this.conn, config.stateDir, warn)
     this.backups = new SshBackupStore(this.conn, config, () => this.readMarker())
     this.syncExcludes = syncExcludes(config)
+    this.skip = compilePatterns([...config.exclude, ...config.protect, `/${MAINTENANCE_NAME}`])
+    this.recordFile = `${config.stateDir}/target-hashes.json.gz`
   }
 
   /** Who runs the operation: the controller's user and machine (the host is in `description`). */
@@ -200,10 +222,9 @@ export class SshTarget implements Target {
 
   /** The live tree as a backup lists it: one listing of the host's tree, then sha256 of its files on the host. */
   async liveFiles(): Promise<Manifest> {
-    const {exclude, protect, target} = this.config
-    const tree = await walkRemote(this.conn, target, compilePatterns([...exclude, ...protect, `/${MAINTENANCE_NAME}`]))
+    const tree = await walkRemote(this.conn, this.config.target, this.skip)
     const files = [...tree.entries].filter(([, e]) => e.type === 'file').map(([rel]) => rel)
-    const hashes = files.length ? await hashRemote(this.conn, target, files) : new Map<string, string>()
+    const hashes = files.length ? await hashRemote(this.conn, this.config.target, files) : new Map<string, string>()
     const out: Manifest = new Map()
     for (const [rel, e] of tree.entries) {
       if (e.type !== 'file') out.set(rel, {type: e.type, mode: e.mode, link: e.link})
@@ -218,7 +239,7 @@ export class SshTarget implements Target {
   }
 
   async readLive(rel: string): Promise<Buffer> {
-    return this.conn.must(`reading ${rel}`, CAT_LIVE, [this.config.target, rel])
+    return this.conn.must(`reading ${rel}`, CAT_LIVE, [this.config.target, rel], {exact: true})
   }
 
   /** rsync's options for this host: ssh over the shared connection, paths never parsed by a remote shell, bounded I/O. */
@@ -231,41 +252,100 @@ export class SshTarget implements Target {
     ]
   }
 
-  async planChanges(source: string, _opts: {dryRun: boolean}): Promise<TargetPlan> {
-    const {protect, exclude, target} = this.config
-    const argv = planArgv({
-      source,
-      target: this.conn.rsyncPath(target),
-      excludes: rsyncPatterns([...protect, ...OWN_FILES]),
-      perishable: rsyncPatterns(exclude),
-    })
-    await this.conn.must('connecting', 'true')
-    const r = await execa(rsyncBinary(), [...this.rsyncRemote(), ...argv], {reject: false, encoding: 'buffer'})
-    if (r.exitCode !== 0) {
+  /**
+   * Plans from one listing of the host's tree (stat to the nanosecond, with the host's hash record
+   * in the same round trip) and a walk of the source here, as LocalTarget plans: content decides
+   * wherever size or mtime differ. A host file's hash comes from the record while its size, mtime,
+   * ctime and inode are the recorded ones; only the others are hashed, on the host. The source's
+   * hashes come from a stat-validated cache on this machine.
+   */
+  async planChanges(source: string, opts: {dryRun: boolean}): Promise<TargetPlan> {
+    const {target} = this.config
+    const {tree: dst, record} = await walkRemoteWithRecord(
+      this.conn,
+      target,
+      this.recordFile,
+      this.skip,
+      compilePatterns(this.config.protect),
+    )
+    const missing = sourceProblem(source)
+    if (missing)
       throw new HotctlError(
-        `planning scan (rsync --dry-run to ${this.conn.host.name}) failed (exit ${r.exitCode}: ${describeRsyncExit(r.exitCode ?? -1)}): ${lastLines(r.stderr)}`,
+        missing,
         EXIT.failed,
-        'Check that the source is readable and the target on the host is reachable; the target was not touched.',
+        'Fix `source` in the config (or the path it names); the target was not touched.',
+      )
+    let src: Tree
+    try {
+      src = walkTree(source, this.skip)
+    } catch (err) {
+      throw new HotctlError(
+        `planning: cannot read the source: ${(err as Error).message}`,
+        EXIT.failed,
+        'Check that the source tree is readable; the target was not touched.',
       )
     }
-    const items = parseItemize(r.stdout)
-    // Same size, other mtime: content decides, sha256 on both sides (the host's in a few batched calls).
-    const candidates = items
-      .filter((it) => {
-        const [, , content, size, , perms] = it.code
-        return it.fileType === 'file' && it.kind === 'changed' && size !== 's' && perms !== 'p' && content !== 'c'
-      })
-      .map((it) => it.path)
-    const remote = candidates.length ? await hashRemote(this.conn, target, candidates) : new Map<string, string>()
-    const sameContent = (rel: string) => {
-      const s = statEntry(path.join(source, rel))
-      const d = remote.get(rel)
-      return !!s && s.type === 'file' && d !== undefined && hashFile(path.join(source, rel)) === d
+    refuseReplacingProtected(source, dst)
+    const srcCache = this.sourceCache(source)
+    const hashed = new Map<string, string>()
+    // Which host files content must decide and the record cannot: the same rule in two passes
+    // (the first only collects them), with one batch of hashing on the host between.
+    const sameContent = (collect?: string[]) => (rel: string, s: TreeEntry, d: TreeEntry, mtimeEqual: boolean) => {
+      const fresh = hashed.get(rel) // hashed on the host by this planning: content decides
+      if (fresh !== undefined) return srcCache.hash(source, rel, s) === fresh
+      const recorded = record.peek(rel, d as RemoteTreeEntry)
+      if (mtimeEqual && recorded !== undefined) {
+        // rsync's quick check holds while the host file is as the record has it (see LocalTarget).
+        // A file the record does not vouch for is compared by content: after one deploy every
+        // file of the tree is in the record.
+        const srcHash = srcCache.peek(rel, s)
+        return srcHash === undefined || srcHash === recorded
+      }
+      if (recorded === undefined) {
+        collect?.push(rel) // the first pass: hashed on the host, then decided by the second
+        return !!collect
+      }
+      return srcCache.hash(source, rel, s) === recorded
     }
-    const skip = compilePatterns([...exclude, ...protect])
-    const notOurs = (rel: string, isDir: boolean) => OWN_FILES.includes(rel) || matchesPathOrParent(skip, rel, isDir)
-    const changes = changeSetFromItemize(items, sameContent, notOurs)
-    return {changes}
+    const ignore = (rel: string) => OWN_FILES.includes(rel)
+    const toHash: string[] = []
+    diffTrees(src, dst, sameContent(toHash), ignore)
+    if (toHash.length > 0) {
+      const some = toHash.slice(0, 5).join(', ') + (toHash.length > 5 ? ', …' : '')
+      verbose(`planning: hashing ${toHash.length} file(s) on ${this.conn.host.name} (not in its hash record): ${some}`)
+      for (const [rel, h] of await hashRemote(this.conn, target, toHash)) {
+        hashed.set(rel, h)
+        record.set(rel, dst.entries.get(rel)! as RemoteTreeEntry, h) // hashed after the listing took its stat
+      }
+    }
+    const changes = diffTrees(src, dst, sameContent(), ignore)
+    // Planning is read-only under --dry-run: what was hashed is kept only by a real deploy.
+    if (!opts.dryRun) {
+      srcCache.save()
+      if (hashed.size > 0) await this.saveRecord(record, dst)
+    }
+    return {changes, walk: {dst, record} satisfies RemotePlanWalk}
+  }
+
+  /**
+   * The host's hash record, stored for the files of `tree` (uploaded, then renamed into place).
+   * Only a cache: when it cannot be written the next deploy hashes more, nothing else.
+   */
+  private async saveRecord(record: RemoteHashRecord, tree: RemoteTree): Promise<void> {
+    const keep = (rel: string) => tree.entries.get(rel)?.type === 'file'
+    try {
+      await this.conn.upload(`${this.recordFile}.tmp`, record.serialize(keep))
+      await this.conn.must('saving the hash record', RENAME, [`${this.recordFile}.tmp`, this.recordFile])
+    } catch (err) {
+      verbose(`could not save the hash record on ${this.conn.host.name}: ${(err as Error).message}`)
+    }
+  }
+
+  /** Hashes of the source tree, on this machine (the state dir is on the host), one cache per source path. */
+  private sourceCache(source: string): HashCache {
+    const key = crypto.createHash('sha256').update(source).digest('hex').slice(0, 12)
+    const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache')
+    return HashCache.open(path.join(base, 'hotctl', `source-${key}.json`))
   }
 
   describeSync(source: string): string[] {
@@ -292,7 +372,13 @@ export class SshTarget implements Target {
     // type, or under one; a directory goes whole, excluded leftovers too), the rest after rsync.
     const written = new Set([...changes.added, ...changes.changed])
     const inTheWay = (rel: string) => rel.split('/').some((_, i, parts) => written.has(parts.slice(0, i + 1).join('/')))
-    await this.remove(changes.deleted.filter(inTheWay))
+    // A directory becoming a file or symlink goes whole, with the excluded leftovers (__pycache__)
+    // the plan does not list: rsync would refuse to replace a non-empty directory.
+    const walked = plan.walk as RemotePlanWalk | undefined
+    const replacedDirs = [...written].filter(
+      (rel) => walked?.dst.entries.get(rel)?.type === 'dir' && statEntry(path.join(source, rel))?.type !== 'dir',
+    )
+    await this.remove([...changes.deleted.filter(inTheWay), ...replacedDirs])
     const items = await this.rsync(source, changes, false, signal, onChild, onProgress)
     await this.remove(
       changes.deleted.filter((rel) => !inTheWay(rel)),
@@ -309,20 +395,36 @@ export class SshTarget implements Target {
     ]
   }
 
+  /**
+   * Stat, then sha256, of every written path on the host (one round trip per batch), compared with
+   * the source; what matches is written into the host's hash record with that stat, so the next
+   * deploy plans without hashing it again.
+   */
   async verifySynced(source: string, plan: TargetPlan): Promise<string[]> {
     const {changes} = plan
     const writes = [...changes.added, ...changes.changed]
     const written = new Set(writes)
     const gone = changes.deleted.filter((rel) => !written.has(rel))
-    const remote = await describeRemote(this.conn, this.config.target, [...writes, ...gone])
+    const remote = await statAndHash(this.conn, this.config.target, [...writes, ...gone])
+    const srcCache = this.sourceCache(source)
+    const walked = plan.walk as RemotePlanWalk | undefined
     const bad: string[] = []
     for (const rel of writes) {
       const s = statEntry(path.join(source, rel))
       const d = remote.get(rel)
       if (!s || !d || s.type !== d.type || (s.type === 'symlink' ? s.link !== d.link : s.mode !== d.mode)) bad.push(rel)
-      else if (s.type === 'file' && (s.size !== d.size || hashFile(path.join(source, rel)) !== d.hash)) bad.push(rel)
+      else if (s.type === 'file') {
+        if (s.size !== d.size || !d.hash || srcCache.hash(source, rel, s) !== d.hash) bad.push(rel)
+        else walked?.record.set(rel, d, d.hash)
+      }
     }
     for (const rel of gone) if (remote.get(rel)) bad.push(rel)
+    srcCache.save()
+    if (walked && bad.length === 0) {
+      for (const rel of changes.deleted) if (!written.has(rel)) walked.record.delete(rel)
+      for (const [rel, d] of remote) walked.dst.entries.set(rel, d)
+      await this.saveRecord(walked.record, walked.dst)
+    }
     return bad
   }
 

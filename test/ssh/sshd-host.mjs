@@ -44,9 +44,12 @@ function keygen(file) {
   return fs.readFileSync(`${file}.pub`, 'utf8').trim()
 }
 
-/** Starts an sshd accepting root by key; `sshdLines` adds sshd_config lines (e.g. SetEnv, ForceCommand). */
 /**
- * @param {{address?: string, sshdLines?: string[], alias?: string, hideTools?: string[]}} [opts]
+ * Starts an sshd accepting root by key; `sshdLines` adds sshd_config lines (e.g. SetEnv, ForceCommand);
+ * `pidNamespace`: the host gets process ids of its own (a pid on the host means nothing here).
+ */
+/**
+ * @param {{address?: string, sshdLines?: string[], alias?: string, hideTools?: string[], pidNamespace?: boolean}} [opts]
  * @returns {Promise<SshHost>}
  */
 export async function startSshHost(opts = {}) {
@@ -113,7 +116,19 @@ export async function startSshHost(opts = {}) {
   )
   const proc = spawn(
     'unshare',
-    ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', empty, sshdConfig],
+    [
+      '--mount',
+      '--propagation',
+      'private',
+      // unshare then ignores SIGTERM and waits: SIGKILL it, its child (the namespace's init) follows.
+      ...(opts.pidNamespace ? ['--pid', '--fork', '--mount-proc', '--kill-child'] : []),
+      'sh',
+      '-c',
+      script,
+      'sh',
+      empty,
+      sshdConfig,
+    ],
     {
       stdio: ['ignore', 'ignore', 'pipe'],
     },
@@ -143,7 +158,7 @@ export async function startSshHost(opts = {}) {
     knownHosts,
     stop: async () => {
       if (proc.exitCode === null) {
-        proc.kill('SIGTERM')
+        proc.kill(opts.pidNamespace ? 'SIGKILL' : 'SIGTERM')
         await new Promise((r) => proc.once('exit', r))
       }
       fs.rmSync(dir, {recursive: true, force: true})
