@@ -123,7 +123,12 @@ export abstract class HotctlCommand extends Command {
     const env = {HOTCTL_TARGET: config.target, HOTCTL_SOURCE: config.source, HOTCTL_STATE_DIR: config.stateDir}
     const signal = this.abort.signal
     const host = (h: HostSpec): OpContext => {
-      const ui: Ui = {...this.ui, say: (m) => this.ui.say(config.hosts.length > 1 ? `[${h.name}] ${m}` : m)}
+      // What one host's own task trees (restores, recovery) report names the host, as its wave steps do.
+      const ui: Ui = {
+        ...this.ui,
+        say: (m) => this.ui.say(config.hosts.length > 1 ? `[${h.name}] ${m}` : m),
+        step: this.ui.step && ((e) => this.ui.step!({...e, host: e.host ?? h.name})),
+      }
       const hostConfig = forHost(config, h)
       const target = openTarget(hostConfig, {warn: (m) => ui.say(`hotctl: warning: ${m}`)})
       this.openedTarget = true

@@ -89,7 +89,10 @@ export default class Deploy extends HotctlCommand {
       }
       const {fleetDeploy} = await import('../pipeline/fleet-deploy.js')
       const {renderFleetDeploy} = await import('../ui/fleet-report.js')
-      const r = await withJunit(flags.junit, 'deploy', this.ui, () => fleetDeploy(opened.fleet, deployFlags))
+      const {withFleetNotify} = await import('../notify/notify.js')
+      const r = await withFleetNotify(opened.fleet, 'deploy', () =>
+        withJunit(flags.junit, 'deploy', this.ui, () => fleetDeploy(opened.fleet, deployFlags)),
+      )
       this.finish({...r}, () => renderFleetDeploy(r))
       return
     }

@@ -41,8 +41,11 @@ export default class Rollback extends HotctlCommand {
     if ('fleet' in opened) {
       const {fleetRollback} = await import('../pipeline/fleet-rollback.js')
       const {renderFleetRollback} = await import('../ui/fleet-report.js')
-      const r = await withJunit(flags.junit, 'rollback', this.ui, () =>
-        fleetRollback(opened.fleet, {to: flags.to, force: flags.force}),
+      const {withFleetNotify} = await import('../notify/notify.js')
+      const r = await withFleetNotify(opened.fleet, 'rollback', () =>
+        withJunit(flags.junit, 'rollback', this.ui, () =>
+          fleetRollback(opened.fleet, {to: flags.to, force: flags.force}),
+        ),
       )
       this.finish({...r}, () => renderFleetRollback(r))
       return

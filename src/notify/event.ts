@@ -51,7 +51,14 @@ export function notificationBody(f: OutcomeFacts, event: NotifyEvent): Notificat
     f.command === 'deploy'
       ? `deploy of release ${f.release ?? '(not planned)'}`
       : `rollback to ${f.release ? `release ${f.release}` : 'the initial tree'}`
-  const where = f.hosts.length ? `${f.hosts.join(', ')}:${f.target}` : f.target
+  const n = f.hosts.length
+  // A fleet: the path, then how many hosts (the body's `hosts` names every one).
+  const where =
+    n > 1
+      ? `${f.target} on ${n} hosts (${f.hosts.slice(0, 5).join(', ')}${n > 5 ? ', …' : ''})`
+      : n
+        ? `${f.hosts[0]}:${f.target}`
+        : f.target
   const c = f.changes
   const counts = c ? ` (${c.added} added, ${c.changed} changed, ${c.deleted} deleted)` : ''
   const why = f.error && event !== 'success' ? `: ${f.error.split('\n')[0]}` : ''

@@ -9,6 +9,7 @@ import type {Ui} from '../ui/ui.js'
 import type {OpContext} from './context.js'
 import {lockTarget, recoverInterrupted, type Recovery} from './operation.js'
 import {preflight} from './preflight.js'
+import type {Step} from './steps.js'
 
 /**
  * A fleet run's context: the config (hosts already limited), the controller's UI and interrupt,
@@ -84,15 +85,20 @@ export async function lockHosts(slots: HostSlot[], command: string): Promise<voi
   }
 }
 
-/** Releases every lock taken (in reverse order); a host that cannot be reached keeps its lock, with a warning. */
+/**
+ * Releases every lock taken, all at once (only taking them needs an order; one round trip per
+ * host in turn cost seconds at 20 hosts); a host that cannot be reached keeps its lock, with a warning.
+ */
 export async function unlockHosts(slots: HostSlot[]): Promise<void> {
-  for (const s of byName(slots).reverse()) {
-    const unlock = s.unlock
-    s.unlock = undefined
-    await unlock?.().catch((err) =>
-      s.ctx.ui.say(`hotctl: warning: could not release the lock: ${errorMessage(err)} (hotctl clears it when stale)`),
-    )
-  }
+  await Promise.all(
+    slots.map(async (s) => {
+      const unlock = s.unlock
+      s.unlock = undefined
+      await unlock?.().catch((err) =>
+        s.ctx.ui.say(`hotctl: warning: could not release the lock: ${errorMessage(err)} (hotctl clears it when stale)`),
+      )
+    }),
+  )
 }
 
 /**
@@ -122,11 +128,14 @@ export async function recoverHosts(slots: HostSlot[], opts: {allowRestart: boole
 export const byName = (slots: HostSlot[]) =>
   [...slots].sort((a, b) => (a.host.name < b.host.name ? -1 : a.host.name > b.host.name ? 1 : 0))
 
-/** A listr task per host, run concurrently up to `limit`: the fleet's "host" level of the tree. */
+/**
+ * A listr task per host, run concurrently up to `limit`: the fleet's "host" level of the tree. Its
+ * `host` is inherited by the host's steps, so their log lines and --events name it.
+ */
 export function perHost(slots: HostSlot[], limit: number, task: (s: HostSlot) => ListrTask['task']): ListrTask['task'] {
   return (_c, parent) =>
     parent.newListr(
-      slots.map((s) => ({title: s.host.name, task: task(s)})),
+      slots.map((s): Step => ({title: s.host.name, host: s.host.name, task: task(s)})),
       {concurrent: Math.max(1, Math.min(limit, slots.length)), exitOnError: false},
     )
 }

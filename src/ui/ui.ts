@@ -65,7 +65,8 @@ const MESSAGE_CHARS = 160
 /** One step as a log line: `✔ Sync 10 added, 0 changed, 0 deleted (55ms)`, its output indented under it. */
 export function stepLine(e: StepEvent): string {
   const indent = '  '.repeat(e.group?.length ?? 0)
-  const host = e.host ? `${chalk.cyan(`[${e.host}]`)} ` : ''
+  // A host's own line (a wave's "h1") is titled with its name already.
+  const host = e.host && e.host !== e.step ? `${chalk.cyan(`[${e.host}]`)} ` : ''
   if (e.type === 'step-progress') {
     const what = e.message ? `: ${e.message}` : ''
     return `${indent}${chalk.dim('…')} ${host}${e.step}${what} ${chalk.dim(`(still running, ${formatDuration(e.elapsedMs ?? 0)})`)}`

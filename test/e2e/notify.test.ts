@@ -93,7 +93,7 @@ describe('notify: webhooks', {timeout: 120_000}, () => {
       expect(all[0]!.body.durationMs).toBeGreaterThan(0)
       expect(all[0]!.body.text).toMatch(
         new RegExp(
-          `^hotctl deploy of release ${release} to .*:${ws.live} succeeded in \\d+\\.\\ds, exit 0 \\(1 added, 1 changed, 0 deleted\\)$`,
+          `^hotctl deploy of release ${release} to .*:${ws.live} succeeded in (\\d+ms|\\d+\\.\\ds), exit 0 \\(1 added, 1 changed, 0 deleted\\)$`,
         ),
       )
       expect(hook.got.filter((g) => g.path === '/failures')).toHaveLength(0)

@@ -355,7 +355,11 @@ esac
 async function startHolder(host) {
   const srv = host.diskSize ? 'mount -t tmpfs -o "size=$4,mode=755" bed-srv /srv' : 'mount --bind "$2" /srv'
   // Order matters: the sources live under the controller's /tmp, which the last mount hides.
-  const mounts = `mount --bind "$1" ${HOST_RUN}; ${srv}; mkdir -p /srv/app; mount --bind "$3" /tmp`
+  // The hosts share this machine's /root: a ~/.bashrc there (which bash runs for every ssh session)
+  // is hidden, as on a bare host. One that runs `pyenv init` made every session of every host wait
+  // on pyenv's one rehash lock: seconds per command under load, and 60 s after a killed session.
+  const bashrc = 'if [ -f /root/.bashrc ]; then mount --bind /dev/null /root/.bashrc; fi'
+  const mounts = `mount --bind "$1" ${HOST_RUN}; ${srv}; mkdir -p /srv/app; mount --bind "$3" /tmp; ${bashrc}`
   const script = `set -e; ${mounts}; echo ready; exec setpriv --pdeathsig KILL sleep infinity`
   const params = [host.run, host.srvDir, host.tmpDir, host.diskSize ?? '']
   const args = ['--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'holder', ...params]

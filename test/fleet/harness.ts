@@ -4,7 +4,8 @@
  * Each host is its own `sshd -D -e -f <its sshd_config>` on its own loopback address (127.A.B.11,
  * .12, … with A.B random per bed), inside its own mount namespace where /srv and /tmp are private:
  * every host has the same target path /srv/app with its own content, state dir and service, and
- * does not see the controller's temp dirs (test workspaces). Sessions that sshd spawns live in that
+ * does not see the controller's temp dirs (test workspaces); /root/.bashrc reads as empty there
+ * (bash runs it for every ssh session: a pyenv init in it serialized all hosts). Sessions that sshd spawns live in that
  * namespace; the rest of the file system is shared. Keys (one client key, one host key per host),
  * known_hosts (`[address]:port`, checked: StrictHostKeyChecking yes) and an ssh_config are generated
  * per bed. A small TCP proxy in front of each sshd (same port on every host) lets a test sever the

@@ -35,4 +35,24 @@ describe('notify: which event and what text', () => {
     )
     expect(body).toMatchObject({event: 'restored', previousRelease: '20261122180000', hosts: ['app1']})
   })
+
+  it('a fleet: the path on N hosts, the first five named (the body lists them all)', () => {
+    const hosts = ['h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'h7']
+    const facts = {
+      command: 'rollback' as const,
+      outcome: 'rolled-back',
+      exitCode: 0,
+      release: '20261122180000',
+      previousRelease: '20261122182402',
+      durationMs: 2000,
+      target: '/srv/app',
+      error: null,
+      changes: null,
+    }
+    expect(notificationBody({...facts, hosts}, 'success')).toMatchObject({
+      text: 'hotctl rollback to release 20261122180000 to /srv/app on 7 hosts (h1, h2, h3, h4, h5, …) succeeded in 2s, exit 0',
+      hosts,
+    })
+    expect(notificationBody({...facts, hosts: ['h1', 'h2']}, 'success').text).toContain('/srv/app on 2 hosts (h1, h2) ')
+  })
 })

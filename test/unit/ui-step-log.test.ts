@@ -29,6 +29,18 @@ describe('stepLine: one line per finished step', () => {
     expect(plain(text).split('\n')).toEqual(['  ✖ [web1] lint [failed: `ruff` exited 1] (1.3s)', '    │ a.py:1: E1'])
   })
 
+  it("a host's own line in a wave is not prefixed with its name again", () => {
+    const line = stepLine({
+      type: 'step-end',
+      step: 'web1',
+      group: ['Wave 1/1: web1'],
+      host: 'web1',
+      result: 'ok',
+      durationMs: 9,
+    })
+    expect(plain(line)).toBe('  ✔ web1 (9ms)')
+  })
+
   it('progress: what it waits on and for how long', () => {
     const text = stepLine({
       type: 'step-progress',
