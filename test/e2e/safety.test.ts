@@ -145,12 +145,14 @@ describe('interrupts', {timeout: 90_000}, () => {
   it('SIGTERM while the checks run exits 130 before touching anything', async () => {
     const ws = makeWorkspace()
     const svc = await startService(ws.live)
-    ws.writeConfig(serviceConfig(svc, {checks: {slow: 'echo checking; sleep 12'}}))
+    // The check says when it runs: a fixed delay raced hotctl's start on a loaded machine.
+    const started = path.join(ws.dir, 'check-started')
+    ws.writeConfig(serviceConfig(svc, {checks: {slow: `touch '${started}'; echo checking; sleep 12`}}))
     ws.setVersion('v2')
     const before = treeHash(ws.live)
     const proc = startCli(['deploy', '--json'], {cwd: ws.src})
     running.push(proc)
-    await new Promise((res) => setTimeout(res, 1500))
+    await waitFor('the check to start', () => fs.existsSync(started) || undefined, 30_000)
     expect(proc.exitCode ?? null).toBeNull()
     const t = Date.now()
     process.kill(proc.pid!, 'SIGTERM')
