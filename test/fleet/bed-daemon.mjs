@@ -541,7 +541,11 @@ async function setup(spec) {
       if (!spec.service) return
       fs.copyFileSync(tokenFile, path.join(h.run, 'token'))
       fs.chmodSync(path.join(h.run, 'token'), 0o600)
-      const env = {PYTHON: python, DEMO: DEMO_SERVICE, APP: '/srv/app', ADDRESS: h.address, PORT: bed.servicePort}
+      // The host's own copy: the checkout may live under the controller's /tmp, which each host
+      // replaces with a private one (a CI workspace in /tmp made the service unreachable there).
+      fs.cpSync(path.dirname(DEMO_SERVICE), path.join(h.run, 'python'), {recursive: true})
+      const demo = `${HOST_RUN}/python/${path.basename(DEMO_SERVICE)}`
+      const env = {PYTHON: python, DEMO: demo, APP: '/srv/app', ADDRESS: h.address, PORT: bed.servicePort}
       fs.writeFileSync(
         path.join(h.run, 'service.env'),
         Object.entries(env)
