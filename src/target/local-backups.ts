@@ -16,7 +16,7 @@ import {ObjectStore} from '../store/objects.js'
 import {applyRestore, diffAgainst, planRestore, snapshotTree} from '../store/snapshot.js'
 import type {Tree} from '../store/walk.js'
 import type {LocalTree} from './local-tree.js'
-import type {BackupStore, TargetPlan} from './target.js'
+import type {BackupStore, SnapshotProgress, TargetPlan} from './target.js'
 
 /**
  * Backups of a local target in its state dir: a content-addressed object store (copies, never
@@ -47,12 +47,17 @@ export class LocalBackupStore implements BackupStore {
     return this.index.list()
   }
 
-  async snapshot(id: string, reason: BackupMeta['reason'], plan?: TargetPlan): Promise<BackupMeta> {
+  async snapshot(
+    id: string,
+    reason: BackupMeta['reason'],
+    plan?: TargetPlan,
+    onProgress?: (p: SnapshotProgress) => void,
+  ): Promise<BackupMeta> {
     // The walk taken by planChanges (under the same lock) is reused by this backup and by the
     // sync's deletions: one stat pass per deploy.
     const tree = (plan?.walk as Tree | undefined) ?? this.tree.walk()
     const cache = this.tree.targetCache()
-    const snap = snapshotTree(tree, cache, this.store)
+    const snap = await snapshotTree(tree, cache, this.store, onProgress)
     this.lastWalk = tree
     // Content on disk before the index names it and the metadata declares the backup complete.
     this.store.makeDurable()
@@ -180,7 +185,7 @@ export class LocalBackupStore implements BackupStore {
     const walked = plan?.walk as Tree | undefined
     const tree = walked ? treeAfterSync(walked, plan!.changes, MARKER_NAME) : this.tree.walk()
     const cache = this.tree.targetCache()
-    const snap = snapshotTree(tree, cache, this.store)
+    const snap = await snapshotTree(tree, cache, this.store)
     this.store.flush()
     cache.save(tree)
     this.deployed.write({release, time: new Date().toISOString(), root: snap.root})

@@ -7,6 +7,7 @@ import type {JournalEvent} from '../state/journal.js'
 import type {LockOwner} from '../state/lock.js'
 import type {IntegrityReport} from '../store/integrity.js'
 import type {Manifest} from '../store/manifest.js'
+import type {SnapshotProgress} from '../store/snapshot.js'
 
 /** The file hotctl writes into the target so the service can report which release it loaded. */
 export interface ReleaseMarker {
@@ -48,6 +49,8 @@ export interface SyncProgress {
   bytes: number
 }
 
+export type {SnapshotProgress}
+
 export interface TargetPlan {
   changes: ChangeSet
   readonly walk?: unknown
@@ -87,8 +90,16 @@ export interface BackupStore {
   list(): Promise<BackupMeta[]>
   /** Ids of every backup metadata file, damaged ones included. */
   ids(): Promise<string[]>
-  /** Records the target tree as backup `id`; `plan` lends the planning walk, if there was one. */
-  snapshot(id: string, reason: BackupMeta['reason'], plan?: TargetPlan): Promise<BackupMeta>
+  /**
+   * Records the target tree as backup `id`; `plan` lends the planning walk, if there was one.
+   * `onProgress` is called as it goes, where the target can tell (a local one can; SSH does not).
+   */
+  snapshot(
+    id: string,
+    reason: BackupMeta['reason'],
+    plan?: TargetPlan,
+    onProgress?: (p: SnapshotProgress) => void,
+  ): Promise<BackupMeta>
   /** Checks what it will use against its hashes first: a damaged backup throws BackupDamagedError, nothing written. */
   restore(id: string): Promise<{written: string[]; removed: string[]}>
   /** Paths where the target differs from backup `id` (empty = verified). */
