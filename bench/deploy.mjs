@@ -39,13 +39,14 @@ function parseArgs(argv) {
       return n
     }
     if (a === '--keep') o.keep = true
+    else if (a === '--no-remote') o.noRemote = true
     else if (a === '--json') o.json = true
     else if (a === '--dir') o.dir = path.resolve(val())
     else if (a === '--files') o.files = int()
     else if (a === '--reps') o.reps = int()
     else if (a === '--help' || a === '-h') {
       console.log(
-        'node bench/deploy.mjs [--keep] [--dir DIR] [--files N] [--reps N] [--json]\n  --keep   leave the generated trees and state dir\n  --json   print a JSON summary on stdout (the table goes to stderr)\n  --dir    parent dir for generated data (default: os.tmpdir())\n  --files  files in the target tree (default 20000)\n  --reps   repetitions of each measured deploy (default 3)',
+        'node bench/deploy.mjs [--keep] [--no-remote] [--dir DIR] [--files N] [--reps N] [--json]\n  --no-remote  skip the ssh host rows\n  --keep   leave the generated trees and state dir\n  --json   print a JSON summary on stdout (the table goes to stderr)\n  --dir    parent dir for generated data (default: os.tmpdir())\n  --files  files in the target tree (default 20000)\n  --reps   repetitions of each measured deploy (default 3)',
       )
       process.exit(0)
     } else fail(`unknown option ${a} (see --help)`)
@@ -285,6 +286,7 @@ const syncDisks = () => run('sync', [], {allowFail: true})
  * otherwise skipped with the reason.
  */
 async function remoteBench(o, work, src, picked, pool, baseSec) {
+  if (o.noRemote) return {skipped: '--no-remote'}
   if (!fs.existsSync('/usr/sbin/sshd') || process.getuid?.() !== 0)
     return {skipped: 'needs root and /usr/sbin/sshd (apt-get install openssh-server)'}
   const {startSshHost, stopSshHosts} = await import('../test/ssh/sshd-host.mjs')

@@ -64,6 +64,17 @@ export class HashSet {
     return false
   }
 
+  /** The same set without `names`. */
+  without(names: Set<string>): HashSet {
+    const buf = Buffer.alloc(this.count * HASH)
+    let n = 0
+    for (let i = 0; i < this.count; i++) {
+      if (names.has(this.sorted.toString('hex', i * HASH, (i + 1) * HASH))) continue
+      this.sorted.copy(buf, n++ * HASH, i * HASH, (i + 1) * HASH)
+    }
+    return new HashSet(buf, n, new Set([...this.added].filter((h) => !names.has(h))))
+  }
+
   add(hash: string): void {
     if (!this.has(hash)) this.added.add(hash)
   }

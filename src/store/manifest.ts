@@ -142,3 +142,35 @@ export function objectsOf(roots: ManifestRoot[], store: ObjectStore): Set<string
   }
   return out
 }
+
+/**
+ * Objects only the removed manifests (`gone`) used: what an incremental prune may delete. Only the
+ * chunks of `gone` that no kept manifest shares are read (a chunk shared is identical content, so
+ * everything in it stays), and the kept manifests' chunks are read only when there is such a
+ * candidate, to take out what they still use. A chunk of `gone` that cannot be read is skipped: its
+ * objects stay (the full sweep of `hotctl backups prune` finds whatever is left unused).
+ */
+export function unusedObjects(gone: ManifestRoot[], kept: ManifestRoot[], store: ObjectStore): Set<string> {
+  const keptChunks = new Set(kept.flatMap((r) => Object.values(r)))
+  const candidates = new Set<string>()
+  for (const chunk of new Set(gone.flatMap((r) => Object.values(r)))) {
+    if (keptChunks.has(chunk)) continue
+    let rows: Row[]
+    try {
+      rows = JSON.parse(store.read(chunk).toString('utf8')) as Row[]
+    } catch {
+      continue
+    }
+    candidates.add(chunk)
+    for (const row of rows) if (row[1] === 'f' && row[4]) candidates.add(row[4])
+  }
+  if (candidates.size === 0) return candidates
+  for (const chunk of keptChunks) {
+    candidates.delete(chunk)
+    // A kept chunk that cannot be read stops the prune: what it uses cannot be told apart.
+    for (const row of JSON.parse(store.read(chunk).toString('utf8')) as Row[])
+      if (row[1] === 'f' && row[4]) candidates.delete(row[4])
+    if (candidates.size === 0) break
+  }
+  return candidates
+}

@@ -47,6 +47,11 @@ export class ObjectStore {
   }
 
   has(hash: string): boolean {
+    return this.loaded().has(hash)
+  }
+
+  /** The index, read on first use (or, without one, the store listed). */
+  private loaded(): HashSet {
     if (!this.known) {
       try {
         this.known = HashSet.parse(fs.readFileSync(this.indexFile, 'utf8'))
@@ -55,7 +60,7 @@ export class ObjectStore {
         this.indexDirty = true
       }
     }
-    return this.known.has(hash)
+    return this.known
   }
 
   /** Writes the index if objects were added (atomically). */
@@ -220,6 +225,32 @@ export class ObjectStore {
     for (const hash of garbage) {
       const p = this.pathOf(hash)
       freed += fs.statSync(p).size
+      fs.rmSync(p, {force: true})
+    }
+    return freed
+  }
+
+  /**
+   * Deletes the given objects (those present), and leftover temp files: an incremental prune's
+   * garbage, found without listing the store. Returns bytes freed.
+   */
+  collectObjects(garbage: Set<string>): number {
+    if (!fs.existsSync(this.dir)) return 0
+    fs.rmSync(path.join(this.dir, 'tmp'), {recursive: true, force: true})
+    this.dirsMade.clear()
+    if (garbage.size === 0) return 0
+    // The index forgets them first: it must never name a deleted object.
+    this.known = this.loaded().without(garbage)
+    this.indexDirty = true
+    this.flush()
+    let freed = 0
+    for (const hash of garbage) {
+      const p = this.pathOf(hash)
+      try {
+        freed += fs.statSync(p).size
+      } catch {
+        continue // not stored (or already gone)
+      }
       fs.rmSync(p, {force: true})
     }
     return freed

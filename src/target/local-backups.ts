@@ -11,7 +11,14 @@ import {
   StoreChecker,
 } from '../store/integrity.js'
 import {DeployedIndex, treeAfterSync} from '../store/deployed.js'
-import {describeCheck, type Manifest, type ManifestRoot, objectsOf, readManifest} from '../store/manifest.js'
+import {
+  describeCheck,
+  type Manifest,
+  type ManifestRoot,
+  objectsOf,
+  readManifest,
+  unusedObjects,
+} from '../store/manifest.js'
 import {ObjectStore} from '../store/objects.js'
 import {applyRestore, diffAgainst, planRestore, snapshotTree} from '../store/snapshot.js'
 import type {Tree} from '../store/walk.js'
@@ -130,7 +137,7 @@ export class LocalBackupStore implements BackupStore {
   async prune(
     keep: number,
     pinned: string[],
-    opts: {dryRun?: boolean} = {},
+    opts: {dryRun?: boolean; incremental?: boolean} = {},
   ): Promise<{removed: string[]; freedBytes: number}> {
     const all = this.index.list()
     const kept = new Set(all.slice(-keep).map((b) => b.id))
@@ -157,10 +164,27 @@ export class LocalBackupStore implements BackupStore {
       for (const [hash, size] of this.store.scan().objects) if (!keepObjects.has(hash)) freedBytes += size
       return {removed, freedBytes}
     }
+    const goneRoots = opts.incremental
+      ? [
+          ...all.filter((b) => !kept.has(b.id)).map((b) => b.root),
+          ...deployed.slice(0, -keep).flatMap((r): ManifestRoot[] => {
+            const root = this.deployed.get(r)?.root
+            return root ? [root] : []
+          }),
+        ]
+      : []
     for (const id of removed) this.index.remove(id)
     for (const r of deployed.slice(0, -keep)) this.deployed.remove(r)
     if (removed.length === 0) return {removed, freedBytes: 0}
-    return {removed, freedBytes: this.store.collectGarbage(live())}
+    if (!opts.incremental) return {removed, freedBytes: this.store.collectGarbage(live())}
+    const keptRoots = [
+      ...all.filter((b) => kept.has(b.id)).map((b) => b.root),
+      ...keptDeployed.flatMap((r): ManifestRoot[] => {
+        const root = this.deployed.get(r)?.root
+        return root ? [root] : []
+      }),
+    ]
+    return {removed, freedBytes: this.store.collectObjects(unusedObjects(goneRoots, keptRoots, this.store))}
   }
 
   /** Objects the recorded trees as deployed use (a record whose chunks cannot be read is skipped). */

@@ -106,8 +106,16 @@ export interface BackupStore {
   verify(id: string): Promise<string[]>
   /** Full integrity check of backup `id`, or of every backup and the store. Read-only. */
   check(id?: string): Promise<IntegrityReport>
-  /** `dryRun`: what would go and the bytes it would free, nothing removed. */
-  prune(keep: number, pinned: string[], opts?: {dryRun?: boolean}): Promise<{removed: string[]; freedBytes: number}>
+  /**
+   * `dryRun`: what would go and the bytes it would free, nothing removed. `incremental` (after a
+   * deploy or rollback): only content the removed backups used is looked at, never the whole store;
+   * without it the whole store is swept (`hotctl backups prune`).
+   */
+  prune(
+    keep: number,
+    pinned: string[],
+    opts?: {dryRun?: boolean; incremental?: boolean},
+  ): Promise<{removed: string[]; freedBytes: number}>
   /** The tree backup `id` holds: path → type, mode, size, content hash, link (chunks checked). */
   files(id: string): Promise<Manifest>
   /**

@@ -739,3 +739,63 @@ describe('backup integrity', () => {
     expect(check().damage).toEqual([expect.objectContaining({what: 'index', hash: unused.hash})])
   })
 })
+
+describe('incremental prune (after a deploy)', () => {
+  /** Three backups of a changing tree; returns the state dir and a LocalTarget's backups over it. */
+  async function threeBackups() {
+    const base = tmpDir()
+    const target = path.join(base, 'live')
+    const stateDir = path.join(base, 'state')
+    writeTree(target, {'a.txt': 'A1', 'b.txt': 'only in the first', 'x/c.txt': 'moves later', 'x/d.txt': 'stays'})
+    const open = (dir: string) =>
+      openTarget({target, stateDir: dir, exclude: [], protect: [], hosts: []} as unknown as ResolvedConfig, {
+        warn: () => {},
+      }).backups
+    const local = open(stateDir)
+    await local.snapshot('20250101000001', 'deploy')
+    fs.writeFileSync(path.join(target, 'a.txt'), 'A2 longer')
+    fs.rmSync(path.join(target, 'b.txt'))
+    fs.mkdirSync(path.join(target, 'y'))
+    fs.renameSync(path.join(target, 'x/c.txt'), path.join(target, 'y/e.txt')) // same content, another chunk
+    await local.snapshot('20250101000002', 'deploy')
+    fs.writeFileSync(path.join(target, 'a.txt'), 'A3 longer still')
+    await local.snapshot('20250101000003', 'deploy')
+    return {base, stateDir, open}
+  }
+  const objects = (stateDir: string) =>
+    fs
+      .readdirSync(path.join(stateDir, 'objects'))
+      .filter((d) => d.length === 2)
+      .flatMap((d) => fs.readdirSync(path.join(stateDir, 'objects', d)))
+      .sort()
+  const sha = (s: string) => crypto.createHash('sha256').update(s).digest('hex')
+
+  it('deletes what only the removed backups used, keeps moved content, and leaves what a full sweep leaves', async () => {
+    const {base, stateDir, open} = await threeBackups()
+    const copy = path.join(base, 'state-copy')
+    fs.cpSync(stateDir, copy, {recursive: true})
+
+    const r = await open(stateDir).prune(2, [], {incremental: true})
+    expect(r.removed).toEqual(['20250101000001'])
+    const left = objects(stateDir)
+    expect(left).not.toContain(sha('A1'))
+    expect(left).not.toContain(sha('only in the first'))
+    expect(left).toContain(sha('moves later'))
+    expect(left).toContain(sha('stays'))
+    expect(r.freedBytes).toBeGreaterThan('A1'.length + 'only in the first'.length)
+    const check = await open(stateDir).check()
+    expect(check.damage).toEqual([])
+    // The index names exactly what is stored.
+    expect(
+      fs
+        .readFileSync(path.join(stateDir, 'objects', 'index'), 'utf8')
+        .split('\n')
+        .sort(),
+    ).toEqual(left)
+
+    const full = await open(copy).prune(2, [])
+    expect(full.removed).toEqual(['20250101000001'])
+    expect(left).toEqual(objects(copy))
+    expect(r.freedBytes).toBe(full.freedBytes)
+  })
+})
