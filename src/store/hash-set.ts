@@ -34,13 +34,11 @@ export class HashSet {
     for (let at = 0; at < text.length;) {
       let end = text.indexOf('\n', at)
       if (end === -1) end = text.length
-      if (end - at === HASH * 2) {
-        const name = text.slice(at, end)
-        if (HEX.test(name)) {
-          buf.write(name, n * HASH, 'hex')
-          if (n > 0 && buf.compare(buf, n * HASH, (n + 1) * HASH, (n - 1) * HASH, n * HASH) >= 0) ordered = false
-          n++
-        }
+      // A line of 64 hex digits writes 32 bytes (Buffer stops at the first non-hex pair); our own
+      // index never holds upper case, and a name in it would only never match.
+      if (end - at === HASH * 2 && buf.write(text.slice(at, end), n * HASH, 'hex') === HASH) {
+        if (n > 0 && buf.compare(buf, n * HASH, (n + 1) * HASH, (n - 1) * HASH, n * HASH) >= 0) ordered = false
+        n++
       }
       at = end + 1
     }
@@ -49,28 +47,35 @@ export class HashSet {
   }
 
   has(hash: string): boolean {
-    if (this.added.has(hash)) return true
-    if (this.count === 0 || !HEX.test(hash)) return false
+    return this.added.has(hash) || this.indexOf(hash) >= 0
+  }
+
+  /** Where `hash` is in the sorted part, or -1. */
+  private indexOf(hash: string): number {
+    if (this.count === 0 || !HEX.test(hash)) return -1
     const want = Buffer.from(hash, 'hex')
     let lo = 0
     let hi = this.count - 1
     while (lo <= hi) {
       const mid = (lo + hi) >>> 1
       const c = this.sorted.compare(want, 0, HASH, mid * HASH, (mid + 1) * HASH)
-      if (c === 0) return true
+      if (c === 0) return mid
       if (c > 0) hi = mid - 1
       else lo = mid + 1
     }
-    return false
+    return -1
   }
 
-  /** The same set without `names`. */
+  /** The same set without `names` (found by binary search: O(names · log n) plus one copy). */
   without(names: Set<string>): HashSet {
-    const buf = Buffer.alloc(this.count * HASH)
+    const drop = [...names].map((h) => this.indexOf(h)).filter((i) => i >= 0)
+    drop.sort((a, b) => a - b)
+    const buf = Buffer.alloc((this.count - drop.length) * HASH)
+    let from = 0
     let n = 0
-    for (let i = 0; i < this.count; i++) {
-      if (names.has(this.sorted.toString('hex', i * HASH, (i + 1) * HASH))) continue
-      this.sorted.copy(buf, n++ * HASH, i * HASH, (i + 1) * HASH)
+    for (const i of [...drop, this.count]) {
+      n += this.sorted.copy(buf, n * HASH, from * HASH, i * HASH) / HASH
+      from = i + 1
     }
     return new HashSet(buf, n, new Set([...this.added].filter((h) => !names.has(h))))
   }
