@@ -3,12 +3,13 @@ import fs from 'node:fs'
 import path from 'node:path'
 import {fsPath} from '../file-names.js'
 import type {HashCache} from './hash-cache.js'
-import {type Manifest, type ManifestEntry, type ManifestRoot, writeManifest} from './manifest.js'
+import {type Manifest, type ManifestEntry, type ManifestRoot, ManifestWriter, readManifest} from './manifest.js'
 import type {ObjectStore} from './objects.js'
 import type {Tree, TreeEntry} from './walk.js'
 
 export interface SnapshotResult {
-  manifest: Manifest
+  /** Read back from the store when asked (a snapshot never holds the whole Map). */
+  readonly manifest: Manifest
   root: ManifestRoot
   files: number
   bytes: number
@@ -40,7 +41,7 @@ export async function snapshotTree(
   store: ObjectStore,
   onProgress?: (p: SnapshotProgress) => void,
 ): Promise<SnapshotResult> {
-  const manifest: Manifest = new Map()
+  const manifest = new ManifestWriter()
   let files = 0
   let bytes = 0
   let added = 0
@@ -71,14 +72,23 @@ export async function snapshotTree(
         added += put.added
         cache.record(rel, e, hash)
       }
-      manifest.set(rel, {type: 'file', mode: e.mode, size, hash})
+      manifest.add(rel, {type: 'file', mode: e.mode, size, hash})
       files++
       bytes += size
-    } else manifest.set(rel, {type: e.type, mode: e.mode, link: e.link})
+    } else manifest.add(rel, {type: e.type, mode: e.mode, link: e.link})
   }
   onProgress?.({files, bytes, totalFiles, totalBytes, stored: added})
-  const written = writeManifest(manifest, store)
-  return {manifest, root: written.root, files, bytes, added: added + written.added}
+  const written = manifest.write(store)
+  const {root} = written
+  return {
+    get manifest() {
+      return readManifest(root, store)
+    },
+    root,
+    files,
+    bytes,
+    added: added + written.added,
+  }
 }
 
 /** Paths where the tree differs from the manifest (content by hash, type, mode, link). */
