@@ -39,6 +39,7 @@ function parseArgs(argv) {
       return n
     }
     if (a === '--keep') o.keep = true
+    else if (a === '--no-remote') o.noRemote = true
     else if (a === '--json') o.json = true
     else if (a === '--dir') o.dir = path.resolve(val())
     else if (a === '--files') o.files = int()
@@ -48,7 +49,7 @@ function parseArgs(argv) {
       if (o.only !== 'remote') fail('--only takes `remote` (the ssh row alone)')
     } else if (a === '--help' || a === '-h') {
       console.log(
-        'node bench/deploy.mjs [--keep] [--dir DIR] [--files N] [--reps N] [--json] [--only remote]\n  --keep   leave the generated trees and state dir\n  --json   print a JSON summary on stdout (the table goes to stderr)\n  --dir    parent dir for generated data (default: os.tmpdir())\n  --files  files in the target tree (default 20000)\n  --reps   repetitions of each measured deploy (default 3)\n  --only remote   the remote (ssh) row alone',
+        'node bench/deploy.mjs [--keep] [--no-remote] [--dir DIR] [--files N] [--reps N] [--json] [--only remote]\n  --no-remote  skip the ssh host rows\n  --keep   leave the generated trees and state dir\n  --json   print a JSON summary on stdout (the table goes to stderr)\n  --dir    parent dir for generated data (default: os.tmpdir())\n  --files  files in the target tree (default 20000)\n  --reps   repetitions of each measured deploy (default 3)\n  --only remote   the remote (ssh) row alone',
       )
       process.exit(0)
     } else fail(`unknown option ${a} (see --help)`)
@@ -288,6 +289,7 @@ const syncDisks = () => run('sync', [], {allowFail: true})
  * otherwise skipped with the reason.
  */
 async function remoteBench(o, work, src, picked, pool, baseSec) {
+  if (o.noRemote) return {skipped: '--no-remote'}
   if (!fs.existsSync('/usr/sbin/sshd') || process.getuid?.() !== 0)
     return {skipped: 'needs root and /usr/sbin/sshd (apt-get install openssh-server)'}
   const {startSshHost, stopSshHosts} = await import('../test/ssh/sshd-host.mjs')

@@ -8,6 +8,7 @@ import type {ItemizedChange} from '../rsync/itemize.js'
 import type {BackupMeta} from '../state/backups.js'
 import {formatBytes} from '../ui/format.js'
 import {isInteractive, runTasks} from '../ui/render.js'
+import {backupProgress} from '../ui/backup-progress.js'
 import {syncProgress} from '../ui/sync-progress.js'
 import {verbose} from '../ui/verbose.js'
 import {type CheckOutcome, checksGroup} from './checks.js'
@@ -77,6 +78,7 @@ export interface DeployRun {
   /** When deploy() began: the operation's duration (journal and output) counts from here. */
   started: number
   sync?: ReturnType<typeof syncProgress>
+  backup?: ReturnType<typeof backupProgress>
 }
 
 /**
@@ -263,13 +265,16 @@ export function applySteps(ctx: OpContext, run: DeployRun): Step[] {
       title: 'Backup',
       does: 'back up the target',
       skip: () => nothing() || (dry && 'dry run: would back up the target'),
+      progress: () => run.backup?.progress(),
       task: async (_c, task) => {
         throwIfInterrupted(ctx)
         const start = {backup: id(), release: id(), from: result.previousRelease}
         run.op = await Operation.start(ctx, 'deploy', id(), start, run.started)
         result.proof = run.proof
         await run.op.phase('backup')
-        const meta = await target.backups.snapshot(id(), 'deploy', run.targetPlan)
+        const live = isInteractive(ctx.ui) ? (line: string) => void (task.output = line) : undefined
+        run.backup = backupProgress(live)
+        const meta = await target.backups.snapshot(id(), 'deploy', run.targetPlan, run.backup.onProgress)
         result.backup = {id: meta.id, files: meta.files, bytes: meta.bytes, added: meta.added}
         task.title = `Backup ${id()}: ${meta.files} files, ${formatBytes(meta.added)} added`
       },

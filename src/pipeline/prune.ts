@@ -55,7 +55,7 @@ export async function pinnedBackups(target: Target, current?: string): Promise<s
  */
 export async function pruneAfter(ctx: OpContext, pinned: string[]): Promise<string[]> {
   try {
-    const {removed} = await ctx.target.backups.prune(ctx.config.keep, pinned)
+    const {removed} = await ctx.target.backups.prune(ctx.config.keep, pinned, {incremental: true})
     if ((ctx.config.steps ?? []).length > 0) await pruneStepBackups(ctx, removed)
     return removed
   } catch (err) {

@@ -19,8 +19,19 @@ export type Row = [name: string, type: 'f' | 'd' | 'l', mode: number, sizeOrLink
 
 /** Stores a manifest as one object per directory (git's trees, one level deep). */
 export function writeManifest(manifest: Manifest, store: ObjectStore): {root: ManifestRoot; added: number} {
-  const byDir = new Map<string, Row[]>([['', []]])
-  for (const [rel, e] of manifest) {
+  const writer = new ManifestWriter()
+  for (const [rel, e] of manifest) writer.add(rel, e)
+  return writer.write(store)
+}
+
+/**
+ * A manifest built row by row straight into its directory chunks, for a caller that never needs
+ * the Map (a snapshot): one compact row per path instead of an entry object and a row.
+ */
+export class ManifestWriter {
+  private readonly byDir = new Map<string, Row[]>([['', []]])
+
+  add(rel: string, e: ManifestEntry): void {
     const slash = rel.lastIndexOf('/')
     const dir = slash === -1 ? '' : rel.slice(0, slash)
     const name = rel.slice(slash + 1)
@@ -30,19 +41,25 @@ export function writeManifest(manifest: Manifest, store: ObjectStore): {root: Ma
         : e.type === 'dir'
           ? [name, 'd', e.mode]
           : [name, 'l', e.mode, e.link]
-    let rows = byDir.get(dir)
-    if (!rows) byDir.set(dir, (rows = []))
+    let rows = this.byDir.get(dir)
+    if (!rows) this.byDir.set(dir, (rows = []))
     rows.push(row)
   }
-  const root: ManifestRoot = {}
-  let added = 0
-  for (const [dir, rows] of [...byDir].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-    rows.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
-    const put = store.putBytes(JSON.stringify(rows))
-    root[dir] = put.hash
-    added += put.added
+
+  /** Stores the chunks (each dropped once stored); returns the root and the bytes added. */
+  write(store: ObjectStore): {root: ManifestRoot; added: number} {
+    const root: ManifestRoot = {}
+    let added = 0
+    for (const dir of [...this.byDir.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) {
+      const rows = this.byDir.get(dir)!
+      this.byDir.delete(dir)
+      rows.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+      const put = store.putBytes(JSON.stringify(rows))
+      root[dir] = put.hash
+      added += put.added
+    }
+    return {root, added}
   }
-  return {root, added}
 }
 
 /**
@@ -141,4 +158,36 @@ export function objectsOf(roots: ManifestRoot[], store: ObjectStore): Set<string
       if (row[1] === 'f' && row[4]) out.add(row[4])
   }
   return out
+}
+
+/**
+ * Objects only the removed manifests (`gone`) used: what an incremental prune may delete. Only the
+ * chunks of `gone` that no kept manifest shares are read (a chunk shared is identical content, so
+ * everything in it stays), and the kept manifests' chunks are read only when there is such a
+ * candidate, to take out what they still use. A chunk of `gone` that cannot be read is skipped: its
+ * objects stay (the full sweep of `hotctl backups prune` finds whatever is left unused).
+ */
+export function unusedObjects(gone: ManifestRoot[], kept: ManifestRoot[], store: ObjectStore): Set<string> {
+  const keptChunks = new Set(kept.flatMap((r) => Object.values(r)))
+  const candidates = new Set<string>()
+  for (const chunk of new Set(gone.flatMap((r) => Object.values(r)))) {
+    if (keptChunks.has(chunk)) continue
+    let rows: Row[]
+    try {
+      rows = JSON.parse(store.read(chunk).toString('utf8')) as Row[]
+    } catch {
+      continue
+    }
+    candidates.add(chunk)
+    for (const row of rows) if (row[1] === 'f' && row[4]) candidates.add(row[4])
+  }
+  if (candidates.size === 0) return candidates
+  for (const chunk of keptChunks) {
+    candidates.delete(chunk)
+    // A kept chunk that cannot be read stops the prune: what it uses cannot be told apart.
+    for (const row of JSON.parse(store.read(chunk).toString('utf8')) as Row[])
+      if (row[1] === 'f' && row[4]) candidates.delete(row[4])
+    if (candidates.size === 0) break
+  }
+  return candidates
 }

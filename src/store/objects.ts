@@ -3,6 +3,7 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import {copyBuffer, hashFile} from './hash.js'
+import {HashSet} from './hash-set.js'
 
 /** Object names are sha256 hex digests. */
 export const isHash = (s: unknown): s is string => typeof s === 'string' && /^[0-9a-f]{64}$/.test(s)
@@ -21,7 +22,7 @@ import {fsPath} from '../file-names.js'
  * An object appears only by rename after it is fully written, so a crash leaves at most a temp file.
  */
 export class ObjectStore {
-  private known?: Set<string>
+  private known?: HashSet
   private indexDirty = false
   /** Directories this process made sure exist (a mkdir per object costs at 200k files). */
   private readonly dirsMade = new Set<string>()
@@ -46,15 +47,20 @@ export class ObjectStore {
   }
 
   has(hash: string): boolean {
+    return this.loaded().has(hash)
+  }
+
+  /** The index, read on first use (or, without one, the store listed). */
+  private loaded(): HashSet {
     if (!this.known) {
       try {
-        this.known = new Set(fs.readFileSync(this.indexFile, 'utf8').split('\n').filter(Boolean))
+        this.known = HashSet.parse(fs.readFileSync(this.indexFile, 'utf8'))
       } catch {
-        this.known = this.listObjects()
+        this.known = HashSet.of(this.listObjects())
         this.indexDirty = true
       }
     }
-    return this.known.has(hash)
+    return this.known
   }
 
   /** Writes the index if objects were added (atomically). */
@@ -62,7 +68,12 @@ export class ObjectStore {
     if (!this.indexDirty || !this.known) return
     fs.mkdirSync(this.dir, {recursive: true})
     const tmp = `${this.indexFile}.${process.pid}.tmp`
-    fs.writeFileSync(tmp, [...this.known].join('\n'))
+    const fd = fs.openSync(tmp, 'w')
+    try {
+      this.known.writeTo(fd)
+    } finally {
+      fs.closeSync(fd)
+    }
     fs.renameSync(tmp, this.indexFile)
     this.indexDirty = false
   }
@@ -207,13 +218,39 @@ export class ObjectStore {
     const stored = [...this.listObjects()]
     const garbage = stored.filter((h) => !keep.has(h))
     // The index forgets them first: it must never name a deleted object.
-    this.known = new Set(stored.filter((h) => keep.has(h)))
+    this.known = HashSet.of(stored.filter((h) => keep.has(h)))
     this.indexDirty = true
     this.flush()
     let freed = 0
     for (const hash of garbage) {
       const p = this.pathOf(hash)
       freed += fs.statSync(p).size
+      fs.rmSync(p, {force: true})
+    }
+    return freed
+  }
+
+  /**
+   * Deletes the given objects (those present), and leftover temp files: an incremental prune's
+   * garbage, found without listing the store. Returns bytes freed.
+   */
+  collectObjects(garbage: Set<string>): number {
+    if (!fs.existsSync(this.dir)) return 0
+    fs.rmSync(path.join(this.dir, 'tmp'), {recursive: true, force: true})
+    this.dirsMade.clear()
+    if (garbage.size === 0) return 0
+    // The index forgets them first: it must never name a deleted object.
+    this.known = this.loaded().without(garbage)
+    this.indexDirty = true
+    this.flush()
+    let freed = 0
+    for (const hash of garbage) {
+      const p = this.pathOf(hash)
+      try {
+        freed += fs.statSync(p).size
+      } catch {
+        continue // not stored (or already gone)
+      }
       fs.rmSync(p, {force: true})
     }
     return freed

@@ -3,12 +3,13 @@ import fs from 'node:fs'
 import path from 'node:path'
 import {fsPath} from '../file-names.js'
 import type {HashCache} from './hash-cache.js'
-import {type Manifest, type ManifestEntry, type ManifestRoot, writeManifest} from './manifest.js'
+import {type Manifest, type ManifestEntry, type ManifestRoot, ManifestWriter, readManifest} from './manifest.js'
 import type {ObjectStore} from './objects.js'
 import type {Tree, TreeEntry} from './walk.js'
 
 export interface SnapshotResult {
-  manifest: Manifest
+  /** Read back from the store when asked (a snapshot never holds the whole Map). */
+  readonly manifest: Manifest
   root: ManifestRoot
   files: number
   bytes: number
@@ -16,13 +17,49 @@ export interface SnapshotResult {
   added: number
 }
 
-/** Records a walked tree: stores only content the store lacks; unchanged files cost nothing. */
-export function snapshotTree(tree: Tree, cache: HashCache, store: ObjectStore): SnapshotResult {
-  const manifest: Manifest = new Map()
+/** How far a snapshot has got: files and bytes recorded of the tree's, and the bytes newly stored. */
+export interface SnapshotProgress {
+  files: number
+  bytes: number
+  totalFiles: number
+  totalBytes: number
+  /** Bytes copied into the store so far (all of them on a first backup). */
+  stored: number
+}
+
+/** How long the copy loop runs before it lets timers (progress, signals, a terminal's redraw) run. */
+const YIELD_MS = 50
+
+/**
+ * Records a walked tree: stores only content the store lacks; unchanged files cost nothing.
+ * A first backup of a big tree reads every byte, so it yields to the event loop every 50 ms and
+ * reports its progress (`onProgress`) when it does.
+ */
+export async function snapshotTree(
+  tree: Tree,
+  cache: HashCache,
+  store: ObjectStore,
+  onProgress?: (p: SnapshotProgress) => void,
+): Promise<SnapshotResult> {
+  const manifest = new ManifestWriter()
   let files = 0
   let bytes = 0
   let added = 0
+  let totalFiles = 0
+  let totalBytes = 0
+  if (onProgress)
+    for (const e of tree.entries.values())
+      if (e.type === 'file') {
+        totalFiles++
+        totalBytes += e.size
+      }
+  let yielded = Date.now()
   for (const [rel, e] of tree.entries) {
+    if (Date.now() - yielded >= YIELD_MS) {
+      onProgress?.({files, bytes, totalFiles, totalBytes, stored: added})
+      await new Promise((resolve) => setImmediate(resolve))
+      yielded = Date.now()
+    }
     if (e.type === 'file') {
       // A file hotctl has no record of (a first backup) is read once: hashed as it is copied in.
       // One it knows is hashed only if its stat moved, and copied only if the store lacks it.
@@ -35,13 +72,23 @@ export function snapshotTree(tree: Tree, cache: HashCache, store: ObjectStore): 
         added += put.added
         cache.record(rel, e, hash)
       }
-      manifest.set(rel, {type: 'file', mode: e.mode, size, hash})
+      manifest.add(rel, {type: 'file', mode: e.mode, size, hash})
       files++
       bytes += size
-    } else manifest.set(rel, {type: e.type, mode: e.mode, link: e.link})
+    } else manifest.add(rel, {type: e.type, mode: e.mode, link: e.link})
   }
-  const written = writeManifest(manifest, store)
-  return {manifest, root: written.root, files, bytes, added: added + written.added}
+  onProgress?.({files, bytes, totalFiles, totalBytes, stored: added})
+  const written = manifest.write(store)
+  const {root} = written
+  return {
+    get manifest() {
+      return readManifest(root, store)
+    },
+    root,
+    files,
+    bytes,
+    added: added + written.added,
+  }
 }
 
 /** Paths where the tree differs from the manifest (content by hash, type, mode, link). */

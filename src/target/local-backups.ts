@@ -11,12 +11,19 @@ import {
   StoreChecker,
 } from '../store/integrity.js'
 import {DeployedIndex, treeAfterSync} from '../store/deployed.js'
-import {describeCheck, type Manifest, type ManifestRoot, objectsOf, readManifest} from '../store/manifest.js'
+import {
+  describeCheck,
+  type Manifest,
+  type ManifestRoot,
+  objectsOf,
+  readManifest,
+  unusedObjects,
+} from '../store/manifest.js'
 import {ObjectStore} from '../store/objects.js'
 import {applyRestore, diffAgainst, planRestore, snapshotTree} from '../store/snapshot.js'
 import type {Tree} from '../store/walk.js'
 import type {LocalTree} from './local-tree.js'
-import type {BackupStore, TargetPlan} from './target.js'
+import type {BackupStore, SnapshotProgress, TargetPlan} from './target.js'
 
 /**
  * Backups of a local target in its state dir: a content-addressed object store (copies, never
@@ -47,12 +54,17 @@ export class LocalBackupStore implements BackupStore {
     return this.index.list()
   }
 
-  async snapshot(id: string, reason: BackupMeta['reason'], plan?: TargetPlan): Promise<BackupMeta> {
+  async snapshot(
+    id: string,
+    reason: BackupMeta['reason'],
+    plan?: TargetPlan,
+    onProgress?: (p: SnapshotProgress) => void,
+  ): Promise<BackupMeta> {
     // The walk taken by planChanges (under the same lock) is reused by this backup and by the
     // sync's deletions: one stat pass per deploy.
     const tree = (plan?.walk as Tree | undefined) ?? this.tree.walk()
     const cache = this.tree.targetCache()
-    const snap = snapshotTree(tree, cache, this.store)
+    const snap = await snapshotTree(tree, cache, this.store, onProgress)
     this.lastWalk = tree
     // Content on disk before the index names it and the metadata declares the backup complete.
     this.store.makeDurable()
@@ -125,7 +137,7 @@ export class LocalBackupStore implements BackupStore {
   async prune(
     keep: number,
     pinned: string[],
-    opts: {dryRun?: boolean} = {},
+    opts: {dryRun?: boolean; incremental?: boolean} = {},
   ): Promise<{removed: string[]; freedBytes: number}> {
     const all = this.index.list()
     const kept = new Set(all.slice(-keep).map((b) => b.id))
@@ -152,10 +164,27 @@ export class LocalBackupStore implements BackupStore {
       for (const [hash, size] of this.store.scan().objects) if (!keepObjects.has(hash)) freedBytes += size
       return {removed, freedBytes}
     }
+    const goneRoots = opts.incremental
+      ? [
+          ...all.filter((b) => !kept.has(b.id)).map((b) => b.root),
+          ...deployed.slice(0, -keep).flatMap((r): ManifestRoot[] => {
+            const root = this.deployed.get(r)?.root
+            return root ? [root] : []
+          }),
+        ]
+      : []
     for (const id of removed) this.index.remove(id)
     for (const r of deployed.slice(0, -keep)) this.deployed.remove(r)
     if (removed.length === 0) return {removed, freedBytes: 0}
-    return {removed, freedBytes: this.store.collectGarbage(live())}
+    if (!opts.incremental) return {removed, freedBytes: this.store.collectGarbage(live())}
+    const keptRoots = [
+      ...all.filter((b) => kept.has(b.id)).map((b) => b.root),
+      ...keptDeployed.flatMap((r): ManifestRoot[] => {
+        const root = this.deployed.get(r)?.root
+        return root ? [root] : []
+      }),
+    ]
+    return {removed, freedBytes: this.store.collectObjects(unusedObjects(goneRoots, keptRoots, this.store))}
   }
 
   /** Objects the recorded trees as deployed use (a record whose chunks cannot be read is skipped). */
@@ -180,7 +209,7 @@ export class LocalBackupStore implements BackupStore {
     const walked = plan?.walk as Tree | undefined
     const tree = walked ? treeAfterSync(walked, plan!.changes, MARKER_NAME) : this.tree.walk()
     const cache = this.tree.targetCache()
-    const snap = snapshotTree(tree, cache, this.store)
+    const snap = await snapshotTree(tree, cache, this.store)
     this.store.flush()
     cache.save(tree)
     this.deployed.write({release, time: new Date().toISOString(), root: snap.root})

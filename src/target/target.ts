@@ -7,6 +7,7 @@ import type {JournalEvent} from '../state/journal.js'
 import type {LockOwner} from '../state/lock.js'
 import type {IntegrityReport} from '../store/integrity.js'
 import type {Manifest} from '../store/manifest.js'
+import type {SnapshotProgress} from '../store/snapshot.js'
 
 /** The file hotctl writes into the target so the service can report which release it loaded. */
 export interface ReleaseMarker {
@@ -48,6 +49,8 @@ export interface SyncProgress {
   bytes: number
 }
 
+export type {SnapshotProgress}
+
 export interface TargetPlan {
   changes: ChangeSet
   readonly walk?: unknown
@@ -87,16 +90,32 @@ export interface BackupStore {
   list(): Promise<BackupMeta[]>
   /** Ids of every backup metadata file, damaged ones included. */
   ids(): Promise<string[]>
-  /** Records the target tree as backup `id`; `plan` lends the planning walk, if there was one. */
-  snapshot(id: string, reason: BackupMeta['reason'], plan?: TargetPlan): Promise<BackupMeta>
+  /**
+   * Records the target tree as backup `id`; `plan` lends the planning walk, if there was one.
+   * `onProgress` is called as it goes, where the target can tell (a local one can; SSH does not).
+   */
+  snapshot(
+    id: string,
+    reason: BackupMeta['reason'],
+    plan?: TargetPlan,
+    onProgress?: (p: SnapshotProgress) => void,
+  ): Promise<BackupMeta>
   /** Checks what it will use against its hashes first: a damaged backup throws BackupDamagedError, nothing written. */
   restore(id: string): Promise<{written: string[]; removed: string[]}>
   /** Paths where the target differs from backup `id` (empty = verified). */
   verify(id: string): Promise<string[]>
   /** Full integrity check of backup `id`, or of every backup and the store. Read-only. */
   check(id?: string): Promise<IntegrityReport>
-  /** `dryRun`: what would go and the bytes it would free, nothing removed. */
-  prune(keep: number, pinned: string[], opts?: {dryRun?: boolean}): Promise<{removed: string[]; freedBytes: number}>
+  /**
+   * `dryRun`: what would go and the bytes it would free, nothing removed. `incremental` (after a
+   * deploy or rollback): only content the removed backups used is looked at, never the whole store;
+   * without it the whole store is swept (`hotctl backups prune`).
+   */
+  prune(
+    keep: number,
+    pinned: string[],
+    opts?: {dryRun?: boolean; incremental?: boolean},
+  ): Promise<{removed: string[]; freedBytes: number}>
   /** The tree backup `id` holds: path → type, mode, size, content hash, link (chunks checked). */
   files(id: string): Promise<Manifest>
   /**

@@ -222,6 +222,39 @@ describe('a big sync shows its progress', {timeout: 120_000}, () => {
   })
 })
 
+describe('the first backup of a big tree shows its progress', {timeout: 180_000}, () => {
+  /** 3,000 distinct files (24 MiB) in source and target alike: the first deploy's backup stores them all. */
+  function bigWorkspace() {
+    const ws = makeWorkspace()
+    for (let d = 0; d < 30; d++)
+      for (let i = 0; i < 100; i++) {
+        const content = crypto.randomBytes(8192)
+        for (const root of [ws.src, ws.live]) {
+          fs.mkdirSync(path.join(root, `data/d${d}`), {recursive: true})
+          fs.writeFileSync(path.join(root, `data/d${d}/f${i}.bin`), content)
+        }
+      }
+    ws.writeConfig({target: '../live'})
+    return ws
+  }
+  const LINE = String.raw`\d+ of \d+ files, \d+(\.\d)? (B|KiB|MiB) of \d+(\.\d)? MiB, \d+(\.\d)? (B|KiB|MiB) stored, \d+(\.\d)? (B|KiB|MiB)\/s`
+
+  it('in a log: files and bytes recorded and stored, the rate and the time left, at intervals', async () => {
+    const ws = bigWorkspace()
+    const log = await runCli(['deploy'], {cwd: ws.src, env: {HOTCTL_PROGRESS_INTERVAL: '20'}})
+    expect(log.exitCode, why(log)).toBe(0)
+    expect(log.stderr).toMatch(new RegExp(`… Backup: ${LINE}(, ${DURATION} left)? \\(still running`))
+    expect(log.stderr).toMatch(/✔ Backup \d+: 30\d\d files/)
+  })
+
+  it('on a terminal: the same line, live', async () => {
+    const ws = bigWorkspace()
+    const tty = await runIn('both-tty', ['deploy'], ws.src, cleanEnv({}))
+    expect(tty.exitCode, tty.tty).toBe(0)
+    expect(stripVTControlCharacters(tty.tty)).toMatch(new RegExp(LINE))
+  })
+})
+
 describe('--json and --events', {timeout: 120_000}, () => {
   it('--json: stdout holds only the JSON, the progress goes to stderr', async () => {
     const ws = makeWorkspace()

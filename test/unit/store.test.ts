@@ -206,11 +206,11 @@ describe('walkTree', () => {
 describe('snapshot and restore', () => {
   const skip = compilePatterns(['/uploads', 'local.env'])
 
-  it('round trip: modify, add, delete files, dirs and symlinks, then restore → identical', () => {
+  it('round trip: modify, add, delete files, dirs and symlinks, then restore → identical', async () => {
     const {target, store} = fixture()
     const before = describeTree(target, skip)
     const cache = HashCache.open()
-    const snap = snapshotTree(walkTree(target, skip), cache, store)
+    const snap = await snapshotTree(walkTree(target, skip), cache, store)
     expect(snap.files).toBe(5)
     expect(snap.bytes).toBe(
       ['print("v1")\n', 'def f(): pass\n', '', '# app\n', 'body{}\n'].reduce((n, s) => n + s.length, 0),
@@ -272,18 +272,18 @@ describe('snapshot and restore', () => {
     expect(fs.readdirSync(target).some((n) => n.startsWith('.hotctl-restore'))).toBe(false)
   })
 
-  it('restoring an unchanged tree writes and removes nothing', () => {
+  it('restoring an unchanged tree writes and removes nothing', async () => {
     const {target, store} = fixture()
     const cache = HashCache.open()
-    const snap = snapshotTree(walkTree(target, skip), cache, store)
+    const snap = await snapshotTree(walkTree(target, skip), cache, store)
     expect(restoreTree(snap.manifest, walkTree(target, skip, skip), store, cache)).toEqual({written: [], removed: []})
   })
 
-  it('restore keeps a removed-from-snapshot directory that holds protected content', () => {
+  it('restore keeps a removed-from-snapshot directory that holds protected content', async () => {
     const {target, store} = fixture()
     const skip2 = compilePatterns(['/uploads', 'local.env', '*.db'])
     const cache = HashCache.open()
-    const snap = snapshotTree(walkTree(target, skip2), cache, store)
+    const snap = await snapshotTree(walkTree(target, skip2), cache, store)
     writeTree(target, {'cache/a.txt': 'a', 'cache/state.db': 'DB'})
     const res = restoreTree(snap.manifest, walkTree(target, skip2, skip2), store, cache)
     expect(res.removed).toEqual(['cache/a.txt'])
@@ -291,20 +291,20 @@ describe('snapshot and restore', () => {
     expect(fs.existsSync(path.join(target, 'cache/a.txt'))).toBe(false)
   })
 
-  it('restore into an empty (deleted) target recreates everything', () => {
+  it('restore into an empty (deleted) target recreates everything', async () => {
     const {target, store, base} = fixture()
     const cache = HashCache.open()
-    const snap = snapshotTree(walkTree(target, skip), cache, store)
+    const snap = await snapshotTree(walkTree(target, skip), cache, store)
     const before = describeTree(target, skip)
     const other = path.join(base, 'elsewhere')
     restoreTree(snap.manifest, walkTree(other, skip, skip), store, HashCache.open())
     expect(describeTree(other)).toEqual(before)
   })
 
-  it('a directory that replaced a snapshotted file is turned back into the file', () => {
+  it('a directory that replaced a snapshotted file is turned back into the file', async () => {
     const {target, store} = fixture()
     const cache = HashCache.open()
-    const snap = snapshotTree(walkTree(target, skip), cache, store)
+    const snap = await snapshotTree(walkTree(target, skip), cache, store)
     const before = describeTree(target, skip)
     fs.rmSync(path.join(target, 'README.md'))
     writeTree(target, {'README.md/index.md': 'now a dir'})
@@ -312,14 +312,14 @@ describe('snapshot and restore', () => {
     expect(describeTree(target, skip)).toEqual(before)
   })
 
-  it('a directory that replaced a snapshotted symlink-to-dir: restore must not delete through the restored link', () => {
+  it('a directory that replaced a snapshotted symlink-to-dir: restore must not delete through the restored link', async () => {
     const base = tmpDir()
     const target = path.join(base, 'live')
     const store = new ObjectStore(path.join(base, 'objects'))
     writeTree(target, {'releases/v1/app.py': 'v1 app', 'releases/v1/lib.py': 'v1 lib'})
     fs.symlinkSync('releases/v1', path.join(target, 'current'))
     const cache = HashCache.open()
-    const snap = snapshotTree(walkTree(target, skip), cache, store)
+    const snap = await snapshotTree(walkTree(target, skip), cache, store)
     const before = describeTree(target)
     // a deploy replaced the link by a real directory with the same file names
     fs.rmSync(path.join(target, 'current'))
@@ -333,10 +333,10 @@ describe('snapshot and restore', () => {
     expect(describeTree(target)).toEqual(before)
   })
 
-  it('a file that replaced a snapshotted directory is turned back into the directory', () => {
+  it('a file that replaced a snapshotted directory is turned back into the directory', async () => {
     const {target, store} = fixture()
     const cache = HashCache.open()
-    const snap = snapshotTree(walkTree(target, skip), cache, store)
+    const snap = await snapshotTree(walkTree(target, skip), cache, store)
     const before = describeTree(target, skip)
     fs.rmSync(path.join(target, 'static'), {recursive: true})
     fs.writeFileSync(path.join(target, 'static'), 'now a file')
@@ -344,12 +344,12 @@ describe('snapshot and restore', () => {
     expect(describeTree(target, skip)).toEqual(before)
   })
 
-  it('a symlink replacing a directory is replaced back without following it', () => {
+  it('a symlink replacing a directory is replaced back without following it', async () => {
     const {target, store, base} = fixture()
     const outside = path.join(base, 'outside')
     writeTree(outside, {'precious.txt': 'do not touch'})
     const cache = HashCache.open()
-    const snap = snapshotTree(walkTree(target, skip), cache, store)
+    const snap = await snapshotTree(walkTree(target, skip), cache, store)
     const before = describeTree(target, skip)
     fs.rmSync(path.join(target, 'static'), {recursive: true})
     fs.symlinkSync(outside, path.join(target, 'static'))
@@ -362,7 +362,7 @@ describe('snapshot and restore', () => {
 // The manifest records the size of what was copied (putFile's), not the walk's stat, so a file
 // that grew between the walk and the copy restores and verifies cleanly.
 describe('snapshotTree of a file that grows after the walk', () => {
-  it('records the copied size; restore + diffAgainst is empty', () => {
+  it('records the copied size; restore + diffAgainst is empty', async () => {
     const base = tmpDir()
     const live = path.join(base, 'live')
     const store = new ObjectStore(path.join(base, 'state', 'objects'))
@@ -373,7 +373,7 @@ describe('snapshotTree of a file that grows after the walk', () => {
     const grownSize = fs.statSync(path.join(live, 'app/log.txt')).size
     expect(grownSize).toBeGreaterThan(walkedSize)
 
-    const snap = snapshotTree(tree, HashCache.open(), store)
+    const snap = await snapshotTree(tree, HashCache.open(), store)
     store.flush()
     const entry = snap.manifest.get('app/log.txt')!
     expect(entry.size).toBe(fs.statSync(store.pathOf(entry.hash!)).size) // the size of the stored object
@@ -399,10 +399,10 @@ describe('snapshot storage cost', () => {
   }
   const skip = compilePatterns([])
 
-  it('the first snapshot stores every file once (identical files once) plus the chunks', () => {
+  it('the first snapshot stores every file once (identical files once) plus the chunks', async () => {
     const {target, store, files} = bigTree()
     writeTree(target, {'dup1.txt': 'same', 'dup2.txt': 'same'})
-    const snap = snapshotTree(walkTree(target, skip), HashCache.open(), store)
+    const snap = await snapshotTree(walkTree(target, skip), HashCache.open(), store)
     const content = Object.values(files).reduce((n, s) => n + Buffer.byteLength(s), 0) + 4
     const chunks = Object.values(snap.root).reduce((n, h) => n + store.read(h).length, 0)
     expect(snap.files).toBe(202)
@@ -410,38 +410,38 @@ describe('snapshot storage cost', () => {
     expect(snap.added).toBe(content + chunks)
   })
 
-  it('a second snapshot of an unchanged tree adds 0 bytes (same cache or fresh one, same or new store handle)', () => {
+  it('a second snapshot of an unchanged tree adds 0 bytes (same cache or fresh one, same or new store handle)', async () => {
     const {target, store} = bigTree()
     const cache = HashCache.open()
-    const first = snapshotTree(walkTree(target, skip), cache, store)
-    const second = snapshotTree(walkTree(target, skip), cache, store)
+    const first = await snapshotTree(walkTree(target, skip), cache, store)
+    const second = await snapshotTree(walkTree(target, skip), cache, store)
     expect(second.added).toBe(0)
     expect(second.root).toEqual(first.root)
-    const third = snapshotTree(walkTree(target, skip), HashCache.open(), new ObjectStore(store.dir))
+    const third = await snapshotTree(walkTree(target, skip), HashCache.open(), new ObjectStore(store.dir))
     expect(third.added).toBe(0)
     expect(third.root).toEqual(first.root)
   })
 
-  it('unchanged files are not reread when the cache is warm', () => {
+  it('unchanged files are not reread when the cache is warm', async () => {
     const {target, store} = bigTree()
     const cache = HashCache.open()
-    const first = snapshotTree(walkTree(target, skip), cache, store)
+    const first = await snapshotTree(walkTree(target, skip), cache, store)
     // The first snapshot hashes each file as it copies it in (one read), and records the hash.
     expect(cache.hashed).toBe(0)
     expect(first.added).toBeGreaterThan(0)
-    const second = snapshotTree(walkTree(target, skip), cache, store)
+    const second = await snapshotTree(walkTree(target, skip), cache, store)
     expect(cache.hashed).toBe(0)
     expect(second.added).toBe(0)
     expect(second.root).toEqual(first.root)
   })
 
-  it('after changing one file, a snapshot adds that file plus its directory chunk only', () => {
+  it('after changing one file, a snapshot adds that file plus its directory chunk only', async () => {
     const {target, store} = bigTree()
     const cache = HashCache.open()
-    const first = snapshotTree(walkTree(target, skip), cache, store)
+    const first = await snapshotTree(walkTree(target, skip), cache, store)
     const newContent = 'changed!\n'.repeat(100)
     fs.writeFileSync(path.join(target, 'src/file042.py'), newContent)
-    const second = snapshotTree(walkTree(target, skip), cache, store)
+    const second = await snapshotTree(walkTree(target, skip), cache, store)
     const srcChunk = store.read(second.root['src']!).length
     expect(second.root['']).toBe(first.root[''])
     expect(second.root['src']).not.toBe(first.root['src'])
@@ -542,7 +542,7 @@ describe('ObjectStore checks', () => {
     expect(store.check(sha('never stored'))).toEqual({state: 'missing'})
   })
 
-  it('scan lists objects with sizes, temp files and strays, and the index as written', () => {
+  it('scan lists objects with sizes, temp files and strays, and the index as written', async () => {
     const store = new ObjectStore(path.join(tmpDir(), 'objects'))
     const a = store.putBytes('aaaa').hash
     store.flush()
@@ -558,11 +558,11 @@ describe('ObjectStore checks', () => {
 
 describe('backup integrity', () => {
   /** A snapshotted tree with its metadata written like LocalTarget does, and a LocalTarget over it. */
-  function backedUp() {
+  async function backedUp() {
     const {base, target, store} = fixture()
     const stateDir = path.join(base, 'state')
     const skip = compilePatterns(['/uploads', 'local.env'])
-    const snap = snapshotTree(walkTree(target, skip), HashCache.open(), store)
+    const snap = await snapshotTree(walkTree(target, skip), HashCache.open(), store)
     store.flush()
     const id = '20250101120000'
     const index = new BackupIndex(path.join(stateDir, 'backups'))
@@ -589,8 +589,8 @@ describe('backup integrity', () => {
     return {target, store, snap, id, index, local: openTarget(config, {warn: () => {}}).backups}
   }
 
-  it('a sound backup has no damage, and each chunk and object is hashed once however many backups share it', () => {
-    const {store, index, id, snap} = backedUp()
+  it('a sound backup has no damage, and each chunk and object is hashed once however many backups share it', async () => {
+    const {store, index, id, snap} = await backedUp()
     const meta = index.get(id)!
     index.write({...meta, id: '20250101120001'})
     const report = checkStore(index.readAll(), store, {wholeStore: true})
@@ -613,8 +613,8 @@ describe('backup integrity', () => {
       'invalid',
     ],
     ['recording other totals', (m: Record<string, unknown>) => ({...m, bytes: (m.bytes as number) + 1}), 'invalid'],
-  ])('metadata %s is damage, named by the backup', (what, edit, problem) => {
-    const {store, index, id} = backedUp()
+  ])('metadata %s is damage, named by the backup', async (what, edit, problem) => {
+    const {store, index, id} = await backedUp()
     const file = index.metaPath(id)
     const meta = JSON.parse(fs.readFileSync(file, 'utf8'))
     if (what === 'missing') fs.rmSync(file)
@@ -628,8 +628,8 @@ describe('backup integrity', () => {
     expect(b.damage[0]!.message).toContain(`metadata backups/${id}.json`)
   })
 
-  it('a chunk that is missing, edited or malformed is damage naming its directory and hash', () => {
-    const {store, index, id, snap} = backedUp()
+  it('a chunk that is missing, edited or malformed is damage naming its directory and hash', async () => {
+    const {store, index, id, snap} = await backedUp()
     fs.rmSync(store.pathOf(snap.root['static/css']!))
     damageObject(store, snap.root['app']!, (b) => Buffer.from(b.toString().replace('main.py', 'MAIN.py')))
     const bogus = store.putBytes('{"not": "rows"}').hash
@@ -645,8 +645,8 @@ describe('backup integrity', () => {
     )
   })
 
-  it('a chunk for a directory its parent holds as a symlink is damage (a restore would write through the link)', () => {
-    const {store, index, id, snap} = backedUp()
+  it('a chunk for a directory its parent holds as a symlink is damage (a restore would write through the link)', async () => {
+    const {store, index, id, snap} = await backedUp()
     // "entry" is a symlink in the root listing; give it a listing of its own.
     index.write({
       ...index.get(id)!,
@@ -660,7 +660,7 @@ describe('backup integrity', () => {
   })
 
   it('LocalTarget.restore checks the objects it will copy and writes nothing when one is damaged', async () => {
-    const {target, store, id, snap, local} = backedUp()
+    const {target, store, id, snap, local} = await backedUp()
     fs.writeFileSync(path.join(target, 'app/main.py'), 'print("v2 broken")\n')
     fs.rmSync(path.join(target, 'README.md'))
     damageObject(store, snap.manifest.get('app/main.py')!.hash!, flip)
@@ -684,7 +684,7 @@ describe('backup integrity', () => {
   })
 
   it('LocalTarget.restore reads only the objects of files that differ (O(changed)): damage elsewhere does not block it', async () => {
-    const {target, store, id, snap, local} = backedUp()
+    const {target, store, id, snap, local} = await backedUp()
     const want = untouched(target)
     fs.writeFileSync(path.join(target, 'app/main.py'), 'print("v2 broken")\n')
     damageObject(store, snap.manifest.get('README.md')!.hash!, flip) // README.md is equal in the target: not copied
@@ -698,7 +698,7 @@ describe('backup integrity', () => {
   })
 
   it('LocalTarget.restore refuses a backup whose chunk was edited to name another object of the same size', async () => {
-    const {target, store, id, snap, local} = backedUp()
+    const {target, store, id, snap, local} = await backedUp()
     const other = store.putBytes('print("v9")\n').hash // same size as print("v1")
     damageObject(store, snap.root['app']!, (b) =>
       Buffer.from(b.toString().replace(snap.manifest.get('app/main.py')!.hash!, other)),
@@ -710,8 +710,8 @@ describe('backup integrity', () => {
     expect(untouched(target)).toEqual(before)
   })
 
-  it('an object damaged after the check is caught by the copy itself: the bad copy is never renamed into place', () => {
-    const {target, store, snap} = backedUp()
+  it('an object damaged after the check is caught by the copy itself: the bad copy is never renamed into place', async () => {
+    const {target, store, snap} = await backedUp()
     fs.writeFileSync(path.join(target, 'app/main.py'), 'print("v2")\n')
     const plan = planRestore(
       snap.manifest,
@@ -725,8 +725,8 @@ describe('backup integrity', () => {
     expect(fs.readdirSync(path.join(target, 'app')).filter((n) => n.startsWith('.hotctl-restore'))).toEqual([])
   })
 
-  it('the whole-store check: unused objects and temp files are info; an index naming a missing object is damage', () => {
-    const {store, index} = backedUp()
+  it('the whole-store check: unused objects and temp files are info; an index naming a missing object is damage', async () => {
+    const {store, index} = await backedUp()
     const unused = store.putBytes('no backup names this')
     store.flush()
     fs.writeFileSync(path.join(store.dir, 'tmp', '9-leftover'), 'x')
@@ -737,5 +737,65 @@ describe('backup integrity', () => {
     })
     fs.rmSync(store.pathOf(unused.hash))
     expect(check().damage).toEqual([expect.objectContaining({what: 'index', hash: unused.hash})])
+  })
+})
+
+describe('incremental prune (after a deploy)', () => {
+  /** Three backups of a changing tree; returns the state dir and a LocalTarget's backups over it. */
+  async function threeBackups() {
+    const base = tmpDir()
+    const target = path.join(base, 'live')
+    const stateDir = path.join(base, 'state')
+    writeTree(target, {'a.txt': 'A1', 'b.txt': 'only in the first', 'x/c.txt': 'moves later', 'x/d.txt': 'stays'})
+    const open = (dir: string) =>
+      openTarget({target, stateDir: dir, exclude: [], protect: [], hosts: []} as unknown as ResolvedConfig, {
+        warn: () => {},
+      }).backups
+    const local = open(stateDir)
+    await local.snapshot('20250101000001', 'deploy')
+    fs.writeFileSync(path.join(target, 'a.txt'), 'A2 longer')
+    fs.rmSync(path.join(target, 'b.txt'))
+    fs.mkdirSync(path.join(target, 'y'))
+    fs.renameSync(path.join(target, 'x/c.txt'), path.join(target, 'y/e.txt')) // same content, another chunk
+    await local.snapshot('20250101000002', 'deploy')
+    fs.writeFileSync(path.join(target, 'a.txt'), 'A3 longer still')
+    await local.snapshot('20250101000003', 'deploy')
+    return {base, stateDir, open}
+  }
+  const objects = (stateDir: string) =>
+    fs
+      .readdirSync(path.join(stateDir, 'objects'))
+      .filter((d) => d.length === 2)
+      .flatMap((d) => fs.readdirSync(path.join(stateDir, 'objects', d)))
+      .sort()
+  const sha = (s: string) => crypto.createHash('sha256').update(s).digest('hex')
+
+  it('deletes what only the removed backups used, keeps moved content, and leaves what a full sweep leaves', async () => {
+    const {base, stateDir, open} = await threeBackups()
+    const copy = path.join(base, 'state-copy')
+    fs.cpSync(stateDir, copy, {recursive: true})
+
+    const r = await open(stateDir).prune(2, [], {incremental: true})
+    expect(r.removed).toEqual(['20250101000001'])
+    const left = objects(stateDir)
+    expect(left).not.toContain(sha('A1'))
+    expect(left).not.toContain(sha('only in the first'))
+    expect(left).toContain(sha('moves later'))
+    expect(left).toContain(sha('stays'))
+    expect(r.freedBytes).toBeGreaterThan('A1'.length + 'only in the first'.length)
+    const check = await open(stateDir).check()
+    expect(check.damage).toEqual([])
+    // The index names exactly what is stored.
+    expect(
+      fs
+        .readFileSync(path.join(stateDir, 'objects', 'index'), 'utf8')
+        .split('\n')
+        .sort(),
+    ).toEqual(left)
+
+    const full = await open(copy).prune(2, [])
+    expect(full.removed).toEqual(['20250101000001'])
+    expect(left).toEqual(objects(copy))
+    expect(r.freedBytes).toBe(full.freedBytes)
   })
 })
