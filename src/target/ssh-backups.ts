@@ -7,7 +7,7 @@ import {ID_PATTERN} from '../ids.js'
 import {rsyncPatterns} from '../plan/patterns.js'
 import {parseItemize, unescapeName} from '../rsync/itemize.js'
 import type {SshConnection} from '../ssh/connection.js'
-import {describeRemote, type RemoteEntry} from '../ssh/remote-files.js'
+import {batches, describeRemote, type RemoteEntry} from '../ssh/remote-files.js'
 import type {RemotePlanWalk} from '../ssh/remote-tree.js'
 import type {BackupMeta} from '../state/backups.js'
 import {BackupDamagedError, type Damage, type IntegrityReport} from '../store/integrity.js'
@@ -85,15 +85,16 @@ interface DeployedMeta {
   base?: string
 }
 
-/** Copies of the files a deploy wrote (paths in $4…) into a fresh `$3` (the tree as deployed, before its commit). */
-const COPY_WRITTEN = `t=$1; b=$2; d=$3; shift 3
+/** A fresh `$2` for the tree as deployed (stale `.part` trees in `$1` removed first). */
+const PREPARE_PART = `b=$1; d=$2
 mkdir -p -- "$b" || exit 4
 for x in "$b"/*.part; do [ -d "$x" ] && rm -rf -- "$x"; done
-mkdir -p -- "$d" || exit 4
-for p; do
-  case $p in */*) mkdir -p -- "$d/\${p%/*}" || exit 4 ;; esac
-  cp -p -- "$t/$p" "$d/$p" || exit 4
-done`
+mkdir -p -- "$d"`
+
+/** Copies of files a deploy wrote (`./path` in $3…) from the target `$1` into `$2`, directories made (GNU cp --parents). */
+const COPY_WRITTEN = `cd -- "$1" || exit 4
+d=$2; shift 2
+exec cp -p --parents -- "$@" "$d/"`
 
 /** What a restore or a verify compares: rsync's dry run from the backup tree to the target, deletions included. */
 const DIFF = `b=$1; t=$2; shift 2
@@ -284,12 +285,13 @@ export class SshBackupStore implements BackupStore {
       (rel) => dst.entries.get(rel)?.type === 'file',
     )
     const part = `${this.deployedDir}/${release}.part`
-    await this.conn.must('copying the written files (tree as deployed)', COPY_WRITTEN, [
-      this.config.target,
-      this.deployedDir,
-      part,
-      ...written,
-    ])
+    await this.conn.must('preparing the tree as deployed', PREPARE_PART, [this.deployedDir, part])
+    for (const batch of batches(written))
+      await this.conn.must('copying the written files (tree as deployed)', COPY_WRITTEN, [
+        this.config.target,
+        part,
+        ...batch.map((p) => `./${p}`),
+      ])
     const copies = await describeRemote(this.conn, part, written)
     const manifest: ManifestFile = {entries: []}
     for (const [rel, e] of [...dst.entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
