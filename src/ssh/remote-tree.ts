@@ -26,6 +26,15 @@ ${LIST}`
 
 export type RemoteTree = Tree & {entries: Map<string, RemoteTreeEntry>}
 
+/**
+ * What SshTarget's planning keeps in its TargetPlan for the sync, the verify (which brings both
+ * up to date with what it wrote) and the tree as deployed: the host's tree and hash record.
+ */
+export interface RemotePlanWalk {
+  dst: RemoteTree
+  record: RemoteHashRecord
+}
+
 const failed = (conn: SshConnection, what: string, r: {exitCode: number; stderr: string}) =>
   new Error(
     `${what} on ${conn.host.name} failed (exit ${r.exitCode}): ${r.stderr.trim().split('\n').slice(-2).join(' | ')}`,

@@ -1,13 +1,14 @@
 import crypto from 'node:crypto'
 import zlib from 'node:zlib'
-import {MAINTENANCE_NAME, type ResolvedConfig} from '../config/resolve.js'
+import {MAINTENANCE_NAME, MARKER_NAME, type ResolvedConfig} from '../config/resolve.js'
 import {EXIT, HotctlError} from '../errors.js'
 import {decodeName} from '../file-names.js'
 import {ID_PATTERN} from '../ids.js'
 import {rsyncPatterns} from '../plan/patterns.js'
 import {parseItemize, unescapeName} from '../rsync/itemize.js'
 import type {SshConnection} from '../ssh/connection.js'
-import {describeRemote, type RemoteEntry} from '../ssh/remote-files.js'
+import {batches, describeRemote, type RemoteEntry} from '../ssh/remote-files.js'
+import type {RemotePlanWalk} from '../ssh/remote-tree.js'
 import type {BackupMeta} from '../state/backups.js'
 import {BackupDamagedError, type Damage, type IntegrityReport} from '../store/integrity.js'
 import type {Manifest, ManifestEntry} from '../store/manifest.js'
@@ -80,7 +81,20 @@ interface DeployedMeta {
   release: string
   time: string
   root: Record<string, string>
+  /** The backup taken before the deploy: holds the files it did not write. */
+  base?: string
 }
+
+/** A fresh `$2` for the tree as deployed (stale `.part` trees in `$1` removed first). */
+const PREPARE_PART = `b=$1; d=$2
+mkdir -p -- "$b" || exit 4
+for x in "$b"/*.part; do [ -d "$x" ] && rm -rf -- "$x"; done
+mkdir -p -- "$d"`
+
+/** Copies of files a deploy wrote (`./path` in $3…) from the target `$1` into `$2`, directories made (GNU cp --parents). */
+const COPY_WRITTEN = `cd -- "$1" || exit 4
+d=$2; shift 2
+exec cp -p --parents -- "$@" "$d/"`
 
 /** What a restore or a verify compares: rsync's dry run from the backup tree to the target, deletions included. */
 const DIFF = `b=$1; t=$2; shift 2
@@ -112,7 +126,8 @@ const sha256 = (s: string) => crypto.createHash('sha256').update(s).digest('hex'
 export class SshBackupStore implements BackupStore {
   private readonly dir: string
   private readonly deployedDir: string
-  private readonly where = new Map<string, string>()
+  /** Where on the host a file of a manifest read in this run may be, by content hash (tried in order). */
+  private readonly where = new Map<string, string[]>()
 
   constructor(
     private readonly conn: SshConnection,
@@ -238,15 +253,61 @@ export class SshBackupStore implements BackupStore {
   }
 
   /**
-   * The tree as deployed is a tree of its own in `deployed/<release>/` on the host (hard links to
-   * the newest backup where unchanged, copies of what the deploy wrote): a later hand edit of a
-   * live file cannot reach it. The newest `keep` of them survive a prune.
+   * The tree as deployed: its manifest (from the deploy's walk of the host, brought up to date by
+   * its verify, hashes from the host's hash record) and, in `deployed/<release>/`, copies of the
+   * files the deploy wrote (hashed as copied): a later hand edit of a live file cannot reach
+   * them. Unwritten files' content is in the backup taken before the deploy (`base`), so this is
+   * O(changed). Without the deploy's walk: a whole tree, linked to the newest backup.
+   * The newest `keep` of them survive a prune.
    */
-  async recordDeployed(release: string, _plan?: TargetPlan): Promise<void> {
-    const prev = (await this.list()).at(-1)
-    const tree = await this.capture(this.deployedDir, release, prev)
-    const meta: DeployedMeta = {release, time: new Date().toISOString(), root: {'': tree.sha}}
+  async recordDeployed(release: string, plan?: TargetPlan): Promise<void> {
+    const base = (await this.list()).at(-1)
+    const walked = plan?.walk as RemotePlanWalk | undefined
+    const fromWalk = walked && plan && base ? await this.deployedFromWalk(release, plan, walked) : undefined
+    const sha = fromWalk ?? (await this.capture(this.deployedDir, release, base)).sha
+    const meta: DeployedMeta = {
+      release,
+      time: new Date().toISOString(),
+      root: {'': sha},
+      ...(fromWalk ? {base: base!.id} : {}),
+    }
     await this.conn.must('recording the tree as deployed', COMMIT, [this.deployedDir, release, JSON.stringify(meta)])
+  }
+
+  /** The manifest of the tree as deployed, uploaded with the written files' copies; its sha256, or undefined when the walk cannot vouch for every file. */
+  private async deployedFromWalk(
+    release: string,
+    plan: TargetPlan,
+    walked: RemotePlanWalk,
+  ): Promise<string | undefined> {
+    const {dst, record} = walked
+    const written = [...plan.changes.added, ...plan.changes.changed].filter(
+      (rel) => dst.entries.get(rel)?.type === 'file',
+    )
+    const part = `${this.deployedDir}/${release}.part`
+    await this.conn.must('preparing the tree as deployed', PREPARE_PART, [this.deployedDir, part])
+    for (const batch of batches(written))
+      await this.conn.must('copying the written files (tree as deployed)', COPY_WRITTEN, [
+        this.config.target,
+        part,
+        ...batch.map((p) => `./${p}`),
+      ])
+    const copies = await describeRemote(this.conn, part, written)
+    const manifest: ManifestFile = {entries: []}
+    for (const [rel, e] of [...dst.entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      if (rel === MARKER_NAME) continue
+      if (e.type === 'dir') manifest.entries.push([rel, 'd', e.mode])
+      else if (e.type === 'symlink') manifest.entries.push([rel, 'l', e.mode, e.link])
+      else {
+        const c = copies.get(rel)
+        const hash = c ? c.hash : record.peek(rel, e)
+        if (!hash) return undefined
+        manifest.entries.push([rel, 'f', e.mode, c ? c.size : e.size, hash])
+      }
+    }
+    const text = JSON.stringify(manifest)
+    await this.conn.upload(`${this.deployedDir}/${release}.manifest.json.gz.tmp`, zlib.gzipSync(text))
+    return sha256(text)
   }
 
   async deployedFiles(release: string): Promise<Manifest | undefined> {
@@ -262,13 +323,20 @@ export class SshBackupStore implements BackupStore {
     if (meta?.release !== release || typeof meta.root?.[''] !== 'string') return undefined
     const manifest = await this.readManifest(`${this.deployedDir}/${release}`, release, meta.root[''])
     this.remember(`${this.deployedDir}/${release}`, manifest)
+    // Files it did not write: in the backup taken before the deploy (content is checked by hash).
+    if (meta.base && ID_PATTERN.test(meta.base)) this.remember(`${this.dir}/${meta.base}`, manifest)
     return manifest
   }
 
   async content(hash: string): Promise<Buffer> {
-    const file = this.where.get(hash)
-    if (!file) throw new Error(`no tree read in this run lists content ${hash}`)
-    const r = await this.conn.run(CAT, [file], {exact: true})
+    const files = this.where.get(hash)
+    if (!files) throw new Error(`no tree read in this run lists content ${hash}`)
+    let r = await this.conn.run(CAT, [files[0]!], {exact: true})
+    for (const f of files.slice(1)) {
+      if (r.exitCode === 0 && crypto.createHash('sha256').update(r.stdout).digest('hex') === hash) break
+      r = await this.conn.run(CAT, [f], {exact: true})
+    }
+    const file = files.at(-1)
     if (r.exitCode !== 0) throw new Error(`${file} on ${this.conn.host.name} is missing`)
     if (crypto.createHash('sha256').update(r.stdout).digest('hex') !== hash)
       throw new Error(`${file} on ${this.conn.host.name} is not the content its manifest records`)
@@ -277,7 +345,8 @@ export class SshBackupStore implements BackupStore {
 
   /** Where on the host each file of a manifest read in this run is, by content hash (for `content`). */
   private remember(tree: string, manifest: Manifest): void {
-    for (const [rel, e] of manifest) if (e.type === 'file' && e.hash) this.where.set(e.hash, `${tree}/${rel}`)
+    for (const [rel, e] of manifest)
+      if (e.type === 'file' && e.hash) this.where.set(e.hash, [...(this.where.get(e.hash) ?? []), `${tree}/${rel}`])
   }
 
   async restore(id: string): Promise<{written: string[]; removed: string[]}> {

@@ -20,6 +20,7 @@ import type {RemoteHashRecord} from '../ssh/hash-record.js'
 import {shq} from '../ssh/quote.js'
 import {hashRemote} from '../ssh/remote-files.js'
 import {
+  type RemotePlanWalk,
   type RemoteTree,
   type RemoteTreeEntry,
   statAndHash,
@@ -53,12 +54,6 @@ printf '%s' "$3" > "$f.tmp" && mv -f -- "$f.tmp" "$f"`
 const REMOVE_OWN = `rm -f -- "$1/$2"`
 const CAT_LIVE = `cat -- "$1/$2"`
 const RENAME = `mv -f -- "$1" "$2"`
-
-/** What SshTarget's planning keeps for the sync and its verification: the host's tree and hash record. */
-interface RemotePlanWalk {
-  dst: RemoteTree
-  record: RemoteHashRecord
-}
 
 /**
  * Removes exactly the given paths under the target, deepest first, and only where every parent
@@ -421,7 +416,10 @@ export class SshTarget implements Target {
     for (const rel of gone) if (remote.get(rel)) bad.push(rel)
     srcCache.save()
     if (walked && bad.length === 0) {
-      for (const rel of changes.deleted) if (!written.has(rel)) walked.record.delete(rel)
+      for (const rel of gone) {
+        walked.record.delete(rel)
+        walked.dst.entries.delete(rel)
+      }
       for (const [rel, d] of remote) walked.dst.entries.set(rel, d)
       await this.saveRecord(walked.record, walked.dst)
     }

@@ -62,14 +62,20 @@ describe('SSH target: diff, release steps, maintenance', {timeout: 180_000}, () 
     const before = fs.statSync(handlers).size
     const hotfix = 'HOTFIX = "edited on the host"\n'
     fs.appendFileSync(handlers, hotfix)
+    // and a file the deploy did not write (its as-deployed content is in the backup before it)
+    const readme = path.join(ws.live, 'README.md')
+    const readmeSize = fs.statSync(readme).size
+    fs.appendFileSync(readme, 'note from the host\n')
     fs.writeFileSync(path.join(ws.live, 'data/app.db'), 'protected: never a difference')
     const edited = await runCli(['diff', '--json', '--patch'], {cwd: ws.src})
     expect(edited.exitCode, why(edited)).toBe(0)
     expect(edited.json.changed).toEqual([
+      {path: 'README.md', type: 'file', before: readmeSize, after: readmeSize + 19},
       {path: 'app/handlers.py', type: 'file', before, after: before + hotfix.length},
     ])
     expect([...edited.json.added, ...edited.json.deleted]).toEqual([])
     expect(edited.json.patch).toContain(`+${hotfix}`)
+    expect(edited.json.patch).toContain('+note from the host\n')
 
     // A second release: the two trees as deployed compare without the live tree.
     ws.setVersion('v3')
