@@ -68,7 +68,7 @@ function byteTree(root: string): string {
   visit(Buffer.from(root), '')
   return out.join('\n')
 }
-const controlDirs = () => fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith('hotctl-ssh-'))
+const controlDirs = (dir: string) => fs.readdirSync(dir).filter((n) => n.startsWith('hotctl-ssh-'))
 
 describe('SSH target: one remote host', () => {
   it('deploys, then a redeploy and a CI-style fresh copy write only what changed by content', async () => {
@@ -76,14 +76,16 @@ describe('SSH target: one remote host', () => {
     const svc = await startService(ws.live)
     remote(ws, host, serviceConfig(svc))
     ws.setVersion('v2')
-    const dirsBefore = controlDirs()
-    const r = await runCli(['deploy', '--json'], {cwd: ws.src})
+    // A TMPDIR of its own: other tests' connections come and go in the shared one meanwhile.
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ssh-tmp-'))
+    const r = await runCli(['deploy', '--json'], {cwd: ws.src, env: {TMPDIR: tmp}})
     expect(r.exitCode, why(r)).toBe(0)
     expect(r.json.changes).toEqual({added: ['hotctl.config.yaml'], changed: ['app/handlers.py'], deleted: []})
     expect(await svc.hello()).toBe('hello v2')
     expect(readMarker(ws.live)?.id).toBe(r.json.release)
     // The master connection was closed and its private directory removed.
-    expect(controlDirs()).toEqual(dirsBefore)
+    expect(controlDirs(tmp)).toEqual([])
+    fs.rmSync(tmp, {recursive: true, force: true})
 
     const before = inodes(ws.live)
     const again = await runCli(['deploy', '--json'], {cwd: ws.src})
