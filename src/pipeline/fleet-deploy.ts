@@ -17,7 +17,7 @@ import {
 } from './deploy.js'
 import {
   type FleetContext,
-  fleetExit,
+  settledFleet,
   type HostSlot,
   lockHosts,
   onHost,
@@ -234,29 +234,18 @@ async function settleFleet(fleet: FleetContext, run: FleetRun, result: FleetDepl
     }),
   )
   const settled = run.slots.map((s) => run.runs.get(s)).filter((r): r is DeployRun => !!r?.op)
-  const codes = settled.map((r) => r.result.exitCode)
-  const failing = run.runs.get(run.failed!.slot)?.result.exitCode
-  const failingCode = run.failed!.error instanceof HotctlError ? run.failed!.error.exitCode : failing
-  result.exitCode = fleetExit({
-    codes,
-    interrupted,
-    failing: failingCode,
-    touched: settled.some((r) => r.targetChanged),
-  })
-  const attention = run.slots.filter((s) => run.runs.get(s)?.result.exitCode === EXIT.needsAttention)
-  result.outcome =
-    result.exitCode === EXIT.needsAttention
-      ? 'needs-attention'
-      : result.exitCode === EXIT.interrupted
-        ? 'interrupted'
-        : !all
-          ? 'halted'
-          : result.exitCode === EXIT.failed
-            ? 'failed'
-            : 'restored'
-  result.error =
-    `${interrupted ? 'interrupted' : `deploy ${run.release} failed on ${failedName}: ${why}`}` +
-    (attention.length ? `; NEEDS ATTENTION on ${attention.map((s) => s.host.name).join(', ')}` : '')
+  Object.assign(
+    result,
+    settledFleet({
+      slots: run.slots,
+      resultOf: (s) => run.runs.get(s)?.result,
+      settled: settled.map((r) => ({exitCode: r.result.exitCode, touched: r.targetChanged})),
+      failed: run.failed!,
+      interrupted,
+      all,
+      failure: `deploy ${run.release} failed on ${failedName}: ${why}`,
+    }),
+  )
 }
 
 function hostReport(s: HostSlot, run: FleetRun, fleetResult: FleetDeployResult): FleetHostDeploy {

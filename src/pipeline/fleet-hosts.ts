@@ -231,6 +231,48 @@ export function fleetExit(f: {codes: number[]; interrupted: boolean; failing?: n
   return f.touched ? EXIT.restored : EXIT.failed
 }
 
+/** What a settled fleet run ended as (deploy and rollback alike). */
+export type FleetFailureOutcome = 'needs-attention' | 'interrupted' | 'halted' | 'failed' | 'restored'
+
+/**
+ * The fleet's exit code, outcome and error once every host settled after a failure: the failing
+ * host's own reason where it has one, and the hosts that need attention named after `failure`.
+ */
+export function settledFleet(f: {
+  slots: HostSlot[]
+  resultOf: (s: HostSlot) => {exitCode: number} | undefined
+  /** The hosts whose operation started, and whether it changed them. */
+  settled: {exitCode: number; touched: boolean}[]
+  failed: {slot: HostSlot; error: unknown}
+  interrupted: boolean
+  /** Every touched host was put back (rollback-all or an interrupt), not only the failing one. */
+  all: boolean
+  failure: string
+}): {exitCode: ExitCode; outcome: FleetFailureOutcome; error: string} {
+  const failing = f.failed.error instanceof HotctlError ? f.failed.error.exitCode : f.resultOf(f.failed.slot)?.exitCode
+  const exitCode = fleetExit({
+    codes: f.settled.map((r) => r.exitCode),
+    interrupted: f.interrupted,
+    failing,
+    touched: f.settled.some((r) => r.touched),
+  })
+  const attention = f.slots.filter((s) => f.resultOf(s)?.exitCode === EXIT.needsAttention)
+  const outcome: FleetFailureOutcome =
+    exitCode === EXIT.needsAttention
+      ? 'needs-attention'
+      : exitCode === EXIT.interrupted
+        ? 'interrupted'
+        : !f.all
+          ? 'halted'
+          : exitCode === EXIT.failed
+            ? 'failed'
+            : 'restored'
+  const error =
+    (f.interrupted ? 'interrupted' : f.failure) +
+    (attention.length ? `; NEEDS ATTENTION on ${attention.map((s) => s.host.name).join(', ')}` : '')
+  return {exitCode, outcome, error}
+}
+
 /**
  * Ends or settles one host's operation. A host that cannot be written to any more (cut, frozen,
  * gone) cannot record its end: it needs attention (exit 4), and its journal keeps the operation

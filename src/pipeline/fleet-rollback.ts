@@ -4,7 +4,7 @@ import {errorMessage, EXIT, HotctlError} from '../errors.js'
 import {runTasks} from '../ui/render.js'
 import {
   type FleetContext,
-  fleetExit,
+  settledFleet,
   type HostSlot,
   lockHosts,
   onHost,
@@ -223,30 +223,18 @@ async function settleFleetRollback(
     }),
   )
   const settled = run.slots.map((s) => run.runs.get(s)).filter((r): r is RollbackRun => !!r?.op)
-  const failingCode =
-    run.failed!.error instanceof HotctlError
-      ? run.failed!.error.exitCode
-      : run.runs.get(run.failed!.slot)?.result.exitCode
-  result.exitCode = fleetExit({
-    codes: settled.map((r) => r.result.exitCode),
-    interrupted,
-    failing: failingCode,
-    touched: settled.some((r) => r.changed),
-  })
-  const attention = run.slots.filter((s) => run.runs.get(s)?.result.exitCode === EXIT.needsAttention)
-  result.outcome =
-    result.exitCode === EXIT.needsAttention
-      ? 'needs-attention'
-      : result.exitCode === EXIT.interrupted
-        ? 'interrupted'
-        : !all
-          ? 'halted'
-          : result.exitCode === EXIT.failed
-            ? 'failed'
-            : 'restored'
-  result.error =
-    `${interrupted ? 'interrupted' : `rollback to ${describe(run.release ?? null)} failed on ${failedName}: ${why}`}` +
-    (attention.length ? `; NEEDS ATTENTION on ${attention.map((s) => s.host.name).join(', ')}` : '')
+  Object.assign(
+    result,
+    settledFleet({
+      slots: run.slots,
+      resultOf: (s) => run.runs.get(s)?.result,
+      settled: settled.map((r) => ({exitCode: r.result.exitCode, touched: r.changed})),
+      failed: run.failed!,
+      interrupted,
+      all,
+      failure: `rollback to ${describe(run.release ?? null)} failed on ${failedName}: ${why}`,
+    }),
+  )
 }
 
 function hostReport(s: HostSlot, run: FleetRollbackRun): FleetHostRollback {
