@@ -9,6 +9,7 @@ import {EXIT, HotctlError} from '../errors.js'
 import {fsPath, showPath} from '../file-names.js'
 import type {ChangeSet} from '../plan/changeset.js'
 import {diffTrees} from '../plan/diff-trees.js'
+import {syncAroundDeletions} from '../plan/sync-order.js'
 import {reapGroup, stopGroup, stopOnAbort} from '../process/group.js'
 import {describeRsyncExit, filesFromInput, syncArgv} from '../rsync/argv.js'
 import {rsyncBinary} from '../rsync/binary.js'
@@ -136,34 +137,15 @@ export class LocalTarget implements Target {
   ): Promise<ItemizedChange[]> {
     const {changes} = plan
     this.backups.targetWritten()
-    // Deletions are hotctl's own: exactly the planned paths, deepest first. Those in the way of a
-    // write (a path changing type, or under one) go first; the rest after rsync, so modules that
-    // moved are not missing while the new tree lands.
-    const written = new Set([...changes.added, ...changes.changed])
-    const inTheWay = (rel: string) => rel.split('/').some((_, i, parts) => written.has(parts.slice(0, i + 1).join('/')))
     const tree = (plan.walk as Tree | undefined) ?? this.tree.walk()
-    // A directory becoming a file or symlink goes whole, with the excluded leftovers (__pycache__)
-    // the plan does not list: rsync would refuse to replace a non-empty directory.
-    const replacedDirs = [...written].filter(
-      (rel) => tree.entries.get(rel)?.type === 'dir' && statEntry(path.join(source, rel))?.type !== 'dir',
-    )
-    removeExtras(this.config.target, [...changes.deleted.filter(inTheWay), ...replacedDirs], tree)
-    fs.mkdirSync(this.config.target, {recursive: true}) // deploy --create-target (preflight refused it otherwise)
-    const items = await this.rsync(source, changes, false, signal, onChild, onProgress)
-    removeExtras(
-      this.config.target,
-      changes.deleted.filter((rel) => !inTheWay(rel)),
-      tree,
-    )
-    return [
-      ...changes.deleted.map((p) => ({
-        path: p,
-        kind: 'deleted' as const,
-        fileType: 'file' as const,
-        code: '*deleting',
-      })),
-      ...items,
-    ]
+    return syncAroundDeletions(source, changes, {
+      isTargetDir: (rel) => tree.entries.get(rel)?.type === 'dir',
+      remove: (paths) => void removeExtras(this.config.target, paths, tree), // deepest first
+      write: () => {
+        fs.mkdirSync(this.config.target, {recursive: true}) // deploy --create-target (preflight refused it otherwise)
+        return this.rsync(source, changes, false, signal, onChild, onProgress)
+      },
+    })
   }
 
   async verifySynced(source: string, plan: TargetPlan): Promise<string[]> {

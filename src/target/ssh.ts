@@ -9,6 +9,7 @@ import {EXIT, HotctlError} from '../errors.js'
 import type {ChangeSet} from '../plan/changeset.js'
 import {diffTrees} from '../plan/diff-trees.js'
 import {compilePatterns, type PathMatcher} from '../plan/patterns.js'
+import {syncAroundDeletions} from '../plan/sync-order.js'
 import {reapGroup, stopGroup, stopOnAbort} from '../process/group.js'
 import {describeRsyncExit, filesFromInput, syncArgv} from '../rsync/argv.js'
 import {rsyncBinary} from '../rsync/binary.js'
@@ -363,31 +364,12 @@ export class SshTarget implements Target {
     onProgress?: (p: SyncProgress) => void,
   ): Promise<ItemizedChange[]> {
     const {changes} = plan
-    // Deletions are exactly the planned paths: those in the way of a write first (a path changing
-    // type, or under one; a directory goes whole, excluded leftovers too), the rest after rsync.
-    const written = new Set([...changes.added, ...changes.changed])
-    const inTheWay = (rel: string) => rel.split('/').some((_, i, parts) => written.has(parts.slice(0, i + 1).join('/')))
-    // A directory becoming a file or symlink goes whole, with the excluded leftovers (__pycache__)
-    // the plan does not list: rsync would refuse to replace a non-empty directory.
     const walked = plan.walk as RemotePlanWalk | undefined
-    const replacedDirs = [...written].filter(
-      (rel) => walked?.dst.entries.get(rel)?.type === 'dir' && statEntry(path.join(source, rel))?.type !== 'dir',
-    )
-    await this.remove([...changes.deleted.filter(inTheWay), ...replacedDirs])
-    const items = await this.rsync(source, changes, false, signal, onChild, onProgress)
-    await this.remove(
-      changes.deleted.filter((rel) => !inTheWay(rel)),
-      true,
-    )
-    return [
-      ...changes.deleted.map((p) => ({
-        path: p,
-        kind: 'deleted' as const,
-        fileType: 'file' as const,
-        code: '*deleting',
-      })),
-      ...items,
-    ]
+    return syncAroundDeletions(source, changes, {
+      isTargetDir: (rel) => walked?.dst.entries.get(rel)?.type === 'dir',
+      remove: (paths, afterWrite) => this.remove(paths, afterWrite),
+      write: () => this.rsync(source, changes, false, signal, onChild, onProgress),
+    })
   }
 
   /**
