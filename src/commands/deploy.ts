@@ -22,7 +22,8 @@ export default class Deploy extends HotctlCommand {
       helpValue: 'PERCENTS',
       description:
         'In-process canary through the reference agent: e.g. 10,50,100 — that share of calls goes to the new release, ' +
-        'step by step, then it is promoted; a breach of --max-error-rate aborts and restores.',
+        'step by step, then it is promoted; a breach of --max-error-rate aborts and restores. On a fleet it runs per ' +
+        'wave, on every host of the wave at once.',
     }),
     'canary-interval': Flags.string({
       helpValue: 'DURATION',
@@ -81,11 +82,9 @@ export default class Deploy extends HotctlCommand {
     const {withJunit} = await import('../report/junit.js')
     if ('fleet' in opened) {
       if (canary) {
-        const {usageError} = await import('../errors.js')
-        throw usageError(
-          '--canary works on a local target only (per-wave canaries on fleets are not built yet)',
-          'Deploy without --canary, or use waves: [1, ...] for a canary host.',
-        )
+        // Each host's agent, from its own reload trigger URL: a usage error before anything is touched.
+        const {forHost} = await import('../config/hosts.js')
+        for (const h of opened.fleet.config.hosts) agentEndpoints(forHost(opened.fleet.config, h))
       }
       const {fleetDeploy} = await import('../pipeline/fleet-deploy.js')
       const {renderFleetDeploy} = await import('../ui/fleet-report.js')

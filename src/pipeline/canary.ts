@@ -1,6 +1,6 @@
 import type {ResolvedConfig} from '../config/resolve.js'
 import {parseDuration} from '../durations.js'
-import {EXIT, HotctlError, usageError} from '../errors.js'
+import {errorMessage, EXIT, HotctlError, usageError} from '../errors.js'
 import {request, sleep} from '../service/http.js'
 import type {OpContext} from './context.js'
 import type {Step} from './steps.js'
@@ -94,6 +94,12 @@ interface GenerationFigures {
   p95_ms: number | null
 }
 
+/** The generations' figures at one moment, as `…/metrics` serves them. */
+interface Figures {
+  canary?: GenerationFigures
+  current?: GenerationFigures
+}
+
 /** What happened at each step, for the result and the error of a breach. */
 export interface CanaryStep {
   percent: number
@@ -112,78 +118,228 @@ export interface CanaryReport {
 
 const pct = (r: number) => `${(r * 100).toFixed(1)}%`
 
-/** The canary task, run where the reload trigger would (the deploy disables that one). */
-export function canaryTasks(ctx: OpContext, plan: CanaryPlan, report: CanaryReport, expected: () => string): Step[] {
+/**
+ * One host's agent, as a canary drives it: load the new release at a share, read the
+ * generations' figures, abort, promote. Its endpoints come from that host's reload trigger (a
+ * fleet host's config has `${host}` filled in).
+ */
+export function agentClient(ctx: OpContext) {
+  const agent = agentEndpoints(ctx.config)
+  const call = async (
+    method: string,
+    path: string,
+    body?: unknown,
+    signal: AbortSignal | undefined = ctx.signal,
+    ok = [200],
+  ) => {
+    const r = await request(
+      {
+        url: `${agent.base}${path}`,
+        method,
+        headers: {...agent.headers, ...(body ? {'content-type': 'application/json'} : {})},
+        body: body ? JSON.stringify(body) : undefined,
+        timeoutMs: ctx.config.reloadTimeoutMs,
+        retries: method === 'GET' ? 2 : 0,
+      },
+      {signal},
+    )
+    if (!ok.includes(r.status)) throw new Error(`${method} ${path}: HTTP ${r.status}: ${r.text.slice(0, 300)}`)
+    return r.json as Record<string, unknown>
+  }
+  return {
+    /** `…/check {"canary": percent}`: the new generation takes that share; its version must be `expected`. */
+    async load(percent: number, expected: string): Promise<void> {
+      const status = await call('POST', '/check', {canary: percent})
+      const info = status.canary as {generation: number; version: string | null} | null
+      if (!info) {
+        const err = status.last_error as {message?: string} | null
+        throw new Error(
+          `the service did not load a canary (state ${String(status.state)}${err?.message ? `: ${err.message}` : ''})`,
+        )
+      }
+      if (info.version !== expected) throw new Error(`the canary reports release ${info.version}, expected ${expected}`)
+    },
+    async figures(): Promise<Figures> {
+      const m = (await call('GET', '/metrics')) as {generations: GenerationFigures[]}
+      return {
+        canary: m.generations.find((g) => g.role === 'canary'),
+        current: m.generations.find((g) => g.role === 'current'),
+      }
+    },
+    // Not under the interrupt's signal: an interrupted canary is dropped too. 409: none was loaded.
+    abort: async () => void (await call('POST', '/abort', undefined, undefined, [200, 409])),
+    promote: async () => void (await call('POST', '/promote')),
+  }
+}
+
+type Agent = ReturnType<typeof agentClient>
+
+/** A host the canary runs on (the single target, or one host of a fleet's wave). */
+export interface CanaryHost {
+  /** The host's name in a fleet; undefined for a single target. */
+  name?: string
+  ctx: OpContext
+  /** Its figures, step by step, and the outcome (the host's deploy result holds it). */
+  report: CanaryReport
+  /** The release the canary must report. */
+  expected: () => string
+  /** Runs once, before the canary first loads there (the deploy journals its reload phase). */
+  begin?: () => Promise<void>
+}
+
+/**
+ * The canary of one target, or of every host of a fleet's wave at once: each step loads the new
+ * release at its share on every host, waits the interval, and judges every host on its own
+ * figures (its old generation is its baseline). A breach, or any failure, on one host aborts the
+ * canary on all of them; the last step promotes everywhere. Steps are shared: each host's task
+ * awaits the same step, so the hosts move from one share to the next together.
+ */
+export class CanaryRun {
+  /** The first failure: the host it happened on and the error (with the figures, for a breach). */
+  failure?: {host: CanaryHost; error: unknown}
+  private readonly agents: Map<CanaryHost, Agent>
+  private readonly started = new Set<CanaryHost>()
+  private readonly running = new Map<number, Promise<void>>()
+  private aborted?: Promise<void>
+
+  constructor(
+    readonly hosts: CanaryHost[],
+    readonly plan: CanaryPlan,
+    private readonly signal: AbortSignal,
+  ) {
+    this.agents = new Map(hosts.map((h) => [h, agentClient(h.ctx)]))
+  }
+
+  /** Step `i` of the plan (`plan.steps[i]` %; the last one promotes) on every host, run once. */
+  step(i: number): Promise<void> {
+    let p = this.running.get(i)
+    if (!p) {
+      p = (i > 0 ? this.step(i - 1) : Promise.resolve()).then(() => this.runStep(i))
+      this.running.set(i, p)
+    }
+    return p
+  }
+
+  /** The error a host's task fails with: the failure itself on its host, "aborted with …" on the others. */
+  errorFor(host: CanaryHost): unknown {
+    const f = this.failure
+    if (!f || f.host === host) return f?.error
+    const mine = host.report.steps.at(-1)
+    const own = mine ? ` (here: ${mine.canaryErrors} of ${mine.canaryCalls} calls failed)` : ''
+    return new Error(`canary aborted with ${f.host.name ?? 'the target'}: ${errorMessage(f.error)}${own}`)
+  }
+
+  private async runStep(i: number): Promise<void> {
+    const percent = this.plan.steps[i]!
+    try {
+      if (this.failure) throw this.failure.error
+      if (i === this.plan.steps.length - 1) {
+        await this.each((_h, a) => a.promote())
+        for (const h of this.hosts) h.report.outcome = 'promoted'
+        return
+      }
+      await this.each(async (h, a) => {
+        if (!this.started.has(h)) await h.begin?.()
+        this.started.add(h)
+        await a.load(percent, h.expected())
+      })
+      const start = await this.each((_h, a) => a.figures())
+      await sleep(this.plan.intervalMs, this.signal)
+      if (this.signal.aborted) throw new HotctlError('interrupted', EXIT.interrupted)
+      const end = await this.each((_h, a) => a.figures())
+      const judged = this.hosts.map((h, k) => {
+        const step = compare(percent, start[k]!, end[k]!)
+        h.report.steps.push(step)
+        return {h, step, why: breach(step, this.plan)}
+      })
+      const broke = judged.find((j) => j.why)
+      if (broke) {
+        const {step, why} = broke
+        const on = this.hosts.length > 1 ? ` on ${this.hosts.map((h) => h.name).join(', ')}` : ''
+        this.failure = {
+          host: broke.h,
+          error: new Error(
+            `canary at ${percent} %: the new release failed ${step.canaryErrors} of ${step.canaryCalls} calls ` +
+              `(${why}; the old release: ${pct(step.currentErrorRate)} errors; ` +
+              `p95 ${fmtMs(step.canaryP95Ms)} vs ${fmtMs(step.currentP95Ms)}); aborted${on}`,
+          ),
+        }
+        throw this.failure.error
+      }
+    } catch (err) {
+      this.failure ??= {host: this.hosts[0]!, error: err}
+      // Any failure with a canary loaded anywhere: drop it everywhere, so only the old code serves while restoring.
+      await this.abortAll()
+      throw this.failure.error
+    }
+  }
+
+  /** `fn` on every host at once; the first host that fails is the run's failure. */
+  private async each<T>(fn: (h: CanaryHost, a: Agent) => Promise<T>): Promise<T[]> {
+    const out = await Promise.allSettled(this.hosts.map((h) => fn(h, this.agents.get(h)!)))
+    const k = out.findIndex((o) => o.status === 'rejected')
+    if (k >= 0) {
+      this.failure ??= {host: this.hosts[k]!, error: (out[k] as PromiseRejectedResult).reason}
+      throw this.failure.error
+    }
+    return out.map((o) => (o as PromiseFulfilledResult<T>).value)
+  }
+
+  private abortAll(): Promise<void> {
+    this.aborted ??= Promise.all(
+      [...this.started].map(async (h) => {
+        if (h.report.outcome !== 'running') return
+        h.report.outcome = 'aborted'
+        await this.agents
+          .get(h)!
+          .abort()
+          .catch((err) => h.ctx.ui.say(`hotctl: warning: could not abort the canary: ${errorMessage(err)}`))
+      }),
+    ).then(() => undefined)
+    return this.aborted
+  }
+}
+
+/** One host's canary steps as tasks: each awaits the run's shared step, then shows that host's figures. */
+export function canaryHostSteps(run: CanaryRun, host: CanaryHost): Step[] {
+  const {steps, intervalMs} = run.plan
+  return steps.map((percent, i): Step => {
+    const last = i === steps.length - 1
+    return {
+      title: last ? 'Promote: 100 %' : `At ${percent} %: watching for ${intervalMs / 1000} s`,
+      task: async (_c, task) => {
+        try {
+          await run.step(i)
+        } catch {
+          throw run.errorFor(host)
+        }
+        const s = host.report.steps[i]
+        task.title = last ? 'Promoted: 100 %' : s ? `At ${percent} %: ${describeStep(s)}` : `At ${percent} %`
+      },
+    }
+  })
+}
+
+/** A step's figures in words, e.g. `0 of 52 calls failed (0.0%), p95 1.2 ms (old 1.0 ms)`. */
+export function describeStep(s: CanaryStep): string {
+  return (
+    `${s.canaryErrors} of ${s.canaryCalls} calls failed (${pct(s.canaryErrorRate)}), ` +
+    `p95 ${fmtMs(s.canaryP95Ms)} (old ${fmtMs(s.currentP95Ms)})`
+  )
+}
+
+/** What the canary step of a task tree is called. */
+export const canaryTitle = (plan: CanaryPlan) =>
+  `Canary ${plan.steps.join(' → ')} % (interval ${plan.intervalMs / 1000} s, max error rate ${pct(plan.maxErrorRate)})`
+
+/** The single target's canary task, run where the reload trigger would (the deploy disables that one). */
+export function canaryTasks(host: CanaryHost, plan: CanaryPlan): Step[] {
+  const run = new CanaryRun([host], plan, host.ctx.signal)
   return [
     {
-      title: `Canary ${plan.steps.join(' → ')} % (interval ${plan.intervalMs / 1000} s, max error rate ${pct(plan.maxErrorRate)})`,
+      title: canaryTitle(plan),
       does: `canary: ${plan.steps.join(', ')} % of calls to the new release, then promote`,
-      task: async (_c, task) => {
-        const agent = agentEndpoints(ctx.config)
-        const call = async (method: string, path: string, body?: unknown) => {
-          const r = await request(
-            {
-              url: `${agent.base}${path}`,
-              method,
-              headers: {...agent.headers, ...(body ? {'content-type': 'application/json'} : {})},
-              body: body ? JSON.stringify(body) : undefined,
-              timeoutMs: ctx.config.reloadTimeoutMs,
-              retries: method === 'GET' ? 2 : 0,
-            },
-            {signal: ctx.signal},
-          )
-          if (r.status !== 200) throw new Error(`${method} ${path}: HTTP ${r.status}: ${r.text.slice(0, 300)}`)
-          return r.json as Record<string, unknown>
-        }
-        const figures = async () => {
-          const m = (await call('GET', '/metrics')) as {generations: GenerationFigures[]}
-          return {
-            canary: m.generations.find((g) => g.role === 'canary'),
-            current: m.generations.find((g) => g.role === 'current'),
-          }
-        }
-        let canaryGen: number | undefined
-        try {
-          for (const percent of plan.steps.slice(0, -1)) {
-            const status = await call('POST', '/check', {canary: percent})
-            const info = status.canary as {generation: number; version: string | null} | null
-            if (!info) {
-              const err = status.last_error as {message?: string} | null
-              throw new Error(
-                `the service did not load a canary (state ${String(status.state)}${err?.message ? `: ${err.message}` : ''})`,
-              )
-            }
-            if (info.version !== expected())
-              throw new Error(`the canary reports release ${info.version}, expected ${expected()}`)
-            canaryGen = info.generation
-            task.title = `Canary at ${percent} %: watching for ${plan.intervalMs / 1000} s`
-            const start = await figures()
-            await sleep(plan.intervalMs, ctx.signal)
-            if (ctx.signal.aborted) throw new HotctlError('interrupted', EXIT.interrupted)
-            const end = await figures()
-            const step = compare(percent, start, end)
-            report.steps.push(step)
-            const why = breach(step, plan)
-            if (why) {
-              await call('POST', '/abort')
-              report.outcome = 'aborted'
-              throw new Error(
-                `canary at ${percent} %: the new release failed ${step.canaryErrors} of ${step.canaryCalls} calls ` +
-                  `(${why}; the old release: ${pct(step.currentErrorRate)} errors; ` +
-                  `p95 ${fmtMs(step.canaryP95Ms)} vs ${fmtMs(step.currentP95Ms)}); aborted`,
-              )
-            }
-          }
-          await call('POST', '/promote')
-          report.outcome = 'promoted'
-          task.title = `Canary ${plan.steps.join(' → ')} %: promoted`
-        } catch (err) {
-          // Any failure with a canary still loaded: drop it, so only the old code serves while restoring.
-          if (canaryGen !== undefined && report.outcome === 'running')
-            await call('POST', '/abort').catch(() => undefined)
-          throw err
-        }
-      },
+      task: (_c, task) => task.newListr(canaryHostSteps(run, host), {concurrent: false, exitOnError: true}),
     },
   ]
 }
@@ -191,11 +347,7 @@ export function canaryTasks(ctx: OpContext, plan: CanaryPlan, report: CanaryRepo
 const fmtMs = (ms: number | null) => (ms === null ? 'n/a' : `${ms} ms`)
 
 /** The interval's figures: counts as differences, so each step is judged on its own traffic. */
-function compare(
-  percent: number,
-  start: {canary?: GenerationFigures; current?: GenerationFigures},
-  end: {canary?: GenerationFigures; current?: GenerationFigures},
-): CanaryStep {
+function compare(percent: number, start: Figures, end: Figures): CanaryStep {
   const delta = (a: GenerationFigures | undefined, b: GenerationFigures | undefined) => ({
     calls: (b?.calls ?? 0) - (a?.calls ?? 0),
     errors: (b?.errors ?? 0) - (a?.errors ?? 0),

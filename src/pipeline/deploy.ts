@@ -21,7 +21,7 @@ import {pinnedBackups, pruneAfter} from './prune.js'
 import type {RestoreOutcome} from './restore.js'
 import {beforeLast, restoreAndProve} from './restore.js'
 import {DeploySteps, type StepsReport} from './release-steps.js'
-import {type CanaryPlan, type CanaryReport, canaryTasks} from './canary.js'
+import {type CanaryHost, type CanaryPlan, type CanaryReport, canaryTasks} from './canary.js'
 import {beforeTheOperation, settle} from './settle.js'
 import {described, type Step, steps, wouldDo} from './steps.js'
 
@@ -231,14 +231,39 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
 
 /**
  * One target's part of a deploy, once it is planned (and locked): backup → sync → verify and
- * marker → reload → confirm → smoke. The operation stays open: the caller ends it (finishDeploy),
- * or settles it (settleDeploy) — a fleet only once every host is done.
+ * marker → reload (or the canary) → confirm → smoke. The operation stays open: the caller ends it
+ * (finishDeploy), or settles it (settleDeploy) — a fleet only once every host is done.
  */
 export function applySteps(ctx: OpContext, run: DeployRun): Step[] {
+  const {apply, prove} = applyPhases(ctx, run)
+  if (!run.flags.canary) return [...apply, ...prove]
+  const canary = canaryTasks(canaryHost(ctx, run), run.flags.canary)
+  return [...apply, ...wouldDo(canary, {dryRun: run.flags.dryRun, skipWhy: nothingToDo(run)}), ...prove]
+}
+
+/** The target as its canary sees it: its figures go to the deploy's result; the reload phase is journaled first. */
+export function canaryHost(ctx: OpContext, run: DeployRun, name?: string): CanaryHost {
+  return {
+    name,
+    ctx,
+    report: (run.result.canary ??= {steps: [], outcome: 'running'}),
+    expected: () => run.plan!.id,
+    begin: () => run.op!.phase('reload'),
+  }
+}
+
+const nothingToDo = (run: DeployRun) => () => (run.plan?.nothingToDeploy ? 'nothing to deploy' : false)
+
+/**
+ * applySteps in two parts, where a canary goes between them (a fleet runs one per wave): `apply`
+ * backs up, syncs, verifies and marks; `prove` reloads (unless a canary loads the release),
+ * confirms and smoke-tests.
+ */
+export function applyPhases(ctx: OpContext, run: DeployRun): {apply: Step[]; prove: Step[]} {
   const {config, target} = ctx
   const {flags, result} = run
   const dry = flags.dryRun
-  const nothing = () => (run.plan?.nothingToDeploy ? 'nothing to deploy' : false)
+  const nothing = nothingToDo(run)
   const id = () => run.plan!.id
   const env = () => ({...ctx.env, ...(run.plan ? {HOTCTL_RELEASE_ID: run.plan.id} : {})})
   const live = {
@@ -254,13 +279,8 @@ export function applySteps(ctx: OpContext, run: DeployRun): Step[] {
     phases: {reload: 'reload', confirm: 'confirm', smoke: 'smoke'},
     reload: !flags.canary, // the canary loads the release itself
   })
-  const canary: Step[] = []
-  if (flags.canary) {
-    result.canary = {steps: [], outcome: 'running'}
-    canary.push(...canaryTasks(live, flags.canary, result.canary, () => run.plan!.id))
-    canary[0]!.task = withPhase(canary[0]!.task, () => run.op!.phase('reload'))
-  }
-  return [
+  if (flags.canary) result.canary ??= {steps: [], outcome: 'running'}
+  const apply: Step[] = [
     {
       title: 'Backup',
       does: 'back up the target',
@@ -313,8 +333,8 @@ export function applySteps(ctx: OpContext, run: DeployRun): Step[] {
       },
     },
     ...run.releaseSteps.tasks('after-sync'),
-    ...wouldDo([...canary, ...beforeLast(prove, run.releaseSteps.leaveTask())], {dryRun: dry, skipWhy: nothing}),
   ]
+  return {apply, prove: wouldDo(beforeLast(prove, run.releaseSteps.leaveTask()), {dryRun: dry, skipWhy: nothing})}
 }
 
 /** A failure after the operation started: restore when the target had changed, then one settlement. */
@@ -345,14 +365,6 @@ export async function settleDeploy(ctx: OpContext, run: DeployRun, err: unknown)
     exitCode: s.exitCode,
     outcome: s.outcome === 'recovered' ? 'restored' : s.outcome,
     error,
-  }
-}
-
-/** Journals `phase` before `task` runs. */
-function withPhase(task: Step['task'], phase: () => Promise<void>): Step['task'] {
-  return async (...args) => {
-    await phase()
-    return task(...args)
   }
 }
 

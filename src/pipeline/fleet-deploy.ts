@@ -4,8 +4,11 @@ import {errorMessage, EXIT, HotctlError} from '../errors.js'
 import {changeCount} from '../plan/changeset.js'
 import {runTasks} from '../ui/render.js'
 import {type CheckOutcome, checksGroup} from './checks.js'
+import {type CanaryPlan, CanaryRun, canaryHostSteps, canaryTitle} from './canary.js'
 import {
+  applyPhases,
   applySteps,
+  canaryHost,
   type DeployFlags,
   type DeployResult,
   type DeployRun,
@@ -25,6 +28,7 @@ import {
   preflightHosts,
   recoverHosts,
   unlockHosts,
+  type WaveParts,
   waveTasks,
   type WaveState,
 } from './fleet-hosts.js'
@@ -143,7 +147,9 @@ export async function fleetDeploy(fleet: FleetContext, flags: DeployFlags): Prom
       fleet,
       waves,
       run,
-      (slot) => steps(applySteps(slot.ctx, run.runs.get(slot)!)),
+      flags.canary
+        ? canaryWaves(fleet, run, flags.canary)
+        : (slot) => steps(applySteps(slot.ctx, run.runs.get(slot)!)),
       () => (dry && 'dry run: no host is changed') || (run.nothing && 'nothing to deploy'),
       (slot) => ({...slot.ctx.env, HOTCTL_RELEASE_ID: run.release!}),
     ),
@@ -176,6 +182,44 @@ export async function fleetDeploy(fleet: FleetContext, flags: DeployFlags): Prom
   result.release = run.release
   result.hosts = slots.map((s) => hostReport(s, run, result))
   return {...result, durationMs: Date.now() - started}
+}
+
+/**
+ * `deploy --canary` on a fleet: each wave's hosts are backed up, synced and marked as usual, then
+ * one canary runs on all of them at once (a breach on any host aborts it on every host, and that
+ * host is the one that failed), then each is confirmed and smoke-tested.
+ */
+function canaryWaves(fleet: FleetContext, run: FleetRun, plan: CanaryPlan): WaveParts {
+  const phases = new Map<HostSlot, ReturnType<typeof applyPhases>>()
+  const phasesOf = (s: HostSlot) => {
+    if (!phases.has(s)) phases.set(s, applyPhases(s.ctx, run.runs.get(s)!))
+    return phases.get(s)!
+  }
+  return {
+    before: {title: 'Back up, sync, verify', hostSteps: (s) => steps(phasesOf(s).apply)},
+    together: (wave) => {
+      const hosts = new Map(wave.map((s) => [s, canaryHost(s.ctx, run.runs.get(s)!, s.host.name)]))
+      const canary = new CanaryRun([...hosts.values()], plan, fleet.signal)
+      return {
+        title: `${canaryTitle(plan)} on ${wave.map((s) => s.host.name).join(', ')}`,
+        hostSteps: (s) =>
+          steps(canaryHostSteps(canary, hosts.get(s)!)).map((t) => ({
+            ...t,
+            task: async (c, task) => {
+              try {
+                return await t.task(c, task)
+              } catch (err) {
+                // The host that broke the rule is the one that failed, whichever host's task ends first.
+                const broke = wave.find((w) => hosts.get(w) === canary.failure?.host)
+                if (broke) run.failed ??= {slot: broke, error: canary.failure!.error}
+                throw err
+              }
+            },
+          })),
+      }
+    },
+    after: {title: 'Confirm and smoke-test', hostSteps: (s) => steps(phasesOf(s).prove)},
+  }
 }
 
 /** Plans every host, then one release id later than every host's ids: `--to ID` is one tree everywhere. */

@@ -147,15 +147,28 @@ export interface WaveState {
 }
 
 /**
+ * A wave in three parts (a per-wave canary): each host's `before` (up to `parallel` at once), then
+ * every host of the wave at once (`together`, made once per wave), then each host's `after`. The
+ * hosts of a wave finish one part before any starts the next.
+ */
+export interface WaveParts {
+  before: {title: string; hostSteps: (s: HostSlot) => ListrTask[]}
+  together: (wave: HostSlot[]) => {title: string; hostSteps: (s: HostSlot) => ListrTask[]}
+  after: {title: string; hostSteps: (s: HostSlot) => ListrTask[]}
+}
+
+/**
  * The waves as listr tasks: Wave N → host → that host's steps (in order, stopping at its first
  * failure), hosts concurrent up to `parallel`, a pause between waves. A failure lets the hosts
- * already running finish; hosts not yet started and later waves are skipped.
+ * already running finish; hosts not yet started and later waves are skipped. With WaveParts, a
+ * failure also stops the wave's later parts, and every host of the wave left between parts (changed,
+ * not proven) counts as failed with it: it is put back even under halt.
  */
 export function waveTasks(
   fleet: FleetContext,
   waves: HostSlot[][],
   state: WaveState,
-  hostSteps: (s: HostSlot) => ListrTask[],
+  hostSteps: ((s: HostSlot) => ListrTask[]) | WaveParts,
   skipWhy: () => string | false,
   hostEnv: (s: HostSlot) => Record<string, string> = (s) => s.ctx.env,
 ): ListrTask[] {
@@ -190,7 +203,16 @@ export function waveTasks(
     {
       title: `Wave ${i + 1}/${waves.length}: ${wave.map((s) => s.host.name).join(', ')}`,
       skip: stop,
-      task: perHost(wave, parallel, (slot) => (_c, task) => {
+      task:
+        typeof hostSteps === 'function'
+          ? perHost(wave, parallel, hostTask(i, hostSteps))
+          : (_c, task) => task.newListr(waveParts(wave, i, hostSteps), {concurrent: false, exitOnError: false}),
+    },
+  ])
+
+  function hostTask(i: number, hostSteps: (s: HostSlot) => ListrTask[]) {
+    return (slot: HostSlot): ListrTask['task'] =>
+      (_c, task) => {
         if (state.failed || fleet.signal.aborted) {
           task.skip(`not started: ${state.failed ? `${state.failed.slot.host.name} failed` : 'interrupted'}`)
           return
@@ -198,9 +220,41 @@ export function waveTasks(
         slot.wave = i + 1
         // In order, stopping at the first failure (subtasks would inherit the wave's concurrency).
         return task.newListr(recording(hostSteps(slot), state, slot), {concurrent: false, exitOnError: true})
-      }),
-    },
-  ])
+      }
+  }
+
+  function waveParts(wave: HostSlot[], i: number, parts: WaveParts): ListrTask[] {
+    // A later part does not start after a failure; the hosts the wave reached are left half-way.
+    const stopped = () => {
+      const why =
+        (state.failed && `skipped: ${state.failed.slot.host.name} failed`) ||
+        (fleet.signal.aborted && 'skipped: interrupted')
+      if (why && state.failed)
+        for (const s of wave)
+          if (s.wave && !state.errors.has(s))
+            state.errors.set(s, new Error(`stopped with wave ${i + 1}: ${state.failed.slot.host.name} failed`))
+      return why
+    }
+    const together = parts.together(wave)
+    return [
+      {title: parts.before.title, task: perHost(wave, parallel, hostTask(i, parts.before.hostSteps))},
+      {
+        title: together.title,
+        skip: stopped,
+        task: (_c, task) =>
+          task.newListr(
+            wave.map((s): Step => ({
+              title: s.host.name,
+              host: s.host.name,
+              task: (_c2, t) =>
+                t.newListr(recording(together.hostSteps(s), state, s), {concurrent: false, exitOnError: true}),
+            })),
+            {concurrent: true, exitOnError: false},
+          ),
+      },
+      {title: parts.after.title, skip: stopped, task: perHost(wave, parallel, hostTask(i, parts.after.hostSteps))},
+    ]
+  }
 }
 
 /** Records a host's first failure (and the fleet's), then lets listr2 report it. */

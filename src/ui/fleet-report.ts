@@ -47,8 +47,22 @@ export function renderFleetDeploy(r: FleetDeployResult): string {
       changes || note,
     ])
   }
-  return [head, ...table(rows)].join('\n')
+  return [head, ...table(rows), ...canaryLines(r)].join('\n')
 }
+
+/** `--canary`: each host's figures, step by step, and what became of its canary. */
+function canaryLines(r: FleetDeployResult): string[] {
+  return r.hosts.flatMap((h) => {
+    const c = h.result?.canary
+    if (!c?.steps.length) return []
+    const figures = c.steps.map(
+      (s) => `${s.percent} %: ${s.canaryErrors}/${s.canaryCalls} failed, p95 ${ms(s.canaryP95Ms)} (old ${ms(s.currentP95Ms)})`,
+    )
+    return [`Canary on ${h.name} (wave ${h.wave ?? '-'}): ${figures.join('; ')} → ${c.outcome}.`]
+  })
+}
+
+const ms = (v: number | null) => (v === null ? 'n/a' : `${v} ms`)
 
 /** `hotctl rollback` on a fleet. */
 export function renderFleetRollback(r: FleetRollbackResult): string {
