@@ -5,7 +5,7 @@
  */
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 import {makeWorkspace, removeWorkspaces, requireBuild, runCli, writeFiles} from './helpers.js'
-import {type Agent, agentConfig, startAgent, stopAgents, why} from './steps-support.js'
+import {agentConfig, startAgent, stopAgents, traffic, why} from './steps-support.js'
 
 /** handlers.py whose calc raises on every `failEvery`-th call of its own generation (0: never). */
 const handlers = (v: string, failEvery = 0) => `VERSION = ${JSON.stringify(v)}
@@ -22,34 +22,6 @@ def calc(a, b):
         raise RuntimeError("flaky " + VERSION)
     return a + b
 `
-
-/** Clients calling calc in a loop until stopped: every answer's status and time. */
-function traffic(agent: Agent, clients = 3) {
-  const seen: {t: number; status: number}[] = []
-  let stop = false
-  const loops = Array.from({length: clients}, async () => {
-    while (!stop) {
-      try {
-        const r = await fetch(`${agent.base}/api/v1/calc`, {
-          method: 'POST',
-          headers: {'content-type': 'application/json'},
-          body: JSON.stringify({a: 1, b: 2}),
-        })
-        await r.text()
-        seen.push({t: Date.now(), status: r.status})
-      } catch {
-        seen.push({t: Date.now(), status: 0})
-      }
-    }
-  })
-  return {
-    seen,
-    async stop() {
-      stop = true
-      await Promise.all(loops)
-    },
-  }
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 

@@ -19,6 +19,38 @@ export interface Agent {
 
 const started = new Set<number>()
 
+/**
+ * Clients calling the agent's calc in a loop until stopped (the canary tests' traffic): every
+ * answer's status, when its call started (`start`) and when it ended (`t`); 0 when none came.
+ */
+export function traffic(agent: {base: string}, clients = 3) {
+  const seen: {start: number; t: number; status: number}[] = []
+  let stop = false
+  const loops = Array.from({length: clients}, async () => {
+    while (!stop) {
+      const start = Date.now()
+      try {
+        const r = await fetch(`${agent.base}/api/v1/calc`, {
+          method: 'POST',
+          headers: {'content-type': 'application/json'},
+          body: JSON.stringify({a: 1, b: 2}),
+        })
+        await r.text()
+        seen.push({start, t: Date.now(), status: r.status})
+      } catch {
+        seen.push({start, t: Date.now(), status: 0})
+      }
+    }
+  })
+  return {
+    seen,
+    async stop() {
+      stop = true
+      await Promise.all(loops)
+    },
+  }
+}
+
 export async function startAgent(root: string): Promise<Agent> {
   const env: NodeJS.ProcessEnv = {...process.env, PYTHONDONTWRITEBYTECODE: '1', HOTRELOAD_TOKEN: TOKEN}
   const proc = spawn('python3', [DEMO, '--root', root, '--port', '0'], {env, stdio: ['ignore', 'pipe', 'pipe']})
