@@ -18,10 +18,10 @@ const FOUR = ['h1', 'h2', 'h3', 'h4']
 const why = (r: {stdout: string; stderr: string}) => `stdout:\n${r.stdout}\nstderr:\n${r.stderr}`
 
 /**
- * The demo app's handlers at `version`; calc raises on every 5th call of its generation on a host
- * that has /srv/flaky (each host's /srv is its own), so one release can be bad on one host only.
+ * The demo app's handlers at `version`. A `flaky` release's calc raises on every 5th call of its
+ * generation on a host that has /srv/flaky (each host's /srv is its own): bad on one host only.
  */
-const handlers = (version: string) => `import os
+const handlers = (version: string, flaky = false) => `import os
 
 from .util import GREETING, add
 
@@ -31,7 +31,7 @@ _calls = [0]
 
 def calc(a, b):
     _calls[0] += 1
-    if _calls[0] % 5 == 0 and os.path.exists("/srv/flaky"):
+    if ${flaky ? 'True' : 'False'} and _calls[0] % 5 == 0 and os.path.exists("/srv/flaky"):
         raise RuntimeError("flaky " + VERSION_TEXT)
     return add(a, b)
 
@@ -85,9 +85,9 @@ describe('fleet deploy --canary, four hosts in two waves', {timeout: 600_000}, (
       env: c.env,
       timeoutMs: 300_000,
     })
-  const canaryController = (version: string, over: Record<string, unknown> = {}) => {
+  const canaryController = (version: string, flaky: boolean, over: Record<string, unknown> = {}) => {
     const c = controller(bed, {waves: [2, '100%'], parallel: 1, ...over})
-    fs.writeFileSync(path.join(c.src, 'app', 'handlers.py'), handlers(version))
+    fs.writeFileSync(path.join(c.src, 'app', 'handlers.py'), handlers(version, flaky))
     return c
   }
   const markers = () => Object.fromEntries(FOUR.map((h) => [h, markerOf(bed, h)]))
@@ -95,7 +95,7 @@ describe('fleet deploy --canary, four hosts in two waves', {timeout: 600_000}, (
     Object.fromEntries(await Promise.all(FOUR.map(async (h) => [h, (await servedBy(bed, h)).version])))
 
   it('a good release goes through the canary wave by wave, every host of a wave at once, then is promoted: not one failed call', async () => {
-    const c = canaryController('v2')
+    const c = canaryController('v2', false)
     const l = load()
     await sleep(300)
     const r = await deploy(c, '10,50', '--canary-interval', '1s')
@@ -116,7 +116,10 @@ describe('fleet deploy --canary, four hosts in two waves', {timeout: 600_000}, (
     }
     for (const x of l) {
       expect(x.seen.length, x.host).toBeGreaterThan(20)
-      expect(x.seen.filter((s) => s.status !== 200), x.host).toEqual([])
+      expect(
+        x.seen.filter((s) => s.status !== 200),
+        x.host,
+      ).toEqual([])
     }
     // --events: each host's canary steps, naming the host, with its own figures.
     const ev = eventsOf(r.stderr).filter((e) => e.type === 'step-end' && /^At \d+ %|^Promoted/.test(e.step ?? ''))
@@ -142,7 +145,7 @@ describe('fleet deploy --canary, four hosts in two waves', {timeout: 600_000}, (
     expect(new Set(Object.values(before)).size).toBe(1)
     fs.writeFileSync(path.join(bed.host('h2').root, 'flaky'), '')
     try {
-      const c = canaryController('v3')
+      const c = canaryController('v3', true)
       const l = load()
       await sleep(300)
       const r = await deploy(c, '10,50,100', '--canary-interval', '2s', '--max-error-rate', '1%')
@@ -190,8 +193,14 @@ describe('fleet deploy --canary, four hosts in two waves', {timeout: 600_000}, (
       const aborted = Date.parse(failedStep!.time)
       for (const x of l) {
         expect(x.seen.filter((s) => s.start > aborted).length, x.host).toBeGreaterThan(0)
-        expect(x.seen.filter((s) => s.start > aborted && s.status !== 200), x.host).toEqual([])
-        expect(x.seen.filter((s) => s.t > exited), x.host).not.toHaveLength(0)
+        expect(
+          x.seen.filter((s) => s.start > aborted && s.status !== 200),
+          x.host,
+        ).toEqual([])
+        expect(
+          x.seen.filter((s) => s.t > exited),
+          x.host,
+        ).not.toHaveLength(0)
       }
     } finally {
       fs.rmSync(path.join(bed.host('h2').root, 'flaky'), {force: true})
@@ -202,7 +211,7 @@ describe('fleet deploy --canary, four hosts in two waves', {timeout: 600_000}, (
     const before = markers()
     fs.writeFileSync(path.join(bed.host('h4').root, 'flaky'), '')
     try {
-      const c = canaryController('v4', {onFailure: 'halt'})
+      const c = canaryController('v4', true, {onFailure: 'halt'})
       const l = load()
       await sleep(300)
       const r = await deploy(c, '20', '--canary-interval', '2s')

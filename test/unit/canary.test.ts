@@ -1,8 +1,7 @@
-import http from 'node:http'
-import type {AddressInfo} from 'node:net'
 import {afterEach, describe, expect, it} from 'vitest'
 import {errorMessage} from '../../src/errors.js'
 import {breach, type CanaryHost, CanaryRun, type CanaryStep, parseCanaryFlags} from '../../src/pipeline/canary.js'
+import {fakeAgent, stopFakeAgents} from './fake-agent.js'
 import {fakeConfig} from './fake-target.js'
 import {catchHotctl} from './helpers.js'
 
@@ -57,65 +56,17 @@ describe('canary rule', () => {
   })
 })
 
-/**
- * A fake reference agent on loopback: `/check {"canary": p}` loads a canary, `/metrics` serves
- * figures that grow by 100 calls per read (the canary failing `failRate` of them), `/abort` and
- * `/promote` end it. `calls` records what hotctl asked, in order, named by host.
- */
-async function fakeAgent(name: string, calls: string[], opts: {failRate?: number; noCanary?: boolean; slowMs?: number} = {}) {
-  let canary: number | null = null
-  let reads = 0
-  const server = http.createServer((req, res) => {
-    let body = ''
-    req.on('data', (d) => (body += String(d)))
-    req.on('end', () => {
-      const path = req.url!.replace('/api/v1/hot-reload', '')
-      const send = (status: number, json: unknown) =>
-        res.writeHead(status, {'content-type': 'application/json'}).end(JSON.stringify(json))
-      if (path === '/metrics' && opts.slowMs && !req.headers['x-slowed']) {
-        req.headers['x-slowed'] = '1'
-        return void setTimeout(() => req.emit('end'), opts.slowMs)
-      }
-      if (path === '/metrics') {
-        reads++
-        const n = reads * 100
-        return send(200, {
-          generations: [
-            {generation: 1, role: 'current', calls: n, errors: 0, p95_ms: 1},
-            ...(canary === null
-              ? []
-              : [{generation: 2, role: 'canary', calls: n, errors: Math.round(n * (opts.failRate ?? 0)), p95_ms: 1}]),
-          ],
-        })
-      }
-      calls.push(`${name} ${path}${body ? ` ${body}` : ''}`)
-      if (path === '/check') {
-        canary = opts.noCanary ? null : JSON.parse(body).canary
-        return send(200, {
-          state: opts.noCanary ? 'rejected' : 'canary',
-          canary: canary === null ? null : {generation: 2, version: 'R1', percent: canary},
-          last_error: opts.noCanary ? {message: 'SyntaxError in handlers.py'} : null,
-        })
-      }
-      if (canary === null) return send(409, {error: 'no canary'})
-      canary = null
-      return send(200, {state: 'live'})
-    })
-  })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  const {port} = server.address() as AddressInfo
-  servers.push(server)
-  return `http://127.0.0.1:${port}/api/v1/hot-reload/check`
-}
-
-const servers: http.Server[] = []
-afterEach(() => {
-  for (const s of servers.splice(0)) s.close()
-})
+afterEach(stopFakeAgents)
 
 function host(name: string, url: string): CanaryHost {
   const config = fakeConfig({services: [{name: 'app', trigger: {url, method: 'POST', headers: {}}}]} as never)
-  const ctx = {config, target: undefined as never, ui: {json: true, say: () => undefined}, signal: new AbortController().signal, env: {}}
+  const ctx = {
+    config,
+    target: undefined as never,
+    ui: {json: true, say: () => undefined},
+    signal: new AbortController().signal,
+    env: {},
+  }
   return {name, ctx, report: {steps: [], outcome: 'running'}, expected: () => 'R1'}
 }
 
@@ -127,9 +78,11 @@ describe('CanaryRun: one canary on every host of a wave', () => {
     // h2 answers slowly: h1 must still wait for h2's figures before it goes to 50 %.
     const hosts = [host('h1', await fakeAgent('h1', calls)), host('h2', await fakeAgent('h2', calls, {slowMs: 150}))]
     const run = new CanaryRun(hosts, plan, new AbortController().signal)
-    await Promise.all(hosts.map(async () => {
-      for (let i = 0; i < plan.steps.length; i++) await run.step(i)
-    }))
+    await Promise.all(
+      hosts.map(async () => {
+        for (let i = 0; i < plan.steps.length; i++) await run.step(i)
+      }),
+    )
     const order = calls.map((c) => c.replace(/^h\d /, ''))
     expect(calls.slice(0, 2).sort()).toEqual(['h1 /check {"canary":10}', 'h2 /check {"canary":10}'])
     expect(order).toEqual([
@@ -157,12 +110,16 @@ describe('CanaryRun: one canary on every host of a wave', () => {
       host('h3', await fakeAgent('h3', calls)),
     ]
     const run = new CanaryRun(hosts, plan, new AbortController().signal)
-    await expect(run.step(0)).rejects.toThrow(/^canary at 10 %: the new release failed 20 of 100 calls \(error rate 20.0% > 1.0%.*aborted on h1, h2, h3$/)
+    await expect(run.step(0)).rejects.toThrow(
+      /^canary at 10 %: the new release failed 20 of 100 calls \(error rate 20.0% > 1.0%.*aborted on h1, h2, h3$/,
+    )
     expect(run.failure?.host.name).toBe('h2')
     expect(calls.filter((c) => c.endsWith('/abort')).sort()).toEqual(['h1 /abort', 'h2 /abort', 'h3 /abort'])
     expect(hosts.map((h) => h.report.outcome)).toEqual(['aborted', 'aborted', 'aborted'])
     expect(hosts.map((h) => h.report.steps.map((s) => s.canaryErrorRate))).toEqual([[0], [0.2], [0]])
-    expect(errorMessage(run.errorFor(hosts[0]!))).toMatch(/^canary aborted with h2: canary at 10 %.*\(here: 0 of 100 calls failed\)$/)
+    expect(errorMessage(run.errorFor(hosts[0]!))).toMatch(
+      /^canary aborted with h2: canary at 10 %.*\(here: 0 of 100 calls failed\)$/,
+    )
     expect(run.errorFor(hosts[1]!)).toBe(run.failure!.error)
     await expect(run.step(1)).rejects.toBe(run.failure!.error) // no later step runs
     expect(calls.some((c) => c.includes('"canary":50') || c.endsWith('/promote'))).toBe(false)

@@ -1,6 +1,7 @@
-import {describe, expect, it} from 'vitest'
+import {afterEach, describe, expect, it} from 'vitest'
 import {EXIT} from '../../src/errors.js'
 import {fleetDeploy} from '../../src/pipeline/fleet-deploy.js'
+import {fakeAgent, stopFakeAgents} from './fake-agent.js'
 import {DEPLOY_FLAGS, ended, journalLines} from './fake-target.js'
 import {fakeFleet, LIVE, R0, SOURCE} from './fleet-fixture.js'
 
@@ -226,5 +227,58 @@ describe('fleet deploy: before any host is touched', () => {
     expect(r.exitCode).toBe(EXIT.ok)
     expect(f.fake('a').marker).toBe(r.release)
     expect(f.fake('b').marker).toBe(r.release)
+  })
+})
+
+describe('fleet deploy --canary on fake targets and fake agents', () => {
+  afterEach(stopFakeAgents)
+
+  /** Each host's agent is a fake on loopback (its canary reports the host's marker); `failRate` per host. */
+  async function canaryFleet(names: string[], failRate: Record<string, number> = {}) {
+    const f = fakeFleet(
+      names,
+      {services: [{name: 'app', trigger: {url: '${host.vars.agent}', method: 'POST', headers: {}, timeout: '5s'}}]} as never,
+      {waves: [2, '100%'], onFailure: 'halt'},
+    )
+    const calls: string[] = []
+    for (const h of f.config.hosts)
+      h.vars.agent = await fakeAgent(h.name, calls, {
+        failRate: failRate[h.name],
+        version: () => f.fake(h.name).marker ?? null,
+      })
+    return {f, calls}
+  }
+  const flags = {...DEPLOY_FLAGS, canary: {steps: [10, 100], intervalMs: 10, maxErrorRate: 0.01}}
+
+  it('halt: a breach on one host of wave 2 puts the whole wave back; wave 1 keeps the release', async () => {
+    const {f, calls} = await canaryFleet(['h1', 'h2', 'h3', 'h4'], {h4: 0.2})
+    const r = (await ended(fleetDeploy(f.fleet, flags))).result!
+    expect(r).toMatchObject({exitCode: EXIT.restored, outcome: 'halted', failedHost: 'h4'})
+    expect(r.error).toMatch(
+      /failed on h4: canary at 10 %: the new release failed 20 of 100 calls .* aborted on h3, h4$/,
+    )
+    expect(r.hosts.map((h) => [h.name, h.live === r.release ? 'new' : h.live])).toEqual([
+      ['h1', 'new'],
+      ['h2', 'new'],
+      ['h3', R0],
+      ['h4', R0],
+    ])
+    expectOnR0(f, ['h3', 'h4'])
+    expect(r.hosts.find((h) => h.name === 'h3')!.error).toMatch(/^canary aborted with h4: /)
+    expect(calls.filter((c) => c.endsWith('/promote')).sort()).toEqual(['h1 /promote', 'h2 /promote'])
+    expect(calls.filter((c) => c.endsWith('/abort')).sort()).toEqual(['h3 /abort', 'h4 /abort'])
+    expect(r.hosts.map((h) => h.result?.canary?.outcome)).toEqual(['promoted', 'promoted', 'aborted', 'aborted'])
+    expect(journalLines(f.fake('h3').journal).at(-1)).toBe('deploy end restored 3')
+  })
+
+  it('halt: a host failing before the canary stops its wave; the wave’s other host, synced but not proven, is put back too', async () => {
+    const {f, calls} = await canaryFleet(['h1', 'h2', 'h3'])
+    f.fake('h2').fail('sync')
+    const r = (await ended(fleetDeploy(f.fleet, flags))).result!
+    expect(r, JSON.stringify(r.hosts.map((h) => [h.name, h.error, h.result?.restore]))).toMatchObject({exitCode: EXIT.restored, outcome: "halted", failedHost: "h2"})
+    expectOnR0(f, ['h1', 'h2', 'h3'])
+    expect(r.hosts.find((h) => h.name === 'h1')!.error).toMatch(/stopped with wave 1: h2 failed/)
+    expect(journalLines(f.fake('h1').journal).at(-1)).toBe('deploy end restored 3')
+    expect(calls).toEqual([]) // no canary was loaded anywhere
   })
 })
