@@ -147,9 +147,7 @@ export async function fleetDeploy(fleet: FleetContext, flags: DeployFlags): Prom
       fleet,
       waves,
       run,
-      flags.canary
-        ? canaryWaves(fleet, run, flags.canary)
-        : (slot) => steps(applySteps(slot.ctx, run.runs.get(slot)!)),
+      flags.canary ? canaryWaves(fleet, run, flags.canary) : (slot) => steps(applySteps(slot.ctx, run.runs.get(slot)!)),
       () => (dry && 'dry run: no host is changed') || (run.nothing && 'nothing to deploy'),
       (slot) => ({...slot.ctx.env, HOTCTL_RELEASE_ID: run.release!}),
     ),

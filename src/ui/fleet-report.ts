@@ -56,7 +56,8 @@ function canaryLines(r: FleetDeployResult): string[] {
     const c = h.result?.canary
     if (!c?.steps.length) return []
     const figures = c.steps.map(
-      (s) => `${s.percent} %: ${s.canaryErrors}/${s.canaryCalls} failed, p95 ${ms(s.canaryP95Ms)} (old ${ms(s.currentP95Ms)})`,
+      (s) =>
+        `${s.percent} %: ${s.canaryErrors}/${s.canaryCalls} failed, p95 ${ms(s.canaryP95Ms)} (old ${ms(s.currentP95Ms)})`,
     )
     return [`Canary on ${h.name} (wave ${h.wave ?? '-'}): ${figures.join('; ')} → ${c.outcome}.`]
   })

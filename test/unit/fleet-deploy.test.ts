@@ -1,6 +1,7 @@
 import {afterEach, describe, expect, it} from 'vitest'
 import {EXIT} from '../../src/errors.js'
 import {fleetDeploy} from '../../src/pipeline/fleet-deploy.js'
+import {renderFleetDeploy} from '../../src/ui/fleet-report.js'
 import {fakeAgent, stopFakeAgents} from './fake-agent.js'
 import {DEPLOY_FLAGS, ended, journalLines} from './fake-target.js'
 import {fakeFleet, LIVE, R0, SOURCE} from './fleet-fixture.js'
@@ -273,6 +274,9 @@ describe('fleet deploy --canary on fake targets and fake agents', () => {
     expect(calls.filter((c) => c.endsWith('/abort')).sort()).toEqual(['h3 /abort', 'h4 /abort'])
     expect(r.hosts.map((h) => h.result?.canary?.outcome)).toEqual(['promoted', 'promoted', 'aborted', 'aborted'])
     expect(journalLines(f.fake('h3').journal).at(-1)).toBe('deploy end restored 3')
+    const text = renderFleetDeploy(r)
+    expect(text).toMatch(/^Canary on h1 \(wave 1\): 10 %: 0\/100 failed, p95 1 ms \(old 1 ms\) → promoted\.$/m)
+    expect(text).toMatch(/^Canary on h4 \(wave 2\): 10 %: 20\/100 failed, p95 1 ms \(old 1 ms\) → aborted\.$/m)
   })
 
   it('halt: a host failing before the canary stops its wave; the wave’s other host, synced but not proven, is put back too', async () => {
