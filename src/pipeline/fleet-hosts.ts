@@ -210,10 +210,12 @@ export function waveTasks(
     },
   ])
 
-  function hostTask(i: number, hostSteps: (s: HostSlot) => ListrTask[]) {
+  /** `halfway`: the host is already changed by an earlier part, so not starting this one fails it too. */
+  function hostTask(i: number, hostSteps: (s: HostSlot) => ListrTask[], halfway = false) {
     return (slot: HostSlot): ListrTask['task'] =>
       (_c, task) => {
         if (state.failed || fleet.signal.aborted) {
+          if (halfway) stoppedWithWave(slot, i)
           task.skip(`not started: ${state.failed ? `${state.failed.slot.host.name} failed` : 'interrupted'}`)
           return
         }
@@ -229,10 +231,7 @@ export function waveTasks(
       const why =
         (state.failed && `skipped: ${state.failed.slot.host.name} failed`) ||
         (fleet.signal.aborted && 'skipped: interrupted')
-      if (why && state.failed)
-        for (const s of wave)
-          if (s.wave && !state.errors.has(s))
-            state.errors.set(s, new Error(`stopped with wave ${i + 1}: ${state.failed.slot.host.name} failed`))
+      if (why) for (const s of wave) if (s.wave) stoppedWithWave(s, i)
       return why
     }
     const together = parts.together(wave)
@@ -252,8 +251,17 @@ export function waveTasks(
             {concurrent: true, exitOnError: false},
           ),
       },
-      {title: parts.after.title, skip: stopped, task: perHost(wave, parallel, hostTask(i, parts.after.hostSteps))},
+      {
+        title: parts.after.title,
+        skip: stopped,
+        task: perHost(wave, parallel, hostTask(i, parts.after.hostSteps, true)),
+      },
     ]
+  }
+
+  function stoppedWithWave(slot: HostSlot, i: number): void {
+    if (state.failed && !state.errors.has(slot))
+      state.errors.set(slot, new Error(`stopped with wave ${i + 1}: ${state.failed.slot.host.name} failed`))
   }
 }
 

@@ -279,6 +279,20 @@ describe('fleet deploy --canary on fake targets and fake agents', () => {
     expect(text).toMatch(/^Canary on h4 \(wave 2\): 10 %: 20\/100 failed, p95 1 ms \(old 1 ms\) → aborted\.$/m)
   })
 
+  it('halt: a smoke failure after the promotion stops the wave; a host of it not yet smoke-tested is put back too', async () => {
+    const {f} = await canaryFleet(['h1', 'h2', 'h3'])
+    f.config.fleet.parallel = 1
+    f.fake('h1').fail('command', {nth: 1}) // its deploy's smoke (the canary reloads by HTTP); the restore's passes
+    const r = (await ended(fleetDeploy(f.fleet, flags))).result!
+    expect(r, JSON.stringify(r.hosts.map((h) => [h.name, h.error]))).toMatchObject({
+      exitCode: EXIT.restored,
+      outcome: 'halted',
+      failedHost: 'h1',
+    })
+    expectOnR0(f, ['h1', 'h2', 'h3'])
+    expect(r.hosts.find((h) => h.name === 'h2')!.error).toMatch(/stopped with wave 1: h1 failed/)
+  })
+
   it('halt: a host failing before the canary stops its wave; the wave’s other host, synced but not proven, is put back too', async () => {
     const {f, calls} = await canaryFleet(['h1', 'h2', 'h3'])
     f.fake('h2').fail('sync')
