@@ -207,6 +207,15 @@ describe('fleet deploy --canary, four hosts in two waves', {timeout: 600_000}, (
     }
   })
 
+  it('a fleet whose reload trigger is not the agent is refused before any host is touched (exit 2)', async () => {
+    const before = FOUR.map((h) => endsOf(bed, h).length)
+    const c = controller(bed, {reload: {trigger: {command: 'true'}}})
+    const r = await deploy(c, '10')
+    expect(r.exitCode, why(r)).toBe(2)
+    expect(r.json.error.message).toMatch(/--canary needs one service whose reload.trigger is the agent check URL/)
+    expect(FOUR.map((h) => endsOf(bed, h).length)).toEqual(before)
+  })
+
   it('onFailure halt: a breach in wave 2 puts that whole wave back; wave 1 keeps the new release', async () => {
     const before = markers()
     fs.writeFileSync(path.join(bed.host('h4').root, 'flaky'), '')
