@@ -27,6 +27,7 @@ describe('config: steps and maintenance (issue 9)', () => {
         undo: undefined,
         maintenance: false,
         timeoutMs: 600_000,
+        written: {run: 'pip install -r requirements.txt'},
       },
       {
         name: 'migrate',
@@ -37,6 +38,7 @@ describe('config: steps and maintenance (issue 9)', () => {
         undo: 'u',
         maintenance: true,
         timeoutMs: 600_000,
+        written: {run: {argv: ['alembic', 'upgrade', 'head']}, backup: 'b', undo: 'u'},
       },
     ])
     expect(parse({}).steps).toEqual([])
