@@ -255,7 +255,12 @@ export class DeploySteps {
         task: async (_c, task) => {
           const done: string[] = []
           for (const spec of this.selected()) {
-            const s: RanStep = {spec, dir: this.dirOf(spec), release: this.opts.release(), index: this.all.indexOf(spec)}
+            const s: RanStep = {
+              spec,
+              dir: this.dirOf(spec),
+              release: this.opts.release(),
+              index: this.all.indexOf(spec),
+            }
             // The directory exists for every step, so an undo can rely on it.
             await runStepCommand(
               this.ctx,
@@ -460,11 +465,7 @@ export function appliedWhenLive(ops: JournalOp[], release: string | null): StepE
 }
 
 /** The step a journal record ran, with its recorded commands (or the config's); notes said by the caller. */
-async function replayOf(
-  ctx: OpContext,
-  e: StepEvent,
-  notes: string[],
-): Promise<RanStep | undefined> {
+async function replayOf(ctx: OpContext, e: StepEvent, notes: string[]): Promise<RanStep | undefined> {
   const r = await replayedStep(ctx, e)
   if (r.note) notes.push(r.note)
   return r.spec ? {spec: r.spec, dir: e.dir, release: e.release, index: r.index} : undefined
@@ -543,7 +544,8 @@ export function redoTask(
       const own = new AbortController().signal
       for (const s of redo.filter((x) => x.finishUndo)) {
         const u = await undoSteps(ctx, opId(), [s], window, false)
-        if (!u.ok) throw new Error(redoFailure({step: s, error: `its interrupted undo could not be finished: ${u.error}`}))
+        if (!u.ok)
+          throw new Error(redoFailure({step: s, error: `its interrupted undo could not be finished: ${u.error}`}))
       }
       const r = await runSteps(ctx, opId(), redo, window, own, 'redo')
       done.push(...(r.failed ? r.ran.slice(0, -1) : r.ran))
@@ -570,7 +572,11 @@ export async function recoverSteps(
   for (const e of ran) {
     const s = await replayOf(ctx, e, notes)
     if (!s) {
-      r = {ok: false, error: `step ${e.step} ran, but its commands are not recorded and it is no longer in the config: its undo is unknown`, undone: []}
+      r = {
+        ok: false,
+        error: `step ${e.step} ran, but its commands are not recorded and it is no longer in the config: its undo is unknown`,
+        undone: [],
+      }
       break
     }
     resolved.push(s)
@@ -589,7 +595,9 @@ export async function recoverSteps(
       r = {
         ...r,
         ok: false,
-        error: [r.error, `step ${e.step} was undone and cannot be redone: its commands are unknown`].filter(Boolean).join('; '),
+        error: [r.error, `step ${e.step} was undone and cannot be redone: its commands are unknown`]
+          .filter(Boolean)
+          .join('; '),
       }
   }
   for (const n of notes) ctx.ui.say(`hotctl: ${n}`)
@@ -623,7 +631,11 @@ export interface RollbackStepsPlan {
   notes: string[]
 }
 
-export async function planRollbackSteps(ctx: OpContext, ops: JournalOp[], to: string | null): Promise<RollbackStepsPlan> {
+export async function planRollbackSteps(
+  ctx: OpContext,
+  ops: JournalOp[],
+  to: string | null,
+): Promise<RollbackStepsPlan> {
   const applied = appliedSteps(ops)
   const wanted = appliedWhenLive(ops, to)
   const wantedKeys = new Set(wanted.map(keyOf))
@@ -692,7 +704,15 @@ export async function backupForReapply(ctx: OpContext, opId: string, steps: RanS
       const base = {step: t.spec.name, action: 'backup' as const, release: t.release, dir: t.dir}
       await journalStep(ctx, opId, base)
       try {
-        await runStepCommand(ctx, t.spec.backup, `step ${t.spec.name} of ${t.release}: backup`, stepEnv(t), t.spec.timeoutMs, ctx.signal, opId)
+        await runStepCommand(
+          ctx,
+          t.spec.backup,
+          `step ${t.spec.name} of ${t.release}: backup`,
+          stepEnv(t),
+          t.spec.timeoutMs,
+          ctx.signal,
+          opId,
+        )
       } catch (err) {
         await journalStep(ctx, opId, {...base, ok: false})
         throw err

@@ -221,12 +221,13 @@ export function restoreSteps(ctx: OpContext, run: RollbackRun): Step[] {
         const {irreversible, notes} = plan
         result.releaseSteps = {undone: [], skipped: [], irreversible, reapplied: [], redone: [], notes}
         const named = (list: RanStep[]) => list.map((s) => `${s.spec.name} (${s.release})`).join(', ')
-        task.title = [
-          plan.undo.length ? `Undo release steps: ${named(plan.undo)}` : '',
-          plan.reapply.length ? `Re-apply release steps: ${named(plan.reapply)}` : '',
-        ]
-          .filter(Boolean)
-          .join('; ') || 'Release steps: commands unknown'
+        task.title =
+          [
+            plan.undo.length ? `Undo release steps: ${named(plan.undo)}` : '',
+            plan.reapply.length ? `Re-apply release steps: ${named(plan.reapply)}` : '',
+          ]
+            .filter(Boolean)
+            .join('; ') || 'Release steps: commands unknown'
         requireReversible(plan, run.force)
       },
     },
@@ -245,7 +246,9 @@ export function restoreSteps(ctx: OpContext, run: RollbackRun): Step[] {
     },
     {
       title: 'Undo release steps',
-      skip: () => alreadyLive(run) || (!run.stepsPlan?.undo.length && !run.stepsPlan?.unknown.length && 'no release step to undo'),
+      skip: () =>
+        alreadyLive(run) ||
+        (!run.stepsPlan?.undo.length && !run.stepsPlan?.unknown.length && 'no release step to undo'),
       task: async () => {
         if (ctx.signal.aborted) throw new HotctlError('interrupted', EXIT.interrupted)
         run.changed = true
@@ -360,7 +363,11 @@ export async function settleRollback(ctx: OpContext, run: RollbackRun, err: unkn
       redo.length > 0 ? redoTask(ctx, () => run.op!.opId, redo, run.window, result.releaseSteps!.redone) : undefined,
   })
   if (stepsError)
-    result.restore = {...result.restore, ok: false, error: [stepsError, result.restore.error].filter(Boolean).join('; ')}
+    result.restore = {
+      ...result.restore,
+      ok: false,
+      error: [stepsError, result.restore.error].filter(Boolean).join('; '),
+    }
   const s = settle({targetChanged: true, error: err, interrupted, restore: result.restore})
   const durationMs = await run.op!.end(s.result, s.exitCode, {error: s.error})
   return {

@@ -38,7 +38,11 @@ export const recordFile = (dir: string) => path.posix.join(dir, STEP_RECORD)
 
 /** The commands a step was written with (the config's own text, uninterpolated). */
 export const writtenOf = (spec: StepSpec): StepCommands =>
-  spec.written ?? {run: spec.run, ...(spec.backup ? {backup: spec.backup} : {}), ...(spec.undo ? {undo: spec.undo} : {})}
+  spec.written ?? {
+    run: spec.run,
+    ...(spec.backup ? {backup: spec.backup} : {}),
+    ...(spec.undo ? {undo: spec.undo} : {}),
+  }
 
 /**
  * Records `spec` (step `index` of the config) in `dir`. A command holding a value hotctl masks as
@@ -82,7 +86,10 @@ export interface ReplayedStep {
  * filled from the environment now); without a record (a release deployed by an older hotctl), the
  * config's step of that name, and a note saying so.
  */
-export async function replayedStep(ctx: OpContext, e: Pick<StepEvent, 'step' | 'release' | 'dir'>): Promise<ReplayedStep> {
+export async function replayedStep(
+  ctx: OpContext,
+  e: Pick<StepEvent, 'step' | 'release' | 'dir'>,
+): Promise<ReplayedStep> {
   const configured = ctx.config.steps.find((s) => s.name === e.step)
   const index = configured ? ctx.config.steps.indexOf(configured) : -1
   const who = `step ${e.step} (release ${e.release})`

@@ -436,7 +436,9 @@ describe('release steps: the commands recorded at deploy time', () => {
     const killed = await run()
     expect(killed.exitCode).not.toBe(EXIT.ok)
     // As a SIGKILL leaves it: the journal ends with the migration started (no undo, no end).
-    fake.journal.splice(fake.journal.findIndex((e) => e.event === 'step' && e.step === 'migrate' && e.action === 'run') + 1)
+    fake.journal.splice(
+      fake.journal.findIndex((e) => e.event === 'step' && e.step === 'migrate' && e.action === 'run') + 1,
+    )
     fake.files.set('app.py', fake.source.get('app.py')!)
     fake.at('runServiceCommand', () => undefined)
     fake.commands.length = 0
@@ -510,7 +512,17 @@ describe('release steps: a rollback that fails after undoing steps redoes them',
     const T = '2999-01-01T00:00:00.000Z'
     const ev = (e: Record<string, unknown>) => ({opId: U, t: T, ...e}) as JournalEvent
     fake.journal.push(
-      ev({event: 'start', op: 'rollback', backup: U, release: R0, restores: 'x', user: 'f', host: 'h', pid: 9, argv: []}),
+      ev({
+        event: 'start',
+        op: 'rollback',
+        backup: U,
+        release: R0,
+        restores: 'x',
+        user: 'f',
+        host: 'h',
+        pid: 9,
+        argv: [],
+      }),
       ev({event: 'phase', phase: 'backup'}),
       ev({event: 'maintenance', on: true}),
       ev({event: 'step', step: 'migrate', action: 'undo', release: id, dir: dir('02-migrate')}),
