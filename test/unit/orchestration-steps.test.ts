@@ -420,6 +420,14 @@ describe('release steps: the commands recorded at deploy time', () => {
       expect(text).toContain('--token=${HOTCTL_TEST_DB_TOKEN}')
       expect(text).not.toContain('tok-9f8e7d6c')
       fake.commands.length = 0
+      delete process.env.HOTCTL_TEST_DB_TOKEN // needed to replay the undo: refused before anything changes
+      const refused = await ended(rollback(ctx, {}))
+      expect(refused.exitCode).toBe(EXIT.usage)
+      expect(refused.error!.message).toMatch(
+        /\.hotctl-step\.json: steps\.0\.undo\.argv\.1: environment variable HOTCTL_TEST_DB_TOKEN is not set/,
+      )
+      expect(fake.commands).toEqual([])
+      expect(fake.tree()).toEqual(SOURCE)
       process.env.HOTCTL_TEST_DB_TOKEN = 'tok-rotated-1234'
       expect((await ended(rollback(ctx, {}))).exitCode).toBe(EXIT.ok)
       expect(fake.commands[0]).toBe('undo-m --token=tok-rotated-1234')
