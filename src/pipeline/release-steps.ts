@@ -668,7 +668,7 @@ export function requireReversible(plan: RollbackStepsPlan, force: boolean): void
   throw new HotctlError(
     `rollback would have to undo steps that have no undo: ${plan.irreversible.join(', ')}`,
     EXIT.failed,
-    'Nothing was changed. Add `undo:` to those steps in the config, or pass --force to roll the files back and leave what the steps changed in place.',
+    'Nothing was changed. Add `undo:` to those steps in the config (a release without recorded commands takes them from there, by name), or pass --force to roll the files back and leave what the steps changed in place.',
     {irreversible: plan.irreversible},
   )
 }

@@ -112,6 +112,8 @@ export interface RollbackRun {
   reapply?: RanStep[]
   /** Re-applied steps that started (undone if the rollback fails). */
   reappliedSteps: RanStep[]
+  /** An undo of the rollback failed: that step's state is unknown, so nothing is redone over it. */
+  undoFailed?: string
   /** Opened by the undo of a step with `maintenance: true`; left before the smoke. */
   window: MaintenanceWindow
   /** When rollback() began: the operation's duration (journal and output) counts from here. */
@@ -255,6 +257,7 @@ export function restoreSteps(ctx: OpContext, run: RollbackRun): Step[] {
         const r = await undoForRollback(ctx, run.op!.opId, run.stepsPlan!, run.window)
         run.undoneSteps.push(...r.undone)
         Object.assign(result.releaseSteps!, {undone: r.undone.map((s) => s.spec.name), skipped: r.skipped})
+        if (!r.ok) run.undoFailed = r.error
         if (!r.ok) throw new Error(r.error)
       },
     },
@@ -349,10 +352,13 @@ export async function settleRollback(ctx: OpContext, run: RollbackRun, err: unkn
   // One unit, as a deploy's failure: the steps it re-applied are undone (newest first) while their
   // files are in place; then the files go back, and the steps it undid run again (oldest first)
   // before the release that was live is proven.
-  let stepsError: string | undefined
+  const notRedone = run.undoneSteps.length
+    ? ` (the release steps it undid are not redone: ${run.undoneSteps.map((x) => x.spec.name).join(', ')})`
+    : ''
+  let stepsError = run.undoFailed && `${run.undoFailed}${notRedone}`
   if (run.reappliedSteps.length > 0) {
     const u = await undoReapplied(ctx, run.op!.opId, run.reappliedSteps, run.window)
-    if (!u.ok) stepsError = `${u.error} (the release steps it undid are not redone)`
+    if (!u.ok) stepsError = [stepsError, `${u.error}${notRedone}`].filter(Boolean).join('; ')
   }
   const redo = stepsError ? [] : [...run.undoneSteps].reverse()
   result.restore = await restoreAndProve(ctx, run.undo!, run.op!.phase, {

@@ -511,6 +511,20 @@ describe('release steps: a rollback that fails after undoing steps redoes them',
     expect(fake.maintenance).toBeUndefined()
   })
 
+  it('an undo of the rollback that fails: its step is in an unknown state, so nothing is redone over it (exit 4)', async () => {
+    const {fake, ctx, run} = setup()
+    await run()
+    fake.commands.length = 0
+    fake.onCommand = ({command}) => command !== 'undo-deps'
+    const rb = await ended(rollback(ctx, {}))
+    expect(rb).toMatchObject({exitCode: EXIT.needsAttention, outcome: 'needs-attention'})
+    expect(rb.result!.restore!.error).toMatch(
+      /undo step deps of \d{14} failed.*\(the release steps it undid are not redone: migrate\)/s,
+    )
+    expect(commands(fake)).toEqual(['undo-migrate', 'undo-deps', 'reload-app', 'smoke-home'])
+    expect(fake.tree()).toEqual(SOURCE) // the files are back
+  })
+
   it('a rollback killed after undoing steps: the next run restores its files, then redoes them before the proof', async () => {
     const {fake, ctx, run} = setup()
     const id = (await run()).result!.release!
