@@ -3,6 +3,7 @@ import type {ResolvedConfig, StepSpec} from '../../src/config/resolve.js'
 import {EXIT} from '../../src/errors.js'
 import {deploy, type DeployFlags} from '../../src/pipeline/deploy.js'
 import {rollback} from '../../src/pipeline/rollback.js'
+import {registerSecret} from '../../src/secrets.js'
 import type {JournalEvent} from '../../src/state/journal.js'
 import {COMMAND_SERVICE, DEPLOY_FLAGS, ended, FakeTarget, fakeConfig, fakeContext, journalLines} from './fake-target.js'
 
@@ -434,6 +435,24 @@ describe('release steps: the commands recorded at deploy time', () => {
     } finally {
       delete process.env.HOTCTL_TEST_DB_TOKEN
     }
+  })
+
+  it("a command holding a value masked as a secret is not recorded (a warning says so); the rollback takes the config's", async () => {
+    registerSecret('hook-secret-4f2a91')
+    const m = step('m', {run: {argv: ['run-m', 'hook-secret-4f2a91']}, backup: undefined})
+    const {fake, ctx, run, said} = setup({steps: [m]})
+    expect((await run()).exitCode).toBe(EXIT.ok)
+    expect(fake.stateFiles.size).toBe(0)
+    expect(said.join('\n')).toMatch(
+      /warning: step m: its commands hold a value hotctl treats as a secret, so they are not recorded/,
+    )
+    fake.commands.length = 0
+    const rb = await ended(rollback(ctx, {}))
+    expect(rb.exitCode).toBe(EXIT.ok)
+    expect(fake.commands[0]).toBe('undo-m')
+    expect(rb.result!.releaseSteps!.notes).toEqual([
+      expect.stringMatching(/^step m \(release \d{14}\): no recorded commands/),
+    ])
   })
 
   it('a killed deploy is recovered with its recorded undo, whatever the config says now', async () => {
