@@ -25,6 +25,9 @@ import {recordFile, replayedStep, writeStepRecord} from './step-record.js'
  * - Each step's commands are recorded as the config wrote them (step-record.ts) in its backup
  *   directory, so a rollback or a recovery replays the commands the release was deployed with.
  *   The journal holds names and directories, never commands (they may carry secrets).
+ * - A rollback makes the steps agree with the release it ends with (planRollbackSteps): it undoes
+ *   the steps applied since, re-applies (backup, then run) those undone since (roll-forward), and
+ *   if it fails, undoes what it re-applied and redoes what it undid once the files are back.
  *
  * Every command runs through the Target (`runServiceCommand`), in the target directory, on the
  * host of a remote target.
