@@ -45,6 +45,18 @@ describe('config: steps and maintenance (issue 9)', () => {
     expect(parse({}).maintenance).toBeUndefined()
   })
 
+  it("keeps each step's commands as written, before ${VAR} (what a deploy records), beside the filled ones", () => {
+    const c = parse(
+      {steps: [{name: 'm', run: {argv: ['migrate', '--token=${DB_TOKEN}']}, undo: 'restore "${DB_TOKEN}"'}]},
+      {DB_TOKEN: 'db-token-77aa'},
+    )
+    expect(c.steps[0]!.run).toEqual({argv: ['migrate', '--token=db-token-77aa']})
+    expect(c.steps[0]!.written).toEqual({
+      run: {argv: ['migrate', '--token=${DB_TOKEN}']},
+      undo: 'restore "${DB_TOKEN}"',
+    })
+  })
+
   it('names the field of a bad step: both places, a duplicate name, an unknown key, a bad timeout', () => {
     const both = fail({steps: [{name: 'a', run: 'x', before: 'sync', after: 'sync'}]})
     expect(both.exitCode).toBe(EXIT.usage)
