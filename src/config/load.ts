@@ -4,7 +4,7 @@ import {cosmiconfig} from 'cosmiconfig'
 import {errorMessage, usageError} from '../errors.js'
 import {configSchema} from './schema.js'
 import {interpolateEnv} from './interpolate.js'
-import {resolveConfig, type ResolvedConfig} from './resolve.js'
+import {resolveConfig, type ResolvedConfig, withStepsAsWritten} from './resolve.js'
 
 export const SEARCH_PLACES = [
   'package.json',
@@ -103,7 +103,7 @@ export function parseConfig(raw: unknown, file: string, env: NodeJS.ProcessEnv =
       },
     )
   }
-  return resolveConfig(result.data, file)
+  return withStepsAsWritten(resolveConfig(result.data, file), data)
 }
 
 type Issue = {path: PropertyKey[]; message: string; code?: string; errors?: Issue[][]}

@@ -118,6 +118,33 @@ export interface StepSpec {
   undo?: Command
   maintenance: boolean
   timeoutMs: number
+  /**
+   * `run`, `backup` and `undo` as the config wrote them, before `${VAR}` interpolation (an `{argv}`
+   * element's env value is a secret): what a deploy records for a later rollback. Set by parseConfig.
+   */
+  written?: StepCommands
+}
+
+/** A step's commands. */
+export interface StepCommands {
+  run: Command
+  backup?: Command
+  undo?: Command
+}
+
+/**
+ * The config with each step's commands as written in the raw (uninterpolated) config data, which
+ * has the shape the schema accepted (interpolation changes strings only).
+ */
+export function withStepsAsWritten(config: ResolvedConfig, raw: unknown): ResolvedConfig {
+  const rawSteps = (raw as {steps?: Partial<StepCommands>[]} | null)?.steps
+  if (!Array.isArray(rawSteps) || config.steps.length === 0) return config
+  const steps = config.steps.map((s, i) => {
+    const r = rawSteps[i]
+    if (!r?.run) return s
+    return {...s, written: {run: r.run, ...(r.backup ? {backup: r.backup} : {}), ...(r.undo ? {undo: r.undo} : {})}}
+  })
+  return {...config, steps}
 }
 
 export function resolveConfig(parsed: ParsedConfig, file: string): ResolvedConfig {

@@ -10,7 +10,7 @@ import {
 } from '../state/journal.js'
 import {describeOwner} from '../state/lock.js'
 import type {OpContext} from './context.js'
-import {recoverSteps, stepsRan} from './release-steps.js'
+import {leaveWindowTask, MaintenanceWindow, recoverSteps, redoTask, stepsRan} from './release-steps.js'
 import {restoreAndProve, type RestoreOutcome} from './restore.js'
 import {settle} from './settle.js'
 
@@ -131,9 +131,21 @@ export async function recoverInterrupted(ctx: OpContext, opts: {allowRestart: bo
   )
   const rec = await Operation.start(ctx, 'recover', `${open.opId}-recover`, {backup})
   // Release steps it ran are undone first (newest first), then its files are restored: one unit.
+  // A killed rollback's undone steps run again once the files are back, before the proof.
   const undo = await recoverSteps(ctx, open, rec.opId)
-  let restored = await restoreAndProve(ctx, backup, rec.phase, opts)
-  if (!undo.ok) restored = {...restored, ok: false, error: [undo.error, restored.error].filter(Boolean).join('; ')}
+  const window = new MaintenanceWindow(ctx, () => rec.opId)
+  const redo = undo.ok && undo.redo.length > 0 ? undo.redo : []
+  let restored = await restoreAndProve(ctx, backup, rec.phase, {
+    ...opts,
+    ...(redo.length > 0
+      ? {afterVerify: redoTask(ctx, () => rec.opId, redo, window, []), beforeSmoke: leaveWindowTask(window)}
+      : {}),
+  })
+  await window.leave()
+  if (!undo.ok) {
+    const notRedone = undo.redo.length > 0 ? ' (the release steps it undid are not redone)' : ''
+    restored = {...restored, ok: false, error: [`${undo.error}${notRedone}`, restored.error].filter(Boolean).join('; ')}
+  }
   // The same settlement as deploy and rollback: a proven restore is this operation's success.
   const settled = settle({
     targetChanged: true,

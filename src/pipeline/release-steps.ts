@@ -8,6 +8,7 @@ import {type Operation as JournalOp, type StepEvent} from '../state/journal.js'
 import {formatDuration} from '../ui/format.js'
 import type {OpContext} from './context.js'
 import type {Step} from './steps.js'
+import {recordFile, replayedStep, writeStepRecord} from './step-record.js'
 
 /**
  * Release steps (issue 9): commands that change more than the files — dependencies, a database —
@@ -21,8 +22,12 @@ import type {Step} from './steps.js'
  *   reverse order, before the files are restored.
  * - Each backup, run and undo is journaled before it starts and again with its outcome, so the
  *   next run recovers a killed one: it undoes the steps that ran, then restores the files.
- * - The undo commands come from the config, by step name: the journal holds names and
- *   directories, never commands (they may carry secrets).
+ * - Each step's commands are recorded as the config wrote them (step-record.ts) in its backup
+ *   directory, so a rollback or a recovery replays the commands the release was deployed with.
+ *   The journal holds names and directories, never commands (they may carry secrets).
+ * - A rollback makes the steps agree with the release it ends with (planRollbackSteps): it undoes
+ *   the steps applied since, re-applies (backup, then run) those undone since (roll-forward), and
+ *   if it fails, undoes what it re-applied and redoes what it undid once the files are back.
  *
  * Every command runs through the Target (`runServiceCommand`), in the target directory, on the
  * host of a remote target.
@@ -81,10 +86,13 @@ export interface StepsReport {
   notUndone: {step: string; why: string}[]
 }
 
-interface RanStep {
+/** A step of one release, with its backup directory: what is run, undone or re-run. */
+export interface RanStep {
   spec: StepSpec
   dir: string
   release: string
+  /** Its place in the config it was deployed with (names its backup directory). */
+  index: number
 }
 
 /** Appends a step record (before the command: no `ok`; after: with it). */
@@ -250,7 +258,12 @@ export class DeploySteps {
         task: async (_c, task) => {
           const done: string[] = []
           for (const spec of this.selected()) {
-            const s: RanStep = {spec, dir: this.dirOf(spec), release: this.opts.release()}
+            const s: RanStep = {
+              spec,
+              dir: this.dirOf(spec),
+              release: this.opts.release(),
+              index: this.all.indexOf(spec),
+            }
             // The directory exists for every step, so an undo can rely on it.
             await runStepCommand(
               this.ctx,
@@ -260,7 +273,10 @@ export class DeploySteps {
               60_000,
               this.ctx.signal,
             )
-            if (!spec.backup) continue
+            if (!spec.backup) {
+              await this.record(s)
+              continue
+            }
             const base = {step: spec.name, action: 'backup' as const, release: s.release, dir: s.dir}
             await journalStep(this.ctx, this.opts.opId(), base)
             try {
@@ -278,12 +294,19 @@ export class DeploySteps {
               throw err
             }
             await journalStep(this.ctx, this.opts.opId(), {...base, ok: true})
+            await this.record(s) // after the backup: a backup that empties its directory keeps it
             done.push(spec.name)
           }
           task.title = done.length > 0 ? `Back up what the steps change: ${done.join(', ')}` : 'No step has a backup'
         },
       },
     ]
+  }
+
+  /** Records the step's commands in its directory, for a later rollback (step-record.ts). */
+  private async record(s: RanStep): Promise<void> {
+    const warning = await writeStepRecord(this.ctx, s.dir, s.spec, s.index)
+    if (warning) this.ctx.ui.say(`hotctl: warning: ${warning}`)
   }
 
   /** The steps at one place of the tree; under --maintenance the window opens with the first change. */
@@ -320,7 +343,7 @@ export class DeploySteps {
     const order = this.selected()
     if (spec.maintenance)
       await this.window.enter(`step ${spec.name}`, this.expectedMs(order.slice(order.indexOf(spec))))
-    const s: RanStep = {spec, dir: this.dirOf(spec), release: this.opts.release()}
+    const s: RanStep = {spec, dir: this.dirOf(spec), release: this.opts.release(), index: this.all.indexOf(spec)}
     const base = {step: spec.name, action: 'run' as const, release: s.release, dir: s.dir}
     await journalStep(this.ctx, this.opts.opId(), base)
     this.opts.onTouch()
@@ -409,48 +432,178 @@ async function undoSteps(
   return {ok: true, undone, notUndone}
 }
 
-/** Step runs recorded in `events` that no later undo put back, keyed `release/step`, oldest first. */
+const keyOf = (e: {release: string; step: string}) => `${e.release}/${e.step}`
+
+/** Folds one operation's step records: a run applies its step from its start (it may have half-run); a finished undo takes it back. */
+function fold(applied: Map<string, StepEvent>, op: JournalOp): void {
+  for (const e of op.steps) {
+    if (e.action === 'run' && e.ok === undefined) {
+      applied.delete(keyOf(e)) // kept in the order they were applied
+      applied.set(keyOf(e), e)
+    } else if (e.action === 'undo' && e.ok === true) applied.delete(keyOf(e))
+  }
+}
+
+/** Step runs recorded in the journal that no later undo put back (their latest run), in the order they were applied. */
 export function appliedSteps(ops: JournalOp[]): StepEvent[] {
   const applied = new Map<string, StepEvent>()
-  for (const op of ops) {
-    for (const e of op.steps) {
-      const key = `${e.release}/${e.step}`
-      if (e.action === 'run' && e.ok === undefined) applied.set(key, e)
-      else if (e.action === 'undo' && e.ok === true) applied.delete(key)
-    }
-  }
+  for (const op of ops) fold(applied, op)
   return [...applied.values()]
 }
 
-/** The config's step for a journaled record, by name. */
-function specFor(ctx: OpContext, e: StepEvent): StepSpec | undefined {
-  return ctx.config.steps.find((s) => s.name === e.step)
+/**
+ * The steps that were applied when `release` was last proven live (a deploy of it, or a rollback
+ * to it, ended ok): what its code goes with. None for the tree from before hotctl (null). A journal
+ * that never saw it live: the applied steps of releases up to it.
+ */
+export function appliedWhenLive(ops: JournalOp[], release: string | null): StepEvent[] {
+  if (release === null) return []
+  const applied = new Map<string, StepEvent>()
+  let then: StepEvent[] | undefined
+  for (const op of ops) {
+    fold(applied, op)
+    if (op.end?.result === 'ok' && op.op !== 'recover' && op.start.release === release) then = [...applied.values()]
+  }
+  return then ?? [...applied.values()].filter((e) => e.release <= release)
+}
+
+/** The step a journal record ran, with its recorded commands (or the config's); notes said by the caller. */
+async function replayOf(ctx: OpContext, e: StepEvent, notes: string[]): Promise<RanStep | undefined> {
+  const r = await replayedStep(ctx, e)
+  if (r.note) notes.push(r.note)
+  return r.spec ? {spec: r.spec, dir: e.dir, release: e.release, index: r.index} : undefined
+}
+
+/**
+ * Runs the `run` of `steps` in the order given, journaled as runs of their own release (so they
+ * count as applied again); a step's maintenance window is entered around it. Stops at the first
+ * that fails: `failed` names it.
+ */
+async function runSteps(
+  ctx: OpContext,
+  opId: string,
+  steps: RanStep[],
+  window: MaintenanceWindow,
+  signal: AbortSignal,
+  verb: string,
+): Promise<{ran: string[]; failed?: {step: RanStep; error: string}}> {
+  const ran: string[] = []
+  for (const s of steps) {
+    const {spec} = s
+    const label = `${verb} step ${spec.name} of ${s.release}`
+    try {
+      if (signal.aborted) throw new HotctlError('interrupted', EXIT.interrupted)
+      if (spec.maintenance) await window.enter(`${verb} ${spec.name}`, spec.timeoutMs)
+      ctx.ui.say(`hotctl: ${label}`)
+      const base = {step: spec.name, action: 'run' as const, release: s.release, dir: s.dir}
+      await journalStep(ctx, opId, base)
+      ran.push(spec.name)
+      try {
+        await runStepCommand(ctx, spec.run, label, stepEnv(s), spec.timeoutMs, signal, opId)
+      } catch (err) {
+        await journalStep(ctx, opId, {...base, ok: false})
+        throw err
+      }
+      await journalStep(ctx, opId, {...base, ok: true})
+    } catch (err) {
+      return {ran, failed: {step: s, error: errorMessage(err)}}
+    }
+  }
+  return {ran}
+}
+
+/** What is left when the redo of an undone step fails, and what to do about it. */
+function redoFailure(f: {step: RanStep; error: string}): string {
+  const {spec, dir} = f.step
+  return (
+    `redo of step ${spec.name} (release ${f.step.release}) failed: ${f.error}. ` +
+    `Its data is as the undo left it, behind the files: fix the cause, then run the step's run command by hand ` +
+    `(recorded in ${recordFile(dir)}) or deploy that release again`
+  )
+}
+
+/** A step undone by an operation that did not finish, to be run again once its files are back. */
+export interface RedoStep extends RanStep {
+  /** Its undo was cut short: finished first (from its backup), then the step runs. */
+  finishUndo?: boolean
+}
+
+/**
+ * The task that re-runs steps an unfinished rollback undid, once the files it replaced are back
+ * and verified (before the reload): in their original order, with their recorded commands, from
+ * the backups they were deployed with. Runs to the end after an interrupt (it is part of the
+ * restore); fails naming the step that could not be redone.
+ */
+export function redoTask(
+  ctx: OpContext,
+  opId: () => string,
+  redo: RedoStep[],
+  window: MaintenanceWindow,
+  done: string[],
+): Step {
+  return {
+    title: `Redo release steps the rollback undid: ${redo.map((s) => s.spec.name).join(', ')}`,
+    task: async () => {
+      const own = new AbortController().signal
+      for (const s of redo.filter((x) => x.finishUndo)) {
+        const u = await undoSteps(ctx, opId(), [s], window, false)
+        if (!u.ok)
+          throw new Error(redoFailure({step: s, error: `its interrupted undo could not be finished: ${u.error}`}))
+      }
+      const r = await runSteps(ctx, opId(), redo, window, own, 'redo')
+      done.push(...(r.failed ? r.ran.slice(0, -1) : r.ran))
+      if (r.failed) throw new Error(redoFailure(r.failed))
+    },
+  }
 }
 
 /**
  * Recovery of a killed operation: undo the steps it ran (newest first) before its files are
- * restored, and close a maintenance window it left open. `recoverOpId` journals the undos.
+ * restored, and close a maintenance window it left open. A killed rollback's undone steps are
+ * returned as `redo`, for redoTask once the files are back. `recoverOpId` journals all of it.
  */
 export async function recoverSteps(
   ctx: OpContext,
   open: JournalOp,
   recoverOpId: string,
-): Promise<{ok: boolean; error?: string; undone: string[]}> {
+): Promise<{ok: boolean; error?: string; undone: string[]; redo: RedoStep[]; notes: string[]}> {
+  const notes: string[] = []
   const ran = appliedSteps([open]).reverse()
   const window = new MaintenanceWindow(ctx, () => recoverOpId)
   let r: {ok: boolean; error?: string; undone: string[]} = {ok: true, undone: []}
-  if (ran.length > 0) {
-    const missing = ran.find((e) => !specFor(ctx, e))
-    r = missing
-      ? {ok: false, error: `step ${missing.step} ran but is no longer in the config: its undo is unknown`, undone: []}
-      : await undoSteps(
-          ctx,
-          recoverOpId,
-          ran.map((e) => ({spec: specFor(ctx, e)!, dir: e.dir, release: e.release})),
-          window,
-          false,
-        )
+  const resolved: RanStep[] = []
+  for (const e of ran) {
+    const s = await replayOf(ctx, e, notes)
+    if (!s) {
+      r = {
+        ok: false,
+        error: `step ${e.step} ran, but its commands are not recorded and it is no longer in the config: its undo is unknown`,
+        undone: [],
+      }
+      break
+    }
+    resolved.push(s)
   }
+  if (r.ok && resolved.length > 0) r = await undoSteps(ctx, recoverOpId, resolved, window, false)
+  // Steps applied before the killed operation that it undid (their first record in it is an undo).
+  const first = new Map<string, StepEvent>()
+  for (const e of open.steps) if (!first.has(keyOf(e))) first.set(keyOf(e), e)
+  const redo: RedoStep[] = []
+  // Undone newest first: reversed, they are in their original order.
+  for (const e of [...first.values()].filter((x) => x.action === 'undo').reverse()) {
+    const s = await replayOf(ctx, e, notes)
+    const finished = open.steps.some((x) => keyOf(x) === keyOf(e) && x.action === 'undo' && x.ok === true)
+    if (s) redo.push({...s, finishUndo: !finished})
+    else
+      r = {
+        ...r,
+        ok: false,
+        error: [r.error, `step ${e.step} was undone and cannot be redone: its commands are unknown`]
+          .filter(Boolean)
+          .join('; '),
+      }
+  }
+  for (const n of notes) ctx.ui.say(`hotctl: ${n}`)
   if (open.maintenance || window.isOpen) {
     // The killed run's window: close it whatever the undo did.
     await setMaintenance(ctx, false).catch((err) =>
@@ -458,28 +611,58 @@ export async function recoverSteps(
     )
     await ctx.target.state.append({event: 'maintenance', opId: recoverOpId, t: new Date().toISOString(), on: false})
   }
-  return r
+  return {...r, redo, notes}
 }
 
-/** Does the killed operation's journal show a step that started running (the target may have changed)? */
-export const stepsRan = (open: JournalOp) => open.steps.some((e) => e.action === 'run')
+/** Did the killed operation run or undo a step (the target may have changed)? */
+export const stepsRan = (open: JournalOp) => open.steps.some((e) => e.action === 'run' || e.action === 'undo')
 
-/** What a rollback to `to` must undo: applied steps of releases after it, newest first. */
+/**
+ * What a rollback to `to` does to release steps, so that data and code agree: the steps applied
+ * now but not when `to` was live are undone (newest first, before the files are restored), and
+ * those applied then but undone since (a roll-forward) are re-applied (oldest first: backed up,
+ * then run at their place around the restore).
+ */
 export interface RollbackStepsPlan {
-  undo: StepEvent[]
-  /** Steps among them without an undo in the config (or no longer in it): refused without --force. */
+  undo: RanStep[]
+  reapply: RanStep[]
+  /** Steps that cannot be undone or re-run (no undo, or commands unknown): refused without --force. */
   irreversible: string[]
+  /** Steps whose commands are unknown (no record, not in the config): passed over under --force. */
+  unknown: string[]
+  /** Where the recorded commands and the config part ways, or a record is missing. */
+  notes: string[]
 }
 
-export function planRollbackSteps(ctx: OpContext, ops: JournalOp[], to: string | null): RollbackStepsPlan {
-  const after = (release: string) => to === null || release > to
-  const undo = appliedSteps(ops)
-    .filter((e) => after(e.release))
-    .reverse()
-  const irreversible = undo
-    .filter((e) => !specFor(ctx, e)?.undo)
-    .map((e) => `${e.step} (release ${e.release}${specFor(ctx, e) ? '' : ', no longer configured'})`)
-  return {undo, irreversible}
+export async function planRollbackSteps(
+  ctx: OpContext,
+  ops: JournalOp[],
+  to: string | null,
+): Promise<RollbackStepsPlan> {
+  const applied = appliedSteps(ops)
+  const wanted = appliedWhenLive(ops, to)
+  const wantedKeys = new Set(wanted.map(keyOf))
+  const appliedKeys = new Set(applied.map(keyOf))
+  const plan: RollbackStepsPlan = {undo: [], reapply: [], irreversible: [], unknown: [], notes: []}
+  for (const e of applied.filter((x) => !wantedKeys.has(keyOf(x))).reverse()) {
+    const s = await replayOf(ctx, e, plan.notes)
+    if (!s) {
+      plan.unknown.push(e.step)
+      plan.irreversible.push(`${e.step} (release ${e.release}, commands unknown)`)
+    } else {
+      plan.undo.push(s)
+      if (!s.spec.undo) plan.irreversible.push(`${e.step} (release ${e.release})`)
+    }
+  }
+  for (const e of wanted.filter((x) => !appliedKeys.has(keyOf(x)))) {
+    const s = await replayOf(ctx, e, plan.notes)
+    if (s) plan.reapply.push(s)
+    else {
+      plan.unknown.push(e.step)
+      plan.irreversible.push(`${e.step} (release ${e.release}, to re-run: commands unknown)`)
+    }
+  }
+  return plan
 }
 
 /** Refuses a rollback over irreversible steps unless forced: the refusal names them. */
@@ -488,7 +671,7 @@ export function requireReversible(plan: RollbackStepsPlan, force: boolean): void
   throw new HotctlError(
     `rollback would have to undo steps that have no undo: ${plan.irreversible.join(', ')}`,
     EXIT.failed,
-    'Nothing was changed. Add `undo:` to those steps in the config, or pass --force to roll the files back and leave what the steps changed in place.',
+    'Nothing was changed. Add `undo:` to those steps in the config (a release without recorded commands takes them from there, by name), or pass --force to roll the files back and leave what the steps changed in place.',
     {irreversible: plan.irreversible},
   )
 }
@@ -496,24 +679,82 @@ export function requireReversible(plan: RollbackStepsPlan, force: boolean): void
 /**
  * Rollback: replays the undo of the planned steps from their stored backups (skipping those
  * without one under --force). A step's maintenance window stays open until the caller leaves it
- * (the rolled-back release confirmed live).
+ * (the rolled-back release confirmed live). `undone` lists what was undone, newest first.
  */
 export async function undoForRollback(
   ctx: OpContext,
   opId: string,
   plan: RollbackStepsPlan,
   window: MaintenanceWindow,
-): Promise<{ok: boolean; error?: string; undone: string[]; skipped: string[]}> {
-  const reversible = plan.undo.filter((e) => specFor(ctx, e)?.undo)
-  const skipped = plan.undo.filter((e) => !specFor(ctx, e)?.undo).map((e) => e.step)
-  const r = await undoSteps(
-    ctx,
-    opId,
-    reversible.map((e) => ({spec: specFor(ctx, e)!, dir: e.dir, release: e.release})),
-    window,
-    false,
-  )
-  return {...r, skipped}
+): Promise<{ok: boolean; error?: string; undone: RanStep[]; skipped: string[]}> {
+  const reversible = plan.undo.filter((s) => s.spec.undo)
+  const skipped = [...plan.undo.filter((s) => !s.spec.undo).map((s) => s.spec.name), ...plan.unknown]
+  const r = await undoSteps(ctx, opId, reversible, window, false)
+  return {...r, undone: reversible.slice(0, r.undone.length), skipped}
+}
+
+/**
+ * Roll-forward, part one: every re-applied step's backup, into a directory of its own beside the
+ * one it was deployed with (that backup stays as it was), with its record copied there. Before any
+ * of them runs, as in a deploy. Returns the steps with their new directories.
+ */
+export async function backupForReapply(ctx: OpContext, opId: string, steps: RanStep[]): Promise<RanStep[]> {
+  const out: RanStep[] = []
+  for (const s of steps) {
+    const t: RanStep = {...s, dir: `${s.dir}.reapplied-${opId}`}
+    await runStepCommand(ctx, {argv: ['mkdir', '-p', t.dir]}, `creating ${t.dir}`, {}, 60_000, ctx.signal)
+    if (t.spec.backup) {
+      const base = {step: t.spec.name, action: 'backup' as const, release: t.release, dir: t.dir}
+      await journalStep(ctx, opId, base)
+      try {
+        await runStepCommand(
+          ctx,
+          t.spec.backup,
+          `step ${t.spec.name} of ${t.release}: backup`,
+          stepEnv(t),
+          t.spec.timeoutMs,
+          ctx.signal,
+          opId,
+        )
+      } catch (err) {
+        await journalStep(ctx, opId, {...base, ok: false})
+        throw err
+      }
+      await journalStep(ctx, opId, {...base, ok: true})
+    }
+    const warning = await writeStepRecord(ctx, t.dir, t.spec, t.index)
+    if (warning) ctx.ui.say(`hotctl: warning: ${warning}`)
+    out.push(t)
+  }
+  return out
+}
+
+/**
+ * Roll-forward, part two: the `run` of re-applied steps (those at one place), in order, journaled.
+ * `onRun` gets each step as it starts (it may half-run: a later failure undoes it).
+ */
+export async function reapplySteps(
+  ctx: OpContext,
+  opId: string,
+  steps: RanStep[],
+  window: MaintenanceWindow,
+  onRun: (s: RanStep) => void,
+): Promise<void> {
+  for (const s of steps) {
+    onRun(s)
+    const r = await runSteps(ctx, opId, [s], window, ctx.signal, 're-apply')
+    if (r.failed) throw new Error(r.failed.error)
+  }
+}
+
+/** A failed rollback: undo the steps it re-applied, newest first (as a deploy's failure does). */
+export function undoReapplied(
+  ctx: OpContext,
+  opId: string,
+  steps: RanStep[],
+  window: MaintenanceWindow,
+): Promise<{ok: boolean; error?: string; undone: string[]; notUndone: {step: string; why: string}[]}> {
+  return undoSteps(ctx, opId, [...steps].reverse(), window, false)
 }
 
 /** A task that leaves `window` (before a smoke); a failure to leave fails the operation. */

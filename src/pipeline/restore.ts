@@ -37,7 +37,13 @@ export async function restoreAndProve(
   ctx: OpContext,
   id: string,
   phase: (p: Phase) => Promise<void>,
-  opts: {label?: string; allowRestart: boolean; beforeSmoke?: ListrTask},
+  opts: {
+    label?: string
+    allowRestart: boolean
+    beforeSmoke?: ListrTask
+    /** Runs once the content is verified, before the reload (a rollback's undone release steps, redone). */
+    afterVerify?: ListrTask
+  },
 ): Promise<RestoreOutcome> {
   const label = opts.label ?? 'previous release'
   const own: OpContext = {...ctx, signal: new AbortController().signal}
@@ -81,6 +87,7 @@ export async function restoreAndProve(
               throw new Error(`target differs from backup ${id} at: ${outcome.differences.slice(0, 10).join(', ')}`)
           },
         },
+        ...(opts.afterVerify ? [opts.afterVerify] : []),
         ...beforeLast(
           proveLiveTasks(own, outcome.release, outcome.proof, {
             allowRestart: opts.allowRestart,

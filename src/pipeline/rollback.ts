@@ -10,12 +10,17 @@ import {pinnedBackups, pruneAfter} from './prune.js'
 import {catalogOf, type Choice, describe, INITIAL, type ReleaseCatalog, resolvePrevious, resolveTo} from './releases.js'
 import {beforeLast, restoreAndProve, type RestoreOutcome} from './restore.js'
 import {
+  backupForReapply,
   leaveWindowTask,
   MaintenanceWindow,
   planRollbackSteps,
+  type RanStep,
+  reapplySteps,
+  redoTask,
   requireReversible,
   type RollbackStepsPlan,
   undoForRollback,
+  undoReapplied,
 } from './release-steps.js'
 import {beforeTheOperation, settle} from './settle.js'
 import {type Step, steps} from './steps.js'
@@ -37,8 +42,12 @@ export interface RollbackResult {
   proof?: LiveProof
   restore?: RestoreOutcome
   recovery?: Recovery
-  /** Release steps of the releases being undone (config `steps:`): undone, or skipped under --force. */
-  releaseSteps?: {undone: string[]; skipped: string[]; irreversible: string[]}
+  /**
+   * Release steps (config `steps:`), with the commands recorded when they were deployed: those of
+   * the releases being undone, undone (or skipped under --force); those of the releases being
+   * re-applied (roll-forward), run again; after a failure, the undone ones redone.
+   */
+  releaseSteps?: RollbackStepsReport
   error?: string
   durationMs: number
 }
@@ -75,6 +84,18 @@ export async function rollback(ctx: OpContext, opts: {to?: string; force?: boole
   return {...result, durationMs: result.durationMs || Date.now() - run.started}
 }
 
+export interface RollbackStepsReport {
+  undone: string[]
+  skipped: string[]
+  irreversible: string[]
+  /** Roll-forward: steps of the releases re-applied, run again (oldest first). */
+  reapplied: string[]
+  /** After a failure, once the files were back: the undone steps run again. */
+  redone: string[]
+  /** Recorded commands that differ from the config's, records missing (older hotctl). */
+  notes: string[]
+}
+
 /** What the rollback's steps share as they run (one task tree, built once); a fleet keeps one per host. */
 export interface RollbackRun {
   result: RollbackResult & {proof: LiveProof}
@@ -85,6 +106,14 @@ export interface RollbackRun {
   op?: Operation
   changed: boolean
   stepsPlan?: RollbackStepsPlan
+  /** Steps undone so far, newest first (redone if the rollback fails). */
+  undoneSteps: RanStep[]
+  /** Roll-forward: the re-applied steps, with their new backup directories, once backed up. */
+  reapply?: RanStep[]
+  /** Re-applied steps that started (undone if the rollback fails). */
+  reappliedSteps: RanStep[]
+  /** An undo of the rollback failed: that step's state is unknown, so nothing is redone over it. */
+  undoFailed?: string
   /** Opened by the undo of a step with `maintenance: true`; left before the smoke. */
   window: MaintenanceWindow
   /** When rollback() began: the operation's duration (journal and output) counts from here. */
@@ -99,6 +128,8 @@ export function newRollbackRun(ctx: OpContext, force = false): RollbackRun {
     changed: false,
     started: Date.now(),
     force,
+    undoneSteps: [] as RanStep[],
+    reappliedSteps: [] as RanStep[],
   } as RollbackRun
   run.window = new MaintenanceWindow(ctx, () => run.op!.opId)
   return run
@@ -179,17 +210,26 @@ export function restoreSteps(ctx: OpContext, run: RollbackRun): Step[] {
   })
   return [
     {
-      title: 'Plan the undo of release steps',
+      title: 'Plan the release steps',
       skip: () => alreadyLive(run),
       task: async (_c, task) => {
-        const plan = planRollbackSteps(ctx, operations(await target.state.read()), run.choice!.release)
-        if (plan.undo.length === 0) {
-          task.title = 'No release step to undo'
+        const plan = await planRollbackSteps(ctx, operations(await target.state.read()), run.choice!.release)
+        for (const note of plan.notes) ctx.ui.say(`hotctl: ${note}`)
+        if (plan.undo.length + plan.reapply.length + plan.unknown.length === 0) {
+          task.title = 'No release step to undo or re-apply'
           return
         }
         run.stepsPlan = plan
-        result.releaseSteps = {undone: [], skipped: [], irreversible: plan.irreversible}
-        task.title = `Undo release steps: ${plan.undo.map((e) => `${e.step} (${e.release})`).join(', ')}`
+        const {irreversible, notes} = plan
+        result.releaseSteps = {undone: [], skipped: [], irreversible, reapplied: [], redone: [], notes}
+        const named = (list: RanStep[]) => list.map((s) => `${s.spec.name} (${s.release})`).join(', ')
+        task.title =
+          [
+            plan.undo.length ? `Undo release steps: ${named(plan.undo)}` : '',
+            plan.reapply.length ? `Re-apply release steps: ${named(plan.reapply)}` : '',
+          ]
+            .filter(Boolean)
+            .join('; ') || 'Release steps: commands unknown'
         requireReversible(plan, run.force)
       },
     },
@@ -208,15 +248,29 @@ export function restoreSteps(ctx: OpContext, run: RollbackRun): Step[] {
     },
     {
       title: 'Undo release steps',
-      skip: () => alreadyLive(run) || (!run.stepsPlan && 'no release step to undo'),
+      skip: () =>
+        alreadyLive(run) ||
+        (!run.stepsPlan?.undo.length && !run.stepsPlan?.unknown.length && 'no release step to undo'),
       task: async () => {
         if (ctx.signal.aborted) throw new HotctlError('interrupted', EXIT.interrupted)
         run.changed = true
         const r = await undoForRollback(ctx, run.op!.opId, run.stepsPlan!, run.window)
-        Object.assign(result.releaseSteps!, {undone: r.undone, skipped: r.skipped})
+        run.undoneSteps.push(...r.undone)
+        Object.assign(result.releaseSteps!, {undone: r.undone.map((s) => s.spec.name), skipped: r.skipped})
+        if (!r.ok) run.undoFailed = r.error
         if (!r.ok) throw new Error(r.error)
       },
     },
+    {
+      // Roll-forward: as in a deploy, every re-applied step is backed up before any of them runs.
+      title: 'Back up what the re-applied steps change',
+      skip: () => alreadyLive(run) || (!run.stepsPlan?.reapply.length && 'no release step to re-apply'),
+      task: async () => {
+        if (ctx.signal.aborted) throw new HotctlError('interrupted', EXIT.interrupted)
+        run.reapply = await backupForReapply(ctx, run.op!.opId, run.stepsPlan!.reapply)
+      },
+    },
+    reapplyTask(ctx, run, 'before-sync'),
     {
       title: 'Restore',
       skip: () => alreadyLive(run),
@@ -246,8 +300,32 @@ export function restoreSteps(ctx: OpContext, run: RollbackRun): Step[] {
           throw new Error(`target differs from snapshot ${snapshot()} at: ${diffs.slice(0, 10).join(', ')}`)
       },
     },
+    reapplyTask(ctx, run, 'after-sync'),
     ...beforeLast(prove, leaveWindowTask(run.window)),
   ]
+}
+
+/**
+ * Roll-forward: the `run` of the re-applied steps at one place (before the files are restored, or
+ * after they are verified, as a deploy runs them around its sync), journaled.
+ */
+function reapplyTask(ctx: OpContext, run: RollbackRun, at: RanStep['spec']['at']): Step {
+  const here = () => (run.reapply ?? []).filter((s) => s.spec.at === at)
+  return {
+    title: `Re-apply release steps${at === 'before-sync' ? ' (before the files)' : ''}`,
+    skip: () => alreadyLive(run) || (here().length === 0 && 'no release step to re-apply here'),
+    task: async (_c, task) => {
+      if (ctx.signal.aborted) throw new HotctlError('interrupted', EXIT.interrupted)
+      run.changed = true
+      await reapplySteps(ctx, run.op!.opId, here(), run.window, (s) => {
+        run.reappliedSteps.push(s)
+        run.result.releaseSteps!.reapplied.push(s.spec.name)
+      })
+      task.title = `Re-apply release steps: ${here()
+        .map((s) => `${s.spec.name} (${s.release})`)
+        .join(', ')}`
+    },
+  }
 }
 
 /** Why the restore steps skip: the release asked for is the live one. */
@@ -271,17 +349,31 @@ export async function settleRollback(ctx: OpContext, run: RollbackRun, err: unkn
     )
   }
   ctx.ui.say(`hotctl: rollback to ${run.choice!.snapshot} failed (${result.error}); putting back ${run.undo}`)
+  // One unit, as a deploy's failure: the steps it re-applied are undone (newest first) while their
+  // files are in place; then the files go back, and the steps it undid run again (oldest first)
+  // before the release that was live is proven.
+  const notRedone = run.undoneSteps.length
+    ? ` (the release steps it undid are not redone: ${run.undoneSteps.map((x) => x.spec.name).join(', ')})`
+    : ''
+  let stepsError = run.undoFailed && `${run.undoFailed}${notRedone}`
+  if (run.reappliedSteps.length > 0) {
+    const u = await undoReapplied(ctx, run.op!.opId, run.reappliedSteps, run.window)
+    if (!u.ok) stepsError = [stepsError, `${u.error}${notRedone}`].filter(Boolean).join('; ')
+  }
+  const redo = stepsError ? [] : [...run.undoneSteps].reverse()
   result.restore = await restoreAndProve(ctx, run.undo!, run.op!.phase, {
     label: 'release before the rollback',
     allowRestart: true,
     beforeSmoke: leaveWindowTask(run.window),
+    afterVerify:
+      redo.length > 0 ? redoTask(ctx, () => run.op!.opId, redo, run.window, result.releaseSteps!.redone) : undefined,
   })
-  const undone = result.releaseSteps?.undone ?? []
-  if (undone.length > 0) {
-    // The files are back, but what those steps changed stays undone: not the release it was.
-    const why = `release steps ${undone.join(', ')} were undone and are not redone: deploy the release again`
-    result.restore = {...result.restore, ok: false, error: [result.restore.error, why].filter(Boolean).join('; ')}
-  }
+  if (stepsError)
+    result.restore = {
+      ...result.restore,
+      ok: false,
+      error: [stepsError, result.restore.error].filter(Boolean).join('; '),
+    }
   const s = settle({targetChanged: true, error: err, interrupted, restore: result.restore})
   const durationMs = await run.op!.end(s.result, s.exitCode, {error: s.error})
   return {

@@ -84,6 +84,20 @@ export class LocalTarget implements Target {
     fs.rmSync(path.join(this.config.target, MAINTENANCE_NAME), {force: true})
   }
 
+  async writeStateFile(file: string, text: string): Promise<void> {
+    const tmp = `${file}.${process.pid}.tmp`
+    fs.writeFileSync(tmp, text, {mode: 0o600})
+    fs.renameSync(tmp, file)
+  }
+
+  async readStateFile(file: string): Promise<string | undefined> {
+    try {
+      return fs.readFileSync(file, 'utf8')
+    } catch {
+      return undefined
+    }
+  }
+
   async planChanges(source: string, opts: {dryRun: boolean}): Promise<TargetPlan> {
     // Both trees walked here (one lstat each, no rsync scan): the target's walk is reused by the
     // backup and the sync. Hashes come from the records kept in the state dir, checked by stat.

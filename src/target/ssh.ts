@@ -53,6 +53,11 @@ exit 0`
 const WRITE_OWN = `f="$1/$2"
 printf '%s' "$3" > "$f.tmp" && mv -f -- "$f.tmp" "$f"`
 const REMOVE_OWN = `rm -f -- "$1/$2"`
+/** A private file in the state dir: 0600 from the start, then renamed into place. */
+const WRITE_STATE_FILE = `umask 077
+printf '%s' "$2" > "$1.tmp" && mv -f -- "$1.tmp" "$1"`
+const READ_STATE_FILE = `[ -f "$1" ] || exit 3
+cat -- "$1"`
 const CAT_LIVE = `cat -- "$1/$2"`
 const RENAME = `mv -f -- "$1" "$2"`
 
@@ -214,6 +219,17 @@ export class SshTarget implements Target {
 
   async clearMaintenance(): Promise<void> {
     await this.conn.must('removing the maintenance marker', REMOVE_OWN, [this.config.target, MAINTENANCE_NAME])
+  }
+
+  async writeStateFile(file: string, text: string): Promise<void> {
+    await this.conn.must(`writing ${file}`, WRITE_STATE_FILE, [file, text])
+  }
+
+  async readStateFile(file: string): Promise<string | undefined> {
+    const r = await this.conn.run(READ_STATE_FILE, [file], {exact: true})
+    if (r.exitCode === 3) return undefined
+    if (r.exitCode !== 0) throw new Error(`reading ${file} on ${this.conn.host.name} failed (exit ${r.exitCode})`)
+    return r.stdout.toString('utf8')
   }
 
   /** The live tree as a backup lists it: one listing of the host's tree, then sha256 of its files on the host. */

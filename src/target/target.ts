@@ -149,6 +149,13 @@ export interface Target {
   /** Removes the maintenance marker; no error when there is none. */
   clearMaintenance(): Promise<void>
   /**
+   * Writes a small file of hotctl's own in the state dir (a release step's recorded commands):
+   * mode 0600, whole or not at all (a temp file, then a rename). Its directory must exist.
+   */
+  writeStateFile(file: string, text: string): Promise<void>
+  /** The text of such a file; undefined when there is none. */
+  readStateFile(file: string): Promise<string | undefined>
+  /**
    * Added/changed/deleted paths, worked out by content where size or mtime differ. Writes nothing
    * under `dryRun`; otherwise it may keep what it learnt (hash caches) in the state dir.
    */

@@ -18,11 +18,13 @@ export function renderRollback(r: RollbackResult): string {
   return chalk.red(`Rollback to ${what} failed: ${r.error}\n`) + after + stepsLine(r)
 }
 
-/** Release steps (issue 9) the rollback undid, and those --force passed over. */
+/** Release steps (issue 9) the rollback undid, re-applied or redid, and those --force passed over. */
 function stepsLine(r: RollbackResult): string {
   const s = r.releaseSteps
   if (!s) return ''
   const undone = s.undone.length ? `\nRelease steps undone: ${s.undone.join(', ')}.` : ''
+  const reapplied = s.reapplied?.length ? `\nRelease steps re-applied: ${s.reapplied.join(', ')}.` : ''
+  const redone = s.redone?.length ? `\nRelease steps redone after the failure: ${s.redone.join(', ')}.` : ''
   const skipped = s.skipped.length ? chalk.yellow(`\nLeft in place (no undo, --force): ${s.skipped.join(', ')}.`) : ''
-  return undone + skipped
+  return undone + reapplied + redone + skipped
 }

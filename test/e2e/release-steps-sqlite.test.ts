@@ -124,15 +124,24 @@ describe('a migration step on SQLite', {timeout: 180_000}, () => {
 
     const rb = await runCli(['rollback', '--json'], {cwd: s.ws.src, env: s.env})
     expect(rb.exitCode, why(rb)).toBe(0)
-    expect(rb.json.releaseSteps).toEqual({undone: ['migrate'], skipped: [], irreversible: []})
+    expect(rb.json.releaseSteps).toEqual({
+      undone: ['migrate'],
+      skipped: [],
+      irreversible: [],
+      reapplied: [],
+      redone: [],
+      notes: [],
+    })
     expect(sha256File(s.db)).toBe(s.before.sha)
     expect(await hello(s.agent)).toBe('hello v1')
   })
 
-  it('rollback over a step without undo is refused (exit 1, naming it) unless --force', async () => {
+  it('a release deployed by an older hotctl (no recorded commands), over a step without undo: refused (exit 1, naming it) unless --force', async () => {
     const s = await shop()
     s.ws.setVersion('v2')
-    expect((await runCli(['deploy'], {cwd: s.ws.src, env: s.env})).exitCode).toBe(0)
+    const d = await runCli(['deploy', '--json'], {cwd: s.ws.src, env: s.env})
+    expect(d.exitCode).toBe(0)
+    fs.rmSync(path.join(s.ws.stateDir, 'step-backups', d.json.release, '01-migrate', '.hotctl-step.json'))
     const noUndo: Record<string, unknown> = migrateStep()
     delete noUndo.undo
     s.ws.writeConfig(agentConfig(s.agent, {steps: [noUndo]}))
@@ -140,6 +149,9 @@ describe('a migration step on SQLite', {timeout: 180_000}, () => {
     expect(refused.exitCode, why(refused)).toBe(1)
     expect(refused.stderr).toMatch(/steps that have no undo: migrate \(release \d{14}\)/)
     expect(refused.stderr).toMatch(/--force/)
+    expect(refused.stderr).toMatch(
+      /step migrate \(release \d{14}\): no recorded commands \(deployed by an older hotctl\)/,
+    )
     expect(await hello(s.agent)).toBe('hello v2')
     const forced = await runCli(['rollback', '--force', '--json'], {cwd: s.ws.src, env: s.env})
     expect(forced.exitCode, why(forced)).toBe(0)
@@ -218,3 +230,164 @@ describe('a migration step on SQLite', {timeout: 180_000}, () => {
     expect(exists(path.join(s.ws.live, '.hotctl-maintenance.json'))).toBe(false)
   })
 })
+
+const sum = (db: string) =>
+  py(
+    'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select sum(amount) from orders").fetchone()[0])',
+    [db],
+  ).trim()
+const MIGRATED_ONCE = String(7 * 300 * 100)
+/** A command smoke that fails once while data/fail-once exists (and removes it): the next proof passes. */
+const FAIL_ONCE = {
+  name: 'fail-once',
+  command: `python3 -c "import os, sys; p = 'data/fail-once'; f = os.path.exists(p); f and os.remove(p); sys.exit(1 if f else 0)"`,
+}
+function withFailOnce(s: Shop, steps: unknown[] = [migrateStep()]): void {
+  const config = agentConfig(s.agent, {steps})
+  config.smoke = [...(config.smoke as unknown[]), FAIL_ONCE]
+  s.ws.writeConfig(config)
+}
+
+describe(
+  'rollback replays what was deployed, redoes on failure, and rolls forward (SQLite)',
+  {timeout: 240_000},
+  () => {
+    it('the config changed after the deploy: rollback runs the recorded undo (its ${VAR} filled now, never stored)', async () => {
+      const s = await shop()
+      const token = 'undo-token-5a7c93'
+      const undo = {
+        argv: [
+          'python3',
+          '-c',
+          `import os, shutil, sys
+assert sys.argv[1] == os.environ["SHOP_UNDO_TOKEN"], "undo ran without its token"
+shutil.copyfile(os.path.join(os.environ["HOTCTL_STEP_BACKUP_DIR"], "shop.db"), "data/shop.db")`,
+          '${SHOP_UNDO_TOKEN}',
+        ],
+      }
+      s.ws.writeConfig(agentConfig(s.agent, {steps: [{...migrateStep(), undo}]}))
+      s.ws.setVersion('v2')
+      const env = {...s.env, SHOP_UNDO_TOKEN: token}
+      const d = await runCli(['deploy', '--json'], {cwd: s.ws.src, env})
+      expect(d.exitCode, why(d)).toBe(0)
+      const record = path.join(s.ws.stateDir, 'step-backups', d.json.release, '01-migrate', '.hotctl-step.json')
+      expect(fs.statSync(record).mode & 0o777).toBe(0o600)
+      const text = fs.readFileSync(record, 'utf8')
+      expect(JSON.parse(text).undo).toEqual(undo) // as written: the reference, not the value
+      expect(text).not.toContain(token)
+      expect(fs.readFileSync(path.join(s.ws.stateDir, 'journal.jsonl'), 'utf8')).not.toMatch(/shutil|SHOP_UNDO_TOKEN/)
+
+      // Edited after the deploy: an undo that would fail. The recorded one runs, and the plan says so.
+      s.ws.writeConfig(agentConfig(s.agent, {steps: [{...migrateStep(), undo: 'false'}]}))
+      const rb = await runCli(['rollback', '--json'], {cwd: s.ws.src, env})
+      expect(rb.exitCode, why(rb)).toBe(0)
+      expect(rb.json.releaseSteps.undone).toEqual(['migrate'])
+      expect(rb.json.releaseSteps.notes).toEqual([
+        expect.stringMatching(
+          /^step migrate \(release \d{14}\): the config's undo differs from the one recorded at deploy time; the recorded one runs$/,
+        ),
+      ])
+      expect(rb.stderr).toContain("the config's undo differs")
+      expect(dump(s.db)).toBe(s.before.dump)
+      expect(sha256File(s.db)).toBe(s.before.sha)
+      expect(await hello(s.agent)).toBe('hello v1')
+    })
+
+    it('a rollback whose proof fails after undoing the migration: the files go back and the migration runs again (exit 3)', async () => {
+      const s = await shop()
+      withFailOnce(s)
+      s.ws.setVersion('v2')
+      const d = await runCli(['deploy', '--json'], {cwd: s.ws.src, env: s.env})
+      expect(d.exitCode, why(d)).toBe(0)
+      expect(sum(s.db)).toBe(MIGRATED_ONCE)
+      fs.writeFileSync(path.join(s.ws.live, 'data', 'fail-once'), '')
+      const rb = await runCli(['rollback', '--json'], {cwd: s.ws.src, env: s.env})
+      expect(rb.exitCode, why(rb)).toBe(3)
+      expect(rb.json.error).toMatch(/fail-once/)
+      expect(rb.json.releaseSteps).toMatchObject({undone: ['migrate'], redone: ['migrate']})
+      expect(rb.json.restore).toMatchObject({ok: true})
+      // Data and code agree again: release v2's code, its migration applied exactly once.
+      expect(await hello(s.agent)).toBe('hello v2')
+      expect(dump(s.db)).toMatch(/currency/)
+      expect(sum(s.db)).toBe(MIGRATED_ONCE)
+      expect(exists(path.join(s.ws.live, '.hotctl-maintenance.json'))).toBe(false)
+      const steps = s.ws.journal().filter((e) => e.event === 'step' && e.opId === rb.json.undo)
+      expect(steps.map((e) => `${e.action}${e.ok === undefined ? '' : e.ok ? ' ok' : ' failed'}`)).toEqual([
+        'undo',
+        'undo ok',
+        'run',
+        'run ok',
+      ])
+      // Applied again: a later rollback undoes it from the same backup, byte for byte.
+      const again = await runCli(['rollback', '--json'], {cwd: s.ws.src, env: s.env})
+      expect(again.exitCode, why(again)).toBe(0)
+      expect(sha256File(s.db)).toBe(s.before.sha)
+    })
+
+    it('a rollback killed after undoing the migration: the next run puts the files back and migrates again', async () => {
+      const s = await shop()
+      const slowUndo = `${UNDO} && touch "$HOTCTL_STEP_BACKUP_DIR/undone" && if [ -f data/slow-undo ]; then sleep 30; fi`
+      s.ws.writeConfig(agentConfig(s.agent, {steps: [{...migrateStep(), undo: slowUndo}]}))
+      s.ws.setVersion('v2')
+      const d = await runCli(['deploy', '--json'], {cwd: s.ws.src, env: s.env})
+      expect(d.exitCode, why(d)).toBe(0)
+      const slow = path.join(s.ws.live, 'data', 'slow-undo')
+      fs.writeFileSync(slow, '')
+      const sub = startCli(['rollback'], {cwd: s.ws.src, env: s.env})
+      const undone = path.join(s.ws.stateDir, 'step-backups', d.json.release, '01-migrate', 'undone')
+      await waitFor(() => exists(undone))
+      process.kill(-sub.pid!, 'SIGKILL')
+      await sub.catch(() => undefined)
+      expect(sha256File(s.db)).toBe(s.before.sha) // undone, and the code is still v2's
+      fs.rmSync(slow)
+
+      const r = await runCli(['deploy', '--json'], {cwd: s.ws.src, env: s.env})
+      expect(r.exitCode, why(r)).toBe(0)
+      expect(r.json.recovery).toMatchObject({op: 'rollback', restored: {ok: true}})
+      expect(sum(s.db)).toBe(MIGRATED_ONCE)
+      expect(await hello(s.agent)).toBe('hello v2')
+      expect(exists(path.join(s.ws.live, '.hotctl-maintenance.json'))).toBe(false)
+      const recover = s.ws.journal().filter((e) => String(e.opId).endsWith('-recover') && e.event === 'step')
+      // The undo it cut short is finished from the backup, then the migration runs again.
+      expect(recover.map((e) => `${e.step} ${e.action} ${e.ok ?? ''}`)).toEqual([
+        'migrate undo ',
+        'migrate undo true',
+        'migrate run ',
+        'migrate run true',
+      ])
+    })
+
+    it('rollback --to a newer release re-runs its migration (backed up first); a failure undoes it with the code', async () => {
+      const s = await shop()
+      withFailOnce(s)
+      s.ws.setVersion('v2')
+      const d = await runCli(['deploy', '--json'], {cwd: s.ws.src, env: s.env})
+      expect(d.exitCode, why(d)).toBe(0)
+      const v2 = d.json.release
+      expect((await runCli(['rollback'], {cwd: s.ws.src, env: s.env})).exitCode).toBe(0)
+      expect(sha256File(s.db)).toBe(s.before.sha)
+
+      const fwd = await runCli(['rollback', '--to', v2, '--json'], {cwd: s.ws.src, env: s.env})
+      expect(fwd.exitCode, why(fwd)).toBe(0)
+      expect(fwd.json.releaseSteps).toMatchObject({undone: [], reapplied: ['migrate']})
+      expect(await hello(s.agent)).toBe('hello v2')
+      expect(sum(s.db)).toBe(MIGRATED_ONCE)
+      // Its own backup, beside the one the deploy took: taken before the migration ran again.
+      const dir = path.join(s.ws.stateDir, 'step-backups', v2, `01-migrate.reapplied-${fwd.json.undo}`)
+      expect(sha256File(path.join(dir, 'shop.db'))).toBe(s.before.sha)
+      expect(exists(path.join(dir, '.hotctl-step.json'))).toBe(true)
+
+      // Back again (undone from that backup), then a roll-forward whose proof fails: one unit.
+      expect((await runCli(['rollback'], {cwd: s.ws.src, env: s.env})).exitCode).toBe(0)
+      expect(sha256File(s.db)).toBe(s.before.sha)
+      fs.writeFileSync(path.join(s.ws.live, 'data', 'fail-once'), '')
+      const failed = await runCli(['rollback', '--to', v2, '--json'], {cwd: s.ws.src, env: s.env})
+      expect(failed.exitCode, why(failed)).toBe(3)
+      expect(failed.json.releaseSteps).toMatchObject({reapplied: ['migrate']})
+      expect(sha256File(s.db)).toBe(s.before.sha)
+      expect(dump(s.db)).toBe(s.before.dump)
+      expect(await hello(s.agent)).toBe('hello v1')
+      expect(exists(path.join(s.ws.live, '.hotctl-maintenance.json'))).toBe(false)
+    })
+  },
+)

@@ -100,18 +100,14 @@ describe('SSH target: diff, release steps, maintenance', {timeout: 180_000}, () 
     const svc = await startService(ws.live)
     const db = path.join(ws.dir, 'schema.txt')
     fs.writeFileSync(db, 'schema 1\n')
-    remote(ws, {
-      ...serviceConfig(svc),
-      steps: [
-        {
-          name: 'migrate',
-          backup: `cp ${db} "$HOTCTL_STEP_BACKUP_DIR/schema.txt"`,
-          // Runs on the host, in the target directory, with the step's variables.
-          run: `test -f app/handlers.py && echo "schema 2 ($HOTCTL_STEP_NAME)" > ${db}`,
-          undo: `cp "$HOTCTL_STEP_BACKUP_DIR/schema.txt" ${db}`,
-        },
-      ],
-    })
+    const migrate = {
+      name: 'migrate',
+      backup: `cp ${db} "$HOTCTL_STEP_BACKUP_DIR/schema.txt"`,
+      // Runs on the host, in the target directory, with the step's variables.
+      run: `test -f app/handlers.py && echo "schema 2 ($HOTCTL_STEP_NAME)" > ${db}`,
+      undo: `cp "$HOTCTL_STEP_BACKUP_DIR/schema.txt" ${db}`,
+    }
+    remote(ws, {...serviceConfig(svc), steps: [migrate]})
     ws.setVersion('v2', {calcBroken: true})
     const bad = await runCli(['deploy', '--json'], {cwd: ws.src})
     expect(bad.exitCode, why(bad)).toBe(3)
@@ -124,6 +120,20 @@ describe('SSH target: diff, release steps, maintenance', {timeout: 180_000}, () 
     ws.setVersion('v3')
     const good = await runCli(['deploy', '--json'], {cwd: ws.src})
     expect(good.exitCode, why(good)).toBe(0)
+    expect(fs.readFileSync(db, 'utf8')).toBe('schema 2 (migrate)\n')
+
+    // Its commands were recorded on the host (0600); edited in the config afterwards, the
+    // recorded undo is what a rollback runs there, and a roll-forward runs the step again.
+    const record = path.join(ws.stateDir, 'step-backups', good.json.release, '01-migrate', '.hotctl-step.json')
+    expect(fs.statSync(record).mode & 0o777).toBe(0o600)
+    remote(ws, {...serviceConfig(svc), steps: [{...migrate, undo: 'false'}]})
+    const rb = await runCli(['rollback', '--json'], {cwd: ws.src})
+    expect(rb.exitCode, why(rb)).toBe(0)
+    expect(rb.json.releaseSteps.notes.join('\n')).toMatch(/the config's undo differs .* the recorded one runs/)
+    expect(fs.readFileSync(db, 'utf8')).toBe('schema 1\n')
+    const fwd = await runCli(['rollback', '--to', good.json.release, '--json'], {cwd: ws.src})
+    expect(fwd.exitCode, why(fwd)).toBe(0)
+    expect(fwd.json.releaseSteps.reapplied).toEqual(['migrate'])
     expect(fs.readFileSync(db, 'utf8')).toBe('schema 2 (migrate)\n')
   })
 

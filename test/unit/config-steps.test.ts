@@ -27,6 +27,7 @@ describe('config: steps and maintenance (issue 9)', () => {
         undo: undefined,
         maintenance: false,
         timeoutMs: 600_000,
+        written: {run: 'pip install -r requirements.txt'},
       },
       {
         name: 'migrate',
@@ -37,10 +38,23 @@ describe('config: steps and maintenance (issue 9)', () => {
         undo: 'u',
         maintenance: true,
         timeoutMs: 600_000,
+        written: {run: {argv: ['alembic', 'upgrade', 'head']}, backup: 'b', undo: 'u'},
       },
     ])
     expect(parse({}).steps).toEqual([])
     expect(parse({}).maintenance).toBeUndefined()
+  })
+
+  it("keeps each step's commands as written, before ${VAR} (what a deploy records), beside the filled ones", () => {
+    const c = parse(
+      {steps: [{name: 'm', run: {argv: ['migrate', '--token=${DB_TOKEN}']}, undo: 'restore "${DB_TOKEN}"'}]},
+      {DB_TOKEN: 'db-token-77aa'},
+    )
+    expect(c.steps[0]!.run).toEqual({argv: ['migrate', '--token=db-token-77aa']})
+    expect(c.steps[0]!.written).toEqual({
+      run: {argv: ['migrate', '--token=${DB_TOKEN}']},
+      undo: 'restore "${DB_TOKEN}"',
+    })
   })
 
   it('names the field of a bad step: both places, a duplicate name, an unknown key, a bad timeout', () => {

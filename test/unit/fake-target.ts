@@ -309,6 +309,17 @@ export class FakeTarget implements Target {
     return this.step('clearMaintenance', [], () => void (this.maintenance = undefined))
   }
 
+  /** Files of hotctl's own in the state dir (a release step's recorded commands): path → text. */
+  readonly stateFiles = new Map<string, string>()
+
+  async writeStateFile(file: string, text: string): Promise<void> {
+    this.stateFiles.set(file, text)
+  }
+
+  async readStateFile(file: string): Promise<string | undefined> {
+    return this.stateFiles.get(file)
+  }
+
   planChanges(source: string, opts: {dryRun: boolean}): Promise<TargetPlan> {
     return this.step('planChanges', [source, opts], () => ({changes: changeSet(this.source, this.files)}))
   }

@@ -3,6 +3,7 @@ import type {ResolvedConfig, StepSpec} from '../../src/config/resolve.js'
 import {EXIT} from '../../src/errors.js'
 import {deploy, type DeployFlags} from '../../src/pipeline/deploy.js'
 import {rollback} from '../../src/pipeline/rollback.js'
+import {registerSecret} from '../../src/secrets.js'
 import type {JournalEvent} from '../../src/state/journal.js'
 import {COMMAND_SERVICE, DEPLOY_FLAGS, ended, FakeTarget, fakeConfig, fakeContext, journalLines} from './fake-target.js'
 
@@ -335,20 +336,31 @@ describe('release steps: recovery and rollback', () => {
     expect(rb).toMatchObject({exitCode: EXIT.ok, outcome: 'rolled-back'})
     expect(fake.commands).toEqual(['undo-migrate', 'undo-deps', 'reload-app', 'smoke-home'])
     expect(envs['undo-migrate']).toBe(`/fake/.live.hotctl/step-backups/${id}/02-migrate`)
-    expect(rb.result!.releaseSteps).toEqual({undone: ['migrate', 'deps'], skipped: [], irreversible: []})
+    expect(rb.result!.releaseSteps).toEqual({
+      undone: ['migrate', 'deps'],
+      skipped: [],
+      irreversible: [],
+      reapplied: [],
+      redone: [],
+      notes: [],
+    })
     expect(fake.tree()).toEqual(LIVE)
     // Undone once: a later rollback does not undo them again.
     const lines = journalLines(fake.journal)
     expect(lines).toContain('rollback step migrate undo ok')
   })
 
-  it('rollback over a step without undo is refused without --force, naming it; --force rolls the files back', async () => {
-    const {fake, ctx, run} = setup()
+  it("a release deployed by an older hotctl (no record): the config's steps, said; without undo refused unless --force", async () => {
+    const {fake, ctx, run, said} = setup()
     expect((await run()).exitCode).toBe(EXIT.ok)
+    fake.stateFiles.clear() // as an older hotctl left it
     const noUndo = {...ctx, config: {...ctx.config, steps: [{...DEPS, undo: undefined}, MIGRATE]}}
     const refused = await ended(rollback(noUndo, {}))
     expect(refused.exitCode).toBe(EXIT.failed)
     expect(refused.error!.message).toMatch(/steps that have no undo: deps \(release \d{14}\)/)
+    expect(said.join('\n')).toMatch(
+      /step deps \(release \d{14}\): no recorded commands \(deployed by an older hotctl\); the config's commands run/,
+    )
     expect(fake.tree()).toEqual(SOURCE) // nothing changed
     fake.commands.length = 0
     const forced = await ended(rollback(noUndo, {force: true}))
@@ -356,5 +368,289 @@ describe('release steps: recovery and rollback', () => {
     expect(fake.commands).toEqual(['undo-migrate', 'reload-app', 'smoke-home'])
     expect(forced.result!.releaseSteps).toMatchObject({undone: ['migrate'], skipped: ['deps']})
     expect(fake.tree()).toEqual(LIVE)
+  })
+})
+
+describe('release steps: the commands recorded at deploy time', () => {
+  it("each step's run, backup and undo are recorded as written, in its backup directory", async () => {
+    const {fake, run} = setup()
+    const id = (await run()).result!.release!
+    const rec = JSON.parse(fake.stateFiles.get(`/fake/.live.hotctl/step-backups/${id}/02-migrate/.hotctl-step.json`)!)
+    expect(rec).toEqual({
+      hotctl: 1,
+      name: 'migrate',
+      index: 1,
+      at: 'after-sync',
+      maintenance: true,
+      timeoutMs: 60_000,
+      run: {argv: ['run-migrate']},
+      backup: {argv: ['backup-migrate']},
+      undo: {argv: ['undo-migrate']},
+    })
+    expect([...fake.stateFiles.keys()]).toHaveLength(2)
+    expect(journalLines(fake.journal).join('\n')).not.toMatch(/run-migrate|undo-migrate/) // never in the journal
+  })
+
+  it('the config changed after the deploy: rollback runs the recorded undo, and the plan says the config differs', async () => {
+    const {fake, ctx, run, said} = setup()
+    expect((await run()).exitCode).toBe(EXIT.ok)
+    fake.commands.length = 0
+    // Edited: migrate's undo is another command; deps is gone from the config.
+    const edited = {...ctx, config: {...ctx.config, steps: [{...MIGRATE, undo: {argv: ['undo-migrate-v2']}}]}}
+    const rb = await ended(rollback(edited, {}))
+    expect(rb.exitCode).toBe(EXIT.ok)
+    expect(fake.commands).toEqual(['undo-migrate', 'undo-deps', 'reload-app', 'smoke-home'])
+    const notes = rb.result!.releaseSteps!.notes
+    expect(notes).toEqual([
+      expect.stringMatching(
+        /^step migrate \(release \d{14}\): the config's undo differs from the one recorded at deploy time; the recorded one runs$/,
+      ),
+      expect.stringMatching(/^step deps \(release \d{14}\): no longer in the config; its recorded commands run$/),
+    ])
+    expect(said.join('\n')).toContain(notes[0])
+  })
+
+  it('${VAR} in an {argv} command: recorded uninterpolated (the value is a secret), filled from the environment at replay', async () => {
+    process.env.HOTCTL_TEST_DB_TOKEN = 'tok-9f8e7d6c'
+    try {
+      const written = {run: {argv: ['run-m']}, undo: {argv: ['undo-m', '--token=${HOTCTL_TEST_DB_TOKEN}']}}
+      const m = step('m', {...written, backup: undefined, undo: {argv: ['undo-m', '--token=tok-9f8e7d6c']}, written})
+      const {fake, ctx, run} = setup({steps: [m]})
+      expect((await run()).exitCode).toBe(EXIT.ok)
+      const text = [...fake.stateFiles.values()].join('\n')
+      expect(text).toContain('--token=${HOTCTL_TEST_DB_TOKEN}')
+      expect(text).not.toContain('tok-9f8e7d6c')
+      fake.commands.length = 0
+      delete process.env.HOTCTL_TEST_DB_TOKEN // needed to replay the undo: refused before anything changes
+      const refused = await ended(rollback(ctx, {}))
+      expect(refused.exitCode).toBe(EXIT.usage)
+      expect(refused.error!.message).toMatch(
+        /\.hotctl-step\.json: steps\.0\.undo\.argv\.1: environment variable HOTCTL_TEST_DB_TOKEN is not set/,
+      )
+      expect(fake.commands).toEqual([])
+      expect(fake.tree()).toEqual(SOURCE)
+      process.env.HOTCTL_TEST_DB_TOKEN = 'tok-rotated-1234'
+      expect((await ended(rollback(ctx, {}))).exitCode).toBe(EXIT.ok)
+      expect(fake.commands[0]).toBe('undo-m --token=tok-rotated-1234')
+    } finally {
+      delete process.env.HOTCTL_TEST_DB_TOKEN
+    }
+  })
+
+  it("a command holding a value masked as a secret is not recorded (a warning says so); the rollback takes the config's", async () => {
+    registerSecret('hook-secret-4f2a91')
+    const m = step('m', {run: {argv: ['run-m', 'hook-secret-4f2a91']}, backup: undefined})
+    const {fake, ctx, run, said} = setup({steps: [m]})
+    expect((await run()).exitCode).toBe(EXIT.ok)
+    expect(fake.stateFiles.size).toBe(0)
+    expect(said.join('\n')).toMatch(
+      /warning: step m: its commands hold a value hotctl treats as a secret, so they are not recorded/,
+    )
+    fake.commands.length = 0
+    const rb = await ended(rollback(ctx, {}))
+    expect(rb.exitCode).toBe(EXIT.ok)
+    expect(fake.commands[0]).toBe('undo-m')
+    expect(rb.result!.releaseSteps!.notes).toEqual([
+      expect.stringMatching(/^step m \(release \d{14}\): no recorded commands/),
+    ])
+  })
+
+  it('a killed deploy is recovered with its recorded undo, whatever the config says now', async () => {
+    const {fake, ctx, run} = setup()
+    fake.at('runServiceCommand', (c) => {
+      if ((c.args[0] as {argv?: string[]}).argv?.[0] === 'run-migrate') throw new Error('hotctl killed here')
+    })
+    const killed = await run()
+    expect(killed.exitCode).not.toBe(EXIT.ok)
+    // As a SIGKILL leaves it: the journal ends with the migration started (no undo, no end).
+    fake.journal.splice(
+      fake.journal.findIndex((e) => e.event === 'step' && e.step === 'migrate' && e.action === 'run') + 1,
+    )
+    fake.files.set('app.py', fake.source.get('app.py')!)
+    fake.at('runServiceCommand', () => undefined)
+    fake.commands.length = 0
+    const edited = {...ctx, config: {...ctx.config, steps: [{...MIGRATE, undo: {argv: ['undo-other']}}]}}
+    const r = await ended(deploy(edited, {...DEPLOY_FLAGS, dryRun: false}))
+    expect(r.result?.recovery).toMatchObject({restored: {ok: true}})
+    expect(fake.commands.slice(0, 2)).toEqual(['undo-migrate', 'undo-deps'])
+  })
+})
+
+describe('release steps: a rollback that fails after undoing steps redoes them', () => {
+  it('smoke of the rolled-back release fails: the files go back, then the undone steps run again (oldest first), exit 3', async () => {
+    const {fake, ctx, run, fail, inMaintenance} = setup()
+    const id = (await run()).result!.release!
+    fake.commands.length = 0
+    const envs: Record<string, string> = {}
+    fake.onCommand = ({command, opts}) => {
+      envs[command] = opts.env.HOTCTL_STEP_BACKUP_DIR ?? ''
+      inMaintenance[command] = fake.maintenance !== undefined
+      return !(command === 'smoke-home' && fake.marker === R0)
+    }
+    void fail
+    const rb = await ended(rollback(ctx, {}))
+    expect(rb).toMatchObject({exitCode: EXIT.restored, outcome: 'restored'})
+    expect(fake.commands).toEqual([
+      'undo-migrate',
+      'undo-deps',
+      'reload-app',
+      'smoke-home',
+      'run-deps',
+      'run-migrate',
+      'reload-app',
+      'smoke-home',
+    ])
+    expect(envs['run-migrate']).toBe(`/fake/.live.hotctl/step-backups/${id}/02-migrate`)
+    expect(inMaintenance['run-migrate']).toBe(true)
+    expect(fake.maintenance).toBeUndefined()
+    expect(fake.tree()).toEqual(SOURCE)
+    expect(fake.marker).toBe(id)
+    expect(rb.result!.releaseSteps).toMatchObject({undone: ['migrate', 'deps'], redone: ['deps', 'migrate']})
+    const lines = journalLines(fake.journal)
+    const at = (l: string) => lines.lastIndexOf(l)
+    expect(at('rollback phase restore')).toBeLessThan(at('rollback step deps run'))
+    expect(at('rollback step migrate run ok')).toBeLessThan(at('rollback phase restore-reload'))
+    // Applied again: the next rollback undoes them once more.
+    fake.onCommand = () => true
+    fake.commands.length = 0
+    expect((await ended(rollback(ctx, {}))).exitCode).toBe(EXIT.ok)
+    expect(fake.commands).toEqual(['undo-migrate', 'undo-deps', 'reload-app', 'smoke-home'])
+  })
+
+  it('a redo that fails: exit 4, naming the step and what to do', async () => {
+    const {fake, ctx, run} = setup()
+    await run()
+    fake.onCommand = ({command}) => !(command === 'smoke-home' && fake.marker === R0) && command !== 'run-migrate'
+    const rb = await ended(rollback(ctx, {}))
+    expect(rb).toMatchObject({exitCode: EXIT.needsAttention, outcome: 'needs-attention'})
+    expect(rb.result!.restore!.error).toMatch(
+      /redo of step migrate \(release \d{14}\) failed: redo step migrate of \d{14} failed \(exit 1\).*run the step's run command by hand \(recorded in \/fake\/\.live\.hotctl\/step-backups\/\d{14}\/02-migrate\/\.hotctl-step\.json\) or deploy that release again/s,
+    )
+    expect(rb.result!.releaseSteps!.redone).toEqual(['deps'])
+    expect(fake.maintenance).toBeUndefined()
+  })
+
+  it('an undo of the rollback that fails: its step is in an unknown state, so nothing is redone over it (exit 4)', async () => {
+    const {fake, ctx, run} = setup()
+    await run()
+    fake.commands.length = 0
+    fake.onCommand = ({command}) => command !== 'undo-deps'
+    const rb = await ended(rollback(ctx, {}))
+    expect(rb).toMatchObject({exitCode: EXIT.needsAttention, outcome: 'needs-attention'})
+    expect(rb.result!.restore!.error).toMatch(
+      /undo step deps of \d{14} failed.*\(the release steps it undid are not redone: migrate\)/s,
+    )
+    expect(commands(fake)).toEqual(['undo-migrate', 'undo-deps', 'reload-app', 'smoke-home'])
+    expect(fake.tree()).toEqual(SOURCE) // the files are back
+  })
+
+  it('a rollback killed after undoing steps: the next run restores its files, then redoes them before the proof', async () => {
+    const {fake, ctx, run} = setup()
+    const id = (await run()).result!.release!
+    const dir = (n: string) => `/fake/.live.hotctl/step-backups/${id}/${n}`
+    const U = '29990101000000'
+    fake.seedBackup(U, SOURCE, {release: id, reason: 'rollback'})
+    const T = '2999-01-01T00:00:00.000Z'
+    const ev = (e: Record<string, unknown>) => ({opId: U, t: T, ...e}) as JournalEvent
+    fake.journal.push(
+      ev({
+        event: 'start',
+        op: 'rollback',
+        backup: U,
+        release: R0,
+        restores: 'x',
+        user: 'f',
+        host: 'h',
+        pid: 9,
+        argv: [],
+      }),
+      ev({event: 'phase', phase: 'backup'}),
+      ev({event: 'maintenance', on: true}),
+      ev({event: 'step', step: 'migrate', action: 'undo', release: id, dir: dir('02-migrate')}),
+      ev({event: 'step', step: 'migrate', action: 'undo', release: id, dir: dir('02-migrate'), ok: true}),
+      ev({event: 'step', step: 'deps', action: 'undo', release: id, dir: dir('01-deps')}),
+    )
+    fake.files.set('app.py', {...fake.files.get('app.py')!}) // the files: still the release's
+    fake.commands.length = 0
+    const edited = {...ctx, config: {...ctx.config, steps: []}} // recorded commands, not the config's
+    const r = await ended(deploy(edited, DEPLOY_FLAGS))
+    expect(r.result?.recovery).toMatchObject({interrupted: U, restored: {ok: true}})
+    // deps' undo was cut short: finished first; then both run again, oldest first, before the reload.
+    expect(fake.commands).toEqual(['undo-deps', 'run-deps', 'run-migrate', 'reload-app', 'smoke-home'])
+    const lines = journalLines(fake.journal).filter((l) => l.startsWith('recover'))
+    expect(lines).toEqual(
+      expect.arrayContaining(['recover step deps undo ok', 'recover step deps run ok', 'recover step migrate run ok']),
+    )
+    expect(lines.indexOf('recover phase restore')).toBeLessThan(lines.indexOf('recover step deps run'))
+    expect(fake.maintenance).toBeUndefined()
+    expect(fake.tree()).toEqual(SOURCE)
+  })
+})
+
+describe('release steps: roll-forward (rollback --to a newer release)', () => {
+  it('re-applies the steps of the releases in between: backed up first, run at their place around the restore', async () => {
+    const {fake, ctx, run} = setup()
+    const id = (await run()).result!.release!
+    expect((await ended(rollback(ctx, {}))).exitCode).toBe(EXIT.ok)
+    expect(fake.tree()).toEqual(LIVE)
+    fake.commands.length = 0
+    const envs: Record<string, string> = {}
+    let restoredWhenDepsRan: boolean | undefined
+    fake.onCommand = ({command, opts}) => {
+      envs[command] = opts.env.HOTCTL_STEP_BACKUP_DIR ?? ''
+      if (command === 'run-deps') restoredWhenDepsRan = fake.marker === id
+      return true
+    }
+    const fwd = await ended(rollback(ctx, {to: id}))
+    expect(fwd).toMatchObject({exitCode: EXIT.ok, outcome: 'rolled-back'})
+    expect(commands(fake)).toEqual([
+      'backup-deps',
+      'backup-migrate',
+      'run-deps',
+      'run-migrate',
+      'reload-app',
+      'smoke-home',
+    ])
+    expect(restoredWhenDepsRan).toBe(false) // before: sync, as in the deploy
+    expect(fake.tree()).toEqual(SOURCE)
+    const rbId = fwd.result!.undo!
+    expect(envs['run-migrate']).toBe(`/fake/.live.hotctl/step-backups/${id}/02-migrate.reapplied-${rbId}`)
+    expect(envs['backup-migrate']).toBe(envs['run-migrate'])
+    expect(fake.stateFiles.has(`${envs['run-migrate']}/.hotctl-step.json`)).toBe(true)
+    expect(fwd.result!.releaseSteps).toMatchObject({undone: [], reapplied: ['deps', 'migrate']})
+    // Applied again, from the new backups: a rollback undoes them from there.
+    fake.commands.length = 0
+    expect((await ended(rollback(ctx, {}))).exitCode).toBe(EXIT.ok)
+    expect(fake.commands.slice(0, 2)).toEqual(['undo-migrate', 'undo-deps'])
+    expect(envs['undo-migrate']).toBe(`/fake/.live.hotctl/step-backups/${id}/02-migrate.reapplied-${rbId}`)
+  })
+
+  it('a failure after re-applying: the re-applied steps are undone (newest first) before the files go back, exit 3', async () => {
+    const {fake, ctx, run} = setup()
+    const id = (await run()).result!.release!
+    expect((await ended(rollback(ctx, {}))).exitCode).toBe(EXIT.ok)
+    fake.commands.length = 0
+    fake.onCommand = ({command}) => !(command === 'smoke-home' && fake.marker === id)
+    const fwd = await ended(rollback(ctx, {to: id}))
+    expect(fwd).toMatchObject({exitCode: EXIT.restored, outcome: 'restored'})
+    expect(commands(fake)).toEqual([
+      'backup-deps',
+      'backup-migrate',
+      'run-deps',
+      'run-migrate',
+      'reload-app',
+      'smoke-home',
+      'undo-migrate',
+      'undo-deps',
+      'reload-app',
+      'smoke-home',
+    ])
+    expect(fake.tree()).toEqual(LIVE)
+    expect(fake.marker).toBe(R0)
+    // Nothing applied any more: a roll-forward tries again from the start.
+    fake.onCommand = () => true
+    fake.commands.length = 0
+    expect((await ended(rollback(ctx, {to: id}))).exitCode).toBe(EXIT.ok)
+    expect(commands(fake).slice(0, 4)).toEqual(['backup-deps', 'backup-migrate', 'run-deps', 'run-migrate'])
   })
 })
