@@ -38,6 +38,11 @@ export default class Deploy extends HotctlCommand {
       description:
         "With --canary: abort when the new release's p95 latency exceeds the old one's times RATIO (default: not judged).",
     }),
+    'canary-min-calls': Flags.string({
+      helpValue: 'N',
+      description:
+        'With --canary: the fewest calls the new release must serve in each step for it to be judged (default 1); fewer is a breach.',
+    }),
     maintenance: Flags.boolean({
       description:
         'Maintenance mode (the service answers 503) from the first change until the release (or, after a failure, the restored one) is confirmed live.',
@@ -69,6 +74,7 @@ export default class Deploy extends HotctlCommand {
       interval: flags['canary-interval'],
       maxErrorRate: flags['max-error-rate'],
       maxP95Ratio: flags['max-p95-ratio'],
+      minCalls: flags['canary-min-calls'],
     })
     const deployFlags = {
       dryRun: flags['dry-run'],

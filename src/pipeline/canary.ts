@@ -23,6 +23,8 @@ export interface CanaryPlan {
   maxErrorRate: number
   /** When set: the new generation's p95 may be at most this many times the old one's. */
   maxP95Ratio?: number
+  /** Fewest calls the new generation must serve in a step for it to count as judged (0: none needed). */
+  minCalls: number
 }
 
 /** Parses the three flags; a bad value is a usage error naming the flag. */
@@ -31,11 +33,17 @@ export function parseCanaryFlags(flags: {
   interval?: string
   maxErrorRate?: string
   maxP95Ratio?: string
+  minCalls?: string
 }): CanaryPlan | undefined {
   if (flags.canary === undefined) {
-    if (flags.interval !== undefined || flags.maxErrorRate !== undefined || flags.maxP95Ratio !== undefined)
+    if (
+      flags.interval !== undefined ||
+      flags.maxErrorRate !== undefined ||
+      flags.maxP95Ratio !== undefined ||
+      flags.minCalls !== undefined
+    )
       throw usageError(
-        '--canary-interval, --max-error-rate and --max-p95-ratio go with --canary',
+        '--canary-interval, --max-error-rate, --max-p95-ratio and --canary-min-calls go with --canary',
         'Add --canary 10,50,100.',
       )
     return undefined
@@ -61,11 +69,23 @@ export function parseCanaryFlags(flags: {
         'Write e.g. --max-p95-ratio 2.',
       )
   }
-  return {steps: nums, intervalMs, maxErrorRate: Number(m[1]) / 100, maxP95Ratio}
+  const minCalls = Number(flags.minCalls ?? '1')
+  if (!/^\d+$/.test((flags.minCalls ?? '1').trim()))
+    throw usageError(
+      `--canary-min-calls ${flags.minCalls}: not a whole number`,
+      'Write e.g. --canary-min-calls 20 (0 lets a step with no traffic pass).',
+    )
+  return {steps: nums, intervalMs, maxErrorRate: Number(m[1]) / 100, maxP95Ratio, minCalls}
 }
 
 /** Why a canary step breaks the plan's rules, or undefined when it keeps them. */
 export function breach(step: CanaryStep, plan: CanaryPlan): string | undefined {
+  // A step nobody called proves nothing: failing closed keeps an untested release from being promoted.
+  if (step.canaryCalls < plan.minCalls)
+    return (
+      `only ${step.canaryCalls} calls reached the new release, fewer than --canary-min-calls ${plan.minCalls}: ` +
+      'nothing proved it (send traffic, lengthen --canary-interval, or lower --canary-min-calls)'
+    )
   if (step.canaryErrorRate > plan.maxErrorRate)
     return `error rate ${pct(step.canaryErrorRate)} > ${pct(plan.maxErrorRate)}`
   const {canaryP95Ms: c, currentP95Ms: o} = step

@@ -87,6 +87,26 @@ describe('deploy --canary', {timeout: 180_000}, () => {
     expect([status.state, status.version]).toEqual(['live', r.json.release])
   })
 
+  it('a step no call reached proves nothing: restored (exit 3), unless --canary-min-calls 0', async () => {
+    const ws = makeWorkspace()
+    const agent = await startAgent(ws.live)
+    ws.writeConfig(agentConfig(agent))
+    writeFiles(ws.src, {'app/handlers.py': handlers('v2')})
+    const r = await runCli(['deploy', '--canary', '10', '--canary-interval', '1s', '--json'], {cwd: ws.src})
+    expect(r.exitCode, why(r)).toBe(3)
+    expect(r.json.error).toMatch(/only 0 calls reached the new release, fewer than --canary-min-calls 1/)
+    expect((await (await fetch(`${agent.base}/api/v1/hello`)).text()).trim()).toBe('hello v1')
+    const ok = await runCli(
+      ['deploy', '--canary', '10', '--canary-interval', '1s', '--canary-min-calls', '0', '--json'],
+      {
+        cwd: ws.src,
+      },
+    )
+    expect(ok.exitCode, why(ok)).toBe(0)
+    expect(ok.json.canary.outcome).toBe('promoted')
+    expect((await (await fetch(`${agent.base}/api/v1/hello`)).text()).trim()).toBe('hello v2')
+  })
+
   it('bad flags are usage errors naming the flag, before anything is touched', async () => {
     const ws = makeWorkspace()
     const agent = await startAgent(ws.live)

@@ -24,13 +24,16 @@ describe('canary flags', () => {
       intervalMs: 30_000,
       maxErrorRate: 0.01,
       maxP95Ratio: undefined,
+      minCalls: 1,
     })
     expect(parseCanaryFlags({canary: '5%,25%,100', interval: '2m', maxErrorRate: '0.5%', maxP95Ratio: '1.5'})).toEqual({
       steps: [5, 25, 100],
       intervalMs: 120_000,
       maxErrorRate: 0.005,
       maxP95Ratio: 1.5,
+      minCalls: 1,
     })
+    expect(parseCanaryFlags({canary: '10', minCalls: '0'})?.minCalls).toBe(0)
   })
 
   it('refuses bad values as usage errors naming the flag', () => {
@@ -41,11 +44,20 @@ describe('canary flags', () => {
     expect(msg({canary: '10', maxErrorRate: '1'})).toMatch(/--max-error-rate 1: not a percentage/)
     expect(msg({canary: '10', maxP95Ratio: '0.5'})).toMatch(/--max-p95-ratio 0.5: not a ratio of at least 1/)
     expect(msg({maxP95Ratio: '2'})).toMatch(/go with --canary/)
+    expect(msg({canary: '10', minCalls: 'some'})).toMatch(/--canary-min-calls some: not a whole number/)
+    expect(msg({minCalls: '5'})).toMatch(/go with --canary/)
   })
 })
 
 describe('canary rule', () => {
-  const plan = {steps: [10, 100], intervalMs: 1000, maxErrorRate: 0.01}
+  const plan = {steps: [10, 100], intervalMs: 1000, maxErrorRate: 0.01, minCalls: 1}
+  it('a step with fewer calls than --canary-min-calls is a breach (nothing proved the release)', () => {
+    expect(breach(step({canaryCalls: 0}), plan)).toMatch(
+      /^only 0 calls reached the new release, fewer than --canary-min-calls 1/,
+    )
+    expect(breach(step({canaryCalls: 19}), {...plan, minCalls: 20})).toMatch(/only 19 calls/)
+    expect(breach(step({canaryCalls: 0}), {...plan, minCalls: 0})).toBeUndefined()
+  })
   it('the error rate over the interval decides; latency only with --max-p95-ratio', () => {
     expect(breach(step({canaryErrorRate: 0.01}), plan)).toBeUndefined()
     expect(breach(step({canaryErrorRate: 0.2}), plan)).toBe('error rate 20.0% > 1.0%')
@@ -71,7 +83,7 @@ function host(name: string, url: string): CanaryHost {
 }
 
 describe('CanaryRun: one canary on every host of a wave', () => {
-  const plan = {steps: [10, 50, 100], intervalMs: 10, maxErrorRate: 0.01}
+  const plan = {steps: [10, 50, 100], intervalMs: 10, maxErrorRate: 0.01, minCalls: 1}
 
   it('moves every host to the next share only once all were judged at this one, then promotes each', async () => {
     const calls: string[] = []

@@ -253,7 +253,7 @@ describe('fleet deploy --canary on fake targets and fake agents', () => {
       })
     return {f, calls}
   }
-  const flags = {...DEPLOY_FLAGS, canary: {steps: [10, 100], intervalMs: 10, maxErrorRate: 0.01}}
+  const flags = {...DEPLOY_FLAGS, canary: {steps: [10, 100], intervalMs: 10, maxErrorRate: 0.01, minCalls: 1}}
 
   it('halt: a breach on one host of wave 2 puts the whole wave back; wave 1 keeps the release', async () => {
     const {f, calls} = await canaryFleet(['h1', 'h2', 'h3', 'h4'], {h4: 0.2})
