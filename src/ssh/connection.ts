@@ -246,7 +246,7 @@ export class SshConnection {
   private async inShell(body: Buffer, timeoutMs: number) {
     for (;;) {
       if (!this.shell || this.shell.dead)
-        this.shell = new RemoteShell([...this.options('no'), '--', this.destination, 'sh -s'])
+        this.shell = new RemoteShell('ssh', [...this.options('no'), '--', this.destination, 'sh -s'])
       try {
         return await this.shell.run(body, timeoutMs)
       } catch (err) {

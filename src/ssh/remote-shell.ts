@@ -37,10 +37,12 @@ export class RemoteShell {
   }
   /** Set once the shell can take no more requests (its ssh ended, or it was killed). */
   dead = false
+  private ended = false
   private queue: Promise<unknown> = Promise.resolve()
 
-  constructor(argv: string[]) {
-    this.sub = spawn('ssh', argv, {stdio: ['pipe', 'pipe', 'pipe']})
+  /** `command argv` starts the shell: `ssh [options] -- host 'sh -s'` (a test runs `sh -s` here). */
+  constructor(command: string, argv: string[]) {
+    this.sub = spawn(command, argv, {stdio: ['pipe', 'pipe', 'pipe']})
     this.sub.on('error', () => this.end(null))
     this.sub.stdin!.on('error', () => undefined) // a dead shell is reported by 'close'
     this.sub.stdout!.on('data', (b: Buffer) => this.data(b))
@@ -48,6 +50,9 @@ export class RemoteShell {
       this.clientStderr = (this.clientStderr + b.toString()).slice(-8192)
     })
     this.sub.on('close', (code) => this.end(code))
+    // What the host side left running may hold the pipes open after the shell is gone: its exit
+    // ends the request too, once what was already in the pipe had a moment to arrive.
+    this.sub.on('exit', (code) => setTimeout(() => this.end(code), 200).unref())
     // Only a request in flight (its timer) keeps this process alive, never the idle shell.
     this.sub.unref()
     for (const s of [this.sub.stdin, this.sub.stdout, this.sub.stderr]) (s as unknown as {unref?: () => void}).unref?.()
@@ -133,6 +138,8 @@ export class RemoteShell {
   }
 
   private end(code: number | null): void {
+    if (this.ended) return
+    this.ended = true
     this.dead = true
     const c = this.current
     this.current = undefined

@@ -141,6 +141,9 @@ for g; do
 done
 exit 0`
 
+/** The source trees planning walked, by source and filters, shared by this process's targets. */
+const sourceWalks = new Map<string, Tree>()
+
 /** Source hash caches by file, shared by this process's targets (see SshTarget.sourceCache). */
 const sourceCaches = new Map<string, HashCache>()
 
@@ -286,9 +289,11 @@ export class SshTarget implements Target {
         EXIT.failed,
         'Fix `source` in the config (or the path it names); the target was not touched.',
       )
-    let src: Tree
+    // Walked once per process: every host of a fleet plans against the same source tree.
+    const walkKey = JSON.stringify([source, this.config.exclude, this.config.protect])
+    let src = sourceWalks.get(walkKey)
     try {
-      src = walkTree(source, this.skip)
+      if (!src) sourceWalks.set(walkKey, (src = walkTree(source, this.skip)))
     } catch (err) {
       throw new HotctlError(
         `planning: cannot read the source: ${(err as Error).message}`,
