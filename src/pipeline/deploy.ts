@@ -391,8 +391,16 @@ function throwIfInterrupted(ctx: OpContext): void {
   if (ctx.signal.aborted) throw new HotctlError('interrupted', EXIT.interrupted)
 }
 
-async function gitSha(dir: string): Promise<string | null> {
-  verbose(`run: git -C ${dir} rev-parse HEAD`)
-  const r = await execa('git', ['-C', dir, 'rev-parse', 'HEAD'], {reject: false})
-  return r.exitCode === 0 ? String(r.stdout).trim() : null
+/** The source's commit, asked once per process: every host of a fleet deploy gets the same (and no git process each). */
+function gitSha(dir: string): Promise<string | null> {
+  let sha = gitShas.get(dir)
+  if (!sha) {
+    verbose(`run: git -C ${dir} rev-parse HEAD`)
+    sha = execa('git', ['-C', dir, 'rev-parse', 'HEAD'], {reject: false}).then((r) =>
+      r.exitCode === 0 ? String(r.stdout).trim() : null,
+    )
+    gitShas.set(dir, sha)
+  }
+  return sha
 }
+const gitShas = new Map<string, Promise<string | null>>()

@@ -5,7 +5,8 @@ import {execa} from 'execa'
 import type {HostSpec, SshSettings} from '../config/resolve.js'
 import {EXIT, HotctlError} from '../errors.js'
 import {redact} from '../secrets.js'
-import {remoteScript, rshWord, shq} from './quote.js'
+import {PRELUDE_EXIT, PRELUDE_FAILED, type Prelude, remoteScript, rshWord, shq} from './quote.js'
+import {RemoteShell, ShellGone} from './remote-shell.js'
 
 /** ssh itself failed (exit 255): the host was not reached, or the connection broke. */
 export class SshError extends HotctlError {
@@ -40,8 +41,18 @@ export interface RemoteResult {
   stderr: string
 }
 
+/** Uploads up to this size go through the host's shell (base64 in the script); larger ones get an ssh of their own. */
+const SHELL_UPLOAD_MAX = 4 * 1024 * 1024
+/** `$3` set: written beside the file, then renamed over it. */
+const UPLOAD = `f=$1
+[ -z "$3" ] || f=$1.tmp
+printf '%s' "$2" | base64 -d > "$f" || exit 3
+[ -z "$3" ] || mv -f -- "$f" "$1"`
+const RENAME = `mv -f -- "$1" "$2"`
+
 /** Every connection of this process shares one private (0700) directory for its control sockets. */
 let controlDir: string | undefined
+let sockets = 0
 const open = new Set<SshConnection>()
 
 function privateControlDir(): string {
@@ -62,6 +73,12 @@ function privateControlDir(): string {
 export class SshConnection {
   /** `[user@]address` as ssh and messages name it. */
   readonly destination: string
+  private shell?: RemoteShell
+  private readonly preludes = new Map<string, () => Prelude | undefined>()
+  /** Settles once the script that took the queued preludes has run (later scripts wait for it). */
+  private carrying?: Promise<void>
+  /** This connection's control socket: its own, so `close` can tell whether a master still runs. */
+  private socketPath?: string
 
   constructor(
     readonly host: HostSpec,
@@ -70,8 +87,12 @@ export class SshConnection {
     this.destination = host.user ? `${host.user}@${host.address}` : host.address
   }
 
-  /** ssh's options, shared by ssh itself and rsync's -e (the same connection settings). */
-  options(): string[] {
+  /**
+   * ssh's options, shared by ssh itself and rsync's -e (the same connection settings). `persist`:
+   * the host's shell is started as the master where none runs yet, with no ControlPersist: the
+   * master then ends with the shell, and closing it needs no `ssh -O exit` of its own.
+   */
+  options(persist: '30' | 'no' = '30'): string[] {
     const s = this.settings
     const secs = (ms: number) => String(Math.max(1, Math.ceil(ms / 1000)))
     return [
@@ -81,9 +102,9 @@ export class SshConnection {
       '-o',
       'ControlMaster=auto',
       '-o',
-      `ControlPath=${path.join(privateControlDir(), '%C')}`,
+      `ControlPath=${this.socket()}`,
       '-o',
-      'ControlPersist=30',
+      `ControlPersist=${persist}`,
       '-o',
       `ConnectTimeout=${secs(s.connectTimeoutMs)}`,
       '-o',
@@ -93,6 +114,11 @@ export class SshConnection {
       ...s.options.flatMap((o) => ['-o', o]),
       ...(this.host.port ? ['-p', String(this.host.port)] : []),
     ]
+  }
+
+  private socket(): string {
+    this.socketPath ??= path.join(privateControlDir(), String(++sockets))
+    return this.socketPath
   }
 
   /** rsync's `-e`: the same ssh, the same options, so rsync rides on the master connection. */
@@ -127,8 +153,59 @@ export class SshConnection {
     open.add(this)
     const started = Date.now()
     const timeoutMs = opts.timeoutMs ?? this.settings.timeoutMs
+    const preludes = await this.takePreludes()
+    let done = () => {}
+    if (preludes.length) this.carrying = new Promise<void>((resolve) => (done = resolve))
+    try {
+      // A script nobody needs to interrupt, watch or stop on its own runs in the host's shell.
+      const r =
+        !opts.signal && !opts.detached && !opts.onStderr
+          ? await this.inShell(remoteScript(script, args, preludes), timeoutMs).then((a) => ({
+              ...a,
+              stdout: opts.exact || a.stdout.at(-1) !== 0x0a ? a.stdout : a.stdout.subarray(0, -1),
+            }))
+          : await this.inSession(remoteScript(script, args, preludes), timeoutMs, opts)
+      this.debug(started, script, args, preludes)
+      if (r.exitCode === PRELUDE_EXIT && r.stderr.includes(PRELUDE_FAILED))
+        throw new Error(
+          `${preludes.map((p) => p.what).join(' and ')} on ${this.host.name} failed: ${lastLine(r.stderr.replace(PRELUDE_FAILED, ''))}`,
+        )
+      if (r.exitCode === 255) throw sshFailure(this.host.name, r.stderr)
+      return r
+    } finally {
+      done()
+    }
+  }
+
+  /**
+   * `prelude` runs on the host in front of the next script (any script, or rsync's first
+   * round trip: `flush`), in its round trip; `key` replaces one queued under the same key.
+   */
+  defer(key: string, prelude: () => Prelude | undefined): void {
+    this.preludes.set(key, prelude)
+  }
+
+  /** Runs what `defer` queued now, if anything is queued (before an action that is not a script here, such as rsync). */
+  async flush(): Promise<void> {
+    if (this.preludes.size > 0) await this.must('connecting', 'true')
+  }
+
+  /** The queued preludes, taken by the caller's script (once one already carrying some has run them). */
+  private async takePreludes(): Promise<Prelude[]> {
+    await this.carrying
+    const out = [...this.preludes.values()].map((make) => make()).filter((p) => p !== undefined)
+    this.preludes.clear()
+    return out
+  }
+
+  /** A script in an ssh session of its own: one that is interrupted, watched or stopped on its own. */
+  private async inSession(
+    input: Buffer,
+    timeoutMs: number,
+    opts: {signal?: AbortSignal; detached?: boolean; onStderr?: (chunk: Buffer) => void; exact?: boolean},
+  ): Promise<RemoteResult> {
     const sub = execa('ssh', [...this.options(), '--', this.destination, 'sh -s'], {
-      input: remoteScript(script, args),
+      input,
       reject: false,
       encoding: 'buffer',
       detached: opts.detached,
@@ -157,18 +234,58 @@ export class SshConnection {
     }
     const r = first.r
     const stderr = Buffer.from(r.stderr).toString()
-    // HOTCTL_DEBUG_SSH=1: one stderr line per remote script (time, first words, argument count).
-    if (process.env.HOTCTL_DEBUG_SSH)
-      process.stderr.write(
-        `hotctl: ssh ${this.host.name} ${Date.now() - started} ms: ${script.split('\n')[0]!.slice(0, 50)} (${args.length} args)\n`,
-      )
     if (r.exitCode === undefined || r.exitCode === 255) throw sshFailure(this.host.name, stderr, r.shortMessage)
     return {exitCode: r.exitCode, stdout: Buffer.from(r.stdout), stderr}
   }
 
-  /** Writes `bytes` to `file` on the host (`cat >`, the path quoted by shq): for binary content no shell argument can carry. */
-  async upload(file: string, bytes: Buffer): Promise<void> {
+  /**
+   * The host's shell: started on first use, started again after it ended (a cut connection, a
+   * timeout). A request it could not answer is an SshError, as ssh's own failure is; one that never
+   * reached a shell (it was already gone) goes to a new one.
+   */
+  private async inShell(body: Buffer, timeoutMs: number) {
+    for (;;) {
+      if (!this.shell || this.shell.dead)
+        this.shell = new RemoteShell('ssh', [...this.options('no'), '--', this.destination, 'sh -s'])
+      try {
+        return await this.shell.run(body, timeoutMs)
+      } catch (err) {
+        if (!(err instanceof ShellGone)) throw err
+        const f = err.failure
+        if (!f) continue
+        if (f.why === 'timeout')
+          throw new SshError(this.host.name, `no answer within ${timeoutMs} ms (ssh.timeout)`, 'timeout')
+        throw sshFailure(this.host.name, f.stderr, `ssh exited with ${f.code ?? 'a signal'}`)
+      }
+    }
+  }
+
+  /** HOTCTL_DEBUG_SSH=1: one stderr line per remote script (time, first words, argument count, how it ran). */
+  private debug(started: number, script: string, args: string[], preludes: Prelude[]): void {
+    if (process.env.HOTCTL_DEBUG_SSH)
+      process.stderr.write(
+        `hotctl: ssh ${this.host.name} ${Date.now() - started} ms: ${script.split('\n')[0]!.slice(0, 50)} (${args.length} args)${preludes.length ? ` after ${preludes.map((p) => p.what).join(', ')}` : ''}\n`,
+      )
+  }
+
+  /**
+   * Writes `bytes` to `file` on the host (`atomic`: to `file.tmp`, then renamed over it): through
+   * the host's shell, or for a large file `cat >` in an ssh of its own (the path quoted by shq).
+   */
+  async upload(file: string, bytes: Buffer, opts: {atomic?: boolean} = {}): Promise<void> {
     open.add(this)
+    if (bytes.length <= SHELL_UPLOAD_MAX) {
+      // Through the host's shell as base64 (a script's argument cannot hold every byte).
+      const r = await this.run(UPLOAD, [file, bytes.toString('base64'), opts.atomic ? '1' : ''])
+      if (r.exitCode !== 0) throw new Error(`writing ${file} on ${this.host.name} failed: ${lastLine(r.stderr)}`)
+      return
+    }
+    if (opts.atomic) {
+      await this.upload(`${file}.tmp`, bytes)
+      await this.must(`writing ${file}`, RENAME, [`${file}.tmp`, file])
+      return
+    }
+    await this.flush()
     const r = await execa('ssh', [...this.options(), '--', this.destination, `cat > ${shq(file)}`], {
       input: bytes,
       reject: false,
@@ -197,6 +314,11 @@ export class SshConnection {
   /** Ends the master connection (ssh -O exit); quietly nothing when none is running. */
   async close(): Promise<void> {
     open.delete(this)
+    const shell = this.shell
+    this.shell = undefined
+    await shell?.close()
+    // The shell was the master (no ControlPersist): it is gone with it, and so is its socket.
+    if (!this.socketPath || !fs.existsSync(this.socketPath)) return
     await execa('ssh', [...this.options(), '-O', 'exit', '--', this.destination], {
       reject: false,
       timeout: 5000,

@@ -34,13 +34,32 @@ export function shqBytes(name: string): Buffer {
  * parses all of it before running any of it, so a cut connection never runs half a script, and
  * stdin is /dev/null for what it runs.
  */
-export function remoteScript(script: string, args: string[] = []): Buffer {
+export function remoteScript(script: string, args: string[] = [], preludes: Prelude[] = []): Buffer {
+  const setArgs = (a: string[]) => [Buffer.from('set --'), ...a.flatMap((x) => [Buffer.from(' '), shqBytes(x)])]
   return Buffer.concat([
-    Buffer.from('{ set --'),
-    ...args.flatMap((a) => [Buffer.from(' '), shqBytes(a)]),
-    Buffer.from(`\nexec </dev/null\n${script}\n}\n`),
+    Buffer.from('{ exec </dev/null\n'),
+    ...preludes.flatMap((p) => [
+      ...setArgs(p.args),
+      Buffer.from(`\n(\n${p.script}\n) || { echo ${PRELUDE_FAILED} >&2; exit ${PRELUDE_EXIT}; }\n`),
+    ]),
+    ...setArgs(args),
+    Buffer.from(`\n${script}\n}\n`),
   ])
 }
+
+/**
+ * A short script that has to run on the host before the next one (a journal line to make durable
+ * before the action it guards): it rides in front of that script, in the same round trip, each in
+ * a subshell; when one fails the script does not run and exits PRELUDE_EXIT saying PRELUDE_FAILED.
+ */
+export interface Prelude {
+  script: string
+  args: string[]
+  /** What it does, for the error message. */
+  what: string
+}
+export const PRELUDE_FAILED = 'hotctl-prelude-failed'
+export const PRELUDE_EXIT = 198
 
 /**
  * An argument for rsync's `-e` (rsync splits that string itself, on spaces, honouring single and

@@ -6,12 +6,12 @@ import type {SshConnection} from './connection.js'
 export type RemoteEntry = Omit<ManifestEntry, 'type'> & {type: ManifestEntry['type'] | 'other'}
 
 /**
- * Describes paths under a root on the host, in batches, with a few processes per batch (never one
- * per file): a type letter per path from the shell's own tests, then `stat` of those that exist,
- * `sha256sum -z` of the regular files and `readlink -z` of the symlinks (one call each, NUL-
- * separated, in argument order). Paths go as `./path`, so none is read as an option.
+ * Describes paths under a root on the host, in batches, one round trip and a few processes per
+ * batch (never one per file): a type letter per path from the shell's own tests, then `stat` of
+ * those that exist, `sha256sum -z` of the regular files and `readlink -z` of the symlinks (one
+ * xargs each, NUL-separated, in argument order). Paths go as `./path`, so none is read as an option.
  */
-const TYPES = `cd -- "$1" || exit 3
+const DESCRIBE = `cd -- "$1" || exit 3
 shift
 for p; do
   if [ -L "./$p" ]; then printf l
@@ -19,15 +19,11 @@ for p; do
   elif [ -d "./$p" ]; then printf d
   elif [ -e "./$p" ]; then printf o
   else printf '%s' -; fi
-done`
-
-const TOOL = `cd -- "$1" || exit 3
-t=$2; shift 2
-case $t in
-  st) exec stat --printf '%a %s\\0' -- "$@" ;;
-  hs) exec sha256sum -z -- "$@" ;;
-  rl) exec readlink -z -- "$@" ;;
-esac`
+done
+printf '\\0'
+for p; do if [ -L "./$p" ] || [ -e "./$p" ]; then printf './%s\\0' "$p"; fi; done | xargs -0 -r stat --printf '%a %s\\0' -- || exit 4
+for p; do if [ ! -L "./$p" ] && [ -f "./$p" ]; then printf './%s\\0' "$p"; fi; done | xargs -0 -r sha256sum -z -- || exit 5
+for p; do if [ -L "./$p" ]; then printf './%s\\0' "$p"; fi; done | xargs -0 -r readlink -z -- || exit 6`
 
 /**
  * sha256 of regular files under `root` on the host, one `sha256sum -z` per batch (names come back
@@ -88,36 +84,18 @@ export async function describeRemote(
       `${what} under ${root} on ${conn.host.name} failed (exit ${r.exitCode}): ${r.stderr.trim().split('\n').slice(-2).join(' | ')}`,
     )
   for (const batch of batches(paths)) {
-    const t = await conn.run(TYPES, [root, ...batch])
-    if (t.exitCode !== 0) throw fail('reading paths', t)
-    const types = t.stdout.toString('latin1')
-    const of = (want: (c: string) => boolean) => batch.filter((_, i) => want(types[i]!)).map((p) => `./${p}`)
-    const tool = async (name: string, list: string[]) => {
-      if (list.length === 0) return Buffer.alloc(0)
-      const r = await conn.run(TOOL, [root, name, ...list])
-      if (r.exitCode !== 0) throw fail(name === 'hs' ? 'sha256sum' : name === 'st' ? 'stat' : 'readlink', r)
-      return r.stdout
-    }
-    const [st, hs, rl] = await Promise.all([
-      tool(
-        'st',
-        of((c) => c !== '-'),
-      ),
-      tool(
-        'hs',
-        of((c) => c === 'f'),
-      ),
-      tool(
-        'rl',
-        of((c) => c === 'l'),
-      ),
-    ])
-    parseDescribe(Buffer.concat([t.stdout, Buffer.from([0]), st, hs, rl]), batch, out)
+    const r = await conn.run(DESCRIBE, [root, ...batch], {exact: true})
+    if (r.exitCode !== 0)
+      throw fail(
+        r.exitCode === 4 ? 'stat' : r.exitCode === 5 ? 'sha256sum' : r.exitCode === 6 ? 'readlink' : 'reading paths',
+        r,
+      )
+    parseDescribe(r.stdout, batch, out)
   }
   return out
 }
 
-/** Parses what TYPES and TOOL printed, joined (exported for its unit test). */
+/** Parses what DESCRIBE printed (exported for its unit test). */
 export function parseDescribe(stdout: Buffer, batch: string[], out: Map<string, RemoteEntry | undefined>): void {
   const records: Buffer[] = []
   for (let at = 0; at < stdout.length;) {

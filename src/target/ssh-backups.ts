@@ -128,6 +128,8 @@ export class SshBackupStore implements BackupStore {
   private readonly deployedDir: string
   /** Where on the host a file of a manifest read in this run may be, by content hash (tried in order). */
   private readonly where = new Map<string, string[]>()
+  /** `list` as last read, kept current by snapshot and prune (one listing per run, not one per call). */
+  private listed?: BackupMeta[]
 
   constructor(
     private readonly conn: SshConnection,
@@ -139,7 +141,13 @@ export class SshBackupStore implements BackupStore {
   }
 
   async list(): Promise<BackupMeta[]> {
-    return (await this.readAll()).metas.flatMap((r) => (r.meta ? [r.meta] : []))
+    this.listed ??= (await this.readAll()).metas.flatMap((r) => (r.meta ? [r.meta] : []))
+    return [...this.listed]
+  }
+
+  /** Forgets what `list` read: others may have changed the backups since (the target calls it when it takes the lock). */
+  invalidate(): void {
+    this.listed = undefined
   }
 
   async ids(): Promise<string[]> {
@@ -162,7 +170,10 @@ export class SshBackupStore implements BackupStore {
       protect: this.config.protect,
       root: {'': tree.sha},
     }
+    const listed = this.listed
+    this.listed = undefined
     await this.conn.must('backup (commit)', COMMIT, [this.dir, id, JSON.stringify(meta)])
+    if (listed) this.listed = [...listed, meta].sort((a, b) => (a.id < b.id ? -1 : 1))
     return meta
   }
 
@@ -456,7 +467,9 @@ export class SshBackupStore implements BackupStore {
       ...deployed.slice(0, -keep || undefined).map((r) => `${this.deployedDir}/${r}`),
     ]
     if (trees.length === 0) return {removed, freedBytes: 0}
+    if (!opts.dryRun) this.listed = undefined
     const out = (await this.conn.must('prune', PRUNE, [opts.dryRun ? '1' : '0', ...trees])).toString().trim()
+    if (!opts.dryRun) this.listed = all.filter((b) => !removed.includes(b.id))
     return {removed, freedBytes: Number(out) || 0}
   }
 

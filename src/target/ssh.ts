@@ -59,7 +59,7 @@ printf '%s' "$2" > "$1.tmp" && mv -f -- "$1.tmp" "$1"`
 const READ_STATE_FILE = `[ -f "$1" ] || exit 3
 cat -- "$1"`
 const CAT_LIVE = `cat -- "$1/$2"`
-const RENAME = `mv -f -- "$1" "$2"`
+const REMOVE_PID = `rm -f -- "$1"`
 
 /**
  * Removes exactly the given paths under the target, deepest first, and only where every parent
@@ -146,6 +146,12 @@ for g; do
 done
 exit 0`
 
+/** The source trees planning walked, by source and filters, shared by this process's targets. */
+const sourceWalks = new Map<string, Tree>()
+
+/** Source hash caches by file, shared by this process's targets (see SshTarget.sourceCache). */
+const sourceCaches = new Map<string, HashCache>()
+
 /** The host a config addresses: the one it was resolved for, or the only one of `target: user@host:/path`. */
 export function remoteHost(config: ResolvedConfig): HostSpec | undefined {
   return config.host ?? (config.hosts.length === 1 ? config.hosts[0] : undefined)
@@ -167,6 +173,11 @@ export class SshTarget implements Target {
   /** What planning leaves out on both sides: excluded and protected paths, the maintenance marker. */
   private readonly skip: PathMatcher
   private readonly recordFile: string
+  /**
+   * The release marker as this run last read or wrote it, while it holds the lock; forgotten by
+   * anything that may change it otherwise (a sync, a restore, a command on the host).
+   */
+  private marker?: {value: ReleaseMarker | null}
 
   constructor(
     private readonly config: ResolvedConfig,
@@ -175,8 +186,20 @@ export class SshTarget implements Target {
   ) {
     this.conn = new SshConnection(host, config.ssh)
     this.description = `${this.conn.destination}:${config.target}`
-    this.state = new SshStateStore(this.conn, config.stateDir, warn)
-    this.backups = new SshBackupStore(this.conn, config, () => this.readMarker())
+    this.state = new SshStateStore(this.conn, config.stateDir, warn, {
+      file: `${config.target}/${MARKER_NAME}`,
+      onLocked: (text) => {
+        this.backups.invalidate() // read again under the lock: others may have changed them
+        this.marker = {value: text === undefined ? null : parseMarker(text)}
+      },
+      onUnlocked: () => (this.marker = undefined),
+    })
+    this.backups = new MarkerAwareBackups(
+      this.conn,
+      config,
+      () => this.readMarker(),
+      () => (this.marker = undefined),
+    )
     this.syncExcludes = syncExcludes(config)
     this.skip = compilePatterns([...config.exclude, ...config.protect, `/${MAINTENANCE_NAME}`])
     this.recordFile = `${config.stateDir}/target-hashes.json.gz`
@@ -192,21 +215,16 @@ export class SshTarget implements Target {
   }
 
   async readMarker(): Promise<ReleaseMarker | null> {
+    if (this.marker) return this.marker.value
     const out = await this.conn.must('reading the release marker', READ_MARKER, [this.config.target, MARKER_NAME])
-    try {
-      const m = JSON.parse(out.toString('utf8')) as ReleaseMarker | null
-      return m && typeof m.id === 'string' ? m : null
-    } catch {
-      return null
-    }
+    return parseMarker(out.toString('utf8'))
   }
 
   async writeMarker(marker: ReleaseMarker): Promise<void> {
-    await this.conn.must('writing the release marker', WRITE_OWN, [
-      this.config.target,
-      MARKER_NAME,
-      `${JSON.stringify(marker, null, 2)}\n`,
-    ])
+    const text = `${JSON.stringify(marker, null, 2)}\n`
+    this.marker = undefined
+    await this.conn.must('writing the release marker', WRITE_OWN, [this.config.target, MARKER_NAME, text])
+    if (this.state.locked) this.marker = {value: parseMarker(text)}
   }
 
   async writeMaintenance(m: MaintenanceMarker): Promise<void> {
@@ -287,9 +305,11 @@ export class SshTarget implements Target {
         EXIT.failed,
         'Fix `source` in the config (or the path it names); the target was not touched.',
       )
-    let src: Tree
+    // Walked once per process: every host of a fleet plans against the same source tree.
+    const walkKey = JSON.stringify([source, this.config.exclude, this.config.protect])
+    let src = sourceWalks.get(walkKey)
     try {
-      src = walkTree(source, this.skip)
+      if (!src) sourceWalks.set(walkKey, (src = walkTree(source, this.skip)))
     } catch (err) {
       throw new HotctlError(
         `planning: cannot read the source: ${(err as Error).message}`,
@@ -346,18 +366,24 @@ export class SshTarget implements Target {
   private async saveRecord(record: RemoteHashRecord, tree: RemoteTree): Promise<void> {
     const keep = (rel: string) => tree.entries.get(rel)?.type === 'file'
     try {
-      await this.conn.upload(`${this.recordFile}.tmp`, record.serialize(keep))
-      await this.conn.must('saving the hash record', RENAME, [`${this.recordFile}.tmp`, this.recordFile])
+      await this.conn.upload(this.recordFile, record.serialize(keep), {atomic: true})
     } catch (err) {
       verbose(`could not save the hash record on ${this.conn.host.name}: ${(err as Error).message}`)
     }
   }
 
-  /** Hashes of the source tree, on this machine (the state dir is on the host), one cache per source path. */
+  /**
+   * Hashes of the source tree, on this machine (the state dir is on the host), one cache per source
+   * path, opened once per process: every host of a fleet plans and verifies with the same one
+   * (each hash is checked by stat before use, so sharing it never trusts a stale one).
+   */
   private sourceCache(source: string): HashCache {
     const key = crypto.createHash('sha256').update(source).digest('hex').slice(0, 12)
     const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache')
-    return HashCache.open(path.join(base, 'hotctl', `source-${key}.json`))
+    const file = path.join(base, 'hotctl', `source-${key}.json`)
+    let cache = sourceCaches.get(file)
+    if (!cache) sourceCaches.set(file, (cache = HashCache.open(file)))
+    return cache
   }
 
   describeSync(source: string): string[] {
@@ -381,6 +407,7 @@ export class SshTarget implements Target {
   ): Promise<ItemizedChange[]> {
     const {changes} = plan
     const walked = plan.walk as RemotePlanWalk | undefined
+    this.marker = undefined
     return syncAroundDeletions(source, changes, {
       isTargetDir: (rel) => walked?.dst.entries.get(rel)?.type === 'dir',
       remove: (paths, afterWrite) => this.remove(paths, afterWrite),
@@ -430,6 +457,7 @@ export class SshTarget implements Target {
    * each session its own), which `reapChildren` stops on the host.
    */
   async runServiceCommand(cmd: Command, opts: ServiceCommandOptions): Promise<CommandResult> {
+    this.marker = undefined
     if (opts.on === 'local') return runCommand(cmd, {...opts, cwd: path.dirname(this.config.file)})
     const argv = typeof cmd === 'string' ? ['sh', '-c', cmd] : cmd.argv
     const env = {...referencedEnv(argv), ...opts.env}
@@ -486,6 +514,7 @@ export class SshTarget implements Target {
   }
 
   async reapChildren(pgids: number[]): Promise<number[]> {
+    this.marker = undefined
     const left: number[] = []
     // Journaled groups are this machine's (the rsync client, a step command run `on: local`) or the
     // host's (a step command run there): each side stops only groups that are provably hotctl's.
@@ -503,8 +532,13 @@ export class SshTarget implements Target {
   /** Deletes planned paths; `synced`: the writer finished, its pid record goes too. */
   private async remove(paths: string[], synced = false): Promise<void> {
     if (paths.length === 0 && !synced) return
-    const deepestFirst = [...paths].sort((a, b) => b.split('/').length - a.split('/').length)
     const pidFile = synced ? `${this.config.stateDir}/writer.pid` : ''
+    if (paths.length === 0) {
+      // Only the pid record: it goes with the next script (a stale one is harmless: see REAP_WRITER).
+      this.conn.defer('writer', () => ({script: REMOVE_PID, args: [pidFile], what: 'removing the writer pid record'}))
+      return
+    }
+    const deepestFirst = [...paths].sort((a, b) => b.split('/').length - a.split('/').length)
     await this.conn.must('deleting planned paths', REMOVE, [this.config.target, pidFile, ...deepestFirst])
   }
 
@@ -550,6 +584,36 @@ export class SshTarget implements Target {
       throw new HotctlError(what, dryRun ? EXIT.failed : EXIT.restored)
     }
     return parseItemize(r.stdout)
+  }
+}
+
+function parseMarker(text: string): ReleaseMarker | null {
+  try {
+    const m = JSON.parse(text) as ReleaseMarker | null
+    return m && typeof m.id === 'string' ? m : null
+  } catch {
+    return null
+  }
+}
+
+/** The host's backups, telling the target when a restore may change the release marker. */
+class MarkerAwareBackups extends SshBackupStore {
+  constructor(
+    conn: SshConnection,
+    config: ResolvedConfig,
+    readMarker: () => Promise<ReleaseMarker | null>,
+    private readonly changing: () => void,
+  ) {
+    super(conn, config, readMarker)
+  }
+
+  override async restore(id: string): Promise<{written: string[]; removed: string[]}> {
+    this.changing()
+    try {
+      return await super.restore(id)
+    } finally {
+      this.changing()
+    }
   }
 }
 

@@ -107,6 +107,42 @@ describe('SSH target: one remote host', () => {
     expect(moved).toEqual(['static/style.css'])
   }, 120_000)
 
+  it('a deploy starts two ssh processes (the host shell every script runs in, and rsync), and still journals every line, in order', async () => {
+    const ws = makeWorkspace()
+    const svc = await startService(ws.live)
+    remote(ws, host, serviceConfig(svc))
+    await runCli(['deploy', '--json'], {cwd: ws.src}) // the first backup holds the whole tree
+    ws.setVersion('v2')
+    // Every ssh the deploy starts, counted by a wrapper first on the PATH.
+    const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'ssh-count-'))
+    const real = spawnSync('sh', ['-c', 'command -v ssh'], {encoding: 'utf8'}).stdout.trim()
+    fs.writeFileSync(path.join(bin, 'ssh'), `#!/bin/sh\necho "$*" >> '${bin}/log'\nexec '${real}' "$@"\n`, {
+      mode: 0o755,
+    })
+    const r = await runCli(['deploy', '--json'], {
+      cwd: ws.src,
+      env: {PATH: `${bin}:${process.env.PATH}`, HOTCTL_DEBUG_SSH: '1'},
+    })
+    expect(r.exitCode, why(r)).toBe(0)
+    const sshs = fs.readFileSync(path.join(bin, 'log'), 'utf8').trim().split('\n')
+    fs.rmSync(bin, {recursive: true, force: true})
+    // One per script was ~40 per deploy. No `ssh -O exit` either: the master ended with its shell.
+    expect(sshs.filter((a) => a.endsWith(' sh -s'))).toHaveLength(1)
+    expect(sshs).toHaveLength(2)
+    const scripts = r.stderr.split('\n').filter((l) => l.startsWith('hotctl: ssh '))
+    // Scripts: over 40 before the journal, marker and backup list were read once under the lock.
+    expect(scripts.length, scripts.join('\n')).toBeLessThanOrEqual(26)
+    // The lines that rode in front of a later script are all there, in the order they were appended.
+    const events = fs
+      .readFileSync(path.join(ws.stateDir, 'journal.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as {event: string; opId: string; phase?: string})
+      .filter((e) => e.opId === r.json.release)
+      .map((e) => e.phase ?? e.event)
+    expect(events).toEqual(['start', 'backup', 'sync', 'child', 'marker', 'reload', 'confirm', 'smoke', 'end'])
+  }, 120_000)
+
   it('a failing smoke check restores byte-exact on the host (exit 3) and proves the old release; rollback and --to', async () => {
     const ws = makeWorkspace()
     const svc = await startService(ws.live)
