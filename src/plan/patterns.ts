@@ -7,14 +7,18 @@
  */
 export interface PathMatcher {
   (relPath: string, isDir: boolean): boolean
+  /** Plain names matched at any depth, whatever the type: a walk may prune them without asking. */
+  names?: ReadonlySet<string>
 }
 
 export function compilePatterns(patterns: string[]): PathMatcher {
   // Plain names (.git, node_modules) are a Set lookup on the basename: walks call this per entry.
   const literal = new Set(patterns.filter((p) => /^[^/*?[\]]+$/.test(p.trim())).map((p) => p.trim()))
   const compiled = patterns.filter((p) => !literal.has(p.trim())).map(compileOne)
-  return (relPath, isDir) =>
+  const match: PathMatcher = (relPath, isDir) =>
     literal.has(relPath.slice(relPath.lastIndexOf('/') + 1)) || compiled.some((m) => m(relPath, isDir))
+  match.names = literal
+  return match
 }
 
 function compileOne(pattern: string): PathMatcher {

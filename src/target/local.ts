@@ -87,7 +87,6 @@ export class LocalTarget implements Target {
   async planChanges(source: string, opts: {dryRun: boolean}): Promise<TargetPlan> {
     // Both trees walked here (one lstat each, no rsync scan): the target's walk is reused by the
     // backup and the sync. Hashes come from the records kept in the state dir, checked by stat.
-    const dst = this.tree.walk()
     const missing = sourceProblem(source)
     if (missing)
       throw new HotctlError(
@@ -95,7 +94,7 @@ export class LocalTarget implements Target {
         EXIT.failed,
         'Fix `source` in the config (or the path it names); the target was not touched.',
       )
-    const src = this.tree.walkSource(source)
+    const {src, dst} = await this.tree.walkBoth(source)
     refuseReplacingProtected(source, dst)
     const srcCache = this.tree.sourceCache(source)
     const dstCache = this.tree.targetCache()

@@ -8,7 +8,7 @@ import {MARKER_NAME} from '../../src/config/resolve.js'
 import {planArgv} from '../../src/rsync/argv.js'
 import {type ItemizedChange, parseItemize} from '../../src/rsync/itemize.js'
 import {HashCache} from '../../src/store/hash-cache.js'
-import {walkTree} from '../../src/store/walk.js'
+import {walkTree, walkTreeNode} from '../../src/store/walk.js'
 import {compilePatterns, matchesPathOrParent} from '../../src/plan/patterns.js'
 import {tmpDir, writeTree} from './helpers.js'
 
@@ -111,6 +111,14 @@ function plan(s: string, d: string, excludes: string[] = [], perishable: string[
     (rel) => rel === MARKER_NAME,
   )
   expect(walked).toEqual(cs)
+  // The lstat walk (what walkTree falls back to without GNU find) plans the same.
+  const byLstat = diffTrees(
+    walkTreeNode(s, skip, protect),
+    walkTreeNode(d, skip, protect),
+    (rel, a, b, mtimeEqual) => mtimeEqual || srcCache.hash(s, rel, a) === dstCache.hash(d, rel, b),
+    (rel) => rel === MARKER_NAME,
+  )
+  expect(byLstat).toEqual(cs)
   return {cs, srcCache, dstCache, stdout: r.stdout}
 }
 
