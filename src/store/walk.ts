@@ -176,7 +176,7 @@ class FindParser {
 
   private record(nameAt: number, linkAt: number, next: number): void {
     const {out, tree} = this
-    const rel = decodeName(out.subarray(nameAt, linkAt - 1))
+    const rel = this.name(nameAt, linkAt - 1)
     if (this.skippedDir) {
       if (rel.startsWith(this.skippedDir)) return
       this.skippedDir = ''
@@ -211,8 +211,14 @@ class FindParser {
     const ino = this.int(NINE, 10)
     if (this.p !== nameAt - 1) throw new Shape()
     const entry: TreeEntry = {type, mode, size, mtimeMs, ctimeMs, ino}
-    if (type === 'symlink') entry.link = decodeName(out.subarray(linkAt, next - 1))
+    if (type === 'symlink') entry.link = this.name(linkAt, next - 1)
     tree.entries.set(rel, entry)
+  }
+
+  /** decodeName of the bytes from `start` to `end`, without a Buffer view for the usual valid UTF-8. */
+  private name(start: number, end: number): string {
+    const text = this.out.toString('utf8', start, end)
+    return text.includes('\ufffd') ? decodeName(this.out.subarray(start, end)) : text
   }
 
   private int(maxDigit: number, base: number): number {
