@@ -74,6 +74,11 @@ export class HashCache {
       : undefined
   }
 
+  /** Rows held: the number of files last seen, give or take. */
+  get size(): number {
+    return this.slots.size
+  }
+
   /** Is there a record of `rel` at all (valid or not)? */
   knows(rel: string): boolean {
     return this.slots.has(rel)
