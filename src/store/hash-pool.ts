@@ -61,13 +61,25 @@ export async function hashFiles(files: string[], sizes: number[]): Promise<strin
     }
     return picked
   }
-  const workers = Array.from(
-    {length: Math.min(cores, Math.ceil(total / BATCH_BYTES))},
-    () => (pool.workers++, new Worker(WORKER, {eval: true})),
-  )
+  // This thread hashes too, between the workers' messages: one worker fewer to start (~35 ms of CPU).
+  const here = async () => {
+    for (let picked = batch(); picked.length > 0; picked = batch()) {
+      for (const i of picked) {
+        try {
+          out[i] = hashFile(files[i]!)
+        } catch {
+          out[i] = null
+        }
+      }
+      await new Promise((resolve) => setImmediate(resolve)) // the workers' results, and their next batches
+    }
+  }
+  const count = Math.min(cores, Math.ceil(total / BATCH_BYTES)) - 1
+  const workers = Array.from({length: count}, () => (pool.workers++, new Worker(WORKER, {eval: true})))
   try {
-    await Promise.all(
-      workers.map(
+    await Promise.all([
+      here(),
+      ...workers.map(
         (worker) =>
           new Promise<void>((resolve, reject) => {
             let sent: number[] = []
@@ -84,7 +96,7 @@ export async function hashFiles(files: string[], sizes: number[]): Promise<strin
             send()
           }),
       ),
-    )
+    ])
   } finally {
     await Promise.all(workers.map((w) => w.terminate()))
   }
