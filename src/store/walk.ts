@@ -208,7 +208,10 @@ class FindParser {
     this.expect(SPACE)
     const ctimeMs = this.ms()
     this.expect(SPACE)
-    const ino = this.int(NINE, 10)
+    const inoAt = this.p
+    let ino = this.int(NINE, 10)
+    // Past 2^53 the digits summed in doubles can round otherwise than Node's uint64 → double.
+    if (ino > Number.MAX_SAFE_INTEGER) ino = Number(BigInt(out.toString('latin1', inoAt, this.p)))
     if (this.p !== nameAt - 1) throw new Shape()
     const entry: TreeEntry = {type, mode, size, mtimeMs, ctimeMs, ino}
     if (type === 'symlink') entry.link = this.name(linkAt, next - 1)
