@@ -7,28 +7,43 @@
  */
 export interface PathMatcher {
   (relPath: string, isDir: boolean): boolean
+  /** Plain names matched at any depth, whatever the type: a walk may prune them without asking. */
+  names?: ReadonlySet<string>
 }
 
 export function compilePatterns(patterns: string[]): PathMatcher {
-  // Plain names (.git, node_modules) are a Set lookup on the basename: walks call this per entry.
+  // Plain names (.git, node_modules) are a Set lookup on the basename; the rest are joined into at
+  // most four regular expressions (on the name or the whole path, for any entry or directories
+  // only): walks call this once per entry, ~40k times a deploy at 20k files.
   const literal = new Set(patterns.filter((p) => /^[^/*?[\]]+$/.test(p.trim())).map((p) => p.trim()))
-  const compiled = patterns.filter((p) => !literal.has(p.trim())).map(compileOne)
-  return (relPath, isDir) =>
-    literal.has(relPath.slice(relPath.lastIndexOf('/') + 1)) || compiled.some((m) => m(relPath, isDir))
-}
-
-function compileOne(pattern: string): PathMatcher {
-  let p = pattern.trim()
-  const dirOnly = p.endsWith('/')
-  if (dirOnly) p = p.replace(/\/+$/, '')
-  const anchored = p.includes('/')
-  p = p.replace(/^\/+/, '')
-  const re = new RegExp(`^${globToRegex(p)}$`)
-  return (relPath, isDir) => {
-    if (dirOnly && !isDir) return false
-    const subject = anchored ? relPath : relPath.slice(relPath.lastIndexOf('/') + 1)
-    return re.test(subject)
+  const groups = {name: [] as string[], path: [] as string[], dirName: [] as string[], dirPath: [] as string[]}
+  for (const pattern of patterns) {
+    if (literal.has(pattern.trim())) continue
+    let p = pattern.trim()
+    const dirOnly = p.endsWith('/')
+    if (dirOnly) p = p.replace(/\/+$/, '')
+    const anchored = p.includes('/')
+    p = p.replace(/^\/+/, '')
+    groups[dirOnly ? (anchored ? 'dirPath' : 'dirName') : anchored ? 'path' : 'name'].push(globToRegex(p))
   }
+  const join = (parts: string[]) => (parts.length ? new RegExp(`^(?:${parts.join('|')})$`) : undefined)
+  const [name, full, dirName, dirPath] = [
+    join(groups.name),
+    join(groups.path),
+    join(groups.dirName),
+    join(groups.dirPath),
+  ]
+  const match: PathMatcher = (relPath, isDir) => {
+    const base = relPath.slice(relPath.lastIndexOf('/') + 1)
+    return (
+      literal.has(base) ||
+      !!name?.test(base) ||
+      !!full?.test(relPath) ||
+      (isDir && (!!dirName?.test(base) || !!dirPath?.test(relPath)))
+    )
+  }
+  match.names = literal
+  return match
 }
 
 function globToRegex(glob: string): string {

@@ -1,5 +1,6 @@
 import fs from 'node:fs'
 import path from 'node:path'
+import {decodeName, fsPath} from '../file-names.js'
 import {hashFile} from './hash.js'
 import {isHash} from './objects.js'
 import type {Tree, TreeEntry} from './walk.js'
@@ -11,16 +12,21 @@ export type Stat = Pick<TreeEntry, 'size' | 'mtimeMs' | 'ctimeMs' | 'ino'>
 const STATS = 4
 /** Bytes per slot in `hashes`: a sha256. */
 const HASH = 32
-/** Rows per write when saving: the file is never built as one string. */
-const SAVE_BATCH = 2048
+/** The persisted file's first bytes; then per row: u32 LE name length, the name's bytes, 4 × f64 LE stat, the hash. */
+const MAGIC = Buffer.from('hotctl hashes 1\n')
+const ROW = 4 + STATS * 8 + HASH
+
+/** `x.json` → `x.bin` (any other name is used as it is). */
+const binaryName = (file: string) => (file.endsWith('.json') ? `${file.slice(0, -'.json'.length)}.bin` : file)
 
 /**
  * Content hashes of a tree's files, remembered by stat (size, mtime, ctime, inode): a file whose
  * stat is unchanged is not read again. ctime catches in-place edits that reset mtime. Persisted as
- * one JSON file in the state dir (`[[path, size, mtimeMs, ctimeMs, ino, sha256], …]`); losing it
- * only costs re-reading. Held compactly (issue 10: memory per file): path → slot in a Map, the
- * slot's stat in one Float64Array and its hash as 32 bytes in one Buffer, instead of an array,
- * boxed numbers and a 64-character string per path.
+ * one binary file in the state dir (`<name>.bin`, the path's bytes, stat and hash per row: about
+ * half the time of the JSON rows to read and to write at 20k files, 2/3 of the size); the JSON file earlier
+ * versions wrote (`<name>.json`) is read when there is no binary one yet. Losing it only costs
+ * re-reading. Held compactly (issue 10: memory per file): path → slot in a Map, the slot's stat
+ * in one Float64Array and its hash as 32 bytes in one Buffer.
  */
 export class HashCache {
   private readonly slots = new Map<string, number>()
@@ -34,22 +40,23 @@ export class HashCache {
 
   private constructor(private readonly file: string | undefined) {}
 
+  /** The cache persisted as `file` (its `.json` name is kept for callers: the binary file is `.bin`). */
   static open(file?: string): HashCache {
-    const cache = new HashCache(file)
+    const cache = new HashCache(file && binaryName(file))
     if (!file) return cache
     try {
-      const v = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown
-      // Only a cache: rows of another shape are dropped and those files are read again (the
-      // object form of earlier versions is still read).
-      if (Array.isArray(v)) {
-        cache.reserve(v.length)
-        for (const r of v as unknown[]) if (Array.isArray(r) && typeof r[0] === 'string') cache.load(r[0], r, 1)
-      } else if (v && typeof v === 'object')
-        for (const [rel, r] of Object.entries(v)) if (Array.isArray(r)) cache.load(rel, r, 0)
+      if (!cache.loadBinary(fs.readFileSync(cache.file!))) cache.clear()
+      return cache
     } catch {
-      cache.slots.clear()
-      cache.free.length = 0
-      cache.used = 0
+      cache.clear()
+    }
+    if (file !== cache.file) {
+      try {
+        cache.loadJson(JSON.parse(fs.readFileSync(file, 'utf8')) as unknown)
+        cache.dirty = cache.used > 0 // written as .bin at the next save
+      } catch {
+        cache.clear()
+      }
     }
     return cache
   }
@@ -65,6 +72,11 @@ export class HashCache {
       this.stats[s + 3] === entry.ino
       ? this.hashes.toString('hex', slot * HASH, (slot + 1) * HASH)
       : undefined
+  }
+
+  /** Rows held: the number of files last seen, give or take. */
+  get size(): number {
+    return this.slots.size
   }
 
   /** Is there a record of `rel` at all (valid or not)? */
@@ -103,34 +115,71 @@ export class HashCache {
   save(tree?: Tree): void {
     if (tree) this.forget(tree)
     if (!this.file || !this.dirty) return
+    const names: (string | Buffer)[] = []
+    let size = MAGIC.length
+    for (const rel of this.slots.keys()) {
+      const name = fsPath(rel)
+      names.push(name)
+      size += ROW + (typeof name === 'string' ? Buffer.byteLength(name) : name.length)
+    }
+    const out = Buffer.allocUnsafe(size)
+    let at = MAGIC.copy(out, 0)
+    let i = 0
+    for (const slot of this.slots.values()) {
+      const name = names[i++]!
+      const len = typeof name === 'string' ? out.write(name, at + 4) : name.copy(out, at + 4)
+      at = out.writeUInt32LE(len, at) + len
+      for (let k = 0; k < STATS; k++) at = out.writeDoubleLE(this.stats[slot * STATS + k]!, at)
+      at += this.hashes.copy(out, at, slot * HASH, (slot + 1) * HASH)
+    }
     fs.mkdirSync(path.dirname(this.file), {recursive: true})
     const tmp = `${this.file}.${process.pid}.tmp`
-    const fd = fs.openSync(tmp, 'w')
-    try {
-      let batch: string[] = []
-      let first = true
-      const flush = () => {
-        fs.writeSync(fd, (first ? '[' : ',') + batch.join(','))
-        first = false
-        batch = []
-      }
-      for (const [rel, slot] of this.slots) {
-        const s = slot * STATS
-        const st = this.stats
-        const hash = this.hashes.toString('hex', slot * HASH, (slot + 1) * HASH)
-        batch.push(`[${JSON.stringify(rel)},${st[s]},${st[s + 1]},${st[s + 2]},${st[s + 3]},"${hash}"]`)
-        if (batch.length >= SAVE_BATCH) flush()
-      }
-      if (batch.length > 0 || first) flush()
-      fs.writeSync(fd, ']')
-    } finally {
-      fs.closeSync(fd)
-    }
+    fs.writeFileSync(tmp, out)
     fs.renameSync(tmp, this.file)
+    if (this.file.endsWith('.bin')) fs.rmSync(`${this.file.slice(0, -'.bin'.length)}.json`, {force: true}) // the JSON it replaces
     this.dirty = false
   }
 
-  /** One persisted row, if it has the shape a row must have. */
+  /** Rows of the binary file; false when it is not one (the cache then starts empty). */
+  private loadBinary(buf: Buffer): boolean {
+    if (buf.length < MAGIC.length || !buf.subarray(0, MAGIC.length).equals(MAGIC)) return false
+    let at = MAGIC.length
+    // Rows come one after another: a truncated file keeps the rows before the cut.
+    while (at + 4 <= buf.length) {
+      const len = buf.readUInt32LE(at)
+      const end = at + ROW + len
+      if (end > buf.length) break
+      const text = buf.toString('utf8', at + 4, at + 4 + len)
+      const rel = text.includes('\ufffd') ? decodeName(buf.subarray(at + 4, at + 4 + len)) : text
+      at += 4 + len
+      let slot = this.slots.get(rel)
+      if (slot === undefined) {
+        slot = this.used++
+        this.reserve(slot + 1)
+        this.slots.set(rel, slot)
+      }
+      for (let k = 0; k < STATS; k++, at += 8) this.stats[slot * STATS + k] = buf.readDoubleLE(at)
+      at += buf.copy(this.hashes, slot * HASH, at, at + HASH)
+    }
+    return true
+  }
+
+  /** Rows of the JSON file earlier versions wrote: `[[path, size, mtimeMs, ctimeMs, ino, sha256], …]` (or an object by path). */
+  private loadJson(v: unknown): void {
+    if (Array.isArray(v)) {
+      this.reserve(v.length)
+      for (const r of v as unknown[]) if (Array.isArray(r) && typeof r[0] === 'string') this.load(r[0], r, 1)
+    } else if (v && typeof v === 'object')
+      for (const [rel, r] of Object.entries(v)) if (Array.isArray(r)) this.load(rel, r, 0)
+  }
+
+  private clear(): void {
+    this.slots.clear()
+    this.free.length = 0
+    this.used = 0
+  }
+
+  /** One persisted JSON row, if it has the shape a row must have. */
   private load(rel: string, r: unknown[], at: number): void {
     const [size, mtimeMs, ctimeMs, ino, hash] = [r[at], r[at + 1], r[at + 2], r[at + 3], r[at + 4]]
     if (

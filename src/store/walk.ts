@@ -1,3 +1,4 @@
+import {spawn, spawnSync, type SpawnSyncOptionsWithBufferEncoding} from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import {decodeName, fsPath} from '../file-names.js'
@@ -24,12 +25,247 @@ export interface Tree {
 }
 
 /**
- * Walks a tree with lstat, skipping what `skip` matches (excluded and protected paths) and never
- * following symlinks. Synchronous on purpose: for tens of thousands of small stats the sync calls
- * are several times faster than the thread-pool round trips of fs.promises. Names keep their
- * bytes (file-names.ts), so a name that is not UTF-8 is walked, backed up and restored as it is.
+ * Walks a tree, skipping what `skip` matches (excluded and protected paths) and never following
+ * symlinks: with GNU find (walkWithFind) when it is there, else with lstat per entry (walkTreeNode).
+ * Names keep their bytes (file-names.ts), so a name that is not UTF-8 is walked, backed up and
+ * restored as it is.
  */
 export function walkTree(root: string, skip: PathMatcher, protect?: PathMatcher): Tree {
+  const dir = rootDir(root)
+  if (dir === undefined) return emptyTree(root)
+  if (dir && findUsable) {
+    const r = spawnSync(FIND, findArgv(dir, skip), FIND_SYNC)
+    const parser = new FindParser(dir, skip, protect)
+    const tree = r.status === 0 && !r.error && parser.push(r.stdout) === r.stdout.length ? parser.tree : undefined
+    if (tree) return (walks.find++, tree)
+    noteFindFailure(r.error, parser)
+  }
+  return walkTreeNode(root, skip, protect)
+}
+
+/**
+ * walkTree with find as a child process, its records parsed as they come: two walks (source and
+ * target) run at once, each find on its own core. The same result as walkTree.
+ */
+export async function walkTreeAsync(root: string, skip: PathMatcher, protect?: PathMatcher): Promise<Tree> {
+  const dir = rootDir(root)
+  if (dir === undefined) return emptyTree(root)
+  if (dir && findUsable) {
+    const parser = new FindParser(dir, skip, protect)
+    const r = await new Promise<{ok: boolean; error?: Error}>((resolve) => {
+      let rest: Buffer | undefined
+      const child = spawn(FIND, findArgv(dir, skip), {stdio: ['ignore', 'pipe', 'ignore']})
+      child.stdout.on('data', (chunk: Buffer) => {
+        const b = rest ? Buffer.concat([rest, chunk]) : chunk
+        rest = b.subarray(parser.push(b))
+      })
+      child.on('error', (error) => resolve({ok: false, error}))
+      child.on('close', (code) => resolve({ok: code === 0 && !parser.failed && !rest?.length}))
+    })
+    if (r.ok) return (walks.find++, parser.tree)
+    noteFindFailure(r.error, parser)
+  }
+  return walkTreeNode(root, skip, protect)
+}
+
+/** How this process's walks were done (the tests check that find is really used). */
+export const walks = {find: 0, lstat: 0}
+
+const emptyTree = (root: string): Tree => ({
+  root,
+  entries: new Map(),
+  dirsWithSkipped: new Set(),
+  dirsWithProtected: new Set(),
+})
+
+/**
+ * The absolute root when it is a directory; '' when it is something else (the node walk then
+ * fails with the error naming it, as before); undefined when it does not exist (an empty tree).
+ */
+function rootDir(root: string): string | undefined {
+  try {
+    return fs.statSync(root).isDirectory() ? path.resolve(root) : ''
+  } catch {
+    return fs.existsSync(root) ? '' : undefined
+  }
+}
+
+const FIND = 'find'
+/** Cleared when `find` is missing or is not GNU find (no -printf): later walks go straight to lstat. */
+let findUsable = !process.env.HOTCTL_NODE_WALK
+const FIND_SYNC: SpawnSyncOptionsWithBufferEncoding = {stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 2 ** 31 - 1}
+
+/**
+ * A failed find run (a path that vanished or could not be read, a find without -printf): that
+ * walk is done again with lstat, which skips what vanished and names what cannot be read. A find
+ * that cannot run at all, or printed what FindParser does not know, is not tried again.
+ */
+function noteFindFailure(error: Error | undefined, parser: FindParser): void {
+  if (error || parser.failed) findUsable = false
+}
+
+/**
+ * One record per path: `[S]type mode size mtime ctime inode NUL relpath NUL linktarget NUL`.
+ * Names and link targets are printed as raw bytes (NUL is the one byte neither can hold). Plain
+ * names that are always skipped (`.git`, `node_modules`) are pruned by find itself, marked S, so
+ * their contents are never read; every other pattern is matched here, as in the lstat walk.
+ */
+function findArgv(root: string, skip: PathMatcher): string[] {
+  const record = '%y %m %s %T@ %C@ %i\\0%P\\0%l\\0'
+  const names = [...(skip.names ?? [])].filter((n) => !/[\\*?[\]]/.test(n))
+  const prune = names.length
+    ? [
+        '(',
+        ...names.flatMap((n, i) => (i ? ['-o', '-name', n] : ['-name', n])),
+        ')',
+        '-printf',
+        `S${record}`,
+        '-prune',
+        '-o',
+      ]
+    : []
+  return ['-H', root, '-mindepth', '1', ...prune, '-printf', record]
+}
+
+const [SPACE, DOT, MINUS, ZERO, NINE, SEVEN] = [0x20, 0x2e, 0x2d, 0x30, 0x39, 0x37]
+const [DIR, FILE, LINK, PRUNED] = [0x64, 0x66, 0x6c, 0x53] // d f l S
+class Shape extends Error {}
+
+/**
+ * find's records into a Tree, fed in chunks as they arrive. Paths under a skipped directory are
+ * left out (find prints a directory before what it holds). Times are rebuilt from whole seconds
+ * and nanoseconds exactly as Node computes `mtimeMs` (sec * 1000 + nsec / 1e6), so they compare
+ * equal with lstat's everywhere (hash caches). Anything unexpected sets `failed` (the lstat walk
+ * runs instead).
+ */
+class FindParser {
+  readonly tree: Tree
+  failed = false
+  private skippedDir = '' // 'dir/' while the records under a skipped directory go by
+  private out: Buffer = Buffer.alloc(0)
+  private p = 0
+
+  constructor(
+    root: string,
+    private readonly skip: PathMatcher,
+    private readonly protect: PathMatcher | undefined,
+  ) {
+    this.tree = {root, entries: new Map(), dirsWithSkipped: new Set(), dirsWithProtected: new Set()}
+  }
+
+  /** Parses the whole records in `out`; returns where the first incomplete one starts. */
+  push(out: Buffer): number {
+    this.out = out
+    let at = 0
+    try {
+      while (at < out.length && !this.failed) {
+        const nameAt = out.indexOf(0, at) + 1
+        const linkAt = nameAt && out.indexOf(0, nameAt) + 1
+        const next = linkAt && out.indexOf(0, linkAt) + 1
+        if (!next) break
+        this.p = at
+        this.record(nameAt, linkAt, next)
+        at = next
+      }
+    } catch (err) {
+      if (!(err instanceof Shape)) throw err
+      this.failed = true
+    }
+    return at
+  }
+
+  private record(nameAt: number, linkAt: number, next: number): void {
+    const {out, tree} = this
+    const rel = this.name(nameAt, linkAt - 1)
+    if (this.skippedDir) {
+      if (rel.startsWith(this.skippedDir)) return
+      this.skippedDir = ''
+    }
+    if (out[this.p] === PRUNED) this.p++ // pruned by find; matched below like any other path
+    const t = out[this.p++]
+    this.expect(SPACE)
+    const isDir = t === DIR
+    if (this.skip(rel, isDir)) {
+      const parent = rel.includes('/') ? rel.slice(0, rel.lastIndexOf('/')) : ''
+      tree.dirsWithSkipped.add(parent)
+      if (this.protect?.(rel, isDir)) tree.dirsWithProtected.add(parent)
+      if (isDir) this.skippedDir = `${rel}/`
+      return
+    }
+    const type = isDir ? 'dir' : t === FILE ? 'file' : t === LINK ? 'symlink' : undefined
+    if (!type) return // sockets, fifos, devices: not deployable (as statEntry says)
+    if (this.negative(nameAt)) {
+      // A time before 1970: find's rendering of it is not one to rebuild Node's from; lstat it.
+      const entry = statEntry(`${tree.root}/${rel}`)
+      if (entry) tree.entries.set(rel, entry)
+      return
+    }
+    const mode = this.int(SEVEN, 8) & 0o7777
+    this.expect(SPACE)
+    const size = this.int(NINE, 10)
+    this.expect(SPACE)
+    const mtimeMs = this.ms()
+    this.expect(SPACE)
+    const ctimeMs = this.ms()
+    this.expect(SPACE)
+    const inoAt = this.p
+    let ino = this.int(NINE, 10)
+    // Past 2^53 the digits summed in doubles can round otherwise than Node's uint64 → double.
+    if (ino > Number.MAX_SAFE_INTEGER) ino = Number(BigInt(out.toString('latin1', inoAt, this.p)))
+    if (this.p !== nameAt - 1) throw new Shape()
+    const entry: TreeEntry = {type, mode, size, mtimeMs, ctimeMs, ino}
+    if (type === 'symlink') entry.link = this.name(linkAt, next - 1)
+    tree.entries.set(rel, entry)
+  }
+
+  /** decodeName of the bytes from `start` to `end`, without a Buffer view for the usual valid UTF-8. */
+  private name(start: number, end: number): string {
+    const text = this.out.toString('utf8', start, end)
+    return text.includes('\ufffd') ? decodeName(this.out.subarray(start, end)) : text
+  }
+
+  private int(maxDigit: number, base: number): number {
+    const {out} = this
+    const start = this.p
+    let v = 0
+    for (let c = out[this.p]!; c >= ZERO && c <= maxDigit; c = out[++this.p]!) v = v * base + c - ZERO
+    if (this.p === start) throw new Shape()
+    return v
+  }
+
+  /** `seconds.fraction` (find prints 10 fraction digits; the first 9 are the nanoseconds). */
+  private ms(): number {
+    const sec = this.int(NINE, 10)
+    this.expect(DOT)
+    const {out} = this
+    let nsec = 0
+    for (let k = 0; k < 9; k++) {
+      const c = out[this.p++]!
+      if (c < ZERO || c > NINE) throw new Shape()
+      nsec = nsec * 10 + c - ZERO
+    }
+    while (out[this.p]! >= ZERO && out[this.p]! <= NINE) this.p++
+    return sec * 1000 + nsec / 1e6
+  }
+
+  /** Is there a minus sign before `end` (in this record's numbers)? */
+  private negative(end: number): boolean {
+    for (let i = this.p; i < end; i++) if (this.out[i] === MINUS) return true
+    return false
+  }
+
+  private expect(byte: number): void {
+    if (this.out[this.p++] !== byte) throw new Shape()
+  }
+}
+
+/**
+ * The walk with readdir and lstat per entry. Synchronous on purpose: for tens of thousands of
+ * small stats the sync calls are several times faster than the thread-pool round trips of
+ * fs.promises.
+ */
+export function walkTreeNode(root: string, skip: PathMatcher, protect?: PathMatcher): Tree {
+  walks.lstat++
   const entries = new Map<string, TreeEntry>()
   const dirsWithSkipped = new Set<string>()
   const dirsWithProtected = new Set<string>()

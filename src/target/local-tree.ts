@@ -6,8 +6,15 @@ import {EXIT, HotctlError} from '../errors.js'
 import {MAINTENANCE_NAME, MARKER_NAME} from '../config/resolve.js'
 import {compilePatterns, type PathMatcher} from '../plan/patterns.js'
 import {HashCache} from '../store/hash-cache.js'
-import {type Tree, walkTree} from '../store/walk.js'
+import {type Tree, walkTree, walkTreeAsync, walkTreeNode} from '../store/walk.js'
 import type {ReleaseMarker} from './target.js'
+
+/** Trees of fewer files than this are walked with lstat (see walkBoth). */
+const FIND_FROM_FILES = 2000
+
+/** walkTreeNode as a promise (an error as a rejection), to stand in for walkTreeAsync. */
+const walkTreeSync = async (root: string, skip: PathMatcher, protect?: PathMatcher): Promise<Tree> =>
+  walkTreeNode(root, skip, protect)
 
 /**
  * The target directory on this machine as LocalTarget and LocalBackupStore both see it: its
@@ -31,20 +38,27 @@ export class LocalTree {
   }
 
   /**
-   * The source as a deploy reads it: excluded and protected paths left out. An unreadable
-   * directory is an error naming it (rsync's scan would fail with 23 on it).
+   * The target and the source as a deploy reads them, walked at once (a find child each):
+   * excluded and protected paths left out. An unreadable source directory is an error naming it
+   * (rsync's scan would fail with 23 on it).
    */
-  walkSource(source: string): Tree {
-    try {
-      return walkTree(source, this.skip)
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException
+  async walkBoth(source: string): Promise<{src: Tree; dst: Tree}> {
+    // Starting two finds costs ~10 ms of CPU and ~20 ms of waiting: a tree hotctl last saw small
+    // (its records say how many files) is quicker walked here with lstat.
+    const known = Math.max(this.targetCache().size, this.sourceCache(source).size)
+    const walk = known > 0 && known < FIND_FROM_FILES ? walkTreeSync : walkTreeAsync
+    const dst = walk(this.root, this.skip, this.protected)
+    const src = walk(source, this.skip).catch((err: NodeJS.ErrnoException) => {
       throw new HotctlError(
-        `planning: cannot read the source: ${e.message}`,
+        `planning: cannot read the source: ${err.message}`,
         EXIT.failed,
         'Check that the source tree is readable; the target was not touched.',
       )
-    }
+    })
+    const [d, s] = await Promise.allSettled([dst, src])
+    if (s.status === 'rejected') throw s.reason
+    if (d.status === 'rejected') throw d.reason
+    return {src: s.value, dst: d.value}
   }
 
   /** Paths protected now or when a backup was taken stay untouched (the config may have changed). */

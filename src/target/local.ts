@@ -16,6 +16,8 @@ import {rsyncBinary} from '../rsync/binary.js'
 import {type ItemizedChange, parseItemize} from '../rsync/itemize.js'
 import {type CommandResult, runCommand} from '../service/run-command.js'
 import type {Manifest} from '../store/manifest.js'
+import type {HashCache} from '../store/hash-cache.js'
+import {hashFiles} from '../store/hash-pool.js'
 import {removeExtras} from '../store/snapshot.js'
 import {statEntry, type Tree, type TreeEntry} from '../store/walk.js'
 import {showArgv, verbose} from '../ui/verbose.js'
@@ -101,7 +103,6 @@ export class LocalTarget implements Target {
   async planChanges(source: string, opts: {dryRun: boolean}): Promise<TargetPlan> {
     // Both trees walked here (one lstat each, no rsync scan): the target's walk is reused by the
     // backup and the sync. Hashes come from the records kept in the state dir, checked by stat.
-    const dst = this.tree.walk()
     const missing = sourceProblem(source)
     if (missing)
       throw new HotctlError(
@@ -109,23 +110,44 @@ export class LocalTarget implements Target {
         EXIT.failed,
         'Fix `source` in the config (or the path it names); the target was not touched.',
       )
-    const src = this.tree.walkSource(source)
+    const {src, dst} = await this.tree.walkBoth(source)
     refuseReplacingProtected(source, dst)
     const srcCache = this.tree.sourceCache(source)
     const dstCache = this.tree.targetCache()
-    const sameContent = (rel: string, s: TreeEntry, d: TreeEntry, mtimeEqual: boolean) => {
-      if (mtimeEqual) {
-        // rsync's quick check (same size and mtime: unchanged) holds while the target file is as
-        // hotctl recorded it. One changed behind its back (an in-place edit that kept size and
-        // mtime moves the ctime) is compared by content; so is one whose source hash is known.
-        const recorded = dstCache.peek(rel, d)
+    // Content decides what the quick check cannot. Two passes when files must be read: the first
+    // only collects them, they are hashed on every core, the second decides from the hashes.
+    const sameContent =
+      (collect?: Unhashed[]) =>
+      (rel: string, s: TreeEntry, d: TreeEntry, mtimeEqual: boolean): boolean => {
         const srcHash = srcCache.peek(rel, s)
-        if (recorded !== undefined) return srcHash === undefined || srcHash === recorded
-        if (!dstCache.knows(rel)) return true // no record (never deployed by hotctl): as rsync -a
+        const recorded = dstCache.peek(rel, d)
+        if (mtimeEqual) {
+          // rsync's quick check (same size and mtime: unchanged) holds while the target file is as
+          // hotctl recorded it. One changed behind its back (an in-place edit that kept size and
+          // mtime moves the ctime) is compared by content; so is one whose source hash is known.
+          if (recorded !== undefined) return srcHash === undefined || srcHash === recorded
+          if (!dstCache.knows(rel)) return true // no record (never deployed by hotctl): as rsync -a
+        }
+        if (srcHash !== undefined && recorded !== undefined) return srcHash === recorded
+        if (!collect) return srcCache.hash(source, rel, s) === dstCache.hash(dst.root, rel, d)
+        if (srcHash === undefined) collect.push({cache: srcCache, root: source, rel, entry: s})
+        if (recorded === undefined) collect.push({cache: dstCache, root: dst.root, rel, entry: d})
+        return true // decided by the second pass
       }
-      return srcCache.hash(source, rel, s) === dstCache.hash(dst.root, rel, d)
+    const ignore = (rel: string) => OWN_FILES.includes(rel)
+    const unhashed: Unhashed[] = []
+    let changes = diffTrees(src, dst, sameContent(unhashed), ignore)
+    if (unhashed.length > 0) {
+      const hashes = await hashFiles(
+        unhashed.map((u) => path.join(u.root, u.rel)),
+        unhashed.map((u) => u.entry.size),
+      )
+      unhashed.forEach((u, i) => {
+        u.cache.record(u.rel, u.entry, hashes[i]!)
+        u.cache.hashed++
+      })
+      changes = diffTrees(src, dst, sameContent(), ignore)
     }
-    const changes = diffTrees(src, dst, sameContent, (rel) => OWN_FILES.includes(rel))
     // Planning is read-only under --dry-run: what was hashed is kept only by a real deploy.
     if (!opts.dryRun) {
       srcCache.save()
@@ -251,6 +273,14 @@ export class LocalTarget implements Target {
     }
     return parseItemize(r.stdout)
   }
+}
+
+/** A file whose hash planning needs and no cache has (for its current stat). */
+interface Unhashed {
+  cache: HashCache
+  root: string
+  rel: string
+  entry: TreeEntry
 }
 
 /** Counts the files rsync reports written (one itemized line each, as it goes) and their sizes. */

@@ -7,8 +7,9 @@ import {diffTrees} from '../../src/plan/diff-trees.js'
 import {MARKER_NAME} from '../../src/config/resolve.js'
 import {planArgv} from '../../src/rsync/argv.js'
 import {type ItemizedChange, parseItemize} from '../../src/rsync/itemize.js'
+import {fsPath} from '../../src/file-names.js'
 import {HashCache} from '../../src/store/hash-cache.js'
-import {walkTree} from '../../src/store/walk.js'
+import {walkTree, walkTreeNode} from '../../src/store/walk.js'
 import {compilePatterns, matchesPathOrParent} from '../../src/plan/patterns.js'
 import {tmpDir, writeTree} from './helpers.js'
 
@@ -111,6 +112,14 @@ function plan(s: string, d: string, excludes: string[] = [], perishable: string[
     (rel) => rel === MARKER_NAME,
   )
   expect(walked).toEqual(cs)
+  // The lstat walk (what walkTree falls back to without GNU find) plans the same.
+  const byLstat = diffTrees(
+    walkTreeNode(s, skip, protect),
+    walkTreeNode(d, skip, protect),
+    (rel, a, b, mtimeEqual) => mtimeEqual || srcCache.hash(s, rel, a) === dstCache.hash(d, rel, b),
+    (rel) => rel === MARKER_NAME,
+  )
+  expect(byLstat).toEqual(cs)
   return {cs, srcCache, dstCache, stdout: r.stdout}
 }
 
@@ -322,7 +331,56 @@ describe('HashCache', () => {
     c.hash(dir, 'b', tree.entries.get('b')!)
     fs.rmSync(path.join(dir, 'b'))
     c.save(walkTree(dir, compilePatterns([])))
-    expect(JSON.parse(fs.readFileSync(file, 'utf8')).map((r: unknown[]) => r[0])).toEqual(['a'])
+    const again = HashCache.open(file)
+    expect([again.knows('a'), again.knows('b')]).toEqual([true, false])
+  })
+
+  it('persists names that are not UTF-8 by their bytes, in a binary file beside the .json name', () => {
+    const dir = tmpDir()
+    const names = ['plain', 'ünï', 'bad\udcff\udcfe', 'nl\n']
+    for (const n of names) fs.writeFileSync(fsPath(path.join(dir, n)), n)
+    const tree = walkTree(dir, compilePatterns([]))
+    const file = path.join(tmpDir(), 'h.json')
+    const c1 = HashCache.open(file)
+    const hashes = names.map((n) => c1.hash(dir, n, tree.entries.get(n)!))
+    c1.save()
+    expect(fs.existsSync(file)).toBe(false)
+    expect(
+      fs
+        .readFileSync(path.join(path.dirname(file), 'h.bin'))
+        .subarray(0, 15)
+        .toString(),
+    ).toBe('hotctl hashes 1')
+    const c2 = HashCache.open(file)
+    expect(names.map((n) => c2.peek(n, tree.entries.get(n)!))).toEqual(hashes)
+    expect(c2.hashed).toBe(0)
+  })
+
+  it('reads the JSON file of earlier versions, and replaces it with the binary one at the next save', () => {
+    const dir = tmpDir()
+    writeTree(dir, {a: 'content-a'})
+    const e = walkTree(dir, compilePatterns([])).entries.get('a')!
+    const file = path.join(tmpDir(), 'target-hashes.json')
+    const h = HashCache.open().hash(dir, 'a', e)
+    fs.writeFileSync(file, JSON.stringify([['a', e.size, e.mtimeMs, e.ctimeMs, e.ino, h]]))
+    const c = HashCache.open(file)
+    expect(c.peek('a', e)).toBe(h)
+    c.save()
+    expect(fs.existsSync(file)).toBe(false)
+    expect(HashCache.open(file).peek('a', e)).toBe(h)
+  })
+
+  it('a cut-off binary file keeps the whole rows before the cut', () => {
+    const dir = tmpDir()
+    writeTree(dir, {a: 'a', b: 'b'})
+    const tree = walkTree(dir, compilePatterns([]))
+    const file = path.join(tmpDir(), 'h.bin')
+    const c = HashCache.open(file)
+    for (const n of ['a', 'b']) c.hash(dir, n, tree.entries.get(n)!)
+    c.save()
+    fs.truncateSync(file, fs.statSync(file).size - 1)
+    const cut = HashCache.open(file)
+    expect([cut.knows('a'), cut.knows('b')]).toEqual([true, false])
   })
 
   it('an unreadable cache file starts empty', () => {

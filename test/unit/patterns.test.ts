@@ -54,6 +54,16 @@ describe('compilePatterns', () => {
     expect(a('x/logs/a.log', false)).toBe(false)
   })
 
+  it('many patterns together match as each does alone (they are joined into a few expressions)', () => {
+    const all = ['*.pyc', 'logs/*.log', 'cache/', '/build/', 'v?.txt', '[ab]x', 'node_modules', 'a|b', '(x)']
+    const together = m(all)
+    const paths = ['x.pyc', 'a/x.pyc', 'logs/a.log', 'x/logs/a.log', 'cache', 'x/cache', 'build', 'a/build']
+    paths.push('v1.txt', 'ax', 'cx', 'node_modules', 'a|b', 'a', 'b', '(x)', 'x', 'logs', 'pyc', 'build.pyc/x')
+    for (const rel of paths)
+      for (const isDir of [true, false])
+        expect(together(rel, isDir), `${rel} ${isDir}`).toBe(all.some((p) => m([p])(rel, isDir)))
+  })
+
   it('? is one character, not a slash', () => {
     const p = m(['v?.txt'])
     expect(p('v1.txt', false)).toBe(true)

@@ -1,0 +1,47 @@
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import {describe, expect, it} from 'vitest'
+import {fsPath} from '../../src/file-names.js'
+import {hashFiles, pool} from '../../src/store/hash-pool.js'
+import {tmpDir} from './helpers.js'
+
+const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex')
+
+describe('hashFiles', () => {
+  it('hashes enough content on worker threads, each file by its own bytes and name (not UTF-8 too)', async () => {
+    const dir = tmpDir()
+    const files: string[] = []
+    const want: string[] = []
+    // 40 files of up to 1.5 MiB: past the threshold, so workers do the reading.
+    for (let i = 0; i < 40; i++) {
+      const body = crypto.randomBytes(i % 7 === 0 ? 0 : 200_000 + i * 30_000)
+      const file = path.join(dir, i % 5 === 0 ? `bad\udcff${i}` : `f${i}`)
+      fs.writeFileSync(fsPath(file), body)
+      files.push(file)
+      want.push(sha(body))
+    }
+    const sizes = files.map((f) => fs.statSync(fsPath(f)).size)
+    expect(sizes.reduce((a, b) => a + b, 0)).toBeGreaterThan(16 * 1024 * 1024)
+    const before = pool.workers
+    expect(await hashFiles(files, sizes)).toEqual(want)
+    expect(pool.workers).toBeGreaterThan(before)
+  })
+
+  it('a file that cannot be read fails as hashFile does (named in the error)', async () => {
+    const dir = tmpDir()
+    const files = Array.from({length: 20}, (_, i) => path.join(dir, `f${i}`))
+    for (const f of files) fs.writeFileSync(f, crypto.randomBytes(1_000_000))
+    const sizes = files.map((f) => fs.statSync(f).size)
+    fs.rmSync(files[13]!)
+    await expect(hashFiles(files, sizes)).rejects.toThrow(/ENOENT.*f13/)
+  })
+
+  it('little content is hashed in this thread', async () => {
+    const dir = tmpDir()
+    fs.writeFileSync(path.join(dir, 'a'), 'a')
+    const before = pool.workers
+    expect(await hashFiles([path.join(dir, 'a')], [1])).toEqual([sha(Buffer.from('a'))])
+    expect(pool.workers).toBe(before)
+  })
+})
