@@ -64,9 +64,19 @@ export class LocalBackupStore implements BackupStore {
     // sync's deletions: one stat pass per deploy.
     const tree = (plan?.walk as Tree | undefined) ?? this.tree.walk()
     const cache = this.tree.targetCache()
-    const snap = await snapshotTree(tree, cache, this.store, onProgress)
+    // One batch: new objects are written under their names into a staging directory, synced
+    // together, then moved into place (a first backup: one rename per fan-out directory).
+    this.store.beginBatch()
+    let snap: Awaited<ReturnType<typeof snapshotTree>>
+    try {
+      snap = await snapshotTree(tree, cache, this.store, onProgress)
+    } catch (err) {
+      this.store.abortBatch()
+      throw err
+    }
     this.lastWalk = tree
-    // Content on disk before the index names it and the metadata declares the backup complete.
+    // Content on disk before it appears under its name, the index names it and the metadata
+    // declares the backup complete.
     this.store.makeDurable()
     this.store.flush()
     cache.forget(tree) // saved once, after the sync is verified (a lost update only costs a re-read)

@@ -119,6 +119,51 @@ describe('ObjectStore', () => {
     expect(new ObjectStore(dir).has(h)).toBe(true)
   })
 
+  it('a batch writes objects where no reader sees them, and moves them in together at makeDurable', () => {
+    const dir = tmpDir()
+    const store = new ObjectStore(path.join(dir, 'objects'))
+    const old = store.putBytes('stored before the batch') // its fan-out directory exists: object by object
+    store.flush()
+    const big = path.join(dir, 'big.bin')
+    fs.writeFileSync(big, Buffer.alloc((1 << 20) + 5, 7)) // bigger than the copy buffer: streamed
+    const small = path.join(dir, 'small.txt')
+    fs.writeFileSync(small, 'small file')
+    store.beginBatch()
+    const a = store.putFile(small)
+    const b = store.putFile(big)
+    const sameFan = crypto.randomBytes(16).toString('hex')
+    // Content whose hash shares the fan-out directory of the object stored before.
+    let c = ''
+    for (let i = 0; !c; i++) if (sha(`${sameFan}${i}`).slice(0, 2) === old.hash.slice(0, 2)) c = `${sameFan}${i}`
+    const d = store.putBytes(c)
+    expect(store.putBytes('small file')).toEqual({hash: a.hash, added: 0}) // deduplicated within the batch
+    for (const h of [a.hash, b.hash, d.hash]) expect(fs.existsSync(store.pathOf(h))).toBe(false)
+    expect(b).toEqual({hash: hashFile(big), added: (1 << 20) + 5, size: (1 << 20) + 5})
+    store.makeDurable()
+    for (const [h, content] of [
+      [a.hash, Buffer.from('small file')],
+      [b.hash, fs.readFileSync(big)],
+      [d.hash, Buffer.from(c)],
+      [old.hash, Buffer.from('stored before the batch')],
+    ] as const)
+      expect(store.read(h)).toEqual(content)
+    expect(fs.readdirSync(path.join(store.dir, 'tmp'))).toEqual([]) // the staging directory is gone
+    store.flush()
+    expect(new ObjectStore(store.dir).has(d.hash)).toBe(true)
+  }, 60_000) // fsyncs on a busy disk
+
+  it('a batch that fails leaves nothing under an object name, and the store forgets its objects', () => {
+    const store = new ObjectStore(path.join(tmpDir(), 'objects'))
+    store.beginBatch()
+    const a = store.putBytes('never completed')
+    store.abortBatch()
+    expect(fs.existsSync(store.pathOf(a.hash))).toBe(false)
+    expect(store.has(a.hash)).toBe(false)
+    expect(fs.readdirSync(path.join(store.dir, 'tmp'))).toEqual([])
+    expect(store.putBytes('never completed').added).toBe(15) // stored again when asked
+    expect(store.read(a.hash).toString()).toBe('never completed')
+  })
+
   it('collectGarbage on a missing dir frees nothing', () => {
     expect(new ObjectStore(path.join(tmpDir(), 'nope')).collectGarbage(new Set())).toBe(0)
   })
