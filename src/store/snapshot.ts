@@ -5,7 +5,7 @@ import {fsPath} from '../file-names.js'
 import type {HashCache} from './hash-cache.js'
 import {type Manifest, type ManifestEntry, type ManifestRoot, ManifestWriter, readManifest} from './manifest.js'
 import type {ObjectStore} from './objects.js'
-import type {Tree, TreeEntry} from './walk.js'
+import {statEntry, type Tree, type TreeEntry} from './walk.js'
 
 export interface SnapshotResult {
   /** Read back from the store when asked (a snapshot never holds the whole Map). */
@@ -172,6 +172,26 @@ export function applyRestore(plan: RestorePlan, store: ObjectStore): RestoreResu
     written.push(rel)
   }
   return {written, removed}
+}
+
+/**
+ * What `diffAgainst` would find right after `applyRestore(plan)`, without walking the tree again:
+ * the plan's walk (taken under the lock just before) proved every other path equal to the
+ * manifest, so only the paths the restore wrote (stat'd and hashed afresh: their inodes are new)
+ * and the leftovers it was to remove are looked at. O(changed).
+ */
+export function verifyRestored(plan: RestorePlan, cache: HashCache): string[] {
+  const {tree} = plan
+  const diffs: string[] = []
+  for (const [rel, want] of plan.writes) {
+    const have = statEntry(path.join(tree.root, rel))
+    if (!have || !sameEntry(want, have, () => cache.hash(tree.root, rel, have))) diffs.push(rel)
+  }
+  for (const rel of plan.extras) {
+    const have = statEntry(path.join(tree.root, rel))
+    if (have && !(have.type === 'dir' && holdsProtected(tree, rel))) diffs.push(rel)
+  }
+  return diffs
 }
 
 /** planRestore + applyRestore, without checking the objects first (callers that must: LocalTarget.restore). */

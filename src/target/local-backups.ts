@@ -20,7 +20,14 @@ import {
   unusedObjects,
 } from '../store/manifest.js'
 import {ObjectStore} from '../store/objects.js'
-import {applyRestore, diffAgainst, planRestore, snapshotTree} from '../store/snapshot.js'
+import {
+  applyRestore,
+  diffAgainst,
+  planRestore,
+  type RestorePlan,
+  snapshotTree,
+  verifyRestored,
+} from '../store/snapshot.js'
 import type {Tree} from '../store/walk.js'
 import type {LocalTree} from './local-tree.js'
 import type {BackupStore, SnapshotProgress, TargetPlan} from './target.js'
@@ -40,6 +47,8 @@ export class LocalBackupStore implements BackupStore {
    * again. The verify after a restore always walks afresh.
    */
   private lastWalk?: Tree
+  /** The restore just applied, while nothing else has written to the target: its verify looks only at what it changed. */
+  private lastRestore?: {id: string; plan: RestorePlan}
   /** Manifests read and checked in this process, by backup id: the verify after a restore reuses it. */
   private readonly checked = new Map<string, {meta: BackupMeta; manifest: Manifest}>()
 
@@ -114,15 +123,29 @@ export class LocalBackupStore implements BackupStore {
     const plan = planRestore(manifest, walk, this.tree.targetCache())
     const damage = checkObjects(id, plan.writes, checker)
     if (damage.length > 0) throw new BackupDamagedError(id, damage)
-    return applyRestore(plan, this.store)
+    const result = applyRestore(plan, this.store)
+    this.lastRestore = {id, plan}
+    return result
   }
 
   /** Something is about to write to the target: the last walk no longer describes it. */
   targetWritten(): void {
     this.lastWalk = undefined
+    this.lastRestore = undefined
   }
 
+  /**
+   * Paths where the target differs from backup `id`. Right after this process restored it (nothing
+   * written since), the restore's own walk proved the rest: only what it changed is checked again
+   * (stat and content hash). Otherwise the whole tree is walked and compared.
+   */
   async verify(id: string): Promise<string[]> {
+    const restored = this.lastRestore
+    if (restored?.id === id) {
+      this.lastRestore = undefined
+      // Not saved: rewriting the whole cache file costs more than reading these few files again.
+      return verifyRestored(restored.plan, this.tree.targetCache())
+    }
     const {meta, manifest} = this.checked.get(id) ?? this.checkedBackup(id, new StoreChecker(this.store))
     const tree = this.tree.walkProtecting(meta.protect)
     const cache = this.tree.targetCache()

@@ -631,7 +631,7 @@ describe('backup integrity', () => {
       protect: [],
       hosts: [],
     } as unknown as ResolvedConfig
-    return {target, store, snap, id, index, local: openTarget(config, {warn: () => {}}).backups}
+    return {target, store, snap, id, index, config, local: openTarget(config, {warn: () => {}}).backups}
   }
 
   it('a sound backup has no damage, and each chunk and object is hashed once however many backups share it', async () => {
@@ -740,6 +740,24 @@ describe('backup integrity', () => {
     expect(Object.keys(untouched(target))).toEqual(Object.keys(want))
     // The full check still finds it.
     expect((await local.check(id)).damage).toEqual([expect.objectContaining({what: 'object', path: 'README.md'})])
+  })
+
+  it('the verify right after a restore checks what the restore changed (afresh), and relies on its walk for the rest', async () => {
+    const {target, id, local, config} = await backedUp()
+    fs.writeFileSync(path.join(target, 'app/main.py'), 'print("v2")\n')
+    fs.writeFileSync(path.join(target, 'extra.txt'), 'not in the backup\n')
+    const r = await local.restore(id)
+    expect(r).toEqual({written: ['app/main.py'], removed: ['extra.txt']})
+    // A restored file changed before the verify is read again and caught, as is a removed one that came back.
+    fs.writeFileSync(path.join(target, 'app/main.py'), 'print("v3")\n')
+    fs.writeFileSync(path.join(target, 'extra.txt'), 'back again\n')
+    const untouchedByRestore = path.join(target, 'README.md')
+    fs.appendFileSync(untouchedByRestore, 'edited after the restore\n')
+    expect((await local.verify(id)).sort()).toEqual(['app/main.py', 'extra.txt'])
+    // A verify not right after this process's restore walks the whole tree.
+    const fresh = openTarget(config, {warn: () => {}}).backups
+    expect((await fresh.verify(id)).sort()).toEqual(['README.md', 'app/main.py', 'extra.txt'])
+    expect((await local.verify(id)).sort()).toEqual(['README.md', 'app/main.py', 'extra.txt'])
   })
 
   it('LocalTarget.restore refuses a backup whose chunk was edited to name another object of the same size', async () => {
