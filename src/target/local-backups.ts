@@ -112,7 +112,7 @@ export class LocalBackupStore implements BackupStore {
    * hashes; a damaged backup throws BackupDamagedError with the target untouched.
    */
   async restore(id: string): Promise<{written: string[]; removed: string[]}> {
-    const checker = new StoreChecker(this.store)
+    const checker = new StoreChecker(this.store, false)
     const {meta, manifest} = this.checkedBackup(id, checker)
     const protectNow = new Set(this.config.protect)
     const walk =
@@ -146,7 +146,7 @@ export class LocalBackupStore implements BackupStore {
       // Not saved: rewriting the whole cache file costs more than reading these few files again.
       return verifyRestored(restored.plan, this.tree.targetCache())
     }
-    const {meta, manifest} = this.checked.get(id) ?? this.checkedBackup(id, new StoreChecker(this.store))
+    const {meta, manifest} = this.checked.get(id) ?? this.checkedBackup(id, new StoreChecker(this.store, false))
     const tree = this.tree.walkProtecting(meta.protect)
     const cache = this.tree.targetCache()
     const diffs = diffAgainst(manifest, tree, cache)
@@ -235,7 +235,7 @@ export class LocalBackupStore implements BackupStore {
   }
 
   async files(id: string): Promise<Manifest> {
-    return this.checkedBackup(id, new StoreChecker(this.store)).manifest
+    return this.checkedBackup(id, new StoreChecker(this.store, false)).manifest
   }
 
   async recordDeployed(release: string, plan?: TargetPlan): Promise<void> {
