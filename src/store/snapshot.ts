@@ -3,7 +3,14 @@ import fs from 'node:fs'
 import path from 'node:path'
 import {fsPath} from '../file-names.js'
 import type {HashCache} from './hash-cache.js'
-import {type Manifest, type ManifestEntry, type ManifestRoot, ManifestWriter, readManifest} from './manifest.js'
+import {
+  inDepthFirstOrder,
+  type Manifest,
+  type ManifestEntry,
+  type ManifestRoot,
+  ManifestWriter,
+  readManifest,
+} from './manifest.js'
 import type {ObjectStore} from './objects.js'
 import {statEntry, type Tree, type TreeEntry} from './walk.js'
 
@@ -41,7 +48,9 @@ export async function snapshotTree(
   store: ObjectStore,
   onProgress?: (p: SnapshotProgress) => void,
 ): Promise<SnapshotResult> {
-  const manifest = new ManifestWriter()
+  // A walk's order lets each directory's chunk be stored as soon as it is complete (memory: the
+  // open directories' rows, not a row per file); another order collects all rows first.
+  const manifest = new ManifestWriter(inDepthFirstOrder(tree.entries) ? store : undefined)
   let files = 0
   let bytes = 0
   let added = 0

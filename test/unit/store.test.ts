@@ -8,7 +8,15 @@ import {hashFile} from '../../src/store/hash.js'
 import type {ResolvedConfig} from '../../src/config/resolve.js'
 import {BackupIndex} from '../../src/state/backups.js'
 import {BackupDamagedError, checkBackup, checkStore, StoreChecker} from '../../src/store/integrity.js'
-import {type Manifest, objectsOf, parseChunk, readManifest, writeManifest} from '../../src/store/manifest.js'
+import {
+  inDepthFirstOrder,
+  type Manifest,
+  ManifestWriter,
+  objectsOf,
+  parseChunk,
+  readManifest,
+  writeManifest,
+} from '../../src/store/manifest.js'
 import {ObjectStore} from '../../src/store/objects.js'
 import {applyRestore, diffAgainst, planRestore, restoreTree, snapshotTree} from '../../src/store/snapshot.js'
 import {openTarget} from '../../src/target/open.js'
@@ -194,6 +202,34 @@ describe('manifest chunks', () => {
     const second = writeManifest(reversed, store)
     expect(second.root).toEqual(first.root)
     expect(second.added).toBe(0)
+  })
+
+  it('streamed in depth-first order, each chunk is stored as its directory ends: the same chunks and root', () => {
+    const store = new ObjectStore(path.join(tmpDir(), 'objects'))
+    const depthFirst: Manifest = new Map([
+      ['a', {type: 'dir', mode: 0o755}],
+      ['a/b', {type: 'dir', mode: 0o700}],
+      ['a/b/l', {type: 'symlink', mode: 0o777, link: '../x.txt'}],
+      ['a/x.txt', {type: 'file', mode: 0o644, size: 3, hash: sha('xxx')}],
+      ['empty', {type: 'dir', mode: 0o755}],
+      ['top', {type: 'file', mode: 0o600, size: 0, hash: sha('')}],
+    ])
+    expect(inDepthFirstOrder(depthFirst)).toBe(true)
+    const writer = new ManifestWriter(store)
+    const chunkOfAB = sha(JSON.stringify([['l', 'l', 0o777, '../x.txt']]))
+    for (const [rel, e] of depthFirst) {
+      // 'a/b' is stored once the rows leave it (at a/x.txt), before the whole manifest is written.
+      expect(store.has(chunkOfAB)).toBe(rel === 'a/x.txt' ? false : ['empty', 'top'].includes(rel))
+      writer.add(rel, e)
+    }
+    const streamed = writer.write(store)
+    expect(streamed.root).toEqual(writeManifest(depthFirst, store).root)
+    expect(Object.keys(streamed.root)).toEqual(['', 'a', 'a/b'])
+    // Paths appended out of order (the tree as deployed) are not streamed.
+    expect(inDepthFirstOrder(new Map([...depthFirst, ['a/new.txt', {type: 'file'}]]))).toBe(false)
+    expect(() =>
+      new ManifestWriter(store).add('a/x.txt', {type: 'file', mode: 0o644, size: 3, hash: sha('xxx')}),
+    ).toThrow('out of depth-first order')
   })
 
   it('changing one file rewrites only its directory chunk', () => {
