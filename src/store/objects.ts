@@ -330,7 +330,9 @@ export class ObjectStore {
   beginBatch(): void {
     if (this.stage) return
     this.tempPrefix ??= `${process.pid}-${crypto.randomBytes(6).toString('hex')}`
-    const dir = path.join(this.dir, 'tmp', `${this.tempPrefix}-batch-${this.tempSeq++}`)
+    const tmp = path.join(this.dir, 'tmp')
+    removeDeadBatches(tmp)
+    const dir = path.join(tmp, `${this.tempPrefix}-batch-${this.tempSeq++}`)
     fs.mkdirSync(dir, {recursive: true})
     this.stage = {dir, fans: new Set(), count: 0, files: []}
   }
@@ -440,6 +442,33 @@ export class ObjectStore {
 
 /** Above this many new objects, one syncfs instead of an fsync each. */
 const FSYNC_EACH_UP_TO = 256
+
+/**
+ * Staging directories of batches whose process is gone (killed during a backup): a first backup's
+ * can hold a whole tree's copy. Removed under the target's lock, before a new batch starts.
+ */
+function removeDeadBatches(tmp: string): void {
+  let names: string[]
+  try {
+    names = fs.readdirSync(tmp)
+  } catch {
+    return
+  }
+  for (const name of names) {
+    const m = /^(\d+)-[0-9a-f]+-batch-\d+$/.exec(name)
+    if (!m || alive(Number(m[1]))) continue
+    fs.rmSync(path.join(tmp, name), {recursive: true, force: true})
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
 
 /** A new file with `data` (fails if the name exists). */
 function writeNew(file: string, data: Buffer): void {

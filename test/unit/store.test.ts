@@ -160,6 +160,21 @@ describe('ObjectStore', () => {
     expect(new ObjectStore(store.dir).has(d.hash)).toBe(true)
   }, 60_000) // fsyncs on a busy disk
 
+  it("a new batch removes the staging directory of a killed process's batch, never a live one's", () => {
+    const store = new ObjectStore(path.join(tmpDir(), 'objects'))
+    const tmp = path.join(store.dir, 'tmp')
+    const dead = path.join(tmp, '999999999-0a1b2c-batch-0') // no such pid
+    const live = path.join(tmp, `${process.pid}-0a1b2c-batch-0`)
+    for (const d of [dead, live]) {
+      fs.mkdirSync(path.join(d, 'ab'), {recursive: true})
+      fs.writeFileSync(path.join(d, 'ab', 'ab12'), 'half a backup')
+    }
+    store.beginBatch()
+    expect(fs.existsSync(dead)).toBe(false)
+    expect(fs.existsSync(live)).toBe(true)
+    store.abortBatch()
+  })
+
   it('a batch that fails leaves nothing under an object name, and the store forgets its objects', () => {
     const store = new ObjectStore(path.join(tmpDir(), 'objects'))
     store.beginBatch()
