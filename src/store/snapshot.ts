@@ -196,8 +196,16 @@ export function verifyRestored(plan: RestorePlan, cache: HashCache): string[] {
     const have = statEntry(path.join(tree.root, rel))
     if (!have || !sameEntry(want, have, () => cache.hash(tree.root, rel, have))) diffs.push(rel)
   }
+  // A leftover under what is now a symlink (or file) is gone from the tree even if the link's
+  // target holds that name: only one whose parents are all directories is looked up.
+  const wrote = new Map(plan.writes)
+  const isDir = (rel: string) => (wrote.get(rel) ?? tree.entries.get(rel))?.type === 'dir'
+  const reachable = (rel: string) => {
+    for (let i = rel.indexOf('/'); i !== -1; i = rel.indexOf('/', i + 1)) if (!isDir(rel.slice(0, i))) return false
+    return true
+  }
   for (const rel of plan.extras) {
-    const have = statEntry(path.join(tree.root, rel))
+    const have = reachable(rel) ? statEntry(path.join(tree.root, rel)) : undefined
     if (have && !(have.type === 'dir' && holdsProtected(tree, rel))) diffs.push(rel)
   }
   return diffs

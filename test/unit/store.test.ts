@@ -18,7 +18,14 @@ import {
   writeManifest,
 } from '../../src/store/manifest.js'
 import {ObjectStore} from '../../src/store/objects.js'
-import {applyRestore, diffAgainst, planRestore, restoreTree, snapshotTree} from '../../src/store/snapshot.js'
+import {
+  applyRestore,
+  diffAgainst,
+  planRestore,
+  restoreTree,
+  snapshotTree,
+  verifyRestored,
+} from '../../src/store/snapshot.js'
 import {openTarget} from '../../src/target/open.js'
 import {walkTree} from '../../src/store/walk.js'
 import {tmpDir, writeTree} from './helpers.js'
@@ -809,6 +816,23 @@ describe('backup integrity', () => {
     const fresh = openTarget(config, {warn: () => {}}).backups
     expect((await fresh.verify(id)).sort()).toEqual(['README.md', 'app/main.py', 'extra.txt'])
     expect((await local.verify(id)).sort()).toEqual(['README.md', 'app/main.py', 'extra.txt'])
+  })
+
+  it('the verify right after a restore does not look through a restored symlink for a removed leftover', async () => {
+    const base = tmpDir()
+    const target = path.join(base, 'live')
+    writeTree(target, {'real/style.css': 'a{}\n', 'app.py': 'print(1)\n'})
+    fs.symlinkSync('real', path.join(target, 'assets')) // backed up as a symlink to a directory
+    const store = new ObjectStore(path.join(base, 'objects'))
+    const skip = compilePatterns([])
+    const snap = await snapshotTree(walkTree(target, skip), HashCache.open(), store)
+    fs.rmSync(path.join(target, 'assets'))
+    writeTree(target, {'assets/style.css': 'b{}\n'}) // now a directory holding the same name
+    const plan = planRestore(snap.manifest, walkTree(target, skip, skip), HashCache.open())
+    applyRestore(plan, store)
+    expect(fs.readlinkSync(path.join(target, 'assets'))).toBe('real')
+    expect(verifyRestored(plan, HashCache.open())).toEqual([])
+    expect(diffAgainst(snap.manifest, walkTree(target, skip), HashCache.open())).toEqual([])
   })
 
   it('LocalTarget.restore refuses a backup whose chunk was edited to name another object of the same size', async () => {
