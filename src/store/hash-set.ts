@@ -6,14 +6,15 @@ const HEX = /^[0-9a-f]{64}$/
 
 /**
  * A set of sha256 names (hex) held as 32 bytes each (issue 10: memory per file): the names loaded
- * in bulk sorted in one Buffer (binary search), plus a Set of the ones added since (few, except on
- * a first backup). A Set of 64-character strings costs about 130 B per name; this, 32 B.
+ * in bulk sorted in one Buffer (binary search), plus the ones added since (few, except on a first
+ * backup) in an open-addressing table. A Set of 64-character strings costs about 130 B per name;
+ * this, 32 B (sorted) or about 40 B (added).
  */
 export class HashSet {
   private constructor(
     private readonly sorted: Buffer,
     private readonly count: number,
-    private readonly added = new Set<string>(),
+    private readonly added = new AddedNames(),
   ) {}
 
   /** From names in any order (what is not a sha256 is left out). */
@@ -47,14 +48,13 @@ export class HashSet {
   }
 
   has(hash: string): boolean {
-    return this.added.has(hash) || this.indexOf(hash) >= 0
+    const want = decode(hash)
+    return want !== undefined && (this.added.has(want) || this.indexOf(want) >= 0)
   }
 
-  /** Where `hash` is in the sorted part, or -1 (compared in JS: a native compare per step cost 5 µs a lookup). */
-  private indexOf(hash: string): number {
-    if (this.count === 0 || hash.length !== HASH * 2) return -1
-    const want = Buffer.from(hash, 'hex')
-    if (want.length !== HASH) return -1 // not hex
+  /** Where the decoded name is in the sorted part, or -1 (compared in JS: a native compare per step cost 5 µs a lookup). */
+  private indexOf(want: Buffer): number {
+    if (this.count === 0) return -1
     const s = this.sorted
     let lo = 0
     let hi = this.count - 1
@@ -72,7 +72,11 @@ export class HashSet {
 
   /** The same set without `names` (found by binary search: O(names · log n) plus one copy). */
   without(names: Set<string>): HashSet {
-    const drop = [...names].map((h) => this.indexOf(h)).filter((i) => i >= 0)
+    const drop = [...names].flatMap((h) => {
+      const want = decode(h)
+      const i = want ? this.indexOf(want) : -1
+      return i >= 0 ? [i] : []
+    })
     drop.sort((a, b) => a - b)
     const buf = Buffer.alloc((this.count - drop.length) * HASH)
     let from = 0
@@ -81,11 +85,14 @@ export class HashSet {
       n += this.sorted.copy(buf, n * HASH, from * HASH, i * HASH) / HASH
       from = i + 1
     }
-    return new HashSet(buf, n, new Set([...this.added].filter((h) => !names.has(h))))
+    const added = new AddedNames()
+    for (const h of this.added.names()) if (!names.has(h)) added.add(decode(h)!)
+    return new HashSet(buf, n, added)
   }
 
   add(hash: string): void {
-    if (!this.has(hash)) this.added.add(hash)
+    const want = decode(hash)
+    if (want && !this.added.has(want) && this.indexOf(want) < 0) this.added.add(want)
   }
 
   get size(): number {
@@ -94,7 +101,7 @@ export class HashSet {
 
   /** Every name, sorted, one per line, written to `fd` in batches (never one big string). */
   writeTo(fd: number): void {
-    const extra = [...this.added].sort()
+    const extra = [...this.added.names()].sort()
     let batch: string[] = []
     let first = true
     const out = (name: string) => {
@@ -115,5 +122,72 @@ export class HashSet {
     }
     while (j < extra.length) out(extra[j++]!)
     flush()
+  }
+}
+
+/** The name looked up, decoded into one reused buffer (lookups are synchronous). */
+const PROBE = Buffer.alloc(HASH)
+
+/** A sha256 name as its 32 bytes (in PROBE, valid until the next call); undefined when it is not one. */
+function decode(hash: string): Buffer | undefined {
+  return hash.length === HASH * 2 && PROBE.write(hash, 0, 'hex') === HASH ? PROBE : undefined
+}
+
+/**
+ * Names added one by one: 32 bytes each in one growing buffer, found through an open-addressing
+ * table keyed by their first four bytes (sha256 names are uniform), half full at most.
+ */
+class AddedNames {
+  private rows = Buffer.alloc(0)
+  /** Row index + 1 per slot; 0: empty. */
+  private table = new Uint32Array(0)
+  size = 0
+
+  has(name: Buffer): boolean {
+    return this.slotOf(name) < 0
+  }
+
+  /** Adds a name known to be absent (`has` was false). */
+  add(name: Buffer): void {
+    if ((this.size + 1) * 2 > this.table.length) this.grow()
+    if (this.rows.length < (this.size + 1) * HASH) {
+      const rows = Buffer.alloc(Math.max(64, Math.ceil(this.size * 1.5)) * HASH)
+      this.rows.copy(rows)
+      this.rows = rows
+    }
+    name.copy(this.rows, this.size * HASH, 0, HASH)
+    this.size++
+    this.table[this.slotOf(name)] = this.size
+  }
+
+  *names(): Generator<string> {
+    for (let i = 0; i < this.size; i++) yield this.rows.toString('hex', i * HASH, (i + 1) * HASH)
+  }
+
+  /** The empty slot where `name` belongs, or -1 when it is there already. */
+  private slotOf(name: Buffer): number {
+    const t = this.table
+    if (t.length === 0) return 0
+    const mask = t.length - 1
+    for (let i = name.readUInt32BE(0) & mask; ; i = (i + 1) & mask) {
+      const row = t[i]!
+      if (row === 0) return i
+      const at = (row - 1) * HASH
+      let same = true
+      for (let k = 0; k < HASH && same; k++) same = this.rows[at + k] === name[k]
+      if (same) return -1
+    }
+  }
+
+  private grow(): void {
+    const old = this.table
+    this.table = new Uint32Array(Math.max(1024, old.length * 2))
+    const mask = this.table.length - 1
+    for (const row of old) {
+      if (row === 0) continue
+      let i = this.rows.readUInt32BE((row - 1) * HASH) & mask
+      while (this.table[i] !== 0) i = (i + 1) & mask
+      this.table[i] = row
+    }
   }
 }

@@ -58,7 +58,14 @@ export class StoreChecker {
   private readonly objects = new Map<string, ObjectCheck>()
   hashedBytes = 0
 
-  constructor(readonly store: ObjectStore) {}
+  /**
+   * `shareRows`: keep each chunk's parsed rows for the next backup that shares it (a check of many
+   * backups). A check of one backup drops them once its manifest holds them (200k files: tens of MB).
+   */
+  constructor(
+    readonly store: ObjectStore,
+    private readonly shareRows = true,
+  ) {}
 
   get chunksChecked(): number {
     return this.chunks.size
@@ -69,20 +76,21 @@ export class StoreChecker {
   }
 
   chunk(hash: string): {rows?: Row[]; problem?: Damage['problem']; detail?: string} {
-    let r = this.chunks.get(hash)
-    if (!r) {
-      const {data, check} = this.store.readChecked(hash)
-      if (data) this.hashedBytes += data.length
-      if (!data) r = {problem: problemOf(check), detail: describeCheck(check)}
-      else {
-        try {
-          r = {rows: parseChunk(data)}
-        } catch (err) {
-          r = {problem: 'invalid', detail: `is not a valid directory listing: it ${(err as Error).message}`}
-        }
+    const known = this.chunks.get(hash)
+    // Rows not kept (shareRows false) are read again: identical directories share one chunk.
+    if (known && (known.rows || known.problem)) return known
+    const {data, check} = this.store.readChecked(hash)
+    if (data && !known) this.hashedBytes += data.length
+    let r: {rows?: Row[]; problem?: Damage['problem']; detail?: string}
+    if (!data) r = {problem: problemOf(check), detail: describeCheck(check)}
+    else {
+      try {
+        r = {rows: parseChunk(data)}
+      } catch (err) {
+        r = {problem: 'invalid', detail: `is not a valid directory listing: it ${(err as Error).message}`}
       }
-      this.chunks.set(hash, r)
     }
+    this.chunks.set(hash, this.shareRows || !r.rows ? r : {})
     return r
   }
 
@@ -121,7 +129,8 @@ export function checkBackup(id: string, read: MetaRead | undefined, checker: Sto
   const meta = read.raw as BackupMeta
   const damage: Damage[] = []
   const manifest: Manifest = new Map()
-  const rowsByDir = new Map<string, Row[]>()
+  /** The directories each listed directory holds (not its rows: the manifest holds those). */
+  const subdirsOf = new Map<string, Set<string>>()
   for (const [dir, hash] of Object.entries(meta.root)) {
     const c = checker.chunk(hash)
     if (!c.rows) {
@@ -129,17 +138,17 @@ export function checkBackup(id: string, read: MetaRead | undefined, checker: Sto
       damage.push({backup: id, what: 'chunk', problem: c.problem!, path: dir, hash, message})
       continue
     }
-    rowsByDir.set(dir, c.rows)
+    subdirsOf.set(dir, new Set(c.rows.flatMap((r) => (r[1] === 'd' ? [r[0]] : []))))
     addRows(manifest, dir, c.rows)
   }
   // A chunk for a directory its parent does not list as one (a symlink, say) would let a restore write through it.
-  for (const dir of rowsByDir.keys()) {
+  for (const dir of subdirsOf.keys()) {
     if (dir === '') continue
     const slash = dir.lastIndexOf('/')
     const parent = slash === -1 ? '' : dir.slice(0, slash)
-    const parentRows = rowsByDir.get(parent)
-    if (!parentRows && parent in meta.root) continue // the parent chunk is damaged: reported already
-    if (!parentRows?.some((r) => r[0] === dir.slice(slash + 1) && r[1] === 'd')) {
+    const parentDirs = subdirsOf.get(parent)
+    if (!parentDirs && parent in meta.root) continue // the parent chunk is damaged: reported already
+    if (!parentDirs?.has(dir.slice(slash + 1))) {
       const message = `${at} lists directory ${dir}/, which its parent ${displayDir(parent)} does not hold`
       damage.push({backup: id, what: 'metadata', problem: 'invalid', path: dir, hash: meta.root[dir], message})
     }

@@ -26,15 +26,32 @@ export function writeManifest(manifest: Manifest, store: ObjectStore): {root: Ma
 
 /**
  * A manifest built row by row straight into its directory chunks, for a caller that never needs
- * the Map (a snapshot): one compact row per path instead of an entry object and a row.
+ * the Map (a snapshot): one compact row per path instead of an entry object and a row. Given a
+ * store, it streams: rows must then come in depth-first order (a directory's subtree together,
+ * as a walk lists it: `inDepthFirstOrder`), and each directory's chunk is stored as soon as the
+ * rows leave its subtree, so only the open directories' rows are held (not one row per file).
  */
 export class ManifestWriter {
   private readonly byDir = new Map<string, Row[]>([['', []]])
+  private readonly stored = new Map<string, string>()
+  private added = 0
+  /** Directories whose subtree the rows are in, outermost first (streaming). */
+  private readonly open: string[] | undefined
+
+  constructor(private readonly store?: ObjectStore) {
+    this.open = store ? [''] : undefined
+  }
 
   add(rel: string, e: ManifestEntry): void {
     const slash = rel.lastIndexOf('/')
     const dir = slash === -1 ? '' : rel.slice(0, slash)
     const name = rel.slice(slash + 1)
+    const open = this.open
+    if (open) {
+      while (open.length > 1 && !within(dir, open[open.length - 1]!)) this.close(open.pop()!)
+      if (open[open.length - 1] !== dir) throw new Error(`manifest rows out of depth-first order at ${rel}`)
+      if (e.type === 'dir') open.push(rel)
+    }
     const row: Row =
       e.type === 'file'
         ? [name, 'f', e.mode, e.size, e.hash]
@@ -46,20 +63,45 @@ export class ManifestWriter {
     rows.push(row)
   }
 
-  /** Stores the chunks (each dropped once stored); returns the root and the bytes added. */
+  /** Stores the chunks not stored yet; returns the root (directories in order) and the bytes added. */
   write(store: ObjectStore): {root: ManifestRoot; added: number} {
+    for (const dir of [...this.byDir.keys()]) this.close(dir, store)
     const root: ManifestRoot = {}
-    let added = 0
-    for (const dir of [...this.byDir.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) {
-      const rows = this.byDir.get(dir)!
-      this.byDir.delete(dir)
-      rows.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
-      const put = store.putBytes(JSON.stringify(rows))
-      root[dir] = put.hash
-      added += put.added
-    }
-    return {root, added}
+    for (const dir of [...this.stored.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)))
+      root[dir] = this.stored.get(dir)!
+    return {root, added: this.added}
   }
+
+  /** Stores one directory's chunk (rows sorted by name) and drops its rows. */
+  private close(dir: string, store = this.store!): void {
+    const rows = this.byDir.get(dir)
+    if (!rows) return // an empty directory has no chunk
+    this.byDir.delete(dir)
+    rows.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    const put = store.putBytes(JSON.stringify(rows))
+    this.stored.set(dir, put.hash)
+    this.added += put.added
+  }
+}
+
+/** Is `dir` the directory `top` or inside it? */
+const within = (dir: string, top: string) => top === '' || dir === top || dir.startsWith(`${top}/`)
+
+/**
+ * Are the paths in depth-first order (each directory's subtree listed together, after the
+ * directory itself), so a ManifestWriter can stream them? A walk lists them so; a tree with paths
+ * added at the end (the tree as deployed) may not.
+ */
+export function inDepthFirstOrder(entries: Iterable<[rel: string, e: {type: string}]>): boolean {
+  const open = ['']
+  for (const [rel, e] of entries) {
+    const slash = rel.lastIndexOf('/')
+    const dir = slash === -1 ? '' : rel.slice(0, slash)
+    while (open.length > 1 && !within(dir, open[open.length - 1]!)) open.pop()
+    if (open[open.length - 1] !== dir) return false
+    if (e.type === 'dir') open.push(rel)
+  }
+  return true
 }
 
 /**

@@ -16,18 +16,42 @@ export type ObjectCheck =
   | {state: 'unreadable'; error: string}
 import {fsPath} from '../file-names.js'
 
+/** sha256 of bytes in memory, hex: one call (crypto.hash, Node ≥ 20.12) costs far less than a Hash object per file. */
+const sha256 = (data: Buffer): string =>
+  typeof crypto.hash === 'function'
+    ? crypto.hash('sha256', data, 'hex')
+    : crypto.createHash('sha256').update(data).digest('hex')
+
+/**
+ * Objects written by a batch (`beginBatch`): already under their final names, in a staging
+ * directory of the run (`tmp/<run>/<fan>/<hash>`), invisible to readers until `makeDurable`.
+ */
+interface Stage {
+  dir: string
+  /** Fan-out directories made in the staging directory. */
+  fans: Set<string>
+  count: number
+  /** The staged files while there are few (each is fsync'd); dropped past FSYNC_EACH_UP_TO. */
+  files?: string[]
+}
+
 /**
  * Content-addressed object store (git-like): `objects/ab/abcdef…` keyed by sha256. Objects are
  * copies, never hard links to live files (a service or editor may write a live file in place).
- * An object appears only by rename after it is fully written, so a crash leaves at most a temp file.
+ * An object appears under its name only after it is fully written, so a crash leaves at most
+ * temp files: one by one (written to a temp name, renamed), or in a batch (a backup): written
+ * under their final names into a staging directory, made durable together, then moved into place
+ * (a fan-out directory the store lacks moves whole: one rename for all its objects).
  */
 export class ObjectStore {
   private known?: HashSet
   private indexDirty = false
   /** Directories this process made sure exist (a mkdir per object costs at 200k files). */
   private readonly dirsMade = new Set<string>()
-  /** Objects this process added, not yet made durable. */
+  /** Objects this process added outside a batch, not yet made durable (paths while few, else only counted). */
   private unsynced: string[] = []
+  private unsyncedMany = false
+  private stage?: Stage
   private tempSeq = 0
   private tempPrefix?: string
 
@@ -89,35 +113,62 @@ export class ObjectStore {
     return found
   }
 
-  /** Copies a file in, hashing what is actually copied. Returns its hash and the bytes added. */
+  /**
+   * Copies a file in, hashing what is actually copied. Returns its hash and the bytes added. A
+   * file that fits the copy buffer is read once (a short read of a regular file is its end),
+   * hashed, and written only if the store lacks it.
+   */
   putFile(file: string): {hash: string; added: number; size: number} {
+    const src = fs.openSync(fsPath(file), 'r')
+    try {
+      const buf = copyBuffer()
+      const n = fs.readSync(src, buf, 0, buf.length, null)
+      if (n < buf.length) return {...this.putBytes(buf.subarray(0, n)), size: n}
+      return this.putStream(src, buf, n)
+    } finally {
+      fs.closeSync(src)
+    }
+  }
+
+  /** A file bigger than the copy buffer: streamed into a temp file, hashed as it is written. */
+  private putStream(src: number, buf: Buffer, first: number): {hash: string; added: number; size: number} {
     const tmp = this.tempPath()
     const h = crypto.createHash('sha256')
-    const src = fs.openSync(fsPath(file), 'r')
     const dst = fs.openSync(tmp, 'w', 0o444)
     let size = 0
     try {
-      const buf = copyBuffer()
-      let n: number
-      while ((n = fs.readSync(src, buf, 0, buf.length, null)) > 0) {
+      for (let n = first; n > 0; n = fs.readSync(src, buf, 0, buf.length, null)) {
         h.update(buf.subarray(0, n))
         fs.writeSync(dst, buf, 0, n)
         size += n
       }
     } finally {
-      fs.closeSync(src)
       fs.closeSync(dst)
     }
-    return {...this.commit(tmp, h.digest('hex'), size), size}
+    const hash = h.digest('hex')
+    if (this.has(hash)) {
+      fs.rmSync(tmp, {force: true})
+      return {hash, added: 0, size}
+    }
+    fs.renameSync(tmp, this.newObjectPath(hash))
+    this.added(hash)
+    return {hash, added: size, size}
   }
 
   putBytes(data: Buffer | string): {hash: string; added: number} {
     const buf = Buffer.isBuffer(data) ? data : Buffer.from(data)
-    const hash = crypto.createHash('sha256').update(buf).digest('hex')
+    const hash = sha256(buf)
     if (this.has(hash)) return {hash, added: 0}
-    const tmp = this.tempPath()
-    fs.writeFileSync(tmp, buf, {mode: 0o444})
-    return this.commit(tmp, hash, buf.length)
+    if (this.stage) {
+      // In a batch the staging directory is private: written under its final name, no rename.
+      writeNew(this.newObjectPath(hash), buf)
+    } else {
+      const tmp = this.tempPath()
+      writeNew(tmp, buf)
+      fs.renameSync(tmp, this.newObjectPath(hash))
+    }
+    this.added(hash)
+    return {hash, added: buf.length}
   }
 
   read(hash: string): Buffer {
@@ -213,6 +264,7 @@ export class ObjectStore {
   /** Deletes objects not in `keep`, and leftover temp files. Returns bytes freed. */
   collectGarbage(keep: Set<string>): number {
     if (!fs.existsSync(this.dir)) return 0
+    if (this.stage) this.makeDurable() // the temp files go next: a batch's objects first move into place
     fs.rmSync(path.join(this.dir, 'tmp'), {recursive: true, force: true})
     this.dirsMade.clear()
     const stored = [...this.listObjects()]
@@ -236,6 +288,7 @@ export class ObjectStore {
    */
   collectObjects(garbage: Set<string>): number {
     if (!fs.existsSync(this.dir)) return 0
+    if (this.stage) this.makeDurable() // the temp files go next: a batch's objects first move into place
     fs.rmSync(path.join(this.dir, 'tmp'), {recursive: true, force: true})
     this.dirsMade.clear()
     if (garbage.size === 0) return 0
@@ -271,18 +324,55 @@ export class ObjectStore {
   }
 
   /**
+   * Starts a batch (a backup): objects put from now on are written under their final names into a
+   * staging directory of this run and appear in the store only at `makeDurable`, all together.
+   */
+  beginBatch(): void {
+    if (this.stage) return
+    this.tempPrefix ??= `${process.pid}-${crypto.randomBytes(6).toString('hex')}`
+    const tmp = path.join(this.dir, 'tmp')
+    removeDeadBatches(tmp)
+    const dir = path.join(tmp, `${this.tempPrefix}-batch-${this.tempSeq++}`)
+    fs.mkdirSync(dir, {recursive: true})
+    this.stage = {dir, fans: new Set(), count: 0, files: []}
+  }
+
+  /**
+   * Drops a batch that failed: its staged objects are deleted, and what this process believed
+   * stored is read again from the index (which never names a staged object).
+   */
+  abortBatch(): void {
+    const st = this.stage
+    if (!st) return
+    this.stage = undefined
+    fs.rmSync(st.dir, {recursive: true, force: true})
+    this.known = undefined
+    this.indexDirty = false
+  }
+
+  /**
    * Makes the objects this process added durable before anything declares them part of a backup.
-   * A few: fsync each, and the directories naming them. Many (a first backup): one syncfs of the
-   * filesystem (coreutils `sync -f`), cheaper than thousands of fsyncs.
+   * A batch's objects are made durable *before* they appear under their names: the staged
+   * content is synced, moved into place, and the moves synced. A few objects: an fsync each and
+   * the directories naming them. Many (a first backup): one syncfs of the filesystem (coreutils
+   * `sync -f`), cheaper than thousands of fsyncs.
    */
   makeDurable(): void {
+    const st = this.stage
+    this.stage = undefined
+    if (st && st.count > 0) {
+      if (st.files) for (const f of st.files) fsyncPath(f)
+      else syncFs(this.dir)
+      const dirs = this.publish(st)
+      if (st.files) for (const d of dirs) fsyncPath(d)
+      else syncFs(this.dir)
+    } else if (st) fs.rmSync(st.dir, {recursive: true, force: true})
     const added = this.unsynced
+    const many = this.unsyncedMany
     this.unsynced = []
+    this.unsyncedMany = false
+    if (many) return syncFs(this.dir)
     if (added.length === 0) return
-    if (added.length > FSYNC_EACH_UP_TO) {
-      if (spawnSync('sync', ['-f', this.dir]).status !== 0) spawnSync('sync')
-      return
-    }
     const dirs = new Set<string>([this.dir])
     for (const file of added) {
       fsyncPath(file)
@@ -291,23 +381,109 @@ export class ObjectStore {
     for (const dir of dirs) fsyncPath(dir)
   }
 
-  private commit(tmp: string, hash: string, size: number): {hash: string; added: number} {
-    if (this.has(hash)) {
-      fs.rmSync(tmp, {force: true})
-      return {hash, added: 0}
+  /**
+   * Moves a batch's staged objects into the store: a fan-out directory the store lacks in one
+   * rename, one that exists object by object. Returns the directories whose entries changed.
+   */
+  private publish(st: Stage): Set<string> {
+    const dirs = new Set<string>()
+    for (const fan of st.fans) {
+      const from = path.join(st.dir, fan)
+      const to = path.join(this.dir, fan)
+      if (!this.dirsMade.has(to)) {
+        try {
+          fs.renameSync(from, to) // also onto an empty directory
+          this.dirsMade.add(to)
+          dirs.add(this.dir)
+          continue
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code
+          if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err
+          this.dirsMade.add(to)
+        }
+      }
+      for (const name of fs.readdirSync(from)) fs.renameSync(path.join(from, name), path.join(to, name))
+      dirs.add(to)
     }
-    const dest = this.pathOf(hash)
-    this.ensureDir(path.dirname(dest))
-    fs.renameSync(tmp, dest)
-    this.unsynced.push(dest)
-    this.known!.add(hash)
+    fs.rmSync(st.dir, {recursive: true, force: true})
+    return dirs
+  }
+
+  /** Where a new object is written: its place in the store, or in a batch its place in the staging directory. */
+  private newObjectPath(hash: string): string {
+    const fan = hash.slice(0, 2)
+    const st = this.stage
+    if (!st) return path.join(this.ensureDir(path.join(this.dir, fan)), hash)
+    if (!st.fans.has(fan)) {
+      fs.mkdirSync(path.join(st.dir, fan))
+      st.fans.add(fan)
+    }
+    return path.join(st.dir, fan, hash)
+  }
+
+  /** Records an object written by this process (staged, or in place and not yet durable). */
+  private added(hash: string): void {
+    this.loaded().add(hash)
     this.indexDirty = true
-    return {hash, added: size}
+    const st = this.stage
+    if (st) {
+      st.count++
+      if (st.files && st.count > FSYNC_EACH_UP_TO) st.files = undefined
+      else st.files?.push(this.newObjectPath(hash))
+    } else if (!this.unsyncedMany) {
+      this.unsynced.push(this.pathOf(hash))
+      if (this.unsynced.length > FSYNC_EACH_UP_TO) {
+        this.unsyncedMany = true
+        this.unsynced = []
+      }
+    }
   }
 }
 
 /** Above this many new objects, one syncfs instead of an fsync each. */
 const FSYNC_EACH_UP_TO = 256
+
+/**
+ * Staging directories of batches whose process is gone (killed during a backup): a first backup's
+ * can hold a whole tree's copy. Removed under the target's lock, before a new batch starts.
+ */
+function removeDeadBatches(tmp: string): void {
+  let names: string[]
+  try {
+    names = fs.readdirSync(tmp)
+  } catch {
+    return
+  }
+  for (const name of names) {
+    const m = /^(\d+)-[0-9a-f]+-batch-\d+$/.exec(name)
+    if (!m || alive(Number(m[1]))) continue
+    fs.rmSync(path.join(tmp, name), {recursive: true, force: true})
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/** A new file with `data` (fails if the name exists). */
+function writeNew(file: string, data: Buffer): void {
+  const fd = fs.openSync(file, 'wx', 0o444)
+  try {
+    for (let at = 0; at < data.length;) at += fs.writeSync(fd, data, at, data.length - at)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/** syncfs(2) of the filesystem holding `dir` (coreutils `sync -f`; a plain `sync` where that fails). */
+function syncFs(dir: string): void {
+  if (spawnSync('sync', ['-f', dir]).status !== 0) spawnSync('sync')
+}
 
 function fsyncPath(p: string): void {
   const fd = fs.openSync(p, 'r')

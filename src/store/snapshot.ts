@@ -3,9 +3,16 @@ import fs from 'node:fs'
 import path from 'node:path'
 import {fsPath} from '../file-names.js'
 import type {HashCache} from './hash-cache.js'
-import {type Manifest, type ManifestEntry, type ManifestRoot, ManifestWriter, readManifest} from './manifest.js'
+import {
+  inDepthFirstOrder,
+  type Manifest,
+  type ManifestEntry,
+  type ManifestRoot,
+  ManifestWriter,
+  readManifest,
+} from './manifest.js'
 import type {ObjectStore} from './objects.js'
-import type {Tree, TreeEntry} from './walk.js'
+import {statEntry, type Tree, type TreeEntry} from './walk.js'
 
 export interface SnapshotResult {
   /** Read back from the store when asked (a snapshot never holds the whole Map). */
@@ -41,7 +48,9 @@ export async function snapshotTree(
   store: ObjectStore,
   onProgress?: (p: SnapshotProgress) => void,
 ): Promise<SnapshotResult> {
-  const manifest = new ManifestWriter()
+  // A walk's order lets each directory's chunk be stored as soon as it is complete (memory: the
+  // open directories' rows, not a row per file); another order collects all rows first.
+  const manifest = new ManifestWriter(inDepthFirstOrder(tree.entries) ? store : undefined)
   let files = 0
   let bytes = 0
   let added = 0
@@ -172,6 +181,34 @@ export function applyRestore(plan: RestorePlan, store: ObjectStore): RestoreResu
     written.push(rel)
   }
   return {written, removed}
+}
+
+/**
+ * What `diffAgainst` would find right after `applyRestore(plan)`, without walking the tree again:
+ * the plan's walk (taken under the lock just before) proved every other path equal to the
+ * manifest, so only the paths the restore wrote (stat'd and hashed afresh: their inodes are new)
+ * and the leftovers it was to remove are looked at. O(changed).
+ */
+export function verifyRestored(plan: RestorePlan, cache: HashCache): string[] {
+  const {tree} = plan
+  const diffs: string[] = []
+  for (const [rel, want] of plan.writes) {
+    const have = statEntry(path.join(tree.root, rel))
+    if (!have || !sameEntry(want, have, () => cache.hash(tree.root, rel, have))) diffs.push(rel)
+  }
+  // A leftover under what is now a symlink (or file) is gone from the tree even if the link's
+  // target holds that name: only one whose parents are all directories is looked up.
+  const wrote = new Map(plan.writes)
+  const isDir = (rel: string) => (wrote.get(rel) ?? tree.entries.get(rel))?.type === 'dir'
+  const reachable = (rel: string) => {
+    for (let i = rel.indexOf('/'); i !== -1; i = rel.indexOf('/', i + 1)) if (!isDir(rel.slice(0, i))) return false
+    return true
+  }
+  for (const rel of plan.extras) {
+    const have = reachable(rel) ? statEntry(path.join(tree.root, rel)) : undefined
+    if (have && !(have.type === 'dir' && holdsProtected(tree, rel))) diffs.push(rel)
+  }
+  return diffs
 }
 
 /** planRestore + applyRestore, without checking the objects first (callers that must: LocalTarget.restore). */

@@ -20,7 +20,14 @@ import {
   unusedObjects,
 } from '../store/manifest.js'
 import {ObjectStore} from '../store/objects.js'
-import {applyRestore, diffAgainst, planRestore, snapshotTree} from '../store/snapshot.js'
+import {
+  applyRestore,
+  diffAgainst,
+  planRestore,
+  type RestorePlan,
+  snapshotTree,
+  verifyRestored,
+} from '../store/snapshot.js'
 import type {Tree} from '../store/walk.js'
 import type {LocalTree} from './local-tree.js'
 import type {BackupStore, SnapshotProgress, TargetPlan} from './target.js'
@@ -40,6 +47,8 @@ export class LocalBackupStore implements BackupStore {
    * again. The verify after a restore always walks afresh.
    */
   private lastWalk?: Tree
+  /** The restore just applied, while nothing else has written to the target: its verify looks only at what it changed. */
+  private lastRestore?: {id: string; plan: RestorePlan}
   /** Manifests read and checked in this process, by backup id: the verify after a restore reuses it. */
   private readonly checked = new Map<string, {meta: BackupMeta; manifest: Manifest}>()
 
@@ -64,9 +73,19 @@ export class LocalBackupStore implements BackupStore {
     // sync's deletions: one stat pass per deploy.
     const tree = (plan?.walk as Tree | undefined) ?? this.tree.walk()
     const cache = this.tree.targetCache()
-    const snap = await snapshotTree(tree, cache, this.store, onProgress)
+    // One batch: new objects are written under their names into a staging directory, synced
+    // together, then moved into place (a first backup: one rename per fan-out directory).
+    this.store.beginBatch()
+    let snap: Awaited<ReturnType<typeof snapshotTree>>
+    try {
+      snap = await snapshotTree(tree, cache, this.store, onProgress)
+    } catch (err) {
+      this.store.abortBatch()
+      throw err
+    }
     this.lastWalk = tree
-    // Content on disk before the index names it and the metadata declares the backup complete.
+    // Content on disk before it appears under its name, the index names it and the metadata
+    // declares the backup complete.
     this.store.makeDurable()
     this.store.flush()
     cache.forget(tree) // saved once, after the sync is verified (a lost update only costs a re-read)
@@ -93,7 +112,7 @@ export class LocalBackupStore implements BackupStore {
    * hashes; a damaged backup throws BackupDamagedError with the target untouched.
    */
   async restore(id: string): Promise<{written: string[]; removed: string[]}> {
-    const checker = new StoreChecker(this.store)
+    const checker = new StoreChecker(this.store, false)
     const {meta, manifest} = this.checkedBackup(id, checker)
     const protectNow = new Set(this.config.protect)
     const walk =
@@ -104,16 +123,30 @@ export class LocalBackupStore implements BackupStore {
     const plan = planRestore(manifest, walk, this.tree.targetCache())
     const damage = checkObjects(id, plan.writes, checker)
     if (damage.length > 0) throw new BackupDamagedError(id, damage)
-    return applyRestore(plan, this.store)
+    const result = applyRestore(plan, this.store)
+    this.lastRestore = {id, plan}
+    return result
   }
 
   /** Something is about to write to the target: the last walk no longer describes it. */
   targetWritten(): void {
     this.lastWalk = undefined
+    this.lastRestore = undefined
   }
 
+  /**
+   * Paths where the target differs from backup `id`. Right after this process restored it (nothing
+   * written since), the restore's own walk proved the rest: only what it changed is checked again
+   * (stat and content hash). Otherwise the whole tree is walked and compared.
+   */
   async verify(id: string): Promise<string[]> {
-    const {meta, manifest} = this.checked.get(id) ?? this.checkedBackup(id, new StoreChecker(this.store))
+    const restored = this.lastRestore
+    if (restored?.id === id) {
+      this.lastRestore = undefined
+      // Not saved: rewriting the whole cache file costs more than reading these few files again.
+      return verifyRestored(restored.plan, this.tree.targetCache())
+    }
+    const {meta, manifest} = this.checked.get(id) ?? this.checkedBackup(id, new StoreChecker(this.store, false))
     const tree = this.tree.walkProtecting(meta.protect)
     const cache = this.tree.targetCache()
     const diffs = diffAgainst(manifest, tree, cache)
@@ -202,7 +235,7 @@ export class LocalBackupStore implements BackupStore {
   }
 
   async files(id: string): Promise<Manifest> {
-    return this.checkedBackup(id, new StoreChecker(this.store)).manifest
+    return this.checkedBackup(id, new StoreChecker(this.store, false)).manifest
   }
 
   async recordDeployed(release: string, plan?: TargetPlan): Promise<void> {

@@ -8,9 +8,24 @@ import {hashFile} from '../../src/store/hash.js'
 import type {ResolvedConfig} from '../../src/config/resolve.js'
 import {BackupIndex} from '../../src/state/backups.js'
 import {BackupDamagedError, checkBackup, checkStore, StoreChecker} from '../../src/store/integrity.js'
-import {type Manifest, objectsOf, parseChunk, readManifest, writeManifest} from '../../src/store/manifest.js'
+import {
+  inDepthFirstOrder,
+  type Manifest,
+  ManifestWriter,
+  objectsOf,
+  parseChunk,
+  readManifest,
+  writeManifest,
+} from '../../src/store/manifest.js'
 import {ObjectStore} from '../../src/store/objects.js'
-import {applyRestore, diffAgainst, planRestore, restoreTree, snapshotTree} from '../../src/store/snapshot.js'
+import {
+  applyRestore,
+  diffAgainst,
+  planRestore,
+  restoreTree,
+  snapshotTree,
+  verifyRestored,
+} from '../../src/store/snapshot.js'
 import {openTarget} from '../../src/target/open.js'
 import {walkTree} from '../../src/store/walk.js'
 import {tmpDir, writeTree} from './helpers.js'
@@ -119,6 +134,66 @@ describe('ObjectStore', () => {
     expect(new ObjectStore(dir).has(h)).toBe(true)
   })
 
+  it('a batch writes objects where no reader sees them, and moves them in together at makeDurable', () => {
+    const dir = tmpDir()
+    const store = new ObjectStore(path.join(dir, 'objects'))
+    const old = store.putBytes('stored before the batch') // its fan-out directory exists: object by object
+    store.flush()
+    const big = path.join(dir, 'big.bin')
+    fs.writeFileSync(big, Buffer.alloc((1 << 20) + 5, 7)) // bigger than the copy buffer: streamed
+    const small = path.join(dir, 'small.txt')
+    fs.writeFileSync(small, 'small file')
+    store.beginBatch()
+    const a = store.putFile(small)
+    const b = store.putFile(big)
+    const sameFan = crypto.randomBytes(16).toString('hex')
+    // Content whose hash shares the fan-out directory of the object stored before.
+    let c = ''
+    for (let i = 0; !c; i++) if (sha(`${sameFan}${i}`).slice(0, 2) === old.hash.slice(0, 2)) c = `${sameFan}${i}`
+    const d = store.putBytes(c)
+    expect(store.putBytes('small file')).toEqual({hash: a.hash, added: 0}) // deduplicated within the batch
+    for (const h of [a.hash, b.hash, d.hash]) expect(fs.existsSync(store.pathOf(h))).toBe(false)
+    expect(b).toEqual({hash: hashFile(big), added: (1 << 20) + 5, size: (1 << 20) + 5})
+    store.makeDurable()
+    for (const [h, content] of [
+      [a.hash, Buffer.from('small file')],
+      [b.hash, fs.readFileSync(big)],
+      [d.hash, Buffer.from(c)],
+      [old.hash, Buffer.from('stored before the batch')],
+    ] as const)
+      expect(store.read(h)).toEqual(content)
+    expect(fs.readdirSync(path.join(store.dir, 'tmp'))).toEqual([]) // the staging directory is gone
+    store.flush()
+    expect(new ObjectStore(store.dir).has(d.hash)).toBe(true)
+  }, 60_000) // fsyncs on a busy disk
+
+  it("a new batch removes the staging directory of a killed process's batch, never a live one's", () => {
+    const store = new ObjectStore(path.join(tmpDir(), 'objects'))
+    const tmp = path.join(store.dir, 'tmp')
+    const dead = path.join(tmp, '999999999-0a1b2c-batch-0') // no such pid
+    const live = path.join(tmp, `${process.pid}-0a1b2c-batch-0`)
+    for (const d of [dead, live]) {
+      fs.mkdirSync(path.join(d, 'ab'), {recursive: true})
+      fs.writeFileSync(path.join(d, 'ab', 'ab12'), 'half a backup')
+    }
+    store.beginBatch()
+    expect(fs.existsSync(dead)).toBe(false)
+    expect(fs.existsSync(live)).toBe(true)
+    store.abortBatch()
+  })
+
+  it('a batch that fails leaves nothing under an object name, and the store forgets its objects', () => {
+    const store = new ObjectStore(path.join(tmpDir(), 'objects'))
+    store.beginBatch()
+    const a = store.putBytes('never completed')
+    store.abortBatch()
+    expect(fs.existsSync(store.pathOf(a.hash))).toBe(false)
+    expect(store.has(a.hash)).toBe(false)
+    expect(fs.readdirSync(path.join(store.dir, 'tmp'))).toEqual([])
+    expect(store.putBytes('never completed').added).toBe(15) // stored again when asked
+    expect(store.read(a.hash).toString()).toBe('never completed')
+  })
+
   it('collectGarbage on a missing dir frees nothing', () => {
     expect(new ObjectStore(path.join(tmpDir(), 'nope')).collectGarbage(new Set())).toBe(0)
   })
@@ -149,6 +224,34 @@ describe('manifest chunks', () => {
     const second = writeManifest(reversed, store)
     expect(second.root).toEqual(first.root)
     expect(second.added).toBe(0)
+  })
+
+  it('streamed in depth-first order, each chunk is stored as its directory ends: the same chunks and root', () => {
+    const store = new ObjectStore(path.join(tmpDir(), 'objects'))
+    const depthFirst: Manifest = new Map([
+      ['a', {type: 'dir', mode: 0o755}],
+      ['a/b', {type: 'dir', mode: 0o700}],
+      ['a/b/l', {type: 'symlink', mode: 0o777, link: '../x.txt'}],
+      ['a/x.txt', {type: 'file', mode: 0o644, size: 3, hash: sha('xxx')}],
+      ['empty', {type: 'dir', mode: 0o755}],
+      ['top', {type: 'file', mode: 0o600, size: 0, hash: sha('')}],
+    ])
+    expect(inDepthFirstOrder(depthFirst)).toBe(true)
+    const writer = new ManifestWriter(store)
+    const chunkOfAB = sha(JSON.stringify([['l', 'l', 0o777, '../x.txt']]))
+    for (const [rel, e] of depthFirst) {
+      // 'a/b' is stored once the rows leave it (at a/x.txt), before the whole manifest is written.
+      expect(store.has(chunkOfAB)).toBe(rel === 'a/x.txt' ? false : ['empty', 'top'].includes(rel))
+      writer.add(rel, e)
+    }
+    const streamed = writer.write(store)
+    expect(streamed.root).toEqual(writeManifest(depthFirst, store).root)
+    expect(Object.keys(streamed.root)).toEqual(['', 'a', 'a/b'])
+    // Paths appended out of order (the tree as deployed) are not streamed.
+    expect(inDepthFirstOrder(new Map([...depthFirst, ['a/new.txt', {type: 'file'}]]))).toBe(false)
+    expect(() =>
+      new ManifestWriter(store).add('a/x.txt', {type: 'file', mode: 0o644, size: 3, hash: sha('xxx')}),
+    ).toThrow('out of depth-first order')
   })
 
   it('changing one file rewrites only its directory chunk', () => {
@@ -586,7 +689,7 @@ describe('backup integrity', () => {
       protect: [],
       hosts: [],
     } as unknown as ResolvedConfig
-    return {target, store, snap, id, index, local: openTarget(config, {warn: () => {}}).backups}
+    return {target, store, snap, id, index, config, local: openTarget(config, {warn: () => {}}).backups}
   }
 
   it('a sound backup has no damage, and each chunk and object is hashed once however many backups share it', async () => {
@@ -695,6 +798,41 @@ describe('backup integrity', () => {
     expect(Object.keys(untouched(target))).toEqual(Object.keys(want))
     // The full check still finds it.
     expect((await local.check(id)).damage).toEqual([expect.objectContaining({what: 'object', path: 'README.md'})])
+  })
+
+  it('the verify right after a restore checks what the restore changed (afresh), and relies on its walk for the rest', async () => {
+    const {target, id, local, config} = await backedUp()
+    fs.writeFileSync(path.join(target, 'app/main.py'), 'print("v2")\n')
+    fs.writeFileSync(path.join(target, 'extra.txt'), 'not in the backup\n')
+    const r = await local.restore(id)
+    expect(r).toEqual({written: ['app/main.py'], removed: ['extra.txt']})
+    // A restored file changed before the verify is read again and caught, as is a removed one that came back.
+    fs.writeFileSync(path.join(target, 'app/main.py'), 'print("v3")\n')
+    fs.writeFileSync(path.join(target, 'extra.txt'), 'back again\n')
+    const untouchedByRestore = path.join(target, 'README.md')
+    fs.appendFileSync(untouchedByRestore, 'edited after the restore\n')
+    expect((await local.verify(id)).sort()).toEqual(['app/main.py', 'extra.txt'])
+    // A verify not right after this process's restore walks the whole tree.
+    const fresh = openTarget(config, {warn: () => {}}).backups
+    expect((await fresh.verify(id)).sort()).toEqual(['README.md', 'app/main.py', 'extra.txt'])
+    expect((await local.verify(id)).sort()).toEqual(['README.md', 'app/main.py', 'extra.txt'])
+  })
+
+  it('the verify right after a restore does not look through a restored symlink for a removed leftover', async () => {
+    const base = tmpDir()
+    const target = path.join(base, 'live')
+    writeTree(target, {'real/style.css': 'a{}\n', 'app.py': 'print(1)\n'})
+    fs.symlinkSync('real', path.join(target, 'assets')) // backed up as a symlink to a directory
+    const store = new ObjectStore(path.join(base, 'objects'))
+    const skip = compilePatterns([])
+    const snap = await snapshotTree(walkTree(target, skip), HashCache.open(), store)
+    fs.rmSync(path.join(target, 'assets'))
+    writeTree(target, {'assets/style.css': 'b{}\n'}) // now a directory holding the same name
+    const plan = planRestore(snap.manifest, walkTree(target, skip, skip), HashCache.open())
+    applyRestore(plan, store)
+    expect(fs.readlinkSync(path.join(target, 'assets'))).toBe('real')
+    expect(verifyRestored(plan, HashCache.open())).toEqual([])
+    expect(diffAgainst(snap.manifest, walkTree(target, skip), HashCache.open())).toEqual([])
   })
 
   it('LocalTarget.restore refuses a backup whose chunk was edited to name another object of the same size', async () => {
