@@ -21,10 +21,10 @@ import type {Manifest, ManifestEntry} from '../store/manifest.js'
 import type {BackupStore, ReleaseMarker, TargetPlan} from './target.js'
 
 /**
- * Copies of live entries (`./path` in $3…) into the pack being made, `$2` (GNU cp --parents: its
- * directories made, symlinks copied as symlinks, modes and times kept; never a link to a live
- * file), then what was copied, as STAT_HASH prints it: the copies are what is recorded. `$1` = 1:
- * the first batch, stale `.part` packs of a killed run go first.
+ * Copies of entries of the target `$1` (`./path` in $4…) into the pack being made, `$2` (GNU cp
+ * --parents: its directories made, symlinks copied as symlinks, modes and times kept; never a
+ * link to a live file), then what was copied, as STAT_HASH prints it: the copies are what is
+ * recorded. `$3` = 1: the first batch; stale `.part` packs of a killed run go first.
  */
 const COPY_IN = `t=$1; d=$2; fresh=$3; shift 3
 if [ "$fresh" = 1 ]; then
@@ -61,89 +61,80 @@ const DEPLOYED_LIST = `cd -- "$1" 2>/dev/null || exit 0
 for f in *.json; do [ -f "$f" ] && printf '%s\\n' "\${f%.json}"; done
 exit 0`
 
-/** Copies of files a deploy wrote (`./path` in $3…) from the target `$1` into `$2`, directories made (GNU cp --parents). */
-const COPY_WRITTEN = `cd -- "$1" || exit 4
-d=$2; shift 2
-exec cp -p --parents -- "$@" "$d/"`
-
-/** A fresh `$2` for the tree as deployed (stale `.part` trees in `$1` removed first). */
-const PREPARE_PART = `b=$1; d=$2
-mkdir -p -- "$b" || exit 4
-for x in "$b"/*.part; do [ -d "$x" ] && rm -rf -- "$x"; done
-mkdir -p -- "$d"`
-
 /**
- * Reads `$1` names from the arguments after it into a NUL-separated list file `$2` (printf is a
- * shell builtin: no process per name). Used by RESTORE, which shifts past them itself.
+ * `emit N names…` prints the first N names, NUL-separated, for `xargs -0` or `rsync --from0` on a
+ * pipe (printf is a shell builtin: no process per name; no list file, which a full disk would
+ * leave empty). The caller then shifts past them itself (the pipe ran in a subshell).
  */
-const TAKE = `take() { f=$1; n=$2; shift 2; i=0; while [ $i -lt "$n" ]; do printf '%s\\0' "$1"; shift; i=$((i + 1)); done > "$f"; }`
+const EMIT = `emit() { n=$1; shift; while [ "$n" -gt 0 ]; do printf '%s\\0' "$1"; shift; n=$((n - 1)); done; }`
 
 /**
  * The restore, on the host, of what the controller planned (only what differs from live), in one
- * script. Arguments after the target `$1` and the state dir `$2`, each section a count then names:
- * entries to remove (extras, and entries of another type in the way; only where every parent is a
- * real directory: never through a symlink out of the target), directories to make, directory modes
- * (count of groups, each `mode count names`), then per pack `pack count names`: files and symlinks
- * copied by rsync from that pack (never in place: temp files renamed at the end, --delay-updates;
- * -I: the listed files are written whatever their size and mtime). Modes of directories last (a
- * read-only one is written into first).
+ * script. After the target `$1` and the state dir `$2`, sections of a count then names: entries
+ * to remove (extras, and entries of another type in the way; only where every parent is a real
+ * directory: never through a symlink out of the target), directories to make, then a count of
+ * packs, each `pack count names`: files and symlinks rsync copies from that pack (never in place:
+ * temp files renamed at the end, --delay-updates; -I: every listed file is written whatever its
+ * size and mtime), then groups `mode count directories`: directory modes, set last (a read-only
+ * directory is written into first).
  */
 const RESTORE = `t=$1; s=$2; shift 2
-${TAKE}
-mkdir -p -- "$t" || exit 4
-cd -- "$t" || exit 4
-w=$(mktemp -d "$s/.restore.XXXXXX") || exit 4
-trap 'rm -rf -- "$w"' EXIT
+${EMIT}
+mkdir -p -- "$t" && cd -- "$t" || exit 4
 n=$1; shift
-i=0
-while [ $i -lt "$n" ]; do
-  p=$1; shift; i=$((i + 1))
-  d=.; rest=$p; ok=1
-  while case $rest in */*) true ;; *) false ;; esac; do
-    d="$d/\${rest%%/*}"; rest=\${rest#*/}
-    if [ -L "$d" ] || [ ! -d "$d" ]; then ok=0; break; fi
+{
+  i=0
+  while [ $i -lt "$n" ]; do
+    p=$1; shift; i=$((i + 1))
+    d=.; rest=$p; ok=1
+    while case $rest in */*) true ;; *) false ;; esac; do
+      d="$d/\${rest%%/*}"; rest=\${rest#*/}
+      if [ -L "$d" ] || [ ! -d "$d" ]; then ok=0; break; fi
+    done
+    [ $ok = 1 ] && printf './%s\\0' "$p"
   done
-  [ $ok = 1 ] && printf './%s\\0' "$p"
-done > "$w/rm"
-xargs -0r rm -rf -- < "$w/rm" || exit 4
-take "$w/dirs" "$@"; shift $(($1 + 1))
-xargs -0r mkdir -p -- < "$w/dirs" || exit 4
-g=$1; shift
-while [ "$g" -gt 0 ]; do m=$1; shift; take "$w/m$m" "$@"; shift $(($1 + 1)); g=$((g - 1)); done
-while [ $# -gt 0 ]; do
+} | xargs -0r rm -rf -- || exit 4
+shift "$n"
+emit "$@" | xargs -0r mkdir -p -- || exit 4
+shift $(($1 + 1))
+k=$1; shift
+while [ "$k" -gt 0 ]; do
   p=$1; shift
-  take "$w/files" "$@"; shift $(($1 + 1))
-  rsync -lptgo -I --delay-updates --no-implied-dirs --from0 --files-from="$w/files" -- "$s/$p/" "$t/" || exit $?
+  emit "$@" | rsync -lptgo -I --delay-updates --no-implied-dirs --from0 --files-from=- -- "$s/$p/" "$t/" || exit $?
+  shift $(($1 + 1)); k=$((k - 1))
 done
-for f in "$w"/m*; do [ -f "$f" ] && { xargs -0r chmod "\${f##*/m}" -- < "$f" || exit 4; }; done
+while [ $# -gt 0 ]; do
+  m=$1; shift
+  emit "$@" | xargs -0r chmod "$m" -- || exit 4
+  shift $(($1 + 1))
+done
 exit 0`
 
 /**
  * Removes what a prune decided, in `$1` (the state dir): metadata first (from then on those
- * backups are not complete), then trees as deployed, then objects no kept backup uses, then
- * the pack directories they leave empty. Prints the bytes freed, counted before removal: files
- * whose every hard link goes (a legacy hard-link tree shares its files). `$2` = 1: a dry run
- * that only counts. Sections: count then names (metadata files, trees), then objects.
+ * backups are not complete), then trees as deployed, then objects no kept backup uses, then the
+ * pack directories they leave empty. Prints the bytes freed, counted before removal: files whose
+ * every hard link goes (a legacy hard-link tree shares its files). `$2` = 1: a dry run that only
+ * counts. Sections: count then names (metadata files, trees, objects), then pack directories.
  */
 const PRUNE = `s=$1; dry=$2; shift 2
-${TAKE}
+${EMIT}
 cd -- "$s" 2>/dev/null || { echo 0; exit 0; }
-w=$(mktemp -d "$s/.prune.XXXXXX") || exit 4
-trap 'rm -rf -- "$w"' EXIT
-take "$w/meta" "$@"; shift $(($1 + 1))
-take "$w/trees" "$@"; shift $(($1 + 1))
-take "$w/packs" "$@"; shift $(($1 + 1))
-take "$w/objects" $# "$@"
 {
-  xargs -0r stat --printf '%i %h %s\\n' -- < "$w/meta" 2>/dev/null
-  xargs -0r sh -c 'find "$@" -type f -printf "%i %n %s\\n"' sh < "$w/trees" 2>/dev/null
-  xargs -0r stat --printf '%i %h %s\\n' -- < "$w/objects" 2>/dev/null
+  emit "$@" | xargs -0r stat --printf '%i %h %s\\n' -- 2>/dev/null
+  shift $(($1 + 1))
+  emit "$@" | xargs -0r sh -c 'find "$@" -type f -printf "%i %n %s\\n"' sh 2>/dev/null
+  shift $(($1 + 1))
+  emit "$@" | xargs -0r stat --printf '%i %h %s\\n' -- 2>/dev/null
 } | awk '{c[$1]++; n[$1]=$2; s[$1]=$3} END {t=0; for (i in c) if (c[i] >= n[i]) t += s[i]; printf "%d\\n", t}'
 [ "$dry" = 1 ] && exit 0
-xargs -0r rm -f -- < "$w/meta" || exit 4
-xargs -0r rm -rf -- < "$w/trees" || exit 4
-xargs -0r rm -f -- < "$w/objects" || exit 4
-xargs -0r sh -c 'find "$@" -depth -type d -empty -delete' sh < "$w/packs" 2>/dev/null
+emit "$@" | xargs -0r rm -f -- || exit 4
+shift $(($1 + 1))
+emit "$@" | xargs -0r rm -rf -- || exit 4
+shift $(($1 + 1))
+emit "$@" | xargs -0r rm -f -- || exit 4
+shift $(($1 + 1))
+emit $# "$@" | xargs -0r sh -c 'find "$@" -depth -type d -empty -delete' sh 2>/dev/null
 exit 0`
 
 /** A tree as deployed: its metadata, read with its manifest. */
@@ -284,19 +275,7 @@ export class SshBackupStore implements BackupStore {
       if (same && from) kept.set(rel, from)
       else toCopy.push(rel)
     }
-    const copies = new Map<string, RemoteTreeEntry & {hash?: string}>()
-    const part = `${dir}/${name}.part`
-    const parts = toCopy.length ? batches(toCopy) : [[]]
-    for (const [i, batch] of parts.entries()) {
-      const out = await this.conn.must(
-        'backup (copying changed files on the host)',
-        COPY_IN,
-        [this.config.target, part, i === 0 ? '1' : '0', ...batch.map((p) => `./${p}`)],
-        {timeoutMs: Math.max(this.conn.settings.timeoutMs, 600_000), exact: true},
-      )
-      if (batch.length)
-        for (const [rel, e] of parseStatAndHash(out, `${part} on ${this.conn.host.name}`)) copies.set(rel, e)
-    }
+    const copies = await this.copyIn(`${dir}/${name}.part`, toCopy)
     const packs = [pack, ...new Set(kept.values())]
     const packIndex = new Map(packs.map((p, i) => [p, i]))
     const entries: Row[] = []
@@ -338,6 +317,22 @@ export class SshBackupStore implements BackupStore {
     return {sha: sha256(text), files, bytes, added: added + gz.length, snap}
   }
 
+  /** Copies of live entries into the pack `part` (made afresh), as copied: stat and sha256 (COPY_IN, a round trip per batch). */
+  private async copyIn(part: string, rels: string[]): Promise<Map<string, RemoteTreeEntry & {hash?: string}>> {
+    const copies = new Map<string, RemoteTreeEntry & {hash?: string}>()
+    for (const [i, batch] of (rels.length ? batches(rels) : [[]]).entries()) {
+      const out = await this.conn.must(
+        'backup (copying changed files on the host)',
+        COPY_IN,
+        [this.config.target, part, i === 0 ? '1' : '0', ...batch.map((p) => `./${p}`)],
+        {timeoutMs: Math.max(this.conn.settings.timeoutMs, 600_000), exact: true},
+      )
+      if (batch.length)
+        for (const [rel, e] of parseStatAndHash(out, `${part} on ${this.conn.host.name}`)) copies.set(rel, e)
+    }
+    return copies
+  }
+
   async files(id: string): Promise<Manifest> {
     const {manifest, packs} = (await this.checked(id)).snap
     this.remember(packs, manifest)
@@ -377,15 +372,7 @@ export class SshBackupStore implements BackupStore {
       (rel) => dst.entries.get(rel)?.type === 'file',
     )
     const own = `deployed/${release}`
-    const part = `${this.deployedDir}/${release}.part`
-    await this.conn.must('preparing the tree as deployed', PREPARE_PART, [this.deployedDir, part])
-    for (const batch of batches(written))
-      await this.conn.must('copying the written files (tree as deployed)', COPY_WRITTEN, [
-        this.config.target,
-        part,
-        ...batch.map((p) => `./${p}`),
-      ])
-    const copies = await statAndHash(this.conn, part, written)
+    const copies = await this.copyIn(`${this.deployedDir}/${release}.part`, written)
     const packs = [own]
     const packIndex = new Map([[own, 0]])
     const at = (p: string) => {
@@ -487,11 +474,16 @@ export class SshBackupStore implements BackupStore {
     const damage = objects.flatMap(([rel, want]) => this.damage(id, rel, want, found.get(`${at(rel)}/${rel}`)))
     if (damage.length > 0) throw new BackupDamagedError(id, damage)
     const dirs = d.writes.filter(([, e]) => e.type === 'dir')
-    const byMode = new Map<number, string[]>()
-    for (const [rel, e] of dirs) byMode.set(e.mode, [...(byMode.get(e.mode) ?? []), `./${rel}`])
-    const byPack = new Map<string, string[]>()
-    for (const [rel] of objects) byPack.set(at(rel), [...(byPack.get(at(rel)) ?? []), rel])
-    const count = (xs: string[]) => [String(xs.length), ...xs]
+    const byMode = groupBy(
+      dirs,
+      ([, e]) => e.mode.toString(8),
+      ([rel]) => `./${rel}`,
+    )
+    const byPack = groupBy(
+      objects,
+      ([rel]) => at(rel),
+      ([rel]) => rel,
+    )
     await this.conn.must(
       'restore (rsync on the host)',
       RESTORE,
@@ -500,9 +492,9 @@ export class SshBackupStore implements BackupStore {
         this.config.stateDir,
         ...count([...d.extras, ...d.inTheWay]),
         ...count(dirs.filter(([rel]) => d.live.entries.get(rel)?.type !== 'dir').map(([rel]) => `./${rel}`)),
-        String(byMode.size),
-        ...[...byMode].flatMap(([mode, rels]) => [mode.toString(8), ...count(rels)]),
+        String(byPack.size),
         ...[...byPack].flatMap(([pack, rels]) => [pack, ...count(rels)]),
+        ...[...byMode].flatMap(([mode, rels]) => [mode, ...count(rels)]),
       ],
       {timeoutMs: Math.max(this.conn.settings.timeoutMs, 600_000)},
     )
@@ -546,6 +538,8 @@ export class SshBackupStore implements BackupStore {
         : []
     })
     const hashed = unknown.length ? await hashRemote(this.conn, this.config.target, unknown) : new Map<string, string>()
+    const holdsProtected = (rel: string) =>
+      [...live.dirsWithProtected].some((p) => p === rel || p.startsWith(`${rel}/`))
     const writes: [string, ManifestEntry][] = []
     const inTheWay: string[] = []
     for (const [rel, want] of wanted) {
@@ -553,10 +547,14 @@ export class SshBackupStore implements BackupStore {
       if (have && sameEntry(want, have, () => hashed.get(rel) ?? record.peek(rel, have))) continue
       writes.push([rel, want])
       if (have && have.type !== want.type) inTheWay.push(rel)
+      if (have?.type === 'dir' && want.type !== 'dir' && holdsProtected(rel))
+        throw new HotctlError(
+          `cannot restore ${rel} on ${this.conn.host.name}: a directory there holds protected paths`,
+          EXIT.failed,
+          'Move the protected content out of the way (or change `protect`), then run the rollback again; nothing was written.',
+        )
     }
     writes.sort(([a], [b]) => byPath(a, b))
-    const holdsProtected = (rel: string) =>
-      [...live.dirsWithProtected].some((p) => p === rel || p.startsWith(`${rel}/`))
     const extras = [...live.entries]
       .filter(([rel, e]) => !manifest.has(rel) && !(e.type === 'dir' && holdsProtected(rel)))
       .map(([rel]) => rel)
@@ -659,7 +657,6 @@ export class SshBackupStore implements BackupStore {
         // A manifest that cannot be read: its objects stay (`backups verify` names the damage).
       }
     }
-    const count = (xs: string[]) => [String(xs.length), ...xs]
     const out = await this.conn.must('prune', PRUNE, [
       this.config.stateDir,
       opts.dryRun ? '1' : '0',
@@ -668,8 +665,8 @@ export class SshBackupStore implements BackupStore {
         ...deployed.flatMap((r) => [`./deployed/${r}.json`, `./deployed/${r}.manifest.json.gz`]),
       ]),
       ...count(deployed.map((r) => `./deployed/${r}`)),
-      ...count(removed.map((b) => `./backups/${b.id}`)),
-      ...[...objects].map((o) => `./${o}`),
+      ...count([...objects].map((o) => `./${o}`)),
+      ...removed.map((b) => `./backups/${b.id}`),
     ])
     return {removed: removed.map((b) => b.id), freedBytes: Number(out.toString().trim()) || 0}
   }
@@ -814,3 +811,17 @@ function sameEntry(
 
 /** The pack holding a manifest entry's object (a legacy deployed tree lists candidates: the first is its own). */
 const packOf = (snap: Snap, rel: string) => snap.packs.get(rel)!.split('\0')[0]!
+
+/** A section of a script's arguments: its length, then its names. */
+const count = (xs: string[]) => [String(xs.length), ...xs]
+
+function groupBy<T>(xs: T[], key: (x: T) => string, value: (x: T) => string): Map<string, string[]> {
+  const out = new Map<string, string[]>()
+  for (const x of xs) {
+    const k = key(x)
+    const list = out.get(k)
+    if (list) list.push(value(x))
+    else out.set(k, [value(x)])
+  }
+  return out
+}
