@@ -5,6 +5,7 @@ import {EXIT, HotctlError} from '../errors.js'
 import {ID_PATTERN} from '../ids.js'
 import {compilePatterns, type PathMatcher} from '../plan/patterns.js'
 import type {SshConnection} from '../ssh/connection.js'
+import {ManifestCache} from '../ssh/manifest-cache.js'
 import {batches, hashRemote} from '../ssh/remote-files.js'
 import {
   parseStatAndHash,
@@ -37,8 +38,12 @@ cp -P -p --parents -- "$@" "$d/" || exit 3
 cd -- "$d" || exit 4
 ${STAT_HASH_TAIL}`
 
-/** Makes a backup complete: its pack in place, content flushed, then the manifest and the metadata (the commit point). */
+/**
+ * Makes a backup complete: its manifest (`$4`, gzipped, in base64: an argument, so no upload of
+ * its own) and pack in place, content flushed, then the metadata `$3` (the commit point).
+ */
 const COMMIT = `b=$1; id=$2
+printf '%s' "$4" | base64 -d > "$b/$id.manifest.json.gz.tmp" || exit 3
 printf '%s' "$3" > "$b/$id.json.tmp" || exit 3
 mv -- "$b/$id.part" "$b/$id" && mv -- "$b/$id.manifest.json.gz.tmp" "$b/$id.manifest.json.gz" || exit 3
 sync -f -- "$b/$id.manifest.json.gz" 2>/dev/null || sync
@@ -194,6 +199,9 @@ export class SshBackupStore implements BackupStore {
   private readonly where = new Map<string, string[]>()
   /** Manifests read or written in this run, by backup id (a restore's verify, the tree as deployed). */
   private readonly snaps = new Map<string, Snap>()
+  /** The backup this process took last (the newest: ids only grow). */
+  private lastSnapshot?: Snap
+  private readonly cache = new ManifestCache()
 
   constructor(
     private readonly conn: SshConnection,
@@ -219,7 +227,7 @@ export class SshBackupStore implements BackupStore {
     const walk = (plan?.walk as RemotePlanWalk | undefined) ?? (await this.walkLive(this.skip))
     const prev = (await this.list()).at(-1)
     // The previous backup's copies are reused; without its manifest everything is copied again.
-    const base = prev ? await this.snap(prev).catch(() => undefined) : undefined
+    const base = prev ? await this.snap(prev, {cached: true}).catch(() => undefined) : undefined
     const marker = await this.readMarker()
     const tree = await this.capture(this.dir, id, `backups/${id}`, walk, base)
     const meta: BackupMeta = {
@@ -234,8 +242,10 @@ export class SshBackupStore implements BackupStore {
       protect: this.config.protect,
       root: {'': tree.sha},
     }
-    await this.conn.must('backup (commit)', COMMIT, [this.dir, id, JSON.stringify(meta)])
+    await this.conn.must('backup (commit)', COMMIT, [this.dir, id, JSON.stringify(meta), tree.gz.toString('base64')])
     this.snaps.set(id, tree.snap)
+    this.lastSnapshot = tree.snap
+    this.cache.put(tree.sha, tree.text)
     return meta
   }
 
@@ -249,7 +259,7 @@ export class SshBackupStore implements BackupStore {
    * Records the walked tree as `<dir>/<name>`: entries whose path, mode and content (the hash
    * record, while it vouches for the file's stat) match `base` keep base's pack; the rest are
    * copied into `<dir>/<name>.part` and hashed as copied (one round trip per batch of names).
-   * The manifest is uploaded as `<name>.manifest.json.gz.tmp`; the caller commits (COMMIT).
+   * The caller commits it (COMMIT) with the gzipped manifest.
    */
   private async capture(
     dir: string,
@@ -257,7 +267,7 @@ export class SshBackupStore implements BackupStore {
     pack: string,
     walk: RemotePlanWalk,
     base: Snap | undefined,
-  ): Promise<{sha: string; files: number; bytes: number; added: number; snap: Snap}> {
+  ): Promise<{sha: string; text: string; gz: Buffer; files: number; bytes: number; added: number; snap: Snap}> {
     const {dst, record} = walk
     const rels = [...dst.entries.keys()].sort(byPath)
     const kept = new Map<string, string>()
@@ -311,10 +321,9 @@ export class SshBackupStore implements BackupStore {
       }
     }
     const text = JSON.stringify({v: 2, packs, entries} satisfies ManifestFile)
-    const gz = zlib.gzipSync(text, {level: 6})
+    const gz = zlib.gzipSync(text, {level: 1})
     // The manifest travels gzipped; its sha256 is of the JSON.
-    await this.conn.upload(`${dir}/${name}.manifest.json.gz.tmp`, gz)
-    return {sha: sha256(text), files, bytes, added: added + gz.length, snap}
+    return {sha: sha256(text), text, gz, files, bytes, added: added + gz.length, snap}
   }
 
   /** Copies of live entries into the pack `part` (made afresh), as copied: stat and sha256 (COPY_IN, a round trip per batch). */
@@ -349,24 +358,29 @@ export class SshBackupStore implements BackupStore {
    * The newest `keep` of them survive a prune.
    */
   async recordDeployed(release: string, plan?: TargetPlan): Promise<void> {
-    const prev = (await this.list()).at(-1)
-    const base = prev ? (this.snaps.get(prev.id) ?? (await this.snap(prev).catch(() => undefined))) : undefined
+    // The deploy's own backup, taken by this process, is the newest one.
+    const prev = this.lastSnapshot ? undefined : (await this.list()).at(-1)
+    const base = this.lastSnapshot ?? (prev ? await this.snap(prev).catch(() => undefined) : undefined)
     const walked = plan?.walk as RemotePlanWalk | undefined
-    const fromWalk = walked && plan && base ? await this.deployedFromWalk(release, plan, walked, base) : undefined
-    const sha =
-      fromWalk ??
-      (await this.capture(this.deployedDir, release, `deployed/${release}`, await this.walkLive(this.skip), base)).sha
-    const meta: DeployedMeta = {release, time: new Date().toISOString(), root: {'': sha}}
-    await this.conn.must('recording the tree as deployed', COMMIT, [this.deployedDir, release, JSON.stringify(meta)])
+    const tree =
+      (walked && plan && base ? await this.deployedFromWalk(release, plan, walked, base) : undefined) ??
+      (await this.capture(this.deployedDir, release, `deployed/${release}`, await this.walkLive(this.skip), base))
+    const meta: DeployedMeta = {release, time: new Date().toISOString(), root: {'': tree.sha}}
+    await this.conn.must('recording the tree as deployed', COMMIT, [
+      this.deployedDir,
+      release,
+      JSON.stringify(meta),
+      tree.gz.toString('base64'),
+    ])
   }
 
-  /** The manifest of the tree as deployed, uploaded with the written files' copies; its sha256, or undefined when the walk cannot vouch for every file. */
+  /** The manifest of the tree as deployed, the written files copied; undefined when the walk cannot vouch for every file. */
   private async deployedFromWalk(
     release: string,
     plan: TargetPlan,
     walked: RemotePlanWalk,
     base: Snap,
-  ): Promise<string | undefined> {
+  ): Promise<{sha: string; gz: Buffer} | undefined> {
     const {dst, record} = walked
     const written = [...plan.changes.added, ...plan.changes.changed].filter(
       (rel) => dst.entries.get(rel)?.type === 'file',
@@ -406,8 +420,7 @@ export class SshBackupStore implements BackupStore {
       }
     }
     const text = JSON.stringify({v: 2, packs, entries} satisfies ManifestFile)
-    await this.conn.upload(`${this.deployedDir}/${release}.manifest.json.gz.tmp`, zlib.gzipSync(text))
-    return sha256(text)
+    return {sha: sha256(text), gz: zlib.gzipSync(text, {level: 1})}
   }
 
   async deployedFiles(release: string): Promise<Manifest | undefined> {
@@ -713,10 +726,15 @@ export class SshBackupStore implements BackupStore {
     return {meta: r.meta, snap: await this.snap(r.meta)}
   }
 
-  private async snap(meta: BackupMeta): Promise<Snap> {
+  /**
+   * A backup's manifest, read once per run. `cached`: from this controller's manifest cache when it
+   * holds the one the metadata names (a backup reusing its predecessor's copies); `backups
+   * verify` and restores always read the host's.
+   */
+  private async snap(meta: BackupMeta, opts: {cached?: boolean} = {}): Promise<Snap> {
     const known = this.snaps.get(meta.id)
     if (known) return known
-    const snap = await this.readManifest(`${this.dir}/${meta.id}`, meta.id, meta.root[''], [`backups/${meta.id}`])
+    const snap = await this.readManifest(`${this.dir}/${meta.id}`, meta.id, meta.root[''], [`backups/${meta.id}`], opts)
     this.snaps.set(meta.id, snap)
     return snap
   }
@@ -725,21 +743,30 @@ export class SshBackupStore implements BackupStore {
    * `<tree>.manifest.json.gz`, checked against the sha256 its metadata records; throws
    * BackupDamagedError. A legacy manifest (no packs) has its objects in `legacy` (tried in order).
    */
-  private async readManifest(tree: string, id: string, sha: string | undefined, legacy: string[]): Promise<Snap> {
-    const r = await this.conn.run(CAT, [`${tree}.manifest.json.gz`], {exact: true})
+  private async readManifest(
+    tree: string,
+    id: string,
+    sha: string | undefined,
+    legacy: string[],
+    opts: {cached?: boolean} = {},
+  ): Promise<Snap> {
     const name = tree.slice(tree.lastIndexOf('/', tree.lastIndexOf('/') - 1) + 1)
     const damaged = (problem: Damage['problem'], message: string) =>
       new BackupDamagedError(id, [
         {backup: id, what: 'chunk', problem, hash: sha, message: `manifest ${name}.manifest.json.gz ${message}`},
       ])
-    if (r.exitCode !== 0) throw damaged('missing', 'is missing')
-    let text: string
-    try {
-      text = zlib.gunzipSync(r.stdout).toString('utf8')
-    } catch (err) {
-      throw damaged('unreadable', `cannot be decompressed (${(err as Error).message})`)
+    let text = opts.cached && sha ? this.cache.get(sha) : undefined
+    if (text === undefined) {
+      const r = await this.conn.run(CAT, [`${tree}.manifest.json.gz`], {exact: true})
+      if (r.exitCode !== 0) throw damaged('missing', 'is missing')
+      try {
+        text = zlib.gunzipSync(r.stdout).toString('utf8')
+      } catch (err) {
+        throw damaged('unreadable', `cannot be decompressed (${(err as Error).message})`)
+      }
+      if (sha256(text) !== sha) throw damaged('hash-mismatch', 'does not match the sha256 its metadata records')
+      if (opts.cached) this.cache.put(sha, text)
     }
-    if (sha256(text) !== sha) throw damaged('hash-mismatch', 'does not match the sha256 its metadata records')
     const file = JSON.parse(text) as ManifestFile
     const packs = file.v === 2 ? (file.packs ?? []) : undefined
     if (packs && !packs.every((p) => PACK.test(p))) throw damaged('invalid', 'names a pack outside the state dir')

@@ -7,7 +7,7 @@ import type {PreflightItem, PreflightOptions} from './target.js'
 
 /** What the host needs (sshd, POSIX sh, rsync, coreutils, GNU findutils, awk) and the state of its target and state dir, one `key value` line each. */
 const FACTS = `t=$1; s=$2
-for tool in rsync sha256sum stat readlink sync du find awk; do
+for tool in rsync sha256sum stat readlink sync du find awk base64 xargs; do
   command -v "$tool" >/dev/null 2>&1 || printf 'missing %s\\n' "$tool"
 done
 # Planning lists the host's tree with GNU find's -printf (BusyBox and BSD find lack it).
@@ -64,7 +64,7 @@ export async function sshPreflight(
       : {
           name: `tools on ${host}`,
           ok: true,
-          detail: `rsync, sha256sum, stat, readlink, sync, du, GNU find, awk present`,
+          detail: `rsync, sha256sum, stat, readlink, sync, du, base64, GNU find and xargs, awk present`,
         },
   )
   const rsyncV = /version\s+(\d+)\.(\d+)/.exec(value('rsync') ?? '')
