@@ -651,7 +651,7 @@ export class SshBackupStore implements BackupStore {
     const objects = new Set<string>()
     const objectsOf = async (m: BackupMeta | undefined) => {
       if (!m) return new Set<string>()
-      const {manifest, packs} = await this.snap(m)
+      const {manifest, packs} = await this.snap(m, {cached: true})
       const out = new Set<string>()
       for (const [rel, e] of manifest) if (e.type !== 'dir') out.add(`${packOf({manifest, packs}, rel)}/${rel}`)
       return out

@@ -68,6 +68,24 @@ describe('SSH backups: packs and manifests on the host', {timeout: 240_000}, () 
     const back = await runCli(['rollback', '--to', v4.json.release, '--json'], {cwd: ws.src})
     expect(back.exitCode, why(back)).toBe(0)
     expect(treeHash(ws.live)).toBe(liveV4)
+
+    // `backups prune`: a dry run counts and removes nothing; then keep 1 removes the rest's copies.
+    const ids = backupIds(ws)
+    const dry = await runCli(['backups', 'prune', '--keep', '1', '--dry-run', '--json'], {cwd: ws.src})
+    expect(dry.exitCode, why(dry)).toBe(0)
+    expect(backupIds(ws)).toEqual(ids)
+    expect(dry.json.freedBytes, why(dry)).toBeGreaterThan(0)
+    const newest = ids.at(-1)!
+    const shown = await runCli(['backups', 'show', newest, '--json'], {cwd: ws.src})
+    expect(shown.exitCode, why(shown)).toBe(0)
+    expect(JSON.stringify(shown.json)).toContain('app/handlers.py')
+    const pruned = await runCli(['backups', 'prune', '--keep', '1', '--json'], {cwd: ws.src})
+    expect(pruned.exitCode, why(pruned)).toBe(0)
+    // The newest stays, and the newest known-good one (pinned) if another: a kept backup between removed ones.
+    expect(backupIds(ws)).toContain(newest)
+    expect(backupIds(ws).length).toBeLessThan(ids.length)
+    const left = await runCli(['backups', 'verify', '--json'], {cwd: ws.src})
+    expect(left.exitCode, why(left)).toBe(0)
   })
 
   it('a damaged object is refused before the restore writes anything (exit 1); only what the restore copies is read', async () => {
