@@ -224,11 +224,13 @@ export class SshBackupStore implements BackupStore {
   }
 
   async snapshot(id: string, reason: BackupMeta['reason'], plan?: TargetPlan): Promise<BackupMeta> {
-    const walk = (plan?.walk as RemotePlanWalk | undefined) ?? (await this.walkLive(this.skip))
-    const prev = (await this.list()).at(-1)
+    const [walk, prev, marker] = await Promise.all([
+      (plan?.walk as RemotePlanWalk | undefined) ?? this.walkLive(this.skip),
+      this.list().then((all) => all.at(-1)),
+      this.readMarker(),
+    ])
     // The previous backup's copies are reused; without its manifest everything is copied again.
     const base = prev ? await this.snap(prev, {cached: true}).catch(() => undefined) : undefined
-    const marker = await this.readMarker()
     const tree = await this.capture(this.dir, id, `backups/${id}`, walk, base)
     const meta: BackupMeta = {
       id,
@@ -269,7 +271,8 @@ export class SshBackupStore implements BackupStore {
     base: Snap | undefined,
   ): Promise<{sha: string; text: string; gz: Buffer; files: number; bytes: number; added: number; snap: Snap}> {
     const {dst, record} = walk
-    const rels = [...dst.entries.keys()].sort(byPath)
+    // In the listing's order (a directory before what it holds): the manifest's order is not its meaning.
+    const rels = [...dst.entries.keys()]
     const kept = new Map<string, string>()
     const toCopy: string[] = []
     for (const rel of rels) {
@@ -394,7 +397,7 @@ export class SshBackupStore implements BackupStore {
       return packIndex.get(p)!
     }
     const entries: Row[] = []
-    for (const [rel, e] of [...dst.entries].sort(([a], [b]) => byPath(a, b))) {
+    for (const [rel, e] of dst.entries) {
       if (rel === MARKER_NAME) continue
       if (e.type === 'dir') {
         entries.push([rel, 'd', e.mode])
