@@ -163,6 +163,9 @@ interface ManifestFile {
   v?: 2
   packs?: string[]
   entries: Row[]
+  /** A tree as deployed: the backup it is a delta from, and the paths it deleted from that backup's tree. */
+  base?: string
+  deleted?: string[]
 }
 
 /** A manifest with the pack (directory under the state dir) holding each file's and symlink's copy. */
@@ -200,7 +203,7 @@ export class SshBackupStore implements BackupStore {
   /** Manifests read or written in this run, by backup id (a restore's verify, the tree as deployed). */
   private readonly snaps = new Map<string, Snap>()
   /** The backup this process took last (the newest: ids only grow). */
-  private lastSnapshot?: Snap
+  private lastSnapshot?: {id: string; snap: Snap}
   private readonly cache = new ManifestCache()
 
   constructor(
@@ -246,7 +249,7 @@ export class SshBackupStore implements BackupStore {
     }
     await this.conn.must('backup (commit)', COMMIT, [this.dir, id, JSON.stringify(meta), tree.gz.toString('base64')])
     this.snaps.set(id, tree.snap)
-    this.lastSnapshot = tree.snap
+    this.lastSnapshot = {id, snap: tree.snap}
     this.cache.put(tree.sha, tree.text)
     return meta
   }
@@ -363,11 +366,18 @@ export class SshBackupStore implements BackupStore {
   async recordDeployed(release: string, plan?: TargetPlan): Promise<void> {
     // The deploy's own backup, taken by this process, is the newest one.
     const prev = this.lastSnapshot ? undefined : (await this.list()).at(-1)
-    const base = this.lastSnapshot ?? (prev ? await this.snap(prev).catch(() => undefined) : undefined)
+    const base =
+      this.lastSnapshot ??
+      (prev
+        ? await this.snap(prev).then(
+            (snap) => ({id: prev.id, snap}),
+            () => undefined,
+          )
+        : undefined)
     const walked = plan?.walk as RemotePlanWalk | undefined
     const tree =
       (walked && plan && base ? await this.deployedFromWalk(release, plan, walked, base) : undefined) ??
-      (await this.capture(this.deployedDir, release, `deployed/${release}`, await this.walkLive(this.skip), base))
+      (await this.capture(this.deployedDir, release, `deployed/${release}`, await this.walkLive(this.skip), base?.snap))
     const meta: DeployedMeta = {release, time: new Date().toISOString(), root: {'': tree.sha}}
     await this.conn.must('recording the tree as deployed', COMMIT, [
       this.deployedDir,
@@ -377,52 +387,52 @@ export class SshBackupStore implements BackupStore {
     ])
   }
 
-  /** The manifest of the tree as deployed, the written files copied; undefined when the walk cannot vouch for every file. */
+  /**
+   * The manifest of the tree as deployed, the written files copied, as a delta from the backup
+   * taken before the deploy (`base`): what the deploy wrote or changed, and what it deleted; the
+   * rest is that backup's, copies included. O(changed) in size. Undefined when the walk cannot
+   * vouch for every unwritten file being as that backup holds it.
+   */
   private async deployedFromWalk(
     release: string,
     plan: TargetPlan,
     walked: RemotePlanWalk,
-    base: Snap,
+    base: {id: string; snap: Snap},
   ): Promise<{sha: string; gz: Buffer} | undefined> {
     const {dst, record} = walked
     const written = [...plan.changes.added, ...plan.changes.changed].filter(
       (rel) => dst.entries.get(rel)?.type === 'file',
     )
-    const own = `deployed/${release}`
     const copies = await this.copyIn(`${this.deployedDir}/${release}.part`, written)
-    const packs = [own]
-    const packIndex = new Map([[own, 0]])
-    const at = (p: string) => {
-      if (!packIndex.has(p)) packIndex.set(p, packs.push(p) - 1)
-      return packIndex.get(p)!
-    }
     const entries: Row[] = []
     for (const [rel, e] of dst.entries) {
       if (rel === MARKER_NAME) continue
-      if (e.type === 'dir') {
-        entries.push([rel, 'd', e.mode])
-        continue
-      }
       const c = copies.get(rel)
       if (c) {
         if (!c.hash || c.type !== 'file') return undefined
         entries.push([rel, 'f', c.mode, c.size, c.hash, 0])
         continue
       }
-      // Not written: the backup taken before the deploy holds it as it is.
-      const b = base.manifest.get(rel)
-      const from = base.packs.get(rel)
-      if (!b || !from || b.type !== e.type) return undefined
-      if (e.type === 'symlink') {
-        if (b.link !== e.link) return undefined
-        entries.push([rel, 'l', e.mode, e.link, at(from)])
+      const b = base.snap.manifest.get(rel)
+      if (e.type === 'dir') {
+        if (b?.type !== 'dir' || b.mode !== e.mode) entries.push([rel, 'd', e.mode])
+      } else if (e.type === 'symlink') {
+        // A link's content is its target: a changed one needs no copy.
+        if (b?.type !== 'symlink' || b.link !== e.link) entries.push([rel, 'l', e.mode, e.link, 0])
       } else {
+        // Not written: the backup taken before the deploy must hold it as it is.
         const hash = record.peek(rel, e)
-        if (!hash || hash !== b.hash || b.size !== e.size || b.mode !== e.mode) return undefined
-        entries.push([rel, 'f', e.mode, e.size, hash, at(from)])
+        if (b?.type !== 'file' || !hash || hash !== b.hash || b.size !== e.size || b.mode !== e.mode) return undefined
       }
     }
-    const text = JSON.stringify({v: 2, packs, entries} satisfies ManifestFile)
+    const deleted = [...base.snap.manifest.keys()].filter((rel) => rel !== MARKER_NAME && !dst.entries.has(rel))
+    const text = JSON.stringify({
+      v: 2,
+      base: base.id,
+      packs: [`deployed/${release}`],
+      entries,
+      deleted,
+    } satisfies ManifestFile)
     return {sha: sha256(text), gz: zlib.gzipSync(text, {level: 1})}
   }
 
@@ -437,11 +447,26 @@ export class SshBackupStore implements BackupStore {
       return undefined
     }
     if (meta?.release !== release || typeof meta.root?.[''] !== 'string') return undefined
-    const {manifest, packs} = await this.readManifest(`${this.deployedDir}/${release}`, release, meta.root[''], [
+    const own = await this.readManifest(`${this.deployedDir}/${release}`, release, meta.root[''], [
       `deployed/${release}`,
       // Legacy: files it did not write are in the backup taken before the deploy (a whole tree).
       ...(meta.base && ID_PATTERN.test(meta.base) ? [`backups/${meta.base}`] : []),
     ])
+    let {manifest, packs} = own
+    if (own.base) {
+      // A delta from the backup taken before the deploy: without that backup (pruned) there is no tree.
+      const baseMeta = (await this.list()).find((b) => b.id === own.base)
+      const base = baseMeta ? await this.snap(baseMeta).catch(() => undefined) : undefined
+      if (!base) return undefined
+      manifest = new Map(base.manifest)
+      packs = new Map(base.packs)
+      for (const rel of [MARKER_NAME, ...own.deleted]) {
+        manifest.delete(rel)
+        packs.delete(rel)
+      }
+      for (const [rel, e] of own.manifest) manifest.set(rel, e)
+      for (const [rel, p] of own.packs) packs.set(rel, p)
+    }
     this.remember(packs, manifest)
     return manifest
   }
@@ -752,7 +777,7 @@ export class SshBackupStore implements BackupStore {
     sha: string | undefined,
     legacy: string[],
     opts: {cached?: boolean} = {},
-  ): Promise<Snap> {
+  ): Promise<Snap & {base?: string; deleted: string[]}> {
     const name = tree.slice(tree.lastIndexOf('/', tree.lastIndexOf('/') - 1) + 1)
     const damaged = (problem: Damage['problem'], message: string) =>
       new BackupDamagedError(id, [
@@ -774,7 +799,9 @@ export class SshBackupStore implements BackupStore {
     const packs = file.v === 2 ? (file.packs ?? []) : undefined
     if (packs && !packs.every((p) => PACK.test(p))) throw damaged('invalid', 'names a pack outside the state dir')
     const legacyAt = legacy.join('\0')
-    const snap: Snap = {manifest: new Map(), packs: new Map()}
+    if (file.base !== undefined && !ID_PATTERN.test(file.base))
+      throw damaged('invalid', 'names no backup it is based on')
+    const snap = {manifest: new Map(), packs: new Map(), base: file.base, deleted: file.deleted ?? []}
     for (const [p, t, mode, x, y, z] of file.entries) {
       if (t === 'd') {
         snap.manifest.set(p, {type: 'dir', mode})
