@@ -64,14 +64,16 @@ export async function walkRemoteWithRecord(
 /**
  * Stat, then sha256, of paths under a root on the host: one find for the stat of each (as LIST
  * prints it), then sha256sum of the regular files among them, in that order, so a hash is never
- * newer than the stat it is recorded with. Absent paths are simply not in the result.
+ * newer than the stat it is recorded with. Absent paths are simply not in the result. The tail
+ * (cwd = the root, `./path` arguments) is shared by scripts that end the same way.
  */
-const STAT_HASH = `cd -- "$1" || exit 3
-shift
-find "$@" -maxdepth 0 -printf ${FORMAT.replace('%P', '%p')} 2>/dev/null
+export const STAT_HASH_TAIL = `find "$@" -maxdepth 0 -printf ${FORMAT.replace('%P', '%p')} 2>/dev/null
 printf 'END\\0'
 find "$@" -maxdepth 0 -type f -exec sha256sum -z -- {} + 2>/dev/null
 exit 0`
+const STAT_HASH = `cd -- "$1" || exit 3
+shift
+${STAT_HASH_TAIL}`
 
 export async function statAndHash(
   conn: SshConnection,
@@ -85,23 +87,31 @@ export async function statAndHash(
       exact: true,
     })
     if (r.exitCode !== 0) throw failed(conn, `reading paths under ${root}`, r)
-    const stats = parseRemoteList(r.stdout, root, () => false, undefined, true)
-    if (stats.end === undefined) throw new Error(`reading paths under ${root} on ${conn.host.name}: output cut short`)
-    const sums = r.stdout.subarray(stats.end)
-    for (let i = 0; i < sums.length;) {
-      const z = sums.indexOf(0, i)
-      if (z === -1) break
-      const rec = sums.subarray(i, z)
-      i = z + 1
-      // `<64 hex><space><space or *>./<name>`
-      if (rec.length < 68) continue
-      const rel = decodeName(Buffer.from(rec.subarray(68)))
-      const e = stats.entries.get(rel)
-      if (e) (e as RemoteTreeEntry & {hash?: string}).hash = rec.toString('latin1', 0, 64)
-    }
-    for (const [rel, e] of stats.entries) out.set(rel, e)
+    for (const [rel, e] of parseStatAndHash(r.stdout, `${root} on ${conn.host.name}`)) out.set(rel, e)
   }
   return out
+}
+
+/**
+ * What STAT_HASH prints (also the tail of other scripts that end the same way): find's stat of
+ * each `./path`, `END`, then `sha256sum -z` of the regular files among them.
+ */
+export function parseStatAndHash(stdout: Buffer, where: string): Map<string, RemoteTreeEntry & {hash?: string}> {
+  const stats = parseRemoteList(stdout, where, () => false, undefined, true)
+  if (stats.end === undefined) throw new Error(`reading paths under ${where}: output cut short`)
+  const sums = stdout.subarray(stats.end)
+  for (let i = 0; i < sums.length;) {
+    const z = sums.indexOf(0, i)
+    if (z === -1) break
+    const rec = sums.subarray(i, z)
+    i = z + 1
+    // `<64 hex><space><space or *>./<name>`
+    if (rec.length < 68) continue
+    const rel = decodeName(Buffer.from(rec.subarray(68)))
+    const e = stats.entries.get(rel)
+    if (e) (e as RemoteTreeEntry & {hash?: string}).hash = rec.toString('latin1', 0, 64)
+  }
+  return stats.entries
 }
 
 /**

@@ -2,45 +2,48 @@ import crypto from 'node:crypto'
 import zlib from 'node:zlib'
 import {MAINTENANCE_NAME, MARKER_NAME, type ResolvedConfig} from '../config/resolve.js'
 import {EXIT, HotctlError} from '../errors.js'
-import {decodeName} from '../file-names.js'
 import {ID_PATTERN} from '../ids.js'
-import {rsyncPatterns} from '../plan/patterns.js'
-import {parseItemize, unescapeName} from '../rsync/itemize.js'
+import {compilePatterns, type PathMatcher} from '../plan/patterns.js'
 import type {SshConnection} from '../ssh/connection.js'
-import {batches, describeRemote, type RemoteEntry} from '../ssh/remote-files.js'
-import type {RemotePlanWalk} from '../ssh/remote-tree.js'
+import {ManifestCache} from '../ssh/manifest-cache.js'
+import {batches, hashRemote} from '../ssh/remote-files.js'
+import {
+  parseStatAndHash,
+  type RemotePlanWalk,
+  type RemoteTree,
+  type RemoteTreeEntry,
+  STAT_HASH_TAIL,
+  statAndHash,
+  walkRemoteWithRecord,
+} from '../ssh/remote-tree.js'
 import type {BackupMeta} from '../state/backups.js'
 import {BackupDamagedError, type Damage, type IntegrityReport} from '../store/integrity.js'
 import type {Manifest, ManifestEntry} from '../store/manifest.js'
 import type {BackupStore, ReleaseMarker, TargetPlan} from './target.js'
 
 /**
- * Snapshot of the target into `backups/<id>.part/`, run on the host: rsync -a with --link-dest to
- * the previous backup, so files unchanged since then (size, mtime to the nanosecond, perms) are
- * hard links between backups and everything else is a fresh copy: never a link to a live file.
- * Prints every entry (-ii: `hf` = linked), then, after a NUL line, the live files whose ctime is
- * newer than the previous backup's metadata (GNU find -cnewer; nothing when find cannot): a file
- * rewritten in place with its size and mtime kept is caught there, not recorded as its old content.
+ * Copies of entries of the target `$1` (`./path` in $4…) into the pack being made, `$2` (GNU cp
+ * --parents: its directories made, symlinks copied as symlinks, modes and times kept; never a
+ * link to a live file), then what was copied, as STAT_HASH prints it: the copies are what is
+ * recorded. `$3` = 1: the first batch; stale `.part` packs of a killed run go first.
  */
-const SNAPSHOT = `t=$1; b=$2; id=$3; prev=$4; prevMeta=$5; shift 5
-mkdir -p -- "$b" || exit 4
-for d in "$b"/*.part; do [ -d "$d" ] && rm -rf -- "$d"; done
-if [ -n "$prev" ] && [ -d "$prev" ]; then set -- --link-dest="$prev" "$@"; fi
-if [ -d "$t" ]; then src=$t/; else mkdir -p -- "$b/.empty" && src=$b/.empty/ || exit 4; fi
-rsync -rlptgo -ii --modify-window=-1 --8-bit-output '--out-format=%i %B %l %n' "$@" -- "$src" "$b/$id.part/" || exit $?
-rm -rf -- "$b/.empty"
-printf '\\0\\n'
-if [ -n "$prev" ] && [ -f "$prevMeta" ]; then
-  cd -- "$t" && find . -type f -cnewer "$prevMeta" -print0 2>/dev/null
+const COPY_IN = `t=$1; d=$2; fresh=$3; shift 3
+if [ "$fresh" = 1 ]; then
+  for x in "\${d%/*}"/*.part; do [ -d "$x" ] && rm -rf -- "$x"; done
 fi
-exit 0`
+mkdir -p -- "$d" || exit 4
+[ $# -gt 0 ] || exit 0
+cd -- "$t" || exit 4
+cp -P -p --parents -- "$@" "$d/" || exit 3
+cd -- "$d" || exit 4
+${STAT_HASH_TAIL}`
 
-/** Replaces hard links in the new backup by copies of the live files (they changed in place). */
-const RECOPY = `t=$1; d=$2; shift 2
-for p; do rm -f -- "$d/$p" && cp -p -- "$t/$p" "$d/$p" || exit 3; done`
-
-/** Makes a backup complete: its tree in place, content flushed, then the manifest and the metadata (the commit point). */
+/**
+ * Makes a backup complete: its manifest (`$4`, gzipped, in base64: an argument, so no upload of
+ * its own) and pack in place, content flushed, then the metadata `$3` (the commit point).
+ */
 const COMMIT = `b=$1; id=$2
+printf '%s' "$4" | base64 -d > "$b/$id.manifest.json.gz.tmp" || exit 3
 printf '%s' "$3" > "$b/$id.json.tmp" || exit 3
 mv -- "$b/$id.part" "$b/$id" && mv -- "$b/$id.manifest.json.gz.tmp" "$b/$id.manifest.json.gz" || exit 3
 sync -f -- "$b/$id.manifest.json.gz" 2>/dev/null || sync
@@ -58,22 +61,85 @@ exit 0`
 
 const CAT = `cat -- "$1"`
 
-/**
- * Removes backup trees (or trees as deployed): metadata first (from then on they are not
- * complete), then the trees. Prints the bytes freed, counted before removal: files whose every
- * hard link is in the trees that go (GNU find -printf). `$1` = 1: a dry run that only counts.
- */
-const PRUNE = `dry=$1; shift
-n=$(find "$@" -type f -printf '%i %n %s\\n' 2>/dev/null | awk '{c[$1]++; n[$1]=$2; s[$1]=$3} END {t=0; for (i in c) if (c[i] >= n[i]) t += s[i]; printf "%d", t}')
-echo "\${n:-0}"
-[ "$dry" = 1 ] && exit 0
-for t; do rm -f -- "$t.json" "$t.manifest.json.gz"; done
-for t; do rm -rf -- "$t"; done
-exit 0`
-
 /** Releases with a tree as deployed: the names of `<release>.json` in the directory. */
 const DEPLOYED_LIST = `cd -- "$1" 2>/dev/null || exit 0
 for f in *.json; do [ -f "$f" ] && printf '%s\\n' "\${f%.json}"; done
+exit 0`
+
+/**
+ * `emit N names…` prints the first N names, NUL-separated, for `xargs -0` or `rsync --from0` on a
+ * pipe (printf is a shell builtin: no process per name; no list file, which a full disk would
+ * leave empty). The caller then shifts past them itself (the pipe ran in a subshell).
+ */
+const EMIT = `emit() { n=$1; shift; while [ "$n" -gt 0 ]; do printf '%s\\0' "$1"; shift; n=$((n - 1)); done; }`
+
+/**
+ * The restore, on the host, of what the controller planned (only what differs from live), in one
+ * script. After the target `$1` and the state dir `$2`, sections of a count then names: entries
+ * to remove (extras, and entries of another type in the way; only where every parent is a real
+ * directory: never through a symlink out of the target), directories to make, then a count of
+ * packs, each `pack count names`: files and symlinks rsync copies from that pack (never in place:
+ * temp files renamed at the end, --delay-updates; -I: every listed file is written whatever its
+ * size and mtime), then groups `mode count directories`: directory modes, set last (a read-only
+ * directory is written into first).
+ */
+const RESTORE = `t=$1; s=$2; shift 2
+${EMIT}
+mkdir -p -- "$t" && cd -- "$t" || exit 4
+n=$1; shift
+{
+  i=0
+  while [ $i -lt "$n" ]; do
+    p=$1; shift; i=$((i + 1))
+    d=.; rest=$p; ok=1
+    while case $rest in */*) true ;; *) false ;; esac; do
+      d="$d/\${rest%%/*}"; rest=\${rest#*/}
+      if [ -L "$d" ] || [ ! -d "$d" ]; then ok=0; break; fi
+    done
+    [ $ok = 1 ] && printf './%s\\0' "$p"
+  done
+} | xargs -0r rm -rf -- || exit 4
+shift "$n"
+emit "$@" | xargs -0r mkdir -p -- || exit 4
+shift $(($1 + 1))
+k=$1; shift
+while [ "$k" -gt 0 ]; do
+  p=$1; shift
+  emit "$@" | rsync -lptgo -I --delay-updates --no-implied-dirs --from0 --files-from=- -- "$s/$p/" "$t/" || exit $?
+  shift $(($1 + 1)); k=$((k - 1))
+done
+while [ $# -gt 0 ]; do
+  m=$1; shift
+  emit "$@" | xargs -0r chmod "$m" -- || exit 4
+  shift $(($1 + 1))
+done
+exit 0`
+
+/**
+ * Removes what a prune decided, in `$1` (the state dir): metadata first (from then on those
+ * backups are not complete), then trees as deployed, then objects no kept backup uses, then the
+ * pack directories they leave empty. Prints the bytes freed, counted before removal: files whose
+ * every hard link goes (a legacy hard-link tree shares its files). `$2` = 1: a dry run that only
+ * counts. Sections: count then names (metadata files, trees, objects), then pack directories.
+ */
+const PRUNE = `s=$1; dry=$2; shift 2
+${EMIT}
+cd -- "$s" 2>/dev/null || { echo 0; exit 0; }
+{
+  emit "$@" | xargs -0r stat --printf '%i %h %s\\n' -- 2>/dev/null
+  shift $(($1 + 1))
+  emit "$@" | xargs -0r sh -c 'find "$@" -type f -printf "%i %n %s\\n"' sh 2>/dev/null
+  shift $(($1 + 1))
+  emit "$@" | xargs -0r stat --printf '%i %h %s\\n' -- 2>/dev/null
+} | awk '{c[$1]++; n[$1]=$2; s[$1]=$3} END {t=0; for (i in c) if (c[i] >= n[i]) t += s[i]; printf "%d\\n", t}'
+[ "$dry" = 1 ] && exit 0
+emit "$@" | xargs -0r rm -f -- || exit 4
+shift $(($1 + 1))
+emit "$@" | xargs -0r rm -rf -- || exit 4
+shift $(($1 + 1))
+emit "$@" | xargs -0r rm -f -- || exit 4
+shift $(($1 + 1))
+emit $# "$@" | xargs -0r sh -c 'find "$@" -depth -type d -empty -delete' sh 2>/dev/null
 exit 0`
 
 /** A tree as deployed: its metadata, read with its manifest. */
@@ -81,55 +147,66 @@ interface DeployedMeta {
   release: string
   time: string
   root: Record<string, string>
-  /** The backup taken before the deploy: holds the files it did not write. */
+  /** The backup taken before the deploy: holds the files it did not write (legacy manifests without packs). */
   base?: string
 }
 
-/** A fresh `$2` for the tree as deployed (stale `.part` trees in `$1` removed first). */
-const PREPARE_PART = `b=$1; d=$2
-mkdir -p -- "$b" || exit 4
-for x in "$b"/*.part; do [ -d "$x" ] && rm -rf -- "$x"; done
-mkdir -p -- "$d"`
-
-/** Copies of files a deploy wrote (`./path` in $3…) from the target `$1` into `$2`, directories made (GNU cp --parents). */
-const COPY_WRITTEN = `cd -- "$1" || exit 4
-d=$2; shift 2
-exec cp -p --parents -- "$@" "$d/"`
-
-/** What a restore or a verify compares: rsync's dry run from the backup tree to the target, deletions included. */
-const DIFF = `b=$1; t=$2; shift 2
-rsync -n -rlptgo -i --delete --modify-window=-1 --8-bit-output '--out-format=%i %n' "$@" -- "$b/" "$t/"`
+type Row = [string, 'f' | 'd' | 'l', number, (number | string)?, (string | number)?, number?]
 
 /**
- * The restore itself: what DIFF listed, written by rsync on the host (never in place), deletions
- * included, also the `.~tmp~` leftovers of a killed --delay-updates sync (rsync protects those
- * from --delete unless told otherwise).
+ * A manifest as stored (gzipped JSON). Version 2: `packs` names the directories (under the state
+ * dir) that hold the objects, and each file or symlink row ends with the index of its pack:
+ * `[path, 'f', mode, size, sha256, pack]`, `[path, 'l', mode, link, pack]`, `[path, 'd', mode]`.
+ * Version 1 (hard-link trees, before packs): no `v`, every object in the backup's own tree.
  */
-const APPLY = `b=$1; t=$2; shift 2
-rsync -rlptgo -i --delete --delay-updates '--filter=R .~tmp~/' --modify-window=-1 --8-bit-output '--out-format=%i %n' "$@" -- "$b/" "$t/"`
-
 interface ManifestFile {
-  /** [path, 'f', mode, size, sha256] | [path, 'd', mode] | [path, 'l', mode, link] */
-  entries: [string, 'f' | 'd' | 'l', number, (number | string)?, string?][]
+  v?: 2
+  packs?: string[]
+  entries: Row[]
+  /** A tree as deployed: the backup it is a delta from, and the paths it deleted from that backup's tree. */
+  base?: string
+  deleted?: string[]
 }
 
-const sha256 = (s: string) => crypto.createHash('sha256').update(s).digest('hex')
+/** A manifest with the pack (directory under the state dir) holding each file's and symlink's copy. */
+interface Snap {
+  manifest: Manifest
+  packs: Map<string, string>
+}
+
+const PACK = /^(?:backups|deployed)\/\d{14}$/
+const sha256 = (s: string | Buffer) => crypto.createHash('sha256').update(s).digest('hex')
+const byPath = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0)
 
 /**
- * Backups on the host, in the state dir beside the target: one hard-link tree per backup
- * (`backups/<id>/`, linked to the previous backup, never to live files), its sha256 manifest
- * (`<id>.manifest.json.gz`) and its metadata (`<id>.json`, written last: the commit point; `root['']`
- * is the manifest's sha256). Added storage per backup: the files that changed since the previous
- * one, the directories, and the manifest. Restores run rsync on the host and are verified by
- * sha256 on the host; nothing a restore needs exists only on a controller.
+ * Backups on the host, in the state dir beside the target, stored once per content change: each
+ * backup has a pack (`backups/<id>/`: copies of the entries no earlier backup holds as they are,
+ * at their paths; never links to live files), a manifest (`<id>.manifest.json.gz`: per path its
+ * type, mode, size, sha256 or link, and the pack holding it) and its metadata (`<id>.json`, written
+ * last: the commit point; `root['']` is the manifest's sha256). A backup reuses the previous
+ * backup's copy of a file whose path, mode and content (by the host's hash record, checked by
+ * stat) are unchanged, so it copies O(changed) files; the first stores everything once. A file's
+ * copy is used by a run of consecutive backups; prune removes the copies that no kept backup
+ * uses. Restores are planned here (only what differs from live), checked against the manifest
+ * before anything is written, and run by rsync on the host; nothing a restore needs exists only on
+ * a controller. Legacy backups (hard-link trees, manifests without packs) are packs that hold
+ * their whole tree: they restore, and later backups reuse their files.
  */
 export class SshBackupStore implements BackupStore {
   private readonly dir: string
   private readonly deployedDir: string
+  private readonly recordFile: string
+  /** What a snapshot leaves out: excluded and protected paths, the maintenance marker (as planning does). */
+  private readonly skip: PathMatcher
   /** Where on the host a file of a manifest read in this run may be, by content hash (tried in order). */
   private readonly where = new Map<string, string[]>()
   /** `list` as last read, kept current by snapshot and prune (one listing per run, not one per call). */
   private listed?: BackupMeta[]
+  /** Manifests read or written in this run, by backup id (a restore's verify, the tree as deployed). */
+  private readonly snaps = new Map<string, Snap>()
+  /** The backup this process took last (the newest: ids only grow). */
+  private lastSnapshot?: {id: string; snap: Snap}
+  private readonly cache = new ManifestCache()
 
   constructor(
     private readonly conn: SshConnection,
@@ -138,6 +215,9 @@ export class SshBackupStore implements BackupStore {
   ) {
     this.dir = `${config.stateDir}/backups`
     this.deployedDir = `${config.stateDir}/deployed`
+    // The host's hash record, as SshTarget keeps it (planning and the verify after a sync).
+    this.recordFile = `${config.stateDir}/target-hashes.json.gz`
+    this.skip = compilePatterns([...config.exclude, ...config.protect, `/${MAINTENANCE_NAME}`])
   }
 
   async list(): Promise<BackupMeta[]> {
@@ -154,10 +234,15 @@ export class SshBackupStore implements BackupStore {
     return (await this.readAll()).metas.map((r) => r.id)
   }
 
-  async snapshot(id: string, reason: BackupMeta['reason'], _plan?: TargetPlan): Promise<BackupMeta> {
-    const prev = (await this.list()).at(-1)
-    const marker = await this.readMarker()
-    const tree = await this.capture(this.dir, id, prev)
+  async snapshot(id: string, reason: BackupMeta['reason'], plan?: TargetPlan): Promise<BackupMeta> {
+    const [walk, prev, marker] = await Promise.all([
+      (plan?.walk as RemotePlanWalk | undefined) ?? this.walkLive(this.skip),
+      this.list().then((all) => all.at(-1)),
+      this.readMarker(),
+    ])
+    // The previous backup's copies are reused; without its manifest everything is copied again.
+    const base = prev ? await this.snap(prev, {cached: true}).catch(() => undefined) : undefined
+    const tree = await this.capture(this.dir, id, `backups/${id}`, walk, base)
     const meta: BackupMeta = {
       id,
       time: new Date().toISOString(),
@@ -172,94 +257,111 @@ export class SshBackupStore implements BackupStore {
     }
     const listed = this.listed
     this.listed = undefined
-    await this.conn.must('backup (commit)', COMMIT, [this.dir, id, JSON.stringify(meta)])
+    await this.conn.must('backup (commit)', COMMIT, [this.dir, id, JSON.stringify(meta), tree.gz.toString('base64')])
     if (listed) this.listed = [...listed, meta].sort((a, b) => (a.id < b.id ? -1 : 1))
+    this.snaps.set(id, tree.snap)
+    this.lastSnapshot = {id, snap: tree.snap}
+    this.cache.put(tree.sha, tree.text)
     return meta
   }
 
+  /** The live tree (stat to the nanosecond) with the host's hash record, for a snapshot or restore without planning's walk. */
+  private async walkLive(skip: PathMatcher, protect?: PathMatcher): Promise<RemotePlanWalk> {
+    const {tree, record} = await walkRemoteWithRecord(this.conn, this.config.target, this.recordFile, skip, protect)
+    return {dst: tree, record}
+  }
+
   /**
-   * Copies the live tree into `<dir>/<id>` on the host (hard links to the newest backup `prev`
-   * where unchanged, never to live files) with its sha256 manifest beside it, uploaded as
-   * `<id>.manifest.json.gz.tmp`; the caller commits it (COMMIT) with its metadata.
+   * Records the walked tree as `<dir>/<name>`: entries whose path, mode and content (the hash
+   * record, while it vouches for the file's stat) match `base` keep base's pack; the rest are
+   * copied into `<dir>/<name>.part` and hashed as copied (one round trip per batch of names).
+   * The caller commits it (COMMIT) with the gzipped manifest.
    */
   private async capture(
     dir: string,
-    id: string,
-    prev: BackupMeta | undefined,
-  ): Promise<{sha: string; files: number; bytes: number; added: number}> {
-    const prevManifest = prev ? await this.manifest(prev).catch(() => undefined) : undefined
-    const filters = rsyncPatterns([...this.config.exclude, ...this.config.protect, `/${MAINTENANCE_NAME}`]).map(
-      (p) => `--exclude=${p}`,
-    )
-    const out = await this.conn.must('backup (rsync --link-dest on the host)', SNAPSHOT, [
-      this.config.target,
-      dir,
-      id,
-      prev ? `${this.dir}/${prev.id}` : '',
-      prev ? `${this.dir}/${prev.id}.json` : '',
-      ...filters,
-    ])
-    const sep = out.indexOf(Buffer.from('\0\n'))
-    const listed = parseSnapshotList(out.subarray(0, sep))
-    const changedLive = new Set(
-      out
-        .subarray(sep + 2)
-        .toString('latin1')
-        .split('\0')
-        .filter(Boolean)
-        .map((p) => decodeName(Buffer.from(p.replace(/^\.\//, ''), 'latin1'))),
-    )
-    const part = `${dir}/${id}.part`
-    // Linked files take their hash from the previous manifest, unless the live file changed since
-    // (ctime): then the link holds the old content and is replaced by a copy.
-    const linked = listed.filter((e) => e.linked && e.type === 'file')
-    const suspect = linked.filter((e) => changedLive.has(e.path) || prevManifest?.get(e.path)?.hash === undefined)
-    if (suspect.length > 0)
-      await this.conn.must('backup (copying files changed in place)', RECOPY, [
-        this.config.target,
-        part,
-        ...suspect.map((e) => e.path),
-      ])
-    const suspects = new Set(suspect.map((e) => e.path))
-    const toHash = listed.filter((e) => e.type === 'file' && (!e.linked || suspects.has(e.path))).map((e) => e.path)
-    const hashed = await describeRemote(this.conn, part, [
-      ...toHash,
-      ...listed.filter((e) => e.type === 'symlink').map((e) => e.path),
-    ])
-    const manifest: ManifestFile = {entries: []}
+    name: string,
+    pack: string,
+    walk: RemotePlanWalk,
+    base: Snap | undefined,
+  ): Promise<{sha: string; text: string; gz: Buffer; files: number; bytes: number; added: number; snap: Snap}> {
+    const {dst, record} = walk
+    // In the listing's order (a directory before what it holds): the manifest's order is not its meaning.
+    const rels = [...dst.entries.keys()]
+    const kept = new Map<string, string>()
+    const toCopy: string[] = []
+    for (const rel of rels) {
+      const e = dst.entries.get(rel)!
+      if (e.type === 'dir') continue
+      const b = base?.manifest.get(rel)
+      const from = base?.packs.get(rel)
+      const same =
+        b?.type === e.type &&
+        (e.type === 'symlink'
+          ? b.link === e.link
+          : b.mode === e.mode && b.size === e.size && b.hash === record.peek(rel, e as RemoteTreeEntry))
+      if (same && from) kept.set(rel, from)
+      else toCopy.push(rel)
+    }
+    const copies = await this.copyIn(`${dir}/${name}.part`, toCopy)
+    const packs = [pack, ...new Set(kept.values())]
+    const packIndex = new Map(packs.map((p, i) => [p, i]))
+    const entries: Row[] = []
+    const snap: Snap = {manifest: new Map(), packs: new Map()}
     let files = 0
     let bytes = 0
     let added = 0
-    for (const e of listed) {
+    for (const rel of rels) {
+      const live = dst.entries.get(rel)!
+      const copy = copies.get(rel)
+      const e = copy ?? live
+      if (live.type !== 'dir' && !kept.has(rel) && !copy)
+        throw new Error(
+          `backup: ${rel} vanished from ${this.config.target} on ${this.conn.host.name} while it was copied`,
+        )
+      const at = kept.get(rel) ?? pack
       if (e.type === 'dir') {
-        if (e.path) manifest.entries.push([e.path, 'd', e.mode])
-        continue
+        entries.push([rel, 'd', e.mode])
+        snap.manifest.set(rel, {type: 'dir', mode: e.mode})
+      } else if (e.type === 'symlink') {
+        entries.push([rel, 'l', e.mode, e.link, packIndex.get(at)])
+        snap.manifest.set(rel, {type: 'symlink', mode: e.mode, link: e.link})
+        snap.packs.set(rel, at)
+      } else {
+        const hash = copy ? copy.hash : base!.manifest.get(rel)!.hash
+        if (!hash) throw new Error(`backup: ${rel} could not be read on ${this.conn.host.name}`)
+        entries.push([rel, 'f', e.mode, e.size, hash, packIndex.get(at)])
+        snap.manifest.set(rel, {type: 'file', mode: e.mode, size: e.size, hash})
+        snap.packs.set(rel, at)
+        files++
+        bytes += e.size
+        if (copy) added += e.size
       }
-      const d = hashed.get(e.path)
-      if (e.type === 'symlink') {
-        if (!d?.link && d?.link !== '')
-          throw new Error(`backup: ${e.path} vanished from the backup on ${this.conn.host.name}`)
-        manifest.entries.push([e.path, 'l', e.mode, d.link])
-        continue
-      }
-      const hash = d ? d.hash : prevManifest?.get(e.path)?.hash
-      const size = d ? d.size! : e.size
-      if (!hash) throw new Error(`backup: no hash for ${e.path} on ${this.conn.host.name}`)
-      manifest.entries.push([e.path, 'f', e.mode, size, hash])
-      files++
-      bytes += size
-      if (d) added += size
     }
-    const text = JSON.stringify(manifest)
-    const gz = zlib.gzipSync(text)
-    // The manifest travels gzipped (about half the size on the host); its sha256 is of the JSON.
-    await this.conn.upload(`${dir}/${id}.manifest.json.gz.tmp`, gz)
-    return {sha: sha256(text), files, bytes, added: added + gz.length}
+    const text = JSON.stringify({v: 2, packs, entries} satisfies ManifestFile)
+    const gz = zlib.gzipSync(text, {level: 1})
+    // The manifest travels gzipped; its sha256 is of the JSON.
+    return {sha: sha256(text), text, gz, files, bytes, added: added + gz.length, snap}
+  }
+
+  /** Copies of live entries into the pack `part` (made afresh), as copied: stat and sha256 (COPY_IN, a round trip per batch). */
+  private async copyIn(part: string, rels: string[]): Promise<Map<string, RemoteTreeEntry & {hash?: string}>> {
+    const copies = new Map<string, RemoteTreeEntry & {hash?: string}>()
+    for (const [i, batch] of (rels.length ? batches(rels) : [[]]).entries()) {
+      const out = await this.conn.must(
+        'backup (copying changed files on the host)',
+        COPY_IN,
+        [this.config.target, part, i === 0 ? '1' : '0', ...batch.map((p) => `./${p}`)],
+        {timeoutMs: Math.max(this.conn.settings.timeoutMs, 600_000), exact: true},
+      )
+      if (batch.length)
+        for (const [rel, e] of parseStatAndHash(out, `${part} on ${this.conn.host.name}`)) copies.set(rel, e)
+    }
+    return copies
   }
 
   async files(id: string): Promise<Manifest> {
-    const {manifest} = await this.checked(id)
-    this.remember(`${this.dir}/${id}`, manifest)
+    const {manifest, packs} = (await this.checked(id)).snap
+    this.remember(packs, manifest)
     return manifest
   }
 
@@ -267,58 +369,82 @@ export class SshBackupStore implements BackupStore {
    * The tree as deployed: its manifest (from the deploy's walk of the host, brought up to date by
    * its verify, hashes from the host's hash record) and, in `deployed/<release>/`, copies of the
    * files the deploy wrote (hashed as copied): a later hand edit of a live file cannot reach
-   * them. Unwritten files' content is in the backup taken before the deploy (`base`), so this is
-   * O(changed). Without the deploy's walk: a whole tree, linked to the newest backup.
+   * them. Unwritten files' content is in the packs of the backup taken before the deploy, so this
+   * is O(changed) (a backup pruned since takes that content with it). Without the deploy's walk, or
+   * when its hashes do not match that backup: the tree is captured like a backup.
    * The newest `keep` of them survive a prune.
    */
   async recordDeployed(release: string, plan?: TargetPlan): Promise<void> {
-    const base = (await this.list()).at(-1)
+    // The deploy's own backup, taken by this process, is the newest one.
+    const prev = this.lastSnapshot ? undefined : (await this.list()).at(-1)
+    const base =
+      this.lastSnapshot ??
+      (prev
+        ? await this.snap(prev).then(
+            (snap) => ({id: prev.id, snap}),
+            () => undefined,
+          )
+        : undefined)
     const walked = plan?.walk as RemotePlanWalk | undefined
-    const fromWalk = walked && plan && base ? await this.deployedFromWalk(release, plan, walked) : undefined
-    const sha = fromWalk ?? (await this.capture(this.deployedDir, release, base)).sha
-    const meta: DeployedMeta = {
+    const tree =
+      (walked && plan && base ? await this.deployedFromWalk(release, plan, walked, base) : undefined) ??
+      (await this.capture(this.deployedDir, release, `deployed/${release}`, await this.walkLive(this.skip), base?.snap))
+    const meta: DeployedMeta = {release, time: new Date().toISOString(), root: {'': tree.sha}}
+    await this.conn.must('recording the tree as deployed', COMMIT, [
+      this.deployedDir,
       release,
-      time: new Date().toISOString(),
-      root: {'': sha},
-      ...(fromWalk ? {base: base!.id} : {}),
-    }
-    await this.conn.must('recording the tree as deployed', COMMIT, [this.deployedDir, release, JSON.stringify(meta)])
+      JSON.stringify(meta),
+      tree.gz.toString('base64'),
+    ])
   }
 
-  /** The manifest of the tree as deployed, uploaded with the written files' copies; its sha256, or undefined when the walk cannot vouch for every file. */
+  /**
+   * The manifest of the tree as deployed, the written files copied, as a delta from the backup
+   * taken before the deploy (`base`): what the deploy wrote or changed, and what it deleted; the
+   * rest is that backup's, copies included. O(changed) in size. Undefined when the walk cannot
+   * vouch for every unwritten file being as that backup holds it.
+   */
   private async deployedFromWalk(
     release: string,
     plan: TargetPlan,
     walked: RemotePlanWalk,
-  ): Promise<string | undefined> {
+    base: {id: string; snap: Snap},
+  ): Promise<{sha: string; gz: Buffer} | undefined> {
     const {dst, record} = walked
     const written = [...plan.changes.added, ...plan.changes.changed].filter(
       (rel) => dst.entries.get(rel)?.type === 'file',
     )
-    const part = `${this.deployedDir}/${release}.part`
-    await this.conn.must('preparing the tree as deployed', PREPARE_PART, [this.deployedDir, part])
-    for (const batch of batches(written))
-      await this.conn.must('copying the written files (tree as deployed)', COPY_WRITTEN, [
-        this.config.target,
-        part,
-        ...batch.map((p) => `./${p}`),
-      ])
-    const copies = await describeRemote(this.conn, part, written)
-    const manifest: ManifestFile = {entries: []}
-    for (const [rel, e] of [...dst.entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const copies = await this.copyIn(`${this.deployedDir}/${release}.part`, written)
+    const entries: Row[] = []
+    for (const [rel, e] of dst.entries) {
       if (rel === MARKER_NAME) continue
-      if (e.type === 'dir') manifest.entries.push([rel, 'd', e.mode])
-      else if (e.type === 'symlink') manifest.entries.push([rel, 'l', e.mode, e.link])
-      else {
-        const c = copies.get(rel)
-        const hash = c ? c.hash : record.peek(rel, e)
-        if (!hash) return undefined
-        manifest.entries.push([rel, 'f', e.mode, c ? c.size : e.size, hash])
+      const c = copies.get(rel)
+      if (c) {
+        if (!c.hash || c.type !== 'file') return undefined
+        entries.push([rel, 'f', c.mode, c.size, c.hash, 0])
+        continue
+      }
+      const b = base.snap.manifest.get(rel)
+      if (e.type === 'dir') {
+        if (b?.type !== 'dir' || b.mode !== e.mode) entries.push([rel, 'd', e.mode])
+      } else if (e.type === 'symlink') {
+        // A link's content is its target: a changed one needs no copy.
+        if (b?.type !== 'symlink' || b.link !== e.link) entries.push([rel, 'l', e.mode, e.link, 0])
+      } else {
+        // Not written: the backup taken before the deploy must hold it as it is.
+        const hash = record.peek(rel, e)
+        if (b?.type !== 'file' || !hash || hash !== b.hash || b.size !== e.size || b.mode !== e.mode) return undefined
       }
     }
-    const text = JSON.stringify(manifest)
-    await this.conn.upload(`${this.deployedDir}/${release}.manifest.json.gz.tmp`, zlib.gzipSync(text))
-    return sha256(text)
+    const deleted = [...base.snap.manifest.keys()].filter((rel) => rel !== MARKER_NAME && !dst.entries.has(rel))
+    const text = JSON.stringify({
+      v: 2,
+      base: base.id,
+      packs: [`deployed/${release}`],
+      entries,
+      deleted,
+    } satisfies ManifestFile)
+    return {sha: sha256(text), gz: zlib.gzipSync(text, {level: 1})}
   }
 
   async deployedFiles(release: string): Promise<Manifest | undefined> {
@@ -332,10 +458,27 @@ export class SshBackupStore implements BackupStore {
       return undefined
     }
     if (meta?.release !== release || typeof meta.root?.[''] !== 'string') return undefined
-    const manifest = await this.readManifest(`${this.deployedDir}/${release}`, release, meta.root[''])
-    this.remember(`${this.deployedDir}/${release}`, manifest)
-    // Files it did not write: in the backup taken before the deploy (content is checked by hash).
-    if (meta.base && ID_PATTERN.test(meta.base)) this.remember(`${this.dir}/${meta.base}`, manifest)
+    const own = await this.readManifest(`${this.deployedDir}/${release}`, release, meta.root[''], [
+      `deployed/${release}`,
+      // Legacy: files it did not write are in the backup taken before the deploy (a whole tree).
+      ...(meta.base && ID_PATTERN.test(meta.base) ? [`backups/${meta.base}`] : []),
+    ])
+    let {manifest, packs} = own
+    if (own.base) {
+      // A delta from the backup taken before the deploy: without that backup (pruned) there is no tree.
+      const baseMeta = (await this.list()).find((b) => b.id === own.base)
+      const base = baseMeta ? await this.snap(baseMeta).catch(() => undefined) : undefined
+      if (!base) return undefined
+      manifest = new Map(base.manifest)
+      packs = new Map(base.packs)
+      for (const rel of [MARKER_NAME, ...own.deleted]) {
+        manifest.delete(rel)
+        packs.delete(rel)
+      }
+      for (const [rel, e] of own.manifest) manifest.set(rel, e)
+      for (const [rel, p] of own.packs) packs.set(rel, p)
+    }
+    this.remember(packs, manifest)
     return manifest
   }
 
@@ -344,61 +487,131 @@ export class SshBackupStore implements BackupStore {
     if (!files) throw new Error(`no tree read in this run lists content ${hash}`)
     let r = await this.conn.run(CAT, [files[0]!], {exact: true})
     for (const f of files.slice(1)) {
-      if (r.exitCode === 0 && crypto.createHash('sha256').update(r.stdout).digest('hex') === hash) break
+      if (r.exitCode === 0 && sha256(r.stdout) === hash) break
       r = await this.conn.run(CAT, [f], {exact: true})
     }
     const file = files.at(-1)
     if (r.exitCode !== 0) throw new Error(`${file} on ${this.conn.host.name} is missing`)
-    if (crypto.createHash('sha256').update(r.stdout).digest('hex') !== hash)
+    if (sha256(r.stdout) !== hash)
       throw new Error(`${file} on ${this.conn.host.name} is not the content its manifest records`)
     return r.stdout
   }
 
   /** Where on the host each file of a manifest read in this run is, by content hash (for `content`). */
-  private remember(tree: string, manifest: Manifest): void {
-    for (const [rel, e] of manifest)
-      if (e.type === 'file' && e.hash) this.where.set(e.hash, [...(this.where.get(e.hash) ?? []), `${tree}/${rel}`])
-  }
-
-  async restore(id: string): Promise<{written: string[]; removed: string[]}> {
-    const {meta, manifest} = await this.checked(id)
-    const filters = this.filters(meta)
-    const diff = parseItemize(
-      await this.conn.must('restore (planning)', DIFF, [`${this.dir}/${id}`, this.config.target, ...filters]),
-    )
-    // What this restore will copy is checked against the manifest first: a damaged backup is refused with the target untouched.
-    const writes = diff.filter((i) => i.kind !== 'deleted' && i.fileType === 'file').map((i) => i.path)
-    const damage = this.compare(
-      id,
-      manifest,
-      writes,
-      await describeRemote(this.conn, `${this.dir}/${id}`, writes),
-      'object',
-    )
-    if (damage.length > 0) throw new BackupDamagedError(id, damage)
-    const done = parseItemize(
-      await this.conn.must('restore (rsync on the host)', APPLY, [`${this.dir}/${id}`, this.config.target, ...filters]),
-    )
-    return {
-      written: done
-        .filter((i) => (i.kind === 'added' || i.kind === 'changed') && i.fileType !== 'dir')
-        .map((i) => i.path),
-      removed: done.filter((i) => i.kind === 'deleted').map((i) => i.path),
+  private remember(packs: Map<string, string>, manifest: Manifest): void {
+    for (const [rel, e] of manifest) {
+      if (e.type !== 'file' || !e.hash) continue
+      const at = this.where.get(e.hash) ?? []
+      for (const p of (packs.get(rel) ?? '').split('\0').filter(Boolean)) at.push(`${this.config.stateDir}/${p}/${rel}`)
+      this.where.set(e.hash, at)
     }
   }
 
-  /** By content: every file of the backup hashed in the target (sha256sum on the host), plus rsync's list of extra paths. */
-  async verify(id: string): Promise<string[]> {
-    const {meta, manifest} = await this.checked(id)
-    const extra = parseItemize(
-      await this.conn.must('verify (listing)', DIFF, [`${this.dir}/${id}`, this.config.target, ...this.filters(meta)]),
+  /**
+   * Only what differs from live is written: the live tree is walked (with the host's hash record,
+   * files it does not vouch for hashed on the host), the objects to copy are checked against the
+   * manifest (a damaged backup is refused with the target untouched), then one script on the host
+   * removes extras, makes directories and copies from the packs with rsync.
+   */
+  async restore(id: string): Promise<{written: string[]; removed: string[]}> {
+    const {meta, snap} = await this.checked(id)
+    const d = await this.differences(meta, snap.manifest)
+    const objects = d.writes.filter(([, e]) => e.type !== 'dir')
+    const at = (rel: string) => packOf(snap, rel)
+    const found = await statAndHash(
+      this.conn,
+      this.config.stateDir,
+      objects.map(([rel]) => `${at(rel)}/${rel}`),
     )
-      .filter((i) => i.kind === 'deleted')
-      .map((i) => i.path)
-    const paths = [...manifest.keys()]
-    const live = await describeRemote(this.conn, this.config.target, paths)
-    const differ = paths.filter((p) => !sameEntry(manifest.get(p)!, live.get(p)))
-    return [...new Set([...differ, ...extra])].sort()
+    const damage = objects.flatMap(([rel, want]) => this.damage(id, rel, want, found.get(`${at(rel)}/${rel}`)))
+    if (damage.length > 0) throw new BackupDamagedError(id, damage)
+    const dirs = d.writes.filter(([, e]) => e.type === 'dir')
+    const byMode = groupBy(
+      dirs,
+      ([, e]) => e.mode.toString(8),
+      ([rel]) => `./${rel}`,
+    )
+    const byPack = groupBy(
+      objects,
+      ([rel]) => at(rel),
+      ([rel]) => rel,
+    )
+    await this.conn.must(
+      'restore (rsync on the host)',
+      RESTORE,
+      [
+        this.config.target,
+        this.config.stateDir,
+        ...count([...d.extras, ...d.inTheWay]),
+        ...count(dirs.filter(([rel]) => d.live.entries.get(rel)?.type !== 'dir').map(([rel]) => `./${rel}`)),
+        String(byPack.size),
+        ...[...byPack].flatMap(([pack, rels]) => [pack, ...count(rels)]),
+        ...[...byMode].flatMap(([mode, rels]) => [mode, ...count(rels)]),
+      ],
+      {timeoutMs: Math.max(this.conn.settings.timeoutMs, 600_000)},
+    )
+    return {written: objects.map(([rel]) => rel), removed: d.extras}
+  }
+
+  /** By content: the live tree against the manifest (hash record checked by stat; what it does not vouch for hashed on the host). */
+  async verify(id: string): Promise<string[]> {
+    const {meta, snap} = await this.checked(id)
+    const d = await this.differences(meta, snap.manifest)
+    return [...new Set([...d.writes.map(([rel]) => rel), ...d.extras])].sort()
+  }
+
+  /**
+   * How the live tree differs from a manifest, protected paths (now or when the backup was taken)
+   * and excluded ones left alone: entries to write (parents first), extras to remove (a directory
+   * that holds protected content is kept), and live entries of another type in the way of a write.
+   */
+  private async differences(
+    meta: BackupMeta,
+    manifest: Manifest,
+  ): Promise<{live: RemoteTree; writes: [string, ManifestEntry][]; extras: string[]; inTheWay: string[]}> {
+    const protect = [...this.config.protect, ...(meta.protect ?? [])]
+    const skip = compilePatterns([...this.config.exclude, ...protect, `/${MAINTENANCE_NAME}`])
+    const {dst: live, record} = await this.walkLive(skip, compilePatterns(protect))
+    const skipped = (rel: string) => {
+      for (let i = rel.indexOf('/'); i !== -1; i = rel.indexOf('/', i + 1)) if (skip(rel.slice(0, i), true)) return true
+      return skip(rel, manifest.get(rel)?.type === 'dir')
+    }
+    const wanted = [...manifest].filter(([rel]) => !skipped(rel))
+    const entries = live.entries as Map<string, RemoteTreeEntry>
+    // Files whose content decides and the record does not vouch for: hashed on the host.
+    const unknown = wanted.flatMap(([rel, want]) => {
+      const have = entries.get(rel)
+      return want.type === 'file' &&
+        have?.type === 'file' &&
+        have.size === want.size &&
+        have.mode === want.mode &&
+        !record.peek(rel, have)
+        ? [rel]
+        : []
+    })
+    const hashed = unknown.length ? await hashRemote(this.conn, this.config.target, unknown) : new Map<string, string>()
+    const holdsProtected = (rel: string) =>
+      [...live.dirsWithProtected].some((p) => p === rel || p.startsWith(`${rel}/`))
+    const writes: [string, ManifestEntry][] = []
+    const inTheWay: string[] = []
+    for (const [rel, want] of wanted) {
+      const have = entries.get(rel)
+      if (have && sameEntry(want, have, () => hashed.get(rel) ?? record.peek(rel, have))) continue
+      writes.push([rel, want])
+      if (have && have.type !== want.type) inTheWay.push(rel)
+      if (have?.type === 'dir' && want.type !== 'dir' && holdsProtected(rel))
+        throw new HotctlError(
+          `cannot restore ${rel} on ${this.conn.host.name}: a directory there holds protected paths`,
+          EXIT.failed,
+          'Move the protected content out of the way (or change `protect`), then run the rollback again; nothing was written.',
+        )
+    }
+    writes.sort(([a], [b]) => byPath(a, b))
+    const extras = [...live.entries]
+      .filter(([rel, e]) => !manifest.has(rel) && !(e.type === 'dir' && holdsProtected(rel)))
+      .map(([rel]) => rel)
+      .sort(byPath)
+    return {live, writes, extras, inTheWay}
   }
 
   async check(id?: string): Promise<IntegrityReport> {
@@ -409,44 +622,54 @@ export class SshBackupStore implements BackupStore {
       checked: {backups: 0, chunks: 0, objects: 0, bytes: 0},
       info: {orphanObjects: 0, orphanBytes: 0, tempFiles: [], incompleteBackups: id ? [] : incomplete, strayFiles: []},
     }
+    const read: {id: string; files: number | null; damage: Damage[]; snap?: Snap}[] = []
     for (const r of metas.filter((m) => id === undefined || m.id === id)) {
       report.checked.backups++
-      const damage: Damage[] = []
-      let files: number | null = null
-      if (!r.meta)
-        damage.push({
-          backup: r.id,
-          what: 'metadata',
-          problem: r.problem!,
-          message: `metadata backups/${r.id}.json ${r.error}`,
-        })
-      else {
-        try {
-          const manifest = await this.manifest(r.meta)
-          report.checked.chunks++
-          const paths = [...manifest.keys()]
-          const found = await describeRemote(this.conn, `${this.dir}/${r.id}`, paths)
-          for (const e of manifest.values())
-            if (e.type === 'file') {
-              report.checked.objects++
-              report.checked.bytes += e.size ?? 0
-            }
-          damage.push(...this.compare(r.id, manifest, paths, found, 'object'))
-          files = r.meta.files
-        } catch (err) {
-          damage.push(
-            err instanceof BackupDamagedError
-              ? err.damage[0]!
-              : {backup: r.id, what: 'chunk', problem: 'unreadable', message: String(err)},
-          )
-        }
+      if (!r.meta) {
+        const message = `metadata backups/${r.id}.json ${r.error}`
+        read.push({id: r.id, files: null, damage: [{backup: r.id, what: 'metadata', problem: r.problem!, message}]})
+        continue
       }
-      report.damage.push(...damage)
-      report.backups.push({id: r.id, ok: damage.length === 0, files, damage: damage.length})
+      try {
+        const snap = await this.snap(r.meta)
+        report.checked.chunks++
+        read.push({id: r.id, files: r.meta.files, damage: [], snap})
+      } catch (err) {
+        const damage =
+          err instanceof BackupDamagedError
+            ? err.damage[0]!
+            : {backup: r.id, what: 'chunk' as const, problem: 'unreadable' as const, message: String(err)}
+        read.push({id: r.id, files: null, damage: [damage]})
+      }
+    }
+    // Every object once, however many backups use it.
+    const objects = new Map<string, ManifestEntry>()
+    for (const {snap} of read)
+      for (const [rel, e] of snap?.manifest ?? []) if (e.type !== 'dir') objects.set(`${packOf(snap!, rel)}/${rel}`, e)
+    for (const e of objects.values())
+      if (e.type === 'file') {
+        report.checked.objects++
+        report.checked.bytes += e.size ?? 0
+      }
+    const found = await statAndHash(this.conn, this.config.stateDir, [...objects.keys()])
+    for (const r of read) {
+      for (const [rel, e] of r.snap?.manifest ?? [])
+        if (e.type !== 'dir') {
+          const at = `${packOf(r.snap!, rel)}/${rel}`
+          r.damage.push(...this.damage(r.id, rel, e, found.get(at)))
+        }
+      report.damage.push(...r.damage)
+      report.backups.push({id: r.id, ok: r.damage.length === 0, files: r.files, damage: r.damage.length})
     }
     return report
   }
 
+  /**
+   * Removes backups beyond `keep` (and pinned ones stay), trees as deployed beyond `keep`, and the
+   * objects no kept backup uses. A copy is used by consecutive backups only (each reuses its
+   * predecessor's), so an object a removed backup used is still needed only if the nearest kept
+   * backup before or after it uses it: two manifests per removed backup, never the whole store.
+   */
   async prune(
     keep: number,
     pinned: string[],
@@ -455,65 +678,80 @@ export class SshBackupStore implements BackupStore {
     const all = await this.list()
     const kept = new Set(all.slice(-keep).map((b) => b.id))
     for (const id of pinned) kept.add(id)
-    const removed = all.filter((b) => !kept.has(b.id)).map((b) => b.id)
+    const removed = all.filter((b) => !kept.has(b.id))
     // Trees as deployed (hotctl diff) of the newest `keep` releases stay.
     const deployed = (await this.conn.must('listing trees as deployed', DEPLOYED_LIST, [this.deployedDir]))
       .toString('utf8')
       .split('\n')
       .filter((r) => ID_PATTERN.test(r))
       .sort()
-    const trees = [
-      ...removed.map((id) => `${this.dir}/${id}`),
-      ...deployed.slice(0, -keep || undefined).map((r) => `${this.deployedDir}/${r}`),
-    ]
-    if (trees.length === 0) return {removed, freedBytes: 0}
-    if (!opts.dryRun) this.listed = undefined
-    const out = (await this.conn.must('prune', PRUNE, [opts.dryRun ? '1' : '0', ...trees])).toString().trim()
-    if (!opts.dryRun) this.listed = all.filter((b) => !removed.includes(b.id))
-    return {removed, freedBytes: Number(out) || 0}
-  }
-
-  /** rsync filters of a restore or verify: protected paths (now or when the backup was taken) untouched; excludes perishable. */
-  private filters(meta: BackupMeta): string[] {
-    return [
-      ...rsyncPatterns([...this.config.protect, ...(meta.protect ?? []), `/${MAINTENANCE_NAME}`]).map(
-        (p) => `--exclude=${p}`,
-      ),
-      ...rsyncPatterns(this.config.exclude).map((p) => `--filter=-p ${p}`),
-    ]
-  }
-
-  private compare(
-    id: string,
-    manifest: Manifest,
-    paths: string[],
-    found: Map<string, RemoteEntry | undefined>,
-    what: Damage['what'],
-  ): Damage[] {
-    const damage: Damage[] = []
-    for (const p of paths) {
-      const want = manifest.get(p)
-      const got = found.get(p)
-      if (!want || sameEntry(want, got)) continue
-      const problem: Damage['problem'] = !got
-        ? 'missing'
-        : want.type === 'file' && got.size !== want.size
-          ? 'size-mismatch'
-          : 'hash-mismatch'
-      damage.push({
-        backup: id,
-        what,
-        problem,
-        path: p,
-        hash: want.hash,
-        message: `${p} in backup ${id} on ${this.conn.host.name} is ${problem === 'missing' ? 'missing' : 'not what its manifest records'}`,
-      })
+      .slice(0, -keep || undefined)
+    if (removed.length === 0 && deployed.length === 0) return {removed: [], freedBytes: 0}
+    const objects = new Set<string>()
+    const objectsOf = async (m: BackupMeta | undefined) => {
+      if (!m) return new Set<string>()
+      const {manifest, packs} = await this.snap(m, {cached: true})
+      const out = new Set<string>()
+      for (const [rel, e] of manifest) if (e.type !== 'dir') out.add(`${packOf({manifest, packs}, rel)}/${rel}`)
+      return out
     }
-    return damage
+    for (const r of removed) {
+      const i = all.indexOf(r)
+      const before = all
+        .slice(0, i)
+        .reverse()
+        .find((b) => kept.has(b.id))
+      const after = all.slice(i + 1).find((b) => kept.has(b.id))
+      try {
+        const [own, prev, next] = await Promise.all([objectsOf(r), objectsOf(before), objectsOf(after)])
+        for (const o of own) if (!prev.has(o) && !next.has(o)) objects.add(o)
+      } catch {
+        // A manifest that cannot be read: its objects stay (`backups verify` names the damage).
+      }
+    }
+    if (!opts.dryRun) this.listed = undefined
+    const out = await this.conn.must('prune', PRUNE, [
+      this.config.stateDir,
+      opts.dryRun ? '1' : '0',
+      ...count([
+        ...removed.flatMap((b) => [`./backups/${b.id}.json`, `./backups/${b.id}.manifest.json.gz`]),
+        ...deployed.flatMap((r) => [`./deployed/${r}.json`, `./deployed/${r}.manifest.json.gz`]),
+      ]),
+      ...count(deployed.map((r) => `./deployed/${r}`)),
+      ...count([...objects].map((o) => `./${o}`)),
+      ...removed.map((b) => `./backups/${b.id}`),
+    ])
+    if (!opts.dryRun) this.listed = all.filter((b) => kept.has(b.id))
+    return {removed: removed.map((b) => b.id), freedBytes: Number(out.toString().trim()) || 0}
+  }
+
+  /** A missing or different object of backup `id`, as damage. */
+  private damage(
+    id: string,
+    rel: string,
+    want: ManifestEntry,
+    got: (RemoteTreeEntry & {hash?: string}) | undefined,
+  ): Damage[] {
+    if (got && sameEntry(want, got, () => got.hash)) return []
+    const problem: Damage['problem'] = !got
+      ? 'missing'
+      : want.type === 'file' && got.size !== want.size
+        ? 'size-mismatch'
+        : 'hash-mismatch'
+    return [
+      {
+        backup: id,
+        what: 'object',
+        problem,
+        path: rel,
+        hash: want.hash,
+        message: `${rel} in backup ${id} on ${this.conn.host.name} is ${problem === 'missing' ? 'missing' : 'not what its manifest records'}`,
+      },
+    ]
   }
 
   /** A backup's metadata and manifest, the manifest checked against the metadata's sha256; throws when damaged. */
-  private async checked(id: string): Promise<{meta: BackupMeta; manifest: Manifest}> {
+  private async checked(id: string): Promise<{meta: BackupMeta; snap: Snap}> {
     const r = (await this.readAll()).metas.find((m) => m.id === id)
     if (!r) {
       throw new HotctlError(
@@ -526,36 +764,69 @@ export class SshBackupStore implements BackupStore {
       throw new BackupDamagedError(id, [
         {backup: id, what: 'metadata', problem: r.problem!, message: `metadata backups/${id}.json ${r.error}`},
       ])
-    return {meta: r.meta, manifest: await this.manifest(r.meta)}
+    return {meta: r.meta, snap: await this.snap(r.meta)}
   }
 
-  private manifest(meta: BackupMeta): Promise<Manifest> {
-    return this.readManifest(`${this.dir}/${meta.id}`, meta.id, meta.root[''])
+  /**
+   * A backup's manifest, read once per run. `cached`: from this controller's manifest cache when it
+   * holds the one the metadata names (a backup reusing its predecessor's copies); `backups
+   * verify` and restores always read the host's.
+   */
+  private async snap(meta: BackupMeta, opts: {cached?: boolean} = {}): Promise<Snap> {
+    const known = this.snaps.get(meta.id)
+    if (known) return known
+    const snap = await this.readManifest(`${this.dir}/${meta.id}`, meta.id, meta.root[''], [`backups/${meta.id}`], opts)
+    this.snaps.set(meta.id, snap)
+    return snap
   }
 
-  /** `<tree>.manifest.json.gz`, checked against the sha256 its metadata records; throws BackupDamagedError. */
-  private async readManifest(tree: string, id: string, sha: string | undefined): Promise<Manifest> {
-    const r = await this.conn.run(CAT, [`${tree}.manifest.json.gz`], {exact: true})
+  /**
+   * `<tree>.manifest.json.gz`, checked against the sha256 its metadata records; throws
+   * BackupDamagedError. A legacy manifest (no packs) has its objects in `legacy` (tried in order).
+   */
+  private async readManifest(
+    tree: string,
+    id: string,
+    sha: string | undefined,
+    legacy: string[],
+    opts: {cached?: boolean} = {},
+  ): Promise<Snap & {base?: string; deleted: string[]}> {
     const name = tree.slice(tree.lastIndexOf('/', tree.lastIndexOf('/') - 1) + 1)
     const damaged = (problem: Damage['problem'], message: string) =>
       new BackupDamagedError(id, [
         {backup: id, what: 'chunk', problem, hash: sha, message: `manifest ${name}.manifest.json.gz ${message}`},
       ])
-    if (r.exitCode !== 0) throw damaged('missing', 'is missing')
-    let text: string
-    try {
-      text = zlib.gunzipSync(r.stdout).toString('utf8')
-    } catch (err) {
-      throw damaged('unreadable', `cannot be decompressed (${(err as Error).message})`)
+    let text = opts.cached && sha ? this.cache.get(sha) : undefined
+    if (text === undefined) {
+      const r = await this.conn.run(CAT, [`${tree}.manifest.json.gz`], {exact: true})
+      if (r.exitCode !== 0) throw damaged('missing', 'is missing')
+      try {
+        text = zlib.gunzipSync(r.stdout).toString('utf8')
+      } catch (err) {
+        throw damaged('unreadable', `cannot be decompressed (${(err as Error).message})`)
+      }
+      if (sha256(text) !== sha) throw damaged('hash-mismatch', 'does not match the sha256 its metadata records')
+      if (opts.cached) this.cache.put(sha, text)
     }
-    if (sha256(text) !== sha) throw damaged('hash-mismatch', 'does not match the sha256 its metadata records')
-    const m: Manifest = new Map()
-    for (const [p, t, mode, x, hash] of (JSON.parse(text) as ManifestFile).entries) {
-      if (t === 'f') m.set(p, {type: 'file', mode, size: x as number, hash})
-      else if (t === 'd') m.set(p, {type: 'dir', mode})
-      else m.set(p, {type: 'symlink', mode, link: x as string})
+    const file = JSON.parse(text) as ManifestFile
+    const packs = file.v === 2 ? (file.packs ?? []) : undefined
+    if (packs && !packs.every((p) => PACK.test(p))) throw damaged('invalid', 'names a pack outside the state dir')
+    const legacyAt = legacy.join('\0')
+    if (file.base !== undefined && !ID_PATTERN.test(file.base))
+      throw damaged('invalid', 'names no backup it is based on')
+    const snap = {manifest: new Map(), packs: new Map(), base: file.base, deleted: file.deleted ?? []}
+    for (const [p, t, mode, x, y, z] of file.entries) {
+      if (t === 'd') {
+        snap.manifest.set(p, {type: 'dir', mode})
+        continue
+      }
+      const at = packs ? packs[(t === 'f' ? z : y) as number] : legacyAt
+      if (at === undefined) throw damaged('invalid', `names no pack for ${p}`)
+      snap.packs.set(p, at)
+      if (t === 'f') snap.manifest.set(p, {type: 'file', mode, size: x as number, hash: y as string})
+      else snap.manifest.set(p, {type: 'symlink', mode, link: x as string})
     }
-    return m
+    return snap
   }
 
   private async readAll(): Promise<{
@@ -596,52 +867,31 @@ export class SshBackupStore implements BackupStore {
   }
 }
 
-/** Does what the host reports match a manifest entry (type, mode, size and sha256, link target)? */
-export function sameEntry(want: ManifestEntry, got: RemoteEntry | undefined): boolean {
-  if (!got || got.type !== want.type) return false
+/** Does what the host has match a manifest entry (type, mode, size and sha256, link target)? */
+function sameEntry(
+  want: ManifestEntry,
+  got: {type: string; mode?: number; size?: number; link?: string},
+  hashOf: () => string | undefined,
+): boolean {
+  if (got.type !== want.type) return false
   if (want.type === 'symlink') return got.link === want.link
   if (got.mode !== want.mode) return false
-  return want.type !== 'file' || (got.size === want.size && got.hash === want.hash)
+  return want.type !== 'file' || (got.size === want.size && hashOf() === want.hash)
 }
 
-interface Listed {
-  path: string
-  type: 'file' | 'dir' | 'symlink'
-  mode: number
-  size: number
-  linked: boolean
-}
+/** The pack holding a manifest entry's object (a legacy deployed tree lists candidates: the first is its own). */
+const packOf = (snap: Snap, rel: string) => snap.packs.get(rel)!.split('\0')[0]!
 
-/** `%i %B %l %n` lines of the snapshot rsync: every entry, `h` = hard-linked from the previous backup. */
-export function parseSnapshotList(out: Buffer): Listed[] {
-  const list: Listed[] = []
-  for (let start = 0; start < out.length;) {
-    let end = out.indexOf(0x0a, start)
-    if (end === -1) end = out.length
-    const line = out.subarray(start, end)
-    start = end + 1
-    const text = line.toString('latin1')
-    if (line.length < 25 || text[11] !== ' ' || text[21] !== ' ' || !/^[ch>.][fdL]/.test(text)) continue
-    const code = text.slice(0, 11)
-    const sp = text.indexOf(' ', 22)
-    const size = Number(text.slice(22, sp))
-    if (sp === -1 || !Number.isInteger(size)) continue
-    let name = line.subarray(sp + 1)
-    if (name[name.length - 1] === 0x2f) name = name.subarray(0, -1)
-    const rel = decodeName(unescapeName(name))
-    const type = code[1] === 'f' ? 'file' : code[1] === 'd' ? 'dir' : 'symlink'
-    list.push({path: rel === '.' ? '' : rel, type, mode: permBits(text.slice(12, 21)), size, linked: code[0] === 'h'})
+/** A section of a script's arguments: its length, then its names. */
+const count = (xs: string[]) => [String(xs.length), ...xs]
+
+function groupBy<T>(xs: T[], key: (x: T) => string, value: (x: T) => string): Map<string, string[]> {
+  const out = new Map<string, string[]>()
+  for (const x of xs) {
+    const k = key(x)
+    const list = out.get(k)
+    if (list) list.push(value(x))
+    else out.set(k, [value(x)])
   }
-  return list
-}
-
-/** `rwsr-xr-t` → 0o5755. */
-export function permBits(s: string): number {
-  let mode = 0
-  // rwx for user, group, other: position i stands for bit 8 - i (an S or T is the special bit alone).
-  for (let i = 0; i < 9; i++) if (s[i] !== '-' && s[i] !== 'S' && s[i] !== 'T') mode |= 1 << (8 - i)
-  if (s[2] === 's' || s[2] === 'S') mode |= 0o4000
-  if (s[5] === 's' || s[5] === 'S') mode |= 0o2000
-  if (s[8] === 't' || s[8] === 'T') mode |= 0o1000
-  return mode
+  return out
 }

@@ -64,7 +64,7 @@ export async function sshPreflight(
       : {
           name: `tools on ${host}`,
           ok: true,
-          detail: `rsync, sha256sum, stat, readlink, sync, du, GNU find, awk, base64, xargs present`,
+          detail: `rsync, sha256sum, stat, readlink, sync, du, base64, GNU find and xargs, awk present`,
         },
   )
   const rsyncV = /version\s+(\d+)\.(\d+)/.exec(value('rsync') ?? '')

@@ -7,7 +7,6 @@ import {describe, expect, it} from 'vitest'
 import {decodeName} from '../../src/file-names.js'
 import {remoteScript, rshWord, shq} from '../../src/ssh/quote.js'
 import {batches, parseDescribe, type RemoteEntry} from '../../src/ssh/remote-files.js'
-import {parseSnapshotList, permBits} from '../../src/target/ssh-backups.js'
 
 const hostile = [
   '',
@@ -102,27 +101,5 @@ describe('remote file descriptions', () => {
     const paths = Array.from({length: 10}, (_, i) => `p${i}`)
     expect(batches(paths, 1000, 4).map((b) => b.length)).toEqual([4, 4, 2])
     expect(batches(paths, 40).every((b) => b.length <= 2)).toBe(true)
-  })
-
-  it('reads the snapshot rsync list: linked, copied, modes, names with spaces and escapes', () => {
-    const out = Buffer.from(
-      [
-        'created directory /b/1.part',
-        'cd+++++++++ rwxr-xr-x 4096 ./',
-        'hf          rw-r--r-- 12 a b.txt',
-        '>f+++++++++ rwsr-xr-x 3 bin/x\\#012y',
-        'hL          rwxrwxrwx 1 l',
-        'cd          rwxrwxrwt 4096 tmp/',
-        '',
-      ].join('\n'),
-    )
-    expect(parseSnapshotList(out)).toEqual([
-      {path: '', type: 'dir', mode: 0o755, size: 4096, linked: false},
-      {path: 'a b.txt', type: 'file', mode: 0o644, size: 12, linked: true},
-      {path: 'bin/x\ny', type: 'file', mode: 0o4755, size: 3, linked: false},
-      {path: 'l', type: 'symlink', mode: 0o777, size: 1, linked: true},
-      {path: 'tmp', type: 'dir', mode: 0o1777, size: 4096, linked: false},
-    ])
-    expect(permBits('rw-r-S--T')).toBe(0o3640)
   })
 })

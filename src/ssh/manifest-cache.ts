@@ -1,0 +1,53 @@
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+
+/** How many manifests the cache keeps (the newest by write time): a few hosts' latest backups. */
+const KEEP = 8
+
+/**
+ * Backup manifests this controller wrote or read from a host, by the sha256 of their JSON, in
+ * `~/.cache/hotctl/ssh-manifests/` (`$XDG_CACHE_HOME`): the next backup, which reuses the previous
+ * backup's copies, reads that backup's manifest here instead of over ssh. A manifest is used only
+ * when its sha256 is the one the host's metadata records; anything else is a miss. Only a cache:
+ * failures to read or write it cost a round trip, nothing else.
+ */
+export class ManifestCache {
+  constructor(
+    private readonly dir = path.join(
+      process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'),
+      'hotctl',
+      'ssh-manifests',
+    ),
+  ) {}
+
+  get(sha: string): string | undefined {
+    if (!/^[0-9a-f]{64}$/.test(sha)) return undefined
+    try {
+      const text = fs.readFileSync(path.join(this.dir, `${sha}.json`), 'utf8')
+      return crypto.createHash('sha256').update(text).digest('hex') === sha ? text : undefined
+    } catch {
+      return undefined
+    }
+  }
+
+  put(sha: string, text: string): void {
+    try {
+      fs.mkdirSync(this.dir, {recursive: true, mode: 0o700})
+      const file = path.join(this.dir, `${sha}.json`)
+      const tmp = `${file}.${process.pid}.tmp`
+      fs.writeFileSync(tmp, text, {mode: 0o600})
+      fs.renameSync(tmp, file)
+      const old = fs
+        .readdirSync(this.dir)
+        .filter((n) => /^[0-9a-f]{64}\.json$/.test(n))
+        .map((n) => ({n, t: fs.statSync(path.join(this.dir, n)).mtimeMs}))
+        .sort((a, b) => b.t - a.t)
+        .slice(KEEP)
+      for (const {n} of old) fs.rmSync(path.join(this.dir, n), {force: true})
+    } catch {
+      // only a cache
+    }
+  }
+}

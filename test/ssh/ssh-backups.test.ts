@@ -1,0 +1,145 @@
+/**
+ * Backups on an SSH host (src/target/ssh-backups.ts) end to end through a real sshd: packs of the
+ * copies each backup adds, a manifest naming each object's pack, restore from them, prune's
+ * garbage collection, damage found before a restore writes, and backups of the earlier layout
+ * (hard-link trees, manifests without packs).
+ */
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import zlib from 'node:zlib'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {makeWorkspace, removeWorkspaces, requireBuild, runCli, treeHash, type Workspace} from '../e2e/helpers.js'
+import {type SshHost, startSshHost, stopSshHosts} from './sshd-host.mjs'
+
+const why = (r: {stdout: string; stderr: string}) =>
+  `stdout:\n${r.stdout.slice(0, 3000)}\nstderr:\n${r.stderr.slice(0, 3000)}`
+
+let host: SshHost
+beforeAll(async () => {
+  requireBuild()
+  host = await startSshHost()
+})
+afterAll(async () => {
+  await stopSshHosts()
+  removeWorkspaces()
+})
+
+function remote(ws: Workspace, cfg: Record<string, unknown> = {}) {
+  ws.writeConfig({
+    target: `root@${host.alias}:${ws.live}`,
+    protect: ['data/', '.env'],
+    ...cfg,
+    ssh: {config: host.sshConfig, timeout: '20s'},
+  })
+}
+
+const backupIds = (ws: Workspace) =>
+  fs
+    .readdirSync(path.join(ws.stateDir, 'backups'))
+    .filter((n) => /^\d{14}\.json$/.test(n))
+    .map((n) => n.slice(0, 14))
+    .sort()
+const pack = (ws: Workspace, id: string, rel = '') => path.join(ws.stateDir, 'backups', id, rel)
+
+async function deploy(ws: Workspace, version: string) {
+  ws.setVersion(version)
+  const r = await runCli(['deploy', '--json'], {cwd: ws.src})
+  expect(r.exitCode, why(r)).toBe(0)
+  return r
+}
+
+describe('SSH backups: packs and manifests on the host', {timeout: 240_000}, () => {
+  it('prune removes the objects no kept backup uses, keeps those later backups reuse; the rest verifies and restores', async () => {
+    const ws = makeWorkspace()
+    remote(ws, {keep: 2})
+    await deploy(ws, 'v2')
+    const first = backupIds(ws)[0]!
+    await deploy(ws, 'v3')
+    const v4 = await deploy(ws, 'v4')
+    const liveV4 = treeHash(ws.live)
+    await deploy(ws, 'v5')
+    expect(backupIds(ws)).not.toContain(first)
+    // The first backup's copy of a file that changed since is gone; one every later backup reuses stays.
+    expect(fs.existsSync(pack(ws, first, 'app/handlers.py'))).toBe(false)
+    expect(fs.existsSync(pack(ws, first, 'README.md'))).toBe(true)
+    const verify = await runCli(['backups', 'verify', '--json'], {cwd: ws.src})
+    expect(verify.exitCode, why(verify)).toBe(0)
+    const back = await runCli(['rollback', '--to', v4.json.release, '--json'], {cwd: ws.src})
+    expect(back.exitCode, why(back)).toBe(0)
+    expect(treeHash(ws.live)).toBe(liveV4)
+
+    // `backups prune`: a dry run counts and removes nothing; then keep 1 removes the rest's copies.
+    const ids = backupIds(ws)
+    const dry = await runCli(['backups', 'prune', '--keep', '1', '--dry-run', '--json'], {cwd: ws.src})
+    expect(dry.exitCode, why(dry)).toBe(0)
+    expect(backupIds(ws)).toEqual(ids)
+    expect(dry.json.freedBytes, why(dry)).toBeGreaterThan(0)
+    const newest = ids.at(-1)!
+    const shown = await runCli(['backups', 'show', newest, '--json'], {cwd: ws.src})
+    expect(shown.exitCode, why(shown)).toBe(0)
+    expect(JSON.stringify(shown.json)).toContain('app/handlers.py')
+    const pruned = await runCli(['backups', 'prune', '--keep', '1', '--json'], {cwd: ws.src})
+    expect(pruned.exitCode, why(pruned)).toBe(0)
+    // The newest stays, and the newest known-good one (pinned) if another: a kept backup between removed ones.
+    expect(backupIds(ws)).toContain(newest)
+    expect(backupIds(ws).length).toBeLessThan(ids.length)
+    const left = await runCli(['backups', 'verify', '--json'], {cwd: ws.src})
+    expect(left.exitCode, why(left)).toBe(0)
+  })
+
+  it('a damaged object is refused before the restore writes anything (exit 1); only what the restore copies is read', async () => {
+    const ws = makeWorkspace()
+    remote(ws)
+    await deploy(ws, 'v2')
+    const [first] = backupIds(ws)
+    await deploy(ws, 'v3')
+    const victim = pack(ws, first!, 'app/handlers.py')
+    const bytes = fs.readFileSync(victim)
+    bytes[0] = bytes[0]! ^ 1
+    fs.writeFileSync(victim, bytes)
+    fs.rmSync(pack(ws, first!, 'README.md')) // equal in live: the restore does not need it
+    const before = treeHash(ws.live)
+    const r = await runCli(['rollback', '--to', 'initial', '--json'], {cwd: ws.src})
+    expect(r.exitCode, why(r)).toBe(1)
+    expect(r.json.error.message).toContain(`backup ${first} is damaged`)
+    expect(r.json.error.damage.map((d: {path: string}) => d.path)).toEqual(['app/handlers.py'])
+    expect(treeHash(ws.live)).toBe(before)
+    // `backups verify` reads every object: both are named.
+    const verify = await runCli(['backups', 'verify', '--json'], {cwd: ws.src})
+    expect(verify.exitCode, why(verify)).toBe(1)
+    const damaged = verify.json.damage.map((d: {path: string; problem: string}) => `${d.path} ${d.problem}`).sort()
+    expect(damaged).toEqual(expect.arrayContaining(['README.md missing', 'app/handlers.py hash-mismatch']))
+  })
+
+  it('a backup of the earlier layout (a whole tree, manifest without packs) restores, and later backups reuse its files', async () => {
+    const ws = makeWorkspace()
+    remote(ws)
+    const initial = treeHash(ws.live)
+    await deploy(ws, 'v2')
+    const [legacy] = backupIds(ws)
+    // The first backup holds the whole tree, as a hard-link tree did: give it a manifest of the
+    // earlier layout (no packs) and the metadata naming that manifest's sha256.
+    const gz = path.join(ws.stateDir, 'backups', `${legacy}.manifest.json.gz`)
+    const m = JSON.parse(zlib.gunzipSync(fs.readFileSync(gz)).toString('utf8')) as {v: number; entries: unknown[][]}
+    expect(m.v).toBe(2)
+    const v1 = JSON.stringify({
+      entries: m.entries.map((e) => (e[1] === 'f' ? e.slice(0, 5) : e[1] === 'l' ? e.slice(0, 4) : e)),
+    })
+    fs.writeFileSync(gz, zlib.gzipSync(v1))
+    const metaFile = path.join(ws.stateDir, 'backups', `${legacy}.json`)
+    const meta = JSON.parse(fs.readFileSync(metaFile, 'utf8'))
+    meta.root = {'': crypto.createHash('sha256').update(v1).digest('hex')}
+    fs.writeFileSync(metaFile, JSON.stringify(meta))
+
+    const v3 = await deploy(ws, 'v3')
+    // The next backup reused the legacy tree's unchanged files.
+    expect(fs.existsSync(pack(ws, v3.json.backup.id, 'README.md'))).toBe(false)
+    expect(fs.existsSync(pack(ws, v3.json.backup.id, 'app/handlers.py'))).toBe(true)
+    const verify = await runCli(['backups', 'verify', '--json'], {cwd: ws.src})
+    expect(verify.exitCode, why(verify)).toBe(0)
+    const back = await runCli(['rollback', '--to', 'initial', '--json'], {cwd: ws.src})
+    expect(back.exitCode, why(back)).toBe(0)
+    expect(treeHash(ws.live)).toBe(initial)
+  })
+})
