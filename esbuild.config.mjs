@@ -13,6 +13,25 @@ const entries = (dir) =>
     .filter((f) => f.endsWith('.ts'))
     .map((f) => path.join(dir, f))
 
+// zod's `z` namespace re-exports every locale (about 200 KB minified, parsed at every start); hotctl
+// only uses English, which zod registers itself (v4/classic/schemas.js). `z.locales` (and
+// `z.core.locales`) keep `en` alone.
+const zodEnglishOnly = {
+  name: 'zod-english-only',
+  setup(b) {
+    b.onResolve({filter: /^\.\.\/locales\/index\.js$/}, (args) =>
+      /[/\\]zod[/\\]v4[/\\](classic|mini|core)[/\\](external|index)\.js$/.test(args.importer)
+        ? {path: 'zod-locales', namespace: 'zod-english-only', pluginData: path.dirname(args.importer)}
+        : undefined,
+    )
+    b.onLoad({filter: /.*/, namespace: 'zod-english-only'}, (args) => ({
+      contents: "export {default as en} from '../locales/en.js'",
+      resolveDir: args.pluginData,
+      loader: 'js',
+    }))
+  },
+}
+
 fs.rmSync('dist/chunks', {recursive: true, force: true})
 await build({
   entryPoints: ['src/cli.ts', ...entries('src/commands'), ...entries('src/hooks')],
@@ -34,6 +53,7 @@ await build({
   keepNames: true,
   legalComments: 'none',
   logLevel: 'warning',
+  plugins: [zodEnglishOnly],
 })
 
 // The oclif manifest: without it oclif imports every command on every run to list them.
