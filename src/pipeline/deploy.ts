@@ -1,4 +1,3 @@
-import {execa} from 'execa'
 import {errorMessage, EXIT, HotctlError} from '../errors.js'
 import {showPath} from '../file-names.js'
 import {type ChangeSet, changeCount, fileCounts} from '../plan/changeset.js'
@@ -396,8 +395,10 @@ function gitSha(dir: string): Promise<string | null> {
   let sha = gitShas.get(dir)
   if (!sha) {
     verbose(`run: git -C ${dir} rev-parse HEAD`)
-    sha = execa('git', ['-C', dir, 'rev-parse', 'HEAD'], {reject: false}).then((r) =>
-      r.exitCode === 0 ? String(r.stdout).trim() : null,
+    sha = import('execa').then(({execa}) =>
+      execa('git', ['-C', dir, 'rev-parse', 'HEAD'], {reject: false}).then((r) =>
+        r.exitCode === 0 ? String(r.stdout).trim() : null,
+      ),
     )
     gitShas.set(dir, sha)
   }

@@ -1,7 +1,6 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {execa} from 'execa'
 import {MARKER_NAME} from '../config/resolve.js'
 import {errorMessage, usageError} from '../errors.js'
 import {showPath} from '../file-names.js'
@@ -176,6 +175,7 @@ async function unifiedPatch(d: DiffResult, a: Side, b: Side): Promise<string> {
       const fb = path.join(tmp, 'b')
       fs.writeFileSync(fa, before ?? '')
       fs.writeFileSync(fb, after ?? '')
+      const {execa} = await import('execa')
       const r = await execa(
         'diff',
         [

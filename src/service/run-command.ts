@@ -1,6 +1,5 @@
 import fs from 'node:fs'
 import path from 'node:path'
-import {execa} from 'execa'
 import type {Command} from '../config/schema.js'
 import {stopGroup, stopOnAbort} from '../process/group.js'
 import {redact} from '../secrets.js'
@@ -60,6 +59,7 @@ export async function runCommand(
     detached: true,
     stdin: 'ignore',
   } as const
+  const {execa} = await import('execa') // loaded when a command runs, not at every start
   const sub =
     typeof cmd === 'string' ? execa(cmd, {...common, shell: true}) : execa(cmd.argv[0]!, cmd.argv.slice(1), common)
   const tail = new OutputTail(opts.tailLines ?? 15)

@@ -1,7 +1,6 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {execa} from 'execa'
 import type {HostSpec, SshSettings} from '../config/resolve.js'
 import {EXIT, HotctlError} from '../errors.js'
 import {redact} from '../secrets.js'
@@ -204,6 +203,7 @@ export class SshConnection {
     timeoutMs: number,
     opts: {signal?: AbortSignal; detached?: boolean; onStderr?: (chunk: Buffer) => void; exact?: boolean},
   ): Promise<RemoteResult> {
+    const {execa} = await import('execa') // loaded when ssh runs, not at every start
     const sub = execa('ssh', [...this.options(), '--', this.destination, 'sh -s'], {
       input,
       reject: false,
@@ -286,6 +286,7 @@ export class SshConnection {
       return
     }
     await this.flush()
+    const {execa} = await import('execa')
     const r = await execa('ssh', [...this.options(), '--', this.destination, `cat > ${shq(file)}`], {
       input: bytes,
       reject: false,
@@ -319,6 +320,7 @@ export class SshConnection {
     await shell?.close()
     // The shell was the master (no ControlPersist): it is gone with it, and so is its socket.
     if (!this.socketPath || !fs.existsSync(this.socketPath)) return
+    const {execa} = await import('execa')
     await execa('ssh', [...this.options(), '-O', 'exit', '--', this.destination], {
       reject: false,
       timeout: 5000,

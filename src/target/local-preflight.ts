@@ -1,6 +1,5 @@
 import fs from 'node:fs'
 import path from 'node:path'
-import {execa} from 'execa'
 import type {ResolvedConfig} from '../config/resolve.js'
 import {notADirectory} from '../errors.js'
 import {rsyncBinary} from '../rsync/binary.js'
@@ -9,7 +8,7 @@ import type {PreflightItem, PreflightOptions} from './target.js'
 /** What a local deploy needs before anything is touched: rsync, the source, the target, the state dir. */
 export async function localPreflight(config: ResolvedConfig, opts: PreflightOptions): Promise<PreflightItem[]> {
   const {source, target, stateDir} = config
-  const items: PreflightItem[] = [await rsyncCheck()]
+  const items: PreflightItem[] = [await rsyncCheck(stateDir)]
   if (opts.source) items.push(dirCheck('source', source, fs.constants.R_OK))
   const targetExists = fs.existsSync(target)
   if (targetExists || !opts.createTarget) {
@@ -79,10 +78,22 @@ function nearestExisting(p: string): string {
   return cur
 }
 
-/** The rsync hotctl will run (HOTCTL_RSYNC or `rsync` on PATH): present, and 3.1 or newer. */
-export async function rsyncCheck(): Promise<PreflightItem> {
+/**
+ * The rsync hotctl will run (HOTCTL_RSYNC or `rsync` on PATH): present, and 3.1 or newer. With
+ * `stateDir`, a binary that passed before (same path, size, mtime and ctime, recorded there) is not
+ * run again: spawning `rsync --version` (and loading execa for it) was a sixth of a no-change
+ * deploy's CPU. Replacing or upgrading the binary changes its stat, so it is asked again.
+ */
+export async function rsyncCheck(stateDir?: string): Promise<PreflightItem> {
   const bin = rsyncBinary()
   const named = process.env.HOTCTL_RSYNC ? `${bin} (from HOTCTL_RSYNC)` : bin
+  const stamp = stateDir ? binaryStamp(bin) : undefined
+  const recordFile = stateDir && path.join(stateDir, RSYNC_RECORD)
+  if (stamp && recordFile) {
+    const line = recordedVersion(recordFile, stamp)
+    if (line) return {name: 'rsync', ok: true, detail: `${named}: ${line}`}
+  }
+  const {execa} = await import('execa')
   const r = await execa(bin, ['--version'], {reject: false})
   const version = /version\s+(\d+)\.(\d+)\.(\d+)/.exec(String(r.stdout))
   if (r.exitCode !== 0 || !version) {
@@ -104,5 +115,56 @@ export async function rsyncCheck(): Promise<PreflightItem> {
       hint: 'Install a newer rsync.',
     }
   }
-  return {name: 'rsync', ok: true, detail: `${named}: ${String(r.stdout).split('\n')[0]!}`}
+  const line = String(r.stdout).split('\n')[0]!
+  if (stamp && recordFile && fs.existsSync(stateDir)) {
+    try {
+      fs.writeFileSync(recordFile, `${JSON.stringify({...stamp, line})}\n`)
+    } catch {
+      // Only a shortcut: without the record the next run asks rsync again.
+    }
+  }
+  return {name: 'rsync', ok: true, detail: `${named}: ${line}`}
+}
+
+/** In the state dir: the rsync binary that last passed the check, by stat, with its version line. */
+export const RSYNC_RECORD = 'rsync-checked.json'
+
+interface BinaryStamp {
+  path: string
+  size: number
+  mtimeMs: number
+  ctimeMs: number
+  ino: number
+}
+
+/** The file `bin` runs (a path, or the first executable of that name on PATH), by stat; undefined if none. */
+function binaryStamp(bin: string): BinaryStamp | undefined {
+  const candidates = bin.includes('/')
+    ? [path.resolve(bin)]
+    : (process.env.PATH ?? '')
+        .split(path.delimiter)
+        .filter(Boolean)
+        .map((dir) => path.resolve(dir, bin))
+  for (const file of candidates) {
+    try {
+      const real = fs.realpathSync(file)
+      const st = fs.statSync(real)
+      if (!st.isFile()) continue
+      fs.accessSync(real, fs.constants.X_OK)
+      return {path: real, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino}
+    } catch {
+      // not here: the next PATH entry, as execvp looks
+    }
+  }
+  return undefined
+}
+
+function recordedVersion(file: string, stamp: BinaryStamp): string | undefined {
+  try {
+    const r = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<BinaryStamp> & {line?: unknown}
+    const same = (Object.keys(stamp) as (keyof BinaryStamp)[]).every((k) => r[k] === stamp[k])
+    return same && typeof r.line === 'string' ? r.line : undefined
+  } catch {
+    return undefined
+  }
 }

@@ -1,7 +1,6 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {execa} from 'execa'
 import type {ResolvedConfig} from '../config/resolve.js'
 import {MAINTENANCE_NAME, MARKER_NAME, OWN_FILES, STEP_BACKUP_DIR_ENV, syncExcludes} from '../config/resolve.js'
 import type {Command} from '../config/schema.js'
@@ -247,6 +246,7 @@ export class LocalTarget implements Target {
     if (writes.length === 0) return []
     const argv = syncArgv({source, target: this.config.target, excludes: this.syncExcludes, dryRun})
     verbose(`rsync: ${showArgv([rsyncBinary(), ...argv])} (${writes.length} paths on stdin)`)
+    const {execa} = await import('execa') // not loaded by a deploy that writes nothing
     // Own process group, journaled: if hotctl is killed, the next run stops it before restoring.
     const sub = execa(rsyncBinary(), argv, {
       input: filesFromInput(writes),

@@ -1,7 +1,6 @@
 import crypto from 'node:crypto'
 import os from 'node:os'
 import path from 'node:path'
-import {execa} from 'execa'
 import type {HostSpec, ResolvedConfig} from '../config/resolve.js'
 import {MAINTENANCE_NAME, MARKER_NAME, OWN_FILES, STEP_BACKUP_DIR_ENV, syncExcludes} from '../config/resolve.js'
 import type {Command} from '../config/schema.js'
@@ -560,6 +559,7 @@ export class SshTarget implements Target {
       ? []
       : [`--rsync-path=mkdir -p ${shq(target)} && printf %s $$ > ${shq(`${stateDir}/writer.pid`)} && exec rsync`]
     const argv = syncArgv({source, target: this.conn.rsyncPath(target), excludes: this.syncExcludes, dryRun})
+    const {execa} = await import('execa') // loaded when rsync runs, not at every start
     const sub = execa(rsyncBinary(), [...this.rsyncRemote(), ...rsyncPath, ...argv], {
       input: filesFromInput(writes),
       reject: false,
