@@ -15,7 +15,25 @@ if (argv.length === 1 && argv[0] === '--version') {
   // Node ≥ 22.1 keeps compiled code between runs; Node 20 has no compile cache (a no-op there).
   const {default: mod} = await import('node:module')
   mod.enableCompileCache?.()
+  const {readFileSync} = await import('node:fs')
+  const {fileURLToPath} = await import('node:url')
+  const root = fileURLToPath(new URL('..', import.meta.url))
+  const pjson = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
+  // One of hotctl's own commands, without help asked: the core plugins (help, autocomplete) are not
+  // loaded — reading their manifests cost more than the `help` and `autocomplete` commands they
+  // add, which such a run cannot reach. Everything else (help, a typo, no command) loads them all.
+  if (!argv.some((a) => a === '--help' || a === '-h') && ownCommand(argv)) pjson.oclif.plugins = []
   // dist/cli.js is oclif bundled with the commands' chunks (esbuild.config.mjs, run by `npm run build`).
   const {execute} = await import('../dist/cli.js')
-  await execute({dir: import.meta.url})
+  await execute({loadOptions: {root, pjson}})
+
+  function ownCommand(args) {
+    let ids
+    try {
+      ids = JSON.parse(readFileSync(new URL('../oclif.manifest.json', import.meta.url), 'utf8')).commands
+    } catch {
+      return false // no manifest (a development tree): oclif finds the commands itself
+    }
+    return args.length > 0 && (args[0] in ids || (args.length > 1 && `${args[0]}:${args[1]}` in ids))
+  }
 }

@@ -1,6 +1,5 @@
 import fs from 'node:fs'
 import path from 'node:path'
-import {cosmiconfig} from 'cosmiconfig'
 import {errorMessage, usageError} from '../errors.js'
 import {configSchema} from './schema.js'
 import {interpolateEnv} from './interpolate.js'
@@ -28,12 +27,14 @@ export async function loadConfig(
   const env = opts.env ?? process.env
   const cwd = opts.cwd ?? process.cwd()
   // An empty config file is found (and reported as empty), not skipped for "no config found".
-  const explorer = cosmiconfig('hotctl', {
-    searchPlaces: SEARCH_PLACES,
-    searchStrategy: 'none',
-    cache: false,
-    ignoreEmptySearchPlaces: false,
-  })
+  // cosmiconfig (with js-yaml) is loaded only when used: a named JSON config is read directly.
+  const explorer = async () =>
+    (await import('cosmiconfig')).cosmiconfig('hotctl', {
+      searchPlaces: SEARCH_PLACES,
+      searchStrategy: 'none',
+      cache: false,
+      ignoreEmptySearchPlaces: false,
+    })
   const explicit = opts.configPath ?? env.HOTCTL_CONFIG
   let found: {config: unknown; filepath: string} | null = null
   if (explicit) {
@@ -54,14 +55,17 @@ export async function loadConfig(
           : `Name a config file (e.g. ${path.join(file, 'hotctl.config.yaml')}), or run \`hotctl init\` there.`,
       )
     }
-    found = await explorer.load(file).catch((err: Error) => {
-      throw usageError(`${file}: cannot be read: ${errorMessage(err)}`, 'Fix the syntax of the config file.')
-    })
+    found =
+      (await plainJson(file)) ??
+      (await (await explorer()).load(file).catch((err: Error) => {
+        throw usageError(`${file}: cannot be read: ${errorMessage(err)}`, 'Fix the syntax of the config file.')
+      }))
     if (!found || (found as {isEmpty?: boolean}).isEmpty || found.config == null) throw emptyConfig(file)
   } else {
     const stop = repositoryRoot(cwd)
+    const search = await explorer()
     for (let dir = cwd; ; dir = path.dirname(dir)) {
-      found = await explorer.search(dir).catch((err: Error) => {
+      found = await search.search(dir).catch((err: Error) => {
         throw usageError(`config in ${dir} cannot be read: ${err.message}`, 'Fix the syntax of the config file.')
       })
       // cosmiconfig passes over a file holding only comments: it is there, and empty.
@@ -80,6 +84,30 @@ export async function loadConfig(
     )
   }
   return parseConfig(found.config, found.filepath, env)
+}
+
+/**
+ * A named `.json` config (not package.json) read as cosmiconfig reads it, without loading it: an
+ * empty file is empty, else JSON. Anything else — invalid JSON (cosmiconfig words the error), a
+ * `null` document, a cosmiconfig `$import` — is left to cosmiconfig (undefined).
+ */
+async function plainJson(file: string): Promise<{config: unknown; filepath: string; isEmpty?: boolean} | undefined> {
+  if (path.extname(file) !== '.json' || path.basename(file) === 'package.json') return undefined
+  let text: string
+  try {
+    text = fs.readFileSync(file, 'utf8')
+  } catch {
+    return undefined
+  }
+  if (text.trim() === '') return {filepath: file, config: undefined, isEmpty: true}
+  let config: unknown
+  try {
+    config = JSON.parse(text)
+  } catch {
+    return undefined
+  }
+  if (config === null || (typeof config === 'object' && Object.hasOwn(config, '$import'))) return undefined
+  return {config, filepath: file}
 }
 
 const emptyConfig = (file: string) =>
