@@ -29,7 +29,7 @@ export async function loadConfig(
   // An empty config file is found (and reported as empty), not skipped for "no config found".
   // cosmiconfig (with js-yaml) is loaded only when used: a named JSON config is read directly.
   const explorer = async () =>
-    (await import('cosmiconfig')).cosmiconfig('hotctl', {
+    (await cosmiconfigModule())('hotctl', {
       searchPlaces: SEARCH_PLACES,
       searchStrategy: 'none',
       cache: false,
@@ -84,6 +84,12 @@ export async function loadConfig(
     )
   }
   return parseConfig(found.config, found.filepath, env)
+}
+
+/** cosmiconfig is CommonJS: bundled (esbuild, Node's rules) it is the default export; else named. */
+async function cosmiconfigModule(): Promise<typeof import('cosmiconfig').cosmiconfig> {
+  const m = (await import('cosmiconfig')) as typeof import('cosmiconfig') & {default?: typeof import('cosmiconfig')}
+  return m.cosmiconfig ?? m.default!.cosmiconfig
 }
 
 /**
