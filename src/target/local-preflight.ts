@@ -80,8 +80,8 @@ function nearestExisting(p: string): string {
 
 /**
  * The rsync hotctl will run (HOTCTL_RSYNC or `rsync` on PATH): present, and 3.1 or newer. With
- * `stateDir`, a binary that passed before (same path, size, mtime and ctime, recorded there) is not
- * run again: spawning `rsync --version` (and loading execa for it) was a sixth of a no-change
+ * `stateDir`, a binary that passed before (same path, size, mtime, ctime and inode, recorded there)
+ * is not run again: spawning `rsync --version` (and loading execa for it) was a sixth of a no-change
  * deploy's CPU. Replacing or upgrading the binary changes its stat, so it is asked again.
  */
 export async function rsyncCheck(stateDir?: string): Promise<PreflightItem> {
@@ -151,12 +151,28 @@ function binaryStamp(bin: string): BinaryStamp | undefined {
       const st = fs.statSync(real)
       if (!st.isFile()) continue
       fs.accessSync(real, fs.constants.X_OK)
+      // A script (a HOTCTL_RSYNC wrapper) runs an rsync its own stat does not show: always asked.
+      if (startsWithShebang(real)) return undefined
       return {path: real, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino}
     } catch {
       // not here: the next PATH entry, as execvp looks
     }
   }
   return undefined
+}
+
+/** True for a script, and for a file that cannot be read (then it is simply run, as before). */
+function startsWithShebang(file: string): boolean {
+  let fd: number | undefined
+  try {
+    fd = fs.openSync(file, 'r')
+    const head = Buffer.alloc(2)
+    return fs.readSync(fd, head, 0, 2, 0) !== 2 || head.toString('latin1') === '#!'
+  } catch {
+    return true
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd)
+  }
 }
 
 function recordedVersion(file: string, stamp: BinaryStamp): string | undefined {
