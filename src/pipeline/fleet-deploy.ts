@@ -80,7 +80,7 @@ interface FleetRun extends WaveState {
 
 /**
  * A fleet deploy, all or nothing: preflight every host in parallel → checks once, here → every
- * host's lock in name order → recover what killed runs left open → plan every host, one release id
+ * host's lock, tried at once → recover what killed runs left open → plan every host, one release id
  * → waves (per host the local protocol: backup → sync → verify/marker → reload → confirm → smoke,
  * at most `parallel` at a time) with a pause between waves. Every host's operation stays open until
  * the whole fleet is proven, so a controller killed mid-wave leaves each touched host with an
@@ -115,7 +115,7 @@ export async function fleetDeploy(fleet: FleetContext, flags: DeployFlags): Prom
       enabled: () => !flags.skipChecks && config.checks.length > 0,
     },
     {
-      title: 'Lock every host (in name order)',
+      title: 'Lock every host',
       skip: () => dry && 'dry run: no lock taken',
       task: () => {
         if (fleet.signal.aborted) throw new HotctlError('interrupted', EXIT.interrupted)

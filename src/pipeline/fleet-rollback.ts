@@ -94,7 +94,7 @@ export async function fleetRollback(
       task: () => preflightHosts(slots, {source: false, createTarget: false}),
     },
     {
-      title: 'Lock every host (in name order)',
+      title: 'Lock every host',
       task: () => lockHosts(slots, `hotctl ${process.argv.slice(2).join(' ')}`),
     },
     {
