@@ -222,14 +222,15 @@ function canaryWaves(fleet: FleetContext, run: FleetRun, plan: CanaryPlan): Wave
 
 /** Plans every host, then one release id later than every host's ids: `--to ID` is one tree everywhere. */
 async function planFleet(run: FleetRun, flags: DeployFlags): Promise<void> {
-  await Promise.all(
+  // Each host reads its ids as soon as its own plan is done (no wait for the slowest host's plan).
+  const ids = await Promise.all(
     run.slots.map(async (s) => {
       const r = await newDeployRun(s.ctx, flags)
       run.runs.set(s, r)
       await planTarget(s.ctx, r)
+      return nextId(s.ctx)
     }),
   )
-  const ids = await Promise.all(run.slots.map((s) => nextId(s.ctx)))
   run.release = ids.reduce((a, b) => (a > b ? a : b))
   // One release everywhere: a host whose files already match still takes the marker and proves it.
   const changed = run.slots.some((s) => changeCount(run.runs.get(s)!.targetPlan!.changes) > 0)

@@ -79,9 +79,20 @@ function nearestExisting(p: string): string {
   return cur
 }
 
-/** The rsync hotctl will run (HOTCTL_RSYNC or `rsync` on PATH): present, and 3.1 or newer. */
-export async function rsyncCheck(): Promise<PreflightItem> {
+const rsyncChecks = new Map<string, Promise<PreflightItem>>()
+
+/**
+ * The rsync hotctl will run (HOTCTL_RSYNC or `rsync` on PATH): present, and 3.1 or newer. Run once
+ * per binary and process: a fleet's preflight asks for every host (one spawn, not one per host).
+ */
+export function rsyncCheck(): Promise<PreflightItem> {
   const bin = rsyncBinary()
+  let check = rsyncChecks.get(bin)
+  if (!check) rsyncChecks.set(bin, (check = checkRsync(bin)))
+  return check
+}
+
+async function checkRsync(bin: string): Promise<PreflightItem> {
   const named = process.env.HOTCTL_RSYNC ? `${bin} (from HOTCTL_RSYNC)` : bin
   const r = await execa(bin, ['--version'], {reject: false})
   const version = /version\s+(\d+)\.(\d+)\.(\d+)/.exec(String(r.stdout))
