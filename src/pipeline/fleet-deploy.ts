@@ -165,7 +165,13 @@ export async function fleetDeploy(fleet: FleetContext, flags: DeployFlags): Prom
     if (!run.failed && fleet.signal.aborted) run.failed = {slot: slots[0]!, error: new Error('interrupted by signal')}
     if (run.failed) await settleFleet(fleet, run, result)
     else {
-      await Promise.all(slots.map((s) => onHost(run.runs.get(s)!.result, () => finishDeploy(s.ctx, run.runs.get(s)!))))
+      // The fleet is proven: each host's lock goes as soon as its own end is recorded.
+      await Promise.all(
+        slots.map(async (s) => {
+          await onHost(run.runs.get(s)!.result, () => finishDeploy(s.ctx, run.runs.get(s)!))
+          await unlockHosts([s])
+        }),
+      )
       if (run.nothing) result.outcome = 'nothing-to-deploy'
       const lost = slots.filter((s) => run.runs.get(s)!.result.exitCode === EXIT.needsAttention)
       if (lost.length > 0) {

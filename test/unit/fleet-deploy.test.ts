@@ -25,6 +25,19 @@ describe('fleet deploy on fake targets', () => {
     }
     expect(res.hosts.map((h) => [h.name, h.wave, h.live])).toEqual(SIX.map((n, i) => [n, i < 2 ? i + 1 : 3, id]))
   })
+
+  it("after the fleet is proven, each host's lock is released once its own end is recorded", async () => {
+    const f = fakeFleet(['a', 'b'])
+    let aFreeWhileBFinishes = false
+    f.fake('b').at('prune', async () => {
+      for (let i = 0; i < 50 && f.fake('a').lockOwner; i++) await new Promise((r) => setTimeout(r, 10))
+      aFreeWhileBFinishes = f.fake('a').lockOwner === undefined
+    })
+    const r = await ended(fleetDeploy(f.fleet, DEPLOY_FLAGS))
+    expect(r.exitCode).toBe(EXIT.ok)
+    expect(aFreeWhileBFinishes).toBe(true)
+    for (const n of ['a', 'b']) expect(f.fake(n).lockOwner, n).toBeUndefined()
+  })
 })
 
 /** Fails the deploy's smoke check on a host (its 2nd command: reload-app, then smoke-home); the restore's smoke passes. */
