@@ -16,8 +16,8 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const BIN = path.join(ROOT, 'bin', 'run.js')
 const HARNESS = path.join(ROOT, 'test', 'fleet', 'harness.ts')
 const TIME_BIN = fs.existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined
-/** --log DIR (set in main). */
-let LOG_DIR
+/** --log DIR and --cpu-prof DIR (set in main). */
+let LOG_DIR, PROF_DIR
 const log = (msg) => process.stderr.write(`bench fleet: ${msg}\n`)
 
 function fail(msg) {
@@ -51,7 +51,10 @@ function parseArgs(argv) {
     else if (a === '--changed') o.changed = int()
     else if (a === '--reps') o.reps = int()
     else if (a === '--parallel') o.parallel = int()
-    else if (a === '--log') {
+    else if (a === '--cpu-prof') {
+      o.cpuProf = path.resolve(argv[++i] ?? fail('--cpu-prof needs a directory'))
+      fs.mkdirSync(o.cpuProf, {recursive: true})
+    } else if (a === '--log') {
       o.log = path.resolve(argv[++i] ?? fail('--log needs a directory'))
       fs.mkdirSync(o.log, {recursive: true})
     } else if (a === '--help' || a === '-h') {
@@ -66,6 +69,7 @@ function parseArgs(argv) {
           '  --json      print a JSON summary on stdout (the table goes to stderr)',
           '  --keep      leave the controller workspace (the hosts always go)',
           "  --log DIR   keep each deploy's --events NDJSON and HOTCTL_DEBUG_SSH lines (stderr) in DIR, for profiling",
+          '  --cpu-prof DIR  run each hotctl under node --cpu-prof, its profile in DIR',
         ].join('\n'),
       )
       process.exit(0)
@@ -184,7 +188,8 @@ async function hotctl(args, cwd, logAs) {
   let peak = {kb: 0, procs: 0}
   let nodeCpuMs
   let sampler
-  const cmd = TIME_BIN ? [TIME_BIN, '-f', '%U %S %M', '-o', timeOut, process.execPath, BIN] : [process.execPath, BIN]
+  const node = [process.execPath, ...(PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`] : []), BIN]
+  const cmd = TIME_BIN ? [TIME_BIN, '-f', '%U %S %M', '-o', timeOut, ...node] : node
   const r = await run(cmd[0], [...cmd.slice(1), ...args], {
     cwd,
     env: log ? {...childEnv, HOTCTL_DEBUG_SSH: '1'} : childEnv,
@@ -274,6 +279,7 @@ const mib = (kb) => `${(kb / 1024).toFixed(0)} MiB`
 async function main() {
   const o = parseArgs(process.argv.slice(2))
   LOG_DIR = o.log
+  PROF_DIR = o.cpuProf
   if (process.getuid?.() !== 0 || !fs.existsSync('/usr/sbin/sshd')) {
     // As bench/deploy.mjs's remote row: skipped with the reason, so `npm run bench` still runs elsewhere.
     const skipped = 'needs root and /usr/sbin/sshd (apt-get install openssh-server): the hosts are sshd processes here'

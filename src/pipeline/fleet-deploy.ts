@@ -80,7 +80,7 @@ interface FleetRun extends WaveState {
 
 /**
  * A fleet deploy, all or nothing: preflight every host in parallel → checks once, here → every
- * host's lock in name order → recover what killed runs left open → plan every host, one release id
+ * host's lock, tried at once → recover what killed runs left open → plan every host, one release id
  * → waves (per host the local protocol: backup → sync → verify/marker → reload → confirm → smoke,
  * at most `parallel` at a time) with a pause between waves. Every host's operation stays open until
  * the whole fleet is proven, so a controller killed mid-wave leaves each touched host with an
@@ -115,7 +115,7 @@ export async function fleetDeploy(fleet: FleetContext, flags: DeployFlags): Prom
       enabled: () => !flags.skipChecks && config.checks.length > 0,
     },
     {
-      title: 'Lock every host (in name order)',
+      title: 'Lock every host',
       skip: () => dry && 'dry run: no lock taken',
       task: () => {
         if (fleet.signal.aborted) throw new HotctlError('interrupted', EXIT.interrupted)
@@ -165,7 +165,13 @@ export async function fleetDeploy(fleet: FleetContext, flags: DeployFlags): Prom
     if (!run.failed && fleet.signal.aborted) run.failed = {slot: slots[0]!, error: new Error('interrupted by signal')}
     if (run.failed) await settleFleet(fleet, run, result)
     else {
-      await Promise.all(slots.map((s) => onHost(run.runs.get(s)!.result, () => finishDeploy(s.ctx, run.runs.get(s)!))))
+      // The fleet is proven: each host's lock goes as soon as its own end is recorded.
+      await Promise.all(
+        slots.map(async (s) => {
+          await onHost(run.runs.get(s)!.result, () => finishDeploy(s.ctx, run.runs.get(s)!))
+          await unlockHosts([s])
+        }),
+      )
       if (run.nothing) result.outcome = 'nothing-to-deploy'
       const lost = slots.filter((s) => run.runs.get(s)!.result.exitCode === EXIT.needsAttention)
       if (lost.length > 0) {
@@ -222,14 +228,15 @@ function canaryWaves(fleet: FleetContext, run: FleetRun, plan: CanaryPlan): Wave
 
 /** Plans every host, then one release id later than every host's ids: `--to ID` is one tree everywhere. */
 async function planFleet(run: FleetRun, flags: DeployFlags): Promise<void> {
-  await Promise.all(
+  // Each host reads its ids as soon as its own plan is done (no wait for the slowest host's plan).
+  const ids = await Promise.all(
     run.slots.map(async (s) => {
       const r = await newDeployRun(s.ctx, flags)
       run.runs.set(s, r)
       await planTarget(s.ctx, r)
+      return nextId(s.ctx)
     }),
   )
-  const ids = await Promise.all(run.slots.map((s) => nextId(s.ctx)))
   run.release = ids.reduce((a, b) => (a > b ? a : b))
   // One release everywhere: a host whose files already match still takes the marker and proves it.
   const changed = run.slots.some((s) => changeCount(run.runs.get(s)!.targetPlan!.changes) > 0)

@@ -65,29 +65,34 @@ export async function preflightHosts(
 }
 
 /**
- * Takes every host's lock one by one in name order, so two fleet runs over overlapping hosts
- * always meet at the same first host and cannot deadlock. A held lock releases the ones taken and
- * fails (exit 5) naming the host and its owner.
+ * Tries every host's lock at once. Each try is non-blocking (a held lock fails at once, exit 5), so
+ * no run ever waits on another while holding locks: two fleet runs over overlapping hosts cannot
+ * deadlock, at worst both give up. On any failure the locks taken are released and the run fails,
+ * naming the first failing host in name order and its lock's owner. (One host after another cost
+ * a round trip per host: about 0.3–0.5 s at 20 hosts.)
  */
 export async function lockHosts(slots: HostSlot[], command: string): Promise<void> {
-  for (const s of byName(slots)) {
-    try {
+  const sorted = byName(slots)
+  const tries = await Promise.allSettled(
+    sorted.map(async (s) => {
       s.unlock = await lockTarget(s.ctx, command)
-    } catch (err) {
-      await unlockHosts(slots)
-      const code = err instanceof HotctlError ? err.exitCode : EXIT.failed
-      const hint = err instanceof HotctlError ? err.hint : 'Is the host reachable? Leave it out with --limit.'
-      throw new HotctlError(`host ${s.host.name}: ${errorMessage(err)}`, code, hint, {
-        host: s.host.name,
-        ...(err instanceof HotctlError ? err.details : {}),
-      })
-    }
-  }
+    }),
+  )
+  const i = tries.findIndex((t) => t.status === 'rejected')
+  if (i < 0) return
+  await unlockHosts(slots)
+  const s = sorted[i]!
+  const err = (tries[i] as PromiseRejectedResult).reason as unknown
+  const code = err instanceof HotctlError ? err.exitCode : EXIT.failed
+  const hint = err instanceof HotctlError ? err.hint : 'Is the host reachable? Leave it out with --limit.'
+  throw new HotctlError(`host ${s.host.name}: ${errorMessage(err)}`, code, hint, {
+    host: s.host.name,
+    ...(err instanceof HotctlError ? err.details : {}),
+  })
 }
 
 /**
- * Releases every lock taken, all at once (only taking them needs an order; one round trip per
- * host in turn cost seconds at 20 hosts); a host that cannot be reached keeps its lock, with a warning.
+ * Releases every lock taken, all at once; a host that cannot be reached keeps its lock, with a warning.
  */
 export async function unlockHosts(slots: HostSlot[]): Promise<void> {
   await Promise.all(

@@ -94,7 +94,7 @@ export async function fleetRollback(
       task: () => preflightHosts(slots, {source: false, createTarget: false}),
     },
     {
-      title: 'Lock every host (in name order)',
+      title: 'Lock every host',
       task: () => lockHosts(slots, `hotctl ${process.argv.slice(2).join(' ')}`),
     },
     {
@@ -134,8 +134,12 @@ export async function fleetRollback(
     if (!run.failed && fleet.signal.aborted) run.failed = {slot: slots[0]!, error: new Error('interrupted by signal')}
     if (run.failed) await settleFleetRollback(fleet, run, result)
     else {
+      // The fleet is proven: each host's lock goes as soon as its own end is recorded.
       await Promise.all(
-        slots.map((s) => onHost(run.runs.get(s)!.result, () => finishRollback(s.ctx, run.runs.get(s)!))),
+        slots.map(async (s) => {
+          await onHost(run.runs.get(s)!.result, () => finishRollback(s.ctx, run.runs.get(s)!))
+          await unlockHosts([s])
+        }),
       )
       const lost = slots.filter((s) => run.runs.get(s)!.result.exitCode === EXIT.needsAttention)
       if (lost.length > 0) {

@@ -78,14 +78,23 @@ function nearestExisting(p: string): string {
   return cur
 }
 
+const rsyncChecks = new Map<string, Promise<PreflightItem>>()
+
 /**
- * The rsync hotctl will run (HOTCTL_RSYNC or `rsync` on PATH): present, and 3.1 or newer. With
- * `stateDir`, a binary that passed before (same path, size, mtime, ctime and inode, recorded there)
- * is not run again: spawning `rsync --version` (and loading execa for it) was a sixth of a no-change
- * deploy's CPU. Replacing or upgrading the binary changes its stat, so it is asked again.
+ * The rsync hotctl will run (HOTCTL_RSYNC or `rsync` on PATH): present, and 3.1 or newer. Without
+ * `stateDir` (a fleet's preflight asks for every host) it runs once per binary and process. With `stateDir`, a binary that passed before (same path, size, mtime, ctime and inode, recorded
+ * there) is not run again: spawning `rsync --version` (and loading execa for it) was a sixth of a
+ * no-change deploy's CPU. Replacing or upgrading the binary changes its stat, so it is asked again.
  */
-export async function rsyncCheck(stateDir?: string): Promise<PreflightItem> {
+export function rsyncCheck(stateDir?: string): Promise<PreflightItem> {
   const bin = rsyncBinary()
+  if (stateDir) return checkRsync(bin, stateDir) // the record in the state dir decides
+  let check = rsyncChecks.get(bin)
+  if (!check) rsyncChecks.set(bin, (check = checkRsync(bin, undefined)))
+  return check
+}
+
+async function checkRsync(bin: string, stateDir: string | undefined): Promise<PreflightItem> {
   const named = process.env.HOTCTL_RSYNC ? `${bin} (from HOTCTL_RSYNC)` : bin
   const stamp = stateDir ? binaryStamp(bin) : undefined
   const recordFile = stateDir && path.join(stateDir, RSYNC_RECORD)

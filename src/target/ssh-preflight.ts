@@ -38,17 +38,24 @@ export async function sshPreflight(
   opts: PreflightOptions,
 ): Promise<PreflightItem[]> {
   const host = conn.host.name
-  const items: PreflightItem[] = [await rsyncCheck()]
+  // This machine's rsync is checked while the host is reached (and once per process: hosts share it).
+  const [local, facts] = await Promise.all([
+    rsyncCheck(),
+    conn.must('preflight', FACTS, [config.target, config.stateDir]).then(
+      (b) => b.toString('utf8'),
+      (err: unknown) => ({err}),
+    ),
+  ])
+  const items: PreflightItem[] = [local]
   if (opts.source) items.push(dirCheck('source', config.source, fs.constants.R_OK))
-  let out: string
-  try {
-    out = (await conn.must('preflight', FACTS, [config.target, config.stateDir])).toString('utf8')
-  } catch (err) {
+  if (typeof facts !== 'string') {
+    const {err} = facts
     if (!(err instanceof SshError)) throw err
     const name = err.kind === 'host-key' ? `host key of ${host}` : `ssh ${host}`
     items.push({name, ok: false, detail: err.message.replace(/^ssh: /, ''), hint: err.hint})
     return items
   }
+  const out = facts
   items.push({name: `ssh ${host}`, ok: true, detail: `${conn.destination} reached`})
   const lines = out.split('\n')
   const value = (key: string) => lines.find((l) => l.startsWith(`${key} `))?.slice(key.length + 1)

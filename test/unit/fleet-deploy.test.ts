@@ -25,6 +25,19 @@ describe('fleet deploy on fake targets', () => {
     }
     expect(res.hosts.map((h) => [h.name, h.wave, h.live])).toEqual(SIX.map((n, i) => [n, i < 2 ? i + 1 : 3, id]))
   })
+
+  it("after the fleet is proven, each host's lock is released once its own end is recorded", async () => {
+    const f = fakeFleet(['a', 'b'])
+    let aFreeWhileBFinishes = false
+    f.fake('b').at('prune', async () => {
+      for (let i = 0; i < 50 && f.fake('a').lockOwner; i++) await new Promise((r) => setTimeout(r, 10))
+      aFreeWhileBFinishes = f.fake('a').lockOwner === undefined
+    })
+    const r = await ended(fleetDeploy(f.fleet, DEPLOY_FLAGS))
+    expect(r.exitCode).toBe(EXIT.ok)
+    expect(aFreeWhileBFinishes).toBe(true)
+    for (const n of ['a', 'b']) expect(f.fake(n).lockOwner, n).toBeUndefined()
+  })
 })
 
 /** Fails the deploy's smoke check on a host (its 2nd command: reload-app, then smoke-home); the restore's smoke passes. */
@@ -151,19 +164,37 @@ describe('fleet deploy: before any host is touched', () => {
     expectOnR0(f, ['a', 'b', 'c'])
   })
 
-  it('locks are taken in name order; a held lock exits 5 naming host and owner and releases the locks taken', async () => {
+  it('locks are tried on every host at once; a held lock exits 5 naming host and owner and releases the locks taken', async () => {
     const f = fakeFleet(['c', 'a', 'd', 'b'])
-    const order: string[] = []
-    for (const [n, fake] of f.fakes) fake.at('lock', () => void order.push(n))
+    const tried: string[] = []
+    let inFlight = 0
+    let most = 0
+    for (const [n, fake] of f.fakes)
+      fake.at('lock', async () => {
+        tried.push(n)
+        most = Math.max(most, ++inFlight)
+        await new Promise((r) => setImmediate(r))
+        inFlight--
+      })
     f.fake('c').holdLock({user: 'alice', host: 'laptop'})
     const r = await ended(fleetDeploy(f.fleet, DEPLOY_FLAGS))
     expect(r.exitCode).toBe(EXIT.locked)
     expect(r.error!.message).toMatch(/^host c: target is locked by .*alice/)
-    expect(order).toEqual(['a', 'b', 'c'])
-    expect(f.fake('a').lockOwner).toBeUndefined()
-    expect(f.fake('b').lockOwner).toBeUndefined()
+    expect(tried.sort()).toEqual(['a', 'b', 'c', 'd'])
+    expect(most).toBe(4) // not one host after another
+    for (const n of ['a', 'b', 'd']) expect(f.fake(n).lockOwner, n).toBeUndefined()
     expect(f.fake('c').lockOwner?.user).toBe('alice')
     expectOnR0(f, ['a', 'b', 'd'])
+  })
+
+  it('two held locks: the error names the first in name order', async () => {
+    const f = fakeFleet(['c', 'a', 'd', 'b'])
+    f.fake('d').holdLock({user: 'bob', host: 'ci'})
+    f.fake('b').holdLock({user: 'alice', host: 'laptop'})
+    const r = await ended(fleetDeploy(f.fleet, DEPLOY_FLAGS))
+    expect(r.exitCode).toBe(EXIT.locked)
+    expect(r.error!.message).toMatch(/^host b: target is locked by .*alice/)
+    for (const n of ['a', 'c']) expect(f.fake(n).lockOwner, n).toBeUndefined()
   })
 
   it('an interrupted operation in a host journal is restored first, and reported for that host', async () => {

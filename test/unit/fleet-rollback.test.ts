@@ -34,6 +34,19 @@ describe('fleet rollback on fake targets', () => {
     for (const n of HOSTS) expect(f.fake(n).tree(), n).toEqual(SOURCE)
   })
 
+  it("after the fleet is proven, each host's lock is released once its own end is recorded", async () => {
+    const {f} = await deployed()
+    let aFreeWhileBFinishes = false
+    f.fake('b').at('prune', async () => {
+      for (let i = 0; i < 50 && f.fake('a').lockOwner; i++) await new Promise((r) => setTimeout(r, 10))
+      aFreeWhileBFinishes = f.fake('a').lockOwner === undefined
+    })
+    const r = (await ended(fleetRollback(f.fleet, {}))).result!
+    expect(r.exitCode).toBe(EXIT.ok)
+    expect(aFreeWhileBFinishes).toBe(true)
+    for (const n of HOSTS) expect(f.fake(n).lockOwner, n).toBeUndefined()
+  })
+
   it('one host failing: the hosts already rolled back are put back from their undo snapshot (exit 3)', async () => {
     const {f, r1} = await deployed({waves: [1, '100%']})
     // c's rollback: reload-app then smoke-home; the smoke fails, its put-back's smoke passes.

@@ -334,3 +334,24 @@ describe.runIf(hasRsync)('real rsync with every byte a name can hold', () => {
     expect(fs.readdirSync(dst).sort()).toEqual(['-x'])
   })
 })
+
+describe('rsyncCheck', () => {
+  it("runs this machine's rsync --version once per binary and process (a fleet asks once per host)", async () => {
+    const {rsyncCheck} = await import('../../src/target/local-preflight.js')
+    const dir = tmpDir()
+    const calls = path.join(dir, 'calls')
+    const bin = path.join(dir, 'rsync')
+    fs.writeFileSync(bin, `#!/bin/sh\necho x >> '${calls}'\necho 'rsync  version 3.2.7  protocol version 31'\n`, {
+      mode: 0o755,
+    })
+    process.env.HOTCTL_RSYNC = bin
+    try {
+      const items = await Promise.all(Array.from({length: 5}, () => rsyncCheck()))
+      await rsyncCheck()
+      expect(items.every((i) => i.ok)).toBe(true)
+      expect(fs.readFileSync(calls, 'utf8')).toBe('x\n')
+    } finally {
+      delete process.env.HOTCTL_RSYNC
+    }
+  })
+})
