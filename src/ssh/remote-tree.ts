@@ -20,9 +20,16 @@ const FORMAT = `'%y %m %s %T@ %C@ %i\\0%P\\0%l\\0'`
 const LIST = `cd -- "$1" 2>/dev/null || exit 0
 exec find . -mindepth 1 -printf ${FORMAT}`
 
-/** The hash record ($2: its length, a newline, its bytes; `0` when there is none), then LIST. */
+/**
+ * The hash record ($2) and its patch ($3), each as its length, a newline, its bytes (`0` when there
+ * is none), then LIST. The patch is read to the length measured (it only grows under the lock).
+ */
 const LIST_WITH_RECORD = `if [ -f "$2" ]; then wc -c < "$2"; cat -- "$2"; else echo 0; fi
+if [ -f "$3" ]; then n=$(wc -c < "$3"); echo "$n"; head -c "$n" -- "$3"; else echo 0; fi
 ${LIST}`
+
+/** The hash record's patch file, next to it (see RemoteHashRecord). */
+export const recordPatchFile = (recordFile: string) => `${recordFile.replace(/\.json\.gz$/, '')}.patch.jsonl`
 
 export type RemoteTree = Tree & {entries: Map<string, RemoteTreeEntry>}
 
@@ -48,17 +55,23 @@ export async function walkRemoteWithRecord(
   skip: PathMatcher,
   protect?: PathMatcher,
 ): Promise<{tree: RemoteTree; record: RemoteHashRecord}> {
-  const r = await conn.run(LIST_WITH_RECORD, [root, recordFile], {
+  const r = await conn.run(LIST_WITH_RECORD, [root, recordFile, recordPatchFile(recordFile)], {
     timeoutMs: Math.max(conn.settings.timeoutMs, 600_000),
     exact: true,
   })
   if (r.exitCode !== 0) throw failed(conn, `listing ${root}`, r)
-  const nl = r.stdout.indexOf(0x0a)
-  const len = Number(r.stdout.toString('latin1', 0, nl === -1 ? r.stdout.length : nl).trim())
-  if (nl === -1 || !Number.isInteger(len) || nl + 1 + len > r.stdout.length)
-    throw new Error(`the listing of ${root} on ${conn.host.name} is cut short`)
-  const record = RemoteHashRecord.parse(r.stdout.subarray(nl + 1, nl + 1 + len))
-  return {tree: parseRemoteList(r.stdout.subarray(nl + 1 + len), root, skip, protect), record}
+  let at = 0
+  const section = () => {
+    const nl = r.stdout.indexOf(0x0a, at)
+    const len = Number(r.stdout.toString('latin1', at, nl === -1 ? r.stdout.length : nl).trim())
+    if (nl === -1 || !Number.isInteger(len) || nl + 1 + len > r.stdout.length)
+      throw new Error(`the listing of ${root} on ${conn.host.name} is cut short`)
+    at = nl + 1 + len
+    return r.stdout.subarray(nl + 1, at)
+  }
+  const gz = section()
+  const record = RemoteHashRecord.parse(gz, section())
+  return {tree: parseRemoteList(r.stdout.subarray(at), root, skip, protect), record}
 }
 
 /**

@@ -24,13 +24,14 @@ import {
   type RemotePlanWalk,
   type RemoteTree,
   type RemoteTreeEntry,
+  recordPatchFile,
   statAndHash,
   walkRemote,
   walkRemoteWithRecord,
 } from '../ssh/remote-tree.js'
 import {HashCache} from '../store/hash-cache.js'
 import type {Manifest} from '../store/manifest.js'
-import {statEntry, type Tree, type TreeEntry, walkTree} from '../store/walk.js'
+import {statEntry, type Tree, type TreeEntry, walkTreeAsync} from '../store/walk.js'
 import {verbose} from '../ui/verbose.js'
 import {followItemized, refuseReplacingProtected, sourceProblem} from './local.js'
 import {SshBackupStore} from './ssh-backups.js'
@@ -146,8 +147,11 @@ for g; do
 done
 exit 0`
 
+/** Appends patch lines ($2) to the hash record's patch file ($1). */
+const APPEND_RECORD = `printf '%s' "$2" >> "$1"`
+
 /** The source trees planning walked, by source and filters, shared by this process's targets. */
-const sourceWalks = new Map<string, Tree>()
+const sourceWalks = new Map<string, Promise<Tree>>()
 
 /** Source hash caches by file, shared by this process's targets (see SshTarget.sourceCache). */
 const sourceCaches = new Map<string, HashCache>()
@@ -291,6 +295,12 @@ export class SshTarget implements Target {
    */
   async planChanges(source: string, opts: {dryRun: boolean}): Promise<TargetPlan> {
     const {target} = this.config
+    // The source is walked here while the host lists its tree (once per process: every host of a
+    // fleet plans against the same source tree).
+    const walkKey = JSON.stringify([source, this.config.exclude, this.config.protect])
+    let srcWalk = sourceWalks.get(walkKey)
+    if (!srcWalk) sourceWalks.set(walkKey, (srcWalk = walkTreeAsync(source, this.skip)))
+    srcWalk.catch(() => undefined) // awaited below, after the host's listing and the source check
     const {tree: dst, record} = await walkRemoteWithRecord(
       this.conn,
       target,
@@ -305,11 +315,9 @@ export class SshTarget implements Target {
         EXIT.failed,
         'Fix `source` in the config (or the path it names); the target was not touched.',
       )
-    // Walked once per process: every host of a fleet plans against the same source tree.
-    const walkKey = JSON.stringify([source, this.config.exclude, this.config.protect])
-    let src = sourceWalks.get(walkKey)
+    let src: Tree
     try {
-      if (!src) sourceWalks.set(walkKey, (src = walkTree(source, this.skip)))
+      src = await srcWalk
     } catch (err) {
       throw new HotctlError(
         `planning: cannot read the source: ${(err as Error).message}`,
@@ -341,7 +349,7 @@ export class SshTarget implements Target {
     }
     const ignore = (rel: string) => OWN_FILES.includes(rel)
     const toHash: string[] = []
-    diffTrees(src, dst, sameContent(toHash), ignore)
+    const first = diffTrees(src, dst, sameContent(toHash), ignore)
     if (toHash.length > 0) {
       const some = toHash.slice(0, 5).join(', ') + (toHash.length > 5 ? ', …' : '')
       verbose(`planning: hashing ${toHash.length} file(s) on ${this.conn.host.name} (not in its hash record): ${some}`)
@@ -350,7 +358,8 @@ export class SshTarget implements Target {
         record.set(rel, dst.entries.get(rel)! as RemoteTreeEntry, h) // hashed after the listing took its stat
       }
     }
-    const changes = diffTrees(src, dst, sameContent(), ignore)
+    // Nothing collected: the first pass decided every file as the second would.
+    const changes = toHash.length > 0 ? diffTrees(src, dst, sameContent(), ignore) : first
     // Planning is read-only under --dry-run: what was hashed is kept only by a real deploy.
     if (!opts.dryRun) {
       srcCache.save()
@@ -360,13 +369,25 @@ export class SshTarget implements Target {
   }
 
   /**
-   * The host's hash record, stored for the files of `tree` (uploaded, then renamed into place).
-   * Only a cache: when it cannot be written the next deploy hashes more, nothing else.
+   * The host's hash record, stored for the files of `tree`: what changed is appended to its patch
+   * (a few lines for a few files), or now and then the whole record is written (uploaded, then
+   * renamed into place) and the patch removed. Only a cache: when it cannot be written the next
+   * deploy hashes more, nothing else.
    */
   private async saveRecord(record: RemoteHashRecord, tree: RemoteTree): Promise<void> {
+    if (record.unsaved === 0) return
     const keep = (rel: string) => tree.entries.get(rel)?.type === 'file'
+    const patchFile = recordPatchFile(this.recordFile)
     try {
-      await this.conn.upload(this.recordFile, record.serialize(keep), {atomic: true})
+      const patch = record.patch()
+      if (patch !== undefined) {
+        await this.conn.must('appending to the hash record', APPEND_RECORD, [patchFile, patch])
+        record.saved(record.unsaved)
+      } else {
+        await this.conn.upload(this.recordFile, record.serialize(keep), {atomic: true})
+        await this.conn.must('removing the hash record patch', 'rm -f -- "$1"', [patchFile])
+        record.saved()
+      }
     } catch (err) {
       verbose(`could not save the hash record on ${this.conn.host.name}: ${(err as Error).message}`)
     }
