@@ -163,21 +163,29 @@ export function parseRemoteList(
   const dirsWithProtected = new Set<string>()
   // find lists a directory before what it holds: a skipped directory's contents are skipped with it.
   const skippedDirs = new Set<string>()
-  const field = () => {
+  // Fields are decoded straight from `out` (no Buffer per field): this runs once per host file.
+  const fieldEnd = () => {
     const end = out.indexOf(0, at)
     if (end === -1) throw new Error(`the listing of ${root} is cut short`)
-    const f = out.subarray(at, end)
-    at = end + 1
-    return f
+    return end
+  }
+  const name = (from: number, end: number) => {
+    const text = out.toString('utf8', from, end)
+    return text.includes('\ufffd') ? decodeName(out.subarray(from, end)) : text
   }
   let at = 0
   while (at < out.length) {
-    const first = field().toString('latin1')
+    let end = fieldEnd()
+    const first = out.toString('latin1', at, end)
+    at = end + 1
     if (named && first === 'END') return {root, entries, dirsWithSkipped, dirsWithProtected, end: at}
     const head = first.split(' ')
-    const name = field()
-    const rel = decodeName(named ? name.subarray(2) : name)
-    const link = field()
+    end = fieldEnd()
+    const rel = name(named ? at + 2 : at, end)
+    at = end + 1
+    const linkAt = at
+    const linkEnd = (at = fieldEnd()) // the link target: decoded below, for a symlink only
+    at = linkEnd + 1
     const [y, mode, size, mtime, ctime, ino] = head
     const slash = rel.lastIndexOf('/')
     const parent = slash === -1 ? '' : rel.slice(0, slash)
@@ -203,7 +211,7 @@ export function parseRemoteList(
       mtime: mtime!,
       ctime: ctime!,
     }
-    if (type === 'symlink') e.link = decodeName(link)
+    if (type === 'symlink') e.link = name(linkAt, linkEnd)
     entries.set(rel, e)
   }
   return {root, entries, dirsWithSkipped, dirsWithProtected, end: named ? undefined : at}
@@ -211,7 +219,9 @@ export function parseRemoteList(
 
 /** `sec.fraction` as Node's stat computes mtimeMs (sec * 1e3 + nsec / 1e6), so equal times compare equal. */
 export function timeMs(t: string): number {
-  const [sec, frac = ''] = t.split('.')
-  const ns = Number(frac.padEnd(9, '0').slice(0, 9))
-  return Number(sec) * 1e3 + ns / 1e6
+  const dot = t.indexOf('.')
+  if (dot === -1) return Number(t) * 1e3
+  // find prints 10 fraction digits: the first 9 are the nanoseconds (fewer: padded, as before).
+  const frac = t.length - dot - 1 >= 9 ? t.slice(dot + 1, dot + 10) : t.slice(dot + 1).padEnd(9, '0')
+  return Number(t.slice(0, dot)) * 1e3 + Number(frac) / 1e6
 }
