@@ -1,8 +1,11 @@
 import zlib from 'node:zlib'
 import type {RemoteTreeEntry} from './remote-tree.js'
 
-/** One file: size, mtime and ctime as the host printed them (`sec.fraction`, to the nanosecond), inode, sha256. */
-type Row = [size: number, mtime: string, ctime: string, ino: number, hash: string]
+/**
+ * One file: its path, size, mtime and ctime as the host printed them (`sec.fraction`, to the
+ * nanosecond), inode, sha256; kept as stored (no copy per row when read or written).
+ */
+type Row = [path: string, size: number, mtime: string, ctime: string, ino: number, hash: string]
 
 /**
  * The host's record of its target files' sha256, each valid while the file's stat is the one
@@ -34,7 +37,7 @@ export class RemoteHashRecord {
     if (gz && gz.length > 0) {
       try {
         const v = JSON.parse(zlib.gunzipSync(gz).toString('utf8')) as unknown
-        if (Array.isArray(v)) for (const r of v as unknown[]) if (validRow(r)) rows.set(r[0], r.slice(1) as Row)
+        if (Array.isArray(v)) for (const r of v as unknown[]) if (validRow(r)) rows.set(r[0], r)
       } catch {
         rows.clear()
       }
@@ -51,7 +54,7 @@ export class RemoteHashRecord {
         }
         lines++
         if (Array.isArray(r) && r.length === 1 && typeof r[0] === 'string') rows.delete(r[0])
-        else if (validRow(r)) rows.set(r[0], r.slice(1) as Row)
+        else if (validRow(r)) rows.set(r[0], r)
       }
     }
     return new RemoteHashRecord(rows, base, lines)
@@ -60,7 +63,7 @@ export class RemoteHashRecord {
   /** The recorded hash of `rel` while its stat is still the recorded one, else undefined. */
   peek(rel: string, e: RemoteTreeEntry): string | undefined {
     const r = this.rows.get(rel)
-    return r && r[0] === e.size && r[1] === e.mtime && r[2] === e.ctime && r[3] === e.ino ? r[4] : undefined
+    return r && r[1] === e.size && r[2] === e.mtime && r[3] === e.ctime && r[4] === e.ino ? r[5] : undefined
   }
 
   /** Is there a row for `rel` at all (valid or not)? */
@@ -70,7 +73,7 @@ export class RemoteHashRecord {
 
   /** `hash` was read from the file after `e` was taken (so a later change moves its stat). */
   set(rel: string, e: RemoteTreeEntry, hash: string): void {
-    const row: Row = [e.size, e.mtime, e.ctime, e.ino, hash]
+    const row: Row = [rel, e.size, e.mtime, e.ctime, e.ino, hash]
     this.rows.set(rel, row)
     this.dirty.set(rel, row)
   }
@@ -87,7 +90,7 @@ export class RemoteHashRecord {
   patch(): string | undefined {
     if (this.base === 0 || this.patchLines + this.dirty.size > Math.max(256, this.base / 4)) return undefined
     let out = ''
-    for (const [rel, r] of this.dirty) out += `${JSON.stringify(r ? [rel, ...r] : [rel])}\n`
+    for (const [rel, r] of this.dirty) out += `${JSON.stringify(r ?? [rel])}\n`
     return out
   }
 
@@ -105,13 +108,13 @@ export class RemoteHashRecord {
 
   /** Only the paths `keep` says still exist are stored (the record never outgrows the tree). */
   serialize(keep: (rel: string) => boolean): Buffer {
-    const out: (string | number)[][] = []
-    for (const [rel, r] of this.rows) if (keep(rel)) out.push([rel, ...r])
+    const out: Row[] = []
+    for (const [rel, r] of this.rows) if (keep(rel)) out.push(r)
     return zlib.gzipSync(JSON.stringify(out), {level: 1})
   }
 }
 
-function validRow(r: unknown): r is [string, number, string, string, number, string] {
+function validRow(r: unknown): r is Row {
   return (
     Array.isArray(r) &&
     r.length === 6 &&
