@@ -362,7 +362,15 @@ export class SshTarget implements Target {
     const changes = toHash.length > 0 ? diffTrees(src, dst, sameContent(), ignore) : first
     // Planning is read-only under --dry-run: what was hashed is kept only by a real deploy.
     if (!opts.dryRun) {
-      srcCache.save()
+      // Written at the next turn of the event loop: while the host runs the next script, not
+      // before it is sent (only a cache, checked by stat: a later write loses nothing).
+      setImmediate(() => {
+        try {
+          srcCache.save()
+        } catch (err) {
+          verbose(`could not save the source hash cache: ${(err as Error).message}`) // the verify tries again
+        }
+      })
       if (hashed.size > 0) await this.saveRecord(record, dst)
     }
     return {changes, walk: {dst, record} satisfies RemotePlanWalk}
