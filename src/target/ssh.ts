@@ -301,13 +301,18 @@ export class SshTarget implements Target {
     let srcWalk = sourceWalks.get(walkKey)
     if (!srcWalk) sourceWalks.set(walkKey, (srcWalk = walkTreeAsync(source, this.skip)))
     srcWalk.catch(() => undefined) // awaited below, after the host's listing and the source check
-    const {tree: dst, record} = await walkRemoteWithRecord(
+    const listing = walkRemoteWithRecord(
       this.conn,
       target,
       this.recordFile,
       this.skip,
       compilePatterns(this.config.protect),
     )
+    listing.catch(() => undefined) // awaited below
+    // The source's hash cache is read here while the host lists (the request is on its way by the
+    // next turn of the event loop).
+    const srcCache = await new Promise<HashCache>((resolve) => setImmediate(() => resolve(this.sourceCache(source))))
+    const {tree: dst, record} = await listing
     const missing = sourceProblem(source)
     if (missing)
       throw new HotctlError(
@@ -326,7 +331,6 @@ export class SshTarget implements Target {
       )
     }
     refuseReplacingProtected(source, dst)
-    const srcCache = this.sourceCache(source)
     const hashed = new Map<string, string>()
     // Which host files content must decide and the record cannot: the same rule in two passes
     // (the first only collects them), with one batch of hashing on the host between.
