@@ -31,7 +31,7 @@ import {
 } from '../ssh/remote-tree.js'
 import {HashCache} from '../store/hash-cache.js'
 import type {Manifest} from '../store/manifest.js'
-import {statEntry, type Tree, type TreeEntry, walkTreeAsync} from '../store/walk.js'
+import {statEntry, type Tree, type TreeEntry, walkTree} from '../store/walk.js'
 import {verbose} from '../ui/verbose.js'
 import {followItemized, refuseReplacingProtected, sourceProblem} from './local.js'
 import {SshBackupStore} from './ssh-backups.js'
@@ -151,7 +151,7 @@ exit 0`
 const APPEND_RECORD = `printf '%s' "$2" >> "$1"`
 
 /** The source trees planning walked, by source and filters, shared by this process's targets. */
-const sourceWalks = new Map<string, Promise<Tree>>()
+const sourceWalks = new Map<string, Tree>()
 
 /** Source hash caches by file, shared by this process's targets (see SshTarget.sourceCache). */
 const sourceCaches = new Map<string, HashCache>()
@@ -295,12 +295,6 @@ export class SshTarget implements Target {
    */
   async planChanges(source: string, opts: {dryRun: boolean}): Promise<TargetPlan> {
     const {target} = this.config
-    // The source is walked here while the host lists its tree (once per process: every host of a
-    // fleet plans against the same source tree).
-    const walkKey = JSON.stringify([source, this.config.exclude, this.config.protect])
-    let srcWalk = sourceWalks.get(walkKey)
-    if (!srcWalk) sourceWalks.set(walkKey, (srcWalk = walkTreeAsync(source, this.skip)))
-    srcWalk.catch(() => undefined) // awaited below, after the host's listing and the source check
     const listing = walkRemoteWithRecord(
       this.conn,
       target,
@@ -309,9 +303,23 @@ export class SshTarget implements Target {
       compilePatterns(this.config.protect),
     )
     listing.catch(() => undefined) // awaited below
-    // The source's hash cache is read here while the host lists (the request is on its way by the
-    // next turn of the event loop).
-    const srcCache = await new Promise<HashCache>((resolve) => setImmediate(() => resolve(this.sourceCache(source))))
+    // The source is walked and its hash cache read while the host lists its tree (the request is
+    // on its way by the next turn of the event loop). Walked once per process: every host of a
+    // fleet plans against the same source tree.
+    const walkKey = JSON.stringify([source, this.config.exclude, this.config.protect])
+    const local = await new Promise<{srcCache: HashCache; src?: Tree; error?: Error}>((resolve) =>
+      setImmediate(() => {
+        const srcCache = this.sourceCache(source)
+        try {
+          let src = sourceWalks.get(walkKey)
+          if (!src) sourceWalks.set(walkKey, (src = walkTree(source, this.skip)))
+          resolve({srcCache, src})
+        } catch (err) {
+          resolve({srcCache, error: err as Error})
+        }
+      }),
+    )
+    const {srcCache} = local
     const {tree: dst, record} = await listing
     const missing = sourceProblem(source)
     if (missing)
@@ -320,16 +328,13 @@ export class SshTarget implements Target {
         EXIT.failed,
         'Fix `source` in the config (or the path it names); the target was not touched.',
       )
-    let src: Tree
-    try {
-      src = await srcWalk
-    } catch (err) {
+    if (!local.src)
       throw new HotctlError(
-        `planning: cannot read the source: ${(err as Error).message}`,
+        `planning: cannot read the source: ${local.error?.message}`,
         EXIT.failed,
         'Check that the source tree is readable; the target was not touched.',
       )
-    }
+    const src = local.src
     refuseReplacingProtected(source, dst)
     const hashed = new Map<string, string>()
     // Which host files content must decide and the record cannot: the same rule in two passes
