@@ -295,32 +295,13 @@ export class SshTarget implements Target {
    */
   async planChanges(source: string, opts: {dryRun: boolean}): Promise<TargetPlan> {
     const {target} = this.config
-    const listing = walkRemoteWithRecord(
+    const {tree: dst, record} = await walkRemoteWithRecord(
       this.conn,
       target,
       this.recordFile,
       this.skip,
       compilePatterns(this.config.protect),
     )
-    listing.catch(() => undefined) // awaited below
-    // The source is walked and its hash cache read while the host lists its tree (the request is
-    // on its way by the next turn of the event loop). Walked once per process: every host of a
-    // fleet plans against the same source tree.
-    const walkKey = JSON.stringify([source, this.config.exclude, this.config.protect])
-    const local = await new Promise<{srcCache: HashCache; src?: Tree; error?: Error}>((resolve) =>
-      setImmediate(() => {
-        const srcCache = this.sourceCache(source)
-        try {
-          let src = sourceWalks.get(walkKey)
-          if (!src) sourceWalks.set(walkKey, (src = walkTree(source, this.skip)))
-          resolve({srcCache, src})
-        } catch (err) {
-          resolve({srcCache, error: err as Error})
-        }
-      }),
-    )
-    const {srcCache} = local
-    const {tree: dst, record} = await listing
     const missing = sourceProblem(source)
     if (missing)
       throw new HotctlError(
@@ -328,14 +309,23 @@ export class SshTarget implements Target {
         EXIT.failed,
         'Fix `source` in the config (or the path it names); the target was not touched.',
       )
-    if (!local.src)
+    // Walked after the host's listing, not during it: overlapping them (an async find, or a sync
+    // one while the reply waited) measured slower with the host on this machine (more system
+    // time, the reply read in small pieces). Once per process: every host of a fleet plans
+    // against the same source tree.
+    const walkKey = JSON.stringify([source, this.config.exclude, this.config.protect])
+    let src = sourceWalks.get(walkKey)
+    try {
+      if (!src) sourceWalks.set(walkKey, (src = walkTree(source, this.skip)))
+    } catch (err) {
       throw new HotctlError(
-        `planning: cannot read the source: ${local.error?.message}`,
+        `planning: cannot read the source: ${(err as Error).message}`,
         EXIT.failed,
         'Check that the source tree is readable; the target was not touched.',
       )
-    const src = local.src
+    }
     refuseReplacingProtected(source, dst)
+    const srcCache = this.sourceCache(source)
     const hashed = new Map<string, string>()
     // Which host files content must decide and the record cannot: the same rule in two passes
     // (the first only collects them), with one batch of hashing on the host between.
