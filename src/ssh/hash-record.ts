@@ -1,8 +1,11 @@
 import zlib from 'node:zlib'
 import type {RemoteTreeEntry} from './remote-tree.js'
 
-/** One file: size, mtime and ctime as the host printed them (`sec.fraction`, to the nanosecond), inode, sha256. */
-type Row = [size: number, mtime: string, ctime: string, ino: number, hash: string]
+/**
+ * One file: its path, size, mtime and ctime as the host printed them (`sec.fraction`, to the
+ * nanosecond), inode, sha256; kept as stored (no copy per row when read or written).
+ */
+type Row = [path: string, size: number, mtime: string, ctime: string, ino: number, hash: string]
 
 /**
  * The host's record of its target files' sha256, each valid while the file's stat is the one
@@ -12,39 +15,55 @@ type Row = [size: number, mtime: string, ctime: string, ino: number, hash: strin
  * every controller plans from it; written after a deploy. Losing it only costs hashing again.
  */
 export class RemoteHashRecord {
-  private constructor(private readonly rows: Map<string, Row>) {}
+  /** Rows set (a Row) or deleted (null) since the record was read or last saved. */
+  private readonly dirty = new Map<string, Row | null>()
 
-  /** The record as stored (gzipped JSON `[[path, size, mtime, ctime, ino, sha256], …]`); anything unreadable is an empty record. */
-  static parse(gz: Buffer | undefined): RemoteHashRecord {
+  private constructor(
+    private readonly rows: Map<string, Row>,
+    /** Rows in the stored base, and lines in its patch (see `patch`). */
+    private readonly base: number,
+    private patchLines: number,
+  ) {}
+
+  /**
+   * The record as stored: a base (gzipped JSON `[[path, size, mtime, ctime, ino, sha256], …]`) and
+   * its patch, JSON lines appended since (a row, or `[path]` for a deletion), applied in order.
+   * Anything unreadable is an empty base; an unreadable patch line is skipped (a cut-off last
+   * line, say). Only a cache: every row is checked by stat before use, so a lost or stale row
+   * costs a hash, never a wrong answer.
+   */
+  static parse(gz: Buffer | undefined, patch?: Buffer): RemoteHashRecord {
     const rows = new Map<string, Row>()
     if (gz && gz.length > 0) {
       try {
         const v = JSON.parse(zlib.gunzipSync(gz).toString('utf8')) as unknown
-        if (Array.isArray(v))
-          for (const r of v as unknown[])
-            if (
-              Array.isArray(r) &&
-              r.length === 6 &&
-              typeof r[0] === 'string' &&
-              typeof r[1] === 'number' &&
-              typeof r[2] === 'string' &&
-              typeof r[3] === 'string' &&
-              typeof r[4] === 'number' &&
-              typeof r[5] === 'string' &&
-              /^[0-9a-f]{64}$/.test(r[5])
-            )
-              rows.set(r[0], r.slice(1) as Row)
+        if (Array.isArray(v)) for (const r of v as unknown[]) if (validRow(r)) rows.set(r[0], r)
       } catch {
         rows.clear()
       }
     }
-    return new RemoteHashRecord(rows)
+    const base = rows.size
+    let lines = 0
+    if (base > 0 && patch && patch.length > 0) {
+      for (const line of patch.toString('utf8').split('\n')) {
+        let r: unknown
+        try {
+          r = JSON.parse(line)
+        } catch {
+          continue
+        }
+        lines++
+        if (Array.isArray(r) && r.length === 1 && typeof r[0] === 'string') rows.delete(r[0])
+        else if (validRow(r)) rows.set(r[0], r)
+      }
+    }
+    return new RemoteHashRecord(rows, base, lines)
   }
 
   /** The recorded hash of `rel` while its stat is still the recorded one, else undefined. */
   peek(rel: string, e: RemoteTreeEntry): string | undefined {
     const r = this.rows.get(rel)
-    return r && r[0] === e.size && r[1] === e.mtime && r[2] === e.ctime && r[3] === e.ino ? r[4] : undefined
+    return r && r[1] === e.size && r[2] === e.mtime && r[3] === e.ctime && r[4] === e.ino ? r[5] : undefined
   }
 
   /** Is there a row for `rel` at all (valid or not)? */
@@ -54,17 +73,57 @@ export class RemoteHashRecord {
 
   /** `hash` was read from the file after `e` was taken (so a later change moves its stat). */
   set(rel: string, e: RemoteTreeEntry, hash: string): void {
-    this.rows.set(rel, [e.size, e.mtime, e.ctime, e.ino, hash])
+    const row: Row = [rel, e.size, e.mtime, e.ctime, e.ino, hash]
+    this.rows.set(rel, row)
+    this.dirty.set(rel, row)
   }
 
   delete(rel: string): void {
-    this.rows.delete(rel)
+    if (this.rows.delete(rel)) this.dirty.set(rel, null)
+  }
+
+  /**
+   * What changed since the record was read or last saved, as patch lines to append to the stored
+   * one; undefined when the whole record should be written instead (no stored base, or the patch
+   * would outgrow a quarter of it). Either way the caller then stores it and calls `saved`.
+   */
+  patch(): string | undefined {
+    if (this.base === 0 || this.patchLines + this.dirty.size > Math.max(256, this.base / 4)) return undefined
+    let out = ''
+    for (const [rel, r] of this.dirty) out += `${JSON.stringify(r ?? [rel])}\n`
+    return out
+  }
+
+  /** The stored record now has every change: `patched` lines were appended, or (undefined) it was rewritten whole. */
+  saved(patched?: number): void {
+    if (patched === undefined) this.patchLines = 0
+    else this.patchLines += patched
+    this.dirty.clear()
+  }
+
+  /** Changes not stored yet. */
+  get unsaved(): number {
+    return this.dirty.size
   }
 
   /** Only the paths `keep` says still exist are stored (the record never outgrows the tree). */
   serialize(keep: (rel: string) => boolean): Buffer {
-    const out: (string | number)[][] = []
-    for (const [rel, r] of this.rows) if (keep(rel)) out.push([rel, ...r])
+    const out: Row[] = []
+    for (const [rel, r] of this.rows) if (keep(rel)) out.push(r)
     return zlib.gzipSync(JSON.stringify(out), {level: 1})
   }
+}
+
+function validRow(r: unknown): r is Row {
+  return (
+    Array.isArray(r) &&
+    r.length === 6 &&
+    typeof r[0] === 'string' &&
+    typeof r[1] === 'number' &&
+    typeof r[2] === 'string' &&
+    typeof r[3] === 'string' &&
+    typeof r[4] === 'number' &&
+    typeof r[5] === 'string' &&
+    /^[0-9a-f]{64}$/.test(r[5])
+  )
 }

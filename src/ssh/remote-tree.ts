@@ -20,9 +20,16 @@ const FORMAT = `'%y %m %s %T@ %C@ %i\\0%P\\0%l\\0'`
 const LIST = `cd -- "$1" 2>/dev/null || exit 0
 exec find . -mindepth 1 -printf ${FORMAT}`
 
-/** The hash record ($2: its length, a newline, its bytes; `0` when there is none), then LIST. */
+/**
+ * The hash record ($2) and its patch ($3), each as its length, a newline, its bytes (`0` when there
+ * is none), then LIST. The patch is read to the length measured (it only grows under the lock).
+ */
 const LIST_WITH_RECORD = `if [ -f "$2" ]; then wc -c < "$2"; cat -- "$2"; else echo 0; fi
+if [ -f "$3" ]; then n=$(wc -c < "$3"); echo "$n"; head -c "$n" -- "$3"; else echo 0; fi
 ${LIST}`
+
+/** The hash record's patch file, next to it (see RemoteHashRecord). */
+export const recordPatchFile = (recordFile: string) => `${recordFile.replace(/\.json\.gz$/, '')}.patch.jsonl`
 
 export type RemoteTree = Tree & {entries: Map<string, RemoteTreeEntry>}
 
@@ -48,17 +55,23 @@ export async function walkRemoteWithRecord(
   skip: PathMatcher,
   protect?: PathMatcher,
 ): Promise<{tree: RemoteTree; record: RemoteHashRecord}> {
-  const r = await conn.run(LIST_WITH_RECORD, [root, recordFile], {
+  const r = await conn.run(LIST_WITH_RECORD, [root, recordFile, recordPatchFile(recordFile)], {
     timeoutMs: Math.max(conn.settings.timeoutMs, 600_000),
     exact: true,
   })
   if (r.exitCode !== 0) throw failed(conn, `listing ${root}`, r)
-  const nl = r.stdout.indexOf(0x0a)
-  const len = Number(r.stdout.toString('latin1', 0, nl === -1 ? r.stdout.length : nl).trim())
-  if (nl === -1 || !Number.isInteger(len) || nl + 1 + len > r.stdout.length)
-    throw new Error(`the listing of ${root} on ${conn.host.name} is cut short`)
-  const record = RemoteHashRecord.parse(r.stdout.subarray(nl + 1, nl + 1 + len))
-  return {tree: parseRemoteList(r.stdout.subarray(nl + 1 + len), root, skip, protect), record}
+  let at = 0
+  const section = () => {
+    const nl = r.stdout.indexOf(0x0a, at)
+    const len = Number(r.stdout.toString('latin1', at, nl === -1 ? r.stdout.length : nl).trim())
+    if (nl === -1 || !Number.isInteger(len) || nl + 1 + len > r.stdout.length)
+      throw new Error(`the listing of ${root} on ${conn.host.name} is cut short`)
+    at = nl + 1 + len
+    return r.stdout.subarray(nl + 1, at)
+  }
+  const gz = section()
+  const record = RemoteHashRecord.parse(gz, section())
+  return {tree: parseRemoteList(r.stdout.subarray(at), root, skip, protect), record}
 }
 
 /**
@@ -150,21 +163,29 @@ export function parseRemoteList(
   const dirsWithProtected = new Set<string>()
   // find lists a directory before what it holds: a skipped directory's contents are skipped with it.
   const skippedDirs = new Set<string>()
-  const field = () => {
+  // Fields are decoded straight from `out` (no Buffer per field): this runs once per host file.
+  const fieldEnd = () => {
     const end = out.indexOf(0, at)
     if (end === -1) throw new Error(`the listing of ${root} is cut short`)
-    const f = out.subarray(at, end)
-    at = end + 1
-    return f
+    return end
+  }
+  const name = (from: number, end: number) => {
+    const text = out.toString('utf8', from, end)
+    return text.includes('\ufffd') ? decodeName(out.subarray(from, end)) : text
   }
   let at = 0
   while (at < out.length) {
-    const first = field().toString('latin1')
+    let end = fieldEnd()
+    const first = out.toString('latin1', at, end)
+    at = end + 1
     if (named && first === 'END') return {root, entries, dirsWithSkipped, dirsWithProtected, end: at}
     const head = first.split(' ')
-    const name = field()
-    const rel = decodeName(named ? name.subarray(2) : name)
-    const link = field()
+    end = fieldEnd()
+    const rel = name(named ? at + 2 : at, end)
+    at = end + 1
+    const linkAt = at
+    const linkEnd = (at = fieldEnd()) // the link target: decoded below, for a symlink only
+    at = linkEnd + 1
     const [y, mode, size, mtime, ctime, ino] = head
     const slash = rel.lastIndexOf('/')
     const parent = slash === -1 ? '' : rel.slice(0, slash)
@@ -190,7 +211,7 @@ export function parseRemoteList(
       mtime: mtime!,
       ctime: ctime!,
     }
-    if (type === 'symlink') e.link = decodeName(link)
+    if (type === 'symlink') e.link = name(linkAt, linkEnd)
     entries.set(rel, e)
   }
   return {root, entries, dirsWithSkipped, dirsWithProtected, end: named ? undefined : at}
@@ -198,7 +219,9 @@ export function parseRemoteList(
 
 /** `sec.fraction` as Node's stat computes mtimeMs (sec * 1e3 + nsec / 1e6), so equal times compare equal. */
 export function timeMs(t: string): number {
-  const [sec, frac = ''] = t.split('.')
-  const ns = Number(frac.padEnd(9, '0').slice(0, 9))
-  return Number(sec) * 1e3 + ns / 1e6
+  const dot = t.indexOf('.')
+  if (dot === -1) return Number(t) * 1e3
+  // find prints 10 fraction digits: the first 9 are the nanoseconds (fewer: padded, as before).
+  const frac = t.length - dot - 1 >= 9 ? t.slice(dot + 1, dot + 10) : t.slice(dot + 1).padEnd(9, '0')
+  return Number(t.slice(0, dot)) * 1e3 + Number(frac) / 1e6
 }

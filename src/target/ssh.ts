@@ -23,6 +23,7 @@ import {
   type RemotePlanWalk,
   type RemoteTree,
   type RemoteTreeEntry,
+  recordPatchFile,
   statAndHash,
   walkRemote,
   walkRemoteWithRecord,
@@ -144,6 +145,9 @@ for g; do
   kill -0 -- "-$g" 2>/dev/null && echo "$g"
 done
 exit 0`
+
+/** Appends patch lines ($2) to the hash record's patch file ($1). */
+const APPEND_RECORD = `printf '%s' "$2" >> "$1"`
 
 /** The source trees planning walked, by source and filters, shared by this process's targets. */
 const sourceWalks = new Map<string, Tree>()
@@ -304,7 +308,10 @@ export class SshTarget implements Target {
         EXIT.failed,
         'Fix `source` in the config (or the path it names); the target was not touched.',
       )
-    // Walked once per process: every host of a fleet plans against the same source tree.
+    // Walked after the host's listing, not during it: overlapping them (an async find, or a sync
+    // one while the reply waited) measured slower with the host on this machine (more system
+    // time, the reply read in small pieces). Once per process: every host of a fleet plans
+    // against the same source tree.
     const walkKey = JSON.stringify([source, this.config.exclude, this.config.protect])
     let src = sourceWalks.get(walkKey)
     try {
@@ -340,7 +347,7 @@ export class SshTarget implements Target {
     }
     const ignore = (rel: string) => OWN_FILES.includes(rel)
     const toHash: string[] = []
-    diffTrees(src, dst, sameContent(toHash), ignore)
+    const first = diffTrees(src, dst, sameContent(toHash), ignore)
     if (toHash.length > 0) {
       const some = toHash.slice(0, 5).join(', ') + (toHash.length > 5 ? ', …' : '')
       verbose(`planning: hashing ${toHash.length} file(s) on ${this.conn.host.name} (not in its hash record): ${some}`)
@@ -349,23 +356,44 @@ export class SshTarget implements Target {
         record.set(rel, dst.entries.get(rel)! as RemoteTreeEntry, h) // hashed after the listing took its stat
       }
     }
-    const changes = diffTrees(src, dst, sameContent(), ignore)
+    // Nothing collected: the first pass decided every file as the second would.
+    const changes = toHash.length > 0 ? diffTrees(src, dst, sameContent(), ignore) : first
     // Planning is read-only under --dry-run: what was hashed is kept only by a real deploy.
     if (!opts.dryRun) {
-      srcCache.save()
+      // Written at the next turn of the event loop: while the host runs the next script, not
+      // before it is sent (only a cache, checked by stat: a later write loses nothing).
+      setImmediate(() => {
+        try {
+          srcCache.save()
+        } catch (err) {
+          verbose(`could not save the source hash cache: ${(err as Error).message}`) // the verify tries again
+        }
+      })
       if (hashed.size > 0) await this.saveRecord(record, dst)
     }
     return {changes, walk: {dst, record} satisfies RemotePlanWalk}
   }
 
   /**
-   * The host's hash record, stored for the files of `tree` (uploaded, then renamed into place).
-   * Only a cache: when it cannot be written the next deploy hashes more, nothing else.
+   * The host's hash record, stored for the files of `tree`: what changed is appended to its patch
+   * (a few lines for a few files), or now and then the whole record is written (uploaded, then
+   * renamed into place) and the patch removed. Only a cache: when it cannot be written the next
+   * deploy hashes more, nothing else.
    */
   private async saveRecord(record: RemoteHashRecord, tree: RemoteTree): Promise<void> {
+    if (record.unsaved === 0) return
     const keep = (rel: string) => tree.entries.get(rel)?.type === 'file'
+    const patchFile = recordPatchFile(this.recordFile)
     try {
-      await this.conn.upload(this.recordFile, record.serialize(keep), {atomic: true})
+      const patch = record.patch()
+      if (patch !== undefined) {
+        await this.conn.must('appending to the hash record', APPEND_RECORD, [patchFile, patch])
+        record.saved(record.unsaved)
+      } else {
+        await this.conn.upload(this.recordFile, record.serialize(keep), {atomic: true})
+        await this.conn.must('removing the hash record patch', 'rm -f -- "$1"', [patchFile])
+        record.saved()
+      }
     } catch (err) {
       verbose(`could not save the hash record on ${this.conn.host.name}: ${(err as Error).message}`)
     }

@@ -248,6 +248,8 @@ describe('SSH target: diff, release steps, maintenance', {timeout: 180_000}, () 
     expect(r.json.changes.changed).toEqual([rel])
     expect(r.stderr).toMatch(/planning: hashing 1 file\(s\)/)
     expect(fs.readFileSync(live, 'utf8')).toBe(original)
+    // What that deploy hashed and wrote went into the record's patch (appended), not a rewrite.
+    expect(fs.readFileSync(path.join(ws.stateDir, 'target-hashes.patch.jsonl'), 'utf8')).toContain(`["${rel}",`)
     const again = await runCli(['deploy', '--json'], {cwd: ws.src})
     expect(again.json?.outcome, why(again)).toBe('nothing-to-deploy')
   })
