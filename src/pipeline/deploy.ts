@@ -181,7 +181,8 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
     {
       title: 'Preflight',
       does: 'preflight: rsync, source, target, state dir, status URLs',
-      task: async () => requirePreflight(await preflight(ctx, {source: true, createTarget: flags.createTarget})),
+      task: async () =>
+        requirePreflight(await preflight(ctx, {source: true, createTarget: flags.createTarget, record: !flags.dryRun})),
     },
     {
       ...checksGroup(ctx, result.checks, {readOnly: dry}),

@@ -163,7 +163,7 @@ function rollbackSteps(ctx: OpContext, opts: {to?: string}, run: RollbackRun): S
     {
       title: 'Preflight',
       does: 'preflight: rsync, target, state dir, status URLs',
-      task: async () => requirePreflight(await preflight(ctx, {source: false, createTarget: false})),
+      task: async () => requirePreflight(await preflight(ctx, {source: false, createTarget: false, record: true})),
     },
     {
       title: 'Lock the target',

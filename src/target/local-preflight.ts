@@ -8,7 +8,7 @@ import type {PreflightItem, PreflightOptions} from './target.js'
 /** What a local deploy needs before anything is touched: rsync, the source, the target, the state dir. */
 export async function localPreflight(config: ResolvedConfig, opts: PreflightOptions): Promise<PreflightItem[]> {
   const {source, target, stateDir} = config
-  const items: PreflightItem[] = [await rsyncCheck(stateDir)]
+  const items: PreflightItem[] = [await rsyncCheck(stateDir, opts.record ?? false)]
   if (opts.source) items.push(dirCheck('source', source, fs.constants.R_OK))
   const targetExists = fs.existsSync(target)
   if (targetExists || !opts.createTarget) {
@@ -86,15 +86,15 @@ const rsyncChecks = new Map<string, Promise<PreflightItem>>()
  * there) is not run again: spawning `rsync --version` (and loading execa for it) was a sixth of a
  * no-change deploy's CPU. Replacing or upgrading the binary changes its stat, so it is asked again.
  */
-export function rsyncCheck(stateDir?: string): Promise<PreflightItem> {
+export function rsyncCheck(stateDir?: string, record = true): Promise<PreflightItem> {
   const bin = rsyncBinary()
-  if (stateDir) return checkRsync(bin, stateDir) // the record in the state dir decides
+  if (stateDir) return checkRsync(bin, stateDir, record) // the record in the state dir decides
   let check = rsyncChecks.get(bin)
-  if (!check) rsyncChecks.set(bin, (check = checkRsync(bin, undefined)))
+  if (!check) rsyncChecks.set(bin, (check = checkRsync(bin, undefined, false)))
   return check
 }
 
-async function checkRsync(bin: string, stateDir: string | undefined): Promise<PreflightItem> {
+async function checkRsync(bin: string, stateDir: string | undefined, record: boolean): Promise<PreflightItem> {
   const named = process.env.HOTCTL_RSYNC ? `${bin} (from HOTCTL_RSYNC)` : bin
   const stamp = stateDir ? binaryStamp(bin) : undefined
   const recordFile = stateDir && path.join(stateDir, RSYNC_RECORD)
@@ -125,7 +125,7 @@ async function checkRsync(bin: string, stateDir: string | undefined): Promise<Pr
     }
   }
   const line = String(r.stdout).split('\n')[0]!
-  if (stamp && recordFile && fs.existsSync(stateDir)) {
+  if (record && stamp && recordFile && fs.existsSync(stateDir)) {
     try {
       fs.writeFileSync(recordFile, `${JSON.stringify({...stamp, line})}\n`)
     } catch {

@@ -37,6 +37,8 @@ export interface PreflightOptions {
   source: boolean
   /** A missing target is fine: it will be created (deploy --create-target). */
   createTarget: boolean
+  /** May write what it learnt (the rsync check record) into the state dir: not under --dry-run or `check`. */
+  record?: boolean
 }
 
 /**

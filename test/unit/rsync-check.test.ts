@@ -50,6 +50,11 @@ describe('rsyncCheck: a binary that passed is not run again while its stat is un
       const fake = fakeRsync(dir, '3.2.7')
       process.env.HOTCTL_RSYNC = fake.bin
 
+      // Under --dry-run (and `check`) the state dir is not written: asked, nothing recorded.
+      expect((await rsyncCheck(stateDir, false)).ok).toBe(true)
+      expect(fs.existsSync(path.join(stateDir, RSYNC_RECORD))).toBe(false)
+      fs.rmSync(path.join(dir, 'runs'))
+
       const first = await rsyncCheck(stateDir)
       expect(first).toMatchObject({name: 'rsync', ok: true})
       expect(first.detail).toBe(`${fake.bin} (from HOTCTL_RSYNC): rsync  version 3.2.7  protocol version 31`)
