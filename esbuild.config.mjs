@@ -56,6 +56,27 @@ await build({
   plugins: [zodEnglishOnly],
 })
 
+// The same CLI as one CommonJS file for bin/run.js's own-command path (src/own-command.ts): one
+// file to read, and a CommonJS script can be compiled through V8's code cache (src/code-cache.ts),
+// which Node 20 offers for no ES module. Dynamic imports become lazily run parts of the file.
+// `import.meta.url` is this file's URL: dist/own/ is as deep as the dist/init/ it stands in for.
+await build({
+  entryPoints: ['src/own-command.ts'],
+  outfile: 'dist/own/hotctl.cjs',
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node20',
+  external: ['typescript'],
+  define: {'import.meta.url': '__hotctlImportMetaUrl'},
+  banner: {js: "const __hotctlImportMetaUrl=require('node:url').pathToFileURL(__filename).href;"},
+  minify: !process.env.HOTCTL_NO_MINIFY,
+  keepNames: true,
+  legalComments: 'none',
+  logLevel: 'warning',
+  plugins: [zodEnglishOnly],
+})
+
 // The oclif manifest: without it oclif imports every command on every run to list them.
 const {Plugin} = await import('@oclif/core')
 const plugin = new Plugin({root: process.cwd(), type: 'core', ignoreManifest: true, errorOnManifestCreate: true})

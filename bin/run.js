@@ -8,24 +8,29 @@ if (argv.length === 1 && argv[0] === '--version') {
     `${pjson.oclif.bin}/${pjson.version} ${process.platform}-${process.arch} node-${process.version}\n`,
   )
 } else {
-  // Colour is decided once (src/ui/color.ts), before chalk, listr2 (colorette) and oclif (ansis)
-  // load: they read the environment differently, so it is normalised first.
-  const {applyColorPolicy} = await import('../dist/ui/color.js')
-  applyColorPolicy()
-  // Node ≥ 22.1 keeps compiled code between runs; Node 20 has no compile cache (a no-op there).
-  const {default: mod} = await import('node:module')
-  mod.enableCompileCache?.()
   const {readFileSync} = await import('node:fs')
   const {fileURLToPath} = await import('node:url')
   const root = fileURLToPath(new URL('..', import.meta.url))
   const pjson = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
-  // One of hotctl's own commands, without help asked: the core plugins (help, autocomplete) are not
-  // loaded — reading their manifests cost more than the `help` and `autocomplete` commands they
-  // add, which such a run cannot reach. Everything else (help, a typo, no command) loads them all.
-  if (!argv.some((a) => a === '--help' || a === '-h') && ownCommand(argv)) pjson.oclif.plugins = []
-  // dist/cli.js is oclif bundled with the commands' chunks (esbuild.config.mjs, run by `npm run build`).
-  const {execute} = await import('../dist/cli.js')
-  await execute({loadOptions: {root, pjson}})
+  if (!argv.some((a) => a === '--help' || a === '-h') && ownCommand(argv)) {
+    // One of hotctl's own commands, without help asked: from dist/own/hotctl.cjs, every command in
+    // one file compiled through V8's code cache (src/code-cache.ts; HOTCTL_CODE_CACHE=0 turns it
+    // off). The core plugins (help, autocomplete) are not loaded: reading their manifests cost more
+    // than the `help` and `autocomplete` commands they add, which such a run cannot reach.
+    const {codeCacheDir, requireWithCodeCache} = await import('../dist/code-cache.js')
+    const bundle = requireWithCodeCache(fileURLToPath(new URL('../dist/own/hotctl.cjs', import.meta.url)), codeCacheDir())
+    pjson.oclif.plugins = []
+    await bundle.exports.runOwnCommand(argv, {root, pjson})
+  } else {
+    // Help, a typo, no command: oclif with every plugin, commands imported from dist/commands.
+    // Colour is decided once (src/ui/color.ts), before chalk, listr2 (colorette) and oclif (ansis)
+    // load: they read the environment differently, so it is normalised first.
+    const {applyColorPolicy} = await import('../dist/ui/color.js')
+    applyColorPolicy()
+    // dist/cli.js is oclif bundled with the commands' chunks (esbuild.config.mjs, run by `npm run build`).
+    const {execute} = await import('../dist/cli.js')
+    await execute({loadOptions: {root, pjson}})
+  }
 
   function ownCommand(args) {
     let ids

@@ -1,0 +1,101 @@
+/**
+ * Loads a CommonJS bundle through V8's code cache (Node 20 has no `module.enableCompileCache`):
+ * the bytecode V8 compiled for it in an earlier run — including the functions that run compiled
+ * lazily, as the cache is written after a run — is read back instead of parsing and compiling the
+ * source again.
+ *
+ * The cache is per user ($XDG_CACHE_HOME/hotctl, else ~/.cache/hotctl; HOTCTL_CODE_CACHE=DIR
+ * elsewhere, HOTCTL_CODE_CACHE=0 off), one file per bundle content (its CRC-32 and length) and
+ * Node version, written atomically (temporary file, rename). V8 checks each cache against its own
+ * version, flags and the source's length, and rejects it otherwise: the bundle is then compiled as
+ * usual and the cache rewritten at exit. A cache that cannot be read or written costs nothing else.
+ *
+ * This module imports only Node's own modules: bin/run.js loads it before the bundle.
+ */
+import fs from 'node:fs'
+import Module, {createRequire} from 'node:module'
+import os from 'node:os'
+import path from 'node:path'
+import vm from 'node:vm'
+import zlib from 'node:zlib'
+
+/** Where the cache lives, or undefined when it is off (HOTCTL_CODE_CACHE=0, or no home to put it in). */
+export function codeCacheDir(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const setting = env.HOTCTL_CODE_CACHE
+  if (setting === '0' || setting === 'false' || setting === 'off') return undefined
+  if (setting) return path.resolve(setting)
+  if (env.XDG_CACHE_HOME && path.isAbsolute(env.XDG_CACHE_HOME)) return path.join(env.XDG_CACHE_HOME, 'hotctl')
+  const home = env.HOME || os.homedir()
+  return home ? path.join(home, '.cache', 'hotctl') : undefined
+}
+
+export interface CodeCacheResult {
+  exports: unknown
+  /** 'hit': compiled from the cache; 'miss': no usable cache (one is written at exit); 'off': no cache dir. */
+  cache: 'hit' | 'miss' | 'rejected' | 'off'
+  /** The cache file (when there is a cache dir). */
+  file?: string
+}
+
+/**
+ * `require(file)` for a CommonJS bundle, compiled with the code cache in `dir` (none: undefined).
+ * Dynamic `import()` inside the bundle uses Node's own loader, as in a required file.
+ */
+export function requireWithCodeCache(file: string, dir: string | undefined): CodeCacheResult {
+  const source = fs.readFileSync(file)
+  // zlib.crc32 is Node ≥ 20.15; without it the cache is off (a length alone could match a changed bundle).
+  const crc32 = (zlib as {crc32?: (data: Buffer) => number}).crc32
+  const cacheFile =
+    dir && crc32
+      ? path.join(
+          dir,
+          `${path.basename(file)}-${process.version}-${process.arch}-${crc32(source).toString(16)}-${source.length}.v8`,
+        )
+      : undefined
+  let cachedData: Buffer | undefined
+  if (cacheFile) {
+    try {
+      cachedData = fs.readFileSync(cacheFile)
+    } catch {
+      // none yet (or unreadable): compiled from source, and written at exit
+    }
+  }
+  const script = new vm.Script(Module.wrap(source.toString('utf8')), {
+    filename: file,
+    cachedData,
+    importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
+  })
+  const rejected = cachedData !== undefined && script.cachedDataRejected === true
+  const mod = {exports: {}, filename: file, id: file, loaded: false}
+  const wrapper = script.runInThisContext() as (...args: unknown[]) => void
+  wrapper.call(mod.exports, mod.exports, createRequire(file), mod, file, path.dirname(file))
+  mod.loaded = true
+  if (cacheFile && (cachedData === undefined || rejected)) {
+    // At exit, so that the functions this run compiled lazily are in the cache too.
+    process.once('exit', () => writeCache(cacheFile, () => script.createCachedData()))
+  }
+  return {
+    exports: mod.exports,
+    cache: !cacheFile ? 'off' : cachedData === undefined ? 'miss' : rejected ? 'rejected' : 'hit',
+    file: cacheFile,
+  }
+}
+
+/** Writes the cache atomically; this bundle's caches for older builds (same Node) are removed. */
+function writeCache(cacheFile: string, data: () => Buffer): void {
+  const dir = path.dirname(cacheFile)
+  const tmp = `${cacheFile}.${process.pid}.tmp`
+  try {
+    fs.mkdirSync(dir, {recursive: true, mode: 0o700})
+    fs.writeFileSync(tmp, data(), {mode: 0o600})
+    fs.renameSync(tmp, cacheFile)
+    const prefix = `${path.basename(cacheFile).split('-').slice(0, 3).join('-')}-`
+    for (const name of fs.readdirSync(dir)) {
+      if (name.startsWith(prefix) && name.endsWith('.v8') && name !== path.basename(cacheFile))
+        fs.rmSync(path.join(dir, name), {force: true})
+    }
+  } catch {
+    // Not writable (read-only home, full disk): the next run compiles from source again.
+    fs.rmSync(tmp, {force: true})
+  }
+}
