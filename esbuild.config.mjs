@@ -57,25 +57,39 @@ await build({
 })
 
 // The same CLI as one CommonJS file for bin/run.js's own-command path (src/own-command.ts): one
-// file to read, and a CommonJS script can be compiled through V8's code cache (src/code-cache.ts),
-// which Node 20 offers for no ES module. Dynamic imports become lazily run parts of the file.
-// `import.meta.url` is this file's URL: dist/own/ is as deep as the dist/init/ it stands in for.
+// file to read, and a script V8 can compile through its code cache (src/code-cache.ts), which
+// Node 20 offers for no ES module. Dynamic imports become lazily run parts of the file. The file
+// is the module wrapper function itself, in ASCII: bin/run.js hands the bytes to V8 as they are
+// (no wrapping, no UTF-8 decoding). `import.meta.url` is the file's URL: dist/own/ is as deep as
+// the dist/init/ it stands in for.
+const ownBundle = 'dist/own/hotctl.cjs'
 await build({
   entryPoints: ['src/own-command.ts'],
-  outfile: 'dist/own/hotctl.cjs',
+  outfile: ownBundle,
   bundle: true,
   format: 'cjs',
   platform: 'node',
   target: 'node20',
   external: ['typescript'],
   define: {'import.meta.url': '__hotctlImportMetaUrl'},
-  banner: {js: "const __hotctlImportMetaUrl=require('node:url').pathToFileURL(__filename).href;"},
+  // Strict, as the ES module build is ("use strict" first, before the constant).
+  banner: {
+    js: '(function (exports, require, module, __filename, __dirname) {"use strict";const __hotctlImportMetaUrl=require("node:url").pathToFileURL(__filename).href;',
+  },
+  footer: {js: '})'},
   minify: !process.env.HOTCTL_NO_MINIFY,
   keepNames: true,
   legalComments: 'none',
   logLevel: 'warning',
   plugins: [zodEnglishOnly],
 })
+// esbuild leaves a few characters raw in regular expressions; \uXXXX means the same there and in strings.
+fs.writeFileSync(
+  ownBundle,
+  fs
+    .readFileSync(ownBundle, 'utf8')
+    .replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`),
+)
 
 // The oclif manifest: without it oclif imports every command on every run to list them.
 const {Plugin} = await import('@oclif/core')

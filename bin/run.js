@@ -19,6 +19,7 @@ if (argv.length === 1 && argv[0] === '--version') {
     // than the `help` and `autocomplete` commands they add, which such a run cannot reach.
     const {codeCacheDir, requireWithCodeCache} = await import('../dist/code-cache.js')
     const bundle = requireWithCodeCache(fileURLToPath(new URL('../dist/own/hotctl.cjs', import.meta.url)), codeCacheDir())
+    process.once('exit', bundle.save) // a cache missing or rejected: written with what this run compiled
     pjson.oclif.plugins = []
     await bundle.exports.runOwnCommand(argv, {root, pjson})
   } else {

@@ -6,14 +6,15 @@
  *
  * The cache is per user ($XDG_CACHE_HOME/hotctl, else ~/.cache/hotctl; HOTCTL_CODE_CACHE=DIR
  * elsewhere, HOTCTL_CODE_CACHE=0 off), one file per bundle content (its CRC-32 and length) and
- * Node version, written atomically (temporary file, rename). V8 checks each cache against its own
+ * Node version, written atomically (temporary file, rename), about 1.3 MB. V8 checks each cache against its own
  * version, flags and the source's length, and rejects it otherwise: the bundle is then compiled as
  * usual and the cache rewritten at exit. A cache that cannot be read or written costs nothing else.
  *
  * This module imports only Node's own modules: bin/run.js loads it before the bundle.
  */
 import fs from 'node:fs'
-import Module, {createRequire} from 'node:module'
+import {isAscii} from 'node:buffer'
+import {createRequire} from 'node:module'
 import os from 'node:os'
 import path from 'node:path'
 import vm from 'node:vm'
@@ -35,11 +36,19 @@ export interface CodeCacheResult {
   cache: 'hit' | 'miss' | 'rejected' | 'off'
   /** The cache file (when there is a cache dir). */
   file?: string
+  /**
+   * Writes the cache when there was none (or V8 rejected it). Call it at exit (bin/run.js does),
+   * so that the functions the run compiled lazily are in it too. Never throws.
+   */
+  save: () => void
 }
 
 /**
- * `require(file)` for a CommonJS bundle, compiled with the code cache in `dir` (none: undefined).
- * Dynamic `import()` inside the bundle uses Node's own loader, as in a required file.
+ * `require(file)` for a CommonJS bundle whose text is its own module wrapper,
+ * `(function (exports, require, module, __filename, __dirname) {…})` (esbuild.config.mjs writes
+ * it so), compiled with the code cache in `dir` (none: undefined). An ASCII file is handed to V8
+ * as Latin-1 (Node makes a large one an external string: no copy, no UTF-8 decoding). Dynamic
+ * `import()` inside the bundle uses Node's own loader, as in a required file.
  */
 export function requireWithCodeCache(file: string, dir: string | undefined): CodeCacheResult {
   const source = fs.readFileSync(file)
@@ -60,7 +69,8 @@ export function requireWithCodeCache(file: string, dir: string | undefined): Cod
       // none yet (or unreadable): compiled from source, and written at exit
     }
   }
-  const script = new vm.Script(Module.wrap(source.toString('utf8')), {
+  const text = isAscii(source) ? source.toString('latin1') : source.toString('utf8')
+  const script = new vm.Script(text, {
     filename: file,
     cachedData,
     importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
@@ -70,18 +80,24 @@ export function requireWithCodeCache(file: string, dir: string | undefined): Cod
   const wrapper = script.runInThisContext() as (...args: unknown[]) => void
   wrapper.call(mod.exports, mod.exports, createRequire(file), mod, file, path.dirname(file))
   mod.loaded = true
-  if (cacheFile && (cachedData === undefined || rejected)) {
-    // At exit, so that the functions this run compiled lazily are in the cache too.
-    process.once('exit', () => writeCache(cacheFile, () => script.createCachedData()))
-  }
+  const stale = cacheFile !== undefined && (cachedData === undefined || rejected)
   return {
     exports: mod.exports,
     cache: !cacheFile ? 'off' : cachedData === undefined ? 'miss' : rejected ? 'rejected' : 'hit',
     file: cacheFile,
+    save: () => {
+      if (stale) writeCache(cacheFile, () => script.createCachedData())
+    },
   }
 }
 
-/** Writes the cache atomically; this bundle's caches for older builds (same Node) are removed. */
+/** Caches of other builds or Node versions unused this long are removed when one is written. */
+const STALE_MS = 7 * 24 * 3600 * 1000
+
+/**
+ * Writes the cache atomically. Caches of this bundle for other builds (or Node versions) are
+ * removed once a week old: a few installed versions used in turn keep theirs.
+ */
 function writeCache(cacheFile: string, data: () => Buffer): void {
   const dir = path.dirname(cacheFile)
   const tmp = `${cacheFile}.${process.pid}.tmp`
@@ -89,13 +105,18 @@ function writeCache(cacheFile: string, data: () => Buffer): void {
     fs.mkdirSync(dir, {recursive: true, mode: 0o700})
     fs.writeFileSync(tmp, data(), {mode: 0o600})
     fs.renameSync(tmp, cacheFile)
-    const prefix = `${path.basename(cacheFile).split('-').slice(0, 3).join('-')}-`
+    const prefix = `${path.basename(cacheFile).split('-')[0]}-`
     for (const name of fs.readdirSync(dir)) {
-      if (name.startsWith(prefix) && name.endsWith('.v8') && name !== path.basename(cacheFile))
-        fs.rmSync(path.join(dir, name), {force: true})
+      if (!name.startsWith(prefix) || name === path.basename(cacheFile)) continue
+      const file = path.join(dir, name)
+      if (Date.now() - fs.statSync(file).mtimeMs > STALE_MS) fs.rmSync(file, {force: true})
     }
   } catch {
     // Not writable (read-only home, full disk): the next run compiles from source again.
-    fs.rmSync(tmp, {force: true})
+    try {
+      fs.rmSync(tmp, {force: true})
+    } catch {
+      // no temporary file either
+    }
   }
 }

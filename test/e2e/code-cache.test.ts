@@ -1,0 +1,82 @@
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {requireBuild, runCli} from './helpers.js'
+
+/**
+ * bin/run.js runs hotctl's own commands from dist/own/hotctl.cjs through a V8 code cache
+ * (src/code-cache.ts) in HOTCTL_CODE_CACHE (default $XDG_CACHE_HOME/hotctl). Each run here is a
+ * fresh process, so V8 really reads (or rejects) the file.
+ */
+const dirs: string[] = []
+beforeAll(() => requireBuild())
+afterAll(() => {
+  for (const d of dirs.splice(0)) fs.rmSync(d, {recursive: true, force: true})
+})
+
+function smallTree() {
+  const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'hotctl-code-cache-')))
+  dirs.push(dir)
+  const src = path.join(dir, 'src')
+  const live = path.join(dir, 'live')
+  fs.mkdirSync(src)
+  fs.mkdirSync(live)
+  for (let i = 0; i < 3; i++) fs.writeFileSync(path.join(src, `f${i}.py`), `print(${i})\n`)
+  const config = path.join(src, 'hotctl.config.json')
+  fs.writeFileSync(config, JSON.stringify({target: live, protect: [], checks: {}}))
+  return {dir, src, live, config}
+}
+
+const deploy = (t: ReturnType<typeof smallTree>, cache: string) =>
+  runCli(['deploy', '--skip-checks', '--json', '--config', t.config], {
+    cwd: t.src,
+    env: {HOTCTL_CODE_CACHE: cache},
+  })
+
+describe('the code cache', () => {
+  it('is written by the first run, used untouched by the next, and a corrupt one is rejected and rewritten', async () => {
+    const t = smallTree()
+    const cache = path.join(t.dir, 'cache')
+    const first = await deploy(t, cache)
+    expect(first.exitCode, first.stderr).toBe(0)
+    expect(first.json.outcome).toBe('deployed')
+    const files = fs.readdirSync(cache)
+    expect(files).toHaveLength(1)
+    expect(files[0]).toMatch(/^hotctl\.cjs-v\d+\.\d+\.\d+-[a-z0-9]+-[0-9a-f]+-\d+\.v8$/)
+    const file = path.join(cache, files[0]!)
+    const written = fs.statSync(file)
+    expect(written.size).toBeGreaterThan(100_000)
+
+    const second = await deploy(t, cache)
+    expect(second.exitCode, second.stderr).toBe(0)
+    expect(second.json.outcome).toBe('nothing-to-deploy')
+    const after = fs.statSync(file)
+    expect([after.ino, after.mtimeMs]).toEqual([written.ino, written.mtimeMs]) // a hit writes nothing
+
+    const garbage = Buffer.alloc(written.size, 0x5a)
+    fs.writeFileSync(file, garbage)
+    fs.writeFileSync(path.join(t.src, 'f0.py'), 'print("changed")\n')
+    const third = await deploy(t, cache)
+    expect(third.exitCode, third.stderr).toBe(0)
+    expect(third.json.outcome).toBe('deployed')
+    expect(third.json.plan.changes).toEqual({added: 0, changed: 1, deleted: 0})
+    expect(fs.readFileSync(file).equals(garbage)).toBe(false) // rejected, then rewritten
+    expect(fs.readdirSync(cache)).toEqual(files) // no temporary file left
+  })
+
+  it('a cache dir that cannot be made, or HOTCTL_CODE_CACHE=0, changes nothing but speed', async () => {
+    const t = smallTree()
+    const blocker = path.join(t.dir, 'a-file')
+    fs.writeFileSync(blocker, '')
+    const r = await deploy(t, path.join(blocker, 'cache'))
+    expect(r.exitCode, r.stderr).toBe(0)
+    expect(r.json.outcome).toBe('deployed')
+    expect(r.stderr).not.toMatch(/ENOTDIR|code cache/i)
+    const off = await deploy(t, '0')
+    expect(off.exitCode, off.stderr).toBe(0)
+    expect(off.json.outcome).toBe('nothing-to-deploy')
+    expect(fs.existsSync(path.join(t.src, '0'))).toBe(false)
+    expect(fs.readdirSync(t.dir).sort()).toEqual(['.live.hotctl', 'a-file', 'live', 'src']) // the state dir only
+  })
+})
