@@ -28,6 +28,9 @@ if (argv.length === 1 && argv[0] === '--version') {
     // load: they read the environment differently, so it is normalised first.
     const {applyColorPolicy} = await import('../dist/ui/color.js')
     applyColorPolicy()
+    // Node ≥ 22.1 keeps compiled code between runs; Node 20 has no compile cache (a no-op there).
+    const {default: mod} = await import('node:module')
+    mod.enableCompileCache?.()
     // dist/cli.js is oclif bundled with the commands' chunks (esbuild.config.mjs, run by `npm run build`).
     const {execute} = await import('../dist/cli.js')
     await execute({loadOptions: {root, pjson}})

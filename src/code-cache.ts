@@ -17,6 +17,7 @@ import {isAscii} from 'node:buffer'
 import {createRequire} from 'node:module'
 import os from 'node:os'
 import path from 'node:path'
+import {pathToFileURL} from 'node:url'
 import vm from 'node:vm'
 import zlib from 'node:zlib'
 
@@ -45,10 +46,11 @@ export interface CodeCacheResult {
 
 /**
  * `require(file)` for a CommonJS bundle whose text is its own module wrapper,
- * `(function (exports, require, module, __filename, __dirname) {…})` (esbuild.config.mjs writes
- * it so), compiled with the code cache in `dir` (none: undefined). An ASCII file is handed to V8
- * as Latin-1 (Node makes a large one an external string: no copy, no UTF-8 decoding). Dynamic
- * `import()` inside the bundle uses Node's own loader, as in a required file.
+ * `(function (exports, require, module, __filename, __dirname, importModule) {…})`
+ * (esbuild.config.mjs writes it so), compiled with the code cache in `dir` (none: undefined). An
+ * ASCII file is handed to V8 as Latin-1 (Node makes a large one an external string: no copy, no
+ * UTF-8 decoding). The bundle calls `importModule(specifier)` instead of `import()`: on Node 20 a
+ * script compiled from a code cache loses its import() callback.
  */
 export function requireWithCodeCache(file: string, dir: string | undefined): CodeCacheResult {
   const source = fs.readFileSync(file)
@@ -70,15 +72,14 @@ export function requireWithCodeCache(file: string, dir: string | undefined): Cod
     }
   }
   const text = isAscii(source) ? source.toString('latin1') : source.toString('utf8')
-  const script = new vm.Script(text, {
-    filename: file,
-    cachedData,
-    importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
-  })
+  const script = new vm.Script(text, {filename: file, cachedData})
   const rejected = cachedData !== undefined && script.cachedDataRejected === true
   const mod = {exports: {}, filename: file, id: file, loaded: false}
   const wrapper = script.runInThisContext() as (...args: unknown[]) => void
-  wrapper.call(mod.exports, mod.exports, createRequire(file), mod, file, path.dirname(file))
+  const url = pathToFileURL(file)
+  const importModule = (specifier: string) =>
+    import(/^\.\.?\//.test(specifier) ? new URL(specifier, url).href : specifier)
+  wrapper.call(mod.exports, mod.exports, createRequire(file), mod, file, path.dirname(file), importModule)
   mod.loaded = true
   const stale = cacheFile !== undefined && (cachedData === undefined || rejected)
   return {

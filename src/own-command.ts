@@ -12,17 +12,17 @@ type CommandModule = {default: Command.Class}
 
 /** Every command, by oclif id (a test checks this against the manifest). */
 export const COMMANDS: Record<string, () => Promise<CommandModule>> = {
-  'backups': () => import('./commands/backups/index.js'),
+  backups: () => import('./commands/backups/index.js'),
   'backups:prune': () => import('./commands/backups/prune.js'),
   'backups:show': () => import('./commands/backups/show.js'),
   'backups:verify': () => import('./commands/backups/verify.js'),
-  'check': () => import('./commands/check.js'),
-  'deploy': () => import('./commands/deploy.js'),
-  'diff': () => import('./commands/diff.js'),
-  'init': () => import('./commands/init.js'),
-  'log': () => import('./commands/log.js'),
-  'rollback': () => import('./commands/rollback.js'),
-  'status': () => import('./commands/status.js'),
+  check: () => import('./commands/check.js'),
+  deploy: () => import('./commands/deploy.js'),
+  diff: () => import('./commands/diff.js'),
+  init: () => import('./commands/init.js'),
+  log: () => import('./commands/log.js'),
+  rollback: () => import('./commands/rollback.js'),
+  status: () => import('./commands/status.js'),
 }
 
 export async function runOwnCommand(argv: string[], loadOptions: Interfaces.LoadOptions): Promise<unknown> {

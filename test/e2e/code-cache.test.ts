@@ -79,4 +79,21 @@ describe('the code cache', () => {
     expect(fs.existsSync(path.join(t.src, '0'))).toBe(false)
     expect(fs.readdirSync(t.dir).sort()).toEqual(['.live.hotctl', 'a-file', 'live', 'src']) // the state dir only
   })
+
+  it("dynamic imports work from a cached bundle: oclif's hook for a typo, cosmiconfig's JavaScript config", async () => {
+    const t = smallTree()
+    const env = {HOTCTL_CODE_CACHE: path.join(t.dir, 'cache')}
+    const mjs = path.join(t.src, 'hotctl.config.mjs')
+    fs.writeFileSync(mjs, `export default ${JSON.stringify({target: t.live, protect: [], checks: {}})}\n`)
+    // The first run of each writes the cache; the second is compiled from it.
+    for (const run of [1, 2]) {
+      const typo = await runCli(['deploy', 'now-please', '--json'], {cwd: t.src, env})
+      expect(typo.exitCode, `run ${run}: ${typo.stderr}`).toBe(2)
+      expect(typo.json.error.message).toContain('unexpected argument "now-please"')
+      const js = await runCli(['deploy', '--skip-checks', '--json', '--config', mjs], {cwd: t.src, env})
+      expect(js.exitCode, `run ${run}: ${js.stderr}`).toBe(0)
+      expect(js.json.outcome).toBe(run === 1 ? 'deployed' : 'nothing-to-deploy')
+    }
+    expect(fs.readdirSync(env.HOTCTL_CODE_CACHE)).toHaveLength(1)
+  })
 })

@@ -64,6 +64,22 @@ describe('requireWithCodeCache', () => {
     expect(requireWithCodeCache(file, undefined)).toMatchObject({cache: 'off', exports: {base: 'bundle.cjs'}})
   })
 
+  it("the bundle's dynamic imports go through its sixth parameter, relative ones from the bundle's own place", async () => {
+    const dir = tmpDir()
+    fs.writeFileSync(path.join(dir, 'side.mjs'), 'export const side = 7\n')
+    const file = path.join(dir, 'bundle.cjs')
+    fs.writeFileSync(
+      file,
+      "(function (exports, require, module, __filename, __dirname, importModule) {module.exports = {os: () => importModule('node:os'), side: () => importModule('./side.mjs')}})",
+    )
+    const m = requireWithCodeCache(file, undefined).exports as {
+      os: () => Promise<{cpus: unknown}>
+      side: () => Promise<{side: number}>
+    }
+    expect(typeof (await m.os()).cpus).toBe('function')
+    expect((await m.side()).side).toBe(7)
+  })
+
   it('a non-ASCII bundle is read as UTF-8', () => {
     const dir = tmpDir()
     const file = bundle(dir, "module.exports = {s: 'Grüße → ✓'}")
@@ -77,6 +93,7 @@ describe('codeCacheDir', () => {
     expect(codeCacheDir({XDG_CACHE_HOME: 'relative', HOME: '/home/u'})).toBe('/home/u/.cache/hotctl')
     expect(codeCacheDir({HOME: '/home/u'})).toBe('/home/u/.cache/hotctl')
     expect(codeCacheDir({HOME: '/home/u', HOTCTL_CODE_CACHE: '/tmp/cc'})).toBe('/tmp/cc')
-    for (const off of ['0', 'false', 'off']) expect(codeCacheDir({HOME: '/home/u', HOTCTL_CODE_CACHE: off})).toBe(undefined)
+    for (const off of ['0', 'false', 'off'])
+      expect(codeCacheDir({HOME: '/home/u', HOTCTL_CODE_CACHE: off})).toBe(undefined)
   })
 })
