@@ -107,7 +107,7 @@ fs.writeFileSync(
   ownBundle,
   fs
     .readFileSync(ownBundle, 'utf8')
-    .replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+    .replace(/[^ -~\t\n\r]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
     .replace(/(?<![\w$.])import\((?!\))/g, '__hotctlImport('),
 )
 

@@ -102,9 +102,13 @@ const STALE_MS = 7 * 24 * 3600 * 1000
 function writeCache(cacheFile: string, data: () => Buffer): void {
   const dir = path.dirname(cacheFile)
   const tmp = `${cacheFile}.${process.pid}.tmp`
+  let fd: number | undefined
   try {
     fs.mkdirSync(dir, {recursive: true, mode: 0o700})
-    fs.writeFileSync(tmp, data(), {mode: 0o600})
+    fd = fs.openSync(tmp, 'w', 0o600) // before the cache is made: an unwritable dir costs no serialising
+    fs.writeFileSync(fd, data())
+    fs.closeSync(fd)
+    fd = undefined
     fs.renameSync(tmp, cacheFile)
     const prefix = `${path.basename(cacheFile).split('-')[0]}-`
     for (const name of fs.readdirSync(dir)) {
@@ -115,6 +119,7 @@ function writeCache(cacheFile: string, data: () => Buffer): void {
   } catch {
     // Not writable (read-only home, full disk): the next run compiles from source again.
     try {
+      if (fd !== undefined) fs.closeSync(fd)
       fs.rmSync(tmp, {force: true})
     } catch {
       // no temporary file either
