@@ -12,14 +12,20 @@ if (argv.length === 1 && argv[0] === '--version') {
   const {fileURLToPath} = await import('node:url')
   const root = fileURLToPath(new URL('..', import.meta.url))
   const pjson = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
-  if (!argv.some((a) => a === '--help' || a === '-h') && ownCommand(argv)) {
+  if (!argv.some((a) => a === '--help' || a === '-h') && ownCommand(argv) !== undefined) {
     // One of hotctl's own commands, without help asked: from dist/own/hotctl.cjs, every command in
     // one file compiled through V8's code cache (src/code-cache.ts; HOTCTL_CODE_CACHE=0 turns it
     // off). The core plugins (help, autocomplete) are not loaded: reading their manifests cost more
     // than the `help` and `autocomplete` commands they add, which such a run cannot reach.
     const {codeCacheDir, requireWithCodeCache} = await import('../dist/code-cache.js')
-    const bundle = requireWithCodeCache(fileURLToPath(new URL('../dist/own/hotctl.cjs', import.meta.url)), codeCacheDir())
-    process.once('exit', bundle.save) // a cache missing or rejected: written with what this run compiled
+    const bundle = requireWithCodeCache(
+      fileURLToPath(new URL('../dist/own/hotctl.cjs', import.meta.url)),
+      codeCacheDir(),
+      ownCommand(argv), // one cache per command: it holds what that command's run compiled
+    )
+    // A cache missing or rejected is written at exit, with what this run compiled; not after a usage
+    // error (a typo, a bad flag or config), which compiled little of the command.
+    process.once('exit', (code) => code !== 2 && bundle.save())
     pjson.oclif.plugins = []
     await bundle.exports.runOwnCommand(argv, {root, pjson})
   } else {
@@ -36,13 +42,20 @@ if (argv.length === 1 && argv[0] === '--version') {
     await execute({loadOptions: {root, pjson}})
   }
 
+  /** The id of the hotctl command `args` name (the longest match, as oclif finds it), or undefined. */
   function ownCommand(args) {
-    let ids
+    ownCommand.ids ??= manifestIds()
+    const ids = ownCommand.ids
+    if (!ids || args.length === 0) return undefined
+    if (args.length > 1 && Object.hasOwn(ids, `${args[0]}:${args[1]}`)) return `${args[0]}:${args[1]}`
+    return Object.hasOwn(ids, args[0]) ? args[0] : undefined
+  }
+
+  function manifestIds() {
     try {
-      ids = JSON.parse(readFileSync(new URL('../oclif.manifest.json', import.meta.url), 'utf8')).commands
+      return JSON.parse(readFileSync(new URL('../oclif.manifest.json', import.meta.url), 'utf8')).commands
     } catch {
-      return false // no manifest (a development tree): oclif finds the commands itself
+      return undefined // no manifest (a development tree): oclif finds the commands itself
     }
-    return args.length > 0 && (args[0] in ids || (args.length > 1 && `${args[0]}:${args[1]}` in ids))
   }
 }

@@ -50,19 +50,25 @@ export interface CodeCacheResult {
  * (esbuild.config.mjs writes it so), compiled with the code cache in `dir` (none: undefined). An
  * ASCII file is handed to V8 as Latin-1 (Node makes a large one an external string: no copy, no
  * UTF-8 decoding). The bundle calls `importModule(specifier)` instead of `import()`: on Node 20 a
- * script compiled from a code cache loses its import() callback.
+ * script compiled from a code cache loses its import() callback. `tag` (the command) gives each
+ * its own cache: a cache holds what the run that wrote it compiled.
  */
-export function requireWithCodeCache(file: string, dir: string | undefined): CodeCacheResult {
+export function requireWithCodeCache(file: string, dir: string | undefined, tag?: string): CodeCacheResult {
   const source = fs.readFileSync(file)
   // zlib.crc32 is Node ≥ 20.15; without it the cache is off (a length alone could match a changed bundle).
   const crc32 = (zlib as {crc32?: (data: Buffer) => number}).crc32
-  const cacheFile =
-    dir && crc32
-      ? path.join(
-          dir,
-          `${path.basename(file)}-${process.version}-${process.arch}-${crc32(source).toString(16)}-${source.length}.v8`,
-        )
-      : undefined
+  // Node's and V8's options are in the name too: V8 rejects a cache made under other flags, and
+  // runs with and without (say --cpu-prof or NODE_OPTIONS) would otherwise rewrite it in turn.
+  const options = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].join('\0')
+  const name = [
+    `${path.basename(file)}${tag ? `.${tag.replace(/[^\w]/g, '.')}` : ''}`,
+    process.version,
+    process.arch,
+    ...(options === '' ? [] : [`o${crc32?.(Buffer.from(options)).toString(16)}`]),
+    crc32?.(source).toString(16),
+    `${source.length}.v8`,
+  ].join('-')
+  const cacheFile = dir && crc32 ? path.join(dir, name) : undefined
   let cachedData: Buffer | undefined
   if (cacheFile) {
     try {
@@ -112,7 +118,7 @@ function writeCache(cacheFile: string, data: () => Buffer): void {
     fs.renameSync(tmp, cacheFile)
     const prefix = `${path.basename(cacheFile).split('-')[0]}-`
     for (const name of fs.readdirSync(dir)) {
-      if (!name.startsWith(prefix) || name === path.basename(cacheFile)) continue
+      if (!name.startsWith(prefix) || name === path.basename(cacheFile)) continue // this tag's only
       const file = path.join(dir, name)
       if (Date.now() - fs.statSync(file).mtimeMs > STALE_MS) fs.rmSync(file, {force: true})
     }

@@ -43,7 +43,7 @@ describe('the code cache', () => {
     expect(first.json.outcome).toBe('deployed')
     const files = fs.readdirSync(cache)
     expect(files).toHaveLength(1)
-    expect(files[0]).toMatch(/^hotctl\.cjs-v\d+\.\d+\.\d+-[a-z0-9]+-[0-9a-f]+-\d+\.v8$/)
+    expect(files[0]).toMatch(/^hotctl\.cjs\.deploy-v\d+\.\d+\.\d+-[a-z0-9]+-(o[0-9a-f]+-)?[0-9a-f]+-\d+\.v8$/)
     const file = path.join(cache, files[0]!)
     const written = fs.statSync(file)
     expect(written.size).toBeGreaterThan(100_000)
@@ -53,6 +53,17 @@ describe('the code cache', () => {
     expect(second.json.outcome).toBe('nothing-to-deploy')
     const after = fs.statSync(file)
     expect([after.ino, after.mtimeMs]).toEqual([written.ino, written.mtimeMs]) // a hit writes nothing
+
+    // Other Node options (V8 would reject the cache): a cache of their own, this one untouched.
+    const other = await runCli(['deploy', '--skip-checks', '--json', '--config', t.config], {
+      cwd: t.src,
+      env: {HOTCTL_CODE_CACHE: cache, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --max-semi-space-size=8`},
+    })
+    expect(other.exitCode, other.stderr).toBe(0)
+    expect(fs.readdirSync(cache)).toHaveLength(2)
+    const still = fs.statSync(file)
+    expect([still.ino, still.mtimeMs]).toEqual([written.ino, written.mtimeMs])
+    fs.rmSync(path.join(cache, fs.readdirSync(cache).find((n) => n !== files[0])!))
 
     const garbage = Buffer.alloc(written.size, 0x5a)
     fs.writeFileSync(file, garbage)
@@ -85,7 +96,7 @@ describe('the code cache', () => {
     const env = {HOTCTL_CODE_CACHE: path.join(t.dir, 'cache')}
     const mjs = path.join(t.src, 'hotctl.config.mjs')
     fs.writeFileSync(mjs, `export default ${JSON.stringify({target: t.live, protect: [], checks: {}})}\n`)
-    // The first run of each writes the cache; the second is compiled from it.
+    // A usage error (exit 2) writes no cache, the first deploy does; the second round is compiled from it.
     for (const run of [1, 2]) {
       const typo = await runCli(['deploy', 'now-please', '--json'], {cwd: t.src, env})
       expect(typo.exitCode, `run ${run}: ${typo.stderr}`).toBe(2)
@@ -94,6 +105,6 @@ describe('the code cache', () => {
       expect(js.exitCode, `run ${run}: ${js.stderr}`).toBe(0)
       expect(js.json.outcome).toBe(run === 1 ? 'deployed' : 'nothing-to-deploy')
     }
-    expect(fs.readdirSync(env.HOTCTL_CODE_CACHE)).toHaveLength(1)
+    expect(fs.readdirSync(env.HOTCTL_CODE_CACHE)).toEqual([expect.stringMatching(/^hotctl\.cjs\.deploy-v/)])
   })
 })

@@ -52,6 +52,21 @@ describe('requireWithCodeCache', () => {
     expect(fs.readdirSync(cache)).toEqual([path.basename(changed.file!)])
   })
 
+  it('each tag (command) has its own cache', () => {
+    const dir = tmpDir()
+    const cache = path.join(dir, 'cache')
+    const file = bundle(dir, BODY)
+    requireWithCodeCache(file, cache, 'deploy').save()
+    requireWithCodeCache(file, cache, 'backups:prune').save()
+    expect(
+      fs
+        .readdirSync(cache)
+        .map((n) => n.split('-')[0])
+        .sort(),
+    ).toEqual(['bundle.cjs.backups.prune', 'bundle.cjs.deploy'])
+    expect(requireWithCodeCache(file, cache, 'deploy').cache).toBe('hit')
+  })
+
   it('a cache dir that cannot be created or written is harmless', () => {
     const dir = tmpDir()
     const blocker = path.join(dir, 'not-a-dir')
