@@ -63,7 +63,12 @@ describe('the code cache', () => {
     expect(fs.readdirSync(cache)).toHaveLength(2)
     const still = fs.statSync(file)
     expect([still.ino, still.mtimeMs]).toEqual([written.ino, written.mtimeMs])
-    fs.rmSync(path.join(cache, fs.readdirSync(cache).find((n) => n !== files[0])!))
+    fs.rmSync(
+      path.join(
+        cache,
+        fs.readdirSync(cache).find((n) => n !== files[0])!,
+      ),
+    )
 
     const garbage = Buffer.alloc(written.size, 0x5a)
     fs.writeFileSync(file, garbage)
