@@ -12,16 +12,18 @@ if (argv.length === 1 && argv[0] === '--version') {
   const {fileURLToPath} = await import('node:url')
   const root = fileURLToPath(new URL('..', import.meta.url))
   const pjson = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
-  if (!argv.some((a) => a === '--help' || a === '-h') && ownCommand(argv) !== undefined) {
+  const own = argv.some((a) => a === '--help' || a === '-h') ? undefined : ownCommand(argv)
+  const {codeCacheDir, requireWithCodeCache} = own === undefined ? {} : await import('../dist/code-cache.js')
+  const cacheDir = codeCacheDir?.()
+  if (own !== undefined && cacheDir !== undefined) {
     // One of hotctl's own commands, without help asked: from dist/own/hotctl.cjs, every command in
-    // one file compiled through V8's code cache (src/code-cache.ts; HOTCTL_CODE_CACHE=0 turns it
-    // off). The core plugins (help, autocomplete) are not loaded: reading their manifests cost more
-    // than the `help` and `autocomplete` commands they add, which such a run cannot reach.
-    const {codeCacheDir, requireWithCodeCache} = await import('../dist/code-cache.js')
+    // one file compiled through V8's code cache in cacheDir (src/code-cache.ts), one per command.
+    // The core plugins (help, autocomplete) are not loaded: reading their manifests cost more than
+    // the `help` and `autocomplete` commands they add, which such a run cannot reach.
     const bundle = requireWithCodeCache(
       fileURLToPath(new URL('../dist/own/hotctl.cjs', import.meta.url)),
-      codeCacheDir(),
-      ownCommand(argv), // one cache per command: it holds what that command's run compiled
+      cacheDir,
+      own,
     )
     // A cache missing or rejected is written at exit, with what this run compiled; not after a usage
     // error (a typo, a bad flag or config), which compiled little of the command.
@@ -29,7 +31,9 @@ if (argv.length === 1 && argv[0] === '--version') {
     pjson.oclif.plugins = []
     await bundle.exports.runOwnCommand(argv, {root, pjson})
   } else {
-    // Help, a typo, no command: oclif with every plugin, commands imported from dist/commands.
+    // Help, a typo, no command, or no code cache (HOTCTL_CODE_CACHE=0): oclif imports the command
+    // from dist/commands (the core plugins only for help and the rest, as above).
+    if (own !== undefined) pjson.oclif.plugins = []
     // Colour is decided once (src/ui/color.ts), before chalk, listr2 (colorette) and oclif (ansis)
     // load: they read the environment differently, so it is normalised first.
     const {applyColorPolicy} = await import('../dist/ui/color.js')
