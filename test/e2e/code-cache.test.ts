@@ -79,7 +79,7 @@ describe('the code cache', () => {
     expect(third.json.plan.changes).toEqual({added: 0, changed: 1, deleted: 0})
     expect(fs.readFileSync(file).equals(garbage)).toBe(false) // rejected, then rewritten
     expect(fs.readdirSync(cache)).toEqual(files) // no temporary file left
-  })
+  }, 60_000)
 
   it('a cache dir that cannot be made, or HOTCTL_CODE_CACHE=0, changes nothing but speed', async () => {
     const t = smallTree()
@@ -94,7 +94,7 @@ describe('the code cache', () => {
     expect(off.json.outcome).toBe('nothing-to-deploy')
     expect(fs.existsSync(path.join(t.src, '0'))).toBe(false)
     expect(fs.readdirSync(t.dir).sort()).toEqual(['.live.hotctl', 'a-file', 'live', 'src']) // the state dir only
-  })
+  }, 60_000)
 
   it("dynamic imports work from a cached bundle: oclif's hook for a typo, cosmiconfig's JavaScript config", async () => {
     const t = smallTree()
@@ -111,5 +111,5 @@ describe('the code cache', () => {
       expect(js.json.outcome).toBe(run === 1 ? 'deployed' : 'nothing-to-deploy')
     }
     expect(fs.readdirSync(env.HOTCTL_CODE_CACHE)).toEqual([expect.stringMatching(/^hotctl\.cjs\.deploy-v/)])
-  })
+  }, 60_000)
 })
