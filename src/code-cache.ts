@@ -5,10 +5,11 @@
  * source again.
  *
  * The cache is per user ($XDG_CACHE_HOME/hotctl, else ~/.cache/hotctl; HOTCTL_CODE_CACHE=DIR
- * elsewhere, HOTCTL_CODE_CACHE=0 off), one file per bundle content (its CRC-32 and length) and
- * Node version, written atomically (temporary file, rename), about 1.3 MB. V8 checks each cache against its own
- * version, flags and the source's length, and rejects it otherwise: the bundle is then compiled as
- * usual and the cache rewritten at exit. A cache that cannot be read or written costs nothing else.
+ * elsewhere, HOTCTL_CODE_CACHE=0 off): one file (up to about 1.3 MB) per tag (the command), bundle
+ * content (its CRC-32 and length), Node version and Node options, written atomically (temporary
+ * file, rename). V8 checks a cache against its own version, flags and the source's length only,
+ * and rejects it otherwise: the bundle is then compiled as usual and the cache rewritten. A cache
+ * that cannot be read or written costs nothing else.
  *
  * This module imports only Node's own modules: bin/run.js loads it before the bundle.
  */
@@ -33,7 +34,7 @@ export function codeCacheDir(env: NodeJS.ProcessEnv = process.env): string | und
 
 export interface CodeCacheResult {
   exports: unknown
-  /** 'hit': compiled from the cache; 'miss': no usable cache (one is written at exit); 'off': no cache dir. */
+  /** 'hit': compiled from the cache; 'miss'/'rejected': none, or V8 refused it (save() writes one); 'off': no cache. */
   cache: 'hit' | 'miss' | 'rejected' | 'off'
   /** The cache file (when there is a cache dir). */
   file?: string
