@@ -17,17 +17,17 @@ const BATCH_FILES = 256
 const WORKER_LIMITS = {maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2, codeRangeSizeMb: 2, stackSizeMb: 1}
 
 /**
- * The worker: the sha256 of each file it is sent ([path, size] pairs), read through one buffer
- * and stopping at the size the walk saw (as hash.ts does), answered as one buffer of digests
- * (transferred, not copied) and the indexes it could not read (the caller hashes those again
- * itself, and fails as it would have). Inline source: the CLI is bundled, so there is no worker
- * file beside the chunk that starts it.
+ * The worker: the sha256 of each file it is sent (paths and the sizes the walk saw), read as
+ * hashFileDigest reads it, answered as one buffer of digests (transferred, not copied) and the
+ * indexes it could not read (the caller hashes those again itself, and fails as it would have).
+ * Inline source: the CLI is bundled, so there is no worker file beside the chunk that starts it.
  */
 const WORKER = `
 const {parentPort} = require('node:worker_threads')
 const crypto = require('node:crypto')
 const fs = require('node:fs')
 const buf = Buffer.allocUnsafe(256 * 1024)
+const oneShot = typeof crypto.hash === 'function'
 parentPort.on('message', ({files, sizes}) => {
   const out = new Uint8Array(${DIGEST} * files.length)
   const failed = []
@@ -35,14 +35,17 @@ parentPort.on('message', ({files, sizes}) => {
     let fd
     try {
       fd = fs.openSync(file, 'r')
-      const h = crypto.createHash('sha256')
-      for (let total = 0; ; ) {
-        const n = fs.readSync(fd, buf, 0, buf.length, null)
-        if (n > 0) h.update(n === buf.length ? buf : buf.subarray(0, n))
-        total += n
-        if (n === 0 || (n < buf.length && total >= sizes[i])) break
+      let n = fs.readSync(fd, buf, 0, buf.length, null)
+      if (oneShot && n < buf.length && n >= sizes[i]) out.set(crypto.hash('sha256', buf.subarray(0, n), 'buffer'), i * ${DIGEST})
+      else {
+        const h = crypto.createHash('sha256')
+        for (let total = n; ; total += n) {
+          if (n > 0) h.update(n === buf.length ? buf : buf.subarray(0, n))
+          if (n === 0 || (n < buf.length && total >= sizes[i])) break
+          n = fs.readSync(fd, buf, 0, buf.length, null)
+        }
+        out.set(h.digest(), i * ${DIGEST})
       }
-      out.set(h.digest(), i * ${DIGEST})
     } catch {
       failed.push(i)
     } finally {
