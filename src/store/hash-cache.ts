@@ -119,7 +119,7 @@ export class HashCache {
   hash(root: string, rel: string, entry: Stat): string {
     const known = this.peek(rel, entry)
     if (known !== undefined) return known
-    const hash = hashFile(root.endsWith('/') ? root + rel : `${root}/${rel}`)
+    const hash = hashFile(root.endsWith('/') ? root + rel : `${root}/${rel}`, entry.size)
     this.hashed++
     this.record(rel, entry, hash)
     return hash
