@@ -14,7 +14,7 @@ const BATCH_FILES = 256
  * A worker holds one batch of paths and its read buffer: a small heap is plenty, and V8's default
  * limits let each worker grow its heap by tens of MiB before collecting (issue 10: peak RSS).
  */
-const WORKER_LIMITS = {maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2, codeRangeSizeMb: 2, stackSizeMb: 1}
+const WORKER_LIMITS = {maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2}
 
 /**
  * The worker: the sha256 of each file it is sent (paths and the sizes the walk saw), read as
