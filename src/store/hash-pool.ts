@@ -10,11 +10,6 @@ const MIN_PARALLEL_BYTES = 16 * 1024 * 1024
 /** What one message to a worker asks for: enough to make the round trip negligible, small enough to balance. */
 const BATCH_BYTES = 4 * 1024 * 1024
 const BATCH_FILES = 256
-/**
- * A worker holds one batch of paths and its read buffer: a small heap is plenty, and V8's default
- * limits let each worker grow its heap by tens of MiB before collecting (issue 10: peak RSS).
- */
-const WORKER_LIMITS = {maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2}
 
 /**
  * The worker: the sha256 of each file it is sent (paths and the sizes the walk saw), read as
@@ -103,10 +98,7 @@ export async function hashFiles(files: string[], sizes: number[]): Promise<Buffe
     }
   }
   const count = Math.min(cores, Math.ceil(total / BATCH_BYTES)) - 1
-  const workers = Array.from(
-    {length: count},
-    () => (pool.workers++, new Worker(WORKER, {eval: true, resourceLimits: WORKER_LIMITS})),
-  )
+  const workers = Array.from({length: count}, () => (pool.workers++, new Worker(WORKER, {eval: true})))
   try {
     await Promise.all([
       here(),
