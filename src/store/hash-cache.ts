@@ -63,15 +63,31 @@ export class HashCache {
 
   /** The recorded hash of `rel` if its stat is still the one recorded (nothing touched it since), else undefined. */
   peek(rel: string, entry: Stat): string | undefined {
+    const slot = this.validSlot(rel, entry)
+    return slot < 0 ? undefined : this.hashes.toString('hex', slot * HASH, (slot + 1) * HASH)
+  }
+
+  /**
+   * Where the hash of `rel` is held if its stat is still the one recorded, else -1: for comparing
+   * hashes with `sameHash` without making a hex string of each (planning a fresh clone compares 20k).
+   */
+  validSlot(rel: string, entry: Stat): number {
     const slot = this.slots.get(rel)
-    if (slot === undefined) return undefined
+    if (slot === undefined) return -1
     const s = slot * STATS
     return this.stats[s] === entry.size &&
       this.stats[s + 1] === entry.mtimeMs &&
       this.stats[s + 2] === entry.ctimeMs &&
       this.stats[s + 3] === entry.ino
-      ? this.hashes.toString('hex', slot * HASH, (slot + 1) * HASH)
-      : undefined
+      ? slot
+      : -1
+  }
+
+  /** Is the hash in `slot` (from validSlot) the one in `other`'s `otherSlot`? */
+  sameHash(slot: number, other: HashCache, otherSlot: number): boolean {
+    return (
+      this.hashes.compare(other.hashes, otherSlot * HASH, (otherSlot + 1) * HASH, slot * HASH, (slot + 1) * HASH) === 0
+    )
   }
 
   /** Rows held: the number of files last seen, give or take. */
@@ -86,15 +102,24 @@ export class HashCache {
 
   /** Records `hash` as the content of `rel` with stat `entry` (read by the caller, e.g. while copying it). */
   record(rel: string, entry: Stat, hash: string): void {
-    this.set(rel, entry.size, entry.mtimeMs, entry.ctimeMs, entry.ino, hash)
+    const slot = this.set(rel, entry.size, entry.mtimeMs, entry.ctimeMs, entry.ino)
+    this.hashes.write(hash, slot * HASH, HASH, 'hex')
     this.dirty = true
+  }
+
+  /** Records the raw sha256 at `digests[at…at+32]` as the content of `rel` with stat `entry`; returns its slot. */
+  recordDigest(rel: string, entry: Stat, digests: Buffer, at: number): number {
+    const slot = this.set(rel, entry.size, entry.mtimeMs, entry.ctimeMs, entry.ino)
+    digests.copy(this.hashes, slot * HASH, at, at + HASH)
+    this.dirty = true
+    return slot
   }
 
   /** Hash of the file `rel` under `root`, read from disk only when its stat changed. */
   hash(root: string, rel: string, entry: Stat): string {
     const known = this.peek(rel, entry)
     if (known !== undefined) return known
-    const hash = hashFile(root.endsWith('/') ? root + rel : `${root}/${rel}`)
+    const hash = hashFile(root.endsWith('/') ? root + rel : `${root}/${rel}`, entry.size)
     this.hashed++
     this.record(rel, entry, hash)
     return hash
@@ -189,10 +214,11 @@ export class HashCache {
       typeof ino === 'number' &&
       isHash(hash)
     )
-      this.set(rel, size, mtimeMs, ctimeMs, ino, hash)
+      this.hashes.write(hash, this.set(rel, size, mtimeMs, ctimeMs, ino) * HASH, HASH, 'hex')
   }
 
-  private set(rel: string, size: number, mtimeMs: number, ctimeMs: number, ino: number, hash: string): void {
+  /** The slot of `rel` (a new one if it has none) with this stat; the caller writes its hash. */
+  private set(rel: string, size: number, mtimeMs: number, ctimeMs: number, ino: number): number {
     let slot = this.slots.get(rel)
     if (slot === undefined) {
       slot = this.free.pop() ?? this.used++
@@ -204,7 +230,7 @@ export class HashCache {
     this.stats[s + 1] = mtimeMs
     this.stats[s + 2] = ctimeMs
     this.stats[s + 3] = ino
-    this.hashes.write(hash, slot * HASH, HASH, 'hex')
+    return slot
   }
 
   /** Room for `n` slots (grown by half again, so appends stay amortised O(1)). */

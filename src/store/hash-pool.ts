@@ -1,8 +1,10 @@
 import os from 'node:os'
 import {Worker} from 'node:worker_threads'
 import {fsPath} from '../file-names.js'
-import {hashFile} from './hash.js'
+import {hashFileDigest} from './hash.js'
 
+/** Bytes of one sha256 digest in the buffer hashFiles returns. */
+export const DIGEST = 32
 /** Below this much content, starting workers (~20 ms each) costs more than it saves. */
 const MIN_PARALLEL_BYTES = 16 * 1024 * 1024
 /** What one message to a worker asks for: enough to make the round trip negligible, small enough to balance. */
@@ -10,30 +12,42 @@ const BATCH_BYTES = 4 * 1024 * 1024
 const BATCH_FILES = 256
 
 /**
- * The worker: sha256 of each file it is sent, read through one buffer (as hash.ts does), or null
- * when one cannot be read (the caller hashes it again itself, and fails as it would have).
+ * The worker: the sha256 of each file it is sent (paths and the sizes the walk saw), read as
+ * hashFileDigest reads it, answered as one buffer of digests (transferred, not copied) and the
+ * indexes it could not read (the caller hashes those again itself, and fails as it would have).
  * Inline source: the CLI is bundled, so there is no worker file beside the chunk that starts it.
  */
 const WORKER = `
 const {parentPort} = require('node:worker_threads')
 const crypto = require('node:crypto')
 const fs = require('node:fs')
-const buf = Buffer.allocUnsafe(1 << 20)
-parentPort.on('message', (files) => {
-  parentPort.postMessage(files.map((file) => {
+const buf = Buffer.allocUnsafe(256 * 1024)
+const oneShot = typeof crypto.hash === 'function'
+parentPort.on('message', ({files, sizes}) => {
+  const out = new Uint8Array(${DIGEST} * files.length)
+  const failed = []
+  files.forEach((file, i) => {
     let fd
     try {
       fd = fs.openSync(file, 'r')
-      const h = crypto.createHash('sha256')
-      let n
-      while ((n = fs.readSync(fd, buf, 0, buf.length, null)) > 0) h.update(n === buf.length ? buf : buf.subarray(0, n))
-      return h.digest('hex')
+      let n = fs.readSync(fd, buf, 0, buf.length, null)
+      if (oneShot && n < buf.length && n >= sizes[i]) out.set(crypto.hash('sha256', buf.subarray(0, n), 'buffer'), i * ${DIGEST})
+      else {
+        const h = crypto.createHash('sha256')
+        for (let total = n; ; total += n) {
+          if (n > 0) h.update(n === buf.length ? buf : buf.subarray(0, n))
+          if (n === 0 || (n < buf.length && total >= sizes[i])) break
+          n = fs.readSync(fd, buf, 0, buf.length, null)
+        }
+        out.set(h.digest(), i * ${DIGEST})
+      }
     } catch {
-      return null
+      failed.push(i)
     } finally {
       if (fd !== undefined) fs.closeSync(fd)
     }
-  }))
+  })
+  parentPort.postMessage({digests: out, failed}, [out.buffer])
 })
 `
 
@@ -41,16 +55,25 @@ parentPort.on('message', (files) => {
 export const pool = {workers: 0}
 
 /**
- * sha256 (hex) of each file, on every core when there is enough to read: the CI case (a fresh
- * clone, every mtime new) reads the whole source, which one thread hashed at ~1 core's speed.
- * `sizes` (from the walk) only balance the batches. A file a worker could not read is hashed
- * here, so its error is the one hashFile gives.
+ * sha256 of each file, as one buffer of 32-byte digests in the files' order, on every core when
+ * there is enough to read: the CI case (a fresh clone, every mtime new) reads the whole source,
+ * which one thread hashed at ~1 core's speed. `sizes` (from the walk) balance the batches and
+ * spare each file the read that finds its end. A file a worker could not read is hashed here, so
+ * its error is the one hashFileDigest gives.
  */
-export async function hashFiles(files: string[], sizes: number[]): Promise<string[]> {
+export async function hashFiles(files: string[], sizes: number[]): Promise<Buffer> {
+  const out = Buffer.alloc(DIGEST * files.length)
+  const done = new Uint8Array(files.length)
+  const hashHere = (i: number) => {
+    hashFileDigest(files[i]!, sizes[i]).copy(out, i * DIGEST)
+    done[i] = 1
+  }
   const total = sizes.reduce((a, b) => a + b, 0)
   const cores = Math.min(os.availableParallelism(), 8)
-  if (cores < 2 || total < MIN_PARALLEL_BYTES) return files.map((f) => hashFile(f))
-  const out: (string | null)[] = new Array<string | null>(files.length).fill(null)
+  if (cores < 2 || total < MIN_PARALLEL_BYTES) {
+    for (let i = 0; i < files.length; i++) hashHere(i)
+    return out
+  }
   let next = 0
   const batch = (): number[] => {
     const picked: number[] = []
@@ -66,9 +89,9 @@ export async function hashFiles(files: string[], sizes: number[]): Promise<strin
     for (let picked = batch(); picked.length > 0; picked = batch()) {
       for (const i of picked) {
         try {
-          out[i] = hashFile(files[i]!)
+          hashHere(i)
         } catch {
-          out[i] = null
+          // hashed again below, where its error is thrown
         }
       }
       await new Promise((resolve) => setImmediate(resolve)) // the workers' results, and their next batches
@@ -86,10 +109,12 @@ export async function hashFiles(files: string[], sizes: number[]): Promise<strin
             const send = () => {
               sent = batch()
               if (sent.length === 0) resolve()
-              else worker.postMessage(sent.map((i) => fsPath(files[i]!)))
+              else worker.postMessage({files: sent.map((i) => fsPath(files[i]!)), sizes: sent.map((i) => sizes[i])})
             }
-            worker.on('message', (hashes: (string | null)[]) => {
-              sent.forEach((i, k) => (out[i] = hashes[k] ?? null))
+            worker.on('message', ({digests, failed}: {digests: Uint8Array; failed: number[]}) => {
+              out.set(digests, sent[0]! * DIGEST) // a batch is consecutive files
+              for (const i of sent) done[i] = 1
+              for (const k of failed) done[sent[k]!] = 0
               send()
             })
             worker.on('error', reject)
@@ -100,5 +125,6 @@ export async function hashFiles(files: string[], sizes: number[]): Promise<strin
   } finally {
     await Promise.all(workers.map((w) => w.terminate()))
   }
-  return out.map((h, i) => h ?? hashFile(files[i]!))
+  for (let i = 0; i < files.length; i++) if (!done[i]) hashHere(i)
+  return out
 }

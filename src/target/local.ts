@@ -16,7 +16,7 @@ import {type ItemizedChange, parseItemize} from '../rsync/itemize.js'
 import {type CommandResult, runCommand} from '../service/run-command.js'
 import type {Manifest} from '../store/manifest.js'
 import type {HashCache} from '../store/hash-cache.js'
-import {hashFiles} from '../store/hash-pool.js'
+import {DIGEST, hashFiles} from '../store/hash-pool.js'
 import {removeExtras} from '../store/snapshot.js'
 import {statEntry, type Tree, type TreeEntry} from '../store/walk.js'
 import {showArgv, verbose} from '../ui/verbose.js'
@@ -113,39 +113,40 @@ export class LocalTarget implements Target {
     refuseReplacingProtected(source, dst)
     const srcCache = this.tree.sourceCache(source)
     const dstCache = this.tree.targetCache()
-    // Content decides what the quick check cannot. Two passes when files must be read: the first
-    // only collects them, they are hashed on every core, the second decides from the hashes.
-    const sameContent =
-      (collect?: Unhashed[]) =>
-      (rel: string, s: TreeEntry, d: TreeEntry, mtimeEqual: boolean): boolean => {
-        const srcHash = srcCache.peek(rel, s)
-        const recorded = dstCache.peek(rel, d)
-        if (mtimeEqual) {
-          // rsync's quick check (same size and mtime: unchanged) holds while the target file is as
-          // hotctl recorded it. One changed behind its back (an in-place edit that kept size and
-          // mtime moves the ctime) is compared by content; so is one whose source hash is known.
-          if (recorded !== undefined) return srcHash === undefined || srcHash === recorded
-          if (!dstCache.knows(rel)) return true // no record (never deployed by hotctl): as rsync -a
-        }
-        if (srcHash !== undefined && recorded !== undefined) return srcHash === recorded
-        if (!collect) return srcCache.hash(source, rel, s) === dstCache.hash(dst.root, rel, d)
-        if (srcHash === undefined) collect.push({cache: srcCache, root: source, rel, entry: s})
-        if (recorded === undefined) collect.push({cache: dstCache, root: dst.root, rel, entry: d})
-        return true // decided by the second pass
-      }
-    const ignore = (rel: string) => OWN_FILES.includes(rel)
+    // Content decides what the quick check cannot. The hashes planning needs and no record has
+    // (all of a fresh clone's) are collected by the walk's comparison, read on every core, then
+    // compared: the pairs that differ are changed.
+    const pending: Pending[] = []
     const unhashed: Unhashed[] = []
-    let changes = diffTrees(src, dst, sameContent(unhashed), ignore)
+    const sameContent = (rel: string, s: TreeEntry, d: TreeEntry, mtimeEqual: boolean): boolean => {
+      const srcSlot = srcCache.validSlot(rel, s)
+      const dstSlot = dstCache.validSlot(rel, d)
+      if (mtimeEqual) {
+        // rsync's quick check (same size and mtime: unchanged) holds while the target file is as
+        // hotctl recorded it. One changed behind its back (an in-place edit that kept size and
+        // mtime moves the ctime) is compared by content; so is one whose source hash is known.
+        if (dstSlot >= 0) return srcSlot < 0 || srcCache.sameHash(srcSlot, dstCache, dstSlot)
+        if (!dstCache.knows(rel)) return true // no record (never deployed by hotctl): as rsync -a
+      }
+      if (srcSlot >= 0 && dstSlot >= 0) return srcCache.sameHash(srcSlot, dstCache, dstSlot)
+      const p: Pending = {rel, srcSlot, dstSlot}
+      pending.push(p)
+      if (srcSlot < 0) unhashed.push({cache: srcCache, root: source, entry: s, pending: p, side: 'srcSlot'})
+      if (dstSlot < 0) unhashed.push({cache: dstCache, root: dst.root, entry: d, pending: p, side: 'dstSlot'})
+      return true // decided below, once hashed
+    }
+    const changes = diffTrees(src, dst, sameContent, (rel: string) => OWN_FILES.includes(rel))
     if (unhashed.length > 0) {
-      const hashes = await hashFiles(
-        unhashed.map((u) => path.join(u.root, u.rel)),
+      const digests = await hashFiles(
+        unhashed.map((u) => (u.root.endsWith('/') ? u.root + u.pending.rel : `${u.root}/${u.pending.rel}`)),
         unhashed.map((u) => u.entry.size),
       )
       unhashed.forEach((u, i) => {
-        u.cache.record(u.rel, u.entry, hashes[i]!)
+        u.pending[u.side] = u.cache.recordDigest(u.pending.rel, u.entry, digests, i * DIGEST)
         u.cache.hashed++
       })
-      changes = diffTrees(src, dst, sameContent(), ignore)
+      const differ = pending.filter((p) => !srcCache.sameHash(p.srcSlot, dstCache, p.dstSlot)).map((p) => p.rel)
+      if (differ.length > 0) changes.changed = [...changes.changed, ...differ].sort() // as diffTrees orders them
     }
     // Planning is read-only under --dry-run: what was hashed is kept only by a real deploy.
     if (!opts.dryRun) {
@@ -275,12 +276,20 @@ export class LocalTarget implements Target {
   }
 }
 
+/** A file of equal size on both sides whose content decides, and where each side's hash is held. */
+interface Pending {
+  rel: string
+  srcSlot: number
+  dstSlot: number
+}
+
 /** A file whose hash planning needs and no cache has (for its current stat). */
 interface Unhashed {
   cache: HashCache
   root: string
-  rel: string
   entry: TreeEntry
+  pending: Pending
+  side: 'srcSlot' | 'dstSlot'
 }
 
 /** Counts the files rsync reports written (one itemized line each, as it goes) and their sizes. */

@@ -1,8 +1,10 @@
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
-import {describe, expect, it} from 'vitest'
+import {describe, expect, it, vi} from 'vitest'
 import {fsPath} from '../../src/file-names.js'
+import {HashCache} from '../../src/store/hash-cache.js'
+import {hashFileDigest} from '../../src/store/hash.js'
 import {hashFiles, pool} from '../../src/store/hash-pool.js'
 import {tmpDir} from './helpers.js'
 
@@ -24,7 +26,7 @@ describe('hashFiles', () => {
     const sizes = files.map((f) => fs.statSync(fsPath(f)).size)
     expect(sizes.reduce((a, b) => a + b, 0)).toBeGreaterThan(16 * 1024 * 1024)
     const before = pool.workers
-    expect(await hashFiles(files, sizes)).toEqual(want)
+    expect((await hashFiles(files, sizes)).toString('hex')).toEqual(want.join(''))
     expect(pool.workers).toBeGreaterThan(before)
   })
 
@@ -41,7 +43,44 @@ describe('hashFiles', () => {
     const dir = tmpDir()
     fs.writeFileSync(path.join(dir, 'a'), 'a')
     const before = pool.workers
-    expect(await hashFiles([path.join(dir, 'a')], [1])).toEqual([sha(Buffer.from('a'))])
+    expect((await hashFiles([path.join(dir, 'a')], [1])).toString('hex')).toEqual(sha(Buffer.from('a')))
     expect(pool.workers).toBe(before)
+  })
+})
+
+describe('hashFileDigest', () => {
+  it('reads a file of the size the walk saw in one read, and a file grown since to its end', () => {
+    const dir = tmpDir()
+    const file = path.join(dir, 'f')
+    fs.writeFileSync(file, 'hello')
+    const reads = vi.spyOn(fs, 'readSync')
+    try {
+      expect(hashFileDigest(file, 5).toString('hex')).toBe(sha(Buffer.from('hello')))
+      expect(reads).toHaveBeenCalledTimes(1) // no second read to find the end
+      const big = crypto.randomBytes(3 * 1024 * 1024 + 7) // several reads of the 1 MiB buffer
+      fs.writeFileSync(file, big)
+      expect(hashFileDigest(file, 5).toString('hex')).toBe(sha(big))
+      expect(hashFileDigest(file).toString('hex')).toBe(sha(big))
+    } finally {
+      reads.mockRestore()
+    }
+  })
+})
+
+describe('HashCache slots', () => {
+  it("compares two caches' hashes in place, only while each stat is the recorded one", () => {
+    const a = HashCache.open()
+    const b = HashCache.open()
+    const stat = {size: 1, mtimeMs: 1, ctimeMs: 1, ino: 1}
+    const digests = Buffer.concat([crypto.randomBytes(32), crypto.randomBytes(32)])
+    a.recordDigest('x', stat, digests, 0)
+    a.recordDigest('y', stat, digests, 32)
+    b.recordDigest('x', stat, digests, 0)
+    b.record('y', stat, sha(Buffer.from('other')))
+    expect(a.peek('y', stat)).toBe(digests.toString('hex', 32))
+    expect(a.sameHash(a.validSlot('x', stat), b, b.validSlot('x', stat))).toBe(true)
+    expect(a.sameHash(a.validSlot('y', stat), b, b.validSlot('y', stat))).toBe(false)
+    expect(a.validSlot('x', {...stat, ctimeMs: 2})).toBe(-1) // touched since: its hash no longer holds
+    expect(a.validSlot('z', stat)).toBe(-1)
   })
 })
