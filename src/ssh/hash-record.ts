@@ -88,7 +88,7 @@ export class RemoteHashRecord {
    * would outgrow a quarter of it). Either way the caller then stores it and calls `saved`.
    */
   patch(): string | undefined {
-    if (this.base === 0 || this.patchLines + this.dirty.size > Math.max(256, this.base / 4)) return undefined
+    if (patchOutgrows(this.base, this.patchLines + this.dirty.size)) return undefined
     let out = ''
     for (const [rel, r] of this.dirty) out += `${JSON.stringify(r ?? [rel])}\n`
     return out
@@ -112,6 +112,15 @@ export class RemoteHashRecord {
     for (const [rel, r] of this.rows) if (keep(rel)) out.push(r)
     return zlib.gzipSync(JSON.stringify(out), {level: 1})
   }
+}
+
+/**
+ * Whether a patch of `patch` rows on a stored base of `base` rows should rather be a rewrite of the
+ * whole: no base, or the patch would outgrow a quarter of it (256 rows at least). The host's hash
+ * record and its backup manifests (ssh-backups.ts) follow this one rule.
+ */
+export function patchOutgrows(base: number, patch: number): boolean {
+  return base === 0 || patch > Math.max(256, base / 4)
 }
 
 function validRow(r: unknown): r is Row {
