@@ -7,6 +7,9 @@ import type {RemoteTreeEntry} from './remote-tree.js'
  */
 type Row = [path: string, size: number, mtime: string, ctime: string, ino: number, hash: string]
 
+/** A stored base's rows, parsed (RemoteHashRecord.parseBase), before its patch is applied. */
+export type RecordBase = Map<string, Row>
+
 /**
  * The host's record of its target files' sha256, each valid while the file's stat is the one
  * recorded: size, mtime and ctime to the nanosecond, inode. An edit in place that keeps size and
@@ -33,7 +36,12 @@ export class RemoteHashRecord {
    * costs a hash, never a wrong answer.
    */
   static parse(gz: Buffer | undefined, patch?: Buffer): RemoteHashRecord {
-    const rows = new Map<string, Row>()
+    return RemoteHashRecord.withPatch(RemoteHashRecord.parseBase(gz), patch)
+  }
+
+  /** The base alone (see `parse`): parsed while the host still lists its tree, from this controller's copy (record-cache.ts). */
+  static parseBase(gz: Buffer | undefined): RecordBase {
+    const rows: RecordBase = new Map()
     if (gz && gz.length > 0) {
       try {
         const v = JSON.parse(zlib.gunzipSync(gz).toString('utf8')) as unknown
@@ -42,6 +50,11 @@ export class RemoteHashRecord {
         rows.clear()
       }
     }
+    return rows
+  }
+
+  /** A parsed base (taken over, not copied) with its patch applied (see `parse`). */
+  static withPatch(rows: RecordBase, patch?: Buffer): RemoteHashRecord {
     const base = rows.size
     let lines = 0
     if (base > 0 && patch && patch.length > 0) {

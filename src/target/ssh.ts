@@ -23,6 +23,7 @@ import {
   type RemotePlanWalk,
   type RemoteTree,
   type RemoteTreeEntry,
+  recordCache,
   recordPatchFile,
   statAndHash,
   walkRemote,
@@ -390,9 +391,11 @@ export class SshTarget implements Target {
         await this.conn.must('appending to the hash record', APPEND_RECORD, [patchFile, patch])
         record.saved(record.unsaved)
       } else {
-        await this.conn.upload(this.recordFile, record.serialize(keep), {atomic: true})
+        const gz = record.serialize(keep)
+        await this.conn.upload(this.recordFile, gz, {atomic: true})
         await this.conn.must('removing the hash record patch', 'rm -f -- "$1"', [patchFile])
         record.saved()
+        recordCache(this.conn, this.recordFile).write(gz) // the next planning needs no copy of it from the host
       }
     } catch (err) {
       verbose(`could not save the hash record on ${this.conn.host.name}: ${(err as Error).message}`)
