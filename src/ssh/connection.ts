@@ -240,6 +240,21 @@ export class SshConnection {
   }
 
   /**
+   * Starts connecting now (the host's shell, as its first script would), so the connection is made
+   * while this process still loads what it runs next; the first script then finds it (or its
+   * failure, reported by that script as always).
+   */
+  connect(): void {
+    if (process.env.HOTCTL_DEBUG_SSH)
+      process.stderr.write(
+        `hotctl: ssh ${this.host.name}: connecting ${Math.round(performance.now())} ms into the run\n`,
+      )
+    open.add(this)
+    if (!this.shell || this.shell.dead)
+      this.shell = new RemoteShell('ssh', [...this.options('no'), '--', this.destination, 'sh -s'])
+  }
+
+  /**
    * The host's shell: started on first use, started again after it ended (a cut connection, a
    * timeout). A request it could not answer is an SshError, as ssh's own failure is; one that never
    * reached a shell (it was already gone) goes to a new one.
@@ -265,7 +280,7 @@ export class SshConnection {
   private debug(started: number, script: string, args: string[], preludes: Prelude[], sent: number, got: number): void {
     if (process.env.HOTCTL_DEBUG_SSH)
       process.stderr.write(
-        `hotctl: ssh ${this.host.name} ${Date.now() - started} ms: ${script.split('\n')[0]!.slice(0, 50)} (${args.length} args, ${sent} B sent, ${got} B back)${preludes.length ? ` after ${preludes.map((p) => p.what).join(', ')}` : ''}\n`,
+        `hotctl: ssh ${this.host.name} ${Date.now() - started} ms (done ${Math.round(performance.now())} ms into the run): ${script.split('\n')[0]!.slice(0, 50)} (${args.length} args, ${sent} B sent, ${got} B back)${preludes.length ? ` after ${preludes.map((p) => p.what).join(', ')}` : ''}\n`,
       )
   }
 

@@ -189,6 +189,8 @@ export class SshTarget implements Target {
     warn: (message: string) => void,
   ) {
     this.conn = new SshConnection(host, config.ssh)
+    // Every operation on a target talks to its host first: the connection is made meanwhile.
+    this.conn.connect()
     this.description = `${this.conn.destination}:${config.target}`
     this.state = new SshStateStore(this.conn, config.stateDir, warn, {
       file: `${config.target}/${MARKER_NAME}`,
