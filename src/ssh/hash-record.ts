@@ -39,12 +39,16 @@ export class RemoteHashRecord {
     return RemoteHashRecord.withPatch(RemoteHashRecord.parseBase(gz), patch)
   }
 
-  /** The base alone (see `parse`): parsed while the host still lists its tree, from this controller's copy (record-cache.ts). */
-  static parseBase(gz: Buffer | undefined): RecordBase {
+  /**
+   * The base alone (see `parse`), from the stored gzip or (a string) its JSON: this controller's
+   * copy (record-cache.ts), parsed while the host still lists its tree.
+   */
+  static parseBase(stored: Buffer | string | undefined): RecordBase {
     const rows: RecordBase = new Map()
-    if (gz && gz.length > 0) {
+    if (stored && stored.length > 0) {
       try {
-        const v = JSON.parse(zlib.gunzipSync(gz).toString('utf8')) as unknown
+        const text = typeof stored === 'string' ? stored : zlib.gunzipSync(stored).toString('utf8')
+        const v = JSON.parse(text) as unknown
         if (Array.isArray(v)) for (const r of v as unknown[]) if (validRow(r)) rows.set(r[0], r)
       } catch {
         rows.clear()
@@ -121,9 +125,15 @@ export class RemoteHashRecord {
 
   /** Only the paths `keep` says still exist are stored (the record never outgrows the tree). */
   serialize(keep: (rel: string) => boolean): Buffer {
+    return this.stored(keep).gz
+  }
+
+  /** `serialize`, with the JSON it gzipped. */
+  stored(keep: (rel: string) => boolean): {gz: Buffer; text: string} {
     const out: Row[] = []
     for (const [rel, r] of this.rows) if (keep(rel)) out.push(r)
-    return zlib.gzipSync(JSON.stringify(out), {level: 1})
+    const text = JSON.stringify(out)
+    return {gz: zlib.gzipSync(text, {level: 1}), text}
   }
 }
 
@@ -136,6 +146,11 @@ export function patchOutgrows(base: number, patch: number): boolean {
   return base === 0 || patch > Math.max(256, base / 4)
 }
 
+/**
+ * A row of the right shape. Its hash is only ever compared with sha256 hex computed elsewhere
+ * (the source's, a manifest's), so any 64 characters that are not one can only mean "differs":
+ * its length is checked, not each character (a pattern per row was a quarter of the parse).
+ */
 function validRow(r: unknown): r is Row {
   return (
     Array.isArray(r) &&
@@ -146,6 +161,6 @@ function validRow(r: unknown): r is Row {
     typeof r[3] === 'string' &&
     typeof r[4] === 'number' &&
     typeof r[5] === 'string' &&
-    /^[0-9a-f]{64}$/.test(r[5])
+    r[5].length === 64
   )
 }

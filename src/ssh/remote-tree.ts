@@ -1,3 +1,4 @@
+import zlib from 'node:zlib'
 import {decodeName} from '../file-names.js'
 import type {PathMatcher} from '../plan/patterns.js'
 import type {Tree, TreeEntry} from '../store/walk.js'
@@ -74,7 +75,7 @@ export async function walkRemoteWithRecord(
   })
   // The request is on its way (sent within this turn of the event loop); the copy is parsed meanwhile.
   await new Promise((resolve) => setImmediate(resolve))
-  const copied = copy ? RemoteHashRecord.parseBase(copy.gz) : undefined
+  const copied = copy ? RemoteHashRecord.parseBase(copy.text) : undefined
   const r = await reply
   if (r.exitCode !== 0) throw failed(conn, `listing ${root}`, r)
   let at = 0
@@ -93,8 +94,14 @@ export async function walkRemoteWithRecord(
     at = 2
   } else {
     const gz = section()
-    base = RemoteHashRecord.parseBase(gz)
-    if (gz.length > 0) cache.write(gz)
+    let text: string | undefined
+    try {
+      text = gz.length > 0 ? zlib.gunzipSync(gz).toString('utf8') : undefined
+    } catch {
+      // an unreadable record is an empty one (RemoteHashRecord.parseBase)
+    }
+    base = RemoteHashRecord.parseBase(text)
+    if (text !== undefined) cache.write(gz, text)
   }
   const record = RemoteHashRecord.withPatch(base, section())
   return {tree: parseRemoteList(r.stdout.subarray(at), root, skip, protect), record}

@@ -393,11 +393,11 @@ export class SshTarget implements Target {
         await this.conn.must('appending to the hash record', APPEND_RECORD, [patchFile, patch])
         record.saved(record.unsaved)
       } else {
-        const gz = record.serialize(keep)
+        const {gz, text} = record.stored(keep)
         await this.conn.upload(this.recordFile, gz, {atomic: true})
         await this.conn.must('removing the hash record patch', 'rm -f -- "$1"', [patchFile])
         record.saved()
-        recordCache(this.conn, this.recordFile).write(gz) // the next planning needs no copy of it from the host
+        recordCache(this.conn, this.recordFile).write(gz, text) // the next planning needs no copy of it from the host
       }
     } catch (err) {
       verbose(`could not save the hash record on ${this.conn.host.name}: ${(err as Error).message}`)

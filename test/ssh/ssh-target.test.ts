@@ -250,7 +250,11 @@ describe('SSH target: one remote host', () => {
     const record = fs.readFileSync(path.join(ws.stateDir, 'target-hashes.json.gz'))
     const dir = path.join(cache, 'hotctl', 'ssh-records')
     const copies = () => fs.readdirSync(dir).map((n) => path.join(dir, n))
-    expect(copies().map((f) => fs.readFileSync(f))).toEqual([record])
+    // The copy: the sha256 of the host's gzip, the sha256 of its JSON, the JSON.
+    const sha = (b: Buffer | string) => crypto.createHash('sha256').update(b).digest('hex')
+    const text = zlib.gunzipSync(record).toString('utf8')
+    const copy = `${sha(record)} ${sha(text)}\n${text}`
+    expect(copies().map((f) => fs.readFileSync(f, 'utf8'))).toEqual([copy])
     // Planning (a dry run: nothing changes on the host), with the host's listing reply measured.
     const plan = async () => {
       const r = await runCli(['deploy', '--dry-run', '--json'], {cwd: ws.src, env})
@@ -261,11 +265,12 @@ describe('SSH target: one remote host', () => {
     ws.setVersion('v3')
     const withCopy = await plan()
     expect(withCopy.changes.changed).toContain('app/handlers.py')
-    fs.writeFileSync(copies()[0]!, zlib.gzipSync('[]')) // a copy that is not the host's record
+    // A copy that is not what was written (its JSON changed): never used, the host's is sent.
+    fs.writeFileSync(copies()[0]!, copy.replace(/"[0-9a-f]{64}"/, `"${'0'.repeat(64)}"`))
     const wrong = await plan()
     expect(wrong.back - withCopy.back).toBeGreaterThanOrEqual(record.length)
     expect(wrong.changes).toEqual(withCopy.changes)
-    expect(copies().map((f) => fs.readFileSync(f))).toEqual([record]) // put right by that transfer
+    expect(copies().map((f) => fs.readFileSync(f, 'utf8'))).toEqual([copy]) // put right by that transfer
   }, 180_000)
 
   it('hostile file names deploy, restore and roll back byte-exact over ssh', async () => {
