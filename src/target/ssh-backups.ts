@@ -41,20 +41,21 @@ ${STAT_HASH_TAIL}`
 
 /**
  * Makes a backup complete: its manifest (`$4`, gzipped, in base64: an argument, so no upload of
- * its own) and pack in place, content flushed, then the metadata `$3` (the commit point). `$5` =
+ * its own; `$6`: `manifest`, or `delta` for a delta from a full manifest, see ManifestFile) and
+ * pack in place, content flushed, then the metadata `$3` (the commit point). `$5` =
  * 1: a pack of a few copies: its files and directories and the manifest are flushed one by one,
  * then the directory holding them (renames); else the whole filesystem is (syncfs), which also
  * flushes whatever else is writing there, and can take seconds on a busy host.
  */
-const COMMIT = `b=$1; id=$2; few=$5
-printf '%s' "$4" | base64 -d > "$b/$id.manifest.json.gz.tmp" || exit 3
+const COMMIT = `b=$1; id=$2; few=$5; m="$b/$id.$6.json.gz"
+printf '%s' "$4" | base64 -d > "$m.tmp" || exit 3
 printf '%s' "$3" > "$b/$id.json.tmp" || exit 3
 if [ "$few" = 1 ]; then
-  find "$b/$id.part" \\( -type f -o -type d \\) -exec sync -- {} + && sync -- "$b/$id.manifest.json.gz.tmp" || exit 3
+  find "$b/$id.part" \\( -type f -o -type d \\) -exec sync -- {} + && sync -- "$m.tmp" || exit 3
 fi
-mv -- "$b/$id.part" "$b/$id" && mv -- "$b/$id.manifest.json.gz.tmp" "$b/$id.manifest.json.gz" || exit 3
+mv -- "$b/$id.part" "$b/$id" && mv -- "$m.tmp" "$m" || exit 3
 if [ "$few" = 1 ]; then sync -- "$b" || exit 3
-else sync -f -- "$b/$id.manifest.json.gz" 2>/dev/null || sync
+else sync -f -- "$m" 2>/dev/null || sync
 fi
 mv -- "$b/$id.json.tmp" "$b/$id.json" && sync -- "$b/$id.json" "$b"`
 
@@ -179,7 +180,8 @@ interface ManifestFile {
    * A delta: the backup whose manifest it changes, and the paths it deleted from it; `entries`
    * are the rows it adds or changes. A tree as deployed is a delta from the backup taken before
    * the deploy. A backup's manifest may be a delta from an earlier backup's full manifest, whose
-   * sha256 it names (`baseSha`: that backup's metadata may be pruned, its manifest is not).
+   * sha256 it names (`baseSha`: that backup's metadata may be pruned, its manifest is not);
+   * stored as `<id>.delta.json.gz`, a name hotctl versions before deltas do not read.
    */
   base?: string
   baseSha?: string
@@ -289,6 +291,7 @@ export class SshBackupStore implements BackupStore {
       JSON.stringify(meta),
       tree.gz.toString('base64'),
       captured.copies <= FLUSH_EACH_MAX ? '1' : '0',
+      tree.base ? 'delta' : 'manifest',
     ])
     if (listed) this.listed = [...listed, meta].sort((a, b) => (a.id < b.id ? -1 : 1))
     this.snaps.set(id, captured.snap)
@@ -424,6 +427,7 @@ export class SshBackupStore implements BackupStore {
       JSON.stringify(meta),
       tree.gz.toString('base64'),
       tree.copies <= FLUSH_EACH_MAX ? '1' : '0',
+      'manifest',
     ])
   }
 
@@ -744,9 +748,9 @@ export class SshBackupStore implements BackupStore {
     const listed = new Set(all.map((b) => b.id))
     const manifests = new Set<string>()
     for (const b of removed) {
-      if (!bases.has(b.id)) manifests.add(b.id)
+      if (!bases.has(b.id)) manifests.add(b.root.base ? `${b.id}.delta` : `${b.id}.manifest`)
       const base = b.root.base
-      if (base && ID_PATTERN.test(base) && !listed.has(base) && !bases.has(base)) manifests.add(base)
+      if (base && ID_PATTERN.test(base) && !listed.has(base) && !bases.has(base)) manifests.add(`${base}.manifest`)
     }
     if (!opts.dryRun) this.listed = undefined
     const out = await this.conn.must('prune', PRUNE, [
@@ -754,7 +758,7 @@ export class SshBackupStore implements BackupStore {
       opts.dryRun ? '1' : '0',
       ...count([
         ...removed.map((b) => `./backups/${b.id}.json`),
-        ...[...manifests].map((id) => `./backups/${id}.manifest.json.gz`),
+        ...[...manifests].map((name) => `./backups/${name}.json.gz`),
         ...deployed.flatMap((r) => [`./deployed/${r}.json`, `./deployed/${r}.manifest.json.gz`]),
       ]),
       ...count(deployed.map((r) => `./deployed/${r}`)),
@@ -816,18 +820,17 @@ export class SshBackupStore implements BackupStore {
     const known = this.snaps.get(meta.id)
     if (known) return known
     const sha = meta.root['']!
-    const own = await this.readManifest(`${this.dir}/${meta.id}`, meta.id, sha, [`backups/${meta.id}`], opts)
+    // A delta has a name of its own: a hotctl that predates deltas finds no manifest (damage, never a partial tree).
+    const own = await this.readManifest(`${this.dir}/${meta.id}`, meta.id, sha, [`backups/${meta.id}`], {
+      ...opts,
+      delta: meta.root.base !== undefined,
+    })
     let snap: Snap
     if (own.base === undefined) snap = {manifest: own.manifest, packs: own.packs}
     else {
       // A delta from an earlier backup's full manifest, read (and checked) too.
       if (own.baseSha === undefined || own.base !== meta.root.base)
-        throw damagedManifest(
-          meta.id,
-          sha,
-          'invalid',
-          `${meta.id}.manifest.json.gz does not name the manifest it changes`,
-        )
+        throw damagedManifest(meta.id, sha, 'invalid', `${meta.id}.delta.json.gz does not name the manifest it changes`)
       const full = await this.fullManifest(meta.id, own.base, own.baseSha, opts)
       snap = {manifest: new Map(full.manifest), packs: new Map(full.packs)}
       for (const rel of own.deleted) {
@@ -868,7 +871,7 @@ export class SshBackupStore implements BackupStore {
   }
 
   /**
-   * `<tree>.manifest.json.gz`, checked against the sha256 its metadata records; throws
+   * `<tree>.manifest.json.gz` (`delta`: `<tree>.delta.json.gz`, a backup's delta), checked against the sha256 its metadata records; throws
    * BackupDamagedError. A legacy manifest (no packs) has its objects in `legacy` (tried in order).
    */
   private async readManifest(
@@ -876,16 +879,17 @@ export class SshBackupStore implements BackupStore {
     id: string,
     sha: string | undefined,
     legacy: string[],
-    opts: {cached?: boolean} = {},
+    opts: {cached?: boolean; delta?: boolean} = {},
   ): Promise<Snap & {base?: string; baseSha?: string; deleted: string[]}> {
     const name = tree.slice(tree.lastIndexOf('/', tree.lastIndexOf('/') - 1) + 1)
+    const kind = opts.delta ? 'delta' : 'manifest'
     const damaged = (problem: Damage['problem'], message: string) =>
       new BackupDamagedError(id, [
-        {backup: id, what: 'chunk', problem, hash: sha, message: `manifest ${name}.manifest.json.gz ${message}`},
+        {backup: id, what: 'chunk', problem, hash: sha, message: `manifest ${name}.${kind}.json.gz ${message}`},
       ])
     let text = opts.cached && sha ? this.cache.get(sha) : undefined
     if (text === undefined) {
-      const r = await this.conn.run(CAT, [`${tree}.manifest.json.gz`], {exact: true})
+      const r = await this.conn.run(CAT, [`${tree}.${kind}.json.gz`], {exact: true})
       if (r.exitCode !== 0) throw damaged('missing', 'is missing')
       try {
         text = zlib.gunzipSync(r.stdout).toString('utf8')

@@ -91,10 +91,16 @@ describe('SSH backups: packs and manifests on the host', {timeout: 240_000}, () 
   it('a backup manifest is a delta from the last full one; prune keeps that full manifest while a kept backup needs it, and removes it after', async () => {
     const ws = makeWorkspace()
     remote(ws, {keep: 2})
-    const manifestOf = (id: string) =>
-      JSON.parse(
-        zlib.gunzipSync(fs.readFileSync(path.join(ws.stateDir, 'backups', `${id}.manifest.json.gz`))).toString('utf8'),
-      ) as {base?: string; baseSha?: string; entries: unknown[]}
+    // A delta is `<id>.delta.json.gz`: a hotctl that predates deltas finds no manifest, never a partial one.
+    const manifestOf = (id: string) => {
+      const delta = path.join(ws.stateDir, 'backups', `${id}.delta.json.gz`)
+      const file = fs.existsSync(delta) ? delta : path.join(ws.stateDir, 'backups', `${id}.manifest.json.gz`)
+      return JSON.parse(zlib.gunzipSync(fs.readFileSync(file)).toString('utf8')) as {
+        base?: string
+        baseSha?: string
+        entries: unknown[]
+      }
+    }
     const metaOf = (id: string) =>
       JSON.parse(fs.readFileSync(path.join(ws.stateDir, 'backups', `${id}.json`), 'utf8')) as {
         root: Record<string, string>
@@ -107,6 +113,7 @@ describe('SSH backups: packs and manifests on the host', {timeout: 240_000}, () 
     const delta = v3.json.backup.id as string
     // Only what changed since the full manifest: the handlers and the release marker.
     expect(manifestOf(delta).base).toBe(full)
+    expect(fs.existsSync(path.join(ws.stateDir, 'backups', `${delta}.manifest.json.gz`))).toBe(false)
     expect(metaOf(delta).root.base).toBe(full)
     expect(manifestOf(delta).entries.length).toBeLessThan(manifestOf(full).entries.length)
     await deploy(ws, 'v4')
@@ -128,6 +135,10 @@ describe('SSH backups: packs and manifests on the host', {timeout: 240_000}, () 
     await deploy(ws, 'v7')
     await deploy(ws, 'v8')
     expect(fs.existsSync(path.join(ws.stateDir, 'backups', `${full}.manifest.json.gz`))).toBe(false)
+    // The deltas of pruned backups went with their metadata.
+    const names = fs.readdirSync(path.join(ws.stateDir, 'backups'))
+    for (const n of names.filter((x) => x.endsWith('.delta.json.gz')))
+      expect(names).toContain(n.replace('.delta.json.gz', '.json'))
     const left = await runCli(['backups', 'verify', '--json'], {cwd: ws.src})
     expect(left.exitCode, why(left)).toBe(0)
   })
