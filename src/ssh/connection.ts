@@ -157,14 +157,15 @@ export class SshConnection {
     if (preludes.length) this.carrying = new Promise<void>((resolve) => (done = resolve))
     try {
       // A script nobody needs to interrupt, watch or stop on its own runs in the host's shell.
+      const body = remoteScript(script, args, preludes)
       const r =
         !opts.signal && !opts.detached && !opts.onStderr
-          ? await this.inShell(remoteScript(script, args, preludes), timeoutMs).then((a) => ({
+          ? await this.inShell(body, timeoutMs).then((a) => ({
               ...a,
               stdout: opts.exact || a.stdout.at(-1) !== 0x0a ? a.stdout : a.stdout.subarray(0, -1),
             }))
-          : await this.inSession(remoteScript(script, args, preludes), timeoutMs, opts)
-      this.debug(started, script, args, preludes)
+          : await this.inSession(body, timeoutMs, opts)
+      this.debug(started, script, args, preludes, body.length, r.stdout.length)
       if (r.exitCode === PRELUDE_EXIT && r.stderr.includes(PRELUDE_FAILED))
         throw new Error(
           `${preludes.map((p) => p.what).join(' and ')} on ${this.host.name} failed: ${lastLine(r.stderr.replace(PRELUDE_FAILED, ''))}`,
@@ -239,6 +240,21 @@ export class SshConnection {
   }
 
   /**
+   * Starts connecting now (the host's shell, as its first script would), so the connection is made
+   * while this process still loads what it runs next; the first script then finds it (or its
+   * failure, reported by that script as always).
+   */
+  connect(): void {
+    if (process.env.HOTCTL_DEBUG_SSH)
+      process.stderr.write(
+        `hotctl: ssh ${this.host.name}: connecting ${Math.round(performance.now())} ms into the run\n`,
+      )
+    open.add(this)
+    if (!this.shell || this.shell.dead)
+      this.shell = new RemoteShell('ssh', [...this.options('no'), '--', this.destination, 'sh -s'])
+  }
+
+  /**
    * The host's shell: started on first use, started again after it ended (a cut connection, a
    * timeout). A request it could not answer is an SshError, as ssh's own failure is; one that never
    * reached a shell (it was already gone) goes to a new one.
@@ -260,11 +276,11 @@ export class SshConnection {
     }
   }
 
-  /** HOTCTL_DEBUG_SSH=1: one stderr line per remote script (time, first words, argument count, how it ran). */
-  private debug(started: number, script: string, args: string[], preludes: Prelude[]): void {
+  /** HOTCTL_DEBUG_SSH=1: one stderr line per remote script (time, first words, argument count, bytes sent and received, how it ran). */
+  private debug(started: number, script: string, args: string[], preludes: Prelude[], sent: number, got: number): void {
     if (process.env.HOTCTL_DEBUG_SSH)
       process.stderr.write(
-        `hotctl: ssh ${this.host.name} ${Date.now() - started} ms: ${script.split('\n')[0]!.slice(0, 50)} (${args.length} args)${preludes.length ? ` after ${preludes.map((p) => p.what).join(', ')}` : ''}\n`,
+        `hotctl: ssh ${this.host.name} ${Date.now() - started} ms (done ${Math.round(performance.now())} ms into the run): ${script.split('\n')[0]!.slice(0, 50)} (${args.length} args, ${sent} B sent, ${got} B back)${preludes.length ? ` after ${preludes.map((p) => p.what).join(', ')}` : ''}\n`,
       )
   }
 

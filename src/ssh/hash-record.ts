@@ -7,6 +7,9 @@ import type {RemoteTreeEntry} from './remote-tree.js'
  */
 type Row = [path: string, size: number, mtime: string, ctime: string, ino: number, hash: string]
 
+/** A stored base's rows, parsed (RemoteHashRecord.parseBase), before its patch is applied. */
+export type RecordBase = Map<string, Row>
+
 /**
  * The host's record of its target files' sha256, each valid while the file's stat is the one
  * recorded: size, mtime and ctime to the nanosecond, inode. An edit in place that keeps size and
@@ -33,15 +36,29 @@ export class RemoteHashRecord {
    * costs a hash, never a wrong answer.
    */
   static parse(gz: Buffer | undefined, patch?: Buffer): RemoteHashRecord {
-    const rows = new Map<string, Row>()
-    if (gz && gz.length > 0) {
+    return RemoteHashRecord.withPatch(RemoteHashRecord.parseBase(gz), patch)
+  }
+
+  /**
+   * The base alone (see `parse`), from the stored gzip or (a string) its JSON: this controller's
+   * copy (record-cache.ts), parsed while the host still lists its tree.
+   */
+  static parseBase(stored: Buffer | string | undefined): RecordBase {
+    const rows: RecordBase = new Map()
+    if (stored && stored.length > 0) {
       try {
-        const v = JSON.parse(zlib.gunzipSync(gz).toString('utf8')) as unknown
+        const text = typeof stored === 'string' ? stored : zlib.gunzipSync(stored).toString('utf8')
+        const v = JSON.parse(text) as unknown
         if (Array.isArray(v)) for (const r of v as unknown[]) if (validRow(r)) rows.set(r[0], r)
       } catch {
         rows.clear()
       }
     }
+    return rows
+  }
+
+  /** A parsed base (taken over, not copied) with its patch applied (see `parse`). */
+  static withPatch(rows: RecordBase, patch?: Buffer): RemoteHashRecord {
     const base = rows.size
     let lines = 0
     if (base > 0 && patch && patch.length > 0) {
@@ -88,7 +105,7 @@ export class RemoteHashRecord {
    * would outgrow a quarter of it). Either way the caller then stores it and calls `saved`.
    */
   patch(): string | undefined {
-    if (this.base === 0 || this.patchLines + this.dirty.size > Math.max(256, this.base / 4)) return undefined
+    if (patchOutgrows(this.base, this.patchLines + this.dirty.size)) return undefined
     let out = ''
     for (const [rel, r] of this.dirty) out += `${JSON.stringify(r ?? [rel])}\n`
     return out
@@ -108,12 +125,32 @@ export class RemoteHashRecord {
 
   /** Only the paths `keep` says still exist are stored (the record never outgrows the tree). */
   serialize(keep: (rel: string) => boolean): Buffer {
+    return this.stored(keep).gz
+  }
+
+  /** `serialize`, with the JSON it gzipped. */
+  stored(keep: (rel: string) => boolean): {gz: Buffer; text: string} {
     const out: Row[] = []
     for (const [rel, r] of this.rows) if (keep(rel)) out.push(r)
-    return zlib.gzipSync(JSON.stringify(out), {level: 1})
+    const text = JSON.stringify(out)
+    return {gz: zlib.gzipSync(text, {level: 1}), text}
   }
 }
 
+/**
+ * Whether a patch of `patch` rows on a stored base of `base` rows should rather be a rewrite of the
+ * whole: no base, or the patch would outgrow a quarter of it (256 rows at least). The host's hash
+ * record and its backup manifests (ssh-backups.ts) follow this one rule.
+ */
+export function patchOutgrows(base: number, patch: number): boolean {
+  return base === 0 || patch > Math.max(256, base / 4)
+}
+
+/**
+ * A row of the right shape. Its hash is only ever compared with sha256 hex computed elsewhere
+ * (the source's, a manifest's), so any 64 characters that are not one can only mean "differs":
+ * its length is checked, not each character (a pattern per row was a quarter of the parse).
+ */
 function validRow(r: unknown): r is Row {
   return (
     Array.isArray(r) &&
@@ -124,6 +161,6 @@ function validRow(r: unknown): r is Row {
     typeof r[3] === 'string' &&
     typeof r[4] === 'number' &&
     typeof r[5] === 'string' &&
-    /^[0-9a-f]{64}$/.test(r[5])
+    r[5].length === 64
   )
 }

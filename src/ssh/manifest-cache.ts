@@ -25,8 +25,13 @@ export class ManifestCache {
   get(sha: string): string | undefined {
     if (!/^[0-9a-f]{64}$/.test(sha)) return undefined
     try {
-      const text = fs.readFileSync(path.join(this.dir, `${sha}.json`), 'utf8')
-      return crypto.createHash('sha256').update(text).digest('hex') === sha ? text : undefined
+      const file = path.join(this.dir, `${sha}.json`)
+      const text = fs.readFileSync(file, 'utf8')
+      if (crypto.createHash('sha256').update(text).digest('hex') !== sha) return undefined
+      // Used: kept among the newest (a full manifest that later backups' deltas change stays cached).
+      const now = new Date()
+      fs.utimesSync(file, now, now)
+      return text
     } catch {
       return undefined
     }

@@ -1,8 +1,10 @@
+import zlib from 'node:zlib'
 import {decodeName} from '../file-names.js'
 import type {PathMatcher} from '../plan/patterns.js'
 import type {Tree, TreeEntry} from '../store/walk.js'
 import type {SshConnection} from './connection.js'
 import {RemoteHashRecord} from './hash-record.js'
+import {RecordCache} from './record-cache.js'
 import {batches} from './remote-files.js'
 
 /** A remote tree entry with its times exactly as the host printed them (`sec.fraction`), for the hash record. */
@@ -22,11 +24,18 @@ exec find . -mindepth 1 -printf ${FORMAT}`
 
 /**
  * The hash record ($2) and its patch ($3), each as its length, a newline, its bytes (`0` when there
- * is none), then LIST. The patch is read to the length measured (it only grows under the lock).
+ * is none), then LIST; the record is `=` instead when its sha256 is `$4` (the controller's copy).
+ * The patch is read to the length measured (it only grows under the lock).
  */
-const LIST_WITH_RECORD = `if [ -f "$2" ]; then wc -c < "$2"; cat -- "$2"; else echo 0; fi
+const LIST_WITH_RECORD = `if [ ! -f "$2" ]; then echo 0
+elif [ -n "$4" ] && [ "$(sha256sum < "$2")" = "$4  -" ]; then echo =
+else wc -c < "$2"; cat -- "$2"; fi
 if [ -f "$3" ]; then n=$(wc -c < "$3"); echo "$n"; head -c "$n" -- "$3"; else echo 0; fi
 ${LIST}`
+
+/** This controller's copy of the host's hash record `recordFile` (see RecordCache). */
+export const recordCache = (conn: SshConnection, recordFile: string) =>
+  new RecordCache(`${conn.destination}:${conn.host.port ?? 22}`, recordFile)
 
 /** The hash record's patch file, next to it (see RemoteHashRecord). */
 export const recordPatchFile = (recordFile: string) => `${recordFile.replace(/\.json\.gz$/, '')}.patch.jsonl`
@@ -47,7 +56,10 @@ const failed = (conn: SshConnection, what: string, r: {exitCode: number; stderr:
     `${what} on ${conn.host.name} failed (exit ${r.exitCode}): ${r.stderr.trim().split('\n').slice(-2).join(' | ')}`,
   )
 
-/** The host's tree and its hash record (`recordFile`), in one round trip. */
+/**
+ * The host's tree and its hash record (`recordFile`), in one round trip. The record's base comes
+ * from this controller's copy when the host has the same (by sha256), parsed while the host lists.
+ */
 export async function walkRemoteWithRecord(
   conn: SshConnection,
   root: string,
@@ -55,22 +67,43 @@ export async function walkRemoteWithRecord(
   skip: PathMatcher,
   protect?: PathMatcher,
 ): Promise<{tree: RemoteTree; record: RemoteHashRecord}> {
-  const r = await conn.run(LIST_WITH_RECORD, [root, recordFile, recordPatchFile(recordFile)], {
+  const cache = recordCache(conn, recordFile)
+  const copy = cache.read()
+  const reply = conn.run(LIST_WITH_RECORD, [root, recordFile, recordPatchFile(recordFile), copy?.sha ?? ''], {
     timeoutMs: Math.max(conn.settings.timeoutMs, 600_000),
     exact: true,
   })
+  // The request is on its way (sent within this turn of the event loop); the copy is parsed meanwhile.
+  await new Promise((resolve) => setImmediate(resolve))
+  const copied = copy ? RemoteHashRecord.parseBase(copy.text) : undefined
+  const r = await reply
   if (r.exitCode !== 0) throw failed(conn, `listing ${root}`, r)
   let at = 0
+  const cut = () => new Error(`the listing of ${root} on ${conn.host.name} is cut short`)
   const section = () => {
     const nl = r.stdout.indexOf(0x0a, at)
     const len = Number(r.stdout.toString('latin1', at, nl === -1 ? r.stdout.length : nl).trim())
-    if (nl === -1 || !Number.isInteger(len) || nl + 1 + len > r.stdout.length)
-      throw new Error(`the listing of ${root} on ${conn.host.name} is cut short`)
+    if (nl === -1 || !Number.isInteger(len) || nl + 1 + len > r.stdout.length) throw cut()
     at = nl + 1 + len
     return r.stdout.subarray(nl + 1, at)
   }
-  const gz = section()
-  const record = RemoteHashRecord.parse(gz, section())
+  let base
+  if (r.stdout.toString('latin1', 0, 2) === '=\n') {
+    if (!copied) throw cut() // the host never says `=` unless sent a copy's sha256
+    base = copied
+    at = 2
+  } else {
+    const gz = section()
+    let text: string | undefined
+    try {
+      text = gz.length > 0 ? zlib.gunzipSync(gz).toString('utf8') : undefined
+    } catch {
+      // an unreadable record is an empty one (RemoteHashRecord.parseBase)
+    }
+    base = RemoteHashRecord.parseBase(text)
+    if (text !== undefined) cache.write(gz, text)
+  }
+  const record = RemoteHashRecord.withPatch(base, section())
   return {tree: parseRemoteList(r.stdout.subarray(at), root, skip, protect), record}
 }
 

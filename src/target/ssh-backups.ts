@@ -5,6 +5,7 @@ import {EXIT, HotctlError} from '../errors.js'
 import {ID_PATTERN} from '../ids.js'
 import {compilePatterns, type PathMatcher} from '../plan/patterns.js'
 import type {SshConnection} from '../ssh/connection.js'
+import {patchOutgrows} from '../ssh/hash-record.js'
 import {ManifestCache} from '../ssh/manifest-cache.js'
 import {batches, hashRemote} from '../ssh/remote-files.js'
 import {
@@ -40,14 +41,26 @@ ${STAT_HASH_TAIL}`
 
 /**
  * Makes a backup complete: its manifest (`$4`, gzipped, in base64: an argument, so no upload of
- * its own) and pack in place, content flushed, then the metadata `$3` (the commit point).
+ * its own; `$6`: `manifest`, or `delta` for a delta from a full manifest, see ManifestFile) and
+ * pack in place, content flushed, then the metadata `$3` (the commit point). `$5` =
+ * 1: a pack of a few copies: its files and directories and the manifest are flushed one by one,
+ * then the directory holding them (renames); else the whole filesystem is (syncfs), which also
+ * flushes whatever else is writing there, and can take seconds on a busy host.
  */
-const COMMIT = `b=$1; id=$2
-printf '%s' "$4" | base64 -d > "$b/$id.manifest.json.gz.tmp" || exit 3
+const COMMIT = `b=$1; id=$2; few=$5; m="$b/$id.$6.json.gz"
+printf '%s' "$4" | base64 -d > "$m.tmp" || exit 3
 printf '%s' "$3" > "$b/$id.json.tmp" || exit 3
-mv -- "$b/$id.part" "$b/$id" && mv -- "$b/$id.manifest.json.gz.tmp" "$b/$id.manifest.json.gz" || exit 3
-sync -f -- "$b/$id.manifest.json.gz" 2>/dev/null || sync
-mv -- "$b/$id.json.tmp" "$b/$id.json" && sync -- "$b/$id.json"`
+if [ "$few" = 1 ]; then
+  find "$b/$id.part" \\( -type f -o -type d \\) -exec sync -- {} + && sync -- "$m.tmp" || exit 3
+fi
+mv -- "$b/$id.part" "$b/$id" && mv -- "$m.tmp" "$m" || exit 3
+if [ "$few" = 1 ]; then sync -- "$b" || exit 3
+else sync -f -- "$m" 2>/dev/null || sync
+fi
+mv -- "$b/$id.json.tmp" "$b/$id.json" && sync -- "$b/$id.json" "$b"`
+
+/** Up to this many copies in a pack are flushed one by one at its commit (COMMIT), more by one syncfs. */
+const FLUSH_EACH_MAX = 100
 
 /** Every metadata file: name NUL content NUL. */
 const LIST = `cd -- "$1" 2>/dev/null || exit 0
@@ -163,8 +176,15 @@ interface ManifestFile {
   v?: 2
   packs?: string[]
   entries: Row[]
-  /** A tree as deployed: the backup it is a delta from, and the paths it deleted from that backup's tree. */
+  /**
+   * A delta: the backup whose manifest it changes, and the paths it deleted from it; `entries`
+   * are the rows it adds or changes. A tree as deployed is a delta from the backup taken before
+   * the deploy. A backup's manifest may be a delta from an earlier backup's full manifest, whose
+   * sha256 it names (`baseSha`: that backup's metadata may be pruned, its manifest is not);
+   * stored as `<id>.delta.json.gz`, a name hotctl versions before deltas do not read.
+   */
   base?: string
+  baseSha?: string
   deleted?: string[]
 }
 
@@ -172,6 +192,8 @@ interface ManifestFile {
 interface Snap {
   manifest: Manifest
   packs: Map<string, string>
+  /** A backup's: the full manifest it is, or is a delta from (its backup id and sha256). */
+  full?: {id: string; sha: string; snap: Snap}
 }
 
 const PACK = /^(?:backups|deployed)\/\d{14}$/
@@ -242,25 +264,38 @@ export class SshBackupStore implements BackupStore {
     ])
     // The previous backup's copies are reused; without its manifest everything is copied again.
     const base = prev ? await this.snap(prev, {cached: true}).catch(() => undefined) : undefined
-    const tree = await this.capture(this.dir, id, `backups/${id}`, walk, base)
+    const captured = await this.capture(this.dir, id, `backups/${id}`, walk, base)
+    // Stored as a delta from the full manifest the previous backup is (or patches) while the delta
+    // stays small, as the host's hash record is patched: O(changed), not the whole tree per deploy.
+    const full = base?.full
+    const tree = (full && encodeDelta(captured.snap, full)) ?? encodeFull(captured.snap)
+    captured.snap.full = tree.base ? full : {id, sha: tree.sha, snap: captured.snap}
     const meta: BackupMeta = {
       id,
       time: new Date().toISOString(),
       reason,
       release: marker?.id ?? null,
       gitSha: marker?.gitSha ?? null,
-      files: tree.files,
-      bytes: tree.bytes,
-      added: tree.added,
+      files: captured.files,
+      bytes: captured.bytes,
+      added: captured.added + tree.gz.length,
       protect: this.config.protect,
-      root: {'': tree.sha},
+      // `base`: the backup whose full manifest this one's (a delta) changes.
+      root: tree.base ? {'': tree.sha, base: tree.base} : {'': tree.sha},
     }
     const listed = this.listed
     this.listed = undefined
-    await this.conn.must('backup (commit)', COMMIT, [this.dir, id, JSON.stringify(meta), tree.gz.toString('base64')])
+    await this.conn.must('backup (commit)', COMMIT, [
+      this.dir,
+      id,
+      JSON.stringify(meta),
+      tree.gz.toString('base64'),
+      captured.copies <= FLUSH_EACH_MAX ? '1' : '0',
+      tree.base ? 'delta' : 'manifest',
+    ])
     if (listed) this.listed = [...listed, meta].sort((a, b) => (a.id < b.id ? -1 : 1))
-    this.snaps.set(id, tree.snap)
-    this.lastSnapshot = {id, snap: tree.snap}
+    this.snaps.set(id, captured.snap)
+    this.lastSnapshot = {id, snap: captured.snap}
     this.cache.put(tree.sha, tree.text)
     return meta
   }
@@ -275,7 +310,7 @@ export class SshBackupStore implements BackupStore {
    * Records the walked tree as `<dir>/<name>`: entries whose path, mode and content (the hash
    * record, while it vouches for the file's stat) match `base` keep base's pack; the rest are
    * copied into `<dir>/<name>.part` and hashed as copied (one round trip per batch of names).
-   * The caller commits it (COMMIT) with the gzipped manifest.
+   * The caller commits it (COMMIT) with its manifest (encodeFull, encodeDelta).
    */
   private async capture(
     dir: string,
@@ -283,7 +318,7 @@ export class SshBackupStore implements BackupStore {
     pack: string,
     walk: RemotePlanWalk,
     base: Snap | undefined,
-  ): Promise<{sha: string; text: string; gz: Buffer; files: number; bytes: number; added: number; snap: Snap}> {
+  ): Promise<{files: number; bytes: number; added: number; copies: number; snap: Snap}> {
     const {dst, record} = walk
     // In the listing's order (a directory before what it holds): the manifest's order is not its meaning.
     const rels = [...dst.entries.keys()]
@@ -303,9 +338,6 @@ export class SshBackupStore implements BackupStore {
       else toCopy.push(rel)
     }
     const copies = await this.copyIn(`${dir}/${name}.part`, toCopy)
-    const packs = [pack, ...new Set(kept.values())]
-    const packIndex = new Map(packs.map((p, i) => [p, i]))
-    const entries: Row[] = []
     const snap: Snap = {manifest: new Map(), packs: new Map()}
     let files = 0
     let bytes = 0
@@ -320,16 +352,13 @@ export class SshBackupStore implements BackupStore {
         )
       const at = kept.get(rel) ?? pack
       if (e.type === 'dir') {
-        entries.push([rel, 'd', e.mode])
         snap.manifest.set(rel, {type: 'dir', mode: e.mode})
       } else if (e.type === 'symlink') {
-        entries.push([rel, 'l', e.mode, e.link, packIndex.get(at)])
         snap.manifest.set(rel, {type: 'symlink', mode: e.mode, link: e.link})
         snap.packs.set(rel, at)
       } else {
         const hash = copy ? copy.hash : base!.manifest.get(rel)!.hash
         if (!hash) throw new Error(`backup: ${rel} could not be read on ${this.conn.host.name}`)
-        entries.push([rel, 'f', e.mode, e.size, hash, packIndex.get(at)])
         snap.manifest.set(rel, {type: 'file', mode: e.mode, size: e.size, hash})
         snap.packs.set(rel, at)
         files++
@@ -337,10 +366,7 @@ export class SshBackupStore implements BackupStore {
         if (copy) added += e.size
       }
     }
-    const text = JSON.stringify({v: 2, packs, entries} satisfies ManifestFile)
-    const gz = zlib.gzipSync(text, {level: 1})
-    // The manifest travels gzipped; its sha256 is of the JSON.
-    return {sha: sha256(text), text, gz, files, bytes, added: added + gz.length, snap}
+    return {files, bytes, added, copies: toCopy.length, snap}
   }
 
   /** Copies of live entries into the pack `part` (made afresh), as copied: stat and sha256 (COPY_IN, a round trip per batch). */
@@ -386,15 +412,22 @@ export class SshBackupStore implements BackupStore {
           )
         : undefined)
     const walked = plan?.walk as RemotePlanWalk | undefined
+    const captured = async () => {
+      const live = await this.walkLive(this.skip)
+      const c = await this.capture(this.deployedDir, release, `deployed/${release}`, live, base?.snap)
+      return {...encodeFull(c.snap), copies: c.copies}
+    }
     const tree =
       (walked && plan && base ? await this.deployedFromWalk(release, plan, walked, base) : undefined) ??
-      (await this.capture(this.deployedDir, release, `deployed/${release}`, await this.walkLive(this.skip), base?.snap))
+      (await captured())
     const meta: DeployedMeta = {release, time: new Date().toISOString(), root: {'': tree.sha}}
     await this.conn.must('recording the tree as deployed', COMMIT, [
       this.deployedDir,
       release,
       JSON.stringify(meta),
       tree.gz.toString('base64'),
+      tree.copies <= FLUSH_EACH_MAX ? '1' : '0',
+      'manifest',
     ])
   }
 
@@ -409,7 +442,7 @@ export class SshBackupStore implements BackupStore {
     plan: TargetPlan,
     walked: RemotePlanWalk,
     base: {id: string; snap: Snap},
-  ): Promise<{sha: string; gz: Buffer} | undefined> {
+  ): Promise<{sha: string; gz: Buffer; copies: number} | undefined> {
     const {dst, record} = walked
     const written = [...plan.changes.added, ...plan.changes.changed].filter(
       (rel) => dst.entries.get(rel)?.type === 'file',
@@ -444,7 +477,7 @@ export class SshBackupStore implements BackupStore {
       entries,
       deleted,
     } satisfies ManifestFile)
-    return {sha: sha256(text), gz: zlib.gzipSync(text, {level: 1})}
+    return {sha: sha256(text), gz: zlib.gzipSync(text, {level: 1}), copies: written.length}
   }
 
   async deployedFiles(release: string): Promise<Manifest | undefined> {
@@ -709,12 +742,23 @@ export class SshBackupStore implements BackupStore {
         // A manifest that cannot be read: its objects stay (`backups verify` names the damage).
       }
     }
+    // A full manifest stays while a kept backup's manifest is a delta from it (its metadata goes);
+    // one no backup needs any more goes with the last backup that did.
+    const bases = new Set(all.flatMap((b) => (kept.has(b.id) && b.root.base ? [b.root.base] : [])))
+    const listed = new Set(all.map((b) => b.id))
+    const manifests = new Set<string>()
+    for (const b of removed) {
+      if (!bases.has(b.id)) manifests.add(b.root.base ? `${b.id}.delta` : `${b.id}.manifest`)
+      const base = b.root.base
+      if (base && ID_PATTERN.test(base) && !listed.has(base) && !bases.has(base)) manifests.add(`${base}.manifest`)
+    }
     if (!opts.dryRun) this.listed = undefined
     const out = await this.conn.must('prune', PRUNE, [
       this.config.stateDir,
       opts.dryRun ? '1' : '0',
       ...count([
-        ...removed.flatMap((b) => [`./backups/${b.id}.json`, `./backups/${b.id}.manifest.json.gz`]),
+        ...removed.map((b) => `./backups/${b.id}.json`),
+        ...[...manifests].map((name) => `./backups/${name}.json.gz`),
         ...deployed.flatMap((r) => [`./deployed/${r}.json`, `./deployed/${r}.manifest.json.gz`]),
       ]),
       ...count(deployed.map((r) => `./deployed/${r}`)),
@@ -775,13 +819,59 @@ export class SshBackupStore implements BackupStore {
   private async snap(meta: BackupMeta, opts: {cached?: boolean} = {}): Promise<Snap> {
     const known = this.snaps.get(meta.id)
     if (known) return known
-    const snap = await this.readManifest(`${this.dir}/${meta.id}`, meta.id, meta.root[''], [`backups/${meta.id}`], opts)
+    const sha = meta.root['']!
+    // A delta has a name of its own: a hotctl that predates deltas finds no manifest (damage, never a partial tree).
+    const own = await this.readManifest(`${this.dir}/${meta.id}`, meta.id, sha, [`backups/${meta.id}`], {
+      ...opts,
+      delta: meta.root.base !== undefined,
+    })
+    let snap: Snap
+    if (own.base === undefined) snap = {manifest: own.manifest, packs: own.packs}
+    else {
+      // A delta from an earlier backup's full manifest, read (and checked) too.
+      if (own.baseSha === undefined || own.base !== meta.root.base)
+        throw damagedManifest(meta.id, sha, 'invalid', `${meta.id}.delta.json.gz does not name the manifest it changes`)
+      const full = await this.fullManifest(meta.id, own.base, own.baseSha, opts)
+      snap = {manifest: new Map(full.manifest), packs: new Map(full.packs)}
+      for (const rel of own.deleted) {
+        snap.manifest.delete(rel)
+        snap.packs.delete(rel)
+      }
+      for (const [rel, e] of own.manifest) snap.manifest.set(rel, e)
+      for (const [rel, p] of own.packs) snap.packs.set(rel, p)
+      snap.full = full.full
+    }
+    snap.full ??= {id: meta.id, sha, snap}
     this.snaps.set(meta.id, snap)
     return snap
   }
 
   /**
-   * `<tree>.manifest.json.gz`, checked against the sha256 its metadata records; throws
+   * The full manifest of backup `base` (its metadata may be pruned: the manifest stays while a kept
+   * backup's delta needs it), checked against `sha`; damage is `id`'s, the backup that needs it.
+   */
+  private async fullManifest(id: string, base: string, sha: string, opts: {cached?: boolean}): Promise<Snap> {
+    const known = this.snaps.get(base)
+    if (known?.full?.sha === sha && known.full.snap === known) return known
+    try {
+      const own = await this.readManifest(`${this.dir}/${base}`, base, sha, [`backups/${base}`], opts)
+      if (own.base !== undefined)
+        throw damagedManifest(base, sha, 'invalid', `${base}.manifest.json.gz is a delta, not a full manifest`)
+      const snap: Snap = {manifest: own.manifest, packs: own.packs}
+      snap.full = {id: base, sha, snap}
+      if (!this.snaps.has(base)) this.snaps.set(base, snap)
+      return snap
+    } catch (err) {
+      if (!(err instanceof BackupDamagedError)) throw err
+      throw new BackupDamagedError(
+        id,
+        err.damage.map((d) => ({...d, backup: id, message: `${d.message} (the base of backup ${id})`})),
+      )
+    }
+  }
+
+  /**
+   * `<tree>.manifest.json.gz` (`delta`: `<tree>.delta.json.gz`, a backup's delta), checked against the sha256 its metadata records; throws
    * BackupDamagedError. A legacy manifest (no packs) has its objects in `legacy` (tried in order).
    */
   private async readManifest(
@@ -789,16 +879,17 @@ export class SshBackupStore implements BackupStore {
     id: string,
     sha: string | undefined,
     legacy: string[],
-    opts: {cached?: boolean} = {},
-  ): Promise<Snap & {base?: string; deleted: string[]}> {
+    opts: {cached?: boolean; delta?: boolean} = {},
+  ): Promise<Snap & {base?: string; baseSha?: string; deleted: string[]}> {
     const name = tree.slice(tree.lastIndexOf('/', tree.lastIndexOf('/') - 1) + 1)
+    const kind = opts.delta ? 'delta' : 'manifest'
     const damaged = (problem: Damage['problem'], message: string) =>
       new BackupDamagedError(id, [
-        {backup: id, what: 'chunk', problem, hash: sha, message: `manifest ${name}.manifest.json.gz ${message}`},
+        {backup: id, what: 'chunk', problem, hash: sha, message: `manifest ${name}.${kind}.json.gz ${message}`},
       ])
     let text = opts.cached && sha ? this.cache.get(sha) : undefined
     if (text === undefined) {
-      const r = await this.conn.run(CAT, [`${tree}.manifest.json.gz`], {exact: true})
+      const r = await this.conn.run(CAT, [`${tree}.${kind}.json.gz`], {exact: true})
       if (r.exitCode !== 0) throw damaged('missing', 'is missing')
       try {
         text = zlib.gunzipSync(r.stdout).toString('utf8')
@@ -814,7 +905,15 @@ export class SshBackupStore implements BackupStore {
     const legacyAt = legacy.join('\0')
     if (file.base !== undefined && !ID_PATTERN.test(file.base))
       throw damaged('invalid', 'names no backup it is based on')
-    const snap = {manifest: new Map(), packs: new Map(), base: file.base, deleted: file.deleted ?? []}
+    if (file.baseSha !== undefined && !/^[0-9a-f]{64}$/.test(file.baseSha))
+      throw damaged('invalid', 'names no manifest it is based on')
+    const snap = {
+      manifest: new Map(),
+      packs: new Map(),
+      base: file.base,
+      baseSha: file.baseSha,
+      deleted: file.deleted ?? [],
+    }
     for (const [p, t, mode, x, y, z] of file.entries) {
       if (t === 'd') {
         snap.manifest.set(p, {type: 'dir', mode})
@@ -866,6 +965,67 @@ export class SshBackupStore implements BackupStore {
     return {metas, incomplete}
   }
 }
+
+/** A backup's manifest, JSON (its sha256 is the metadata's `root['']`) and gzipped (as stored). */
+interface Encoded {
+  sha: string
+  text: string
+  gz: Buffer
+  /** A delta: the backup whose full manifest it changes. */
+  base?: string
+}
+
+/** A manifest written whole: every entry, each file and symlink with the index of its pack. */
+function encodeFull(snap: Snap): Encoded {
+  const packs: string[] = []
+  const packIndex = new Map<string, number>()
+  const entries: Row[] = []
+  for (const [rel, e] of snap.manifest) entries.push(row(rel, e, snap.packs.get(rel), packs, packIndex))
+  return encode({v: 2, packs, entries})
+}
+
+/**
+ * A manifest as a delta from `full` (what it adds or changes, what it deletes), or undefined when
+ * the delta would outgrow the rule the host's hash record follows (patchOutgrows): then the
+ * manifest is written whole, and later backups are deltas from it.
+ */
+function encodeDelta(snap: Snap, full: {id: string; sha: string; snap: Snap}): Encoded | undefined {
+  const base = full.snap
+  const limit = (n: number) => patchOutgrows(base.manifest.size, n)
+  const packs: string[] = []
+  const packIndex = new Map<string, number>()
+  const entries: Row[] = []
+  for (const [rel, e] of snap.manifest) {
+    const b = base.manifest.get(rel)
+    const at = snap.packs.get(rel)
+    if (b && sameManifestEntry(b, e) && base.packs.get(rel) === at) continue
+    entries.push(row(rel, e, at, packs, packIndex))
+    if (limit(entries.length)) return undefined
+  }
+  const deleted: string[] = []
+  for (const rel of base.manifest.keys()) if (!snap.manifest.has(rel)) deleted.push(rel)
+  if (limit(entries.length + deleted.length)) return undefined
+  return {...encode({v: 2, base: full.id, baseSha: full.sha, packs, entries, deleted}), base: full.id}
+}
+
+function row(rel: string, e: ManifestEntry, at: string | undefined, packs: string[], index: Map<string, number>): Row {
+  if (e.type === 'dir') return [rel, 'd', e.mode]
+  let i = index.get(at!)
+  if (i === undefined) index.set(at!, (i = packs.push(at!) - 1))
+  return e.type === 'symlink' ? [rel, 'l', e.mode, e.link, i] : [rel, 'f', e.mode, e.size, e.hash, i]
+}
+
+function encode(file: ManifestFile): Encoded {
+  const text = JSON.stringify(file)
+  // The manifest travels gzipped; its sha256 is of the JSON.
+  return {sha: sha256(text), text, gz: zlib.gzipSync(text, {level: 1})}
+}
+
+const sameManifestEntry = (a: ManifestEntry, b: ManifestEntry) =>
+  a.type === b.type && a.mode === b.mode && a.size === b.size && a.hash === b.hash && a.link === b.link
+
+const damagedManifest = (id: string, sha: string, problem: Damage['problem'], message: string) =>
+  new BackupDamagedError(id, [{backup: id, what: 'chunk', problem, hash: sha, message: `manifest ${message}`}])
 
 /** Does what the host has match a manifest entry (type, mode, size and sha256, link target)? */
 function sameEntry(

@@ -23,6 +23,7 @@ import {
   type RemotePlanWalk,
   type RemoteTree,
   type RemoteTreeEntry,
+  recordCache,
   recordPatchFile,
   statAndHash,
   walkRemote,
@@ -188,6 +189,8 @@ export class SshTarget implements Target {
     warn: (message: string) => void,
   ) {
     this.conn = new SshConnection(host, config.ssh)
+    // Every operation on a target talks to its host first: the connection is made meanwhile.
+    this.conn.connect()
     this.description = `${this.conn.destination}:${config.target}`
     this.state = new SshStateStore(this.conn, config.stateDir, warn, {
       file: `${config.target}/${MARKER_NAME}`,
@@ -390,9 +393,11 @@ export class SshTarget implements Target {
         await this.conn.must('appending to the hash record', APPEND_RECORD, [patchFile, patch])
         record.saved(record.unsaved)
       } else {
-        await this.conn.upload(this.recordFile, record.serialize(keep), {atomic: true})
+        const {gz, text} = record.stored(keep)
+        await this.conn.upload(this.recordFile, gz, {atomic: true})
         await this.conn.must('removing the hash record patch', 'rm -f -- "$1"', [patchFile])
         record.saved()
+        recordCache(this.conn, this.recordFile).write(gz, text) // the next planning needs no copy of it from the host
       }
     } catch (err) {
       verbose(`could not save the hash record on ${this.conn.host.name}: ${(err as Error).message}`)

@@ -88,6 +88,75 @@ describe('SSH backups: packs and manifests on the host', {timeout: 240_000}, () 
     expect(left.exitCode, why(left)).toBe(0)
   })
 
+  it('a backup manifest is a delta from the last full one; prune keeps that full manifest while a kept backup needs it, and removes it after', async () => {
+    const ws = makeWorkspace()
+    remote(ws, {keep: 2})
+    // A delta is `<id>.delta.json.gz`: a hotctl that predates deltas finds no manifest, never a partial one.
+    const manifestOf = (id: string) => {
+      const delta = path.join(ws.stateDir, 'backups', `${id}.delta.json.gz`)
+      const file = fs.existsSync(delta) ? delta : path.join(ws.stateDir, 'backups', `${id}.manifest.json.gz`)
+      return JSON.parse(zlib.gunzipSync(fs.readFileSync(file)).toString('utf8')) as {
+        base?: string
+        baseSha?: string
+        entries: unknown[]
+      }
+    }
+    const metaOf = (id: string) =>
+      JSON.parse(fs.readFileSync(path.join(ws.stateDir, 'backups', `${id}.json`), 'utf8')) as {
+        root: Record<string, string>
+      }
+    const v2 = await deploy(ws, 'v2')
+    const full = v2.json.backup.id as string
+    expect(manifestOf(full).base).toBeUndefined()
+    const liveV2 = treeHash(ws.live)
+    const v3 = await deploy(ws, 'v3')
+    const delta = v3.json.backup.id as string
+    // Only what changed since the full manifest: the handlers and the release marker.
+    expect(manifestOf(delta).base).toBe(full)
+    expect(fs.existsSync(path.join(ws.stateDir, 'backups', `${delta}.manifest.json.gz`))).toBe(false)
+    expect(metaOf(delta).root.base).toBe(full)
+    expect(manifestOf(delta).entries.length).toBeLessThan(manifestOf(full).entries.length)
+    await deploy(ws, 'v4')
+    // keep 2: the full backup is pruned, its manifest stays for the deltas kept.
+    expect(backupIds(ws)).not.toContain(full)
+    expect(fs.existsSync(path.join(ws.stateDir, 'backups', `${full}.manifest.json.gz`))).toBe(true)
+    const verify = await runCli(['backups', 'verify', '--json'], {cwd: ws.src})
+    expect(verify.exitCode, why(verify)).toBe(0)
+    const back = await runCli(['rollback', '--to', v2.json.release, '--json'], {cwd: ws.src})
+    expect(back.exitCode, why(back)).toBe(0)
+    expect(treeHash(ws.live)).toBe(liveV2)
+
+    // A delta that would outgrow the rule is a full manifest again; once no kept backup needs the
+    // old full manifest, prune removes it.
+    for (let i = 0; i < 300; i++) fs.writeFileSync(path.join(ws.src, `many-${i}.txt`), `file ${i}\n`)
+    await deploy(ws, 'v5')
+    const again = (await deploy(ws, 'v6')).json.backup.id as string
+    expect(manifestOf(again).base).toBeUndefined()
+    await deploy(ws, 'v7')
+    await deploy(ws, 'v8')
+    expect(fs.existsSync(path.join(ws.stateDir, 'backups', `${full}.manifest.json.gz`))).toBe(false)
+    // The deltas of pruned backups went with their metadata.
+    const names = fs.readdirSync(path.join(ws.stateDir, 'backups'))
+    for (const n of names.filter((x) => x.endsWith('.delta.json.gz')))
+      expect(names).toContain(n.replace('.delta.json.gz', '.json'))
+    const left = await runCli(['backups', 'verify', '--json'], {cwd: ws.src})
+    expect(left.exitCode, why(left)).toBe(0)
+  })
+
+  it('a damaged full manifest a delta changes is damage of the backup that needs it', async () => {
+    const ws = makeWorkspace()
+    remote(ws)
+    const full = (await deploy(ws, 'v2')).json.backup.id as string
+    const delta = (await deploy(ws, 'v3')).json.backup.id as string
+    const gz = path.join(ws.stateDir, 'backups', `${full}.manifest.json.gz`)
+    const text = zlib.gunzipSync(fs.readFileSync(gz)).toString('utf8')
+    fs.writeFileSync(gz, zlib.gzipSync(text.replace('handlers.py', 'handlerz.py')))
+    const verify = await runCli(['backups', 'verify', '--json'], {cwd: ws.src})
+    expect(verify.exitCode, why(verify)).toBe(1)
+    const damaged = verify.json.backups.filter((b: {ok: boolean}) => !b.ok).map((b: {id: string}) => b.id)
+    expect(damaged.sort()).toEqual([full, delta].sort())
+  })
+
   it('a damaged object is refused before the restore writes anything (exit 1); only what the restore copies is read', async () => {
     const ws = makeWorkspace()
     remote(ws)

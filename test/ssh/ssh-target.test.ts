@@ -7,6 +7,7 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import zlib from 'node:zlib'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 import {
   freshCopy,
@@ -236,6 +237,40 @@ describe('SSH target: one remote host', () => {
     const back = await runCli(['rollback', '--to', r.json.previousRelease, '--json'], {cwd: ws.src})
     expect(back.exitCode, why(back)).toBe(0)
     expect(fs.readFileSync(readme)).toEqual(edited)
+  }, 180_000)
+
+  it('the host sends its hash record only when this controller has no copy of it (by sha256); a wrong copy is never used', async () => {
+    const ws = makeWorkspace()
+    remote(ws, host, {protect: ['data/', '.env']})
+    const cache = path.join(ws.dir, 'cache')
+    const env = {XDG_CACHE_HOME: cache, HOTCTL_DEBUG_SSH: '1'}
+    ws.setVersion('v2')
+    const v2 = await runCli(['deploy', '--json'], {cwd: ws.src, env})
+    expect(v2.exitCode, why(v2)).toBe(0)
+    const record = fs.readFileSync(path.join(ws.stateDir, 'target-hashes.json.gz'))
+    const dir = path.join(cache, 'hotctl', 'ssh-records')
+    const copies = () => fs.readdirSync(dir).map((n) => path.join(dir, n))
+    // The copy: the sha256 of the host's gzip, the sha256 of its JSON, the JSON.
+    const sha = (b: Buffer | string) => crypto.createHash('sha256').update(b).digest('hex')
+    const text = zlib.gunzipSync(record).toString('utf8')
+    const copy = `${sha(record)} ${sha(text)}\n${text}`
+    expect(copies().map((f) => fs.readFileSync(f, 'utf8'))).toEqual([copy])
+    // Planning (a dry run: nothing changes on the host), with the host's listing reply measured.
+    const plan = async () => {
+      const r = await runCli(['deploy', '--dry-run', '--json'], {cwd: ws.src, env})
+      expect(r.exitCode, why(r)).toBe(0)
+      const line = r.stderr.split('\n').find((l) => l.includes('if [ ! -f "$2" ]'))
+      return {back: Number(/(\d+) B back/.exec(line ?? '')?.[1]), changes: r.json.changes}
+    }
+    ws.setVersion('v3')
+    const withCopy = await plan()
+    expect(withCopy.changes.changed).toContain('app/handlers.py')
+    // A copy that is not what was written (its JSON changed): never used, the host's is sent.
+    fs.writeFileSync(copies()[0]!, copy.replace(/"[0-9a-f]{64}"/, `"${'0'.repeat(64)}"`))
+    const wrong = await plan()
+    expect(wrong.back - withCopy.back).toBeGreaterThanOrEqual(record.length)
+    expect(wrong.changes).toEqual(withCopy.changes)
+    expect(copies().map((f) => fs.readFileSync(f, 'utf8'))).toEqual([copy]) // put right by that transfer
   }, 180_000)
 
   it('hostile file names deploy, restore and roll back byte-exact over ssh', async () => {
