@@ -28,6 +28,13 @@ export interface MetaRead {
 }
 
 export class BackupIndex {
+  /**
+   * The last list, by what each file was (name, inode, size, mtime): a rollback lists the backups
+   * several times (choosing, the undo snapshot, pruning, the undo command), and at 200k files each
+   * metadata file is hundreds of KiB of JSON. A file rewritten in any way is read again.
+   */
+  private listed?: {key: string; metas: BackupMeta[]}
+
   constructor(readonly dir: string) {}
 
   metaPath(id: string): string {
@@ -42,10 +49,21 @@ export class BackupIndex {
     } catch {
       return []
     }
+    const files = names.sort().filter((name) => name.endsWith('.json') && ID_PATTERN.test(name.slice(0, -5)))
+    const key = files
+      .map((name) => {
+        try {
+          const st = fs.statSync(path.join(this.dir, name))
+          return `${name} ${st.ino} ${st.size} ${st.mtimeMs} ${st.ctimeMs}`
+        } catch {
+          return `${name} -`
+        }
+      })
+      .join('\n')
+    if (this.listed?.key === key) return [...this.listed.metas]
     const out: BackupMeta[] = []
-    for (const name of names.sort()) {
-      const id = name.replace(/\.json$/, '')
-      if (!name.endsWith('.json') || !ID_PATTERN.test(id)) continue
+    for (const name of files) {
+      const id = name.slice(0, -5)
       try {
         const meta = JSON.parse(fs.readFileSync(path.join(this.dir, name), 'utf8')) as BackupMeta | null
         // Metadata of another shape is not a complete backup (`backups verify` names it).
@@ -55,7 +73,8 @@ export class BackupIndex {
         // unreadable metadata = not complete
       }
     }
-    return out
+    this.listed = {key, metas: out}
+    return [...out]
   }
 
   get(id: string): BackupMeta | undefined {
