@@ -951,7 +951,12 @@ describe('backup integrity', () => {
 
     const tree = walkTree(target, skip, skip)
     const now = await snapshotTree(tree, cache, store)
-    const known = {root: now.root, files: now.files, bytes: now.bytes, isDir: (rel: string) => tree.entries.get(rel)?.type === 'dir'}
+    const known = {
+      root: now.root,
+      files: now.files,
+      bytes: now.bytes,
+      isDir: (rel: string) => tree.entries.get(rel)?.type === 'dir',
+    }
     const checker = new StoreChecker(store, false)
     const b = checkBackupBeside(raw.id, {id: raw.id, raw}, checker, known)!
     expect(b.damage).toEqual([])
