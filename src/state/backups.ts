@@ -28,6 +28,13 @@ export interface MetaRead {
 }
 
 export class BackupIndex {
+  /**
+   * Each metadata file as last parsed, by what the file was (inode, size, mtime, ctime): a rollback
+   * lists the backups ~5 times (choosing, the undo snapshot, pruning, the undo command), and at
+   * 200k files each metadata file is hundreds of KiB of JSON. A file rewritten in any way is read again.
+   */
+  private readonly parsed = new Map<string, {stat: string; meta: BackupMeta | undefined}>()
+
   constructor(readonly dir: string) {}
 
   metaPath(id: string): string {
@@ -46,14 +53,17 @@ export class BackupIndex {
     for (const name of names.sort()) {
       const id = name.replace(/\.json$/, '')
       if (!name.endsWith('.json') || !ID_PATTERN.test(id)) continue
+      const file = path.join(this.dir, name)
+      let stat: string
       try {
-        const meta = JSON.parse(fs.readFileSync(path.join(this.dir, name), 'utf8')) as BackupMeta | null
-        // Metadata of another shape is not a complete backup (`backups verify` names it).
-        if (meta && typeof meta === 'object' && meta.id === id && meta.root && typeof meta.root === 'object')
-          out.push(meta)
+        const st = fs.statSync(file)
+        stat = `${st.ino} ${st.size} ${st.mtimeMs} ${st.ctimeMs}`
       } catch {
-        // unreadable metadata = not complete
+        continue // gone since the listing
       }
+      let known = this.parsed.get(name)
+      if (known?.stat !== stat) this.parsed.set(name, (known = {stat, meta: parseMeta(file, id)}))
+      if (known.meta) out.push(known.meta)
     }
     return out
   }
@@ -111,5 +121,18 @@ export class BackupIndex {
 
   remove(id: string): void {
     fs.rmSync(this.metaPath(id), {force: true})
+    this.parsed.delete(`${id}.json`)
+  }
+}
+
+/** A complete backup's metadata, or undefined: unreadable, or of another shape (`backups verify` names it). */
+function parseMeta(file: string, id: string): BackupMeta | undefined {
+  try {
+    const meta = JSON.parse(fs.readFileSync(file, 'utf8')) as BackupMeta | null
+    return meta && typeof meta === 'object' && meta.id === id && meta.root && typeof meta.root === 'object'
+      ? meta
+      : undefined
+  } catch {
+    return undefined
   }
 }

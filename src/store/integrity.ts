@@ -8,6 +8,7 @@ import {
   isSegment,
   type Manifest,
   type ManifestEntry,
+  type ManifestRoot,
   parseChunk,
   type Row,
 } from './manifest.js'
@@ -118,15 +119,10 @@ export interface CheckedBackup {
  * chunks are checked (not only those a restore copies from): they define what "equal" means.
  */
 export function checkBackup(id: string, read: MetaRead | undefined, checker: StoreChecker): CheckedBackup {
+  const checked = checkedMeta(id, read)
+  if (!checked.meta) return checked
+  const {meta} = checked
   const at = `metadata backups/${id}.json`
-  const damaged = (problem: Damage['problem'], message: string): CheckedBackup => ({
-    damage: [{backup: id, what: 'metadata', problem, message: `${at} ${message}`}],
-  })
-  if (!read) return damaged('missing', 'is missing')
-  if (read.error !== undefined) return damaged('unreadable', `is unreadable: ${read.error}`)
-  const bad = metaProblem(id, read.raw)
-  if (bad) return damaged('invalid', bad)
-  const meta = read.raw as BackupMeta
   const damage: Damage[] = []
   const manifest: Manifest = new Map()
   /** The directories each listed directory holds (not its rows: the manifest holds those). */
@@ -167,6 +163,107 @@ export function checkBackup(id: string, read: MetaRead | undefined, checker: Sto
     }
   }
   return damage.length ? {meta, damage} : {meta, manifest, damage}
+}
+
+/** A backup's metadata file, well-formed and agreeing with its id, or the damage. */
+function checkedMeta(id: string, read: MetaRead | undefined): {meta?: BackupMeta; damage: Damage[]} {
+  const at = `metadata backups/${id}.json`
+  const damaged = (problem: Damage['problem'], message: string) => ({
+    damage: [{backup: id, what: 'metadata' as const, problem, message: `${at} ${message}`}],
+  })
+  if (!read) return damaged('missing', 'is missing')
+  if (read.error !== undefined) return damaged('unreadable', `is unreadable: ${read.error}`)
+  const bad = metaProblem(id, read.raw)
+  if (bad) return damaged('invalid', bad)
+  return {meta: read.raw as BackupMeta, damage: []}
+}
+
+/**
+ * A tree whose directory listings the caller holds: the snapshot it just took of the live tree
+ * (its root and totals) and the walk it was taken from (`isDir`).
+ */
+export interface KnownTree {
+  root: ManifestRoot
+  files: number
+  bytes: number
+  isDir: (rel: string) => boolean
+}
+
+/** What checkBackupBeside found: the backup's rows of every directory whose listing differs from the known tree's. */
+export interface CheckedBeside {
+  meta?: BackupMeta
+  /** Directory → the backup's rows ([] for a directory the backup has no listing of); absent when damaged. */
+  differing?: Map<string, Row[]>
+  damage: Damage[]
+}
+
+/**
+ * checkBackup for a restore over a tree whose listings are known (the snapshot just taken of the
+ * live tree, from the walk the restore plans with). A chunk the known tree has too is the same
+ * listing (same hash): it is neither read nor needed. Only the chunks that differ are read and
+ * checked, and the checks that span chunks (totals, each directory held by its parent) take the
+ * known tree's side for the rest. Returns undefined when a chunk of the known tree cannot be
+ * read: the caller then checks the whole backup (checkBackup).
+ */
+export function checkBackupBeside(
+  id: string,
+  read: MetaRead | undefined,
+  checker: StoreChecker,
+  known: KnownTree,
+): CheckedBeside | undefined {
+  const checked = checkedMeta(id, read)
+  if (!checked.meta) return checked
+  const {meta} = checked
+  const at = `metadata backups/${id}.json`
+  const damage: Damage[] = []
+  const differing = new Map<string, Row[]>()
+  let {files, bytes} = known
+  const count = (rows: Row[], sign: number) => {
+    for (const r of rows)
+      if (r[1] === 'f') {
+        files += sign
+        bytes += sign * (r[3] as number)
+      }
+  }
+  for (const [dir, hash] of Object.entries(known.root)) {
+    if (meta.root[dir] === hash) continue
+    const rows = checker.chunk(hash).rows
+    if (!rows) return undefined
+    count(rows, -1)
+    differing.set(dir, [])
+  }
+  /** Directories (of the differing listings) each holds; a missing entry: its chunk is damaged. */
+  const subdirsOf = new Map<string, Set<string>>()
+  for (const [dir, hash] of Object.entries(meta.root)) {
+    if (known.root[dir] === hash) continue
+    const c = checker.chunk(hash)
+    if (!c.rows) {
+      const message = `directory ${displayDir(dir)}: chunk ${hash} ${c.detail}`
+      damage.push({backup: id, what: 'chunk', problem: c.problem!, path: dir, hash, message})
+      continue
+    }
+    subdirsOf.set(dir, new Set(c.rows.flatMap((r) => (r[1] === 'd' ? [r[0]] : []))))
+    count(c.rows, 1)
+    differing.set(dir, c.rows)
+  }
+  // As in checkBackup: a chunk for a directory its parent does not list as one is damage.
+  for (const [dir, hash] of Object.entries(meta.root)) {
+    if (dir === '') continue
+    const slash = dir.lastIndexOf('/')
+    const parent = slash === -1 ? '' : dir.slice(0, slash)
+    const shared = parent in meta.root && meta.root[parent] === known.root[parent]
+    const parentDirs = subdirsOf.get(parent)
+    if (!shared && !parentDirs && parent in meta.root) continue // the parent chunk is damaged: reported already
+    if (shared ? !known.isDir(dir) : !parentDirs?.has(dir.slice(slash + 1))) {
+      const message = `${at} lists directory ${dir}/, which its parent ${displayDir(parent)} does not hold`
+      damage.push({backup: id, what: 'metadata', problem: 'invalid', path: dir, hash, message})
+    }
+  }
+  if (damage.length === 0 && (files !== meta.files || bytes !== meta.bytes)) {
+    const message = `${at} records ${meta.files} files, ${meta.bytes} bytes; its directory listings hold ${files} files, ${bytes} bytes`
+    damage.push({backup: id, what: 'metadata', problem: 'invalid', message})
+  }
+  return damage.length ? {meta, damage} : {meta, differing, damage}
 }
 
 /** The file objects among `entries` that are missing or do not hash to their name. */

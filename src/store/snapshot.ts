@@ -4,12 +4,14 @@ import path from 'node:path'
 import {fsPath} from '../file-names.js'
 import type {HashCache} from './hash-cache.js'
 import {
+  addRows,
   inDepthFirstOrder,
   type Manifest,
   type ManifestEntry,
   type ManifestRoot,
   ManifestWriter,
   readManifest,
+  type Row,
 } from './manifest.js'
 import type {ObjectStore} from './objects.js'
 import {statEntry, type Tree, type TreeEntry} from './walk.js'
@@ -147,6 +149,31 @@ export function planRestore(manifest: Manifest, tree: Tree, cache: HashCache): R
     if (!have || !sameEntry(want, have, () => cache.hash(tree.root, rel, have))) writes.push([rel, want])
   }
   // Parents first; only what differs is sorted (a rollback of 10 files in a 200k-file tree sorts 10).
+  writes.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+  return {tree, extras, writes}
+}
+
+/**
+ * planRestore over the directories whose listings differ from the live tree's (`differing`: the
+ * backup's rows of each, [] for a directory it has no listing of; see checkBackupBeside). Every
+ * other directory of the walk hashed to the backup's listing (same names, types, modes, sizes,
+ * content hashes): nothing in it is compared again. The same plan planRestore makes, O(changed)
+ * but for one pass over the walk's paths to find the leftovers.
+ */
+export function planRestoreDirs(differing: Map<string, Row[]>, tree: Tree, cache: HashCache): RestorePlan {
+  const want: Manifest = new Map()
+  for (const [dir, rows] of differing) addRows(want, dir, rows)
+  const extras: string[] = []
+  if (differing.size > 0)
+    for (const rel of tree.entries.keys()) {
+      const slash = rel.lastIndexOf('/')
+      if (differing.has(slash === -1 ? '' : rel.slice(0, slash)) && !want.has(rel)) extras.push(rel)
+    }
+  const writes: RestorePlan['writes'] = []
+  for (const [rel, w] of want) {
+    const have = tree.entries.get(rel)
+    if (!have || !sameEntry(w, have, () => cache.hash(tree.root, rel, have))) writes.push([rel, w])
+  }
   writes.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
   return {tree, extras, writes}
 }

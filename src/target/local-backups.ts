@@ -5,6 +5,7 @@ import {type BackupMeta, BackupIndex} from '../state/backups.js'
 import {
   BackupDamagedError,
   checkBackup,
+  checkBackupBeside,
   checkObjects,
   checkStore,
   type IntegrityReport,
@@ -24,6 +25,7 @@ import {
   applyRestore,
   diffAgainst,
   planRestore,
+  planRestoreDirs,
   type RestorePlan,
   snapshotTree,
   verifyRestored,
@@ -47,6 +49,8 @@ export class LocalBackupStore implements BackupStore {
    * again. The verify after a restore always walks afresh.
    */
   private lastWalk?: Tree
+  /** The snapshot taken from `lastWalk`: a restore reads only the backup's listings that differ from its. */
+  private lastSnapshot?: {root: ManifestRoot; files: number; bytes: number}
   /** The restore just applied, while nothing else has written to the target: its verify looks only at what it changed. */
   private lastRestore?: {id: string; plan: RestorePlan}
   /** Manifests read and checked in this process, by backup id: the verify after a restore reuses it. */
@@ -84,6 +88,7 @@ export class LocalBackupStore implements BackupStore {
       throw err
     }
     this.lastWalk = tree
+    this.lastSnapshot = {root: snap.root, files: snap.files, bytes: snap.bytes}
     // Content on disk before it appears under its name, the index names it and the metadata
     // declares the backup complete.
     this.store.makeDurable()
@@ -107,20 +112,38 @@ export class LocalBackupStore implements BackupStore {
   }
 
   /**
-   * Before anything is written, the backup's metadata, all its chunks and the objects this restore
+   * Before anything is written, the backup's metadata, its chunks and the objects this restore
    * will copy (only files that differ from the live tree: O(changed)) are checked against their
-   * hashes; a damaged backup throws BackupDamagedError with the target untouched.
+   * hashes; a damaged backup throws BackupDamagedError with the target untouched. Right after
+   * this process snapshotted the tree (a rollback's undo snapshot), the backup's listings are
+   * compared with that snapshot's by hash, and only the chunks that differ are read: one equal to
+   * the live directory's listing is not needed (as an object the restore does not copy is not
+   * read); `hotctl backups verify` checks them all.
    */
   async restore(id: string): Promise<{written: string[]; removed: string[]}> {
     const checker = new StoreChecker(this.store, false)
-    const {meta, manifest} = this.checkedBackup(id, checker)
-    const protectNow = new Set(this.config.protect)
-    const walk =
-      this.lastWalk && (meta.protect ?? []).every((p) => protectNow.has(p))
-        ? this.lastWalk
-        : this.tree.walkProtecting(meta.protect)
+    const cache = this.tree.targetCache()
+    const last = this.lastWalk && this.lastSnapshot && {walk: this.lastWalk, snapshot: this.lastSnapshot}
     this.targetWritten()
-    const plan = planRestore(manifest, walk, this.tree.targetCache())
+    const protectNow = new Set(this.config.protect)
+    const keptProtect = (meta: BackupMeta) => (meta.protect ?? []).every((p) => protectNow.has(p))
+    const read = this.index.read(id)
+    let beside =
+      read &&
+      last &&
+      checkBackupBeside(id, read, checker, {
+        ...last.snapshot,
+        isDir: (rel) => last.walk.entries.get(rel)?.type === 'dir',
+      })
+    if (beside?.meta && !keptProtect(beside.meta)) beside = undefined // walked again below, protecting its paths too
+    if (beside && !beside.differing) throw new BackupDamagedError(id, beside.damage)
+    let plan: RestorePlan
+    if (beside) plan = planRestoreDirs(beside.differing!, last!.walk, cache)
+    else {
+      const {meta, manifest} = this.checkedBackup(id, checker)
+      const walk = last && keptProtect(meta) ? last.walk : this.tree.walkProtecting(meta.protect)
+      plan = planRestore(manifest, walk, cache)
+    }
     const damage = checkObjects(id, plan.writes, checker)
     if (damage.length > 0) throw new BackupDamagedError(id, damage)
     const result = applyRestore(plan, this.store)
@@ -131,6 +154,7 @@ export class LocalBackupStore implements BackupStore {
   /** Something is about to write to the target: the last walk no longer describes it. */
   targetWritten(): void {
     this.lastWalk = undefined
+    this.lastSnapshot = undefined
     this.lastRestore = undefined
   }
 

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
+import {spawnSync} from 'node:child_process'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 import {
   inodes,
@@ -371,5 +372,46 @@ describe('rollback', {timeout: 120_000}, () => {
     expect(down.json.error.hint).toContain('Nothing was touched')
     expect(ws.backupFiles()).toEqual(files)
     expect(treeHash(ws.live)).toBe(hash)
+  })
+})
+
+/** Rewrites `file` in place with same-size content and puts its mtime back (touch -r, to the ns): only its ctime moves. */
+function editKeepingSizeAndMtime(file: string, content: string): void {
+  const before = fs.statSync(file, {bigint: true})
+  expect(BigInt(Buffer.byteLength(content))).toBe(before.size)
+  const ref = `${file}.mtime-ref`
+  fs.writeFileSync(ref, '')
+  expect(spawnSync('touch', ['-m', '-r', file, ref]).status).toBe(0)
+  fs.writeFileSync(file, content)
+  expect(spawnSync('touch', ['-m', '-r', ref, file]).status).toBe(0)
+  fs.rmSync(ref)
+  const after = fs.statSync(file, {bigint: true})
+  expect(after.mtimeNs).toBe(before.mtimeNs)
+  expect(after.ctimeNs).not.toBe(before.ctimeNs)
+}
+
+// The restore compares the backup's directory listings with those of the undo snapshot it has just
+// taken of the live tree, and reads only those that differ: a live file changed behind hotctl's
+// back must make its directory's listing differ, even with its size and mtime kept.
+describe('rollback over a live tree edited behind hotctl', {timeout: 90_000}, () => {
+  it('a live file edited in place keeping its size and mtime is put back; the undo snapshot holds the edit', async () => {
+    const {ws, svc, hA, B} = await twoReleases()
+    // static/style.css is the same in v2 and v3: only the edit makes static/ differ from the backup.
+    const css = path.join(ws.live, 'static', 'style.css')
+    const original = fs.readFileSync(css, 'utf8')
+    const edited = original.replace('black', 'white')
+    editKeepingSizeAndMtime(css, edited)
+
+    const r = await runCli(['rollback', '--json'], {cwd: ws.src})
+    expect(r.exitCode, why(r)).toBe(0)
+    expect(r.json.outcome).toBe('rolled-back')
+    expect(fs.readFileSync(css, 'utf8')).toBe(original)
+    expect(treeHash(ws.live)).toBe(hA)
+    expect(await svc.hello()).toBe('hello v2')
+
+    // Undoing the rollback brings back the tree as it was, edit included.
+    const undo = await runCli(['rollback', '--to', B, '--json'], {cwd: ws.src})
+    expect(undo.exitCode, why(undo)).toBe(0)
+    expect(fs.readFileSync(css, 'utf8')).toBe(edited)
   })
 })

@@ -388,4 +388,27 @@ describe('BackupIndex', () => {
   it('a missing dir lists nothing', () => {
     expect(new BackupIndex(path.join(tmpDir(), 'nope')).list()).toEqual([])
   })
+
+  it('lists again reading only metadata files that changed: one rewritten, added or removed (by anyone) is seen', () => {
+    const dir = path.join(tmpDir(), 'backups')
+    const idx = new BackupIndex(dir)
+    const other = new BackupIndex(dir) // another process, say
+    idx.write(meta('20250101000000'))
+    idx.write(meta('20250102000000'))
+    expect(idx.list().map((b) => b.id)).toEqual(['20250101000000', '20250102000000'])
+    const reads = vi.spyOn(fs, 'readFileSync')
+    try {
+      expect(idx.list().map((b) => b.id)).toEqual(['20250101000000', '20250102000000'])
+      expect(reads).not.toHaveBeenCalled()
+      other.write({...meta('20250102000000'), release: 'r2'})
+      expect(idx.get('20250102000000')?.release).toBe('r2')
+      expect(reads).toHaveBeenCalledTimes(1) // the rewritten file only
+      other.write(meta('20250103000000'))
+      other.remove('20250101000000')
+      expect(idx.list().map((b) => b.id)).toEqual(['20250102000000', '20250103000000'])
+      expect(reads).toHaveBeenCalledTimes(2) // and the new one
+    } finally {
+      reads.mockRestore()
+    }
+  })
 })

@@ -7,7 +7,13 @@ import {HashCache} from '../../src/store/hash-cache.js'
 import {hashFile} from '../../src/store/hash.js'
 import type {ResolvedConfig} from '../../src/config/resolve.js'
 import {BackupIndex} from '../../src/state/backups.js'
-import {BackupDamagedError, checkBackup, checkStore, StoreChecker} from '../../src/store/integrity.js'
+import {
+  BackupDamagedError,
+  checkBackup,
+  checkBackupBeside,
+  checkStore,
+  StoreChecker,
+} from '../../src/store/integrity.js'
 import {
   inDepthFirstOrder,
   type Manifest,
@@ -22,6 +28,7 @@ import {
   applyRestore,
   diffAgainst,
   planRestore,
+  planRestoreDirs,
   restoreTree,
   snapshotTree,
   verifyRestored,
@@ -861,6 +868,107 @@ describe('backup integrity', () => {
     expect(() => applyRestore(plan, store)).toThrow('changed while it was being restored')
     expect(fs.readFileSync(path.join(target, 'app/main.py'), 'utf8')).toBe('print("v2")\n')
     expect(fs.readdirSync(path.join(target, 'app')).filter((n) => n.startsWith('.hotctl-restore'))).toEqual([])
+  })
+
+  it('after a snapshot of the live tree, a restore reads only the listings that differ from it: damage in an equal one does not block it', async () => {
+    const {target, store, id, snap, local} = await backedUp()
+    fs.writeFileSync(path.join(target, 'app/main.py'), 'print("v2")\n')
+    damageObject(store, snap.root['static/css']!, flip) // static/css is equal in the target: its listing is not needed
+    await local.snapshot('20250101120009', 'rollback') // the undo snapshot a rollback takes
+    const r = await local.restore(id)
+    expect(r).toEqual({written: ['app/main.py'], removed: []})
+    expect(await local.verify(id)).toEqual([])
+    expect(fs.readFileSync(path.join(target, 'app/main.py'), 'utf8')).toBe('print("v1")\n')
+    // The full check still finds it.
+    expect((await local.check(id)).damage).toEqual([
+      expect.objectContaining({what: 'chunk', problem: 'hash-mismatch', path: 'static/css'}),
+    ])
+  })
+
+  it('after a snapshot of the live tree, a damaged listing that differs from it, wrong totals or a directory its parent does not hold are refused', async () => {
+    const refused = async (edit: (f: Awaited<ReturnType<typeof backedUp>>) => void, message: string) => {
+      const f = await backedUp()
+      fs.writeFileSync(path.join(f.target, 'app/main.py'), 'print("v2")\n')
+      edit(f)
+      await f.local.snapshot('20250101120009', 'rollback')
+      const before = untouched(f.target)
+      await expect(f.local.restore(f.id)).rejects.toThrow(BackupDamagedError)
+      await expect(f.local.restore(f.id)).rejects.toThrow(message)
+      expect(untouched(f.target)).toEqual(before)
+    }
+    await refused(
+      ({store, snap}) => damageObject(store, snap.root['app']!, flip),
+      'directory app/: chunk', // differs from the target's listing (main.py): read and refused
+    )
+    await refused(
+      ({index, id}) => index.write({...index.get(id)!, bytes: index.get(id)!.bytes + 1}),
+      'its directory listings hold 5 files',
+    )
+    // "entry" is a symlink in the root listing (equal to the target's: not read); give it a listing of its own.
+    await refused(
+      ({index, id, snap}) =>
+        index.write({
+          ...index.get(id)!,
+          root: {...snap.root, entry: snap.root['static/css']!},
+          files: snap.files + 1,
+          bytes: snap.bytes + 7,
+        }),
+      'lists directory entry/, which its parent (root) does not hold',
+    )
+    // The same under a listing that differs (app/, read): app/main.py is a file there.
+    await refused(
+      ({index, id, snap}) =>
+        index.write({
+          ...index.get(id)!,
+          root: {...snap.root, 'app/main.py': snap.root['static/css']!},
+          files: snap.files + 1,
+          bytes: snap.bytes + 7,
+        }),
+      'lists directory app/main.py/, which its parent app/ does not hold',
+    )
+  })
+
+  it('planning over the differing listings only makes the plan a full comparison makes', async () => {
+    const {target, store} = fixture()
+    const skip = compilePatterns(['/uploads', 'local.env'])
+    const cache = HashCache.open()
+    const backup = await snapshotTree(walkTree(target, skip), cache, store)
+    const meta = {id: '20250101120000', time: '', reason: 'deploy', release: null, gitSha: null, added: 0, protect: []}
+    const raw = {...meta, files: backup.files, bytes: backup.bytes, root: backup.root}
+    const manifest = backup.manifest
+    // Changes of every kind; app/empty and static/css stay as they were.
+    fs.writeFileSync(path.join(target, 'app/main.py'), 'print("v2 broken")\n')
+    fs.chmodSync(path.join(target, 'app/util.py'), 0o644)
+    fs.rmSync(path.join(target, 'README.md'))
+    writeTree(target, {'app/new.py': 'new', 'newdir/deep/f': 'f', 'static/extra.css': 'x'})
+    fs.rmSync(path.join(target, 'entry'))
+    fs.symlinkSync('app/new.py', path.join(target, 'entry'))
+    fs.symlinkSync('nowhere', path.join(target, 'dangling'))
+    fs.rmdirSync(path.join(target, 'emptydir'))
+    fs.mkdirSync(path.join(target, 'newempty'))
+    // A listing equal to the live one is not read: damaging it changes nothing.
+    damageObject(store, backup.root['app/empty']!, flip)
+
+    const tree = walkTree(target, skip, skip)
+    const now = await snapshotTree(tree, cache, store)
+    const known = {
+      root: now.root,
+      files: now.files,
+      bytes: now.bytes,
+      isDir: (rel: string) => tree.entries.get(rel)?.type === 'dir',
+    }
+    const checker = new StoreChecker(store, false)
+    const b = checkBackupBeside(raw.id, {id: raw.id, raw}, checker, known)!
+    expect(b.damage).toEqual([])
+    expect([...b.differing!.keys()].sort()).toEqual(['', 'app', 'newdir', 'newdir/deep', 'static'])
+    const fast = planRestoreDirs(b.differing!, tree, cache)
+    const full = planRestore(manifest, tree, cache)
+    expect(fast.writes).toEqual(full.writes)
+    expect([...fast.extras].sort()).toEqual([...full.extras].sort())
+    expect(fast.extras.length).toBeGreaterThan(0)
+    applyRestore(fast, store)
+    expect(verifyRestored(fast, cache)).toEqual([])
+    expect(diffAgainst(manifest, walkTree(target, skip), HashCache.open())).toEqual([])
   })
 
   it('the whole-store check: unused objects and temp files are info; an index naming a missing object is damage', async () => {
