@@ -3,7 +3,7 @@ import path from 'node:path'
 import {ID_PATTERN} from '../ids.js'
 import type {ChangeSet} from '../plan/changeset.js'
 import type {ManifestRoot} from './manifest.js'
-import type {DirSignatures} from './snapshot.js'
+import {carrySignatures, type DirSignatures} from './snapshot.js'
 import {statEntry, type Tree} from './walk.js'
 
 /** The tree a release had when its deploy was verified: what `hotctl diff` compares live against. */
@@ -93,5 +93,7 @@ export function treeAfterSync(before: Tree, changes: ChangeSet, marker: string):
       }
     }
   }
-  return {...before, entries}
+  const after = {...before, entries}
+  carrySignatures(before, after, [...changes.deleted, ...changes.added, ...changes.changed, marker], gone)
+  return after
 }

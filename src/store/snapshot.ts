@@ -45,8 +45,8 @@ export interface SnapshotProgress {
 /** How long the copy loop runs before it lets timers (progress, signals, a terminal's redraw) run. */
 const YIELD_MS = 50
 
-/** Directory counts of a snapshot (the tests check that unchanged directories are not looked at again). */
-export const snapshotCounts = {reused: 0, rebuilt: 0}
+/** Directories reused and rebuilt by snapshots, and whole-tree passes summing signatures (the tests check that unchanged directories are not looked at again). */
+export const snapshotCounts = {reused: 0, rebuilt: 0, summed: 0}
 
 /**
  * Records a walked tree: stores only content the store lacks; unchanged files cost nothing.
@@ -66,14 +66,31 @@ export async function snapshotTree(
   const dirs = dirSignatures(tree)
   const reused: ManifestRoot = {}
   let anyReused = false
-  if (base)
-    for (const dir in dirs) {
-      const chunk = base.root[dir]
-      if (chunk !== undefined && base.dirs[dir] === dirs[dir] && store.has(chunk)) {
-        reused[dir] = chunk
-        anyReused = true
-      }
+  let allReused = true
+  for (const dir in dirs) {
+    const chunk = base?.root[dir]
+    if (chunk !== undefined && base!.dirs[dir] === dirs[dir] && store.has(chunk)) {
+      reused[dir] = chunk
+      anyReused = true
+    } else allReused = false
+  }
+  if (anyReused && allReused) {
+    // Nothing changed since `base`: its chunks are the manifest, not one entry is looked at.
+    const {files, bytes} = treeSums(tree)
+    snapshotCounts.reused += Object.keys(reused).length
+    onProgress?.({files, bytes, totalFiles: files, totalBytes: bytes, stored: 0})
+    const root = sortedRoot(reused)
+    return {
+      get manifest() {
+        return readManifest(root, store)
+      },
+      root,
+      dirs,
+      files,
+      bytes,
+      added: 0,
     }
+  }
   // A walk's order lets each directory's chunk be stored as soon as it is complete (memory: the
   // open directories' rows, not a row per file); another order, or rows of some directories
   // only, collects the rows first.
@@ -162,39 +179,104 @@ function parents(): (rel: string) => string {
 /** Directory → signature of what it directly holds, for the directories that hold something. */
 export type DirSignatures = Record<string, string>
 
+/** A directory's sums (two 32-bit lanes and the entry count), and the tree's file count and bytes. */
+interface TreeSums {
+  dirs: Map<string, {a: number; b: number; n: number}>
+  files: number
+  bytes: number
+}
+
+/** Each tree's sums, computed once (the backup's walk is also the base of the tree after the sync). */
+const sumsOf = new WeakMap<Tree, TreeSums>()
+
 /**
  * Each directory's signature: a 64-bit hash, summed over its entries, of what decides the
  * directory's manifest chunk — each entry's name, type and mode; a file's size, mtime, ctime and
  * inode (the stat the hash cache trusts a recorded hash by); a symlink's target. A directory whose
  * signature is unchanged has the same chunk, as far as the hash cache can tell: a file edited in
  * place keeping its size and mtime still moves its ctime. (Two different directories with one
- * signature: 2^-64 by chance.) A sum, so the order the walk lists entries in does not matter.
+ * signature: 2^-64 by chance.) A sum, so the order the walk lists entries in does not matter, and
+ * a tree changed in a few paths gets its sums from its parent's (carrySignatures).
  */
 export function dirSignatures(tree: Tree): DirSignatures {
-  const index = new Map<string, number>()
-  const sums: number[] = []
+  const out: DirSignatures = {}
+  for (const [dir, s] of treeSums(tree).dirs) out[dir] = `${hex8(s.a)}${hex8(s.b)}-${s.n}`
+  return out
+}
+
+function treeSums(tree: Tree): TreeSums {
+  let sums = sumsOf.get(tree)
+  if (sums) return sums
+  sums = {dirs: new Map(), files: 0, bytes: 0}
+  snapshotCounts.summed++
   const parentOf = parents()
   let lastDir: string | undefined
-  let at = 0
+  let at: {a: number; b: number; n: number} | undefined
   for (const [rel, e] of tree.entries) {
     const dir = parentOf(rel)
     if (dir !== lastDir) {
-      let i = index.get(dir)
-      if (i === undefined) {
-        index.set(dir, (i = sums.length))
-        sums.push(0, 0, 0)
-      }
+      at = sums.dirs.get(dir)
+      if (!at) sums.dirs.set(dir, (at = {a: 0, b: 0, n: 0}))
       lastDir = dir
-      at = i
     }
     entryHash(rel, e)
-    sums[at] = (sums[at]! + ha) | 0
-    sums[at + 1] = (sums[at + 1]! + hb) | 0
-    sums[at + 2]!++
+    at!.a = (at!.a + ha) | 0
+    at!.b = (at!.b + hb) | 0
+    at!.n++
+    if (e.type === 'file') {
+      sums.files++
+      sums.bytes += e.size
+    }
   }
-  const out: DirSignatures = {}
-  for (const [dir, i] of index) out[dir] = `${hex8(sums[i]!)}${hex8(sums[i + 1]!)}-${sums[i + 2]!}`
-  return out
+  sumsOf.set(tree, sums)
+  return sums
+}
+
+/**
+ * The sums of `after`, a copy of `before` where only `paths` were looked at again and the
+ * directories in `gone` went with everything under them: O(paths + directories), not a pass over
+ * every entry. Nothing is done when `before` has no sums yet (the first snapshot computes them).
+ */
+export function carrySignatures(before: Tree, after: Tree, paths: Iterable<string>, gone: Set<string>): void {
+  const old = sumsOf.get(before)
+  if (!old) return
+  const sums: TreeSums = {dirs: new Map(), files: old.files, bytes: old.bytes}
+  for (const [dir, s] of old.dirs) sums.dirs.set(dir, {...s})
+  const under = (dir: string) => {
+    for (const g of gone) if (dir === g || dir.startsWith(`${g}/`)) return true
+    return false
+  }
+  const apply = (rel: string, e: TreeEntry, sign: 1 | -1) => {
+    if (e.type === 'file') {
+      sums.files += sign
+      sums.bytes += sign * e.size
+    }
+    const slash = rel.lastIndexOf('/')
+    const dir = slash === -1 ? '' : rel.slice(0, slash)
+    let s = sums.dirs.get(dir)
+    if (!s) sums.dirs.set(dir, (s = {a: 0, b: 0, n: 0}))
+    entryHash(rel, e)
+    s.a = (s.a + sign * ha) | 0
+    s.b = (s.b + sign * hb) | 0
+    s.n += sign
+  }
+  const looked = new Set(paths)
+  for (const rel of looked) {
+    const was = before.entries.get(rel)
+    if (was) apply(rel, was, -1)
+    const now = after.entries.get(rel)
+    if (now) apply(rel, now, 1)
+  }
+  if (gone.size > 0)
+    for (const [rel, e] of before.entries) {
+      // What went with a directory that went: its files leave the counts, its directories' sums go.
+      if (e.type === 'file' && !looked.has(rel) && !after.entries.has(rel) && under(rel.slice(0, Math.max(0, rel.lastIndexOf('/'))))) {
+        sums.files--
+        sums.bytes -= e.size
+      }
+    }
+  for (const [dir, s] of sums.dirs) if (s.n === 0 || (gone.size > 0 && under(dir))) sums.dirs.delete(dir)
+  sumsOf.set(after, sums)
 }
 
 const hex8 = (n: number) => (n >>> 0).toString(16).padStart(8, '0')

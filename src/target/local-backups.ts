@@ -98,7 +98,9 @@ export class LocalBackupStore implements BackupStore {
     // declares the backup complete.
     this.store.makeDurable()
     this.store.flush()
-    cache.forget(tree) // saved once, after the sync is verified (a lost update only costs a re-read)
+    // Saved once, after the sync is verified (a lost update only costs a re-read). Rows of paths
+    // gone from the tree are dropped only when there are more rows than files (a look per row).
+    if (cache.size > snap.files) cache.forget(tree)
     const meta: BackupMeta = {
       id,
       time: new Date().toISOString(),
@@ -254,7 +256,7 @@ export class LocalBackupStore implements BackupStore {
     // The backup this process just took is the tree before the sync: only the synced directories differ.
     const snap = await snapshotTree(tree, cache, this.store, undefined, this.lastSigned)
     this.store.flush()
-    cache.save(tree)
+    cache.save(cache.size > snap.files ? tree : undefined)
     this.deployed.write({release, time: new Date().toISOString(), root: snap.root, dirs: snap.dirs})
   }
 

@@ -118,19 +118,20 @@ export class LocalTarget implements Target {
     const sameContent =
       (collect?: Unhashed[]) =>
       (rel: string, s: TreeEntry, d: TreeEntry, mtimeEqual: boolean): boolean => {
-        const srcHash = srcCache.peek(rel, s)
-        const recorded = dstCache.peek(rel, d)
+        // Slots of the records still valid for the stat (no hex strings: this runs for every file).
+        const srcSlot = srcCache.validSlot(rel, s)
+        const dstSlot = dstCache.validSlot(rel, d)
         if (mtimeEqual) {
           // rsync's quick check (same size and mtime: unchanged) holds while the target file is as
           // hotctl recorded it. One changed behind its back (an in-place edit that kept size and
           // mtime moves the ctime) is compared by content; so is one whose source hash is known.
-          if (recorded !== undefined) return srcHash === undefined || srcHash === recorded
-          if (!dstCache.knows(rel)) return true // no record (never deployed by hotctl): as rsync -a
+          if (dstSlot >= 0) return srcSlot < 0 || srcCache.sameHash(srcSlot, dstCache, dstSlot)
+          if (dstSlot === -2) return true // no record (never deployed by hotctl): as rsync -a
         }
-        if (srcHash !== undefined && recorded !== undefined) return srcHash === recorded
+        if (srcSlot >= 0 && dstSlot >= 0) return srcCache.sameHash(srcSlot, dstCache, dstSlot)
         if (!collect) return srcCache.hash(source, rel, s) === dstCache.hash(dst.root, rel, d)
-        if (srcHash === undefined) collect.push({cache: srcCache, root: source, rel, entry: s})
-        if (recorded === undefined) collect.push({cache: dstCache, root: dst.root, rel, entry: d})
+        if (srcSlot < 0) collect.push({cache: srcCache, root: source, rel, entry: s})
+        if (dstSlot < 0) collect.push({cache: dstCache, root: dst.root, rel, entry: d})
         return true // decided by the second pass
       }
     const ignore = (rel: string) => OWN_FILES.includes(rel)

@@ -4,6 +4,7 @@ import path from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
 import {compilePatterns} from '../../src/plan/patterns.js'
 import {treeAfterSync} from '../../src/store/deployed.js'
+import {dirSignatures, snapshotCounts} from '../../src/store/snapshot.js'
 import {type Tree, walkTree} from '../../src/store/walk.js'
 
 const dirs: string[] = []
@@ -45,8 +46,15 @@ describe('the tree as deployed, from the planning walk', () => {
       changed: ['change.txt', 'olddir', 'todir'],
       deleted: ['gone.txt', 'olddir/a.txt'], // olddir/sub/ is not listed: it goes with olddir
     }
+    const signedBefore = dirSignatures(before)
+    const passes = snapshotCounts.summed
     const after = treeAfterSync(before, changes, '.hotctl-release.json')
-    expect(summary(after)).toEqual(summary(walkTree(root, skip)))
+    const fresh = walkTree(root, skip)
+    expect(summary(after)).toEqual(summary(fresh))
+    // Its directories' signatures carried over from the walk's, changed paths only: as a fresh walk's.
+    expect(dirSignatures(after)).toEqual(dirSignatures(fresh))
+    expect(dirSignatures(after)).not.toEqual(signedBefore)
+    expect(snapshotCounts.summed).toBe(passes + 1) // the fresh walk's, not the carried tree's
     expect(before.entries.has('gone.txt')).toBe(true) // the planning walk itself is left as it was
   })
 })
