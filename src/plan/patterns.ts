@@ -58,9 +58,7 @@ export function compilePatterns(patterns: string[]): PathMatcher {
     if (paths.has(relPath)) return true
     if (!name && !full && !(isDir && (dirName || dirPath))) return false
     const base = relPath.slice(relPath.lastIndexOf('/') + 1)
-    return (
-      !!name?.test(base) || !!full?.test(relPath) || (isDir && (!!dirName?.test(base) || !!dirPath?.test(relPath)))
-    )
+    return !!name?.test(base) || !!full?.test(relPath) || (isDir && (!!dirName?.test(base) || !!dirPath?.test(relPath)))
   }
   match.names = literal
   return match

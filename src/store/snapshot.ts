@@ -4,11 +4,13 @@ import path from 'node:path'
 import {fsPath} from '../file-names.js'
 import type {HashCache} from './hash-cache.js'
 import {
+  addRows,
   inDepthFirstOrder,
   type Manifest,
   type ManifestEntry,
   type ManifestRoot,
   ManifestWriter,
+  parseChunk,
   readManifest,
 } from './manifest.js'
 import type {ObjectStore} from './objects.js'
@@ -45,8 +47,8 @@ export interface SnapshotProgress {
 /** How long the copy loop runs before it lets timers (progress, signals, a terminal's redraw) run. */
 const YIELD_MS = 50
 
-/** Directories reused and rebuilt by snapshots, and whole-tree passes summing signatures (the tests check that unchanged directories are not looked at again). */
-export const snapshotCounts = {reused: 0, rebuilt: 0, summed: 0}
+/** Directories reused and rebuilt by snapshots, whole-tree passes summing signatures, entries looked at (the tests check that unchanged directories are not looked at again). */
+export const snapshotCounts = {reused: 0, rebuilt: 0, summed: 0, entries: 0}
 
 /**
  * Records a walked tree: stores only content the store lacks; unchanged files cost nothing.
@@ -62,6 +64,7 @@ export async function snapshotTree(
   store: ObjectStore,
   onProgress?: (p: SnapshotProgress) => void,
   base?: SignedRoot,
+  touched?: Iterable<string>,
 ): Promise<SnapshotResult> {
   const dirs = dirSignatures(tree)
   const reused: ManifestRoot = {}
@@ -74,12 +77,15 @@ export async function snapshotTree(
       anyReused = true
     } else allReused = false
   }
-  if (anyReused && allReused) {
-    // Nothing changed since `base`: its chunks are the manifest, not one entry is looked at.
+  const patched = anyReused && touched ? patchChunks(tree, dirs, reused, base!, touched, cache, store) : undefined
+  if (patched || (anyReused && allReused)) {
+    // Nothing changed since `base` but the touched paths: its chunks are the manifest, patched
+    // where they are, not one other entry looked at.
     const {files, bytes} = treeSums(tree)
     snapshotCounts.reused += Object.keys(reused).length
-    onProgress?.({files, bytes, totalFiles: files, totalBytes: bytes, stored: 0})
-    const root = sortedRoot(reused)
+    snapshotCounts.rebuilt += Object.keys(patched?.root ?? {}).length
+    onProgress?.({files, bytes, totalFiles: files, totalBytes: bytes, stored: patched?.added ?? 0})
+    const root = sortedRoot({...reused, ...patched?.root})
     return {
       get manifest() {
         return readManifest(root, store)
@@ -88,7 +94,7 @@ export async function snapshotTree(
       dirs,
       files,
       bytes,
-      added: 0,
+      added: patched?.added ?? 0,
     }
   }
   // A walk's order lets each directory's chunk be stored as soon as it is complete (memory: the
@@ -121,22 +127,13 @@ export async function snapshotTree(
       await new Promise((resolve) => setImmediate(resolve))
       yielded = Date.now()
     }
-    if (e.type === 'file') {
-      // A file hotctl has no record of (a first backup) is read once: hashed as it is copied in.
-      // One it knows is hashed only if its stat moved, and copied only if the store lacks it.
-      let hash = cache.knows(rel) ? cache.hash(tree.root, rel, e) : undefined
-      let size = e.size
-      if (hash === undefined || !store.has(hash)) {
-        // What was really copied, should the file have changed since the walk.
-        const put = store.putFile(path.join(tree.root, rel))
-        ;({hash, size} = put)
-        added += put.added
-        cache.record(rel, e, hash)
-      }
-      manifest.add(rel, {type: 'file', mode: e.mode, size, hash})
+    const entry = manifestEntry(tree, rel, e, cache, store)
+    manifest.add(rel, entry)
+    if (entry.type === 'file') {
+      added += entry.added
       files++
-      bytes += size
-    } else manifest.add(rel, {type: e.type, mode: e.mode, link: e.link})
+      bytes += entry.size!
+    }
   }
   onProgress?.({files, bytes, totalFiles, totalBytes, stored: added})
   const written = manifest.write(store)
@@ -154,6 +151,84 @@ export async function snapshotTree(
     bytes,
     added: added + written.added,
   }
+}
+
+/**
+ * A walked entry as the manifest records it. A file hotctl has no record of (a first backup) is
+ * read once: hashed as it is copied in. One it knows is hashed only if its stat moved, and copied
+ * only if the store lacks it.
+ */
+function manifestEntry(
+  tree: Tree,
+  rel: string,
+  e: TreeEntry,
+  cache: HashCache,
+  store: ObjectStore,
+): ManifestEntry & {added: number} {
+  snapshotCounts.entries++
+  if (e.type !== 'file') return {type: e.type, mode: e.mode, link: e.link, added: 0}
+  let hash = cache.knows(rel) ? cache.hash(tree.root, rel, e) : undefined
+  let size = e.size
+  let added = 0
+  if (hash === undefined || !store.has(hash)) {
+    // What was really copied, should the file have changed since the walk.
+    const put = store.putFile(path.join(tree.root, rel))
+    ;({hash, size, added} = put)
+    cache.record(rel, e, hash)
+  }
+  return {type: 'file', mode: e.mode, size, hash, added}
+}
+
+/**
+ * The chunks of the directories `base` does not cover (`reused` has the rest), when every one of
+ * them is a directory a touched path is in: each is `base`'s chunk (if it had one) with the
+ * touched entries' rows replaced, added or dropped. Undefined when a directory changed where
+ * nothing was touched (then every entry of the tree is looked at).
+ */
+function patchChunks(
+  tree: Tree,
+  dirs: DirSignatures,
+  reused: ManifestRoot,
+  base: SignedRoot,
+  touched: Iterable<string>,
+  cache: HashCache,
+  store: ObjectStore,
+): {root: ManifestRoot; added: number} | undefined {
+  const byDir = new Map<string, string[]>()
+  for (const rel of new Set(touched)) {
+    const slash = rel.lastIndexOf('/')
+    const dir = slash === -1 ? '' : rel.slice(0, slash)
+    if (dirs[dir] === undefined || reused[dir] !== undefined) continue // gone, emptied, or unchanged
+    let rels = byDir.get(dir)
+    if (!rels) byDir.set(dir, (rels = []))
+    rels.push(rel)
+  }
+  for (const dir in dirs) if (reused[dir] === undefined && !byDir.has(dir)) return undefined
+  const manifest = new ManifestWriter(undefined, true)
+  let added = 0
+  for (const [dir, rels] of byDir) {
+    const chunk = base.root[dir]
+    if (chunk !== undefined) {
+      const names = new Set(rels.map((rel) => rel.slice(rel.lastIndexOf('/') + 1)))
+      const rows = parseChunk(store.read(chunk))
+      const kept: Manifest = new Map()
+      addRows(
+        kept,
+        dir,
+        rows.filter((r) => !names.has(r[0])),
+      )
+      for (const [rel, entry] of kept) manifest.add(rel, entry)
+    }
+    for (const rel of rels) {
+      const e = tree.entries.get(rel)
+      if (!e) continue // deleted
+      const entry = manifestEntry(tree, rel, e, cache, store)
+      added += entry.added
+      manifest.add(rel, entry)
+    }
+  }
+  const written = manifest.write(store)
+  return {root: written.root, added: added + written.added}
 }
 
 const sortedRoot = (root: ManifestRoot): ManifestRoot => {
@@ -270,7 +345,12 @@ export function carrySignatures(before: Tree, after: Tree, paths: Iterable<strin
   if (gone.size > 0)
     for (const [rel, e] of before.entries) {
       // What went with a directory that went: its files leave the counts, its directories' sums go.
-      if (e.type === 'file' && !looked.has(rel) && !after.entries.has(rel) && under(rel.slice(0, Math.max(0, rel.lastIndexOf('/'))))) {
+      if (
+        e.type === 'file' &&
+        !looked.has(rel) &&
+        !after.entries.has(rel) &&
+        under(rel.slice(0, Math.max(0, rel.lastIndexOf('/'))))
+      ) {
         sums.files--
         sums.bytes -= e.size
       }

@@ -56,7 +56,7 @@ export class LocalBackupStore implements BackupStore {
    * The last snapshot's root and directory signatures: the record of the tree as deployed reuses
    * its chunks (its objects stay: the backup is kept while this operation runs).
    */
-  private lastSigned?: SignedRoot
+  private lastSigned?: SignedRoot & {tree: Tree}
 
   constructor(private readonly tree: LocalTree) {
     this.config = tree.config
@@ -93,7 +93,7 @@ export class LocalBackupStore implements BackupStore {
       throw err
     }
     this.lastWalk = tree
-    this.lastSigned = {root: snap.root, dirs: snap.dirs}
+    this.lastSigned = {root: snap.root, dirs: snap.dirs, tree}
     // Content on disk before it appears under its name, the index names it and the metadata
     // declares the backup complete.
     this.store.makeDurable()
@@ -254,7 +254,12 @@ export class LocalBackupStore implements BackupStore {
     const tree = walked ? treeAfterSync(walked, plan!.changes, MARKER_NAME) : this.tree.walk()
     const cache = this.tree.targetCache()
     // The backup this process just took is the tree before the sync: only the synced directories differ.
-    const snap = await snapshotTree(tree, cache, this.store, undefined, this.lastSigned)
+    // Taken from the planning walk: only the paths the sync wrote or deleted (and the marker) differ from it.
+    const touched =
+      walked && this.lastSigned?.tree === walked
+        ? [...plan!.changes.added, ...plan!.changes.changed, ...plan!.changes.deleted, MARKER_NAME]
+        : undefined
+    const snap = await snapshotTree(tree, cache, this.store, undefined, this.lastSigned, touched)
     this.store.flush()
     cache.save(cache.size > snap.files ? tree : undefined)
     this.deployed.write({release, time: new Date().toISOString(), root: snap.root, dirs: snap.dirs})
