@@ -215,6 +215,8 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
         const id = await nextId(ctx)
         task.title = `Plan release ${id}: ${describeChanges(run.targetPlan!.changes)}`
         await planRelease(ctx, run, id)
+        // The marker's commit, asked now: git runs while the backup and the sync do.
+        if (!dry && !run.plan!.nothingToDeploy) void gitSha(config.source)
       },
     },
     ...applySteps(ctx, run),

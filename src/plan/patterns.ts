@@ -16,10 +16,23 @@ export function compilePatterns(patterns: string[]): PathMatcher {
   // most four regular expressions (on the name or the whole path, for any entry or directories
   // only): walks call this once per entry, ~40k times a deploy at 20k files.
   const literal = new Set(patterns.filter((p) => /^[^/*?[\]]+$/.test(p.trim())).map((p) => p.trim()))
+  // Without a new string per call (a walk's garbage): plain names and `*.ext` by the path's end,
+  // plain anchored paths (`/.hotctl-maintenance.json`) by a Set lookup on the whole path.
+  const names = [...literal]
+  const suffixes: string[] = []
+  const paths = new Set<string>()
   const groups = {name: [] as string[], path: [] as string[], dirName: [] as string[], dirPath: [] as string[]}
   for (const pattern of patterns) {
     if (literal.has(pattern.trim())) continue
     let p = pattern.trim()
+    if (/^\*[^/*?[\]]+$/.test(p)) {
+      suffixes.push(p.slice(1))
+      continue
+    }
+    if (/^\/*[^*?[\]]+$/.test(p) && !p.endsWith('/') && !/\/\//.test(p)) {
+      paths.add(p.replace(/^\/+/, ''))
+      continue
+    }
     const dirOnly = p.endsWith('/')
     if (dirOnly) p = p.replace(/\/+$/, '')
     const anchored = p.includes('/')
@@ -33,18 +46,25 @@ export function compilePatterns(patterns: string[]): PathMatcher {
     join(groups.dirName),
     join(groups.dirPath),
   ]
+  const baseIs = (relPath: string, end: string, whole: boolean) => {
+    const at = relPath.length - end.length
+    if (at < 0 || !relPath.endsWith(end)) return false
+    return !whole || at === 0 || relPath.charCodeAt(at - 1) === SLASH
+  }
   const match: PathMatcher = (relPath, isDir) => {
+    for (const n of names) if (baseIs(relPath, n, true)) return true
+    // `*x` needs one character before x in the name (`*` may match none: `.pyc` is matched too)
+    for (const x of suffixes) if (baseIs(relPath, x, false)) return true
+    if (paths.has(relPath)) return true
+    if (!name && !full && !(isDir && (dirName || dirPath))) return false
     const base = relPath.slice(relPath.lastIndexOf('/') + 1)
-    return (
-      literal.has(base) ||
-      !!name?.test(base) ||
-      !!full?.test(relPath) ||
-      (isDir && (!!dirName?.test(base) || !!dirPath?.test(relPath)))
-    )
+    return !!name?.test(base) || !!full?.test(relPath) || (isDir && (!!dirName?.test(base) || !!dirPath?.test(relPath)))
   }
   match.names = literal
   return match
 }
+
+const SLASH = 0x2f
 
 function globToRegex(glob: string): string {
   let out = ''

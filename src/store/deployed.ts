@@ -3,6 +3,7 @@ import path from 'node:path'
 import {ID_PATTERN} from '../ids.js'
 import type {ChangeSet} from '../plan/changeset.js'
 import type {ManifestRoot} from './manifest.js'
+import {carrySignatures, type DirSignatures} from './snapshot.js'
 import {statEntry, type Tree} from './walk.js'
 
 /** The tree a release had when its deploy was verified: what `hotctl diff` compares live against. */
@@ -10,6 +11,8 @@ export interface DeployedRecord {
   release: string
   time: string
   root: ManifestRoot
+  /** Each directory's signature when recorded (snapshot.ts dirSignatures): the next backup reuses the chunks of unchanged ones. */
+  dirs?: DirSignatures
 }
 
 /**
@@ -90,5 +93,7 @@ export function treeAfterSync(before: Tree, changes: ChangeSet, marker: string):
       }
     }
   }
-  return {...before, entries}
+  const after = {...before, entries}
+  carrySignatures(before, after, [...changes.deleted, ...changes.added, ...changes.changed, marker], gone)
+  return after
 }

@@ -36,6 +36,11 @@ export class HashCache {
   private readonly free: number[] = []
   private used = 0
   private dirty = false
+  /** The file as this process read or last wrote it: its size and rows (a path may have several: the last counts). */
+  private onDisk: {bytes: number; rows: number} | undefined
+  /** Paths recorded since: a save appends their rows, unless a path was forgotten (the file is rewritten). */
+  private recorded: string[] = []
+  private rewrite = false
   hashed = 0
 
   private constructor(private readonly file: string | undefined) {}
@@ -105,6 +110,7 @@ export class HashCache {
     const slot = this.set(rel, entry.size, entry.mtimeMs, entry.ctimeMs, entry.ino)
     this.hashes.write(hash, slot * HASH, HASH, 'hex')
     this.dirty = true
+    this.recorded.push(rel)
   }
 
   /** Records the raw sha256 at `digests[at…at+32]` as the content of `rel` with stat `entry`; returns its slot. */
@@ -112,6 +118,7 @@ export class HashCache {
     const slot = this.set(rel, entry.size, entry.mtimeMs, entry.ctimeMs, entry.ino)
     digests.copy(this.hashes, slot * HASH, at, at + HASH)
     this.dirty = true
+    this.recorded.push(rel)
     return slot
   }
 
@@ -132,6 +139,7 @@ export class HashCache {
         this.slots.delete(rel)
         this.free.push(slot)
         this.dirty = true
+        this.rewrite = true
       }
     }
   }
@@ -140,6 +148,7 @@ export class HashCache {
   save(tree?: Tree): void {
     if (tree) this.forget(tree)
     if (!this.file || !this.dirty) return
+    if (this.append()) return
     const names: (string | Buffer)[] = []
     let size = MAGIC.length
     for (const rel of this.slots.keys()) {
@@ -161,14 +170,59 @@ export class HashCache {
     const tmp = `${this.file}.${process.pid}.tmp`
     fs.writeFileSync(tmp, out)
     fs.renameSync(tmp, this.file)
+    this.onDisk = {bytes: out.length, rows: this.slots.size}
+    this.recorded = []
+    this.rewrite = false
     if (this.file.endsWith('.bin')) fs.rmSync(`${this.file.slice(0, -'.bin'.length)}.json`, {force: true}) // the JSON it replaces
     this.dirty = false
+  }
+
+  /**
+   * A deploy records a few rows in a file of thousands: they are appended to the file as this
+   * process last saw it (a later row of a path wins when read). The whole file is written instead
+   * when a path was forgotten, when the file changed meanwhile, or when the rows repeated would
+   * make it a quarter bigger than it needs to be.
+   */
+  private append(): boolean {
+    const disk = this.onDisk
+    if (!disk || this.rewrite || (disk.rows + this.recorded.length) * 4 > this.slots.size * 5) return false
+    const rows: Buffer[] = []
+    for (const rel of this.recorded) {
+      const slot = this.slots.get(rel)
+      if (slot === undefined) return false
+      const name = fsPath(rel)
+      const len = typeof name === 'string' ? Buffer.byteLength(name) : name.length
+      const row = Buffer.allocUnsafe(ROW + len)
+      let at = row.writeUInt32LE(len, 0)
+      at += typeof name === 'string' ? row.write(name, at) : name.copy(row, at)
+      for (let k = 0; k < STATS; k++) at = row.writeDoubleLE(this.stats[slot * STATS + k]!, at)
+      this.hashes.copy(row, at, slot * HASH, (slot + 1) * HASH)
+      rows.push(row)
+    }
+    const out = Buffer.concat(rows)
+    let fd: number
+    try {
+      fd = fs.openSync(this.file!, 'a')
+    } catch {
+      return false
+    }
+    try {
+      if (fs.fstatSync(fd).size !== disk.bytes) return false
+      fs.writeSync(fd, out)
+    } finally {
+      fs.closeSync(fd)
+    }
+    this.onDisk = {bytes: disk.bytes + out.length, rows: disk.rows + rows.length}
+    this.recorded = []
+    this.dirty = false
+    return true
   }
 
   /** Rows of the binary file; false when it is not one (the cache then starts empty). */
   private loadBinary(buf: Buffer): boolean {
     if (buf.length < MAGIC.length || !buf.subarray(0, MAGIC.length).equals(MAGIC)) return false
     let at = MAGIC.length
+    let rows = 0
     // Rows come one after another: a truncated file keeps the rows before the cut.
     while (at + 4 <= buf.length) {
       const len = buf.readUInt32LE(at)
@@ -185,7 +239,10 @@ export class HashCache {
       }
       for (let k = 0; k < STATS; k++, at += 8) this.stats[slot * STATS + k] = buf.readDoubleLE(at)
       at += buf.copy(this.hashes, slot * HASH, at, at + HASH)
+      rows++
     }
+    // Appends go after the last whole row (a cut one is left behind: rewritten instead).
+    this.onDisk = at === buf.length ? {bytes: at, rows} : undefined
     return true
   }
 

@@ -11,6 +11,12 @@ const HEX = /^[0-9a-f]{64}$/
  * this, 32 B (sorted) or about 40 B (added).
  */
 export class HashSet {
+  /**
+   * How many of `added` the file it was read from (or last written to) holds: the rest can be
+   * appended to it. Undefined when the set did not come from that file (a listing, `without`).
+   */
+  private persisted: number | undefined
+
   private constructor(
     private readonly sorted: Buffer,
     private readonly count: number,
@@ -26,25 +32,35 @@ export class HashSet {
     return new HashSet(buf, n)
   }
 
-  /** From lines of names, as `writeTo` writes them (sorted; any other order is sorted first). */
+  /**
+   * From lines of names, as `writeTo` writes them (sorted) and `appendTo` adds to them: the
+   * sorted part is held as it is, the names from the first one out of order on go to the table of
+   * added names.
+   */
   static parse(text: string): HashSet {
     const lines = Math.ceil(text.length / (HASH * 2 + 1))
     const buf = Buffer.alloc(lines * HASH)
     let n = 0
-    let ordered = true
-    for (let at = 0; at < text.length;) {
+    let at = 0
+    let tail: string[] | undefined
+    while (at < text.length) {
       let end = text.indexOf('\n', at)
       if (end === -1) end = text.length
       // A line of 64 hex digits writes 32 bytes (Buffer stops at the first non-hex pair); our own
       // index never holds upper case, and a name in it would only never match.
       if (end - at === HASH * 2 && buf.write(text.slice(at, end), n * HASH, 'hex') === HASH) {
-        if (n > 0 && buf.compare(buf, n * HASH, (n + 1) * HASH, (n - 1) * HASH, n * HASH) >= 0) ordered = false
+        if (n > 0 && buf.compare(buf, n * HASH, (n + 1) * HASH, (n - 1) * HASH, n * HASH) >= 0) {
+          tail = text.slice(at).split('\n')
+          break
+        }
         n++
       }
       at = end + 1
     }
-    if (!ordered) return HashSet.of(text.split('\n'))
-    return new HashSet(buf, n)
+    const set = new HashSet(buf.subarray(0, n * HASH), n)
+    if (tail) for (const name of tail) if (HEX.test(name)) set.add(name)
+    set.persisted = set.added.size
+    return set
   }
 
   has(hash: string): boolean {
@@ -99,6 +115,21 @@ export class HashSet {
     return this.count + this.added.size
   }
 
+  /**
+   * Names added since the file was read or written can be appended to it (a few per deploy),
+   * rather than the whole set rewritten, while they stay a small share of it.
+   */
+  get appendable(): boolean {
+    return this.persisted !== undefined && this.added.size - this.persisted <= Math.max(1024, this.count / 8)
+  }
+
+  /** Appends the names added since the file was read or written (`appendable` must be true). */
+  appendTo(fd: number): void {
+    const names = [...this.added.names(this.persisted)]
+    if (names.length > 0) fs.writeSync(fd, `\n${names.join('\n')}`)
+    this.persisted = this.added.size
+  }
+
   /** Every name, sorted, one per line, written to `fd` in batches (never one big string). */
   writeTo(fd: number): void {
     const extra = [...this.added.names()].sort()
@@ -122,6 +153,7 @@ export class HashSet {
     }
     while (j < extra.length) out(extra[j++]!)
     flush()
+    this.persisted = this.added.size
   }
 }
 
@@ -160,8 +192,8 @@ class AddedNames {
     this.table[this.slotOf(name)] = this.size
   }
 
-  *names(): Generator<string> {
-    for (let i = 0; i < this.size; i++) yield this.rows.toString('hex', i * HASH, (i + 1) * HASH)
+  *names(from = 0): Generator<string> {
+    for (let i = from; i < this.size; i++) yield this.rows.toString('hex', i * HASH, (i + 1) * HASH)
   }
 
   /** The empty slot where `name` belongs, or -1 when it is there already. */

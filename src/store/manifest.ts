@@ -32,14 +32,19 @@ export function writeManifest(manifest: Manifest, store: ObjectStore): {root: Ma
  * rows leave its subtree, so only the open directories' rows are held (not one row per file).
  */
 export class ManifestWriter {
-  private readonly byDir = new Map<string, Row[]>([['', []]])
+  private readonly byDir = new Map<string, Row[]>()
   private readonly stored = new Map<string, string>()
   private added = 0
   /** Directories whose subtree the rows are in, outermost first (streaming). */
   private readonly open: string[] | undefined
 
-  constructor(private readonly store?: ObjectStore) {
+  /** `partial`: rows of some directories only (the others' chunks are reused): no empty root chunk. */
+  constructor(
+    private readonly store?: ObjectStore,
+    partial = false,
+  ) {
     this.open = store ? [''] : undefined
+    if (!partial) this.byDir.set('', []) // an empty tree still has its (empty) root chunk
   }
 
   add(rel: string, e: ManifestEntry): void {

@@ -90,6 +90,17 @@ export class ObjectStore {
   /** Writes the index if objects were added (atomically). */
   flush(): void {
     if (!this.indexDirty || !this.known) return
+    if (this.known.appendable) {
+      // The few names a deploy adds go at the end of the file this process read (HashSet.parse).
+      const fd = fs.openSync(this.indexFile, 'a')
+      try {
+        this.known.appendTo(fd)
+      } finally {
+        fs.closeSync(fd)
+      }
+      this.indexDirty = false
+      return
+    }
     fs.mkdirSync(this.dir, {recursive: true})
     const tmp = `${this.indexFile}.${process.pid}.tmp`
     const fd = fs.openSync(tmp, 'w')

@@ -11,7 +11,7 @@ import {
   type IntegrityReport,
   StoreChecker,
 } from '../store/integrity.js'
-import {DeployedIndex, treeAfterSync} from '../store/deployed.js'
+import {type DeployedRecord, DeployedIndex, treeAfterSync} from '../store/deployed.js'
 import {
   describeCheck,
   type Manifest,
@@ -27,6 +27,7 @@ import {
   planRestore,
   planRestoreDirs,
   type RestorePlan,
+  type SignedRoot,
   snapshotTree,
   verifyRestored,
 } from '../store/snapshot.js'
@@ -55,6 +56,11 @@ export class LocalBackupStore implements BackupStore {
   private lastRestore?: {id: string; plan: RestorePlan}
   /** Manifests read and checked in this process, by backup id: the verify after a restore reuses it. */
   private readonly checked = new Map<string, {meta: BackupMeta; manifest: Manifest}>()
+  /**
+   * The last snapshot's root and directory signatures: the record of the tree as deployed reuses
+   * its chunks (its objects stay: the backup is kept while this operation runs).
+   */
+  private lastSigned?: SignedRoot & {tree: Tree}
 
   constructor(private readonly tree: LocalTree) {
     this.config = tree.config
@@ -77,24 +83,29 @@ export class LocalBackupStore implements BackupStore {
     // sync's deletions: one stat pass per deploy.
     const tree = (plan?.walk as Tree | undefined) ?? this.tree.walk()
     const cache = this.tree.targetCache()
+    const marker = this.tree.readMarker()
+    // The live release's tree as deployed: its unchanged directories' chunks are this backup's.
+    const base = marker ? this.signedRoot(this.deployed.get(marker.id)) : undefined
     // One batch: new objects are written under their names into a staging directory, synced
     // together, then moved into place (a first backup: one rename per fan-out directory).
     this.store.beginBatch()
     let snap: Awaited<ReturnType<typeof snapshotTree>>
     try {
-      snap = await snapshotTree(tree, cache, this.store, onProgress)
+      snap = await snapshotTree(tree, cache, this.store, onProgress, base)
     } catch (err) {
       this.store.abortBatch()
       throw err
     }
     this.lastWalk = tree
     this.lastSnapshot = {root: snap.root, files: snap.files, bytes: snap.bytes}
+    this.lastSigned = {root: snap.root, dirs: snap.dirs, tree}
     // Content on disk before it appears under its name, the index names it and the metadata
     // declares the backup complete.
     this.store.makeDurable()
     this.store.flush()
-    cache.forget(tree) // saved once, after the sync is verified (a lost update only costs a re-read)
-    const marker = this.tree.readMarker()
+    // Saved once, after the sync is verified (a lost update only costs a re-read). Rows of paths
+    // gone from the tree are dropped only when there are more rows than files (a look per row).
+    if (cache.size > snap.files) cache.forget(tree)
     const meta: BackupMeta = {
       id,
       time: new Date().toISOString(),
@@ -266,10 +277,21 @@ export class LocalBackupStore implements BackupStore {
     const walked = plan?.walk as Tree | undefined
     const tree = walked ? treeAfterSync(walked, plan!.changes, MARKER_NAME) : this.tree.walk()
     const cache = this.tree.targetCache()
-    const snap = await snapshotTree(tree, cache, this.store)
+    // The backup this process just took is the tree before the sync: only the synced directories differ.
+    // Taken from the planning walk: only the paths the sync wrote or deleted (and the marker) differ from it.
+    const touched =
+      walked && this.lastSigned?.tree === walked
+        ? [...plan!.changes.added, ...plan!.changes.changed, ...plan!.changes.deleted, MARKER_NAME]
+        : undefined
+    const snap = await snapshotTree(tree, cache, this.store, undefined, this.lastSigned, touched)
     this.store.flush()
-    cache.save(tree)
-    this.deployed.write({release, time: new Date().toISOString(), root: snap.root})
+    cache.save(cache.size > snap.files ? tree : undefined)
+    this.deployed.write({release, time: new Date().toISOString(), root: snap.root, dirs: snap.dirs})
+  }
+
+  /** A deployed record's root with its directories' signatures, when it has them (older records do not). */
+  private signedRoot(record: DeployedRecord | undefined): SignedRoot | undefined {
+    return record?.dirs && typeof record.dirs === 'object' ? {root: record.root, dirs: record.dirs} : undefined
   }
 
   async deployedFiles(release: string): Promise<Manifest | undefined> {

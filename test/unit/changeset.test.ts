@@ -9,6 +9,7 @@ import {planArgv} from '../../src/rsync/argv.js'
 import {type ItemizedChange, parseItemize} from '../../src/rsync/itemize.js'
 import {fsPath} from '../../src/file-names.js'
 import {HashCache} from '../../src/store/hash-cache.js'
+import {hashFile} from '../../src/store/hash.js'
 import {walkTree, walkTreeNode} from '../../src/store/walk.js'
 import {compilePatterns, matchesPathOrParent} from '../../src/plan/patterns.js'
 import {tmpDir, writeTree} from './helpers.js'
@@ -319,6 +320,56 @@ describe('HashCache', () => {
     setMtime(path.join(dir, 'a'), 1_000_000_000)
     const h2 = cache.hash(dir, 'a', walkTree(dir, compilePatterns([])).entries.get('a')!)
     expect(h2).not.toBe(h1)
+  })
+
+  it('a save after a few new hashes appends their rows to the file it read; dropping a row rewrites it', () => {
+    const dir = tmpDir()
+    const files = Object.fromEntries(Array.from({length: 40}, (_, i) => [`f${i}`, `content ${i}`]))
+    writeTree(dir, files)
+    const tree = walkTree(dir, compilePatterns([]))
+    const file = path.join(tmpDir(), 'h.json')
+    const bin = path.join(path.dirname(file), 'h.bin')
+    const c1 = HashCache.open(file)
+    for (const rel of Object.keys(files)) c1.hash(dir, rel, tree.entries.get(rel)!)
+    c1.save()
+    const written = fs.readFileSync(bin)
+    const ino = fs.statSync(bin).ino
+
+    fs.writeFileSync(path.join(dir, 'f3'), 'edited')
+    const edited = walkTree(dir, compilePatterns([]))
+    const c2 = HashCache.open(file)
+    const h3 = c2.hash(dir, 'f3', edited.entries.get('f3')!)
+    c2.save()
+    expect(fs.statSync(bin).ino).toBe(ino) // appended, not rewritten
+    expect(fs.readFileSync(bin).subarray(0, written.length).equals(written)).toBe(true)
+    const c3 = HashCache.open(file)
+    expect(c3.peek('f3', edited.entries.get('f3')!)).toBe(h3) // the later row wins
+    expect(c3.size).toBe(40)
+    expect(c3.peek('f4', edited.entries.get('f4')!)).toBe(c1.peek('f4', tree.entries.get('f4')!))
+
+    fs.rmSync(path.join(dir, 'f5'))
+    c3.save(walkTree(dir, compilePatterns([])))
+    expect(fs.statSync(bin).ino).not.toBe(ino)
+    const c4 = HashCache.open(file)
+    expect([c4.size, c4.knows('f5'), c4.peek('f3', edited.entries.get('f3')!)]).toEqual([39, false, h3])
+  })
+
+  it('rows recorded from raw digests (the hash pool) are appended too, not lost by an append save', () => {
+    const dir = tmpDir()
+    const files = Object.fromEntries(Array.from({length: 40}, (_, i) => [`f${i}`, `content ${i}`]))
+    writeTree(dir, files)
+    const tree = walkTree(dir, compilePatterns([]))
+    const file = path.join(tmpDir(), 'h.json')
+    const c1 = HashCache.open(file)
+    for (const rel of Object.keys(files)) c1.hash(dir, rel, tree.entries.get(rel)!)
+    c1.save()
+    fs.writeFileSync(path.join(dir, 'f7'), 'edited by a fresh clone')
+    const edited = walkTree(dir, compilePatterns([]))
+    const c2 = HashCache.open(file)
+    const digest = Buffer.from(hashFile(path.join(dir, 'f7')), 'hex')
+    c2.recordDigest('f7', edited.entries.get('f7')!, digest, 0)
+    c2.save()
+    expect(HashCache.open(file).peek('f7', edited.entries.get('f7')!)).toBe(digest.toString('hex'))
   })
 
   it('save drops rows of paths no longer in the tree', () => {

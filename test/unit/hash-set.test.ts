@@ -30,3 +30,42 @@ describe('HashSet', () => {
     expect(fewer.has(added[1]!) && fewer.has(loaded[1]!)).toBe(true)
   })
 })
+
+describe('the object index, appended to', () => {
+  it('a store adds the names of a few new objects at the end of its index, which the next reader takes whole', async () => {
+    const {ObjectStore} = await import('../../src/store/objects.js')
+    const dir = path.join(tmpDir(), 'objects')
+    const first = new ObjectStore(dir)
+    const old = Array.from({length: 40}, (_, i) => first.putBytes(`old ${i}`).hash)
+    first.flush()
+    const index = path.join(dir, 'index')
+    const written = fs.readFileSync(index, 'utf8')
+    const ino = fs.statSync(index).ino
+
+    const second = new ObjectStore(dir)
+    expect(second.has(old[0]!)).toBe(true) // reads the index
+    const fresh = Array.from({length: 3}, (_, i) => second.putBytes(`new ${i}`).hash)
+    second.flush()
+    // Appended: the same file, the sorted names as they were, then the new ones.
+    expect(fs.statSync(index).ino).toBe(ino)
+    const text = fs.readFileSync(index, 'utf8')
+    expect(text.startsWith(written)).toBe(true)
+    expect(text.slice(written.length).split('\n').filter(Boolean).sort()).toEqual([...fresh].sort())
+
+    const third = new ObjectStore(dir)
+    expect([...old, ...fresh].every((h) => third.has(h))).toBe(true)
+    expect(third.has(sha('never stored'))).toBe(false)
+    // Removing objects rewrites it sorted (an index never names what is gone).
+    third.collectObjects(new Set([fresh[0]!, old[0]!]))
+    const after = fs.readFileSync(index, 'utf8').split('\n')
+    expect(after).toEqual([...old.slice(1), ...fresh.slice(1)].sort())
+  })
+
+  it('parse keeps a sorted file as it is and takes the names after the first one out of order as added', () => {
+    const sorted = Array.from({length: 20}, (_, i) => sha(`s ${i}`)).sort()
+    const tail = [sha('t 1'), sha('t 2'), sorted[3]!]
+    const set = HashSet.parse(`${sorted.join('\n')}\n${tail.join('\n')}`)
+    expect(set.size).toBe(22)
+    expect([...sorted, ...tail].every((h) => set.has(h))).toBe(true)
+  })
+})

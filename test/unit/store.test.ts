@@ -1,3 +1,4 @@
+import {spawnSync} from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -30,6 +31,7 @@ import {
   planRestore,
   planRestoreDirs,
   restoreTree,
+  snapshotCounts,
   snapshotTree,
   verifyRestored,
 } from '../../src/store/snapshot.js'
@@ -557,6 +559,81 @@ describe('snapshot storage cost', () => {
     expect(second.root['src']).not.toBe(first.root['src'])
     expect(second.added).toBe(Buffer.byteLength(newContent) + srcChunk)
     expect(second.manifest.get('src/file042.py')!.hash).toBe(sha(newContent))
+  })
+})
+
+describe('snapshot from an earlier one (chunks of unchanged directories reused)', () => {
+  const skip = compilePatterns([])
+  function dirsTree() {
+    const base = tmpDir()
+    const target = path.join(base, 'live')
+    const files: Record<string, string> = {'top.txt': 'top\n'}
+    for (let d = 0; d < 6; d++)
+      for (let i = 0; i < 20; i++) files[`d${d}/f${i}.py`] = `# ${d}/${i}\n${'y'.repeat(100 + i)}\n`
+    writeTree(target, files)
+    fs.symlinkSync('d0/f0.py', path.join(target, 'd1/link'))
+    return {target, store: new ObjectStore(path.join(base, 'state', 'objects'))}
+  }
+  /** The same snapshot taken from scratch (new cache and store): what the reused one must equal. */
+  const fromScratch = async (target: string) =>
+    (await snapshotTree(walkTree(target, skip), HashCache.open(), new ObjectStore(`${target}.scratch`))).root
+
+  it('rebuilds only the directories whose entries changed, and equals a snapshot from scratch', async () => {
+    const {target, store} = dirsTree()
+    const cache = HashCache.open()
+    const first = await snapshotTree(walkTree(target, skip), cache, store)
+    fs.writeFileSync(path.join(target, 'd2/f3.py'), 'new content\n')
+    fs.rmSync(path.join(target, 'd4/f1.py'))
+    fs.chmodSync(path.join(target, 'd5/f0.py'), 0o700)
+    const before = {...snapshotCounts}
+    const second = await snapshotTree(walkTree(target, skip), cache, store, undefined, first)
+    expect(snapshotCounts.rebuilt - before.rebuilt).toBe(3) // d2, d4, d5
+    expect(snapshotCounts.reused - before.reused).toBe(Object.keys(first.root).length - 3)
+    expect(second.root).toEqual(await fromScratch(target))
+    expect(second.files).toBe(1 + 6 * 20 - 1)
+    expect(second.manifest.get('d2/f3.py')!.hash).toBe(sha('new content\n'))
+    // Nothing changed since: every chunk reused, not one file looked at.
+    const third = await snapshotTree(walkTree(target, skip), cache, store, undefined, second)
+    expect(third.root).toEqual(second.root)
+    expect({files: third.files, bytes: third.bytes, added: third.added}).toEqual({
+      files: second.files,
+      bytes: second.bytes,
+      added: 0,
+    })
+  })
+
+  it('a file edited in place keeping its size and mtime is seen (its ctime moved): its directory is rebuilt', async () => {
+    const {target, store} = dirsTree()
+    const cache = HashCache.open()
+    const first = await snapshotTree(walkTree(target, skip), cache, store)
+    const file = path.join(target, 'd3/f7.py')
+    const was = fs.statSync(file)
+    const tampered = fs.readFileSync(file, 'utf8').replace('y', 'Z')
+    await new Promise((resolve) => setTimeout(resolve, 20)) // the ctime moves on a coarse clock too
+    const ref = `${file}.ref`
+    fs.writeFileSync(ref, '')
+    expect(spawnSync('touch', ['-m', '-r', file, ref]).status).toBe(0) // to the nanosecond (a Date rounds)
+    fs.writeFileSync(file, tampered)
+    expect(spawnSync('touch', ['-m', '-r', ref, file]).status).toBe(0)
+    fs.rmSync(ref)
+    expect(fs.statSync(file).mtimeMs).toBe(was.mtimeMs)
+    expect(fs.statSync(file).size).toBe(was.size)
+    const second = await snapshotTree(walkTree(target, skip), cache, store, undefined, first)
+    expect(second.root['d3']).not.toBe(first.root['d3'])
+    expect(second.manifest.get('d3/f7.py')!.hash).toBe(sha(tampered))
+    expect(second.root).toEqual(await fromScratch(target))
+  })
+
+  it('a chunk the store no longer has is rebuilt, not reused', async () => {
+    const {target, store} = dirsTree()
+    const cache = HashCache.open()
+    const first = await snapshotTree(walkTree(target, skip), cache, store)
+    const lost = first.root['d1']!
+    store.collectObjects(new Set([lost]))
+    expect(store.has(lost)).toBe(false)
+    const second = await snapshotTree(walkTree(target, skip), cache, store, undefined, first)
+    expect(second.root['d1']).toBe(lost)
+    expect(store.has(lost)).toBe(true)
   })
 })
 
