@@ -176,6 +176,29 @@ describe('ObjectStore', () => {
     expect(new ObjectStore(store.dir).has(d.hash)).toBe(true)
   }, 60_000) // fsyncs on a busy disk
 
+  it('a big batch starts syncing its staged content in the background while it is still copying', async () => {
+    const store = new ObjectStore(path.join(tmpDir(), 'objects'))
+    const put = (count: number, size: number) => {
+      const hashes: string[] = []
+      for (let i = 0; i < count; i++) {
+        const data = Buffer.alloc(size, i % 251)
+        data.write(`${size}/${i}`)
+        hashes.push(store.putBytes(data).hash)
+      }
+      return hashes
+    }
+    store.beginBatch()
+    put(300, 1024) // many objects, few bytes: the final syncfs alone
+    expect(store.writeBehinds).toBe(0)
+    const hashes = put(300, 128 * 1024) // 37.5 MiB staged
+    expect(store.writeBehinds).toBeGreaterThan(0)
+    await new Promise((resolve) => setTimeout(resolve, 50)) // a background sync may still run: harmless
+    for (const h of hashes) expect(fs.existsSync(store.pathOf(h))).toBe(false) // still staged, invisible
+    store.makeDurable()
+    for (const h of hashes.slice(0, 5)) expect(sha(store.read(h))).toBe(h)
+    expect(fs.readdirSync(path.join(store.dir, 'tmp'))).toEqual([])
+  }, 60_000)
+
   it("a new batch removes the staging directory of a killed process's batch, never a live one's", () => {
     const store = new ObjectStore(path.join(tmpDir(), 'objects'))
     const tmp = path.join(store.dir, 'tmp')
