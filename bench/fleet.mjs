@@ -80,7 +80,13 @@ function parseArgs(argv) {
 }
 
 // ---------------------------------------------------------------- processes
-const childEnv = {...process.env, NO_COLOR: '1', CI: '1'}
+// This node's directory first on PATH: the node bin/run.js's shebang finds is the one running this.
+const childEnv = {
+  ...process.env,
+  PATH: [path.dirname(process.execPath), process.env.PATH].filter(Boolean).join(path.delimiter),
+  NO_COLOR: '1',
+  CI: '1',
+}
 for (const k of ['HOTCTL_CONFIG', 'HOTCTL_RSYNC', 'FORCE_COLOR']) delete childEnv[k]
 const children = new Set()
 
@@ -188,11 +194,12 @@ async function hotctl(args, cwd, logAs) {
   let peak = {kb: 0, procs: 0}
   let nodeCpuMs
   let sampler
-  const node = [process.execPath, ...(PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`] : []), BIN]
-  const cmd = TIME_BIN ? [TIME_BIN, '-f', '%U %S %M', '-o', timeOut, ...node] : node
+  // hotctl as installed: bin/run.js started by its shebang (with the V8 flags it names).
+  const cmd = TIME_BIN ? [TIME_BIN, '-f', '%U %S %M', '-o', timeOut, BIN] : [BIN]
+  const prof = PROF_DIR ? {NODE_OPTIONS: `${childEnv.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${PROF_DIR}`} : {}
   const r = await run(cmd[0], [...cmd.slice(1), ...args], {
     cwd,
-    env: log ? {...childEnv, HOTCTL_DEBUG_SSH: '1'} : childEnv,
+    env: {...childEnv, ...prof, ...(log ? {HOTCTL_DEBUG_SSH: '1'} : {})},
     onSpawn: (pid) => {
       sampler = setInterval(() => {
         const now = treeRssKb(pid)
@@ -435,7 +442,7 @@ async function main() {
     const lines = [
       '',
       `hotctl fleet benchmark — ${o.files} files (mean ${o.avgSize / 1024} KiB), ${o.changed} changed per deploy, median of ${o.reps}; parallel ${parallel}${o.parallel ? '' : ' (default)'}`,
-      `node ${process.version}, ${os.cpus().length} CPUs; the hosts are sshd processes on this machine, sharing its CPUs`,
+      `node ${process.version}, ${os.cpus().length} CPUs; the hosts are sshd processes on this machine, sharing its CPUs; hotctl run as installed (bin/run.js by its shebang)`,
       '',
       row('one', 'deploy to 1 host:       '),
       row('fleet', `deploy to ${String(o.hosts).padEnd(3)} hosts:    `),
