@@ -14,6 +14,12 @@ import {fileURLToPath} from 'node:url'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const BIN = path.join(ROOT, 'bin', 'run.js')
+/** The node flags bin/run.js's shebang names (`#!/usr/bin/env -S node --flag…`). */
+const SHEBANG_FLAGS = fs
+  .readFileSync(BIN, 'utf8')
+  .split('\n', 1)[0]
+  .split(/\s+/)
+  .filter((a) => a.startsWith('--'))
 const HARNESS = path.join(ROOT, 'test', 'fleet', 'harness.ts')
 const TIME_BIN = fs.existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined
 /** --log DIR and --cpu-prof DIR (set in main). */
@@ -194,12 +200,13 @@ async function hotctl(args, cwd, logAs) {
   let peak = {kb: 0, procs: 0}
   let nodeCpuMs
   let sampler
-  // hotctl as installed: bin/run.js started by its shebang (with the V8 flags it names).
-  const cmd = TIME_BIN ? [TIME_BIN, '-f', '%U %S %M', '-o', timeOut, BIN] : [BIN]
-  const prof = PROF_DIR ? {NODE_OPTIONS: `${childEnv.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${PROF_DIR}`} : {}
+  // hotctl as installed: bin/run.js started by its shebang; profiled, node with the shebang's flags
+  // and --cpu-prof (not allowed in NODE_OPTIONS).
+  const node = PROF_DIR ? [process.execPath, ...SHEBANG_FLAGS, '--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`, BIN] : [BIN]
+  const cmd = TIME_BIN ? [TIME_BIN, '-f', '%U %S %M', '-o', timeOut, ...node] : node
   const r = await run(cmd[0], [...cmd.slice(1), ...args], {
     cwd,
-    env: {...childEnv, ...prof, ...(log ? {HOTCTL_DEBUG_SSH: '1'} : {})},
+    env: log ? {...childEnv, HOTCTL_DEBUG_SSH: '1'} : childEnv,
     onSpawn: (pid) => {
       sampler = setInterval(() => {
         const now = treeRssKb(pid)
