@@ -11,6 +11,10 @@ import {fileURLToPath} from 'node:url'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const BIN = path.join(ROOT, 'bin', 'run.js')
+const SHEBANG = fs
+  .readFileSync(BIN, 'utf8')
+  .split('\n', 1)[0]
+  .replace(/^#!(\/usr\/bin\/env (-S )?)?/, '')
 const MB = 1024 * 1024
 
 // ---------------------------------------------------------------- options
@@ -117,7 +121,14 @@ async function timed(cmd, args, opts = {}) {
   }
 }
 
-const childEnv = {...process.env, NO_COLOR: '1', CI: '1'}
+// hotctl runs as installed: bin/run.js itself, started by its shebang (`node` from PATH, with the
+// V8 flags it names), this node's directory first on PATH so that it is the same node.
+const childEnv = {
+  ...process.env,
+  PATH: [path.dirname(process.execPath), process.env.PATH].filter(Boolean).join(path.delimiter),
+  NO_COLOR: '1',
+  CI: '1',
+}
 delete childEnv.HOTCTL_CONFIG
 delete childEnv.HOTCTL_RSYNC
 delete childEnv.FORCE_COLOR
@@ -255,7 +266,7 @@ const sizesIn = (root, rels) => rels.reduce((s, rel) => s + fs.statSync(path.joi
 // ---------------------------------------------------------------- hotctl invocations
 /** Runs hotctl with --json; peak RSS (KiB) through /usr/bin/time when present. Throws unless it reports ok. */
 async function hotctl(args, cwd) {
-  const r = await timed(process.execPath, [BIN, ...args], {cwd, allowFail: true})
+  const r = await timed(BIN, args, {cwd, allowFail: true})
   let json
   try {
     json = JSON.parse(r.stdout.trim().split('\n').at(-1))
@@ -592,7 +603,7 @@ async function main() {
     const fixed = []
     for (let i = 0; i < o.versionReps; i++) {
       nodeBare.push(await timed(process.execPath, ['-e', '0']))
-      version.push(await timed(process.execPath, [BIN, '--version']))
+      version.push(await timed(BIN, ['--version']))
       const r = await hotctl(['deploy', '--skip-checks', '--json', '--config', smallConfig], small)
       if (r.json.outcome !== 'nothing-to-deploy') throw new Error(`10-file deploy: ${r.json.outcome}`)
       fixed.push(r)
@@ -714,6 +725,7 @@ async function main() {
       '',
       `hotctl benchmark — ${files} files in ${dirs} dirs, ${fmtBytes(gen.bytes)}; ${o.changed} files changed per deploy; median of ${o.reps} (startup: ${o.versionReps})`,
       `node ${process.version}, ${os.cpus().length} CPUs, ${os.platform()} ${os.release()}, data in ${parent}`,
+      `hotctl run as installed: bin/run.js by its shebang (${SHEBANG}); baseline of the startup rows: node -e 0`,
       '',
       line(head),
       line(w.map((n) => '-'.repeat(n))),

@@ -14,6 +14,12 @@ import {fileURLToPath} from 'node:url'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const BIN = path.join(ROOT, 'bin', 'run.js')
+/** The node flags bin/run.js's shebang names (`#!/usr/bin/env -S node --flag…`). */
+const SHEBANG_FLAGS = fs
+  .readFileSync(BIN, 'utf8')
+  .split('\n', 1)[0]
+  .split(/\s+/)
+  .filter((a) => a.startsWith('--'))
 const HARNESS = path.join(ROOT, 'test', 'fleet', 'harness.ts')
 const TIME_BIN = fs.existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined
 /** --log DIR and --cpu-prof DIR (set in main). */
@@ -80,7 +86,13 @@ function parseArgs(argv) {
 }
 
 // ---------------------------------------------------------------- processes
-const childEnv = {...process.env, NO_COLOR: '1', CI: '1'}
+// This node's directory first on PATH: the node bin/run.js's shebang finds is the one running this.
+const childEnv = {
+  ...process.env,
+  PATH: [path.dirname(process.execPath), process.env.PATH].filter(Boolean).join(path.delimiter),
+  NO_COLOR: '1',
+  CI: '1',
+}
 for (const k of ['HOTCTL_CONFIG', 'HOTCTL_RSYNC', 'FORCE_COLOR']) delete childEnv[k]
 const children = new Set()
 
@@ -188,7 +200,9 @@ async function hotctl(args, cwd, logAs) {
   let peak = {kb: 0, procs: 0}
   let nodeCpuMs
   let sampler
-  const node = [process.execPath, ...(PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`] : []), BIN]
+  // hotctl as installed: bin/run.js started by its shebang; profiled, node with the shebang's flags
+  // and --cpu-prof (not allowed in NODE_OPTIONS).
+  const node = PROF_DIR ? [process.execPath, ...SHEBANG_FLAGS, '--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`, BIN] : [BIN]
   const cmd = TIME_BIN ? [TIME_BIN, '-f', '%U %S %M', '-o', timeOut, ...node] : node
   const r = await run(cmd[0], [...cmd.slice(1), ...args], {
     cwd,
@@ -435,7 +449,7 @@ async function main() {
     const lines = [
       '',
       `hotctl fleet benchmark — ${o.files} files (mean ${o.avgSize / 1024} KiB), ${o.changed} changed per deploy, median of ${o.reps}; parallel ${parallel}${o.parallel ? '' : ' (default)'}`,
-      `node ${process.version}, ${os.cpus().length} CPUs; the hosts are sshd processes on this machine, sharing its CPUs`,
+      `node ${process.version}, ${os.cpus().length} CPUs; the hosts are sshd processes on this machine, sharing its CPUs; hotctl run as installed (bin/run.js by its shebang)`,
       '',
       row('one', 'deploy to 1 host:       '),
       row('fleet', `deploy to ${String(o.hosts).padEnd(3)} hosts:    `),

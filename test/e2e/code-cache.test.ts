@@ -1,8 +1,10 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import zlib from 'node:zlib'
+import {execa} from 'execa'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {requireBuild, runCli} from './helpers.js'
+import {BIN, requireBuild, runCli} from './helpers.js'
 
 /**
  * bin/run.js runs hotctl's own commands from dist/own/hotctl.cjs through a V8 code cache
@@ -35,6 +37,32 @@ const deploy = (t: ReturnType<typeof smallTree>, cache: string) =>
   })
 
 describe('the code cache', () => {
+  it("run as installed (a symlink to bin/run.js, started by its shebang), node gets the shebang's V8 flags", async () => {
+    // The flags (README: the young generation's size, for peak RSS) are in the cache file's name.
+    const flags = fs
+      .readFileSync(BIN, 'utf8')
+      .split('\n', 1)[0]!
+      .split(/\s+/)
+      .filter((a) => a.startsWith('--'))
+    expect(flags.some((f) => f.startsWith('--max-semi-space-size='))).toBe(true)
+    const t = smallTree()
+    const cache = path.join(t.dir, 'cache')
+    const bin = path.join(t.dir, 'hotctl')
+    fs.symlinkSync(BIN, bin) // what npm installs on PATH
+    const env = {...process.env, HOTCTL_CODE_CACHE: cache, NODE_OPTIONS: '', NO_COLOR: '1', CI: '1'}
+    const version = await execa(bin, ['--version'], {env, reject: false})
+    expect(version.exitCode, String(version.stderr)).toBe(0)
+    expect(String(version.stdout)).toMatch(/^hotctl\/\d+\.\d+\.\d+ /)
+    const r = await execa(bin, ['deploy', '--skip-checks', '--json', '--config', t.config], {
+      cwd: t.src,
+      env,
+      reject: false,
+    })
+    expect(r.exitCode, String(r.stderr)).toBe(0)
+    const options = zlib.crc32(Buffer.from([...flags, ''].join('\0'))).toString(16)
+    expect(fs.readdirSync(cache)).toEqual([expect.stringContaining(`-o${options}-`)])
+  })
+
   it('is written by the first run, used untouched by the next, and a corrupt one is rejected and rewritten', async () => {
     const t = smallTree()
     const cache = path.join(t.dir, 'cache')
