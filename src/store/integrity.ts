@@ -128,14 +128,8 @@ export function checkBackup(id: string, read: MetaRead | undefined, checker: Sto
   /** The directories each listed directory holds (not its rows: the manifest holds those). */
   const subdirsOf = new Map<string, Set<string>>()
   for (const [dir, hash] of Object.entries(meta.root)) {
-    const c = checker.chunk(hash)
-    if (!c.rows) {
-      const message = `directory ${displayDir(dir)}: chunk ${hash} ${c.detail}`
-      damage.push({backup: id, what: 'chunk', problem: c.problem!, path: dir, hash, message})
-      continue
-    }
-    subdirsOf.set(dir, new Set(c.rows.flatMap((r) => (r[1] === 'd' ? [r[0]] : []))))
-    addRows(manifest, dir, c.rows)
+    const rows = chunkRows(checker, id, dir, hash, damage, subdirsOf)
+    if (rows) addRows(manifest, dir, rows)
   }
   // A chunk for a directory its parent does not list as one (a symlink, say) would let a restore write through it.
   for (const dir of subdirsOf.keys()) {
@@ -163,6 +157,28 @@ export function checkBackup(id: string, read: MetaRead | undefined, checker: Sto
     }
   }
   return damage.length ? {meta, damage} : {meta, manifest, damage}
+}
+
+/**
+ * The rows of `dir`'s chunk, with the directories it holds noted in `subdirsOf`; undefined when
+ * the chunk cannot be read (its damage is added to `damage`).
+ */
+function chunkRows(
+  checker: StoreChecker,
+  id: string,
+  dir: string,
+  hash: string,
+  damage: Damage[],
+  subdirsOf: Map<string, Set<string>>,
+): ReturnType<StoreChecker['chunk']>['rows'] {
+  const c = checker.chunk(hash)
+  if (!c.rows) {
+    const message = `directory ${displayDir(dir)}: chunk ${hash} ${c.detail}`
+    damage.push({backup: id, what: 'chunk', problem: c.problem!, path: dir, hash, message})
+    return undefined
+  }
+  subdirsOf.set(dir, new Set(c.rows.flatMap((r) => (r[1] === 'd' ? [r[0]] : []))))
+  return c.rows
 }
 
 /** A backup's metadata file, well-formed and agreeing with its id, or the damage. */
@@ -236,15 +252,10 @@ export function checkBackupBeside(
   const subdirsOf = new Map<string, Set<string>>()
   for (const [dir, hash] of Object.entries(meta.root)) {
     if (known.root[dir] === hash) continue
-    const c = checker.chunk(hash)
-    if (!c.rows) {
-      const message = `directory ${displayDir(dir)}: chunk ${hash} ${c.detail}`
-      damage.push({backup: id, what: 'chunk', problem: c.problem!, path: dir, hash, message})
-      continue
-    }
-    subdirsOf.set(dir, new Set(c.rows.flatMap((r) => (r[1] === 'd' ? [r[0]] : []))))
-    count(c.rows, 1)
-    differing.set(dir, c.rows)
+    const rows = chunkRows(checker, id, dir, hash, damage, subdirsOf)
+    if (!rows) continue
+    count(rows, 1)
+    differing.set(dir, rows)
   }
   // As in checkBackup: a chunk for a directory its parent does not list as one is damage.
   for (const [dir, hash] of Object.entries(meta.root)) {

@@ -86,17 +86,12 @@ export async function snapshotTree(
     snapshotCounts.reused += Object.keys(reused).length
     snapshotCounts.rebuilt += Object.keys(patched?.root ?? {}).length
     onProgress?.({files, bytes, totalFiles: files, totalBytes: bytes, stored: patched?.added ?? 0})
-    const root = sortedRoot({...reused, ...patched?.root})
-    return {
-      get manifest() {
-        return readManifest(root, store)
-      },
-      root,
+    return snapshotResult(store, sortedRoot({...reused, ...patched?.root}), {
       dirs,
       files,
       bytes,
       added: patched?.added ?? 0,
-    }
+    })
   }
   // A walk's order lets each directory's chunk be stored as soon as it is complete (memory: the
   // open directories' rows, not a row per file); another order, or rows of some directories
@@ -142,15 +137,21 @@ export async function snapshotTree(
   snapshotCounts.reused += count
   snapshotCounts.rebuilt += Object.keys(written.root).length
   const root = count === 0 ? written.root : sortedRoot({...reused, ...written.root})
+  return snapshotResult(store, root, {dirs, files, bytes, added: added + written.added})
+}
+
+/** A snapshot of the chunks `root`: its manifest is read back from the store only when asked. */
+function snapshotResult(
+  store: ObjectStore,
+  root: ManifestRoot,
+  sums: Omit<SnapshotResult, 'manifest' | 'root'>,
+): SnapshotResult {
   return {
     get manifest() {
       return readManifest(root, store)
     },
     root,
-    dirs,
-    files,
-    bytes,
-    added: added + written.added,
+    ...sums,
   }
 }
 
