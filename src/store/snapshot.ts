@@ -466,14 +466,18 @@ export interface RestorePlan {
  */
 export function planRestore(manifest: Manifest, tree: Tree, cache: HashCache): RestorePlan {
   const extras = [...tree.entries.keys()].filter((rel) => !manifest.has(rel))
+  return {tree, extras, writes: restoreWrites(manifest, tree, cache)}
+}
+
+/** The entries of `manifest` the tree does not hold as recorded, parents first. */
+function restoreWrites(manifest: Manifest, tree: Tree, cache: HashCache): RestorePlan['writes'] {
   const writes: RestorePlan['writes'] = []
   for (const [rel, want] of manifest) {
     const have = tree.entries.get(rel)
     if (!have || !sameEntry(want, have, () => cache.hash(tree.root, rel, have))) writes.push([rel, want])
   }
-  // Parents first; only what differs is sorted (a rollback of 10 files in a 200k-file tree sorts 10).
-  writes.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-  return {tree, extras, writes}
+  // Only what differs is sorted (a rollback of 10 files in a 200k-file tree sorts 10).
+  return writes.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
 }
 
 /**
@@ -492,13 +496,7 @@ export function planRestoreDirs(differing: Map<string, Row[]>, tree: Tree, cache
       const slash = rel.lastIndexOf('/')
       if (differing.has(slash === -1 ? '' : rel.slice(0, slash)) && !want.has(rel)) extras.push(rel)
     }
-  const writes: RestorePlan['writes'] = []
-  for (const [rel, w] of want) {
-    const have = tree.entries.get(rel)
-    if (!have || !sameEntry(w, have, () => cache.hash(tree.root, rel, have))) writes.push([rel, w])
-  }
-  writes.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-  return {tree, extras, writes}
+  return {tree, extras, writes: restoreWrites(want, tree, cache)}
 }
 
 /**

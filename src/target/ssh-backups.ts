@@ -285,14 +285,7 @@ export class SshBackupStore implements BackupStore {
     }
     const listed = this.listed
     this.listed = undefined
-    await this.conn.must('backup (commit)', COMMIT, [
-      this.dir,
-      id,
-      JSON.stringify(meta),
-      tree.gz.toString('base64'),
-      captured.copies <= FLUSH_EACH_MAX ? '1' : '0',
-      tree.base ? 'delta' : 'manifest',
-    ])
+    await this.commit('backup (commit)', this.dir, id, meta, tree.gz, captured.copies, tree.base ? 'delta' : 'manifest')
     if (listed) this.listed = [...listed, meta].sort((a, b) => (a.id < b.id ? -1 : 1))
     this.snaps.set(id, captured.snap)
     this.lastSnapshot = {id, snap: captured.snap}
@@ -421,13 +414,37 @@ export class SshBackupStore implements BackupStore {
       (walked && plan && base ? await this.deployedFromWalk(release, plan, walked, base) : undefined) ??
       (await captured())
     const meta: DeployedMeta = {release, time: new Date().toISOString(), root: {'': tree.sha}}
-    await this.conn.must('recording the tree as deployed', COMMIT, [
+    await this.commit(
+      'recording the tree as deployed',
       this.deployedDir,
       release,
-      JSON.stringify(meta),
-      tree.gz.toString('base64'),
-      tree.copies <= FLUSH_EACH_MAX ? '1' : '0',
+      meta,
+      tree.gz,
+      tree.copies,
       'manifest',
+    )
+  }
+
+  /**
+   * Writes `<dir>/<id>` (its gzipped manifest or delta, then its metadata) on the host with COMMIT:
+   * a pack of up to FLUSH_EACH_MAX copies is flushed file by file, a bigger one by one syncfs.
+   */
+  private commit(
+    what: string,
+    dir: string,
+    id: string,
+    meta: object,
+    gz: Buffer,
+    copies: number,
+    kind: 'manifest' | 'delta',
+  ): Promise<unknown> {
+    return this.conn.must(what, COMMIT, [
+      dir,
+      id,
+      JSON.stringify(meta),
+      gz.toString('base64'),
+      copies <= FLUSH_EACH_MAX ? '1' : '0',
+      kind,
     ])
   }
 
