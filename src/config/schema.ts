@@ -70,6 +70,11 @@ const status = httpRequest
     grace: duration
       .default('5s')
       .describe('HTTP 5xx or refused connections for longer than this after the reload fail it'),
+    retrigger: duration
+      .default('10s')
+      .describe(
+        'Every answer still reports another release this long after the trigger: fire it again (then after twice as long, …); 0: never',
+      ),
   })
   .strict()
 

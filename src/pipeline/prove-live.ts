@@ -71,10 +71,18 @@ export function proveLiveTasks(
     }
   }
   const waiting = waitingFor()
+  const reloads = () => (typeof opts.reload === 'function' ? opts.reload() : opts.reload !== false)
+  // Only after this operation fired the trigger: a rollback --to the live release confirms as is.
+  const again = async (s: ServiceSpec): Promise<string> => {
+    ctx.ui.say(
+      redact(`hotctl: ${s.name} still answers another release: no sign of the reload, firing its trigger again`),
+    )
+    return trigger(s)
+  }
   return [
     {
       title: `Trigger hot reload${services.length > 1 ? ` of ${services.length} services` : ''}`,
-      enabled: () => services.length > 0 && (typeof opts.reload === 'function' ? opts.reload() : opts.reload !== false), // false: confirm what is already live
+      enabled: () => services.length > 0 && reloads(), // false: confirm what is already live
       task: async (_c, task) => {
         await opts.phase(opts.phases.reload)
         const expected = want()
@@ -122,18 +130,21 @@ export function proveLiveTasks(
           task.skip(`${opts.label} has no release marker: proven by content and smoke only`)
           return
         }
+        const retrigger = reloads() ? again : undefined
         const confirm = async (): Promise<ConfirmFailure[]> => {
           if (!interrupt)
             return confirmLive(services, expected, {
               timeoutMs: reloadTimeoutMs,
               signal: ctx.signal,
               onPoll: waiting.poll,
+              retrigger,
             })
           // A restore: the operator's interrupt cuts the wait to what is left of its time budget.
           if (!interrupt.fired) {
             const failures = await confirmLive(services, expected, {
               timeoutMs: reloadTimeoutMs,
               signal: interrupt.signal,
+              retrigger,
             })
             if (!interrupt.fired || !failures.some((f) => f.kind === 'interrupted')) return failures
           }

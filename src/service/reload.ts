@@ -117,7 +117,7 @@ export function oneLine(value: unknown): string | undefined {
 export type Verdict =
   | {kind: 'match'}
   /** `noAnswer`: no answer came in time (neither ends nor starts the grace period). */
-  | {kind: 'waiting'; why: string; noAnswer?: boolean}
+  | {kind: 'waiting'; why: string; noAnswer?: boolean; other?: boolean}
   /** HTTP 5xx, or no connection: fails once it lasts longer than the grace period. */
   | {kind: 'down'; why: string}
   /** The service says the reload failed (a fail state): fails at once. */
@@ -146,6 +146,7 @@ export function judge(r: StatusReading, spec: StatusSpec, expected: string): Ver
   return {
     kind: 'waiting',
     why: `reports version ${JSON.stringify(r.version)}${r.state !== undefined ? ` (state "${r.state}"${said})` : ''}`,
+    other: true,
   }
 }
 
@@ -226,6 +227,40 @@ export class LiveConfirmation {
   }
 }
 
+/**
+ * When to fire a service's trigger again (pure, clock passed in): at an answer naming another
+ * release once `intervalMs` has passed since the trigger, then twice as long, and so on. uWSGI
+ * drops a chain reload asked for while one still runs (a deploy right after another, or after a
+ * reload someone else asked for): the trigger never takes effect, or a worker respawned before the
+ * sync keeps the old code while the others load the new. 5xx and unanswered polls (workers
+ * restarting) start the wait again; the release answering does not, but fires nothing either.
+ */
+export class RetriggerClock {
+  private since: number
+  /** How many times the trigger was fired again. */
+  fired = 0
+
+  constructor(
+    private intervalMs: number,
+    started: number,
+  ) {
+    this.since = started
+  }
+
+  due(v: Verdict, now: number): boolean {
+    if (this.intervalMs <= 0 || v.kind === 'match') return false
+    if (v.kind !== 'waiting' || !v.other) {
+      this.since = now
+      return false
+    }
+    if (now - this.since < this.intervalMs) return false
+    this.since = now
+    this.intervalMs *= 2
+    this.fired++
+    return true
+  }
+}
+
 export interface ConfirmFailure {
   name: string
   kind: 'failed' | 'restart' | 'down' | 'timeout' | 'interrupted'
@@ -244,7 +279,13 @@ const SETTLE_POLL_MS = 100
 export async function confirmLive(
   services: ServiceSpec[],
   expected: string,
-  opts: {timeoutMs: number; signal?: AbortSignal; onPoll?: (service: string, last: string) => void},
+  opts: {
+    timeoutMs: number
+    signal?: AbortSignal
+    onPoll?: (service: string, last: string) => void
+    /** Fires a service's trigger again (see RetriggerClock); absent: never. */
+    retrigger?: (svc: ServiceSpec) => Promise<string>
+  },
 ): Promise<ConfirmFailure[]> {
   const stop = new AbortController()
   const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal
@@ -253,7 +294,7 @@ export async function confirmLive(
     services
       .filter((s) => s.status)
       .map(async (svc) => {
-        const failure = await confirmOne(svc, expected, opts.timeoutMs, signal, opts.onPoll)
+        const failure = await confirmOne(svc, expected, {...opts, signal})
         if (!failure || stop.signal.aborted) return
         failures.push(failure)
         if (failure.kind !== 'timeout') stop.abort() // one failed reload fails them all
@@ -268,21 +309,39 @@ export async function confirmLive(
 async function confirmOne(
   svc: ServiceSpec,
   expected: string,
-  timeoutMs: number,
-  signal: AbortSignal,
-  onPoll?: (service: string, last: string) => void,
+  opts: {
+    timeoutMs: number
+    signal: AbortSignal
+    onPoll?: (service: string, last: string) => void
+    retrigger?: (svc: ServiceSpec) => Promise<string>
+  },
 ): Promise<ConfirmFailure | undefined> {
+  const {timeoutMs, signal} = opts
   const status = svc.status!
-  const track = new LiveConfirmation(timingOf(status), Date.now())
+  const started = Date.now()
+  const track = new LiveConfirmation(timingOf(status), started)
+  const again = new RetriggerClock(
+    opts.retrigger && svc.trigger ? parseDuration(status.retrigger, 'reload.status.retrigger') : 0,
+    started,
+  )
+  let note = ''
   for (;;) {
     const reading = await reportedVersion(status, signal, 0)
     if (signal.aborted) return {name: svc.name, kind: 'interrupted', message: 'interrupted'}
     const now = Date.now()
-    const step = track.step(judge(reading, status, expected), now)
-    onPoll?.(svc.name, track.last)
+    const verdict = judge(reading, status, expected)
+    const step = track.step(verdict, now)
     if (step.kind === 'confirmed') return undefined
     if (step.kind !== 'pending') return {name: svc.name, kind: step.kind, message: step.message}
-    if (track.expired(now, timeoutMs)) return {name: svc.name, kind: 'timeout', message: track.last}
+    if (track.expired(now, timeoutMs)) return {name: svc.name, kind: 'timeout', message: `${track.last}${note}`}
+    if (again.due(verdict, now)) {
+      const said = await opts.retrigger!(svc).then(
+        () => 'ran',
+        (err: Error) => `failed: ${err.message.split('\n')[0]}`,
+      )
+      note = ` (no sign of a reload, so the trigger was fired again ${again.fired} time(s); last ${said})`
+    }
+    opts.onPoll?.(svc.name, `${track.last}${note}`)
     await sleep(track.settling ? SETTLE_POLL_MS : POLL_MS, signal)
   }
 }

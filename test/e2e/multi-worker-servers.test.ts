@@ -31,6 +31,10 @@ interface Server {
    */
   status: Record<string, unknown>
   stop(): Promise<void>
+  /** The master FIFO (uWSGI only): a test writes `c` to ask for a chain reload itself. */
+  fifo?: string
+  /** What the server printed so far. */
+  log(): string
 }
 
 const servers = new Set<ChildProcess>()
@@ -101,7 +105,15 @@ async function startServer(kind: 'gunicorn' | 'uwsgi', ws: Workspace): Promise<S
     await new Promise((r) => setTimeout(r, 100))
   }
   const trigger = kind === 'gunicorn' ? `kill -HUP ${proc.pid}` : `printf c > '${fifo}'`
-  return {kind, base, trigger, status: kind === 'uwsgi' ? {settle: '3s'} : {}, stop: () => stopServer(proc)}
+  return {
+    kind,
+    base,
+    trigger,
+    status: kind === 'uwsgi' ? {settle: '3s'} : {},
+    stop: () => stopServer(proc),
+    fifo: kind === 'uwsgi' ? fifo : undefined,
+    log: () => log,
+  }
 }
 
 async function stopServer(proc: ChildProcess): Promise<void> {
@@ -225,3 +237,42 @@ for (const {kind, available, missing} of kinds) {
     )
   })
 }
+
+describe("uwsgi: a chain reload already running drops hotctl's trigger", {timeout: 180_000}, () => {
+  it.skipIf(!hasUwsgi)(
+    'the trigger is fired again when no sign of the reload shows, and every request answers the new release',
+    async () => {
+      const ws = workspace()
+      const server = await startServer('uwsgi', ws)
+      ws.writeConfig(config(server))
+      ws.setVersion('v2')
+      const first = await runCli(['deploy', '--json'], {cwd: ws.src, timeoutMs: 120_000})
+      expect(first.exitCode, why(first)).toBe(0)
+      await new Promise((r) => setTimeout(r, 4000)) // the deploy's own chain is over
+      // Someone else asks for a chain reload; once its first worker has respawned (with the code
+      // still live), hotctl deploys: uWSGI drops hotctl's trigger while that chain runs, and the
+      // worker already replaced keeps the old code while the next ones load the new.
+      const logged = server.log().length
+      fs.writeFileSync(server.fifo!, 'c')
+      const deadline = Date.now() + 20_000
+      let pid: number | undefined
+      for (;;) {
+        pid ??= Number(/Respawned uWSGI worker 1 \(new pid: (\d+)\)/.exec(server.log().slice(logged))?.[1]) || undefined
+        if (pid) {
+          const r = await fetch(`${server.base}/`, {headers: {connection: 'close'}})
+          if (r.ok && ((await r.json()) as {pid: number}).pid === pid) break
+        }
+        if (Date.now() > deadline)
+          throw new Error(`uWSGI's respawned worker 1 did not answer within 20s:\n${server.log()}`)
+        await new Promise((r) => setTimeout(r, 50))
+      }
+      ws.setVersion('v3')
+      const r = await runCli(['deploy', '--json'], {cwd: ws.src, timeoutMs: 120_000})
+      const seen = await answers(server.base)
+      expect(r.exitCode, why(r)).toBe(0)
+      expect(r.stderr, why(r)).toMatch(/no sign of the reload, firing its trigger again/)
+      const release = r.json.release as string
+      expect(seen.filter((x) => x !== release)).toEqual([])
+    },
+  )
+})

@@ -52,6 +52,7 @@ function setup(opts: {hot: boolean; restart?: boolean}) {
     lastError: 'last_error',
     settle: '100ms',
     grace: '5s',
+    retrigger: '10s',
   }
   const config = fakeConfig({
     services: [{name: 'app', trigger: {command: {argv: ['reload-app']}}, status}],

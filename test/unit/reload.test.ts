@@ -10,6 +10,7 @@ import {
   judge,
   LiveConfirmation,
   oneLine,
+  RetriggerClock,
   reportedVersion,
   type StatusReading,
   type Verdict,
@@ -33,7 +34,11 @@ describe('status defaults', () => {
       grace: '5s',
     })
   })
-  it('a bad settle or grace is a config error naming the field', () => {
+  it('retrigger defaults to 10s', () => {
+    expect(statusSpec().retrigger).toBe('10s')
+  })
+  it('a bad settle, grace or retrigger is a config error naming the field', () => {
+    expect(() => statusSpec(undefined, {retrigger: 'often'})).toThrow(/reload\.status\.retrigger/)
     expect(() => statusSpec(undefined, {settle: 'a while'})).toThrow(/reload\.status\.settle/)
     expect(() => statusSpec(undefined, {grace: -1})).toThrow(/reload\.status\.grace/)
   })
@@ -108,7 +113,11 @@ describe('judge', () => {
     expect(judge(r({version: 'R1', state: 'live'}), spec, 'R2')).toEqual({
       kind: 'waiting',
       why: 'reports version "R1" (state "live")',
+      other: true,
     })
+    // Only an answer naming another release (or none) is "other": not a 4xx, not a timeout.
+    expect(judge(r({version: null}), spec, 'R2')).toMatchObject({kind: 'waiting', other: true})
+    expect(judge(r({http: 404, error: 'status answered HTTP 404'}), spec, 'R2')).not.toHaveProperty('other')
   })
 })
 
@@ -187,6 +196,46 @@ describe('LiveConfirmation (clock passed in)', () => {
     c.step(match, 6000)
     expect(c.expired(7999, 5000)).toBe(false)
     expect(c.expired(8000, 5000)).toBe(true)
+  })
+})
+
+describe('RetriggerClock (clock passed in)', () => {
+  const old: Verdict = {kind: 'waiting', why: 'reports version "R1"', other: true}
+  const match: Verdict = {kind: 'match'}
+  const down: Verdict = {kind: 'down', why: 'status answered HTTP 500'}
+  const slow: Verdict = {kind: 'waiting', why: 'no answer within 10 ms', noAnswer: true}
+
+  it('only other releases for the interval: fire again, then wait twice as long', () => {
+    const c = new RetriggerClock(1000, 0)
+    expect(c.due(old, 999)).toBe(false)
+    expect(c.due(old, 1000)).toBe(true)
+    expect(c.due(old, 2999)).toBe(false)
+    expect(c.due(old, 3000)).toBe(true)
+    expect(c.due(old, 6999)).toBe(false)
+    expect(c.due(old, 7000)).toBe(true)
+    expect(c.fired).toBe(3)
+  })
+
+  it('5xx and unanswered polls (workers restarting) start the wait again', () => {
+    for (const sign of [down, slow]) {
+      const c = new RetriggerClock(1000, 0)
+      c.due(old, 900)
+      c.due(sign, 950)
+      expect(c.due(old, 1900), sign.kind).toBe(false)
+      expect(c.due(old, 1950), sign.kind).toBe(true)
+    }
+  })
+
+  it('the release answering fires nothing, but a mix of old and new (a worker that kept the old code) does', () => {
+    const c = new RetriggerClock(1000, 0)
+    expect(c.due(match, 1500)).toBe(false)
+    expect(c.due(old, 1600)).toBe(true)
+  })
+
+  it('0 never fires', () => {
+    const c = new RetriggerClock(0, 0)
+    expect(c.due(old, 1e9)).toBe(false)
+    expect(c.fired).toBe(0)
   })
 })
 
@@ -330,6 +379,58 @@ describe('confirmLive (real HTTP)', {timeout: 30_000}, () => {
       timeoutMs: 500,
     })
     expect(failures.map((f) => `${f.name} ${f.kind}`)).toEqual(['flaky failed', 'stale timeout'])
+  })
+
+  it('a service that drops the trigger (uWSGI mid-chain) gets it again, and the release goes live', async () => {
+    // The "service": reports R1 until its trigger has been fired twice (the first one is dropped).
+    let triggers = 1
+    const s = await scripted(() => [200, {version: triggers >= 2 ? 'R2' : 'R1'}])
+    const web: ServiceSpec = {...svc('web', s.url, {retrigger: '400ms', settle: 0}), trigger: {command: 'x'}}
+    const fired: string[] = []
+    const failures = await confirmLive([web], 'R2', {
+      timeoutMs: 10_000,
+      retrigger: async (x) => {
+        fired.push(x.name)
+        triggers++
+        return 'ran'
+      },
+    })
+    expect(failures).toEqual([])
+    expect(fired).toEqual(['web'])
+  })
+
+  it('no retrigger without a trigger, with retrigger 0, or without the callback; the timeout says how often', async () => {
+    const s = await scripted(() => [200, {version: 'R1'}])
+    let n = 0
+    const retrigger = async () => String(++n)
+    const withTrigger = (over: Record<string, unknown>): ServiceSpec => ({
+      ...svc('web', s.url, over),
+      trigger: {command: 'x'},
+    })
+    await confirmLive([svc('web', s.url, {retrigger: '100ms'})], 'R2', {timeoutMs: 700, retrigger})
+    await confirmLive([withTrigger({retrigger: 0})], 'R2', {timeoutMs: 700, retrigger})
+    await confirmLive([withTrigger({retrigger: '100ms'})], 'R2', {timeoutMs: 700})
+    expect(n).toBe(0)
+    // Fired at the first polls past 100 ms, 200 ms and 400 ms more (polls are 250 ms apart): 2 or 3 times.
+    const failures = await confirmLive([withTrigger({retrigger: '100ms'})], 'R2', {timeoutMs: 1200, retrigger})
+    expect(n).toBeGreaterThanOrEqual(2)
+    expect(failures[0]!.message).toBe(
+      `reports version "R1" (no sign of a reload, so the trigger was fired again ${n} time(s); last ran)`,
+    )
+  })
+
+  it('a retrigger that fails does not fail the confirm: the status still decides', async () => {
+    let t0 = 0
+    const s = await scripted(() => [200, {version: t0 && Date.now() - t0 > 300 ? 'R2' : 'R1'}])
+    const web: ServiceSpec = {...svc('web', s.url, {retrigger: '200ms', settle: 0}), trigger: {command: 'x'}}
+    const failures = await confirmLive([web], 'R2', {
+      timeoutMs: 10_000,
+      retrigger: async () => {
+        t0 ||= Date.now()
+        throw new Error('reload already in progress\nmore')
+      },
+    })
+    expect(failures).toEqual([])
   })
 
   it('an interrupt ends it', async () => {
