@@ -109,6 +109,7 @@ export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<Deploy
 
 /** A deploy's shared state, before anything ran: the live release is the one it replaces. */
 export async function newDeployRun(ctx: OpContext, flags: DeployFlags): Promise<DeployRun> {
+  ctx.target.prepare?.(ctx.config.source)
   const previousRelease = (await ctx.target.readMarker())?.id ?? null
   const result: DeployResult = {
     exitCode: EXIT.ok,

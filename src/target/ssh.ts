@@ -31,7 +31,7 @@ import {
 } from '../ssh/remote-tree.js'
 import {HashCache} from '../store/hash-cache.js'
 import type {Manifest} from '../store/manifest.js'
-import {statEntry, type Tree, type TreeEntry, walkTree} from '../store/walk.js'
+import {statEntry, type Tree, type TreeEntry, walkTreeAsync} from '../store/walk.js'
 import {verbose} from '../ui/verbose.js'
 import {followItemized, refuseReplacingProtected, sourceProblem} from './local.js'
 import {SshBackupStore} from './ssh-backups.js'
@@ -150,8 +150,8 @@ exit 0`
 /** Appends patch lines ($2) to the hash record's patch file ($1). */
 const APPEND_RECORD = `printf '%s' "$2" >> "$1"`
 
-/** The source trees planning walked, by source and filters, shared by this process's targets. */
-const sourceWalks = new Map<string, Tree>()
+/** The source trees planning walks, by source and filters, shared by this process's targets. */
+const sourceWalks = new Map<string, Promise<Tree>>()
 
 /** Source hash caches by file, shared by this process's targets (see SshTarget.sourceCache). */
 const sourceCaches = new Map<string, HashCache>()
@@ -289,6 +289,24 @@ export class SshTarget implements Target {
   }
 
   /**
+   * Starts the source walk (and opens the source hash cache) while the connection is made: the
+   * controller is idle until the host answers. Walked once per process: every host of a fleet
+   * plans against the same source tree.
+   */
+  prepare(source: string): void {
+    if (sourceProblem(source)) return // planning says what is wrong
+    this.walkSource(source).catch(() => undefined) // planning reports a failure
+    this.sourceCache(source)
+  }
+
+  private walkSource(source: string): Promise<Tree> {
+    const walkKey = JSON.stringify([source, this.config.exclude, this.config.protect])
+    let walk = sourceWalks.get(walkKey)
+    if (!walk) sourceWalks.set(walkKey, (walk = walkTreeAsync(source, this.skip)))
+    return walk
+  }
+
+  /**
    * Plans from one listing of the host's tree (stat to the nanosecond, with the host's hash record
    * in the same round trip) and a walk of the source here, as LocalTarget plans: content decides
    * wherever size or mtime differ. A host file's hash comes from the record while its size, mtime,
@@ -311,14 +329,9 @@ export class SshTarget implements Target {
         EXIT.failed,
         'Fix `source` in the config (or the path it names); the target was not touched.',
       )
-    // Walked after the host's listing, not during it: overlapping them (an async find, or a sync
-    // one while the reply waited) measured slower with the host on this machine (more system
-    // time, the reply read in small pieces). Once per process: every host of a fleet plans
-    // against the same source tree.
-    const walkKey = JSON.stringify([source, this.config.exclude, this.config.protect])
-    let src = sourceWalks.get(walkKey)
+    let src: Tree
     try {
-      if (!src) sourceWalks.set(walkKey, (src = walkTree(source, this.skip)))
+      src = await this.walkSource(source)
     } catch (err) {
       throw new HotctlError(
         `planning: cannot read the source: ${(err as Error).message}`,

@@ -162,6 +162,11 @@ export interface Target {
    * under `dryRun`; otherwise it may keep what it learnt (hash caches) in the state dir.
    */
   planChanges(source: string, opts: {dryRun: boolean}): Promise<TargetPlan>
+  /**
+   * Planning will read `source`: a target may start reading it now, while it waits for its host
+   * (an ssh target walks it while it connects). Optional; never throws (planning reports).
+   */
+  prepare?(source: string): void
   /** The writer's argv as the sync will run it, for the plan a user reads. */
   describeSync(source: string): string[]
   /** A dry run of the planned writes: what the writer itself would do. Read-only. */
