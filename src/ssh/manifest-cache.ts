@@ -26,8 +26,10 @@ export class ManifestCache {
     if (!/^[0-9a-f]{64}$/.test(sha)) return undefined
     try {
       const file = path.join(this.dir, `${sha}.json`)
-      const text = fs.readFileSync(file, 'utf8')
-      if (crypto.createHash('sha256').update(text).digest('hex') !== sha) return undefined
+      // Hashed as read (the bytes are the JSON's UTF-8): no second encoding of megabytes of text.
+      const bytes = fs.readFileSync(file)
+      if (crypto.createHash('sha256').update(bytes).digest('hex') !== sha) return undefined
+      const text = bytes.toString('utf8')
       // Used: kept among the newest (a full manifest that later backups' deltas change stays cached).
       const now = new Date()
       fs.utimesSync(file, now, now)

@@ -66,6 +66,8 @@ export async function walkRemoteWithRecord(
   recordFile: string,
   skip: PathMatcher,
   protect?: PathMatcher,
+  /** Called once the listing is asked for: what it asks next goes in right behind it. */
+  asked?: () => void,
 ): Promise<{tree: RemoteTree; record: RemoteHashRecord}> {
   const cache = recordCache(conn, recordFile)
   const copy = cache.read()
@@ -73,6 +75,7 @@ export async function walkRemoteWithRecord(
     timeoutMs: Math.max(conn.settings.timeoutMs, 600_000),
     exact: true,
   })
+  asked?.()
   // The request is on its way (sent within this turn of the event loop); the copy is parsed meanwhile.
   await new Promise((resolve) => setImmediate(resolve))
   const copied = copy ? RemoteHashRecord.parseBase(copy.text) : undefined

@@ -224,6 +224,8 @@ export class SshBackupStore implements BackupStore {
   private readonly where = new Map<string, string[]>()
   /** `list` as last read, kept current by snapshot and prune (one listing per run, not one per call). */
   private listed?: BackupMeta[]
+  /** `list`'s read of the host while it is under way (a caller that asks meanwhile waits for it). */
+  private reading?: Promise<BackupMeta[]>
   /** Manifests read or written in this run, by backup id (a restore's verify, the tree as deployed). */
   private readonly snaps = new Map<string, Snap>()
   /** The backup this process took last (the newest: ids only grow). */
@@ -243,13 +245,23 @@ export class SshBackupStore implements BackupStore {
   }
 
   async list(): Promise<BackupMeta[]> {
-    this.listed ??= (await this.readAll()).metas.flatMap((r) => (r.meta ? [r.meta] : []))
+    if (!this.listed) {
+      const reading = (this.reading ??= this.readAll().then((r) => r.metas.flatMap((m) => (m.meta ? [m.meta] : []))))
+      try {
+        const metas = await reading
+        if (this.reading === reading) this.listed ??= metas
+      } finally {
+        if (this.reading === reading) this.reading = undefined
+      }
+      if (!this.listed) return this.list() // invalidated while it was read: read again
+    }
     return [...this.listed]
   }
 
   /** Forgets what `list` read: others may have changed the backups since (the target calls it when it takes the lock). */
   invalidate(): void {
     this.listed = undefined
+    this.reading = undefined
   }
 
   async ids(): Promise<string[]> {
@@ -344,15 +356,19 @@ export class SshBackupStore implements BackupStore {
           `backup: ${rel} vanished from ${this.config.target} on ${this.conn.host.name} while it was copied`,
         )
       const at = kept.get(rel) ?? pack
+      // The base's entry where it says the same (most of them): one object per entry, not two.
+      const b = base?.manifest.get(rel)
       if (e.type === 'dir') {
-        snap.manifest.set(rel, {type: 'dir', mode: e.mode})
+        snap.manifest.set(rel, b?.type === 'dir' && b.mode === e.mode ? b : {type: 'dir', mode: e.mode})
       } else if (e.type === 'symlink') {
-        snap.manifest.set(rel, {type: 'symlink', mode: e.mode, link: e.link})
+        const same = !copy && b?.type === 'symlink' && b.mode === e.mode && b.link === e.link
+        snap.manifest.set(rel, same ? b : {type: 'symlink', mode: e.mode, link: e.link})
         snap.packs.set(rel, at)
       } else {
-        const hash = copy ? copy.hash : base!.manifest.get(rel)!.hash
+        const hash = copy ? copy.hash : b!.hash
         if (!hash) throw new Error(`backup: ${rel} could not be read on ${this.conn.host.name}`)
-        snap.manifest.set(rel, {type: 'file', mode: e.mode, size: e.size, hash})
+        const same = !copy && b!.mode === e.mode && b!.size === e.size
+        snap.manifest.set(rel, same ? b! : {type: 'file', mode: e.mode, size: e.size, hash})
         snap.packs.set(rel, at)
         files++
         bytes += e.size
@@ -1015,7 +1031,7 @@ function encodeDelta(snap: Snap, full: {id: string; sha: string; snap: Snap}): E
   for (const [rel, e] of snap.manifest) {
     const b = base.manifest.get(rel)
     const at = snap.packs.get(rel)
-    if (b && sameManifestEntry(b, e) && base.packs.get(rel) === at) continue
+    if (b && (b === e || sameManifestEntry(b, e)) && base.packs.get(rel) === at) continue
     entries.push(row(rel, e, at, packs, packIndex))
     if (limit(entries.length)) return undefined
   }

@@ -321,6 +321,8 @@ export class SshTarget implements Target {
       this.recordFile,
       this.skip,
       compilePatterns(this.config.protect),
+      // The backup that follows lists the host's backups: asked now, answered right after the listing.
+      () => void this.backups.list().catch(() => undefined),
     )
     const missing = sourceProblem(source)
     if (missing)
