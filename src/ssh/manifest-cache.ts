@@ -39,6 +39,35 @@ export class ManifestCache {
     }
   }
 
+  /**
+   * The full manifest the newest backup of `where` (a host's state dir) is, or is a delta from, as
+   * this controller last wrote or used it: a backup's id and the manifest's sha256 (`remember`).
+   * Only a hint of what to parse ahead: what the host's metadata names decides.
+   */
+  last(where: string): {id: string; sha: string} | undefined {
+    try {
+      const [id, sha] = fs.readFileSync(this.lastFile(where), 'utf8').split(' ')
+      return id && sha && /^[0-9a-f]{64}$/.test(sha) ? {id, sha} : undefined
+    } catch {
+      return undefined
+    }
+  }
+
+  remember(where: string, id: string, sha: string): void {
+    try {
+      fs.mkdirSync(this.dir, {recursive: true, mode: 0o700})
+      const file = this.lastFile(where)
+      fs.writeFileSync(`${file}.${process.pid}.tmp`, `${id} ${sha}`, {mode: 0o600})
+      fs.renameSync(`${file}.${process.pid}.tmp`, file)
+    } catch {
+      // only a cache
+    }
+  }
+
+  private lastFile(where: string): string {
+    return path.join(this.dir, `last-${crypto.createHash('sha256').update(where).digest('hex').slice(0, 32)}`)
+  }
+
   put(sha: string, text: string): void {
     try {
       fs.mkdirSync(this.dir, {recursive: true, mode: 0o700})

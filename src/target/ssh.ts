@@ -150,8 +150,12 @@ exit 0`
 /** Appends patch lines ($2) to the hash record's patch file ($1). */
 const APPEND_RECORD = `printf '%s' "$2" >> "$1"`
 
-/** The source trees planning walks, by source and filters, shared by this process's targets. */
-const sourceWalks = new Map<string, Promise<Tree>>()
+/**
+ * The source trees planning walks, by source and filters, shared by this process's targets (a
+ * fleet's hosts plan against one walk) until the last target that asked for it (prepare) planned:
+ * then it is let go (megabytes at 20k files that the backup and the sync never read).
+ */
+const sourceWalks = new Map<string, {walk: Promise<Tree>; users: number; key: string}>()
 
 /** Source hash caches by file, shared by this process's targets (see SshTarget.sourceCache). */
 const sourceCaches = new Map<string, HashCache>()
@@ -294,16 +298,34 @@ export class SshTarget implements Target {
    * plans against the same source tree.
    */
   prepare(source: string): void {
-    if (sourceProblem(source)) return // planning says what is wrong
-    this.walkSource(source).catch(() => undefined) // planning reports a failure
+    if (sourceProblem(source) || this.walking) return // planning says what is wrong
+    const walk = this.walkSource(source)
+    walk.users++
+    this.walking = true
+    walk.walk.catch(() => undefined) // planning reports a failure
     this.sourceCache(source)
+    this.backups.prepare()
   }
 
-  private walkSource(source: string): Promise<Tree> {
-    const walkKey = JSON.stringify([source, this.config.exclude, this.config.protect])
-    let walk = sourceWalks.get(walkKey)
-    if (!walk) sourceWalks.set(walkKey, (walk = walkTreeAsync(source, this.skip)))
+  /** This target counts among its source walk's users (see sourceWalks). */
+  private walking = false
+
+  private walkSource(source: string): {walk: Promise<Tree>; users: number; key: string} {
+    const key = JSON.stringify([source, this.config.exclude, this.config.protect])
+    let walk = sourceWalks.get(key)
+    if (!walk) sourceWalks.set(key, (walk = {walk: walkTreeAsync(source, this.skip), users: 0, key}))
     return walk
+  }
+
+  /** The source walk for planning; let go once every target that asked for it has it. */
+  private async plannedSource(source: string): Promise<Tree> {
+    const walk = this.walkSource(source)
+    if (this.walking) {
+      this.walking = false
+      walk.users--
+    }
+    if (walk.users <= 0) sourceWalks.delete(walk.key)
+    return walk.walk
   }
 
   /**
@@ -333,7 +355,7 @@ export class SshTarget implements Target {
       )
     let src: Tree
     try {
-      src = await this.walkSource(source)
+      src = await this.plannedSource(source)
     } catch (err) {
       throw new HotctlError(
         `planning: cannot read the source: ${(err as Error).message}`,
