@@ -376,8 +376,8 @@ export class SshTarget implements Target {
         // rsync's quick check holds while the host file is as the record has it (see LocalTarget).
         // A file the record does not vouch for is compared by content: after one deploy every
         // file of the tree is in the record.
-        const srcHash = srcCache.peek(rel, s)
-        return srcHash === undefined || srcHash === recorded
+        const slot = srcCache.validSlot(rel, s)
+        return slot < 0 || srcCache.hashIs(slot, recorded)
       }
       if (recorded === undefined) {
         collect?.push(rel) // the first pass: hashed on the host, then decided by the second
