@@ -163,8 +163,9 @@ export interface Target {
    */
   planChanges(source: string, opts: {dryRun: boolean}): Promise<TargetPlan>
   /**
-   * Planning will read `source`: a target may start reading it now, while it waits for its host
-   * (an ssh target walks it while it connects). Optional; never throws (planning reports).
+   * Planning will read `source` as it is now (nothing that may write it, such as the checks, runs
+   * before planning): a target may start reading it, while it waits for its host (an ssh target
+   * walks it while it connects). Optional; never throws (planning reports).
    */
   prepare?(source: string): void
   /** The writer's argv as the sync will run it, for the plan a user reads. */
