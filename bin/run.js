@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=1
+#!/usr/bin/env -S MALLOC_TRIM_THRESHOLD_=131072 node --max-semi-space-size=1
 const argv = process.argv.slice(2)
 if (argv.length === 1 && argv[0] === '--version') {
   // Answered without loading oclif (about 50 ms of start-up): the same line oclif prints.

@@ -109,6 +109,8 @@ export async function deploy(ctx: OpContext, flags: DeployFlags): Promise<Deploy
 
 /** A deploy's shared state, before anything ran: the live release is the one it replaces. */
 export async function newDeployRun(ctx: OpContext, flags: DeployFlags): Promise<DeployRun> {
+  // Checks run in the source and may write there: then planning reads it after them (see the lock).
+  if (flags.skipChecks || ctx.config.checks.length === 0) ctx.target.prepare?.(ctx.config.source)
   const previousRelease = (await ctx.target.readMarker())?.id ?? null
   const result: DeployResult = {
     exitCode: EXIT.ok,
@@ -195,6 +197,7 @@ function deploySteps(ctx: OpContext, run: DeployRun): Step[] {
       skip: () => dry && 'dry run: no lock taken',
       task: async () => {
         throwIfInterrupted(ctx)
+        ctx.target.prepare?.(config.source) // after the checks (a no-op when newDeployRun did it)
         run.unlock = await lockTarget(ctx, `hotctl ${process.argv.slice(2).join(' ')}`)
       },
     },

@@ -26,8 +26,10 @@ export class ManifestCache {
     if (!/^[0-9a-f]{64}$/.test(sha)) return undefined
     try {
       const file = path.join(this.dir, `${sha}.json`)
-      const text = fs.readFileSync(file, 'utf8')
-      if (crypto.createHash('sha256').update(text).digest('hex') !== sha) return undefined
+      // Hashed as read (the bytes are the JSON's UTF-8): no second encoding of megabytes of text.
+      const bytes = fs.readFileSync(file)
+      if (crypto.createHash('sha256').update(bytes).digest('hex') !== sha) return undefined
+      const text = bytes.toString('utf8')
       // Used: kept among the newest (a full manifest that later backups' deltas change stays cached).
       const now = new Date()
       fs.utimesSync(file, now, now)
@@ -35,6 +37,35 @@ export class ManifestCache {
     } catch {
       return undefined
     }
+  }
+
+  /**
+   * The full manifest the newest backup of `where` (a host's state dir) is, or is a delta from, as
+   * this controller last wrote or used it: a backup's id and the manifest's sha256 (`remember`).
+   * Only a hint of what to parse ahead: what the host's metadata names decides.
+   */
+  last(where: string): {id: string; sha: string} | undefined {
+    try {
+      const [id, sha] = fs.readFileSync(this.lastFile(where), 'utf8').split(' ')
+      return id && sha && /^[0-9a-f]{64}$/.test(sha) ? {id, sha} : undefined
+    } catch {
+      return undefined
+    }
+  }
+
+  remember(where: string, id: string, sha: string): void {
+    try {
+      fs.mkdirSync(this.dir, {recursive: true, mode: 0o700})
+      const file = this.lastFile(where)
+      fs.writeFileSync(`${file}.${process.pid}.tmp`, `${id} ${sha}`, {mode: 0o600})
+      fs.renameSync(`${file}.${process.pid}.tmp`, file)
+    } catch {
+      // only a cache
+    }
+  }
+
+  private lastFile(where: string): string {
+    return path.join(this.dir, `last-${crypto.createHash('sha256').update(where).digest('hex').slice(0, 32)}`)
   }
 
   put(sha: string, text: string): void {

@@ -114,14 +114,17 @@ export class RemoteShell {
     this.chunks.push(b)
     this.size += b.length
     if (c.at === undefined) {
-      // Looked for in the new bytes and the few before them: never the whole output again.
-      const window = Buffer.concat([c.tail, b])
-      const i = window.indexOf(c.nonce)
-      if (i === -1) {
-        c.tail = Buffer.from(window.subarray(Math.max(0, window.length - c.nonce.length + 1)))
+      // Looked for in the new bytes and across their start (the few bytes before them): never the
+      // whole output again, and no copy of a chunk (a listing is megabytes).
+      const edge = Buffer.concat([c.tail, b.subarray(0, c.nonce.length - 1)])
+      let i = edge.indexOf(c.nonce)
+      if (i !== -1) c.at = this.size - b.length - c.tail.length + i
+      else if ((i = b.indexOf(c.nonce)) !== -1) c.at = this.size - b.length + i
+      else {
+        const keep = c.nonce.length - 1
+        c.tail = b.length >= keep ? Buffer.from(b.subarray(b.length - keep)) : Buffer.from(edge.subarray(-keep))
         return
       }
-      c.at = this.size - window.length + i
     }
     const buf = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks)
     this.chunks = [buf]
@@ -130,7 +133,8 @@ export class RemoteShell {
     if (end === -1) return // the frame's end is still on its way
     const exitCode = Number(buf.toString('latin1', c.at + c.nonce.length, statusEnd))
     const stderr = buf.toString('utf8', statusEnd + 1, end).replace(/\n$/, '')
-    const stdout = Buffer.from(buf.subarray(0, c.at))
+    // A view, not a copy: `buf` is this request's own (a chunk read for it, or their concatenation).
+    const stdout = buf.subarray(0, c.at)
     this.current = undefined
     this.chunks = []
     this.size = 0

@@ -66,6 +66,8 @@ export async function walkRemoteWithRecord(
   recordFile: string,
   skip: PathMatcher,
   protect?: PathMatcher,
+  /** Called once the listing is asked for: what it asks next goes in right behind it. */
+  asked?: () => void,
 ): Promise<{tree: RemoteTree; record: RemoteHashRecord}> {
   const cache = recordCache(conn, recordFile)
   const copy = cache.read()
@@ -73,6 +75,7 @@ export async function walkRemoteWithRecord(
     timeoutMs: Math.max(conn.settings.timeoutMs, 600_000),
     exact: true,
   })
+  asked?.()
   // The request is on its way (sent within this turn of the event loop); the copy is parsed meanwhile.
   await new Promise((resolve) => setImmediate(resolve))
   const copied = copy ? RemoteHashRecord.parseBase(copy.text) : undefined
@@ -209,45 +212,97 @@ export function parseRemoteList(
   let at = 0
   while (at < out.length) {
     let end = fieldEnd()
-    const first = out.toString('latin1', at, end)
+    const headAt = at
+    const headEnd = end
     at = end + 1
-    if (named && first === 'END') return {root, entries, dirsWithSkipped, dirsWithProtected, end: at}
-    const head = first.split(' ')
+    if (named && end - headAt === 3 && latin1(out, headAt, end) === 'END')
+      return {root, entries, dirsWithSkipped, dirsWithProtected, end: at}
     end = fieldEnd()
     const rel = name(named ? at + 2 : at, end)
     at = end + 1
     const linkAt = at
     const linkEnd = (at = fieldEnd()) // the link target: decoded below, for a symlink only
     at = linkEnd + 1
-    const [y, mode, size, mtime, ctime, ino] = head
+    const y = out[headAt]
     const slash = rel.lastIndexOf('/')
     const parent = slash === -1 ? '' : rel.slice(0, slash)
     if (!named && parent && skippedDirs.has(parent)) {
-      if (y === 'd') skippedDirs.add(rel)
+      if (y === DIR) skippedDirs.add(rel)
       continue
     }
-    const type = y === 'f' ? 'file' : y === 'd' ? 'dir' : y === 'l' ? 'symlink' : undefined
+    const type = y === FILE ? 'file' : y === DIR ? 'dir' : y === LINK ? 'symlink' : undefined
     if (skip(rel, type === 'dir')) {
       dirsWithSkipped.add(parent)
       if (protect?.(rel, type === 'dir')) dirsWithProtected.add(parent)
-      if (y === 'd') skippedDirs.add(rel)
+      if (y === DIR) skippedDirs.add(rel)
       continue
     }
     if (!type) continue
-    const e: RemoteTreeEntry = {
-      type,
-      mode: parseInt(mode!, 8),
-      size: Number(size),
-      mtimeMs: timeMs(mtime!),
-      ctimeMs: timeMs(ctime!),
-      ino: Number(ino),
-      mtime: mtime!,
-      ctime: ctime!,
-    }
+    const e = parseHead(out, headAt, headEnd, type)
     if (type === 'symlink') e.link = name(linkAt, linkEnd)
     entries.set(rel, e)
   }
   return {root, entries, dirsWithSkipped, dirsWithProtected, end: named ? undefined : at}
+}
+
+/** Node's own Buffer method under toString('latin1', …), whose argument checks cost a third of it. */
+const latin1 = (b: Buffer, start: number, end: number) =>
+  (b as Buffer & {latin1Slice(start: number, end: number): string}).latin1Slice(start, end)
+const [SPACE, DOT, ZERO, NINE, SEVEN] = [0x20, 0x2e, 0x30, 0x39, 0x37]
+const [DIR, FILE, LINK] = [0x64, 0x66, 0x6c] // d f l
+
+/**
+ * An entry from its head `y mode size mtime ctime ino` (out[at, end)), read from the bytes: no
+ * string per field but the two times the hash record compares (this runs once per host file).
+ * Anything else than find's usual digits (a time before 1970, say) is read field by field.
+ */
+function parseHead(out: Buffer, at: number, end: number, type: RemoteTreeEntry['type']): RemoteTreeEntry {
+  let p = at + 1
+  let ok = out[p++] === SPACE
+  const int = (max: number, base: number) => {
+    const from = p
+    let v = 0
+    for (let c = out[p]!; c >= ZERO && c <= max; c = out[++p]!) v = v * base + c - ZERO
+    if (p === from || out[p++] !== SPACE) ok = false
+    return v
+  }
+  const time = () => {
+    const from = p
+    let v = 0
+    for (let c = out[p]!; c >= ZERO && c <= NINE; c = out[++p]!) v = v * 10 + c - ZERO
+    if (p === from || out[p++] !== DOT) ok = false
+    let nsec = 0
+    for (let k = 0; k < 9; k++) {
+      const c = out[p++]!
+      if (c < ZERO || c > NINE) ok = false
+      nsec = nsec * 10 + c - ZERO
+    }
+    while (out[p]! >= ZERO && out[p]! <= NINE) p++
+    const text = latin1(out, from, p)
+    if (out[p++] !== SPACE) ok = false
+    return {ms: v * 1e3 + nsec / 1e6, text}
+  }
+  const mode = int(SEVEN, 8)
+  const size = ok ? int(NINE, 10) : 0
+  const mtime = ok ? time() : undefined
+  const ctime = ok ? time() : undefined
+  const inoAt = p
+  let ino = 0
+  if (ok) for (let c = out[p]!; c >= ZERO && c <= NINE; c = out[++p]!) ino = ino * 10 + c - ZERO
+  if (!ok || p !== end || p === inoAt || ino > Number.MAX_SAFE_INTEGER || !mtime || !ctime) {
+    const [, m, s, mt, ct, i] = latin1(out, at, end).split(' ')
+    return {
+      type,
+      mode: parseInt(m!, 8),
+      size: Number(s),
+      mtimeMs: timeMs(mt!),
+      ctimeMs: timeMs(ct!),
+      ino: Number(i),
+      mtime: mt!,
+      ctime: ct!,
+    }
+  }
+  return {type, mode, size, mtimeMs: mtime.ms, ctimeMs: ctime.ms, ino, mtime: mtime.text, ctime: ctime.text}
 }
 
 /** `sec.fraction` as Node's stat computes mtimeMs (sec * 1e3 + nsec / 1e6), so equal times compare equal. */

@@ -16,6 +16,9 @@ const HASH = 32
 const MAGIC = Buffer.from('hotctl hashes 1\n')
 const ROW = 4 + STATS * 8 + HASH
 
+/** Character codes of the lowercase hex digits. */
+const HEX = Array.from('0123456789abcdef', (c) => c.charCodeAt(0))
+
 /** `x.json` → `x.bin` (any other name is used as it is). */
 const binaryName = (file: string) => (file.endsWith('.json') ? `${file.slice(0, -'.json'.length)}.bin` : file)
 
@@ -86,6 +89,17 @@ export class HashCache {
       this.stats[s + 3] === entry.ino
       ? slot
       : -1
+  }
+
+  /** Is the hash in `slot` (from validSlot) the sha256 `hex` (lowercase)? No string made per call. */
+  hashIs(slot: number, hex: string): boolean {
+    if (hex.length !== HASH * 2) return false
+    const at = slot * HASH
+    for (let i = 0; i < HASH; i++) {
+      const b = this.hashes[at + i]!
+      if (hex.charCodeAt(2 * i) !== HEX[b >> 4] || hex.charCodeAt(2 * i + 1) !== HEX[b & 15]) return false
+    }
+    return true
   }
 
   /** Is the hash in `slot` (from validSlot) the one in `other`'s `otherSlot`? */

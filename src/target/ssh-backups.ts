@@ -224,11 +224,15 @@ export class SshBackupStore implements BackupStore {
   private readonly where = new Map<string, string[]>()
   /** `list` as last read, kept current by snapshot and prune (one listing per run, not one per call). */
   private listed?: BackupMeta[]
+  /** `list`'s read of the host while it is under way (a caller that asks meanwhile waits for it). */
+  private reading?: Promise<BackupMeta[]>
   /** Manifests read or written in this run, by backup id (a restore's verify, the tree as deployed). */
   private readonly snaps = new Map<string, Snap>()
   /** The backup this process took last (the newest: ids only grow). */
   private lastSnapshot?: {id: string; snap: Snap}
   private readonly cache = new ManifestCache()
+  /** The full manifest the newest backup likely uses, parsed ahead (prepare): used when the host's metadata names it. */
+  private ahead?: {id: string; sha: string; snap: Snap}
 
   constructor(
     private readonly conn: SshConnection,
@@ -242,14 +246,57 @@ export class SshBackupStore implements BackupStore {
     this.skip = compilePatterns([...config.exclude, ...config.protect, `/${MAINTENANCE_NAME}`])
   }
 
+  /** Where this host's state dir is, for the manifest cache's hint of the full manifest in use. */
+  private get cacheKey(): string {
+    return `${this.conn.destination}:${this.conn.host.port ?? 22}:${this.config.stateDir}`
+  }
+
+  /**
+   * A backup follows (a deploy): the full manifest the newest backup used (this controller's hint
+   * and cached copy, checked by sha256) is parsed now, while the connection is made, not after
+   * planning. Used only if the host's metadata names that very manifest (fullManifest, snap).
+   */
+  prepare(): void {
+    const last = this.cache.last(this.cacheKey)
+    const text = last && this.cache.get(last.sha)
+    if (!last || text === undefined || !ID_PATTERN.test(last.id)) return
+    try {
+      const own = parseManifest(text, [`backups/${last.id}`], () => new Error('unreadable'))
+      if (own.base !== undefined) return
+      const snap: Snap = {manifest: own.manifest, packs: own.packs}
+      snap.full = {id: last.id, sha: last.sha, snap}
+      this.ahead = {id: last.id, sha: last.sha, snap}
+    } catch {
+      // only a head start: read as usual
+    }
+  }
+
+  /** The manifest parsed ahead when it is backup `id`'s full manifest with this sha256 (only for a cached read). */
+  private parsedAhead(id: string, sha: string | undefined, opts: {cached?: boolean}): Snap | undefined {
+    const a = this.ahead
+    if (!opts.cached || !a || a.id !== id || a.sha !== sha) return undefined
+    this.ahead = undefined // taken: held by `snaps` from now on
+    return a.snap
+  }
+
   async list(): Promise<BackupMeta[]> {
-    this.listed ??= (await this.readAll()).metas.flatMap((r) => (r.meta ? [r.meta] : []))
+    if (!this.listed) {
+      const reading = (this.reading ??= this.readAll().then((r) => r.metas.flatMap((m) => (m.meta ? [m.meta] : []))))
+      try {
+        const metas = await reading
+        if (this.reading === reading) this.listed ??= metas
+      } finally {
+        if (this.reading === reading) this.reading = undefined
+      }
+      if (!this.listed) return this.list() // invalidated while it was read: read again
+    }
     return [...this.listed]
   }
 
   /** Forgets what `list` read: others may have changed the backups since (the target calls it when it takes the lock). */
   invalidate(): void {
     this.listed = undefined
+    this.reading = undefined
   }
 
   async ids(): Promise<string[]> {
@@ -290,6 +337,9 @@ export class SshBackupStore implements BackupStore {
     this.snaps.set(id, captured.snap)
     this.lastSnapshot = {id, snap: captured.snap}
     this.cache.put(tree.sha, tree.text)
+    // The full manifest the next backup will likely read: parsed ahead by the next deploy (prepare).
+    const used = captured.snap.full
+    if (used) this.cache.remember(this.cacheKey, used.id, used.sha)
     return meta
   }
 
@@ -314,45 +364,54 @@ export class SshBackupStore implements BackupStore {
   ): Promise<{files: number; bytes: number; added: number; copies: number; snap: Snap}> {
     const {dst, record} = walk
     // In the listing's order (a directory before what it holds): the manifest's order is not its meaning.
-    const rels = [...dst.entries.keys()]
-    const kept = new Map<string, string>()
+    const live = [...dst.entries]
+    // Per entry (by index): the base's entry and pack it keeps; neither for a copy or a directory.
+    const keptEntry: (ManifestEntry | undefined)[] = new Array(live.length)
+    const keptAt: (string | undefined)[] = new Array(live.length)
     const toCopy: string[] = []
-    for (const rel of rels) {
-      const e = dst.entries.get(rel)!
+    for (let i = 0; i < live.length; i++) {
+      const [rel, e] = live[i]!
       if (e.type === 'dir') continue
       const b = base?.manifest.get(rel)
-      const from = base?.packs.get(rel)
+      const from = b && base!.packs.get(rel)
       const same =
         b?.type === e.type &&
         (e.type === 'symlink'
           ? b.link === e.link
           : b.mode === e.mode && b.size === e.size && b.hash === record.peek(rel, e as RemoteTreeEntry))
-      if (same && from) kept.set(rel, from)
-      else toCopy.push(rel)
+      if (same && from) {
+        keptEntry[i] = b
+        keptAt[i] = from
+      } else toCopy.push(rel)
     }
     const copies = await this.copyIn(`${dir}/${name}.part`, toCopy)
     const snap: Snap = {manifest: new Map(), packs: new Map()}
     let files = 0
     let bytes = 0
     let added = 0
-    for (const rel of rels) {
-      const live = dst.entries.get(rel)!
-      const copy = copies.get(rel)
-      const e = copy ?? live
-      if (live.type !== 'dir' && !kept.has(rel) && !copy)
+    for (let i = 0; i < live.length; i++) {
+      const [rel, l] = live[i]!
+      const kept = keptEntry[i]
+      const copy = kept || l.type === 'dir' ? undefined : copies.get(rel)
+      const e = copy ?? l
+      if (l.type !== 'dir' && !kept && !copy)
         throw new Error(
           `backup: ${rel} vanished from ${this.config.target} on ${this.conn.host.name} while it was copied`,
         )
-      const at = kept.get(rel) ?? pack
+      const at = keptAt[i] ?? pack
       if (e.type === 'dir') {
-        snap.manifest.set(rel, {type: 'dir', mode: e.mode})
+        // The base's entry where it says the same (most of them): one object per entry, not two.
+        const b = base?.manifest.get(rel)
+        snap.manifest.set(rel, b?.type === 'dir' && b.mode === e.mode ? b : {type: 'dir', mode: e.mode})
       } else if (e.type === 'symlink') {
-        snap.manifest.set(rel, {type: 'symlink', mode: e.mode, link: e.link})
+        const same = kept?.type === 'symlink' && kept.mode === e.mode && kept.link === e.link
+        snap.manifest.set(rel, same ? kept : {type: 'symlink', mode: e.mode, link: e.link})
         snap.packs.set(rel, at)
       } else {
-        const hash = copy ? copy.hash : base!.manifest.get(rel)!.hash
+        const hash = copy ? copy.hash : kept!.hash
         if (!hash) throw new Error(`backup: ${rel} could not be read on ${this.conn.host.name}`)
-        snap.manifest.set(rel, {type: 'file', mode: e.mode, size: e.size, hash})
+        const same = !copy && kept!.mode === e.mode && kept!.size === e.size
+        snap.manifest.set(rel, same ? kept! : {type: 'file', mode: e.mode, size: e.size, hash})
         snap.packs.set(rel, at)
         files++
         bytes += e.size
@@ -837,6 +896,11 @@ export class SshBackupStore implements BackupStore {
     const known = this.snaps.get(meta.id)
     if (known) return known
     const sha = meta.root['']!
+    const ahead = meta.root.base === undefined ? this.parsedAhead(meta.id, sha, opts) : undefined
+    if (ahead) {
+      this.snaps.set(meta.id, ahead)
+      return ahead
+    }
     // A delta has a name of its own: a hotctl that predates deltas finds no manifest (damage, never a partial tree).
     const own = await this.readManifest(`${this.dir}/${meta.id}`, meta.id, sha, [`backups/${meta.id}`], {
       ...opts,
@@ -870,6 +934,11 @@ export class SshBackupStore implements BackupStore {
   private async fullManifest(id: string, base: string, sha: string, opts: {cached?: boolean}): Promise<Snap> {
     const known = this.snaps.get(base)
     if (known?.full?.sha === sha && known.full.snap === known) return known
+    const ahead = this.parsedAhead(base, sha, opts)
+    if (ahead) {
+      if (!this.snaps.has(base)) this.snaps.set(base, ahead)
+      return ahead
+    }
     try {
       const own = await this.readManifest(`${this.dir}/${base}`, base, sha, [`backups/${base}`], opts)
       if (own.base !== undefined)
@@ -916,33 +985,7 @@ export class SshBackupStore implements BackupStore {
       if (sha256(text) !== sha) throw damaged('hash-mismatch', 'does not match the sha256 its metadata records')
       if (opts.cached) this.cache.put(sha, text)
     }
-    const file = JSON.parse(text) as ManifestFile
-    const packs = file.v === 2 ? (file.packs ?? []) : undefined
-    if (packs && !packs.every((p) => PACK.test(p))) throw damaged('invalid', 'names a pack outside the state dir')
-    const legacyAt = legacy.join('\0')
-    if (file.base !== undefined && !ID_PATTERN.test(file.base))
-      throw damaged('invalid', 'names no backup it is based on')
-    if (file.baseSha !== undefined && !/^[0-9a-f]{64}$/.test(file.baseSha))
-      throw damaged('invalid', 'names no manifest it is based on')
-    const snap = {
-      manifest: new Map(),
-      packs: new Map(),
-      base: file.base,
-      baseSha: file.baseSha,
-      deleted: file.deleted ?? [],
-    }
-    for (const [p, t, mode, x, y, z] of file.entries) {
-      if (t === 'd') {
-        snap.manifest.set(p, {type: 'dir', mode})
-        continue
-      }
-      const at = packs ? packs[(t === 'f' ? z : y) as number] : legacyAt
-      if (at === undefined) throw damaged('invalid', `names no pack for ${p}`)
-      snap.packs.set(p, at)
-      if (t === 'f') snap.manifest.set(p, {type: 'file', mode, size: x as number, hash: y as string})
-      else snap.manifest.set(p, {type: 'symlink', mode, link: x as string})
-    }
-    return snap
+    return parseManifest(text, legacy, damaged)
   }
 
   private async readAll(): Promise<{
@@ -983,6 +1026,44 @@ export class SshBackupStore implements BackupStore {
   }
 }
 
+/**
+ * A manifest's JSON (`text`, already checked against its sha256) as a Snap, with a delta's base and
+ * deletions; `damaged(problem, message)` is what a manifest that names no valid pack throws. A
+ * legacy manifest (no packs) has its objects in `legacy` (tried in order).
+ */
+function parseManifest(
+  text: string,
+  legacy: string[],
+  damaged: (problem: Damage['problem'], message: string) => Error,
+): Snap & {base?: string; baseSha?: string; deleted: string[]} {
+  const file = JSON.parse(text) as ManifestFile
+  const packs = file.v === 2 ? (file.packs ?? []) : undefined
+  if (packs && !packs.every((p) => PACK.test(p))) throw damaged('invalid', 'names a pack outside the state dir')
+  const legacyAt = legacy.join('\0')
+  if (file.base !== undefined && !ID_PATTERN.test(file.base)) throw damaged('invalid', 'names no backup it is based on')
+  if (file.baseSha !== undefined && !/^[0-9a-f]{64}$/.test(file.baseSha))
+    throw damaged('invalid', 'names no manifest it is based on')
+  const snap = {
+    manifest: new Map(),
+    packs: new Map(),
+    base: file.base,
+    baseSha: file.baseSha,
+    deleted: file.deleted ?? [],
+  }
+  for (const [p, t, mode, x, y, z] of file.entries) {
+    if (t === 'd') {
+      snap.manifest.set(p, {type: 'dir', mode})
+      continue
+    }
+    const at = packs ? packs[(t === 'f' ? z : y) as number] : legacyAt
+    if (at === undefined) throw damaged('invalid', `names no pack for ${p}`)
+    snap.packs.set(p, at)
+    if (t === 'f') snap.manifest.set(p, {type: 'file', mode, size: x as number, hash: y as string})
+    else snap.manifest.set(p, {type: 'symlink', mode, link: x as string})
+  }
+  return snap
+}
+
 /** A backup's manifest, JSON (its sha256 is the metadata's `root['']`) and gzipped (as stored). */
 interface Encoded {
   sha: string
@@ -1015,7 +1096,7 @@ function encodeDelta(snap: Snap, full: {id: string; sha: string; snap: Snap}): E
   for (const [rel, e] of snap.manifest) {
     const b = base.manifest.get(rel)
     const at = snap.packs.get(rel)
-    if (b && sameManifestEntry(b, e) && base.packs.get(rel) === at) continue
+    if (b && (b === e || sameManifestEntry(b, e)) && base.packs.get(rel) === at) continue
     entries.push(row(rel, e, at, packs, packIndex))
     if (limit(entries.length)) return undefined
   }

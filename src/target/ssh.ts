@@ -31,7 +31,7 @@ import {
 } from '../ssh/remote-tree.js'
 import {HashCache} from '../store/hash-cache.js'
 import type {Manifest} from '../store/manifest.js'
-import {statEntry, type Tree, type TreeEntry, walkTree} from '../store/walk.js'
+import {statEntry, type Tree, type TreeEntry, walkTreeAsync} from '../store/walk.js'
 import {verbose} from '../ui/verbose.js'
 import {followItemized, refuseReplacingProtected, sourceProblem} from './local.js'
 import {SshBackupStore} from './ssh-backups.js'
@@ -150,8 +150,12 @@ exit 0`
 /** Appends patch lines ($2) to the hash record's patch file ($1). */
 const APPEND_RECORD = `printf '%s' "$2" >> "$1"`
 
-/** The source trees planning walked, by source and filters, shared by this process's targets. */
-const sourceWalks = new Map<string, Tree>()
+/**
+ * The source trees planning walks, by source and filters, shared by this process's targets (a
+ * fleet's hosts plan against one walk) until the last target that asked for it (prepare) planned:
+ * then it is let go (megabytes at 20k files that the backup and the sync never read).
+ */
+const sourceWalks = new Map<string, {walk: Promise<Tree>; users: number; key: string}>()
 
 /** Source hash caches by file, shared by this process's targets (see SshTarget.sourceCache). */
 const sourceCaches = new Map<string, HashCache>()
@@ -289,6 +293,42 @@ export class SshTarget implements Target {
   }
 
   /**
+   * Starts the source walk (and opens the source hash cache) while the connection is made: the
+   * controller is idle until the host answers. Walked once per process: every host of a fleet
+   * plans against the same source tree.
+   */
+  prepare(source: string): void {
+    if (sourceProblem(source) || this.walking) return // planning says what is wrong
+    const walk = this.walkSource(source)
+    walk.users++
+    this.walking = true
+    walk.walk.catch(() => undefined) // planning reports a failure
+    this.sourceCache(source)
+    this.backups.prepare()
+  }
+
+  /** This target counts among its source walk's users (see sourceWalks). */
+  private walking = false
+
+  private walkSource(source: string): {walk: Promise<Tree>; users: number; key: string} {
+    const key = JSON.stringify([source, this.config.exclude, this.config.protect])
+    let walk = sourceWalks.get(key)
+    if (!walk) sourceWalks.set(key, (walk = {walk: walkTreeAsync(source, this.skip), users: 0, key}))
+    return walk
+  }
+
+  /** The source walk for planning; let go once every target that asked for it has it. */
+  private async plannedSource(source: string): Promise<Tree> {
+    const walk = this.walkSource(source)
+    if (this.walking) {
+      this.walking = false
+      walk.users--
+    }
+    if (walk.users <= 0) sourceWalks.delete(walk.key)
+    return walk.walk
+  }
+
+  /**
    * Plans from one listing of the host's tree (stat to the nanosecond, with the host's hash record
    * in the same round trip) and a walk of the source here, as LocalTarget plans: content decides
    * wherever size or mtime differ. A host file's hash comes from the record while its size, mtime,
@@ -303,6 +343,8 @@ export class SshTarget implements Target {
       this.recordFile,
       this.skip,
       compilePatterns(this.config.protect),
+      // The backup that follows lists the host's backups: asked now, answered right after the listing.
+      () => void this.backups.list().catch(() => undefined),
     )
     const missing = sourceProblem(source)
     if (missing)
@@ -311,14 +353,9 @@ export class SshTarget implements Target {
         EXIT.failed,
         'Fix `source` in the config (or the path it names); the target was not touched.',
       )
-    // Walked after the host's listing, not during it: overlapping them (an async find, or a sync
-    // one while the reply waited) measured slower with the host on this machine (more system
-    // time, the reply read in small pieces). Once per process: every host of a fleet plans
-    // against the same source tree.
-    const walkKey = JSON.stringify([source, this.config.exclude, this.config.protect])
-    let src = sourceWalks.get(walkKey)
+    let src: Tree
     try {
-      if (!src) sourceWalks.set(walkKey, (src = walkTree(source, this.skip)))
+      src = await this.plannedSource(source)
     } catch (err) {
       throw new HotctlError(
         `planning: cannot read the source: ${(err as Error).message}`,
@@ -339,8 +376,8 @@ export class SshTarget implements Target {
         // rsync's quick check holds while the host file is as the record has it (see LocalTarget).
         // A file the record does not vouch for is compared by content: after one deploy every
         // file of the tree is in the record.
-        const srcHash = srcCache.peek(rel, s)
-        return srcHash === undefined || srcHash === recorded
+        const slot = srcCache.validSlot(rel, s)
+        return slot < 0 || srcCache.hashIs(slot, recorded)
       }
       if (recorded === undefined) {
         collect?.push(rel) // the first pass: hashed on the host, then decided by the second

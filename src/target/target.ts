@@ -162,6 +162,12 @@ export interface Target {
    * under `dryRun`; otherwise it may keep what it learnt (hash caches) in the state dir.
    */
   planChanges(source: string, opts: {dryRun: boolean}): Promise<TargetPlan>
+  /**
+   * Planning will read `source` as it is now (nothing that may write it, such as the checks, runs
+   * before planning): a target may start reading it, while it waits for its host (an ssh target
+   * walks it while it connects). Optional; never throws (planning reports).
+   */
+  prepare?(source: string): void
   /** The writer's argv as the sync will run it, for the plan a user reads. */
   describeSync(source: string): string[]
   /** A dry run of the planned writes: what the writer itself would do. Read-only. */

@@ -157,6 +157,38 @@ describe('SSH backups: packs and manifests on the host', {timeout: 240_000}, () 
     expect(damaged.sort()).toEqual([full, delta].sort())
   })
 
+  it("the full manifest parsed ahead (the controller's hint) is used only when the host's metadata names it", async () => {
+    const ws = makeWorkspace()
+    remote(ws)
+    const env = {XDG_CACHE_HOME: path.join(ws.dir, 'cache')}
+    const at = async (version: string) => {
+      ws.setVersion(version)
+      const r = await runCli(['deploy', '--json'], {cwd: ws.src, env})
+      expect(r.exitCode, why(r)).toBe(0)
+      return r
+    }
+    const full = (await at('v2')).json.backup.id as string
+    const v3 = await at('v3')
+    // The hint names the full backup with another manifest, valid by its own sha256 in the cache:
+    // its objects in the wrong pack (a manifest the host never wrote for that backup).
+    const dir = path.join(ws.dir, 'cache', 'hotctl', 'ssh-manifests')
+    const hints = fs.readdirSync(dir).filter((n) => n.startsWith('last-'))
+    expect(hints).toHaveLength(1)
+    const [id, sha] = fs.readFileSync(path.join(dir, hints[0]!), 'utf8').split(' ')
+    expect(id).toBe(full)
+    const text = fs.readFileSync(path.join(dir, `${sha}.json`), 'utf8')
+    const forged = text.replace(`"backups/${full}"`, `"backups/${v3.json.backup.id}"`)
+    expect(forged).not.toBe(text)
+    const forgedSha = crypto.createHash('sha256').update(forged).digest('hex')
+    fs.writeFileSync(path.join(dir, `${forgedSha}.json`), forged)
+    fs.writeFileSync(path.join(dir, hints[0]!), `${full} ${forgedSha}`)
+    await at('v4')
+    const verify = await runCli(['backups', 'verify', '--json'], {cwd: ws.src, env})
+    expect(verify.exitCode, why(verify)).toBe(0)
+    const back = await runCli(['rollback', '--to', v3.json.release, '--json'], {cwd: ws.src, env})
+    expect(back.exitCode, why(back)).toBe(0)
+  })
+
   it('a damaged object is refused before the restore writes anything (exit 1); only what the restore copies is read', async () => {
     const ws = makeWorkspace()
     remote(ws)

@@ -72,6 +72,16 @@ function byteTree(root: string): string {
 const controlDirs = (dir: string) => fs.readdirSync(dir).filter((n) => n.startsWith('hotctl-ssh-'))
 
 describe('SSH target: one remote host', () => {
+  it('planning reads the source after the checks: a file a check writes there is deployed', async () => {
+    const ws = makeWorkspace()
+    // The check ends well after the source could have been walked while connecting.
+    remote(ws, host, {protect: ['data/', '.env'], checks: {generate: 'sleep 1; echo generated > generated.txt'}})
+    const r = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(r.exitCode, why(r)).toBe(0)
+    expect(r.json.changes.added).toContain('generated.txt')
+    expect(fs.readFileSync(path.join(ws.live, 'generated.txt'), 'utf8')).toBe('generated\n')
+  })
+
   it('deploys, then a redeploy and a CI-style fresh copy write only what changed by content', async () => {
     const ws = makeWorkspace()
     const svc = await startService(ws.live)

@@ -83,4 +83,19 @@ describe('HashCache slots', () => {
     expect(a.validSlot('x', {...stat, ctimeMs: 2})).toBe(-1) // touched since: its hash no longer holds
     expect(a.validSlot('z', stat)).toBe(-1)
   })
+
+  it('compares a slot with a hex sha256 (a host record row) digit by digit', () => {
+    const a = HashCache.open()
+    const stat = {size: 1, mtimeMs: 1, ctimeMs: 1, ino: 1}
+    const digest = Buffer.from('00ff10a9'.repeat(8), 'hex')
+    const slot = a.recordDigest('x', stat, digest, 0)
+    const hex = digest.toString('hex')
+    expect(a.hashIs(slot, hex)).toBe(true)
+    for (const i of [0, 1, 31, 62, 63]) {
+      const other = hex.slice(0, i) + (hex[i] === 'a' ? 'b' : 'a') + hex.slice(i + 1)
+      expect(a.hashIs(slot, other)).toBe(false)
+    }
+    expect(a.hashIs(slot, hex.toUpperCase())).toBe(false) // only sha256sum's lowercase is a match
+    expect(a.hashIs(slot, hex.slice(0, 62))).toBe(false)
+  })
 })

@@ -34,6 +34,35 @@ describe('RemoteShell', () => {
     expect(e.stdout.toString().split('\n')[0]).not.toBe('/')
   })
 
+  it('an answer whose frame arrives split at any byte, or after a long output, comes back whole', async () => {
+    // A stand-in for the host's shell that answers every request with `xxxxxxxx` (or N bytes of it)
+    // and its frame, in two writes cut at the byte the request names, a pause between them (two
+    // reads here), so the frame's head is found across reads at every offset.
+    const fake = String.raw`let buf = ''
+process.stdin.on('data', (d) => {
+  buf += d
+  for (let m; (m = /printf '\\n%s %s\\n' ([0-9a-f]{24})[\s\S]*?printf '%s\\n' \1; }\n/.exec(buf)); ) {
+    const [, cut, n] = /cut=(\d+) n=(\d+)/.exec(buf).map(Number)
+    buf = buf.slice(m.index + m[0].length)
+    const out = 'x'.repeat(n) + '\n' + m[1] + ' 0\n' + m[1] + '\n'
+    process.stdout.write(out.slice(0, cut))
+    setTimeout(() => process.stdout.write(out.slice(cut)), 30)
+  }
+})`
+    const sh = new RemoteShell(process.execPath, ['-e', fake])
+    shells.push(sh)
+    for (const [n, cuts] of [
+      [8, Array.from({length: 40}, (_, k) => 8 + k)],
+      [1_500_000, [1_500_005, 1_500_020]],
+    ] as const)
+      for (const cut of cuts) {
+        const r = await sh.run(remoteScript(`: cut=${cut} n=${n}`), 10_000)
+        expect(r.exitCode).toBe(0)
+        expect(r.stdout.length).toBe(n)
+        expect(r.stdout.every((c) => c === 0x78)).toBe(true)
+      }
+  })
+
   it('output that imitates a frame does not end the answer (the nonce is random per request)', async () => {
     const sh = shell()
     const r = await sh.run(remoteScript(`printf '\\n%s %s\\n' 0123456789abcdef01234567 0; printf 'rest'`), 10_000)
