@@ -3,6 +3,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import {decodeName, fsPath} from '../file-names.js'
 import type {PathMatcher} from '../plan/patterns.js'
+import {TreeEntries, type TreeEntryMap} from './tree-entries.js'
 
 /** One entry of a tree, keyed by its path relative to the root ('/'-separated). */
 export interface TreeEntry {
@@ -17,7 +18,8 @@ export interface TreeEntry {
 
 export interface Tree {
   root: string
-  entries: Map<string, TreeEntry>
+  /** A local walk's are packed (TreeEntries); an ssh listing's are a Map. */
+  entries: TreeEntryMap
   /** Directories directly holding skipped (excluded or protected) entries. */
   dirsWithSkipped: Set<string>
   /** Directories directly holding protected entries: never removed. */
@@ -73,7 +75,7 @@ export const walks = {find: 0, lstat: 0}
 
 const emptyTree = (root: string): Tree => ({
   root,
-  entries: new Map(),
+  entries: new TreeEntries(),
   dirsWithSkipped: new Set(),
   dirsWithProtected: new Set(),
 })
@@ -139,7 +141,7 @@ class Shape extends Error {}
  * runs instead).
  */
 class FindParser {
-  readonly tree: Tree
+  readonly tree: Tree & {entries: TreeEntries}
   failed = false
   private skippedDir = '' // 'dir/' while the records under a skipped directory go by
   private out: Buffer = Buffer.alloc(0)
@@ -150,7 +152,7 @@ class FindParser {
     private readonly skip: PathMatcher,
     private readonly protect: PathMatcher | undefined,
   ) {
-    this.tree = {root, entries: new Map(), dirsWithSkipped: new Set(), dirsWithProtected: new Set()}
+    this.tree = {root, entries: new TreeEntries(4096), dirsWithSkipped: new Set(), dirsWithProtected: new Set()}
   }
 
   /** Parses the whole records in `out`; returns where the first incomplete one starts. */
@@ -213,9 +215,8 @@ class FindParser {
     // Past 2^53 the digits summed in doubles can round otherwise than Node's uint64 → double.
     if (ino > Number.MAX_SAFE_INTEGER) ino = Number(BigInt(out.toString('latin1', inoAt, this.p)))
     if (this.p !== nameAt - 1) throw new Shape()
-    const entry: TreeEntry = {type, mode, size, mtimeMs, ctimeMs, ino}
-    if (type === 'symlink') entry.link = this.name(linkAt, next - 1)
-    tree.entries.set(rel, entry)
+    const link = type === 'symlink' ? this.name(linkAt, next - 1) : undefined
+    tree.entries.setBytes(out, nameAt, linkAt - 1, type, mode, size, mtimeMs, ctimeMs, ino, link)
   }
 
   /** decodeName of the bytes from `start` to `end`, without a Buffer view for the usual valid UTF-8. */
@@ -265,7 +266,7 @@ class FindParser {
  */
 export function walkTreeNode(root: string, skip: PathMatcher, protect?: PathMatcher): Tree {
   walks.lstat++
-  const entries = new Map<string, TreeEntry>()
+  const entries = new TreeEntries()
   const dirsWithSkipped = new Set<string>()
   const dirsWithProtected = new Set<string>()
   if (!fs.existsSync(root)) return {root, entries, dirsWithSkipped, dirsWithProtected}

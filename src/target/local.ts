@@ -15,7 +15,6 @@ import {rsyncBinary} from '../rsync/binary.js'
 import {type ItemizedChange, parseItemize} from '../rsync/itemize.js'
 import {type CommandResult, runCommand} from '../service/run-command.js'
 import type {Manifest} from '../store/manifest.js'
-import type {HashCache} from '../store/hash-cache.js'
 import {DIGEST, hashFiles} from '../store/hash-pool.js'
 import {removeExtras} from '../store/snapshot.js'
 import {statEntry, type Tree, type TreeEntry} from '../store/walk.js'
@@ -115,9 +114,20 @@ export class LocalTarget implements Target {
     const dstCache = this.tree.targetCache()
     // Content decides what the quick check cannot. The hashes planning needs and no record has
     // (all of a fresh clone's) are collected by the walk's comparison, read on every core, then
-    // compared: the pairs that differ are changed.
-    const pending: Pending[] = []
-    const unhashed: Unhashed[] = []
+    // compared: the pairs that differ are changed. Held as flat arrays (issue 10, memory per
+    // file: a fresh clone of 200k files has 200k of them), each path built only when read.
+    const pendingRel: string[] = []
+    /** Per pending file: its source's and its target's cache slot (-1 until hashed). */
+    const pendingSlots: number[] = []
+    /** Hashes to read: pending index × 2 + side (0 source, 1 target); the file's size; its mtime, ctime, inode. */
+    const toHash: number[] = []
+    const toHashSize: number[] = []
+    const toHashStat: number[] = []
+    const queue = (at: number, e: TreeEntry) => {
+      toHash.push(at)
+      toHashSize.push(e.size)
+      toHashStat.push(e.mtimeMs, e.ctimeMs, e.ino)
+    }
     const sameContent = (rel: string, s: TreeEntry, d: TreeEntry, mtimeEqual: boolean): boolean => {
       const srcSlot = srcCache.validSlot(rel, s)
       const dstSlot = dstCache.validSlot(rel, d)
@@ -129,23 +139,36 @@ export class LocalTarget implements Target {
         if (!dstCache.knows(rel)) return true // no record (never deployed by hotctl): as rsync -a
       }
       if (srcSlot >= 0 && dstSlot >= 0) return srcCache.sameHash(srcSlot, dstCache, dstSlot)
-      const p: Pending = {rel, srcSlot, dstSlot}
-      pending.push(p)
-      if (srcSlot < 0) unhashed.push({cache: srcCache, root: source, entry: s, pending: p, side: 'srcSlot'})
-      if (dstSlot < 0) unhashed.push({cache: dstCache, root: dst.root, entry: d, pending: p, side: 'dstSlot'})
+      const p = pendingRel.length
+      pendingRel.push(rel)
+      pendingSlots.push(srcSlot, dstSlot)
+      if (srcSlot < 0) queue(p * 2, s)
+      if (dstSlot < 0) queue(p * 2 + 1, d)
       return true // decided below, once hashed
     }
     const changes = diffTrees(src, dst, sameContent, (rel: string) => OWN_FILES.includes(rel))
-    if (unhashed.length > 0) {
+    if (toHash.length > 0) {
+      const roots = [source, dst.root].map((r) => (r.endsWith('/') ? r : `${r}/`))
+      const caches = [srcCache, dstCache]
       const digests = await hashFiles(
-        unhashed.map((u) => (u.root.endsWith('/') ? u.root + u.pending.rel : `${u.root}/${u.pending.rel}`)),
-        unhashed.map((u) => u.entry.size),
+        {length: toHash.length, path: (i) => roots[toHash[i]! & 1]! + pendingRel[toHash[i]! >> 1]!},
+        toHashSize,
       )
-      unhashed.forEach((u, i) => {
-        u.pending[u.side] = u.cache.recordDigest(u.pending.rel, u.entry, digests, i * DIGEST)
-        u.cache.hashed++
-      })
-      const differ = pending.filter((p) => !srcCache.sameHash(p.srcSlot, dstCache, p.dstSlot)).map((p) => p.rel)
+      for (let i = 0; i < toHash.length; i++) {
+        const side = toHash[i]! & 1
+        const p = toHash[i]! >> 1
+        const stat = {
+          size: toHashSize[i]!,
+          mtimeMs: toHashStat[i * 3]!,
+          ctimeMs: toHashStat[i * 3 + 1]!,
+          ino: toHashStat[i * 3 + 2]!,
+        }
+        pendingSlots[p * 2 + side] = caches[side]!.recordDigest(pendingRel[p]!, stat, digests, i * DIGEST)
+        caches[side]!.hashed++
+      }
+      const differ: string[] = []
+      for (let p = 0; p < pendingRel.length; p++)
+        if (!srcCache.sameHash(pendingSlots[p * 2]!, dstCache, pendingSlots[p * 2 + 1]!)) differ.push(pendingRel[p]!)
       if (differ.length > 0) changes.changed = [...changes.changed, ...differ].sort() // as diffTrees orders them
     }
     // Planning is read-only under --dry-run: what was hashed is kept only by a real deploy.
@@ -274,22 +297,6 @@ export class LocalTarget implements Target {
     }
     return parseItemize(r.stdout)
   }
-}
-
-/** A file of equal size on both sides whose content decides, and where each side's hash is held. */
-interface Pending {
-  rel: string
-  srcSlot: number
-  dstSlot: number
-}
-
-/** A file whose hash planning needs and no cache has (for its current stat). */
-interface Unhashed {
-  cache: HashCache
-  root: string
-  entry: TreeEntry
-  pending: Pending
-  side: 'srcSlot' | 'dstSlot'
 }
 
 /** Counts the files rsync reports written (one itemized line each, as it goes) and their sizes. */
