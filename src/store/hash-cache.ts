@@ -4,7 +4,7 @@ import {hashFile} from './hash.js'
 import {isHash} from './objects.js'
 import {PathTable} from './path-table.js'
 import {TreeEntries} from './tree-entries.js'
-import type {Tree, TreeEntry} from './walk.js'
+import type {SizeHint, Tree, TreeEntry} from './walk.js'
 
 /** The stat fields a cached hash is validated by. */
 export type Stat = Pick<TreeEntry, 'size' | 'mtimeMs' | 'ctimeMs' | 'ino'>
@@ -16,6 +16,15 @@ const HASH = 32
 /** The persisted file's first bytes; then per row: u32 LE name length, the name's bytes, 4 × f64 LE stat, the hash. */
 const MAGIC = Buffer.from('hotctl hashes 1\n')
 const ROW = 4 + STATS * 8 + HASH
+
+/** The buffer a whole cache file is written through. */
+const WRITE_CHUNK = 1 << 20
+
+/** Writes `buf[0…n]` to `fd` (writeSync may write less than asked); returns n. */
+function writeAll(fd: number, buf: Buffer, n: number): number {
+  for (let at = 0; at < n;) at += fs.writeSync(fd, buf, at, n - at)
+  return n
+}
 
 /** `x.json` → `x.bin` (any other name is used as it is). */
 const binaryName = (file: string) => (file.endsWith('.json') ? `${file.slice(0, -'.json'.length)}.bin` : file)
@@ -94,6 +103,11 @@ export class HashCache {
     )
   }
 
+  /** What a walk of the tree this cache was last saved for should expect: its rows and their paths' bytes. */
+  sizeHint(): SizeHint {
+    return {entries: this.slots.size, bytes: this.slots.bytesUsed}
+  }
+
   /** Rows held: the number of files last seen, give or take. */
   get size(): number {
     return this.slots.size
@@ -154,22 +168,36 @@ export class HashCache {
     if (!this.file || !this.dirty) return
     if (this.append()) return
     const {slots} = this
-    let size = MAGIC.length
-    for (let slot = 0; slot < slots.count; slot++) if (slots.isLive(slot)) size += ROW + slots.byteLength(slot)
-    const out = Buffer.allocUnsafe(size)
-    let at = MAGIC.copy(out, 0)
-    for (let slot = 0; slot < slots.count; slot++) {
-      if (!slots.isLive(slot)) continue
-      const len = slots.copyName(slot, out, at + 4)
-      at = out.writeUInt32LE(len, at) + len
-      for (let k = 0; k < STATS; k++) at = out.writeDoubleLE(this.stats[slot * STATS + k]!, at)
-      at += this.hashes.copy(out, at, slot * HASH, (slot + 1) * HASH)
-    }
     fs.mkdirSync(path.dirname(this.file), {recursive: true})
     const tmp = `${this.file}.${process.pid}.tmp`
-    fs.writeFileSync(tmp, out)
+    // Written through one 1 MiB buffer (issue 10: a 200k-row file is ~19 MB, held at once before).
+    const out = Buffer.allocUnsafe(WRITE_CHUNK)
+    const fd = fs.openSync(tmp, 'w')
+    let bytes = 0
+    try {
+      let at = MAGIC.copy(out, 0)
+      for (let slot = 0; slot < slots.count; slot++) {
+        if (!slots.isLive(slot)) continue
+        const len = slots.byteLength(slot)
+        if (at + ROW + len > out.length) {
+          bytes += writeAll(fd, out, at)
+          at = 0
+        }
+        const row = at + ROW + len <= out.length ? out : Buffer.allocUnsafe(ROW + len) // a path longer than the buffer
+        let p = row === out ? at : 0
+        p = row.writeUInt32LE(len, p)
+        p += slots.copyName(slot, row, p)
+        for (let k = 0; k < STATS; k++) p = row.writeDoubleLE(this.stats[slot * STATS + k]!, p)
+        p += this.hashes.copy(row, p, slot * HASH, (slot + 1) * HASH)
+        if (row === out) at = p
+        else bytes += writeAll(fd, row, p)
+      }
+      bytes += writeAll(fd, out, at)
+    } finally {
+      fs.closeSync(fd)
+    }
     fs.renameSync(tmp, this.file)
-    this.onDisk = {bytes: out.length, rows: this.slots.size}
+    this.onDisk = {bytes, rows: this.slots.size}
     this.recorded = []
     this.rewrite = false
     if (this.file.endsWith('.bin')) fs.rmSync(`${this.file.slice(0, -'.bin'.length)}.json`, {force: true}) // the JSON it replaces

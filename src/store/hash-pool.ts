@@ -67,7 +67,7 @@ export interface FileList {
  * spare each file the read that finds its end. A file a worker could not read is hashed here, so
  * its error is the one hashFileDigest gives.
  */
-export async function hashFiles(list: readonly string[] | FileList, sizes: readonly number[]): Promise<Buffer> {
+export async function hashFiles(list: readonly string[] | FileList, sizes: ArrayLike<number>): Promise<Buffer> {
   const files: FileList = isFileList(list) ? list : {length: list.length, path: (i) => list[i]!}
   const out = Buffer.alloc(DIGEST * files.length)
   const done = new Uint8Array(files.length)

@@ -14,8 +14,8 @@ export class PathTable {
   private starts: Uint32Array
   private ends: Uint32Array
   private hashes: Int32Array
-  /** Removed slots (a slot is never reused: the order of the others stays the order they were added). */
-  private dead: Uint8Array
+  /** Per slot: DEAD (removed; a slot is never reused, so the others keep their order), WIDE (a byte ≥ 0x80). */
+  private flags: Uint8Array
   /** slot + 1 per index position; 0 empty, -1 a removed path's place (probing goes on past it). */
   private index: Int32Array
   private filled = 0
@@ -29,13 +29,13 @@ export class PathTable {
     this.starts = new Uint32Array(capacity)
     this.ends = new Uint32Array(capacity)
     this.hashes = new Int32Array(capacity)
-    this.dead = new Uint8Array(capacity)
+    this.flags = new Uint8Array(capacity)
     this.index = new Int32Array(indexSize(capacity))
   }
 
   /** The slot of `rel`, or -1. */
   slotOf(rel: string): number {
-    const h = hashAscii(rel)
+    const h = rel === lastName ? lastHash : hashAscii(rel)
     if (h === NOT_ASCII) {
       const b = encodeName(rel)
       return this.find(b, 0, b.length, hashBytes(b, 0, b.length))
@@ -63,7 +63,7 @@ export class PathTable {
 
   /** The slot of `rel`, a new one (last in order) when it has none. */
   add(rel: string): number {
-    const h = hashAscii(rel)
+    const h = rel === lastName ? lastHash : hashAscii(rel)
     if (h === NOT_ASCII) {
       const b = encodeName(rel)
       return this.addBytes(b, 0, b.length)
@@ -73,7 +73,7 @@ export class PathTable {
     this.room(rel.length)
     const start = this.used
     this.used += this.bytes.write(rel, start, 'latin1')
-    return this.insert(start, h)
+    return this.insert(start, h, 0)
   }
 
   /** add, for the path whose bytes are `buf[start…end]`. */
@@ -84,21 +84,23 @@ export class PathTable {
     const {bytes} = this
     const at = this.used
     let h = 0x811c9dc5
+    let wide = 0
     for (let i = 0; i < n; i++) {
       const c = buf[start + i]!
       bytes[at + i] = c
+      wide |= c
       h = Math.imul(h ^ c, 0x01000193)
     }
     h |= 0
     const s = this.find(bytes, at, at + n, h)
     if (s >= 0) return s
     this.used += n
-    return this.insert(at, h)
+    return this.insert(at, h, wide & 0x80 ? WIDE : 0)
   }
 
   /** Drops the path in `slot` (its slot is not reused). */
   remove(slot: number): void {
-    if (slot < 0 || slot >= this.count || this.dead[slot]) return
+    if (!this.isLive(slot)) return
     const mask = this.index.length - 1
     for (let i = this.hashes[slot]! & mask; ; i = (i + 1) & mask) {
       const v = this.index[i]!
@@ -108,20 +110,33 @@ export class PathTable {
         break
       }
     }
-    this.dead[slot] = 1
+    this.flags[slot]! |= DEAD
     this.size--
   }
 
-  isLive(slot: number): boolean {
-    return slot >= 0 && slot < this.count && this.dead[slot] === 0
+  /** Bytes of the paths added (removed ones included). */
+  get bytesUsed(): number {
+    return this.used
   }
 
-  /** The path in `slot` as hotctl's string (decodeName of its bytes). */
+  isLive(slot: number): boolean {
+    return slot >= 0 && slot < this.count && (this.flags[slot]! & DEAD) === 0
+  }
+
+  /**
+   * The path in `slot` as hotctl's string (decodeName of its bytes). Remembered with its hash: a
+   * walk's path is mostly looked up next in another table (the other walk, a hash cache).
+   */
   name(slot: number): string {
     const start = this.starts[slot]!
     const end = this.ends[slot]!
-    const text = (this.bytes as Buffer & {utf8Slice(start: number, end: number): string}).utf8Slice(start, end)
-    return text.includes('\ufffd') ? decodeName(this.bytes.subarray(start, end)) : text
+    const bytes = this.bytes as Buffer & {latin1Slice(start: number, end: number): string}
+    if (!(this.flags[slot]! & WIDE)) {
+      lastName = bytes.latin1Slice(start, end) // ASCII: its bytes are its chars
+      lastHash = this.hashes[slot]!
+      return lastName
+    }
+    return decodeName(this.bytes.subarray(start, end))
   }
 
   /** The bytes of the path in `slot` (a view: valid until the next add). */
@@ -145,7 +160,7 @@ export class PathTable {
     t.starts = this.starts.slice(0, this.count)
     t.ends = this.ends.slice(0, this.count)
     t.hashes = this.hashes.slice(0, this.count)
-    t.dead = this.dead.slice(0, this.count)
+    t.flags = this.flags.slice(0, this.count)
     t.index = this.index.slice()
     return t
   }
@@ -167,12 +182,13 @@ export class PathTable {
     }
   }
 
-  private insert(start: number, h: number): number {
+  private insert(start: number, h: number, flags: number): number {
     const slot = this.count++
     if (slot >= this.starts.length) this.grow(slot + 1)
     this.starts[slot] = start
     this.ends[slot] = this.used
     this.hashes[slot] = h
+    this.flags[slot] = flags
     this.size++
     if ((this.filled + 1) * 2 > this.index.length) this.rehash()
     const mask = this.index.length - 1
@@ -200,7 +216,7 @@ export class PathTable {
     this.starts = widen(this.starts, (k) => new Uint32Array(k))
     this.ends = widen(this.ends, (k) => new Uint32Array(k))
     this.hashes = widen(this.hashes, (k) => new Int32Array(k))
-    this.dead = widen(this.dead, (k) => new Uint8Array(k))
+    this.flags = widen(this.flags, (k) => new Uint8Array(k))
   }
 
   /** A bigger index (room for twice the live paths), without the removed paths' places. */
@@ -208,7 +224,7 @@ export class PathTable {
     const index = new Int32Array(indexSize(this.size * 2))
     const mask = index.length - 1
     for (let s = 0; s < this.count; s++) {
-      if (this.dead[s]) continue
+      if (this.flags[s]! & DEAD) continue
       let i = this.hashes[s]! & mask
       while (index[i] !== 0) i = (i + 1) & mask
       index[i] = s + 1
@@ -217,6 +233,12 @@ export class PathTable {
     this.filled = this.size
   }
 }
+
+const DEAD = 1
+const WIDE = 2
+/** The string name() made last and its hash (ASCII paths only): the next lookup of it is not hashed again. */
+let lastName: string | undefined
+let lastHash = 0
 
 /** A power of two at least twice `n` (the index stays at most half full). */
 function indexSize(n: number): number {

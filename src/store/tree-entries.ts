@@ -37,7 +37,8 @@ export class TreeEntries implements TreeEntryMap {
   private nums: Float64Array
   private readonly links: Map<number, string>
 
-  constructor(capacity = 64, from?: TreeEntries) {
+  /** `capacity` entries and `byteCapacity` bytes of paths are made room for at once (a walk's size hint). */
+  constructor(capacity = 64, byteCapacity = capacity * 32, from?: TreeEntries) {
     if (from) {
       this.paths = from.paths.clone()
       this.kinds = from.kinds.slice()
@@ -45,7 +46,7 @@ export class TreeEntries implements TreeEntryMap {
       this.nums = from.nums.slice()
       this.links = new Map(from.links)
     } else {
-      this.paths = new PathTable(capacity)
+      this.paths = new PathTable(capacity, byteCapacity)
       this.kinds = new Uint8Array(capacity)
       this.modes = new Uint16Array(capacity)
       this.nums = new Float64Array(capacity * NUMS)
@@ -55,7 +56,7 @@ export class TreeEntries implements TreeEntryMap {
 
   /** A copy: changes to either leave the other as it was. */
   clone(): TreeEntries {
-    return new TreeEntries(0, this)
+    return new TreeEntries(0, 0, this)
   }
 
   get size(): number {
@@ -64,11 +65,25 @@ export class TreeEntries implements TreeEntryMap {
 
   get(rel: string): TreeEntry | undefined {
     const slot = this.paths.slotOf(rel)
-    return slot < 0 ? undefined : this.at(slot)
+    return slot < 0 ? undefined : this.entryAt(slot)
   }
 
   has(rel: string): boolean {
     return this.paths.slotOf(rel) >= 0
+  }
+
+  /** Where `rel` is held (for entryAt, nameAt), or -1. */
+  slotOf(rel: string): number {
+    return this.paths.slotOf(rel)
+  }
+
+  nameAt(slot: number): string {
+    return this.paths.name(slot)
+  }
+
+  /** The size of the entry in `slot`, without making the entry. */
+  sizeAt(slot: number): number {
+    return this.nums[slot * NUMS]!
   }
 
   /** Is the path whose bytes are `buf[start…end]` here? */
@@ -106,23 +121,32 @@ export class TreeEntries implements TreeEntryMap {
     return true
   }
 
-  *keys(): IterableIterator<string> {
-    for (let s = 0; s < this.paths.count; s++) if (this.kinds[s]) yield this.paths.name(s)
+  keys(): IterableIterator<string> {
+    return new Slots(this, (s) => this.paths.name(s))
   }
 
-  *values(): IterableIterator<TreeEntry> {
-    for (let s = 0; s < this.paths.count; s++) if (this.kinds[s]) yield this.at(s)
+  values(): IterableIterator<TreeEntry> {
+    return new Slots(this, (s) => this.entryAt(s))
   }
 
-  *entries(): IterableIterator<[string, TreeEntry]> {
-    for (let s = 0; s < this.paths.count; s++) if (this.kinds[s]) yield [this.paths.name(s), this.at(s)]
+  entries(): IterableIterator<[string, TreeEntry]> {
+    return new Slots(this, (s) => [this.paths.name(s), this.entryAt(s)])
   }
 
   [Symbol.iterator](): IterableIterator<[string, TreeEntry]> {
     return this.entries()
   }
 
-  private at(slot: number): TreeEntry {
+  /** The next live slot from `slot` on, or -1. */
+  nextSlot(slot: number): number {
+    const {kinds} = this
+    const end = this.paths.count
+    while (slot < end && kinds[slot] === 0) slot++
+    return slot < end ? slot : -1
+  }
+
+  /** The entry in `slot` (from slotOf or nextSlot). */
+  entryAt(slot: number): TreeEntry {
     const n = slot * NUMS
     const {nums} = this
     const entry: TreeEntry = {
@@ -171,5 +195,26 @@ export class TreeEntries implements TreeEntryMap {
     this.kinds = kinds
     this.modes = modes
     this.nums = nums
+  }
+}
+
+/** An iterator over a TreeEntries' live slots (no generator: iteration is a deploy's hot loop). */
+class Slots<T> implements IterableIterator<T> {
+  private slot = 0
+
+  constructor(
+    private readonly entries: TreeEntries,
+    private readonly make: (slot: number) => T,
+  ) {}
+
+  next(): IteratorResult<T> {
+    const s = this.entries.nextSlot(this.slot)
+    if (s < 0) return {done: true, value: undefined}
+    this.slot = s + 1
+    return {done: false, value: this.make(s)}
+  }
+
+  [Symbol.iterator](): IterableIterator<T> {
+    return this
   }
 }

@@ -16,6 +16,12 @@ export interface TreeEntry {
   link?: string
 }
 
+/** How many entries and path bytes a walk should expect (from the hash cache of its last one): room made at once. */
+export interface SizeHint {
+  entries: number
+  bytes: number
+}
+
 export interface Tree {
   root: string
   /** A local walk's are packed (TreeEntries); an ssh listing's are a Map. */
@@ -26,13 +32,16 @@ export interface Tree {
   dirsWithProtected: Set<string>
 }
 
+/** A local walk: its entries packed. */
+export type PackedTree = Tree & {entries: TreeEntries}
+
 /**
  * Walks a tree, skipping what `skip` matches (excluded and protected paths) and never following
  * symlinks: with GNU find (walkWithFind) when it is there, else with lstat per entry (walkTreeNode).
  * Names keep their bytes (file-names.ts), so a name that is not UTF-8 is walked, backed up and
  * restored as it is.
  */
-export function walkTree(root: string, skip: PathMatcher, protect?: PathMatcher): Tree {
+export function walkTree(root: string, skip: PathMatcher, protect?: PathMatcher): PackedTree {
   const dir = rootDir(root)
   if (dir === undefined) return emptyTree(root)
   if (dir && findUsable) {
@@ -49,11 +58,16 @@ export function walkTree(root: string, skip: PathMatcher, protect?: PathMatcher)
  * walkTree with find as a child process, its records parsed as they come: two walks (source and
  * target) run at once, each find on its own core. The same result as walkTree.
  */
-export async function walkTreeAsync(root: string, skip: PathMatcher, protect?: PathMatcher): Promise<Tree> {
+export async function walkTreeAsync(
+  root: string,
+  skip: PathMatcher,
+  protect?: PathMatcher,
+  hint?: SizeHint,
+): Promise<PackedTree> {
   const dir = rootDir(root)
   if (dir === undefined) return emptyTree(root)
   if (dir && findUsable) {
-    const parser = new FindParser(dir, skip, protect)
+    const parser = new FindParser(dir, skip, protect, hint)
     const r = await new Promise<{ok: boolean; error?: Error}>((resolve) => {
       let rest: Buffer | undefined
       const child = spawn(FIND, findArgv(dir, skip), {stdio: ['ignore', 'pipe', 'ignore']})
@@ -73,7 +87,7 @@ export async function walkTreeAsync(root: string, skip: PathMatcher, protect?: P
 /** How this process's walks were done (the tests check that find is really used). */
 export const walks = {find: 0, lstat: 0}
 
-const emptyTree = (root: string): Tree => ({
+const emptyTree = (root: string): PackedTree => ({
   root,
   entries: new TreeEntries(),
   dirsWithSkipped: new Set(),
@@ -141,7 +155,7 @@ class Shape extends Error {}
  * runs instead).
  */
 class FindParser {
-  readonly tree: Tree & {entries: TreeEntries}
+  readonly tree: PackedTree
   failed = false
   private skippedDir = '' // 'dir/' while the records under a skipped directory go by
   private out: Buffer = Buffer.alloc(0)
@@ -151,8 +165,13 @@ class FindParser {
     root: string,
     private readonly skip: PathMatcher,
     private readonly protect: PathMatcher | undefined,
+    hint?: SizeHint,
   ) {
-    this.tree = {root, entries: new TreeEntries(4096), dirsWithSkipped: new Set(), dirsWithProtected: new Set()}
+    // A little more than last time: a tree that grew a bit is not copied while it is parsed.
+    const entries = hint
+      ? new TreeEntries(hint.entries + (hint.entries >> 4) + 64, hint.bytes + (hint.bytes >> 4) + 2048)
+      : new TreeEntries(4096)
+    this.tree = {root, entries, dirsWithSkipped: new Set(), dirsWithProtected: new Set()}
   }
 
   /** Parses the whole records in `out`; returns where the first incomplete one starts. */
@@ -264,7 +283,7 @@ class FindParser {
  * small stats the sync calls are several times faster than the thread-pool round trips of
  * fs.promises.
  */
-export function walkTreeNode(root: string, skip: PathMatcher, protect?: PathMatcher): Tree {
+export function walkTreeNode(root: string, skip: PathMatcher, protect?: PathMatcher): PackedTree {
   walks.lstat++
   const entries = new TreeEntries()
   const dirsWithSkipped = new Set<string>()
