@@ -61,6 +61,11 @@ export class PathTable {
     return this.find(buf, start, end, hashBytes(buf, start, end))
   }
 
+  /** The slot of the path `other` holds in `otherSlot` (its bytes and hash as they are: no string), or -1. */
+  slotOfSlot(other: PathTable, otherSlot: number): number {
+    return this.find(other.bytes, other.starts[otherSlot]!, other.ends[otherSlot]!, other.hashes[otherSlot]!)
+  }
+
   /** The slot of `rel`, a new one (last in order) when it has none. */
   add(rel: string): number {
     const h = rel === lastName ? lastHash : hashAscii(rel)

@@ -81,9 +81,30 @@ export class TreeEntries implements TreeEntryMap {
     return this.paths.name(slot)
   }
 
-  /** The size of the entry in `slot`, without making the entry. */
+  /** Is the path `other` holds in `slot` here? (No string is made.) */
+  hasPathOf(other: TreeEntries, slot: number): boolean {
+    return this.paths.slotOfSlot(other.paths, slot) >= 0
+  }
+
+  // The fields of the entry in `slot`, without making the entry (planning's loops over every path).
+  typeAt(slot: number): TreeEntry['type'] {
+    return TYPES[this.kinds[slot]!]!
+  }
+
+  modeAt(slot: number): number {
+    return this.modes[slot]!
+  }
+
   sizeAt(slot: number): number {
     return this.nums[slot * NUMS]!
+  }
+
+  mtimeAt(slot: number): number {
+    return this.nums[slot * NUMS + 1]!
+  }
+
+  linkAt(slot: number): string | undefined {
+    return this.links.get(slot)
   }
 
   /** Is the path whose bytes are `buf[start…end]` here? */
@@ -122,15 +143,15 @@ export class TreeEntries implements TreeEntryMap {
   }
 
   keys(): IterableIterator<string> {
-    return new Slots(this, (s) => this.paths.name(s))
+    return new Slots(this, KEYS)
   }
 
   values(): IterableIterator<TreeEntry> {
-    return new Slots(this, (s) => this.entryAt(s))
+    return new Slots(this, VALUES)
   }
 
   entries(): IterableIterator<[string, TreeEntry]> {
-    return new Slots(this, (s) => [this.paths.name(s), this.entryAt(s)])
+    return new Slots(this, ENTRIES)
   }
 
   [Symbol.iterator](): IterableIterator<[string, TreeEntry]> {
@@ -157,8 +178,10 @@ export class TreeEntries implements TreeEntryMap {
       ctimeMs: nums[n + 2]!,
       ino: nums[n + 3]!,
     }
-    const link = this.links.get(slot)
-    if (link !== undefined) entry.link = link
+    if (entry.type === 'symlink') {
+      const link = this.links.get(slot)
+      if (link !== undefined) entry.link = link
+    }
     return entry
   }
 
@@ -198,20 +221,28 @@ export class TreeEntries implements TreeEntryMap {
   }
 }
 
-/** An iterator over a TreeEntries' live slots (no generator: iteration is a deploy's hot loop). */
+const [KEYS, VALUES, ENTRIES] = [0, 1, 2]
+
+/**
+ * An iterator over a TreeEntries' live slots: no generator and no call per entry but the ones
+ * making it (iteration is a deploy's hot loop, mostly run before the JIT has warmed up).
+ */
 class Slots<T> implements IterableIterator<T> {
   private slot = 0
 
   constructor(
     private readonly entries: TreeEntries,
-    private readonly make: (slot: number) => T,
+    private readonly what: number,
   ) {}
 
   next(): IteratorResult<T> {
-    const s = this.entries.nextSlot(this.slot)
+    const {entries, what} = this
+    const s = entries.nextSlot(this.slot)
     if (s < 0) return {done: true, value: undefined}
     this.slot = s + 1
-    return {done: false, value: this.make(s)}
+    if (what === KEYS) return {done: false, value: entries.nameAt(s) as T}
+    if (what === VALUES) return {done: false, value: entries.entryAt(s) as T}
+    return {done: false, value: [entries.nameAt(s), entries.entryAt(s)] as T}
   }
 
   [Symbol.iterator](): IterableIterator<T> {

@@ -114,18 +114,26 @@ export class LocalTarget implements Target {
     const dstCache = this.tree.targetCache()
     // Content decides what the quick check cannot. The hashes planning needs and no record has
     // (all of a fresh clone's) are collected by the walk's comparison, read on every core, then
-    // compared: the pairs that differ are changed. Held as slots of the walks and the caches in
-    // typed arrays (issue 10, memory per file: a fresh clone of 200k files has 200k of them),
-    // each path made again only when it is read.
+    // compared: the pairs that differ are changed. Held in typed arrays but for the paths
+    // (issue 10, memory per file: a fresh clone of 200k files has 200k of them), each full path
+    // made only when its file is read.
     const most = src.entries.size
-    /** Per pending file: its slot in the source's walk and in the target's. */
-    const pendingAt = new Int32Array(most * 2)
+    const pendingRel: string[] = []
     /** Per pending file: its source's and its target's cache slot (-1 until hashed). */
     const cacheSlots = new Int32Array(most * 2)
-    /** Hashes to read: pending index × 2 + side (0 source, 1 target). */
+    /** Hashes to read: pending index × 2 + side (0 source, 1 target); the file's size; its mtime, ctime, inode. */
     const toHash = new Int32Array(most * 2)
-    let pending = 0
+    const toHashSize = new Float64Array(most * 2)
+    const toHashStat = new Float64Array(most * 2 * 3)
     let hashing = 0
+    const queue = (at: number, e: TreeEntry) => {
+      toHash[hashing] = at
+      toHashSize[hashing] = e.size
+      toHashStat[hashing * 3] = e.mtimeMs
+      toHashStat[hashing * 3 + 1] = e.ctimeMs
+      toHashStat[hashing * 3 + 2] = e.ino
+      hashing++
+    }
     const sameContent = (rel: string, s: TreeEntry, d: TreeEntry, mtimeEqual: boolean): boolean => {
       const srcSlot = srcCache.validSlot(rel, s)
       const dstSlot = dstCache.validSlot(rel, d)
@@ -137,38 +145,36 @@ export class LocalTarget implements Target {
         if (!dstCache.knows(rel)) return true // no record (never deployed by hotctl): as rsync -a
       }
       if (srcSlot >= 0 && dstSlot >= 0) return srcCache.sameHash(srcSlot, dstCache, dstSlot)
-      const p = pending++
-      pendingAt[p * 2] = src.entries.slotOf(rel)
-      pendingAt[p * 2 + 1] = dst.entries.slotOf(rel)
+      const p = pendingRel.length
+      pendingRel.push(rel)
       cacheSlots[p * 2] = srcSlot
       cacheSlots[p * 2 + 1] = dstSlot
-      if (srcSlot < 0) toHash[hashing++] = p * 2
-      if (dstSlot < 0) toHash[hashing++] = p * 2 + 1
+      if (srcSlot < 0) queue(p * 2, s)
+      if (dstSlot < 0) queue(p * 2 + 1, d)
       return true // decided below, once hashed
     }
     const changes = diffTrees(src, dst, sameContent, (rel: string) => OWN_FILES.includes(rel))
     if (hashing > 0) {
-      const sides = [src, dst]
-      const roots = sides.map((t) => (t.root.endsWith('/') ? t.root : `${t.root}/`))
+      const roots = [src.root, dst.root].map((r) => (r.endsWith('/') ? r : `${r}/`))
       const caches = [srcCache, dstCache]
-      const slotOf = (i: number) => pendingAt[toHash[i]!]!
-      const side = (i: number) => toHash[i]! & 1
-      const sizes = new Float64Array(hashing)
-      for (let i = 0; i < hashing; i++) sizes[i] = sides[side(i)]!.entries.sizeAt(slotOf(i))
       const digests = await hashFiles(
-        {length: hashing, path: (i) => roots[side(i)]! + sides[side(i)]!.entries.nameAt(slotOf(i))},
-        sizes,
+        {length: hashing, path: (i) => roots[toHash[i]! & 1]! + pendingRel[toHash[i]! >> 1]!},
+        toHashSize.subarray(0, hashing),
       )
       for (let i = 0; i < hashing; i++) {
-        const {entries} = sides[side(i)]!
-        const rel = entries.nameAt(slotOf(i))
-        cacheSlots[toHash[i]!] = caches[side(i)]!.recordDigest(rel, entries.entryAt(slotOf(i)), digests, i * DIGEST)
-        caches[side(i)]!.hashed++
+        const side = toHash[i]! & 1
+        const stat = {
+          size: toHashSize[i]!,
+          mtimeMs: toHashStat[i * 3]!,
+          ctimeMs: toHashStat[i * 3 + 1]!,
+          ino: toHashStat[i * 3 + 2]!,
+        }
+        cacheSlots[toHash[i]!] = caches[side]!.recordDigest(pendingRel[toHash[i]! >> 1]!, stat, digests, i * DIGEST)
+        caches[side]!.hashed++
       }
       const differ: string[] = []
-      for (let p = 0; p < pending; p++)
-        if (!srcCache.sameHash(cacheSlots[p * 2]!, dstCache, cacheSlots[p * 2 + 1]!))
-          differ.push(src.entries.nameAt(pendingAt[p * 2]!))
+      for (let p = 0; p < pendingRel.length; p++)
+        if (!srcCache.sameHash(cacheSlots[p * 2]!, dstCache, cacheSlots[p * 2 + 1]!)) differ.push(pendingRel[p]!)
       if (differ.length > 0) changes.changed = [...changes.changed, ...differ].sort() // as diffTrees orders them
     }
     // Planning is read-only under --dry-run: what was hashed is kept only by a real deploy.
