@@ -88,15 +88,15 @@ export class PathTable {
     this.room(n)
     const {bytes} = this
     const at = this.used
-    let h = 0x811c9dc5
+    let h = 0
     let wide = 0
     for (let i = 0; i < n; i++) {
       const c = buf[start + i]!
       bytes[at + i] = c
       wide |= c
-      h = Math.imul(h ^ c, 0x01000193)
+      h = (h * 31 + c) | 0
     }
-    h |= 0
+    h = mix(h)
     const s = this.find(bytes, at, at + n, h)
     if (s >= 0) return s
     this.used += n
@@ -254,20 +254,33 @@ function indexSize(n: number): number {
 
 const NOT_ASCII = 0x7fffffff + 1 // not an int32: no hash equals it
 
-/** FNV-1a over the string's char codes when all are ASCII (its bytes, then), else NOT_ASCII. */
+/**
+ * The string's hash when all its chars are ASCII (then they are its bytes), else NOT_ASCII:
+ * h·31 + c per char, then mixed (arithmetic that costs little before the JIT has compiled it:
+ * a walk hashes every path once, mostly in its first milliseconds).
+ */
 function hashAscii(s: string): number {
-  let h = 0x811c9dc5
+  let h = 0
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i)
     if (c >= 0x80) return NOT_ASCII
-    h = Math.imul(h ^ c, 0x01000193)
+    h = (h * 31 + c) | 0
   }
-  return h | 0
+  return mix(h)
 }
 
-/** FNV-1a over bytes: equal to hashAscii for an ASCII string's bytes. */
+/** hashAscii over bytes. */
 function hashBytes(b: Uint8Array, start: number, end: number): number {
-  let h = 0x811c9dc5
-  for (let i = start; i < end; i++) h = Math.imul(h ^ b[i]!, 0x01000193)
-  return h | 0
+  let h = 0
+  for (let i = start; i < end; i++) h = (h * 31 + b[i]!) | 0
+  return mix(h)
+}
+
+/** Spreads the bits (murmur3's finalizer): the index takes the low ones. */
+function mix(h: number): number {
+  h ^= h >>> 16
+  h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13
+  h = Math.imul(h, 0xc2b2ae35)
+  return (h ^ (h >>> 16)) | 0
 }
