@@ -13,12 +13,21 @@ import type {ChangeSet} from './changeset.js'
  * - a directory is changed only by its mode, a symlink only by its target;
  * - a target path the source lacks is deleted, except a directory holding protected content
  *   (never deleted) and whatever `ignore` says is not hotctl's (the release marker).
- * `sameContent(rel, s, d, mtimeEqual)` decides files of equal size and mode.
+ * `sameContent(rel, s, d, mtimeEqual, at)` decides files of equal size and mode; `at` is where
+ * the two local walks hold them (their slots), when both are.
  */
+export type SameContent = (
+  rel: string,
+  s: TreeEntry,
+  d: TreeEntry,
+  mtimeEqual: boolean,
+  at?: {src: number; dst: number},
+) => boolean
+
 export function diffTrees(
   src: Tree,
   dst: Tree,
-  sameContent: (rel: string, s: TreeEntry, d: TreeEntry, mtimeEqual: boolean) => boolean,
+  sameContent: SameContent,
   ignore: (rel: string) => boolean,
 ): ChangeSet {
   if (src.entries instanceof TreeEntries && dst.entries instanceof TreeEntries)
@@ -53,7 +62,7 @@ export function diffTrees(
 function diffPacked(
   a: TreeEntries,
   dstTree: Tree,
-  sameContent: (rel: string, s: TreeEntry, d: TreeEntry, mtimeEqual: boolean) => boolean,
+  sameContent: SameContent,
   ignore: (rel: string) => boolean,
 ): ChangeSet {
   const b = dstTree.entries as TreeEntries
@@ -71,7 +80,7 @@ function diffPacked(
     } else if (a.modeAt(s) !== b.modeAt(d)) changed.push(rel)
     else if (
       type === 'file' &&
-      (a.sizeAt(s) !== b.sizeAt(d) || !sameContent(rel, a.entryAt(s), b.entryAt(d), a.mtimeAt(s) === b.mtimeAt(d)))
+      (a.sizeAt(s) !== b.sizeAt(d) || !sameContent(rel, a.entryAt(s), b.entryAt(d), a.mtimeAt(s) === b.mtimeAt(d), {src: s, dst: d}))
     )
       changed.push(rel)
   }

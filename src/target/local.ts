@@ -7,7 +7,7 @@ import type {Command} from '../config/schema.js'
 import {EXIT, HotctlError} from '../errors.js'
 import {fsPath, showPath} from '../file-names.js'
 import type {ChangeSet} from '../plan/changeset.js'
-import {diffTrees} from '../plan/diff-trees.js'
+import {diffTrees, type SameContent} from '../plan/diff-trees.js'
 import {syncAroundDeletions} from '../plan/sync-order.js'
 import {reapGroup, stopGroup, stopOnAbort} from '../process/group.js'
 import {describeRsyncExit, filesFromInput, syncArgv} from '../rsync/argv.js'
@@ -17,7 +17,7 @@ import {type CommandResult, runCommand} from '../service/run-command.js'
 import type {Manifest} from '../store/manifest.js'
 import {DIGEST, hashFiles} from '../store/hash-pool.js'
 import {removeExtras} from '../store/snapshot.js'
-import {statEntry, type Tree, type TreeEntry} from '../store/walk.js'
+import {statEntry, type Tree} from '../store/walk.js'
 import {showArgv, verbose} from '../ui/verbose.js'
 import {LocalBackupStore} from './local-backups.js'
 import {localPreflight} from './local-preflight.js'
@@ -114,27 +114,19 @@ export class LocalTarget implements Target {
     const dstCache = this.tree.targetCache()
     // Content decides what the quick check cannot. The hashes planning needs and no record has
     // (all of a fresh clone's) are collected by the walk's comparison, read on every core, then
-    // compared: the pairs that differ are changed. Held in typed arrays but for the paths
-    // (issue 10, memory per file: a fresh clone of 200k files has 200k of them), each full path
-    // made only when its file is read.
+    // compared: the pairs that differ are changed. Held as slots of the walks and the caches in
+    // typed arrays (issue 10, memory per file: a fresh clone of 200k files has 200k of them; as
+    // strings and objects they held ~37 MB more at 200k), each path made again only when read.
     const most = src.entries.size
-    const pendingRel: string[] = []
+    /** Per pending file: its slot in the source's walk and in the target's. */
+    const pendingAt = new Int32Array(most * 2)
     /** Per pending file: its source's and its target's cache slot (-1 until hashed). */
     const cacheSlots = new Int32Array(most * 2)
-    /** Hashes to read: pending index × 2 + side (0 source, 1 target); the file's size; its mtime, ctime, inode. */
+    /** Hashes to read: pending index × 2 + side (0 source, 1 target). */
     const toHash = new Int32Array(most * 2)
-    const toHashSize = new Float64Array(most * 2)
-    const toHashStat = new Float64Array(most * 2 * 3)
+    let pending = 0
     let hashing = 0
-    const queue = (at: number, e: TreeEntry) => {
-      toHash[hashing] = at
-      toHashSize[hashing] = e.size
-      toHashStat[hashing * 3] = e.mtimeMs
-      toHashStat[hashing * 3 + 1] = e.ctimeMs
-      toHashStat[hashing * 3 + 2] = e.ino
-      hashing++
-    }
-    const sameContent = (rel: string, s: TreeEntry, d: TreeEntry, mtimeEqual: boolean): boolean => {
+    const sameContent: SameContent = (rel, s, d, mtimeEqual, at) => {
       const srcSlot = srcCache.validSlot(rel, s)
       const dstSlot = dstCache.validSlot(rel, d)
       if (mtimeEqual) {
@@ -145,36 +137,38 @@ export class LocalTarget implements Target {
         if (!dstCache.knows(rel)) return true // no record (never deployed by hotctl): as rsync -a
       }
       if (srcSlot >= 0 && dstSlot >= 0) return srcCache.sameHash(srcSlot, dstCache, dstSlot)
-      const p = pendingRel.length
-      pendingRel.push(rel)
+      const p = pending++
+      pendingAt[p * 2] = at ? at.src : src.entries.slotOf(rel)
+      pendingAt[p * 2 + 1] = at ? at.dst : dst.entries.slotOf(rel)
       cacheSlots[p * 2] = srcSlot
       cacheSlots[p * 2 + 1] = dstSlot
-      if (srcSlot < 0) queue(p * 2, s)
-      if (dstSlot < 0) queue(p * 2 + 1, d)
+      if (srcSlot < 0) toHash[hashing++] = p * 2
+      if (dstSlot < 0) toHash[hashing++] = p * 2 + 1
       return true // decided below, once hashed
     }
     const changes = diffTrees(src, dst, sameContent, (rel: string) => OWN_FILES.includes(rel))
     if (hashing > 0) {
-      const roots = [src.root, dst.root].map((r) => (r.endsWith('/') ? r : `${r}/`))
+      const sides = [src, dst]
+      const roots = sides.map((t) => (t.root.endsWith('/') ? t.root : `${t.root}/`))
       const caches = [srcCache, dstCache]
+      const slotOf = (i: number) => pendingAt[toHash[i]!]!
+      const side = (i: number) => toHash[i]! & 1
+      const sizes = new Float64Array(hashing)
+      for (let i = 0; i < hashing; i++) sizes[i] = sides[side(i)]!.entries.sizeAt(slotOf(i))
       const digests = await hashFiles(
-        {length: hashing, path: (i) => roots[toHash[i]! & 1]! + pendingRel[toHash[i]! >> 1]!},
-        toHashSize.subarray(0, hashing),
+        {length: hashing, path: (i) => roots[side(i)]! + sides[side(i)]!.entries.nameAt(slotOf(i))},
+        sizes,
       )
       for (let i = 0; i < hashing; i++) {
-        const side = toHash[i]! & 1
-        const stat = {
-          size: toHashSize[i]!,
-          mtimeMs: toHashStat[i * 3]!,
-          ctimeMs: toHashStat[i * 3 + 1]!,
-          ino: toHashStat[i * 3 + 2]!,
-        }
-        cacheSlots[toHash[i]!] = caches[side]!.recordDigest(pendingRel[toHash[i]! >> 1]!, stat, digests, i * DIGEST)
-        caches[side]!.hashed++
+        const {entries} = sides[side(i)]!
+        const rel = entries.nameAt(slotOf(i))
+        cacheSlots[toHash[i]!] = caches[side(i)]!.recordDigest(rel, entries.entryAt(slotOf(i)), digests, i * DIGEST)
+        caches[side(i)]!.hashed++
       }
       const differ: string[] = []
-      for (let p = 0; p < pendingRel.length; p++)
-        if (!srcCache.sameHash(cacheSlots[p * 2]!, dstCache, cacheSlots[p * 2 + 1]!)) differ.push(pendingRel[p]!)
+      for (let p = 0; p < pending; p++)
+        if (!srcCache.sameHash(cacheSlots[p * 2]!, dstCache, cacheSlots[p * 2 + 1]!))
+          differ.push(src.entries.nameAt(pendingAt[p * 2]!))
       if (differ.length > 0) changes.changed = [...changes.changed, ...differ].sort() // as diffTrees orders them
     }
     // Planning is read-only under --dry-run: what was hashed is kept only by a real deploy.
