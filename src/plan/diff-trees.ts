@@ -24,12 +24,7 @@ export type SameContent = (
   at?: {src: number; dst: number},
 ) => boolean
 
-export function diffTrees(
-  src: Tree,
-  dst: Tree,
-  sameContent: SameContent,
-  ignore: (rel: string) => boolean,
-): ChangeSet {
+export function diffTrees(src: Tree, dst: Tree, sameContent: SameContent, ignore: (rel: string) => boolean): ChangeSet {
   if (src.entries instanceof TreeEntries && dst.entries instanceof TreeEntries)
     return diffPacked(src.entries, dst, sameContent, ignore)
   const added: string[] = []
@@ -80,7 +75,8 @@ function diffPacked(
     } else if (a.modeAt(s) !== b.modeAt(d)) changed.push(rel)
     else if (
       type === 'file' &&
-      (a.sizeAt(s) !== b.sizeAt(d) || !sameContent(rel, a.entryAt(s), b.entryAt(d), a.mtimeAt(s) === b.mtimeAt(d), {src: s, dst: d}))
+      (a.sizeAt(s) !== b.sizeAt(d) ||
+        !sameContent(rel, a.entryAt(s), b.entryAt(d), a.mtimeAt(s) === b.mtimeAt(d), {src: s, dst: d}))
     )
       changed.push(rel)
   }
