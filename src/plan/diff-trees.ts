@@ -1,3 +1,4 @@
+import {TreeEntries} from '../store/tree-entries.js'
 import type {Tree, TreeEntry} from '../store/walk.js'
 import type {ChangeSet} from './changeset.js'
 
@@ -12,14 +13,20 @@ import type {ChangeSet} from './changeset.js'
  * - a directory is changed only by its mode, a symlink only by its target;
  * - a target path the source lacks is deleted, except a directory holding protected content
  *   (never deleted) and whatever `ignore` says is not hotctl's (the release marker).
- * `sameContent(rel, s, d, mtimeEqual)` decides files of equal size and mode.
+ * `sameContent(rel, s, d, mtimeEqual, at)` decides files of equal size and mode; `at` is where
+ * the two local walks hold them (their slots), when both are.
  */
-export function diffTrees(
-  src: Tree,
-  dst: Tree,
-  sameContent: (rel: string, s: TreeEntry, d: TreeEntry, mtimeEqual: boolean) => boolean,
-  ignore: (rel: string) => boolean,
-): ChangeSet {
+export type SameContent = (
+  rel: string,
+  s: TreeEntry,
+  d: TreeEntry,
+  mtimeEqual: boolean,
+  at?: {src: number; dst: number},
+) => boolean
+
+export function diffTrees(src: Tree, dst: Tree, sameContent: SameContent, ignore: (rel: string) => boolean): ChangeSet {
+  if (src.entries instanceof TreeEntries && dst.entries instanceof TreeEntries)
+    return diffPacked(src.entries, dst, sameContent, ignore)
   const added: string[] = []
   const changed: string[] = []
   const deleted: string[] = []
@@ -34,9 +41,50 @@ export function diffTrees(
       changed.push(rel)
   }
   const keep = protectedHolders(dst)
-  for (const [rel, d] of dst.entries) {
+  for (const rel of dst.entries.keys()) {
     if (src.entries.has(rel) || ignore(rel)) continue
-    if (d.type === 'dir' && keep.has(rel)) continue
+    if (keep.has(rel) && dst.entries.get(rel)!.type === 'dir') continue
+    deleted.push(rel)
+  }
+  return {added: added.sort(), changed: changed.sort(), deleted: deleted.sort()}
+}
+
+/**
+ * diffTrees over two local walks, the same rules read from their packed fields: no entry is made
+ * but those sameContent is given, and no path string for a target path the source also has (issue
+ * 10: these loops run over every path of both trees, mostly before the JIT has warmed up).
+ */
+function diffPacked(
+  a: TreeEntries,
+  dstTree: Tree,
+  sameContent: SameContent,
+  ignore: (rel: string) => boolean,
+): ChangeSet {
+  const b = dstTree.entries as TreeEntries
+  const added: string[] = []
+  const changed: string[] = []
+  const deleted: string[] = []
+  for (let s = a.nextSlot(0); s >= 0; s = a.nextSlot(s + 1)) {
+    const rel = a.nameAt(s)
+    if (ignore(rel)) continue
+    const d = b.slotOf(rel)
+    const type = a.typeAt(s)
+    if (d < 0 || b.typeAt(d) !== type) added.push(rel)
+    else if (type === 'symlink') {
+      if (a.linkAt(s) !== b.linkAt(d)) changed.push(rel)
+    } else if (a.modeAt(s) !== b.modeAt(d)) changed.push(rel)
+    else if (
+      type === 'file' &&
+      (a.sizeAt(s) !== b.sizeAt(d) ||
+        !sameContent(rel, a.entryAt(s), b.entryAt(d), a.mtimeAt(s) === b.mtimeAt(d), {src: s, dst: d}))
+    )
+      changed.push(rel)
+  }
+  const keep = protectedHolders(dstTree)
+  for (let d = b.nextSlot(0); d >= 0; d = b.nextSlot(d + 1)) {
+    if (a.hasPathOf(b, d)) continue
+    const rel = b.nameAt(d)
+    if (ignore(rel) || (b.typeAt(d) === 'dir' && keep.has(rel))) continue
     deleted.push(rel)
   }
   return {added: added.sort(), changed: changed.sort(), deleted: deleted.sort()}

@@ -4,6 +4,7 @@ import {ID_PATTERN} from '../ids.js'
 import type {ChangeSet} from '../plan/changeset.js'
 import type {ManifestRoot} from './manifest.js'
 import {carrySignatures, type DirSignatures} from './snapshot.js'
+import {TreeEntries} from './tree-entries.js'
 import {statEntry, type Tree} from './walk.js'
 
 /** The tree a release had when its deploy was verified: what `hotctl diff` compares live against. */
@@ -68,7 +69,7 @@ export class DeployedIndex {
  * was under it.
  */
 export function treeAfterSync(before: Tree, changes: ChangeSet, marker: string): Tree {
-  const entries = new Map(before.entries)
+  const entries = before.entries instanceof TreeEntries ? before.entries.clone() : new Map(before.entries)
   const wasDir = (rel: string) => before.entries.get(rel)?.type === 'dir'
   // Directories that went, or became a file or symlink: everything under them went too.
   const gone = new Set<string>()

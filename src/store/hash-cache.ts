@@ -1,9 +1,10 @@
 import fs from 'node:fs'
 import path from 'node:path'
-import {decodeName, fsPath} from '../file-names.js'
 import {hashFile} from './hash.js'
 import {isHash} from './objects.js'
-import type {Tree, TreeEntry} from './walk.js'
+import {PathTable} from './path-table.js'
+import {TreeEntries} from './tree-entries.js'
+import type {SizeHint, Tree, TreeEntry} from './walk.js'
 
 /** The stat fields a cached hash is validated by. */
 export type Stat = Pick<TreeEntry, 'size' | 'mtimeMs' | 'ctimeMs' | 'ino'>
@@ -18,6 +19,14 @@ const ROW = 4 + STATS * 8 + HASH
 
 /** Character codes of the lowercase hex digits. */
 const HEX = Array.from('0123456789abcdef', (c) => c.charCodeAt(0))
+/** The buffer a whole cache file is written through. */
+const WRITE_CHUNK = 1 << 20
+
+/** Writes `buf[0…n]` to `fd` (writeSync may write less than asked); returns n. */
+function writeAll(fd: number, buf: Buffer, n: number): number {
+  for (let at = 0; at < n;) at += fs.writeSync(fd, buf, at, n - at)
+  return n
+}
 
 /** `x.json` → `x.bin` (any other name is used as it is). */
 const binaryName = (file: string) => (file.endsWith('.json') ? `${file.slice(0, -'.json'.length)}.bin` : file)
@@ -28,21 +37,19 @@ const binaryName = (file: string) => (file.endsWith('.json') ? `${file.slice(0, 
  * one binary file in the state dir (`<name>.bin`, the path's bytes, stat and hash per row: about
  * half the time of the JSON rows to read and to write at 20k files, 2/3 of the size); the JSON file earlier
  * versions wrote (`<name>.json`) is read when there is no binary one yet. Losing it only costs
- * re-reading. Held compactly (issue 10: memory per file): path → slot in a Map, the slot's stat
- * in one Float64Array and its hash as 32 bytes in one Buffer.
+ * re-reading. Held compactly (issue 10: memory per file): path → slot in a PathTable (the
+ * paths' bytes, never a string each), the slot's stat in one Float64Array and its hash as 32
+ * bytes in one Buffer.
  */
 export class HashCache {
-  private readonly slots = new Map<string, number>()
+  private slots = new PathTable()
   private stats = new Float64Array(0)
   private hashes = Buffer.alloc(0)
-  /** Slots freed by `forget`, reused before the arrays grow. */
-  private readonly free: number[] = []
-  private used = 0
   private dirty = false
   /** The file as this process read or last wrote it: its size and rows (a path may have several: the last counts). */
   private onDisk: {bytes: number; rows: number} | undefined
-  /** Paths recorded since: a save appends their rows, unless a path was forgotten (the file is rewritten). */
-  private recorded: string[] = []
+  /** Slots recorded since: a save appends their rows, unless a path was forgotten (the file is rewritten). */
+  private recorded: number[] = []
   private rewrite = false
   hashed = 0
 
@@ -61,7 +68,7 @@ export class HashCache {
     if (file !== cache.file) {
       try {
         cache.loadJson(JSON.parse(fs.readFileSync(file, 'utf8')) as unknown)
-        cache.dirty = cache.used > 0 // written as .bin at the next save
+        cache.dirty = cache.slots.size > 0 // written as .bin at the next save
       } catch {
         cache.clear()
       }
@@ -80,8 +87,8 @@ export class HashCache {
    * hashes with `sameHash` without making a hex string of each (planning a fresh clone compares 20k).
    */
   validSlot(rel: string, entry: Stat): number {
-    const slot = this.slots.get(rel)
-    if (slot === undefined) return -1
+    const slot = this.slots.slotOf(rel)
+    if (slot < 0) return -1
     const s = slot * STATS
     return this.stats[s] === entry.size &&
       this.stats[s + 1] === entry.mtimeMs &&
@@ -109,6 +116,11 @@ export class HashCache {
     )
   }
 
+  /** What a walk of the tree this cache was last saved for should expect: its rows and their paths' bytes. */
+  sizeHint(): SizeHint {
+    return {entries: this.slots.size, bytes: this.slots.bytesUsed}
+  }
+
   /** Rows held: the number of files last seen, give or take. */
   get size(): number {
     return this.slots.size
@@ -116,7 +128,7 @@ export class HashCache {
 
   /** Is there a record of `rel` at all (valid or not)? */
   knows(rel: string): boolean {
-    return this.slots.has(rel)
+    return this.slots.slotOf(rel) >= 0
   }
 
   /** Records `hash` as the content of `rel` with stat `entry` (read by the caller, e.g. while copying it). */
@@ -124,7 +136,7 @@ export class HashCache {
     const slot = this.set(rel, entry.size, entry.mtimeMs, entry.ctimeMs, entry.ino)
     this.hashes.write(hash, slot * HASH, HASH, 'hex')
     this.dirty = true
-    this.recorded.push(rel)
+    this.recorded.push(slot)
   }
 
   /** Records the raw sha256 at `digests[at…at+32]` as the content of `rel` with stat `entry`; returns its slot. */
@@ -132,7 +144,7 @@ export class HashCache {
     const slot = this.set(rel, entry.size, entry.mtimeMs, entry.ctimeMs, entry.ino)
     digests.copy(this.hashes, slot * HASH, at, at + HASH)
     this.dirty = true
-    this.recorded.push(rel)
+    this.recorded.push(slot)
     return slot
   }
 
@@ -148,10 +160,15 @@ export class HashCache {
 
   /** Drops rows for paths no longer in the tree. */
   forget(tree: Tree): void {
-    for (const [rel, slot] of this.slots) {
-      if (!tree.entries.has(rel)) {
-        this.slots.delete(rel)
-        this.free.push(slot)
+    const {slots} = this
+    const {entries} = tree
+    for (let slot = 0; slot < slots.count; slot++) {
+      if (!slots.isLive(slot)) continue
+      const bytes = slots.nameBytes(slot)
+      const has =
+        entries instanceof TreeEntries ? entries.hasBytes(bytes, 0, bytes.length) : entries.has(slots.name(slot))
+      if (!has) {
+        slots.remove(slot)
         this.dirty = true
         this.rewrite = true
       }
@@ -163,28 +180,37 @@ export class HashCache {
     if (tree) this.forget(tree)
     if (!this.file || !this.dirty) return
     if (this.append()) return
-    const names: (string | Buffer)[] = []
-    let size = MAGIC.length
-    for (const rel of this.slots.keys()) {
-      const name = fsPath(rel)
-      names.push(name)
-      size += ROW + (typeof name === 'string' ? Buffer.byteLength(name) : name.length)
-    }
-    const out = Buffer.allocUnsafe(size)
-    let at = MAGIC.copy(out, 0)
-    let i = 0
-    for (const slot of this.slots.values()) {
-      const name = names[i++]!
-      const len = typeof name === 'string' ? out.write(name, at + 4) : name.copy(out, at + 4)
-      at = out.writeUInt32LE(len, at) + len
-      for (let k = 0; k < STATS; k++) at = out.writeDoubleLE(this.stats[slot * STATS + k]!, at)
-      at += this.hashes.copy(out, at, slot * HASH, (slot + 1) * HASH)
-    }
+    const {slots} = this
     fs.mkdirSync(path.dirname(this.file), {recursive: true})
     const tmp = `${this.file}.${process.pid}.tmp`
-    fs.writeFileSync(tmp, out)
+    // Written through one 1 MiB buffer (issue 10: a 200k-row file is ~19 MB, held at once before).
+    const out = Buffer.allocUnsafe(WRITE_CHUNK)
+    const fd = fs.openSync(tmp, 'w')
+    let bytes = 0
+    try {
+      let at = MAGIC.copy(out, 0)
+      for (let slot = 0; slot < slots.count; slot++) {
+        if (!slots.isLive(slot)) continue
+        const len = slots.byteLength(slot)
+        if (at + ROW + len > out.length) {
+          bytes += writeAll(fd, out, at)
+          at = 0
+        }
+        const row = at + ROW + len <= out.length ? out : Buffer.allocUnsafe(ROW + len) // a path longer than the buffer
+        let p = row === out ? at : 0
+        p = row.writeUInt32LE(len, p)
+        p += slots.copyName(slot, row, p)
+        for (let k = 0; k < STATS; k++) p = row.writeDoubleLE(this.stats[slot * STATS + k]!, p)
+        p += this.hashes.copy(row, p, slot * HASH, (slot + 1) * HASH)
+        if (row === out) at = p
+        else bytes += writeAll(fd, row, p)
+      }
+      bytes += writeAll(fd, out, at)
+    } finally {
+      fs.closeSync(fd)
+    }
     fs.renameSync(tmp, this.file)
-    this.onDisk = {bytes: out.length, rows: this.slots.size}
+    this.onDisk = {bytes, rows: this.slots.size}
     this.recorded = []
     this.rewrite = false
     if (this.file.endsWith('.bin')) fs.rmSync(`${this.file.slice(0, -'.bin'.length)}.json`, {force: true}) // the JSON it replaces
@@ -201,14 +227,12 @@ export class HashCache {
     const disk = this.onDisk
     if (!disk || this.rewrite || (disk.rows + this.recorded.length) * 4 > this.slots.size * 5) return false
     const rows: Buffer[] = []
-    for (const rel of this.recorded) {
-      const slot = this.slots.get(rel)
-      if (slot === undefined) return false
-      const name = fsPath(rel)
-      const len = typeof name === 'string' ? Buffer.byteLength(name) : name.length
+    for (const slot of this.recorded) {
+      if (!this.slots.isLive(slot)) return false
+      const len = this.slots.byteLength(slot)
       const row = Buffer.allocUnsafe(ROW + len)
       let at = row.writeUInt32LE(len, 0)
-      at += typeof name === 'string' ? row.write(name, at) : name.copy(row, at)
+      at += this.slots.copyName(slot, row, at)
       for (let k = 0; k < STATS; k++) at = row.writeDoubleLE(this.stats[slot * STATS + k]!, at)
       this.hashes.copy(row, at, slot * HASH, (slot + 1) * HASH)
       rows.push(row)
@@ -237,20 +261,19 @@ export class HashCache {
     if (buf.length < MAGIC.length || !buf.subarray(0, MAGIC.length).equals(MAGIC)) return false
     let at = MAGIC.length
     let rows = 0
+    // Room for the rows at once (paths of ~24 bytes guessed): no copies while the table grows.
+    const guess = Math.ceil((buf.length - at) / (ROW + 24))
+    this.slots = new PathTable(guess, guess * 32)
+    this.reserve(guess)
     // Rows come one after another: a truncated file keeps the rows before the cut.
     while (at + 4 <= buf.length) {
       const len = buf.readUInt32LE(at)
       const end = at + ROW + len
       if (end > buf.length) break
-      const text = buf.toString('utf8', at + 4, at + 4 + len)
-      const rel = text.includes('\ufffd') ? decodeName(buf.subarray(at + 4, at + 4 + len)) : text
+      // The path's bytes go into the table as they are: no string is made.
+      const slot = this.slots.addBytes(buf, at + 4, at + 4 + len)
+      this.reserve(slot + 1)
       at += 4 + len
-      let slot = this.slots.get(rel)
-      if (slot === undefined) {
-        slot = this.used++
-        this.reserve(slot + 1)
-        this.slots.set(rel, slot)
-      }
       for (let k = 0; k < STATS; k++, at += 8) this.stats[slot * STATS + k] = buf.readDoubleLE(at)
       at += buf.copy(this.hashes, slot * HASH, at, at + HASH)
       rows++
@@ -270,9 +293,7 @@ export class HashCache {
   }
 
   private clear(): void {
-    this.slots.clear()
-    this.free.length = 0
-    this.used = 0
+    this.slots = new PathTable()
   }
 
   /** One persisted JSON row, if it has the shape a row must have. */
@@ -290,12 +311,8 @@ export class HashCache {
 
   /** The slot of `rel` (a new one if it has none) with this stat; the caller writes its hash. */
   private set(rel: string, size: number, mtimeMs: number, ctimeMs: number, ino: number): number {
-    let slot = this.slots.get(rel)
-    if (slot === undefined) {
-      slot = this.free.pop() ?? this.used++
-      this.reserve(slot + 1)
-      this.slots.set(rel, slot)
-    }
+    const slot = this.slots.add(rel)
+    this.reserve(slot + 1)
     const s = slot * STATS
     this.stats[s] = size
     this.stats[s + 1] = mtimeMs

@@ -54,6 +54,12 @@ parentPort.on('message', ({files, sizes}) => {
 /** Workers started by this process (the tests check the pool is really used). */
 export const pool = {workers: 0}
 
+/** Files named as they are needed (planning's paths are built per batch, never all at once). */
+export interface FileList {
+  readonly length: number
+  path(i: number): string
+}
+
 /**
  * sha256 of each file, as one buffer of 32-byte digests in the files' order, on every core when
  * there is enough to read: the CI case (a fresh clone, every mtime new) reads the whole source,
@@ -61,14 +67,16 @@ export const pool = {workers: 0}
  * spare each file the read that finds its end. A file a worker could not read is hashed here, so
  * its error is the one hashFileDigest gives.
  */
-export async function hashFiles(files: string[], sizes: number[]): Promise<Buffer> {
+export async function hashFiles(list: readonly string[] | FileList, sizes: ArrayLike<number>): Promise<Buffer> {
+  const files: FileList = isFileList(list) ? list : {length: list.length, path: (i) => list[i]!}
   const out = Buffer.alloc(DIGEST * files.length)
   const done = new Uint8Array(files.length)
   const hashHere = (i: number) => {
-    hashFileDigest(files[i]!, sizes[i]).copy(out, i * DIGEST)
+    hashFileDigest(files.path(i), sizes[i]).copy(out, i * DIGEST)
     done[i] = 1
   }
-  const total = sizes.reduce((a, b) => a + b, 0)
+  let total = 0
+  for (let i = 0; i < files.length; i++) total += sizes[i]!
   const cores = Math.min(os.availableParallelism(), 8)
   if (cores < 2 || total < MIN_PARALLEL_BYTES) {
     for (let i = 0; i < files.length; i++) hashHere(i)
@@ -109,7 +117,7 @@ export async function hashFiles(files: string[], sizes: number[]): Promise<Buffe
             const send = () => {
               sent = batch()
               if (sent.length === 0) resolve()
-              else worker.postMessage({files: sent.map((i) => fsPath(files[i]!)), sizes: sent.map((i) => sizes[i])})
+              else worker.postMessage({files: sent.map((i) => fsPath(files.path(i))), sizes: sent.map((i) => sizes[i])})
             }
             worker.on('message', ({digests, failed}: {digests: Uint8Array; failed: number[]}) => {
               out.set(digests, sent[0]! * DIGEST) // a batch is consecutive files
@@ -128,3 +136,5 @@ export async function hashFiles(files: string[], sizes: number[]): Promise<Buffe
   for (let i = 0; i < files.length; i++) if (!done[i]) hashHere(i)
   return out
 }
+
+const isFileList = (list: readonly string[] | FileList): list is FileList => !Array.isArray(list)

@@ -3,6 +3,7 @@ import fs from 'node:fs'
 /** Bytes a sha256 takes. */
 const HASH = 32
 const HEX = /^[0-9a-f]{64}$/
+const READ_CHUNK = 1 << 20
 
 /**
  * A set of sha256 names (hex) held as 32 bytes each (issue 10: memory per file): the names loaded
@@ -23,6 +24,14 @@ export class HashSet {
     private readonly added = new AddedNames(),
   ) {}
 
+  /** What Lines read: the sorted run, and the names from the first one out of order on. */
+  static fromLines(sorted: Buffer, count: number, tail: string[]): HashSet {
+    const set = new HashSet(sorted, count)
+    for (const name of tail) if (HEX.test(name)) set.add(name)
+    set.persisted = set.added.size
+    return set
+  }
+
   /** From names in any order (what is not a sha256 is left out). */
   static of(names: Iterable<string>): HashSet {
     const all = [...names].filter((n) => HEX.test(n)).sort()
@@ -38,29 +47,47 @@ export class HashSet {
    * added names.
    */
   static parse(text: string): HashSet {
-    const lines = Math.ceil(text.length / (HASH * 2 + 1))
-    const buf = Buffer.alloc(lines * HASH)
-    let n = 0
-    let at = 0
-    let tail: string[] | undefined
-    while (at < text.length) {
+    const lines = new Lines(Math.ceil(text.length / (HASH * 2 + 1)))
+    for (let at = 0; at < text.length;) {
       let end = text.indexOf('\n', at)
       if (end === -1) end = text.length
-      // A line of 64 hex digits writes 32 bytes (Buffer stops at the first non-hex pair); our own
-      // index never holds upper case, and a name in it would only never match.
-      if (end - at === HASH * 2 && buf.write(text.slice(at, end), n * HASH, 'hex') === HASH) {
-        if (n > 0 && buf.compare(buf, n * HASH, (n + 1) * HASH, (n - 1) * HASH, n * HASH) >= 0) {
-          tail = text.slice(at).split('\n')
-          break
-        }
-        n++
-      }
+      lines.add(text.slice(at, end))
       at = end + 1
     }
-    const set = new HashSet(buf.subarray(0, n * HASH), n)
-    if (tail) for (const name of tail) if (HEX.test(name)) set.add(name)
-    set.persisted = set.added.size
-    return set
+    return lines.set()
+  }
+
+  /**
+   * parse of the file `file`, read through a 1 MiB buffer (issue 10, memory: a 200k-object
+   * store's index is 13 MB, read whole as a string before).
+   */
+  static read(file: string): HashSet {
+    const fd = fs.openSync(file, 'r')
+    try {
+      const lines = new Lines(Math.ceil(fs.fstatSync(fd).size / (HASH * 2 + 1)))
+      const chunk = Buffer.allocUnsafe(READ_CHUNK) as Buffer & {latin1Slice(start: number, end: number): string}
+      let kept = 0
+      for (;;) {
+        const got = fs.readSync(fd, chunk, kept, chunk.length - kept, null)
+        const end = kept + got
+        let at = 0
+        for (let nl = chunk.indexOf(0x0a, at); nl !== -1 && nl < end; nl = chunk.indexOf(0x0a, at)) {
+          lines.add(chunk.latin1Slice(at, nl))
+          at = nl + 1
+        }
+        if (got === 0) {
+          if (at < end) lines.add(chunk.latin1Slice(at, end))
+          return lines.set()
+        }
+        kept = end - at
+        if (kept === chunk.length) {
+          lines.add('') // a line longer than the buffer is no name: skipped like one
+          kept = 0
+        } else chunk.copy(chunk, 0, at, end)
+      }
+    } finally {
+      fs.closeSync(fd)
+    }
   }
 
   has(hash: string): boolean {
@@ -221,5 +248,33 @@ class AddedNames {
       while (this.table[i] !== 0) i = (i + 1) & mask
       this.table[i] = row
     }
+  }
+}
+
+/** HashSet.parse's lines, one at a time: the sorted run held as it is, the rest (from the first name out of order) added. */
+class Lines {
+  private readonly buf: Buffer
+  private n = 0
+  private tail: string[] | undefined
+
+  constructor(most: number) {
+    this.buf = Buffer.alloc(most * HASH)
+  }
+
+  add(line: string): void {
+    if (this.tail) {
+      this.tail.push(line)
+      return
+    }
+    const {buf, n} = this
+    // A line of 64 hex digits writes 32 bytes (Buffer stops at the first non-hex pair); our own
+    // index never holds upper case, and a name in it would only never match.
+    if (line.length !== HASH * 2 || buf.write(line, n * HASH, 'hex') !== HASH) return
+    if (n > 0 && buf.compare(buf, n * HASH, (n + 1) * HASH, (n - 1) * HASH, n * HASH) >= 0) this.tail = [line]
+    else this.n++
+  }
+
+  set(): HashSet {
+    return HashSet.fromLines(this.buf.subarray(0, this.n * HASH), this.n, this.tail ?? [])
   }
 }

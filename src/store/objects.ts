@@ -82,7 +82,7 @@ export class ObjectStore {
   private loaded(): HashSet {
     if (!this.known) {
       try {
-        this.known = HashSet.parse(fs.readFileSync(this.indexFile, 'utf8'))
+        this.known = HashSet.read(this.indexFile)
       } catch {
         this.known = HashSet.of(this.listObjects())
         this.indexDirty = true

@@ -3,6 +3,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import {decodeName, fsPath} from '../file-names.js'
 import type {PathMatcher} from '../plan/patterns.js'
+import {TreeEntries, type TreeEntryMap} from './tree-entries.js'
 
 /** One entry of a tree, keyed by its path relative to the root ('/'-separated). */
 export interface TreeEntry {
@@ -15,14 +16,24 @@ export interface TreeEntry {
   link?: string
 }
 
+/** How many entries and path bytes a walk should expect (from the hash cache of its last one): room made at once. */
+export interface SizeHint {
+  entries: number
+  bytes: number
+}
+
 export interface Tree {
   root: string
-  entries: Map<string, TreeEntry>
+  /** A local walk's are packed (TreeEntries); an ssh listing's are a Map. */
+  entries: TreeEntryMap
   /** Directories directly holding skipped (excluded or protected) entries. */
   dirsWithSkipped: Set<string>
   /** Directories directly holding protected entries: never removed. */
   dirsWithProtected: Set<string>
 }
+
+/** A local walk: its entries packed. */
+export type PackedTree = Tree & {entries: TreeEntries}
 
 /**
  * Walks a tree, skipping what `skip` matches (excluded and protected paths) and never following
@@ -30,7 +41,7 @@ export interface Tree {
  * Names keep their bytes (file-names.ts), so a name that is not UTF-8 is walked, backed up and
  * restored as it is.
  */
-export function walkTree(root: string, skip: PathMatcher, protect?: PathMatcher): Tree {
+export function walkTree(root: string, skip: PathMatcher, protect?: PathMatcher): PackedTree {
   const dir = rootDir(root)
   if (dir === undefined) return emptyTree(root)
   if (dir && findUsable) {
@@ -47,11 +58,16 @@ export function walkTree(root: string, skip: PathMatcher, protect?: PathMatcher)
  * walkTree with find as a child process, its records parsed as they come: two walks (source and
  * target) run at once, each find on its own core. The same result as walkTree.
  */
-export async function walkTreeAsync(root: string, skip: PathMatcher, protect?: PathMatcher): Promise<Tree> {
+export async function walkTreeAsync(
+  root: string,
+  skip: PathMatcher,
+  protect?: PathMatcher,
+  hint?: SizeHint,
+): Promise<PackedTree> {
   const dir = rootDir(root)
   if (dir === undefined) return emptyTree(root)
   if (dir && findUsable) {
-    const parser = new FindParser(dir, skip, protect)
+    const parser = new FindParser(dir, skip, protect, hint)
     const r = await new Promise<{ok: boolean; error?: Error}>((resolve) => {
       let rest: Buffer | undefined
       const child = spawn(FIND, findArgv(dir, skip), {stdio: ['ignore', 'pipe', 'ignore']})
@@ -71,9 +87,9 @@ export async function walkTreeAsync(root: string, skip: PathMatcher, protect?: P
 /** How this process's walks were done (the tests check that find is really used). */
 export const walks = {find: 0, lstat: 0}
 
-const emptyTree = (root: string): Tree => ({
+const emptyTree = (root: string): PackedTree => ({
   root,
-  entries: new Map(),
+  entries: new TreeEntries(),
   dirsWithSkipped: new Set(),
   dirsWithProtected: new Set(),
 })
@@ -139,7 +155,7 @@ class Shape extends Error {}
  * runs instead).
  */
 class FindParser {
-  readonly tree: Tree
+  readonly tree: PackedTree
   failed = false
   private skippedDir = '' // 'dir/' while the records under a skipped directory go by
   private out: Buffer = Buffer.alloc(0)
@@ -149,8 +165,13 @@ class FindParser {
     root: string,
     private readonly skip: PathMatcher,
     private readonly protect: PathMatcher | undefined,
+    hint?: SizeHint,
   ) {
-    this.tree = {root, entries: new Map(), dirsWithSkipped: new Set(), dirsWithProtected: new Set()}
+    // A little more than last time: a tree that grew a bit is not copied while it is parsed.
+    const entries = hint
+      ? new TreeEntries(hint.entries + (hint.entries >> 4) + 64, hint.bytes + (hint.bytes >> 4) + 2048)
+      : new TreeEntries(4096)
+    this.tree = {root, entries, dirsWithSkipped: new Set(), dirsWithProtected: new Set()}
   }
 
   /** Parses the whole records in `out`; returns where the first incomplete one starts. */
@@ -213,9 +234,8 @@ class FindParser {
     // Past 2^53 the digits summed in doubles can round otherwise than Node's uint64 → double.
     if (ino > Number.MAX_SAFE_INTEGER) ino = Number(BigInt(out.toString('latin1', inoAt, this.p)))
     if (this.p !== nameAt - 1) throw new Shape()
-    const entry: TreeEntry = {type, mode, size, mtimeMs, ctimeMs, ino}
-    if (type === 'symlink') entry.link = this.name(linkAt, next - 1)
-    tree.entries.set(rel, entry)
+    const link = type === 'symlink' ? this.name(linkAt, next - 1) : undefined
+    tree.entries.setBytes(out, nameAt, linkAt - 1, type, mode, size, mtimeMs, ctimeMs, ino, link)
   }
 
   /** decodeName of the bytes from `start` to `end`, without a Buffer view for the usual valid UTF-8. */
@@ -263,9 +283,9 @@ class FindParser {
  * small stats the sync calls are several times faster than the thread-pool round trips of
  * fs.promises.
  */
-export function walkTreeNode(root: string, skip: PathMatcher, protect?: PathMatcher): Tree {
+export function walkTreeNode(root: string, skip: PathMatcher, protect?: PathMatcher): PackedTree {
   walks.lstat++
-  const entries = new Map<string, TreeEntry>()
+  const entries = new TreeEntries()
   const dirsWithSkipped = new Set<string>()
   const dirsWithProtected = new Set<string>()
   if (!fs.existsSync(root)) return {root, entries, dirsWithSkipped, dirsWithProtected}

@@ -6,14 +6,14 @@ import {EXIT, HotctlError} from '../errors.js'
 import {MAINTENANCE_NAME, MARKER_NAME} from '../config/resolve.js'
 import {compilePatterns, type PathMatcher} from '../plan/patterns.js'
 import {HashCache} from '../store/hash-cache.js'
-import {type Tree, walkTree, walkTreeAsync, walkTreeNode} from '../store/walk.js'
+import {type PackedTree, type Tree, walkTree, walkTreeAsync, walkTreeNode} from '../store/walk.js'
 import type {ReleaseMarker} from './target.js'
 
 /** Trees of fewer files than this are walked with lstat (see walkBoth). */
 const FIND_FROM_FILES = 2000
 
 /** walkTreeNode as a promise (an error as a rejection), to stand in for walkTreeAsync. */
-const walkTreeSync = async (root: string, skip: PathMatcher, protect?: PathMatcher): Promise<Tree> =>
+const walkTreeSync = async (root: string, skip: PathMatcher, protect?: PathMatcher): Promise<PackedTree> =>
   walkTreeNode(root, skip, protect)
 
 /**
@@ -42,19 +42,24 @@ export class LocalTree {
    * excluded and protected paths left out. An unreadable source directory is an error naming it
    * (rsync's scan would fail with 23 on it).
    */
-  async walkBoth(source: string): Promise<{src: Tree; dst: Tree}> {
+  async walkBoth(source: string): Promise<{src: PackedTree; dst: PackedTree}> {
     // Starting two finds costs ~10 ms of CPU and ~20 ms of waiting: a tree hotctl last saw small
     // (its records say how many files) is quicker walked here with lstat.
-    const known = Math.max(this.targetCache().size, this.sourceCache(source).size)
+    const dstHint = this.targetCache().sizeHint()
+    const srcHint = this.sourceCache(source).sizeHint()
+    const known = Math.max(dstHint.entries, srcHint.entries)
     const walk = known > 0 && known < FIND_FROM_FILES ? walkTreeSync : walkTreeAsync
-    const dst = walk(this.root, this.skip, this.protected)
-    const src = walk(source, this.skip).catch((err: NodeJS.ErrnoException) => {
-      throw new HotctlError(
-        `planning: cannot read the source: ${err.message}`,
-        EXIT.failed,
-        'Check that the source tree is readable; the target was not touched.',
-      )
-    })
+    const dst = walk(this.root, this.skip, this.protected, dstHint)
+    // A source never seen here (a CI checkout in a new place) is expected to be the target's size.
+    const src = walk(source, this.skip, undefined, srcHint.entries > 0 ? srcHint : dstHint).catch(
+      (err: NodeJS.ErrnoException) => {
+        throw new HotctlError(
+          `planning: cannot read the source: ${err.message}`,
+          EXIT.failed,
+          'Check that the source tree is readable; the target was not touched.',
+        )
+      },
+    )
     const [d, s] = await Promise.allSettled([dst, src])
     if (s.status === 'rejected') throw s.reason
     if (d.status === 'rejected') throw d.reason

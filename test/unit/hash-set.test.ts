@@ -68,4 +68,30 @@ describe('the object index, appended to', () => {
     expect(set.size).toBe(22)
     expect([...sorted, ...tail].every((h) => set.has(h))).toBe(true)
   })
+
+  it('read takes a file as parse takes its text, lines across its 1 MiB reads included', () => {
+    // 20k sorted names (1.3 MB: the reads end mid-line), a junk line, then names out of order.
+    const sorted = Array.from({length: 20_000}, (_, i) => sha(`r ${i}`)).sort()
+    const tail = [sha('u 1'), sorted[5]!, 'not a name', sha('u 2')]
+    const dir = tmpDir()
+    for (const [name, text] of [
+      ['index', `${sorted.slice(0, 9000).join('\n')}\nJUNK\n${sorted.slice(9000).join('\n')}\n${tail.join('\n')}`],
+      ['no-newline-at-end', sorted.join('\n')],
+      ['empty', ''],
+    ] as const) {
+      const file = path.join(dir, name)
+      fs.writeFileSync(file, text)
+      const read = HashSet.read(file)
+      const parsed = HashSet.parse(text)
+      const written = (set: HashSet) => {
+        const out = path.join(dir, `${name}.out`)
+        const fd = fs.openSync(out, 'w')
+        set.writeTo(fd)
+        fs.closeSync(fd)
+        return fs.readFileSync(out, 'utf8')
+      }
+      expect([read.size, read.appendable, written(read)]).toEqual([parsed.size, parsed.appendable, written(parsed)])
+    }
+    expect(HashSet.read(path.join(dir, 'index')).size).toBe(20_002)
+  })
 })

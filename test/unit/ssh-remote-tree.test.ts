@@ -32,7 +32,9 @@ describe('the host tree listing (find -printf)', () => {
       const protect = compilePatterns(['data/'])
       const got = parseRemoteList(listing(root), root, skip, protect)
       const want = walkTree(root, skip, protect)
-      expect(new Map([...got.entries].map(([k, {mtime: _m, ctime: _c, ...e}]) => [k, e]))).toEqual(want.entries)
+      expect(new Map([...got.entries].map(([k, {mtime: _m, ctime: _c, ...e}]) => [k, e]))).toEqual(
+        new Map(want.entries),
+      )
       expect(got.dirsWithSkipped).toEqual(want.dirsWithSkipped)
       expect(got.dirsWithProtected).toEqual(want.dirsWithProtected)
       expect([...got.entries.keys()]).not.toContain('data/deep/db')
