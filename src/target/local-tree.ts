@@ -38,6 +38,16 @@ export class LocalTree {
   }
 
   /**
+   * walk() with find as a child whose records are parsed as they come (find's stat calls and the
+   * parse on two cores), or with lstat for a tree of fewer than FIND_FROM_FILES entries
+   * (`entries`: how many hotctl last saw, when it knows).
+   */
+  walkAsync(entries?: number): Promise<Tree> {
+    const walk = entries !== undefined && entries < FIND_FROM_FILES ? walkTreeSync : walkTreeAsync
+    return walk(this.root, this.skip, this.protected)
+  }
+
+  /**
    * The target and the source as a deploy reads them, walked at once (a find child each):
    * excluded and protected paths left out. An unreadable source directory is an error naming it
    * (rsync's scan would fail with 23 on it).
@@ -69,7 +79,16 @@ export class LocalTree {
   }
 
   targetCache(): HashCache {
-    return this.cache(path.join(this.config.stateDir, 'cache', 'target-hashes.json'))
+    return this.cache(this.targetCacheFile())
+  }
+
+  /** The target's hash record if this process has read it already (it is not read for this). */
+  openTargetCache(): HashCache | undefined {
+    return this.caches.get(this.targetCacheFile())
+  }
+
+  private targetCacheFile(): string {
+    return path.join(this.config.stateDir, 'cache', 'target-hashes.json')
   }
 
   /** One cache per source path: CI checkouts in different places do not mix. */
