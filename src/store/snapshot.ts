@@ -602,7 +602,11 @@ export function applyRestore(plan: RestorePlan, store: ObjectStore): RestoreResu
  * and the leftovers it was to remove are looked at. O(changed). `seen` gets each looked-at path's
  * stat as it was checked (undefined: gone).
  */
-export function verifyRestored(plan: RestorePlan, cache: HashCache, seen?: Map<string, TreeEntry | undefined>): string[] {
+export function verifyRestored(
+  plan: RestorePlan,
+  cache: HashCache,
+  seen?: Map<string, TreeEntry | undefined>,
+): string[] {
   const {tree} = plan
   const diffs: string[] = []
   for (const [rel, want] of plan.writes) {
