@@ -291,13 +291,6 @@ function signaturesOf(sums: TreeSums): DirSignatures {
 /** How many entries a directory with signature `sig` holds. */
 export const signatureEntries = (sig: string): number => Number(sig.slice(sig.lastIndexOf('-') + 1)) || 0
 
-/** How many entries the directories of `dirs` hold together (each signature ends in its count). */
-export function signedEntries(dirs: DirSignatures): number {
-  let n = 0
-  for (const dir in dirs) n += signatureEntries(dirs[dir]!)
-  return n
-}
-
 function treeSums(tree: Tree): TreeSums {
   let sums = sumsOf.get(tree)
   if (sums) return sums

@@ -32,7 +32,6 @@ import {
   type SignedRoot,
   signatureEntries,
   signaturesWith,
-  signedEntries,
   snapshotTree,
   verifyRestored,
 } from '../store/snapshot.js'
@@ -87,14 +86,14 @@ export class LocalBackupStore implements BackupStore {
     plan?: TargetPlan,
     onProgress?: (p: SnapshotProgress) => void,
   ): Promise<BackupMeta> {
+    // The walk taken by planChanges (under the same lock) is reused by this backup and by the
+    // sync's deletions: one stat pass per deploy.
+    const tree = (plan?.walk as Tree | undefined) ?? this.tree.walk()
+    // Read only if a directory changed since `base` (a rollback's undo snapshot usually reads none).
+    const cache = () => this.tree.targetCache()
     const marker = this.tree.readMarker()
     // The live release's tree as deployed: its unchanged directories' chunks are this backup's.
     const base = marker ? this.signedRoot(this.deployed.get(marker.id)) : undefined
-    // The walk taken by planChanges (under the same lock) is reused by this backup and by the
-    // sync's deletions: one stat pass per deploy.
-    const tree = (plan?.walk as Tree | undefined) ?? (await this.tree.walkAsync(base && signedEntries(base.dirs)))
-    // Read only if a directory changed since `base` (a rollback's undo snapshot usually reads none).
-    const cache = () => this.tree.targetCache()
     // One batch: new objects are written under their names into a staging directory, synced
     // together, then moved into place (a first backup: one rename per fan-out directory).
     this.store.beginBatch()

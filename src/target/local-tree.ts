@@ -38,16 +38,6 @@ export class LocalTree {
   }
 
   /**
-   * walk() with find as a child whose records are parsed as they come (find's stat calls and the
-   * parse on two cores), or with lstat for a tree of fewer than FIND_FROM_FILES entries
-   * (`entries`: how many hotctl last saw, when it knows).
-   */
-  walkAsync(entries?: number): Promise<Tree> {
-    const walk = entries !== undefined && entries < FIND_FROM_FILES ? walkTreeSync : walkTreeAsync
-    return walk(this.root, this.skip, this.protected)
-  }
-
-  /**
    * The target and the source as a deploy reads them, walked at once (a find child each):
    * excluded and protected paths left out. An unreadable source directory is an error naming it
    * (rsync's scan would fail with 23 on it).
