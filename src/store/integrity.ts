@@ -210,6 +210,8 @@ export interface CheckedBeside {
   meta?: BackupMeta
   /** Directory → the backup's rows ([] for a directory the backup has no listing of); absent when damaged. */
   differing?: Map<string, Row[]>
+  /** The known tree's rows of the differing directories it has a listing of (read to count them anyway). */
+  known?: Map<string, Row[]>
   damage: Damage[]
 }
 
@@ -233,6 +235,7 @@ export function checkBackupBeside(
   const at = `metadata backups/${id}.json`
   const damage: Damage[] = []
   const differing = new Map<string, Row[]>()
+  const knownRows = new Map<string, Row[]>()
   let {files, bytes} = known
   const count = (rows: Row[], sign: number) => {
     for (const r of rows)
@@ -247,6 +250,7 @@ export function checkBackupBeside(
     if (!rows) return undefined
     count(rows, -1)
     differing.set(dir, [])
+    knownRows.set(dir, rows)
   }
   /** Directories (of the differing listings) each holds; a missing entry: its chunk is damaged. */
   const subdirsOf = new Map<string, Set<string>>()
@@ -274,7 +278,7 @@ export function checkBackupBeside(
     const message = `${at} records ${meta.files} files, ${meta.bytes} bytes; its directory listings hold ${files} files, ${bytes} bytes`
     damage.push({backup: id, what: 'metadata', problem: 'invalid', message})
   }
-  return damage.length ? {meta, damage} : {meta, differing, damage}
+  return damage.length ? {meta, damage} : {meta, differing, known: knownRows, damage}
 }
 
 /** The file objects among `entries` that are missing or do not hash to their name. */

@@ -78,6 +78,15 @@ export class ObjectStore {
     return this.loaded().has(hash)
   }
 
+  /**
+   * has() for a few names, without reading the index if this process has not: one stat each (an
+   * object is under its name only once fully written). A snapshot reusing a recorded tree's
+   * chunks checks a few hundred of them, where reading an index of every object costs more.
+   */
+  holds(hash: string): boolean {
+    return this.known?.has(hash) || fs.existsSync(this.pathOf(hash))
+  }
+
   /** The index, read on first use (or, without one, the store listed). */
   private loaded(): HashSet {
     if (!this.known) {

@@ -61,24 +61,27 @@ export const snapshotCounts = {reused: 0, rebuilt: 0, summed: 0, entries: 0}
  */
 export async function snapshotTree(
   tree: Tree,
-  cache: HashCache,
+  hashes: HashCache | (() => HashCache),
   store: ObjectStore,
   onProgress?: (p: SnapshotProgress) => void,
   base?: SignedRoot,
   touched?: Iterable<string>,
 ): Promise<SnapshotResult> {
+  // Opened only when a directory is looked at: a snapshot whose every chunk is reused reads no record.
+  let opened: HashCache | undefined
+  const cache = () => (opened ??= typeof hashes === 'function' ? hashes() : hashes)
   const dirs = dirSignatures(tree)
   const reused: ManifestRoot = {}
   let anyReused = false
   let allReused = true
   for (const dir in dirs) {
     const chunk = base?.root[dir]
-    if (chunk !== undefined && base!.dirs[dir] === dirs[dir] && store.has(chunk)) {
+    if (chunk !== undefined && base!.dirs[dir] === dirs[dir] && store.holds(chunk)) {
       reused[dir] = chunk
       anyReused = true
     } else allReused = false
   }
-  const patched = anyReused && touched ? patchChunks(tree, dirs, reused, base!, touched, cache, store) : undefined
+  const patched = anyReused && touched ? patchChunks(tree, dirs, reused, base!, touched, cache(), store) : undefined
   if (patched || (anyReused && allReused)) {
     // Nothing changed since `base` but the touched paths: its chunks are the manifest, patched
     // where they are, not one other entry looked at.
@@ -123,7 +126,7 @@ export async function snapshotTree(
       await new Promise((resolve) => setImmediate(resolve))
       yielded = Date.now()
     }
-    const entry = manifestEntry(tree, rel, e, cache, store)
+    const entry = manifestEntry(tree, rel, e, cache(), store)
     manifest.add(rel, entry)
     if (entry.type === 'file') {
       added += entry.added
@@ -276,10 +279,17 @@ const sumsOf = new WeakMap<Tree, TreeSums>()
  * a tree changed in a few paths gets its sums from its parent's (carrySignatures).
  */
 export function dirSignatures(tree: Tree): DirSignatures {
+  return signaturesOf(treeSums(tree))
+}
+
+function signaturesOf(sums: TreeSums): DirSignatures {
   const out: DirSignatures = {}
-  for (const [dir, s] of treeSums(tree).dirs) out[dir] = `${hex8(s.a)}${hex8(s.b)}-${s.n}`
+  for (const [dir, s] of sums.dirs) out[dir] = `${hex8(s.a)}${hex8(s.b)}-${s.n}`
   return out
 }
+
+/** How many entries a directory with signature `sig` holds. */
+export const signatureEntries = (sig: string): number => Number(sig.slice(sig.lastIndexOf('-') + 1)) || 0
 
 function treeSums(tree: Tree): TreeSums {
   let sums = sumsOf.get(tree)
@@ -317,12 +327,54 @@ function treeSums(tree: Tree): TreeSums {
 export function carrySignatures(before: Tree, after: Tree, paths: Iterable<string>, gone: Set<string>): void {
   const old = sumsOf.get(before)
   if (!old) return
+  const looked = new Set(paths)
+  const sums = carrySums(old, before, looked, (rel) => after.entries.get(rel), gone)
+  if (gone.size > 0)
+    for (const [rel, e] of before.entries) {
+      // What went with a directory that went: its files leave the counts.
+      if (
+        e.type === 'file' &&
+        !looked.has(rel) &&
+        !after.entries.has(rel) &&
+        under(gone, rel.slice(0, Math.max(0, rel.lastIndexOf('/'))))
+      ) {
+        sums.files--
+        sums.bytes -= e.size
+      }
+    }
+  sumsOf.set(after, sums)
+}
+
+/**
+ * The signatures of `before`'s directories once the paths in `now` are as given there (undefined:
+ * gone), the rest as walked: carrySignatures without the tree it would make. A directory that
+ * went, or stopped being one, goes with the directories under it. Undefined when `before` has no
+ * sums yet.
+ */
+export function signaturesWith(before: Tree, now: Map<string, TreeEntry | undefined>): DirSignatures | undefined {
+  const old = sumsOf.get(before)
+  if (!old) return undefined
+  const gone = new Set<string>()
+  for (const [rel, e] of now) if (before.entries.get(rel)?.type === 'dir' && e?.type !== 'dir') gone.add(rel)
+  return signaturesOf(carrySums(old, before, new Set(now.keys()), (rel) => now.get(rel), gone))
+}
+
+/** Is `dir` one of the directories in `gone` or under one? */
+function under(gone: Set<string>, dir: string): boolean {
+  for (const g of gone) if (dir === g || dir.startsWith(`${g}/`)) return true
+  return false
+}
+
+/** `old` with each of `looked` taken out as `before` has it and put back as `now` has it; the directories in or under `gone` dropped. */
+function carrySums(
+  old: TreeSums,
+  before: Tree,
+  looked: Set<string>,
+  now: (rel: string) => TreeEntry | undefined,
+  gone: Set<string>,
+): TreeSums {
   const sums: TreeSums = {dirs: new Map(), files: old.files, bytes: old.bytes}
   for (const [dir, s] of old.dirs) sums.dirs.set(dir, {...s})
-  const under = (dir: string) => {
-    for (const g of gone) if (dir === g || dir.startsWith(`${g}/`)) return true
-    return false
-  }
   const apply = (rel: string, e: TreeEntry, sign: 1 | -1) => {
     if (e.type === 'file') {
       sums.files += sign
@@ -337,28 +389,15 @@ export function carrySignatures(before: Tree, after: Tree, paths: Iterable<strin
     s.b = (s.b + sign * hb) | 0
     s.n += sign
   }
-  const looked = new Set(paths)
   for (const rel of looked) {
     const was = before.entries.get(rel)
     if (was) apply(rel, was, -1)
-    const now = after.entries.get(rel)
-    if (now) apply(rel, now, 1)
+    const is = now(rel)
+    if (is) apply(rel, is, 1)
   }
-  if (gone.size > 0)
-    for (const [rel, e] of before.entries) {
-      // What went with a directory that went: its files leave the counts, its directories' sums go.
-      if (
-        e.type === 'file' &&
-        !looked.has(rel) &&
-        !after.entries.has(rel) &&
-        under(rel.slice(0, Math.max(0, rel.lastIndexOf('/'))))
-      ) {
-        sums.files--
-        sums.bytes -= e.size
-      }
-    }
-  for (const [dir, s] of sums.dirs) if (s.n === 0 || (gone.size > 0 && under(dir))) sums.dirs.delete(dir)
-  sumsOf.set(after, sums)
+  // The sums of the directories that went with one that went go too.
+  for (const [dir, s] of sums.dirs) if (s.n === 0 || (gone.size > 0 && under(gone, dir))) sums.dirs.delete(dir)
+  return sums
 }
 
 const hex8 = (n: number) => (n >>> 0).toString(16).padStart(8, '0')
@@ -482,21 +521,39 @@ function restoreWrites(manifest: Manifest, tree: Tree, cache: HashCache): Restor
 
 /**
  * planRestore over the directories whose listings differ from the live tree's (`differing`: the
- * backup's rows of each, [] for a directory it has no listing of; see checkBackupBeside). Every
- * other directory of the walk hashed to the backup's listing (same names, types, modes, sizes,
- * content hashes): nothing in it is compared again. The same plan planRestore makes, O(changed)
- * but for one pass over the walk's paths to find the leftovers.
+ * backup's rows of each, [] for a directory it has no listing of; `live`: the live snapshot's rows
+ * of those it has one of; see checkBackupBeside). Every other directory of the walk hashed to the
+ * backup's listing (same names, types, modes, sizes, content hashes): nothing in it is compared
+ * again. The live rows are the snapshot just taken from `tree` (its hashes the hash record's,
+ * trusted by stat as planRestore's are), so a differing directory is compared row by row, no file
+ * looked at and no hash record needed: the same plan planRestore makes, O(changed).
  */
-export function planRestoreDirs(differing: Map<string, Row[]>, tree: Tree, cache: HashCache): RestorePlan {
-  const want: Manifest = new Map()
-  for (const [dir, rows] of differing) addRows(want, dir, rows)
+export function planRestoreDirs(differing: Map<string, Row[]>, live: Map<string, Row[]>, tree: Tree): RestorePlan {
+  const writes: RestorePlan['writes'] = []
   const extras: string[] = []
-  if (differing.size > 0)
-    for (const rel of tree.entries.keys()) {
-      const slash = rel.lastIndexOf('/')
-      if (differing.has(slash === -1 ? '' : rel.slice(0, slash)) && !want.has(rel)) extras.push(rel)
+  for (const [dir, rows] of differing) {
+    const have = new Map<string, Row>()
+    for (const row of live.get(dir) ?? []) have.set(row[0], row)
+    const want: Manifest = new Map()
+    addRows(want, dir, rows)
+    for (const row of rows) {
+      const had = have.get(row[0])
+      have.delete(row[0])
+      if (!had || !sameRow(row, had)) {
+        const rel = dir ? `${dir}/${row[0]}` : row[0]
+        writes.push([rel, want.get(rel)!])
+      }
     }
-  return {tree, extras, writes: restoreWrites(want, tree, cache)}
+    for (const name of have.keys()) extras.push(dir ? `${dir}/${name}` : name)
+  }
+  return {tree, extras, writes: writes.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))}
+}
+
+/** sameEntry for two chunk rows: a symlink by its target, anything else by type and mode, a file by size and hash too. */
+function sameRow(want: Row, have: Row): boolean {
+  if (want[1] !== have[1]) return false
+  if (want[1] === 'l') return want[3] === have[3]
+  return want[2] === have[2] && (want[1] === 'd' || (want[3] === have[3] && want[4] === have[4]))
 }
 
 /**
@@ -535,13 +592,19 @@ export function applyRestore(plan: RestorePlan, store: ObjectStore): RestoreResu
  * What `diffAgainst` would find right after `applyRestore(plan)`, without walking the tree again:
  * the plan's walk (taken under the lock just before) proved every other path equal to the
  * manifest, so only the paths the restore wrote (stat'd and hashed afresh: their inodes are new)
- * and the leftovers it was to remove are looked at. O(changed).
+ * and the leftovers it was to remove are looked at. O(changed). `seen` gets each looked-at path's
+ * stat as it was checked (undefined: gone).
  */
-export function verifyRestored(plan: RestorePlan, cache: HashCache): string[] {
+export function verifyRestored(
+  plan: RestorePlan,
+  cache: HashCache,
+  seen?: Map<string, TreeEntry | undefined>,
+): string[] {
   const {tree} = plan
   const diffs: string[] = []
   for (const [rel, want] of plan.writes) {
     const have = statEntry(path.join(tree.root, rel))
+    seen?.set(rel, have)
     if (!have || !sameEntry(want, have, () => cache.hash(tree.root, rel, have))) diffs.push(rel)
   }
   // A leftover under what is now a symlink (or file) is gone from the tree even if the link's
@@ -554,6 +617,7 @@ export function verifyRestored(plan: RestorePlan, cache: HashCache): string[] {
   }
   for (const rel of plan.extras) {
     const have = reachable(rel) ? statEntry(path.join(tree.root, rel)) : undefined
+    seen?.set(rel, have)
     if (have && !(have.type === 'dir' && holdsProtected(tree, rel))) diffs.push(rel)
   }
   return diffs

@@ -12,12 +12,14 @@ import {
   StoreChecker,
 } from '../store/integrity.js'
 import {type DeployedRecord, DeployedIndex, treeAfterSync} from '../store/deployed.js'
+import {HashCache} from '../store/hash-cache.js'
 import {
   describeCheck,
   type Manifest,
   type ManifestRoot,
   objectsOf,
   readManifest,
+  type Row,
   unusedObjects,
 } from '../store/manifest.js'
 import {ObjectStore} from '../store/objects.js'
@@ -28,10 +30,12 @@ import {
   planRestoreDirs,
   type RestorePlan,
   type SignedRoot,
+  signatureEntries,
+  signaturesWith,
   snapshotTree,
   verifyRestored,
 } from '../store/snapshot.js'
-import type {Tree} from '../store/walk.js'
+import type {Tree, TreeEntry} from '../store/walk.js'
 import type {LocalTree} from './local-tree.js'
 import type {BackupStore, SnapshotProgress, TargetPlan} from './target.js'
 
@@ -52,8 +56,11 @@ export class LocalBackupStore implements BackupStore {
   private lastWalk?: Tree
   /** The snapshot taken from `lastWalk`: a restore reads only the backup's listings that differ from its. */
   private lastSnapshot?: {root: ManifestRoot; files: number; bytes: number}
-  /** The restore just applied, while nothing else has written to the target: its verify looks only at what it changed. */
-  private lastRestore?: {id: string; plan: RestorePlan}
+  /**
+   * The restore just applied, while nothing else has written to the target: its verify looks only
+   * at what it changed. `beside`: planned over the listings that differ from the undo snapshot's.
+   */
+  private lastRestore?: {id: string; plan: RestorePlan; beside?: {meta: BackupMeta; differing: Map<string, Row[]>}}
   /** Manifests read and checked in this process, by backup id: the verify after a restore reuses it. */
   private readonly checked = new Map<string, {meta: BackupMeta; manifest: Manifest}>()
   /**
@@ -82,7 +89,8 @@ export class LocalBackupStore implements BackupStore {
     // The walk taken by planChanges (under the same lock) is reused by this backup and by the
     // sync's deletions: one stat pass per deploy.
     const tree = (plan?.walk as Tree | undefined) ?? this.tree.walk()
-    const cache = this.tree.targetCache()
+    // Read only if a directory changed since `base` (a rollback's undo snapshot usually reads none).
+    const cache = () => this.tree.targetCache()
     const marker = this.tree.readMarker()
     // The live release's tree as deployed: its unchanged directories' chunks are this backup's.
     const base = marker ? this.signedRoot(this.deployed.get(marker.id)) : undefined
@@ -105,7 +113,8 @@ export class LocalBackupStore implements BackupStore {
     this.store.flush()
     // Saved once, after the sync is verified (a lost update only costs a re-read). Rows of paths
     // gone from the tree are dropped only when there are more rows than files (a look per row).
-    if (cache.size > snap.files) cache.forget(tree)
+    const loaded = this.tree.openTargetCache()
+    if (loaded && loaded.size > snap.files) loaded.forget(tree)
     const meta: BackupMeta = {
       id,
       time: new Date().toISOString(),
@@ -133,7 +142,6 @@ export class LocalBackupStore implements BackupStore {
    */
   async restore(id: string): Promise<{written: string[]; removed: string[]}> {
     const checker = new StoreChecker(this.store, false)
-    const cache = this.tree.targetCache()
     const last = this.lastWalk && this.lastSnapshot && {walk: this.lastWalk, snapshot: this.lastSnapshot}
     this.targetWritten()
     const protectNow = new Set(this.config.protect)
@@ -149,16 +157,17 @@ export class LocalBackupStore implements BackupStore {
     if (beside?.meta && !keptProtect(beside.meta)) beside = undefined // walked again below, protecting its paths too
     if (beside && !beside.differing) throw new BackupDamagedError(id, beside.damage)
     let plan: RestorePlan
-    if (beside) plan = planRestoreDirs(beside.differing!, last!.walk, cache)
+    // Beside the undo snapshot, the live side of a differing listing is that snapshot's rows: no hash record is read.
+    if (beside) plan = planRestoreDirs(beside.differing!, beside.known!, last!.walk)
     else {
       const {meta, manifest} = this.checkedBackup(id, checker)
       const walk = last && keptProtect(meta) ? last.walk : this.tree.walkProtecting(meta.protect)
-      plan = planRestore(manifest, walk, cache)
+      plan = planRestore(manifest, walk, this.tree.targetCache())
     }
     const damage = checkObjects(id, plan.writes, checker)
     if (damage.length > 0) throw new BackupDamagedError(id, damage)
     const result = applyRestore(plan, this.store)
-    this.lastRestore = {id, plan}
+    this.lastRestore = {id, plan, beside: beside ? {meta: beside.meta!, differing: beside.differing!} : undefined}
     return result
   }
 
@@ -178,8 +187,12 @@ export class LocalBackupStore implements BackupStore {
     const restored = this.lastRestore
     if (restored?.id === id) {
       this.lastRestore = undefined
-      // Not saved: rewriting the whole cache file costs more than reading these few files again.
-      return verifyRestored(restored.plan, this.tree.targetCache())
+      // The files written have new inodes: no record can know them, so none is read for this, and
+      // what is hashed is not saved (rewriting the record costs more than reading them again).
+      const seen = new Map<string, TreeEntry | undefined>()
+      const diffs = verifyRestored(restored.plan, this.tree.openTargetCache() ?? HashCache.open(), seen)
+      if (diffs.length === 0 && restored.beside) this.resignDeployed(restored.plan.tree, seen, restored.beside)
+      return diffs
     }
     const {meta, manifest} = this.checked.get(id) ?? this.checkedBackup(id, new StoreChecker(this.store, false))
     const tree = this.tree.walkProtecting(meta.protect)
@@ -287,6 +300,40 @@ export class LocalBackupStore implements BackupStore {
     this.store.flush()
     cache.save(cache.size > snap.files ? tree : undefined)
     this.deployed.write({release, time: new Date().toISOString(), root: snap.root, dirs: snap.dirs})
+  }
+
+  /**
+   * After a verified restore planned beside the undo snapshot: the restored release's record as
+   * deployed gets the signatures its directories have now, where the live listing is the record's
+   * own chunk, so the next backup (or undo snapshot) reuses those chunks without a look at their
+   * files, as after a deploy. Only signatures change, never the tree recorded (\`hotctl diff\`
+   * compares with it). Each directory's listing is the backup's now: the restore wrote what differed,
+   * the verify hashed what it wrote (`seen`: its stats), the walk proved the rest. A directory
+   * holding something the backup's listing does not (a leftover kept for its protected content)
+   * has more entries than that listing's rows: left as it was.
+   */
+  private resignDeployed(
+    walk: Tree,
+    seen: Map<string, TreeEntry | undefined>,
+    restored: {meta: BackupMeta; differing: Map<string, Row[]>},
+  ): void {
+    const {meta, differing} = restored
+    const record = meta.release ? this.deployed.get(meta.release) : undefined
+    const signed = this.signedRoot(record)
+    if (!record || !signed) return
+    const now = signaturesWith(walk, seen)
+    if (!now) return
+    const dirs = {...signed.dirs}
+    let changed = false
+    for (const dir in now) {
+      const chunk = meta.root[dir]
+      if (chunk === undefined || signed.root[dir] !== chunk || dirs[dir] === now[dir]) continue
+      const rows = differing.get(dir)
+      if (rows && signatureEntries(now[dir]!) !== rows.length) continue
+      dirs[dir] = now[dir]!
+      changed = true
+    }
+    if (changed) this.deployed.write({...record, dirs})
   }
 
   /** A deployed record's root with its directories' signatures, when it has them (older records do not). */

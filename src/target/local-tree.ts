@@ -74,7 +74,16 @@ export class LocalTree {
   }
 
   targetCache(): HashCache {
-    return this.cache(path.join(this.config.stateDir, 'cache', 'target-hashes.json'))
+    return this.cache(this.targetCacheFile())
+  }
+
+  /** The target's hash record if this process has read it already (it is not read for this). */
+  openTargetCache(): HashCache | undefined {
+    return this.caches.get(this.targetCacheFile())
+  }
+
+  private targetCacheFile(): string {
+    return path.join(this.config.stateDir, 'cache', 'target-hashes.json')
   }
 
   /** One cache per source path: CI checkouts in different places do not mix. */

@@ -415,3 +415,60 @@ describe('rollback over a live tree edited behind hotctl', {timeout: 90_000}, ()
     expect(fs.readFileSync(css, 'utf8')).toBe(edited)
   })
 })
+
+// A rollback leaves the record of the release it puts back (deployed/<release>.json) with its
+// directories' new signatures, so the next deploy's backup reuses their listings: that backup must
+// still see a file edited behind hotctl's back after the rollback.
+describe('deploy → rollback → deploy → rollback', {timeout: 120_000}, () => {
+  it('each rollback puts back the release before; an edit after the first (size and mtime kept) is in the next backup and comes back', async () => {
+    const {ws, svc, hA, A, B} = await twoReleases()
+    const r1 = await runCli(['rollback', '--json'], {cwd: ws.src})
+    expect(r1.exitCode, why(r1)).toBe(0)
+    expect(r1.json.release).toBe(A)
+    expect(treeHash(ws.live)).toBe(hA)
+    const clean = await runCli(['diff', '--json'], {cwd: ws.src})
+    expect(clean.exitCode, why(clean)).toBe(0)
+    expect([...clean.json.added, ...clean.json.changed, ...clean.json.deleted]).toEqual([])
+
+    // static/style.css is the same in v2, v3 and v4: the deploy of v4 puts it back by content,
+    // after its backup recorded the edit.
+    const css = path.join(ws.live, 'static', 'style.css')
+    const original = fs.readFileSync(css, 'utf8')
+    const edited = original.replace('black', 'white')
+    editKeepingSizeAndMtime(css, edited)
+    ws.setVersion('v4')
+    const c = await runCli(['deploy', '--json'], {cwd: ws.src})
+    expect(c.exitCode, why(c)).toBe(0)
+    const C = c.json.release as string
+    expect(c.json.changes.changed).toEqual(expect.arrayContaining(['app/handlers.py', 'static/style.css']))
+    expect(fs.readFileSync(css, 'utf8')).toBe(original)
+    expect(await svc.hello()).toBe('hello v4')
+    const hC = treeHash(ws.live)
+
+    const r2 = await runCli(['rollback', '--json'], {cwd: ws.src})
+    expect(r2.exitCode, why(r2)).toBe(0)
+    expect(r2.json.release).toBe(A)
+    expect(r2.json.snapshot).toBe(C) // the backup taken before deploy C
+    expect(readMarker(ws.live)?.id).toBe(A)
+    expect(await svc.hello()).toBe('hello v2')
+    expect(fs.readFileSync(css, 'utf8')).toBe(edited)
+    // Against release A as deployed, the edit is still what differs.
+    const drift = await runCli(['diff', '--json'], {cwd: ws.src})
+    expect(drift.json.changed.map((e: {path: string}) => e.path)).toEqual(['static/style.css'])
+    expect([...drift.json.added, ...drift.json.deleted]).toEqual([])
+
+    // Back and forth once more: the undo of the second rollback, then a rollback again.
+    const undo = await runCli(['rollback', '--to', C, '--json'], {cwd: ws.src})
+    expect(undo.exitCode, why(undo)).toBe(0)
+    expect(treeHash(ws.live)).toBe(hC)
+    const r3 = await runCli(['rollback', '--to', A, '--json'], {cwd: ws.src})
+    expect(r3.exitCode, why(r3)).toBe(0)
+    expect(fs.readFileSync(css, 'utf8')).toBe(edited)
+    expect(readMarker(ws.live)?.id).toBe(A)
+    const b = await runCli(['rollback', '--to', B, '--json'], {cwd: ws.src})
+    expect(b.exitCode, why(b)).toBe(0)
+    expect(await svc.hello()).toBe('hello v3')
+    const verify = await runCli(['backups', 'verify', '--json'], {cwd: ws.src})
+    expect(verify.exitCode, why(verify)).toBe(0)
+  })
+})

@@ -1061,7 +1061,7 @@ describe('backup integrity', () => {
     const b = checkBackupBeside(raw.id, {id: raw.id, raw}, checker, known)!
     expect(b.damage).toEqual([])
     expect([...b.differing!.keys()].sort()).toEqual(['', 'app', 'newdir', 'newdir/deep', 'static'])
-    const fast = planRestoreDirs(b.differing!, tree, cache)
+    const fast = planRestoreDirs(b.differing!, b.known!, tree)
     const full = planRestore(manifest, tree, cache)
     expect(fast.writes).toEqual(full.writes)
     expect([...fast.extras].sort()).toEqual([...full.extras].sort())
