@@ -4,6 +4,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import {copyBuffer, hashFile} from './hash.js'
 import {HashSet} from './hash-set.js'
+import {copyWorkers, MIN_PARALLEL_BYTES, STAGED, type StagedBatch, StagingPool} from './put-pool.js'
 
 /** Object names are sha256 hex digests. */
 export const isHash = (s: unknown): s is string => typeof s === 'string' && /^[0-9a-f]{64}$/.test(s)
@@ -21,6 +22,20 @@ const sha256 = (data: Buffer): string =>
   typeof crypto.hash === 'function'
     ? crypto.hash('sha256', data, 'hex')
     : crypto.createHash('sha256').update(data).digest('hex')
+
+/** What putting one file gave: its hash, the bytes it added to the store, and the bytes copied. */
+export interface Put {
+  hash: string
+  added: number
+  size: number
+}
+
+/** Copies files into a batch on every core (`ObjectStore.parallelCopier`); `close` before the batch ends. */
+export interface ParallelCopier {
+  /** Puts the files (a batch of BATCH_FILES / BATCH_BYTES at most), as `putFile` each would. */
+  put(files: string[], sizes: number[]): Promise<Put[]>
+  close(): Promise<void>
+}
 
 /**
  * Objects written by a batch (`beginBatch`): already under their final names, in a staging
@@ -133,7 +148,7 @@ export class ObjectStore {
    * file that fits the copy buffer is read once (a short read of a regular file is its end),
    * hashed, and written only if the store lacks it.
    */
-  putFile(file: string): {hash: string; added: number; size: number} {
+  putFile(file: string): Put {
     const src = fs.openSync(fsPath(file), 'r')
     try {
       const buf = copyBuffer()
@@ -146,7 +161,7 @@ export class ObjectStore {
   }
 
   /** A file bigger than the copy buffer: streamed into a temp file, hashed as it is written. */
-  private putStream(src: number, buf: Buffer, first: number): {hash: string; added: number; size: number} {
+  private putStream(src: number, buf: Buffer, first: number): Put {
     const tmp = this.tempPath()
     const h = crypto.createHash('sha256')
     const dst = fs.openSync(tmp, 'w', 0o444)
@@ -176,7 +191,8 @@ export class ObjectStore {
     if (this.has(hash)) return {hash, added: 0}
     if (this.stage) {
       // In a batch the staging directory is private: written under its final name, no rename.
-      writeNew(this.newObjectPath(hash), buf)
+      // Found there: a parallel copy (parallelCopier) staged the same content, not yet counted.
+      writeNew(this.newObjectPath(hash), buf, true)
     } else {
       const tmp = this.tempPath()
       writeNew(tmp, buf)
@@ -451,10 +467,49 @@ export class ObjectStore {
     const st = this.stage
     if (!st) return path.join(this.ensureDir(path.join(this.dir, fan)), hash)
     if (!st.fans.has(fan)) {
-      fs.mkdirSync(path.join(st.dir, fan))
+      fs.mkdirSync(path.join(st.dir, fan), {recursive: true}) // a parallel copy may have made it
       st.fans.add(fan)
     }
     return path.join(st.dir, fan, hash)
+  }
+
+  /**
+   * For a batch that copies much content the store mostly lacks (a first backup): files are
+   * copied into the staging directory on this thread and on workers at once (put-pool.ts), each
+   * hashed as it is copied, as `putFile` does. Undefined when that is not worth it: no batch open,
+   * one core, little content, or a store that already holds much (a parallel copy writes first and
+   * learns the hash after; `putFile` skips content the store has).
+   */
+  parallelCopier(files: number, bytes: number): ParallelCopier | undefined {
+    const st = this.stage
+    const workers = copyWorkers()
+    if (!st || workers < 1 || bytes < MIN_PARALLEL_BYTES || this.loaded().size * 4 > files) return undefined
+    this.tempPrefix ??= `${process.pid}-${crypto.randomBytes(6).toString('hex')}`
+    const pool = new StagingPool(st.dir, copyBuffer(), `${this.tempPrefix}-copy`, workers)
+    return {
+      put: async (paths, sizes) => this.absorb(st, await pool.put(paths.map(fsPath), sizes), paths),
+      close: () => pool.close(),
+    }
+  }
+
+  /**
+   * Counts what a parallel copy staged: the first copy of a content seen here is the batch's
+   * object (its fan-out directory is published with the batch); a file it could not open is put
+   * here (and fails here, with its own error, if it still cannot be read). A staged copy of
+   * content the store already had stays unnamed by the index and goes with the staging directory
+   * (or is moved over the equal object).
+   */
+  private absorb(st: Stage, b: StagedBatch, files: string[]): Put[] {
+    const digests = Buffer.from(b.digests.buffer, b.digests.byteOffset, b.digests.byteLength)
+    return files.map((file, i) => {
+      if (b.states[i] === STAGED.failed) return this.putFile(file)
+      const hash = digests.toString('hex', i * 32, i * 32 + 32)
+      const size = b.sizes[i]!
+      if (this.has(hash)) return {hash, added: 0, size}
+      st.fans.add(hash.slice(0, 2))
+      this.added(hash, size)
+      return {hash, added: size, size}
+    })
   }
 
   /** Records an object written by this process (staged, or in place and not yet durable). */
@@ -511,9 +566,15 @@ function alive(pid: number): boolean {
   }
 }
 
-/** A new file with `data` (fails if the name exists). */
-function writeNew(file: string, data: Buffer): void {
-  const fd = fs.openSync(file, 'wx', 0o444)
+/** A new file with `data` (fails if the name exists, unless `mayExist`: then nothing is written). */
+function writeNew(file: string, data: Buffer, mayExist = false): void {
+  let fd: number
+  try {
+    fd = fs.openSync(file, 'wx', 0o444)
+  } catch (err) {
+    if (mayExist && (err as NodeJS.ErrnoException).code === 'EEXIST') return
+    throw err
+  }
   try {
     for (let at = 0; at < data.length;) at += fs.writeSync(fd, data, at, data.length - at)
   } finally {
