@@ -183,7 +183,13 @@ export class ObjectStore {
       fs.rmSync(tmp, {force: true})
       return {hash, added: 0, size}
     }
-    fs.renameSync(tmp, this.newObjectPath(hash))
+    if (!this.stage) fs.renameSync(tmp, this.newObjectPath(hash))
+    else {
+      // Linked, never renamed over a name a parallel copy staged (its result counts that object).
+      const staged = linkNew(tmp, this.newObjectPath(hash))
+      fs.rmSync(tmp, {force: true})
+      if (!staged) return {hash, added: 0, size}
+    }
     this.added(hash, size)
     return {hash, added: size, size}
   }
@@ -194,8 +200,8 @@ export class ObjectStore {
     if (this.has(hash)) return {hash, added: 0}
     if (this.stage) {
       // In a batch the staging directory is private: written under its final name, no rename.
-      // Found there: a parallel copy (parallelCopier) staged the same content, not yet counted.
-      writeNew(this.newObjectPath(hash), buf, true)
+      // Found there, a parallel copy (parallelCopier) staged the same content: its result counts it.
+      if (!writeNew(this.newObjectPath(hash), buf, true)) return {hash, added: 0}
     } else {
       const tmp = this.tempPath()
       writeNew(tmp, buf)
@@ -525,8 +531,7 @@ export class ObjectStore {
    * Counts what a parallel copy staged: the first copy of a content seen here is the batch's
    * object (its fan-out directory is published with the batch); a file it could not open is put
    * here (and fails here, with its own error, if it still cannot be read). A staged copy of
-   * content the store already had stays unnamed by the index and goes with the staging directory
-   * (or is moved over the equal object).
+   * content the store already had is removed.
    */
   private absorb(st: Stage, b: StagedBatch, files: string[]): Put[] {
     const digests = Buffer.from(b.digests.buffer, b.digests.byteOffset, b.digests.byteLength)
@@ -534,7 +539,12 @@ export class ObjectStore {
       if (b.states[i] === STAGED.failed) return this.putFile(file)
       const hash = digests.toString('hex', i * 32, i * 32 + 32)
       const size = b.sizes[i]!
-      if (this.has(hash)) return {hash, added: 0, size}
+      if (this.has(hash)) {
+        // Stored before this batch (what the batch stages is counted when staged, and a name is
+        // staged once): the copy goes, never moved unsynced over the stored object.
+        if (b.states[i] === STAGED.new) fs.rmSync(path.join(st.dir, hash.slice(0, 2), hash), {force: true})
+        return {hash, added: 0, size}
+      }
       st.fans.add(hash.slice(0, 2))
       this.added(hash, size)
       return {hash, added: size, size}
@@ -595,19 +605,31 @@ function alive(pid: number): boolean {
   }
 }
 
-/** A new file with `data` (fails if the name exists, unless `mayExist`: then nothing is written). */
-function writeNew(file: string, data: Buffer, mayExist = false): void {
+/** A new file with `data` (fails if the name exists, unless `mayExist`: then nothing is written and it returns false). */
+function writeNew(file: string, data: Buffer, mayExist = false): boolean {
   let fd: number
   try {
     fd = fs.openSync(file, 'wx', 0o444)
   } catch (err) {
-    if (mayExist && (err as NodeJS.ErrnoException).code === 'EEXIST') return
+    if (mayExist && (err as NodeJS.ErrnoException).code === 'EEXIST') return false
     throw err
   }
   try {
     for (let at = 0; at < data.length;) at += fs.writeSync(fd, data, at, data.length - at)
   } finally {
     fs.closeSync(fd)
+  }
+  return true
+}
+
+/** `file` also named `name`, unless that name exists (then false). */
+function linkNew(file: string, name: string): boolean {
+  try {
+    fs.linkSync(file, name)
+    return true
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false
+    throw err
   }
 }
 

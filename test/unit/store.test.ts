@@ -1202,6 +1202,29 @@ describe('first backup copied on every core (parallelCopier)', () => {
     expect(diffAgainst(snap.manifest, walkTree(restored, skip), HashCache.open())).toEqual([])
   }, 60_000)
 
+  it('content the store held before the batch is not staged again (nor counted as added)', async () => {
+    const {base, live} = bigFirstTree()
+    const store = new ObjectStore(path.join(base, 'objects'))
+    const held = store.putBytes('the same content in six files\n')
+    store.makeDurable()
+    store.flush()
+    const before = fs.statSync(store.pathOf(held.hash)).ino
+    store.beginBatch()
+    const snap = await snapshotTree(walkTree(live, skip), HashCache.open(), store)
+    const staged = fs.readdirSync(path.join(store.dir, 'tmp'))[0]!
+    expect(fs.existsSync(path.join(store.dir, 'tmp', staged, held.hash.slice(0, 2), held.hash))).toBe(false)
+    store.makeDurable()
+    expect(fs.statSync(store.pathOf(held.hash)).ino).toBe(before) // the stored object itself, untouched
+    expect(snap.manifest.get('d3/f3')!.hash).toBe(held.hash)
+    const sequential = await snapshotTree(
+      walkTree(live, skip),
+      HashCache.open(),
+      new ObjectStore(path.join(base, 'one')),
+    )
+    expect(snap.added).toBe(sequential.added - held.added)
+    expect(snap.root).toEqual(sequential.root)
+  }, 60_000)
+
   it('a file gone since the walk fails the backup naming it, and the batch leaves nothing behind', async () => {
     const {base, live} = bigFirstTree()
     const tree = walkTree(live, skip)
