@@ -149,9 +149,12 @@ parentPort.on('message', ({id, files, sizes}) => {
 
 /** Below this much content, starting a worker (~20 ms, ~12 MiB) costs more than it saves. */
 export const MIN_PARALLEL_BYTES = 16 * 1024 * 1024
-/** One batch: enough to make a worker's round trip negligible, small enough to balance and to keep few results in memory. */
-export const BATCH_BYTES = 4 * 1024 * 1024
-export const BATCH_FILES = 256
+/**
+ * One batch: enough to make a worker's round trip negligible (~50 µs), small enough to balance,
+ * and short on this thread, which copies its batches between timers and signals (~20 ms here).
+ */
+export const BATCH_BYTES = 1024 * 1024
+export const BATCH_FILES = 64
 
 /** Workers started by this process (the tests check a first backup really copies on them). */
 export const putPool = {workers: 0}

@@ -192,7 +192,7 @@ function manifestEntry(
 }
 
 /** The copies `copyAhead` has queued at most, per thread copying: each thread busy, and the next batch ready. */
-const AHEAD_PER_THREAD = 2
+const AHEAD_PER_THREAD = 4
 
 /**
  * The files the hash cache has no record of (all of them on a first backup), copied into the
