@@ -534,6 +534,7 @@ export class ObjectStore {
    * content the store already had is removed.
    */
   private absorb(st: Stage, b: StagedBatch, files: string[]): Put[] {
+    if (this.stage !== st) throw new Error('the backup batch ended before its copies were counted')
     const digests = Buffer.from(b.digests.buffer, b.digests.byteOffset, b.digests.byteLength)
     return files.map((file, i) => {
       if (b.states[i] === STAGED.failed) return this.putFile(file)
