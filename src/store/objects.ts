@@ -31,10 +31,17 @@ export interface Put {
   size: number
 }
 
-/** Copies files into a batch on every core (`ObjectStore.parallelCopier`); `close` before the batch ends. */
+/** What a parallel copy put, per file: as `putFile` returns it, in arrays (no object per file held while batches wait). */
+export interface Puts {
+  hashes: string[]
+  added: Float64Array
+  sizes: Float64Array
+}
+
+/** Copies files of one tree into a batch on every core (`ObjectStore.parallelCopier`); `close` before the batch ends. */
 export interface ParallelCopier {
-  /** Puts the files (a batch of BATCH_FILES / BATCH_BYTES at most), as `putFile` each would. */
-  put(files: string[], sizes: number[]): Promise<Put[]>
+  /** Puts the files at these paths under the tree (a batch of BATCH_FILES / BATCH_BYTES at most), as `putFile` each would. */
+  put(rels: string[], sizes: number[]): Promise<Puts>
   close(): Promise<void>
 }
 
@@ -515,14 +522,15 @@ export class ObjectStore {
    * one core, little content, or a store that already holds much (a parallel copy writes first and
    * learns the hash after; `putFile` skips content the store has).
    */
-  parallelCopier(files: number, bytes: number): ParallelCopier | undefined {
+  parallelCopier(root: string, files: number, bytes: number): ParallelCopier | undefined {
     const st = this.stage
     const workers = copyWorkers()
     if (!st || workers < 1 || bytes < MIN_PARALLEL_BYTES || this.loaded().size * 4 > files) return undefined
     this.tempPrefix ??= `${process.pid}-${crypto.randomBytes(6).toString('hex')}`
-    const pool = new StagingPool(st.dir, copyBuffer(), `${this.tempPrefix}-copy`, workers)
+    const dir = root.endsWith('/') ? root : `${root}/`
+    const pool = new StagingPool(fsPath(dir), st.dir, copyBuffer(), `${this.tempPrefix}-copy`, workers)
     return {
-      put: async (paths, sizes) => this.absorb(st, await pool.put(paths.map(fsPath), sizes), paths),
+      put: async (rels, sizes) => this.absorb(st, await pool.put(rels.map(fsPath), sizes), dir, rels),
       close: () => pool.close(),
     }
   }
@@ -533,23 +541,31 @@ export class ObjectStore {
    * here (and fails here, with its own error, if it still cannot be read). A staged copy of
    * content the store already had is removed.
    */
-  private absorb(st: Stage, b: StagedBatch, files: string[]): Put[] {
+  private absorb(st: Stage, b: StagedBatch, dir: string, rels: string[]): Puts {
     if (this.stage !== st) throw new Error('the backup batch ended before its copies were counted')
     const digests = Buffer.from(b.digests.buffer, b.digests.byteOffset, b.digests.byteLength)
-    return files.map((file, i) => {
-      if (b.states[i] === STAGED.failed) return this.putFile(file)
+    const out: Puts = {hashes: [], added: new Float64Array(rels.length), sizes: b.sizes}
+    for (let i = 0; i < rels.length; i++) {
+      if (b.states[i] === STAGED.failed) {
+        const put = this.putFile(dir + rels[i])
+        out.hashes.push(put.hash)
+        out.added[i] = put.added
+        out.sizes[i] = put.size
+        continue
+      }
       const hash = digests.toString('hex', i * 32, i * 32 + 32)
-      const size = b.sizes[i]!
+      out.hashes.push(hash)
       if (this.has(hash)) {
         // Stored before this batch (what the batch stages is counted when staged, and a name is
         // staged once): the copy goes, never moved unsynced over the stored object.
         if (b.states[i] === STAGED.new) fs.rmSync(path.join(st.dir, hash.slice(0, 2), hash), {force: true})
-        return {hash, added: 0, size}
+        continue
       }
       st.fans.add(hash.slice(0, 2))
-      this.added(hash, size)
-      return {hash, added: size, size}
-    })
+      this.added(hash, b.sizes[i]!)
+      out.added[i] = b.sizes[i]!
+    }
+    return out
   }
 
   /** Records an object written by this process (staged, or in place and not yet durable). */

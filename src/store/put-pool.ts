@@ -31,7 +31,7 @@ export interface StagedBatch {
  * caller (`failed`).
  */
 const STAGE_SOURCE = `
-return function stageFiles(files, sizes, stage, buf, tmpPrefix, counter) {
+return function stageFiles(root, files, sizes, stage, buf, tmpPrefix, counter) {
   const n = files.length
   const digests = new Uint8Array(32 * n)
   const got = new Float64Array(n)
@@ -51,7 +51,8 @@ return function stageFiles(files, sizes, stage, buf, tmpPrefix, counter) {
   for (let i = 0; i < n; i++) {
     let src
     try {
-      src = fs.openSync(files[i], 'r')
+      const f = files[i]
+      src = fs.openSync(typeof f === 'string' && typeof root === 'string' ? root + f : Buffer.concat([Buffer.from(root), Buffer.from(f)]), 'r')
     } catch {
       states[i] = ${STAGED.failed}
       continue
@@ -126,6 +127,7 @@ return function stageFiles(files, sizes, stage, buf, tmpPrefix, counter) {
 `
 
 type StageFiles = (
+  root: string | Buffer,
   files: (string | Buffer)[],
   sizes: number[],
   stage: string,
@@ -142,7 +144,7 @@ const stageFiles = new Function('fs', 'crypto', ${JSON.stringify(STAGE_SOURCE)})
 const buf = Buffer.allocUnsafe(1 << 20)
 const counter = {seq: 0}
 parentPort.on('message', ({id, files, sizes}) => {
-  const r = stageFiles(files, sizes, workerData.stage, buf, workerData.tmpPrefix, counter)
+  const r = stageFiles(workerData.root, files, sizes, workerData.stage, buf, workerData.tmpPrefix, counter)
   parentPort.postMessage({id, ...r}, r.fatal ? [] : [r.digests.buffer, r.sizes.buffer, r.states.buffer])
 })
 `
@@ -188,7 +190,12 @@ export class StagingPool {
   private wake?: () => void
   private readonly running: Promise<void>
 
+  /**
+   * `root`: the tree's directory with its trailing slash, prefixed to the paths of the files put
+   * (the paths are made where they are opened, not all held here while their batches wait).
+   */
   constructor(
+    private readonly root: string | Buffer,
     private readonly stage: string,
     private readonly buf: Buffer,
     tmpPrefix: string,
@@ -220,7 +227,7 @@ export class StagingPool {
 
   private startWorker(tmpPrefix: string): void {
     putPool.workers++
-    const worker = new Worker(WORKER, {eval: true, workerData: {stage: this.stage, tmpPrefix}})
+    const worker = new Worker(WORKER, {eval: true, workerData: {root: this.root, stage: this.stage, tmpPrefix}})
     this.workers.push(worker)
     worker.on('message', (r: (StagedBatch | {fatal: string}) & {id: number}) => {
       const job = this.busy.get(worker)!
@@ -253,7 +260,7 @@ export class StagingPool {
       }
       let r: StagedBatch | {fatal: string}
       try {
-        r = this.stageHere(job.files, job.sizes, this.stage, this.buf, tmpPrefix, this.counter)
+        r = this.stageHere(this.root, job.files, job.sizes, this.stage, this.buf, tmpPrefix, this.counter)
       } catch (err) {
         r = {fatal: (err as Error).message}
       }

@@ -14,7 +14,7 @@ import {
   readManifest,
   type Row,
 } from './manifest.js'
-import type {ObjectStore, Put} from './objects.js'
+import type {ObjectStore, Put, Puts} from './objects.js'
 import {BATCH_BYTES, BATCH_FILES, copyWorkers} from './put-pool.js'
 import {statEntry, type Tree, type TreeEntry} from './walk.js'
 
@@ -213,18 +213,17 @@ function copyAhead(
       count++
       bytes += e.size
     }
-  const copier = store.parallelCopier(count, bytes)
+  const copier = store.parallelCopier(tree.root, count, bytes)
   if (!copier) return undefined
   const window = AHEAD_PER_THREAD * (copyWorkers() + 1)
   const walk = tree.entries[Symbol.iterator]() // the manifest loop's order
   let walked = false
-  const queued: {rels: string[]; puts: Promise<Put[]>}[] = []
-  let current: {rels: string[]; puts: Put[]} | undefined
+  const queued: {rels: string[]; puts: Promise<Puts>}[] = []
+  let current: {rels: string[]; puts: Puts} | undefined
   let at = 0
   const fill = () => {
     while (!walked && queued.length < window) {
       const rels: string[] = []
-      const paths: string[] = []
       const sizes: number[] = []
       let batchBytes = 0
       while (rels.length < BATCH_FILES && batchBytes < BATCH_BYTES) {
@@ -236,12 +235,11 @@ function copyAhead(
         const [rel, e] = next.value
         if (!wanted(rel, e)) continue
         rels.push(rel)
-        paths.push(path.join(tree.root, rel))
         sizes.push(e.size)
         batchBytes += e.size
       }
       if (rels.length === 0) return
-      const puts = copier.put(paths, sizes)
+      const puts = copier.put(rels, sizes)
       puts.catch(() => undefined) // its failure is thrown where it is awaited (take)
       queued.push({rels, puts})
     }
@@ -257,7 +255,8 @@ function copyAhead(
   const take = (rel: string): Put | Promise<Put> => {
     if (!current || at === current.rels.length) return next(rel)
     if (current.rels[at] !== rel) throw new Error(`copies out of order: ${rel}, not ${current.rels[at]}`)
-    return current.puts[at++]!
+    const {hashes, added, sizes} = current.puts
+    return {hash: hashes[at]!, added: added[at]!, size: sizes[at++]!}
   }
   fill()
   return {take, close: () => copier.close()}

@@ -1253,11 +1253,11 @@ describe('first backup copied on every core (parallelCopier)', () => {
   it('is not used for little content, or into a store that already holds most of it', async () => {
     const {base} = bigFirstTree()
     const store = new ObjectStore(path.join(base, 'objects'))
-    expect(store.parallelCopier(100, 1024 * 1024)).toBeUndefined() // no batch open
+    expect(store.parallelCopier(base, 100, 1024 * 1024)).toBeUndefined() // no batch open
     store.beginBatch()
-    expect(store.parallelCopier(100, 1024 * 1024)).toBeUndefined() // little content
+    expect(store.parallelCopier(base, 100, 1024 * 1024)).toBeUndefined() // little content
     for (let i = 0; i < 100; i++) store.putBytes(`object ${i}`)
-    expect(store.parallelCopier(100, 64 * 1024 * 1024)).toBeUndefined() // the store has what it would copy, most likely
+    expect(store.parallelCopier(base, 100, 64 * 1024 * 1024)).toBeUndefined() // the store has what it would copy, most likely
     store.abortBatch()
   })
 })
