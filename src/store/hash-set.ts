@@ -106,6 +106,11 @@ export class HashSet {
     return new HashSet(buf, n, added)
   }
 
+  /** Room for `more` names added at once (a first backup): no copy of the table per growth step. */
+  expect(more: number): void {
+    this.added.expect(more)
+  }
+
   add(hash: string): void {
     const want = decode(hash)
     if (want && !this.added.has(want) && this.indexOf(want) < 0) this.added.add(want)
@@ -182,6 +187,16 @@ class AddedNames {
 
   has(name: Buffer): boolean {
     return this.slotOf(name) < 0
+  }
+
+  expect(more: number): void {
+    const n = this.size + more
+    if (this.rows.length < n * HASH) {
+      const rows = Buffer.alloc(n * HASH)
+      this.rows.copy(rows)
+      this.rows = rows
+    }
+    while (n * 2 > this.table.length) this.grow()
   }
 
   /** Adds a name known to be absent (`has` was false). */

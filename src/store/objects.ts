@@ -527,6 +527,7 @@ export class ObjectStore {
     const workers = copyWorkers()
     if (!st || workers < 1 || bytes < MIN_PARALLEL_BYTES || this.loaded().size * 4 > files) return undefined
     this.tempPrefix ??= `${process.pid}-${crypto.randomBytes(6).toString('hex')}`
+    this.loaded().expect(files)
     const dir = root.endsWith('/') ? root : `${root}/`
     const pool = new StagingPool(fsPath(dir), st.dir, copyBuffer(), `${this.tempPrefix}-copy`, workers)
     return {

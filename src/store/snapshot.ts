@@ -215,6 +215,7 @@ function copyAhead(
     }
   const copier = store.parallelCopier(tree.root, count, bytes)
   if (!copier) return undefined
+  cache.expect(count)
   const window = AHEAD_PER_THREAD * (copyWorkers() + 1)
   const walk = tree.entries[Symbol.iterator]() // the manifest loop's order
   let walked = false
