@@ -321,6 +321,11 @@ export class HashCache {
     return slot
   }
 
+  /** Room for `more` new rows at once (a first backup records every file): no copy of the arrays per growth step. */
+  expect(more: number): void {
+    this.reserve(this.slots.count + more)
+  }
+
   /** Room for `n` slots (grown by half again, so appends stay amortised O(1)). */
   private reserve(n: number): void {
     const cap = this.stats.length / STATS

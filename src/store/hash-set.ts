@@ -133,6 +133,11 @@ export class HashSet {
     return new HashSet(buf, n, added)
   }
 
+  /** Room for `more` names added at once (a first backup): no copy of the table per growth step. */
+  expect(more: number): void {
+    this.added.expect(more)
+  }
+
   add(hash: string): void {
     const want = decode(hash)
     if (want && !this.added.has(want) && this.indexOf(want) < 0) this.added.add(want)
@@ -159,7 +164,9 @@ export class HashSet {
 
   /** Every name, sorted, one per line, written to `fd` in batches (never one big string). */
   writeTo(fd: number): void {
-    const extra = [...this.added.names()].sort()
+    // Sorted as bytes (a first backup adds 200k names: sorting their hex strings took ~230 ms).
+    const order = this.added.inOrder()
+    const extra = (j: number) => this.added.name(order[j]!)
     let batch: string[] = []
     let first = true
     const out = (name: string) => {
@@ -175,14 +182,17 @@ export class HashSet {
     let j = 0
     for (let i = 0; i < this.count; i++) {
       const name = this.sorted.toString('hex', i * HASH, (i + 1) * HASH)
-      while (j < extra.length && extra[j]! < name) out(extra[j++]!)
+      while (j < order.length && extra(j) < name) out(extra(j++))
       out(name)
     }
-    while (j < extra.length) out(extra[j++]!)
+    while (j < order.length) out(extra(j++))
     flush()
     this.persisted = this.added.size
   }
 }
+
+/** Buckets of `AddedNames.inOrder`: one per value of a name's first two bytes. */
+const BUCKETS = 65536
 
 /** The name looked up, decoded into one reused buffer (lookups are synchronous). */
 const PROBE = Buffer.alloc(HASH)
@@ -206,6 +216,16 @@ class AddedNames {
     return this.slotOf(name) < 0
   }
 
+  expect(more: number): void {
+    const n = this.size + more
+    if (this.rows.length < n * HASH) {
+      const rows = Buffer.alloc(n * HASH)
+      this.rows.copy(rows)
+      this.rows = rows
+    }
+    while (n * 2 > this.table.length) this.grow()
+  }
+
   /** Adds a name known to be absent (`has` was false). */
   add(name: Buffer): void {
     if ((this.size + 1) * 2 > this.table.length) this.grow()
@@ -220,7 +240,42 @@ class AddedNames {
   }
 
   *names(from = 0): Generator<string> {
-    for (let i = from; i < this.size; i++) yield this.rows.toString('hex', i * HASH, (i + 1) * HASH)
+    for (let i = from; i < this.size; i++) yield this.name(i)
+  }
+
+  /** Row `i`'s name (hex). */
+  name(i: number): string {
+    return this.rows.toString('hex', i * HASH, (i + 1) * HASH)
+  }
+
+  /**
+   * The rows in name order: counted into buckets by their first two bytes (sha256 names are
+   * uniform: a few per bucket even at 200k), then each bucket sorted by the rest. O(n).
+   */
+  inOrder(): Uint32Array {
+    const rows = this.rows
+    const n = this.size
+    const start = new Uint32Array(BUCKETS + 1)
+    for (let i = 0; i < n; i++) start[rows.readUInt16BE(i * HASH) + 1]!++
+    for (let b = 0; b < BUCKETS; b++) start[b + 1]! += start[b]!
+    const next = start.slice(0, BUCKETS)
+    const out = new Uint32Array(n)
+    for (let i = 0; i < n; i++) out[next[rows.readUInt16BE(i * HASH)]!++] = i
+    const before = (x: number, y: number) => {
+      for (let k = 2; k < HASH; k++) {
+        const d = rows[x * HASH + k]! - rows[y * HASH + k]!
+        if (d !== 0) return d < 0
+      }
+      return false
+    }
+    for (let b = 0; b < BUCKETS; b++)
+      for (let i = start[b]! + 1; i < start[b + 1]!; i++) {
+        const r = out[i]!
+        let j = i - 1
+        for (; j >= start[b]! && before(r, out[j]!); j--) out[j + 1] = out[j]!
+        out[j + 1] = r
+      }
+    return out
   }
 
   /** The empty slot where `name` belongs, or -1 when it is there already. */

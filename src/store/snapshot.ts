@@ -14,7 +14,8 @@ import {
   readManifest,
   type Row,
 } from './manifest.js'
-import type {ObjectStore} from './objects.js'
+import type {ObjectStore, Put, Puts} from './objects.js'
+import {BATCH_BYTES, BATCH_FILES, copyWorkers} from './put-pool.js'
 import {statEntry, type Tree, type TreeEntry} from './walk.js'
 
 export interface SnapshotResult {
@@ -113,26 +114,34 @@ export async function snapshotTree(
       }
   let yielded = Date.now()
   const parentOf = parents()
-  for (const [rel, e] of tree.entries) {
-    if (anyReused && reused[parentOf(rel)] !== undefined) {
-      if (e.type === 'file') {
-        files++
-        bytes += e.size
+  // A first backup copies every file: on every core, batches ahead of this loop (copyAhead).
+  const ahead = anyReused ? undefined : copyAhead(tree, cache(), store)
+  try {
+    for (const [rel, e] of tree.entries) {
+      if (anyReused && reused[parentOf(rel)] !== undefined) {
+        if (e.type === 'file') {
+          files++
+          bytes += e.size
+        }
+        continue
       }
-      continue
+      if (Date.now() - yielded >= YIELD_MS) {
+        onProgress?.({files, bytes, totalFiles, totalBytes, stored: added})
+        await new Promise((resolve) => setImmediate(resolve))
+        yielded = Date.now()
+      }
+      let put = ahead && e.type === 'file' && !cache().knows(rel) ? ahead.take(rel) : undefined
+      if (put instanceof Promise) put = await put
+      const entry = manifestEntry(tree, rel, e, cache(), store, put)
+      manifest.add(rel, entry)
+      if (entry.type === 'file') {
+        added += entry.added
+        files++
+        bytes += entry.size!
+      }
     }
-    if (Date.now() - yielded >= YIELD_MS) {
-      onProgress?.({files, bytes, totalFiles, totalBytes, stored: added})
-      await new Promise((resolve) => setImmediate(resolve))
-      yielded = Date.now()
-    }
-    const entry = manifestEntry(tree, rel, e, cache(), store)
-    manifest.add(rel, entry)
-    if (entry.type === 'file') {
-      added += entry.added
-      files++
-      bytes += entry.size!
-    }
+  } finally {
+    await ahead?.close() // no copy writes into the batch after this (nor while it is dropped)
   }
   onProgress?.({files, bytes, totalFiles, totalBytes, stored: added})
   const written = manifest.write(store)
@@ -169,19 +178,92 @@ function manifestEntry(
   e: TreeEntry,
   cache: HashCache,
   store: ObjectStore,
+  copied?: Put,
 ): ManifestEntry & {added: number} {
   snapshotCounts.entries++
   if (e.type !== 'file') return {type: e.type, mode: e.mode, link: e.link, added: 0}
-  let hash = cache.knows(rel) ? cache.hash(tree.root, rel, e) : undefined
+  let hash = copied ? undefined : cache.knows(rel) ? cache.hash(tree.root, rel, e) : undefined
   let size = e.size
   let added = 0
   if (hash === undefined || !store.has(hash)) {
     // What was really copied, should the file have changed since the walk.
-    const put = store.putFile(path.join(tree.root, rel))
+    const put = copied ?? store.putFile(path.join(tree.root, rel))
     ;({hash, size, added} = put)
     cache.record(rel, e, hash)
   }
   return {type: 'file', mode: e.mode, size, hash, added}
+}
+
+/** The copies `copyAhead` has queued at most, per thread copying: each thread busy, and the next batch ready. */
+const AHEAD_PER_THREAD = 4
+
+/**
+ * The files the hash cache has no record of (all of them on a first backup), copied into the
+ * store's batch on every core (ObjectStore.parallelCopier), in batches queued in the walk's order
+ * ahead of the manifest loop; `take` gives each file's result in that order. Only the batches in
+ * flight are held. Undefined when the store copies them one by one (little content, one core).
+ */
+function copyAhead(
+  tree: Tree,
+  cache: HashCache,
+  store: ObjectStore,
+): {take(rel: string): Put | Promise<Put>; close(): Promise<void>} | undefined {
+  const wanted = (rel: string, e: TreeEntry) => e.type === 'file' && !cache.knows(rel)
+  let count = 0
+  let bytes = 0
+  for (const [rel, e] of tree.entries)
+    if (wanted(rel, e)) {
+      count++
+      bytes += e.size
+    }
+  const copier = store.parallelCopier(tree.root, count, bytes)
+  if (!copier) return undefined
+  cache.expect(count)
+  const window = AHEAD_PER_THREAD * (copyWorkers() + 1)
+  const walk = tree.entries[Symbol.iterator]() // the manifest loop's order
+  let walked = false
+  const queued: {rels: string[]; puts: Promise<Puts>}[] = []
+  let current: {rels: string[]; puts: Puts} | undefined
+  let at = 0
+  const fill = () => {
+    while (!walked && queued.length < window) {
+      const rels: string[] = []
+      const sizes: number[] = []
+      let batchBytes = 0
+      while (rels.length < BATCH_FILES && batchBytes < BATCH_BYTES) {
+        const next = walk.next()
+        if (next.done) {
+          walked = true
+          break
+        }
+        const [rel, e] = next.value
+        if (!wanted(rel, e)) continue
+        rels.push(rel)
+        sizes.push(e.size)
+        batchBytes += e.size
+      }
+      if (rels.length === 0) return
+      const puts = copier.put(rels, sizes)
+      puts.catch(() => undefined) // its failure is thrown where it is awaited (take)
+      queued.push({rels, puts})
+    }
+  }
+  const next = async (rel: string): Promise<Put> => {
+    const batch = queued.shift()
+    if (!batch) throw new Error(`no copy of ${rel} was queued`)
+    fill()
+    current = {rels: batch.rels, puts: await batch.puts}
+    at = 0
+    return take(rel)
+  }
+  const take = (rel: string): Put | Promise<Put> => {
+    if (!current || at === current.rels.length) return next(rel)
+    if (current.rels[at] !== rel) throw new Error(`copies out of order: ${rel}, not ${current.rels[at]}`)
+    const {hashes, added, sizes} = current.puts
+    return {hash: hashes[at]!, added: added[at]!, size: sizes[at++]!}
+  }
+  fill()
+  return {take, close: () => copier.close()}
 }
 
 /**
