@@ -96,7 +96,7 @@ export class PathTable {
       wide |= c
       h = (h * 31 + c) | 0
     }
-    h = mix(h)
+    h = fmix(h)
     const s = this.find(bytes, at, at + n, h)
     if (s >= 0) return s
     this.used += n
@@ -266,18 +266,18 @@ function hashAscii(s: string): number {
     if (c >= 0x80) return NOT_ASCII
     h = (h * 31 + c) | 0
   }
-  return mix(h)
+  return fmix(h)
 }
 
 /** hashAscii over bytes. */
 function hashBytes(b: Uint8Array, start: number, end: number): number {
   let h = 0
   for (let i = start; i < end; i++) h = (h * 31 + b[i]!) | 0
-  return mix(h)
+  return fmix(h)
 }
 
 /** Spreads the bits (murmur3's finalizer): the index takes the low ones. */
-function mix(h: number): number {
+export function fmix(h: number): number {
   h ^= h >>> 16
   h = Math.imul(h, 0x85ebca6b)
   h ^= h >>> 13

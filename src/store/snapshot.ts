@@ -15,6 +15,7 @@ import {
   type Row,
 } from './manifest.js'
 import type {ObjectStore, Put, Puts} from './objects.js'
+import {fmix} from './path-table.js'
 import {BATCH_BYTES, BATCH_FILES, copyWorkers} from './put-pool.js'
 import {statEntry, type Tree, type TreeEntry} from './walk.js'
 
@@ -536,14 +537,6 @@ function word(k: number): void {
   b = Math.imul((b << 16) | (b >>> 16), 0xc2b2ae35)
   hb ^= b
   hb = (Math.imul((hb << 17) | (hb >>> 15), 9) + 0x52dce729) | 0
-}
-
-function fmix(h: number): number {
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  return (h ^ (h >>> 16)) | 0
 }
 
 /** Paths where the tree differs from the manifest (content by hash, type, mode, link). */
