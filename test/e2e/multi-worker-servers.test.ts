@@ -40,7 +40,11 @@ interface Server {
 const servers = new Set<ChildProcess>()
 
 /** Starts gunicorn or uWSGI (own process group) on a free port; resolves once /status answers. */
-async function startServer(kind: 'gunicorn' | 'uwsgi', ws: Workspace): Promise<Server> {
+async function startServer(
+  kind: 'gunicorn' | 'uwsgi',
+  ws: Workspace,
+  env: Record<string, string> = {},
+): Promise<Server> {
   const fifo = path.join(ws.dir, 'uwsgi.fifo')
   const [cmd, args] =
     kind === 'gunicorn'
@@ -72,7 +76,7 @@ async function startServer(kind: 'gunicorn' | 'uwsgi', ws: Workspace): Promise<S
   const proc = spawn(cmd, args, {
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: {...process.env, PYTHONDONTWRITEBYTECODE: '1'},
+    env: {...process.env, PYTHONDONTWRITEBYTECODE: '1', ...env},
   })
   servers.add(proc)
   let log = ''
@@ -243,12 +247,14 @@ describe("uwsgi: a chain reload already running drops hotctl's trigger", {timeou
     'the trigger is fired again when no sign of the reload shows, and every request answers the new release',
     async () => {
       const ws = workspace()
-      const server = await startServer('uwsgi', ws)
-      ws.writeConfig(config(server))
+      // Each worker takes 2 s to import, so the chain asked for below still has two workers to
+      // replace (at least 4 s) when hotctl, started once the first has respawned, fires its trigger.
+      const server = await startServer('uwsgi', ws, {RELEASE_APP_IMPORT_DELAY: '2'})
+      ws.writeConfig(config(server, {settle: '4s'}))
       ws.setVersion('v2')
       const first = await runCli(['deploy', '--json'], {cwd: ws.src, timeoutMs: 120_000})
       expect(first.exitCode, why(first)).toBe(0)
-      await new Promise((r) => setTimeout(r, 4000)) // the deploy's own chain is over
+      await new Promise((r) => setTimeout(r, 6000)) // the deploy's own chain is over
       // Someone else asks for a chain reload; once its first worker has respawned (with the code
       // still live), hotctl deploys: uWSGI drops hotctl's trigger while that chain runs, and the
       // worker already replaced keeps the old code while the next ones load the new.
