@@ -271,6 +271,14 @@ export interface ConfirmFailure {
 const POLL_MS = 250
 const SETTLE_POLL_MS = 100
 
+export interface ConfirmOpts {
+  timeoutMs: number
+  signal?: AbortSignal
+  onPoll?: (service: string, last: string) => void
+  /** Fires a service's trigger again (see RetriggerClock); absent: never. */
+  retrigger?: (svc: ServiceSpec) => Promise<string>
+}
+
 /**
  * Polls every service's status until each has settled on `expected`. Returns [] when all have;
  * else the failure that ended it (a fail or restart state, persistent 5xx/refused: at once, the
@@ -279,13 +287,7 @@ const SETTLE_POLL_MS = 100
 export async function confirmLive(
   services: ServiceSpec[],
   expected: string,
-  opts: {
-    timeoutMs: number
-    signal?: AbortSignal
-    onPoll?: (service: string, last: string) => void
-    /** Fires a service's trigger again (see RetriggerClock); absent: never. */
-    retrigger?: (svc: ServiceSpec) => Promise<string>
-  },
+  opts: ConfirmOpts,
 ): Promise<ConfirmFailure[]> {
   const stop = new AbortController()
   const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal
@@ -309,12 +311,7 @@ export async function confirmLive(
 async function confirmOne(
   svc: ServiceSpec,
   expected: string,
-  opts: {
-    timeoutMs: number
-    signal: AbortSignal
-    onPoll?: (service: string, last: string) => void
-    retrigger?: (svc: ServiceSpec) => Promise<string>
-  },
+  opts: ConfirmOpts & {signal: AbortSignal},
 ): Promise<ConfirmFailure | undefined> {
   const {timeoutMs, signal} = opts
   const status = svc.status!
