@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import {hashFile} from './hash.js'
 import {isHash} from './objects.js'
-import {PathTable} from './path-table.js'
+import {PathTable, type PathTableImage} from './path-table.js'
 import {TreeEntries} from './tree-entries.js'
 import type {SizeHint, Tree, TreeEntry} from './walk.js'
 
@@ -13,14 +13,21 @@ export type Stat = Pick<TreeEntry, 'size' | 'mtimeMs' | 'ctimeMs' | 'ino'>
 const STATS = 4
 /** Bytes per slot in `hashes`: a sha256. */
 const HASH = 32
-/** The persisted file's first bytes; then per row: u32 LE name length, the name's bytes, 4 × f64 LE stat, the hash. */
+/** The rows file's first bytes; then per row: u32 LE name length, the name's bytes, 4 × f64 LE stat, the hash. */
 const MAGIC = Buffer.from('hotctl hashes 1\n')
 const ROW = 4 + STATS * 8 + HASH
+/**
+ * The image file's first bytes (written since issue 10's loading work): then a header (HEAD
+ * u32s, the first BYTE_ORDER as this machine writes it), the arrays as they are held (stats,
+ * hashes, then the path table's), each taken back as a view of the file's bytes; then rows (as
+ * above) appended by later saves.
+ */
+const IMAGE_MAGIC = Buffer.from('hotctl hashes 2\n')
+const HEAD = 8
+const BYTE_ORDER = 0x01020304
 
 /** Character codes of the lowercase hex digits. */
 const HEX = Array.from('0123456789abcdef', (c) => c.charCodeAt(0))
-/** The buffer a whole cache file is written through. */
-const WRITE_CHUNK = 1 << 20
 
 /** Writes `buf[0…n]` to `fd` (writeSync may write less than asked); returns n. */
 function writeAll(fd: number, buf: Buffer, n: number): number {
@@ -43,8 +50,8 @@ const binaryName = (file: string) => (file.endsWith('.json') ? `${file.slice(0, 
  */
 export class HashCache {
   private slots = new PathTable()
-  private stats = new Float64Array(0)
-  private hashes = Buffer.alloc(0)
+  private stats: Float64Array<ArrayBufferLike> = new Float64Array(0)
+  private hashes: Buffer = Buffer.alloc(0)
   private dirty = false
   /** The file as this process read or last wrote it: its size and rows (a path may have several: the last counts). */
   private onDisk: {bytes: number; rows: number} | undefined
@@ -60,7 +67,8 @@ export class HashCache {
     const cache = new HashCache(file && binaryName(file))
     if (!file) return cache
     try {
-      if (!cache.loadBinary(fs.readFileSync(cache.file!))) cache.clear()
+      const buf = fs.readFileSync(cache.file!)
+      if (!cache.loadImage(buf) && !cache.loadBinary(buf)) cache.clear()
       return cache
     } catch {
       cache.clear()
@@ -180,37 +188,19 @@ export class HashCache {
     if (tree) this.forget(tree)
     if (!this.file || !this.dirty) return
     if (this.append()) return
-    const {slots} = this
+    // Rows of forgotten paths stay in the arrays until they are a good part of them.
+    if (this.slots.count - this.slots.size > (this.slots.size >> 3) + 64) this.compact()
     fs.mkdirSync(path.dirname(this.file), {recursive: true})
     const tmp = `${this.file}.${process.pid}.tmp`
-    // Written through one 1 MiB buffer (issue 10: a 200k-row file is ~19 MB, held at once before).
-    const out = Buffer.allocUnsafe(WRITE_CHUNK)
     const fd = fs.openSync(tmp, 'w')
     let bytes = 0
     try {
-      let at = MAGIC.copy(out, 0)
-      for (let slot = 0; slot < slots.count; slot++) {
-        if (!slots.isLive(slot)) continue
-        const len = slots.byteLength(slot)
-        if (at + ROW + len > out.length) {
-          bytes += writeAll(fd, out, at)
-          at = 0
-        }
-        const row = at + ROW + len <= out.length ? out : Buffer.allocUnsafe(ROW + len) // a path longer than the buffer
-        let p = row === out ? at : 0
-        p = row.writeUInt32LE(len, p)
-        p += slots.copyName(slot, row, p)
-        for (let k = 0; k < STATS; k++) p = row.writeDoubleLE(this.stats[slot * STATS + k]!, p)
-        p += this.hashes.copy(row, p, slot * HASH, (slot + 1) * HASH)
-        if (row === out) at = p
-        else bytes += writeAll(fd, row, p)
-      }
-      bytes += writeAll(fd, out, at)
+      for (const part of this.imageParts()) bytes += writeAll(fd, part, part.length)
     } finally {
       fs.closeSync(fd)
     }
     fs.renameSync(tmp, this.file)
-    this.onDisk = {bytes, rows: this.slots.size}
+    this.onDisk = {bytes, rows: this.slots.count}
     this.recorded = []
     this.rewrite = false
     if (this.file.endsWith('.bin')) fs.rmSync(`${this.file.slice(0, -'.bin'.length)}.json`, {force: true}) // the JSON it replaces
@@ -256,16 +246,79 @@ export class HashCache {
     return true
   }
 
-  /** Rows of the binary file; false when it is not one (the cache then starts empty). */
-  private loadBinary(buf: Buffer): boolean {
-    if (buf.length < MAGIC.length || !buf.subarray(0, MAGIC.length).equals(MAGIC)) return false
-    let at = MAGIC.length
+  /** The image file's parts, in order: its header, then each array's bytes (views, no copy). */
+  private imageParts(): Buffer[] {
+    const im = this.slots.image()
+    const n = im.count
+    const head = Buffer.alloc(IMAGE_MAGIC.length + HEAD * 4)
+    IMAGE_MAGIC.copy(head)
+    const fields = [BYTE_ORDER, n, im.size, im.filled, im.index.length, im.bytes.length, 0, 0]
+    new Uint32Array(head.buffer, head.byteOffset + IMAGE_MAGIC.length, HEAD).set(fields)
+    const view = (a: ArrayBufferView, bytes: number) => Buffer.from(a.buffer, a.byteOffset, bytes)
+    return [
+      head,
+      view(this.stats, n * STATS * 8),
+      view(this.hashes, n * HASH),
+      view(im.starts, n * 4),
+      view(im.ends, n * 4),
+      view(im.hashes, n * 4),
+      view(im.index, im.index.length * 4),
+      view(im.flags, n),
+      im.bytes,
+    ]
+  }
+
+  /**
+   * The image file: its arrays become this cache's as views of `buf` (no row is looked at), then
+   * rows appended since are read as loadBinary reads them. False when it is not one written on a
+   * machine of this byte order, or its parts do not fit together (the cache then starts empty).
+   */
+  private loadImage(file: Buffer): boolean {
+    const start = IMAGE_MAGIC.length
+    const headEnd = start + HEAD * 4
+    if (file.length < headEnd || !file.subarray(0, start).equals(IMAGE_MAGIC)) return false
+    // The stats are a Float64Array view: its bytes must start at a multiple of 8 (a read file's do).
+    const buf = file.byteOffset % 8 === 0 ? file : Buffer.from(file)
+    const ab = buf.buffer
+    const base = buf.byteOffset
+    const head = new Uint32Array(ab, base + start, HEAD)
+    const [order, n, size, filled, indexLen, used] = head as unknown as number[]
+    if (order !== BYTE_ORDER) return false
+    const end = headEnd + n * (STATS * 8 + HASH + 13) + indexLen! * 4 + used!
+    if (end > buf.length) return false
+    let at = base + headEnd
+    const take = <T>(make: (at: number) => T, bytes: number): T => {
+      const v = make(at)
+      at += bytes
+      return v
+    }
+    const stats = take((p) => new Float64Array(ab, p, n! * STATS), n! * STATS * 8)
+    const hashes = take((p) => Buffer.from(ab, p, n! * HASH), n! * HASH)
+    const im: PathTableImage = {
+      count: n!,
+      size: size!,
+      filled: filled!,
+      starts: take((p) => new Uint32Array(ab, p, n!), n! * 4),
+      ends: take((p) => new Uint32Array(ab, p, n!), n! * 4),
+      hashes: take((p) => new Int32Array(ab, p, n!), n! * 4),
+      index: take((p) => new Int32Array(ab, p, indexLen!), indexLen! * 4),
+      flags: take((p) => new Uint8Array(ab, p, n!), n!),
+      bytes: take((p) => Buffer.from(ab, p, used!), used!),
+    }
+    const slots = PathTable.fromImage(im)
+    if (!slots) return false
+    this.slots = slots
+    this.stats = stats
+    this.hashes = hashes
+    const rows = this.loadRows(buf, end)
+    // Appends go after the last whole row (a cut one is left behind: rewritten instead).
+    this.onDisk = rows.at === buf.length ? {bytes: rows.at, rows: n! + rows.rows} : undefined
+    return true
+  }
+
+  /** The rows from `at` on (to the last whole one), added to the table: where they end and how many. */
+  private loadRows(buf: Buffer, at: number): {at: number; rows: number} {
     let rows = 0
-    // Room for the rows at once (paths of ~24 bytes guessed): no copies while the table grows.
-    const guess = Math.ceil((buf.length - at) / (ROW + 24))
-    this.slots = new PathTable(guess, guess * 32)
-    this.reserve(guess)
-    // Rows come one after another: a truncated file keeps the rows before the cut.
     while (at + 4 <= buf.length) {
       const len = buf.readUInt32LE(at)
       const end = at + ROW + len
@@ -278,8 +331,37 @@ export class HashCache {
       at += buf.copy(this.hashes, slot * HASH, at, at + HASH)
       rows++
     }
-    // Appends go after the last whole row (a cut one is left behind: rewritten instead).
-    this.onDisk = at === buf.length ? {bytes: at, rows} : undefined
+    return {at, rows}
+  }
+
+  /** The live rows into new arrays (forgotten paths' slots dropped). */
+  private compact(): void {
+    const old = {slots: this.slots, stats: this.stats, hashes: this.hashes}
+    this.slots = new PathTable(old.slots.size, old.slots.bytesUsed)
+    this.stats = new Float64Array(0)
+    this.hashes = Buffer.alloc(0)
+    this.reserve(old.slots.size)
+    for (let s = 0; s < old.slots.count; s++) {
+      if (!old.slots.isLive(s)) continue
+      const name = old.slots.nameBytes(s)
+      const slot = this.slots.addBytes(name, 0, name.length)
+      this.stats.set(old.stats.subarray(s * STATS, (s + 1) * STATS), slot * STATS)
+      old.hashes.copy(this.hashes, slot * HASH, s * HASH, (s + 1) * HASH)
+    }
+  }
+
+  /** Rows of the binary file; false when it is not one (the cache then starts empty). */
+  private loadBinary(buf: Buffer): boolean {
+    if (buf.length < MAGIC.length || !buf.subarray(0, MAGIC.length).equals(MAGIC)) return false
+    const at = MAGIC.length
+    // Room for the rows at once (paths of ~24 bytes guessed): no copies while the table grows.
+    const guess = Math.ceil((buf.length - at) / (ROW + 24))
+    this.slots = new PathTable(guess, guess * 32)
+    this.reserve(guess)
+    // Rows come one after another: a truncated file keeps the rows before the cut.
+    this.loadRows(buf, at)
+    // The rows file is replaced by an image at the next save (no rows appended to it).
+    this.onDisk = undefined
     return true
   }
 

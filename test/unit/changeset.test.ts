@@ -401,7 +401,7 @@ describe('HashCache', () => {
         .readFileSync(path.join(path.dirname(file), 'h.bin'))
         .subarray(0, 15)
         .toString(),
-    ).toBe('hotctl hashes 1')
+    ).toBe('hotctl hashes 2')
     const c2 = HashCache.open(file)
     expect(names.map((n) => c2.peek(n, tree.entries.get(n)!))).toEqual(hashes)
     expect(c2.hashed).toBe(0)
@@ -421,17 +421,53 @@ describe('HashCache', () => {
     expect(HashCache.open(file).peek('a', e)).toBe(h)
   })
 
-  it('a cut-off binary file keeps the whole rows before the cut', () => {
+  it('a cut-off binary file keeps the whole rows before the cut; a cut image starts empty', () => {
     const dir = tmpDir()
-    writeTree(dir, {a: 'a', b: 'b'})
+    const files = Object.fromEntries(Array.from({length: 40}, (_, i) => [`f${i}`, `content ${i}`]))
+    writeTree(dir, {...files, b: 'b'})
     const tree = walkTree(dir, compilePatterns([]))
     const file = path.join(tmpDir(), 'h.bin')
     const c = HashCache.open(file)
-    for (const n of ['a', 'b']) c.hash(dir, n, tree.entries.get(n)!)
+    for (const n of Object.keys(files)) c.hash(dir, n, tree.entries.get(n)!)
     c.save()
+    const image = fs.statSync(file).size
+    const c2 = HashCache.open(file)
+    c2.hash(dir, 'b', tree.entries.get('b')!)
+    c2.save() // appended as a row after the image
+    expect(fs.statSync(file).size).toBeGreaterThan(image)
     fs.truncateSync(file, fs.statSync(file).size - 1)
     const cut = HashCache.open(file)
-    expect([cut.knows('a'), cut.knows('b')]).toEqual([true, false])
+    expect([cut.knows('f0'), cut.knows('f39'), cut.knows('b')]).toEqual([true, true, false])
+    fs.truncateSync(file, image - 1)
+    expect(HashCache.open(file).size).toBe(0)
+  })
+
+  it('the image file is taken back as it was saved: the same rows, also after forgetting and appending', () => {
+    const dir = tmpDir()
+    const files = Object.fromEntries(Array.from({length: 300}, (_, i) => [`d${i % 7}/f${i}`, `content ${i}`]))
+    writeTree(dir, files)
+    let tree = walkTree(dir, compilePatterns([]))
+    const file = path.join(tmpDir(), 'h.json')
+    const c1 = HashCache.open(file)
+    const want = new Map(Object.keys(files).map((n) => [n, c1.hash(dir, n, tree.entries.get(n)!)]))
+    c1.save()
+    const c2 = HashCache.open(file)
+    for (const [n, h] of want) expect(c2.peek(n, tree.entries.get(n)!)).toBe(h)
+    // Forgetting a third of the paths rewrites the file without them; a new path added after loads too.
+    for (let i = 0; i < 100; i++) fs.rmSync(path.join(dir, `d${i % 7}/f${i}`))
+    fs.writeFileSync(path.join(dir, 'new'), 'new')
+    tree = walkTree(dir, compilePatterns([]))
+    c2.hash(dir, 'new', tree.entries.get('new')!)
+    c2.save(tree)
+    const c3 = HashCache.open(file)
+    expect(c3.size).toBe(201)
+    expect(c3.knows('d0/f0')).toBe(false)
+    expect(c3.peek('new', tree.entries.get('new')!)).toBe(c2.peek('new', tree.entries.get('new')!))
+    for (const [n, h] of want) if (tree.entries.has(n)) expect(c3.peek(n, tree.entries.get(n)!)).toBe(h)
+    c3.record('new2', {size: 1, mtimeMs: 1, ctimeMs: 1, ino: 1}, 'ab'.repeat(32))
+    c3.save()
+    const c4 = HashCache.open(file)
+    expect([c4.size, c4.knows('new2'), c4.knows('d5/f299')]).toEqual([202, true, true])
   })
 
   it('an unreadable cache file starts empty', () => {
