@@ -2,7 +2,7 @@ import {spawn, spawnSync, type SpawnSyncOptionsWithBufferEncoding} from 'node:ch
 import fs from 'node:fs'
 import path from 'node:path'
 import {decodeName, fsPath} from '../file-names.js'
-import type {PathMatcher} from '../plan/patterns.js'
+import {type PathMatcher, tailIndex} from '../plan/patterns.js'
 import {TreeEntries, type TreeEntryMap} from './tree-entries.js'
 
 /** One entry of a tree, keyed by its path relative to the root ('/'-separated). */
@@ -158,6 +158,7 @@ class FindParser {
   readonly tree: PackedTree
   failed = false
   private skippedDir = '' // 'dir/' while the records under a skipped directory go by
+  private readonly tails: Uint8Array | undefined
   private out: Buffer = Buffer.alloc(0)
   private p = 0
 
@@ -172,6 +173,7 @@ class FindParser {
       ? new TreeEntries(hint.entries + (hint.entries >> 4) + 64, hint.bytes + (hint.bytes >> 4) + 2048)
       : new TreeEntries(4096)
     this.tree = {root, entries, dirsWithSkipped: new Set(), dirsWithProtected: new Set()}
+    this.tails = skip.tails
   }
 
   /** Parses the whole records in `out`; returns where the first incomplete one starts. */
@@ -197,7 +199,12 @@ class FindParser {
 
   private record(nameAt: number, linkAt: number, next: number): void {
     const {out, tree} = this
-    const rel = this.name(nameAt, linkAt - 1)
+    // The path as a string only when a pattern may match it (its last two bytes say: see tails).
+    const {tails} = this
+    const b = out[linkAt - 2]!
+    const a = linkAt - 2 > nameAt ? out[linkAt - 3]! : 0
+    const rel =
+      this.skippedDir || !tails || (a | b) >= 0x80 || tails[tailIndex(a, b)] ? this.name(nameAt, linkAt - 1) : ''
     if (this.skippedDir) {
       if (rel.startsWith(this.skippedDir)) return
       this.skippedDir = ''
@@ -206,7 +213,7 @@ class FindParser {
     const t = out[this.p++]
     this.expect(SPACE)
     const isDir = t === DIR
-    if (this.skip(rel, isDir)) {
+    if (rel && this.skip(rel, isDir)) {
       const parent = rel.includes('/') ? rel.slice(0, rel.lastIndexOf('/')) : ''
       tree.dirsWithSkipped.add(parent)
       if (this.protect?.(rel, isDir)) tree.dirsWithProtected.add(parent)
@@ -225,8 +232,9 @@ class FindParser {
     this.expect(SPACE)
     if (Number.isNaN(mtimeMs) || Number.isNaN(ctimeMs)) {
       // A time before 1970: find's rendering of it is not one to rebuild Node's from; lstat it.
-      const entry = statEntry(`${tree.root}/${rel}`)
-      if (entry) tree.entries.set(rel, entry)
+      const path = rel || this.name(nameAt, linkAt - 1)
+      const entry = statEntry(`${tree.root}/${path}`)
+      if (entry) tree.entries.set(path, entry)
       return
     }
     const inoAt = this.p

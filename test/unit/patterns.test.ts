@@ -261,3 +261,61 @@ describe('rsyncPatterns against real rsync', () => {
     expect(rsyncTransfers(src, rsyncPatterns(['config/local.py'])).has('config/local.py')).toBe(false)
   })
 })
+
+describe('compilePatterns: the last-character check (tails)', () => {
+  it('plain names, suffixes and paths match as when every path is asked in full', () => {
+    const plain = ['.git', '__pycache__', '*.pyc', 'node_modules', '/.hotctl-maintenance.json', 'build/out.txt', 'ü', 'q', '*z']
+    const fast = compilePatterns(plain)
+    // A pattern the last-character check cannot serve makes the matcher ask about every path.
+    const full = compilePatterns([...plain, 'never[q]matched'])
+    expect(fast.tails).toBeDefined()
+    expect(full.tails).toBeUndefined()
+    const paths = [
+      '.git',
+      'a/.git',
+      'a/x.git',
+      'a/b/__pycache__',
+      'm.pyc',
+      'd/m.pyc',
+      'd/m.py',
+      'pyc',
+      'node_modules',
+      'x/node_modules',
+      '.hotctl-maintenance.json',
+      'a/.hotctl-maintenance.json',
+      'build/out.txt',
+      'x/build/out.txt',
+      'ü',
+      'a/ü',
+      'aü',
+      'plain.txt',
+      'a/b/c',
+      'q',
+      'a/q',
+      'aq',
+      'z',
+      'a.z',
+      'a/yz',
+    ]
+    for (const p of paths)
+      for (const dir of [false, true]) expect([p, dir, fast(p, dir)]).toEqual([p, dir, full(p, dir)])
+    expect(paths.filter((p) => fast(p, false))).toEqual([
+      '.git',
+      'a/.git',
+      'a/b/__pycache__',
+      'm.pyc',
+      'd/m.pyc',
+      'node_modules',
+      'x/node_modules',
+      '.hotctl-maintenance.json',
+      'build/out.txt',
+      'ü',
+      'a/ü',
+      'q',
+      'a/q',
+      'z',
+      'a.z',
+      'a/yz',
+    ])
+  })
+})

@@ -73,6 +73,11 @@ describe.runIf(hasGnuFind)('walkTree with find agrees with the lstat walk', () =
       compilePatterns(['data/', '.git']),
     ],
     ['a skipped name that holds everything below', compilePatterns(['dir', 'new\nline']), compilePatterns(['dir'])],
+    [
+      'plain names, suffixes and paths only (records whose last byte no pattern ends in are not decoded)',
+      compilePatterns(['.git', '*.pyc', '/build', 'node_modules', 'keep/data/db.sqlite', 'b.py']),
+      compilePatterns(['keep/data/db.sqlite', 'b.py']),
+    ],
   ]
   for (const [what, skip, protect] of cases) {
     it(what, async () => {
