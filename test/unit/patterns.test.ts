@@ -264,7 +264,17 @@ describe('rsyncPatterns against real rsync', () => {
 
 describe('compilePatterns: the last-character check (tails)', () => {
   it('plain names, suffixes and paths match as when every path is asked in full', () => {
-    const plain = ['.git', '__pycache__', '*.pyc', 'node_modules', '/.hotctl-maintenance.json', 'build/out.txt', 'ü', 'q', '*z']
+    const plain = [
+      '.git',
+      '__pycache__',
+      '*.pyc',
+      'node_modules',
+      '/.hotctl-maintenance.json',
+      'build/out.txt',
+      'ü',
+      'q',
+      '*z',
+    ]
     const fast = compilePatterns(plain)
     // A pattern the last-character check cannot serve makes the matcher ask about every path.
     const full = compilePatterns([...plain, 'never[q]matched'])
