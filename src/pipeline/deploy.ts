@@ -1,3 +1,4 @@
+import {execFile} from 'node:child_process'
 import {errorMessage, EXIT, HotctlError} from '../errors.js'
 import {showPath} from '../file-names.js'
 import {type ChangeSet, changeCount, fileCounts} from '../plan/changeset.js'
@@ -401,10 +402,9 @@ function gitSha(dir: string): Promise<string | null> {
   let sha = gitShas.get(dir)
   if (!sha) {
     verbose(`run: git -C ${dir} rev-parse HEAD`)
-    sha = import('execa').then(({execa}) =>
-      execa('git', ['-C', dir, 'rev-parse', 'HEAD'], {reject: false}).then((r) =>
-        r.exitCode === 0 ? String(r.stdout).trim() : null,
-      ),
+    // node's execFile, not execa: loading execa cost a deploy ~15 ms.
+    sha = new Promise((resolve) =>
+      execFile('git', ['-C', dir, 'rev-parse', 'HEAD'], (err, stdout) => resolve(err ? null : stdout.trim())),
     )
     gitShas.set(dir, sha)
   }

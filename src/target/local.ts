@@ -1,3 +1,4 @@
+import {spawn} from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -270,25 +271,20 @@ export class LocalTarget implements Target {
     if (writes.length === 0) return []
     const argv = syncArgv({source, target: this.config.target, excludes: this.syncExcludes, dryRun})
     verbose(`rsync: ${showArgv([rsyncBinary(), ...argv])} (${writes.length} paths on stdin)`)
-    const {execa} = await import('execa') // not loaded by a deploy that writes nothing
     // Own process group, journaled: if hotctl is killed, the next run stops it before restoring.
-    const sub = execa(rsyncBinary(), argv, {
-      input: filesFromInput(writes),
-      reject: false,
-      detached: true,
-      encoding: 'buffer',
-    })
+    // node's spawn, not execa: loading execa cost a deploy ~15 ms before rsync started.
+    const sub = runChild(rsyncBinary(), argv, filesFromInput(writes))
     try {
       if (sub.pid) await onChild?.(sub.pid) // journaled before the writer is waited for: recovery can stop it
     } catch (err) {
       stopGroup(sub.pid) // not journaled: it must not go on writing unrecorded
-      await sub
+      await sub.done
       throw err
     }
     if (onProgress) followItemized(sub.stdout, source, onProgress)
     let canceled = false
     const dispose = stopOnAbort(sub.pid, signal, () => (canceled = true))
-    const r = await sub
+    const r = await sub.done
     dispose()
     if (canceled) throw new HotctlError('sync interrupted', EXIT.interrupted)
     if (r.exitCode !== 0) {
@@ -297,6 +293,37 @@ export class LocalTarget implements Target {
     }
     return parseItemize(r.stdout)
   }
+}
+
+/**
+ * `bin argv` in its own process group (detached), `input` on its stdin, its output collected:
+ * `done` settles when it has exited (exit code -1: killed by a signal, or it could not run, the
+ * error then as its stderr).
+ */
+function runChild(
+  bin: string,
+  argv: string[],
+  input: Buffer,
+): {pid?: number; stdout: NodeJS.ReadableStream; done: Promise<{exitCode: number; stdout: Buffer; stderr: Buffer}>} {
+  const child = spawn(bin, argv, {detached: true, stdio: ['pipe', 'pipe', 'pipe']})
+  const out: Buffer[] = []
+  const err: Buffer[] = []
+  child.stdout.on('data', (b: Buffer) => out.push(b))
+  child.stderr.on('data', (b: Buffer) => err.push(b))
+  child.stdin.on('error', () => undefined) // a child that exits without reading: its exit code says why
+  child.stdin.end(input)
+  const done = new Promise<{exitCode: number; stdout: Buffer; stderr: Buffer}>((resolve) => {
+    let failed: Error | undefined
+    child.on('error', (e) => (failed = e))
+    child.on('close', (code) =>
+      resolve({
+        exitCode: failed ? -1 : (code ?? -1), // -1: killed by a signal
+        stdout: Buffer.concat(out),
+        stderr: failed ? Buffer.from(failed.message) : Buffer.concat(err),
+      }),
+    )
+  })
+  return {pid: child.pid, stdout: child.stdout, done}
 }
 
 /** Counts the files rsync reports written (one itemized line each, as it goes) and their sizes. */
