@@ -144,6 +144,24 @@ export class PathTable {
     return decodeName(this.bytes.subarray(start, end))
   }
 
+  // Where the path in `slot` is held, for reading it in place (valid until the next add): its
+  // bytes are buffer[startOf…endOf]; isWide says one is ≥ 0x80 (else they are its chars).
+  get buffer(): Buffer {
+    return this.bytes
+  }
+
+  startOf(slot: number): number {
+    return this.starts[slot]!
+  }
+
+  endOf(slot: number): number {
+    return this.ends[slot]!
+  }
+
+  isWide(slot: number): boolean {
+    return (this.flags[slot]! & WIDE) !== 0
+  }
+
   /** The bytes of the path in `slot` (a view: valid until the next add). */
   nameBytes(slot: number): Buffer {
     return this.bytes.subarray(this.starts[slot], this.ends[slot])

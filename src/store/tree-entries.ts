@@ -103,6 +103,19 @@ export class TreeEntries implements TreeEntryMap {
     return this.nums[slot * NUMS + 1]!
   }
 
+  ctimeAt(slot: number): number {
+    return this.nums[slot * NUMS + 2]!
+  }
+
+  inoAt(slot: number): number {
+    return this.nums[slot * NUMS + 3]!
+  }
+
+  /** The paths, to read one's bytes in place (PathTable.buffer): no string made. */
+  get pathTable(): PathTable {
+    return this.paths
+  }
+
   linkAt(slot: number): string | undefined {
     return this.links.get(slot)
   }

@@ -29,6 +29,7 @@ import {putPool} from '../../src/store/put-pool.js'
 import {fsPath} from '../../src/file-names.js'
 import {
   applyRestore,
+  dirSignatures,
   diffAgainst,
   planRestore,
   planRestoreDirs,
@@ -1259,5 +1260,31 @@ describe('first backup copied on every core (parallelCopier)', () => {
     for (let i = 0; i < 100; i++) store.putBytes(`object ${i}`)
     expect(store.parallelCopier(base, 100, 64 * 1024 * 1024)).toBeUndefined() // the store has what it would copy, most likely
     store.abortBatch()
+  })
+})
+
+describe('directory signatures of a packed walk', () => {
+  it('are the ones computed entry by entry (names not UTF-8 and not ASCII, symlinks, nesting, any order)', () => {
+    const root = tmpDir()
+    writeTree(root, {
+      'a.py': 'a',
+      'dir/b.py': 'bb',
+      'dir/sub/c.py': 'ccc',
+      'dir/sub2/d.txt': 'd',
+      'dirx/e': 'e',
+      'ünï/çødé.py': 'utf8',
+      'deep/er/still/f': 'f',
+    })
+    fs.mkdirSync(fsPath(path.join(root, 'bad\udcff')))
+    fs.writeFileSync(fsPath(path.join(root, 'bad\udcff', 'x\udcfe')), 'not utf-8')
+    fs.symlinkSync('dir/b.py', path.join(root, 'link'))
+    fs.symlinkSync('ünï', path.join(root, 'dir', 'wide-link'))
+    const packed = walkTree(root, compilePatterns([]))
+    const byEntry = {...packed, entries: new Map(packed.entries)}
+    const reversed = {...packed, entries: new Map([...packed.entries].reverse())}
+    const want = dirSignatures(byEntry)
+    expect(Object.keys(want).length).toBeGreaterThan(8)
+    expect(dirSignatures(packed)).toEqual(want)
+    expect(dirSignatures(reversed)).toEqual(want)
   })
 })
