@@ -213,27 +213,41 @@ export function objectsOf(roots: ManifestRoot[], store: ObjectStore): Set<string
  * everything in it stays), and the kept manifests' chunks are read only when there is such a
  * candidate, to take out what they still use. A chunk of `gone` that cannot be read is skipped: its
  * objects stay (the full sweep of `hotctl backups prune` finds whatever is left unused).
+ * A kept chunk is checked against its hash and searched for each candidate's name in its bytes,
+ * not parsed (issue 10: a prune after a deploy read ~300 chunks into ~30k rows of garbage): a name
+ * found anywhere in it stays. Those of the candidates' own directories are searched first: they
+ * hold most candidates (the files that did not change), so few are left for the others.
  */
 export function unusedObjects(gone: ManifestRoot[], kept: ManifestRoot[], store: ObjectStore): Set<string> {
   const keptChunks = new Set(kept.flatMap((r) => Object.values(r)))
   const candidates = new Set<string>()
-  for (const chunk of new Set(gone.flatMap((r) => Object.values(r)))) {
-    if (keptChunks.has(chunk)) continue
-    let rows: Row[]
-    try {
-      rows = JSON.parse(store.read(chunk).toString('utf8')) as Row[]
-    } catch {
-      continue
+  const dirs = new Set<string>()
+  const read = new Set<string>()
+  for (const root of gone)
+    for (const [dir, chunk] of Object.entries(root)) {
+      if (keptChunks.has(chunk) || read.has(chunk)) continue
+      read.add(chunk)
+      let rows: Row[]
+      try {
+        rows = JSON.parse(store.read(chunk).toString('utf8')) as Row[]
+      } catch {
+        continue
+      }
+      dirs.add(dir)
+      candidates.add(chunk)
+      for (const row of rows) if (row[1] === 'f' && row[4]) candidates.add(row[4])
     }
-    candidates.add(chunk)
-    for (const row of rows) if (row[1] === 'f' && row[4]) candidates.add(row[4])
-  }
   if (candidates.size === 0) return candidates
-  for (const chunk of keptChunks) {
+  const order = new Set<string>()
+  for (const root of kept) for (const dir of dirs) if (root[dir] !== undefined) order.add(root[dir])
+  for (const chunk of keptChunks) order.add(chunk)
+  for (const chunk of order) {
     candidates.delete(chunk)
-    // A kept chunk that cannot be read stops the prune: what it uses cannot be told apart.
-    for (const row of JSON.parse(store.read(chunk).toString('utf8')) as Row[])
-      if (row[1] === 'f' && row[4]) candidates.delete(row[4])
+    // A kept chunk that cannot be read, or is not what its name says, stops the prune: what it
+    // uses cannot be told apart.
+    const {data, check} = store.readChecked(chunk)
+    if (!data) throw new Error(`chunk ${chunk} ${describeCheck(check)}`)
+    for (const name of candidates) if (data.indexOf(name, 0, 'latin1') !== -1) candidates.delete(name)
     if (candidates.size === 0) break
   }
   return candidates

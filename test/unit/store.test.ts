@@ -1151,6 +1151,21 @@ describe('incremental prune (after a deploy)', () => {
     expect(left).toEqual(objects(copy))
     expect(r.freedBytes).toBe(full.freedBytes)
   })
+
+  it('a kept listing that is not what its name says stops it before anything is deleted (even one that still parses)', async () => {
+    const {stateDir, open} = await threeBackups()
+    const kept = (await open(stateDir).list()).at(-1)!
+    const chunk = path.join(stateDir, 'objects', kept.root.x!.slice(0, 2), kept.root.x!)
+    const text = fs.readFileSync(chunk, 'utf8')
+    expect(text).toContain('d.txt')
+    fs.chmodSync(chunk, 0o644)
+    fs.writeFileSync(chunk, text.replace('d.txt', 'D.txt'))
+    const before = objects(stateDir)
+    await expect(open(stateDir).prune(2, [], {incremental: true})).rejects.toThrow(
+      /chunk .* does not match|damaged|hash/,
+    )
+    expect(objects(stateDir)).toEqual(before)
+  })
 })
 
 describe('first backup copied on every core (parallelCopier)', () => {
