@@ -24,9 +24,29 @@ export type SameContent = (
   at?: {src: number; dst: number},
 ) => boolean
 
-export function diffTrees(src: Tree, dst: Tree, sameContent: SameContent, ignore: (rel: string) => boolean): ChangeSet {
-  if (src.entries instanceof TreeEntries && dst.entries instanceof TreeEntries)
-    return diffPacked(src.entries, dst, sameContent, ignore)
+/** sameContent for two local walks, by their slots (`src`'s, `dst`'s): no entry or path made. */
+export type SameContentAt = (src: number, dst: number, mtimeEqual: boolean) => boolean
+
+export function diffTrees(
+  src: Tree,
+  dst: Tree,
+  sameContent: SameContent,
+  ignore: (rel: string) => boolean,
+  sameAt?: SameContentAt,
+  /** The paths `ignore` says are not hotctl's, when they are known: a local walk's paths are then never made to ask. */
+  ignored?: readonly string[],
+): ChangeSet {
+  if (src.entries instanceof TreeEntries && dst.entries instanceof TreeEntries) {
+    const {entries} = src
+    const at =
+      sameAt ??
+      ((s, d, mtimeEqual) =>
+        sameContent(entries.nameAt(s), entries.entryAt(s), (dst.entries as TreeEntries).entryAt(d), mtimeEqual, {
+          src: s,
+          dst: d,
+        }))
+    return diffPacked(entries, dst, at, ignore, ignored)
+  }
   const added: string[] = []
   const changed: string[] = []
   const deleted: string[] = []
@@ -57,34 +77,33 @@ export function diffTrees(src: Tree, dst: Tree, sameContent: SameContent, ignore
 function diffPacked(
   a: TreeEntries,
   dstTree: Tree,
-  sameContent: SameContent,
+  sameAt: SameContentAt,
   ignore: (rel: string) => boolean,
+  ignored: readonly string[] | undefined,
 ): ChangeSet {
   const b = dstTree.entries as TreeEntries
   const added: string[] = []
   const changed: string[] = []
   const deleted: string[] = []
+  // With the ignored paths known, a path is made only for what goes into the change set.
+  const skipA = ignored && new Set(ignored.map((p) => a.slotOf(p)))
+  const skipB = ignored && new Set(ignored.map((p) => b.slotOf(p)))
   for (let s = a.nextSlot(0); s >= 0; s = a.nextSlot(s + 1)) {
-    const rel = a.nameAt(s)
-    if (ignore(rel)) continue
-    const d = b.slotOf(rel)
+    if (skipA ? skipA.has(s) : ignore(a.nameAt(s))) continue
+    const d = b.slotOfPathOf(a, s)
     const type = a.typeAt(s)
-    if (d < 0 || b.typeAt(d) !== type) added.push(rel)
+    if (d < 0 || b.typeAt(d) !== type) added.push(a.nameAt(s))
     else if (type === 'symlink') {
-      if (a.linkAt(s) !== b.linkAt(d)) changed.push(rel)
-    } else if (a.modeAt(s) !== b.modeAt(d)) changed.push(rel)
-    else if (
-      type === 'file' &&
-      (a.sizeAt(s) !== b.sizeAt(d) ||
-        !sameContent(rel, a.entryAt(s), b.entryAt(d), a.mtimeAt(s) === b.mtimeAt(d), {src: s, dst: d}))
-    )
-      changed.push(rel)
+      if (a.linkAt(s) !== b.linkAt(d)) changed.push(a.nameAt(s))
+    } else if (a.modeAt(s) !== b.modeAt(d)) changed.push(a.nameAt(s))
+    else if (type === 'file' && (a.sizeAt(s) !== b.sizeAt(d) || !sameAt(s, d, a.mtimeAt(s) === b.mtimeAt(d))))
+      changed.push(a.nameAt(s))
   }
   const keep = protectedHolders(dstTree)
   for (let d = b.nextSlot(0); d >= 0; d = b.nextSlot(d + 1)) {
-    if (a.hasPathOf(b, d)) continue
+    if (a.hasPathOf(b, d) || skipB?.has(d)) continue
     const rel = b.nameAt(d)
-    if (ignore(rel) || (b.typeAt(d) === 'dir' && keep.has(rel))) continue
+    if ((!skipB && ignore(rel)) || (b.typeAt(d) === 'dir' && keep.has(rel))) continue
     deleted.push(rel)
   }
   return {added: added.sort(), changed: changed.sort(), deleted: deleted.sort()}

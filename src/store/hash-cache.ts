@@ -106,6 +106,24 @@ export class HashCache {
       : -1
   }
 
+  /** validSlot for the path in `slot` of a local walk, with its stat there: no path or entry made. */
+  validSlotAt(entries: TreeEntries, slot: number): number {
+    const c = this.slots.slotOfSlot(entries.pathTable, slot)
+    if (c < 0) return -1
+    const s = c * STATS
+    return this.stats[s] === entries.sizeAt(slot) &&
+      this.stats[s + 1] === entries.mtimeAt(slot) &&
+      this.stats[s + 2] === entries.ctimeAt(slot) &&
+      this.stats[s + 3] === entries.inoAt(slot)
+      ? c
+      : -1
+  }
+
+  /** knows, for the path in `slot` of a local walk. */
+  knowsAt(entries: TreeEntries, slot: number): boolean {
+    return this.slots.slotOfSlot(entries.pathTable, slot) >= 0
+  }
+
   /** Is the hash in `slot` (from validSlot) the sha256 `hex` (lowercase)? No string made per call. */
   hashIs(slot: number, hex: string): boolean {
     if (hex.length !== HASH * 2) return false

@@ -81,6 +81,11 @@ export class TreeEntries implements TreeEntryMap {
     return this.paths.name(slot)
   }
 
+  /** Where the path `other` holds in `slot` is held here, or -1 (no string is made). */
+  slotOfPathOf(other: TreeEntries, slot: number): number {
+    return this.paths.slotOfSlot(other.paths, slot)
+  }
+
   /** Is the path `other` holds in `slot` here? (No string is made.) */
   hasPathOf(other: TreeEntries, slot: number): boolean {
     return this.paths.slotOfSlot(other.paths, slot) >= 0

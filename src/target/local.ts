@@ -8,7 +8,7 @@ import type {Command} from '../config/schema.js'
 import {EXIT, HotctlError} from '../errors.js'
 import {fsPath, showPath} from '../file-names.js'
 import type {ChangeSet} from '../plan/changeset.js'
-import {diffTrees, type SameContent} from '../plan/diff-trees.js'
+import {diffTrees, type SameContent, type SameContentAt} from '../plan/diff-trees.js'
 import {syncAroundDeletions} from '../plan/sync-order.js'
 import {reapGroup, stopGroup, stopOnAbort} from '../process/group.js'
 import {describeRsyncExit, filesFromInput, syncArgv} from '../rsync/argv.js'
@@ -127,27 +127,30 @@ export class LocalTarget implements Target {
     const toHash = new Int32Array(most * 2)
     let pending = 0
     let hashing = 0
-    const sameContent: SameContent = (rel, s, d, mtimeEqual, at) => {
-      const srcSlot = srcCache.validSlot(rel, s)
-      const dstSlot = dstCache.validSlot(rel, d)
+    // By the walks' slots: no path or entry is made for a file whose content is the same.
+    const sameAt: SameContentAt = (s, d, mtimeEqual) => {
+      const srcSlot = srcCache.validSlotAt(src.entries, s)
+      const dstSlot = dstCache.validSlotAt(dst.entries, d)
       if (mtimeEqual) {
         // rsync's quick check (same size and mtime: unchanged) holds while the target file is as
         // hotctl recorded it. One changed behind its back (an in-place edit that kept size and
         // mtime moves the ctime) is compared by content; so is one whose source hash is known.
         if (dstSlot >= 0) return srcSlot < 0 || srcCache.sameHash(srcSlot, dstCache, dstSlot)
-        if (!dstCache.knows(rel)) return true // no record (never deployed by hotctl): as rsync -a
+        if (!dstCache.knowsAt(dst.entries, d)) return true // no record (never deployed by hotctl): as rsync -a
       }
       if (srcSlot >= 0 && dstSlot >= 0) return srcCache.sameHash(srcSlot, dstCache, dstSlot)
       const p = pending++
-      pendingAt[p * 2] = at ? at.src : src.entries.slotOf(rel)
-      pendingAt[p * 2 + 1] = at ? at.dst : dst.entries.slotOf(rel)
+      pendingAt[p * 2] = s
+      pendingAt[p * 2 + 1] = d
       cacheSlots[p * 2] = srcSlot
       cacheSlots[p * 2 + 1] = dstSlot
       if (srcSlot < 0) toHash[hashing++] = p * 2
       if (dstSlot < 0) toHash[hashing++] = p * 2 + 1
       return true // decided below, once hashed
     }
-    const changes = diffTrees(src, dst, sameContent, (rel: string) => OWN_FILES.includes(rel))
+    const sameContent: SameContent = (rel, _s, _d, mtimeEqual, at) =>
+      sameAt(at ? at.src : src.entries.slotOf(rel), at ? at.dst : dst.entries.slotOf(rel), mtimeEqual)
+    const changes = diffTrees(src, dst, sameContent, (rel) => OWN_FILES.includes(rel), sameAt, OWN_FILES)
     if (hashing > 0) {
       const sides = [src, dst]
       const roots = sides.map((t) => (t.root.endsWith('/') ? t.root : `${t.root}/`))

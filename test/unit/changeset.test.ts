@@ -480,3 +480,61 @@ describe('HashCache', () => {
     expect(c.hashed).toBe(1)
   })
 })
+
+describe('diffTrees over two local walks by their slots', () => {
+  it('plans what it plans by paths and entries, leaving the ignored paths out on both sides', () => {
+    const s = tmpDir()
+    const d = tmpDir()
+    writeTree(s, {
+      'a.py': 'same',
+      'b.py': 'new size!',
+      'c.py': 'src',
+      'dir/new.py': 'n',
+      [MARKER_NAME]: '{}',
+      'x/y': 'y',
+    })
+    writeTree(d, {
+      'a.py': 'same',
+      'b.py': 'old',
+      'c.py': 'dst',
+      'gone.py': 'g',
+      'gone/deep': 'g',
+      [MARKER_NAME]: '{"id":1}',
+    })
+    fs.mkdirSync(path.join(d, 'x'))
+    fs.writeFileSync(path.join(d, 'x/y'), 'y')
+    for (const f of ['a.py', 'c.py']) for (const root of [s, d]) setMtime(path.join(root, f), 1_600_000_000)
+    const [src, dst] = [walkTree(s, compilePatterns([])), walkTree(d, compilePatterns([]))]
+    const byContent = (rel: string) => hashFile(path.join(s, rel)) === hashFile(path.join(d, rel))
+    const byPath = diffTrees(
+      src,
+      dst,
+      (rel) => byContent(rel),
+      (rel) => rel === MARKER_NAME,
+    )
+    const asked: string[] = []
+    const bySlot = diffTrees(
+      src,
+      dst,
+      () => {
+        throw new Error('asked by path')
+      },
+      () => {
+        throw new Error('ignore asked')
+      },
+      (a, b, mtimeEqual) => {
+        asked.push(src.entries.nameAt(a))
+        expect(dst.entries.nameAt(b)).toBe(src.entries.nameAt(a))
+        return byContent(src.entries.nameAt(a)) || !mtimeEqual
+      },
+      [MARKER_NAME],
+    )
+    expect(bySlot).toEqual(byPath)
+    expect(byPath).toEqual({
+      added: ['dir', 'dir/new.py'],
+      changed: ['b.py', 'c.py'],
+      deleted: ['gone', 'gone.py', 'gone/deep'],
+    })
+    expect(asked.sort()).toEqual(['a.py', 'c.py', 'x/y'])
+  })
+})
