@@ -19,6 +19,34 @@ export type ObjectCheck =
 import {fsPath} from '../file-names.js'
 
 /** sha256 of bytes in memory, hex: one call (crypto.hash, Node ≥ 20.12) costs far less than a Hash object per file. */
+/** Names has() looks up on disk before the index is read instead. */
+const PROBES = 1024
+/** Names out of order in the index file that a prune leaves there (see filterUnread). */
+const UNSORTED_MAX = 4096
+const HASH_HEX = 64
+const NL = 0x0a
+
+/**
+ * Does the index file `text` end in at most `most` names out of order? Its names are a sorted
+ * run, then the ones appended since it was last written whole. 32 pairs of lines just before the
+ * last `most` are compared: all in order, they are in the sorted run (names appended are in no
+ * order: 32 pairs in order by chance, 2^-32). A file of fewer lines: true.
+ */
+export function tailWithin(text: Buffer, most: number): boolean {
+  let at = text.length
+  for (let i = 0; i < most && at > 0; i++) at = text.lastIndexOf(NL, at - 1)
+  let prev: number | undefined
+  for (let i = 0; i < 33 && at > 0; i++) {
+    const start = text.lastIndexOf(NL, at - 1) + 1
+    // compare: 1 when the earlier line sorts before the later one.
+    if (prev !== undefined && at - start === HASH_HEX && text.compare(text, start, at, prev, prev + HASH_HEX) <= 0)
+      return false
+    prev = start
+    at = start - 1
+  }
+  return true
+}
+
 const sha256 = (data: Buffer): string =>
   typeof crypto.hash === 'function'
     ? crypto.hash('sha256', data, 'hex')
@@ -75,6 +103,12 @@ interface Stage {
 export class ObjectStore {
   private known?: HashSet
   private indexDirty = false
+  /**
+   * Names this process stored while it had not read the index (known undefined): has() looks on
+   * disk instead, for up to PROBES names; flush appends these to the index file unread.
+   */
+  private pending = new Set<string>()
+  private probes = 0
   /** Directories this process made sure exist (a mkdir per object costs at 200k files). */
   private readonly dirsMade = new Set<string>()
   /** Objects this process added outside a batch, not yet made durable (paths while few, else only counted). */
@@ -99,7 +133,17 @@ export class ObjectStore {
     return path.join(this.dir, hash.slice(0, 2), hash)
   }
 
+  /**
+   * Is the object stored? A deploy asks about a few names (the files it wrote, its chunks): one
+   * stat each, without reading the index (issue 10: reading the 20k-name index and writing it again
+   * cost a deploy ~40 ms of CPU). After PROBES of them the index is read (a backup of many files).
+   * An object is under its name only once fully written, as holds() trusts.
+   */
   has(hash: string): boolean {
+    if (!this.known && this.probes < PROBES) {
+      this.probes++
+      return this.pending.has(hash) || fs.existsSync(this.pathOf(hash))
+    }
     return this.loaded().has(hash)
   }
 
@@ -121,13 +165,22 @@ export class ObjectStore {
         this.known = HashSet.of(this.listObjects())
         this.indexDirty = true
       }
+      for (const hash of this.pending) this.known.add(hash)
+      this.pending.clear()
     }
     return this.known
   }
 
   /** Writes the index if objects were added (atomically). */
   flush(): void {
-    if (!this.indexDirty || !this.known) return
+    if (!this.indexDirty) return
+    if (!this.known) {
+      // The names stored without the index read go at the end of its file, as they are.
+      if (this.pending.size > 0 && !this.appendUnread([...this.pending])) return this.flush()
+      this.pending.clear()
+      this.indexDirty = false
+      return
+    }
     if (this.known.appendable) {
       // The few names a deploy adds go at the end of the file this process read (HashSet.parse).
       const fd = fs.openSync(this.indexFile, 'a')
@@ -149,6 +202,75 @@ export class ObjectStore {
     }
     fs.renameSync(tmp, this.indexFile)
     this.indexDirty = false
+  }
+
+  /**
+   * Appends `names` to the index file without reading it (false when there is no index file: the
+   * index is then read, or the store listed, as loaded() does).
+   */
+  private appendUnread(names: string[]): boolean {
+    let fd: number
+    try {
+      fd = fs.openSync(this.indexFile, 'r+')
+    } catch {
+      this.loaded()
+      return false
+    }
+    try {
+      const end = fs.fstatSync(fd).size
+      fs.writeSync(fd, `${end > 0 ? '\n' : ''}${names.join('\n')}`, end)
+    } finally {
+      fs.closeSync(fd)
+    }
+    return true
+  }
+
+  /**
+   * The index file without the lines naming `garbage`, and with the names stored since (pending),
+   * written atomically, without reading it into a set: false (nothing written) when there is no
+   * index file, or when its names out of order (appended after its last full write) have grown
+   * past UNSORTED_MAX (then it is read and written whole, sorted).
+   */
+  private filterUnread(garbage: Set<string>): boolean {
+    let text: Buffer
+    try {
+      text = fs.readFileSync(this.indexFile)
+    } catch {
+      return false
+    }
+    if (!tailWithin(text, UNSORTED_MAX)) return false
+    const drop: number[] = []
+    for (const name of garbage)
+      for (let at = text.indexOf(name, 0, 'latin1'); at !== -1; at = text.indexOf(name, at + 1, 'latin1')) {
+        const end = at + name.length
+        if ((at === 0 || text[at - 1] === NL) && (end === text.length || text[end] === NL)) drop.push(at)
+      }
+    drop.sort((a, b) => a - b)
+    const parts: Buffer[] = []
+    let from = 0
+    for (const at of drop) {
+      // A line and the newline after it (the last line: the one before it).
+      const cut = at + HASH_HEX < text.length ? at : Math.max(at - 1, from)
+      if (cut > from) parts.push(text.subarray(from, cut))
+      from = at + HASH_HEX + 1
+    }
+    if (from < text.length) parts.push(text.subarray(from))
+    const last = parts.at(-1)
+    if (last?.at(-1) === NL) parts[parts.length - 1] = last.subarray(0, -1) // the line after it went
+    const names = [...this.pending]
+    const kept = parts.reduce((n, p) => n + p.length, 0)
+    if (names.length > 0) parts.push(Buffer.from(`${kept > 0 ? '\n' : ''}${names.join('\n')}`))
+    const tmp = `${this.indexFile}.${process.pid}.tmp`
+    const fd = fs.openSync(tmp, 'w')
+    try {
+      for (const p of parts) for (let at = 0; at < p.length;) at += fs.writeSync(fd, p, at, p.length - at)
+    } finally {
+      fs.closeSync(fd)
+    }
+    fs.renameSync(tmp, this.indexFile)
+    this.pending.clear()
+    this.indexDirty = false
+    return true
   }
 
   /** What is really on disk: one readdir per fan-out directory. */
@@ -327,6 +449,7 @@ export class ObjectStore {
     const garbage = stored.filter((h) => !keep.has(h))
     // The index forgets them first: it must never name a deleted object.
     this.known = HashSet.of(stored.filter((h) => keep.has(h)))
+    this.pending.clear() // on disk (makeDurable above): listed
     this.indexDirty = true
     this.flush()
     let freed = 0
@@ -349,9 +472,11 @@ export class ObjectStore {
     this.dirsMade.clear()
     if (garbage.size === 0) return 0
     // The index forgets them first: it must never name a deleted object.
-    this.known = this.loaded().without(garbage)
-    this.indexDirty = true
-    this.flush()
+    if (this.known || !this.filterUnread(garbage)) {
+      this.known = this.loaded().without(garbage)
+      this.indexDirty = true
+      this.flush()
+    }
     let freed = 0
     for (const hash of garbage) {
       const p = this.pathOf(hash)
@@ -404,6 +529,7 @@ export class ObjectStore {
     st.syncer?.stdin!.end()
     fs.rmSync(st.dir, {recursive: true, force: true})
     this.known = undefined
+    this.pending.clear()
     this.indexDirty = false
   }
 
@@ -580,7 +706,8 @@ export class ObjectStore {
 
   /** Records an object written by this process (staged, or in place and not yet durable). */
   private added(hash: string, size: number): void {
-    this.loaded().add(hash)
+    if (this.known) this.known.add(hash)
+    else this.pending.add(hash)
     this.indexDirty = true
     const st = this.stage
     if (st) {

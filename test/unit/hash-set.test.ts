@@ -1,7 +1,7 @@
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
-import {describe, expect, it} from 'vitest'
+import {describe, expect, it, vi} from 'vitest'
 import {HashSet} from '../../src/store/hash-set.js'
 import {tmpDir} from './helpers.js'
 
@@ -55,10 +55,52 @@ describe('the object index, appended to', () => {
     const third = new ObjectStore(dir)
     expect([...old, ...fresh].every((h) => third.has(h))).toBe(true)
     expect(third.has(sha('never stored'))).toBe(false)
-    // Removing objects rewrites it sorted (an index never names what is gone).
+    // Removing objects drops their lines (an index never names what is gone), the rest as it was.
+    const inFile = text.split('\n').filter(Boolean)
     third.collectObjects(new Set([fresh[0]!, old[0]!]))
     const after = fs.readFileSync(index, 'utf8').split('\n')
-    expect(after).toEqual([...old.slice(1), ...fresh.slice(1)].sort())
+    expect(after).toEqual(inFile.filter((h) => h !== fresh[0] && h !== old[0]))
+    expect(new ObjectStore(dir).has(old[0]!)).toBe(false)
+  })
+
+  it("a deploy's few lookups, puts and prune never read the index into a set; the file names exactly what is stored", async () => {
+    const {ObjectStore} = await import('../../src/store/objects.js')
+    const dir = path.join(tmpDir(), 'objects')
+    const first = new ObjectStore(dir)
+    const old = Array.from({length: 40}, (_, i) => first.putBytes(`old ${i}`).hash)
+    first.flush()
+    const reads = vi.spyOn(HashSet, 'read')
+    try {
+      const deploy = new ObjectStore(dir)
+      expect(deploy.has(old[3]!)).toBe(true)
+      expect(deploy.has(sha('new 0'))).toBe(false)
+      const fresh = Array.from({length: 3}, (_, i) => deploy.putBytes(`new ${i}`))
+      expect(fresh.map((p) => p.added)).toEqual([5, 5, 5])
+      expect(deploy.putBytes('new 1').added).toBe(0) // stored just now: known without the index
+      deploy.flush()
+      deploy.collectObjects(new Set([old[0]!, old[39]!, fresh[1]!.hash, sha('never stored')]))
+      deploy.flush()
+      expect(reads).not.toHaveBeenCalled()
+      const names = fs.readFileSync(path.join(dir, 'index'), 'utf8').split('\n')
+      const stored = fs
+        .readdirSync(dir)
+        .filter((d) => d.length === 2)
+        .flatMap((d) => fs.readdirSync(path.join(dir, d)))
+      expect([...names].sort()).toEqual([...stored].sort())
+      expect(names).toHaveLength(40 - 2 + 3 - 1)
+    } finally {
+      reads.mockRestore()
+    }
+  })
+
+  it('names out of order past a bound: the next prune reads the index and writes it whole, sorted', async () => {
+    const {tailWithin} = await import('../../src/store/objects.js')
+    const sorted = Array.from({length: 200}, (_, i) => sha(`s ${i}`)).sort()
+    const tail = Array.from({length: 50}, (_, i) => sha(`t ${i}`))
+    expect(tailWithin(Buffer.from(sorted.join('\n')), 20)).toBe(true)
+    expect(tailWithin(Buffer.from([...sorted, ...tail.slice(0, 10)].join('\n')), 20)).toBe(true)
+    expect(tailWithin(Buffer.from([...sorted, ...tail].join('\n')), 20)).toBe(false)
+    expect(tailWithin(Buffer.from(tail.join('\n')), 100)).toBe(true) // fewer lines than the bound
   })
 
   it('parse keeps a sorted file as it is and takes the names after the first one out of order as added', () => {
