@@ -109,6 +109,8 @@ export class ObjectStore {
    */
   private pending = new Set<string>()
   private probes = 0
+  /** Names holds() found stored (until this process deletes objects). */
+  private readonly held = new Set<string>()
   /** Directories this process made sure exist (a mkdir per object costs at 200k files). */
   private readonly dirsMade = new Set<string>()
   /** Objects this process added outside a batch, not yet made durable (paths while few, else only counted). */
@@ -153,7 +155,10 @@ export class ObjectStore {
    * chunks checks a few hundred of them, where reading an index of every object costs more.
    */
   holds(hash: string): boolean {
-    return this.known?.has(hash) || fs.existsSync(this.pathOf(hash))
+    if (this.known?.has(hash) || this.held.has(hash)) return true
+    if (!fs.existsSync(this.pathOf(hash))) return false
+    this.held.add(hash) // a deploy's backup and its record of the tree ask about the same chunks
+    return true
   }
 
   /** The index, read on first use (or, without one, the store listed). */
@@ -445,6 +450,7 @@ export class ObjectStore {
     if (this.stage) this.makeDurable() // the temp files go next: a batch's objects first move into place
     fs.rmSync(path.join(this.dir, 'tmp'), {recursive: true, force: true})
     this.dirsMade.clear()
+    this.held.clear()
     const stored = [...this.listObjects()]
     const garbage = stored.filter((h) => !keep.has(h))
     // The index forgets them first: it must never name a deleted object.
@@ -470,6 +476,7 @@ export class ObjectStore {
     if (this.stage) this.makeDurable() // the temp files go next: a batch's objects first move into place
     fs.rmSync(path.join(this.dir, 'tmp'), {recursive: true, force: true})
     this.dirsMade.clear()
+    this.held.clear()
     if (garbage.size === 0) return 0
     // The index forgets them first: it must never name a deleted object.
     if (this.known || !this.filterUnread(garbage)) {
