@@ -262,7 +262,7 @@ export class ObjectStore {
     if (from < text.length) parts.push(text.subarray(from))
     const last = parts.at(-1)
     if (last?.at(-1) === NL) parts[parts.length - 1] = last.subarray(0, -1) // the line after it went
-    const names = [...this.pending]
+    const names = [...this.pending].filter((h) => !garbage.has(h))
     const kept = parts.reduce((n, p) => n + p.length, 0)
     if (names.length > 0) parts.push(Buffer.from(`${kept > 0 ? '\n' : ''}${names.join('\n')}`))
     const tmp = `${this.indexFile}.${process.pid}.tmp`

@@ -88,6 +88,12 @@ describe('the object index, appended to', () => {
         .flatMap((d) => fs.readdirSync(path.join(dir, d)))
       expect([...names].sort()).toEqual([...stored].sort())
       expect(names).toHaveLength(40 - 2 + 3 - 1)
+      // Stored and removed before any flush: never named.
+      const late = deploy.putBytes('late').hash
+      deploy.collectObjects(new Set([late]))
+      deploy.flush()
+      expect(fs.readFileSync(path.join(dir, 'index'), 'utf8').split('\n')).not.toContain(late)
+      expect(reads).not.toHaveBeenCalled()
     } finally {
       reads.mockRestore()
     }
