@@ -212,6 +212,16 @@ export class PathTable {
       (n > 0 && im.ends[n - 1]! > im.bytes.length)
     )
       return undefined
+    // A damaged image must not make a lookup loop or read past the bytes: every path within them,
+    // every index entry a slot, and the index at most half full (probing always meets an empty place).
+    for (let s = 0; s < n; s++) if (im.starts[s]! > im.ends[s]! || im.ends[s]! > im.bytes.length) return undefined
+    let used = 0
+    for (let i = 0; i < index.length; i++) {
+      const v = index[i]!
+      if (v !== 0) used++
+      if (v > n || v < -1) return undefined
+    }
+    if (used * 2 > index.length) return undefined
     const t = Object.create(PathTable.prototype) as PathTable
     Object.assign(t, {
       bytes: im.bytes,

@@ -442,6 +442,32 @@ describe('HashCache', () => {
     expect(HashCache.open(file).size).toBe(0)
   })
 
+  it('a damaged image (an index with no empty place, a path past the bytes) starts empty instead of being used', () => {
+    const dir = tmpDir()
+    const files = Object.fromEntries(Array.from({length: 40}, (_, i) => [`f${i}`, `content ${i}`]))
+    writeTree(dir, files)
+    const tree = walkTree(dir, compilePatterns([]))
+    const file = path.join(tmpDir(), 'h.bin')
+    const c = HashCache.open(file)
+    for (const n of Object.keys(files)) c.hash(dir, n, tree.entries.get(n)!)
+    c.save()
+    const good = fs.readFileSync(file)
+    const head = new Uint32Array(good.buffer.slice(good.byteOffset + 16, good.byteOffset + 48))
+    const [n, indexLen] = [head[1]!, head[4]!]
+    const at = {ends: 48 + n * 64 + n * 4, index: 48 + n * 64 + n * 12}
+    const fullIndex = Buffer.from(good)
+    for (let i = 0; i < indexLen; i++) fullIndex.writeInt32LE((i % n) + 1, at.index + i * 4)
+    fs.writeFileSync(file, fullIndex)
+    const a = HashCache.open(file)
+    expect([a.size, a.knows('never there')]).toEqual([0, false]) // no endless probing
+    const pastEnd = Buffer.from(good)
+    pastEnd.writeUInt32LE(1 << 30, at.ends)
+    fs.writeFileSync(file, pastEnd)
+    expect(HashCache.open(file).size).toBe(0)
+    fs.writeFileSync(file, good)
+    expect(HashCache.open(file).size).toBe(40)
+  })
+
   it('the image file is taken back as it was saved: the same rows, also after forgetting and appending', () => {
     const dir = tmpDir()
     const files = Object.fromEntries(Array.from({length: 300}, (_, i) => [`d${i % 7}/f${i}`, `content ${i}`]))
