@@ -111,6 +111,20 @@ fs.writeFileSync(
     .replace(/(?<![\w$.])import\((?!\))/g, '__hotctlImport('),
 )
 
+// src/code-cache.ts as CommonJS for bin/run.js (a CommonJS file: bin/package.json), which loads
+// it before the bundle; it imports only Node's own modules.
+await build({
+  entryPoints: ['src/code-cache.ts'],
+  outfile: 'dist/own/code-cache.cjs',
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node20',
+  packages: 'external',
+  legalComments: 'none',
+  logLevel: 'warning',
+})
+
 // The oclif manifest: without it oclif imports every command on every run to list them.
 const {Plugin} = await import('@oclif/core')
 const plugin = new Plugin({root: process.cwd(), type: 'core', ignoreManifest: true, errorOnManifestCreate: true})
