@@ -105,8 +105,9 @@ export abstract class HotctlCommand extends Command {
     // Loaded here, not at the top: `hotctl --version` and --help must not pay for zod/cosmiconfig/execa.
     const {loadConfig} = await import('./config/load.js')
     const {forHost, withLimit} = await import('./config/hosts.js')
-    const {openTarget} = await import('./target/open.js')
+    const {loadTargetKinds, openTarget} = await import('./target/open.js')
     const config = withLimit(await loadConfig({configPath}), limit)
+    await loadTargetKinds(config)
     // A second signal (GitHub Actions follows SIGINT with SIGTERM) never abandons a restore under
     // way: the handler stays installed, and only the first one aborts (its time starts the
     // restore's deadline, see interrupt.ts).

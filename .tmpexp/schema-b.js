@@ -1,0 +1,213 @@
+import { z } from 'zod';
+// Each run parses its config once: zod's JIT (a parser per object schema generated with
+// `new Function` at its first parse, which no code cache keeps) costs more than it saves there.
+// The same checks and results, without eval.
+z.config({ jitless: true });
+/** A command the user wrote: a shell string (npm-scripts style) or an argv array (no shell). */
+/**
+ * What `exclude` is when the config leaves it out. A config's own `exclude` replaces this list
+ * (it does not extend it): every `hotctl init` template writes it out, so none drops it by accident.
+ */
+export const DEFAULT_EXCLUDE = ['.git', '__pycache__', '*.pyc', '.venv', 'node_modules'];
+const shellCommand = z.string().min(1);
+const argvCommand = z.array(z.string()).min(1);
+/** One command: a shell string, or `{argv: [...]}`. */
+export const commandSchema = z.union([shellCommand, z.object({ argv: argvCommand }).strict()]);
+/** A check: one command or a list of commands run in order. */
+export const checkSchema = z.union([commandSchema, z.array(commandSchema).min(1)]);
+// Validated here so a bad duration is a config error (exit 2), never a failure after the sync.
+const duration = z
+    .union([
+    z
+        .string()
+        .regex(/^\s*\d+(?:\.\d+)?\s*(?:ms|s|m|h)?\s*$/, 'not a duration: use e.g. 500ms, 30s, 2m or a number of seconds'),
+    z.number().nonnegative(),
+])
+    ;
+/** A URL; `${host}`, `${host.name}` and `${host.vars.X}` (filled per host, see config/hosts.ts) may stand anywhere in it. */
+const url = z
+    .string()
+    .refine((u) => URL.canParse(u.replace(/\$\{host(?:\.[^}]*)?\}/g, '1')), 'Invalid URL')
+    ;
+const httpRequest = z
+    .object({
+    url,
+    method: z.string().default('GET'),
+    headers: z.record(z.string(), z.string()).default({}),
+    timeout: duration.default('10s'),
+    retries: z.number().int().nonnegative().default(2),
+})
+    .strict();
+/** Where a command in reload/smoke runs for a remote target: on the host (default) or on the controller. */
+const runsOn = z.enum(['host', 'local']).optional();
+const trigger = z.union([
+    httpRequest.extend({ method: z.string().default('POST') }).strict(),
+    z.object({ command: commandSchema, on: runsOn }).strict(),
+]);
+const status = httpRequest
+    .extend({
+    version: z.string().default('version'),
+    state: z.string().default('state'),
+    failStates: z
+        .array(z.string())
+        .default(['rejected'])
+        ,
+    restartStates: z
+        .array(z.string())
+        .default(['restart_required'])
+        ,
+    lastError: z
+        .string()
+        .default('last_error')
+        ,
+    settle: duration
+        .default('2s')
+        ,
+    grace: duration
+        .default('5s')
+        ,
+    retrigger: duration
+        .default('10s')
+        ,
+})
+    .strict();
+const service = z
+    .object({
+    name: z.string().default('service'),
+    trigger: trigger.optional(),
+    status: status.optional(),
+})
+    .strict();
+const reload = z
+    .object({
+    trigger: trigger.optional(),
+    status: status.optional(),
+    services: z.array(service.extend({ name: z.string() })).optional(),
+    timeout: duration.default('60s'),
+    restart: z.object({ command: commandSchema, on: runsOn }).strict().optional(),
+    requireRestart: z.array(z.string()).default([]),
+})
+    .strict();
+const smokeHttp = z
+    .object({
+    name: z.string(),
+    url,
+    method: z.string().default('GET'),
+    headers: z.record(z.string(), z.string()).default({}),
+    json: z.unknown().optional(),
+    body: z.string().optional(),
+    expect: z
+        .object({ status: z.number().int().default(200), json: z.unknown().optional(), body: z.string().optional() })
+        .strict()
+        .default({ status: 200 }),
+    timeout: duration.default('10s'),
+    retries: z.number().int().nonnegative().default(2),
+})
+    .strict();
+const smokeCommand = z
+    .object({
+    name: z.string(),
+    command: commandSchema,
+    on: runsOn,
+    timeout: duration.default('5m'),
+    retries: z.number().int().nonnegative().default(0),
+})
+    .strict();
+/** The outcomes a webhook can be told about. */
+export const NOTIFY_EVENTS = ['success', 'failure', 'restored', 'attention'];
+/** A webhook told about deploy and rollback outcomes (header values are secrets: never printed). */
+const notifyHook = z
+    .object({
+    url: z.url(),
+    on: z
+        .array(z.enum(NOTIFY_EVENTS))
+        .min(1)
+        .default([...NOTIFY_EVENTS]),
+    headers: z.record(z.string(), z.string()).default({}),
+    timeout: duration.default('10s'),
+})
+    .strict();
+/**
+ * A release step (issue 9): a command that changes something besides the files (dependencies, a
+ * database), with the backup and undo that make it part of the all-or-nothing deploy.
+ */
+const releaseStep = z
+    .object({
+    name: z.string().min(1),
+    run: commandSchema,
+    when: z
+        .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+        .optional()
+        ,
+    before: z.literal('sync').optional(),
+    after: z.literal('sync').optional(),
+    backup: commandSchema
+        .optional()
+        ,
+    undo: commandSchema.optional(),
+    maintenance: z.boolean().default(false),
+    timeout: duration.default('10m'),
+})
+    .strict();
+/** How a service without the agent enters and leaves maintenance mode (default: the marker file). */
+const maintenanceCommands = z
+    .object({ on: commandSchema, off: commandSchema })
+    .strict()
+    ;
+/** A host of a fleet: `user@host[:port]`, or an object with per-host vars for `${host.vars.X}`. */
+const hostEntry = z.union([
+    z.string().min(1),
+    z
+        .object({
+        name: z.string().optional(),
+        host: z.string().min(1),
+        user: z.string().optional(),
+        port: z.number().int().min(1).max(65535).optional(),
+        vars: z.record(z.string(), z.string()).default({}),
+    })
+        .strict(),
+]);
+const wave = z.union([
+    z.number().int().positive(),
+    z.string().regex(/^\d+(?:\.\d+)?%$/, 'a wave is a count or a percentage like 25%'),
+]);
+const ssh = z
+    .object({
+    config: z.string().optional(),
+    options: z.array(z.string()).default([]),
+    connectTimeout: duration.default('10s'),
+    serverAliveInterval: duration.default('5s'),
+    timeout: duration.default('60s'),
+})
+    .strict();
+export const configSchema = z
+    .object({
+    $schema: z.string().optional(),
+    source: z.string().optional(),
+    target: z.string().min(1),
+    stateDir: z.string().optional(),
+    exclude: z.array(z.string()).default([...DEFAULT_EXCLUDE]),
+    protect: z.array(z.string()).default([]),
+    keep: z.number().int().min(1).default(10),
+    checks: z.record(z.string(), checkSchema).default({}),
+    // A single service (trigger/status), or a list of services serving one tree: each is triggered and must report the release.
+    reload: z.union([reload, z.array(service.extend({ name: z.string() }))]).optional(),
+    smoke: z.array(z.union([smokeHttp, smokeCommand])).default([]),
+    notify: z.array(notifyHook).default([]),
+    steps: z.array(releaseStep).default([]),
+    maintenance: maintenanceCommands.optional(),
+    hosts: z.array(hostEntry).min(1).optional(),
+    inventory: z.string().optional(),
+    group: z.string().optional(),
+    waves: z.array(wave).min(1).default(['100%']),
+    parallel: z.number().int().positive().default(10),
+    pause: duration.default(0),
+    onFailure: z.enum(['rollback-all', 'halt']).default('rollback-all'),
+    ssh: ssh.default({
+        options: [],
+        connectTimeout: '10s',
+        serverAliveInterval: '5s',
+        timeout: '60s',
+    }),
+})
+    .strict();
