@@ -132,6 +132,29 @@ describe('the code cache', () => {
     expect(fs.readdirSync(t.dir).sort()).toEqual(['.live.hotctl', 'a-file', 'live', 'src']) // the state dir only
   }, 60_000)
 
+  it("a local command loads no zlib: the cache is keyed with crypto (loaded anyway), the ssh target's code is not loaded", async () => {
+    const t = smallTree()
+    // Node's list of the built-in modules it loaded, written to a file at exit.
+    const list = path.join(t.dir, 'modules.txt')
+    const dump = path.join(t.dir, 'dump.cjs')
+    fs.writeFileSync(
+      dump,
+      `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(list)}, process.moduleLoadList.join('\\n')))`,
+    )
+    const env = {HOTCTL_CODE_CACHE: path.join(t.dir, 'cache'), NODE_OPTIONS: `--require ${dump}`}
+    for (const args of [
+      ['deploy', '--skip-checks', '--json', '--config', t.config],
+      ['status', '--json', '--config', t.config],
+    ]) {
+      const r = await runCli(args, {cwd: t.src, env})
+      expect(r.exitCode, r.stderr).toBe(0)
+      const loaded = fs.readFileSync(list, 'utf8').split('\n')
+      expect(loaded, args[0]).toContain('NativeModule crypto')
+      expect(loaded, args[0]).not.toContain('NativeModule zlib')
+    }
+    expect(fs.readdirSync(path.join(t.dir, 'cache'))).toHaveLength(2) // the own-command path, through the cache
+  }, 60_000)
+
   it("dynamic imports work from a cached bundle: oclif's hook for a typo, cosmiconfig's JavaScript config", async () => {
     const t = smallTree()
     const env = {HOTCTL_CODE_CACHE: path.join(t.dir, 'cache')}
