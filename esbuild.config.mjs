@@ -48,6 +48,49 @@ const oclifPlainSort = {
   },
 }
 
+// oclif's index checks the Node version against its own package.json's engines, with `semver`
+// (~40 regular expressions built at load, 2–3 ms). Bundled, that package.json is not where the
+// check looks (beside dist/), so the check always failed silently after loading semver: the own
+// bundle leaves it out. hotctl's own engines field is what npm checks at install.
+const oclifNoEngineCheck = {
+  name: 'oclif-no-engine-check',
+  setup(b) {
+    b.onLoad({filter: /@oclif[/\\]core[/\\]lib[/\\]index\.js$/}, (args) => {
+      const text = fs.readFileSync(args.path, 'utf8')
+      const from = '\ncheckNodeVersion();\n'
+      if (!text.includes(from)) throw new Error(`${args.path}: no checkNodeVersion() call to drop (oclif changed?)`)
+      return {contents: text.replace(from, '\n'), loader: 'js'}
+    })
+  },
+}
+
+// oclif logs through `debug`, whose load probes the terminal's colours (supports-color, tty) and
+// reads DEBUG (~2 ms). Without DEBUG every `debug` logger is off and its calls do nothing, so the
+// own bundle loads the real module only when DEBUG is set (it reads DEBUG once, at load, too).
+const debugOnlyWhenAsked = {
+  name: 'debug-only-when-asked',
+  setup(b) {
+    b.onResolve({filter: /^debug$/}, (args) =>
+      args.namespace === 'debug-only-when-asked' || !/@oclif[/\\]core[/\\]/.test(args.importer)
+        ? undefined
+        : {path: 'debug', namespace: 'debug-only-when-asked', pluginData: args.resolveDir},
+    )
+    b.onLoad({filter: /.*/, namespace: 'debug-only-when-asked'}, (args) => ({
+      contents: `
+        function off(namespace) {
+          const log = () => {}
+          log.namespace = namespace
+          log.enabled = false
+          log.extend = (sub, delimiter) => off(namespace + (delimiter === undefined ? ':' : delimiter) + sub)
+          return log
+        }
+        module.exports = process.env.DEBUG ? require('debug') : off`,
+      resolveDir: args.pluginData,
+      loader: 'js',
+    }))
+  },
+}
+
 fs.rmSync('dist/chunks', {recursive: true, force: true})
 await build({
   entryPoints: ['src/cli.ts', ...entries('src/commands'), ...entries('src/hooks')],
@@ -99,7 +142,7 @@ await build({
   keepNames: true,
   legalComments: 'none',
   logLevel: 'warning',
-  plugins: [zodEnglishOnly, oclifPlainSort],
+  plugins: [zodEnglishOnly, oclifPlainSort, oclifNoEngineCheck, debugOnlyWhenAsked],
 })
 // esbuild leaves a few characters raw in regular expressions; \uXXXX means the same there and in
 // strings. `import(` not after a name or `.` and not `import()` (a message) is a dynamic import.
@@ -110,6 +153,20 @@ fs.writeFileSync(
     .replace(/[^ -~\t\n\r]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
     .replace(/(?<![\w$.])import\((?!\))/g, '__hotctlImport('),
 )
+
+// src/code-cache.ts as CommonJS for bin/run.js (a CommonJS file: bin/package.json), which loads
+// it before the bundle; it imports only Node's own modules.
+await build({
+  entryPoints: ['src/code-cache.ts'],
+  outfile: 'dist/own/code-cache.cjs',
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node20',
+  packages: 'external',
+  legalComments: 'none',
+  logLevel: 'warning',
+})
 
 // The oclif manifest: without it oclif imports every command on every run to list them.
 const {Plugin} = await import('@oclif/core')

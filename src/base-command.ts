@@ -63,7 +63,8 @@ export abstract class HotctlCommand extends Command {
   protected ui: Ui = createUi(false)
   private readonly abort = new AbortController()
   private readonly startedAt = Date.now()
-  private openedTarget = false
+  /** A host's target was opened (ssh connections to end); a local target opens none. */
+  private openedRemote = false
 
   protected get jsonMode(): boolean {
     return this.argv.includes('--json')
@@ -105,8 +106,9 @@ export abstract class HotctlCommand extends Command {
     // Loaded here, not at the top: `hotctl --version` and --help must not pay for zod/cosmiconfig/execa.
     const {loadConfig} = await import('./config/load.js')
     const {forHost, withLimit} = await import('./config/hosts.js')
-    const {openTarget} = await import('./target/open.js')
+    const {loadTargetKinds, openTarget} = await import('./target/open.js')
     const config = withLimit(await loadConfig({configPath}), limit)
+    await loadTargetKinds(config)
     // A second signal (GitHub Actions follows SIGINT with SIGTERM) never abandons a restore under
     // way: the handler stays installed, and only the first one aborts (its time starts the
     // restore's deadline, see interrupt.ts).
@@ -131,7 +133,7 @@ export abstract class HotctlCommand extends Command {
       }
       const hostConfig = forHost(config, h)
       const target = openTarget(hostConfig, {warn: (m) => ui.say(`hotctl: warning: ${m}`)})
-      this.openedTarget = true
+      this.openedRemote = true
       return {
         config: hostConfig,
         target,
@@ -143,7 +145,6 @@ export abstract class HotctlCommand extends Command {
     if (config.oneHostTarget && config.hosts.length === 1) return {ctx: host(config.hosts[0]!)}
     if (config.hosts.length === 0) {
       const target = openTarget(config, {warn: (m) => this.ui.say(`hotctl: warning: ${m}`)})
-      this.openedTarget = true
       return {ctx: {config, target, ui: this.ui, signal, env}}
     }
     return {fleet: {config, ui: this.ui, signal, env, host}}
@@ -151,7 +152,7 @@ export abstract class HotctlCommand extends Command {
 
   /** Ends the run's ssh master connections (remote targets), whatever the outcome. */
   async finally(err: Error | undefined): Promise<void> {
-    if (this.openedTarget) {
+    if (this.openedRemote) {
       const {closeAllConnections} = await import('./ssh/connection.js')
       await closeAllConnections()
     }

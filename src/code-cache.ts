@@ -6,7 +6,7 @@
  *
  * The cache is per user ($XDG_CACHE_HOME/hotctl, else ~/.cache/hotctl; HOTCTL_CODE_CACHE=DIR
  * elsewhere, HOTCTL_CODE_CACHE=0 off): one file (up to about 1.3 MB) per tag (the command), bundle
- * content (its CRC-32 and length), Node version and Node options, written atomically (temporary
+ * content (its SHA-256 and length), Node version and Node options, written atomically (temporary
  * file, rename). V8 checks a cache against its own version, flags and the source's length only,
  * and rejects it otherwise: the bundle is then compiled as usual and the cache rewritten. A cache
  * that cannot be read or written costs nothing else.
@@ -15,12 +15,12 @@
  */
 import fs from 'node:fs'
 import {isAscii} from 'node:buffer'
+import crypto from 'node:crypto'
 import {createRequire} from 'node:module'
 import os from 'node:os'
 import path from 'node:path'
 import {pathToFileURL} from 'node:url'
 import vm from 'node:vm'
-import zlib from 'node:zlib'
 
 /** Where the cache lives, or undefined when it is off (HOTCTL_CODE_CACHE=0, or no home to put it in). */
 export function codeCacheDir(env: NodeJS.ProcessEnv = process.env): string | undefined {
@@ -56,8 +56,9 @@ export interface CodeCacheResult {
  */
 export function requireWithCodeCache(file: string, dir: string | undefined, tag?: string): CodeCacheResult {
   const source = fs.readFileSync(file)
-  // zlib.crc32 is Node ≥ 20.15; without it the cache is off (a length alone could match a changed bundle).
-  const crc32 = (zlib as {crc32?: (data: Buffer) => number}).crc32
+  // SHA-256 (not zlib's CRC-32: loading zlib took ~5 ms, crypto ~2 and a run loads it anyway; hashing
+  // the bundle takes under 1 ms): a length alone could match a changed bundle.
+  const key = (data: Buffer) => crypto.createHash('sha256').update(data).digest('hex').slice(0, 16)
   // Node's and V8's options are in the name too: V8 rejects a cache made under other flags, and
   // runs with and without (say --cpu-prof or NODE_OPTIONS) would otherwise rewrite it in turn.
   const options = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].join('\0')
@@ -65,11 +66,11 @@ export function requireWithCodeCache(file: string, dir: string | undefined, tag?
     `${path.basename(file)}${tag ? `.${tag.replace(/[^\w]/g, '.')}` : ''}`,
     process.version,
     process.arch,
-    ...(options === '' ? [] : [`o${crc32?.(Buffer.from(options)).toString(16)}`]),
-    crc32?.(source).toString(16),
+    ...(options === '' ? [] : [`o${key(Buffer.from(options))}`]),
+    key(source),
     `${source.length}.v8`,
   ].join('-')
-  const cacheFile = dir && crc32 ? path.join(dir, name) : undefined
+  const cacheFile = dir ? path.join(dir, name) : undefined
   let cachedData: Buffer | undefined
   if (cacheFile) {
     try {

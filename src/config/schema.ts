@@ -1,5 +1,10 @@
 import {z} from 'zod'
 
+// Each run parses its config once: zod's JIT (a parser per object schema generated with
+// `new Function` at its first parse, which no code cache keeps) costs more than it saves there.
+// The same checks and results, without eval.
+z.config({jitless: true})
+
 /** A command the user wrote: a shell string (npm-scripts style) or an argv array (no shell). */
 /**
  * What `exclude` is when the config leaves it out. A config's own `exclude` replaces this list

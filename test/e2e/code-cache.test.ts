@@ -1,7 +1,7 @@
+import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import zlib from 'node:zlib'
 import {execa} from 'execa'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {BIN, requireBuild, runCli} from './helpers.js'
@@ -63,7 +63,11 @@ describe('the code cache', () => {
       reject: false,
     })
     expect(r.exitCode, String(r.stderr)).toBe(0)
-    const options = zlib.crc32(Buffer.from([...flags, ''].join('\0'))).toString(16)
+    const options = crypto
+      .createHash('sha256')
+      .update([...flags, ''].join('\0'))
+      .digest('hex')
+      .slice(0, 16)
     expect(fs.readdirSync(cache)).toEqual([expect.stringContaining(`-o${options}-`)])
   })
 
@@ -126,6 +130,29 @@ describe('the code cache', () => {
     expect(off.json.outcome).toBe('nothing-to-deploy')
     expect(fs.existsSync(path.join(t.src, '0'))).toBe(false)
     expect(fs.readdirSync(t.dir).sort()).toEqual(['.live.hotctl', 'a-file', 'live', 'src']) // the state dir only
+  }, 60_000)
+
+  it("a local command loads no zlib: the cache is keyed with crypto (loaded anyway), the ssh target's code is not loaded", async () => {
+    const t = smallTree()
+    // Node's list of the built-in modules it loaded, written to a file at exit.
+    const list = path.join(t.dir, 'modules.txt')
+    const dump = path.join(t.dir, 'dump.cjs')
+    fs.writeFileSync(
+      dump,
+      `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(list)}, process.moduleLoadList.join('\\n')))`,
+    )
+    const env = {HOTCTL_CODE_CACHE: path.join(t.dir, 'cache'), NODE_OPTIONS: `--require ${dump}`}
+    for (const args of [
+      ['deploy', '--skip-checks', '--json', '--config', t.config],
+      ['status', '--json', '--config', t.config],
+    ]) {
+      const r = await runCli(args, {cwd: t.src, env})
+      expect(r.exitCode, r.stderr).toBe(0)
+      const loaded = fs.readFileSync(list, 'utf8').split('\n')
+      expect(loaded, args[0]).toContain('NativeModule crypto')
+      expect(loaded, args[0]).not.toContain('NativeModule zlib')
+    }
+    expect(fs.readdirSync(path.join(t.dir, 'cache'))).toHaveLength(2) // the own-command path, through the cache
   }, 60_000)
 
   it("dynamic imports work from a cached bundle: oclif's hook for a typo, cosmiconfig's JavaScript config", async () => {

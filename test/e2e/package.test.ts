@@ -36,6 +36,7 @@ describe('the package as published', {timeout: 600_000}, () => {
     const shipped = info.files.map((f) => f.path)
     for (const f of [
       'bin/run.js',
+      'bin/package.json', // bin/run.js is CommonJS (the package is "type": "module")
       'dist/commands/deploy.js',
       'dist/commands/diff.js',
       'templates/ci/github-actions.yml',
