@@ -139,7 +139,7 @@ export class SshConnection {
    */
   async run(
     script: string,
-    args: string[] = [],
+    args: (string | Buffer)[] = [],
     opts: {
       timeoutMs?: number
       signal?: AbortSignal
@@ -277,7 +277,14 @@ export class SshConnection {
   }
 
   /** HOTCTL_DEBUG_SSH=1: one stderr line per remote script (time, first words, argument count, bytes sent and received, how it ran). */
-  private debug(started: number, script: string, args: string[], preludes: Prelude[], sent: number, got: number): void {
+  private debug(
+    started: number,
+    script: string,
+    args: unknown[],
+    preludes: Prelude[],
+    sent: number,
+    got: number,
+  ): void {
     if (process.env.HOTCTL_DEBUG_SSH)
       process.stderr.write(
         `hotctl: ssh ${this.host.name} ${Date.now() - started} ms (done ${Math.round(performance.now())} ms into the run): ${script.split('\n')[0]!.slice(0, 50)} (${args.length} args, ${sent} B sent, ${got} B back)${preludes.length ? ` after ${preludes.map((p) => p.what).join(', ')}` : ''}\n`,
@@ -319,7 +326,7 @@ export class SshConnection {
   async must(
     what: string,
     script: string,
-    args: string[] = [],
+    args: (string | Buffer)[] = [],
     opts: {timeoutMs?: number; exact?: boolean} = {},
   ): Promise<Buffer> {
     const r = await this.run(script, args, opts)
