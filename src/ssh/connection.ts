@@ -299,7 +299,7 @@ export class SshConnection {
     open.add(this)
     if (bytes.length <= SHELL_UPLOAD_MAX) {
       // Through the host's shell as base64 (a script's argument cannot hold every byte).
-      const r = await this.run(UPLOAD, [file, bytes.toString('base64'), opts.atomic ? '1' : ''])
+      const r = await this.run(UPLOAD, [file, base64Bytes(bytes), opts.atomic ? '1' : ''])
       if (r.exitCode !== 0) throw new Error(`writing ${file} on ${this.host.name} failed: ${lastLine(r.stderr)}`)
       return
     }
@@ -350,6 +350,15 @@ export class SshConnection {
       stdin: 'ignore',
     })
   }
+}
+
+/** `bytes` in base64, as bytes: a megabyte of base64 (a manifest, a hash record) kept out of the JS heap (see remoteScript). */
+export function base64Bytes(bytes: Buffer): Buffer {
+  const step = 3 * 32 * 1024
+  const out: Buffer[] = []
+  for (let at = 0; at < bytes.length; at += step)
+    out.push(Buffer.from(bytes.subarray(at, at + step).toString('base64'), 'latin1'))
+  return Buffer.concat(out)
 }
 
 /** Closes every master connection this process opened, and removes the private control directory. */

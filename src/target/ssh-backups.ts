@@ -4,7 +4,7 @@ import {MAINTENANCE_NAME, MARKER_NAME, type ResolvedConfig} from '../config/reso
 import {EXIT, HotctlError} from '../errors.js'
 import {ID_PATTERN} from '../ids.js'
 import {compilePatterns, type PathMatcher} from '../plan/patterns.js'
-import type {SshConnection} from '../ssh/connection.js'
+import {base64Bytes, type SshConnection} from '../ssh/connection.js'
 import {patchOutgrows} from '../ssh/hash-record.js'
 import {ManifestCache} from '../ssh/manifest-cache.js'
 import {batches, hashRemote} from '../ssh/remote-files.js'
@@ -620,7 +620,7 @@ export class SshBackupStore implements BackupStore {
       dir,
       id,
       JSON.stringify(meta),
-      base64(gz),
+      base64Bytes(gz),
       copies <= FLUSH_EACH_MAX ? '1' : '0',
       kind,
     ])
@@ -665,14 +665,13 @@ export class SshBackupStore implements BackupStore {
       }
     }
     const deleted = [...base.snap.manifest.keys()].filter((rel) => rel !== MARKER_NAME && !dst.entries.has(rel))
-    const text = JSON.stringify({
-      v: 2,
-      base: base.id,
-      packs: [`deployed/${release}`],
-      entries,
-      deleted,
-    } satisfies ManifestFile)
-    return {sha: sha256(text), gz: zlib.gzipSync(text, {level: 1}), copies: written.length}
+    // As JSON.stringify({v, base, packs, entries, deleted}) writes it, a row at a time (ManifestOut).
+    const out = new ManifestOut()
+    const head: ManifestFile = {v: 2, base: base.id, packs: [`deployed/${release}`], entries: []}
+    out.write(`${JSON.stringify(head).slice(0, -3)}[`)
+    for (let i = 0; i < entries.length; i++) out.write((i ? ',' : '') + JSON.stringify(entries[i]))
+    out.write(`],"deleted":${JSON.stringify(deleted)}}`)
+    return {...out.end(), copies: written.length}
   }
 
   async deployedFiles(release: string): Promise<Manifest | undefined> {
@@ -1364,15 +1363,6 @@ function sameEntry(
 
 /** The pack holding a manifest entry's object (a legacy deployed tree lists candidates: the first is its own). */
 const packOf = (snap: Snap, rel: string) => snap.packs.get(rel)!.split('\0')[0]!
-
-/** `bytes` in base64, as bytes: a manifest's megabyte of base64 kept out of the JS heap (see remoteScript). */
-function base64(bytes: Buffer): Buffer {
-  const step = 3 * 32 * 1024
-  const out: Buffer[] = []
-  for (let at = 0; at < bytes.length; at += step)
-    out.push(Buffer.from(bytes.subarray(at, at + step).toString('base64'), 'latin1'))
-  return Buffer.concat(out)
-}
 
 /** A section of a script's arguments: its length, then its names. */
 const count = (xs: string[]) => [String(xs.length), ...xs]
