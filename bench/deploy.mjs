@@ -346,7 +346,7 @@ async function remoteBench(o, work, src, picked, pool, baseSec) {
       )
     }
     fs.rmSync(control, {recursive: true, force: true})
-    return {first: first.ms, hotctl: times.hotctl, rsync: times.rsync, rss}
+    return {first: first.ms, firstRss: first.rssKb, hotctl: times.hotctl, rsync: times.rsync, rss}
   } finally {
     await stopSshHosts()
   }
@@ -426,7 +426,7 @@ async function main() {
       const b = median(remote.rsync.map(msOf))
       const cpu = median(remote.hotctl.map(cpuOf).filter((c) => c !== undefined))
       console.log(
-        `remote: deploy to 1 ssh host, ${gen.files.length} files, ${o.changed} changed: hotctl ${fmtMs(h)} (runs ${remote.hotctl.map((r) => fmtMs(r.ms)).join(' / ')}; cpu ${fmtMs(cpu)}), rsync -a --delete -e ssh ${fmtMs(b)} (runs ${remote.rsync.map((r) => fmtMs(msOf(r))).join(' / ')}): ${(h / b).toFixed(2)}× (goal ≤ 2.5×); first deploy ${fmtMs(remote.first)}`,
+        `remote: deploy to 1 ssh host, ${gen.files.length} files, ${o.changed} changed: hotctl ${fmtMs(h)} (runs ${remote.hotctl.map((r) => fmtMs(r.ms)).join(' / ')}; cpu ${fmtMs(cpu)}), rsync -a --delete -e ssh ${fmtMs(b)} (runs ${remote.rsync.map((r) => fmtMs(msOf(r))).join(' / ')}): ${(h / b).toFixed(2)}× (goal ≤ 2.5×); first deploy ${fmtMs(remote.first)}${remote.firstRss ? ` (peak RSS ${(remote.firstRss / 1024).toFixed(0)} MiB)` : ''}; peak RSS ${remote.rss.length ? `${(Math.max(...remote.rss) / 1024).toFixed(0)} MiB (runs ${remote.rss.map((k) => (k / 1024).toFixed(0)).join(' / ')}; limit ${(100 + (0.75 * gen.files.length) / 1024).toFixed(0)})` : 'not measured'}`,
       )
       return
     }
@@ -707,6 +707,7 @@ async function main() {
         text: '≤ 2.5× rsync -e ssh',
       })
       rssRow('peak RSS: remote deploy', remote.rss)
+      rssRow('peak RSS: remote first deploy', remote.firstRss ? [remote.firstRss] : [])
     }
 
     const from = o.reps > 1 ? 1 : 0 // deploy 1 re-backs up originals the initial backup already holds

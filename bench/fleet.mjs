@@ -4,7 +4,7 @@
 // of wall time (goal ≤ 3×), with the controller's peak RSS. The hosts are real sshd processes on
 // this machine (test/fleet/harness.ts; needs root), so their side of the work shares the
 // controller's CPUs: the CPU columns say how much of the time is whose.
-// Usage: node bench/fleet.mjs [--hosts N] [--files N] [--changed N] [--reps N] [--parallel N] [--json] [--keep] [--log DIR]
+// Usage: node bench/fleet.mjs [--hosts N] [--files N] [--changed N] [--reps N] [--parallel N] [--kex ALG] [--json] [--keep] [--log DIR]
 // The harness is TypeScript: under plain node this script re-runs itself under vite-node.
 import {spawn} from 'node:child_process'
 import fs from 'node:fs'
@@ -57,6 +57,7 @@ function parseArgs(argv) {
     else if (a === '--changed') o.changed = int()
     else if (a === '--reps') o.reps = int()
     else if (a === '--parallel') o.parallel = int()
+    else if (a === '--kex') o.kex = argv[++i] ?? fail('--kex needs an algorithm (ssh -Q kex)')
     else if (a === '--cpu-prof') {
       o.cpuProf = path.resolve(argv[++i] ?? fail('--cpu-prof needs a directory'))
       fs.mkdirSync(o.cpuProf, {recursive: true})
@@ -66,12 +67,13 @@ function parseArgs(argv) {
     } else if (a === '--help' || a === '-h') {
       console.log(
         [
-          'node bench/fleet.mjs [--hosts N] [--files N] [--changed N] [--reps N] [--parallel N] [--json] [--keep]',
+          'node bench/fleet.mjs [--hosts N] [--files N] [--changed N] [--reps N] [--parallel N] [--kex ALG] [--json] [--keep]',
           '  --hosts     hosts in the fleet row (default 20); one more host takes the 1-host deploys',
           '  --files     files in the tree (default 2000, mean 4 KiB: a run of a few minutes)',
           '  --changed   files changed per deploy (default 10)',
           '  --reps      measured deploys of each kind (default 3)',
           "  --parallel  the config's `parallel` (default: hotctl's default, 10)",
+          "  --kex ALG   ssh's KexAlgorithms for hotctl's connections (ssh.options), to measure what the key exchange costs per host (default: ssh's own)",
           '  --json      print a JSON summary on stdout (the table goes to stderr)',
           '  --keep      leave the controller workspace (the hosts always go)',
           "  --log DIR   keep each deploy's --events NDJSON and HOTCTL_DEBUG_SSH lines (stderr) in DIR, for profiling",
@@ -342,7 +344,14 @@ async function main() {
     const entries = bed.hostEntries()
     const config = (name, hosts) => {
       const file = path.join(work, name)
-      const c = {source: src, target: TARGET, hosts, ssh: {config: bed.sshConfig}, protect: [], checks: {}}
+      const c = {
+        source: src,
+        target: TARGET,
+        hosts,
+        ssh: {config: bed.sshConfig, ...(o.kex ? {options: [`KexAlgorithms=${o.kex}`]} : {})},
+        protect: [],
+        checks: {},
+      }
       // (no reload or smoke: the bench hosts run no service; the deploy still takes each host's lock,
       // backup, sync, verify, marker and journal)
       if (o.parallel) c.parallel = o.parallel

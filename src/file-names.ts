@@ -41,6 +41,9 @@ export function encodeName(name: string): Buffer {
   return Buffer.concat(parts)
 }
 
+/** Does a string made by decodeName hold escaped bytes (it is not the UTF-8 of its bytes)? */
+export const hasEscapedBytes = (name: string): boolean => ESCAPED.test(name)
+
 /** What to hand to an fs call: the string itself, or its bytes when it holds escaped bytes. */
 export const fsPath = (p: string): string | Buffer => (ESCAPED.test(p) ? encodeName(p) : p)
 

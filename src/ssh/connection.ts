@@ -139,7 +139,7 @@ export class SshConnection {
    */
   async run(
     script: string,
-    args: string[] = [],
+    args: (string | Buffer)[] = [],
     opts: {
       timeoutMs?: number
       signal?: AbortSignal
@@ -277,7 +277,14 @@ export class SshConnection {
   }
 
   /** HOTCTL_DEBUG_SSH=1: one stderr line per remote script (time, first words, argument count, bytes sent and received, how it ran). */
-  private debug(started: number, script: string, args: string[], preludes: Prelude[], sent: number, got: number): void {
+  private debug(
+    started: number,
+    script: string,
+    args: unknown[],
+    preludes: Prelude[],
+    sent: number,
+    got: number,
+  ): void {
     if (process.env.HOTCTL_DEBUG_SSH)
       process.stderr.write(
         `hotctl: ssh ${this.host.name} ${Date.now() - started} ms (done ${Math.round(performance.now())} ms into the run): ${script.split('\n')[0]!.slice(0, 50)} (${args.length} args, ${sent} B sent, ${got} B back)${preludes.length ? ` after ${preludes.map((p) => p.what).join(', ')}` : ''}\n`,
@@ -292,7 +299,7 @@ export class SshConnection {
     open.add(this)
     if (bytes.length <= SHELL_UPLOAD_MAX) {
       // Through the host's shell as base64 (a script's argument cannot hold every byte).
-      const r = await this.run(UPLOAD, [file, bytes.toString('base64'), opts.atomic ? '1' : ''])
+      const r = await this.run(UPLOAD, [file, base64Bytes(bytes), opts.atomic ? '1' : ''])
       if (r.exitCode !== 0) throw new Error(`writing ${file} on ${this.host.name} failed: ${lastLine(r.stderr)}`)
       return
     }
@@ -319,7 +326,7 @@ export class SshConnection {
   async must(
     what: string,
     script: string,
-    args: string[] = [],
+    args: (string | Buffer)[] = [],
     opts: {timeoutMs?: number; exact?: boolean} = {},
   ): Promise<Buffer> {
     const r = await this.run(script, args, opts)
@@ -343,6 +350,15 @@ export class SshConnection {
       stdin: 'ignore',
     })
   }
+}
+
+/** `bytes` in base64, as bytes: a megabyte of base64 (a manifest, a hash record) kept out of the JS heap (see remoteScript). */
+export function base64Bytes(bytes: Buffer): Buffer {
+  const step = 3 * 32 * 1024
+  const out: Buffer[] = []
+  for (let at = 0; at < bytes.length; at += step)
+    out.push(Buffer.from(bytes.subarray(at, at + step).toString('base64'), 'latin1'))
+  return Buffer.concat(out)
 }
 
 /** Closes every master connection this process opened, and removes the private control directory. */

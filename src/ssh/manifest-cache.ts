@@ -3,6 +3,9 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 
+/** Temp files of `writer` in this process. */
+let pieces = 0
+
 /** How many manifests the cache keeps (the newest by write time): a few hosts' latest backups. */
 const KEEP = 8
 
@@ -69,12 +72,60 @@ export class ManifestCache {
   }
 
   put(sha: string, text: string): void {
+    const w = this.writer()
+    w.write(text)
+    w.done(sha)
+  }
+
+  /**
+   * `put` in pieces, for a manifest never held whole (ssh-backups' ManifestOut): `write` each
+   * piece, then `done(sha)` once the manifest is committed, or `drop` it.
+   */
+  writer(): {write: (piece: string) => void; done: (sha: string) => void; drop: () => void} {
+    let fd: number | undefined
+    const tmp = path.join(this.dir, `.${process.pid}.${++pieces}.tmp`)
+    const drop = () => {
+      if (fd === undefined) return
+      try {
+        fs.closeSync(fd)
+        fs.rmSync(tmp, {force: true})
+      } catch {
+        // only a cache
+      }
+      fd = undefined
+    }
     try {
       fs.mkdirSync(this.dir, {recursive: true, mode: 0o700})
-      const file = path.join(this.dir, `${sha}.json`)
-      const tmp = `${file}.${process.pid}.tmp`
-      fs.writeFileSync(tmp, text, {mode: 0o600})
-      fs.renameSync(tmp, file)
+      fd = fs.openSync(tmp, 'w', 0o600)
+    } catch {
+      fd = undefined
+    }
+    return {
+      write: (piece) => {
+        try {
+          if (fd !== undefined) fs.writeSync(fd, piece)
+        } catch {
+          drop()
+        }
+      },
+      done: (sha) => {
+        if (fd === undefined || !/^[0-9a-f]{64}$/.test(sha)) return drop()
+        try {
+          fs.closeSync(fd)
+          fd = undefined
+          fs.renameSync(tmp, path.join(this.dir, `${sha}.json`))
+          this.trim()
+        } catch {
+          fs.rmSync(tmp, {force: true})
+        }
+      },
+      drop,
+    }
+  }
+
+  /** Keeps the newest KEEP manifests. */
+  private trim(): void {
+    try {
       const old = fs
         .readdirSync(this.dir)
         .filter((n) => /^[0-9a-f]{64}\.json$/.test(n))

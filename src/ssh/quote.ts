@@ -5,16 +5,16 @@
  * it is fixed. POSIX single quotes keep every byte literal except `'` itself, written as `'\''`.
  * File names are bytes (see file-names.ts): a string holding escaped bytes is quoted as those bytes.
  */
-import {encodeName} from '../file-names.js'
+import {encodeName, hasEscapedBytes} from '../file-names.js'
 
 export function shq(value: string): string {
   if (value.includes('\0')) throw new Error('a NUL byte cannot be passed through a shell')
   return `'${value.replace(/'/g, `'\\''`)}'`
 }
 
-/** `shq` over a name's exact bytes (latin1 carries one byte per character to the wire). */
-export function shqBytes(name: string): Buffer {
-  const bytes = encodeName(name)
+/** `shq` over a name's exact bytes (latin1 carries one byte per character to the wire), or over bytes as they are. */
+export function shqBytes(name: string | Buffer): Buffer {
+  const bytes = typeof name === 'string' ? encodeName(name) : name
   if (bytes.includes(0)) throw new Error('a NUL byte cannot be passed through a shell')
   const parts: Buffer[] = [Buffer.from("'")]
   let at = 0
@@ -28,14 +28,29 @@ export function shqBytes(name: string): Buffer {
 
 /**
  * A remote script as what `sh -s` on the host reads from stdin: fixed POSIX sh `script` with
- * `args` as its positional parameters ($1, $2, …), each quoted by `shq`. Nothing of it is on
+ * `args` as its positional parameters ($1, $2, …), each quoted by `shq` (bytes, such as a large
+ * base64 argument kept out of the JS heap: by `shqBytes`). Nothing of it is on
  * ssh's command line (which is only `sh -s`), so there is no length limit and file names that
  * are not UTF-8 reach the host byte for byte. The whole script is one `{ … }` group: the shell
  * parses all of it before running any of it, so a cut connection never runs half a script, and
  * stdin is /dev/null for what it runs.
  */
-export function remoteScript(script: string, args: string[] = [], preludes: Prelude[] = []): Buffer {
-  const setArgs = (a: string[]) => [Buffer.from('set --'), ...a.flatMap((x) => [Buffer.from(' '), shqBytes(x)])]
+export function remoteScript(script: string, args: (string | Buffer)[] = [], preludes: Prelude[] = []): Buffer {
+  // One buffer per run of plain values (shq's text is their bytes), not one per value: a batch
+  // of 8000 names is otherwise some 40,000 small buffers.
+  const setArgs = (a: (string | Buffer)[]) => {
+    const out: Buffer[] = []
+    let text = ['set --']
+    for (const x of a) {
+      if (typeof x === 'string' && !hasEscapedBytes(x)) text.push(shq(x))
+      else {
+        out.push(Buffer.from(`${text.join(' ')} `), shqBytes(x))
+        text = ['']
+      }
+    }
+    out.push(Buffer.from(text.join(' ')))
+    return out
+  }
   return Buffer.concat([
     Buffer.from('{ exec </dev/null\n'),
     ...preludes.flatMap((p) => [

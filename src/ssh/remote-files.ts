@@ -1,4 +1,4 @@
-import {decodeName, encodeName} from '../file-names.js'
+import {decodeName} from '../file-names.js'
 import type {ManifestEntry} from '../store/manifest.js'
 import type {SshConnection} from './connection.js'
 
@@ -59,7 +59,8 @@ export function batches(paths: string[], maxBytes = BATCH_BYTES, maxCount = 8000
   let cur: string[] = []
   let size = 0
   for (const p of paths) {
-    const n = encodeName(p).length + 16
+    // UTF-8 length: an escaped byte counts 3 (an upper bound, with no buffer per name).
+    const n = Buffer.byteLength(p) + 16
     if (cur.length > 0 && (size + n > maxBytes || cur.length >= maxCount)) {
       out.push(cur)
       cur = []

@@ -95,15 +95,12 @@ export class RemoteShell {
       }
       this.chunks = []
       this.size = 0
+      // Three writes, in order (no copy of a body of megabytes: a manifest in base64).
+      this.sub.stdin!.write('{ (\n')
+      this.sub.stdin!.write(body)
       this.sub.stdin!.write(
-        Buffer.concat([
-          Buffer.from('{ (\n'),
-          body,
-          Buffer.from(
-            `) 2>"$E"; s=$?; printf '\\n%s %s\\n' ${nonce} "$s"; ` +
-              `while IFS= read -r l || [ -n "$l" ]; do printf '%s\\n' "$l"; done < "$E"; printf '%s\\n' ${nonce}; }\n`,
-          ),
-        ]),
+        `) 2>"$E"; s=$?; printf '\\n%s %s\\n' ${nonce} "$s"; ` +
+          `while IFS= read -r l || [ -n "$l" ]; do printf '%s\\n' "$l"; done < "$E"; printf '%s\\n' ${nonce}; }\n`,
       )
     })
   }

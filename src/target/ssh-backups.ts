@@ -4,7 +4,7 @@ import {MAINTENANCE_NAME, MARKER_NAME, type ResolvedConfig} from '../config/reso
 import {EXIT, HotctlError} from '../errors.js'
 import {ID_PATTERN} from '../ids.js'
 import {compilePatterns, type PathMatcher} from '../plan/patterns.js'
-import type {SshConnection} from '../ssh/connection.js'
+import {base64Bytes, type SshConnection} from '../ssh/connection.js'
 import {patchOutgrows} from '../ssh/hash-record.js'
 import {ManifestCache} from '../ssh/manifest-cache.js'
 import {batches, hashRemote} from '../ssh/remote-files.js'
@@ -38,6 +38,31 @@ cd -- "$t" || exit 4
 cp -P -p --parents -- "$@" "$d/" || exit 3
 cd -- "$d" || exit 4
 ${STAT_HASH_TAIL}`
+
+/**
+ * Hard links to copies a tree as deployed holds (`$1`: its pack; paths in $4…, after `--`) into the pack
+ * being made, `$2` (`$3` as COPY_IN's): a pack's file is never written after its copy was made, so
+ * two packs can share it (never a live file: those are copied). On any failure the links of this
+ * batch are removed again (exit 3): those files are then copied, never written through a link.
+ */
+const LINK_IN = `s=$1; d=$2; fresh=$3; shift 3
+if [ "$fresh" = 1 ]; then
+  for x in "\${d%/*}"/*.part; do [ -d "$x" ] && rm -rf -- "$x"; done
+fi
+mkdir -p -- "$d" || exit 4
+[ $# -gt 0 ] || exit 0
+cd -- "$s" || exit 3
+cp -P -p -l --parents -- "$@" "$d/" 2>/dev/null && exit 0
+cd -- "$d" && rm -f -- "$@"
+exit 3`
+
+/** A tree as deployed, read in one round trip: its metadata, NUL, then its gzipped manifest. */
+const DEPLOYED_READ = `cat -- "$1.json" || exit 3
+printf '\\0'
+cat -- "$1.manifest.json.gz" || exit 3`
+
+/** A backup with more files to copy than this links the copies the live release's tree as deployed holds (LINK_IN). */
+const LINK_MIN = 100
 
 /**
  * Makes a backup complete: its manifest (`$4`, gzipped, in base64: an argument, so no upload of
@@ -311,11 +336,13 @@ export class SshBackupStore implements BackupStore {
     ])
     // The previous backup's copies are reused; without its manifest everything is copied again.
     const base = prev ? await this.snap(prev, {cached: true}).catch(() => undefined) : undefined
-    const captured = await this.capture(this.dir, id, `backups/${id}`, walk, base)
+    const captured = await this.capture(this.dir, id, `backups/${id}`, walk, base, marker?.id)
     // Stored as a delta from the full manifest the previous backup is (or patches) while the delta
     // stays small, as the host's hash record is patched: O(changed), not the whole tree per deploy.
     const full = base?.full
-    const tree = (full && encodeDelta(captured.snap, full)) ?? encodeFull(captured.snap)
+    // Written into this controller's manifest cache as it is encoded; kept once committed.
+    const cached = this.cache.writer()
+    const tree = (full && encodeDelta(captured.snap, full, cached.write)) ?? encodeFull(captured.snap, cached.write)
     captured.snap.full = tree.base ? full : {id, sha: tree.sha, snap: captured.snap}
     const meta: BackupMeta = {
       id,
@@ -332,11 +359,24 @@ export class SshBackupStore implements BackupStore {
     }
     const listed = this.listed
     this.listed = undefined
-    await this.commit('backup (commit)', this.dir, id, meta, tree.gz, captured.copies, tree.base ? 'delta' : 'manifest')
+    try {
+      await this.commit(
+        'backup (commit)',
+        this.dir,
+        id,
+        meta,
+        tree.gz,
+        captured.copies,
+        tree.base ? 'delta' : 'manifest',
+      )
+    } catch (err) {
+      cached.drop()
+      throw err
+    }
     if (listed) this.listed = [...listed, meta].sort((a, b) => (a.id < b.id ? -1 : 1))
     this.snaps.set(id, captured.snap)
     this.lastSnapshot = {id, snap: captured.snap}
-    this.cache.put(tree.sha, tree.text)
+    cached.done(tree.sha)
     // The full manifest the next backup will likely read: parsed ahead by the next deploy (prepare).
     const used = captured.snap.full
     if (used) this.cache.remember(this.cacheKey, used.id, used.sha)
@@ -353,7 +393,11 @@ export class SshBackupStore implements BackupStore {
    * Records the walked tree as `<dir>/<name>`: entries whose path, mode and content (the hash
    * record, while it vouches for the file's stat) match `base` keep base's pack; the rest are
    * copied into `<dir>/<name>.part` and hashed as copied (one round trip per batch of names).
-   * The caller commits it (COMMIT) with its manifest (encodeFull, encodeDelta).
+   * When many are to be copied (the first backup after a first deploy: its predecessor was
+   * empty), the files the tree as deployed of release `linkFrom` holds as they are live (path,
+   * mode, size, and the hash record's hash) are hard-linked from its pack instead: no copy, no
+   * hash, no listing of them back. The caller commits it (COMMIT) with its manifest (encodeFull,
+   * encodeDelta).
    */
   private async capture(
     dir: string,
@@ -361,6 +405,7 @@ export class SshBackupStore implements BackupStore {
     pack: string,
     walk: RemotePlanWalk,
     base: Snap | undefined,
+    linkFrom?: string,
   ): Promise<{files: number; bytes: number; added: number; copies: number; snap: Snap}> {
     const {dst, record} = walk
     // In the listing's order (a directory before what it holds): the manifest's order is not its meaning.
@@ -368,7 +413,8 @@ export class SshBackupStore implements BackupStore {
     // Per entry (by index): the base's entry and pack it keeps; neither for a copy or a directory.
     const keptEntry: (ManifestEntry | undefined)[] = new Array(live.length)
     const keptAt: (string | undefined)[] = new Array(live.length)
-    const toCopy: string[] = []
+    // Indexes of the entries to copy.
+    let toCopy: number[] = []
     for (let i = 0; i < live.length; i++) {
       const [rel, e] = live[i]!
       if (e.type === 'dir') continue
@@ -382,9 +428,32 @@ export class SshBackupStore implements BackupStore {
       if (same && from) {
         keptEntry[i] = b
         keptAt[i] = from
-      } else toCopy.push(rel)
+      } else toCopy.push(i)
     }
-    const copies = await this.copyIn(`${dir}/${name}.part`, toCopy)
+    const part = `${dir}/${name}.part`
+    let linked = 0
+    const deployed = linkFrom && toCopy.length > LINK_MIN ? await this.deployedCopies(linkFrom) : undefined
+    if (deployed) {
+      // Linked: kept as the tree as deployed records it, in this backup's own pack.
+      const toLink = toCopy.filter((i) => {
+        const [rel, e] = live[i]!
+        const d = deployed.get(rel)
+        return e.type === 'file' && d?.mode === e.mode && d.size === e.size && d.hash === record.peek(rel, e)
+      })
+      const failed = new Set(await this.linkIn(part, `${this.config.stateDir}/deployed/${linkFrom}`, toLink, live))
+      for (const i of toLink)
+        if (!failed.has(i)) {
+          keptEntry[i] = deployed.get(live[i]![0])
+          keptAt[i] = pack
+          linked++
+        }
+      toCopy = toCopy.filter((i) => keptEntry[i] === undefined)
+    }
+    const copies = await this.copyIn(
+      part,
+      toCopy.map((i) => live[i]![0]),
+      !deployed,
+    )
     const snap: Snap = {manifest: new Map(), packs: new Map()}
     let files = 0
     let bytes = 0
@@ -418,17 +487,67 @@ export class SshBackupStore implements BackupStore {
         if (copy) added += e.size
       }
     }
-    return {files, bytes, added, copies: toCopy.length, snap}
+    return {files, bytes, added, copies: toCopy.length + linked, snap}
   }
 
-  /** Copies of live entries into the pack `part` (made afresh), as copied: stat and sha256 (COPY_IN, a round trip per batch). */
-  private async copyIn(part: string, rels: string[]): Promise<Map<string, RemoteTreeEntry & {hash?: string}>> {
+  /**
+   * The files of the tree as deployed of `release` whose copies its own pack holds (the files
+   * that deploy wrote), by path; undefined when it cannot be read as written (then nothing is
+   * linked from it: the files are copied).
+   */
+  private async deployedCopies(release: string): Promise<Map<string, ManifestEntry> | undefined> {
+    if (!ID_PATTERN.test(release)) return undefined
+    const r = await this.conn.run(DEPLOYED_READ, [`${this.deployedDir}/${release}`], {exact: true})
+    const nul = r.stdout.indexOf(0)
+    if (r.exitCode !== 0 || nul === -1) return undefined
+    try {
+      const meta = JSON.parse(r.stdout.toString('utf8', 0, nul)) as DeployedMeta
+      const sha = meta?.release === release ? meta.root?.[''] : undefined
+      const json = zlib.gunzipSync(r.stdout.subarray(nul + 1))
+      if (typeof sha !== 'string' || sha256(json) !== sha) return undefined
+      return ownFileRows(json, `deployed/${release}`)
+    } catch {
+      return undefined
+    }
+  }
+
+  /**
+   * Hard links of `from`'s copies of live entries (by index) into the pack `part` (made afresh),
+   * a round trip per batch (LINK_IN); the indexes of those that could not be linked, to copy.
+   */
+  private async linkIn(part: string, from: string, indexes: number[], live: [string, unknown][]): Promise<number[]> {
+    const failed: number[] = []
+    let at = 0
+    for (const [i, batch] of (indexes.length ? batches(indexes.map((k) => live[k]![0])) : [[]]).entries()) {
+      const r = await this.conn.run(LINK_IN, [from, part, i === 0 ? '1' : '0', ...batch], {
+        timeoutMs: Math.max(this.conn.settings.timeoutMs, 600_000),
+      })
+      if (r.exitCode === 3) failed.push(...indexes.slice(at, at + batch.length))
+      else if (r.exitCode !== 0)
+        throw new Error(
+          `backup (linking copies on the host) on ${this.conn.host.name} failed (exit ${r.exitCode}): ${r.stderr.trim()}`,
+        )
+      at += batch.length
+    }
+    return failed
+  }
+
+  /**
+   * Copies of live entries into the pack `part` (made afresh when `fresh`), as copied: stat and
+   * sha256 (COPY_IN, a round trip per batch).
+   */
+  private async copyIn(
+    part: string,
+    rels: string[],
+    fresh = true,
+  ): Promise<Map<string, RemoteTreeEntry & {hash?: string}>> {
     const copies = new Map<string, RemoteTreeEntry & {hash?: string}>()
     for (const [i, batch] of (rels.length ? batches(rels) : [[]]).entries()) {
+      if (!fresh && batch.length === 0) break // the pack was made (linkIn)
       const out = await this.conn.must(
         'backup (copying changed files on the host)',
         COPY_IN,
-        [this.config.target, part, i === 0 ? '1' : '0', ...batch.map((p) => `./${p}`)],
+        [this.config.target, part, i === 0 && fresh ? '1' : '0', ...batch.map((p) => `./${p}`)],
         {timeoutMs: Math.max(this.conn.settings.timeoutMs, 600_000), exact: true},
       )
       if (batch.length)
@@ -501,7 +620,7 @@ export class SshBackupStore implements BackupStore {
       dir,
       id,
       JSON.stringify(meta),
-      gz.toString('base64'),
+      base64Bytes(gz),
       copies <= FLUSH_EACH_MAX ? '1' : '0',
       kind,
     ])
@@ -546,14 +665,13 @@ export class SshBackupStore implements BackupStore {
       }
     }
     const deleted = [...base.snap.manifest.keys()].filter((rel) => rel !== MARKER_NAME && !dst.entries.has(rel))
-    const text = JSON.stringify({
-      v: 2,
-      base: base.id,
-      packs: [`deployed/${release}`],
-      entries,
-      deleted,
-    } satisfies ManifestFile)
-    return {sha: sha256(text), gz: zlib.gzipSync(text, {level: 1}), copies: written.length}
+    // As JSON.stringify({v, base, packs, entries, deleted}) writes it, a row at a time (ManifestOut).
+    const out = new ManifestOut()
+    const head: ManifestFile = {v: 2, base: base.id, packs: [`deployed/${release}`], entries: []}
+    out.write(`${JSON.stringify(head).slice(0, -3)}[`)
+    for (let i = 0; i < entries.length; i++) out.write((i ? ',' : '') + JSON.stringify(entries[i]))
+    out.write(`],"deleted":${JSON.stringify(deleted)}}`)
+    return {...out.end(), copies: written.length}
   }
 
   async deployedFiles(release: string): Promise<Manifest | undefined> {
@@ -1064,22 +1182,123 @@ function parseManifest(
   return snap
 }
 
-/** A backup's manifest, JSON (its sha256 is the metadata's `root['']`) and gzipped (as stored). */
+/**
+ * The file rows `[path, 'f', mode, size, sha256, pack]` of a version 2 manifest's JSON whose pack
+ * is `pack`, read from its bytes (as JSON.stringify writes it): no string of the whole manifest and
+ * no array per row, which for 20,000 rows is megabytes more at a deploy's peak. Undefined when it is
+ * not such a manifest. `["` starts a row or an array of strings (never inside a string: a quote there
+ * is escaped); what is not a file row is skipped.
+ */
+export function ownFileRows(json: Buffer, pack: string): Map<string, ManifestEntry> | undefined {
+  const head = '{"v":2,'
+  const packsAt = json.indexOf('"packs":[')
+  if (json.toString('latin1', 0, head.length) !== head || packsAt === -1) return undefined
+  const packsEnd = json.indexOf(']', packsAt)
+  const packs = JSON.parse(json.toString('utf8', packsAt + 8, packsEnd + 1)) as string[]
+  const own = packs.indexOf(pack)
+  if (own === -1) return undefined
+  const out = new Map<string, ManifestEntry>()
+  let p = 0
+  const int = () => {
+    const from = p
+    let v = 0
+    while (json[p]! >= 0x30 && json[p]! <= 0x39) v = v * 10 + json[p++]! - 0x30
+    return p > from && p - from < 16 ? v : -1
+  }
+  const skip = (text: string) => {
+    for (let k = 0; k < text.length; k++) if (json[p + k] !== text.charCodeAt(k)) return false
+    p += text.length
+    return true
+  }
+  for (let at = json.indexOf('["', packsEnd); at !== -1; at = json.indexOf('["', p)) {
+    p = at + 2
+    let escaped = false
+    while (p < json.length && json[p] !== 0x22) {
+      if (json[p] === 0x5c) {
+        escaped = true
+        p++
+      }
+      p++
+    }
+    if (p >= json.length) break
+    const rel = escaped
+      ? (JSON.parse(json.toString('utf8', at + 1, p + 1)) as string)
+      : json.toString('utf8', at + 2, p)
+    p++
+    if (!skip(',"f",')) continue
+    const mode = int()
+    if (mode < 0 || !skip(',')) continue
+    const size = int()
+    if (size < 0 || !skip(',"')) continue
+    const hash = json.toString('latin1', p, p + 64)
+    p += 64
+    if (!/^[0-9a-f]{64}$/.test(hash) || !skip('",')) continue
+    if (int() === own && skip(']')) out.set(rel, {type: 'file', mode, size, hash})
+  }
+  return out
+}
+
+/** A backup's manifest: the sha256 of its JSON (the metadata's `root['']`) and the JSON gzipped (as stored). */
 interface Encoded {
   sha: string
-  text: string
   gz: Buffer
   /** A delta: the backup whose full manifest it changes. */
   base?: string
 }
 
+/** Characters of JSON per piece of ManifestOut: a string below V8's large-object size, gone at the next scavenge. */
+const PIECE = 96 * 1024
+
+/**
+ * A manifest's JSON written in pieces: each is hashed, gzipped (a gzip member each: a gzip file
+ * may hold several, and gunzip reads them as one) and handed to `sink` (the manifest cache) as it
+ * comes. Neither the JSON nor an array of its rows is ever whole: at 20,000 entries they were
+ * megabytes at a deploy's peak.
+ */
+class ManifestOut {
+  private readonly hash = crypto.createHash('sha256')
+  private readonly gz: Buffer[] = []
+  private piece: string[] = []
+  private size = 0
+
+  constructor(private readonly sink?: (piece: string) => void) {}
+
+  write(text: string): void {
+    this.piece.push(text)
+    this.size += text.length
+    if (this.size >= PIECE) this.flush()
+  }
+
+  end(): {sha: string; gz: Buffer} {
+    this.flush()
+    return {sha: this.hash.digest('hex'), gz: Buffer.concat(this.gz)}
+  }
+
+  private flush(): void {
+    const text = this.piece.join('')
+    this.piece = []
+    this.size = 0
+    if (!text) return
+    this.hash.update(text)
+    this.gz.push(zlib.gzipSync(text, {level: 1}))
+    this.sink?.(text)
+  }
+}
+
 /** A manifest written whole: every entry, each file and symlink with the index of its pack. */
-function encodeFull(snap: Snap): Encoded {
-  const packs: string[] = []
-  const packIndex = new Map<string, number>()
-  const entries: Row[] = []
-  for (const [rel, e] of snap.manifest) entries.push(row(rel, e, snap.packs.get(rel), packs, packIndex))
-  return encode({v: 2, packs, entries})
+function encodeFull(snap: Snap, sink?: (piece: string) => void): Encoded {
+  const packs = [...new Set(snap.packs.values())]
+  const packIndex = new Map(packs.map((p, i) => [p, i]))
+  // As JSON.stringify({v: 2, packs, entries}) writes it, a row at a time.
+  const out = new ManifestOut(sink)
+  out.write(`{"v":2,"packs":${JSON.stringify(packs)},"entries":[`)
+  let sep = ''
+  for (const [rel, e] of snap.manifest) {
+    out.write(sep + JSON.stringify(row(rel, e, snap.packs.get(rel), packs, packIndex)))
+    sep = ','
+  }
+  out.write(']}')
+  return out.end()
 }
 
 /**
@@ -1087,7 +1306,11 @@ function encodeFull(snap: Snap): Encoded {
  * the delta would outgrow the rule the host's hash record follows (patchOutgrows): then the
  * manifest is written whole, and later backups are deltas from it.
  */
-function encodeDelta(snap: Snap, full: {id: string; sha: string; snap: Snap}): Encoded | undefined {
+function encodeDelta(
+  snap: Snap,
+  full: {id: string; sha: string; snap: Snap},
+  sink?: (piece: string) => void,
+): Encoded | undefined {
   const base = full.snap
   const limit = (n: number) => patchOutgrows(base.manifest.size, n)
   const packs: string[] = []
@@ -1103,7 +1326,7 @@ function encodeDelta(snap: Snap, full: {id: string; sha: string; snap: Snap}): E
   const deleted: string[] = []
   for (const rel of base.manifest.keys()) if (!snap.manifest.has(rel)) deleted.push(rel)
   if (limit(entries.length + deleted.length)) return undefined
-  return {...encode({v: 2, base: full.id, baseSha: full.sha, packs, entries, deleted}), base: full.id}
+  return {...encode({v: 2, base: full.id, baseSha: full.sha, packs, entries, deleted}, sink), base: full.id}
 }
 
 function row(rel: string, e: ManifestEntry, at: string | undefined, packs: string[], index: Map<string, number>): Row {
@@ -1113,10 +1336,11 @@ function row(rel: string, e: ManifestEntry, at: string | undefined, packs: strin
   return e.type === 'symlink' ? [rel, 'l', e.mode, e.link, i] : [rel, 'f', e.mode, e.size, e.hash, i]
 }
 
-function encode(file: ManifestFile): Encoded {
-  const text = JSON.stringify(file)
+function encode(file: ManifestFile, sink?: (piece: string) => void): Encoded {
   // The manifest travels gzipped; its sha256 is of the JSON.
-  return {sha: sha256(text), text, gz: zlib.gzipSync(text, {level: 1})}
+  const out = new ManifestOut(sink)
+  out.write(JSON.stringify(file))
+  return out.end()
 }
 
 const sameManifestEntry = (a: ManifestEntry, b: ManifestEntry) =>

@@ -9,7 +9,15 @@ import fs from 'node:fs'
 import path from 'node:path'
 import zlib from 'node:zlib'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {makeWorkspace, removeWorkspaces, requireBuild, runCli, treeHash, type Workspace} from '../e2e/helpers.js'
+import {
+  makeWorkspace,
+  removeWorkspaces,
+  requireBuild,
+  runCli,
+  treeHash,
+  type Workspace,
+  writeFiles,
+} from '../e2e/helpers.js'
 import {type SshHost, startSshHost, stopSshHosts} from './sshd-host.mjs'
 
 const why = (r: {stdout: string; stderr: string}) =>
@@ -242,5 +250,85 @@ describe('SSH backups: packs and manifests on the host', {timeout: 240_000}, () 
     const back = await runCli(['rollback', '--to', 'initial', '--json'], {cwd: ws.src})
     expect(back.exitCode, why(back)).toBe(0)
     expect(treeHash(ws.live)).toBe(initial)
+  })
+  /**
+   * A workspace whose target does not exist yet, with more files than a backup links from a tree as
+   * deployed (ssh-backups.ts LINK_MIN), deployed once with --create-target: the backup before it
+   * was empty, so the next backup's predecessor holds nothing and the tree as deployed holds a copy
+   * of every file.
+   */
+  async function firstDeployed(keep = 5) {
+    const ws = makeWorkspace()
+    fs.rmSync(ws.live, {recursive: true, force: true})
+    writeFiles(
+      ws.src,
+      Object.fromEntries(Array.from({length: 150}, (_, i) => [`lib/m${i}.py`, `N = ${i}\n`.repeat(i + 1)])),
+    )
+    remote(ws, {keep})
+    const first = await runCli(['deploy', '--create-target', '--json'], {cwd: ws.src})
+    expect(first.exitCode, why(first)).toBe(0)
+    return {ws, release: first.json.release as string, tree: treeHash(ws.live)}
+  }
+  const deployedCopy = (ws: Workspace, release: string, rel: string) => path.join(ws.stateDir, 'deployed', release, rel)
+
+  it('the first backup after a first deploy links the copies the tree as deployed holds (never copies them again); it verifies, restores, and outlives that tree', async () => {
+    const {ws, release, tree} = await firstDeployed(3)
+    const v2 = await deploy(ws, 'v2')
+    const id = v2.json.backup.id as string
+    for (const rel of ['lib/m7.py', 'lib/m149.py', 'app/handlers.py']) {
+      const linked = fs.statSync(pack(ws, id, rel))
+      expect(linked.ino, rel).toBe(fs.statSync(deployedCopy(ws, release, rel)).ino)
+      expect(linked.ino, `${rel} is never a link to the live file`).not.toBe(fs.statSync(path.join(ws.live, rel)).ino)
+    }
+    expect(v2.json.backup.added, 'no file content added but the manifest').toBeLessThan(v2.json.backup.bytes / 2)
+    const verify = await runCli(['backups', 'verify', '--json'], {cwd: ws.src})
+    expect(verify.exitCode, why(verify)).toBe(0)
+    // Two more deploys: keep 3 prunes the first tree as deployed, not this backup: its links are its own.
+    await deploy(ws, 'v3')
+    await deploy(ws, 'v4')
+    expect(fs.existsSync(path.join(ws.stateDir, 'deployed', release))).toBe(false)
+    expect(backupIds(ws)).toContain(id)
+    const again = await runCli(['backups', 'verify', '--json'], {cwd: ws.src})
+    expect(again.exitCode, why(again)).toBe(0)
+    const back = await runCli(['rollback', '--to', release, '--json'], {cwd: ws.src})
+    expect(back.exitCode, why(back)).toBe(0)
+    expect(treeHash(ws.live)).toBe(tree)
+  })
+
+  it('a copy missing from the tree as deployed: its batch is copied from live instead, and no copy the tree holds is written through a link', async () => {
+    const {ws, release, tree} = await firstDeployed()
+    fs.rmSync(deployedCopy(ws, release, 'lib/m3.py'))
+    const kept = fs.readFileSync(deployedCopy(ws, release, 'lib/m4.py'))
+    const v2 = await deploy(ws, 'v2')
+    const id = v2.json.backup.id as string
+    for (const rel of ['lib/m3.py', 'lib/m4.py']) {
+      expect(fs.readFileSync(pack(ws, id, rel), 'utf8')).toBe(fs.readFileSync(path.join(ws.src, rel), 'utf8'))
+      expect(fs.statSync(pack(ws, id, rel)).nlink, rel).toBe(1)
+    }
+    expect(fs.statSync(deployedCopy(ws, release, 'lib/m4.py')).nlink).toBe(1)
+    expect(fs.readFileSync(deployedCopy(ws, release, 'lib/m4.py'))).toEqual(kept)
+    const verify = await runCli(['backups', 'verify', '--json'], {cwd: ws.src})
+    expect(verify.exitCode, why(verify)).toBe(0)
+    const back = await runCli(['rollback', '--to', release, '--json'], {cwd: ws.src})
+    expect(back.exitCode, why(back)).toBe(0)
+    expect(treeHash(ws.live)).toBe(tree)
+  })
+
+  it("a file edited on the host behind hotctl's back (same size and mtime) is copied from live, not linked from the tree as deployed", async () => {
+    const {ws, release} = await firstDeployed()
+    const rel = 'lib/m9.py'
+    const file = path.join(ws.live, rel)
+    const before = fs.statSync(file)
+    const edited = fs.readFileSync(file, 'utf8').replace('N = 9', 'N = 8')
+    fs.writeFileSync(file, edited)
+    fs.utimesSync(file, before.atime, before.mtime)
+    const v2 = await deploy(ws, 'v2')
+    const id = v2.json.backup.id as string
+    // The backup holds what was live (the edit), the tree as deployed what was deployed.
+    expect(fs.readFileSync(pack(ws, id, rel), 'utf8')).toBe(edited)
+    expect(fs.statSync(pack(ws, id, rel)).ino).not.toBe(fs.statSync(deployedCopy(ws, release, rel)).ino)
+    expect(fs.statSync(pack(ws, id, 'lib/m10.py')).ino).toBe(fs.statSync(deployedCopy(ws, release, 'lib/m10.py')).ino)
+    const verify = await runCli(['backups', 'verify', '--json'], {cwd: ws.src})
+    expect(verify.exitCode, why(verify)).toBe(0)
   })
 })

@@ -65,6 +65,20 @@ describe('remote quoting', () => {
     expect(r.stdout).toEqual(Buffer.from([0x61, 0xff, 0x27, 0xfe]))
   })
 
+  it('plain names, names that are not UTF-8 and bytes, mixed: each reaches the shell exactly, in order', () => {
+    const odd = decodeName(Buffer.from([0x62, 0xff, 0x27]))
+    const args = ['a b', odd, "it's", Buffer.from("c'\u00fc", 'utf8'), odd, '', Buffer.from('QUJD'), 'z']
+    const r = spawnSync('sh', ['-s'], {input: remoteScript(`for a; do printf '%s\\0' "$a"; done`, args)})
+    expect(r.status, String(r.stderr)).toBe(0)
+    const want = Buffer.concat(
+      args.flatMap((a) => [
+        typeof a === 'string' ? Buffer.from(a === odd ? [0x62, 0xff, 0x27] : Buffer.from(a)) : a,
+        Buffer.from([0]),
+      ]),
+    )
+    expect(r.stdout).toEqual(want)
+  })
+
   it('a script cut short runs nothing (one { } group)', () => {
     const full = remoteScript('echo ran', ['a'])
     const r = spawnSync('sh', ['-s'], {input: full.subarray(0, full.length - 3)})
