@@ -235,7 +235,8 @@ export function unusedObjects(gone: ManifestRoot[], kept: ManifestRoot[], store:
       }
       dirs.add(dir)
       candidates.add(chunk)
-      for (const row of rows) if (row[1] === 'f' && row[4]) candidates.add(row[4])
+      // Only names a store object can have: a damaged chunk must not make prune delete a path outside the store.
+      for (const row of rows) if (row[1] === 'f' && typeof row[4] === 'string' && isHash(row[4])) candidates.add(row[4])
     }
   if (candidates.size === 0) return candidates
   const order = new Set<string>()

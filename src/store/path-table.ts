@@ -221,7 +221,8 @@ export class PathTable {
       if (v !== 0) used++
       if (v > n || v < -1) return undefined
     }
-    if (used * 2 > index.length) return undefined
+    // `filled` (non-empty places) decides when inserts rehash: it must be the count, or the index could fill up.
+    if (used * 2 > index.length || used !== im.filled) return undefined
     const t = Object.create(PathTable.prototype) as PathTable
     Object.assign(t, {
       bytes: im.bytes,

@@ -296,7 +296,17 @@ export class LocalBackupStore implements BackupStore {
       walked && this.lastSigned?.tree === walked
         ? [...plan!.changes.added, ...plan!.changes.changed, ...plan!.changes.deleted, MARKER_NAME]
         : undefined
-    const snap = await snapshotTree(tree, cache, this.store, undefined, this.lastSigned, touched)
+    // A batch, as a backup's: the next backup reuses these objects once it finds them under their
+    // names (a stat), so they must be on disk before they appear there.
+    this.store.beginBatch()
+    let snap: Awaited<ReturnType<typeof snapshotTree>>
+    try {
+      snap = await snapshotTree(tree, cache, this.store, undefined, this.lastSigned, touched)
+    } catch (err) {
+      this.store.abortBatch()
+      throw err
+    }
+    this.store.makeDurable()
     this.store.flush()
     cache.save(cache.size > snap.files ? tree : undefined)
     this.deployed.write({release, time: new Date().toISOString(), root: snap.root, dirs: snap.dirs})

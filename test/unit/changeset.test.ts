@@ -464,6 +464,11 @@ describe('HashCache', () => {
     pastEnd.writeUInt32LE(1 << 30, at.ends)
     fs.writeFileSync(file, pastEnd)
     expect(HashCache.open(file).size).toBe(0)
+    // A count of filled places below the real one would let inserts fill the index up: refused.
+    const filledWrong = Buffer.from(good)
+    filledWrong.writeUInt32LE(head[3]! - 1, 16 + 3 * 4)
+    fs.writeFileSync(file, filledWrong)
+    expect(HashCache.open(file).size).toBe(0)
     fs.writeFileSync(file, good)
     expect(HashCache.open(file).size).toBe(40)
   })

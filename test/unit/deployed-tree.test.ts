@@ -249,3 +249,46 @@ describe("a rollback's restore and the record of the release it puts back", () =
     expect(meta.root['']).not.toBe(recorded.root[''])
   })
 })
+
+describe('recording the tree as deployed', () => {
+  it('writes its new objects durably before they appear under their names (the next backup trusts them by a stat)', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'hotctl-deployed-'))
+    dirs.push(root)
+    const live = path.join(root, 'live')
+    fs.mkdirSync(path.join(live, 'app'), {recursive: true})
+    fs.writeFileSync(path.join(live, 'app', 'main.py'), 'print(1)\n')
+    fs.writeFileSync(path.join(live, MARKER_NAME), '{"id":"20250101000001"}')
+    const objectsDir = path.join(root, 'state', 'objects')
+    const visible = () =>
+      fs.existsSync(objectsDir)
+        ? fs
+            .readdirSync(objectsDir)
+            .filter((d) => d.length === 2)
+            .flatMap((d) => fs.readdirSync(path.join(objectsDir, d)))
+            .sort()
+        : []
+    const seen: string[][] = []
+    const real = ObjectStore.prototype.makeDurable
+    const watch = vi.spyOn(ObjectStore.prototype, 'makeDurable').mockImplementation(function (this: ObjectStore) {
+      seen.push(visible())
+      real.call(this)
+    })
+    try {
+      await openTarget(
+        {
+          target: live,
+          stateDir: path.join(root, 'state'),
+          exclude: [],
+          protect: [],
+          hosts: [],
+        } as unknown as ResolvedConfig,
+        {warn: () => {}},
+      ).backups.recordDeployed('20250101000001')
+    } finally {
+      watch.mockRestore()
+    }
+    expect(seen.length).toBeGreaterThan(0)
+    expect(seen[0]).toEqual([]) // nothing under its name before the batch is made durable
+    expect(visible().length).toBeGreaterThan(0) // file content and listings, published
+  })
+})

@@ -1166,6 +1166,22 @@ describe('incremental prune (after a deploy)', () => {
     )
     expect(objects(stateDir)).toEqual(before)
   })
+
+  it("a removed backup's listing naming a path instead of an object makes prune delete nothing outside the store", async () => {
+    const {base, stateDir, open} = await threeBackups()
+    const outside = path.join(base, 'outside.txt')
+    fs.writeFileSync(outside, 'not the store')
+    const first = (await open(stateDir).list())[0]!
+    const chunk = path.join(stateDir, 'objects', first.root['']!.slice(0, 2), first.root['']!)
+    const rows = JSON.parse(fs.readFileSync(chunk, 'utf8')) as unknown[][]
+    const victim = path.relative(stateDir, outside) // pathOf: objects/<first two chars>/<name>
+    rows.push(['evil.txt', 'f', 0o644, 13, victim])
+    fs.chmodSync(chunk, 0o644)
+    fs.writeFileSync(chunk, JSON.stringify(rows)) // a removed backup's chunks are read, not checked
+    const r = await open(stateDir).prune(2, [], {incremental: true})
+    expect(r.removed).toEqual(['20250101000001'])
+    expect(fs.readFileSync(outside, 'utf8')).toBe('not the store')
+  })
 })
 
 describe('first backup copied on every core (parallelCopier)', () => {
