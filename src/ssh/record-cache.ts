@@ -41,12 +41,18 @@ export class RecordCache {
     }
   }
 
-  /** `gz` as stored on the host, and its JSON. */
-  write(gz: Buffer, text: string): void {
+  /** `gz` as stored on the host, and its JSON (UTF-8), written as it is (no copy of it made). */
+  write(gz: Buffer, json: Buffer): void {
     try {
       fs.mkdirSync(path.dirname(this.file), {recursive: true, mode: 0o700})
       const tmp = `${this.file}.${process.pid}.tmp`
-      fs.writeFileSync(tmp, `${sha256(gz)} ${sha256(text)}\n${text}`, {mode: 0o600})
+      const fd = fs.openSync(tmp, 'w', 0o600)
+      try {
+        fs.writeSync(fd, `${sha256(gz)} ${sha256(json)}\n`)
+        for (let at = 0; at < json.length; ) at += fs.writeSync(fd, json, at, json.length - at)
+      } finally {
+        fs.closeSync(fd)
+      }
       fs.renameSync(tmp, this.file)
     } catch {
       // only a cache

@@ -430,11 +430,15 @@ export class SshTarget implements Target {
         await this.conn.must('appending to the hash record', APPEND_RECORD, [patchFile, patch])
         record.saved(record.unsaved)
       } else {
-        const {gz, text} = record.stored(keep)
+        ;(globalThis as any).__mark?.('s0');
+        const {gz, json} = record.stored(keep)
+        ;(globalThis as any).__mark?.('s1 stored');
         await this.conn.upload(this.recordFile, gz, {atomic: true})
         await this.conn.must('removing the hash record patch', 'rm -f -- "$1"', [patchFile])
         record.saved()
-        recordCache(this.conn, this.recordFile).write(gz, text) // the next planning needs no copy of it from the host
+        ;(globalThis as any).__mark?.('s2 uploaded');
+        recordCache(this.conn, this.recordFile).write(gz, json) // the next planning needs no copy of it from the host
+        ;(globalThis as any).__mark?.('s3 cachewritten');
       }
     } catch (err) {
       verbose(`could not save the hash record on ${this.conn.host.name}: ${(err as Error).message}`)
@@ -494,7 +498,9 @@ export class SshTarget implements Target {
     const writes = [...changes.added, ...changes.changed]
     const written = new Set(writes)
     const gone = changes.deleted.filter((rel) => !written.has(rel))
+    ;(globalThis as any).__mark?.('v0');
     const remote = await statAndHash(this.conn, this.config.target, [...writes, ...gone])
+    ;(globalThis as any).__mark?.('v1 statAndHash done');
     const srcCache = this.sourceCache(source)
     const walked = plan.walk as RemotePlanWalk | undefined
     const bad: string[] = []
@@ -508,7 +514,9 @@ export class SshTarget implements Target {
       }
     }
     for (const rel of gone) if (remote.get(rel)) bad.push(rel)
+    ;(globalThis as any).__mark?.('v2 compared');
     srcCache.save()
+    ;(globalThis as any).__mark?.('v3 srcsaved');
     if (walked && bad.length === 0) {
       for (const rel of gone) {
         walked.record.delete(rel)
