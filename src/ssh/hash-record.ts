@@ -125,34 +125,33 @@ export class RemoteHashRecord {
 
   /** Only the paths `keep` says still exist are stored (the record never outgrows the tree). */
   serialize(keep: (rel: string) => boolean): Buffer {
-    return this.stored(keep).gz
+    return this.stored(keep)
   }
 
   /**
-   * `serialize`, with the JSON it gzipped, as bytes: built in pieces of about 64 KiB (no array of
-   * rows, no string of the whole record, which gzip would encode once more: at 20k files these were
-   * the peak of a first deploy's memory).
+   * `serialize`, its JSON handed to `json` in pieces of about 256 KiB as it is made (this
+   * controller's copy is written from them), each piece gzipped as a member of its own (gunzip
+   * reads the members as one): no array of rows, string or buffer of the whole JSON is made (at
+   * 20k files these were the peak of a first deploy's memory).
    */
-  stored(keep: (rel: string) => boolean): {gz: Buffer; json: Buffer} {
-    const pieces: Buffer[] = []
+  stored(keep: (rel: string) => boolean, json?: (piece: Buffer) => void): Buffer {
+    const gz: Buffer[] = []
     let piece = '['
-    let total = 0
+    const flush = (end: string) => {
+      const bytes = Buffer.from(piece + end, 'utf8')
+      piece = ''
+      json?.(bytes)
+      gz.push(zlib.gzipSync(bytes, {level: 1}))
+    }
     let first = true
     for (const [rel, r] of this.rows) {
       if (!keep(rel)) continue
       piece += first ? JSON.stringify(r) : `,${JSON.stringify(r)}`
       first = false
-      if (piece.length >= 1 << 16) {
-        pieces.push(Buffer.from(piece, 'utf8'))
-        total += pieces.at(-1)!.length
-        piece = ''
-      }
+      if (piece.length >= 1 << 18) flush('')
     }
-    pieces.push(Buffer.from(`${piece}]`, 'utf8'))
-    total += pieces.at(-1)!.length
-    const json = Buffer.concat(pieces, total)
-    pieces.length = 0
-    return {gz: zlib.gzipSync(json, {level: 1}), json}
+    flush(']')
+    return gz.length === 1 ? gz[0]! : Buffer.concat(gz)
   }
 }
 

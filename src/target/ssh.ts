@@ -430,15 +430,17 @@ export class SshTarget implements Target {
         await this.conn.must('appending to the hash record', APPEND_RECORD, [patchFile, patch])
         record.saved(record.unsaved)
       } else {
-        ;(globalThis as any).__mark?.('s0');
-        const {gz, json} = record.stored(keep)
-        ;(globalThis as any).__mark?.('s1 stored');
-        await this.conn.upload(this.recordFile, gz, {atomic: true})
-        await this.conn.must('removing the hash record patch', 'rm -f -- "$1"', [patchFile])
-        record.saved()
-        ;(globalThis as any).__mark?.('s2 uploaded');
-        recordCache(this.conn, this.recordFile).write(gz, json) // the next planning needs no copy of it from the host
-        ;(globalThis as any).__mark?.('s3 cachewritten');
+        // This controller's copy is written as the record is made, put in place once the host has it.
+        const copy = recordCache(this.conn, this.recordFile).writer()
+        try {
+          const gz = record.stored(keep, copy.add)
+          await this.conn.upload(this.recordFile, gz, {atomic: true})
+          await this.conn.must('removing the hash record patch', 'rm -f -- "$1"', [patchFile])
+          record.saved()
+          copy.commit(gz) // the next planning needs no copy of it from the host
+        } finally {
+          copy.abort()
+        }
       }
     } catch (err) {
       verbose(`could not save the hash record on ${this.conn.host.name}: ${(err as Error).message}`)
@@ -498,12 +500,14 @@ export class SshTarget implements Target {
     const writes = [...changes.added, ...changes.changed]
     const written = new Set(writes)
     const gone = changes.deleted.filter((rel) => !written.has(rel))
-    ;(globalThis as any).__mark?.('v0');
     const remote = await statAndHash(this.conn, this.config.target, [...writes, ...gone])
-    ;(globalThis as any).__mark?.('v1 statAndHash done');
     const srcCache = this.sourceCache(source)
     const walked = plan.walk as RemotePlanWalk | undefined
     const bad: string[] = []
+    // A first deploy hashes the whole source here: room for its rows made once, not grown by steps.
+    let unknown = 0
+    for (const rel of writes) if (!srcCache.knows(rel)) unknown++
+    if (unknown > 1024) srcCache.expect(unknown)
     for (const rel of writes) {
       const s = statEntry(path.join(source, rel))
       const d = remote.get(rel)
@@ -514,9 +518,7 @@ export class SshTarget implements Target {
       }
     }
     for (const rel of gone) if (remote.get(rel)) bad.push(rel)
-    ;(globalThis as any).__mark?.('v2 compared');
     srcCache.save()
-    ;(globalThis as any).__mark?.('v3 srcsaved');
     if (walked && bad.length === 0) {
       for (const rel of gone) {
         walked.record.delete(rel)
