@@ -14,6 +14,11 @@ export function shq(value: string): string {
 
 /** `shq` over a name's exact bytes (latin1 carries one byte per character to the wire), or over bytes as they are. */
 export function shqBytes(name: string | Buffer): Buffer {
+  return Buffer.concat(shqParts(name))
+}
+
+/** shqBytes as the pieces it joins (views of `name`'s bytes: a script of megabytes is joined once, in remoteScript). */
+function shqParts(name: string | Buffer): Buffer[] {
   const bytes = typeof name === 'string' ? encodeName(name) : name
   if (bytes.includes(0)) throw new Error('a NUL byte cannot be passed through a shell')
   const parts: Buffer[] = [Buffer.from("'")]
@@ -23,7 +28,7 @@ export function shqBytes(name: string | Buffer): Buffer {
     at = i + 1
   }
   parts.push(bytes.subarray(at), Buffer.from("'"))
-  return Buffer.concat(parts)
+  return parts
 }
 
 /**
@@ -44,7 +49,7 @@ export function remoteScript(script: string, args: (string | Buffer)[] = [], pre
     for (const x of a) {
       if (typeof x === 'string' && !hasEscapedBytes(x)) text.push(shq(x))
       else {
-        out.push(Buffer.from(`${text.join(' ')} `), shqBytes(x))
+        out.push(Buffer.from(`${text.join(' ')} `), ...shqParts(x))
         text = ['']
       }
     }

@@ -41,15 +41,71 @@ export class RecordCache {
     }
   }
 
-  /** `gz` as stored on the host, and its JSON. */
-  write(gz: Buffer, text: string): void {
+  /** `gz` as stored on the host, and its JSON (UTF-8). */
+  write(gz: Buffer, json: Buffer): void {
+    const copy = this.writer()
+    copy.add(json)
+    copy.commit(gz)
+  }
+
+  /**
+   * A new copy written as its JSON is made (`add`, in order; see RemoteHashRecord.stored), put in
+   * place by `commit` with the gzip the host stored; `abort` (a no-op after commit) removes it.
+   * No copy of the whole JSON is held.
+   */
+  writer(): {add: (piece: Buffer) => void; commit: (gz: Buffer) => void; abort: () => void} {
+    const tmp = `${this.file}.${process.pid}.tmp`
+    const sum = crypto.createHash('sha256')
+    let fd: number | undefined
+    const abort = () => {
+      if (fd === undefined) return
+      try {
+        fs.closeSync(fd)
+        fs.rmSync(tmp, {force: true})
+      } catch {
+        // only a cache
+      }
+      fd = undefined
+    }
     try {
       fs.mkdirSync(path.dirname(this.file), {recursive: true, mode: 0o700})
-      const tmp = `${this.file}.${process.pid}.tmp`
-      fs.writeFileSync(tmp, `${sha256(gz)} ${sha256(text)}\n${text}`, {mode: 0o600})
-      fs.renameSync(tmp, this.file)
+      fd = fs.openSync(tmp, 'w', 0o600)
+      writeAll(fd, Buffer.alloc(HEADER, ' ')) // `<sha256 of the gzip> <sha256 of the JSON>\n`, once both are known
     } catch {
-      // only a cache
+      abort()
+    }
+    return {
+      add: (piece) => {
+        if (fd === undefined) return
+        try {
+          sum.update(piece)
+          writeAll(fd, piece)
+        } catch {
+          abort()
+        }
+      },
+      commit: (gz) => {
+        if (fd === undefined) return
+        try {
+          writeAll(fd, Buffer.from(`${sha256(gz)} ${sum.digest('hex')}\n`), 0)
+          fs.closeSync(fd)
+          fd = undefined
+          fs.renameSync(tmp, this.file)
+        } catch {
+          if (fd !== undefined) abort()
+          else fs.rm(tmp, {force: true}, () => undefined) // only a cache
+        }
+      },
+      abort,
     }
   }
+}
+
+/** The copy's first line: two sha256 in hex, a space between, a newline. */
+const HEADER = 64 + 1 + 64 + 1
+
+/** Writes all of `buf` to `fd` (at `position`, else where the file is). */
+function writeAll(fd: number, buf: Buffer, position?: number): void {
+  for (let at = 0; at < buf.length;)
+    at += fs.writeSync(fd, buf, at, buf.length - at, position === undefined ? null : position + at)
 }

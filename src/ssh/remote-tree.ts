@@ -97,14 +97,14 @@ export async function walkRemoteWithRecord(
     at = 2
   } else {
     const gz = section()
-    let text: string | undefined
+    let json: Buffer | undefined
     try {
-      text = gz.length > 0 ? zlib.gunzipSync(gz).toString('utf8') : undefined
+      json = gz.length > 0 ? zlib.gunzipSync(gz) : undefined
     } catch {
       // an unreadable record is an empty one (RemoteHashRecord.parseBase)
     }
-    base = RemoteHashRecord.parseBase(text)
-    if (text !== undefined) cache.write(gz, text)
+    base = RemoteHashRecord.parseBase(json?.toString('utf8'))
+    if (json !== undefined) cache.write(gz, json)
   }
   const record = RemoteHashRecord.withPatch(base, section())
   return {tree: parseRemoteList(r.stdout.subarray(at), root, skip, protect), record}

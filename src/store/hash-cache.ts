@@ -424,6 +424,8 @@ export class HashCache {
   /** Room for `more` new rows at once (a first backup records every file): no copy of the arrays per growth step. */
   expect(more: number): void {
     this.reserve(this.slots.count + more)
+    const {size, bytesUsed} = this.slots
+    this.slots.reserve(this.slots.count + more, more * (size > 0 ? Math.ceil(bytesUsed / size) : 32))
   }
 
   /** Room for `n` slots (grown by half again, so appends stay amortised O(1)). */

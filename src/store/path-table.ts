@@ -285,6 +285,13 @@ export class PathTable {
     return slot
   }
 
+  /** Room for `n` slots in all and `bytes` more path bytes, made at once (no copy per growth step). */
+  reserve(n: number, bytes: number): void {
+    if (n > this.starts.length) this.grow(n)
+    this.room(bytes)
+    if (indexSize(n + 1) > this.index.length) this.rehash(indexSize(n + 1))
+  }
+
   private room(n: number): void {
     if (this.used + n <= this.bytes.length) return
     const next = Buffer.allocUnsafe(Math.max(this.used + n, Math.ceil(this.bytes.length * 1.5)))
@@ -306,8 +313,8 @@ export class PathTable {
   }
 
   /** A bigger index (room for twice the live paths), without the removed paths' places. */
-  private rehash(): void {
-    const index = new Int32Array(indexSize(this.size * 2))
+  private rehash(size = indexSize(this.size * 2)): void {
+    const index = new Int32Array(size)
     const mask = index.length - 1
     for (let s = 0; s < this.count; s++) {
       if (this.flags[s]! & DEAD) continue

@@ -430,11 +430,17 @@ export class SshTarget implements Target {
         await this.conn.must('appending to the hash record', APPEND_RECORD, [patchFile, patch])
         record.saved(record.unsaved)
       } else {
-        const {gz, text} = record.stored(keep)
-        await this.conn.upload(this.recordFile, gz, {atomic: true})
-        await this.conn.must('removing the hash record patch', 'rm -f -- "$1"', [patchFile])
-        record.saved()
-        recordCache(this.conn, this.recordFile).write(gz, text) // the next planning needs no copy of it from the host
+        // This controller's copy is written as the record is made, put in place once the host has it.
+        const copy = recordCache(this.conn, this.recordFile).writer()
+        try {
+          const gz = record.stored(keep, copy.add)
+          await this.conn.upload(this.recordFile, gz, {atomic: true})
+          await this.conn.must('removing the hash record patch', 'rm -f -- "$1"', [patchFile])
+          record.saved()
+          copy.commit(gz) // the next planning needs no copy of it from the host
+        } finally {
+          copy.abort()
+        }
       }
     } catch (err) {
       verbose(`could not save the hash record on ${this.conn.host.name}: ${(err as Error).message}`)
@@ -498,6 +504,10 @@ export class SshTarget implements Target {
     const srcCache = this.sourceCache(source)
     const walked = plan.walk as RemotePlanWalk | undefined
     const bad: string[] = []
+    // A first deploy hashes the whole source here: room for its rows made once, not grown by steps.
+    let unknown = 0
+    for (const rel of writes) if (!srcCache.knows(rel)) unknown++
+    if (unknown > 1024) srcCache.expect(unknown)
     for (const rel of writes) {
       const s = statEntry(path.join(source, rel))
       const d = remote.get(rel)

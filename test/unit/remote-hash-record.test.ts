@@ -55,3 +55,60 @@ describe('RemoteHashRecord patch', () => {
     expect(r.patch()).toBeDefined()
   })
 })
+
+describe('RemoteHashRecord stored in pieces', () => {
+  it('a record past one piece is several gzip members that read back as one; the copy here is the same JSON', async () => {
+    const {RecordCache} = await import('../../src/ssh/record-cache.js')
+    const fs = await import('node:fs')
+    const os = await import('node:os')
+    const path = await import('node:path')
+    const zlib = await import('node:zlib')
+    const n = 5000 // about 600 KiB of JSON: three pieces
+    const r = RemoteHashRecord.parse(undefined)
+    for (let i = 0; i < n; i++) r.set(`dir/file-${i}`, entry(i, 100 + i), hash('e'))
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hotctl-record-cache-'))
+    try {
+      const cache = new RecordCache('host:22', '/state/cache/target-hashes.json.gz', dir)
+      const copy = cache.writer()
+      const pieces: Buffer[] = []
+      const gz = r.stored(
+        (rel) => rel !== 'dir/file-7',
+        (piece) => {
+          pieces.push(piece)
+          copy.add(piece)
+        },
+      )
+      expect(pieces.length).toBeGreaterThan(1)
+      let members = 0
+      for (
+        let i = gz.indexOf(Buffer.from([0x1f, 0x8b, 8]));
+        i !== -1;
+        i = gz.indexOf(Buffer.from([0x1f, 0x8b, 8]), i + 1)
+      )
+        members++
+      expect(members).toBeGreaterThan(1)
+      const json = zlib.gunzipSync(gz).toString('utf8')
+      expect(json).toBe(Buffer.concat(pieces).toString('utf8'))
+      expect((JSON.parse(json) as unknown[]).length).toBe(n - 1) // `keep` left one out
+
+      const back = RemoteHashRecord.parse(gz)
+      expect(back.peek('dir/file-4999', entry(4999, 5099))).toBe(hash('e'))
+      expect(back.knows('dir/file-7')).toBe(false)
+
+      expect(cache.read()).toBeUndefined() // nothing in place before commit
+      copy.commit(gz)
+      copy.abort() // a no-op once committed
+      const read = cache.read()
+      expect(read?.text).toBe(json)
+      expect(read?.sha).toBe((await import('node:crypto')).createHash('sha256').update(gz).digest('hex'))
+      expect(fs.readdirSync(dir)).toHaveLength(1) // no temporary file left
+
+      const aborted = new RecordCache('host:22', '/other.json.gz', dir).writer()
+      aborted.add(Buffer.from('[]'))
+      aborted.abort()
+      expect(fs.readdirSync(dir)).toHaveLength(1)
+    } finally {
+      fs.rmSync(dir, {recursive: true, force: true})
+    }
+  })
+})
