@@ -254,31 +254,43 @@ describe("uwsgi: a chain reload already running drops hotctl's trigger", {timeou
       ws.setVersion('v2')
       const first = await runCli(['deploy', '--json'], {cwd: ws.src, timeoutMs: 120_000})
       expect(first.exitCode, why(first)).toBe(0)
-      await new Promise((r) => setTimeout(r, 6000)) // the deploy's own chain is over
       // Someone else asks for a chain reload; once its first worker has respawned (with the code
       // still live), hotctl deploys: uWSGI drops hotctl's trigger while that chain runs, and the
-      // worker already replaced keeps the old code while the next ones load the new.
-      const logged = server.log().length
-      fs.writeFileSync(server.fifo!, 'c')
-      const deadline = Date.now() + 20_000
-      let pid: number | undefined
-      for (;;) {
-        pid ??= Number(/Respawned uWSGI worker 1 \(new pid: (\d+)\)/.exec(server.log().slice(logged))?.[1]) || undefined
-        if (pid) {
-          const r = await fetch(`${server.base}/`, {headers: {connection: 'close'}})
-          if (r.ok && ((await r.json()) as {pid: number}).pid === pid) break
+      // worker already replaced keeps the old code while the next ones load the new. On a loaded
+      // machine that chain can be over before hotctl's trigger comes (seen in CI): uWSGI's log
+      // tells, and the scenario is then set up again (at most 3 times; never produced: a failure).
+      for (let attempt = 1; ; attempt++) {
+        await new Promise((r) => setTimeout(r, 6000)) // the last deploy's own chain is over
+        const logged = server.log().length
+        fs.writeFileSync(server.fifo!, 'c')
+        const deadline = Date.now() + 20_000
+        let pid: number | undefined
+        for (;;) {
+          pid ??=
+            Number(/Respawned uWSGI worker 1 \(new pid: (\d+)\)/.exec(server.log().slice(logged))?.[1]) || undefined
+          if (pid) {
+            const r = await fetch(`${server.base}/`, {headers: {connection: 'close'}})
+            if (r.ok && ((await r.json()) as {pid: number}).pid === pid) break
+          }
+          if (Date.now() > deadline)
+            throw new Error(`uWSGI's respawned worker 1 did not answer within 20s:\n${server.log()}`)
+          await new Promise((r) => setTimeout(r, 50))
         }
-        if (Date.now() > deadline)
-          throw new Error(`uWSGI's respawned worker 1 did not answer within 20s:\n${server.log()}`)
-        await new Promise((r) => setTimeout(r, 50))
+        const before = server.log().length
+        ws.setVersion(`v${2 + attempt}`)
+        const r = await runCli(['deploy', '--json'], {cwd: ws.src, timeoutMs: 120_000})
+        const seen = await answers(server.base)
+        expect(r.exitCode, why(r)).toBe(0)
+        const release = r.json.release as string
+        expect(seen.filter((x) => x !== release)).toEqual([])
+        const dropped = server.log().slice(before).includes('chain reload already running')
+        if (!dropped) {
+          if (attempt < 3) continue
+          throw new Error(`uWSGI never dropped hotctl's trigger in 3 attempts:\n${server.log()}`)
+        }
+        expect(r.stderr, why(r)).toMatch(/no sign of the reload, firing its trigger again/)
+        break
       }
-      ws.setVersion('v3')
-      const r = await runCli(['deploy', '--json'], {cwd: ws.src, timeoutMs: 120_000})
-      const seen = await answers(server.base)
-      expect(r.exitCode, why(r)).toBe(0)
-      expect(r.stderr, why(r)).toMatch(/no sign of the reload, firing its trigger again/)
-      const release = r.json.release as string
-      expect(seen.filter((x) => x !== release)).toEqual([])
     },
   )
 })
