@@ -2,6 +2,7 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import {cacheFileWriter} from './cache-file.js'
 
 /** Temp files of `writer` in this process. */
 let pieces = 0
@@ -82,44 +83,14 @@ export class ManifestCache {
    * piece, then `done(sha)` once the manifest is committed, or `drop` it.
    */
   writer(): {write: (piece: string) => void; done: (sha: string) => void; drop: () => void} {
-    let fd: number | undefined
-    const tmp = path.join(this.dir, `.${process.pid}.${++pieces}.tmp`)
-    const drop = () => {
-      if (fd === undefined) return
-      try {
-        fs.closeSync(fd)
-        fs.rmSync(tmp, {force: true})
-      } catch {
-        // only a cache
-      }
-      fd = undefined
-    }
-    try {
-      fs.mkdirSync(this.dir, {recursive: true, mode: 0o700})
-      fd = fs.openSync(tmp, 'w', 0o600)
-    } catch {
-      fd = undefined
-    }
+    const out = cacheFileWriter(path.join(this.dir, `.${process.pid}.${++pieces}.tmp`))
     return {
-      write: (piece) => {
-        try {
-          if (fd !== undefined) fs.writeSync(fd, piece)
-        } catch {
-          drop()
-        }
-      },
+      write: out.write,
       done: (sha) => {
-        if (fd === undefined || !/^[0-9a-f]{64}$/.test(sha)) return drop()
-        try {
-          fs.closeSync(fd)
-          fd = undefined
-          fs.renameSync(tmp, path.join(this.dir, `${sha}.json`))
-          this.trim()
-        } catch {
-          fs.rmSync(tmp, {force: true})
-        }
+        if (!/^[0-9a-f]{64}$/.test(sha)) return out.drop()
+        if (out.finish(path.join(this.dir, `${sha}.json`))) this.trim()
       },
-      drop,
+      drop: out.drop,
     }
   }
 

@@ -2,6 +2,7 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import {cacheFileWriter} from './cache-file.js'
 
 /**
  * This controller's copy of a host's hash record base (see RemoteHashRecord), one per host and
@@ -54,58 +55,19 @@ export class RecordCache {
    * No copy of the whole JSON is held.
    */
   writer(): {add: (piece: Buffer) => void; commit: (gz: Buffer) => void; abort: () => void} {
-    const tmp = `${this.file}.${process.pid}.tmp`
+    // `<sha256 of the gzip> <sha256 of the JSON>\n` first, written once both are known.
+    const out = cacheFileWriter(`${this.file}.${process.pid}.tmp`, HEADER)
     const sum = crypto.createHash('sha256')
-    let fd: number | undefined
-    const abort = () => {
-      if (fd === undefined) return
-      try {
-        fs.closeSync(fd)
-        fs.rmSync(tmp, {force: true})
-      } catch {
-        // only a cache
-      }
-      fd = undefined
-    }
-    try {
-      fs.mkdirSync(path.dirname(this.file), {recursive: true, mode: 0o700})
-      fd = fs.openSync(tmp, 'w', 0o600)
-      writeAll(fd, Buffer.alloc(HEADER, ' ')) // `<sha256 of the gzip> <sha256 of the JSON>\n`, once both are known
-    } catch {
-      abort()
-    }
     return {
       add: (piece) => {
-        if (fd === undefined) return
-        try {
-          sum.update(piece)
-          writeAll(fd, piece)
-        } catch {
-          abort()
-        }
+        sum.update(piece)
+        out.write(piece)
       },
-      commit: (gz) => {
-        if (fd === undefined) return
-        try {
-          writeAll(fd, Buffer.from(`${sha256(gz)} ${sum.digest('hex')}\n`), 0)
-          fs.closeSync(fd)
-          fd = undefined
-          fs.renameSync(tmp, this.file)
-        } catch {
-          if (fd !== undefined) abort()
-          else fs.rm(tmp, {force: true}, () => undefined) // only a cache
-        }
-      },
-      abort,
+      commit: (gz) => void out.finish(this.file, Buffer.from(`${sha256(gz)} ${sum.digest('hex')}\n`)),
+      abort: out.drop,
     }
   }
 }
 
 /** The copy's first line: two sha256 in hex, a space between, a newline. */
 const HEADER = 64 + 1 + 64 + 1
-
-/** Writes all of `buf` to `fd` (at `position`, else where the file is). */
-function writeAll(fd: number, buf: Buffer, position?: number): void {
-  for (let at = 0; at < buf.length;)
-    at += fs.writeSync(fd, buf, at, buf.length - at, position === undefined ? null : position + at)
-}
