@@ -699,9 +699,11 @@ export class ObjectStore {
       const hash = digests.toString('hex', i * 32, i * 32 + 32)
       out.hashes.push(hash)
       if (this.has(hash)) {
-        // Stored before this batch (what the batch stages is counted when staged, and a name is
-        // staged once): the copy goes, never moved unsynced over the stored object.
-        if (b.states[i] === STAGED.new) fs.rmSync(path.join(st.dir, hash.slice(0, 2), hash), {force: true})
+        // Stored before this batch: the copy goes, never moved unsynced over the stored object. Not
+        // when it was counted earlier in this batch: batches are copied at the same time, so its
+        // twin ('already') can come first, and this copy is the staged file that twin counted.
+        if (b.states[i] === STAGED.new && fs.existsSync(this.pathOf(hash)))
+          fs.rmSync(path.join(st.dir, hash.slice(0, 2), hash), {force: true})
         continue
       }
       st.fans.add(hash.slice(0, 2))

@@ -25,7 +25,7 @@ import {
   writeManifest,
 } from '../../src/store/manifest.js'
 import {ObjectStore} from '../../src/store/objects.js'
-import {putPool} from '../../src/store/put-pool.js'
+import {putPool, STAGED} from '../../src/store/put-pool.js'
 import {fsPath} from '../../src/file-names.js'
 import {
   applyRestore,
@@ -1204,6 +1204,30 @@ describe('first backup copied on every core (parallelCopier)', () => {
     return {base, live}
   }
   const skip = compilePatterns([])
+
+  it("a staged object whose 'already' twin (from a batch copied at the same time) is taken first stays staged and is published", () => {
+    const base = tmpDir()
+    const store = new ObjectStore(path.join(base, 'store'))
+    store.beginBatch()
+    const body = Buffer.from('same content in two files\n')
+    const hash = crypto.createHash('sha256').update(body).digest('hex')
+    const st = (store as unknown as {stage: {dir: string}}).stage
+    fs.mkdirSync(path.join(st.dir, hash.slice(0, 2)), {recursive: true})
+    fs.writeFileSync(path.join(st.dir, hash.slice(0, 2), hash), body) // what the copy that made it wrote
+    const batch = (state: number) => ({
+      digests: Uint8Array.from(Buffer.from(hash, 'hex')),
+      sizes: Float64Array.of(body.length),
+      states: Uint8Array.of(state),
+    })
+    const absorb = (
+      store as unknown as {absorb: (s: unknown, b: unknown, d: string, r: string[]) => unknown}
+    ).absorb.bind(store)
+    absorb(st, batch(STAGED.already), `${base}/`, ['b.txt']) // the twin, from the batch walked first
+    absorb(st, batch(STAGED.new), `${base}/`, ['a.txt']) // the copy that created it
+    store.makeDurable()
+    store.flush()
+    expect(fs.readFileSync(store.pathOf(hash))).toEqual(body)
+  })
 
   it('stages every file on worker threads too, and makes the snapshot a one-by-one copy makes', async () => {
     const {base, live} = bigFirstTree()
