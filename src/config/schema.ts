@@ -75,6 +75,15 @@ const status = httpRequest
     grace: duration
       .default('5s')
       .describe('HTTP 5xx or refused connections for longer than this after the reload fail it'),
+    probes: z
+      .number()
+      .int()
+      .min(1)
+      .max(32)
+      .default(4)
+      .describe(
+        'Status requests sent at once per poll once the release shows up: a server that hands new connections to one idle worker (uWSGI) shows its others only to requests that overlap',
+      ),
     retrigger: duration
       .default('10s')
       .describe(

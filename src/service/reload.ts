@@ -261,6 +261,19 @@ export class RetriggerClock {
   }
 }
 
+/** How much each verdict says against "live": a burst counts as its worst answer. */
+const WEIGHT: Record<Verdict['kind'], number> = {failed: 4, restart: 4, waiting: 2, down: 1, match: 0}
+const weigh = (v: Verdict) => WEIGHT[v.kind] + (v.kind === 'waiting' && (v.noAnswer || !v.other) ? -1.5 : 0)
+
+/**
+ * The answer of a burst of polls: a failed or restart state first; then another release (a worker
+ * on the old code, which also ends the grace period, as a lone poll's would); then 5xx or refused;
+ * then no answer; a match only when every answer matched.
+ */
+export function worstOf(verdicts: Verdict[]): Verdict {
+  return verdicts.reduce((worst, v) => (weigh(v) > weigh(worst) ? v : worst))
+}
+
 export interface ConfirmFailure {
   name: string
   kind: 'failed' | 'restart' | 'down' | 'timeout' | 'interrupted'
@@ -323,10 +336,13 @@ async function confirmOne(
   )
   let note = ''
   for (;;) {
-    const reading = await reportedVersion(status, signal, 0)
+    // Settling, a poll is a burst: one at a time, uWSGI hands every connection to the same idle
+    // worker, so a worker left on the old code (a dropped chain reload) would never answer.
+    const n = track.settling ? status.probes : 1
+    const readings = await Promise.all(Array.from({length: n}, () => reportedVersion(status, signal, 0)))
     if (signal.aborted) return {name: svc.name, kind: 'interrupted', message: 'interrupted'}
     const now = Date.now()
-    const verdict = judge(reading, status, expected)
+    const verdict = worstOf(readings.map((r) => judge(r, status, expected)))
     const step = track.step(verdict, now)
     if (step.kind === 'confirmed') return undefined
     if (step.kind !== 'pending') return {name: svc.name, kind: step.kind, message: step.message}

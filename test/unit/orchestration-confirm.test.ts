@@ -53,6 +53,7 @@ function setup(opts: {hot: boolean; restart?: boolean}) {
     settle: '100ms',
     grace: '5s',
     retrigger: '10s',
+    probes: 4,
   }
   const config = fakeConfig({
     services: [{name: 'app', trigger: {command: {argv: ['reload-app']}}, status}],

@@ -12,6 +12,7 @@ import {
   oneLine,
   RetriggerClock,
   reportedVersion,
+  worstOf,
   type StatusReading,
   type Verdict,
 } from '../../src/service/reload.js'
@@ -36,6 +37,12 @@ describe('status defaults', () => {
   })
   it('retrigger defaults to 10s', () => {
     expect(statusSpec().retrigger).toBe('10s')
+  })
+  it('probes defaults to 4; anything but a whole number from 1 to 32 is a config error naming the field', () => {
+    expect(statusSpec().probes).toBe(4)
+    expect(statusSpec(undefined, {probes: 1}).probes).toBe(1)
+    for (const bad of [0, 33, 2.5, '4'])
+      expect(() => statusSpec(undefined, {probes: bad})).toThrow(/reload\.status\.probes/)
   })
   it('a bad settle, grace or retrigger is a config error naming the field', () => {
     expect(() => statusSpec(undefined, {retrigger: 'often'})).toThrow(/reload\.status\.retrigger/)
@@ -239,6 +246,24 @@ describe('RetriggerClock (clock passed in)', () => {
   })
 })
 
+describe('worstOf (a burst of polls counts as its worst answer)', () => {
+  const match: Verdict = {kind: 'match'}
+  const old: Verdict = {kind: 'waiting', why: 'reports version "R1"', other: true}
+  const silent: Verdict = {kind: 'waiting', why: 'timed out', noAnswer: true}
+  const down: Verdict = {kind: 'down', why: 'status answered HTTP 502'}
+  const failed: Verdict = {kind: 'failed', why: 'rejected'}
+  it('a match only when every answer matched', () => {
+    expect(worstOf([match, match, match])).toBe(match)
+    expect(worstOf([match, old, match])).toBe(old)
+    expect(worstOf([match, silent])).toBe(silent)
+  })
+  it('a failed state over everything; another release over 5xx (a worker still up); 5xx over silence', () => {
+    expect(worstOf([old, down, failed, match])).toBe(failed)
+    expect(worstOf([down, old, silent])).toBe(old)
+    expect(worstOf([silent, down, match])).toBe(down)
+  })
+})
+
 // ---------------------------------------------------------------------------------------------
 // confirmLive against a real local HTTP server whose answers the test scripts.
 
@@ -293,6 +318,48 @@ describe('confirmLive (real HTTP)', {timeout: 30_000}, () => {
     expect(await confirmLive([svc('web', s.url, {settle: '600ms'})], 'R2', {timeoutMs: 10_000})).toEqual([])
     expect(s.requests()).toBeGreaterThanOrEqual(9) // 6 scripted + at least 3 in the last window
     expect(Date.now() - t).toBeGreaterThanOrEqual(600)
+  })
+
+  it("sees a worker left on the old release behind one that takes every lone connection (uWSGI's idle worker)", async () => {
+    // Two "workers": the new one answers every request that arrives while it is idle (as the
+    // idle uWSGI worker wins each accept); the old one only what overlaps a request in flight.
+    let busy = 0
+    const seen = {new: 0, old: 0}
+    const server = http.createServer((_req, res) => {
+      const version = busy === 0 ? 'R2' : 'R1'
+      seen[version === 'R2' ? 'new' : 'old']++
+      busy++
+      setTimeout(() => {
+        busy--
+        res.setHeader('content-type', 'application/json')
+        res.end(JSON.stringify({version}))
+      }, 20)
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    servers.push({
+      url: '',
+      connections: () => 0,
+      requests: () => 0,
+      close: async () => {
+        server.closeAllConnections()
+        await new Promise((r) => server.close(r))
+      },
+    })
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/status`
+    const failures = await confirmLive([svc('web', url, {settle: '500ms'})], 'R2', {timeoutMs: 1500})
+    expect(seen.old).toBeGreaterThan(0)
+    expect(failures).toEqual([
+      {
+        name: 'web',
+        kind: 'timeout',
+        message: expect.stringMatching(/^reports version "R1" after reporting the release/),
+      },
+    ])
+    // One at a time (probes: 1, the old behaviour) the old worker never answers and the lie is
+    // confirmed: the case the bursts exist for.
+    seen.old = 0
+    expect(await confirmLive([svc('web', url, {settle: '500ms', probes: 1})], 'R2', {timeoutMs: 1500})).toEqual([])
+    expect(seen.old).toBe(0)
   })
 
   it('opens a new connection for every poll (a kept-alive one would stay with one worker)', async () => {
