@@ -32,7 +32,17 @@ export interface StatusReport {
     rollbacksLastHour: number
     restores: number
   }
-  services: {name: string; version: string | null; live: boolean | null; state?: unknown; error?: string}[]
+  services: {
+    name: string
+    version: string | null
+    /** Every answer reported the deployed release (null: no answer, or no release marker). */
+    live: boolean | null
+    state?: unknown
+    error?: string
+    /** Only when answers disagreed (workers on different code): how many answered, and the versions besides `version`. */
+    answers?: number
+    others?: {version: string | null; count: number}[]
+  }[]
   backups: number
 }
 
@@ -63,14 +73,20 @@ export async function collectStatus(ctx: OpContext): Promise<StatusReport> {
     config.services
       .filter((s) => s.status)
       .map(async (s) => {
-        const r = await reportedVersion(s.status!, ctx.signal)
-        const state = r.state // at reload.status.state
+        // As the confirm does: requests at once reach workers that lone ones never do (uWSGI).
+        const all = await Promise.all(
+          Array.from({length: s.status!.probes}, () => reportedVersion(s.status!, ctx.signal)),
+        )
+        const answered = all.filter((r) => !r.error)
+        const r = answered[0] ?? all[0]!
+        const others = otherVersions(answered, r.version)
         return {
           name: s.name,
           version: r.version,
-          live: r.error ? null : release ? r.version === release.id : null,
-          state,
+          live: r.error ? null : release ? answered.every((a) => a.version === release.id) : null,
+          state: r.state, // at reload.status.state
           error: r.error,
+          ...(others.length > 0 ? {answers: answered.length, others} : {}),
         }
       }),
   )
@@ -115,4 +131,14 @@ export async function collectStatus(ctx: OpContext): Promise<StatusReport> {
     services,
     backups: backups.length,
   }
+}
+
+/** The versions some answers reported other than `first`, each with how many reported it. */
+function otherVersions(
+  answers: {version: string | null}[],
+  first: string | null,
+): {version: string | null; count: number}[] {
+  const counts = new Map<string | null, number>()
+  for (const a of answers) if (a.version !== first) counts.set(a.version, (counts.get(a.version) ?? 0) + 1)
+  return [...counts].map(([version, count]) => ({version, count}))
 }

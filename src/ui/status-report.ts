@@ -52,7 +52,15 @@ function release(r: StatusReport['release']): string {
 function service(svc: StatusReport['services'][number]): string {
   if (svc.error) return chalk.red(`unreachable: ${svc.error}`)
   const live = svc.live ? chalk.green('(live)') : svc.live === false ? chalk.yellow('(not the deployed release)') : ''
-  return `reports ${svc.version ?? '(no version)'}${svc.state ? `, state ${String(svc.state)}` : ''} ${live}`
+  const name = (v: string | null) => v ?? '(no version)'
+  if (svc.others && svc.answers) {
+    // Workers on different code: a reload that did not reach every worker.
+    const rest = svc.others.map((o) => `${name(o.version)} in ${o.count}`).join(', ')
+    const first = svc.answers - svc.others.reduce((n, o) => n + o.count, 0)
+    const mixed = chalk.yellow('(workers on different releases: reload again, or roll back)')
+    return `reports ${name(svc.version)} in ${first} of ${svc.answers} answers, ${rest}${svc.state ? `, state ${String(svc.state)}` : ''} ${mixed}`
+  }
+  return `reports ${name(svc.version)}${svc.state ? `, state ${String(svc.state)}` : ''} ${live}`
 }
 
 function lock(l: StatusReport['lock']): string {

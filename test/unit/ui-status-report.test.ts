@@ -1,3 +1,5 @@
+import http from 'node:http'
+import type {AddressInfo} from 'node:net'
 import {stripVTControlCharacters} from 'node:util'
 import {describe, expect, it} from 'vitest'
 import {deploy, type DeployFlags} from '../../src/pipeline/deploy.js'
@@ -48,6 +50,44 @@ describe('renderStatus', () => {
       'Service  web: unreachable: GET http://127.0.0.1:1/status: connection refused',
       'Service  worker: reports 20250101000000 (not the deployed release)',
     ])
+  })
+
+  it('workers on different releases: requests at once reach a worker that lone ones never do, and status says so', async () => {
+    const f = await pipelineFixture({src: {'app.py': 'v2\n'}, live: {'app.py': 'v1\n'}, status: true})
+    const a = await deploy(f.ctx(), FLAGS)
+    expect(a.outcome).toBe('deployed')
+    // As uWSGI's idle worker takes every lone connection: the request that finds the server idle
+    // answers the deployed release; those overlapping it, an old worker's.
+    let busy = 0
+    const server = http.createServer((_req, res) => {
+      const version = busy === 0 ? a.release : '20200101000000'
+      busy++
+      setTimeout(() => {
+        busy--
+        res.writeHead(200, {'content-type': 'application/json'})
+        res.end(JSON.stringify({version, state: 'ready'}))
+      }, 20)
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/status`
+      const s = await collectStatus(f.ctx({reload: {status: {url}}}))
+      const svc = s.services[0]!
+      expect(svc.live).toBe(false)
+      expect(svc.answers).toBe(4)
+      expect([svc.version, ...svc.others!.map((o) => o.version)].sort()).toEqual(['20200101000000', a.release].sort())
+      expect(svc.others!.reduce((n, o) => n + o.count, 0)).toBeGreaterThan(0)
+      expect(lines(renderStatus(s))[2]).toMatch(
+        /^Service {2}service: reports \d{14} in \d of 4 answers, \d{14} in \d, state ready \(workers on different releases: reload again, or roll back\)$/,
+      )
+      // One request at a time only the idle worker answers: "live", the lie the bursts are there for.
+      const one = await collectStatus(f.ctx({reload: {status: {url, probes: 1}}}))
+      expect(one.services[0]).toMatchObject({version: a.release, live: true})
+      expect(one.services[0]!.others).toBeUndefined()
+    } finally {
+      server.closeAllConnections()
+      await new Promise((r) => server.close(r))
+    }
   })
 
   it('a held or stale lock, an interrupted operation and needing attention are each a line', () => {
