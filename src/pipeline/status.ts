@@ -39,9 +39,13 @@ export interface StatusReport {
     live: boolean | null
     state?: unknown
     error?: string
-    /** Only when answers disagreed (workers on different code): how many answered, and the versions besides `version`. */
+    /**
+     * Only when the requests sent at once disagreed (workers on different code, or some failing):
+     * how many were sent, the versions besides `version`, and those that got no usable answer.
+     */
     answers?: number
     others?: {version: string | null; count: number}[]
+    failed?: {count: number; error: string}
   }[]
   backups: number
 }
@@ -80,13 +84,20 @@ export async function collectStatus(ctx: OpContext): Promise<StatusReport> {
         const answered = all.filter((r) => !r.error)
         const r = answered[0] ?? all[0]!
         const others = otherVersions(answered, r.version)
+        // Some answered, some not (a worker answering 5xx): not live, and said.
+        const failed = r.error ? [] : all.filter((a) => a.error)
         return {
           name: s.name,
           version: r.version,
-          live: r.error ? null : release ? answered.every((a) => a.version === release.id) : null,
+          live: r.error
+            ? null
+            : release
+              ? failed.length === 0 && answered.every((a) => a.version === release.id)
+              : null,
           state: r.state, // at reload.status.state
           error: r.error,
-          ...(others.length > 0 ? {answers: answered.length, others} : {}),
+          ...(others.length > 0 || failed.length > 0 ? {answers: all.length, others} : {}),
+          ...(failed.length > 0 ? {failed: {count: failed.length, error: failed[0]!.error!}} : {}),
         }
       }),
   )

@@ -54,11 +54,16 @@ function service(svc: StatusReport['services'][number]): string {
   const live = svc.live ? chalk.green('(live)') : svc.live === false ? chalk.yellow('(not the deployed release)') : ''
   const name = (v: string | null) => v ?? '(no version)'
   if (svc.others && svc.answers) {
-    // Workers on different code: a reload that did not reach every worker.
-    const rest = svc.others.map((o) => `${name(o.version)} in ${o.count}`).join(', ')
-    const first = svc.answers - svc.others.reduce((n, o) => n + o.count, 0)
-    const mixed = chalk.yellow('(workers on different releases: reload again, or roll back)')
-    return `reports ${name(svc.version)} in ${first} of ${svc.answers} answers, ${rest}${svc.state ? `, state ${String(svc.state)}` : ''} ${mixed}`
+    // Workers on different code (a reload that did not reach every worker), or some failing.
+    const rest = svc.others.map((o) => `, ${name(o.version)} in ${o.count}`).join('')
+    const failed = svc.failed ? `, ${svc.failed.error} in ${svc.failed.count}` : ''
+    const first = svc.answers - svc.others.reduce((n, o) => n + o.count, 0) - (svc.failed?.count ?? 0)
+    const mixed = chalk.yellow(
+      svc.others.length > 0
+        ? '(workers on different releases: reload again, or roll back)'
+        : '(some requests failed: not every worker is healthy)',
+    )
+    return `reports ${name(svc.version)} in ${first} of ${svc.answers} answers${rest}${failed}${svc.state ? `, state ${String(svc.state)}` : ''} ${mixed}`
   }
   return `reports ${name(svc.version)}${svc.state ? `, state ${String(svc.state)}` : ''} ${live}`
 }

@@ -90,6 +90,35 @@ describe('renderStatus', () => {
     }
   })
 
+  it('a worker answering 5xx beside healthy ones: not live, and the line says how many failed', async () => {
+    const f = await pipelineFixture({src: {'app.py': 'v2\n'}, live: {'app.py': 'v1\n'}, status: true})
+    const a = await deploy(f.ctx(), FLAGS)
+    let busy = 0
+    const server = http.createServer((_req, res) => {
+      const ok = busy === 0
+      busy++
+      setTimeout(() => {
+        busy--
+        res.writeHead(ok ? 200 : 502, {'content-type': 'application/json'})
+        res.end(JSON.stringify({version: a.release, state: 'ready'}))
+      }, 20)
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/status`
+      // retries 0: a retried request would find the server idle and pass.
+      const s = await collectStatus(f.ctx({reload: {status: {url, retries: 0}}}))
+      expect(s.services[0]).toMatchObject({version: a.release, live: false, answers: 4, others: []})
+      expect(s.services[0]!.failed!.error).toMatch(/HTTP 502/)
+      expect(lines(renderStatus(s))[2]).toMatch(
+        /^Service {2}service: reports \d{14} in \d of 4 answers, status answered HTTP 502 in \d, state ready \(some requests failed: not every worker is healthy\)$/,
+      )
+    } finally {
+      server.closeAllConnections()
+      await new Promise((r) => server.close(r))
+    }
+  })
+
   it('a held or stale lock, an interrupted operation and needing attention are each a line', () => {
     const s: StatusReport = {
       target: '/srv/app',
