@@ -1,6 +1,6 @@
 import {operations, TARGET_CHANGING} from '../state/journal.js'
 import type {LockOwner} from '../state/lock.js'
-import {reportedVersion} from '../service/reload.js'
+import {reportedVersions} from '../service/reload.js'
 import type {OpContext} from './context.js'
 
 export interface StatusReport {
@@ -77,10 +77,8 @@ export async function collectStatus(ctx: OpContext): Promise<StatusReport> {
     config.services
       .filter((s) => s.status)
       .map(async (s) => {
-        // As the confirm does: requests at once reach workers that lone ones never do (uWSGI).
-        const all = await Promise.all(
-          Array.from({length: s.status!.probes}, () => reportedVersion(s.status!, ctx.signal)),
-        )
+        // A burst, as the confirm's: workers a lone request never reaches answer too.
+        const all = await reportedVersions(s.status!, s.status!.probes, ctx.signal)
         const answered = all.filter((r) => !r.error)
         const r = answered[0] ?? all[0]!
         const others = otherVersions(answered, r.version)

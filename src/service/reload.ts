@@ -113,6 +113,20 @@ export function oneLine(value: unknown): string | undefined {
   return line.length > 300 ? `${line.slice(0, 297)}...` : line
 }
 
+/**
+ * `n` status requests sent at once (reportedVersion's, in order). One at a time, a server whose
+ * workers share one socket (uWSGI) hands every connection to the same idle worker; requests that
+ * overlap reach the others. Never throws.
+ */
+export function reportedVersions(
+  status: StatusSpec,
+  n: number,
+  signal?: AbortSignal,
+  retries = status.retries,
+): Promise<StatusReading[]> {
+  return Promise.all(Array.from({length: n}, () => reportedVersion(status, signal, retries)))
+}
+
 /** How one status answer counts towards "the expected release is live". */
 export type Verdict =
   | {kind: 'match'}
@@ -261,9 +275,12 @@ export class RetriggerClock {
   }
 }
 
-/** How much each verdict says against "live": a burst counts as its worst answer. */
-const WEIGHT: Record<Verdict['kind'], number> = {failed: 4, restart: 4, waiting: 2, down: 1, match: 0}
-const weigh = (v: Verdict) => WEIGHT[v.kind] + (v.kind === 'waiting' && (v.noAnswer || !v.other) ? -1.5 : 0)
+/** How much a verdict says against "live" (see worstOf). */
+function weigh(v: Verdict): number {
+  if (v.kind === 'failed' || v.kind === 'restart') return 4
+  if (v.kind === 'waiting') return v.other && !v.noAnswer ? 3 : 1
+  return v.kind === 'down' ? 2 : 0
+}
 
 /**
  * The answer of a burst of polls: a failed or restart state first; then another release (a worker
@@ -336,10 +353,8 @@ async function confirmOne(
   )
   let note = ''
   for (;;) {
-    // Settling, a poll is a burst: one at a time, uWSGI hands every connection to the same idle
-    // worker, so a worker left on the old code (a dropped chain reload) would never answer.
-    const n = track.settling ? status.probes : 1
-    const readings = await Promise.all(Array.from({length: n}, () => reportedVersion(status, signal, 0)))
+    // Settling, a poll is a burst: a worker left on the old code (a dropped chain reload) answers.
+    const readings = await reportedVersions(status, track.settling ? status.probes : 1, signal, 0)
     if (signal.aborted) return {name: svc.name, kind: 'interrupted', message: 'interrupted'}
     const now = Date.now()
     const verdict = worstOf(readings.map((r) => judge(r, status, expected)))
